@@ -1,0 +1,54 @@
+# Sextant. The two set-up commands are `make run` and `make test`; everything
+# they need is installed by the targets below, into node_modules/ and into
+# $(SEXTANT_CACHE) (built binaries, by version, outside the clone).
+SHELL := /bin/bash
+export SEXTANT_CACHE ?= $(HOME)/.cache/sextant
+NODE_MODULES_STAMP := node_modules/.package-lock.json
+
+.PHONY: all deps gen build run test test-unit test-e2e bench tools tools-envoy tools-k8s tools-istio cluster-up cluster-down clean
+
+all: build
+
+$(NODE_MODULES_STAMP): package.json package-lock.json $(wildcard libs/*/package.json apps/*/package.json e2e/package.json bench/package.json)
+	npm ci --no-audit --no-fund
+	@touch $@
+
+deps: $(NODE_MODULES_STAMP)
+
+gen: deps
+	node libs/envoy/scripts/gen.mjs
+
+build: gen
+	npx tsc -b tsconfig.json
+
+run: build
+	node apps/sextant/bin/sextant.js discovery --config-dir examples/bookinfo
+
+# Real components the tests run against, cached by version under $(SEXTANT_CACHE).
+tools: tools-envoy tools-k8s tools-istio
+tools-envoy:
+	scripts/install-envoy.sh
+tools-k8s:
+	scripts/install-k8s.sh
+tools-istio:
+	scripts/install-istio.sh
+
+cluster-up: tools-k8s
+	scripts/cluster.sh up
+cluster-down:
+	scripts/cluster.sh down
+
+test: build tools
+	scripts/test.sh
+
+test-unit: build
+	scripts/test.sh unit
+
+test-e2e: build tools
+	scripts/test.sh e2e
+
+bench: build
+	node bench/dist/main.js
+
+clean:
+	rm -rf libs/*/dist apps/*/dist e2e/dist bench/dist libs/envoy/src/gen libs/envoy/build
