@@ -1,0 +1,42 @@
+/**
+ * The shape every configuration object has once it crossed validation: the
+ * Kubernetes envelope plus a typed body. `spec` is the validated spec for Istio
+ * kinds; Kubernetes core kinds keep their own top-level fields (e.g.
+ * EndpointSlice `endpoints`) in `body`.
+ */
+export interface ObjectMeta {
+  name: string;
+  namespace?: string | undefined;
+  labels?: Record<string, string> | undefined;
+  annotations?: Record<string, string> | undefined;
+  resourceVersion?: string | undefined;
+  generation?: number | undefined;
+  uid?: string | undefined;
+  creationTimestamp?: string | undefined;
+  ownerReferences?: Array<{ apiVersion: string; kind: string; name: string; uid?: string; controller?: boolean }> | undefined;
+}
+
+/** kind/namespace/name, the way operators name an object in errors and logs. */
+export interface ObjectKey {
+  kind: string;
+  namespace: string | undefined;
+  name: string;
+}
+
+export function keyString(k: ObjectKey): string {
+  return k.namespace ? `${k.kind}/${k.namespace}/${k.name}` : `${k.kind}/${k.name}`;
+}
+
+/** One problem with one object: what it is, where in it, and why. */
+export interface ValidationIssue {
+  kind: string;
+  namespace: string | undefined;
+  name: string;
+  /** Dotted path into the object, e.g. `spec.http[0].route[1].weight`. */
+  field: string;
+  reason: string;
+}
+
+export function formatIssue(i: ValidationIssue): string {
+  return `${keyString(i)}: ${i.field}: ${i.reason}`;
+}
