@@ -1,0 +1,111 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fromBinary } from '@bufbuild/protobuf';
+import {
+  DeltaDiscoveryResponseSchema,
+  DiscoveryResponseSchema,
+  ResourceEncoder,
+  TypeUrl,
+  decodeToJson,
+  encodeDeltaDiscoveryResponse,
+  encodeDeltaResource,
+  encodeDiscoveryResponse,
+  encodeJson,
+  encodeResource,
+} from './index.js';
+
+const cluster = {
+  name: 'outbound|9080||reviews.default.svc.cluster.local',
+  type: 'EDS',
+  connectTimeout: '10s',
+  edsClusterConfig: { edsConfig: { ads: {}, resourceApiVersion: 'V3' }, serviceName: 'outbound|9080||reviews.default.svc.cluster.local' },
+  metadata: { filterMetadata: { istio: { services: [{ host: 'reviews.default.svc.cluster.local', name: 'reviews', namespace: 'default' }] }, b: { x: 1 }, a: { y: 'z' } } },
+  perConnectionBufferLimitBytes: 32768,
+};
+
+test('equal content gives equal bytes whatever the key order of maps and Structs', () => {
+  const reordered = {
+    ...cluster,
+    metadata: { filterMetadata: { a: { y: 'z' }, b: { x: 1 }, istio: cluster.metadata.filterMetadata.istio } },
+  };
+  const a = encodeResource(TypeUrl.Cluster, cluster.name, cluster);
+  const b = encodeResource(TypeUrl.Cluster, cluster.name, reordered);
+  assert.deepEqual(Buffer.from(a.value), Buffer.from(b.value));
+  assert.equal(a.version, b.version);
+  const c = encodeResource(TypeUrl.Cluster, cluster.name, { ...cluster, connectTimeout: '5s' });
+  assert.notEqual(c.version, a.version);
+});
+
+test('JSON round-trips through binary in Envoy JSON form, durations and wrappers included', () => {
+  const json = decodeToJson(TypeUrl.Cluster, encodeJson(TypeUrl.Cluster, cluster)) as Record<string, unknown>;
+  assert.equal(json.connectTimeout, '10s');
+  assert.equal(json.perConnectionBufferLimitBytes, 32768);
+  assert.equal(json.type, 'EDS');
+});
+
+test('typed Anys inside resources are packed and expanded with @type', () => {
+  const listener = {
+    name: '0.0.0.0_9080',
+    address: { socketAddress: { address: '0.0.0.0', portValue: 9080 } },
+    filterChains: [
+      {
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typedConfig: {
+              '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+              statPrefix: 'outbound_0.0.0.0_9080',
+              rds: { routeConfigName: '9080', configSource: { ads: {}, resourceApiVersion: 'V3' } },
+              httpFilters: [{ name: 'envoy.filters.http.router', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+            },
+          },
+        ],
+      },
+    ],
+  };
+  const back = decodeToJson(TypeUrl.Listener, encodeJson(TypeUrl.Listener, listener));
+  assert.deepEqual(back, listener);
+});
+
+test('bad JSON is refused with the type and the reason', () => {
+  assert.throws(() => encodeJson(TypeUrl.Cluster, { name: 'x', connectTimeout: 'ten seconds' }), /envoy\.config\.cluster\.v3\.Cluster.*/);
+  assert.throws(() => encodeJson(TypeUrl.Cluster, { nmae: 'x' }), /cannot encode envoy\.config\.cluster\.v3\.Cluster/);
+});
+
+test('framed responses decode to the same resources as a normal encoder would give', () => {
+  const a = encodeResource(TypeUrl.Cluster, 'a', { ...cluster, name: 'a' });
+  const b = encodeResource(TypeUrl.Cluster, 'b', { ...cluster, name: 'b' });
+  const frame = encodeDiscoveryResponse({ typeUrl: TypeUrl.Cluster, nonce: 'n1', versionInfo: 'v1' }, [a.any, b.any]);
+  const msg = fromBinary(DiscoveryResponseSchema, frame);
+  assert.equal(msg.versionInfo, 'v1');
+  assert.equal(msg.nonce, 'n1');
+  assert.equal(msg.typeUrl, TypeUrl.Cluster);
+  assert.equal(msg.resources.length, 2);
+  assert.equal(msg.resources[0]?.typeUrl, TypeUrl.Cluster);
+  assert.deepEqual(Buffer.from(msg.resources[1]!.value), Buffer.from(b.value));
+
+  const delta = encodeDeltaDiscoveryResponse(
+    { typeUrl: TypeUrl.Cluster, nonce: 'n2', versionInfo: 'sys' },
+    [encodeDeltaResource(a.name, a.version, a.any)],
+    ['gone-1', 'gone-2'],
+  );
+  const d = fromBinary(DeltaDiscoveryResponseSchema, delta);
+  assert.equal(d.systemVersionInfo, 'sys');
+  assert.equal(d.resources[0]?.name, 'a');
+  assert.equal(d.resources[0]?.version, a.version);
+  assert.deepEqual(Buffer.from(d.resources[0]!.resource!.value), Buffer.from(a.value));
+  assert.deepEqual(d.removedResources, ['gone-1', 'gone-2']);
+});
+
+test('ResourceEncoder encodes identical content once and forgets what a cycle did not use', () => {
+  const enc = new ResourceEncoder();
+  const first = enc.encode(TypeUrl.Cluster, 'a', { ...cluster, name: 'a' });
+  const again = enc.encode(TypeUrl.Cluster, 'a', { ...cluster, name: 'a' });
+  assert.equal(first, again);
+  assert.equal(enc.misses, 1);
+  enc.sweep();
+  assert.equal(enc.encode(TypeUrl.Cluster, 'a', { ...cluster, name: 'a' }), first); // kept across one cycle
+  enc.sweep();
+  enc.sweep();
+  assert.equal(enc.size, 0);
+});
