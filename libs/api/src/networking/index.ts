@@ -1,12 +1,6 @@
-import { z } from 'zod';
-
-// Placeholder specs; the translation work replaces each with the full schema of
-// Istio's networking API (networking.istio.io v1/v1beta1/v1alpha3).
-export const VirtualServiceSpec = z.looseObject({});
-export const DestinationRuleSpec = z.looseObject({});
-export const GatewaySpec = z.looseObject({});
-export const ServiceEntrySpec = z.looseObject({});
-export const WorkloadEntrySpec = z.looseObject({});
-export const WorkloadGroupSpec = z.looseObject({});
-export const SidecarSpec = z.looseObject({});
-export const EnvoyFilterSpec = z.looseObject({});
+export * from './virtual-service.js';
+export * from './gateway.js';
+export * from './destination-rule.js';
+export * from './service-entry.js';
+export * from './sidecar.js';
+export * from './envoy-filter.js';

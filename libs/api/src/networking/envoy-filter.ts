@@ -1,0 +1,4 @@
+import { z } from 'zod';
+
+// Placeholder: replaced by the full schema of Istio's networking API.
+export const EnvoyFilterSpec = z.looseObject({});
