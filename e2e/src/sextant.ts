@@ -1,0 +1,135 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+export const sextantBin = join(repoRoot, 'apps', 'sextant', 'bin', 'sextant.js');
+
+export interface RunningSextant {
+  /** 127.0.0.1:<port> of the plaintext ADS server. */
+  xdsAddress: string;
+  /** 127.0.0.1:<port> of the TLS server (ADS + CSR API). */
+  secureAddress: string;
+  /** http://127.0.0.1:<port> of /ready and /debug/*. */
+  httpUrl: string;
+  monitoringUrl: string;
+  webhookUrl: string;
+  /** Every JSON log line so far. */
+  logs: Array<Record<string, unknown>>;
+  /** Resolves with the first log line matching, or rejects after the deadline. */
+  waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Sends SIGTERM and resolves with the exit code (SIGKILL after the deadline). */
+  stop(timeoutMs?: number): Promise<number | null>;
+  process: ChildProcess;
+}
+
+export interface StartSextantOptions {
+  configDir?: string;
+  kubeconfig?: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  /** How long to wait for /ready. */
+  readyTimeoutMs?: number;
+}
+
+/**
+ * Runs `sextant discovery` the way a user does, on 127.0.0.1 with every port
+ * chosen by the kernel, and waits until it is ready. The chosen ports come from
+ * the `listening` log lines the daemon prints.
+ */
+export async function startSextant(opts: StartSextantOptions): Promise<RunningSextant> {
+  const args = [sextantBin, 'discovery', '--listen-address', '127.0.0.1'];
+  for (const p of ['xds-port', 'secure-port', 'monitoring-port', 'http-port', 'webhook-port']) args.push(`--${p}`, '0');
+  if (opts.configDir) args.push('--config-dir', opts.configDir);
+  if (opts.kubeconfig) args.push('--kubeconfig', opts.kubeconfig);
+  args.push(...(opts.args ?? []));
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...opts.env } });
+  const logs: Array<Record<string, unknown>> = [];
+  const waiters: Array<{ match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  const rl = createInterface({ input: child.stderr! });
+  rl.on('line', (text) => {
+    let line: Record<string, unknown>;
+    try {
+      line = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      line = { msg: text, level: 'raw' };
+    }
+    logs.push(line);
+    if (process.env.SEXTANT_TEST_LOGS) process.stderr.write(text + '\n');
+    for (const w of [...waiters]) {
+      if (w.match(line)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  });
+  let exited = false;
+  child.once('exit', () => (exited = true));
+
+  const waitForLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs = 20_000) => {
+    const seen = logs.find(match);
+    if (seen) return Promise.resolve(seen);
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        waiters.splice(waiters.indexOf(w), 1);
+        reject(new Error(`sextant: no matching log line within ${timeoutMs} ms; last lines:\n${logs.slice(-15).map((l) => JSON.stringify(l)).join('\n')}`));
+      }, timeoutMs);
+      const w = { match, resolve: (l: Record<string, unknown>) => (clearTimeout(timer), resolve(l)) };
+      waiters.push(w);
+    });
+  };
+  const stop = async (timeoutMs = 10_000) => {
+    if (exited) return child.exitCode;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    const [code] = (await once(child, 'exit')) as [number | null];
+    clearTimeout(timer);
+    return code;
+  };
+
+  try {
+    const addr = async (server: string) => String((await waitForLog((l) => l.msg === 'listening' && l.server === server)).address);
+    const [xds, secure, http, monitoring, webhook] = await Promise.all(['xds', 'secure', 'http', 'monitoring', 'webhook'].map(addr));
+    const running: RunningSextant = {
+      xdsAddress: xds!,
+      secureAddress: secure!,
+      httpUrl: `http://${http}`,
+      monitoringUrl: `http://${monitoring}`,
+      webhookUrl: `https://${webhook}`,
+      logs,
+      waitForLog,
+      stop,
+      process: child,
+    };
+    await waitForReady(running.httpUrl, opts.readyTimeoutMs ?? 30_000);
+    return running;
+  } catch (err) {
+    await stop(2000);
+    throw err;
+  }
+}
+
+export async function waitForReady(httpUrl: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = '';
+  while (Date.now() < deadline) {
+    try {
+      const res = await fetch(`${httpUrl}/ready`);
+      if (res.status === 200) return;
+      last = `${res.status} ${await res.text()}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`sextant not ready within ${timeoutMs} ms: ${last}`);
+}
+
+/** GETs a debug endpoint as JSON. */
+export async function debugJson(httpUrl: string, path: string): Promise<unknown> {
+  const res = await fetch(`${httpUrl}${path}`);
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return res.json();
+}
