@@ -14,6 +14,7 @@ export type ToolName =
   | 'etcd'
   | 'kube-apiserver'
   | 'kube-controller-manager'
+  | 'kube-scheduler'
   | 'kwok'
   | 'helm'
   | 'pilot-agent'
