@@ -1,0 +1,134 @@
+import { parseArgs } from 'node:util';
+
+/**
+ * The daemon's flags (interface contract in docs/architecture.md). Every flag
+ * can also come from an environment variable: `--xds-port` ← `SEXTANT_XDS_PORT`.
+ */
+const discoveryFlags = {
+  'config-dir': { type: 'string' },
+  kubeconfig: { type: 'string' },
+  'listen-address': { type: 'string', default: '0.0.0.0' },
+  'xds-port': { type: 'string', default: '15010' },
+  'secure-port': { type: 'string', default: '15012' },
+  'monitoring-port': { type: 'string', default: '15014' },
+  'http-port': { type: 'string', default: '8080' },
+  'webhook-port': { type: 'string', default: '15017' },
+  'trust-domain': { type: 'string', default: 'cluster.local' },
+  'domain-suffix': { type: 'string', default: 'cluster.local' },
+  'ca-dir': { type: 'string' },
+  'jwks-file': { type: 'string' },
+  'jwt-issuer': { type: 'string' },
+  'max-cert-lifetime': { type: 'string', default: '2160h' },
+  'agentless-sds': { type: 'boolean', default: false },
+  'dns-names': { type: 'string', default: 'istiod.istio-system.svc,sextant.istio-system.svc' },
+  'debounce-after': { type: 'string', default: '100ms' },
+  'debounce-max': { type: 'string', default: '10s' },
+  'log-level': { type: 'string', default: 'info' },
+  namespace: { type: 'string', default: 'istio-system' },
+  'pod-name': { type: 'string' },
+} as const;
+
+export type DiscoveryFlagName = keyof typeof discoveryFlags;
+
+export interface DiscoveryConfig {
+  configDir: string | undefined;
+  kubeconfig: string | undefined;
+  inCluster: boolean;
+  listenAddress: string;
+  xdsPort: number;
+  securePort: number;
+  monitoringPort: number;
+  httpPort: number;
+  webhookPort: number;
+  trustDomain: string;
+  domainSuffix: string;
+  caDir: string | undefined;
+  jwksFile: string | undefined;
+  jwtIssuer: string | undefined;
+  maxCertLifetimeSeconds: number;
+  agentlessSds: boolean;
+  dnsNames: string[];
+  debounceAfterMs: number;
+  debounceMaxMs: number;
+  logLevel: string;
+  namespace: string;
+  podName: string;
+}
+
+export class FlagError extends Error {}
+
+function envName(flag: string): string {
+  return 'SEXTANT_' + flag.toUpperCase().replace(/-/g, '_');
+}
+
+/** Parses "100ms", "10s", "5m", "24h" or a number of milliseconds. */
+export function parseDuration(flag: string, value: string): number {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!m) throw new FlagError(`--${flag}: "${value}" is not a duration (e.g. 100ms, 10s, 5m, 24h)`);
+  const n = Number(m[1]);
+  const unit = m[2] ?? 'ms';
+  return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
+}
+
+function parsePort(flag: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new FlagError(`--${flag}: "${value}" is not a port (0-65535; 0 picks a free one)`);
+  return n;
+}
+
+export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = process.env): DiscoveryConfig {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    values = parseArgs({ args: argv, options: discoveryFlags, strict: true, allowPositionals: false }).values;
+  } catch (err) {
+    throw new FlagError((err as Error).message);
+  }
+  // A flag given on the command line wins; otherwise its SEXTANT_* variable; otherwise the default.
+  const given = new Set(argv.filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0]!));
+  const get = (flag: DiscoveryFlagName): string | undefined => {
+    if (!given.has(flag) && env[envName(flag)] !== undefined) return env[envName(flag)];
+    const v = values[flag];
+    return typeof v === 'boolean' ? String(v) : v;
+  };
+  const bool = (flag: DiscoveryFlagName) => {
+    const v = get(flag);
+    return v === 'true' || v === '1';
+  };
+  const inCluster = !!env.KUBERNETES_SERVICE_HOST && !get('config-dir') && !get('kubeconfig');
+  return {
+    configDir: get('config-dir'),
+    kubeconfig: get('kubeconfig'),
+    inCluster,
+    listenAddress: get('listen-address')!,
+    xdsPort: parsePort('xds-port', get('xds-port')!),
+    securePort: parsePort('secure-port', get('secure-port')!),
+    monitoringPort: parsePort('monitoring-port', get('monitoring-port')!),
+    httpPort: parsePort('http-port', get('http-port')!),
+    webhookPort: parsePort('webhook-port', get('webhook-port')!),
+    trustDomain: get('trust-domain')!,
+    domainSuffix: get('domain-suffix')!,
+    caDir: get('ca-dir'),
+    jwksFile: get('jwks-file'),
+    jwtIssuer: get('jwt-issuer'),
+    maxCertLifetimeSeconds: parseDuration('max-cert-lifetime', get('max-cert-lifetime')!) / 1000,
+    agentlessSds: bool('agentless-sds'),
+    dnsNames: get('dns-names')!.split(',').map((s) => s.trim()).filter(Boolean),
+    debounceAfterMs: parseDuration('debounce-after', get('debounce-after')!),
+    debounceMaxMs: parseDuration('debounce-max', get('debounce-max')!),
+    logLevel: get('log-level')!,
+    namespace: get('namespace')!,
+    podName: get('pod-name') ?? env.POD_NAME ?? `sextant-${process.pid}`,
+  };
+}
+
+export const translateFlags = {
+  f: { type: 'string', short: 'f', multiple: true },
+  filename: { type: 'string', multiple: true },
+  proxy: { type: 'string' },
+  metadata: { type: 'string' },
+  type: { type: 'string', default: 'all' },
+  o: { type: 'string', short: 'o', default: 'json' },
+  output: { type: 'string' },
+  'domain-suffix': { type: 'string', default: 'cluster.local' },
+  'trust-domain': { type: 'string', default: 'cluster.local' },
+} as const;

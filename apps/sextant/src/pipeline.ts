@@ -1,0 +1,103 @@
+import type { Logger, ObjectKey } from '@sextant/api';
+
+/**
+ * Debounces config changes into pushes, as istiod does: a burst of changes
+ * becomes one PushContext rebuild once the config has been quiet for
+ * `debounceAfterMs`, or at the latest `debounceMaxMs` after the first change.
+ * Endpoint-only changes take the same path but end in an EDS-only push.
+ *
+ * Generic over the context type so the wiring stays testable without the
+ * whole translation stack.
+ */
+export interface PushPipelineOptions<Ctx extends { version: string }, Scope> {
+  /** Builds a new immutable context from the current store contents. */
+  build(version: string): Ctx;
+  /** What the change between two contexts touches. */
+  scope(previous: Ctx | undefined, next: Ctx, changed: ObjectKey[]): Scope;
+  /** Sends the push (the xDS server's push, in the daemon). */
+  push(next: Ctx, scope: Scope | undefined, changed: ObjectKey[]): void;
+  debounceAfterMs: number;
+  debounceMaxMs: number;
+  log: Logger;
+  onBuilt?(ctx: Ctx, seconds: number): void;
+}
+
+export class PushPipeline<Ctx extends { version: string }, Scope> {
+  private current: Ctx | undefined;
+  private pendingKeys: ObjectKey[] = [];
+  private firstChangeAt = 0;
+  private quietTimer: NodeJS.Timeout | undefined;
+  private maxTimer: NodeJS.Timeout | undefined;
+  private counter = 0;
+  private stopped = false;
+
+  constructor(private readonly opts: PushPipelineOptions<Ctx, Scope>) {}
+
+  get context(): Ctx | undefined {
+    return this.current;
+  }
+
+  /** Builds the first context and pushes it in full (call once every source has synced). */
+  initialize(): Ctx {
+    this.current = this.rebuild([]);
+    this.opts.push(this.current, undefined, []);
+    return this.current;
+  }
+
+  /** Records changed objects; a rebuild follows after the debounce. */
+  changed(keys: ObjectKey[]): void {
+    if (this.stopped || keys.length === 0) return;
+    if (this.pendingKeys.length === 0) this.firstChangeAt = Date.now();
+    this.pendingKeys.push(...keys);
+    if (!this.current) return; // not initialized: the first build will see these
+    clearTimeout(this.quietTimer);
+    this.quietTimer = setTimeout(() => this.flush(), this.opts.debounceAfterMs);
+    if (!this.maxTimer) {
+      this.maxTimer = setTimeout(() => this.flush(), Math.max(0, this.opts.debounceMaxMs - (Date.now() - this.firstChangeAt)));
+    }
+  }
+
+  /** Rebuilds now with everything pending. */
+  flush(): void {
+    clearTimeout(this.quietTimer);
+    clearTimeout(this.maxTimer);
+    this.quietTimer = this.maxTimer = undefined;
+    if (this.stopped || !this.current || this.pendingKeys.length === 0) return;
+    const changed = this.pendingKeys;
+    this.pendingKeys = [];
+    const previous = this.current;
+    let next: Ctx;
+    try {
+      next = this.rebuild(changed);
+    } catch (err) {
+      // Never lose the last good context because a build failed: keep serving it.
+      this.opts.log.error({ err: (err as Error).stack ?? String(err), changed: changed.length }, 'push context build failed; still serving the previous config');
+      return;
+    }
+    this.current = next;
+    let scope: Scope;
+    try {
+      scope = this.opts.scope(previous, next, changed);
+    } catch (err) {
+      this.opts.log.error({ err: (err as Error).message }, 'push scope failed; pushing everything');
+      scope = undefined as Scope;
+    }
+    this.opts.push(next, scope, changed);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.quietTimer);
+    clearTimeout(this.maxTimer);
+  }
+
+  private rebuild(changed: ObjectKey[]): Ctx {
+    const started = process.hrtime.bigint();
+    const version = `${new Date().toISOString()}/${++this.counter}`;
+    const ctx = this.opts.build(version);
+    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+    this.opts.onBuilt?.(ctx, seconds);
+    this.opts.log.info({ version, changed: changed.length, seconds: Number(seconds.toFixed(4)) }, 'push context built');
+    return ctx;
+  }
+}
