@@ -40,3 +40,23 @@ export interface ValidationIssue {
 export function formatIssue(i: ValidationIssue): string {
   return `${keyString(i)}: ${i.field}: ${i.reason}`;
 }
+
+/**
+ * A validated configuration object as every source yields it (re-exported by
+ * `@sextant/sources`). `kind` is the Kubernetes kind (`Service`,
+ * `VirtualService`, ...), `group` its API group ('' for core), `version` the
+ * served version it arrived in. `body` is the validated object minus
+ * apiVersion/kind/metadata: `{ spec, status? }` for Istio kinds, the kind's own
+ * top-level fields (`spec`, `data`, `endpoints`, ...) for Kubernetes kinds.
+ */
+export interface ConfigObject<Body = unknown> {
+  kind: string;
+  group: string;
+  version: string;
+  metadata: ObjectMeta;
+  body: Body;
+}
+
+export function objectKey(o: { kind: string; metadata: { name: string; namespace?: string | undefined } }): ObjectKey {
+  return { kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name };
+}
