@@ -247,7 +247,7 @@ interface RawIssue {
 }
 
 function unknownKeyReason(key: string, known: string[], present: unknown): string {
-  const candidates = known.filter((k) => !(present && typeof present === 'object' && k in present));
+  const candidates = known.filter((k) => !(present && typeof present === 'object' && (present as Record<string, unknown>)[k] !== undefined));
   const guess = didYouMean(key, candidates);
   return guess ? `unknown field "${key}" (did you mean "${guess}"?)` : `unknown field "${key}"`;
 }
