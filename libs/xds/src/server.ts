@@ -1,0 +1,795 @@
+import { randomBytes } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '@sextant/api';
+import {
+  ControlPlaneSchema,
+  TypeUrl,
+  create,
+  decodeToJson,
+  encodeDeltaDiscoveryResponse,
+  encodeDeltaResource,
+  encodeDiscoveryResponse,
+  pushOrder,
+  shortTypeName,
+  toBinary,
+  toJson,
+  NodeSchema,
+  type DeltaDiscoveryRequest,
+  type DiscoveryRequest,
+  type EncodedResource,
+} from '@sextant/envoy';
+import { adsServiceDefinition, type Decoded } from './service.js';
+import type {
+  ConnectionStatus,
+  DiscoveryServerMetrics,
+  DiscoveryServerOptions,
+  Identity,
+  PushRequest,
+  ResourceGenerator,
+  TypeStatus,
+  WatchedResource,
+  XdsProxy,
+} from './types.js';
+
+type Call = grpc.ServerDuplexStream<Decoded<DiscoveryRequest | DeltaDiscoveryRequest>, Buffer>;
+
+const EDS = TypeUrl.ClusterLoadAssignment;
+/** Types where an empty first request means "everything" (the legacy wildcard). */
+const legacyWildcardTypes = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
+const EMPTY: ReadonlyMap<string, EncodedResource> = new Map();
+
+const short = (typeUrl: string) => shortTypeName[typeUrl] ?? typeUrl;
+
+/** Per stream and type URL: the subscription and what the client has been sent. */
+class TypeState implements WatchedResource {
+  wildcard = false;
+  names = new Set<string>();
+  /** What the client has, as far as the server knows: name → resource. SotW: last sent; Delta: sent or declared. */
+  sent: ReadonlyMap<string, EncodedResource> = EMPTY;
+  /** Delta only: name → version the client has (includes initial_resource_versions). */
+  known = new Map<string, string>();
+  versionSent?: string;
+  nonceSent?: string;
+  versionAcked?: string;
+  nonceAcked?: string;
+  lastNack?: TypeStatus['lastNack'];
+  nacks = 0;
+  /** At least one response went out since the subscription started. */
+  answered = false;
+  /** Sequence of the last shared frame this stream was sent for this type (nonces stay unique per stream). */
+  lastSeq = 0;
+  constructor(readonly typeUrl: string) {}
+}
+
+interface Pending {
+  full: boolean;
+  /** Types a request asked to be answered (initial request, new names). */
+  types: Set<string>;
+  /** Incremental EDS: names changed, with the latest incremental push. */
+  eds: Set<string>;
+  edsReq?: PushRequest;
+  reason: Set<string>;
+}
+
+class Connection {
+  proxy?: XdsProxy;
+  identity?: Identity;
+  readonly types = new Map<string, TypeState>();
+  pending?: Pending;
+  inflight = 0;
+  closed = false;
+  authPending = false;
+  buffered: Decoded<DiscoveryRequest | DeltaDiscoveryRequest>[] = [];
+  pushVersion?: string;
+  readonly connectedAt = new Date().toISOString();
+  log: Logger;
+  constructor(
+    readonly id: string,
+    readonly call: Call,
+    readonly delta: boolean,
+    readonly peer: string,
+    log: Logger,
+  ) {
+    this.log = log.child({ conn: id, peer });
+  }
+  need(): Pending {
+    return (this.pending ??= { full: false, types: new Set(), eds: new Set(), reason: new Set() });
+  }
+}
+
+interface SharedFrame {
+  seq: number;
+  nonce: string;
+  frame: Buffer;
+}
+
+/**
+ * The ADS server: SotW and Delta over one gRPC service, push orchestration with
+ * per-stream coalescing, and responses framed from cached resource bytes.
+ */
+export class DiscoveryServer {
+  private readonly opts: DiscoveryServerOptions;
+  private readonly log: Logger;
+  private readonly conns = new Map<string, Connection>();
+  /** EDS watchers by resource name, and EDS wildcard watchers: an endpoint change wakes only these. */
+  private readonly edsIndex = new Map<string, Set<Connection>>();
+  private readonly edsWildcard = new Set<Connection>();
+  private lastFull: PushRequest = { full: true, version: 'init', reason: ['initial'] };
+  private readonly runQueue = new Set<Connection>();
+  private draining = false;
+  private closing = false;
+  private seq = 0;
+  private connSeq = 0;
+  private readonly noncePrefix = randomBytes(4).toString('hex');
+  private readonly controlPlane?: Uint8Array;
+  private readonly maxQueued: number;
+  private readonly maxRequestBytes: number;
+  private readonly batch: number;
+  /** Whole-set SotW responses framed once per generator output (Map identity), type and version. */
+  private frames = new WeakMap<ReadonlyMap<string, EncodedResource>, Map<string, SharedFrame>>();
+  /** Delta Resource messages framed once per encoded resource. */
+  private deltaFrames = new WeakMap<EncodedResource, Uint8Array>();
+  private readonly m: DiscoveryServerMetrics = {
+    connections: 0,
+    pushes: 0,
+    bytesSent: 0,
+    nacks: 0,
+    staleNonces: 0,
+    badRequests: 0,
+    unknownTypes: 0,
+    coalesced: 0,
+    pushesByType: {},
+    nacksByType: {},
+  };
+  private readonly drainWaiters = new Set<() => void>();
+
+  constructor(opts: DiscoveryServerOptions) {
+    this.opts = opts;
+    this.log = opts.log;
+    this.maxQueued = Math.max(1, opts.maxQueuedPushes ?? 16);
+    this.maxRequestBytes = opts.maxRequestBytes ?? 4 * 1024 * 1024;
+    this.batch = Math.max(1, opts.pushBatch ?? 512);
+    if (opts.controlPlaneId) this.controlPlane = toBinary(ControlPlaneSchema, create(ControlPlaneSchema, { identifier: opts.controlPlaneId }));
+    for (const [typeUrl, gen] of Object.entries(opts.generators)) {
+      const src = gen as Partial<ChangeSource>;
+      if (typeof src.onChange === 'function' && typeUrl === EDS) {
+        src.onChange((names, version) => {
+          this.push({ full: false, version, reason: ['endpoints'], edsUpdates: names });
+        });
+      }
+    }
+  }
+
+  /** Registers ADS (SotW and Delta) on a grpc-js server. */
+  addTo(server: grpc.Server): void {
+    server.addService(adsServiceDefinition(() => this.maxRequestBytes), {
+      StreamAggregatedResources: (call: Call) => this.open(call, false),
+      DeltaAggregatedResources: (call: Call) => this.open(call, true),
+    });
+  }
+
+  /** Queues a push; streams coalesce pending pushes and each is served on its own. */
+  push(req: PushRequest): void {
+    if (req.full) {
+      this.lastFull = req;
+      for (const c of this.conns.values()) {
+        if (!c.proxy) continue;
+        let hit = true;
+        if (req.affects) {
+          try {
+            hit = req.affects(c.proxy);
+          } catch (err) {
+            c.log.error({ err: (err as Error).message, version: req.version }, 'push affects() failed; pushing this proxy');
+          }
+        }
+        if (hit) {
+          const p = c.need();
+          p.full = true;
+          for (const r of req.reason) p.reason.add(r);
+        }
+        if (c.pending) this.schedule(c);
+      }
+      return;
+    }
+    const names = req.edsUpdates ?? new Set<string>();
+    const touched = new Set<Connection>(this.edsWildcard);
+    for (const n of names) for (const c of this.edsIndex.get(n) ?? []) touched.add(c);
+    for (const c of touched) {
+      const p = c.need();
+      for (const n of names) p.eds.add(n);
+      p.edsReq = req;
+      for (const r of req.reason) p.reason.add(r);
+    }
+    // Streams waiting for readiness, or for a drained transport, are retried too.
+    for (const c of this.conns.values()) if (c.pending) this.schedule(c);
+  }
+
+  connections(): ConnectionStatus[] {
+    const out: ConnectionStatus[] = [];
+    for (const c of this.conns.values()) {
+      const types: TypeStatus[] = [];
+      for (const st of c.types.values()) {
+        const resources: Record<string, string> = {};
+        if (c.delta) for (const [n, v] of st.known) resources[n] = v;
+        else for (const [n, r] of st.sent) resources[n] = r.version;
+        types.push({
+          typeUrl: st.typeUrl,
+          wildcard: st.wildcard,
+          names: [...st.names].sort(),
+          versionSent: st.versionSent,
+          nonceSent: st.nonceSent,
+          versionAcked: st.versionAcked,
+          nonceAcked: st.nonceAcked,
+          lastNack: st.lastNack,
+          nacks: st.nacks,
+          resources,
+          ...(this.opts.generators[st.typeUrl] ? {} : { unknownType: true }),
+        });
+      }
+      out.push({
+        connectionId: c.id,
+        proxyId: c.proxy?.id ?? '',
+        peer: c.peer,
+        delta: c.delta,
+        connectedAt: c.connectedAt,
+        identity: c.identity,
+        pushVersion: c.pushVersion,
+        pending: c.pending !== undefined,
+        queuedWrites: c.inflight,
+        types,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * What was last sent to a stream (by connection ID, or the newest stream of a
+   * proxy ID), as Envoy JSON by type URL.
+   */
+  configDump(proxyIdOrConnectionId: string): unknown | undefined {
+    let c = this.conns.get(proxyIdOrConnectionId);
+    if (!c) for (const x of this.conns.values()) if (x.proxy?.id === proxyIdOrConnectionId) c = x;
+    if (!c?.proxy) return undefined;
+    const types: Record<string, unknown> = {};
+    for (const st of c.types.values()) {
+      types[st.typeUrl] = {
+        versionSent: st.versionSent,
+        versionAcked: st.versionAcked,
+        lastNack: st.lastNack,
+        resources: [...st.sent.values()].map((r) => ({ name: r.name, version: r.version, resource: decodeToJson(r.typeUrl, r.value) })),
+      };
+    }
+    return {
+      connectionId: c.id,
+      proxyId: c.proxy.id,
+      delta: c.delta,
+      node: toJson(NodeSchema, c.proxy.node),
+      types,
+    };
+  }
+
+  metrics(): DiscoveryServerMetrics {
+    return { ...this.m, connections: this.conns.size, pushesByType: { ...this.m.pushesByType }, nacksByType: { ...this.m.nacksByType } };
+  }
+
+  /**
+   * Drains: new streams are refused with UNAVAILABLE, streams get until graceMs
+   * to flush what was written, then end with OK so clients reconnect elsewhere.
+   */
+  async close(graceMs = 5000): Promise<void> {
+    this.closing = true;
+    const busy = () => [...this.conns.values()].some((c) => c.inflight > 0);
+    if (busy()) {
+      await new Promise<void>((resolve) => {
+        const check = () => {
+          if (busy()) return;
+          clearTimeout(timer);
+          this.drainWaiters.delete(check);
+          resolve();
+        };
+        const timer = setTimeout(() => {
+          this.drainWaiters.delete(check);
+          resolve();
+        }, graceMs);
+        this.drainWaiters.add(check);
+      });
+    }
+    for (const c of [...this.conns.values()]) {
+      this.forget(c);
+      try {
+        c.call.end();
+      } catch {
+        /* already gone */
+      }
+    }
+  }
+
+  // ---- streams ----
+
+  private open(call: Call, delta: boolean): void {
+    const peer = call.getPeer();
+    const id = `${this.noncePrefix}-${++this.connSeq}`;
+    const c = new Connection(id, call, delta, peer, this.log);
+    if (this.closing) {
+      this.endWith(c, grpc.status.UNAVAILABLE, 'server is shutting down');
+      return;
+    }
+    this.conns.set(id, c);
+    c.log.debug({ delta }, 'ADS stream opened');
+    call.on('data', (d: Decoded<DiscoveryRequest | DeltaDiscoveryRequest>) => {
+      if (c.closed) return;
+      if (c.authPending) {
+        c.buffered.push(d);
+        return;
+      }
+      this.safeHandle(c, d);
+    });
+    call.on('end', () => {
+      c.log.info({ proxy: c.proxy?.id }, 'ADS stream ended by client');
+      this.forget(c);
+      call.end();
+    });
+    call.on('cancelled', () => {
+      if (!c.closed) c.log.info({ proxy: c.proxy?.id }, 'ADS stream cancelled (client disconnected)');
+      this.forget(c);
+    });
+    call.on('error', (err: Error) => {
+      if (!c.closed) c.log.warn({ proxy: c.proxy?.id, err: err.message }, 'ADS stream error');
+      this.forget(c);
+    });
+    call.on('close', () => this.forget(c));
+    if (this.opts.authenticate) {
+      c.authPending = true;
+      this.opts
+        .authenticate(call as grpc.ServerDuplexStream<unknown, unknown>)
+        .then((identity) => {
+          if (c.closed) return;
+          if (identity) c.identity = identity;
+          c.authPending = false;
+          const queued = c.buffered;
+          c.buffered = [];
+          for (const d of queued) if (!c.closed) this.safeHandle(c, d);
+        })
+        .catch((err: unknown) => {
+          c.log.warn({ err: (err as Error)?.message ?? String(err) }, 'ADS stream refused: authentication failed');
+          this.endWith(c, grpc.status.UNAUTHENTICATED, `authentication failed: ${(err as Error)?.message ?? String(err)}`);
+        });
+    }
+  }
+
+  private safeHandle(c: Connection, d: Decoded<DiscoveryRequest | DeltaDiscoveryRequest>): void {
+    try {
+      if (!d.ok) {
+        this.m.badRequests++;
+        c.log.error({ proxy: c.proxy?.id, bytes: d.bytes, err: d.error }, 'ADS request rejected; ending stream');
+        this.endWith(c, d.oversized ? grpc.status.RESOURCE_EXHAUSTED : grpc.status.INVALID_ARGUMENT, d.error);
+        return;
+      }
+      if (!this.identify(c, d.msg)) return;
+      if (c.delta) this.onDelta(c, d.msg as DeltaDiscoveryRequest);
+      else this.onSotw(c, d.msg as DiscoveryRequest);
+    } catch (err) {
+      this.m.badRequests++;
+      c.log.error({ proxy: c.proxy?.id, err: (err as Error).message, stack: (err as Error).stack }, 'ADS request failed; ending stream');
+      this.endWith(c, grpc.status.INTERNAL, `request failed: ${(err as Error).message}`);
+    }
+  }
+
+  /** The first request must carry node.id; it defines the proxy for the life of the stream. */
+  private identify(c: Connection, req: DiscoveryRequest | DeltaDiscoveryRequest): boolean {
+    if (c.proxy) return true;
+    const node = req.node;
+    if (!node || !node.id) {
+      this.m.badRequests++;
+      const why = node ? 'first request has a node without node.id' : 'first request has no node (node.id is required)';
+      c.log.error({ typeUrl: req.typeUrl }, `ADS request rejected: ${why}`);
+      this.endWith(c, grpc.status.INVALID_ARGUMENT, why);
+      return false;
+    }
+    c.proxy = {
+      connectionId: c.id,
+      id: node.id,
+      node,
+      metadata: (node.metadata ?? {}) as Record<string, unknown>,
+      peer: c.peer,
+      identity: c.identity,
+      delta: c.delta,
+    };
+    c.log = c.log.child({ proxy: node.id });
+    c.log.info({ delta: c.delta, userAgent: node.userAgentName }, 'ADS stream connected');
+    return true;
+  }
+
+  /** Returns the type state, or undefined (logged, counted) for a type URL without a generator. */
+  private typeOf(c: Connection, typeUrl: string): ResourceGenerator | undefined {
+    if (!typeUrl) {
+      this.m.badRequests++;
+      c.log.error({}, 'ADS request rejected: type_url is empty');
+      return undefined;
+    }
+    const gen = this.opts.generators[typeUrl];
+    if (!gen) {
+      if (!c.types.has(typeUrl)) {
+        this.m.unknownTypes++;
+        this.m.badRequests++;
+        c.log.error({ typeUrl }, `ADS request for unknown type URL ${typeUrl}: this server has no generator for it; not answered`);
+        c.types.set(typeUrl, new TypeState(typeUrl));
+      }
+      return undefined;
+    }
+    return gen;
+  }
+
+  private onSotw(c: Connection, req: DiscoveryRequest): void {
+    const typeUrl = req.typeUrl;
+    if (!this.typeOf(c, typeUrl)) return;
+    let st = c.types.get(typeUrl);
+    if (req.errorDetail) {
+      if (!st || req.responseNonce !== st.nonceSent) return this.stale(c, typeUrl, req.responseNonce, st?.nonceSent);
+      this.nack(c, st, req.versionInfo, req.responseNonce, req.errorDetail.code, req.errorDetail.message);
+      return;
+    }
+    const wildcard = req.resourceNames.includes('*') || (req.resourceNames.length === 0 && legacyWildcardTypes.has(typeUrl) && (!st || st.wildcard));
+    const names = new Set(req.resourceNames.filter((n) => n !== '*'));
+    if (!st) {
+      // Initial request (or a reconnect carrying an old version/nonce): answer it.
+      st = new TypeState(typeUrl);
+      c.types.set(typeUrl, st);
+      this.subscribe(c, st, wildcard, names);
+      c.log.debug({ typeUrl, names: names.size, wildcard, version: req.versionInfo || undefined }, 'ADS subscribe');
+      this.requestResponse(c, typeUrl);
+      return;
+    }
+    if (req.responseNonce !== '' && req.responseNonce !== st.nonceSent) return this.stale(c, typeUrl, req.responseNonce, st.nonceSent);
+    if (req.responseNonce !== '') {
+      st.versionAcked = req.versionInfo;
+      st.nonceAcked = req.responseNonce;
+    }
+    if (st.wildcard !== wildcard || !sameNames(st.names, names)) {
+      this.subscribe(c, st, wildcard, names);
+      c.log.debug({ typeUrl, names: names.size, wildcard }, 'ADS resource names changed');
+      this.requestResponse(c, typeUrl);
+    } else if (req.responseNonce === '') {
+      // A repeated request without a nonce (the client restarted the type): answer it.
+      this.requestResponse(c, typeUrl);
+    }
+  }
+
+  private onDelta(c: Connection, req: DeltaDiscoveryRequest): void {
+    const typeUrl = req.typeUrl;
+    if (!this.typeOf(c, typeUrl)) return;
+    let st = c.types.get(typeUrl);
+    const sub = req.resourceNamesSubscribe;
+    const unsub = req.resourceNamesUnsubscribe;
+    if (!st) {
+      st = new TypeState(typeUrl);
+      c.types.set(typeUrl, st);
+      const wildcard = sub.includes('*') || (sub.length === 0 && legacyWildcardTypes.has(typeUrl));
+      this.subscribe(c, st, wildcard, new Set(sub.filter((n) => n !== '*')));
+      // On reconnect the client says what it has; only what differs is sent.
+      for (const [n, v] of Object.entries(req.initialResourceVersions)) st.known.set(n, v);
+      c.log.debug({ typeUrl, names: st.names.size, wildcard, initial: st.known.size }, 'ADS delta subscribe');
+      this.requestResponse(c, typeUrl);
+      return;
+    }
+    if (req.responseNonce !== '') {
+      if (req.responseNonce !== st.nonceSent) this.stale(c, typeUrl, req.responseNonce, st.nonceSent);
+      else if (req.errorDetail) this.nack(c, st, st.versionSent ?? '', req.responseNonce, req.errorDetail.code, req.errorDetail.message);
+      else {
+        st.versionAcked = st.versionSent;
+        st.nonceAcked = req.responseNonce;
+      }
+    }
+    // Subscription changes are diffs: they apply whatever the nonce.
+    if (sub.length === 0 && unsub.length === 0) return;
+    let wildcard = st.wildcard;
+    const names = new Set(st.names);
+    let added = false;
+    for (const n of unsub) {
+      if (n === '*') wildcard = false;
+      else {
+        names.delete(n);
+        if (!wildcard) {
+          st.known.delete(n);
+          if (st.sent.has(n)) {
+            const copy = new Map(st.sent);
+            copy.delete(n);
+            st.sent = copy;
+          }
+        }
+      }
+    }
+    for (const n of sub) {
+      if (n === '*') {
+        if (!wildcard) added = true;
+        wildcard = true;
+      } else if (!names.has(n)) {
+        names.add(n);
+        added = true;
+      }
+    }
+    if (!wildcard && st.wildcard) {
+      // Leaving wildcard: forget what is no longer subscribed.
+      for (const n of [...st.known.keys()]) if (!names.has(n)) st.known.delete(n);
+      st.sent = new Map([...st.sent].filter(([n]) => names.has(n)));
+    }
+    this.subscribe(c, st, wildcard, names);
+    if (added) this.requestResponse(c, typeUrl);
+  }
+
+  private stale(c: Connection, typeUrl: string, got: string, sent: string | undefined): void {
+    this.m.staleNonces++;
+    c.log.debug({ typeUrl, nonce: got, nonceSent: sent }, 'ADS request with a stale nonce ignored');
+  }
+
+  private nack(c: Connection, st: TypeState, version: string, nonce: string, code: number, message: string): void {
+    st.nacks++;
+    st.lastNack = { version, nonce, code, message, at: new Date().toISOString() };
+    this.m.nacks++;
+    const s = short(st.typeUrl);
+    this.m.nacksByType[s] = (this.m.nacksByType[s] ?? 0) + 1;
+    c.log.warn({ typeUrl: st.typeUrl, version, nonce, error: message }, `ADS NACK: proxy rejected ${s} version ${version}`);
+  }
+
+  private subscribe(c: Connection, st: TypeState, wildcard: boolean, names: Set<string>): void {
+    if (st.typeUrl === EDS) {
+      for (const n of st.names) if (!names.has(n)) this.edsIndex.get(n)?.delete(c);
+      for (const n of names) {
+        let set = this.edsIndex.get(n);
+        if (!set) this.edsIndex.set(n, (set = new Set()));
+        set.add(c);
+      }
+      if (wildcard) this.edsWildcard.add(c);
+      else this.edsWildcard.delete(c);
+    }
+    st.wildcard = wildcard;
+    st.names = names;
+  }
+
+  private requestResponse(c: Connection, typeUrl: string): void {
+    c.need().types.add(typeUrl);
+    this.schedule(c);
+  }
+
+  private forget(c: Connection): void {
+    if (c.closed) return;
+    c.closed = true;
+    this.conns.delete(c.id);
+    this.runQueue.delete(c);
+    const eds = c.types.get(EDS);
+    if (eds) {
+      for (const n of eds.names) {
+        const set = this.edsIndex.get(n);
+        if (set) {
+          set.delete(c);
+          if (set.size === 0) this.edsIndex.delete(n);
+        }
+      }
+    }
+    this.edsWildcard.delete(c);
+    c.pending = undefined;
+    c.inflight = 0;
+    for (const w of this.drainWaiters) w();
+  }
+
+  private endWith(c: Connection, code: grpc.status, details: string): void {
+    this.forget(c);
+    try {
+      c.call.emit('error', { code, details });
+    } catch {
+      /* the stream is already gone */
+    }
+  }
+
+  // ---- pushing ----
+
+  private schedule(c: Connection): void {
+    if (c.closed) return;
+    this.runQueue.add(c);
+    if (!this.draining) {
+      this.draining = true;
+      setImmediate(() => this.drain());
+    }
+  }
+
+  private drain(): void {
+    let n = 0;
+    for (const c of this.runQueue) {
+      this.runQueue.delete(c);
+      try {
+        this.process(c);
+      } catch (err) {
+        c.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'push failed for this stream; ending it');
+        this.endWith(c, grpc.status.INTERNAL, `push failed: ${(err as Error).message}`);
+      }
+      if (++n >= this.batch) break;
+    }
+    if (this.runQueue.size > 0) setImmediate(() => this.drain());
+    else this.draining = false;
+  }
+
+  private process(c: Connection): void {
+    const p = c.pending;
+    if (!p || c.closed || !c.proxy) return;
+    if (!this.opts.isReady()) return; // first responses wait for readiness; push() retries
+    if (c.inflight >= this.maxQueued) {
+      this.m.coalesced++;
+      return; // the write callback reschedules once the transport drains
+    }
+    c.pending = undefined;
+    const order = orderedTypes(c);
+    for (const typeUrl of order) {
+      const st = c.types.get(typeUrl);
+      const gen = this.opts.generators[typeUrl];
+      if (!st || !gen) continue;
+      const forced = p.types.has(typeUrl);
+      if (p.full || forced) this.respond(c, st, gen, this.lastFull, undefined, forced);
+      else if (typeUrl === EDS && p.eds.size > 0 && p.edsReq) this.respond(c, st, gen, p.edsReq, p.eds, false);
+    }
+    c.pushVersion = p.full || p.types.size > 0 ? this.lastFull.version : (p.edsReq?.version ?? c.pushVersion);
+  }
+
+  private respond(c: Connection, st: TypeState, gen: ResourceGenerator, req: PushRequest, only: Set<string> | undefined, forced: boolean): void {
+    let out: ReadonlyMap<string, EncodedResource>;
+    try {
+      out = gen.generate(c.proxy!, st, req);
+    } catch (err) {
+      c.log.error({ typeUrl: st.typeUrl, version: req.version, err: (err as Error).message }, `generating ${short(st.typeUrl)} failed; nothing sent for this type`);
+      return;
+    }
+    if (c.delta) this.respondDelta(c, st, out, req, only, forced);
+    else this.respondSotw(c, st, out, req, only, forced);
+  }
+
+  private respondSotw(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: Set<string> | undefined, forced: boolean): void {
+    if (only) {
+      // Incremental (EDS): only the changed resources this stream watches.
+      const list: EncodedResource[] = [];
+      for (const n of only) {
+        if (!st.wildcard && !st.names.has(n)) continue;
+        const r = out.get(n);
+        if (r && st.sent.get(n)?.version !== r.version) list.push(r);
+      }
+      if (list.length === 0) return;
+      const nonce = this.nonce();
+      this.write(c, st, encodeDiscoveryResponse(this.header(st.typeUrl, nonce, req.version), list.map((r) => r.any)));
+      const merged = new Map(st.sent);
+      for (const r of list) merged.set(r.name, r);
+      this.sent(st, merged, nonce, req.version);
+      return;
+    }
+    let list: EncodedResource[];
+    let whole: boolean;
+    if (st.wildcard) {
+      list = [...out.values()];
+      whole = true;
+    } else {
+      list = [];
+      for (const n of st.names) {
+        const r = out.get(n);
+        if (r) list.push(r);
+      }
+      whole = list.length === out.size;
+    }
+    if (!forced && st.answered && sameResources(list, st.sent)) return; // unchanged (and a NACKed version is never re-sent)
+    let frame: Buffer;
+    let nonce: string;
+    if (whole) {
+      const shared = this.sharedFrame(out, st, req.version, list);
+      frame = shared.frame;
+      nonce = shared.nonce;
+      st.lastSeq = shared.seq;
+    } else {
+      nonce = this.nonce();
+      frame = encodeDiscoveryResponse(this.header(st.typeUrl, nonce, req.version), list.map((r) => r.any));
+    }
+    this.write(c, st, frame);
+    this.sent(st, whole ? out : new Map(list.map((r) => [r.name, r])), nonce, req.version);
+  }
+
+  /** One frame per (generator output, type, version), shared by every stream it fits. */
+  private sharedFrame(out: ReadonlyMap<string, EncodedResource>, st: TypeState, version: string, list: EncodedResource[]): SharedFrame {
+    let byKey = this.frames.get(out);
+    if (!byKey) this.frames.set(out, (byKey = new Map()));
+    const key = `${st.typeUrl}\u0000${version}`;
+    let f = byKey.get(key);
+    if (!f || f.seq <= st.lastSeq) {
+      const seq = ++this.seq;
+      const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
+      f = { seq, nonce, frame: encodeDiscoveryResponse(this.header(st.typeUrl, nonce, version), list.map((r) => r.any)) };
+      byKey.set(key, f);
+    }
+    return f;
+  }
+
+  private respondDelta(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: Set<string> | undefined, forced: boolean): void {
+    const inScope = (n: string) => !only || only.has(n);
+    const wanted = (n: string) => st.wildcard || st.names.has(n);
+    const toSend: EncodedResource[] = [];
+    if (st.wildcard && !only) {
+      for (const r of out.values()) if (st.known.get(r.name) !== r.version) toSend.push(r);
+    } else {
+      const candidates = only ?? st.names;
+      for (const n of candidates) {
+        if (!wanted(n)) continue;
+        const r = out.get(n);
+        if (r && st.known.get(n) !== r.version) toSend.push(r);
+      }
+    }
+    const removed: string[] = [];
+    for (const n of st.known.keys()) if (inScope(n) && (!wanted(n) || !out.has(n))) removed.push(n);
+    if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && st.wildcard)) return;
+    const nonce = this.nonce();
+    const resources = toSend.map((r) => {
+      let b = this.deltaFrames.get(r);
+      if (!b) this.deltaFrames.set(r, (b = encodeDeltaResource(r.name, r.version, r.any)));
+      return b;
+    });
+    this.write(c, st, encodeDeltaDiscoveryResponse(this.header(st.typeUrl, nonce, req.version), resources, removed));
+    const sent = new Map(st.sent);
+    for (const n of removed) {
+      st.known.delete(n);
+      sent.delete(n);
+    }
+    for (const r of toSend) {
+      st.known.set(r.name, r.version);
+      sent.set(r.name, r);
+    }
+    this.sent(st, sent, nonce, req.version);
+  }
+
+  private sent(st: TypeState, sent: ReadonlyMap<string, EncodedResource>, nonce: string, version: string): void {
+    st.sent = sent;
+    st.nonceSent = nonce;
+    st.versionSent = version;
+    st.answered = true;
+  }
+
+  private header(typeUrl: string, nonce: string, version: string) {
+    return { typeUrl, nonce, versionInfo: version, controlPlane: this.controlPlane };
+  }
+
+  private nonce(): string {
+    return `${this.noncePrefix}-${(++this.seq).toString(36)}`;
+  }
+
+  private write(c: Connection, st: TypeState, frame: Buffer): void {
+    c.inflight++;
+    this.m.pushes++;
+    this.m.bytesSent += frame.length;
+    const s = short(st.typeUrl);
+    this.m.pushesByType[s] = (this.m.pushesByType[s] ?? 0) + 1;
+    c.call.write(frame, () => {
+      if (c.closed) return;
+      c.inflight--;
+      if (c.pending && c.inflight < this.maxQueued) this.schedule(c);
+      if (c.inflight === 0) for (const w of this.drainWaiters) w();
+    });
+  }
+}
+
+/** Something that announces changed resource names (EndpointCache); the server subscribes at construction. */
+export interface ChangeSource {
+  onChange(listener: (names: ReadonlySet<string>, version: string) => void): void;
+}
+
+function orderedTypes(c: Connection): string[] {
+  const known = pushOrder.filter((t) => c.types.has(t));
+  const rest = [...c.types.keys()].filter((t) => !pushOrder.includes(t)).sort();
+  return [...known, ...rest];
+}
+
+function sameNames(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
+  if (a.size !== b.size) return false;
+  for (const n of a) if (!b.has(n)) return false;
+  return true;
+}
+
+function sameResources(list: readonly EncodedResource[], sent: ReadonlyMap<string, EncodedResource>): boolean {
+  if (list.length !== sent.size) return false;
+  for (const r of list) {
+    const s = sent.get(r.name);
+    if (!s || (s !== r && s.version !== r.version)) return false;
+  }
+  return true;
+}

@@ -1,0 +1,62 @@
+import type * as grpc from '@grpc/grpc-js';
+import {
+  DeltaDiscoveryRequestSchema,
+  DiscoveryRequestSchema,
+  fromBinary,
+  type DeltaDiscoveryRequest,
+  type DiscoveryRequest,
+} from '@sextant/envoy';
+
+export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
+
+/**
+ * A request as the deserializer hands it over: decoded, or the reason it could
+ * not be. Deserializing never throws, so the handler (not grpc-js) decides the
+ * status and the log line for a bad request.
+ */
+export type Decoded<T> = { ok: true; msg: T; bytes: number } | { ok: false; error: string; oversized: boolean; bytes: number };
+
+function decoder<T>(decode: (b: Uint8Array) => T, maxBytes: () => number) {
+  return (buf: Buffer): Decoded<T> => {
+    const max = maxBytes();
+    if (buf.length > max) return { ok: false, error: `request of ${buf.length} bytes exceeds the limit of ${max} bytes`, oversized: true, bytes: buf.length };
+    try {
+      return { ok: true, msg: decode(buf), bytes: buf.length };
+    } catch (err) {
+      return { ok: false, error: `malformed request: ${(err as Error).message}`, oversized: false, bytes: buf.length };
+    }
+  };
+}
+
+const identity = (b: Buffer) => b;
+const unsupported = (): never => {
+  throw new Error('client side of the ADS service definition is not used');
+};
+
+/**
+ * The ADS service, hand-written: requests are decoded by protobuf-es, and
+ * responses are Buffers already framed from cached resource bytes, so the
+ * serializer is the identity.
+ */
+export function adsServiceDefinition(maxBytes: () => number): grpc.ServiceDefinition {
+  return {
+    StreamAggregatedResources: {
+      path: `/${ADS_SERVICE}/StreamAggregatedResources`,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: unsupported,
+      requestDeserialize: decoder<DiscoveryRequest>((b) => fromBinary(DiscoveryRequestSchema, b), maxBytes),
+      responseSerialize: identity,
+      responseDeserialize: identity,
+    },
+    DeltaAggregatedResources: {
+      path: `/${ADS_SERVICE}/DeltaAggregatedResources`,
+      requestStream: true,
+      responseStream: true,
+      requestSerialize: unsupported,
+      requestDeserialize: decoder<DeltaDiscoveryRequest>((b) => fromBinary(DeltaDiscoveryRequestSchema, b), maxBytes),
+      responseSerialize: identity,
+      responseDeserialize: identity,
+    },
+  };
+}

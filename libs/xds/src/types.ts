@@ -1,0 +1,139 @@
+import type * as grpc from '@grpc/grpc-js';
+import type { Logger } from '@sextant/api';
+import type { EncodedResource, Node } from '@sextant/envoy';
+
+/** A connected proxy as the server knows it: one per ADS stream. */
+export interface XdsProxy {
+  /** Unique per stream. */
+  readonly connectionId: string;
+  /** node.id from the first request. */
+  readonly id: string;
+  /** The node from the first request. */
+  readonly node: Node;
+  /** node.metadata as plain JSON. */
+  readonly metadata: Record<string, unknown>;
+  /** Remote address as grpc-js reports it (`ipv4:127.0.0.1:5555`). */
+  readonly peer: string;
+  /** Set by `authenticate` on the secure port. */
+  readonly identity?: { namespace: string; serviceAccount: string } | undefined;
+  readonly delta: boolean;
+}
+
+/** What a stream subscribed to for one type URL. */
+export interface WatchedResource {
+  readonly typeUrl: string;
+  /** Wildcard: every resource of the type (LDS/CDS legacy empty list, or `*`). */
+  readonly wildcard: boolean;
+  /** Names explicitly subscribed (may be non-empty together with wildcard in delta). */
+  readonly names: ReadonlySet<string>;
+}
+
+export interface PushRequest {
+  /** false = endpoints-only (EDS) fast path. */
+  full: boolean;
+  /** Push version (PushContext version); sent as version_info and shown in debug output. */
+  version: string;
+  reason: string[];
+  /** When !full: EDS resource names (cluster names) whose endpoints changed. */
+  edsUpdates?: ReadonlySet<string>;
+  /** Full pushes: which proxies depend on what changed (default: all). */
+  affects?: (proxy: XdsProxy) => boolean;
+}
+
+/**
+ * One per type URL. Pure with respect to the server: returns the resources this
+ * proxy should have for the watch. Returning the same Map object for identical
+ * inputs (see CachedGenerator) lets the server frame a response once and share it.
+ */
+export interface ResourceGenerator {
+  generate(proxy: XdsProxy, watch: WatchedResource, req: PushRequest): ReadonlyMap<string, EncodedResource>;
+}
+
+export type Identity = { namespace: string; serviceAccount: string };
+
+export interface DiscoveryServerOptions {
+  /** By type URL; a request for a type URL without a generator gets a clear error. */
+  generators: Record<string, ResourceGenerator>;
+  log: Logger;
+  /** First responses wait until this is true; the caller then calls push(). */
+  isReady: () => boolean;
+  /**
+   * Secure port: resolves the caller's identity from the call (peer certificate,
+   * bearer token). Rejecting ends the stream with UNAUTHENTICATED.
+   */
+  authenticate?: (call: grpc.ServerDuplexStream<unknown, unknown>) => Promise<Identity | undefined>;
+  /**
+   * Responses a stream may have written but not yet flushed to its transport
+   * before the server stops giving it more work (its pending pushes then
+   * coalesce into one). Default 16.
+   */
+  maxQueuedPushes?: number;
+  /** Largest request accepted, in bytes; larger ends the stream with RESOURCE_EXHAUSTED. Default 4 MiB. */
+  maxRequestBytes?: number;
+  /** Sent as control_plane.identifier on every response. */
+  controlPlaneId?: string;
+  /** Connections processed per event-loop turn when a push fans out. Default 512. */
+  pushBatch?: number;
+}
+
+export interface NackRecord {
+  /** version_info / system_version_info the client rejected (what it had been sent). */
+  version: string;
+  nonce: string;
+  code: number;
+  message: string;
+  at: string;
+}
+
+export interface TypeStatus {
+  typeUrl: string;
+  wildcard: boolean;
+  names: string[];
+  /** Version and nonce of the last response sent for this type. */
+  versionSent?: string | undefined;
+  nonceSent?: string | undefined;
+  /** Version and nonce last ACKed. */
+  versionAcked?: string | undefined;
+  nonceAcked?: string | undefined;
+  lastNack?: NackRecord | undefined;
+  nacks: number;
+  /** Resources the client has as far as the server knows: name → version (content hash). */
+  resources: Record<string, string>;
+  /** The type URL has no generator on this server. */
+  unknownType?: boolean;
+}
+
+export interface ConnectionStatus {
+  connectionId: string;
+  proxyId: string;
+  peer: string;
+  delta: boolean;
+  connectedAt: string;
+  identity?: Identity | undefined;
+  /** Push version last processed for this stream. */
+  pushVersion?: string | undefined;
+  /** A push is waiting (slow client or not ready yet). */
+  pending: boolean;
+  /** Responses written but not yet flushed to the transport. */
+  queuedWrites: number;
+  types: TypeStatus[];
+}
+
+export interface DiscoveryServerMetrics {
+  connections: number;
+  /** Responses sent (SotW and Delta), all types. */
+  pushes: number;
+  /** Resource bytes sent (response messages, before gRPC framing). */
+  bytesSent: number;
+  nacks: number;
+  /** ACK/NACKs ignored for a stale nonce. */
+  staleNonces: number;
+  /** Requests rejected: malformed, oversized, missing node, unknown type. */
+  badRequests: number;
+  unknownTypes: number;
+  /** Pushes that found a stream still busy writing and were coalesced. */
+  coalesced: number;
+  /** By short type name (`cds`, ...): responses sent. */
+  pushesByType: Record<string, number>;
+  nacksByType: Record<string, number>;
+}
