@@ -1,0 +1,315 @@
+/**
+ * LDS: sidecar listeners (`virtualOutbound` 15001, `virtualInbound` 15006,
+ * per-port outbound `0.0.0.0_<port>` / `<VIP>_<port>`, Sidecar egress
+ * listeners with `captureMode: NONE` bound to `<bind>:<port>`), and the
+ * dispatch to gateway and proxyless gRPC listeners. Pure.
+ */
+import type { ListenerJson } from '@sextant/envoy';
+import type { EgressListener, ProxyView, PushContext, Service, ServiceInstance } from '@sextant/model';
+import { buildGatewayListeners } from './gateway.js';
+import { buildGrpcListeners } from './grpc.js';
+import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './listener-filters.js';
+import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from './route.js';
+import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, TYPE, destinationCluster, outboundClusterName } from './route-translate.js';
+
+type Json = Record<string, any>;
+
+export const VIRTUAL_OUTBOUND = 'virtualOutbound';
+export const VIRTUAL_INBOUND = 'virtualInbound';
+export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
+
+/**
+ * The hook for inbound security: given the proxy and one inbound port, the
+ * transport socket and extra filter chain match for its chain(s). Plaintext
+ * until PeerAuthentication support plugs in (it returns more than one entry
+ * for PERMISSIVE: a TLS chain and a plaintext one).
+ */
+export type InboundTlsHook = (push: PushContext, proxy: ProxyView, port: number) => Array<{ transportSocket?: Json; filterChainMatch?: Json; nameSuffix?: string }>;
+export const plaintextInbound: InboundTlsHook = () => [{}];
+
+export interface ListenerOptions {
+  /** Inbound security per port (default: plaintext). */
+  inboundTls?: InboundTlsHook;
+  /** Resource names a proxyless gRPC client asked for. */
+  names?: string[];
+}
+
+/** LDS for a proxy, by kind: router → Gateway listeners, GENERATOR grpc → API listeners, else sidecar. */
+export function buildListeners(push: PushContext, proxy: ProxyView, opts: ListenerOptions = {}): ListenerJson[] {
+  if (proxy.generator === 'grpc') return buildGrpcListeners(push, proxy, opts.names ?? []);
+  if (proxy.type === 'router') return buildGatewayListeners(push, proxy);
+  return buildSidecarListeners(push, proxy, opts);
+}
+
+interface CaptureModeEgress extends EgressListener {
+  captureMode?: string | undefined;
+}
+
+/** Egress listeners of the proxy's Sidecar, with `captureMode` read from the Sidecar spec. */
+export function egressListeners(push: PushContext, proxy: ProxyView): CaptureModeEgress[] {
+  const scope = push.sidecarScope(proxy);
+  const specEgress = ((scope.sidecar?.spec as Json | undefined)?.egress ?? []) as Json[];
+  return scope.egress.map((e, i) => ({ ...e, captureMode: specEgress[i]?.captureMode as string | undefined }));
+}
+
+function outboundPolicyCluster(push: PushContext, proxy: ProxyView): string {
+  return push.sidecarScope(proxy).outboundTrafficPolicy === 'REGISTRY_ONLY' ? BLACKHOLE_CLUSTER : PASSTHROUGH_CLUSTER;
+}
+
+/** The tcp_proxy target for a TCP service port: a VirtualService tcp rule if one applies, else the service's cluster. */
+function tcpTargetForService(push: PushContext, proxy: ProxyView, svc: Service, port: number): string | Array<{ name: string; weight: number }> {
+  for (const vs of preparedVirtualServices(push, proxy, ['mesh'])) {
+    if (!((vs.spec.hosts ?? []) as string[]).includes(svc.hostname)) continue;
+    for (const rule of (vs.spec.tcp ?? []) as Json[]) {
+      const applies =
+        !rule.match?.length ||
+        (rule.match as Json[]).some(
+          (m) => (!m.port || m.port === port) && Object.entries((m.sourceLabels ?? {}) as Record<string, string>).every(([k, v]) => proxy.labels[k] === v),
+        );
+      if (!applies || !rule.route?.length) continue;
+      const dests = rule.route as Json[];
+      const cl = (d: Json) => destinationCluster(d.destination, push.serviceByHostname(d.destination.host, vs.namespace), port);
+      if (dests.length === 1) return cl(dests[0]!);
+      return dests.filter((d) => d.weight).map((d) => ({ name: cl(d), weight: d.weight as number }));
+    }
+  }
+  return outboundClusterName(svc.hostname, port);
+}
+
+/** Per-port outbound listeners in iptables mode (bind_to_port false; virtualOutbound hands connections over). */
+function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Service[], bind?: { address: string; port: number }): Json[] {
+  const listeners = new Map<string, Json>();
+  for (const svc of services) {
+    for (const p of svc.ports) {
+      if (bind && p.port !== bind.port && services.length > 0) {
+        // A bound egress listener serves its own port only.
+        continue;
+      }
+      const listenPort = bind?.port ?? p.port;
+      const vip = svc.clusterVIP && svc.clusterVIP !== '0.0.0.0' ? svc.clusterVIP : '0.0.0.0';
+      if (isHTTPProtocol(p.protocol)) {
+        const address = bind?.address ?? '0.0.0.0';
+        const name = `${address}_${listenPort}`;
+        if (listeners.has(name)) continue;
+        listeners.set(name, {
+          name,
+          address: socketAddress(address, listenPort),
+          filterChains: [{ filters: [hcmRds(`outbound_${address}_${listenPort}`, String(listenPort), { http2: p.protocol === 'GRPC' || p.protocol === 'HTTP2' })] }],
+          trafficDirection: 'OUTBOUND',
+          ...(bind ? {} : { bindToPort: false }),
+        });
+      } else {
+        const address = bind?.address ?? vip;
+        const name = `${address}_${listenPort}`;
+        const existing = listeners.get(name);
+        const tcpChain = { name: outboundClusterName(svc.hostname, p.port), filters: [tcpProxy(outboundClusterName(svc.hostname, p.port), tcpTargetForService(push, proxy, svc, p.port))] };
+        if (existing) continue; // first service wins the address:port, as istiod's conflict rule
+        const l: Json = {
+          name,
+          address: socketAddress(address, listenPort),
+          filterChains: [tcpChain],
+          trafficDirection: 'OUTBOUND',
+          ...(bind ? {} : { bindToPort: false }),
+        };
+        if (isSniffed(p.protocol)) {
+          // Protocol sniffing: HTTP goes through RDS `<fqdn>:<port>`, the rest through tcp_proxy.
+          l.listenerFilters = [listenerFilter.tlsInspector(), listenerFilter.httpInspector()];
+          l.filterChains = [
+            {
+              name: `${svc.hostname}:${p.port}-http`,
+              filterChainMatch: { applicationProtocols: ['http/1.1', 'h2c'] },
+              filters: [hcmRds(`outbound_${address}_${listenPort}`, `${svc.hostname}:${p.port}`)],
+            },
+            tcpChain,
+          ];
+          l.listenerFiltersTimeout = '0.100s';
+          l.continueOnListenerFiltersTimeout = true;
+        }
+        listeners.set(name, l);
+      }
+    }
+  }
+  return [...listeners.values()];
+}
+
+function virtualOutbound(push: PushContext, proxy: ProxyView): Json {
+  const cluster = outboundPolicyCluster(push, proxy);
+  return {
+    name: VIRTUAL_OUTBOUND,
+    address: socketAddress('0.0.0.0', 15001),
+    filterChains: [
+      {
+        name: cluster === PASSTHROUGH_CLUSTER ? 'PassthroughFilterChain' : 'BlackHoleFilterChain',
+        filters: [tcpProxy(cluster, cluster)],
+      },
+    ],
+    useOriginalDst: true,
+    trafficDirection: 'OUTBOUND',
+  };
+}
+
+/** The inline route configuration of one inbound HTTP chain. */
+function inboundRouteConfig(port: number): Json {
+  const cluster = `inbound|${port}||`;
+  return {
+    name: cluster,
+    validateClusters: false,
+    virtualHosts: [
+      {
+        name: 'inbound|http|' + port,
+        domains: ['*'],
+        routes: [
+          {
+            name: 'default',
+            match: { prefix: '/' },
+            decorator: { operation: `:${port}/*` },
+            route: { cluster, timeout: '0s', maxStreamDuration: { maxStreamDuration: '0s', grpcTimeoutHeaderMax: '0s' } },
+          },
+        ],
+      },
+    ],
+  };
+}
+
+function inboundChains(push: PushContext, proxy: ProxyView, instances: ServiceInstance[], hook: InboundTlsHook): Json[] {
+  const chains: Json[] = [];
+  const seen = new Set<number>();
+  for (const si of instances) {
+    const port = si.endpoint.endpointPort;
+    if (seen.has(port)) continue;
+    seen.add(port);
+    for (const sec of hook(push, proxy, port)) {
+      const fcm = { destinationPort: port, ...(sec.filterChainMatch ?? {}) };
+      const base = { name: `0.0.0.0_${port}${sec.nameSuffix ?? ''}`, filterChainMatch: fcm, ...(sec.transportSocket ? { transportSocket: sec.transportSocket } : {}) };
+      if (isHTTPProtocol(si.servicePort.protocol)) {
+        chains.push({
+          ...base,
+          filters: [
+            {
+              name: 'envoy.filters.network.http_connection_manager',
+              typedConfig: {
+                '@type': TYPE.hcm,
+                statPrefix: `inbound_0.0.0.0_${port}`,
+                routeConfig: inboundRouteConfig(port),
+                httpFilters: [{ name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
+                useRemoteAddress: false,
+                forwardClientCertDetails: 'APPEND_FORWARD',
+                setCurrentClientCertDetails: { subject: true, dns: true, uri: true },
+                normalizePath: true,
+              },
+            },
+          ],
+        });
+      } else {
+        chains.push({ ...base, filters: [tcpProxy(`inbound|${port}||`, `inbound|${port}||`)] });
+      }
+    }
+  }
+  return chains;
+}
+
+function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHook): Json {
+  const instances = push.serviceInstancesForProxy(proxy);
+  return {
+    name: VIRTUAL_INBOUND,
+    address: socketAddress('0.0.0.0', 15006),
+    listenerFilters: [listenerFilter.originalDst(), listenerFilter.tlsInspector(), listenerFilter.httpInspector()],
+    listenerFiltersTimeout: '0s',
+    continueOnListenerFiltersTimeout: true,
+    filterChains: [
+      // Traffic addressed to 15006 itself would loop: drop it.
+      { name: 'virtualInbound-blackhole', filterChainMatch: { destinationPort: 15006 }, filters: [tcpProxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)] },
+      ...inboundChains(push, proxy, instances, hook),
+      {
+        name: 'virtualInbound-catchall-http',
+        filterChainMatch: { applicationProtocols: ['http/1.1', 'h2c'] },
+        filters: [
+          {
+            name: 'envoy.filters.network.http_connection_manager',
+            typedConfig: {
+              '@type': TYPE.hcm,
+              statPrefix: INBOUND_PASSTHROUGH_CLUSTER,
+              routeConfig: {
+                name: INBOUND_PASSTHROUGH_CLUSTER,
+                validateClusters: false,
+                virtualHosts: [
+                  {
+                    name: `inbound|http|0`,
+                    domains: ['*'],
+                    routes: [{ name: 'default', match: { prefix: '/' }, route: { cluster: INBOUND_PASSTHROUGH_CLUSTER, timeout: '0s' } }],
+                  },
+                ],
+              },
+              httpFilters: [{ name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
+            },
+          },
+        ],
+      },
+      { name: 'virtualInbound', filters: [tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
+    ],
+    useOriginalDst: true,
+    trafficDirection: 'INBOUND',
+  };
+}
+
+/** Sidecar LDS. With interception mode NONE, only bound egress listeners (and no 15001/15006) are built. */
+export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts: ListenerOptions = {}): ListenerJson[] {
+  const scope = push.sidecarScope(proxy);
+  const egress = egressListeners(push, proxy);
+  const out: Json[] = [];
+  const noIptables = proxy.interceptionMode === 'NONE';
+  const catchAllEgress = egress.find((e) => !e.port);
+  // Sidecar egress listeners with a port: bound listeners when captureMode NONE (or no iptables at all).
+  for (const e of egress) {
+    if (!e.port) continue;
+    const bound = e.captureMode === 'NONE' || noIptables;
+    const svcs = scope.services.filter((s) => egressAdmits(e, s));
+    const proto = e.port.protocol.toUpperCase();
+    const fakeSvcs = svcs
+      .map((s) => ({ ...s, ports: s.ports.filter((p) => p.port === e.port!.number || svcs.length === 1).map((p) => ({ ...p, protocol: protocolOf(proto, p.protocol) })) }))
+      .filter((s) => s.ports.length);
+    if (bound) {
+      const address = e.bind || '127.0.0.1';
+      if (isHTTPProtocol(protocolOf(proto, 'TCP'))) {
+        out.push({
+          name: `${address}_${e.port.number}`,
+          address: socketAddress(address, e.port.number),
+          filterChains: [{ filters: [hcmRds(`outbound_${address}_${e.port.number}`, String(e.port.number))] }],
+          trafficDirection: 'OUTBOUND',
+        });
+      } else if (fakeSvcs.length) {
+        out.push(...outboundPortListeners(push, proxy, fakeSvcs.slice(0, 1), { address, port: e.port.number }));
+      }
+    } else {
+      out.push(...outboundPortListeners(push, proxy, fakeSvcs));
+    }
+  }
+  if (!noIptables) {
+    const explicitPorts = new Set(egress.filter((e) => e.port).map((e) => e.port!.number));
+    const rest = catchAllEgress || egress.length === 0 ? (catchAllEgress ? scope.services.filter((s) => egressAdmits(catchAllEgress, s)) : scope.services) : [];
+    const restPorts = rest.map((s) => ({ ...s, ports: s.ports.filter((p) => !explicitPorts.has(p.port)) })).filter((s) => s.ports.length);
+    const names = new Set(out.map((l) => l.name));
+    for (const l of outboundPortListeners(push, proxy, restPorts)) if (!names.has(l.name)) out.push(l);
+    out.push(virtualOutbound(push, proxy));
+    out.push(virtualInbound(push, proxy, opts.inboundTls ?? plaintextInbound));
+  }
+  out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return out as ListenerJson[];
+}
+
+/** An egress listener's declared protocol wins over the service port's when it names one. */
+function protocolOf(egressProto: string, servicePortProto: string): any {
+  switch (egressProto) {
+    case 'HTTP':
+    case 'HTTP2':
+    case 'GRPC':
+    case 'TCP':
+    case 'TLS':
+    case 'HTTPS':
+      return egressProto;
+    case 'GRPC-WEB':
+      return 'GRPC-Web';
+    default:
+      return servicePortProto;
+  }
+}
