@@ -305,6 +305,8 @@ export interface PushContext {
 
   /** Endpoints of one service port, optionally filtered by subset labels. */
   endpoints(service: Service, port: ServicePort, subsetLabels?: Record<string, string>): IstioEndpoint[];
+  /** SPIFFE identities of a service port's workloads (+ ServiceEntry subjectAltNames), sorted: ISTIO_MUTUAL subjectAltNames. */
+  serviceAccounts(service: Service, port: ServicePort): string[];
 
   /** The proxy's view, completed with its Pod's labels, service account, locality (pods by IP). */
   resolveProxy(proxy: ProxyView): ProxyView;

@@ -1,0 +1,85 @@
+import type { ValidationIssue } from '@sextant/api';
+import { cmp, exportedTo, hostMatches, resolveExportTo, resolveShortName, selectorMatches } from './labels.js';
+import type { IstioConfig, MergedDestinationRule } from './types.js';
+
+export interface IndexedRule extends MergedDestinationRule {
+  namespace: string;
+  exportTo: string[];
+  selector: Record<string, string> | undefined;
+}
+
+/**
+ * DestinationRules merged the way istiod merges them: within a namespace,
+ * rules for the same host (without workload selectors) become one; the
+ * oldest rule's trafficPolicy wins and later rules add subsets they do not
+ * share. Rules with a workloadSelector are kept apart.
+ */
+export class DestinationRuleIndex {
+  private readonly byNs = new Map<string, IndexedRule[]>();
+
+  constructor(rules: IstioConfig[], domainSuffix: string, defaultExportTo: readonly string[], issues: ValidationIssue[]) {
+    for (const dr of rules) {
+      const spec = dr.spec as { host?: string; exportTo?: string[]; workloadSelector?: { matchLabels?: Record<string, string> }; subsets?: Array<{ name: string }>; trafficPolicy?: unknown };
+      if (!spec.host) continue;
+      const host = resolveShortName(spec.host, dr.namespace, domainSuffix);
+      const exportTo = resolveExportTo(spec.exportTo, dr.namespace, defaultExportTo);
+      const selector = spec.workloadSelector?.matchLabels;
+      let list = this.byNs.get(dr.namespace);
+      if (!list) this.byNs.set(dr.namespace, (list = []));
+      const existing = selector ? undefined : list.find((r) => r.host === host && !r.selector);
+      if (!existing) {
+        list.push({ host, namespace: dr.namespace, exportTo, selector, spec: { ...spec, host, subsets: [...(spec.subsets ?? [])] }, from: [{ namespace: dr.namespace, name: dr.name }] });
+        continue;
+      }
+      existing.from.push({ namespace: dr.namespace, name: dr.name });
+      existing.exportTo = [...new Set([...existing.exportTo, ...exportTo])].sort(cmp);
+      const subsets = existing.spec.subsets as Array<{ name: string }>;
+      (spec.subsets ?? []).forEach((s, i) => {
+        if (subsets.some((x) => x.name === s.name)) {
+          issues.push({
+            kind: 'DestinationRule',
+            namespace: dr.namespace,
+            name: dr.name,
+            field: `spec.subsets[${i}].name`,
+            reason: `subset "${s.name}" for host ${host} is already defined by DestinationRule ${existing.from[0]!.namespace}/${existing.from[0]!.name}; this one is ignored`,
+          });
+        } else subsets.push(s);
+      });
+      if (existing.spec.trafficPolicy === undefined && spec.trafficPolicy !== undefined) existing.spec.trafficPolicy = spec.trafficPolicy;
+    }
+  }
+
+  /** Rules of one namespace, visible from `fromNs`, for the proxy's labels, best host match first. */
+  private lookupIn(ns: string, fromNs: string, labels: Record<string, string>, hostname: string): IndexedRule | undefined {
+    const candidates = (this.byNs.get(ns) ?? []).filter(
+      (r) => exportedTo(r.exportTo, fromNs) && (!r.selector || (ns === fromNs && selectorMatches(r.selector, labels))) && hostMatches(r.host, hostname),
+    );
+    if (candidates.length === 0) return undefined;
+    // Selector rules first (more specific), then exact host, then the longest wildcard.
+    candidates.sort((a, b) => Number(!!b.selector) - Number(!!a.selector) || Number(b.host === hostname) - Number(a.host === hostname) || b.host.length - a.host.length);
+    return candidates[0];
+  }
+
+  /**
+   * The rule for `hostname` as a proxy in `fromNs` sees it: its own namespace
+   * first, then the service's namespace, then the root namespace, then any
+   * other namespace that exports a rule to it.
+   */
+  lookup(fromNs: string, labels: Record<string, string>, hostname: string, serviceNs: string | undefined, rootNs: string): MergedDestinationRule | undefined {
+    const order = [fromNs, serviceNs, rootNs].filter((n): n is string => !!n);
+    for (const ns of order) {
+      const r = this.lookupIn(ns, fromNs, labels, hostname);
+      if (r) return r;
+    }
+    for (const ns of [...this.byNs.keys()].sort(cmp)) {
+      if (order.includes(ns)) continue;
+      const r = this.lookupIn(ns, fromNs, labels, hostname);
+      if (r) return r;
+    }
+    return undefined;
+  }
+
+  all(): IndexedRule[] {
+    return [...this.byNs.values()].flat();
+  }
+}

@@ -1,0 +1,292 @@
+import type { ValidationIssue } from '@sextant/api';
+import { ConfigIndex, toIstioConfig } from './configs.js';
+import { DestinationRuleIndex } from './destination-rules.js';
+import { kubeEndpoints, podIps, podLocality, serviceEntryEndpoints, spiffeId, type WorkloadIndex } from './endpoints.js';
+import type { EndpointSliceBody, PodBody, ServiceEntrySpec, WorkloadEntrySpec } from './inputs.js';
+import { cmp, exportedTo, resolveExportTo, selectorMatches } from './labels.js';
+import { serviceFromKube, servicesFromServiceEntry } from './services.js';
+import { buildSidecarScope, findSidecar } from './sidecar-scope.js';
+import type {
+  ConfigObjectLike,
+  IstioConfig,
+  IstioEndpoint,
+  MergedDestinationRule,
+  MeshConfig,
+  ProxyView,
+  PushContext as PushContextShape,
+  PushContextOptions,
+  Service,
+  ServiceInstance,
+  ServicePort,
+  SidecarScope,
+} from './types.js';
+import { checkReferences } from './validate-refs.js';
+
+const ISTIO_KINDS = ['VirtualService', 'DestinationRule', 'Gateway', 'Sidecar', 'ServiceEntry', 'EnvoyFilter', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'Telemetry', 'WorkloadEntry', 'WorkloadGroup'];
+
+function serviceKey(s: { hostname: string; namespace: string }): string {
+  return `${s.namespace}/${s.hostname}`;
+}
+
+class PushContextImpl implements PushContextShape {
+  readonly version: string;
+  readonly domainSuffix: string;
+  readonly trustDomain: string;
+  readonly mesh: PushContextShape['mesh'];
+  readonly issues: ValidationIssue[] = [];
+
+  private readonly services: Service[] = [];
+  private readonly servicesByHost = new Map<string, Service[]>();
+  private readonly shards = new Map<string, Map<string, IstioEndpoint[]>>();
+  private readonly instancesByIp = new Map<string, ServiceInstance[]>();
+  private readonly configIndex = new Map<string, ConfigIndex>();
+  private readonly drs: DestinationRuleIndex;
+  private readonly workloads: WorkloadIndex;
+  private readonly scopeCache = new Map<string, SidecarScope>();
+
+  constructor(objects: Iterable<ConfigObjectLike>, options: PushContextOptions) {
+    this.version = options.version;
+    this.domainSuffix = options.domainSuffix;
+    this.trustDomain = options.trustDomain;
+    const m: MeshConfig = options.meshConfig ?? {};
+    this.mesh = { ...m, rootNamespace: m.rootNamespace ?? 'istio-system', connectTimeout: m.connectTimeout ?? '10s', enableAutoMtls: m.enableAutoMtls ?? true };
+
+    const byKind = new Map<string, ConfigObjectLike[]>();
+    for (const o of objects) {
+      let l = byKind.get(o.kind);
+      if (!l) byKind.set(o.kind, (l = []));
+      l.push(o);
+    }
+    const of = <B>(k: string) => (byKind.get(k) ?? []) as ConfigObjectLike<B>[];
+
+    for (const kind of ISTIO_KINDS) this.configIndex.set(kind, new ConfigIndex(of(kind).map(toIstioConfig)));
+
+    // Workloads.
+    const podsByName = new Map<string, ConfigObjectLike<PodBody>>();
+    const podsByIp = new Map<string, ConfigObjectLike<PodBody>>();
+    for (const pod of of<PodBody>('Pod')) {
+      podsByName.set(`${pod.metadata.namespace ?? 'default'}/${pod.metadata.name}`, pod);
+      for (const ip of podIps(pod)) if (!podsByIp.has(ip)) podsByIp.set(ip, pod);
+    }
+    const nodes = new Map<string, Record<string, string>>();
+    for (const n of of('Node')) nodes.set(n.metadata.name, n.metadata.labels ?? {});
+    this.workloads = {
+      trustDomain: this.trustDomain,
+      clusterId: 'Kubernetes',
+      podsByName,
+      podsByIp,
+      nodes,
+      workloadEntries: of<{ spec?: WorkloadEntrySpec }>('WorkloadEntry'),
+    };
+
+    // Services.
+    const svcExport = this.mesh.defaultServiceExportTo ?? ['*'];
+    const slicesBySvc = new Map<string, ConfigObjectLike<EndpointSliceBody>[]>();
+    for (const s of of<EndpointSliceBody>('EndpointSlice')) {
+      const svcName = s.metadata.labels?.['kubernetes.io/service-name'];
+      if (!svcName) {
+        this.issues.push({ kind: 'EndpointSlice', namespace: s.metadata.namespace, name: s.metadata.name, field: 'metadata.labels', reason: 'missing label kubernetes.io/service-name: the slice belongs to no Service and is ignored' });
+        continue;
+      }
+      const k = `${s.metadata.namespace ?? 'default'}/${svcName}`;
+      let l = slicesBySvc.get(k);
+      if (!l) slicesBySvc.set(k, (l = []));
+      l.push(s);
+    }
+    const kubeHosts = new Set<string>();
+    for (const obj of of('Service')) {
+      const svc = serviceFromKube(obj, this.domainSuffix, svcExport);
+      this.addService(svc, kubeEndpoints(this.workloads, svc, slicesBySvc.get(`${svc.namespace}/${svc.name}`) ?? []));
+      kubeHosts.add(serviceKey(svc));
+    }
+    for (const [k, slices] of slicesBySvc) {
+      if (!of('Service').some((s) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}` === k)) {
+        const s = slices[0]!;
+        this.issues.push({ kind: 'EndpointSlice', namespace: s.metadata.namespace, name: s.metadata.name, field: 'metadata.labels["kubernetes.io/service-name"]', reason: `Service ${k} does not exist; the slice's endpoints are not served` });
+      }
+    }
+    const seHosts = new Map<string, string>(); // ns/host → SE name
+    for (const se of this.configs('ServiceEntry').map((c) => c)) {
+      const obj = of('ServiceEntry').find((o) => o.metadata.name === se.name && (o.metadata.namespace ?? 'default') === se.namespace)!;
+      const spec = se.spec as ServiceEntrySpec;
+      for (const svc of servicesFromServiceEntry(obj, svcExport, this.issues)) {
+        const key = serviceKey(svc);
+        const idx = spec.hosts.indexOf(svc.hostname);
+        if (kubeHosts.has(key)) {
+          this.issues.push({ kind: 'ServiceEntry', namespace: se.namespace, name: se.name, field: `spec.hosts[${idx}]`, reason: `host ${svc.hostname} is already a Kubernetes Service in namespace ${se.namespace}; the ServiceEntry host is ignored` });
+          continue;
+        }
+        const prev = seHosts.get(key);
+        if (prev) {
+          this.issues.push({ kind: 'ServiceEntry', namespace: se.namespace, name: se.name, field: `spec.hosts[${idx}]`, reason: `host ${svc.hostname} is already declared by ServiceEntry ${se.namespace}/${prev} (older); this one is ignored` });
+          continue;
+        }
+        seHosts.set(key, se.name);
+        this.addService(svc, serviceEntryEndpoints(this.workloads, svc, spec, se.name));
+      }
+    }
+    this.services.sort((a, b) => cmp(a.hostname, b.hostname) || cmp(a.namespace, b.namespace));
+
+    this.drs = new DestinationRuleIndex(this.configs('DestinationRule'), this.domainSuffix, this.mesh.defaultDestinationRuleExportTo ?? ['*'], this.issues);
+    checkReferences(this, this.drs, this.issues);
+  }
+
+  private addService(svc: Service, eps: Map<string, IstioEndpoint[]>): void {
+    this.services.push(svc);
+    let l = this.servicesByHost.get(svc.hostname);
+    if (!l) this.servicesByHost.set(svc.hostname, (l = []));
+    l.push(svc);
+    this.shards.set(serviceKey(svc), eps);
+    for (const port of svc.ports) {
+      for (const ep of eps.get(port.name) ?? []) {
+        if (ep.isHostname) continue;
+        let inst = this.instancesByIp.get(ep.address);
+        if (!inst) this.instancesByIp.set(ep.address, (inst = []));
+        inst.push({ service: svc, servicePort: port, endpoint: ep });
+      }
+    }
+  }
+
+  allServices(): Service[] {
+    return this.services;
+  }
+
+  serviceByHostname(hostname: string, fromNamespace?: string): Service | undefined {
+    const l = this.servicesByHost.get(hostname);
+    if (!l || l.length === 0) return undefined;
+    if (fromNamespace) {
+      const own = l.find((s) => s.namespace === fromNamespace);
+      if (own) return own;
+      const exported = l.filter((s) => exportedTo(s.exportTo, fromNamespace));
+      return exported.sort((a, b) => cmp(a.creationTime, b.creationTime) || cmp(a.namespace, b.namespace))[0];
+    }
+    return l[0];
+  }
+
+  servicesInNamespace(namespace: string): Service[] {
+    return this.services.filter((s) => s.namespace === namespace);
+  }
+
+  endpoints(service: Service, port: ServicePort, subsetLabels?: Record<string, string>): IstioEndpoint[] {
+    const eps = this.shards.get(serviceKey(service))?.get(port.name) ?? [];
+    if (!subsetLabels || Object.keys(subsetLabels).length === 0) return eps;
+    return eps.filter((e) => selectorMatches(subsetLabels, e.labels));
+  }
+
+  /** SPIFFE identities of a service's workloads (for ISTIO_MUTUAL subjectAltNames), sorted. */
+  serviceAccounts(service: Service, port: ServicePort): string[] {
+    const set = new Set<string>();
+    for (const e of this.endpoints(service, port)) if (e.serviceAccount) set.add(e.serviceAccount);
+    if (service.attributes.serviceRegistry === 'External') {
+      const se = this.configs('ServiceEntry', service.namespace).find((c) => c.name === service.attributes.origin.name);
+      for (const san of (se?.spec.subjectAltNames ?? []) as string[]) set.add(san);
+    }
+    return [...set].sort(cmp);
+  }
+
+  resolveProxy(proxy: ProxyView): ProxyView {
+    const pod = proxy.ipAddresses.map((ip) => this.workloads.podsByIp.get(ip)).find((p) => p !== undefined);
+    if (!pod) return proxy;
+    const labels = Object.keys(proxy.labels).length > 0 ? proxy.labels : { ...(pod.metadata.labels ?? {}) };
+    const sa = pod.body?.spec?.serviceAccountName ?? pod.body?.spec?.serviceAccount ?? 'default';
+    const loc = podLocality(this.workloads, pod);
+    return {
+      ...proxy,
+      labels,
+      serviceAccount: proxy.serviceAccount || spiffeId(this.trustDomain, pod.metadata.namespace ?? proxy.namespace, sa),
+      workloadName: proxy.workloadName || pod.metadata.name,
+      locality: proxy.locality ?? (loc.region || loc.zone || loc.subzone ? loc : undefined),
+    };
+  }
+
+  sidecarScope(proxy: ProxyView): SidecarScope {
+    const sidecar = proxy.type === 'sidecar' ? findSidecar(this.configs('Sidecar'), proxy, this.mesh.rootNamespace) : undefined;
+    const key = `${proxy.type}|${proxy.namespace}|${sidecar ? `${sidecar.namespace}/${sidecar.name}` : ''}`;
+    let scope = this.scopeCache.get(key);
+    if (!scope) {
+      scope = buildSidecarScope(
+        proxy,
+        sidecar,
+        this.services,
+        this.configs('VirtualService'),
+        this.mesh.defaultVirtualServiceExportTo ?? ['*'],
+        this.mesh.outboundTrafficPolicy?.mode ?? 'ALLOW_ANY',
+      );
+      this.scopeCache.set(key, scope);
+    }
+    return scope;
+  }
+
+  servicesForProxy(proxy: ProxyView): Service[] {
+    return this.sidecarScope(proxy).services;
+  }
+
+  destinationRule(proxy: ProxyView, hostname: string): MergedDestinationRule | undefined {
+    const svcNs = this.serviceByHostname(hostname, proxy.namespace)?.namespace;
+    return this.drs.lookup(proxy.namespace, proxy.labels, hostname, svcNs, this.mesh.rootNamespace);
+  }
+
+  /** The merged rule for a host as seen from a namespace (no proxy labels): used for reference checks. */
+  destinationRuleForNamespace(namespace: string, hostname: string): MergedDestinationRule | undefined {
+    const svcNs = this.serviceByHostname(hostname, namespace)?.namespace;
+    return this.drs.lookup(namespace, {}, hostname, svcNs, this.mesh.rootNamespace);
+  }
+
+  virtualServices(proxy: ProxyView, gateways?: string[]): IstioConfig[] {
+    const wanted = gateways ?? ['mesh'];
+    const pool =
+      proxy.type === 'sidecar'
+        ? this.sidecarScope(proxy).virtualServices
+        : this.configs('VirtualService').filter((vs) => exportedTo(resolveExportTo(vs.spec.exportTo, vs.namespace, this.mesh.defaultVirtualServiceExportTo ?? ['*']), proxy.namespace));
+    return pool.filter((vs) => {
+      const gws = ((vs.spec.gateways as string[] | undefined) ?? ['mesh']).map((g) => (g === 'mesh' || g.includes('/') ? g : `${vs.namespace}/${g}`));
+      return gws.some((g) => wanted.includes(g));
+    });
+  }
+
+  gatewaysForProxy(proxy: ProxyView): IstioConfig[] {
+    if (proxy.type !== 'router') return [];
+    return this.configs('Gateway').filter((g) => {
+      const sel = g.spec.selector as Record<string, string> | undefined;
+      return sel !== undefined && Object.keys(sel).length > 0 ? selectorMatches(sel, proxy.labels) : true;
+    });
+  }
+
+  serviceInstancesForProxy(proxy: ProxyView): ServiceInstance[] {
+    const out: ServiceInstance[] = [];
+    for (const ip of proxy.ipAddresses) out.push(...(this.instancesByIp.get(ip) ?? []));
+    return out.sort((a, b) => a.endpoint.endpointPort - b.endpoint.endpointPort || cmp(a.service.hostname, b.service.hostname) || a.servicePort.port - b.servicePort.port);
+  }
+
+  configs(kind: string, namespace?: string): IstioConfig[] {
+    const idx = this.configIndex.get(kind);
+    if (!idx) return [];
+    return namespace === undefined ? idx.all : idx.inNamespace(namespace);
+  }
+
+  envoyFilters(proxy: ProxyView): IstioConfig[] {
+    const root = this.mesh.rootNamespace;
+    const matches = (f: IstioConfig) => selectorMatches(f.spec.workloadSelector?.matchLabels, proxy.labels);
+    const rootFilters = this.configs('EnvoyFilter', root).filter(matches);
+    const own = proxy.namespace === root ? [] : this.configs('EnvoyFilter', proxy.namespace).filter(matches);
+    const byPriority = (a: IstioConfig, b: IstioConfig) => ((a.spec.priority as number) ?? 0) - ((b.spec.priority as number) ?? 0);
+    return [...rootFilters.sort(byPriority), ...own.sort(byPriority)];
+  }
+}
+
+export type PushContext = PushContextShape;
+
+export interface PushContextStatic {
+  /** Builds the immutable PushContext from every valid config object. Never throws for bad config: problems land in `issues`. */
+  build(objects: Iterable<ConfigObjectLike>, options: PushContextOptions): PushContextShape & PushContextExtras;
+}
+
+/** Extra lookups the implementation offers beyond the PushContext interface. */
+export interface PushContextExtras {
+  serviceAccounts(service: Service, port: ServicePort): string[];
+  destinationRuleForNamespace(namespace: string, hostname: string): MergedDestinationRule | undefined;
+}
+
+export const PushContext: PushContextStatic = {
+  build: (objects, options) => new PushContextImpl(objects, options),
+};
