@@ -1,0 +1,11 @@
+export * from './errors.js';
+export * from './spiffe.js';
+export * from './x509.js';
+export * from './csr.js';
+export * from './store.js';
+export * from './authority.js';
+export * from './auth.js';
+export * from './service.js';
+export * from './sds.js';
+export * from './svid-check.js';
+export * as der from './der.js';
