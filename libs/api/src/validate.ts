@@ -119,6 +119,7 @@ function reasonFor(iss: z.core.$ZodRawIssue | z.core.$ZodIssue): string {
       return `expected ${expected}, got ${describeValue(input)}`;
     }
     case 'invalid_value': {
+      if (input === undefined) return 'required field missing';
       const vals = iss.values;
       if (vals.length === 1) return `must be ${quoteList(vals)}, got ${describeValue(input)}`;
       return `must be one of ${quoteList(vals)}; got ${describeValue(input)}`;

@@ -1,1 +1,3 @@
 export * from './types.js';
+export * from './folder.js';
+export * from './store.js';

@@ -1,0 +1,285 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, test } from 'node:test';
+import { formatIssue, keyString, recordingLogger, type LogEntry } from '@sextant/api';
+import { createFolderSource, type FolderSource } from './folder.js';
+import type { ConfigBatch, ConfigEvent } from './types.js';
+
+const dirs: string[] = [];
+after(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+async function tempDir(): Promise<string> {
+  const d = await mkdtemp(join(tmpdir(), 'sextant-folder-'));
+  dirs.push(d);
+  return d;
+}
+
+/** Collects batches; `next` waits for the next one (with a deadline, never a sleep). */
+class Batches {
+  private readonly queue: ConfigBatch[] = [];
+  private waiter: ((b: ConfigBatch) => void) | undefined;
+  constructor(src: FolderSource) {
+    src.onBatch((b) => {
+      if (this.waiter) {
+        const w = this.waiter;
+        this.waiter = undefined;
+        w(b);
+      } else this.queue.push(b);
+    });
+  }
+  next(deadlineMs = 5000): Promise<ConfigBatch> {
+    const queued = this.queue.shift();
+    if (queued) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => {
+        this.waiter = undefined;
+        reject(new Error(`no batch within ${deadlineMs} ms`));
+      }, deadlineMs);
+      this.waiter = (b) => {
+        clearTimeout(t);
+        resolve(b);
+      };
+    });
+  }
+  pending(): number {
+    return this.queue.length;
+  }
+}
+
+const summary = (events: ConfigEvent[]) => events.map((e) => `${e.type} ${keyString({ kind: e.object.kind, namespace: e.object.metadata.namespace, name: e.object.metadata.name })}`);
+
+const pa = (name: string, mode: string, ns?: string) => `apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata:
+  name: ${name}
+${ns ? `  namespace: ${ns}\n` : ''}spec:
+  mtls:
+    mode: ${mode}
+`;
+
+const svcJson = (name: string, port: number) =>
+  JSON.stringify({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'shop' }, spec: { ports: [{ port, name: 'http' }] } });
+
+async function started(dir: string, log = recordingLogger()) {
+  const src = createFolderSource({ dir, log, debounceMs: 150 });
+  const batches = new Batches(src);
+  await src.start();
+  const initial = await batches.next();
+  return { src, batches, initial, log };
+}
+
+test('initial load: multi-document YAML, JSON, Lists, nested folders, default namespace; other files ignored', async () => {
+  const dir = await tempDir();
+  await mkdir(join(dir, 'nested', 'deeper'), { recursive: true });
+  await mkdir(join(dir, '.hidden'));
+  await writeFile(join(dir, 'a.yaml'), `${pa('one', 'STRICT')}---\n${pa('two', 'PERMISSIVE', 'prod')}---\n`);
+  await writeFile(join(dir, 'nested', 'svc.json'), svcJson('web', 8080));
+  await writeFile(
+    join(dir, 'nested', 'deeper', 'list.yml'),
+    `apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: ConfigMap
+  metadata: {name: cm1, namespace: x}
+  data: {a: b}
+- apiVersion: v1
+  kind: Namespace
+  metadata: {name: prod}
+`,
+  );
+  await writeFile(join(dir, 'README.md'), 'not config');
+  await writeFile(join(dir, '.hidden', 'x.yaml'), pa('hidden', 'STRICT'));
+  const { src, initial } = await started(dir);
+  try {
+    assert.ok(src.hasSynced());
+    assert.equal(initial.source, 'folder');
+    assert.deepEqual(summary(initial.events), [
+      'add ConfigMap/x/cm1',
+      'add Namespace/prod',
+      'add PeerAuthentication/default/one',
+      'add PeerAuthentication/prod/two',
+      'add Service/shop/web',
+    ]);
+    assert.deepEqual(src.rejected(), []);
+  } finally {
+    await src.stop();
+  }
+});
+
+test('an empty folder syncs with an empty batch', async () => {
+  const dir = await tempDir();
+  const { src, initial } = await started(dir);
+  try {
+    assert.deepEqual(initial.events, []);
+    assert.ok(src.hasSynced());
+  } finally {
+    await src.stop();
+  }
+});
+
+test('add, edit, break, fix, delete: each save is one batch and bad input never drops valid objects', async () => {
+  const dir = await tempDir();
+  await writeFile(join(dir, 'a.yaml'), pa('one', 'STRICT'));
+  const entries: LogEntry[] = [];
+  const { src, batches } = await started(dir, recordingLogger(entries));
+  try {
+    // add
+    await writeFile(join(dir, 'b.yaml'), `${pa('two', 'STRICT')}---\n${pa('three', 'STRICT')}`);
+    assert.deepEqual(summary((await batches.next()).events), ['add PeerAuthentication/default/three', 'add PeerAuthentication/default/two']);
+
+    // edit
+    await writeFile(join(dir, 'b.yaml'), `${pa('two', 'PERMISSIVE')}---\n${pa('three', 'STRICT')}`);
+    const edit = await batches.next();
+    assert.deepEqual(summary(edit.events), ['update PeerAuthentication/default/two']);
+    const ev = edit.events[0]!;
+    assert.equal(ev.type, 'update');
+    if (ev.type === 'update') {
+      assert.deepEqual(ev.object.body, { spec: { mtls: { mode: 'PERMISSIVE' } } });
+      assert.deepEqual(ev.old.body, { spec: { mtls: { mode: 'STRICT' } } });
+    }
+
+    // break one object while editing its sibling: the sibling's update goes out, the broken one keeps serving
+    await writeFile(join(dir, 'b.yaml'), `${pa('two', 'STRIKT')}---\n${pa('three', 'DISABLE')}`);
+    assert.deepEqual(summary((await batches.next()).events), ['update PeerAuthentication/default/three']);
+    assert.deepEqual(
+      src.rejected().map((r) => `${r.file}: ${formatIssue(r)}`),
+      ['b.yaml: PeerAuthentication/default/two: spec.mtls.mode: must be one of "UNSET", "DISABLE", "PERMISSIVE", "STRICT"; got a string "STRIKT"'],
+    );
+    assert.deepEqual(
+      src.objects().find((o) => o.metadata.name === 'two')?.body,
+      { spec: { mtls: { mode: 'PERMISSIVE' } } },
+      'the last valid version keeps serving',
+    );
+    const warn = entries.find((e) => e.msg === 'invalid object rejected');
+    assert.ok(warn);
+    assert.equal(warn.kind, 'PeerAuthentication');
+    assert.equal(warn.namespace, 'default');
+    assert.equal(warn.name, 'two');
+    assert.equal(warn.field, 'spec.mtls.mode');
+    assert.equal(warn.file, 'b.yaml');
+
+    // fix
+    await writeFile(join(dir, 'b.yaml'), `${pa('two', 'STRICT')}---\n${pa('three', 'DISABLE')}`);
+    assert.deepEqual(summary((await batches.next()).events), ['update PeerAuthentication/default/two']);
+    assert.deepEqual(src.rejected(), []);
+
+    // delete
+    await rm(join(dir, 'b.yaml'));
+    assert.deepEqual(summary((await batches.next()).events), ['delete PeerAuthentication/default/three', 'delete PeerAuthentication/default/two']);
+    assert.deepEqual(src.objects().map((o) => o.metadata.name), ['one']);
+  } finally {
+    await src.stop();
+  }
+});
+
+test('a file that stops parsing keeps all of its objects until it parses again', async () => {
+  const dir = await tempDir();
+  await writeFile(join(dir, 'a.yaml'), `${pa('one', 'STRICT')}---\n${pa('two', 'STRICT')}`);
+  const { src, batches } = await started(dir);
+  try {
+    await writeFile(join(dir, 'a.yaml'), 'apiVersion: v1\nkind: [unclosed\n  metadata: {\n');
+    // A marker change in another file: its batch must carry nothing from the broken file.
+    await writeFile(join(dir, 'marker.yaml'), pa('marker', 'STRICT'));
+    const b = await batches.next();
+    assert.deepEqual(summary(b.events), ['add PeerAuthentication/default/marker']);
+    assert.equal(src.fileErrors().length, 1);
+    assert.equal(src.fileErrors()[0]!.file, 'a.yaml');
+    assert.ok(src.fileErrors()[0]!.line! >= 1);
+    assert.deepEqual(src.objects().map((o) => o.metadata.name), ['marker', 'one', 'two']);
+
+    await writeFile(join(dir, 'a.yaml'), pa('one', 'DISABLE'));
+    assert.deepEqual(summary((await batches.next()).events), ['update PeerAuthentication/default/one', 'delete PeerAuthentication/default/two']);
+    assert.deepEqual(src.fileErrors(), []);
+  } finally {
+    await src.stop();
+  }
+});
+
+test('moving an object to another file is an update, and renaming a file is not a delete and add', async () => {
+  const dir = await tempDir();
+  await writeFile(join(dir, 'a.yaml'), `${pa('one', 'STRICT')}---\n${pa('two', 'STRICT')}`);
+  const { src, batches } = await started(dir);
+  try {
+    await rename(join(dir, 'a.yaml'), join(dir, 'z.yaml'));
+    const b = await batches.next();
+    assert.deepEqual(summary(b.events), ['update PeerAuthentication/default/one', 'update PeerAuthentication/default/two']);
+
+    // Move one object into another file, changing it on the way; both files saved in one burst.
+    await writeFile(join(dir, 'z.yaml'), pa('two', 'STRICT'));
+    await writeFile(join(dir, 'm.yaml'), pa('one', 'PERMISSIVE'));
+    const moved = await batches.next();
+    assert.deepEqual(summary(moved.events), ['update PeerAuthentication/default/one']);
+    assert.deepEqual(moved.events[0]!.object.body, { spec: { mtls: { mode: 'PERMISSIVE' } } });
+  } finally {
+    await src.stop();
+  }
+});
+
+test('duplicates: the first file in path order wins; the other is reported and takes over when the first goes', async () => {
+  const dir = await tempDir();
+  await writeFile(join(dir, 'a.yaml'), pa('dup', 'STRICT'));
+  await writeFile(join(dir, 'b.yaml'), pa('dup', 'DISABLE'));
+  const { src, batches, initial } = await started(dir);
+  try {
+    assert.deepEqual(summary(initial.events), ['add PeerAuthentication/default/dup']);
+    assert.deepEqual(initial.events[0]!.object.body, { spec: { mtls: { mode: 'STRICT' } } });
+    assert.deepEqual(
+      src.rejected().map((r) => `${r.file}: ${formatIssue(r)}`),
+      ['b.yaml: PeerAuthentication/default/dup: metadata.name: duplicate: PeerAuthentication/default/dup is already defined in a.yaml; this definition is ignored'],
+    );
+    await rm(join(dir, 'a.yaml'));
+    const b = await batches.next();
+    assert.deepEqual(summary(b.events), ['update PeerAuthentication/default/dup']);
+    assert.deepEqual(b.events[0]!.object.body, { spec: { mtls: { mode: 'DISABLE' } } });
+    assert.deepEqual(src.rejected(), []);
+  } finally {
+    await src.stop();
+  }
+});
+
+test('a new invalid object is reported with file, field and reason and never served', async () => {
+  const dir = await tempDir();
+  const { src, batches } = await started(dir);
+  try {
+    await writeFile(
+      join(dir, 'bad.yaml'),
+      `apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {name: ap, namespace: shop}
+spec:
+  actoin: DENY
+---
+apiVersion: v1
+kind: Service
+metadata: {name: ok, namespace: shop}
+spec:
+  ports: [{port: 80}]
+`,
+    );
+    assert.deepEqual(summary((await batches.next()).events), ['add Service/shop/ok']);
+    assert.deepEqual(
+      src.rejected().map((r) => `${r.file}: ${formatIssue(r)}`),
+      ['bad.yaml: AuthorizationPolicy/shop/ap: spec.actoin: unknown field "actoin" (did you mean "action"?)'],
+    );
+  } finally {
+    await src.stop();
+  }
+});
+
+test('a burst of saves to many files is one batch', async () => {
+  const dir = await tempDir();
+  const { src, batches } = await started(dir);
+  try {
+    await Promise.all(Array.from({ length: 20 }, (_, i) => writeFile(join(dir, `f${String(i).padStart(2, '0')}.yaml`), pa(`p${i}`, 'STRICT'))));
+    const b = await batches.next();
+    assert.equal(b.events.length, 20);
+    assert.equal(batches.pending(), 0);
+  } finally {
+    await src.stop();
+  }
+});

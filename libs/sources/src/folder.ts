@@ -1,0 +1,368 @@
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { basename, join, relative, resolve, sep } from 'node:path';
+import { isDeepStrictEqual } from 'node:util';
+import type { Logger, ObjectKey, ValidationIssue } from '@sextant/api';
+import { keyString, silentLogger, validateObject } from '@sextant/api';
+import { watch, type FSWatcher } from 'chokidar';
+import { parseAllDocuments } from 'yaml';
+import type { ConfigBatch, ConfigEvent, ConfigObject, ConfigSource } from './types.js';
+
+/**
+ * The folder source: every `.yaml`, `.yml` and `.json` file below a directory
+ * (recursively; names starting with '.' are skipped, which also skips the
+ * `..data` links of a mounted ConfigMap), watched for changes.
+ *
+ * - A multi-document file yields every document; `List` kinds are expanded.
+ * - An invalid object is logged, kept in `rejected()` and skipped. If it had a
+ *   valid version, that version keeps being served.
+ * - A file that no longer parses as YAML keeps serving all its last valid objects.
+ * - Deleting a file deletes its objects; an object moving between files is
+ *   an update (never a delete and an add).
+ * - The same kind/namespace/name in two files: the first file in path order
+ *   wins and the other definition is reported as a duplicate.
+ * - Namespaced objects without a namespace go to `default`.
+ * - Bursts of file events are debounced, so one save is one batch.
+ */
+
+export interface FolderSourceOptions {
+  dir: string;
+  log?: Logger;
+  /** Source name in batches; default `folder`. */
+  name?: string;
+  /** Quiet time after the last file event before a batch is built; default 100 ms. */
+  debounceMs?: number;
+  /** Longest a steady stream of events can delay a batch; default 1000 ms. */
+  maxDelayMs?: number;
+}
+
+/** A rejected object, with the file that holds it (path relative to the folder). */
+export interface RejectedObject extends ValidationIssue {
+  key: ObjectKey;
+  file: string;
+}
+
+/** A file that cannot be read as YAML/JSON; its last valid objects keep being served. */
+export interface FileError {
+  file: string;
+  line?: number;
+  column?: number;
+  reason: string;
+}
+
+export interface FolderSource extends ConfigSource {
+  rejected(): ReadonlyArray<RejectedObject>;
+  fileErrors(): ReadonlyArray<FileError>;
+  /** The objects currently served, sorted by kind/namespace/name. */
+  objects(): ConfigObject[];
+  /** Re-reads every file now (also done on every watcher event for the files it names). */
+  rescan(): Promise<void>;
+}
+
+const CONFIG_FILE = /\.(ya?ml|json)$/i;
+const DEFAULT_NAMESPACE = 'default';
+
+interface FileState {
+  content: string;
+  /** Objects this file serves (valid ones, plus the last valid version of objects now invalid), by key string. */
+  objects: Map<string, ConfigObject>;
+  /** Keys this file defines but that failed validation, with their issues. */
+  invalid: Map<string, { key: ObjectKey; issues: ValidationIssue[] }>;
+  /** Objects too broken to have a key. */
+  unkeyed: ValidationIssue[];
+  parseError?: FileError;
+}
+
+interface Served {
+  object: ConfigObject;
+  file: string;
+}
+
+function keyOf(o: ConfigObject): ObjectKey {
+  return { kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name };
+}
+
+async function listFiles(root: string): Promise<string[]> {
+  const out: string[] = [];
+  const walk = async (dir: string, depth: number): Promise<void> => {
+    if (depth > 32) return;
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.name.startsWith('.')) continue;
+      const path = join(dir, e.name);
+      let isDir = e.isDirectory();
+      let isFile = e.isFile();
+      if (e.isSymbolicLink()) {
+        try {
+          const s = await stat(path);
+          isDir = s.isDirectory();
+          isFile = s.isFile();
+        } catch {
+          continue;
+        }
+      }
+      if (isDir) await walk(path, depth + 1);
+      else if (isFile && CONFIG_FILE.test(e.name)) out.push(relative(root, path).split(sep).join('/'));
+    }
+  };
+  await walk(root, 0);
+  return out.sort();
+}
+
+/** Documents of a file as plain values, or a parse error. */
+function parseFile(file: string, content: string): { values: unknown[] } | { error: FileError } {
+  try {
+    const docs = parseAllDocuments(content, { merge: true });
+    const list = Array.isArray(docs) ? docs : [];
+    const values: unknown[] = [];
+    for (const doc of list) {
+      const err = doc.errors[0];
+      if (err) {
+        const pos = err.linePos?.[0];
+        const reason = err.message.split('\n')[0]!.replace(/:$/, '').replace(/ at line \d+, column \d+$/, '');
+        return { error: { file, ...(pos ? { line: pos.line, column: pos.col } : {}), reason } };
+      }
+      values.push(doc.toJS({ maxAliasCount: 100 }));
+    }
+    return { values };
+  } catch (err) {
+    return { error: { file, reason: err instanceof Error ? err.message : String(err) } };
+  }
+}
+
+/** Expands `List` kinds (`kind: List`, `kind: ServiceList`, ...) into their items. */
+function expandLists(values: unknown[]): unknown[] {
+  const out: unknown[] = [];
+  for (const v of values) {
+    if (v === null || v === undefined) continue;
+    const o = v as { kind?: unknown; items?: unknown };
+    if (typeof o === 'object' && typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)) {
+      for (const item of o.items) if (item !== null && item !== undefined) out.push(item);
+    } else out.push(v);
+  }
+  return out;
+}
+
+export function createFolderSource(opts: FolderSourceOptions): FolderSource {
+  const root = resolve(opts.dir);
+  const name = opts.name ?? 'folder';
+  const log = (opts.log ?? silentLogger).child({ source: name, dir: root });
+  const debounceMs = opts.debounceMs ?? 100;
+  const maxDelayMs = opts.maxDelayMs ?? 1000;
+
+  const files = new Map<string, FileState>();
+  let served = new Map<string, Served>();
+  let duplicates: RejectedObject[] = [];
+  const listeners = new Set<(b: ConfigBatch) => void>();
+  let synced = false;
+  let stopped = false;
+  let watcher: FSWatcher | undefined;
+
+  // Debounced, serialized processing.
+  const pending = new Set<string>();
+  let timer: NodeJS.Timeout | undefined;
+  let firstPendingAt = 0;
+  let chain: Promise<void> = Promise.resolve();
+
+  const emit = (events: ConfigEvent[], force: boolean) => {
+    if (events.length === 0 && !force) return;
+    const batch: ConfigBatch = { source: name, events };
+    for (const l of [...listeners]) {
+      try {
+        l(batch);
+      } catch (err) {
+        log.error({ err }, 'batch listener failed');
+      }
+    }
+  };
+
+  const logIssues = (file: string, issues: ValidationIssue[]) => {
+    for (const i of issues)
+      log.warn({ kind: i.kind, namespace: i.namespace, name: i.name, field: i.field, reason: i.reason, file }, 'invalid object rejected');
+  };
+
+  /** Re-reads the given files (all when `only` is undefined) and emits one batch of what changed. */
+  const process = async (only: Set<string> | undefined, force: boolean): Promise<void> => {
+    const listed = await listFiles(root);
+    const listedSet = new Set(listed);
+    const toRead = only === undefined ? listed : listed.filter((f) => !files.has(f) || only.has(f));
+    let changedFiles = 0;
+    for (const file of toRead) {
+      let content: string;
+      try {
+        content = await readFile(join(root, file), 'utf8');
+      } catch (err) {
+        // Gone between listing and reading: the next event removes it.
+        log.debug({ file, err: String(err) }, 'file vanished while reading');
+        continue;
+      }
+      const old = files.get(file);
+      if (old && old.content === content) continue;
+      changedFiles++;
+      const parsed = parseFile(file, content);
+      if ('error' in parsed) {
+        log.error({ file, line: parsed.error.line, column: parsed.error.column, reason: parsed.error.reason }, 'file is not valid YAML; keeping its last valid objects');
+        files.set(file, {
+          content,
+          objects: old?.objects ?? new Map(),
+          invalid: old?.invalid ?? new Map(),
+          unkeyed: old?.unkeyed ?? [],
+          parseError: parsed.error,
+        });
+        continue;
+      }
+      const state: FileState = { content, objects: new Map(), invalid: new Map(), unkeyed: [] };
+      for (const raw of expandLists(parsed.values)) {
+        const res = validateObject(raw, { defaultNamespace: DEFAULT_NAMESPACE });
+        if (res.ok) {
+          const ks = keyString(keyOf(res.object));
+          if (state.objects.has(ks) && !state.invalid.has(ks)) {
+            const issue: ValidationIssue = { ...keyOf(res.object), field: 'metadata.name', reason: `duplicate: ${ks} is defined earlier in the same file; this definition is ignored` };
+            state.unkeyed.push(issue);
+            logIssues(file, [issue]);
+          } else {
+            state.objects.set(ks, res.object);
+            state.invalid.delete(ks);
+          }
+        } else {
+          logIssues(file, res.issues);
+          if (res.key) {
+            const ks = keyString(res.key);
+            if (state.objects.has(ks) && !state.invalid.has(ks)) continue; // an earlier valid definition in this file stands
+            state.invalid.set(ks, { key: res.key, issues: res.issues });
+            const last = old?.objects.get(ks);
+            if (last) state.objects.set(ks, last);
+          } else state.unkeyed.push(...res.issues);
+        }
+      }
+      files.set(file, state);
+    }
+    for (const file of [...files.keys()]) {
+      if (!listedSet.has(file)) {
+        files.delete(file);
+        changedFiles++;
+      }
+    }
+    if (changedFiles === 0 && !force) return;
+
+    // Resolve which file serves each key: first file in path order wins.
+    const next = new Map<string, Served>();
+    const dups: RejectedObject[] = [];
+    const order = [...files.keys()].sort();
+    for (const file of order) {
+      for (const [ks, object] of files.get(file)!.objects) {
+        const winner = next.get(ks);
+        if (!winner) next.set(ks, { object, file });
+        else
+          dups.push({
+            ...keyOf(object),
+            key: keyOf(object),
+            file,
+            field: 'metadata.name',
+            reason: `duplicate: ${ks} is already defined in ${winner.file}; this definition is ignored`,
+          });
+      }
+    }
+    // An object that moved into a file where it is invalid keeps its last valid version there.
+    for (const file of order) {
+      const state = files.get(file)!;
+      for (const [ks] of state.invalid) {
+        const prev = served.get(ks);
+        if (!next.has(ks) && prev) {
+          next.set(ks, { object: prev.object, file });
+          state.objects.set(ks, prev.object);
+        }
+      }
+    }
+    const oldDupKeys = new Set(duplicates.map((d) => `${d.file}|${keyString(d.key)}`));
+    for (const d of dups) if (!oldDupKeys.has(`${d.file}|${keyString(d.key)}`)) logIssues(d.file, [d]);
+    duplicates = dups;
+
+    const events: ConfigEvent[] = [];
+    const keys = [...new Set([...served.keys(), ...next.keys()])].sort();
+    for (const ks of keys) {
+      const before = served.get(ks);
+      const after = next.get(ks);
+      if (before && !after) events.push({ type: 'delete', object: before.object });
+      else if (!before && after) events.push({ type: 'add', object: after.object });
+      else if (before && after && (before.file !== after.file || !isDeepStrictEqual(before.object, after.object)))
+        events.push({ type: 'update', object: after.object, old: before.object });
+    }
+    served = next;
+    if (events.length > 0) log.info({ events: events.length, objects: served.size }, 'config folder changed');
+    emit(events, force);
+  };
+
+  const enqueue = (only: Set<string> | undefined, force: boolean): Promise<void> => {
+    chain = chain.then(() => (stopped ? undefined : process(only, force))).catch((err) => log.error({ err }, 'config folder processing failed'));
+    return chain;
+  };
+
+  const flush = () => {
+    timer = undefined;
+    const only = new Set(pending);
+    pending.clear();
+    void enqueue(only, false);
+  };
+
+  const onFsEvent = (path: string) => {
+    if (stopped) return;
+    const rel = relative(root, path).split(sep).join('/');
+    pending.add(rel);
+    const now = Date.now();
+    if (timer === undefined) firstPendingAt = now;
+    else clearTimeout(timer);
+    const wait = Math.max(0, Math.min(debounceMs, firstPendingAt + maxDelayMs - now));
+    timer = setTimeout(flush, wait);
+  };
+
+  return {
+    name,
+    async start() {
+      if (watcher) return;
+      watcher = watch(root, {
+        ignoreInitial: true,
+        persistent: true,
+        ignored: (path: string) => path !== root && basename(path).startsWith('.'),
+      });
+      watcher.on('all', (_event, path) => onFsEvent(path));
+      watcher.on('error', (err) => log.error({ err: String(err) }, 'config folder watch error'));
+      await new Promise<void>((res) => watcher!.once('ready', () => res()));
+      await enqueue(undefined, true);
+      synced = true;
+    },
+    hasSynced: () => synced,
+    onBatch(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    rejected() {
+      const out: RejectedObject[] = [];
+      for (const [file, state] of [...files.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+        for (const { key, issues } of state.invalid.values()) for (const i of issues) out.push({ ...i, key, file });
+        for (const i of state.unkeyed) out.push({ ...i, key: { kind: i.kind, namespace: i.namespace, name: i.name }, file });
+      }
+      return [...out, ...duplicates];
+    },
+    fileErrors() {
+      return [...files.values()].flatMap((s) => (s.parseError ? [s.parseError] : []));
+    },
+    objects() {
+      return [...served.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, s]) => s.object);
+    },
+    rescan() {
+      return enqueue(undefined, false);
+    },
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      await watcher?.close();
+      await chain;
+    },
+  };
+}

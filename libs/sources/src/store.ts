@@ -1,0 +1,214 @@
+import { isDeepStrictEqual } from 'node:util';
+import type { ConfigObject as ApiConfigObject, KnownKind, Logger, ObjectKey, TypedObject } from '@sextant/api';
+import { keyString, silentLogger } from '@sextant/api';
+import type { ConfigBatch, ConfigObject } from './types.js';
+
+// The two ConfigObject declarations (sources' contract and api's) must stay the same shape.
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const _sameConfigObject: Same<ConfigObject, ApiConfigObject> = true;
+void _sameConfigObject;
+
+/** What one applied batch changed: every key whose visible object was added, updated or deleted. */
+export interface StoreChange {
+  revision: number;
+  /** The source whose batch caused the change. */
+  source: string;
+  /** Changed keys, sorted by kind, namespace, name. */
+  changed: ObjectKey[];
+  /** The kinds among `changed`, for quick "does this concern me" checks. */
+  kinds: ReadonlySet<string>;
+}
+
+/** A read-only view of the store at one revision; later batches never change it. */
+export interface StoreView {
+  readonly revision: number;
+  get<K extends KnownKind>(kind: K, namespace: string | undefined, name: string): TypedObject<K> | undefined;
+  get(kind: string, namespace: string | undefined, name: string): ConfigObject | undefined;
+  /** Objects of a kind, sorted by namespace then name; only one namespace when given. */
+  list<K extends KnownKind>(kind: K, namespace?: string): readonly TypedObject<K>[];
+  list(kind: string, namespace?: string): readonly ConfigObject[];
+  kinds(): string[];
+  size(): number;
+}
+
+export interface ConfigStoreOptions {
+  /**
+   * When two sources hold the same kind/namespace/name, the one listed first
+   * here is visible (the other is kept and shows up if the first deletes it).
+   * Sources not listed rank after, in the order they first sent a batch.
+   */
+  sourcePriority?: readonly string[];
+  log?: Logger;
+}
+
+function nsName(namespace: string | undefined, name: string): string {
+  return namespace === undefined ? name : `${namespace}/${name}`;
+}
+
+function compareObjects(a: ConfigObject, b: ConfigObject): number {
+  const an = a.metadata.namespace ?? '';
+  const bn = b.metadata.namespace ?? '';
+  return an < bn ? -1 : an > bn ? 1 : a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
+}
+
+/** Objects of one kind. Replaced, never mutated, once a view may hold it. */
+class KindTable {
+  private sorted: ConfigObject[] | undefined;
+  constructor(readonly byKey: Map<string, ConfigObject>) {}
+  list(namespace?: string): readonly ConfigObject[] {
+    this.sorted ??= [...this.byKey.values()].sort(compareObjects);
+    return namespace === undefined ? this.sorted : this.sorted.filter((o) => o.metadata.namespace === namespace);
+  }
+}
+
+class View implements StoreView {
+  constructor(
+    readonly revision: number,
+    private readonly tables: ReadonlyMap<string, KindTable>,
+  ) {}
+  get(kind: string, namespace: string | undefined, name: string): any {
+    return this.tables.get(kind)?.byKey.get(nsName(namespace, name));
+  }
+  list(kind: string, namespace?: string): readonly any[] {
+    return this.tables.get(kind)?.list(namespace) ?? [];
+  }
+  kinds(): string[] {
+    return [...this.tables.keys()].filter((k) => this.tables.get(k)!.byKey.size > 0).sort();
+  }
+  size(): number {
+    let n = 0;
+    for (const t of this.tables.values()) n += t.byKey.size;
+    return n;
+  }
+}
+
+/**
+ * The current valid objects from every source, keyed by kind/namespace/name.
+ * A plain data structure: batches are applied atomically and synchronously,
+ * each change bumps the revision by one and is announced once to listeners.
+ */
+export class ConfigStore implements StoreView {
+  private rev = 0;
+  private tables = new Map<string, KindTable>();
+  /** source → key string → object, everything each source currently holds. */
+  private readonly bySource = new Map<string, Map<string, ConfigObject>>();
+  private readonly priority: string[];
+  private readonly listeners = new Set<(change: StoreChange) => void>();
+  private readonly log: Logger;
+  private current: View;
+
+  constructor(opts: ConfigStoreOptions = {}) {
+    this.priority = [...(opts.sourcePriority ?? [])];
+    this.log = opts.log ?? silentLogger;
+    this.current = new View(0, this.tables);
+  }
+
+  get revision(): number {
+    return this.rev;
+  }
+
+  /**
+   * Applies one batch atomically. Returns what changed, or undefined when the
+   * batch changed nothing visible (the revision then stays).
+   */
+  apply(batch: ConfigBatch): StoreChange | undefined {
+    if (!this.priority.includes(batch.source)) this.priority.push(batch.source);
+    let held = this.bySource.get(batch.source);
+    if (!held) this.bySource.set(batch.source, (held = new Map()));
+    const touched = new Map<string, ObjectKey>();
+    for (const ev of batch.events) {
+      const o = ev.object;
+      const key: ObjectKey = { kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name };
+      const ks = keyString(key);
+      if (ev.type === 'delete') held.delete(ks);
+      else held.set(ks, o);
+      touched.set(ks, key);
+    }
+    return this.commit(batch.source, touched);
+  }
+
+  /** Forgets everything a source holds (e.g. a source that was removed). */
+  removeSource(source: string): StoreChange | undefined {
+    const held = this.bySource.get(source);
+    if (!held) return undefined;
+    const touched = new Map<string, ObjectKey>();
+    for (const o of held.values()) touched.set(keyString({ kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name }), { kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name });
+    this.bySource.delete(source);
+    return this.commit(source, touched);
+  }
+
+  private visible(ks: string): ConfigObject | undefined {
+    for (const s of this.priority) {
+      const o = this.bySource.get(s)?.get(ks);
+      if (o) return o;
+    }
+    return undefined;
+  }
+
+  private commit(source: string, touched: Map<string, ObjectKey>): StoreChange | undefined {
+    const changed: ObjectKey[] = [];
+    const newTables = new Map<string, Map<string, ConfigObject>>();
+    for (const [ks, key] of touched) {
+      const next = this.visible(ks);
+      const nk = nsName(key.namespace, key.name);
+      const prev = this.tables.get(key.kind)?.byKey.get(nk);
+      if (prev === next || (prev && next && isDeepStrictEqual(prev, next))) continue;
+      let t = newTables.get(key.kind);
+      if (!t) newTables.set(key.kind, (t = new Map(this.tables.get(key.kind)?.byKey)));
+      if (next) t.set(nk, next);
+      else t.delete(nk);
+      changed.push(key);
+    }
+    if (changed.length === 0) return undefined;
+    const tables = new Map(this.tables);
+    for (const [kind, m] of newTables) tables.set(kind, new KindTable(m));
+    this.tables = tables;
+    this.rev += 1;
+    this.current = new View(this.rev, tables);
+    changed.sort((a, b) => {
+      const x = keyString(a);
+      const y = keyString(b);
+      return x < y ? -1 : x > y ? 1 : 0;
+    });
+    const change: StoreChange = { revision: this.rev, source, changed, kinds: new Set(changed.map((k) => k.kind)) };
+    for (const l of [...this.listeners]) {
+      try {
+        l(change);
+      } catch (err) {
+        this.log.error({ err, revision: this.rev }, 'config store listener failed');
+      }
+    }
+    return change;
+  }
+
+  /** Registers a change listener; returns an unsubscribe function. */
+  onChange(listener: (change: StoreChange) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** An immutable view of the current revision (cheap: tables are shared copy-on-write). */
+  snapshot(): StoreView {
+    return this.current;
+  }
+
+  get<K extends KnownKind>(kind: K, namespace: string | undefined, name: string): TypedObject<K> | undefined;
+  get(kind: string, namespace: string | undefined, name: string): ConfigObject | undefined;
+  get(kind: string, namespace: string | undefined, name: string): ConfigObject | undefined {
+    return this.current.get(kind, namespace, name);
+  }
+
+  list<K extends KnownKind>(kind: K, namespace?: string): readonly TypedObject<K>[];
+  list(kind: string, namespace?: string): readonly ConfigObject[];
+  list(kind: string, namespace?: string): readonly ConfigObject[] {
+    return this.current.list(kind, namespace);
+  }
+
+  kinds(): string[] {
+    return this.current.kinds();
+  }
+
+  size(): number {
+    return this.current.size();
+  }
+}
