@@ -1,0 +1,105 @@
+/**
+ * Names and small builders shared by cluster and endpoint translation,
+ * spelled the way istiod spells them (pilot/pkg/model BuildSubsetKey,
+ * pkg/model ConstructSdsSecretConfig, ...).
+ */
+import type { Service } from '@sextant/model';
+
+export type Json = Record<string, any>;
+
+export const SpecialClusters = {
+  blackHole: 'BlackHoleCluster',
+  passthrough: 'PassthroughCluster',
+  inboundPassthrough: 'InboundPassthroughCluster',
+} as const;
+
+/** `outbound|9080|v1|reviews.default.svc.cluster.local` */
+export function buildSubsetKey(direction: 'outbound' | 'inbound', subset: string, hostname: string, port: number): string {
+  return `${direction}|${port}|${subset}|${hostname}`;
+}
+
+/** `inbound|9080||` */
+export function buildInboundSubsetKey(port: number): string {
+  return `inbound|${port}||`;
+}
+
+/** The SNI istiod uses for ISTIO_MUTUAL: `outbound_.9080_.v1_.reviews.default.svc.cluster.local`. */
+export function buildDnsSrvSubsetKey(direction: 'outbound' | 'inbound', subset: string, hostname: string, port: number): string {
+  return `${direction}_.${port}_.${subset}_.${hostname}`;
+}
+
+export interface SubsetKey {
+  direction: 'outbound' | 'inbound';
+  port: number;
+  subset: string;
+  hostname: string;
+}
+
+/** Parses `direction|port|subset|host`; undefined for other names. */
+export function parseSubsetKey(name: string): SubsetKey | undefined {
+  const parts = name.split('|');
+  if (parts.length !== 4) return undefined;
+  const [direction, port, subset, hostname] = parts as [string, string, string, string];
+  if ((direction !== 'outbound' && direction !== 'inbound') || !/^[0-9]+$/.test(port)) return undefined;
+  return { direction, port: Number(port), subset, hostname };
+}
+
+export const TypedUrls = {
+  upstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
+  rawBuffer: 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer',
+  httpProtocolOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+} as const;
+
+export const HTTP_PROTOCOL_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
+
+/** An SDS secret reference served by pilot-agent over the `sds-grpc` cluster (`default`, `ROOTCA`, ...). */
+export function sdsSecretConfig(name: string): Json {
+  return {
+    name,
+    sdsConfig: {
+      apiConfigSource: {
+        apiType: 'GRPC',
+        setNodeOnFirstMessageOnly: true,
+        transportApiVersion: 'V3',
+        grpcServices: [{ envoyGrpc: { clusterName: 'sds-grpc' } }],
+      },
+      initialFetchTimeout: '0s',
+      resourceApiVersion: 'V3',
+    },
+  };
+}
+
+export function rawBufferTransportSocket(): Json {
+  return { name: 'envoy.transport_sockets.raw_buffer', typedConfig: { '@type': TypedUrls.rawBuffer } };
+}
+
+/** `filterMetadata.istio.services` entry for a service. */
+export function serviceMetadata(svc: Service): Json {
+  return { host: svc.hostname, name: svc.attributes.name, namespace: svc.attributes.namespace };
+}
+
+/** The `config` metadata value istiod writes for the DestinationRule that shaped a cluster. */
+export function destinationRuleConfigPath(namespace: string, name: string): string {
+  return `/apis/networking.istio.io/v1/namespaces/${namespace}/destination-rule/${name}`;
+}
+
+/** Envoy's max uint32, the circuit breaker "unlimited" istiod uses. */
+export const MAX_UINT32 = 4294967295;
+
+/** Converts a Go duration (`1.5s`, `100ms`, `1m`) to proto3 JSON (`1.500s`); undefined when malformed. */
+export function toProtoDuration(d: string | undefined): string | undefined {
+  if (d === undefined) return undefined;
+  const unit: Record<string, number> = { ns: 1e-9, us: 1e-6, µs: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+  let secs = 0;
+  let matched = '';
+  for (const m of d.matchAll(/([0-9]+(?:\.[0-9]+)?)(ns|us|µs|ms|s|m|h)/g)) {
+    secs += Number(m[1]) * unit[m[2]!]!;
+    matched += m[0];
+  }
+  if (matched !== d || matched === '') return undefined;
+  const nanos = Math.round(secs * 1e9);
+  const whole = Math.floor(nanos / 1e9);
+  const frac = nanos % 1e9;
+  if (frac === 0) return `${whole}s`;
+  return `${whole}.${String(frac).padStart(9, '0').replace(/0+$/, '')}s`;
+}

@@ -1,0 +1,119 @@
+/**
+ * EDS: ClusterLoadAssignments for the clusters a proxy asks for (istiod's
+ * pilot/pkg/xds/endpoints). Endpoints are grouped by locality, carry the
+ * `tlsMode` transport socket match and istio workload metadata, and only
+ * healthy endpoints are sent.
+ */
+import type { ClusterLoadAssignmentJson } from '@sextant/envoy';
+import { localityLabel, type IstioEndpoint, type Locality, type ProxyView, type PushContext } from '@sextant/model';
+import { parseSubsetKey, type Json } from './common.js';
+
+function canonicalName(labels: Record<string, string>, workload: string): string {
+  return labels['service.istio.io/canonical-name'] ?? labels['app.kubernetes.io/name'] ?? labels.app ?? workload;
+}
+function canonicalRevision(labels: Record<string, string>): string {
+  return labels['service.istio.io/canonical-revision'] ?? labels['app.kubernetes.io/version'] ?? labels.version ?? 'latest';
+}
+
+export function lbEndpoint(e: IstioEndpoint): Json {
+  const ep: Json = {
+    endpoint: { address: { socketAddress: { address: e.address, portValue: e.endpointPort } } },
+    healthStatus: e.healthStatus === 'HEALTHY' ? 'HEALTHY' : e.healthStatus,
+    loadBalancingWeight: e.weight > 0 ? e.weight : 1,
+  };
+  const fm: Json = {};
+  if (e.tlsMode === 'istio') fm['envoy.transport_socket_match'] = { tlsMode: 'istio' };
+  if (e.workloadName) {
+    fm.istio = { workload: [e.workloadName, e.namespace, canonicalName(e.labels, e.workloadName), canonicalRevision(e.labels), e.clusterId].join(';') };
+  }
+  if (Object.keys(fm).length > 0) ep.metadata = { filterMetadata: fm };
+  return ep;
+}
+
+function localityJson(l: Locality): Json | undefined {
+  const j: Json = {};
+  if (l.region) j.region = l.region;
+  if (l.zone) j.zone = l.zone;
+  if (l.subzone) j.subZone = l.subzone;
+  return Object.keys(j).length > 0 ? j : undefined;
+}
+
+/** Healthy endpoints grouped by locality (sorted), each group weighted by the sum of its endpoints. */
+export function lbEndpointsFor(endpoints: IstioEndpoint[], _proxy: ProxyView): Json[] {
+  const groups = new Map<string, { locality: Locality; eps: IstioEndpoint[] }>();
+  for (const e of endpoints) {
+    if (e.healthStatus !== 'HEALTHY') continue;
+    const k = localityLabel(e.locality);
+    const g = groups.get(k) ?? { locality: e.locality, eps: [] };
+    g.eps.push(e);
+    groups.set(k, g);
+  }
+  return [...groups.keys()].sort().map((k) => {
+    const g = groups.get(k)!;
+    const lbEndpoints = g.eps
+      .slice()
+      .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.endpointPort - b.endpointPort))
+      .map(lbEndpoint);
+    const out: Json = { lbEndpoints, loadBalancingWeight: lbEndpoints.reduce((s, e) => s + (e.loadBalancingWeight as number), 0) };
+    const loc = localityJson(g.locality);
+    if (loc) out.locality = loc;
+    return out;
+  });
+}
+
+/** Locality failover priorities (istiod's loadbalancer.applyLocalityFailover, default failover). */
+function applyFailover(llb: Json[], proxyLocality: Locality): void {
+  const level = (l: Json | undefined): number => {
+    const r = l?.region ?? '';
+    const z = l?.zone ?? '';
+    const s = l?.subZone ?? '';
+    if (r !== proxyLocality.region) return 3;
+    if (z !== proxyLocality.zone) return 2;
+    if (s !== proxyLocality.subzone) return 1;
+    return 0;
+  };
+  const levels = [...new Set(llb.map((g) => level(g.locality)))].sort();
+  for (const g of llb) {
+    const p = levels.indexOf(level(g.locality));
+    if (p > 0) g.priority = p;
+  }
+}
+
+/**
+ * ClusterLoadAssignments for `clusterNames` (the names the proxy watches).
+ * Unknown names and non-EDS clusters get an empty assignment so Envoy does
+ * not wait for them.
+ */
+export function buildEndpoints(push: PushContext, proxy: ProxyView, clusterNames: string[]): ClusterLoadAssignmentJson[] {
+  const out: ClusterLoadAssignmentJson[] = [];
+  for (const name of [...new Set(clusterNames)]) {
+    const key = parseSubsetKey(name);
+    const empty = { clusterName: name, endpoints: [] } as ClusterLoadAssignmentJson;
+    if (!key || key.direction !== 'outbound') {
+      out.push(empty);
+      continue;
+    }
+    const svc = push.serviceByHostname(key.hostname, proxy.namespace);
+    const port = svc?.ports.find((p) => p.port === key.port);
+    if (!svc || !port || svc.resolution !== 'ClientSideLB' || (proxy.type === 'sidecar' && !push.sidecarScope(proxy).hasService(svc.hostname) && proxy.generator !== 'grpc')) {
+      out.push(empty);
+      continue;
+    }
+    const dr = push.destinationRule(proxy, svc.hostname);
+    let labels: Record<string, string> | undefined;
+    if (key.subset) {
+      const subset = ((dr?.spec.subsets ?? []) as Array<{ name: string; labels?: Record<string, string> }>).find((s) => s.name === key.subset);
+      if (!subset) {
+        out.push(empty);
+        continue;
+      }
+      labels = subset.labels ?? {};
+    }
+    const llb = lbEndpointsFor(push.endpoints(svc, port, labels), proxy);
+    const tp = dr?.spec.trafficPolicy as { outlierDetection?: unknown; loadBalancer?: { localityLbSetting?: { enabled?: boolean | null } } } | undefined;
+    const localityEnabled = tp?.loadBalancer?.localityLbSetting?.enabled !== false;
+    if (tp?.outlierDetection && localityEnabled && proxy.locality && llb.length > 1) applyFailover(llb, proxy.locality);
+    out.push({ clusterName: name, endpoints: llb } as ClusterLoadAssignmentJson);
+  }
+  return out;
+}
