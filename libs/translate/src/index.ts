@@ -12,3 +12,4 @@ export * from './cluster-tls.js';
 export * from './cluster-grpc.js';
 export * from './endpoint.js';
 export * from './translate.js';
+export * from './route-walk.js';
