@@ -168,16 +168,17 @@ export function createSecureServerCredentials(ca: CertificateAuthority, dnsNames
   const stopListening = ca.onChange(() => refresh());
 
   const provider: grpc.experimental.CertificateProvider = {
+    // grpc-js registers its watcher only after adding these listeners, so the first update is delivered asynchronously.
     addCaCertificateListener(l) {
       caListeners.add(l);
-      l(caUpdate);
+      queueMicrotask(() => caListeners.has(l) && l(caUpdate));
     },
     removeCaCertificateListener(l) {
       caListeners.delete(l);
     },
     addIdentityCertificateListener(l) {
       idListeners.add(l);
-      l(idUpdate);
+      queueMicrotask(() => idListeners.has(l) && l(idUpdate));
     },
     removeIdentityCertificateListener(l) {
       idListeners.delete(l);

@@ -174,3 +174,40 @@ export function waitForFile(file: string, ms: number): Promise<void> {
     check();
   });
 }
+
+/**
+ * An operator's plugged-in CA made with the openssl CLI (independent of this
+ * package's code): a root and an intermediate, written in the cacerts layout.
+ */
+export async function makePluggedCa(dir: string, opts: { name?: string; intermediateDays?: number; rsa?: boolean } = {}): Promise<{ rootPem: string }> {
+  const { mkdir, readFile } = await import('node:fs/promises');
+  await mkdir(dir, { recursive: true });
+  const work = await mkdtemp(join(tmpdir(), 'sextant-plug-'));
+  const n = opts.name ?? 'Plug';
+  const keyArgs = opts.rsa ? ['-newkey', 'rsa:2048'] : ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'];
+  const must = async (args: string[]) => {
+    const r = await run(OPENSSL, args, { cwd: work });
+    if (r.code !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
+  };
+  try {
+    await writeFile(
+      join(work, 'ext.cnf'),
+      '[v3_ca]\nbasicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign,digitalSignature\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n',
+    );
+    await must(['req', '-x509', ...keyArgs, '-nodes', '-keyout', 'root-key.pem', '-out', 'root-cert.pem', '-days', '3650', '-subj', `/O=${n}/CN=${n} Root`,
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+    await must(['req', '-new', ...keyArgs, '-nodes', '-keyout', 'ca-key.pem', '-out', 'ca.csr', '-subj', `/O=${n}/CN=${n} Intermediate`]);
+    await must(['x509', '-req', '-in', 'ca.csr', '-CA', 'root-cert.pem', '-CAkey', 'root-key.pem', '-CAcreateserial', '-out', 'ca-cert.pem',
+      '-days', String(opts.intermediateDays ?? 365), '-extfile', 'ext.cnf', '-extensions', 'v3_ca']);
+    const root = await readFile(join(work, 'root-cert.pem'), 'utf8');
+    const inter = await readFile(join(work, 'ca-cert.pem'), 'utf8');
+    const key = await readFile(join(work, 'ca-key.pem'), 'utf8');
+    await writeFile(join(dir, 'ca-key.pem'), key);
+    await writeFile(join(dir, 'cert-chain.pem'), inter + root);
+    await writeFile(join(dir, 'root-cert.pem'), root);
+    await writeFile(join(dir, 'ca-cert.pem'), inter);
+    return { rootPem: root };
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
