@@ -28,7 +28,10 @@ const TABLE: Array<[string, unknown, string[]]> = [
     'PeerAuthentication/ns/pa: apiVersion: version "v1alpha1" of PeerAuthentication is not served; use "security.istio.io/v1", "security.istio.io/v1beta1"',
   ]],
   ['wrong group', { ...pa({}), apiVersion: 'networking.istio.io/v1' }, [
-    'PeerAuthentication/ns/pa: apiVersion: PeerAuthentication is in API group "security.istio.io", not "networking.istio.io"; use "security.istio.io/v1", "security.istio.io/v1beta1"',
+    'PeerAuthentication/ns/pa: apiVersion: Sextant does not read PeerAuthentication from API group "networking.istio.io"; it reads PeerAuthentication from "security.istio.io" ("security.istio.io/v1", "security.istio.io/v1beta1")',
+  ]],
+  ['Gateway API Gateway: no body errors', { apiVersion: 'gateway.networking.k8s.io/v1', kind: 'Gateway', metadata: { name: 'gw', namespace: 'x' }, spec: { gatewayClassName: 'istio', listeners: [] } }, [
+    'Gateway/x/gw: apiVersion: Sextant does not read Gateway from API group "gateway.networking.k8s.io"; it reads Gateway from "networking.istio.io" ("networking.istio.io/v1", "networking.istio.io/v1alpha3", "networking.istio.io/v1beta1")',
   ]],
   ['bad name', pa({}, { name: 'My_Policy', namespace: 'ns' }), [
     `PeerAuthentication/ns/My_Policy: metadata.name: "My_Policy" is not a valid name: use lower case letters, digits, '-' and '.', starting and ending with a letter or digit`,
@@ -177,4 +180,19 @@ test('validateObject never throws on hostile input', () => {
     assert.equal(res.ok, false);
     if (!res.ok) assert.ok(res.issues.length > 0 && res.issues.every((i) => i.reason.length > 0 && i.field.length > 0));
   }
+});
+
+test('null map entries mean "not set", as for the API server', () => {
+  const res = validateObject({
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'loki', namespace: 'x', annotations: null, creationTimestamp: null },
+    spec: { selector: null, ports: [{ port: 80, name: null }] },
+  });
+  assert.ok(res.ok);
+  assert.deepEqual(res.object.metadata, { name: 'loki', namespace: 'x' });
+  assert.deepEqual(res.object.body, { spec: { ports: [{ port: 80 }] } });
+  const t = validateObject({ apiVersion: 'telemetry.istio.io/v1', kind: 'Telemetry', metadata: { name: 't', namespace: 'x' }, spec: { tracing: [{ randomSamplingPercentage: null }] } });
+  assert.ok(t.ok);
+  assert.deepEqual(t.object.body, { spec: { tracing: [{}] } });
 });

@@ -318,10 +318,25 @@ function deleteAt(root: unknown, path: readonly Segment[]): void {
 }
 
 /**
+ * Drops map entries whose value is null, recursively: `annotations:` left
+ * empty in YAML means "not set", as it does for the API server (which prunes
+ * nulls from fields that are not nullable) and for Istio's protobuf decoding.
+ */
+export function dropNulls(v: unknown, depth = 0): unknown {
+  if (depth > 100 || v === null || typeof v !== 'object') return v;
+  if (Array.isArray(v)) return v.map((x) => dropNulls(x, depth + 1));
+  if (v instanceof Date) return v;
+  const out: Record<string, unknown> = {};
+  for (const [k, x] of Object.entries(v)) if (x !== null) out[k] = dropNulls(x, depth + 1);
+  return out;
+}
+
+/**
  * Parses apiVersion/kind/metadata, looks the kind up in the registry and
  * validates the body. Never throws.
  */
-export function validateObject(raw: unknown, opts: ValidateOptions = {}): ValidationResult {
+export function validateObject(input: unknown, opts: ValidateOptions = {}): ValidationResult {
+  const raw = dropNulls(input);
   const unknownKind = '<unknown kind>';
   const noName = '<no name>';
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) {
@@ -364,7 +379,9 @@ export function validateObject(raw: unknown, opts: ValidateOptions = {}): Valida
     version = gv.version;
     const served = info.versions.map((v) => apiVersionOf(info.group, v));
     if (gv.group !== info.group)
-      issues.push(issueFrom(key, 'apiVersion', `${info.kind} is in API group "${info.group || 'core'}", not "${gv.group || 'core'}"; use ${quoteList(served)}`));
+      issues.push(
+        issueFrom(key, 'apiVersion', `Sextant does not read ${info.kind} from API group "${gv.group || 'core'}"; it reads ${info.kind} from "${info.group || 'core'}" (${quoteList(served)})`),
+      );
     else if (!info.versions.includes(gv.version))
       issues.push(issueFrom(key, 'apiVersion', `version "${gv.version}" of ${info.kind} is not served; use ${quoteList(served)}`));
   }
@@ -405,7 +422,8 @@ export function validateObject(raw: unknown, opts: ValidateOptions = {}): Valida
       if (info?.namespaced) metadata.namespace = namespace;
     }
   }
-  if (!info) return fail();
+  // A kind from another API group (e.g. Gateway API's Gateway) or an unserved version: the body means something else.
+  if (!info || issues.some((i) => i.field === 'apiVersion')) return fail();
 
   // body.
   const { apiVersion: _a, kind: _k, metadata: _m, ...rest } = obj;
