@@ -75,6 +75,13 @@ function health(cond: { ready?: boolean | null; serving?: boolean | null; termin
 export function kubeEndpoints(idx: WorkloadIndex, svc: Service, slices: ConfigObjectLike<EndpointSliceBody>[]): Map<string, IstioEndpoint[]> {
   const out = new Map<string, IstioEndpoint[]>();
   for (const p of svc.ports) out.set(p.name, []);
+  if (svc.attributes.serviceType === 'ExternalName' && svc.attributes.externalName) {
+    // Envoy resolves the external name itself (STRICT_DNS), as istiod does.
+    for (const p of svc.ports) {
+      out.get(p.name)!.push({ ...workloadEntryEndpoint(idx, { address: svc.attributes.externalName }, svc.namespace, '', p.name, p.port), isHostname: true });
+    }
+    return out;
+  }
   for (const slice of slices) {
     const body = slice.body;
     if (body.addressType === 'FQDN') continue;

@@ -63,7 +63,7 @@ export function sdsSecretConfig(name: string): Json {
         transportApiVersion: 'V3',
         grpcServices: [{ envoyGrpc: { clusterName: 'sds-grpc' } }],
       },
-      initialFetchTimeout: '0s',
+      ...(name === 'default' || name === 'ROOTCA' ? { initialFetchTimeout: '0s' } : {}),
       resourceApiVersion: 'V3',
     },
   };
