@@ -57,6 +57,16 @@ export function checkSvidChain(chain: string | string[], opts: SvidCheckOptions 
     return { ok: false, violations: [`unparsable certificate: ${(e as Error).message}`] };
   }
 
+  // An Istio response ends with the whole trust bundle: the chain stops at its
+  // first self-signed root; further certificates must be other trusted roots.
+  const firstRoot = certs.findIndex(({ n }) => n.checkIssued(n) && n.verify(n.publicKey));
+  if (firstRoot > 0 && firstRoot < certs.length - 1) {
+    const extra = certs.splice(firstRoot + 1);
+    extra.forEach(({ n }, j) => {
+      if (!(n.ca && n.checkIssued(n) && n.verify(n.publicKey))) v.push(`certificate ${firstRoot + 1 + j} follows the root but is not another self-signed root`);
+    });
+  }
+
   certs.forEach(({ p, asn }, i) => {
     const what = i === 0 ? 'leaf' : `chain[${i}]`;
     if (asn.tbsCertificate.version !== 2) v.push(`${what}: not an X.509 v3 certificate`);
