@@ -1,0 +1,200 @@
+import * as grpc from '@grpc/grpc-js';
+import type { AddressInfo } from 'node:net';
+import { formatIssue, type Logger, type ObjectKey } from '@sextant/api';
+import { createAdminServer, createMetrics, createMonitoringServer } from '@sextant/admin';
+import { PushContext, pushScope, type PushScope } from '@sextant/model';
+import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
+import { DiscoveryServer } from '@sextant/xds';
+import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
+import { TranslationGenerators } from './generators.js';
+import { createLogger } from './log.js';
+import { PushPipeline } from './pipeline.js';
+import { startSecureServices, type SecureExtras, type SecureServices } from './secure.js';
+import type { KubeMode } from './kube.js';
+import { version } from './version.js';
+
+type Ctx = ReturnType<typeof PushContext.build>;
+
+function allObjects(view: StoreView) {
+  return view.kinds().flatMap((k) => view.list(k));
+}
+
+/** Binds a grpc-js server and resolves with the chosen port. */
+function bindGrpc(server: grpc.Server, address: string, port: number, creds: grpc.ServerCredentials): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.bindAsync(`${address}:${port}`, creds, (err, bound) => (err ? reject(err) : resolve(bound)));
+  });
+}
+
+const hostPort = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
+
+/**
+ * `sextant discovery`: sources → config store → PushContext → xDS, plus the
+ * CA on the secure port, admin/debug, metrics and webhooks. Wiring only.
+ */
+export async function runDiscovery(argv: string[]): Promise<number> {
+  const cfg = parseDiscoveryFlags(argv);
+  const log = createLogger(cfg.logLevel);
+  log.info({ version, config: { ...cfg } }, 'starting sextant discovery');
+  const daemon = await startDaemon(cfg, log);
+  const code = await new Promise<number>((resolve) => {
+    const onSignal = (sig: string) => {
+      log.info({ signal: sig }, 'shutting down: draining streams');
+      resolve(0);
+    };
+    process.once('SIGTERM', () => onSignal('SIGTERM'));
+    process.once('SIGINT', () => onSignal('SIGINT'));
+  });
+  const forced = setTimeout(() => {
+    log.error({}, 'shutdown took longer than 9 s; exiting');
+    process.exit(code);
+  }, 9000);
+  forced.unref();
+  await daemon.stop();
+  log.info({}, 'stopped');
+  return code;
+}
+
+export interface Daemon {
+  store: ConfigStore;
+  xds: DiscoveryServer;
+  stop(): Promise<void>;
+}
+
+export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Daemon> {
+  if (!cfg.configDir && !cfg.kubeconfig && !cfg.inCluster) {
+    throw new Error('no config source: give --config-dir DIR and/or --kubeconfig FILE (or run in a pod)');
+  }
+  const metrics = createMetrics();
+  const store = new ConfigStore({ log: log.child({ component: 'store' }) });
+  const sources: ConfigSource[] = [];
+  if (cfg.configDir) sources.push(createFolderSource({ dir: cfg.configDir, log: log.child({ source: 'folder' }) }));
+  let kubeExtras: SecureExtras = {};
+  let kube: KubeMode | undefined;
+  if (cfg.kubeconfig || cfg.inCluster) {
+    const { startKubeMode } = await import('./kube.js');
+    kube = await startKubeMode(cfg, log);
+    sources.push(kube.source);
+    kubeExtras = kube.secureExtras;
+  }
+
+  let ready = false;
+  const generators = new TranslationGenerators(() => pipeline.context, log.child({ component: 'translate' }));
+  const secure: SecureServices = await startSecureServices(cfg, log.child({ component: 'ca' }), metrics, () => store, kubeExtras);
+  const xds = new DiscoveryServer({
+    generators: { ...generators.generators(), ...secure.generators },
+    log: log.child({ component: 'xds' }),
+    isReady: () => ready,
+    authenticate: secure.adsAuthenticate,
+    controlPlaneId: `sextant-${version}-${cfg.podName}`,
+  });
+
+  let lastIssues: string[] = [];
+  const pipeline: PushPipeline<Ctx, PushScope> = new PushPipeline<Ctx, PushScope>({
+    build: (ver) =>
+      PushContext.build(allObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, version: ver }),
+    scope: (prev, next, changed) => (prev ? pushScope(prev, next, changed) : { full: true, edsClusters: undefined, affects: () => true }),
+    push: (next, scope, changed) => {
+      generators.sweep();
+      reportIssues(next);
+      metrics.services.set(next.allServices().length);
+      metrics.virtualServices.set(next.configs('VirtualService').length);
+      const reason = changed.length ? [...new Set(changed.map((k) => k.kind))] : ['initial'];
+      for (const r of reason) metrics.pushTriggers.inc({ type: r });
+      if (!scope || scope.full || scope.edsClusters === undefined) {
+        xds.push({
+          full: true,
+          version: next.version,
+          reason,
+          ...(scope && scope.full ? { affects: (p) => scope.affects(generators.proxyView(p, next)) } : {}),
+        });
+      } else if (scope.edsClusters.size > 0) {
+        xds.push({ full: false, version: next.version, reason, edsUpdates: scope.edsClusters });
+      }
+    },
+    onBuilt: (_ctx, seconds) => metrics.pushContextBuild.observe(seconds),
+    debounceAfterMs: cfg.debounceAfterMs,
+    debounceMaxMs: cfg.debounceMaxMs,
+    log: log.child({ component: 'push' }),
+  });
+
+  function reportIssues(ctx: Ctx) {
+    const now = ctx.issues.map(formatIssue);
+    const before = new Set(lastIssues);
+    for (const text of now) if (!before.has(text)) log.warn({ issue: text }, 'config issue');
+    lastIssues = now;
+  }
+
+  for (const source of sources) {
+    source.onBatch((batch) => {
+      for (const ev of batch.events) metrics.configEvents.inc({ type: ev.object.kind, event: ev.type });
+      const change = store.apply(batch);
+      if (change) pipeline.changed(change.changed as ObjectKey[]);
+      updateRejected();
+    });
+  }
+  function updateRejected() {
+    metrics.configRejected.reset();
+    for (const s of sources) for (const r of s.rejected()) metrics.configRejected.inc({ kind: r.kind });
+  }
+
+  // Servers first (ports are logged as soon as they are bound), readiness after the sources sync.
+  const xdsServer = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.keepalive_time_ms': 30_000 });
+  xds.addTo(xdsServer);
+  const xdsPort = await bindGrpc(xdsServer, cfg.listenAddress, cfg.xdsPort, grpc.ServerCredentials.createInsecure());
+  log.info({ server: 'xds', address: hostPort(cfg.listenAddress, xdsPort) }, 'listening');
+
+  const securePort = await secure.listen(xds);
+  log.info({ server: 'secure', address: hostPort(cfg.listenAddress, securePort) }, 'listening');
+
+  const admin = createAdminServer({
+    host: cfg.listenAddress,
+    port: cfg.httpPort,
+    isReady: () => ready,
+    log,
+    debug: {
+      syncz: () => xds.connections(),
+      configDump: (id) => xds.configDump(id),
+      configIssues: () => ({
+        rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
+        semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
+      }),
+      pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
+    },
+  });
+  await admin.listen({ host: cfg.listenAddress, port: cfg.httpPort });
+  log.info({ server: 'http', address: hostPort(cfg.listenAddress, (admin.server.address() as AddressInfo).port) }, 'listening');
+
+  const monitoring = createMonitoringServer(metrics.registry);
+  await monitoring.listen({ host: cfg.listenAddress, port: cfg.monitoringPort });
+  log.info({ server: 'monitoring', address: hostPort(cfg.listenAddress, (monitoring.server.address() as AddressInfo).port) }, 'listening');
+
+  const webhookPort = await secure.listenWebhooks(store);
+  kube?.startWriters(() => secure.ca.rootCertPem(), (listener) => secure.ca.onChange(listener));
+  log.info({ server: 'webhook', address: hostPort(cfg.listenAddress, webhookPort) }, 'listening');
+
+  const xdsGauge = setInterval(() => metrics.xdsConnections.set({ version }, xds.metrics().connections), 5000);
+  xdsGauge.unref();
+
+  await Promise.all(sources.map((s) => s.start()));
+  pipeline.initialize();
+  ready = true;
+  xds.push({ full: true, version: pipeline.context!.version, reason: ['ready'] });
+  log.info({ version: pipeline.context!.version, objects: store.size(), services: pipeline.context!.allServices().length }, 'ready: every source synced once');
+
+  return {
+    store,
+    xds,
+    async stop() {
+      clearInterval(xdsGauge);
+      pipeline.stop();
+      await kube?.stop();
+      await Promise.all(sources.map((s) => s.stop().catch((err: Error) => log.warn({ source: s.name, err: err.message }, 'source stop failed'))));
+      await xds.close(5000);
+      xdsServer.forceShutdown();
+      await secure.stop();
+      await admin.close();
+      await monitoring.close();
+    },
+  };
+}
