@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { formatIssue } from './object.js';
-import { didYouMean, formatPath, validateObject } from './validate.js';
+import { didYouMean, formatPath, parseFieldPath, validateObject } from './validate.js';
 
 const pa = (spec: unknown, meta: Record<string, unknown> = { name: 'pa', namespace: 'ns' }) => ({
   apiVersion: 'security.istio.io/v1',
@@ -167,6 +167,8 @@ test('formatPath and didYouMean', () => {
   assert.equal(formatPath(['spec', 'http', 0, 'route', 1, 'weight']), 'spec.http[0].route[1].weight');
   assert.equal(formatPath(['metadata', 'labels', 'app.kubernetes.io/name']), 'metadata.labels["app.kubernetes.io/name"]');
   assert.equal(formatPath([]), '(object)');
+  for (const p of [['spec', 'http', 0, 'route', 1, 'weight'], ['metadata', 'labels', 'app.kubernetes.io/name'], ['data', 'a "quoted" key'], []])
+    assert.deepEqual(parseFieldPath(formatPath(p)), p);
   assert.equal(didYouMean('hots', ['hosts', 'http', 'gateways']), 'hosts');
   assert.equal(didYouMean('gatways', ['hosts', 'http', 'gateways']), 'gateways');
   assert.equal(didYouMean('zzz', ['hosts', 'http']), undefined);

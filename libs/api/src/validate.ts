@@ -46,6 +46,19 @@ export function formatPath(path: readonly Segment[]): string {
   return out === '' ? '(object)' : out;
 }
 
+/** The inverse of formatPath: `spec.http[0]["a.b"]` → `['spec','http',0,'a.b']`. */
+export function parseFieldPath(field: string): (string | number)[] {
+  if (field === '(object)') return [];
+  const out: (string | number)[] = [];
+  const re = /([A-Za-z_][A-Za-z0-9_-]*)|\[(\d+)\]|\[("(?:[^"\\]|\\.)*")\]|\./g;
+  for (const m of field.matchAll(re)) {
+    if (m[1] !== undefined) out.push(m[1]);
+    else if (m[2] !== undefined) out.push(Number(m[2]));
+    else if (m[3] !== undefined) out.push(JSON.parse(m[3]) as string);
+  }
+  return out;
+}
+
 /** Describes a value the way an operator wrote it in YAML. */
 export function describeValue(v: unknown): string {
   if (v === null) return 'null';

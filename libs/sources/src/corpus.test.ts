@@ -30,7 +30,7 @@ test('testdata/bad: every broken config is reported with the expected text; the 
     for (const file of files) {
       const lines = [
         ...src.fileErrors().filter((e) => e.file === file).map((e) => `line ${e.line}, column ${e.column}: ${e.reason}`),
-        ...src.rejected().filter((r) => r.file === file).map(formatIssue),
+        ...src.rejected().filter((r) => r.file === file).map((r) => `line ${r.line ?? '?'}: ${formatIssue(r)}`),
       ];
       assert.ok(lines.length > 0, `${file} is in the bad corpus but nothing in it was reported`);
       check(file.replace(/\.yaml$/, '.expected'), lines.map((l) => `${l}\n`).join(''));

@@ -2,9 +2,9 @@ import { readFile, readdir, stat } from 'node:fs/promises';
 import { basename, join, relative, resolve, sep } from 'node:path';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger, ObjectKey, ValidationIssue } from '@sextant/api';
-import { keyString, silentLogger, validateObject } from '@sextant/api';
+import { keyString, parseFieldPath, silentLogger, validateObject } from '@sextant/api';
 import { watch, type FSWatcher } from 'chokidar';
-import { parseAllDocuments } from 'yaml';
+import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, type Document } from 'yaml';
 import type { ConfigBatch, ConfigEvent, ConfigObject, ConfigSource } from './types.js';
 
 /**
@@ -39,6 +39,8 @@ export interface FolderSourceOptions {
 export interface RejectedObject extends ValidationIssue {
   key: ObjectKey;
   file: string;
+  /** 1-based line of the offending field in the file, when it can be found. */
+  line?: number;
 }
 
 /** A file that cannot be read as YAML/JSON; its last valid objects keep being served. */
@@ -66,11 +68,13 @@ interface FileState {
   /** Objects this file serves (valid ones, plus the last valid version of objects now invalid), by key string. */
   objects: Map<string, ConfigObject>;
   /** Keys this file defines but that failed validation, with their issues. */
-  invalid: Map<string, { key: ObjectKey; issues: ValidationIssue[] }>;
+  invalid: Map<string, { key: ObjectKey; issues: LocatedIssue[] }>;
   /** Objects too broken to have a key. */
-  unkeyed: ValidationIssue[];
+  unkeyed: LocatedIssue[];
   parseError?: FileError;
 }
+
+type LocatedIssue = ValidationIssue & { line?: number | undefined };
 
 interface Served {
   object: ConfigObject;
@@ -113,12 +117,44 @@ async function listFiles(root: string): Promise<string[]> {
   return out.sort();
 }
 
-/** Documents of a file as plain values, or a parse error. */
-function parseFile(file: string, content: string): { values: unknown[] } | { error: FileError } {
+/** One object read from a file, and how to find the line of a field in it. */
+interface Item {
+  value: unknown;
+  lineOf(field: string): number | undefined;
+}
+
+function locator(doc: Document, lines: LineCounter, prefix: (string | number)[]): (field: string) => number | undefined {
+  const nodeAt = (path: (string | number)[]): unknown => (path.length === 0 ? doc.contents : doc.getIn(path, true));
+  return (field) => {
+    const path = [...prefix, ...parseFieldPath(field)];
+    // The field's key where it is written, else the deepest node that exists on the path.
+    for (let n = path.length; n >= 0; n--) {
+      if (n > 0) {
+        const parent = nodeAt(path.slice(0, n - 1));
+        const last = path[n - 1];
+        if (isMap(parent)) {
+          const pair = parent.items.find((p) => (isScalar(p.key) ? p.key.value : p.key) === last);
+          if (pair && isNode(pair.key) && pair.key.range) return lines.linePos(pair.key.range[0]).line;
+        } else if (isSeq(parent) && typeof last === 'number') {
+          const item = parent.items[last];
+          if (isNode(item) && item.range) return lines.linePos(item.range[0]).line;
+        }
+        continue;
+      }
+      const node = nodeAt([]);
+      if (isNode(node) && node.range) return lines.linePos(node.range[0]).line;
+    }
+    return undefined;
+  };
+}
+
+/** The objects of a file (documents, with `List` kinds expanded), or a parse error. */
+function parseFile(file: string, content: string): { items: Item[] } | { error: FileError } {
   try {
-    const docs = parseAllDocuments(content, { merge: true });
+    const lines = new LineCounter();
+    const docs = parseAllDocuments(content, { merge: true, lineCounter: lines });
     const list = Array.isArray(docs) ? docs : [];
-    const values: unknown[] = [];
+    const items: Item[] = [];
     for (const doc of list) {
       const err = doc.errors[0];
       if (err) {
@@ -126,25 +162,19 @@ function parseFile(file: string, content: string): { values: unknown[] } | { err
         const reason = err.message.split('\n')[0]!.replace(/:$/, '').replace(/ at line \d+, column \d+$/, '');
         return { error: { file, ...(pos ? { line: pos.line, column: pos.col } : {}), reason } };
       }
-      values.push(doc.toJS({ maxAliasCount: 100 }));
+      const value: unknown = doc.toJS({ maxAliasCount: 100 });
+      if (value === null || value === undefined) continue;
+      const o = value as { kind?: unknown; items?: unknown };
+      if (typeof o === 'object' && typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)) {
+        o.items.forEach((item, i) => {
+          if (item !== null && item !== undefined) items.push({ value: item, lineOf: locator(doc, lines, ['items', i]) });
+        });
+      } else items.push({ value, lineOf: locator(doc, lines, []) });
     }
-    return { values };
+    return { items };
   } catch (err) {
     return { error: { file, reason: err instanceof Error ? err.message : String(err) } };
   }
-}
-
-/** Expands `List` kinds (`kind: List`, `kind: ServiceList`, ...) into their items. */
-function expandLists(values: unknown[]): unknown[] {
-  const out: unknown[] = [];
-  for (const v of values) {
-    if (v === null || v === undefined) continue;
-    const o = v as { kind?: unknown; items?: unknown };
-    if (typeof o === 'object' && typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)) {
-      for (const item of o.items) if (item !== null && item !== undefined) out.push(item);
-    } else out.push(v);
-  }
-  return out;
 }
 
 export function createFolderSource(opts: FolderSourceOptions): FolderSource {
@@ -180,9 +210,9 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
     }
   };
 
-  const logIssues = (file: string, issues: ValidationIssue[]) => {
+  const logIssues = (file: string, issues: LocatedIssue[]) => {
     for (const i of issues)
-      log.warn({ kind: i.kind, namespace: i.namespace, name: i.name, field: i.field, reason: i.reason, file }, 'invalid object rejected');
+      log.warn({ kind: i.kind, namespace: i.namespace, name: i.name, field: i.field, reason: i.reason, file, line: i.line }, 'invalid object rejected');
   };
 
   /** Re-reads the given files (all when `only` is undefined) and emits one batch of what changed. */
@@ -216,12 +246,17 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
         continue;
       }
       const state: FileState = { content, objects: new Map(), invalid: new Map(), unkeyed: [] };
-      for (const raw of expandLists(parsed.values)) {
-        const res = validateObject(raw, { defaultNamespace: DEFAULT_NAMESPACE });
+      for (const item of parsed.items) {
+        const res = validateObject(item.value, { defaultNamespace: DEFAULT_NAMESPACE });
         if (res.ok) {
           const ks = keyString(keyOf(res.object));
           if (state.objects.has(ks) && !state.invalid.has(ks)) {
-            const issue: ValidationIssue = { ...keyOf(res.object), field: 'metadata.name', reason: `duplicate: ${ks} is defined earlier in the same file; this definition is ignored` };
+            const issue: LocatedIssue = {
+              ...keyOf(res.object),
+              field: 'metadata.name',
+              reason: `duplicate: ${ks} is defined earlier in the same file; this definition is ignored`,
+              line: item.lineOf('metadata.name'),
+            };
             state.unkeyed.push(issue);
             logIssues(file, [issue]);
           } else {
@@ -229,14 +264,15 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
             state.invalid.delete(ks);
           }
         } else {
-          logIssues(file, res.issues);
+          const located: LocatedIssue[] = res.issues.map((i) => ({ ...i, line: item.lineOf(i.field) }));
+          logIssues(file, located);
           if (res.key) {
             const ks = keyString(res.key);
             if (state.objects.has(ks) && !state.invalid.has(ks)) continue; // an earlier valid definition in this file stands
-            state.invalid.set(ks, { key: res.key, issues: res.issues });
+            state.invalid.set(ks, { key: res.key, issues: located });
             const last = old?.objects.get(ks);
             if (last) state.objects.set(ks, last);
-          } else state.unkeyed.push(...res.issues);
+          } else state.unkeyed.push(...located);
         }
       }
       files.set(file, state);
@@ -343,8 +379,12 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
     rejected() {
       const out: RejectedObject[] = [];
       for (const [file, state] of [...files.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
-        for (const { key, issues } of state.invalid.values()) for (const i of issues) out.push({ ...i, key, file });
-        for (const i of state.unkeyed) out.push({ ...i, key: { kind: i.kind, namespace: i.namespace, name: i.name }, file });
+        const at = (i: LocatedIssue, key: ObjectKey): RejectedObject => {
+          const { line, ...rest } = i;
+          return line === undefined ? { ...rest, key, file } : { ...rest, key, file, line };
+        };
+        for (const { key, issues } of state.invalid.values()) for (const i of issues) out.push(at(i, key));
+        for (const i of state.unkeyed) out.push(at(i, { kind: i.kind, namespace: i.namespace, name: i.name }));
       }
       return [...out, ...duplicates];
     },
