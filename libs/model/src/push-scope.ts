@@ -1,4 +1,5 @@
 import type { ObjectKey } from '@sextant/api';
+import { hostMatches, resolveShortName } from './labels.js';
 import type { ProxyView, PushContext, PushScope, Service } from './types.js';
 
 const ENDPOINT_KINDS = new Set(['EndpointSlice', 'Pod', 'WorkloadEntry', 'Node']);
@@ -49,6 +50,7 @@ export function pushScope(previous: PushContext, next: PushContext, changed: Obj
       clusters.add(`${prefix}|${ns.hostname}`);
       for (const dr of [next, previous]) {
         for (const r of dr.configs('DestinationRule')) {
+          if (!hostMatches(resolveShortName(String(r.spec.host ?? ''), r.namespace, next.domainSuffix), ns.hostname)) continue;
           for (const s of (r.spec.subsets ?? []) as Array<{ name: string }>) clusters.add(`${prefix}${s.name}|${ns.hostname}`);
         }
       }

@@ -1,0 +1,139 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ConfigObjectLike } from './types.js';
+import { parseProxy, ProxyParseError } from './proxy.js';
+import { protocolForKubePort } from './protocol.js';
+import { PushContext } from './push-context.js';
+import { pushScope } from './push-scope.js';
+
+const opts = { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1' };
+
+function svc(name: string, ns: string, ip: string, ports: Array<{ name: string; port: number }>, annotations?: Record<string, string>): ConfigObjectLike {
+  return { kind: 'Service', group: '', version: 'v1', metadata: { name, namespace: ns, annotations }, body: { spec: { clusterIP: ip, selector: { app: name }, ports } } };
+}
+function slice(svcName: string, ns: string, eps: Array<[string, string]>, port = 80, portName = 'http'): ConfigObjectLike {
+  return {
+    kind: 'EndpointSlice',
+    group: 'discovery.k8s.io',
+    version: 'v1',
+    metadata: { name: `${svcName}-x`, namespace: ns, labels: { 'kubernetes.io/service-name': svcName } },
+    body: { addressType: 'IPv4', ports: [{ name: portName, port }], endpoints: eps.map(([ip, pod]) => ({ addresses: [ip], targetRef: { kind: 'Pod', name: pod } })) },
+  };
+}
+function pod(name: string, ns: string, ip: string, labels: Record<string, string>, node?: string): ConfigObjectLike {
+  return { kind: 'Pod', group: '', version: 'v1', metadata: { name, namespace: ns, labels }, body: { spec: { serviceAccountName: 'sa-' + name, nodeName: node }, status: { podIP: ip } } };
+}
+function istio(kind: string, name: string, ns: string, spec: Record<string, unknown>): ConfigObjectLike {
+  return { kind, group: 'networking.istio.io', version: 'v1', metadata: { name, namespace: ns }, body: { spec } };
+}
+
+test('parseProxy reads node ID and ISTIO_META fields', () => {
+  const p = parseProxy('sidecar~10.0.0.1~reviews-v1-abc.default~default.svc.cluster.local', {
+    LABELS: { app: 'reviews' },
+    INSTANCE_IPS: '10.0.0.1,fd00::1',
+    ISTIO_META_CLUSTER_ID: 'c1',
+    GENERATOR: 'grpc',
+    INTERCEPTION_MODE: 'TPROXY',
+    ISTIO_VERSION: '1.24.0',
+  });
+  assert.equal(p.type, 'sidecar');
+  assert.deepEqual(p.ipAddresses, ['10.0.0.1', 'fd00::1']);
+  assert.equal(p.namespace, 'default');
+  assert.equal(p.id, 'reviews-v1-abc.default');
+  assert.equal(p.clusterId, 'c1');
+  assert.equal(p.generator, 'grpc');
+  assert.equal(p.interceptionMode, 'TPROXY');
+  assert.deepEqual(p.labels, { app: 'reviews' });
+  const r = parseProxy('router~10.0.0.2~gw.istio-system~istio-system.svc.cluster.local');
+  assert.equal(r.type, 'router');
+  assert.equal(r.namespace, 'istio-system');
+});
+
+test('parseProxy rejects bad node IDs and metadata with the reason', () => {
+  assert.throws(() => parseProxy('sidecar~10.0.0.1~x'), (e: Error) => e instanceof ProxyParseError && /expected 4 parts/.test(e.message));
+  assert.throws(() => parseProxy('waypoint~10.0.0.1~x.ns~ns.svc.cluster.local'), /unknown proxy type "waypoint"/);
+  assert.throws(() => parseProxy('sidecar~999.1.1.1~x.ns~ns.svc.cluster.local'), /not an IP address/);
+  assert.throws(() => parseProxy('sidecar~10.0.0.1~x.ns~ns.svc.cluster.local', { LABELS: 'app=x' }), /metadata\.LABELS/);
+  assert.throws(() => parseProxy('sidecar~10.0.0.1~x.ns~ns.svc.cluster.local', { INTERCEPTION_MODE: 'MAGIC' }), /INTERCEPTION_MODE/);
+});
+
+test('protocol from appProtocol, then port name prefix, else sniffing', () => {
+  assert.equal(protocolForKubePort('http-web'), 'HTTP');
+  assert.equal(protocolForKubePort('grpc-web'), 'GRPC');
+  assert.equal(protocolForKubePort('http2'), 'HTTP2');
+  assert.equal(protocolForKubePort('tcp-db'), 'TCP');
+  assert.equal(protocolForKubePort('mongo'), 'Mongo');
+  assert.equal(protocolForKubePort('web'), 'Unsupported');
+  assert.equal(protocolForKubePort('web', 'kubernetes.io/h2c'), 'HTTP2');
+  assert.equal(protocolForKubePort('tcp', 'grpc-web'), 'GRPC-Web');
+  assert.equal(protocolForKubePort('http', null, 'UDP'), 'UDP');
+});
+
+test('endpoints carry pod labels, locality, identity and tlsMode; subsets filter by labels', () => {
+  const node: ConfigObjectLike = { kind: 'Node', group: '', version: 'v1', metadata: { name: 'n1', labels: { 'topology.kubernetes.io/region': 'r1', 'topology.kubernetes.io/zone': 'z1' } }, body: {} };
+  const push = PushContext.build(
+    [svc('reviews', 'default', '10.96.0.1', [{ name: 'http', port: 9080 }]), slice('reviews', 'default', [['10.0.0.1', 'r1'], ['10.0.0.2', 'r2']], 9080), pod('r1', 'default', '10.0.0.1', { app: 'reviews', version: 'v1', 'security.istio.io/tlsMode': 'istio' }, 'n1'), pod('r2', 'default', '10.0.0.2', { app: 'reviews', version: 'v2' }), node],
+    opts,
+  );
+  const s = push.serviceByHostname('reviews.default.svc.cluster.local')!;
+  assert.equal(s.clusterVIP, '10.96.0.1');
+  const all = push.endpoints(s, s.ports[0]!);
+  assert.equal(all.length, 2);
+  const v1 = push.endpoints(s, s.ports[0]!, { version: 'v1' });
+  assert.deepEqual(v1.map((e) => [e.address, e.tlsMode, e.locality.region, e.serviceAccount]), [['10.0.0.1', 'istio', 'r1', 'spiffe://cluster.local/ns/default/sa/sa-r1']]);
+  assert.equal(push.endpoints(s, s.ports[0]!, { version: 'v2' })[0]!.tlsMode, 'disabled');
+  // The proxy finds its own labels and inbound instances by IP.
+  const proxy = push.resolveProxy(parseProxy('sidecar~10.0.0.1~r1.default~default.svc.cluster.local'));
+  assert.equal(proxy.labels.version, 'v1');
+  assert.deepEqual(proxy.locality, { region: 'r1', zone: 'z1', subzone: '' });
+  assert.deepEqual(push.serviceInstancesForProxy(proxy).map((i) => `${i.service.hostname}:${i.endpoint.endpointPort}`), ['reviews.default.svc.cluster.local:9080']);
+});
+
+test('exportTo and Sidecar egress decide what a proxy sees', () => {
+  const objects = [
+    svc('a', 'ns1', '10.96.0.1', [{ name: 'http', port: 80 }]),
+    svc('b', 'ns2', '10.96.0.2', [{ name: 'http', port: 80 }], { 'networking.istio.io/exportTo': '.' }),
+    svc('c', 'ns3', '10.96.0.3', [{ name: 'http', port: 80 }]),
+    istio('Sidecar', 'default', 'ns1', { egress: [{ hosts: ['./*', 'ns2/*'] }] }),
+  ];
+  const push = PushContext.build(objects, opts);
+  const p1 = parseProxy('sidecar~10.0.0.9~x.ns1~ns1.svc.cluster.local');
+  assert.deepEqual(push.servicesForProxy(p1).map((s) => s.hostname), ['a.ns1.svc.cluster.local']);
+  const p4 = parseProxy('sidecar~10.0.0.8~x.ns4~ns4.svc.cluster.local');
+  assert.deepEqual(push.servicesForProxy(p4).map((s) => s.hostname), ['a.ns1.svc.cluster.local', 'c.ns3.svc.cluster.local']);
+  const p2 = parseProxy('sidecar~10.0.0.7~x.ns2~ns2.svc.cluster.local');
+  assert.ok(push.sidecarScope(p2).hasService('b.ns2.svc.cluster.local'));
+});
+
+test('DestinationRules for one host merge: first trafficPolicy wins, subsets add up, duplicates are reported', () => {
+  const push = PushContext.build(
+    [
+      svc('r', 'default', '10.96.0.1', [{ name: 'http', port: 80 }]),
+      { ...istio('DestinationRule', 'one', 'default', { host: 'r', trafficPolicy: { loadBalancer: { simple: 'RANDOM' } }, subsets: [{ name: 'v1', labels: { v: '1' } }] }), metadata: { name: 'one', namespace: 'default', creationTimestamp: '2024-01-01T00:00:00Z' } },
+      { ...istio('DestinationRule', 'two', 'default', { host: 'r', trafficPolicy: { loadBalancer: { simple: 'ROUND_ROBIN' } }, subsets: [{ name: 'v2', labels: { v: '2' } }, { name: 'v1' }] }), metadata: { name: 'two', namespace: 'default', creationTimestamp: '2024-01-02T00:00:00Z' } },
+    ],
+    opts,
+  );
+  const dr = push.destinationRule(parseProxy('sidecar~10.0.0.9~x.default~default.svc.cluster.local'), 'r.default.svc.cluster.local')!;
+  assert.equal(dr.spec.trafficPolicy.loadBalancer.simple, 'RANDOM');
+  assert.deepEqual(dr.spec.subsets.map((s: { name: string }) => s.name), ['v1', 'v2']);
+  assert.ok(push.issues.some((i) => i.name === 'two' && i.field === 'spec.subsets[1].name' && /already defined/.test(i.reason)));
+});
+
+test('pushScope: endpoint-only changes are EDS pushes for that service; config changes are full', () => {
+  const base = [
+    svc('r', 'default', '10.96.0.1', [{ name: 'http', port: 80 }]),
+    istio('DestinationRule', 'r', 'default', { host: 'r', subsets: [{ name: 'v1', labels: { v: '1' } }] }),
+    istio('DestinationRule', 'other', 'default', { host: 'other.example.com', subsets: [{ name: 'zz', labels: { v: '1' } }] }),
+  ];
+  const before = PushContext.build([...base, slice('r', 'default', [['10.0.0.1', 'p1']])], opts);
+  const after = PushContext.build([...base, slice('r', 'default', [['10.0.0.1', 'p1'], ['10.0.0.2', 'p2']])], { ...opts, version: 'v2' });
+  const s = pushScope(before, after, [{ kind: 'EndpointSlice', namespace: 'default', name: 'r-x' }]);
+  assert.equal(s.full, false);
+  assert.deepEqual([...s.edsClusters!].sort(), ['outbound|80|v1|r.default.svc.cluster.local', 'outbound|80||r.default.svc.cluster.local']);
+  assert.equal(s.affects(parseProxy('sidecar~10.0.0.9~x.default~default.svc.cluster.local')), true);
+  const full = pushScope(before, after, [{ kind: 'VirtualService', namespace: 'default', name: 'r' }]);
+  assert.equal(full.full, true);
+  const changedPorts = PushContext.build([svc('r', 'default', '10.96.0.1', [{ name: 'http', port: 81 }])], opts);
+  assert.equal(pushScope(before, changedPorts, [{ kind: 'ServiceEntry', namespace: 'default', name: 'x' }]).full, true);
+});
