@@ -283,3 +283,11 @@ test('a burst of saves to many files is one batch', async () => {
     await src.stop();
   }
 });
+
+test('a missing folder fails start() with a clear error', async () => {
+  const dir = await tempDir();
+  const src = createFolderSource({ dir: join(dir, 'nope') });
+  await assert.rejects(src.start(), /config folder .*nope does not exist or is not a directory/);
+  assert.equal(src.hasSynced(), false);
+  await src.stop();
+});

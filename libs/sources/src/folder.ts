@@ -216,7 +216,7 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
   };
 
   /** Re-reads the given files (all when `only` is undefined) and emits one batch of what changed. */
-  const process = async (only: Set<string> | undefined, force: boolean): Promise<void> => {
+  const reconcile = async (only: Set<string> | undefined, force: boolean): Promise<void> => {
     const listed = await listFiles(root);
     const listedSet = new Set(listed);
     const toRead = only === undefined ? listed : listed.filter((f) => !files.has(f) || only.has(f));
@@ -334,7 +334,7 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
   };
 
   const enqueue = (only: Set<string> | undefined, force: boolean): Promise<void> => {
-    chain = chain.then(() => (stopped ? undefined : process(only, force))).catch((err) => log.error({ err }, 'config folder processing failed'));
+    chain = chain.then(() => (stopped ? undefined : reconcile(only, force))).catch((err) => log.error({ err }, 'config folder processing failed'));
     return chain;
   };
 
@@ -360,6 +360,8 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
     name,
     async start() {
       if (watcher) return;
+      const info = await stat(root).catch(() => undefined);
+      if (!info?.isDirectory()) throw new Error(`config folder ${root} does not exist or is not a directory`);
       watcher = watch(root, {
         ignoreInitial: true,
         persistent: true,
