@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { mkdir, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, rename, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -290,4 +290,26 @@ test('a missing folder fails start() with a clear error', async () => {
   await assert.rejects(src.start(), /config folder .*nope does not exist or is not a directory/);
   assert.equal(src.hasSynced(), false);
   await src.stop();
+});
+
+test('a mounted ConfigMap: an atomic swap of the ..data link is seen through the visible symlinks', async () => {
+  const dir = await tempDir();
+  // The layout kubelet writes: ..<timestamp>/file, ..data -> ..<timestamp>, file -> ..data/file.
+  await mkdir(join(dir, '..2026_01_01_v1'));
+  await writeFile(join(dir, '..2026_01_01_v1', 'mesh.yaml'), pa('cm', 'STRICT'));
+  await symlink('..2026_01_01_v1', join(dir, '..data'));
+  await symlink('..data/mesh.yaml', join(dir, 'mesh.yaml'));
+  const { src, batches, initial } = await started(dir);
+  try {
+    assert.deepEqual(summary(initial.events), ['add PeerAuthentication/default/cm'], 'read once, through the visible link only');
+    await mkdir(join(dir, '..2026_01_02_v2'));
+    await writeFile(join(dir, '..2026_01_02_v2', 'mesh.yaml'), pa('cm', 'DISABLE'));
+    await symlink('..2026_01_02_v2', join(dir, '..data_tmp'));
+    await rename(join(dir, '..data_tmp'), join(dir, '..data'));
+    const b = await batches.next();
+    assert.deepEqual(summary(b.events), ['update PeerAuthentication/default/cm']);
+    assert.deepEqual(b.events[0]!.object.body, { spec: { mtls: { mode: 'DISABLE' } } });
+  } finally {
+    await src.stop();
+  }
 });

@@ -10,7 +10,8 @@ import type { ConfigBatch, ConfigEvent, ConfigObject, ConfigSource } from './typ
 /**
  * The folder source: every `.yaml`, `.yml` and `.json` file below a directory
  * (recursively; names starting with '.' are skipped, which also skips the
- * `..data` links of a mounted ConfigMap), watched for changes.
+ * `..data` links of a mounted ConfigMap — but changes to those are watched,
+ * so the ConfigMap's atomic updates are seen through the visible links).
  *
  * - A multi-document file yields every document; `List` kinds are expanded.
  * - An invalid object is logged, kept in `rejected()` and skipped. If it had a
@@ -219,7 +220,10 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
   const reconcile = async (only: Set<string> | undefined, force: boolean): Promise<void> => {
     const listed = await listFiles(root);
     const listedSet = new Set(listed);
-    const toRead = only === undefined ? listed : listed.filter((f) => !files.has(f) || only.has(f));
+    // An event on anything that is not a listed file (a directory, a swapped `..data` link) rereads everything;
+    // unchanged contents produce no events.
+    const all = only === undefined || [...only].some((p) => !listedSet.has(p) && !files.has(p));
+    const toRead = all ? listed : listed.filter((f) => !files.has(f) || only.has(f));
     let changedFiles = 0;
     for (const file of toRead) {
       let content: string;
@@ -365,7 +369,8 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
       watcher = watch(root, {
         ignoreInitial: true,
         persistent: true,
-        ignored: (path: string) => path !== root && basename(path).startsWith('.'),
+        // Hidden entries are skipped, except the `..data`-style links a mounted ConfigMap swaps atomically.
+        ignored: (path: string) => path !== root && basename(path).startsWith('.') && !basename(path).startsWith('..'),
       });
       watcher.on('all', (_event, path) => onFsEvent(path));
       watcher.on('error', (err) => log.error({ err: String(err) }, 'config folder watch error'));
