@@ -93,3 +93,42 @@ test('proxyless gRPC: listeners <host>:<port> with API listeners, RDS outbound|p
   for (const l of ls) encodeJson('envoy.config.listener.v3.Listener', l);
   encodeJson('envoy.config.route.v3.RouteConfiguration', rc);
 });
+
+test('a Gateway server port is translated through the gateway Service targetPort (istiod resolvePorts)', () => {
+  // istio-ingressgateway: Service port 80 → pod port 8080. A server on 80 listens on 8080;
+  // a server on a port the Service does not have (9090) listens as-is.
+  const gwSvc = svc('istio-ingressgateway', 'istio-system', '10.96.0.50', [['http2', 80, 'HTTP']]);
+  const gw80 = config('Gateway', 'istio-system', 'gw80', {
+    selector: { istio: 'ingressgateway' },
+    servers: [
+      { port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['web.example.com'] },
+      { port: { number: 9090, name: 'http-other', protocol: 'HTTP' }, hosts: ['web.example.com'] },
+    ],
+  });
+  const vs80 = config('VirtualService', 'default', 'web80', {
+    hosts: ['web.example.com'],
+    gateways: ['istio-system/gw80'],
+    http: [{ match: [{ port: 80 }], route: [{ destination: { host: 'web', port: { number: 8000 } } }] }, { route: [{ destination: { host: 'db', port: { number: 5432 } } }] }],
+  });
+  const push = fixturePush({
+    services: [web, db, gwSvc],
+    configs: [gw80, vs80],
+    endpoints: [{ host: 'istio-ingressgateway.istio-system.svc.cluster.local', port: 8080, address: router.ipAddresses[0]! }],
+  });
+  const ls = buildListeners(push, router) as Json[];
+  assert.deepEqual(ls.map((l) => [l.name, l.address.socketAddress.portValue]), [['0.0.0.0_8080', 8080], ['0.0.0.0_9090', 9090]]);
+  assert.equal(ls[0]!.filterChains[0].filters[0].typedConfig.rds.routeConfigName, 'http.8080');
+  const rs = buildRoutes(push, router, ['http.8080', 'http.9090']) as Json[];
+  // Virtual hosts keep the server port in their name; `match.port` compares with the server port.
+  assert.deepEqual(rs[0]!.virtualHosts.map((v: Json) => v.name), ['web.example.com:80']);
+  assert.equal(walkRequest(ls, rs, { port: 8080, host: 'web.example.com', path: '/' })!.cluster, 'outbound|8000||web.default.svc.cluster.local');
+  assert.equal(walkRequest(ls, rs, { port: 9090, host: 'web.example.com', path: '/' })!.cluster, 'outbound|5432||db.default.svc.cluster.local');
+  // Opting out of port translation keeps 80.
+  const optOut = { ...gwSvc, attributes: { ...gwSvc.attributes, labels: { 'networking.istio.io/disable-gateway-port-translation': 'true' } } };
+  const push2 = fixturePush({
+    services: [web, db, optOut],
+    configs: [gw80, vs80],
+    endpoints: [{ host: 'istio-ingressgateway.istio-system.svc.cluster.local', port: 8080, address: router.ipAddresses[0]! }],
+  });
+  assert.deepEqual((buildListeners(push2, router) as Json[]).map((l) => l.name), ['0.0.0.0_80', '0.0.0.0_9090']);
+});

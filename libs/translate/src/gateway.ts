@@ -20,25 +20,47 @@ export interface GatewayServer {
   gatewayName: string;
   server: Json;
   index: number;
+  /** The listener port: the server port translated through the gateway Service's targetPort. */
   port: number;
   protocol: string;
   bind: string;
 }
 
-/** Servers of every Gateway that selects this proxy. */
+/** Services with this label keep Gateway server ports untranslated (istiod's DisableGatewayPortTranslationLabel). */
+export const DISABLE_GATEWAY_PORT_TRANSLATION = 'networking.istio.io/disable-gateway-port-translation';
+
+/**
+ * The ports a server listens on (istiod's resolvePorts): a Gateway server port
+ * is the port of the gateway's Service, so the listener binds the target port
+ * of every Service port with that number that selects this proxy's pod
+ * (istio-ingressgateway maps 80 → 8080); without one, the number itself.
+ */
+export function resolveGatewayPorts(push: PushContext, proxy: ProxyView, number: number): number[] {
+  const ports = new Set<number>();
+  for (const si of push.serviceInstancesForProxy(proxy)) {
+    if (si.service.attributes.labels?.[DISABLE_GATEWAY_PORT_TRANSLATION] !== undefined) continue;
+    if (si.servicePort.port === number && si.endpoint.endpointPort) ports.add(si.endpoint.endpointPort);
+  }
+  return ports.size ? [...ports].sort((a, b) => a - b) : [number];
+}
+
+/** Servers of every Gateway that selects this proxy, one per listener port they resolve to. */
 export function gatewayServers(push: PushContext, proxy: ProxyView): GatewayServer[] {
   const out: GatewayServer[] = [];
   for (const gw of push.gatewaysForProxy(proxy)) {
     ((gw.spec.servers ?? []) as Json[]).forEach((server, index) => {
-      out.push({
-        gateway: gw,
-        gatewayName: `${gw.namespace}/${gw.name}`,
-        server,
-        index,
-        port: Number(server.port?.targetPort || server.port?.number),
-        protocol: String(server.port?.protocol ?? '').toUpperCase(),
-        bind: server.bind || '0.0.0.0',
-      });
+      const number = Number(server.port?.number);
+      for (const port of Number.isInteger(number) && number > 0 ? resolveGatewayPorts(push, proxy, number) : [number]) {
+        out.push({
+          gateway: gw,
+          gatewayName: `${gw.namespace}/${gw.name}`,
+          server,
+          index,
+          port,
+          protocol: String(server.port?.protocol ?? '').toUpperCase(),
+          bind: server.bind || '0.0.0.0',
+        });
+      }
     });
   }
   return out;
@@ -108,7 +130,7 @@ export function buildGatewayRoute(push: PushContext, proxy: ProxyView, routeName
   const httpsRedirectHosts: Array<{ host: string; port: number }> = [];
   for (const gs of servers) {
     if (gs.server.tls?.httpsRedirect) {
-      for (const sh of serverHosts(gs)) httpsRedirectHosts.push({ host: sh.host, port: gs.port });
+      for (const sh of serverHosts(gs)) httpsRedirectHosts.push({ host: sh.host, port: gs.server.port.number });
     }
     const opts: RouteOptions = {
       proxy,
@@ -124,7 +146,8 @@ export function buildGatewayRoute(push: PushContext, proxy: ProxyView, routeName
       const routes = buildHTTPRoutesForVirtualService(vs, opts);
       if (!routes.length) continue;
       for (const h of hosts) {
-        const name = `${h}:${gs.port}`;
+        // Virtual hosts are named by the server port (istiod), not the translated listener port.
+        const name = `${h}:${gs.server.port.number}`;
         const existing = vhosts.get(name);
         if (existing) existing.routes.push(...routes.map((r) => structuredClone(r)));
         else vhosts.set(name, { name, domains: [h], routes: routes.map((r) => structuredClone(r)), includeRequestAttemptCount: true });
