@@ -12,9 +12,15 @@
 # pki/, kubeconfig, ports.env, pids/<name>.pid, logs/<name>.log, args/<name>.args
 # and data/ (etcd). Binaries come from $SEXTANT_CACHE/bin (`make tools`).
 # Environment: SEXTANT_KWOK_NODES (default 1) fake nodes; SEXTANT_POD_CIDR
-# (default 127.1.0.1/16: pod IPs on loopback, so nothing a test sends to a pod
-# IP ever leaves the machine); SEXTANT_CLUSTER_TIMEOUT (default 120) seconds for
-# each wait.
+# (default 198.18.0.1/15, the RFC 2544 benchmarking range: EndpointSlices
+# reject loopback addresses, so pod IPs cannot be 127.x); SEXTANT_CLUSTER_TIMEOUT
+# (default 120) seconds for each wait; SEXTANT_STOP_GRACE (default 3) seconds
+# between SIGTERM and SIGKILL.
+#
+# Nothing listens on pod IPs: tests must never send traffic to them. As a
+# safety net, when run as root `up` adds an `unreachable` route for the default
+# pod range, so a stray connection fails at once and no packet leaves the
+# machine (SEXTANT_NO_POD_ROUTE=1 skips it).
 set -euo pipefail
 LOG_TAG=cluster
 . "$(dirname "$0")/lib-tools.sh"
@@ -23,7 +29,8 @@ cmd=${1:-}
 DIR=$(realpath -m -- "${2:-${SEXTANT_CLUSTER_DIR:-$SEXTANT_CACHE/cluster}}")
 TIMEOUT=${SEXTANT_CLUSTER_TIMEOUT:-120}
 NODES=${SEXTANT_KWOK_NODES:-1}
-POD_CIDR=${SEXTANT_POD_CIDR:-127.1.0.1/16}
+DEFAULT_POD_CIDR=198.18.0.1/15
+POD_CIDR=${SEXTANT_POD_CIDR:-$DEFAULT_POD_CIDR}
 SERVICE_CIDR=10.96.0.0/16
 ISSUER=https://kubernetes.default.svc.cluster.local
 COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
@@ -67,17 +74,33 @@ start() {
   echo $! >"$DIR/pids/$name.pid"
 }
 
+# stop NAME...: SIGTERM each running component, give them $GRACE seconds
+# together, then SIGKILL what is left. Nothing here needs a graceful shutdown
+# (kube-apiserver can linger for many seconds after it stopped listening).
+GRACE=${SEXTANT_STOP_GRACE:-3}
 stop() {
-  local name=$1 pid i
-  alive "$name" || { rm -f "$DIR/pids/$name.pid"; return 0; }
-  pid=$(pid_of "$name")
-  log "stopping $name (pid $pid)"
-  kill -TERM "$pid" 2>/dev/null || true
-  for ((i = 0; i < 100; i++)); do running "$pid" || break; sleep 0.1; done
-  if running "$pid"; then log "$name did not stop in 10s; killing"; kill -KILL "$pid" 2>/dev/null || true; fi
-  for ((i = 0; i < 50; i++)); do running "$pid" || break; sleep 0.1; done
-  running "$pid" && die "$name (pid $pid) is still running after SIGKILL"
-  rm -f "$DIR/pids/$name.pid"
+  local name pid pids=() i left
+  for name in "$@"; do
+    if alive "$name"; then
+      pid=$(pid_of "$name"); pids+=("$pid")
+      log "stopping $name (pid $pid)"
+      kill -TERM "$pid" 2>/dev/null || true
+    fi
+  done
+  for ((i = 0; i < GRACE * 10; i++)); do
+    left=0
+    for pid in "${pids[@]}"; do running "$pid" && left=1; done
+    ((left)) || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do
+    if running "$pid"; then log "pid $pid did not exit in ${GRACE}s; sending SIGKILL"; kill -KILL "$pid" 2>/dev/null || true; fi
+  done
+  for pid in "${pids[@]}"; do
+    for ((i = 0; i < 50; i++)); do running "$pid" || break; sleep 0.1; done
+    running "$pid" && die "pid $pid is still running after SIGKILL"
+  done
+  for name in "$@"; do rm -f "$DIR/pids/$name.pid"; done
 }
 
 # wait_for WHAT CMD...: retry CMD until it succeeds, within $TIMEOUT seconds;
@@ -141,12 +164,12 @@ gen_pki() {
   local p=$DIR/pki
   mkdir -p "$p"
   log "generating certificates and the service-account key in $p"
-  openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=sextant-test-ca" \
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 -subj "/CN=sextant-test-ca" \
     -keyout "$p/ca.key" -out "$p/ca.crt" \
     -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
   # leaf NAME SUBJECT EXTENSIONS
   leaf() {
-    openssl req -newkey rsa:2048 -nodes -subj "$2" -keyout "$p/$1.key" -out "$p/$1.csr" 2>/dev/null
+    openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj "$2" -keyout "$p/$1.key" -out "$p/$1.csr" 2>/dev/null
     printf '%s\n' "$3" >"$p/$1.ext"
     openssl x509 -req -in "$p/$1.csr" -CA "$p/ca.crt" -CAkey "$p/ca.key" -CAcreateserial \
       -days 3650 -extfile "$p/$1.ext" -out "$p/$1.crt" 2>/dev/null
@@ -233,10 +256,39 @@ write_all_args() {
     --kubeconfig="$DIR/kubeconfig" \
     --manage-all-nodes=false \
     --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
-    --disregard-status-with-annotation-selector=kwok.x-k8s.io/status=custom \
+    --config="$DIR/kwok.yaml" \
     --cidr="$POD_CIDR" --node-ip=127.0.0.1 \
     --node-lease-duration-seconds=40 \
     --server-address="127.0.0.1:$KWOK_PORT"
+}
+
+# Make the default pod range unreachable, so nothing sent to a fake pod IP
+# leaves the machine.
+guard_pod_cidr() {
+  [[ $POD_CIDR == "$DEFAULT_POD_CIDR" && ${SEXTANT_NO_POD_ROUTE:-0} != 1 ]] || return 0
+  if [[ $(id -u) == 0 ]] && command -v ip >/dev/null; then
+    ip route show type unreachable 2>/dev/null | grep -q '^unreachable 198\.18\.0\.0/15' && return 0
+    if ip route replace unreachable 198.18.0.0/15 2>/dev/null; then
+      log "added route: unreachable 198.18.0.0/15 (fake pod IPs never leave the machine)"
+    else
+      log "warning: could not add an unreachable route for 198.18.0.0/15"
+    fi
+  else
+    log "warning: not root; traffic to fake pod IPs (198.18.0.0/15) would follow the default route"
+  fi
+}
+
+# kwok's stages (installed beside the binary by scripts/install-k8s.sh) in one config file.
+write_kwok_config() {
+  local stages f n=0
+  stages=$(dirname "$(readlink -f "$(bin_of kwok)")")/../stages
+  : >"$DIR/kwok.yaml"
+  for f in "$stages"/*.yaml; do
+    [[ -f $f ]] || continue
+    { echo '---'; cat "$f"; } >>"$DIR/kwok.yaml"
+    n=$((n + 1))
+  done
+  ((n > 0)) || die "no kwok stages in $stages; run scripts/install-k8s.sh"
 }
 
 node_manifest() {
@@ -268,8 +320,10 @@ EOF
 # --- commands ----------------------------------------------------------------
 
 cluster_down() {
-  local i
-  for ((i = ${#COMPONENTS[@]} - 1; i >= 0; i--)); do stop "${COMPONENTS[i]}"; done
+  # Clients first, etcd last, so nothing logs a storm of errors while it goes.
+  stop kwok kube-scheduler kube-controller-manager
+  stop kube-apiserver
+  stop etcd
   rm -rf "$DIR/data"
 }
 
@@ -303,6 +357,8 @@ EOF
   gen_pki
   write_kubeconfig
   write_all_args
+  write_kwok_config
+  guard_pod_cidr
 
   local t0=$SECONDS
   start etcd

@@ -7,10 +7,19 @@ LOG_TAG=install-istio
 . "$(dirname "$0")/lib-tools.sh"
 
 # Istio tags (1.30.3) are not semver, so the module proxy serves Istio only as
-# pseudo-versions. This one is the release-1.30 branch at 9739e10eb9d7
-# (2026-08-26, after the 1.30.3 tag).
-ISTIO_VERSION=${ISTIO_VERSION:-v0.0.0-20260826214018-9739e10eb9d7}
-ISTIO_LABEL=${ISTIO_LABEL:-1.30-9739e10eb9d7}
+# pseudo-versions, and the proxy this project can reach holds the complete
+# dependency set for one of them: master at b01690e6db7d (2026-04-23), after
+# the 1.30 branch cut and before 1.31.0-alpha.0. The release-1.30 and
+# release-1.31 commits it lists need istio.io/api and go-control-plane
+# versions it does not serve.
+ISTIO_VERSION=${ISTIO_VERSION:-v0.0.0-20260423205519-b01690e6db7d}
+ISTIO_LABEL=${ISTIO_LABEL:-master-20260423-b01690e6db7d}
+# What Istio's own build stamps into a dev build of that commit (VERSION file
+# 1.31, plus -dev), so `pilot-agent version` and the ISTIO_VERSION node
+# metadata the agent sends are not "unknown".
+ISTIO_BUILD_VERSION=${ISTIO_BUILD_VERSION:-1.31-dev}
+ISTIO_GIT_REVISION=${ISTIO_GIT_REVISION:-b01690e6db7d311c144a1dc68d29e30fa490add8}
+export GO_EXTRA_LDFLAGS="-X istio.io/istio/pkg/version.buildVersion=$ISTIO_BUILD_VERSION -X istio.io/istio/pkg/version.buildGitRevision=$ISTIO_GIT_REVISION -X istio.io/istio/pkg/version.buildStatus=Clean -X istio.io/istio/pkg/version.buildTag=$ISTIO_BUILD_VERSION"
 
 install_agent() {
   local d=$SEXTANT_CACHE/go/istio-$ISTIO_LABEL/agent

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes pieces the e2e tests run (etcd, kube-apiserver,
-# kube-controller-manager, kwok, helm) with Go from the module proxy, each under
+# kube-controller-manager, kube-scheduler, kwok, helm) with Go from the module proxy, each under
 # a versioned directory in $SEXTANT_CACHE/go, linked into $SEXTANT_CACHE/bin.
 # Idempotent: with everything cached it only checks the links.
 set -euo pipefail
@@ -35,10 +35,26 @@ install_etcd() {
   link_tool etcd "$d/bin/etcd"
 }
 
+# The standalone kwok binary needs its Stage objects in a config file (kwokctl
+# embeds defaults; kwok does not). Install the module's own default stages of
+# the same version beside the binary: node initialize and heartbeat-with-lease,
+# pod ready, complete and delete. scripts/cluster.sh concatenates them.
+kwok_stages() {
+  local tmp=$1 dir f
+  dir=$(go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)
+  mkdir -p "$tmp/stages"
+  for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+           pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
+    [[ -f $dir/kustomize/stage/$f ]] || die "kwok stage $f not found in $dir"
+    cp "$dir/kustomize/stage/$f" "$tmp/stages/"
+  done
+  chmod -R u+w "$tmp/stages"
+}
+
 install_kwok() {
   local d=$SEXTANT_CACHE/go/kwok-$KWOK_VERSION
-  if ! is_installed "$d" kwok; then
-    go_wrapper_build "$d" sigs.k8s.io/kwok "$KWOK_VERSION" -- sigs.k8s.io/kwok/cmd/kwok
+  if ! is_installed "$d" kwok stages/pod-ready.yaml; then
+    WRAPPER_POST_BUILD=kwok_stages go_wrapper_build "$d" sigs.k8s.io/kwok "$KWOK_VERSION" -- sigs.k8s.io/kwok/cmd/kwok
   fi
   link_tool kwok "$d/bin/kwok"
 }

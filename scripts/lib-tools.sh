@@ -20,7 +20,7 @@ go_env() {
   export CGO_ENABLED=${CGO_ENABLED:-0}
   command -v go >/dev/null || die "go is not on PATH"
 }
-GO_BUILD_FLAGS=(-trimpath -ldflags=-s\ -w)
+# GO_EXTRA_LDFLAGS (e.g. "-X pkg.var=value") is appended to -ldflags.
 
 # link_tool NAME TARGET: point $SEXTANT_CACHE/bin/NAME at TARGET (atomically).
 link_tool() {
@@ -61,6 +61,7 @@ commit_dir() {
 }
 
 # go_wrapper_build FINAL MODULE VERSION [--replace-staging] -- PKG[=NAME]...
+# (set WRAPPER_POST_BUILD=<function> to add files to the install before it is committed)
 # Builds each main package PKG of MODULE@VERSION in a generated wrapper module
 # (which is how modules with replace directives or local-path replaces get
 # built: `go install pkg@version` refuses those). Binaries land in FINAL/bin.
@@ -83,10 +84,17 @@ go_wrapper_build() {
     # The go directive must be at least the dependency's; use the local toolchain's.
     go mod edit -go="$(go env GOVERSION | sed -E 's/^go([0-9]+\.[0-9]+(\.[0-9]+)?).*/\1/')"
     go mod edit -require="$module@$version"
+    local info gomod moddir
+    info=$(go mod download -json "$module@$version")
+    gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' <<<"$info")
+    moddir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$info")
+    [[ -f $gomod && -d $moddir ]] || die "could not download $module@$version"
+    # Start from the module's own go.sum: its dependencies are then verified
+    # against the hashes upstream recorded (the checksum database behind this
+    # machine's proxy does not know every pseudo-version).
+    if [[ -f $moddir/go.sum ]]; then cp "$moddir/go.sum" go.sum; chmod u+w go.sum; fi
     if (( staging )); then
-      local gomod staged m minor=${version#v1.}   # v1.33.13 -> 33.13
-      gomod=$(go mod download -json "$module@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')
-      [[ -f $gomod ]] || die "could not download go.mod of $module@$version"
+      local staged m minor=${version#v1.}   # v1.33.13 -> 33.13
       staged=$(sed -n -E 's#^[[:space:]]*(replace[[:space:]]+)?(k8s\.io/[^[:space:]]+)[[:space:]]+=>[[:space:]]+\./staging/.*#\2#p' "$gomod" | sort -u)
       [[ -n $staged ]] || die "no staging replaces found in $gomod"
       for m in $staged; do go mod edit -replace="$m=$m@v0.$minor"; done
@@ -97,9 +105,11 @@ go_wrapper_build() {
       pkg=${spec%%=*}; name=${spec#*=}; [[ $name == "$spec" ]] && name=${pkg##*/}
       t0=$(date +%s)
       log "go build $pkg ($module@$version) -> $final/bin/$name (a cold build downloads modules and takes minutes)"
-      go build "${GO_BUILD_FLAGS[@]}" -o "$tmp/bin/$name" "$pkg"
+      go build -trimpath -ldflags="-s -w ${GO_EXTRA_LDFLAGS:-}" -o "$tmp/bin/$name" "$pkg"
       log "built $name in $(( $(date +%s) - t0 ))s"
     done
+    # Optional hook: copy data files out of the module (it gets TMP and the wrapper dir).
+    if [[ -n ${WRAPPER_POST_BUILD:-} ]]; then "$WRAPPER_POST_BUILD" "$tmp" "$tmp/src"; fi
   )
   rc=$?
   set -e
@@ -108,6 +118,7 @@ go_wrapper_build() {
     echo "module=$module"
     echo "version=$version"
     echo "go=$(go env GOVERSION)"
+    echo "ldflags=-s -w ${GO_EXTRA_LDFLAGS:-}"
     echo "built=$(date -u +%FT%TZ)"
     echo "seconds=$(( $(date +%s) - start ))"
     cp "$tmp/src/go.mod" "$tmp/go.mod.used"
@@ -117,10 +128,13 @@ go_wrapper_build() {
   log "installed $module@$version in $final ($(( $(date +%s) - start ))s)"
 }
 
-# is_installed FINAL NAME...: every named binary exists and is executable.
+# is_installed FINAL NAME...: every named binary exists and is executable
+# (a NAME with a slash is a file relative to FINAL that must exist).
 is_installed() {
   local final=$1; shift
   [[ -f $final/BUILD-INFO ]] || return 1
   local n
-  for n in "$@"; do [[ -x $final/bin/$n ]] || return 1; done
+  for n in "$@"; do
+    if [[ $n == */* ]]; then [[ -e $final/$n ]] || return 1; else [[ -x $final/bin/$n ]] || return 1; fi
+  done
 }

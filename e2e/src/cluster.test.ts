@@ -90,7 +90,7 @@ describe('local cluster (etcd, kube-apiserver, kcm, scheduler, kwok)', { skip, t
     });
     const ips = pods.map((p) => p.status.podIP ?? '').sort();
     assert.notEqual(ips[0], ips[1], 'pods got distinct IPs');
-    for (const ip of ips) assert.match(ip, /^127\.1\.\d+\.\d+$/, 'pod IPs come from the loopback pod CIDR');
+    for (const ip of ips) assert.match(ip, /^198\.1[89]\.\d+\.\d+$/, 'pod IPs come from the pod CIDR 198.18.0.0/15');
 
     const slice = await waitFor('an EndpointSlice for demo/web with 2 ready endpoints', async () => {
       const list = await kubectlJson<{ items: EndpointSlice[] }>(kc, [

@@ -9,7 +9,8 @@ import { cacheDir, toolPath } from './tools.js';
  * A local Kubernetes control plane on loopback (etcd, kube-apiserver,
  * kube-controller-manager, kube-scheduler and kwok), started by
  * scripts/cluster.sh. Pods become Running with IPs on fake kwok nodes, without
- * containers; pod IPs are in 127.1.0.0/16 unless `podCidr` says otherwise.
+ * containers; pod IPs are in 198.18.0.0/15 (nothing listens there: never send
+ * traffic to them) unless `podCidr` says otherwise.
  */
 export interface Cluster {
   /** Admin kubeconfig (client certificate in group system:masters). */
@@ -31,7 +32,7 @@ export interface ClusterOptions {
   dir?: string;
   /** Fake nodes to create (kwok-node-0..N-1); default 1. */
   nodes?: number;
-  /** kwok's pod IP range; default 127.1.0.1/16 (loopback, so traffic never leaves the machine). */
+  /** kwok's pod IP range; default 198.18.0.1/15 (EndpointSlices reject loopback IPs). */
   podCidr?: string;
   /** Bound for each wait inside the script, in seconds; default 120. */
   waitSeconds?: number;
