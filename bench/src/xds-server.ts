@@ -74,6 +74,8 @@ process.on('message', (m: { op: string; [k: string]: unknown }) => {
       // EndpointCache notifies in a microtask; its version names the push.
       await Promise.resolve();
       process.send!({ op: 'pushed', t0, version: endpoints.version, cpu });
+    } else if (m.op === 'exit') {
+      process.send!({ op: 'bye' }, () => process.exit(0));
     } else if (m.op === 'prepare') {
       prepared = clusterSet(clusters.resources.size, String(m['tag']), Number(m['pad'] ?? 0));
       process.send!({ op: 'prepared' });

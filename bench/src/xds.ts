@@ -38,8 +38,10 @@ class Child {
       this.proc.send(msg);
     });
   }
-  async kill(): Promise<void> {
-    if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
+  /** Waits up to graceMs for the child to exit on its own, then kills it. */
+  async kill(graceMs = 0): Promise<void> {
+    if (graceMs > 0) await Promise.race([this.exited, new Promise((r) => setTimeout(r, graceMs))]);
+    if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL');
     await this.exited;
   }
 }
@@ -60,14 +62,18 @@ interface Setup {
 }
 
 async function setup(clusters: number, pad: number): Promise<Setup> {
-  const server = new Child('./xds-server.js', ['--max-old-space-size=8192']);
+  // XDS_BENCH_SERVER_ARGS adds node flags to the server process (e.g. --cpu-prof).
+  const extra = (process.env.XDS_BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean);
+  const server = new Child('./xds-server.js', ['--max-old-space-size=8192', ...extra]);
   const clients = new Child('./xds-clients.js', ['--max-old-space-size=8192']);
   const started = await server.ask({ op: 'start', clusters, pad });
   return { server, clients, port: Number(started['port']), version: String(started['version']) };
 }
 
 async function teardown(s: Setup): Promise<void> {
-  await Promise.all([s.clients.kill(), s.server.kill()]);
+  await s.clients.kill();
+  await s.server.ask({ op: 'exit' }, 5000).catch(() => undefined);
+  await s.server.kill(10_000);
 }
 
 export interface XdsBenchReport {

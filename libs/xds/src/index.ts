@@ -2,3 +2,4 @@ export * from './types.js';
 export { DiscoveryServer, type ChangeSource } from './server.js';
 export { CachedGenerator, EndpointCache, StaticGenerator, watchKey } from './cache.js';
 export { ADS_SERVICE, adsServiceDefinition } from './service.js';
+export { enablePreFramedWrites } from './frames.js';

@@ -18,6 +18,7 @@ import {
   type DiscoveryRequest,
   type EncodedResource,
 } from '@sextant/envoy';
+import { enablePreFramedWrites, framePrefix, grpcFramed, isPreFramed } from './frames.js';
 import { adsServiceDefinition, type Decoded } from './service.js';
 import type {
   ConnectionStatus,
@@ -100,6 +101,7 @@ class Connection {
 interface SharedFrame {
   seq: number;
   nonce: string;
+  /** The response, pre-framed for grpc-js when that is enabled (see frames.ts). */
   frame: Buffer;
 }
 
@@ -129,6 +131,9 @@ export class DiscoveryServer {
   private frames = new WeakMap<ReadonlyMap<string, EncodedResource>, Map<string, SharedFrame>>();
   /** Delta Resource messages framed once per encoded resource. */
   private deltaFrames = new WeakMap<EncodedResource, Uint8Array>();
+  /** Incremental (EDS) responses shared by streams that get the same changed resources, for the current incremental version. */
+  private incrementalFrames = new Map<string, SharedFrame>();
+  private incrementalVersion = '';
   private readonly m: DiscoveryServerMetrics = {
     connections: 0,
     pushes: 0,
@@ -149,6 +154,7 @@ export class DiscoveryServer {
     this.maxQueued = Math.max(1, opts.maxQueuedPushes ?? 16);
     this.maxRequestBytes = opts.maxRequestBytes ?? 4 * 1024 * 1024;
     this.batch = Math.max(1, opts.pushBatch ?? 512);
+    if (opts.preFramedWrites !== false) enablePreFramedWrites();
     if (opts.controlPlaneId) this.controlPlane = toBinary(ControlPlaneSchema, create(ControlPlaneSchema, { identifier: opts.controlPlaneId }));
     for (const [typeUrl, gen] of Object.entries(opts.generators)) {
       const src = gen as Partial<ChangeSource>;
@@ -651,8 +657,19 @@ export class DiscoveryServer {
         if (r && st.sent.get(n)?.version !== r.version) list.push(r);
       }
       if (list.length === 0) return;
-      const nonce = this.nonce();
-      this.write(c, st, encodeDiscoveryResponse(this.header(st.typeUrl, nonce, req.version), list.map((r) => r.any)));
+      if (this.incrementalVersion !== req.version) {
+        this.incrementalVersion = req.version;
+        this.incrementalFrames = new Map();
+      }
+      const key = `${st.typeUrl}\u0000${list.map((r) => `${r.name}\u0000${r.version}`).join('\u0000')}`;
+      let f = this.incrementalFrames.get(key);
+      if (!f || f.seq <= st.lastSeq) {
+        f = this.newFrame(st.typeUrl, req.version, list);
+        if (this.incrementalFrames.size < 1024) this.incrementalFrames.set(key, f);
+      }
+      st.lastSeq = f.seq;
+      const nonce = f.nonce;
+      this.write(c, st, f.frame);
       const merged = new Map(st.sent);
       for (const r of list) merged.set(r.name, r);
       this.sent(st, merged, nonce, req.version);
@@ -694,12 +711,16 @@ export class DiscoveryServer {
     const key = `${st.typeUrl}\u0000${version}`;
     let f = byKey.get(key);
     if (!f || f.seq <= st.lastSeq) {
-      const seq = ++this.seq;
-      const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
-      f = { seq, nonce, frame: encodeDiscoveryResponse(this.header(st.typeUrl, nonce, version), list.map((r) => r.any)) };
+      f = this.newFrame(st.typeUrl, version, list);
       byKey.set(key, f);
     }
     return f;
+  }
+
+  private newFrame(typeUrl: string, version: string, list: readonly EncodedResource[]): SharedFrame {
+    const seq = ++this.seq;
+    const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
+    return { seq, nonce, frame: grpcFramed(encodeDiscoveryResponse(this.header(typeUrl, nonce, version), list.map((r) => r.any))) };
   }
 
   private respondDelta(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: Set<string> | undefined, forced: boolean): void {
@@ -756,7 +777,7 @@ export class DiscoveryServer {
   private write(c: Connection, st: TypeState, frame: Buffer): void {
     c.inflight++;
     this.m.pushes++;
-    this.m.bytesSent += frame.length;
+    this.m.bytesSent += frame.length - (isPreFramed(frame) ? framePrefix() : 0);
     const s = short(st.typeUrl);
     this.m.pushesByType[s] = (this.m.pushesByType[s] ?? 0) + 1;
     c.call.write(frame, () => {

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { recordingLogger } from '@sextant/api';
 import { TypeUrl, type DiscoveryResponse } from '@sextant/envoy';
+import { enablePreFramedWrites } from './frames.js';
 import { SotwClient, decodeResources, openRawStream, resourceNames } from './testing/client.js';
 import {
   ExtensionConfigType,
@@ -449,6 +450,36 @@ describe('SotW backpressure', () => {
     } finally {
       slow.close();
       fast.close();
+      await h.stop();
+    }
+  });
+});
+
+describe('shared frames', () => {
+  test('the pinned grpc-js accepts pre-framed responses, and streams with the same config share one frame', async () => {
+    assert.equal(enablePreFramedWrites(), true, 'the grpc-js hook is installed (see frames.ts)');
+    const h = await startHarness();
+    h.clusters.replace([edsCluster('c1'), edsCluster('c2')]);
+    h.pushAll('seed');
+    const a = new SotwClient(h.address, { node: node('share-a') });
+    const b = new SotwClient(h.address, { node: node('share-b') });
+    try {
+      a.request(TypeUrl.Cluster);
+      b.request(TypeUrl.Cluster);
+      const [ra, rb] = [await a.next(), await b.next()];
+      // One frame for both: same nonce (nonces stay unique per stream), same bytes.
+      assert.equal(ra.nonce, rb.nonce);
+      assert.deepEqual(resourceNames(ra), ['c1', 'c2']);
+      assert.deepEqual(decodeResources(ra), decodeResources(rb));
+      a.ack(ra);
+      // A later response on the same stream always has a new nonce.
+      h.clusters.set(edsCluster('c3'));
+      h.pushAll('c3');
+      const ra2 = await a.next();
+      assert.notEqual(ra2.nonce, ra.nonce);
+    } finally {
+      a.close();
+      b.close();
       await h.stop();
     }
   });

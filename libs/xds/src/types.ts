@@ -72,6 +72,11 @@ export interface DiscoveryServerOptions {
   maxRequestBytes?: number;
   /** Sent as control_plane.identifier on every response. */
   controlPlaneId?: string;
+  /**
+   * Write shared responses pre-framed, so grpc-js does not copy them per stream
+   * (see frames.ts). Default true.
+   */
+  preFramedWrites?: boolean;
   /** Connections processed per event-loop turn when a push fans out. Default 512. */
   pushBatch?: number;
 }

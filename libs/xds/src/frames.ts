@@ -1,0 +1,67 @@
+/**
+ * Zero-copy response writes on grpc-js.
+ *
+ * grpc-js frames every outgoing message by allocating a new buffer of
+ * length + 5 and copying the serialized message into it. For a response
+ * shared by thousands of streams that per-stream copy (and the garbage it
+ * makes) is most of the cost of a push, so for shared frames the server builds
+ * the 5-byte gRPC message prefix itself, once, and a small, guarded hook on
+ * grpc-js's server call passes such pre-framed buffers through untouched.
+ * Only buffers created by `grpcFramed()` are recognised (a WeakSet); all
+ * other messages take grpc-js's normal path. If the hook cannot be installed
+ * (a grpc-js without `BaseServerInterceptingCall.prototype.serializeMessage`),
+ * `grpcFramed()` returns the message unchanged and grpc-js copies as usual.
+ */
+import { createRequire } from 'node:module';
+
+const preFramed = new WeakSet<Uint8Array>();
+let state: 'unknown' | 'on' | 'off' = 'unknown';
+
+type SerializeHost = { serializeMessage(value: unknown): Buffer; __sextantPreFramed?: boolean };
+
+/** Installs the hook once; returns whether pre-framed writes are in use. */
+export function enablePreFramedWrites(): boolean {
+  if (state !== 'unknown') return state === 'on';
+  state = 'off';
+  try {
+    const require = createRequire(import.meta.url);
+    const mod = require('@grpc/grpc-js/build/src/server-interceptors.js') as { BaseServerInterceptingCall?: { prototype: SerializeHost } };
+    const proto = mod.BaseServerInterceptingCall?.prototype;
+    if (!proto || typeof proto.serializeMessage !== 'function') return false;
+    if (!proto.__sextantPreFramed) {
+      const original = proto.serializeMessage;
+      proto.serializeMessage = function (this: SerializeHost, value: unknown): Buffer {
+        return value instanceof Uint8Array && preFramed.has(value) ? (value as Buffer) : original.call(this, value);
+      };
+      proto.__sextantPreFramed = true;
+    }
+    state = 'on';
+  } catch {
+    state = 'off';
+  }
+  return state === 'on';
+}
+
+/** Size of the gRPC message prefix a pre-framed buffer carries (0 when the hook is off). */
+export function framePrefix(): number {
+  return state === 'on' ? 5 : 0;
+}
+
+/**
+ * Returns the message with its gRPC length prefix (uncompressed), marked so
+ * grpc-js writes it as is; or the message itself when the hook is off.
+ */
+export function grpcFramed(message: Uint8Array): Buffer {
+  if (state !== 'on') return Buffer.isBuffer(message) ? message : Buffer.from(message.buffer, message.byteOffset, message.byteLength);
+  const out = Buffer.allocUnsafe(message.length + 5);
+  out[0] = 0;
+  out.writeUInt32BE(message.length, 1);
+  out.set(message, 5);
+  preFramed.add(out);
+  return out;
+}
+
+/** Whether a buffer was made by grpcFramed() with the hook on. */
+export function isPreFramed(b: Uint8Array): boolean {
+  return preFramed.has(b);
+}
