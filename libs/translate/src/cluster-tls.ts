@@ -4,8 +4,10 @@
  * the `default` and `ROOTCA` secrets pilot-agent serves over SDS.
  */
 import type { ClientTLSSettings } from '@sextant/api';
+import type { ProxyView } from '@sextant/model';
 import { isH2Cluster, type MutableCluster } from './cluster-policy.js';
 import { rawBufferTransportSocket, sdsSecretConfig, TypedUrls, type Json } from './common.js';
+import { sdsSecretConfigFor } from './mtls.js';
 
 const ALPN_IN_MESH = ['istio-peer-exchange', 'istio'];
 const ALPN_IN_MESH_H2 = ['istio-peer-exchange', 'istio', 'h2'];
@@ -19,6 +21,12 @@ export interface TlsInputs {
   /** false when the destination cannot take mTLS (PeerAuthentication DISABLE, passthrough to plain workloads). */
   mtlsPossible: boolean;
   external: boolean;
+  /**
+   * The proxy the cluster is for: decides where `default`, `ROOTCA` and
+   * `kubernetes://` secrets come from (pilot-agent's `sds-grpc`, or ADS for an
+   * agentless proxy). Unset: Istio's default, `sds-grpc`.
+   */
+  proxy?: ProxyView | undefined;
 }
 
 function defaultCommonTls(): Json {
@@ -39,16 +47,17 @@ export function effectiveTls(i: TlsInputs): { tls: ClientTLSSettings | undefined
   return { tls: { mode: 'ISTIO_MUTUAL', sni: i.sni, subjectAltNames: i.serviceAccounts }, auto: true };
 }
 
-function upstreamTlsContext(mc: MutableCluster, tls: ClientTLSSettings, external: boolean, serviceAccounts: string[]): Json | undefined {
+function upstreamTlsContext(mc: MutableCluster, tls: ClientTLSSettings, external: boolean, serviceAccounts: string[], proxy: ProxyView | undefined): Json | undefined {
+  const sdsSecretConfigProxy = (name: string) => sdsSecretConfigFor(name, proxy);
   switch (tls.mode ?? 'DISABLE') {
     case 'DISABLE':
       return undefined;
     case 'ISTIO_MUTUAL': {
       const common: Json = defaultCommonTls();
-      common.tlsCertificateSdsSecretConfigs = [sdsSecretConfig('default')];
+      common.tlsCertificateSdsSecretConfigs = [sdsSecretConfigProxy('default')];
       common.combinedValidationContext = {
         defaultValidationContext: tls.subjectAltNames && tls.subjectAltNames.length > 0 ? { matchSubjectAltNames: exact(tls.subjectAltNames) } : {},
-        validationContextSdsSecretConfig: sdsSecretConfig('ROOTCA'),
+        validationContextSdsSecretConfig: sdsSecretConfigProxy('ROOTCA'),
       };
       common.alpnProtocols = isH2Cluster(mc) ? ALPN_IN_MESH_H2 : ALPN_IN_MESH;
       return { '@type': TypedUrls.upstreamTls, commonTlsContext: common, sni: tls.sni || mc.cluster.name };
@@ -68,10 +77,10 @@ function upstreamTlsContext(mc: MutableCluster, tls: ClientTLSSettings, external
       }
       const sans = external && !(tls.subjectAltNames?.length) ? serviceAccounts : tls.subjectAltNames;
       if (tls.credentialName) {
-        common.tlsCertificateSdsSecretConfigs = tls.mode === 'MUTUAL' ? [sdsSecretConfig(`kubernetes://${tls.credentialName}`)] : undefined;
+        common.tlsCertificateSdsSecretConfigs = tls.mode === 'MUTUAL' ? [sdsSecretConfigProxy(`kubernetes://${tls.credentialName}`)] : undefined;
         common.combinedValidationContext = {
           defaultValidationContext: sans && sans.length > 0 ? { matchSubjectAltNames: exact(sans) } : {},
-          validationContextSdsSecretConfig: sdsSecretConfig(`kubernetes://${tls.credentialName}-cacert`),
+          validationContextSdsSecretConfig: sdsSecretConfigProxy(`kubernetes://${tls.credentialName}-cacert`),
         };
       } else {
         const ca = tls.caCertificates || 'system';
@@ -97,7 +106,7 @@ function upstreamTlsContext(mc: MutableCluster, tls: ClientTLSSettings, external
 export function applyUpstreamTls(mc: MutableCluster, i: TlsInputs): void {
   const { tls, auto } = effectiveTls(i);
   if (!tls) return;
-  const ctx = upstreamTlsContext(mc, tls, i.external, i.serviceAccounts);
+  const ctx = upstreamTlsContext(mc, tls, i.external, i.serviceAccounts, i.proxy);
   if (!ctx) return;
   const socket = { name: 'envoy.transport_sockets.tls', typedConfig: ctx };
   if (auto && mc.cluster.type !== 'ORIGINAL_DST') {

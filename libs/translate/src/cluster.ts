@@ -23,6 +23,7 @@ import {
   type Json,
 } from './common.js';
 import { buildGrpcClusters } from './cluster-grpc.js';
+import { buildSidecarIngressClusters } from './mtls-inbound.js';
 import { lbEndpointsFor } from './endpoint.js';
 
 /** 292 years: istiod's "never clean up" for inbound ORIGINAL_DST clusters. */
@@ -119,6 +120,7 @@ function applyPolicy(push: PushContext, proxy: ProxyView, mc: MutableCluster, sv
       meshExternal: svc.meshExternal,
       mtlsPossible: mtlsPossible(push, svc, port, policy),
       external: svc.attributes.serviceRegistry === 'External',
+      proxy,
     });
   }
   if (mc.cluster.type === 'ORIGINAL_DST') mc.cluster.lbPolicy = 'CLUSTER_PROVIDED';
@@ -232,7 +234,7 @@ export function buildClusters(push: PushContext, proxy: ProxyView): ClusterJson[
   const out: ClusterJson[] = [];
   for (const svc of push.servicesForProxy(proxy)) for (const port of svc.ports) out.push(...buildOutboundClusters(push, proxy, svc, port));
   if (proxy.type === 'sidecar') {
-    out.push(...buildInboundClusters(push, proxy));
+    out.push(...(buildSidecarIngressClusters(push, proxy) ?? buildInboundClusters(push, proxy)));
     out.push(blackHoleCluster(push), passthroughCluster(push), inboundPassthroughCluster(push, proxy));
   } else {
     out.push(blackHoleCluster(push));

@@ -13,3 +13,6 @@ export * from './cluster-grpc.js';
 export * from './endpoint.js';
 export * from './translate.js';
 export * from './route-walk.js';
+export * from './peer-auth.js';
+export * from './mtls.js';
+export * from './mtls-inbound.js';

@@ -5,10 +5,12 @@
  * dispatch to gateway and proxyless gRPC listeners. Pure.
  */
 import type { ListenerJson } from '@sextant/envoy';
-import type { EgressListener, ProxyView, PushContext, Service, ServiceInstance } from '@sextant/model';
+import type { EgressListener, ProxyView, PushContext, Service } from '@sextant/model';
 import { buildGatewayListeners } from './gateway.js';
 import { buildGrpcListeners } from './grpc.js';
 import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './listener-filters.js';
+import { mtlsInbound } from './mtls.js';
+import { inboundPorts, type InboundPort } from './mtls-inbound.js';
 import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from './route.js';
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, TYPE, destinationCluster, outboundClusterName } from './route-translate.js';
 
@@ -19,16 +21,17 @@ export const VIRTUAL_INBOUND = 'virtualInbound';
 export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
 
 /**
- * The hook for inbound security: given the proxy and one inbound port, the
- * transport socket and extra filter chain match for its chain(s). Plaintext
- * until PeerAuthentication support plugs in (it returns more than one entry
- * for PERMISSIVE: a TLS chain and a plaintext one).
+ * The hook for inbound security: given the proxy, one inbound port and whether
+ * its chains are HTTP or TCP, the transport socket and extra filter chain match
+ * for each of its chain(s). The default for sidecars is `mtlsInbound`
+ * (PeerAuthentication: several entries for PERMISSIVE, a TLS chain and
+ * plaintext ones); `plaintextInbound` turns inbound TLS off.
  */
-export type InboundTlsHook = (push: PushContext, proxy: ProxyView, port: number) => Array<{ transportSocket?: Json; filterChainMatch?: Json; nameSuffix?: string }>;
+export type InboundTlsHook = (push: PushContext, proxy: ProxyView, port: number, protocol?: 'http' | 'tcp') => Array<{ transportSocket?: Json; filterChainMatch?: Json; nameSuffix?: string }>;
 export const plaintextInbound: InboundTlsHook = () => [{}];
 
 export interface ListenerOptions {
-  /** Inbound security per port (default: plaintext). */
+  /** Inbound security per port (default: `mtlsInbound`, PeerAuthentication). */
   inboundTls?: InboundTlsHook;
   /** Resource names a proxyless gRPC client asked for. */
   names?: string[];
@@ -171,17 +174,14 @@ function inboundRouteConfig(port: number): Json {
   };
 }
 
-function inboundChains(push: PushContext, proxy: ProxyView, instances: ServiceInstance[], hook: InboundTlsHook): Json[] {
+function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[], hook: InboundTlsHook): Json[] {
   const chains: Json[] = [];
-  const seen = new Set<number>();
-  for (const si of instances) {
-    const port = si.endpoint.endpointPort;
-    if (seen.has(port)) continue;
-    seen.add(port);
-    for (const sec of hook(push, proxy, port)) {
+  for (const ip of ports) {
+    const port = ip.port;
+    for (const sec of hook(push, proxy, port, ip.http ? 'http' : 'tcp')) {
       const fcm = { destinationPort: port, ...(sec.filterChainMatch ?? {}) };
-      const base = { name: `0.0.0.0_${port}${sec.nameSuffix ?? ''}`, filterChainMatch: fcm, ...(sec.transportSocket ? { transportSocket: sec.transportSocket } : {}) };
-      if (isHTTPProtocol(si.servicePort.protocol)) {
+      const base = { name: `${ip.bindToPort ? ip.bind : '0.0.0.0'}_${port}${sec.nameSuffix ?? ''}`, filterChainMatch: fcm, ...(sec.transportSocket ? { transportSocket: sec.transportSocket } : {}) };
+      if (ip.http) {
         chains.push({
           ...base,
           filters: [
@@ -208,8 +208,7 @@ function inboundChains(push: PushContext, proxy: ProxyView, instances: ServiceIn
   return chains;
 }
 
-function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHook): Json {
-  const instances = push.serviceInstancesForProxy(proxy);
+function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHook, ports: InboundPort[]): Json {
   return {
     name: VIRTUAL_INBOUND,
     address: socketAddress('0.0.0.0', 15006),
@@ -219,7 +218,7 @@ function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHoo
     filterChains: [
       // Traffic addressed to 15006 itself would loop: drop it.
       { name: 'virtualInbound-blackhole', filterChainMatch: { destinationPort: 15006 }, filters: [tcpProxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)] },
-      ...inboundChains(push, proxy, instances, hook),
+      ...inboundChains(push, proxy, ports, hook),
       {
         name: 'virtualInbound-catchall-http',
         filterChainMatch: { applicationProtocols: ['http/1.1', 'h2c'] },
@@ -252,7 +251,21 @@ function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHoo
   };
 }
 
-/** Sidecar LDS. With interception mode NONE, only bound egress listeners (and no 15001/15006) are built. */
+/** A real inbound listener `<bind>_<port>` for a bound Sidecar ingress listener, with the port's mTLS chains. */
+function boundInboundListener(push: PushContext, proxy: ProxyView, hook: InboundTlsHook, ip: InboundPort): Json {
+  const chains = inboundChains(push, proxy, [ip], hook);
+  const l: Json = {
+    name: `${ip.bind}_${ip.port}`,
+    address: socketAddress(ip.bind, ip.port),
+    filterChains: chains,
+    trafficDirection: 'INBOUND',
+    continueOnListenerFiltersTimeout: true,
+  };
+  if (chains.some((c) => c.filterChainMatch?.transportProtocol === 'tls')) l.listenerFilters = [listenerFilter.tlsInspector()];
+  return l;
+}
+
+/** Sidecar LDS. With interception mode NONE, only bound egress and Sidecar ingress listeners (and no 15001/15006) are built. */
 export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts: ListenerOptions = {}): ListenerJson[] {
   const scope = push.sidecarScope(proxy);
   const egress = egressListeners(push, proxy);
@@ -284,6 +297,10 @@ export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts:
       out.push(...outboundPortListeners(push, proxy, fakeSvcs));
     }
   }
+  const hook = opts.inboundTls ?? mtlsInbound;
+  const inbound = inboundPorts(push, proxy);
+  // Sidecar ingress listeners that bind a socket (captureMode NONE, or no interception).
+  for (const ip of inbound) if (ip.bindToPort) out.push(boundInboundListener(push, proxy, hook, ip));
   if (!noIptables) {
     const explicitPorts = new Set(egress.filter((e) => e.port).map((e) => e.port!.number));
     const rest = catchAllEgress || egress.length === 0 ? (catchAllEgress ? scope.services.filter((s) => egressAdmits(catchAllEgress, s)) : scope.services) : [];
@@ -291,7 +308,7 @@ export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts:
     const names = new Set(out.map((l) => l.name));
     for (const l of outboundPortListeners(push, proxy, restPorts)) if (!names.has(l.name)) out.push(l);
     out.push(virtualOutbound(push, proxy));
-    out.push(virtualInbound(push, proxy, opts.inboundTls ?? plaintextInbound));
+    out.push(virtualInbound(push, proxy, hook, inbound.filter((ip) => !ip.bindToPort)));
   }
   out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   return out as ListenerJson[];
