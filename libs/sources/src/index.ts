@@ -1,3 +1,4 @@
 export * from './types.js';
 export * from './folder.js';
 export * from './store.js';
+export * from './kube/index.js';

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { silentLogger } from '@sextant/api';
+import { KubeClient } from './client.js';
+import { createLeaderElector, microTime } from './leader.js';
+import { createRootCertPublisher } from './rootcert.js';
+import { TestApiServer } from './testing-apiserver.js';
+import { createTokenReviewer } from './tokenreview.js';
+
+function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout;
+  return Promise.race([p, new Promise<T>((_, rej) => (t = setTimeout(() => rej(new Error(`timed out: ${what}`)), ms)))]).finally(() => clearTimeout(t));
+}
+
+describe('leader election, token review, root cert publisher (test API server)', () => {
+  let api: TestApiServer;
+  let client: KubeClient;
+  before(async () => {
+    api = new TestApiServer();
+    await api.listen();
+    client = new KubeClient({ kubeConfig: api.kubeConfig() });
+  });
+  after(async () => api.close());
+
+  test('microTime has six fractional digits', () => {
+    assert.equal(microTime(new Date('2024-05-06T07:08:09.123Z')), '2024-05-06T07:08:09.123000Z');
+  });
+
+  test('one of two candidates leads; releasing hands over; transitions are counted', async () => {
+    const events: string[] = [];
+    const seen: Record<string, (leader: string) => void> = {};
+    const mk = (id: string) =>
+      createLeaderElector({
+        client,
+        namespace: 'istio-system',
+        name: 'sextant-leader',
+        identity: id,
+        leaseDurationMs: 3_000,
+        renewDeadlineMs: 2_000,
+        retryPeriodMs: 100,
+        log: silentLogger,
+        onStartedLeading: () => events.push(`${id}:start`),
+        onStoppedLeading: () => events.push(`${id}:stop`),
+        onNewLeader: (l) => seen[id]?.(l),
+      });
+    const a = mk('a');
+    const b = mk('b');
+    a.start();
+    await withDeadline(a.whenLeading(), 3_000, 'a leads');
+    // b sees a fresh lease held by a and must not take it.
+    const bSawA = new Promise<void>((r) => (seen.b = (l) => l === 'a' && r()));
+    b.start();
+    await withDeadline(bSawA, 3_000, 'b observes a');
+    assert.equal(b.isLeader(), false);
+    const leaseBefore = api.get('/apis/coordination.k8s.io/v1/leases', 'istio-system', 'sextant-leader') as { spec: { holderIdentity: string } };
+    assert.equal(leaseBefore.spec.holderIdentity, 'a');
+    await a.stop();
+    assert.equal(a.isLeader(), false);
+    // Released, so b takes over well before the 3 s lease would expire.
+    const t0 = Date.now();
+    await withDeadline(b.whenLeading(), 2_500, 'b leads after release');
+    assert.ok(Date.now() - t0 < 2_500);
+    const lease = api.get('/apis/coordination.k8s.io/v1/leases', 'istio-system', 'sextant-leader') as {
+      spec: { holderIdentity: string; leaseTransitions: number; renewTime: string };
+    };
+    assert.equal(lease.spec.holderIdentity, 'b');
+    assert.equal(lease.spec.leaseTransitions, 1);
+    assert.match(lease.spec.renewTime, /\.\d{6}Z$/);
+    await b.stop();
+    assert.deepEqual(events, ['a:start', 'a:stop', 'b:start', 'b:stop']);
+  });
+
+  test('token review returns namespace and service account, and refuses others', async () => {
+    const r = createTokenReviewer(client);
+    const ok = await r.review('sa:bookinfo:reviews:istio-ca');
+    assert.equal(ok.namespace, 'bookinfo');
+    assert.equal(ok.serviceAccount, 'reviews');
+    assert.equal(ok.podName, 'pod-1');
+    await assert.rejects(r.review('garbage'), /not authenticated: invalid bearer token/);
+    await assert.rejects(r.review('sa:ns:sa:other-audience'), /audiences \[other-audience\] do not include istio-ca/);
+  });
+
+  test('root cert publisher writes every namespace, follows new ones, repairs edits, rotates', async () => {
+    const NS = '/api/v1/namespaces';
+    const CMS = '/api/v1/configmaps';
+    for (const n of ['default', 'app', 'kube-system']) api.upsert(NS, { metadata: { name: n }, status: { phase: 'Active' } });
+    let root = 'ROOT-1';
+    const pub = createRootCertPublisher({ client, getRootPem: () => root, log: silentLogger, timing: { backoffInitialMs: 20 } });
+    const waitCm = (ns: string, value: string) =>
+      withDeadline(
+        new Promise<void>((resolve) => {
+          const ok = () => (api.get(CMS, ns, 'istio-ca-root-cert') as { data?: Record<string, string> } | undefined)?.data?.['root-cert.pem'] === value;
+          if (ok()) return resolve();
+          const on = () => {
+            if (ok()) {
+              api.events.off('change', on);
+              resolve();
+            }
+          };
+          api.events.on('change', on);
+        }),
+        5_000,
+        `istio-ca-root-cert in ${ns} = ${value}`,
+      );
+    await pub.start();
+    await waitCm('default', 'ROOT-1');
+    await waitCm('app', 'ROOT-1');
+    await pub.idle();
+    assert.equal(api.get(CMS, 'kube-system', 'istio-ca-root-cert'), undefined, 'kube-system is skipped');
+    api.upsert(NS, { metadata: { name: 'late' }, status: { phase: 'Active' } });
+    await waitCm('late', 'ROOT-1');
+    api.upsert(CMS, { metadata: { name: 'istio-ca-root-cert', namespace: 'app' }, data: { 'root-cert.pem': 'tampered' } });
+    await waitCm('app', 'ROOT-1');
+    root = 'ROOT-2';
+    pub.refresh();
+    await Promise.all(['default', 'app', 'late'].map((n) => waitCm(n, 'ROOT-2')));
+    await pub.stop();
+    // Not leader any more: nothing is written.
+    api.remove(CMS, 'default', 'istio-ca-root-cert');
+    api.upsert(NS, { metadata: { name: 'after-stop' }, status: { phase: 'Active' } });
+    assert.equal(api.get(CMS, 'default', 'istio-ca-root-cert'), undefined);
+  });
+});
