@@ -215,7 +215,7 @@ describe('kubernetes source (supervisor against a test API server)', () => {
   test('a CRD kind starts when its CRD is established, at the preferred served version, and stops when it is deleted', async () => {
     const widget: KubeKind = { kind: 'Widget', group: 'example.io', versions: ['v1', 'v1beta1'], plural: 'widgets', namespaced: true, crd: true };
     const CRDS = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
-    const src = createKubeSource({ client: new KubeClient({ kubeConfig: api.kubeConfig() }), log: silentLogger, kinds: [cmKind, widget], timing: fast });
+    const src = createKubeSource({ client: new KubeClient({ kubeConfig: api.kubeConfig() }), log: silentLogger, kinds: [cmKind, widget], validate: envelopeValidate, timing: fast });
     const c = collector(src);
     await src.start();
     assert.deepEqual(src.informers().map((i) => i.name).sort(), ['ConfigMap/v1', 'CustomResourceDefinition.apiextensions.k8s.io/v1']);

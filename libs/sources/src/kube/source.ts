@@ -1,4 +1,4 @@
-import type { Logger, ObjectKey, ObjectMeta, ValidationIssue } from '@sextant/api';
+import { validateObject, type Logger, type ObjectKey, type ObjectMeta, type ValidationIssue } from '@sextant/api';
 import type { ConfigBatch, ConfigEvent, ConfigObject, ConfigSource } from '../types.js';
 import { KubeClient, type KubeObject } from './client.js';
 import { SupervisedInformer, type InformerStatus, type InformerTiming, type RawChange } from './informer.js';
@@ -18,8 +18,9 @@ export interface KubeSourceOptions {
   /** What to watch; default: core kinds plus every Istio kind Sextant reads. */
   kinds?: KubeKind[] | undefined;
   /**
-   * Validation of every object (`validateObject` from `@sextant/api`). The
-   * default only checks the envelope (apiVersion/kind/metadata.name).
+   * Validation of every object. Default: `validateObject` from `@sextant/api`
+   * with unknown spec fields dropped and reported as warnings (a cluster's
+   * CRDs may be newer than Sextant); `envelopeValidate` checks only the envelope.
    */
   validate?: ValidateFn | undefined;
   /** Supervisor timing (backoff, watchdog, watch timeout); tests shorten it. */
@@ -47,7 +48,10 @@ export interface KubeSource extends ConfigSource {
   dropConnections(): void;
 }
 
-/** Builds a ConfigObject from a raw object without schema checks (the default when no validator is given). */
+/** The default validator: the registry's schemas; unknown spec fields are warned about and dropped. */
+export const clusterValidate: ValidateFn = (raw) => validateObject(raw, { unknownFields: 'warn' });
+
+/** Builds a ConfigObject from a raw object without schema checks. */
 export function envelopeValidate(raw: unknown): ValidationResult {
   const o = (raw ?? {}) as KubeObject;
   const kind = typeof o.kind === 'string' ? o.kind : '';
@@ -82,7 +86,7 @@ export function createKubeSource(opts: KubeSourceOptions): KubeSource {
   const log = opts.log.child({ source: 'kubernetes' });
   const client = opts.client ?? new KubeClient({ kubeconfigPath: opts.kubeconfigPath, inCluster: opts.inCluster });
   const kinds = opts.kinds ?? defaultKinds;
-  const validate = opts.validate ?? envelopeValidate;
+  const validate = opts.validate ?? clusterValidate;
   const name = opts.name ?? 'kubernetes';
   const listeners = new Set<(b: ConfigBatch) => void>();
   const store = new Map<string, Entry>(); // kindId/ns/name
@@ -140,6 +144,8 @@ export function createKubeSource(opts: KubeSourceOptions): KubeSource {
         };
       }
       if (res.ok) {
+        const warnings = (res as { warnings?: ValidationIssue[] }).warnings ?? [];
+        for (const w of warnings) log.warn({ kind: w.kind, namespace: w.namespace, name: w.name, field: w.field, reason: w.reason }, 'object accepted with a warning');
         if (entry?.rejected) log.info({ kind: k.kind, namespace: raw.metadata?.namespace, name: raw.metadata?.name }, 'object valid again');
         if (!entry?.valid) pending.push({ type: 'add', object: res.object });
         else pending.push({ type: 'update', object: res.object, old: entry.valid });
