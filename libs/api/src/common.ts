@@ -46,6 +46,15 @@ export const WorkloadSelector = z.strictObject({
   matchLabels: labelMap.optional(),
 });
 
+/**
+ * istio.networking.v1alpha3.WorkloadSelector: Sidecar, ServiceEntry and
+ * EnvoyFilter select workloads with `labels` (DestinationRule and the security
+ * APIs use istio.type.v1beta1.WorkloadSelector's `matchLabels`).
+ */
+export const NetworkingWorkloadSelector = z.strictObject({
+  labels: labelMap.optional(),
+});
+
 /** istio.type.v1beta1.PolicyTargetReference */
 export const PolicyTargetReference = z.strictObject({
   group: z

@@ -165,8 +165,8 @@ export function serviceEntryEndpoints(idx: WorkloadIndex, svc: Service, spec: Se
         ep.isHostname = isDns && !/^[0-9.:]+$/.test(we.address);
         list.push(ep);
       }
-    } else if (spec.workloadSelector?.matchLabels) {
-      const sel = spec.workloadSelector.matchLabels;
+    } else if (spec.workloadSelector?.labels) {
+      const sel = spec.workloadSelector.labels;
       for (const pod of idx.podsByName.values()) {
         if ((pod.metadata.namespace ?? 'default') !== ns || !selectorMatches(sel, pod.metadata.labels)) continue;
         const labels = { ...(pod.metadata.labels ?? {}) };

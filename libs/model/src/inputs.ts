@@ -48,7 +48,8 @@ export interface ServiceEntrySpec {
   location?: 'MESH_EXTERNAL' | 'MESH_INTERNAL';
   resolution?: 'NONE' | 'STATIC' | 'DNS' | 'DNS_ROUND_ROBIN';
   endpoints?: WorkloadEntrySpec[];
-  workloadSelector?: { matchLabels?: Record<string, string> };
+  /** networking.v1alpha3.WorkloadSelector: `labels`, not `matchLabels`. */
+  workloadSelector?: { labels?: Record<string, string> };
   exportTo?: string[];
   subjectAltNames?: string[];
 }

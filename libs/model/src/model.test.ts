@@ -105,6 +105,25 @@ test('exportTo and Sidecar egress decide what a proxy sees', () => {
   assert.ok(push.sidecarScope(p2).hasService('b.ns2.svc.cluster.local'));
 });
 
+test('a Sidecar with workloadSelector.labels applies to the pods it selects; ServiceEntry workloadSelector.labels picks pods', () => {
+  const objects = [
+    svc('a', 'ns1', '10.96.0.1', [{ name: 'http', port: 80 }]),
+    svc('b', 'ns1', '10.96.0.2', [{ name: 'http', port: 80 }]),
+    pod('ratings-1', 'ns1', '10.0.0.5', { app: 'ratings' }),
+    pod('other-1', 'ns1', '10.0.0.6', { app: 'other' }),
+    istio('Sidecar', 'ratings', 'ns1', { workloadSelector: { labels: { app: 'ratings' } }, egress: [{ hosts: ['./a.ns1.svc.cluster.local'] }] }),
+    istio('ServiceEntry', 'vm', 'ns1', { hosts: ['vm.example.com'], ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], resolution: 'STATIC', workloadSelector: { labels: { app: 'ratings' } } }),
+  ];
+  const push = PushContext.build(objects, opts);
+  const ratings = push.resolveProxy(parseProxy('sidecar~10.0.0.5~ratings-1.ns1~ns1.svc.cluster.local'));
+  assert.equal(push.sidecarScope(ratings).sidecar?.name, 'ratings');
+  assert.deepEqual(push.servicesForProxy(ratings).map((s) => s.hostname), ['a.ns1.svc.cluster.local']);
+  const other = push.resolveProxy(parseProxy('sidecar~10.0.0.6~other-1.ns1~ns1.svc.cluster.local'));
+  assert.equal(push.sidecarScope(other).sidecar, undefined);
+  const vm = push.serviceByHostname('vm.example.com', 'ns1')!;
+  assert.deepEqual(push.endpoints(vm, vm.ports[0]!).map((e) => e.address), ['10.0.0.5']);
+});
+
 test('DestinationRules for one host merge: first trafficPolicy wins, subsets add up, duplicates are reported', () => {
   const push = PushContext.build(
     [

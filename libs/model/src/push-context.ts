@@ -266,7 +266,7 @@ class PushContextImpl implements PushContextShape {
 
   envoyFilters(proxy: ProxyView): IstioConfig[] {
     const root = this.mesh.rootNamespace;
-    const matches = (f: IstioConfig) => selectorMatches(f.spec.workloadSelector?.matchLabels, proxy.labels);
+    const matches = (f: IstioConfig) => selectorMatches(f.spec.workloadSelector?.labels, proxy.labels);
     const rootFilters = this.configs('EnvoyFilter', root).filter(matches);
     const own = proxy.namespace === root ? [] : this.configs('EnvoyFilter', proxy.namespace).filter(matches);
     const byPriority = (a: IstioConfig, b: IstioConfig) => ((a.spec.priority as number) ?? 0) - ((b.spec.priority as number) ?? 0);

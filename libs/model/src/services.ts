@@ -98,7 +98,7 @@ export function servicesFromServiceEntry(obj: ConfigObjectLike, defaultExportTo:
       name: host,
       namespace: ns,
       labels: { ...(obj.metadata.labels ?? {}) },
-      selector: spec.workloadSelector?.matchLabels,
+      selector: spec.workloadSelector?.labels,
       origin: { kind: 'ServiceEntry', namespace: ns, name: obj.metadata.name },
     },
   }));

@@ -32,7 +32,7 @@ function egressAllows(egress: EgressListener[], namespace: string, hosts: readon
 /** The Sidecar that applies to a proxy: a selector match in its namespace, else its namespace's default, else the root namespace's default. */
 export function findSidecar(sidecars: IstioConfig[], proxy: ProxyView, rootNamespace: string): IstioConfig | undefined {
   const own = sidecars.filter((s) => s.namespace === proxy.namespace);
-  const selected = own.find((s) => s.spec.workloadSelector?.matchLabels && selectorMatches(s.spec.workloadSelector.matchLabels, proxy.labels));
+  const selected = own.find((s) => s.spec.workloadSelector?.labels && selectorMatches(s.spec.workloadSelector.labels, proxy.labels));
   if (selected) return selected;
   const nsDefault = own.find((s) => !s.spec.workloadSelector);
   if (nsDefault) return nsDefault;

@@ -103,7 +103,7 @@ export interface ServiceAttributes {
   name: string;
   namespace: string;
   labels: Record<string, string>;
-  /** Workload selector (Service `spec.selector` / ServiceEntry `workloadSelector.matchLabels`). */
+  /** Workload selector (Service `spec.selector` / ServiceEntry `workloadSelector.labels`). */
   selector?: Record<string, string> | undefined;
   /** Kubernetes service type (`ClusterIP`, `NodePort`, `LoadBalancer`, `ExternalName`). */
   serviceType?: string | undefined;

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { PolicyTargetReference, WorkloadSelector } from '../common.js';
+import { NetworkingWorkloadSelector, PolicyTargetReference } from '../common.js';
 
 /** networking.istio.io EnvoyFilter (v1alpha3). Patch values are free-form Envoy JSON. */
 
@@ -38,7 +38,7 @@ export const EnvoyConfigObjectPatch = z.strictObject({
 
 export const EnvoyFilterSpec = z
   .strictObject({
-    workloadSelector: WorkloadSelector.optional(),
+    workloadSelector: NetworkingWorkloadSelector.optional(),
     targetRefs: z.array(PolicyTargetReference).optional(),
     configPatches: z.array(EnvoyConfigObjectPatch).optional(),
     priority: z.int().optional(),

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { WorkloadSelector } from '../common.js';
+import { NetworkingWorkloadSelector } from '../common.js';
 
 /**
  * networking.istio.io ServiceEntry, WorkloadEntry and WorkloadGroup
@@ -43,7 +43,7 @@ export const ServiceEntrySpec = z
     location: z.enum(['MESH_EXTERNAL', 'MESH_INTERNAL']).optional(),
     resolution: z.enum(['NONE', 'STATIC', 'DNS', 'DNS_ROUND_ROBIN']).optional(),
     endpoints: z.array(WorkloadEntrySpec).optional(),
-    workloadSelector: WorkloadSelector.optional(),
+    workloadSelector: NetworkingWorkloadSelector.optional(),
     exportTo: z.array(z.string()).optional(),
     subjectAltNames: z.array(z.string()).optional(),
   })

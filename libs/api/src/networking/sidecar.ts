@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { WorkloadSelector } from '../common.js';
+import { NetworkingWorkloadSelector } from '../common.js';
 import { ConnectionPoolSettings } from './destination-rule.js';
 
 /** networking.istio.io Sidecar (v1, v1beta1, v1alpha3). */
@@ -36,7 +36,7 @@ export const IstioEgressListener = z.strictObject({
 
 export const SidecarSpec = z
   .strictObject({
-    workloadSelector: WorkloadSelector.optional(),
+    workloadSelector: NetworkingWorkloadSelector.optional(),
     ingress: z.array(IstioIngressListener).optional(),
     egress: z.array(IstioEgressListener).optional(),
     inboundConnectionPool: ConnectionPoolSettings.optional(),
