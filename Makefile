@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export SEXTANT_CACHE ?= $(HOME)/.cache/sextant
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: all deps gen build run test test-unit test-e2e bench tools tools-envoy tools-k8s tools-istio cluster-up cluster-down clean
+.PHONY: all deps gen build crds run test test-unit test-e2e bench tools tools-envoy tools-k8s tools-istio cluster-up cluster-down clean
 
 all: build
 
@@ -22,7 +22,11 @@ build: gen
 	npx tsc -b tsconfig.json
 
 run: build
-	node apps/sextant/bin/sextant.js discovery --config-dir examples/bookinfo
+	node apps/sextant/bin/sextant.js discovery --config-dir examples/bookinfo --ca-dir $(SEXTANT_CACHE)/run-ca
+
+# Regenerates crds/ from the zod schemas in libs/api (a unit test fails when crds/ is stale).
+crds: build
+	node libs/api/scripts/gen-crds.mjs
 
 # Real components the tests run against, cached by version under $(SEXTANT_CACHE).
 tools: tools-envoy tools-k8s tools-istio
@@ -47,6 +51,7 @@ test-unit: build
 test-e2e: build tools
 	scripts/test.sh e2e
 
+# `make bench BENCH=xds` (or ca) runs one section; reports go to bench/results/.
 bench: build
 	node bench/dist/main.js
 
