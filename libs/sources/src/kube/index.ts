@@ -5,3 +5,4 @@ export * from './source.js';
 export * from './leader.js';
 export * from './tokenreview.js';
 export * from './rootcert.js';
+export * from './castore.js';

@@ -47,6 +47,8 @@ export interface InformerSpec {
   group: string;
   version: string;
   plural: string;
+  /** Watch one namespace only (default: all). */
+  namespace?: string | undefined;
   /** How the informer is named in logs and status (e.g. `VirtualService.networking.istio.io/v1`). */
   name: string;
   log: Logger;
@@ -171,7 +173,7 @@ export class SupervisedInformer {
   }
 
   private path(): string {
-    return collectionPath(this.spec.group, this.spec.version, this.spec.plural);
+    return collectionPath(this.spec.group, this.spec.version, this.spec.plural, this.spec.namespace);
   }
 
   private async run(): Promise<void> {

@@ -6,6 +6,7 @@ import { createLeaderElector, microTime } from './leader.js';
 import { createRootCertPublisher } from './rootcert.js';
 import { TestApiServer } from './testing-apiserver.js';
 import { createTokenReviewer } from './tokenreview.js';
+import { createSecretCaStore } from './castore.js';
 
 function withDeadline<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let t: NodeJS.Timeout;
@@ -72,12 +73,16 @@ describe('leader election, token review, root cert publisher (test API server)',
 
   test('token review returns namespace and service account, and refuses others', async () => {
     const r = createTokenReviewer(client);
-    const ok = await r.review('sa:bookinfo:reviews:istio-ca');
+    const ok = await r.review('sa:bookinfo:reviews:istio-ca', ['istio-ca']);
+    assert.equal(ok.authenticated, true);
+    assert.equal(ok.username, 'system:serviceaccount:bookinfo:reviews');
     assert.equal(ok.namespace, 'bookinfo');
     assert.equal(ok.serviceAccount, 'reviews');
     assert.equal(ok.podName, 'pod-1');
-    await assert.rejects(r.review('garbage'), /not authenticated: invalid bearer token/);
-    await assert.rejects(r.review('sa:ns:sa:other-audience'), /audiences \[other-audience\] do not include istio-ca/);
+    assert.deepEqual(await r.review('garbage'), { authenticated: false, error: 'invalid bearer token' });
+    const wrong = await r.review('sa:ns:sa:other-audience');
+    assert.equal(wrong.authenticated, false);
+    assert.match(wrong.error ?? '', /audiences \[other-audience\] do not include istio-ca/);
   });
 
   test('root cert publisher writes every namespace, follows new ones, repairs edits, rotates', async () => {
@@ -119,5 +124,26 @@ describe('leader election, token review, root cert publisher (test API server)',
     api.remove(CMS, 'default', 'istio-ca-root-cert');
     api.upsert(NS, { metadata: { name: 'after-stop' }, status: { phase: 'Active' } });
     assert.equal(api.get(CMS, 'default', 'istio-ca-root-cert'), undefined);
+  });
+
+  test('Secret CA store: self-signed round trip, plugged cacerts wins, changes are watched', async () => {
+    const store = createSecretCaStore({ client, namespace: 'istio-system', log: silentLogger, timing: { backoffInitialMs: 20 } });
+    assert.equal(await store.load(), undefined);
+    await store.save({ 'ca-cert.pem': 'CERT', 'ca-key.pem': 'KEY', 'root-cert.pem': 'CERT', 'cert-chain.pem': '' });
+    assert.deepEqual(await store.load(), { origin: 'self-signed', files: { 'ca-cert.pem': 'CERT', 'ca-key.pem': 'KEY', 'root-cert.pem': 'CERT', 'cert-chain.pem': '' } });
+    await store.save({ 'ca-cert.pem': 'CERT2', 'ca-key.pem': 'KEY2', 'root-cert.pem': 'CERT2', 'cert-chain.pem': '' });
+    assert.equal((await store.load())?.files['ca-cert.pem'], 'CERT2');
+    const changed = new Promise<void>((resolve) => {
+      const stop = store.watch(() => {
+        stop();
+        resolve();
+      });
+    });
+    // The watch's initial list is not a change; wait for its watch to open before plugging in.
+    await new Promise<void>((resolve) => api.events.once('watch', () => resolve()));
+    const b64 = (s: string) => Buffer.from(s).toString('base64');
+    api.upsert('/api/v1/secrets', { metadata: { name: 'cacerts', namespace: 'istio-system' }, data: { 'ca-cert.pem': b64('PLUG'), 'ca-key.pem': b64('PKEY') } });
+    await withDeadline(changed, 5_000, 'the watch reports the plugged-in Secret');
+    assert.deepEqual(await store.load(), { origin: 'plugged', files: { 'ca-cert.pem': 'PLUG', 'ca-key.pem': 'PKEY' } });
   });
 });
