@@ -1,0 +1,166 @@
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import Fastify from 'fastify';
+import { isKnownKind, silentLogger, validateObject } from '@sextant/api';
+import { injectionDecision, type InjectOptions, type JsonPatchOp } from './inject.js';
+import { registerWebhooks } from './webhooks.js';
+
+const injectOpts: InjectOptions = { hub: 'docker.io/istio', tag: '1.24.0', discoveryAddress: 'istiod.istio-system.svc:15012', trustDomain: 'cluster.local' };
+
+function app(nsLabels: Record<string, Record<string, string>> = {}) {
+  const a = Fastify();
+  registerWebhooks(a, {
+    validate: (raw) => validateObject(raw),
+    isKnownKind,
+    inject: injectOpts,
+    namespaceLabels: (ns) => nsLabels[ns],
+    log: silentLogger,
+  });
+  return a;
+}
+
+function admission(object: unknown, extra: Record<string, unknown> = {}) {
+  return { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u-1', operation: 'CREATE', object, ...extra } };
+}
+
+/** A minimal RFC 6902 applier for add/replace, enough to check the patch on a real pod shape. */
+function applyPatch(doc: unknown, ops: JsonPatchOp[]): unknown {
+  const out = structuredClone(doc) as Record<string, unknown>;
+  for (const op of ops) {
+    const segs = op.path.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+    const last = segs.pop()!;
+    let cur: any = out;
+    for (const s of segs) {
+      assert.ok(cur[s] !== undefined, `patch path ${op.path} has a missing parent`);
+      cur = cur[s];
+    }
+    if (Array.isArray(cur)) {
+      if (last === '-') cur.push(op.value);
+      else if (op.op === 'add') cur.splice(Number(last), 0, op.value);
+      else cur[Number(last)] = op.value;
+    } else {
+      if (op.op === 'replace') assert.ok(last in cur, `replace of missing ${op.path}`);
+      cur[last] = op.value;
+    }
+  }
+  return out;
+}
+
+const pod = (labels: Record<string, string> = {}, annotations?: Record<string, string>) => ({
+  apiVersion: 'v1',
+  kind: 'Pod',
+  metadata: {
+    generateName: 'reviews-v1-7d8f9c-',
+    namespace: 'bookinfo',
+    labels: { app: 'reviews', version: 'v1', ...labels },
+    ...(annotations ? { annotations } : {}),
+    ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'reviews-v1-7d8f9c', controller: true }],
+  },
+  spec: { serviceAccountName: 'bookinfo-reviews', containers: [{ name: 'reviews', image: 'reviews:1', ports: [{ containerPort: 9080, protocol: 'TCP' }] }] },
+});
+
+describe('/validate', () => {
+  test('a bad VirtualService is denied with field-level messages', async () => {
+    const vs = {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'reviews', namespace: 'bookinfo' },
+      spec: { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' }, weight: 'heavy' }] }] },
+    };
+    const res = await app().inject({ method: 'POST', url: '/validate', payload: admission(vs, { kind: { group: 'networking.istio.io', version: 'v1', kind: 'VirtualService' } }) });
+    assert.equal(res.statusCode, 200);
+    const body = res.json();
+    assert.equal(body.response.uid, 'u-1');
+    assert.equal(body.response.allowed, false);
+    assert.equal(body.response.status.code, 400);
+    assert.match(body.response.status.message, /VirtualService bookinfo\/reviews: spec\.http\[0\]\.route\[0\]\.weight: /);
+  });
+
+  test('a good DestinationRule is allowed; unknown kinds and deletes are allowed', async () => {
+    const dr = { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'r', namespace: 'bookinfo' }, spec: { host: 'reviews' } };
+    const a = app();
+    assert.equal((await a.inject({ method: 'POST', url: '/validate', payload: admission(dr) })).json().response.allowed, true);
+    const other = { apiVersion: 'example.io/v1', kind: 'Widget', metadata: { name: 'w' }, spec: { anything: 1 } };
+    assert.equal((await a.inject({ method: 'POST', url: '/validate', payload: admission(other, { kind: { kind: 'Widget' } }) })).json().response.allowed, true);
+    assert.equal((await a.inject({ method: 'POST', url: '/validate', payload: admission(null, { operation: 'DELETE' }) })).json().response.allowed, true);
+  });
+
+  test('a malformed review is a 400, not a crash', async () => {
+    const res = await app().inject({ method: 'POST', url: '/validate', payload: { hello: 'world' } });
+    assert.equal(res.statusCode, 400);
+  });
+});
+
+describe('/inject', () => {
+  test('a pod in a namespace labelled istio-injection=enabled gets the sidecar', async () => {
+    const res = await app({ bookinfo: { 'istio-injection': 'enabled' } }).inject({ method: 'POST', url: '/inject', payload: admission(pod(), { namespace: 'bookinfo', kind: { kind: 'Pod' } }) });
+    const r = res.json().response;
+    assert.equal(r.allowed, true);
+    assert.equal(r.patchType, 'JSONPatch');
+    const ops = JSON.parse(Buffer.from(r.patch, 'base64').toString()) as JsonPatchOp[];
+    const out = applyPatch(pod(), ops) as any;
+    assert.deepEqual(out.spec.containers.map((c: any) => c.name), ['reviews', 'istio-proxy']);
+    assert.deepEqual(out.spec.initContainers.map((c: any) => c.name), ['istio-init']);
+    const proxy = out.spec.containers[1];
+    assert.equal(proxy.image, 'docker.io/istio/proxyv2:1.24.0');
+    assert.deepEqual(proxy.args.slice(0, 2), ['proxy', 'sidecar']);
+    const env = Object.fromEntries(proxy.env.map((e: any) => [e.name, e.value ?? e.valueFrom]));
+    assert.equal(env.CA_ADDR, 'istiod.istio-system.svc:15012');
+    assert.equal(JSON.parse(env.PROXY_CONFIG).discoveryAddress, 'istiod.istio-system.svc:15012');
+    assert.deepEqual(env.POD_NAME, { fieldRef: { fieldPath: 'metadata.name' } });
+    assert.deepEqual(env.INSTANCE_IP, { fieldRef: { fieldPath: 'status.podIP' } });
+    assert.deepEqual(env.SERVICE_ACCOUNT, { fieldRef: { fieldPath: 'spec.serviceAccountName' } });
+    assert.equal(env.ISTIO_META_WORKLOAD_NAME, 'reviews-v1');
+    assert.equal(env.ISTIO_META_OWNER, 'kubernetes://apis/apps/v1/namespaces/bookinfo/deployments/reviews-v1');
+    assert.deepEqual(JSON.parse(env.ISTIO_META_POD_PORTS), [{ containerPort: 9080, protocol: 'TCP' }]);
+    const vols = Object.fromEntries(out.spec.volumes.map((v: any) => [v.name, v]));
+    for (const v of ['istio-envoy', 'istio-data', 'istio-podinfo', 'istio-token', 'istiod-ca-cert']) assert.ok(vols[v], v);
+    assert.equal(vols['istio-token'].projected.sources[0].serviceAccountToken.audience, 'istio-ca');
+    assert.equal(vols['istiod-ca-cert'].configMap.name, 'istio-ca-root-cert');
+    const mounts = new Set(proxy.volumeMounts.map((m: any) => m.name));
+    for (const m of mounts) assert.ok(vols[m as string], `mount ${String(m)} has a volume`);
+    assert.equal(out.metadata.labels['security.istio.io/tlsMode'], 'istio');
+    assert.equal(out.metadata.labels['service.istio.io/canonical-name'], 'reviews');
+    assert.equal(out.metadata.labels['service.istio.io/canonical-revision'], 'v1');
+    const status = JSON.parse(out.metadata.annotations['sidecar.istio.io/status']);
+    assert.deepEqual(status.containers, ['istio-proxy']);
+    assert.deepEqual(status.initContainers, ['istio-init']);
+    assert.equal(status.revision, 'default');
+  });
+
+  test('existing annotations and volumes are patched per key; a second pass does not inject twice', async () => {
+    const p = { ...pod({}, { 'a/b': 'c' }) };
+    (p.spec as any).volumes = [{ name: 'data', emptyDir: {} }];
+    const a = app({ bookinfo: { 'istio-injection': 'enabled' } });
+    const r = (await a.inject({ method: 'POST', url: '/inject', payload: admission(p, { namespace: 'bookinfo' }) })).json().response;
+    const out = applyPatch(p, JSON.parse(Buffer.from(r.patch, 'base64').toString())) as any;
+    assert.equal(out.metadata.annotations['a/b'], 'c');
+    assert.ok(out.metadata.annotations['sidecar.istio.io/status']);
+    assert.deepEqual(out.spec.volumes[0], { name: 'data', emptyDir: {} });
+    const again = (await a.inject({ method: 'POST', url: '/inject', payload: admission(out, { namespace: 'bookinfo' }) })).json().response;
+    assert.equal(again.patch, undefined);
+  });
+
+  test('pods in unlabelled namespaces or opting out are left alone', async () => {
+    const a = app({ bookinfo: { 'istio-injection': 'enabled' }, plain: {} });
+    const plain = (await a.inject({ method: 'POST', url: '/inject', payload: admission({ ...pod(), metadata: { ...pod().metadata, namespace: 'plain' } }, { namespace: 'plain' }) })).json().response;
+    assert.equal(plain.allowed, true);
+    assert.equal(plain.patch, undefined);
+    const optOut = (await a.inject({ method: 'POST', url: '/inject', payload: admission(pod({ 'sidecar.istio.io/inject': 'false' }), { namespace: 'bookinfo' }) })).json().response;
+    assert.equal(optOut.patch, undefined);
+  });
+
+  test('decision table: revisions and the pod flag', () => {
+    const d = (labels: Record<string, string>, ns: Record<string, string> | undefined, revision?: string) => injectionDecision(pod(labels), 'bookinfo', ns, { revision }).inject;
+    assert.equal(d({}, { 'istio-injection': 'enabled' }), true);
+    assert.equal(d({}, { 'istio-injection': 'enabled' }, 'canary'), false);
+    assert.equal(d({}, { 'istio.io/rev': 'canary' }, 'canary'), true);
+    assert.equal(d({}, { 'istio.io/rev': 'canary' }), false);
+    assert.equal(d({}, { 'istio.io/rev': 'default' }), true);
+    assert.equal(d({ 'sidecar.istio.io/inject': 'true' }, {}), true);
+    assert.equal(d({ 'sidecar.istio.io/inject': 'true' }, { 'istio-injection': 'disabled' }), false);
+    assert.equal(d({ 'sidecar.istio.io/inject': 'false' }, { 'istio-injection': 'enabled' }), false);
+    assert.equal(d({ 'istio.io/rev': 'canary' }, { 'istio-injection': 'enabled' }, 'canary'), true);
+    assert.equal(d({}, undefined), false);
+  });
+});
