@@ -23,7 +23,7 @@ import {
 } from '@sextant/ca';
 import { ResourceEncoder, TypeUrl, type EncodedResource } from '@sextant/envoy';
 import type { StoreView } from '@sextant/sources';
-import type { DiscoveryServer, ResourceGenerator } from '@sextant/xds';
+import type { DiscoveryServer, ResourceGenerator, XdsProxy } from '@sextant/xds';
 import type { DiscoveryConfig } from './flags.js';
 
 export interface SecureServices {
@@ -32,6 +32,8 @@ export interface SecureServices {
   generators: Record<string, ResourceGenerator>;
   /** For the xDS server: the identity of a stream on the secure port. */
   adsAuthenticate: (call: grpc.ServerDuplexStream<unknown, unknown>) => Promise<{ namespace: string; serviceAccount: string } | undefined>;
+  /** For the xDS server: refuses an authenticated stream whose node claims another namespace or service account. */
+  adsAuthorizeNode: (proxy: XdsProxy) => string | undefined;
   /** Binds the TLS gRPC server (CSR API + ADS) and resolves with its port. */
   listen(xds: DiscoveryServer): Promise<number>;
   /** Binds the webhook server and resolves with its port. */
@@ -87,6 +89,20 @@ export async function startSecureServices(
   server.addService(caService.definition, caService.implementation);
 
   const encoder = new ResourceEncoder();
+  // Agentless `default` secrets, one per identity, reused until half their lifetime
+  // (so every stream of one identity shares one key and one encoded resource).
+  const issued = new Map<string, { json: unknown; renewAt: number }>();
+  const workloadSecretFor = (identity: string) => {
+    const now = Date.now();
+    let c = issued.get(identity);
+    if (!c || now >= c.renewAt) {
+      const r = workloadSecret(ca, identity);
+      c = { json: r.secret, renewAt: now + Math.max(1000, (r.notAfter - now) / 2) };
+      issued.set(identity, c);
+      log.info({ identity, notAfter: new Date(r.notAfter).toISOString() }, 'agentless SDS: issued workload certificate');
+    }
+    return c.json;
+  };
   const secretsGenerator: ResourceGenerator = {
     generate(proxy, watch) {
       const out = new Map<string, EncodedResource>();
@@ -98,7 +114,7 @@ export async function startSecureServices(
         else if (name === WORKLOAD_SECRET) {
           // Agentless mode only, and only to a proxy whose identity the secure port authenticated.
           if (!cfg.agentlessSds || !proxy.identity) continue;
-          json = workloadSecret(ca, `spiffe://${cfg.trustDomain}/ns/${proxy.identity.namespace}/sa/${proxy.identity.serviceAccount}`).secret;
+          json = workloadSecretFor(`spiffe://${cfg.trustDomain}/ns/${proxy.identity.namespace}/sa/${proxy.identity.serviceAccount}`);
         } else {
           const res = credentialSecret(name, namespace, (ns, n) => (canReadSecret(namespace, ns) ? lookup(ns, n) : undefined));
           if ('error' in res) {
@@ -107,19 +123,43 @@ export async function startSecureServices(
           }
           json = res.secret;
         }
-        out.set(name, encoder.encode(TypeUrl.Secret, name, json));
+        // The builders return Envoy's JSON with its `@type` (as in a config dump); the encoder wants the bare message.
+        const { '@type': _type, ...message } = json as Record<string, unknown>;
+        out.set(name, encoder.encode(TypeUrl.Secret, name, message));
       }
       return out;
     },
   };
 
+  const secureCalls = new WeakSet<object>();
   let webhook: { close(): Promise<void> } | undefined;
+  let renewTimer: NodeJS.Timeout | undefined;
+  let unwatchCa: (() => void) | undefined;
   return {
     ca,
     generators: { [TypeUrl.Secret]: secretsGenerator },
-    adsAuthenticate: secureAdsAuthenticator(authenticators),
+    adsAuthenticate: secureAdsAuthenticator(authenticators, secureCalls),
+    adsAuthorizeNode: authorizeNodeIdentity,
     async listen(xds) {
-      xds.addTo(server);
+      // The same DiscoveryServer serves both ports: mark the streams that arrive on this (TLS) one.
+      xds.addTo(markSecureCalls(server, secureCalls));
+      let seq = 0;
+      const pushSecrets = (reason: string, affects?: (p: XdsProxy) => boolean) =>
+        xds.push({ full: true, version: `secrets-${Date.now()}-${++seq}`, reason: [reason], ...(affects ? { affects } : {}) });
+      // New roots (rotation, overlap start and end) reach every proxy watching ROOTCA.
+      unwatchCa = ca.onChange(() => {
+        issued.clear();
+        pushSecrets('ca-roots');
+      });
+      // Agentless certificates are renewed at half their lifetime: push the proxies of those identities.
+      renewTimer = setInterval(() => {
+        const now = Date.now();
+        const due = new Set([...issued].filter(([, c]) => now >= c.renewAt).map(([id]) => id));
+        if (!due.size) return;
+        for (const id of due) issued.delete(id);
+        pushSecrets('workload-cert-renewal', (p) => !!p.identity && due.has(`spiffe://${cfg.trustDomain}/ns/${p.identity.namespace}/sa/${p.identity.serviceAccount}`));
+      }, 30_000);
+      renewTimer.unref();
       return new Promise<number>((resolve, reject) =>
         server.bindAsync(`${cfg.listenAddress}:${cfg.securePort}`, creds, (err, port) => (err ? reject(err) : resolve(port))),
       );
@@ -131,6 +171,8 @@ export async function startSecureServices(
       return started.port;
     },
     async stop() {
+      if (renewTimer) clearInterval(renewTimer);
+      unwatchCa?.();
       ca.stop();
       creds.close();
       await webhook?.close();
@@ -139,17 +181,73 @@ export async function startSecureServices(
   };
 }
 
-/** ADS on the secure port: the caller's identity from its token or client certificate. */
-export function secureAdsAuthenticator(authenticators: Authenticator[]) {
+/**
+ * A grpc.Server stand-in for `DiscoveryServer.addTo` that registers the
+ * service on `server` with every call first recorded in `secureCalls`.
+ */
+function markSecureCalls(server: grpc.Server, secureCalls: WeakSet<object>): grpc.Server {
+  return {
+    addService(def: grpc.ServiceDefinition, impl: grpc.UntypedServiceImplementation) {
+      const wrapped: grpc.UntypedServiceImplementation = {};
+      for (const [name, handler] of Object.entries(impl)) {
+        wrapped[name] = ((call: object, ...rest: unknown[]) => {
+          secureCalls.add(call);
+          return (handler as (...a: unknown[]) => unknown)(call, ...rest);
+        }) as grpc.UntypedHandleCall;
+      }
+      server.addService(def, wrapped);
+    },
+  } as unknown as grpc.Server;
+}
+
+/**
+ * ADS on the secure port: the caller's identity from its token or client
+ * certificate. Streams on the plaintext port (not in `secureCalls`) have none.
+ * grpc-js reports a TLS auth context only when the client presented a verified
+ * certificate, so a token-only caller is recognised by the port, not by that.
+ */
+export function secureAdsAuthenticator(authenticators: Authenticator[], secureCalls?: WeakSet<object>) {
   return async (call: grpc.ServerDuplexStream<unknown, unknown>) => {
     const auth = call.getAuthContext?.();
-    if (!auth || auth.transportSecurityType !== 'ssl') return undefined; // plaintext port: no identity
+    const tls = auth?.transportSecurityType === 'ssl';
+    if (secureCalls ? !secureCalls.has(call) : !tls) return undefined; // plaintext port: no identity
     const bearerToken = bearerTokenFrom(call.metadata.get('authorization'));
-    const peer = auth.sslPeerCertificate?.raw;
+    const peer = tls ? auth?.sslPeerCertificate?.raw : undefined;
     const caller = await authenticate(authenticators, {
       ...(bearerToken !== undefined ? { bearerToken } : {}),
       ...(peer ? { peerCertificate: peer } : {}),
     });
     return { namespace: caller.namespace, serviceAccount: caller.serviceAccount };
   };
+}
+
+/**
+ * The identity rule for the secure port (issue 4 §4): a stream whose caller was
+ * authenticated must describe a proxy of that namespace and service account.
+ * The node's namespace is its NAMESPACE metadata, else the `pod.namespace` part
+ * of its ID; its service account is SERVICE_ACCOUNT metadata when present.
+ * Returns the reason to refuse, or undefined. Unauthenticated streams (the
+ * plaintext port) are not judged here.
+ */
+export function authorizeNodeIdentity(proxy: XdsProxy): string | undefined {
+  const id = proxy.identity;
+  if (!id) return undefined;
+  const meta = proxy.metadata;
+  const pick = (k: string) => {
+    const v = meta[k] ?? meta[`ISTIO_META_${k}`];
+    return typeof v === 'string' && v !== '' ? v : undefined;
+  };
+  const parts = proxy.id.split('~');
+  const podPart = parts.length === 4 ? parts[2]! : '';
+  const idNamespace = podPart.includes('.') ? podPart.slice(podPart.indexOf('.') + 1) : undefined;
+  const nodeNamespace = pick('NAMESPACE') ?? idNamespace;
+  if (nodeNamespace !== undefined && nodeNamespace !== id.namespace) {
+    return `node ${proxy.id} claims namespace ${JSON.stringify(nodeNamespace)} but the caller is authenticated as ${id.namespace}/${id.serviceAccount}`;
+  }
+  if (nodeNamespace === undefined) return `node ${proxy.id} does not say its namespace (NAMESPACE metadata or pod.namespace in the node ID); the caller is ${id.namespace}/${id.serviceAccount}`;
+  const sa = pick('SERVICE_ACCOUNT');
+  if (sa !== undefined && sa !== id.serviceAccount) {
+    return `node ${proxy.id} claims service account ${JSON.stringify(sa)} but the caller is authenticated as ${id.namespace}/${id.serviceAccount}`;
+  }
+  return undefined;
 }
