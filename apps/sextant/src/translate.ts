@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { parseAllDocuments, stringify } from 'yaml';
 import { formatIssue, validateAll } from '@sextant/api';
 import { TypeUrl, decodeToJson, encodeJson } from '@sextant/envoy';
+import { ProxyParseError } from '@sextant/model';
 import { translateConfig, type XdsShortType } from '@sextant/translate';
 import { FlagError, translateFlags } from './flags.js';
 
@@ -76,14 +77,20 @@ export async function runTranslate(argv: string[]): Promise<number> {
   for (const e of errors) process.stderr.write(`sextant translate: ${e}\n`);
   const { objects, issues } = validateAll(docs);
   for (const i of issues) process.stderr.write(`sextant translate: rejected: ${formatIssue(i)}\n`);
-  const out = translateConfig({
-    objects,
-    nodeId: values.proxy,
-    metadata,
-    types,
-    domainSuffix: values['domain-suffix'] ?? 'cluster.local',
-    trustDomain: values['trust-domain'] ?? 'cluster.local',
-  });
+  let out: ReturnType<typeof translateConfig>;
+  try {
+    out = translateConfig({
+      objects,
+      nodeId: values.proxy,
+      metadata,
+      types,
+      domainSuffix: values['domain-suffix'] ?? 'cluster.local',
+      trustDomain: values['trust-domain'] ?? 'cluster.local',
+    });
+  } catch (err) {
+    if (err instanceof ProxyParseError) throw new FlagError(`translate: --proxy: ${err.message}`);
+    throw err;
+  }
   for (const i of out.issues) process.stderr.write(`sextant translate: ${formatIssue(i)}\n`);
 
   const result: Record<string, unknown[]> = {};
