@@ -55,8 +55,9 @@ export function lbEndpointsFor(endpoints: IstioEndpoint[], _proxy: ProxyView): J
       .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.endpointPort - b.endpointPort))
       .map(lbEndpoint);
     const out: Json = { lbEndpoints, loadBalancingWeight: lbEndpoints.reduce((s, e) => s + (e.loadBalancingWeight as number), 0) };
-    const loc = localityJson(g.locality);
-    if (loc) out.locality = loc;
+    // Always present, empty when unknown (istiod's ConvertLocality): proxyless gRPC rejects a
+    // LocalityLbEndpoints without a locality ("endpoints[0].locality unset").
+    out.locality = localityJson(g.locality) ?? {};
     return out;
   });
 }
