@@ -15,7 +15,9 @@
 # (default 198.18.0.1/15, the RFC 2544 benchmarking range: EndpointSlices
 # reject loopback addresses, so pod IPs cannot be 127.x); SEXTANT_CLUSTER_TIMEOUT
 # (default 120) seconds for each wait; SEXTANT_STOP_GRACE (default 3) seconds
-# between SIGTERM and SIGKILL.
+# between SIGTERM and SIGKILL; SEXTANT_CLUSTER_OWNER_PID: when set, a watchdog
+# runs `down` as soon as that process is gone (so a test runner killed by a
+# signal leaves nothing behind).
 #
 # Nothing listens on pod IPs: tests must never send traffic to them. As a
 # safety net, when run as root `up` adds an `unreachable` route for the default
@@ -319,7 +321,20 @@ EOF
 
 # --- commands ----------------------------------------------------------------
 
+# A detached watchdog that tears the cluster down once the owner process exits.
+start_watchdog() {
+  local owner=${SEXTANT_CLUSTER_OWNER_PID:-}
+  [[ -n $owner ]] || return 0
+  kill -0 "$owner" 2>/dev/null || die "SEXTANT_CLUSTER_OWNER_PID=$owner is not running"
+  setsid bash -c 'while kill -0 "$1" 2>/dev/null && [[ -d "$3/pids" ]]; do sleep 1; done; exec bash "$2" down "$3"' \
+    cluster-watchdog "$owner" "$(realpath "$0")" "$DIR/" </dev/null >>"$DIR/logs/watchdog.log" 2>&1 &
+  echo $! >"$DIR/pids/watchdog.pid"
+  log "watchdog (pid $!) stops this cluster when pid $owner exits"
+}
+
 cluster_down() {
+  # The watchdog goes first, unless it is the one running this.
+  if [[ "$(pid_of watchdog)" != "$$" ]]; then stop watchdog; else rm -f "$DIR/pids/watchdog.pid"; fi
   # Clients first, etcd last, so nothing logs a storm of errors while it goes.
   stop kwok kube-scheduler kube-controller-manager
   stop kube-apiserver
@@ -375,6 +390,7 @@ EOF
   node_manifest | kc apply -f - >&2
   WAIT_ALIVE="kube-apiserver kwok" wait_for "fake nodes Ready" nodes_ready
   WAIT_ALIVE="kube-apiserver kube-controller-manager" wait_for "ServiceAccount default/default" default_sa_ok
+  start_watchdog
   trap - EXIT
   log "cluster up in $((SECONDS - t0))s: https://127.0.0.1:$APISERVER_PORT, kubeconfig $DIR/kubeconfig"
   printf '%s\n' "$DIR/kubeconfig"

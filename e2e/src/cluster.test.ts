@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { after, before, describe, test } from 'node:test';
 import { type Cluster, clusterPids, kubectl, kubectlJson, startCluster, waitFor } from './cluster.js';
@@ -135,12 +136,38 @@ describe('local cluster (etcd, kube-apiserver, kcm, scheduler, kwok)', { skip, t
   });
 
   test('stop() leaves no process and no data behind', async () => {
-    const pids = Object.values(clusterPids(cluster.dir));
-    assert.equal(pids.length, 5, 'five components were running');
+    const recorded = clusterPids(cluster.dir);
+    assert.deepEqual(
+      Object.keys(recorded).sort(),
+      ['etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok', 'watchdog'],
+    );
+    const pids = Object.values(recorded);
     for (const pid of pids) assert.ok(isAlive(pid));
     const dir = cluster.dir;
     await cluster.stop();
     for (const pid of pids) assert.equal(isAlive(pid), false, `pid ${pid} still alive after stop()`);
     assert.equal(existsSync(dir), false, 'the temp state dir is removed');
+  });
+});
+
+describe('cluster watchdog', { skip, timeout: 300_000 }, () => {
+  test('a cluster whose owner process dies is torn down without stop()', async () => {
+    const owner = spawn('sleep', ['600'], { stdio: 'ignore' });
+    const ownerPid = owner.pid;
+    assert.ok(ownerPid);
+    let cluster: Cluster | undefined;
+    try {
+      cluster = await startCluster({ ownerPid });
+      const pids = Object.values(clusterPids(cluster.dir));
+      assert.equal(pids.length, 6);
+      for (const pid of pids) assert.ok(isAlive(pid));
+      const exited = new Promise((r) => owner.once('exit', r));
+      owner.kill('SIGKILL');
+      await exited;
+      await waitFor('every cluster process to exit after its owner died', async () => pids.every((p) => !isAlive(p)), 60_000);
+    } finally {
+      owner.kill('SIGKILL');
+      await cluster?.stop();
+    }
   });
 });

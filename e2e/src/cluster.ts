@@ -36,6 +36,8 @@ export interface ClusterOptions {
   podCidr?: string;
   /** Bound for each wait inside the script, in seconds; default 120. */
   waitSeconds?: number;
+  /** The cluster is torn down by a watchdog once this process exits; default this process. */
+  ownerPid?: number;
 }
 
 const scriptPath = fileURLToPath(new URL('../../scripts/cluster.sh', import.meta.url));
@@ -119,6 +121,8 @@ export async function startCluster(opts: ClusterOptions = {}): Promise<Cluster> 
     SEXTANT_CACHE: cacheDir,
     SEXTANT_KWOK_NODES: String(opts.nodes ?? 1),
     SEXTANT_CLUSTER_TIMEOUT: String(waitSeconds),
+    // The script's watchdog tears the cluster down if this process dies without stop().
+    SEXTANT_CLUSTER_OWNER_PID: String(opts.ownerPid ?? process.pid),
     ...(opts.podCidr ? { SEXTANT_POD_CIDR: opts.podCidr } : {}),
   };
   // Five sequential waits at most, plus certificate generation.
