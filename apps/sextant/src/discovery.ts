@@ -86,6 +86,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     log: log.child({ component: 'xds' }),
     isReady: () => ready,
     authenticate: secure.adsAuthenticate,
+    authorizeNode: secure.adsAuthorizeNode,
     controlPlaneId: `sextant-${version}-${cfg.podName}`,
   });
 

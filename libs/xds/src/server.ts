@@ -402,6 +402,13 @@ export class DiscoveryServer {
       delta: c.delta,
     };
     c.log = c.log.child({ proxy: node.id });
+    const refused = this.opts.authorizeNode?.(c.proxy);
+    if (refused !== undefined) {
+      this.m.badRequests++;
+      c.log.warn({ identity: c.identity, reason: refused }, 'ADS stream refused: node does not match the authenticated identity');
+      this.endWith(c, grpc.status.PERMISSION_DENIED, refused);
+      return false;
+    }
     c.log.info({ delta: c.delta, userAgent: node.userAgentName }, 'ADS stream connected');
     return true;
   }

@@ -63,6 +63,13 @@ export interface DiscoveryServerOptions {
    */
   authenticate?: (call: grpc.ServerDuplexStream<unknown, unknown>) => Promise<Identity | undefined>;
   /**
+   * Whether an identified proxy may be served, judged once on its first
+   * request: returns the reason to refuse (the stream ends with
+   * PERMISSION_DENIED and that reason), or undefined. The secure port uses it
+   * to refuse a node whose namespace or service account is not the caller's.
+   */
+  authorizeNode?: (proxy: XdsProxy) => string | undefined;
+  /**
    * Responses a stream may have written but not yet flushed to its transport
    * before the server stops giving it more work (its pending pushes then
    * coalesce into one). Default 16.
