@@ -27,6 +27,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { TypeUrl } from '@sextant/envoy';
+import { SotwClient, resourceNames } from '@sextant/xds/testing/client';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
@@ -133,6 +136,7 @@ describe('mesh mTLS between two Envoys with agentless SDS from Sextant', { skip:
   let server: RunningEnvoy;
   let client: RunningEnvoy;
   let rootPem: string;
+  let jwtFor: (namespace: string, sa: string) => string;
   let egressPort: number;
   let inboundPort: number;
   const seen: IncomingHttpHeaders[] = [];
@@ -148,6 +152,7 @@ describe('mesh mTLS between two Envoys with agentless SDS from Sextant', { skip:
     const jwksFile = join(dir, 'jwks.json');
     writeFileSync(jwksFile, JSON.stringify({ keys: [jwk] }));
     const keyPem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+    jwtFor = (namespace, sa) => mintJwt(keyPem, kid, namespace, sa);
 
     backend = createServer((req, res) => {
       seen.push(req.headers);
@@ -283,6 +288,29 @@ spec:
 
   const viaClient = () => attempt(() => httpGet('127.0.0.1', egressPort, '/through-mesh', HOST));
   const plaintext = () => attempt(() => httpGet('127.0.0.2', inboundPort, '/plaintext'));
+
+  test('the secure port serves a node that is its caller and refuses one that claims another namespace', async () => {
+    const open = (token: string, id: string) => {
+      const metadata = new grpc.Metadata();
+      metadata.set('authorization', `Bearer ${token}`);
+      return new SotwClient(sextant.secureAddress, {
+        node: { id },
+        metadata,
+        credentials: grpc.credentials.createSsl(Buffer.from(rootPem)),
+        channelOptions: { 'grpc.ssl_target_name_override': 'istiod.istio-system.svc', 'grpc.default_authority': 'istiod.istio-system.svc' },
+      });
+    };
+    const honest = open(jwtFor('client', 'client'), 'sidecar~127.0.0.9~client-2.client~client.svc.cluster.local');
+    honest.request(TypeUrl.Cluster);
+    assert.ok(resourceNames(await honest.next()).length > 0);
+    honest.close();
+    const intruder = open(jwtFor('client', 'client'), 'sidecar~127.0.0.9~server-2.mtls~mtls.svc.cluster.local');
+    intruder.request(TypeUrl.Cluster);
+    const s = await intruder.status();
+    intruder.close();
+    assert.equal(s.code, grpc.status.PERMISSION_DENIED);
+    assert.match(s.details, /claims namespace "mtls" but the caller is authenticated as client\/client/);
+  });
 
   test('STRICT: the client sidecar reaches the server over mTLS and the backend sees the client identity', async () => {
     const r = await until(viaClient, (v) => v.startsWith('200'), 'a 200 through the client Envoy');
