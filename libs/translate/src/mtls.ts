@@ -68,11 +68,13 @@ export function isAgentless(proxy: ProxyView | undefined): boolean {
  * The SDS reference for a secret, for this proxy. Istio's default: pilot-agent
  * on the `sds-grpc` cluster (a UDS in the pod). Agentless proxies: ADS, so the
  * secret comes over the same stream as the rest of the config. `default` and
- * `ROOTCA` never wait (initialFetchTimeout 0s), as in istiod.
+ * `ROOTCA` get initialFetchTimeout 0s, as in istiod: for Envoy 0 means "no
+ * timeout", so a listener or cluster using them stays warming until the
+ * secret arrives rather than coming up without its certificate.
  */
 export function sdsSecretConfigFor(name: string, proxy?: ProxyView): Json {
-  const noWait = name === WORKLOAD_SECRET || name === ROOT_SECRET ? { initialFetchTimeout: '0s' } : {};
-  if (isAgentless(proxy)) return { name, sdsConfig: { ads: {}, ...noWait, resourceApiVersion: 'V3' } };
+  const waitForSecret = name === WORKLOAD_SECRET || name === ROOT_SECRET ? { initialFetchTimeout: '0s' } : {};
+  if (isAgentless(proxy)) return { name, sdsConfig: { ads: {}, ...waitForSecret, resourceApiVersion: 'V3' } };
   return {
     name,
     sdsConfig: {
@@ -82,7 +84,7 @@ export function sdsSecretConfigFor(name: string, proxy?: ProxyView): Json {
         transportApiVersion: 'V3',
         grpcServices: [{ envoyGrpc: { clusterName: SDS_CLUSTER } }],
       },
-      ...noWait,
+      ...waitForSecret,
       resourceApiVersion: 'V3',
     },
   };
