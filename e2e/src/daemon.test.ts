@@ -112,3 +112,42 @@ test('bad invocations fail with a clear message and exit code 2', async () => {
     return true;
   });
 });
+
+test('the webhook port serves /validate over TLS with a certificate from Sextant\'s CA, and CSR metrics are exported', async () => {
+  const caDir = mkdtempSync(join(tmpdir(), 'sextant-ca-'));
+  const sextant = await startSextant({ configDir: bookinfo, args: ['--ca-dir', caDir] });
+  try {
+    const root = readFileSync(join(caDir, 'root-cert.pem'), 'utf8');
+    const { request } = await import('node:https');
+    const review = (object: unknown) =>
+      new Promise<{ response: { allowed: boolean; status?: { message: string } } }>((resolve, reject) => {
+        const url = new URL(`${sextant.webhookUrl}/validate`);
+        const req = request(
+          { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', ca: root, servername: 'localhost', headers: { 'content-type': 'application/json' } },
+          (res) => {
+            let body = '';
+            res.on('data', (c: Buffer) => (body += c.toString()));
+            res.on('end', () => resolve(JSON.parse(body)));
+          },
+        );
+        req.on('error', reject);
+        req.end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u1', kind: { group: 'networking.istio.io', version: 'v1', kind: 'VirtualService' }, operation: 'CREATE', namespace: 'default', name: 'bad', object } }));
+      });
+    const bad = await review({
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'VirtualService',
+      metadata: { name: 'bad', namespace: 'default' },
+      spec: { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' }, weight: 'fifty' }] }] },
+    });
+    assert.equal(bad.response.allowed, false);
+    assert.match(bad.response.status!.message, /spec\.http\[0\]\.route\[0\]\.weight/);
+    const good = await review({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'ok', namespace: 'default' }, spec: { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] } });
+    assert.equal(good.response.allowed, true);
+    const metrics = await (await fetch(`${sextant.monitoringUrl}/metrics`)).text();
+    assert.match(metrics, /citadel_server_root_cert_expiry_timestamp \d+/);
+    assert.match(metrics, /sextant_webhook_results\{hook="validate",outcome="denied"\} 1/);
+  } finally {
+    await sextant.stop();
+    rmSync(caDir, { recursive: true, force: true });
+  }
+});

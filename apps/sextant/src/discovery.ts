@@ -2,7 +2,9 @@ import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
 import { formatIssue, type Logger, type ObjectKey } from '@sextant/api';
 import { createAdminServer, createMetrics, createMonitoringServer } from '@sextant/admin';
-import { PushContext, pushScope, type PushScope } from '@sextant/model';
+import { PushContext, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
 import { DiscoveryServer } from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
@@ -24,6 +26,19 @@ function bindGrpc(server: grpc.Server, address: string, port: number, creds: grp
   return new Promise((resolve, reject) => {
     server.bindAsync(`${address}:${port}`, creds, (err, bound) => (err ? reject(err) : resolve(bound)));
   });
+}
+
+/** MeshConfig from YAML (the `mesh` key of Istio's `istio` ConfigMap, mounted as a file). */
+function loadMeshConfig(file: string): MeshConfig {
+  let parsed: unknown;
+  try {
+    parsed = parseYaml(readFileSync(file, 'utf8'));
+  } catch (err) {
+    throw new Error(`--mesh-config ${file}: ${(err as Error).message}`);
+  }
+  if (parsed === null || parsed === undefined) return {};
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error(`--mesh-config ${file}: expected a YAML mapping (MeshConfig)`);
+  return parsed as MeshConfig;
 }
 
 const hostPort = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
@@ -66,6 +81,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     throw new Error('no config source: give --config-dir DIR and/or --kubeconfig FILE (or run in a pod)');
   }
   const metrics = createMetrics();
+  const meshConfig = cfg.meshConfigFile ? loadMeshConfig(cfg.meshConfigFile) : undefined;
   const store = new ConfigStore({ log: log.child({ component: 'store' }) });
   const sources: ConfigSource[] = [];
   if (cfg.configDir) sources.push(createFolderSource({ dir: cfg.configDir, log: log.child({ source: 'folder' }) }));
@@ -93,7 +109,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   let lastIssues: string[] = [];
   const pipeline: PushPipeline<Ctx, PushScope> = new PushPipeline<Ctx, PushScope>({
     build: (ver) =>
-      PushContext.build(allObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, version: ver }),
+      PushContext.build(allObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver }),
     scope: (prev, next, changed) => (prev ? pushScope(prev, next, changed) : { full: true, edsClusters: undefined, affects: () => true }),
     push: (next, scope, changed) => {
       generators.sweep();

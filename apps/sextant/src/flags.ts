@@ -24,8 +24,17 @@ const discoveryFlags = {
   'debounce-after': { type: 'string', default: '100ms' },
   'debounce-max': { type: 'string', default: '10s' },
   'log-level': { type: 'string', default: 'info' },
-  namespace: { type: 'string', default: 'istio-system' },
+  namespace: { type: 'string' },
   'pod-name': { type: 'string' },
+  'mesh-config': { type: 'string' },
+  revision: { type: 'string', default: '' },
+  'proxy-hub': { type: 'string', default: 'docker.io/istio' },
+  'proxy-tag': { type: 'string', default: '1.28.0' },
+  'mesh-id': { type: 'string' },
+  'cluster-id': { type: 'string', default: 'Kubernetes' },
+  cni: { type: 'boolean', default: false },
+  'leader-election': { type: 'boolean', default: true },
+  'discovery-address': { type: 'string', default: 'istiod.istio-system.svc:15012' },
 } as const;
 
 export type DiscoveryFlagName = keyof typeof discoveryFlags;
@@ -53,6 +62,17 @@ export interface DiscoveryConfig {
   logLevel: string;
   namespace: string;
   podName: string;
+  /** MeshConfig YAML file (the chart mounts the `istio` ConfigMap's `mesh` key). */
+  meshConfigFile: string | undefined;
+  revision: string;
+  proxyHub: string;
+  proxyTag: string;
+  meshId: string;
+  clusterId: string;
+  cni: boolean;
+  leaderElection: boolean;
+  /** host:port injected sidecars use for config and certificates. */
+  discoveryAddress: string;
 }
 
 export class FlagError extends Error {}
@@ -116,8 +136,17 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
     debounceAfterMs: parseDuration('debounce-after', get('debounce-after')!),
     debounceMaxMs: parseDuration('debounce-max', get('debounce-max')!),
     logLevel: get('log-level')!,
-    namespace: get('namespace')!,
+    namespace: get('namespace') ?? env.POD_NAMESPACE ?? 'istio-system',
     podName: get('pod-name') ?? env.POD_NAME ?? `sextant-${process.pid}`,
+    meshConfigFile: get('mesh-config'),
+    revision: get('revision')!,
+    proxyHub: get('proxy-hub')!,
+    proxyTag: get('proxy-tag')!,
+    meshId: get('mesh-id') ?? get('trust-domain')!,
+    clusterId: get('cluster-id')!,
+    cni: bool('cni'),
+    leaderElection: bool('leader-election'),
+    discoveryAddress: get('discovery-address')!,
   };
 }
 

@@ -5,6 +5,7 @@ import {
   createKubeSource,
   createLeaderElector,
   createRootCertPublisher,
+  createSecretCaStore,
   createTokenReviewer,
   type KubeSource,
   type LeaderElector,
@@ -64,11 +65,18 @@ export async function startKubeMode(cfg: DiscoveryConfig, log: Logger): Promise<
     source,
     client,
     elector,
-    secureExtras: { authenticators: [new TokenReviewAuthenticator(caReviewer, cfg.trustDomain)], isWriter: () => elector.isLeader() },
+    secureExtras: {
+      authenticators: [new TokenReviewAuthenticator(caReviewer, cfg.trustDomain)],
+      // Without leader election (a single replica) this replica is the writer.
+      isWriter: () => !cfg.leaderElection || elector.isLeader(),
+      // --ca-dir wins; otherwise the CA lives in Secrets as istiod keeps it (cacerts, istio-ca-secret).
+      ...(cfg.caDir ? {} : { caStore: createSecretCaStore({ client, namespace: cfg.namespace, log: log.child({ component: 'ca-store' }) }) }),
+    },
     startWriters(getRootPem, onRootChange) {
       publisher = createRootCertPublisher({ client, getRootPem, log: log.child({ component: 'root-cert' }) });
       onRootChange(() => publisher?.refresh());
-      elector.start();
+      if (cfg.leaderElection) elector.start();
+      else void publisher.start().catch((err: Error) => log.error({ err: err.message }, 'root cert publisher failed to start'));
     },
     async stop() {
       await publisher?.stop();

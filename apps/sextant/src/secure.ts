@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { X509Certificate } from 'node:crypto';
 import type { Logger } from '@sextant/api';
 import type { Metrics } from '@sextant/admin';
 import {
@@ -84,6 +85,24 @@ export async function startSecureServices(
   authenticators.push(new MtlsAuthenticator(ca));
 
   const caService = createCaService(ca, authenticators, { logger: log });
+  // Counters follow the CA service's own stats (istiod's citadel_* names).
+  const seen = { requests: 0, issued: 0, refused: {} as Record<string, number> };
+  const syncMetrics = () => {
+    const st = caService.stats;
+    metrics.csrCount.inc(st.requests - seen.requests);
+    metrics.certsIssued.inc(st.issued - seen.issued);
+    for (const [code, n] of Object.entries(st.refusedByCode)) {
+      metrics.csrErrors.inc({ code }, n - (seen.refused[code] ?? 0));
+      seen.refused[code] = n;
+    }
+    seen.requests = st.requests;
+    seen.issued = st.issued;
+    const notAfter = Date.parse(new X509Certificate(ca.rootCertPem()).validTo);
+    if (Number.isFinite(notAfter)) metrics.rootCertExpiry.set(Math.floor(notAfter / 1000));
+  };
+  syncMetrics();
+  const metricsTimer = setInterval(syncMetrics, 5000);
+  metricsTimer.unref();
   const creds = createSecureServerCredentials(ca, cfg.dnsNames, { logger: log });
   const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
   server.addService(caService.definition, caService.implementation);
@@ -166,7 +185,7 @@ export async function startSecureServices(
     },
     async listenWebhooks(view) {
       const { startWebhookServer } = await import('./webhooks.js');
-      const started = await startWebhookServer(cfg, log, ca, () => view);
+      const started = await startWebhookServer(cfg, log, ca, () => view, metrics);
       webhook = started;
       return started.port;
     },

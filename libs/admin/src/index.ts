@@ -1,2 +1,4 @@
 export * from './server.js';
 export * from './metrics.js';
+export * from './webhooks.js';
+export * from './inject.js';

@@ -21,6 +21,7 @@ export function createMetrics() {
     csrCount: new Counter({ name: 'citadel_server_csr_count', help: 'The number of CSRs received by Citadel server.', registers: [registry] }),
     certsIssued: new Counter({ name: 'citadel_server_success_cert_issuance_count', help: 'The number of certificates issuances that have succeeded.', registers: [registry] }),
     csrErrors: new Counter({ name: 'citadel_server_csr_error_count', help: 'CSRs refused, by gRPC status.', labelNames: ['code'], registers: [registry] }),
+    webhookResults: new Counter({ name: 'sextant_webhook_results', help: 'Admission webhook outcomes.', labelNames: ['hook', 'outcome'], registers: [registry] }),
     rootCertExpiry: new Gauge({ name: 'citadel_server_root_cert_expiry_timestamp', help: 'The unix timestamp, in seconds, when Citadel root cert will expire.', registers: [registry] }),
   };
   return m;
