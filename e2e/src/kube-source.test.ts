@@ -188,6 +188,7 @@ spec:
 
   test('an API server restart during churn ends with the same state as a fresh list', async () => {
     const deletesBefore = c.events.filter((e) => e.type === 'delete').length;
+    const restartsBefore = src.stats().restartsTotal;
     let churning = true;
     let writes = 0;
     const churn = (async () => {
@@ -206,6 +207,7 @@ spec:
     churning = false;
     await churn;
     assert.ok(writes > 0, 'churn wrote something');
+    assert.ok(src.stats().restartsTotal > restartsBefore, 'the restart broke the watches and the supervisor resumed them');
     await k(['create', 'configmap', '-n', 'shop', 'churn-end', '--from-literal=k=v']);
     await c.until('the last write after the restart', () => Boolean(ev(c.events, 'add', 'ConfigMap', 'churn-end', 'shop')), 120_000);
     const fresh = createKubeSource({ kubeconfigPath: cluster.kubeconfig, log: silentLogger });
