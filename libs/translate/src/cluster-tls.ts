@@ -6,7 +6,7 @@
 import type { ClientTLSSettings } from '@sextant/api';
 import type { ProxyView } from '@sextant/model';
 import { isH2Cluster, type MutableCluster } from './cluster-policy.js';
-import { rawBufferTransportSocket, sdsSecretConfig, TypedUrls, type Json } from './common.js';
+import { rawBufferTransportSocket, TypedUrls, type Json } from './common.js';
 import { sdsSecretConfigFor } from './mtls.js';
 
 const ALPN_IN_MESH = ['istio-peer-exchange', 'istio'];
@@ -85,13 +85,13 @@ function upstreamTlsContext(mc: MutableCluster, tls: ClientTLSSettings, external
       } else {
         const ca = tls.caCertificates || 'system';
         if (tls.mode === 'MUTUAL') {
-          common.tlsCertificateSdsSecretConfigs = [sdsSecretConfig(`file-cert:${tls.clientCertificate}~${tls.privateKey}`)];
+          common.tlsCertificateSdsSecretConfigs = [sdsSecretConfigFor(`file-cert:${tls.clientCertificate}~${tls.privateKey}`)];
         }
         if (tls.insecureSkipVerify) common.validationContext = {};
         else {
           common.combinedValidationContext = {
             defaultValidationContext: sans && sans.length > 0 ? { matchSubjectAltNames: exact(sans) } : {},
-            validationContextSdsSecretConfig: sdsSecretConfig(`file-root:${ca}`),
+            validationContextSdsSecretConfig: sdsSecretConfigFor(`file-root:${ca}`),
           };
         }
       }

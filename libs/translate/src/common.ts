@@ -52,23 +52,6 @@ export const TypedUrls = {
 
 export const HTTP_PROTOCOL_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
-/** An SDS secret reference served by pilot-agent over the `sds-grpc` cluster (`default`, `ROOTCA`, ...). */
-export function sdsSecretConfig(name: string): Json {
-  return {
-    name,
-    sdsConfig: {
-      apiConfigSource: {
-        apiType: 'GRPC',
-        setNodeOnFirstMessageOnly: true,
-        transportApiVersion: 'V3',
-        grpcServices: [{ envoyGrpc: { clusterName: 'sds-grpc' } }],
-      },
-      ...(name === 'default' || name === 'ROOTCA' ? { initialFetchTimeout: '0s' } : {}),
-      resourceApiVersion: 'V3',
-    },
-  };
-}
-
 export function rawBufferTransportSocket(): Json {
   return { name: 'envoy.transport_sockets.raw_buffer', typedConfig: { '@type': TypedUrls.rawBuffer } };
 }
