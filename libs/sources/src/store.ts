@@ -1,12 +1,8 @@
 import { isDeepStrictEqual } from 'node:util';
-import type { ConfigObject as ApiConfigObject, KnownKind, Logger, ObjectKey, TypedObject } from '@sextant/api';
+import type { KnownKind, Logger, ObjectKey, TypedObject } from '@sextant/api';
 import { keyString, silentLogger } from '@sextant/api';
 import type { ConfigBatch, ConfigObject } from './types.js';
 
-// The two ConfigObject declarations (sources' contract and api's) must stay the same shape.
-type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
-const _sameConfigObject: Same<ConfigObject, ApiConfigObject> = true;
-void _sameConfigObject;
 
 /** What one applied batch changed: every key whose visible object was added, updated or deleted. */
 export interface StoreChange {

@@ -1,18 +1,6 @@
-import type { ObjectKey, ObjectMeta, ValidationIssue } from '@sextant/api';
+import type { ConfigObject, ObjectKey, ValidationIssue } from '@sextant/api';
 
-/**
- * A validated configuration object as every source yields it. `kind` is the
- * Kubernetes kind (`Service`, `VirtualService`, ...), `group` its API group
- * ('' for core), `version` the served version it arrived in.
- */
-export interface ConfigObject<Body = unknown> {
-  kind: string;
-  group: string;
-  version: string;
-  metadata: ObjectMeta;
-  /** The validated object minus apiVersion/kind/metadata (spec, data, endpoints, ...). */
-  body: Body;
-}
+export type { ConfigObject } from '@sextant/api';
 
 export type ConfigEvent =
   | { type: 'add'; object: ConfigObject }
