@@ -8,22 +8,11 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 import { AssertionError } from 'node:assert';
 import { parseAllDocuments } from 'yaml';
+import { canonicalize } from '@sextant/envoy';
 
 /** Sorted keys at every level, undefined dropped. */
 export function canonicalJson(value: unknown): string {
-  const canon = (v: unknown): unknown => {
-    if (Array.isArray(v)) return v.map(canon);
-    if (v !== null && typeof v === 'object') {
-      const out: Record<string, unknown> = {};
-      for (const k of Object.keys(v).sort()) {
-        const x = (v as Record<string, unknown>)[k];
-        if (x !== undefined) out[k] = canon(x);
-      }
-      return out;
-    }
-    return v;
-  };
-  return `${JSON.stringify(canon(value), null, 2)}\n`;
+  return `${JSON.stringify(canonicalize(value), null, 2)}\n`;
 }
 
 /** A small line diff: the first differing region with context, `-` expected, `+` actual. */
