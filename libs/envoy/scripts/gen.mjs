@@ -58,9 +58,17 @@ const ENTRY_PROTOS = [
   'extensions/load_balancing_policies/round_robin/v3/round_robin.proto',
 ];
 
+const versionOf = (pkgName) => JSON.parse(readFileSync(require.resolve(`${pkgName}/package.json`), 'utf8')).version;
+
+// Regenerate when the protos, the generator, the runtime or this script change.
 function stamp() {
-  const version = JSON.parse(readFileSync(join(xdsPkg, 'package.json'), 'utf8')).version;
-  return JSON.stringify({ xds: version, entries: ENTRY_PROTOS, script: readFileSync(fileURLToPath(import.meta.url), 'utf8').length });
+  return JSON.stringify({
+    xds: versionOf('@grpc/grpc-js-xds'),
+    protocGenEs: versionOf('@bufbuild/protoc-gen-es'),
+    buf: versionOf('@bufbuild/buf'),
+    entries: ENTRY_PROTOS,
+    script: readFileSync(fileURLToPath(import.meta.url), 'utf8').length,
+  });
 }
 
 const stampFile = join(out, '.stamp');
