@@ -190,7 +190,11 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   kube?.startWriters(() => secure.ca.rootCertPem(), (listener) => secure.ca.onChange(listener));
   log.info({ server: 'webhook', address: hostPort(cfg.listenAddress, webhookPort) }, 'listening');
 
-  const xdsGauge = setInterval(() => metrics.xdsConnections.set({ version }, xds.metrics().connections), 5000);
+  const xdsGauge = setInterval(() => {
+    metrics.xdsConnections.set({ version }, xds.metrics().connections);
+    // A rejection that leaves the served config unchanged makes no batch; refresh the gauge here too.
+    updateRejected();
+  }, 5000);
   xdsGauge.unref();
 
   await Promise.all(sources.map((s) => s.start()));

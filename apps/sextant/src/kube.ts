@@ -1,5 +1,5 @@
 import { validateObject, type Logger } from '@sextant/api';
-import { TokenReviewAuthenticator, type TokenReviewer as CaTokenReviewer } from '@sextant/ca';
+import { TokenReviewAuthenticator, type CaStore, type TokenReviewer as CaTokenReviewer } from '@sextant/ca';
 import {
   KubeClient,
   createKubeSource,
@@ -11,6 +11,8 @@ import {
   type LeaderElector,
   type RootCertPublisher,
 } from '@sextant/sources';
+import { createCaBundlePatcher, webhookConfigurationNames, type CaBundlePatcher } from '@sextant/sources/kube/cabundle';
+import { createStatusWriter } from '@sextant/sources/kube/status';
 import type { DiscoveryConfig } from './flags.js';
 import type { SecureExtras } from './secure.js';
 
@@ -31,11 +33,14 @@ export interface KubeMode {
  */
 export async function startKubeMode(cfg: DiscoveryConfig, log: Logger): Promise<KubeMode> {
   const client = new KubeClient(cfg.kubeconfig ? { kubeconfigPath: cfg.kubeconfig } : { inCluster: cfg.inCluster });
+  // Rejected Istio objects get an IST0106 status (written by the leader only); it is cleared when they become valid.
+  const status = createStatusWriter({ client, log: log.child({ component: 'status' }) });
   const source = createKubeSource({
     client,
     log: log.child({ source: 'kubernetes' }),
     validate: (raw) => {
       const r = validateObject(raw);
+      status.observe(raw, r.ok ? [] : r.issues);
       return r.ok ? { ok: true, object: r.object } : { ok: false, issues: r.issues };
     },
   });
@@ -52,15 +57,42 @@ export async function startKubeMode(cfg: DiscoveryConfig, log: Logger): Promise<
     },
   };
   let publisher: RootCertPublisher | undefined;
+  let caBundle: CaBundlePatcher | undefined;
+  const startLeading = () => {
+    void publisher?.start().catch((err: Error) => log.error({ err: err.message }, 'root cert publisher failed to start'));
+    void caBundle?.start().catch((err: Error) => log.error({ err: err.message }, 'webhook caBundle patcher failed to start'));
+    status.start();
+  };
   const elector = createLeaderElector({
     client,
     namespace: cfg.namespace,
     name: 'istio-namespace-controller-election',
     identity: cfg.podName,
     log: log.child({ component: 'leader' }),
-    onStartedLeading: () => void publisher?.start().catch((err: Error) => log.error({ err: err.message }, 'root cert publisher failed to start')),
-    onStoppedLeading: () => void publisher?.stop(),
+    onStartedLeading: startLeading,
+    onStoppedLeading: () => {
+      void publisher?.stop();
+      void caBundle?.stop();
+      void status.stop();
+    },
   });
+  // Elect at once: with no CA Secret yet, only the leader may create it, and the CA opens before the writers start.
+  if (cfg.leaderElection) elector.start();
+  const secretStore = cfg.caDir ? undefined : createSecretCaStore({ client, namespace: cfg.namespace, log: log.child({ component: 'ca-store' }) });
+  // A replica that is not the leader waits for the leader's CA material instead of failing at start.
+  const caStore: CaStore | undefined = secretStore && {
+    description: secretStore.description,
+    async load() {
+      for (let waited = 0; ; waited++) {
+        const m = await secretStore.load();
+        if (m || !cfg.leaderElection || elector.isLeader()) return m;
+        if (waited === 0) log.info({ store: secretStore.description }, 'no CA material yet; waiting for the leader to create it');
+        await new Promise((r) => setTimeout(r, 500));
+      }
+    },
+    save: (files) => secretStore.save(files),
+    ...(secretStore.watch ? { watch: (onChange: () => void) => secretStore.watch!(onChange) } : {}),
+  };
   return {
     source,
     client,
@@ -70,15 +102,20 @@ export async function startKubeMode(cfg: DiscoveryConfig, log: Logger): Promise<
       // Without leader election (a single replica) this replica is the writer.
       isWriter: () => !cfg.leaderElection || elector.isLeader(),
       // --ca-dir wins; otherwise the CA lives in Secrets as istiod keeps it (cacerts, istio-ca-secret).
-      ...(cfg.caDir ? {} : { caStore: createSecretCaStore({ client, namespace: cfg.namespace, log: log.child({ component: 'ca-store' }) }) }),
+      ...(caStore ? { caStore } : {}),
     },
     startWriters(getRootPem, onRootChange) {
       publisher = createRootCertPublisher({ client, getRootPem, log: log.child({ component: 'root-cert' }) });
-      onRootChange(() => publisher?.refresh());
-      if (cfg.leaderElection) elector.start();
-      else void publisher.start().catch((err: Error) => log.error({ err: err.message }, 'root cert publisher failed to start'));
+      caBundle = createCaBundlePatcher({ client, getRootPem, log: log.child({ component: 'cabundle' }), ...webhookConfigurationNames(cfg.revision, cfg.namespace) });
+      onRootChange(() => {
+        publisher?.refresh();
+        caBundle?.refresh();
+      });
+      if (!cfg.leaderElection || elector.isLeader()) startLeading();
     },
     async stop() {
+      await status.stop();
+      await caBundle?.stop();
       await publisher?.stop();
       await elector.stop();
     },

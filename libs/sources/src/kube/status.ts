@@ -1,0 +1,271 @@
+import type { Logger, ValidationIssue } from '@sextant/api';
+import { collectionPath, isConflict, isNotFound, type KubeClient, type KubeObject } from './client.js';
+import { defaultKinds, type KubeKind } from './kinds.js';
+
+/**
+ * Istio's analysis code for an object that fails schema validation
+ * (`IST0106 SchemaValidationError`); Sextant writes it into
+ * `status.validationMessages` of an Istio object that reached the cluster
+ * without passing the webhook (created while it was down, or with
+ * failurePolicy Ignore) and is therefore skipped.
+ */
+export const schemaValidationMessageType = { code: 'IST0106', name: 'SchemaValidationError' } as const;
+export const schemaValidationDocUrl = 'https://istio.io/latest/docs/reference/config/analysis/ist0106/';
+/** The condition Sextant sets next to the message: `Reconciled=False`, reason `SchemaValidationError`, message naming each field and reason. */
+export const invalidConditionType = 'Reconciled';
+export const invalidConditionReason = 'SchemaValidationError';
+
+interface IstioCondition {
+  type?: string;
+  status?: string;
+  reason?: string;
+  message?: string;
+  lastTransitionTime?: string;
+  observedGeneration?: number | string;
+  [k: string]: unknown;
+}
+interface ValidationMessage {
+  type?: { code?: string; name?: string };
+  level?: string;
+  documentationUrl?: string;
+  [k: string]: unknown;
+}
+interface IstioStatus {
+  conditions?: IstioCondition[] | null;
+  validationMessages?: ValidationMessage[] | null;
+  [k: string]: unknown;
+}
+
+export interface StatusWriterOptions {
+  client: KubeClient;
+  log: Logger;
+  /** Kinds whose objects get a status (default: the registry's CRD kinds). */
+  kinds?: KubeKind[] | undefined;
+  /** First retry delay for a failed write (ms, default 500, doubling). */
+  retryMs?: number | undefined;
+  /** Attempts per observed object version before giving up until it changes again (default 5). */
+  maxAttempts?: number | undefined;
+  now?: (() => Date) | undefined;
+}
+
+export interface StatusWriterStats {
+  /** Status writes that marked an object invalid. */
+  marked: number;
+  /** Status writes that removed Sextant's invalid marking (the object became valid). */
+  cleared: number;
+  /** Writes that failed (each attempt). */
+  failures: number;
+  /** Objects given up on after maxAttempts (until they change again). */
+  abandoned: number;
+}
+
+export interface StatusWriter {
+  /**
+   * Every validated raw object, with its issues (empty when valid). Called for
+   * every object the source sees, leader or not; only Istio kinds are kept,
+   * and only those whose status differs from what it should be.
+   */
+  observe(raw: unknown, issues: readonly ValidationIssue[]): void;
+  /** Starts writing (on leadership). */
+  start(): void;
+  /** Stops writing (leadership lost, shutdown); observations keep being recorded. */
+  stop(): Promise<void>;
+  /** Resolves when no write is pending or in flight (or when stopped). */
+  idle(): Promise<void>;
+  /** Objects whose status is waiting to be written. */
+  pending(): number;
+  stats(): StatusWriterStats;
+  running(): boolean;
+}
+
+interface Entry {
+  raw: KubeObject;
+  path: string;
+  want: { conditions: IstioCondition[]; validationMessages: ValidationMessage[] };
+  marking: boolean;
+  attempts: number;
+}
+
+const isOurMessage = (m: ValidationMessage) => m?.type?.code === schemaValidationMessageType.code;
+const isOurCondition = (c: IstioCondition) => c?.type === invalidConditionType && c?.reason === invalidConditionReason;
+
+function sameCondition(a: IstioCondition | undefined, b: IstioCondition | undefined): boolean {
+  if (!a || !b) return a === b;
+  return a.type === b.type && a.status === b.status && a.reason === b.reason && a.message === b.message && String(a.observedGeneration ?? '') === String(b.observedGeneration ?? '');
+}
+
+/** The text of the condition: every field and reason. */
+export function invalidMessage(issues: readonly ValidationIssue[]): string {
+  const parts = issues.map((i) => (i.field ? `${i.field}: ${i.reason}` : i.reason));
+  return `configuration is invalid and is not served by Sextant (a previously valid version keeps serving): ${parts.join('; ')}`;
+}
+
+/**
+ * Writes Istio's status for objects the Kubernetes source rejected, through
+ * the `/status` subresource: `validationMessages` gets an `IST0106`
+ * (SchemaValidationError, level ERROR) entry and `conditions` a
+ * `Reconciled=False` condition with reason `SchemaValidationError` and a
+ * message naming every field and reason. Both are removed again when the
+ * object becomes valid; other messages and conditions are left alone. Only
+ * the leader writes (start/stop follow leadership); a failed write is retried
+ * with backoff a bounded number of times and never throws.
+ */
+export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
+  const log = opts.log.child({ controller: 'status-writer' });
+  const kinds = new Map((opts.kinds ?? defaultKinds).filter((k) => k.crd).map((k) => [`${k.kind}.${k.group}`, k]));
+  const retryBase = opts.retryMs ?? 500;
+  const maxAttempts = opts.maxAttempts ?? 5;
+  const now = opts.now ?? (() => new Date());
+  const entries = new Map<string, Entry>();
+  const dirty = new Set<string>();
+  const timers = new Set<NodeJS.Timeout>();
+  const st: StatusWriterStats = { marked: 0, cleared: 0, failures: 0, abandoned: 0 };
+  let active = false;
+  let working: Promise<void> | undefined;
+  let idleWaiters: Array<() => void> = [];
+
+  const settleIdle = () => {
+    if (!working && !timers.size && (!active || !dirty.size)) for (const w of idleWaiters.splice(0)) w();
+  };
+
+  const kick = () => {
+    if (!active || working) return;
+    if (!dirty.size) return settleIdle();
+    working = work().finally(() => {
+      working = undefined;
+      if (dirty.size && active) kick();
+      else settleIdle();
+    });
+  };
+
+  const work = async () => {
+    while (active && dirty.size) {
+      const key = dirty.values().next().value as string;
+      dirty.delete(key);
+      const entry = entries.get(key);
+      if (!entry) continue;
+      await write(key, entry);
+    }
+  };
+
+  const write = async (key: string, entry: Entry) => {
+    const meta = entry.raw.metadata ?? {};
+    const ident = { kind: entry.raw.kind, namespace: meta.namespace, name: meta.name };
+    const empty = (a: unknown[]) => (a.length ? a : null);
+    const patch = {
+      metadata: { resourceVersion: meta.resourceVersion },
+      status: { conditions: empty(entry.want.conditions), validationMessages: empty(entry.want.validationMessages) },
+    };
+    try {
+      await opts.client.request('PATCH', `${entry.path}/status`, { body: patch, contentType: 'application/merge-patch+json', timeoutMs: 10_000 });
+      if (entry.marking) st.marked++;
+      else st.cleared++;
+      log.info({ ...ident, invalid: entry.marking }, entry.marking ? 'wrote invalid-config status (IST0106)' : 'cleared invalid-config status');
+      // The informer's echo of this write is checked again by observe(); nothing more to do unless a newer observation came in.
+      if (entries.get(key) === entry) entries.delete(key);
+    } catch (err) {
+      if (isNotFound(err)) {
+        if (entries.get(key) === entry) entries.delete(key);
+        return;
+      }
+      st.failures++;
+      entry.attempts++;
+      if (isConflict(err) && entries.get(key) !== entry) return; // a newer observation replaced it and is queued
+      if (entry.attempts >= maxAttempts) {
+        st.abandoned++;
+        log.error({ ...ident, err: (err as Error).message, attempts: entry.attempts }, 'could not write object status; giving up until the object changes');
+        if (entries.get(key) === entry) entries.delete(key);
+        return;
+      }
+      const delay = Math.min(30_000, retryBase * 2 ** (entry.attempts - 1)) * (0.5 + Math.random() * 0.5);
+      log.warn({ ...ident, err: (err as Error).message, retryInMs: Math.round(delay) }, 'could not write object status; retrying');
+      if (isConflict(err)) {
+        // Someone else changed the object; read it back so the retry carries its resourceVersion and status.
+        try {
+          const live = await opts.client.request<KubeObject>('GET', entry.path, { timeoutMs: 10_000 });
+          if (entries.get(key) === entry) entry.raw = { ...live, apiVersion: entry.raw.apiVersion, kind: entry.raw.kind };
+        } catch {
+          // retried below
+        }
+      }
+      const t = setTimeout(() => {
+        timers.delete(t);
+        if (entries.get(key) === entry) dirty.add(key);
+        kick();
+        settleIdle();
+      }, delay);
+      timers.add(t);
+    }
+  };
+
+  return {
+    observe(raw, issues) {
+      const o = raw as KubeObject;
+      if (!o || typeof o !== 'object' || typeof o.apiVersion !== 'string' || typeof o.kind !== 'string') return;
+      const slash = o.apiVersion.indexOf('/');
+      if (slash < 0) return;
+      const group = o.apiVersion.slice(0, slash);
+      const version = o.apiVersion.slice(slash + 1);
+      const k = kinds.get(`${o.kind}.${group}`);
+      const name = o.metadata?.name;
+      if (!k || typeof name !== 'string' || !name) return;
+      const ns = typeof o.metadata?.namespace === 'string' ? o.metadata.namespace : undefined;
+      const key = `${o.kind}.${group}/${ns ?? ''}/${name}`;
+      const status = (o.status && typeof o.status === 'object' ? o.status : {}) as IstioStatus;
+      const conditions = Array.isArray(status.conditions) ? status.conditions : [];
+      const messages = Array.isArray(status.validationMessages) ? status.validationMessages : [];
+      const otherConditions = conditions.filter((c) => !isOurCondition(c));
+      const otherMessages = messages.filter((m) => !isOurMessage(m));
+      let want: Entry['want'];
+      let inSync: boolean;
+      if (issues.length) {
+        const previous = conditions.find(isOurCondition);
+        const generation = (o.metadata as { generation?: number } | undefined)?.generation;
+        const condition: IstioCondition = {
+          type: invalidConditionType,
+          status: 'False',
+          reason: invalidConditionReason,
+          message: invalidMessage(issues),
+          ...(generation !== undefined ? { observedGeneration: generation } : {}),
+        };
+        condition.lastTransitionTime = previous?.status === 'False' && previous.lastTransitionTime ? previous.lastTransitionTime : now().toISOString().replace(/\.\d+Z$/, 'Z');
+        const message: ValidationMessage = { type: { ...schemaValidationMessageType }, level: 'ERROR', documentationUrl: schemaValidationDocUrl };
+        want = { conditions: [...otherConditions, condition], validationMessages: [...otherMessages, message] };
+        const ours = messages.filter(isOurMessage);
+        inSync = sameCondition(previous, condition) && conditions.filter(isOurCondition).length === 1 && ours.length === 1 && ours[0]?.level === 'ERROR';
+      } else {
+        want = { conditions: otherConditions, validationMessages: otherMessages };
+        inSync = otherConditions.length === conditions.length && otherMessages.length === messages.length;
+      }
+      if (inSync) {
+        if (entries.delete(key)) dirty.delete(key);
+        return;
+      }
+      entries.set(key, { raw: o, path: `${collectionPath(group, version, k.plural, ns)}/${name}`, want, marking: issues.length > 0, attempts: 0 });
+      dirty.add(key);
+      kick();
+    },
+    start() {
+      if (active) return;
+      active = true;
+      log.info({ pending: entries.size }, 'status writer started (leader)');
+      for (const k of entries.keys()) dirty.add(k);
+      kick();
+    },
+    async stop() {
+      if (!active) return;
+      active = false;
+      for (const t of timers) clearTimeout(t);
+      timers.clear();
+      await working;
+      settleIdle();
+    },
+    idle() {
+      if (!working && !timers.size && (!active || !dirty.size)) return Promise.resolve();
+      return new Promise((r) => idleWaiters.push(r));
+    },
+    pending: () => entries.size,
+    stats: () => ({ ...st }),
+    running: () => active,
+  };
+}
