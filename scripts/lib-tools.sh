@@ -85,7 +85,7 @@ go_wrapper_build() {
     go mod edit -go="$(go env GOVERSION | sed -E 's/^go([0-9]+\.[0-9]+(\.[0-9]+)?).*/\1/')"
     go mod edit -require="$module@$version"
     local info gomod moddir
-    info=$(go mod download -json "$module@$version")
+    info=$(go mod download -json "$module@$version") || die "go mod download $module@$version failed: $info"
     gomod=$(sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p' <<<"$info")
     moddir=$(sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p' <<<"$info")
     [[ -f $gomod && -d $moddir ]] || die "could not download $module@$version"
