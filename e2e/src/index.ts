@@ -1,2 +1,3 @@
 export * from './tools.js';
 export * from './sextant.js';
+export * from './cluster.js';
