@@ -5,7 +5,8 @@ import { after, before, describe, test } from 'node:test';
 import { TypeUrl, type DiscoveryResponse } from '@sextant/envoy';
 import { SotwClient, decodeResources } from '@sextant/xds/testing/client';
 import { type Cluster, helm, kubectl, kubectlJson, startCluster, waitFor } from './cluster.js';
-import { startSextant, type RunningSextant } from './sextant.js';
+import { startEnvoy, type RunningEnvoy } from './envoy.js';
+import { debugJson, startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
 /**
@@ -214,6 +215,7 @@ describe('sextant discovery against a real Kubernetes API server', { skip, timeo
   const extra: RunningSextant[] = [];
   const subs: Subscription[] = [];
   let root = '';
+  let envoy: RunningEnvoy | undefined;
   const k = (args: string[], input?: string) => kubectl(cluster.kubeconfig, args, input);
   const podIps = async () =>
     (await kubectlJson<{ items: Array<{ status?: { podIP?: string; phase?: string } }> }>(cluster.kubeconfig, ['get', 'pods', '-n', ns, '-l', 'app=reviews']))
@@ -236,6 +238,7 @@ describe('sextant discovery against a real Kubernetes API server', { skip, timeo
   });
 
   after(async () => {
+    await envoy?.stop().catch(() => undefined);
     for (const s of subs) s.close();
     for (const s of extra) await s.stop().catch(() => undefined);
     await sextant?.stop().catch(() => undefined);
@@ -410,5 +413,43 @@ describe('sextant discovery against a real Kubernetes API server', { skip, timeo
     ).catch((err: Error) => {
       throw new Error(`${err.message}\n${last.join('\n')}`);
     });
+  });
+
+  test('a real Envoy in the namespace ACKs the config built from the cluster (CDS, EDS, LDS, RDS; no NACK)', async () => {
+    // Without traffic capture and with one egress listener (for reviews only) on a free loopback port, so concurrent tests never collide on 15001/15006.
+    const port = await closedPort();
+    const envoyNode = `sidecar~127.0.0.1~envoy-client-0.${ns}~${ns}.svc.cluster.local`;
+    await k(['apply', '-f', '-'], `apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: envoy-client, namespace: ${ns}}
+spec:
+  workloadSelector: {labels: {app: envoy-client}}
+  egress:
+  - port: {number: ${port}, protocol: HTTP, name: http}
+    bind: 127.0.0.1
+    captureMode: NONE
+    hosts: ["./reviews.${ns}.svc.cluster.local"]
+`);
+    // No istio-agent here to serve SDS: plaintext to reviews, so no cluster waits for a certificate.
+    await k(['apply', '-f', '-'], destinationRule.replace('  subsets:', '  trafficPolicy: {tls: {mode: DISABLE}}\n  subsets:'));
+    await waitFor('the Sidecar reached Sextant', async () => (await (await fetch(`${sextant.monitoringUrl}/metrics`)).text()).includes('pilot_k8s_cfg_events{type="Sidecar",event="add"} 1'));
+    envoy = await startEnvoy({ adsAddress: sextant.xdsAddress, nodeId: envoyNode, metadata: { NAMESPACE: ns, INTERCEPTION_MODE: 'NONE', LABELS: { app: 'envoy-client' } } });
+    await envoy.waitForListener(`127.0.0.1_${port}`);
+    await waitFor('Envoy ACKed CDS, EDS, LDS and RDS with no NACK', async () => {
+      const conns = (await debugJson(sextant.httpUrl, '/debug/syncz')) as Array<{ proxyId: string; types: Array<{ typeUrl: string; nonceSent?: string; nonceAcked?: string; nacks?: number }> }>;
+      const mine = conns.find((c) => c.proxyId === envoyNode);
+      if (!mine) return false;
+      const types = new Map(mine.types.map((t) => [t.typeUrl, t]));
+      return [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.Listener, TypeUrl.RouteConfiguration].every((t) => {
+        const st = types.get(t);
+        return st !== undefined && st.nonceSent !== undefined && st.nonceAcked === st.nonceSent && !st.nacks;
+      });
+    });
+    const stats = await envoy.stats();
+    for (const s of ['cluster_manager.cds.update_rejected', 'listener_manager.lds.update_rejected']) assert.equal(Number(stats[s] ?? 0), 0, s);
+    // The pods kwok runs are Envoy's endpoints of the subset cluster.
+    const ips = await podIps();
+    const clusters = await envoy.admin('/clusters');
+    for (const ip of ips) assert.ok(clusters.includes(`outbound|9080|v1|${fqdn}::${ip}:9080`), `Envoy has endpoint ${ip} in the v1 subset`);
   });
 });
