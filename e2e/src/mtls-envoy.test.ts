@@ -19,7 +19,6 @@
  * The server presents a certificate for spiffe://cluster.local/ns/mtls/sa/server.
  */
 import assert from 'node:assert/strict';
-import { createPrivateKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request, createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
@@ -31,10 +30,10 @@ import * as grpc from '@grpc/grpc-js';
 import { TypeUrl } from '@sextant/envoy';
 import { SotwClient, resourceNames } from '@sextant/xds/testing/client';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
+import { createTestIssuer, secureAdsBootstrap } from './fixtures/secure.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
-const ISSUER = 'https://issuer.sextant.test';
 
 async function freePort(host: string): Promise<number> {
   const s = createNetServer();
@@ -47,23 +46,6 @@ async function freePort(host: string): Promise<number> {
   return port;
 }
 
-/** RS256 JWT for a Kubernetes service account, audience istio-ca. */
-function mintJwt(privateKeyPem: string, kid: string, namespace: string, sa: string): string {
-  const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
-  const now = Math.floor(Date.now() / 1000);
-  const head = b64({ alg: 'RS256', typ: 'JWT', kid });
-  const body = b64({
-    iss: ISSUER,
-    sub: `system:serviceaccount:${namespace}:${sa}`,
-    aud: ['istio-ca'],
-    iat: now,
-    nbf: now - 5,
-    exp: now + 3600,
-    'kubernetes.io': { namespace, serviceaccount: { name: sa, uid: randomUUID() } },
-  });
-  const sig = sign('RSA-SHA256', Buffer.from(`${head}.${body}`), createPrivateKey(privateKeyPem)).toString('base64url');
-  return `${head}.${body}.${sig}`;
-}
 
 interface Reply {
   status: number;
@@ -146,13 +128,8 @@ describe('mesh mTLS between two Envoys with agentless SDS from Sextant', { skip:
     dir = mkdtempSync(join(tmpdir(), 'sextant-mtls-'));
     configDir = join(dir, 'config');
     const caDir = join(dir, 'ca');
-    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
-    const kid = 'test-key';
-    const jwk = { ...(publicKey.export({ format: 'jwk' }) as Record<string, unknown>), kid, alg: 'RS256', use: 'sig' };
-    const jwksFile = join(dir, 'jwks.json');
-    writeFileSync(jwksFile, JSON.stringify({ keys: [jwk] }));
-    const keyPem = privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
-    jwtFor = (namespace, sa) => mintJwt(keyPem, kid, namespace, sa);
+    const issuer = createTestIssuer(dir);
+    jwtFor = issuer.token;
 
     backend = createServer((req, res) => {
       seen.push(req.headers);
@@ -208,60 +185,22 @@ spec:
 
     sextant = await startSextant({
       configDir,
-      args: ['--ca-dir', caDir, '--jwks-file', jwksFile, '--jwt-issuer', ISSUER, '--agentless-sds', '--debounce-after', '10ms', '--debounce-max', '200ms'],
+      args: ['--ca-dir', caDir, ...issuer.args, '--agentless-sds', '--debounce-after', '10ms', '--debounce-max', '200ms'],
     });
     rootPem = readFileSync(join(caDir, 'root-cert.pem'), 'utf8');
-    const [host, port] = sextant.secureAddress.split(':') as [string, string];
-
-    const secureBootstrap = (token: string) => ({
-      dynamic_resources: {
-        ads_config: {
-          api_type: 'GRPC',
-          transport_api_version: 'V3',
-          set_node_on_first_message_only: true,
-          grpc_services: [{ envoy_grpc: { cluster_name: 'xds-grpc' }, initial_metadata: [{ key: 'authorization', value: `Bearer ${token}` }] }],
-        },
-      },
-      static_resources: {
-        clusters: [
-          {
-            name: 'xds-grpc',
-            type: 'STATIC',
-            connect_timeout: '1s',
-            typed_extension_protocol_options: {
-              'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-                '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-                explicit_http_config: { http2_protocol_options: {} },
-              },
-            },
-            transport_socket: {
-              name: 'envoy.transport_sockets.tls',
-              typed_config: {
-                '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
-                sni: 'istiod.istio-system.svc',
-                common_tls_context: { alpn_protocols: ['h2'], validation_context: { trusted_ca: { inline_string: rootPem } } },
-              },
-            },
-            load_assignment: {
-              cluster_name: 'xds-grpc',
-              endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: Number(port) } } } }] }],
-            },
-          },
-        ],
-      },
-    });
+    const secureBootstrap = (token: string) => secureAdsBootstrap(sextant.secureAddress, rootPem, token);
 
     server = await startEnvoy({
       adsAddress: sextant.secureAddress,
       nodeId: 'sidecar~127.0.0.2~server-0.mtls~mtls.svc.cluster.local',
       metadata: { NAMESPACE: 'mtls', SERVICE_ACCOUNT: 'server', LABELS: { app: 'server' }, INTERCEPTION_MODE: 'NONE', SEXTANT_AGENTLESS: 'true' },
-      bootstrapExtra: secureBootstrap(mintJwt(keyPem, kid, 'mtls', 'server')),
+      bootstrapExtra: secureBootstrap(jwtFor('mtls', 'server')),
     });
     client = await startEnvoy({
       adsAddress: sextant.secureAddress,
       nodeId: 'sidecar~127.0.0.1~client-0.client~client.svc.cluster.local',
       metadata: { NAMESPACE: 'client', SERVICE_ACCOUNT: 'client', LABELS: { app: 'client' }, INTERCEPTION_MODE: 'NONE', SEXTANT_AGENTLESS: 'true' },
-      bootstrapExtra: secureBootstrap(mintJwt(keyPem, kid, 'client', 'client')),
+      bootstrapExtra: secureBootstrap(jwtFor('client', 'client')),
     });
     const explain = async (e: RunningEnvoy, err: unknown) => {
       const dump = (await e.configDump().catch(() => ({ configs: [] }))) as { configs: Array<Record<string, unknown>> };

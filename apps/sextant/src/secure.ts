@@ -125,8 +125,14 @@ export async function startSecureServices(
   const secretsGenerator: ResourceGenerator = {
     generate(proxy, watch) {
       const out = new Map<string, EncodedResource>();
-      const namespace = proxy.identity?.namespace ?? String(proxy.metadata.NAMESPACE ?? '');
-      const lookup = (ns: string, name: string) => store().get('Secret', ns, name) as unknown as KubernetesSecret | undefined;
+      const namespace = proxy.identity?.namespace ?? '';
+      // The store holds validated objects (metadata + body); the CA wants the Secret's own shape.
+      const lookup = (ns: string, name: string): KubernetesSecret | undefined => {
+        const o = store().get('Secret', ns, name);
+        if (!o) return undefined;
+        const body = o.body as { type?: string; data?: Record<string, string> };
+        return { metadata: { namespace: o.metadata.namespace, name: o.metadata.name }, ...(body.type ? { type: body.type } : {}), ...(body.data ? { data: body.data } : {}) };
+      };
       for (const name of watch.names) {
         let json: unknown;
         if (name === ROOT_SECRET) json = rootCaSecret(ca);
@@ -135,6 +141,12 @@ export async function startSecureServices(
           if (!cfg.agentlessSds || !proxy.identity) continue;
           json = workloadSecretFor(`spiffe://${cfg.trustDomain}/ns/${proxy.identity.namespace}/sa/${proxy.identity.serviceAccount}`);
         } else {
+          // Gateway credentials are private keys: only to a proxy whose namespace the secure port
+          // authenticated (as istiod's SDS requires a verified identity), and only from its namespace.
+          if (!proxy.identity) {
+            log.warn({ proxy: proxy.id, secret: name }, 'SDS secret not served: the proxy is not authenticated (connect on the secure port)');
+            continue;
+          }
           const res = credentialSecret(name, namespace, (ns, n) => (canReadSecret(namespace, ns) ? lookup(ns, n) : undefined));
           if ('error' in res) {
             log.warn({ proxy: proxy.id, secret: name, reason: res.error }, 'SDS secret not served');
