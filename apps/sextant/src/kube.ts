@@ -66,7 +66,8 @@ export async function startKubeMode(cfg: DiscoveryConfig, log: Logger): Promise<
   const elector = createLeaderElector({
     client,
     namespace: cfg.namespace,
-    name: 'istio-namespace-controller-election',
+    // The chart's Role lets Sextant update only this Lease (per revision).
+    name: cfg.revision && cfg.revision !== 'default' ? `sextant-leader-${cfg.revision}` : 'sextant-leader',
     identity: cfg.podName,
     log: log.child({ component: 'leader' }),
     onStartedLeading: startLeading,
