@@ -1,5 +1,5 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { cpus, totalmem, hostname, release } from 'node:os';
+import { cpus, totalmem, hostname, loadavg, release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -29,6 +29,8 @@ async function main() {
     node: process.version,
     kernel: release(),
     ci: process.env.CI === 'true',
+    // Other work on a shared machine moves every figure: record how busy it was.
+    loadAverageAtStart: loadavg().map((l) => Number(l.toFixed(2))).join(' '),
   };
   const started = new Date();
   const results: Record<string, unknown> = {};
