@@ -12,8 +12,16 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { silentLogger } from '@sextant/api';
 import { TypeUrl, type EncodedResource } from '@sextant/envoy';
-import { CachedGenerator, DiscoveryServer, EndpointCache, StaticGenerator } from '@sextant/xds';
+import * as xdsLib from '@sextant/xds';
 import { edsCluster, loadAssignment } from '@sextant/xds/testing/fixtures';
+
+// XDS_BENCH_XDS_MODULE loads another build of @sextant/xds (an absolute path), for A/B runs in one session.
+const { CachedGenerator, DiscoveryServer, EndpointCache, StaticGenerator } = (
+  process.env.XDS_BENCH_XDS_MODULE ? await import(process.env.XDS_BENCH_XDS_MODULE) : xdsLib
+) as typeof xdsLib;
+type DiscoveryServer = xdsLib.DiscoveryServer;
+type EndpointCache = xdsLib.EndpointCache;
+type StaticGenerator = xdsLib.StaticGenerator;
 
 setFlagsFromString('--expose-gc');
 const gc = runInNewContext('gc') as () => void;

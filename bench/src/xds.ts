@@ -80,7 +80,8 @@ export interface XdsBenchReport {
   machine: { cpus: number; model: string; memoryGiB: number; node: string };
   idle: { streams: number; rssPerStreamKB: number; heapPerStreamKB: number; targetKB: number; met: boolean }[];
   fanout: { streams: number; runs: number; p50ms: number; p99ms: number; cpuSeconds: number; targetP99ms: number; met: boolean }[];
-  fullPush: {
+  /** Absent when fullPushRuns is 0. */
+  fullPush?: {
     streams: number;
     clusters: number;
     runs: number;
@@ -226,7 +227,6 @@ export async function runXdsBench(opts: XdsBenchOptions = {}): Promise<XdsBenchR
     machine: { cpus: c.length, model: c[0]?.model ?? 'unknown', memoryGiB: round(totalmem() / 2 ** 30), node: process.version },
     idle: [],
     fanout: [],
-    fullPush: undefined as unknown as XdsBenchReport['fullPush'],
     notes: [
       'Server and clients run in separate processes on the same machine; the clients (raw HTTP/2, one connection per stream) compete for the same cores.',
       'CPU is the server process only (process.cpuUsage), from the change until the last stream has the response.',
@@ -235,13 +235,21 @@ export async function runXdsBench(opts: XdsBenchOptions = {}): Promise<XdsBenchR
   };
   for (const n of opts.idleSizes ?? [1000, 5000]) report.idle.push(await idle(n, log));
   for (const n of opts.fanoutSizes ?? [1000, 5000]) report.fanout.push(await fanout(n, opts.fanoutRuns ?? 5, log));
-  report.fullPush = await fullPush(opts.fullPushStreams ?? 1000, opts.fullPushClusters ?? 1000, opts.fullPushRuns ?? 3, opts.pad ?? 200, log);
+  if ((opts.fullPushRuns ?? 3) > 0) report.fullPush = await fullPush(opts.fullPushStreams ?? 1000, opts.fullPushClusters ?? 1000, opts.fullPushRuns ?? 3, opts.pad ?? 200, log);
   return report;
 }
 
 // `node bench/dist/xds.js` runs it alone and prints the report.
+// XDS_BENCH_ONLY=fanout runs only the fan-out scenarios (XDS_BENCH_FANOUT=5000 picks sizes, XDS_BENCH_RUNS the runs).
 if (import.meta.url === `file://${process.argv[1]}`) {
-  runXdsBench()
+  const only = process.env.XDS_BENCH_ONLY;
+  const sizes = (process.env.XDS_BENCH_FANOUT ?? '').split(',').filter(Boolean).map(Number);
+  const runs = process.env.XDS_BENCH_RUNS ? Number(process.env.XDS_BENCH_RUNS) : undefined;
+  runXdsBench(
+    only === 'fanout'
+      ? { idleSizes: [], fullPushRuns: 0, ...(sizes.length ? { fanoutSizes: sizes } : {}), ...(runs ? { fanoutRuns: runs } : {}) }
+      : {},
+  )
     .then((r) => {
       process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
       process.exit(0);

@@ -65,3 +65,41 @@ export function grpcFramed(message: Uint8Array): Buffer {
 export function isPreFramed(b: Uint8Array): boolean {
   return preFramed.has(b);
 }
+
+/** Writes one message on a server stream; `done` runs once HTTP/2 has taken it (not on a cancelled stream). */
+export type DirectSend = (message: Buffer, done: () => void) => void;
+
+type DuplexHost = { prototype: { _write?: unknown } };
+let duplexImpl: DuplexHost | null | undefined;
+
+/**
+ * A cheaper write path for a grpc-js server bidi stream: the call's intercepting
+ * call (`call.call.sendMessage`) directly, skipping the object-mode `Duplex`
+ * layer (`Writable.write` → `writeOrBuffer` → `_write`, then `onwrite` →
+ * `afterWrite` per message), which is all `ServerDuplexStreamImpl._write` does
+ * in grpc-js 1.14. Ordering is unchanged: the HTTP/2 stream below is itself a
+ * queueing Writable, and `call.end()` (→ `_final` → `sendStatus` →
+ * `http2Stream.end()`) still goes after every message written this way.
+ *
+ * Only used when the call is a grpc-js `ServerDuplexStreamImpl` whose `_write`
+ * is grpc-js's own and whose `call.sendMessage` is a function; otherwise
+ * returns undefined and the caller uses `call.write()`. A stream must use one
+ * path for its whole life (never mix, or messages could reorder).
+ */
+export function directSender(call: object): DirectSend | undefined {
+  try {
+    if (duplexImpl === undefined) {
+      const require = createRequire(import.meta.url);
+      const mod = require('@grpc/grpc-js/build/src/server-call.js') as { ServerDuplexStreamImpl?: DuplexHost };
+      duplexImpl = mod.ServerDuplexStreamImpl && typeof mod.ServerDuplexStreamImpl.prototype._write === 'function' ? mod.ServerDuplexStreamImpl : null;
+    }
+    if (!duplexImpl || !(call instanceof (duplexImpl as unknown as new () => object))) return undefined;
+    if ((call as { _write?: unknown })._write !== duplexImpl.prototype._write) return undefined;
+    const inner = (call as { call?: { sendMessage?: unknown } }).call;
+    if (!inner || typeof inner.sendMessage !== 'function') return undefined;
+    const send = inner.sendMessage as (this: unknown, m: unknown, cb: () => void) => void;
+    return (message, done) => send.call(inner, message, done);
+  } catch {
+    return undefined;
+  }
+}

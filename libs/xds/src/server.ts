@@ -18,7 +18,7 @@ import {
   type DiscoveryRequest,
   type EncodedResource,
 } from '@sextant/envoy';
-import { enablePreFramedWrites, framePrefix, grpcFramed, isPreFramed } from './frames.js';
+import { directSender, enablePreFramedWrites, framePrefix, grpcFramed, type DirectSend } from './frames.js';
 import { adsServiceDefinition, type Decoded } from './service.js';
 import type {
   ConnectionStatus,
@@ -38,6 +38,20 @@ const EDS = TypeUrl.ClusterLoadAssignment;
 /** Types where an empty first request means "everything" (the legacy wildcard). */
 const legacyWildcardTypes = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
 const EMPTY: ReadonlyMap<string, EncodedResource> = new Map();
+const NO_NAMES: ReadonlySet<string> = new Set();
+
+/**
+ * An incremental EDS response shared by the streams of one push that have the
+ * same generator output and changed names: the candidate resources, their frame,
+ * and the `sent` maps built from each earlier `sent` map (streams in one class
+ * share those too), so per-stream work is a short check, not string keys and
+ * Map copies.
+ */
+interface IncrementalShare {
+  list: EncodedResource[];
+  frame?: SharedFrame;
+  merged: WeakMap<ReadonlyMap<string, EncodedResource>, ReadonlyMap<string, EncodedResource>>;
+}
 
 const short = (typeUrl: string) => shortTypeName[typeUrl] ?? typeUrl;
 
@@ -66,8 +80,13 @@ interface Pending {
   full: boolean;
   /** Types a request asked to be answered (initial request, new names). */
   types: Set<string>;
-  /** Incremental EDS: names changed, with the latest incremental push. */
-  eds: Set<string>;
+  /**
+   * Incremental EDS: names changed, with the latest incremental push. Shared
+   * (read-only) with other streams while `edsShared` is true: a push hands every
+   * woken stream the same set, and a stream copies it only to add more names.
+   */
+  eds: ReadonlySet<string>;
+  edsShared: boolean;
   edsReq?: PushRequest;
   reason: Set<string>;
 }
@@ -79,6 +98,10 @@ class Connection {
   pending?: Pending;
   inflight = 0;
   closed = false;
+  /** In the server's run queue. */
+  queued = false;
+  /** grpc-js's intercepting call, written directly (frames.ts directSender); else call.write(). */
+  send?: DirectSend;
   authPending = false;
   buffered: Decoded<DiscoveryRequest | DeltaDiscoveryRequest>[] = [];
   pushVersion?: string;
@@ -94,7 +117,7 @@ class Connection {
     this.log = log.child({ conn: id, peer });
   }
   need(): Pending {
-    return (this.pending ??= { full: false, types: new Set(), eds: new Set(), reason: new Set() });
+    return (this.pending ??= { full: false, types: new Set(), eds: NO_NAMES, edsShared: true, reason: new Set() });
   }
 }
 
@@ -117,7 +140,9 @@ export class DiscoveryServer {
   private readonly edsIndex = new Map<string, Set<Connection>>();
   private readonly edsWildcard = new Set<Connection>();
   private lastFull: PushRequest = { full: true, version: 'init', reason: ['initial'] };
-  private readonly runQueue = new Set<Connection>();
+  /** Streams with work, in order; `Connection.queued` marks membership (closed ones are skipped). */
+  private runQueue: Connection[] = [];
+  private runHead = 0;
   private draining = false;
   private closing = false;
   private seq = 0;
@@ -134,6 +159,9 @@ export class DiscoveryServer {
   /** Incremental (EDS) responses shared by streams that get the same changed resources, for the current incremental version. */
   private incrementalFrames = new Map<string, SharedFrame>();
   private incrementalVersion = '';
+  /** Per push: generator output → changed-names set → shared incremental response. */
+  private incrementalShares = new WeakMap<ReadonlyMap<string, EncodedResource>, WeakMap<ReadonlySet<string>, IncrementalShare>>();
+  private readonly directWrites: boolean;
   private readonly m: DiscoveryServerMetrics = {
     connections: 0,
     pushes: 0,
@@ -154,6 +182,7 @@ export class DiscoveryServer {
     this.maxQueued = Math.max(1, opts.maxQueuedPushes ?? 16);
     this.maxRequestBytes = opts.maxRequestBytes ?? 4 * 1024 * 1024;
     this.batch = Math.max(1, opts.pushBatch ?? 512);
+    this.directWrites = opts.directWrites !== false;
     if (opts.preFramedWrites !== false) enablePreFramedWrites();
     if (opts.controlPlaneId) this.controlPlane = toBinary(ControlPlaneSchema, create(ControlPlaneSchema, { identifier: opts.controlPlaneId }));
     for (const [typeUrl, gen] of Object.entries(opts.generators)) {
@@ -202,7 +231,15 @@ export class DiscoveryServer {
     for (const n of names) for (const c of this.edsIndex.get(n) ?? []) touched.add(c);
     for (const c of touched) {
       const p = c.need();
-      for (const n of names) p.eds.add(n);
+      if (p.eds.size === 0) {
+        p.eds = names;
+        p.edsShared = true;
+      } else if (p.eds !== names) {
+        const own: Set<string> = p.edsShared ? new Set(p.eds) : (p.eds as Set<string>);
+        for (const n of names) own.add(n);
+        p.eds = own;
+        p.edsShared = false;
+      }
       p.edsReq = req;
       for (const r of req.reason) p.reason.add(r);
     }
@@ -316,6 +353,7 @@ export class DiscoveryServer {
     const peer = call.getPeer();
     const id = `${this.noncePrefix}-${++this.connSeq}`;
     const c = new Connection(id, call, delta, peer, this.log);
+    if (this.directWrites) c.send = directSender(call);
     if (this.closing) {
       this.endWith(c, grpc.status.UNAVAILABLE, 'server is shutting down');
       return;
@@ -568,7 +606,6 @@ export class DiscoveryServer {
     if (c.closed) return;
     c.closed = true;
     this.conns.delete(c.id);
-    this.runQueue.delete(c);
     const eds = c.types.get(EDS);
     if (eds) {
       for (const n of eds.names) {
@@ -597,8 +634,9 @@ export class DiscoveryServer {
   // ---- pushing ----
 
   private schedule(c: Connection): void {
-    if (c.closed) return;
-    this.runQueue.add(c);
+    if (c.closed || c.queued) return;
+    c.queued = true;
+    this.runQueue.push(c);
     if (!this.draining) {
       this.draining = true;
       setImmediate(() => this.drain());
@@ -606,19 +644,26 @@ export class DiscoveryServer {
   }
 
   private drain(): void {
-    let n = 0;
-    for (const c of this.runQueue) {
-      this.runQueue.delete(c);
+    const q = this.runQueue;
+    const end = Math.min(q.length, this.runHead + this.batch);
+    while (this.runHead < end) {
+      const c = q[this.runHead]!;
+      q[this.runHead++] = undefined as unknown as Connection;
+      c.queued = false;
+      if (c.closed) continue;
       try {
         this.process(c);
       } catch (err) {
         c.log.error({ err: (err as Error).message, stack: (err as Error).stack }, 'push failed for this stream; ending it');
         this.endWith(c, grpc.status.INTERNAL, `push failed: ${(err as Error).message}`);
       }
-      if (++n >= this.batch) break;
     }
-    if (this.runQueue.size > 0) setImmediate(() => this.drain());
-    else this.draining = false;
+    if (this.runHead < q.length) setImmediate(() => this.drain());
+    else {
+      this.runQueue = [];
+      this.runHead = 0;
+      this.draining = false;
+    }
   }
 
   private process(c: Connection): void {
@@ -642,7 +687,7 @@ export class DiscoveryServer {
     c.pushVersion = p.full || p.types.size > 0 ? this.lastFull.version : (p.edsReq?.version ?? c.pushVersion);
   }
 
-  private respond(c: Connection, st: TypeState, gen: ResourceGenerator, req: PushRequest, only: Set<string> | undefined, forced: boolean): void {
+  private respond(c: Connection, st: TypeState, gen: ResourceGenerator, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {
     let out: ReadonlyMap<string, EncodedResource>;
     try {
       out = gen.generate(c.proxy!, st, req);
@@ -654,20 +699,54 @@ export class DiscoveryServer {
     else this.respondSotw(c, st, out, req, only, forced);
   }
 
-  private respondSotw(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: Set<string> | undefined, forced: boolean): void {
+  private respondSotw(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {
     if (only) {
       // Incremental (EDS): only the changed resources this stream watches.
-      const list: EncodedResource[] = [];
-      for (const n of only) {
-        if (!st.wildcard && !st.names.has(n)) continue;
-        const r = out.get(n);
-        if (r && st.sent.get(n)?.version !== r.version) list.push(r);
-      }
-      if (list.length === 0) return;
       if (this.incrementalVersion !== req.version) {
         this.incrementalVersion = req.version;
         this.incrementalFrames = new Map();
+        this.incrementalShares = new WeakMap();
       }
+      let byNames = this.incrementalShares.get(out);
+      if (!byNames) this.incrementalShares.set(out, (byNames = new WeakMap()));
+      let share = byNames.get(only);
+      if (!share) {
+        const cand: EncodedResource[] = [];
+        for (const n of only) {
+          const r = out.get(n);
+          if (r) cand.push(r);
+        }
+        share = { list: cand, merged: new WeakMap() };
+        byNames.set(only, share);
+      }
+      // The common case: every candidate is watched and new to this stream, so the shared response fits.
+      let fits = share.list.length > 0;
+      for (const r of share.list) {
+        if ((!st.wildcard && !st.names.has(r.name)) || st.sent.get(r.name)?.version === r.version) {
+          fits = false;
+          break;
+        }
+      }
+      if (fits) {
+        let f = share.frame;
+        if (!f || f.seq <= st.lastSeq) f = share.frame = this.newFrame(st.typeUrl, req.version, share.list);
+        st.lastSeq = f.seq;
+        this.write(c, st, f.frame, true);
+        let merged = share.merged.get(st.sent);
+        if (!merged) {
+          const m = new Map(st.sent);
+          for (const r of share.list) m.set(r.name, r);
+          share.merged.set(st.sent, (merged = m));
+        }
+        this.sent(st, merged, f.nonce, req.version);
+        return;
+      }
+      const list: EncodedResource[] = [];
+      for (const r of share.list) {
+        if (!st.wildcard && !st.names.has(r.name)) continue;
+        if (st.sent.get(r.name)?.version !== r.version) list.push(r);
+      }
+      if (list.length === 0) return;
       const key = `${st.typeUrl}\u0000${list.map((r) => `${r.name}\u0000${r.version}`).join('\u0000')}`;
       let f = this.incrementalFrames.get(key);
       if (!f || f.seq <= st.lastSeq) {
@@ -676,7 +755,7 @@ export class DiscoveryServer {
       }
       st.lastSeq = f.seq;
       const nonce = f.nonce;
-      this.write(c, st, f.frame);
+      this.write(c, st, f.frame, true);
       const merged = new Map(st.sent);
       for (const r of list) merged.set(r.name, r);
       this.sent(st, merged, nonce, req.version);
@@ -698,16 +777,18 @@ export class DiscoveryServer {
     if (!forced && st.answered && sameResources(list, st.sent)) return; // unchanged (and a NACKed version is never re-sent)
     let frame: Buffer;
     let nonce: string;
+    let shared = false;
     if (whole) {
-      const shared = this.sharedFrame(out, st, req.version, list);
-      frame = shared.frame;
-      nonce = shared.nonce;
-      st.lastSeq = shared.seq;
+      const sf = this.sharedFrame(out, st, req.version, list);
+      frame = sf.frame;
+      nonce = sf.nonce;
+      st.lastSeq = sf.seq;
+      shared = true;
     } else {
       nonce = this.nonce();
       frame = encodeDiscoveryResponse(this.header(st.typeUrl, nonce, req.version), list.map((r) => r.any));
     }
-    this.write(c, st, frame);
+    this.write(c, st, frame, shared);
     this.sent(st, whole ? out : new Map(list.map((r) => [r.name, r])), nonce, req.version);
   }
 
@@ -730,7 +811,7 @@ export class DiscoveryServer {
     return { seq, nonce, frame: grpcFramed(encodeDiscoveryResponse(this.header(typeUrl, nonce, version), list.map((r) => r.any))) };
   }
 
-  private respondDelta(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: Set<string> | undefined, forced: boolean): void {
+  private respondDelta(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {
     const inScope = (n: string) => !only || only.has(n);
     const wanted = (n: string) => st.wildcard || st.names.has(n);
     const toSend: EncodedResource[] = [];
@@ -753,7 +834,7 @@ export class DiscoveryServer {
       if (!b) this.deltaFrames.set(r, (b = encodeDeltaResource(r.name, r.version, r.any)));
       return b;
     });
-    this.write(c, st, encodeDeltaDiscoveryResponse(this.header(st.typeUrl, nonce, req.version), resources, removed));
+    this.write(c, st, encodeDeltaDiscoveryResponse(this.header(st.typeUrl, nonce, req.version), resources, removed), false);
     const sent = new Map(st.sent);
     for (const n of removed) {
       st.known.delete(n);
@@ -781,18 +862,21 @@ export class DiscoveryServer {
     return `${this.noncePrefix}-${(++this.seq).toString(36)}`;
   }
 
-  private write(c: Connection, st: TypeState, frame: Buffer): void {
+  /** `shared`: a frame from newFrame() (pre-framed when the hook is on), else an unframed message. */
+  private write(c: Connection, st: TypeState, frame: Buffer, shared: boolean): void {
     c.inflight++;
     this.m.pushes++;
-    this.m.bytesSent += frame.length - (isPreFramed(frame) ? framePrefix() : 0);
+    this.m.bytesSent += frame.length - (shared ? framePrefix() : 0);
     const s = short(st.typeUrl);
     this.m.pushesByType[s] = (this.m.pushesByType[s] ?? 0) + 1;
-    c.call.write(frame, () => {
+    const done = () => {
       if (c.closed) return;
       c.inflight--;
       if (c.pending && c.inflight < this.maxQueued) this.schedule(c);
-      if (c.inflight === 0) for (const w of this.drainWaiters) w();
-    });
+      if (c.inflight === 0 && this.drainWaiters.size > 0) for (const w of this.drainWaiters) w();
+    };
+    if (c.send) c.send(frame, done);
+    else c.call.write(frame, done);
   }
 }
 

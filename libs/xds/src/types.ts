@@ -84,6 +84,11 @@ export interface DiscoveryServerOptions {
    * (see frames.ts). Default true.
    */
   preFramedWrites?: boolean;
+  /**
+   * Write responses through grpc-js's intercepting call directly, skipping the
+   * per-message object-mode Duplex layer (see frames.ts directSender). Default true.
+   */
+  directWrites?: boolean;
   /** Connections processed per event-loop turn when a push fans out. Default 512. */
   pushBatch?: number;
 }
