@@ -7,6 +7,8 @@
  *   { op: 'prepare', tag } then { op: 'full' } → { op: 'pushed', t0, version, cpu }
  */
 import * as grpc from '@grpc/grpc-js';
+import { writeFileSync } from 'node:fs';
+import { Session } from 'node:inspector/promises';
 import { performance } from 'node:perf_hooks';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -24,6 +26,28 @@ type EndpointCache = xdsLib.EndpointCache;
 type StaticGenerator = xdsLib.StaticGenerator;
 
 setFlagsFromString('--expose-gc');
+
+// XDS_BENCH_PROFILE=<file>: CPU-profile the server from the first endpoint change to exit (push windows only, not
+// stream set-up), written as a .cpuprofile (sampling interval 100 µs).
+const profileFile = process.env.XDS_BENCH_PROFILE;
+let profiler: Session | undefined;
+async function startProfile(): Promise<void> {
+  if (!profileFile || profiler) return;
+  profiler = new Session();
+  profiler.connect();
+  await profiler.post('Profiler.enable');
+  await profiler.post('Profiler.setSamplingInterval', { interval: 100 });
+  await profiler.post('Profiler.start');
+}
+async function stopProfile(): Promise<void> {
+  if (!profiler || !profileFile) return;
+  const { profile } = await profiler.post('Profiler.stop');
+  writeFileSync(profileFile, JSON.stringify(profile));
+  // Push windows (µs, monotonic clock like the profile's timestamps): from each endpoint change to the next stats.
+  writeFileSync(`${profileFile}.windows.json`, JSON.stringify(windows));
+}
+const windows: [number, number][] = [];
+const micros = () => Number(process.hrtime.bigint() / 1000n);
 const gc = runInNewContext('gc') as () => void;
 const now = () => performance.timeOrigin + performance.now();
 
@@ -69,6 +93,8 @@ process.on('message', (m: { op: string; [k: string]: unknown }) => {
       process.send!({ op: 'started', port, version: `v${version}` });
     } else if (m.op === 'stats') {
       const cpu = process.cpuUsage();
+      const w = windows[windows.length - 1];
+      if (w && w[1] === 0) w[1] = micros();
       if (m['gc']) {
         gc();
         gc();
@@ -76,6 +102,8 @@ process.on('message', (m: { op: string; [k: string]: unknown }) => {
       const mem = process.memoryUsage();
       process.send!({ op: 'stats', rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, arrayBuffers: mem.arrayBuffers, cpu, metrics: server.metrics() });
     } else if (m.op === 'eds') {
+      await startProfile();
+      if (profiler) windows.push([micros(), 0]);
       const cpu = process.cpuUsage();
       const t0 = now();
       endpoints.set('ep-0', loadAssignment('ep-0', [{ address: '10.1.0.1', port: ++edsPort }]));
@@ -83,6 +111,7 @@ process.on('message', (m: { op: string; [k: string]: unknown }) => {
       await Promise.resolve();
       process.send!({ op: 'pushed', t0, version: endpoints.version, cpu });
     } else if (m.op === 'exit') {
+      await stopProfile();
       process.send!({ op: 'bye' }, () => process.exit(0));
     } else if (m.op === 'prepare') {
       prepared = clusterSet(clusters.resources.size, String(m['tag']), Number(m['pad'] ?? 0));

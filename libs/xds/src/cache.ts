@@ -4,6 +4,7 @@ import type { PushRequest, ResourceGenerator, WatchedResource, XdsProxy } from '
 
 /** A stable key for a watch: `*` for wildcard, else the sorted names. */
 export function watchKey(watch: WatchedResource): string {
+  if (!watch.wildcard && watch.names.size <= 1) for (const n of watch.names) return n; // the common EDS watch: one name
   if (watch.wildcard) return watch.names.size ? `*\u0000${[...watch.names].sort().join('\u0000')}` : '*';
   return [...watch.names].sort().join('\u0000');
 }

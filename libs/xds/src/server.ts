@@ -49,6 +49,8 @@ const NO_NAMES: ReadonlySet<string> = new Set();
  */
 interface IncrementalShare {
   list: EncodedResource[];
+  /** Key of `list` in incrementalFrames (streams with other generator outputs but the same changes share the frame too). */
+  key: string;
   frame?: SharedFrame;
   merged: WeakMap<ReadonlyMap<string, EncodedResource>, ReadonlyMap<string, EncodedResource>>;
 }
@@ -95,6 +97,8 @@ class Connection {
   proxy?: XdsProxy;
   identity?: Identity;
   readonly types = new Map<string, TypeState>();
+  /** Push order of `types`, cached; cleared when a type is added. */
+  order?: string[];
   pending?: Pending;
   inflight = 0;
   closed = false;
@@ -465,6 +469,7 @@ export class DiscoveryServer {
         this.m.badRequests++;
         c.log.error({ typeUrl }, `ADS request for unknown type URL ${typeUrl}: this server has no generator for it; not answered`);
         c.types.set(typeUrl, new TypeState(typeUrl));
+        c.order = undefined;
       }
       return undefined;
     }
@@ -486,6 +491,7 @@ export class DiscoveryServer {
       // Initial request (or a reconnect carrying an old version/nonce): answer it.
       st = new TypeState(typeUrl);
       c.types.set(typeUrl, st);
+      c.order = undefined;
       this.subscribe(c, st, wildcard, names);
       c.log.debug({ typeUrl, names: names.size, wildcard, version: req.versionInfo || undefined }, 'ADS subscribe');
       this.requestResponse(c, typeUrl);
@@ -515,6 +521,7 @@ export class DiscoveryServer {
     if (!st) {
       st = new TypeState(typeUrl);
       c.types.set(typeUrl, st);
+      c.order = undefined;
       const wildcard = sub.includes('*') || (sub.length === 0 && legacyWildcardTypes.has(typeUrl));
       this.subscribe(c, st, wildcard, new Set(sub.filter((n) => n !== '*')));
       // On reconnect the client says what it has; only what differs is sent.
@@ -675,7 +682,7 @@ export class DiscoveryServer {
       return; // the write callback reschedules once the transport drains
     }
     c.pending = undefined;
-    const order = orderedTypes(c);
+    const order = (c.order ??= orderedTypes(c));
     for (const typeUrl of order) {
       const st = c.types.get(typeUrl);
       const gen = this.opts.generators[typeUrl];
@@ -716,7 +723,7 @@ export class DiscoveryServer {
           const r = out.get(n);
           if (r) cand.push(r);
         }
-        share = { list: cand, merged: new WeakMap() };
+        share = { list: cand, key: incrementalKey(st.typeUrl, cand), merged: new WeakMap() };
         byNames.set(only, share);
       }
       // The common case: every candidate is watched and new to this stream, so the shared response fits.
@@ -729,7 +736,7 @@ export class DiscoveryServer {
       }
       if (fits) {
         let f = share.frame;
-        if (!f || f.seq <= st.lastSeq) f = share.frame = this.newFrame(st.typeUrl, req.version, share.list);
+        if (!f || f.seq <= st.lastSeq) f = share.frame = this.incrementalFrame(share.key, st, req.version, share.list);
         st.lastSeq = f.seq;
         this.write(c, st, f.frame, true);
         let merged = share.merged.get(st.sent);
@@ -747,12 +754,7 @@ export class DiscoveryServer {
         if (st.sent.get(r.name)?.version !== r.version) list.push(r);
       }
       if (list.length === 0) return;
-      const key = `${st.typeUrl}\u0000${list.map((r) => `${r.name}\u0000${r.version}`).join('\u0000')}`;
-      let f = this.incrementalFrames.get(key);
-      if (!f || f.seq <= st.lastSeq) {
-        f = this.newFrame(st.typeUrl, req.version, list);
-        if (this.incrementalFrames.size < 1024) this.incrementalFrames.set(key, f);
-      }
+      const f = this.incrementalFrame(incrementalKey(st.typeUrl, list), st, req.version, list);
       st.lastSeq = f.seq;
       const nonce = f.nonce;
       this.write(c, st, f.frame, true);
@@ -790,6 +792,16 @@ export class DiscoveryServer {
     }
     this.write(c, st, frame, shared);
     this.sent(st, whole ? out : new Map(list.map((r) => [r.name, r])), nonce, req.version);
+  }
+
+  /** The incremental response for these changed resources, shared unless this stream already had that frame. */
+  private incrementalFrame(key: string, st: TypeState, version: string, list: readonly EncodedResource[]): SharedFrame {
+    let f = this.incrementalFrames.get(key);
+    if (!f || f.seq <= st.lastSeq) {
+      f = this.newFrame(st.typeUrl, version, list);
+      if (this.incrementalFrames.size < 1024) this.incrementalFrames.set(key, f);
+    }
+    return f;
   }
 
   /** One frame per (generator output, type, version), shared by every stream it fits. */
@@ -883,6 +895,10 @@ export class DiscoveryServer {
 /** Something that announces changed resource names (EndpointCache); the server subscribes at construction. */
 export interface ChangeSource {
   onChange(listener: (names: ReadonlySet<string>, version: string) => void): void;
+}
+
+function incrementalKey(typeUrl: string, list: readonly EncodedResource[]): string {
+  return `${typeUrl}\u0000${list.map((r) => `${r.name}\u0000${r.version}`).join('\u0000')}`;
 }
 
 function orderedTypes(c: Connection): string[] {
