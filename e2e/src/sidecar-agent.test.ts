@@ -132,7 +132,10 @@ describe('stock Istio sidecar: pilot-agent + Envoy served by Sextant', { skip: s
         // Istio's bootstrap keeps only a few stats; ask for the TLS handshake counters too (ProxyConfig reaches the bootstrap).
         proxyConfig: { ...sidecar.proxyConfig, proxyStatsMatcher: { inclusionSuffixes: ['ssl.handshake'] } },
       }),
-      startAgent({ ...sidecar, token: issuer.token(SNS, 'ratings'), podName: 'ratings-v1-0', namespace: SNS, serviceAccount: 'ratings', ip: '127.0.0.2', labels: { app: 'ratings', version: 'v1' } }),
+      startAgent({ ...sidecar, token: issuer.token(SNS, 'ratings'), podName: 'ratings-v1-0', namespace: SNS, serviceAccount: 'ratings', ip: '127.0.0.2',
+        // Labels from the environment this time (ISTIO_METAJSON_LABELS), not the downward-API file.
+        env: { ...sidecar.env, ISTIO_METAJSON_LABELS: JSON.stringify({ app: 'ratings', version: 'v1' }) },
+      }),
     ]);
     await Promise.all([agent.waitForListener(`127.0.0.1_${port}`, 40_000), server.waitForListener(`127.0.0.2_${inbound}`, 40_000)]);
   });
@@ -157,6 +160,9 @@ describe('stock Istio sidecar: pilot-agent + Envoy served by Sextant', { skip: s
     for (const a of [agent!, server!]) {
       const mine = conns.filter((c) => c.proxyId === a.nodeId);
       assert.equal(mine.length, 1, `one stream for ${a.nodeId}: ${JSON.stringify(conns.map((c) => c.proxyId))}`);
+      // The agent's XDS proxy authenticated upstream as the workload.
+      const id = (mine[0]!.identity ?? {}) as { namespace?: string; serviceAccount?: string };
+      assert.deepEqual({ namespace: id.namespace, serviceAccount: id.serviceAccount }, a === agent ? { namespace: NS, serviceAccount: SA } : { namespace: SNS, serviceAccount: 'ratings' }, JSON.stringify(id));
       const byType = new Map(mine[0]!.types.map((t) => [t.typeUrl, t]));
       // The server has only an inbound listener (inline routes, static inbound cluster): no RDS or EDS to ask for.
       const expected = a === agent ? Object.entries(TYPES) : Object.entries(TYPES).filter(([k]) => k === 'cds' || k === 'lds');
@@ -196,6 +202,11 @@ describe('stock Istio sidecar: pilot-agent + Envoy served by Sextant', { skip: s
     // INSTANCE_IP first, then the host addresses pilot-agent found (INSTANCE_IPS).
     assert.equal(view.ipAddresses[0], '127.0.0.1');
     assert.deepEqual(view.ipAddresses, String(dump.node.metadata.INSTANCE_IPS).split(','));
+    const sdump = (await debugJson(sextant!.httpUrl, `/debug/config_dump?proxyID=${encodeURIComponent(server!.nodeId)}`)) as { node: { id: string; metadata: Record<string, unknown> } };
+    const sview = parseProxy(sdump.node.id, sdump.node.metadata);
+    assert.deepEqual(sview.labels, { app: 'ratings', version: 'v1' });
+    assert.equal(sview.namespace, SNS);
+    assert.equal(sview.serviceAccount, 'ratings');
   });
 
   /** The SDS secrets Envoy holds, by name, with the certificates decoded. */
