@@ -21,11 +21,25 @@ ISTIO_BUILD_VERSION=${ISTIO_BUILD_VERSION:-1.31-dev}
 ISTIO_GIT_REVISION=${ISTIO_GIT_REVISION:-b01690e6db7d311c144a1dc68d29e30fa490add8}
 export GO_EXTRA_LDFLAGS="-X istio.io/istio/pkg/version.buildVersion=$ISTIO_BUILD_VERSION -X istio.io/istio/pkg/version.buildGitRevision=$ISTIO_GIT_REVISION -X istio.io/istio/pkg/version.buildStatus=Clean -X istio.io/istio/pkg/version.buildTag=$ISTIO_BUILD_VERSION"
 
+# pilot-agent renders Envoy's bootstrap from Istio's template, which the proxyv2
+# image ships at /var/lib/istio/envoy/envoy_bootstrap_tmpl.json. Keep the
+# template of the same module version next to the binary, as that image does.
+install_bootstrap_template() {
+  local d=$1 tmpl=$1/share/envoy_bootstrap_tmpl.json dir
+  [[ -f $tmpl ]] && return 0
+  dir=$(go mod download -json "istio.io/istio@$ISTIO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  [[ -n $dir && -f $dir/tools/packaging/common/envoy_bootstrap.json ]] || die "Istio's envoy_bootstrap.json not found in istio.io/istio@$ISTIO_VERSION"
+  mkdir -p "$d/share"
+  cp "$dir/tools/packaging/common/envoy_bootstrap.json" "$tmpl.tmp.$$" && mv "$tmpl.tmp.$$" "$tmpl"
+  log "bootstrap template: $tmpl"
+}
+
 install_agent() {
   local d=$SEXTANT_CACHE/go/istio-$ISTIO_LABEL/agent
   if ! is_installed "$d" pilot-agent; then
     go_wrapper_build "$d" istio.io/istio "$ISTIO_VERSION" -- istio.io/istio/pilot/cmd/pilot-agent
   fi
+  install_bootstrap_template "$d"
   link_tool pilot-agent "$d/bin/pilot-agent"
 }
 
