@@ -5,7 +5,7 @@
  * dispatch to gateway and proxyless gRPC listeners. Pure.
  */
 import type { ListenerJson } from '@sextant/envoy';
-import type { EgressListener, ProxyView, PushContext, Service } from '@sextant/model';
+import type { EgressListener, IstioConfig, ProxyView, PushContext, Service } from '@sextant/model';
 import { buildGatewayListeners } from './gateway.js';
 import { buildGrpcListeners } from './grpc.js';
 import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './listener-filters.js';
@@ -59,10 +59,34 @@ function outboundPolicyCluster(push: PushContext, proxy: ProxyView): string {
   return push.sidecarScope(proxy).outboundTrafficPolicy === 'REGISTRY_ONLY' ? BLACKHOLE_CLUSTER : PASSTHROUGH_CLUSTER;
 }
 
+/**
+ * The proxy's prepared mesh VirtualServices, built once per LDS generation
+ * (not once per TCP port), indexed by exact host in precedence order.
+ */
+class MeshVirtualServices {
+  private byHost: Map<string, IstioConfig[]> | undefined;
+  constructor(
+    private readonly push: PushContext,
+    private readonly proxy: ProxyView,
+  ) {}
+  forHost(host: string): IstioConfig[] {
+    if (!this.byHost) {
+      this.byHost = new Map();
+      for (const vs of preparedVirtualServices(this.push, this.proxy, ['mesh'])) {
+        for (const h of new Set((vs.spec.hosts ?? []) as string[])) {
+          let l = this.byHost.get(h);
+          if (!l) this.byHost.set(h, (l = []));
+          l.push(vs);
+        }
+      }
+    }
+    return this.byHost.get(host) ?? [];
+  }
+}
+
 /** The tcp_proxy target for a TCP service port: a VirtualService tcp rule if one applies, else the service's cluster. */
-function tcpTargetForService(push: PushContext, proxy: ProxyView, svc: Service, port: number): string | Array<{ name: string; weight: number }> {
-  for (const vs of preparedVirtualServices(push, proxy, ['mesh'])) {
-    if (!((vs.spec.hosts ?? []) as string[]).includes(svc.hostname)) continue;
+function tcpTargetForService(push: PushContext, proxy: ProxyView, svc: Service, port: number, vss: MeshVirtualServices): string | Array<{ name: string; weight: number }> {
+  for (const vs of vss.forHost(svc.hostname)) {
     for (const rule of (vs.spec.tcp ?? []) as Json[]) {
       const applies =
         !rule.match?.length ||
@@ -80,7 +104,7 @@ function tcpTargetForService(push: PushContext, proxy: ProxyView, svc: Service, 
 }
 
 /** Per-port outbound listeners in iptables mode (bind_to_port false; virtualOutbound hands connections over). */
-function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Service[], bind?: { address: string; port: number }): Json[] {
+function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Service[], vss: MeshVirtualServices, bind?: { address: string; port: number }): Json[] {
   const listeners = new Map<string, Json>();
   for (const svc of services) {
     for (const p of svc.ports) {
@@ -105,7 +129,7 @@ function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Se
         const address = bind?.address ?? vip;
         const name = `${address}_${listenPort}`;
         const existing = listeners.get(name);
-        const tcpChain = { name: outboundClusterName(svc.hostname, p.port), filters: [tcpProxy(outboundClusterName(svc.hostname, p.port), tcpTargetForService(push, proxy, svc, p.port))] };
+        const tcpChain = { name: outboundClusterName(svc.hostname, p.port), filters: [tcpProxy(outboundClusterName(svc.hostname, p.port), tcpTargetForService(push, proxy, svc, p.port, vss))] };
         if (existing) continue; // first service wins the address:port, as istiod's conflict rule
         const l: Json = {
           name,
@@ -272,6 +296,7 @@ export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts:
   const out: Json[] = [];
   const noIptables = proxy.interceptionMode === 'NONE';
   const catchAllEgress = egress.find((e) => !e.port);
+  const vss = new MeshVirtualServices(push, proxy);
   // Sidecar egress listeners with a port: bound listeners when captureMode NONE (or no iptables at all).
   for (const e of egress) {
     if (!e.port) continue;
@@ -291,10 +316,10 @@ export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts:
           trafficDirection: 'OUTBOUND',
         });
       } else if (fakeSvcs.length) {
-        out.push(...outboundPortListeners(push, proxy, fakeSvcs.slice(0, 1), { address, port: e.port.number }));
+        out.push(...outboundPortListeners(push, proxy, fakeSvcs.slice(0, 1), vss, { address, port: e.port.number }));
       }
     } else {
-      out.push(...outboundPortListeners(push, proxy, fakeSvcs));
+      out.push(...outboundPortListeners(push, proxy, fakeSvcs, vss));
     }
   }
   const hook = opts.inboundTls ?? mtlsInbound;
@@ -306,7 +331,7 @@ export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts:
     const rest = catchAllEgress || egress.length === 0 ? (catchAllEgress ? scope.services.filter((s) => egressAdmits(catchAllEgress, s)) : scope.services) : [];
     const restPorts = rest.map((s) => ({ ...s, ports: s.ports.filter((p) => !explicitPorts.has(p.port)) })).filter((s) => s.ports.length);
     const names = new Set(out.map((l) => l.name));
-    for (const l of outboundPortListeners(push, proxy, restPorts)) if (!names.has(l.name)) out.push(l);
+    for (const l of outboundPortListeners(push, proxy, restPorts, vss)) if (!names.has(l.name)) out.push(l);
     out.push(virtualOutbound(push, proxy));
     out.push(virtualInbound(push, proxy, hook, inbound.filter((ip) => !ip.bindToPort)));
   }

@@ -111,12 +111,12 @@ function routeOptions(push: PushContext, proxy: ProxyView, listenPort: number, s
  * BuildSidecarOutboundVirtualHosts): one per VirtualService host and per
  * service, first VirtualService wins a host. `withPort` adds `:port` domains.
  */
-export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: number, opts: { grpc?: boolean; services?: Service[] } = {}): Json[] {
+export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: number, opts: { grpc?: boolean; services?: Service[]; prepared?: IstioConfig[] } = {}): Json[] {
   const services = (opts.services ?? servicesForPort(push, proxy, port)).filter((s) =>
     s.ports.some((p) => p.port === port && (isHTTPProtocol(p.protocol) || isSniffed(p.protocol))),
   );
   const byHost = new Map(services.map((s) => [s.hostname.toLowerCase(), s]));
-  const vsList = preparedVirtualServices(push, proxy, ['mesh']).filter((vs) =>
+  const vsList = (opts.prepared ?? preparedVirtualServices(push, proxy, ['mesh'])).filter((vs) =>
     ((vs.spec.hosts ?? []) as string[]).some((h) => byHost.has(h.toLowerCase()) || services.some((s) => hostMatch(h.toLowerCase(), s.hostname)) || port === 80),
   );
   const ro = routeOptions(push, proxy, port, services, { grpc: !!opts.grpc });
@@ -157,19 +157,39 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
   return sortByName(out);
 }
 
+/**
+ * What one RDS generation for one proxy computes once and reuses across its
+ * route names: the prepared (resolved, delegate-merged) VirtualServices and
+ * the virtual hosts of each port. Entries are never mutated after caching.
+ */
+export interface SidecarRouteCache {
+  prepared?: IstioConfig[];
+  vhostsByPort: Map<number, Json[]>;
+}
+
 /** A sidecar outbound route configuration: `9080` or, for sniffed ports, `<fqdn>:<port>`. */
-export function buildSidecarOutboundRouteConfig(push: PushContext, proxy: ProxyView, routeName: string): RouteConfigurationJson | undefined {
+export function buildSidecarOutboundRouteConfig(push: PushContext, proxy: ProxyView, routeName: string, cache?: SidecarRouteCache): RouteConfigurationJson | undefined {
   const colon = routeName.lastIndexOf(':');
   const sniffed = colon > 0;
   const port = Number(sniffed ? routeName.slice(colon + 1) : routeName);
   if (!Number.isInteger(port) || port <= 0) return undefined;
-  let vhosts = sidecarVirtualHosts(push, proxy, port);
+  let vhosts: Json[];
+  if (cache) {
+    let v = cache.vhostsByPort.get(port);
+    if (!v) {
+      cache.prepared ??= preparedVirtualServices(push, proxy, ['mesh']);
+      v = sidecarVirtualHosts(push, proxy, port, { prepared: cache.prepared });
+      cache.vhostsByPort.set(port, v);
+    }
+    vhosts = v;
+  } else vhosts = sidecarVirtualHosts(push, proxy, port);
   if (sniffed) {
     const host = routeName.slice(0, colon);
     vhosts = vhosts.filter((v) => (v.domains as string[]).includes(routeName) || (v.domains as string[]).includes(host) || v.name === routeName);
-    if (vhosts.length === 1) vhosts[0]!.domains = ['*'];
+    // A copy (same key order): the cached virtual host stays as it was.
+    if (vhosts.length === 1) vhosts[0] = { ...vhosts[0]!, domains: ['*'] };
   } else {
-    vhosts.push(catchAllVirtualHost(push.sidecarScope(proxy).outboundTrafficPolicy));
+    vhosts = [...vhosts, catchAllVirtualHost(push.sidecarScope(proxy).outboundTrafficPolicy)];
   }
   return {
     name: routeName,
@@ -206,11 +226,12 @@ export function buildGrpcRouteConfig(push: PushContext, proxy: ProxyView, routeN
  */
 export function buildRoutes(push: PushContext, proxy: ProxyView, routeNames: string[]): RouteConfigurationJson[] {
   const out: RouteConfigurationJson[] = [];
+  const cache: SidecarRouteCache = { vhostsByPort: new Map() };
   for (const name of routeNames) {
     let rc: RouteConfigurationJson | undefined;
     if (proxy.generator === 'grpc') rc = buildGrpcRouteConfig(push, proxy, name);
     else if (proxy.type === 'router') rc = buildGatewayRoute(push, proxy, name);
-    else rc = buildSidecarOutboundRouteConfig(push, proxy, name);
+    else rc = buildSidecarOutboundRouteConfig(push, proxy, name, cache);
     if (rc) out.push(rc);
   }
   return out;
