@@ -1,4 +1,4 @@
-import type { ValidationIssue } from '@sextant/api';
+import type { ObjectKey, ValidationIssue } from '@sextant/api';
 import { ConfigIndex, toIstioConfig } from './configs.js';
 import { DestinationRuleIndex } from './destination-rules.js';
 import { kubeEndpoints, podIps, podLocality, serviceEntryEndpoints, spiffeId, type WorkloadIndex } from './endpoints.js';
@@ -43,6 +43,10 @@ class PushContextImpl implements PushContextShape {
   private readonly drs: DestinationRuleIndex;
   private readonly workloads: WorkloadIndex;
   private readonly scopeCache = new Map<string, SidecarScope>();
+  /** EndpointSlice `ns/name` → key (`ns/hostname`) of the Service it feeds. */
+  private readonly sliceOwners = new Map<string, string>();
+  /** Pod `ns/name` → keys of the services whose endpoints read it (by targetRef or IP). */
+  private readonly podOwners = new Map<string, Set<string>>();
 
   constructor(objects: Iterable<ConfigObjectLike>, options: PushContextOptions) {
     this.version = options.version;
@@ -96,11 +100,14 @@ class PushContextImpl implements PushContextShape {
     const kubeHosts = new Set<string>();
     for (const obj of of('Service')) {
       const svc = serviceFromKube(obj, this.domainSuffix, svcExport);
-      this.addService(svc, kubeEndpoints(this.workloads, svc, slicesBySvc.get(`${svc.namespace}/${svc.name}`) ?? []));
+      const slices = slicesBySvc.get(`${svc.namespace}/${svc.name}`) ?? [];
+      this.addService(svc, kubeEndpoints(this.workloads, svc, slices));
       kubeHosts.add(serviceKey(svc));
+      this.indexEndpointSources(svc, slices);
     }
+    const kubeServiceNames = new Set(of('Service').map((s) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`));
     for (const [k, slices] of slicesBySvc) {
-      if (!of('Service').some((s) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}` === k)) {
+      if (!kubeServiceNames.has(k)) {
         const s = slices[0]!;
         this.issues.push({ kind: 'EndpointSlice', namespace: s.metadata.namespace, name: s.metadata.name, field: 'metadata.labels["kubernetes.io/service-name"]', reason: `Service ${k} does not exist; the slice's endpoints are not served` });
       }
@@ -129,6 +136,46 @@ class PushContextImpl implements PushContextShape {
 
     this.drs = new DestinationRuleIndex(this.configs('DestinationRule'), this.domainSuffix, this.mesh.defaultDestinationRuleExportTo ?? ['*'], this.issues);
     checkReferences(this, this.drs, this.issues);
+  }
+
+  /** Which objects a Kubernetes Service's endpoints were read from (for pushScope). */
+  private indexEndpointSources(svc: Service, slices: ConfigObjectLike<EndpointSliceBody>[]): void {
+    const key = serviceKey(svc);
+    const addPod = (podKey: string) => {
+      let l = this.podOwners.get(podKey);
+      if (!l) this.podOwners.set(podKey, (l = new Set()));
+      l.add(key);
+    };
+    for (const slice of slices) {
+      this.sliceOwners.set(`${slice.metadata.namespace ?? 'default'}/${slice.metadata.name}`, key);
+      for (const ep of slice.body.endpoints ?? []) {
+        if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) addPod(`${ep.targetRef.namespace ?? svc.namespace}/${ep.targetRef.name}`);
+        for (const address of ep.addresses) {
+          const pod = this.workloads.podsByIp.get(address);
+          if (pod) addPod(`${pod.metadata.namespace ?? 'default'}/${pod.metadata.name}`);
+        }
+      }
+    }
+  }
+
+  /**
+   * Keys (`ns/hostname`) of the services whose endpoints an EndpointSlice or
+   * Pod feeds in this context; undefined for other kinds (any service may
+   * depend on them). Pods also feed ServiceEntries with a workloadSelector in
+   * their namespace.
+   */
+  endpointSourcesOf(key: ObjectKey): string[] | undefined {
+    const ns = key.namespace ?? 'default';
+    if (key.kind === 'EndpointSlice') {
+      const owner = this.sliceOwners.get(`${ns}/${key.name}`);
+      return owner === undefined ? [] : [owner];
+    }
+    if (key.kind === 'Pod') {
+      const out = new Set(this.podOwners.get(`${ns}/${key.name}`) ?? []);
+      for (const s of this.services) if (s.namespace === ns && s.attributes.serviceRegistry === 'External' && s.attributes.selector) out.add(serviceKey(s));
+      return [...out];
+    }
+    return undefined;
   }
 
   private addService(svc: Service, eps: Map<string, IstioEndpoint[]>): void {
@@ -284,6 +331,7 @@ export interface PushContextStatic {
 /** Extra lookups the implementation offers beyond the PushContext interface. */
 export interface PushContextExtras {
   serviceAccounts(service: Service, port: ServicePort): string[];
+  endpointSourcesOf(key: ObjectKey): string[] | undefined;
   destinationRuleForNamespace(namespace: string, hostname: string): MergedDestinationRule | undefined;
 }
 

@@ -16,6 +16,24 @@ function sameServiceShape(a: Service, b: Service): boolean {
   );
 }
 
+type SourceIndex = { endpointSourcesOf?(key: ObjectKey): string[] | undefined };
+
+/** Service keys (`ns/hostname`) whose endpoints the changed objects feed in either context; undefined = all. */
+function endpointCandidates(previous: PushContext, next: PushContext, changed: ObjectKey[]): Set<string> | undefined {
+  const p = previous as PushContext & SourceIndex;
+  const n = next as PushContext & SourceIndex;
+  if (!p.endpointSourcesOf || !n.endpointSourcesOf) return undefined;
+  const out = new Set<string>();
+  for (const k of changed) {
+    const a = p.endpointSourcesOf(k);
+    const b = n.endpointSourcesOf(k);
+    if (a === undefined || b === undefined) return undefined;
+    for (const x of a) out.add(x);
+    for (const x of b) out.add(x);
+  }
+  return out;
+}
+
 /**
  * What a set of changed objects needs pushed, following istiod: changes that
  * only move endpoints (EndpointSlices, Pods, WorkloadEntries, or a
@@ -33,11 +51,14 @@ export function pushScope(previous: PushContext, next: PushContext, changed: Obj
   const prevByKey = new Map(previous.allServices().map((s) => [`${s.namespace}/${s.hostname}`, s]));
   const nextByKey = new Map(next.allServices().map((s) => [`${s.namespace}/${s.hostname}`, s]));
   if (prevByKey.size !== nextByKey.size) return full;
+  // Only the services an EndpointSlice/Pod change feeds can have new endpoints; other kinds compare all.
+  const candidates = endpointCandidates(previous, next, changed);
   const clusters = new Set<string>();
   const hosts = new Set<string>();
   for (const [key, ns] of nextByKey) {
     const ps = prevByKey.get(key);
     if (!ps || !sameServiceShape(ps, ns)) return full;
+    if (candidates && !candidates.has(key)) continue;
     for (const port of ns.ports) {
       const pp = ps.ports.find((p) => p.name === port.name)!;
       const before = JSON.stringify(previous.endpoints(ps, pp));
