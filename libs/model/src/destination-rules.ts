@@ -49,8 +49,24 @@ export class DestinationRuleIndex {
     }
   }
 
+  /** Per namespace: exact rule hosts, and whether any rule host is a wildcard (built on first lookup). */
+  private hostIndex: Map<string, { exact: Set<string>; wildcard: boolean }> | undefined;
+  private sortedNs: string[] | undefined;
+
+  /** Whether namespace `ns` may hold a rule for `hostname` (a cheap pre-check; hostMatches decides). */
+  private mayMatch(ns: string, hostname: string): boolean {
+    if (!this.hostIndex) {
+      this.hostIndex = new Map();
+      for (const [n, rules] of this.byNs) this.hostIndex.set(n, { exact: new Set(rules.map((r) => r.host)), wildcard: rules.some((r) => r.host.startsWith('*')) });
+    }
+    const idx = this.hostIndex.get(ns);
+    if (!idx) return false;
+    return idx.wildcard || hostname.startsWith('*') || idx.exact.has(hostname);
+  }
+
   /** Rules of one namespace, visible from `fromNs`, for the proxy's labels, best host match first. */
   private lookupIn(ns: string, fromNs: string, labels: Record<string, string>, hostname: string): IndexedRule | undefined {
+    if (!this.mayMatch(ns, hostname)) return undefined;
     const candidates = (this.byNs.get(ns) ?? []).filter(
       (r) => exportedTo(r.exportTo, fromNs) && (!r.selector || (ns === fromNs && selectorMatches(r.selector, labels))) && hostMatches(r.host, hostname),
     );
@@ -71,7 +87,8 @@ export class DestinationRuleIndex {
       const r = this.lookupIn(ns, fromNs, labels, hostname);
       if (r) return r;
     }
-    for (const ns of [...this.byNs.keys()].sort(cmp)) {
+    this.sortedNs ??= [...this.byNs.keys()].sort(cmp);
+    for (const ns of this.sortedNs) {
       if (order.includes(ns)) continue;
       const r = this.lookupIn(ns, fromNs, labels, hostname);
       if (r) return r;
