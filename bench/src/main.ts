@@ -17,6 +17,7 @@ interface Section {
 const sections: Section[] = [
   { name: 'xds', run: async () => (await import('./xds.js')).runXdsBench() },
   { name: 'ca', run: async () => (await import('./ca.js')).runCaBench() },
+  { name: 'scale', run: async () => (await import('./scale.js')).runScaleBench() },
 ];
 
 async function main() {
