@@ -40,6 +40,7 @@ async function startProfile(): Promise<void> {
   await profiler.post('Profiler.start');
 }
 async function stopProfile(): Promise<void> {
+  if (windowsFile) writeFileSync(windowsFile, JSON.stringify(windows));
   if (!profiler || !profileFile) return;
   const { profile } = await profiler.post('Profiler.stop');
   writeFileSync(profileFile, JSON.stringify(profile));
@@ -47,6 +48,8 @@ async function stopProfile(): Promise<void> {
   writeFileSync(`${profileFile}.windows.json`, JSON.stringify(windows));
 }
 const windows: [number, number][] = [];
+// XDS_BENCH_WINDOWS=<file>: only record the push windows (e.g. to cut a `perf record -k CLOCK_MONOTONIC` trace).
+const windowsFile = process.env.XDS_BENCH_WINDOWS;
 const micros = () => Number(process.hrtime.bigint() / 1000n);
 const gc = runInNewContext('gc') as () => void;
 const now = () => performance.timeOrigin + performance.now();
@@ -103,7 +106,7 @@ process.on('message', (m: { op: string; [k: string]: unknown }) => {
       process.send!({ op: 'stats', rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, arrayBuffers: mem.arrayBuffers, cpu, metrics: server.metrics() });
     } else if (m.op === 'eds') {
       await startProfile();
-      if (profiler) windows.push([micros(), 0]);
+      if (profiler || windowsFile) windows.push([micros(), 0]);
       const cpu = process.cpuUsage();
       const t0 = now();
       endpoints.set('ep-0', loadAssignment('ep-0', [{ address: '10.1.0.1', port: ++edsPort }]));
