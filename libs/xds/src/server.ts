@@ -230,7 +230,8 @@ export class DiscoveryServer {
       }
       return;
     }
-    const names = req.edsUpdates ?? new Set<string>();
+    // One copy per push, shared (read-only) by every stream it wakes: the caller may reuse its set.
+    const names: ReadonlySet<string> = new Set(req.edsUpdates ?? []);
     const touched = new Set<Connection>(this.edsWildcard);
     for (const n of names) for (const c of this.edsIndex.get(n) ?? []) touched.add(c);
     for (const c of touched) {
