@@ -43,9 +43,11 @@ class PushContextImpl implements PushContextShape {
   private readonly drs: DestinationRuleIndex;
   private readonly workloads: WorkloadIndex;
   private readonly scopeCache = new Map<string, SidecarScope>();
-  /** EndpointSlice `ns/name` → key (`ns/hostname`) of the Service it feeds. */
-  private readonly sliceOwners = new Map<string, string>();
-  /** Pod `ns/name` → keys of the services whose endpoints read it (by targetRef or IP). */
+  /** Each Kubernetes Service with the EndpointSlices its endpoints came from. */
+  private readonly kubeSlices: Array<[Service, ConfigObjectLike<EndpointSliceBody>[]]> = [];
+  /** Built on first use from kubeSlices: EndpointSlice `ns/name` → key (`ns/hostname`) of the Service it feeds. */
+  private sliceOwners: Map<string, string> | undefined;
+  /** Built on first use: Pod `ns/name` → keys of the services whose endpoints read it (by targetRef or IP). */
   private readonly podOwners = new Map<string, Set<string>>();
 
   constructor(objects: Iterable<ConfigObjectLike>, options: PushContextOptions) {
@@ -103,7 +105,7 @@ class PushContextImpl implements PushContextShape {
       const slices = slicesBySvc.get(`${svc.namespace}/${svc.name}`) ?? [];
       this.addService(svc, kubeEndpoints(this.workloads, svc, slices));
       kubeHosts.add(serviceKey(svc));
-      this.indexEndpointSources(svc, slices);
+      if (slices.length > 0) this.kubeSlices.push([svc, slices]);
     }
     const kubeServiceNames = new Set(of('Service').map((s) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`));
     for (const [k, slices] of slicesBySvc) {
@@ -147,7 +149,7 @@ class PushContextImpl implements PushContextShape {
       l.add(key);
     };
     for (const slice of slices) {
-      this.sliceOwners.set(`${slice.metadata.namespace ?? 'default'}/${slice.metadata.name}`, key);
+      this.sliceOwners!.set(`${slice.metadata.namespace ?? 'default'}/${slice.metadata.name}`, key);
       for (const ep of slice.body.endpoints ?? []) {
         if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) addPod(`${ep.targetRef.namespace ?? svc.namespace}/${ep.targetRef.name}`);
         for (const address of ep.addresses) {
@@ -166,6 +168,10 @@ class PushContextImpl implements PushContextShape {
    */
   endpointSourcesOf(key: ObjectKey): string[] | undefined {
     const ns = key.namespace ?? 'default';
+    if (!this.sliceOwners) {
+      this.sliceOwners = new Map();
+      for (const [svc, slices] of this.kubeSlices) this.indexEndpointSources(svc, slices);
+    }
     if (key.kind === 'EndpointSlice') {
       const owner = this.sliceOwners.get(`${ns}/${key.name}`);
       return owner === undefined ? [] : [owner];

@@ -16,7 +16,9 @@ interface Dest {
  * nothing here stops the rest of the config from being served.
  */
 export function checkReferences(push: PushContext & { destinationRuleForNamespace(ns: string, host: string): { spec: Record<string, any> } | undefined }, drs: DestinationRuleIndex, issues: ValidationIssue[]): void {
-  const known = (host: string) => push.allServices().some((s) => hostMatches(s.hostname, host) || hostMatches(host, s.hostname));
+  // An exact hostname is known at once (hostMatches(h, h) holds); wildcards and misses scan.
+  const hostnames = new Set(push.allServices().map((s) => s.hostname));
+  const known = (host: string) => hostnames.has(host) || push.allServices().some((s) => hostMatches(s.hostname, host) || hostMatches(host, s.hostname));
 
   for (const dr of drs.all()) {
     if (!known(dr.host)) {
