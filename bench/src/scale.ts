@@ -212,7 +212,7 @@ function measureSize(n: number, proxies: number, runs: number): SizeReport {
 }
 
 export interface ScaleBenchReport {
-  inputs: { sizes: number[]; proxies: number; runs: number; namespaces: number };
+  inputs: { sizes: number[]; proxies: number[]; runs: number; namespaces: number };
   loadAverage: { start: string; end: string };
   sizes: SizeReport[];
   markdown: string;
@@ -220,17 +220,19 @@ export interface ScaleBenchReport {
 
 export async function runScaleBench(): Promise<ScaleBenchReport> {
   const sizes = (process.env.SCALE_SIZES ?? '1000,5000').split(',').map(Number).filter((x) => x > 0);
-  const proxies = Number(process.env.SCALE_PROXIES ?? 1000);
+  // One count for all sizes, or one per size (`SCALE_PROXIES=1000,200`).
+  const proxyCounts = (process.env.SCALE_PROXIES ?? '1000').split(',').map(Number);
   const runs = Number(process.env.SCALE_RUNS ?? 5);
   const la = () => loadavg().map((l) => l.toFixed(2)).join(' ');
   const start = la();
   const out: SizeReport[] = [];
-  for (const n of sizes) {
-    process.stderr.write(`bench: scale ${n} services...\n`);
+  for (const [k, n] of sizes.entries()) {
+    const proxies = proxyCounts[Math.min(k, proxyCounts.length - 1)]!;
+    process.stderr.write(`bench: scale ${n} services, ${proxies} sidecars...\n`);
     out.push(measureSize(n, proxies, runs));
     gc();
   }
-  const report = { inputs: { sizes, proxies, runs, namespaces: NAMESPACES }, loadAverage: { start, end: la() }, sizes: out };
+  const report = { inputs: { sizes, proxies: proxyCounts, runs, namespaces: NAMESPACES }, loadAverage: { start, end: la() }, sizes: out };
   return { ...report, markdown: toMarkdown(report) };
 }
 
