@@ -1,6 +1,7 @@
 import type { Logger } from '@sextant/api';
 import { isConflict, isNotFound, type KubeClient, type KubeObject } from './client.js';
 import { SupervisedInformer, type InformerTiming } from './informer.js';
+import { ReconcileQueue } from './reconcile-queue.js';
 
 const group = 'admissionregistration.k8s.io';
 const version = 'v1';
@@ -56,30 +57,11 @@ export function createCaBundlePatcher(opts: CaBundlePatcherOptions): CaBundlePat
     ...opts.mutating.map((name) => ({ plural: 'mutatingwebhookconfigurations', name })),
   ];
   const live = new Map<string, WebhookConfiguration>();
-  const dirty = new Set<string>();
-  const failures = new Map<string, number>();
-  const timers = new Set<NodeJS.Timeout>();
   let informers: SupervisedInformer[] = [];
-  let active = false;
-  let working: Promise<void> | undefined;
-  let idleWaiters: Array<() => void> = [];
   let writes = 0;
 
   const keyOf = (plural: string, name: string) => `${plural}/${name}`;
   const pathOf = (key: string) => `/apis/${group}/${version}/${key}`;
-
-  const settleIdle = () => {
-    if (!working && !timers.size && (!active || !dirty.size)) for (const w of idleWaiters.splice(0)) w();
-  };
-  const kick = () => {
-    if (!active || working) return;
-    if (!dirty.size) return settleIdle();
-    working = work().finally(() => {
-      working = undefined;
-      if (dirty.size && active) kick();
-      else settleIdle();
-    });
-  };
 
   const needsUpdate = (obj: WebhookConfiguration | undefined, bundle: string) =>
     Boolean(obj?.webhooks?.some((w) => (w.clientConfig?.caBundle ?? '') !== bundle));
@@ -106,33 +88,17 @@ export function createCaBundlePatcher(opts: CaBundlePatcherOptions): CaBundlePat
     log.info({ configuration: key, webhooks: updated.webhooks?.map((w) => w.name) }, 'webhook caBundle set to the CA root');
   };
 
-  const work = async () => {
-    while (active && dirty.size) {
-      const key = dirty.values().next().value as string;
-      dirty.delete(key);
-      try {
-        await reconcile(key);
-        failures.delete(key);
-      } catch (err) {
-        const n = (failures.get(key) ?? 0) + 1;
-        failures.set(key, n);
-        const delay = isConflict(err) ? 0 : Math.min(30_000, retryBase * 2 ** (n - 1)) * (0.5 + Math.random() * 0.5);
-        log.warn({ configuration: key, err: (err as Error).message, retryInMs: Math.round(delay) }, 'could not update webhook caBundle');
-        const t = setTimeout(() => {
-          timers.delete(t);
-          dirty.add(key);
-          kick();
-          settleIdle();
-        }, delay);
-        timers.add(t);
-      }
-    }
-  };
+  const queue = new ReconcileQueue({
+    reconcile,
+    onFailure: (key, err, retryInMs) => log.warn({ configuration: key, err: (err as Error).message, retryInMs }, 'could not update webhook caBundle'),
+    retryBaseMs: retryBase,
+    retryImmediately: isConflict,
+  });
 
   return {
     async start() {
-      if (active) return;
-      active = true;
+      if (queue.running) return;
+      queue.start();
       live.clear();
       informers = targets.map(
         (t) =>
@@ -151,35 +117,24 @@ export function createCaBundlePatcher(opts: CaBundlePatcherOptions): CaBundlePat
                 if (c.type === 'delete') live.delete(key);
                 else live.set(key, c.object as WebhookConfiguration);
               }
-              dirty.add(key);
-              kick();
+              queue.add(key);
             },
           }),
       );
       for (const inf of informers) inf.start();
       await Promise.all(informers.map((i) => i.whenSynced()));
-      kick();
     },
     async stop() {
-      if (!active) return;
-      active = false;
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
+      if (!queue.running) return;
+      await queue.stop();
       await Promise.all(informers.map((i) => i.stop()));
       informers = [];
-      await working;
-      dirty.clear();
-      settleIdle();
     },
     refresh() {
-      for (const t of targets) dirty.add(keyOf(t.plural, t.name));
-      kick();
+      queue.add(...targets.map((t) => keyOf(t.plural, t.name)));
     },
-    idle() {
-      if (!working && !timers.size && (!active || !dirty.size)) return Promise.resolve();
-      return new Promise((r) => idleWaiters.push(r));
-    },
-    running: () => active,
+    idle: () => queue.idle(),
+    running: () => queue.running,
     writes: () => writes,
   };
 }

@@ -1,6 +1,7 @@
 import type { Logger } from '@sextant/api';
 import { collectionPath, isConflict, isNotFound, type KubeClient, type KubeObject } from './client.js';
 import { SupervisedInformer, type InformerTiming } from './informer.js';
+import { ReconcileQueue } from './reconcile-queue.js';
 
 export const rootCertConfigMapName = 'istio-ca-root-cert';
 export const rootCertKey = 'root-cert.pem';
@@ -43,49 +44,11 @@ export function createRootCertPublisher(opts: RootCertPublisherOptions): RootCer
   const retryBase = opts.retryMs ?? 1_000;
   let nsInf: SupervisedInformer | undefined;
   let cmInf: SupervisedInformer | undefined;
-  let active = false;
-  const dirty = new Set<string>();
-  const failures = new Map<string, number>();
-  const retryTimers = new Set<NodeJS.Timeout>();
-  let working: Promise<void> | undefined;
-  let idleWaiters: Array<() => void> = [];
   const namespaces = new Map<string, KubeObject>();
   const configMaps = new Map<string, KubeObject>();
 
   const eligible = (ns: KubeObject | undefined) =>
     Boolean(ns?.metadata?.name) && !excluded.has(ns!.metadata!.name!) && (ns as { status?: { phase?: string } }).status?.phase !== 'Terminating';
-
-  const kick = () => {
-    if (!active || working) return;
-    working = work().finally(() => {
-      working = undefined;
-      if (dirty.size && active) kick();
-      else if (!dirty.size && !retryTimers.size) for (const w of idleWaiters.splice(0)) w();
-    });
-  };
-
-  const work = async () => {
-    while (active && dirty.size) {
-      const ns = dirty.values().next().value as string;
-      dirty.delete(ns);
-      if (!eligible(namespaces.get(ns))) continue;
-      try {
-        await reconcile(ns);
-        failures.delete(ns);
-      } catch (err) {
-        const n = (failures.get(ns) ?? 0) + 1;
-        failures.set(ns, n);
-        const delay = Math.min(30_000, retryBase * 2 ** (n - 1)) * (0.5 + Math.random() * 0.5);
-        log.warn({ namespace: ns, err: (err as Error).message, retryInMs: Math.round(delay) }, 'could not write istio-ca-root-cert');
-        const t = setTimeout(() => {
-          retryTimers.delete(t);
-          dirty.add(ns);
-          kick();
-        }, delay);
-        retryTimers.add(t);
-      }
-    }
-  };
 
   const reconcile = async (ns: string) => {
     const root = await opts.getRootPem();
@@ -123,10 +86,18 @@ export function createRootCertPublisher(opts: RootCertPublisherOptions): RootCer
     }
   };
 
+  const queue = new ReconcileQueue({
+    reconcile: async (ns) => {
+      if (eligible(namespaces.get(ns))) await reconcile(ns);
+    },
+    onFailure: (ns, err, retryInMs) => log.warn({ namespace: ns, err: (err as Error).message, retryInMs }, 'could not write istio-ca-root-cert'),
+    retryBaseMs: retryBase,
+  });
+
   return {
     async start() {
-      if (active) return;
-      active = true;
+      if (queue.running) return;
+      queue.start();
       namespaces.clear();
       configMaps.clear();
       nsInf = new SupervisedInformer({
@@ -143,10 +114,9 @@ export function createRootCertPublisher(opts: RootCertPublisherOptions): RootCer
             if (c.type === 'delete') namespaces.delete(n);
             else {
               namespaces.set(n, c.object);
-              dirty.add(n);
+              queue.add(n);
             }
           }
-          kick();
         },
       });
       cmInf = new SupervisedInformer({
@@ -163,35 +133,24 @@ export function createRootCertPublisher(opts: RootCertPublisherOptions): RootCer
             const n = c.object.metadata?.namespace ?? '';
             if (c.type === 'delete') configMaps.delete(n);
             else configMaps.set(n, c.object);
-            dirty.add(n);
+            queue.add(n);
           }
-          kick();
         },
       });
       cmInf.start();
       await cmInf.whenSynced();
       nsInf.start();
       await nsInf.whenSynced();
-      kick();
     },
     async stop() {
-      if (!active) return;
-      active = false;
-      for (const t of retryTimers) clearTimeout(t);
-      retryTimers.clear();
+      if (!queue.running) return;
+      await queue.stop();
       await Promise.all([nsInf?.stop(), cmInf?.stop()]);
-      await working;
-      dirty.clear();
-      for (const w of idleWaiters.splice(0)) w();
     },
     refresh() {
-      for (const n of namespaces.keys()) dirty.add(n);
-      kick();
+      queue.add(...namespaces.keys());
     },
-    idle() {
-      if (!dirty.size && !working && !retryTimers.size) return Promise.resolve();
-      return new Promise((r) => idleWaiters.push(r));
-    },
-    running: () => active,
+    idle: () => queue.idle(),
+    running: () => queue.running,
   };
 }

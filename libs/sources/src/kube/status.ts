@@ -1,5 +1,6 @@
 import type { Logger, ValidationIssue } from '@sextant/api';
 import { collectionPath, isConflict, isNotFound, type KubeClient, type KubeObject } from './client.js';
+import { ReconcileQueue } from './reconcile-queue.js';
 import { defaultKinds, type KubeKind } from './kinds.js';
 
 /**
@@ -117,36 +118,7 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
   const maxAttempts = opts.maxAttempts ?? 5;
   const now = opts.now ?? (() => new Date());
   const entries = new Map<string, Entry>();
-  const dirty = new Set<string>();
-  const timers = new Set<NodeJS.Timeout>();
   const st: StatusWriterStats = { marked: 0, cleared: 0, failures: 0, abandoned: 0 };
-  let active = false;
-  let working: Promise<void> | undefined;
-  let idleWaiters: Array<() => void> = [];
-
-  const settleIdle = () => {
-    if (!working && !timers.size && (!active || !dirty.size)) for (const w of idleWaiters.splice(0)) w();
-  };
-
-  const kick = () => {
-    if (!active || working) return;
-    if (!dirty.size) return settleIdle();
-    working = work().finally(() => {
-      working = undefined;
-      if (dirty.size && active) kick();
-      else settleIdle();
-    });
-  };
-
-  const work = async () => {
-    while (active && dirty.size) {
-      const key = dirty.values().next().value as string;
-      dirty.delete(key);
-      const entry = entries.get(key);
-      if (!entry) continue;
-      await write(key, entry);
-    }
-  };
 
   const write = async (key: string, entry: Entry) => {
     const meta = entry.raw.metadata ?? {};
@@ -177,7 +149,7 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
         if (entries.get(key) === entry) entries.delete(key);
         return;
       }
-      const delay = Math.min(30_000, retryBase * 2 ** (entry.attempts - 1)) * (0.5 + Math.random() * 0.5);
+      const delay = queue.backoff(entry.attempts);
       log.warn({ ...ident, err: (err as Error).message, retryInMs: Math.round(delay) }, 'could not write object status; retrying');
       if (isConflict(err)) {
         // Someone else changed the object; read it back so the retry carries its resourceVersion and status.
@@ -188,15 +160,20 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
           // retried below
         }
       }
-      const t = setTimeout(() => {
-        timers.delete(t);
-        if (entries.get(key) === entry) dirty.add(key);
-        kick();
-        settleIdle();
-      }, delay);
-      timers.add(t);
+      // The retry finds whatever entry is current for the key (a newer observation may have replaced this one).
+      queue.retryLater(key, delay);
     }
   };
+
+  const queue = new ReconcileQueue({
+    reconcile: async (key) => {
+      const entry = entries.get(key);
+      if (entry) await write(key, entry);
+    },
+    // write() handles its own errors (attempt counts live on the entry).
+    onFailure: (key, err) => log.error({ key, err: (err as Error).message }, 'status write failed unexpectedly'),
+    retryBaseMs: retryBase,
+  });
 
   return {
     observe(raw, issues) {
@@ -238,34 +215,24 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
         inSync = otherConditions.length === conditions.length && otherMessages.length === messages.length;
       }
       if (inSync) {
-        if (entries.delete(key)) dirty.delete(key);
+        entries.delete(key);
         return;
       }
       entries.set(key, { raw: o, path: `${collectionPath(group, version, k.plural, ns)}/${name}`, want, marking: issues.length > 0, attempts: 0 });
-      dirty.add(key);
-      kick();
+      queue.add(key);
     },
     start() {
-      if (active) return;
-      active = true;
+      if (queue.running) return;
       log.info({ pending: entries.size }, 'status writer started (leader)');
-      for (const k of entries.keys()) dirty.add(k);
-      kick();
+      queue.start();
+      queue.add(...entries.keys());
     },
     async stop() {
-      if (!active) return;
-      active = false;
-      for (const t of timers) clearTimeout(t);
-      timers.clear();
-      await working;
-      settleIdle();
+      if (queue.running) await queue.stop();
     },
-    idle() {
-      if (!working && !timers.size && (!active || !dirty.size)) return Promise.resolve();
-      return new Promise((r) => idleWaiters.push(r));
-    },
+    idle: () => queue.idle(),
     pending: () => entries.size,
     stats: () => ({ ...st }),
-    running: () => active,
+    running: () => queue.running,
   };
 }
