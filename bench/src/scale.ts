@@ -54,11 +54,15 @@ function build(objects: Iterable<ConfigObjectLike>, version: string) {
   return PushContext.build(objects, { ...OPTS, version });
 }
 
-function proxyFor(mesh: SyntheticMesh, i: number, conn: number): XdsProxy {
-  const s = mesh.svc(i);
-  const id = `sidecar~${s.podIps[0]}~${s.podNames[0]}.${s.namespace}~${s.namespace}.svc.cluster.local`;
+/** Proxy `conn` is replica `conn % 3` of service `floor(conn / 3)`: sidecars come in Deployments. */
+function proxyFor(mesh: SyntheticMesh, n: number, conn: number): XdsProxy {
+  const s = mesh.svc(Math.floor(conn / REPLICAS) % n);
+  const pod = conn % REPLICAS;
+  const id = `sidecar~${s.podIps[pod]}~${s.podNames[pod]}.${s.namespace}~${s.namespace}.svc.cluster.local`;
   return { connectionId: `c${conn}`, id, node: {} as XdsProxy['node'], metadata: { NAMESPACE: s.namespace, CLUSTER_ID: 'Kubernetes' }, peer: 'ipv4:127.0.0.1:1', delta: false };
 }
+
+const REPLICAS = 3;
 
 const wildcard = (typeUrl: string): WatchedResource => ({ typeUrl, wildcard: true, names: new Set() });
 const named = (typeUrl: string, names: Iterable<string>): WatchedResource => ({ typeUrl, wildcard: false, names: new Set(names) });
@@ -72,6 +76,7 @@ interface SizeReport {
   build: { medianMs: number; heapMiB: number; issues: number };
   scopeOneSlice: { medianMs: number; full: boolean; edsClusters: number };
   oneSidecar: { medianMs: number; cds: number; eds: number; lds: number; rds: number; resources: number; jsonMiB: number; msByType: Record<string, number> };
+  classSharing: { proxies: number; replicasPerClass: number; msPerProxyShared: number; msPerProxyUnshared: number; speedup: number };
   manySidecars: { proxies: number; namespaces: number; cpuSec: number; wallSec: number; msPerProxy: number; encoderHits: number; encoderMisses: number; hitRatio: number; encoderEntries: number; heapMiB: number };
   endpointChange: { medianMs: number; buildMs: number; scopeMs: number; edsMs: number; edsClusters: number; full: boolean };
 }
@@ -131,7 +136,7 @@ function measureSize(n: number, proxies: number, runs: number): SizeReport {
   const g = gens.generators();
   const req: PushRequest = { full: true, version: prev.version, reason: ['bench'] };
   const conns: XdsProxy[] = [];
-  for (let k = 0; k < proxies; k++) conns.push(proxyFor(mesh, k % n, k)); // service k's first pod: namespaces k % 50
+  for (let k = 0; k < proxies; k++) conns.push(proxyFor(mesh, n, k));
   const namespaces = new Set(conns.map((c) => c.metadata.NAMESPACE));
   gc();
   const heapG0 = process.memoryUsage().heapUsed;
@@ -151,6 +156,24 @@ function measureSize(n: number, proxies: number, runs: number): SizeReport {
   const hits = gens.encoder.hits;
   const misses = gens.encoder.misses;
   const entries = gens.encoder.size;
+
+  // Same-run comparison on the first 90 sidecars (30 Deployments × 3 replicas): with and without
+  // sharing outbound clusters and routes across the proxies of one class.
+  const sample = conns.slice(0, Math.min(conns.length, 30 * REPLICAS));
+  const pushAll = (share: boolean) => {
+    const gs = new TranslationGenerators(() => current, silentLogger, share).generators();
+    const t = process.hrtime.bigint();
+    for (const c of sample) {
+      gs[TypeUrl.Cluster]!.generate(c, wildcard(TypeUrl.Cluster), req);
+      gs[TypeUrl.ClusterLoadAssignment]!.generate(c, named(TypeUrl.ClusterLoadAssignment, edsNames), req);
+      gs[TypeUrl.Listener]!.generate(c, wildcard(TypeUrl.Listener), req);
+      gs[TypeUrl.RouteConfiguration]!.generate(c, named(TypeUrl.RouteConfiguration, rdsNames), req);
+    }
+    return ms(t) / sample.length;
+  };
+  const unsharedMs = pushAll(false);
+  const sharedMs = pushAll(true);
+  const classSharing = { proxies: sample.length, replicasPerClass: REPLICAS, msPerProxyShared: round(sharedMs, 1), msPerProxyUnshared: round(unsharedMs, 1), speedup: round(unsharedMs / sharedMs, 2) };
 
   // One endpoint change end to end: build + scope + EDS for the affected clusters (one stream's view; EDS is shared by all).
   const parts = { build: [] as number[], scope: [] as number[], eds: [] as number[] };
@@ -188,6 +211,7 @@ function measureSize(n: number, proxies: number, runs: number): SizeReport {
       jsonMiB: round(jsonBytes / 2 ** 20, 2),
       msByType: Object.fromEntries(Object.entries(msByType).map(([k, v]) => [k, round(median(v), 2)])),
     },
+    classSharing,
     manySidecars: {
       proxies: conns.length,
       namespaces: namespaces.size,
@@ -246,6 +270,12 @@ function toMarkdown(r: Omit<ScaleBenchReport, 'markdown'>): string {
     L.push(
       `| ${s.services} (${s.pods}, ${s.destinationRules}, ${s.virtualServices}) | ${s.build.medianMs} | ${s.build.heapMiB} | ${s.scopeOneSlice.medianMs} (${!s.scopeOneSlice.full}, ${s.scopeOneSlice.edsClusters}) | ${s.oneSidecar.medianMs} (${t.cds}/${t.eds}/${t.lds}/${t.rds}) | ${s.oneSidecar.resources}, ${s.oneSidecar.jsonMiB} | ${s.manySidecars.proxies}: ${s.manySidecars.cpuSec} (${s.manySidecars.msPerProxy}) | ${s.manySidecars.hitRatio} | ${s.endpointChange.medianMs} (${s.endpointChange.buildMs}/${s.endpointChange.scopeMs}/${s.endpointChange.edsMs}) |`,
     );
+  }
+  L.push('', 'Sharing outbound clusters and routes across the sidecars of one Deployment (same run, same sidecars):', '');
+  L.push('| services | sidecars (replicas per class) | ms per sidecar, shared | ms per sidecar, unshared | speedup |', '|---|---|---|---|---|');
+  for (const s of r.sizes) {
+    const c = s.classSharing;
+    L.push(`| ${s.services} | ${c.proxies} (${c.replicasPerClass}) | ${c.msPerProxyShared} | ${c.msPerProxyUnshared} | ${c.speedup}× |`);
   }
   return L.join('\n') + '\n';
 }

@@ -107,11 +107,14 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   });
 
   let lastIssues: string[] = [];
+  let lastPushedVersion: string | undefined;
   const pipeline: PushPipeline<Ctx, PushScope> = new PushPipeline<Ctx, PushScope>({
     build: (ver) =>
       PushContext.build(allObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver }),
     scope: (prev, next, changed) => (prev ? pushScope(prev, next, changed) : { full: true, edsClusters: undefined, affects: () => true }),
     push: (next, scope, changed) => {
+      const previousVersion = lastPushedVersion;
+      lastPushedVersion = next.version;
       generators.sweep();
       reportIssues(next);
       metrics.services.set(next.allServices().length);
@@ -126,6 +129,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
           ...(scope && scope.full ? { affects: (p) => scope.affects(generators.proxyView(p, next)) } : {}),
         });
       } else if (scope.edsClusters.size > 0) {
+        if (previousVersion) generators.endpointsOnly(next.version, previousVersion, scope.edsClusters);
         xds.push({ full: false, version: next.version, reason, edsUpdates: scope.edsClusters });
       }
     },

@@ -1,8 +1,8 @@
 import type { Logger } from '@sextant/api';
 import { ResourceEncoder, TypeUrl, type EncodedResource } from '@sextant/envoy';
 import { parseProxy, type ProxyView, type PushContext } from '@sextant/model';
-import { buildClusters, buildEndpoints, buildListeners, buildRoutes } from '@sextant/translate';
-import type { PushRequest, ResourceGenerator, WatchedResource, XdsProxy } from '@sextant/xds';
+import { buildEndpoints, buildListeners, buildOutboundClusterSet, buildProxyClusters, buildRoutes } from '@sextant/translate';
+import { watchKey, type PushRequest, type ResourceGenerator, type WatchedResource, type XdsProxy } from '@sextant/xds';
 
 /**
  * Adapts the pure translation builders to the xDS server's generators: proxy
@@ -15,14 +15,36 @@ export class TranslationGenerators {
   private readonly parsed = new WeakMap<XdsProxy, ProxyView>();
   private resolved = new WeakMap<XdsProxy, ProxyView>();
   private resolvedVersion = '';
+  /**
+   * Per push version, what proxies of one class share (outbound clusters,
+   * routes), already encoded: 1000 sidecars of one Deployment cost one build.
+   */
+  private shared = new Map<string, ReadonlyMap<string, EncodedResource>>();
+  private sharedVersion = '';
   /** EDS is proxy-independent: one ClusterLoadAssignment per cluster name and push version. */
   private endpoints = new Map<string, EncodedResource | null>();
+  /** Push versions that changed only endpoints: version → (the version before it, the clusters that changed). */
+  private endpointOnlyPushes = new Map<string, { after: string; clusters: ReadonlySet<string> }>();
+  /** Result per watched name set, so streams watching the same clusters share one Map (and one framed response). */
+  private endpointViews = new Map<string, ReadonlyMap<string, EncodedResource>>();
   private endpointsVersion = '';
 
   constructor(
     private readonly context: () => PushContext | undefined,
     private readonly log: Logger,
+    /** Share outbound clusters and routes across proxies of one class (off only to measure what it saves). */
+    private readonly shareByClass = true,
   ) {}
+
+  /**
+   * Tells that push `version` (built after `previous`) changed only the
+   * endpoints of `clusters`: the other clusters' ClusterLoadAssignments carry
+   * over instead of being rebuilt, so an endpoint change costs what it changed.
+   */
+  endpointsOnly(version: string, previous: string, clusters: ReadonlySet<string>): void {
+    this.endpointOnlyPushes.set(version, { after: previous, clusters });
+    if (this.endpointOnlyPushes.size > 16) this.endpointOnlyPushes.delete(this.endpointOnlyPushes.keys().next().value!);
+  }
 
   /** Forgets encoded resources no push used since the previous call (call after each push). */
   sweep(): void {
@@ -47,32 +69,65 @@ export class TranslationGenerators {
     return view;
   }
 
+  /** Encoded resources shared by every proxy of one class at one push version. */
+  private sharedFor(push: PushContext, key: string, typeUrl: string, proxyId: string, build: () => Array<{ name?: string }>): ReadonlyMap<string, EncodedResource> {
+    if (this.sharedVersion !== push.version) {
+      this.shared = new Map();
+      this.sharedVersion = push.version;
+    }
+    let out = this.shareByClass ? this.shared.get(key) : undefined;
+    if (!out) {
+      out = this.encodeAll(typeUrl, build(), proxyId);
+      this.shared.set(key, out);
+    }
+    return out;
+  }
+
+  private encodeAll(typeUrl: string, resources: Array<{ name?: string; clusterName?: string }>, proxyId: string, into = new Map<string, EncodedResource>()): Map<string, EncodedResource> {
+    for (const json of resources) {
+      const name = json.name ?? json.clusterName ?? '';
+      if (into.has(name)) continue; // the first of two resources with one name wins, as in translation
+      try {
+        into.set(name, this.encoder.encode(typeUrl, name, json));
+      } catch (err) {
+        // A resource Envoy could not parse either: leave it out, keep the rest.
+        this.log.error({ proxy: proxyId, typeUrl, resource: name, err: (err as Error).message }, 'generated resource does not encode; left out');
+      }
+    }
+    return into;
+  }
+
   generators(): Record<string, ResourceGenerator> {
     const wrap = (typeUrl: string, build: (push: PushContext, view: ProxyView, watch: WatchedResource, req: PushRequest) => Array<{ name?: string; clusterName?: string }>): ResourceGenerator => ({
       generate: (proxy, watch, req) => {
         const push = this.context();
-        const out = new Map<string, EncodedResource>();
-        if (!push) return out;
-        const view = this.proxyView(proxy, push);
-        for (const json of build(push, view, watch, req)) {
-          const name = json.name ?? json.clusterName ?? '';
-          try {
-            out.set(name, this.encoder.encode(typeUrl, name, json));
-          } catch (err) {
-            // A resource Envoy could not parse either: leave it out, keep the rest.
-            this.log.error({ proxy: proxy.id, typeUrl, resource: name, err: (err as Error).message }, 'generated resource does not encode; left out');
-          }
-        }
-        return out;
+        if (!push) return new Map();
+        return this.encodeAll(typeUrl, build(push, this.proxyView(proxy, push), watch, req), proxy.id);
       },
     });
     const names = (watch: WatchedResource) => [...watch.names];
     return {
-      [TypeUrl.Cluster]: wrap(TypeUrl.Cluster, (push, view) => buildClusters(push, view)),
+      [TypeUrl.Cluster]: {
+        generate: (proxy) => {
+          const push = this.context();
+          if (!push) return new Map();
+          const view = this.proxyView(proxy, push);
+          const outbound = this.sharedFor(push, `cds|${proxyClassKey(view)}`, TypeUrl.Cluster, proxy.id, () => buildOutboundClusterSet(push, view));
+          return this.encodeAll(TypeUrl.Cluster, buildProxyClusters(push, view), proxy.id, new Map(outbound));
+        },
+      },
       [TypeUrl.Listener]: wrap(TypeUrl.Listener, (push, view, watch) =>
         buildListeners(push, view, watch.wildcard ? {} : { names: names(watch) }),
       ),
-      [TypeUrl.RouteConfiguration]: wrap(TypeUrl.RouteConfiguration, (push, view, watch) => buildRoutes(push, view, names(watch))),
+      [TypeUrl.RouteConfiguration]: {
+        generate: (proxy, watch) => {
+          const push = this.context();
+          if (!push) return new Map();
+          const view = this.proxyView(proxy, push);
+          const routeNames = names(watch).sort();
+          return this.sharedFor(push, `rds|${proxyClassKey(view)}|${routeNames.join(',')}`, TypeUrl.RouteConfiguration, proxy.id, () => buildRoutes(push, view, routeNames));
+        },
+      },
       [TypeUrl.ClusterLoadAssignment]: { generate: (proxy, watch) => this.generateEndpoints(proxy, watch) },
     };
   }
@@ -82,9 +137,18 @@ export class TranslationGenerators {
     const push = this.context();
     if (!push) return out;
     if (this.endpointsVersion !== push.version) {
-      this.endpoints = new Map();
+      const onlyEndpoints = this.endpointOnlyPushes.get(push.version);
+      if (onlyEndpoints && onlyEndpoints.after === this.endpointsVersion) {
+        for (const name of onlyEndpoints.clusters) this.endpoints.delete(name);
+      } else {
+        this.endpoints = new Map();
+      }
+      this.endpointViews = new Map();
       this.endpointsVersion = push.version;
     }
+    const key = watchKey(watch);
+    const seen = this.endpointViews.get(key);
+    if (seen) return seen;
     const view = this.proxyView(proxy, push);
     const missing = [...watch.names].filter((n) => !this.endpoints.has(n));
     if (missing.length) {
@@ -103,6 +167,21 @@ export class TranslationGenerators {
       const res = this.endpoints.get(name);
       if (res) out.set(name, res);
     }
+    this.endpointViews.set(key, out);
     return out;
   }
+}
+
+/**
+ * What outbound clusters and routes depend on, and nothing per pod: proxies
+ * with the same key get the same CDS outbound set and RDS. Pod name and IPs
+ * are left out (only the IP family matters: it picks the DNS lookup family);
+ * inbound config, which does depend on them, is built per proxy.
+ */
+export function proxyClassKey(v: ProxyView): string {
+  const v6 = v.ipAddresses.filter((ip) => ip.includes(':')).length;
+  const family = v6 === 0 ? 'v4' : v6 === v.ipAddresses.length ? 'v6' : 'dual';
+  const labels = Object.keys(v.labels).sort().map((k) => [k, v.labels[k]]);
+  const agentless = v.metadata.raw['SEXTANT_AGENTLESS'] ?? v.metadata.raw['ISTIO_META_SEXTANT_AGENTLESS'] ?? null;
+  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.serviceAccount, v.clusterId, v.network, v.locality ?? null, family, agentless]);
 }

@@ -229,16 +229,32 @@ export function inboundPassthroughCluster(push: PushContext, proxy: ProxyView): 
  * (so its labels and locality are known). Names are unique; on a clash the
  * first cluster wins, as in istiod.
  */
-export function buildClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
+/**
+ * The clusters that depend only on what proxies of one class share (namespace,
+ * labels, scope, IP family, metadata flags): outbound clusters per visible
+ * service port, or the proxyless gRPC set. The daemon caches these per class.
+ */
+export function buildOutboundClusterSet(push: PushContext, proxy: ProxyView): ClusterJson[] {
   if (proxy.generator === 'grpc') return buildGrpcClusters(push, proxy);
   const out: ClusterJson[] = [];
   for (const svc of push.servicesForProxy(proxy)) for (const port of svc.ports) out.push(...buildOutboundClusters(push, proxy, svc, port));
-  if (proxy.type === 'sidecar') {
-    out.push(...(buildSidecarIngressClusters(push, proxy) ?? buildInboundClusters(push, proxy)));
-    out.push(blackHoleCluster(push), passthroughCluster(push), inboundPassthroughCluster(push, proxy));
-  } else {
-    out.push(blackHoleCluster(push));
-  }
+  return out;
+}
+
+/** The clusters of this one proxy: inbound for its own service instances, and the special clusters. */
+export function buildProxyClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
+  if (proxy.generator === 'grpc') return [];
+  if (proxy.type !== 'sidecar') return [blackHoleCluster(push)];
+  return [
+    ...(buildSidecarIngressClusters(push, proxy) ?? buildInboundClusters(push, proxy)),
+    blackHoleCluster(push),
+    passthroughCluster(push),
+    inboundPassthroughCluster(push, proxy),
+  ];
+}
+
+/** Every cluster a proxy gets; the first of two clusters with one name wins. */
+export function buildClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
   const seen = new Set<string>();
-  return out.filter((c) => !seen.has(c.name!) && seen.add(c.name!));
+  return [...buildOutboundClusterSet(push, proxy), ...buildProxyClusters(push, proxy)].filter((c) => !seen.has(c.name!) && seen.add(c.name!));
 }
