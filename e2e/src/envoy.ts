@@ -214,14 +214,18 @@ export async function startEnvoy(opts: EnvoyOptions): Promise<RunningEnvoy> {
       return JSON.parse(await admin('/config_dump')) as ConfigDump;
     },
     async waitForListener(name, timeoutMs = 15_000) {
+      // Active, not merely known: /listeners also lists listeners still warming
+      // (waiting for their routes or secrets), which do not serve yet.
       return until(
         async () => {
           const j = JSON.parse(await admin('/listeners?format=json')) as {
             listener_statuses?: { name: string; local_address?: { socket_address?: { address: string; port_value: number } } }[];
           };
-          const l = j.listener_statuses?.find((x) => x.name === name);
-          const sa = l?.local_address?.socket_address;
-          return sa ? { address: sa.address, port: sa.port_value } : undefined;
+          const sa = j.listener_statuses?.find((x) => x.name === name)?.local_address?.socket_address;
+          if (!sa) return undefined;
+          const dump = JSON.parse(await admin('/config_dump?resource=dynamic_listeners')) as { configs?: Array<{ name?: string; active_state?: unknown }> };
+          const active = dump.configs?.some((c) => c.name === name && c.active_state !== undefined);
+          return active ? { address: sa.address, port: sa.port_value } : undefined;
         },
         `listener ${name}`,
         timeoutMs,

@@ -431,10 +431,17 @@ spec:
     hosts: ["./reviews.${ns}.svc.cluster.local"]
 `);
     // No istio-agent here to serve SDS: plaintext to reviews, so no cluster waits for a certificate.
+    const drUpdates = async () => Number(/pilot_k8s_cfg_events\{type="DestinationRule",event="update"\} (\d+)/.exec(await (await fetch(`${sextant.monitoringUrl}/metrics`)).text())?.[1] ?? 0);
+    const drUpdatesBefore = await drUpdates();
     await k(['apply', '-f', '-'], destinationRule.replace('  subsets:', '  trafficPolicy: {tls: {mode: DISABLE}}\n  subsets:'));
-    await waitFor('the Sidecar reached Sextant', async () => (await (await fetch(`${sextant.monitoringUrl}/metrics`)).text()).includes('pilot_k8s_cfg_events{type="Sidecar",event="add"} 1'));
+    // Both edits must have reached Sextant before Envoy connects: clusters still using mTLS would
+    // wait for SDS secrets no agent serves here, and hold back Envoy's listeners.
+    await waitFor('the Sidecar and the DestinationRule edit reached Sextant', async () => {
+      const metrics = await (await fetch(`${sextant.monitoringUrl}/metrics`)).text();
+      return metrics.includes('pilot_k8s_cfg_events{type="Sidecar",event="add"} 1') && (await drUpdates()) > drUpdatesBefore;
+    });
     envoy = await startEnvoy({ adsAddress: sextant.xdsAddress, nodeId: envoyNode, metadata: { NAMESPACE: ns, INTERCEPTION_MODE: 'NONE', LABELS: { app: 'envoy-client' } } });
-    await envoy.waitForListener(`127.0.0.1_${port}`);
+    await envoy.waitForListener(`127.0.0.1_${port}`, 30_000);
     await waitFor('Envoy ACKed CDS, EDS, LDS and RDS with no NACK', async () => {
       const conns = (await debugJson(sextant.httpUrl, '/debug/syncz')) as Array<{ proxyId: string; types: Array<{ typeUrl: string; nonceSent?: string; nonceAcked?: string; nacks?: number }> }>;
       const mine = conns.find((c) => c.proxyId === envoyNode);

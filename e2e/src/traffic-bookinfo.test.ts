@@ -81,6 +81,7 @@ describe('examples/bookinfo as `make run` serves it', () => {
       bootstrapExtra: sds.bootstrapExtra(sextant!.xdsAddress),
     });
     await envoy.waitForListener('virtualOutbound');
+    await envoy.waitForListener('0.0.0.0_9080');
     const dump = await envoy.configDump();
     const l = listeners(dump).get('0.0.0.0_9080');
     assert.ok(l, `0.0.0.0_9080 in ${[...listeners(dump).keys()]}`);
