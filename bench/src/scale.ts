@@ -54,12 +54,18 @@ function build(objects: Iterable<ConfigObjectLike>, version: string) {
   return PushContext.build(objects, { ...OPTS, version });
 }
 
-/** Proxy `conn` is replica `conn % 3` of service `floor(conn / 3)`: sidecars come in Deployments. */
+/**
+ * Proxy `conn` is replica `conn % 3` of one Deployment of service `floor(conn / 3)`:
+ * its own pod IP (so its own inbound config), the Deployment's labels (the
+ * synthetic mesh's pods are v1/v2/v3, so the labels come as metadata, as
+ * pilot-agent sends them).
+ */
 function proxyFor(mesh: SyntheticMesh, n: number, conn: number): XdsProxy {
   const s = mesh.svc(Math.floor(conn / REPLICAS) % n);
   const pod = conn % REPLICAS;
   const id = `sidecar~${s.podIps[pod]}~${s.podNames[pod]}.${s.namespace}~${s.namespace}.svc.cluster.local`;
-  return { connectionId: `c${conn}`, id, node: {} as XdsProxy['node'], metadata: { NAMESPACE: s.namespace, CLUSTER_ID: 'Kubernetes' }, peer: 'ipv4:127.0.0.1:1', delta: false };
+  const metadata = { NAMESPACE: s.namespace, CLUSTER_ID: 'Kubernetes', LABELS: { app: s.name, version: 'v1' } };
+  return { connectionId: `c${conn}`, id, node: {} as XdsProxy['node'], metadata, peer: 'ipv4:127.0.0.1:1', delta: false };
 }
 
 const REPLICAS = 3;

@@ -183,5 +183,7 @@ export function proxyClassKey(v: ProxyView): string {
   const family = v6 === 0 ? 'v4' : v6 === v.ipAddresses.length ? 'v6' : 'dual';
   const labels = Object.keys(v.labels).sort().map((k) => [k, v.labels[k]]);
   const agentless = v.metadata.raw['SEXTANT_AGENTLESS'] ?? v.metadata.raw['ISTIO_META_SEXTANT_AGENTLESS'] ?? null;
-  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.serviceAccount, v.clusterId, v.network, v.locality ?? null, family, agentless]);
+  // Locality is left out too: it shapes EDS priorities, not outbound clusters or routes,
+  // and the replicas of a Deployment spread over zones.
+  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.serviceAccount, v.clusterId, v.network, family, agentless]);
 }
