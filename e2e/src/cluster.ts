@@ -225,3 +225,18 @@ export async function waitFor<T>(
     delay = Math.min(delay * 2, 500);
   }
 }
+
+/**
+ * Waits until every CRD (or the named ones) is Established. `kubectl wait
+ * --for=condition=Established` fails instead of waiting when it reads a CRD
+ * the API server has not given a status yet, right after it was created.
+ */
+export async function waitForCrdsEstablished(kubeconfig: string, names?: string[], timeoutMs = 60_000): Promise<void> {
+  type Crd = { metadata: { name: string }; status?: { conditions?: Array<{ type: string; status: string }> } };
+  await waitFor(`CRDs Established${names ? ` (${names.join(', ')})` : ''}`, async () => {
+    const { items } = await kubectlJson<{ items: Crd[] }>(kubeconfig, ['get', 'crd']);
+    const wanted = names ? items.filter((i) => names.includes(i.metadata.name)) : items;
+    if (wanted.length === 0 || (names && wanted.length < names.length)) return false;
+    return wanted.every((i) => i.status?.conditions?.some((c) => c.type === 'Established' && c.status === 'True'));
+  }, timeoutMs);
+}

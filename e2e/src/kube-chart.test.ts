@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { isKnownKind, silentLogger, validateObject } from '@sextant/api';
 import { createWebhookServer } from '@sextant/admin/webhooks';
-import { type Cluster, helm, kubectl, kubectlJson, startCluster } from './cluster.js';
+import { type Cluster, helm, kubectl, kubectlJson, startCluster, waitForCrdsEstablished } from './cluster.js';
 import { skipUnless } from './tools.js';
 
 const skip = skipUnless('etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok', 'helm');
@@ -72,7 +72,7 @@ describe('Helm chart and the validation webhook against a real API server', { sk
 
   test('helm install creates the CRDs, Services and webhook configurations', async () => {
     await helm(cluster.kubeconfig, ['install', 'sextant', chartDir, '-n', 'istio-system', '--set', `webhooks.url=${url}`, '--set', `caBundle=${caBundle}`]);
-    await k(['wait', '--for=condition=Established', '--timeout=60s', 'crd/virtualservices.networking.istio.io', 'crd/destinationrules.networking.istio.io']);
+    await waitForCrdsEstablished(cluster.kubeconfig, ['virtualservices.networking.istio.io', 'destinationrules.networking.istio.io']);
     const vwc = await kubectlJson<{ webhooks: Array<{ name: string; clientConfig: { url?: string; caBundle?: string } }> }>(cluster.kubeconfig, [
       'get', 'validatingwebhookconfiguration', 'istio-validator-istio-system',
     ]);

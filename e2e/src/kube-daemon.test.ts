@@ -4,7 +4,7 @@ import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { TypeUrl, type DiscoveryResponse } from '@sextant/envoy';
 import { SotwClient, decodeResources } from '@sextant/xds/testing/client';
-import { type Cluster, helm, kubectl, kubectlJson, startCluster, waitFor } from './cluster.js';
+import { type Cluster, helm, kubectl, kubectlJson, startCluster, waitFor, waitForCrdsEstablished } from './cluster.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { debugJson, startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
@@ -227,7 +227,7 @@ describe('sextant discovery against a real Kubernetes API server', { skip, timeo
     cluster = await startCluster({ nodes: 1 });
     await k(['create', 'namespace', 'istio-system']);
     await k(['apply', '--server-side', '-f', crdsDir]);
-    await k(['wait', '--for=condition=Established', '--timeout=60s', '-f', crdsDir]);
+    await waitForCrdsEstablished(cluster.kubeconfig);
     sextant = await startSextant({ kubeconfig: cluster.kubeconfig, args: ['--namespace', 'istio-system', '--pod-name', 'sextant-a'], readyTimeoutMs: 60_000 });
     // The leader publishes its root in every namespace; istio-system's copy is the reference.
     root = await waitFor('istio-ca-root-cert in istio-system', async () =>

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import { KINDS } from '@sextant/api';
 import { createCsr } from '@sextant/ca';
 import { caClient } from '@sextant/ca/test-helpers';
-import { type Cluster, helm, kubectl, kubectlJson, startCluster, waitFor } from './cluster.js';
+import { type Cluster, helm, kubectl, kubectlJson, startCluster, waitFor, waitForCrdsEstablished } from './cluster.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
@@ -81,7 +81,7 @@ describe('the chart RBAC is enough for sextant discovery, and no more', { skip, 
     cluster = await startCluster({ nodes: 1 });
     await k(['create', 'namespace', cp]);
     await k(['apply', '--server-side', '-f', crdsDir]);
-    await k(['wait', '--for=condition=Established', '--timeout=60s', '-f', crdsDir]);
+    await waitForCrdsEstablished(cluster.kubeconfig);
     // The webhooks point at a closed port: validation (failurePolicy Ignore) is down, so invalid objects reach the cluster.
     const down = `https://127.0.0.1:${await closedPort()}`;
     await helm(cluster.kubeconfig, ['install', 'sextant', chartDir, '-n', cp, '--set', `webhooks.url=${down}`, '--set', 'crds.enabled=false']);

@@ -12,7 +12,7 @@ import {
   type ConfigObject,
   type KubeSource,
 } from '@sextant/sources';
-import { type Cluster, kubectl, kubectlJson, startCluster, waitFor } from './cluster.js';
+import { type Cluster, kubectl, kubectlJson, startCluster, waitFor, waitForCrdsEstablished } from './cluster.js';
 import { skipUnless } from './tools.js';
 
 const skip = skipUnless('etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok');
@@ -90,7 +90,7 @@ describe('Kubernetes source against a real API server', { skip, timeout: 600_000
 
   test('CRDs installed after start: their informers start and objects flow', async () => {
     await k(['apply', '--server-side', '-f', crdsDir]);
-    await k(['wait', '--for=condition=Established', '--timeout=60s', '-f', crdsDir]);
+    await waitForCrdsEstablished(cluster.kubeconfig);
     await k(['create', 'namespace', 'shop']);
     await k(
       ['apply', '-f', '-'],
