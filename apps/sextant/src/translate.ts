@@ -1,10 +1,9 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { parseAllDocuments, stringify } from 'yaml';
+import { stringify } from 'yaml';
 import { formatIssue, validateAll } from '@sextant/api';
 import { TypeUrl, decodeToJson, encodeJson } from '@sextant/envoy';
 import { ProxyParseError } from '@sextant/model';
+import { readConfigDocuments } from '@sextant/sources';
 import { translateConfig, type XdsShortType } from '@sextant/translate';
 import { FlagError, translateFlags } from './flags.js';
 
@@ -14,35 +13,6 @@ const typeUrls: Record<XdsShortType, string> = {
   cds: TypeUrl.Cluster,
   eds: TypeUrl.ClusterLoadAssignment,
 };
-
-function configFiles(path: string): string[] {
-  const st = statSync(path);
-  if (!st.isDirectory()) return [path];
-  return readdirSync(path)
-    .sort()
-    .flatMap((name) => {
-      const p = join(path, name);
-      return statSync(p).isDirectory() ? configFiles(p) : /\.(ya?ml|json)$/i.test(name) ? [p] : [];
-    });
-}
-
-/** Parsed documents of every file; `List` kinds are expanded. */
-function readDocuments(paths: string[]): { docs: unknown[]; errors: string[] } {
-  const docs: unknown[] = [];
-  const errors: string[] = [];
-  for (const file of paths.flatMap(configFiles)) {
-    for (const doc of parseAllDocuments(readFileSync(file, 'utf8'))) {
-      if (doc.errors.length) {
-        errors.push(`${file}: ${doc.errors[0]!.message}`);
-        continue;
-      }
-      const value = doc.toJS() as { kind?: string; items?: unknown[] } | null;
-      if (value && typeof value.kind === 'string' && value.kind.endsWith('List') && Array.isArray(value.items)) docs.push(...value.items);
-      else if (value !== null && value !== undefined) docs.push(value);
-    }
-  }
-  return { docs, errors };
-}
 
 /**
  * `sextant translate`: what the server would send one proxy, offline. Every
@@ -73,9 +43,14 @@ export async function runTranslate(argv: string[]): Promise<number> {
     }
   }
 
-  const { docs, errors } = readDocuments(paths);
-  for (const e of errors) process.stderr.write(`sextant translate: ${e}\n`);
-  const { objects, issues } = validateAll(docs);
+  let read: Awaited<ReturnType<typeof readConfigDocuments>>;
+  try {
+    read = await readConfigDocuments(paths);
+  } catch (err) {
+    throw new FlagError(`translate: -f: ${(err as Error).message}`);
+  }
+  for (const e of read.errors) process.stderr.write(`sextant translate: ${e.file}${e.line ? `:${e.line}` : ''}: ${e.reason}\n`);
+  const { objects, issues } = validateAll(read.documents);
   for (const i of issues) process.stderr.write(`sextant translate: rejected: ${formatIssue(i)}\n`);
   let out: ReturnType<typeof translateConfig>;
   try {

@@ -178,6 +178,26 @@ function parseFile(file: string, content: string): { items: Item[] } | { error: 
   }
 }
 
+/**
+ * Reads config documents once, the way the folder source does (folders
+ * recursively, multi-document YAML/JSON, `List` kinds expanded), for offline
+ * tools such as `sextant translate`. Files that do not parse are reported.
+ */
+export async function readConfigDocuments(paths: string[]): Promise<{ documents: unknown[]; errors: FileError[] }> {
+  const documents: unknown[] = [];
+  const errors: FileError[] = [];
+  for (const p of paths) {
+    const abs = resolve(p);
+    const files = (await stat(abs)).isDirectory() ? (await listFiles(abs)).map((f) => join(abs, f)) : [abs];
+    for (const file of files) {
+      const parsed = parseFile(file, await readFile(file, 'utf8'));
+      if ('error' in parsed) errors.push(parsed.error);
+      else documents.push(...parsed.items.map((i) => i.value));
+    }
+  }
+  return { documents, errors };
+}
+
 export function createFolderSource(opts: FolderSourceOptions): FolderSource {
   const root = resolve(opts.dir);
   const name = opts.name ?? 'folder';
