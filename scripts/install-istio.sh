@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Builds Istio's pilot-agent (always) and, with SEXTANT_WITH_ISTIOD=1,
-# pilot-discovery and istioctl (only for side-by-side benchmarks), under a
-# versioned directory in $SEXTANT_CACHE/go, linked into $SEXTANT_CACHE/bin.
+# Builds Istio's pilot-agent, pilot-discovery and istioctl of the pinned commit
+# under a versioned directory in $SEXTANT_CACHE/go, linked into
+# $SEXTANT_CACHE/bin. istiod is the reference the parity suite and the
+# side-by-side benchmark compare against, so it is built by default;
+# SEXTANT_WITH_ISTIOD=0 skips it (make run does not need it).
 set -euo pipefail
 LOG_TAG=install-istio
 . "$(dirname "$0")/lib-tools.sh"
@@ -54,8 +56,8 @@ install_istiod() {
 }
 
 with_lock go-istio-agent install_agent
-if [[ ${SEXTANT_WITH_ISTIOD:-0} == 1 ]]; then
+if [[ ${SEXTANT_WITH_ISTIOD:-1} == 1 ]]; then
   with_lock go-istio-istiod install_istiod
 else
-  log "pilot-discovery and istioctl skipped (set SEXTANT_WITH_ISTIOD=1 to build them)"
+  log "pilot-discovery and istioctl skipped (SEXTANT_WITH_ISTIOD=0)"
 fi
