@@ -179,6 +179,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       configIssues: () => ({
         rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
         semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
+        // Per proxy: what a proxy's data plane cannot express (MOSN), with the proxy ID.
+        proxies: generators.proxyIssues(new Set(xds.connections().map((c) => c.connectionId))).map((i) => ({ ...i, message: formatIssue(i) })),
       }),
       pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
     },

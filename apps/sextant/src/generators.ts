@@ -1,7 +1,19 @@
-import type { Logger } from '@sextant/api';
+import type { Logger, ValidationIssue } from '@sextant/api';
+import type { ClusterJson, ListenerJson } from '@sextant/envoy';
 import { ResourceEncoder, TypeUrl, type EncodedResource } from '@sextant/envoy';
 import { parseProxy, type ProxyView, type PushContext } from '@sextant/model';
-import { buildEndpoints, buildListeners, buildOutboundClusterSet, buildProxyClusters, buildRoutes } from '@sextant/translate';
+import {
+  buildEndpoints,
+  buildListeners,
+  buildOutboundClusterSet,
+  buildProxyClusters,
+  buildRoutes,
+  clusterTombstones,
+  dataPlaneOf,
+  isMosnProxy,
+  mosnSdsPath,
+  withListenerTombstones,
+} from '@sextant/translate';
 import { watchKey, type PushRequest, type ResourceGenerator, type WatchedResource, type XdsProxy } from '@sextant/xds';
 
 /**
@@ -28,6 +40,15 @@ export class TranslationGenerators {
   /** Result per watched name set, so streams watching the same clusters share one Map (and one framed response). */
   private endpointViews = new Map<string, ReadonlyMap<string, EncodedResource>>();
   private endpointsVersion = '';
+  /**
+   * MOSN streams: what each was sent (MOSN never deletes a listener or cluster
+   * that disappears, so removed ones are re-sent as tombstones), and what its
+   * routes could not express (for /debug/config_issues), by connection.
+   */
+  private readonly mosnListenersSent = new WeakMap<XdsProxy, Map<string, ListenerJson>>();
+  private readonly mosnClustersSent = new WeakMap<XdsProxy, Set<string>>();
+  private readonly mosnIssues = new Map<string, { proxyId: string; issues: ValidationIssue[] }>();
+  private routeIssues = new Map<string, ValidationIssue[]>();
 
   constructor(
     private readonly context: () => PushContext | undefined,
@@ -69,10 +90,24 @@ export class TranslationGenerators {
     return view;
   }
 
+  /**
+   * What the routes of connected MOSN proxies cannot express (kind/namespace/name,
+   * field, reason), per proxy; `live` prunes closed connections.
+   */
+  proxyIssues(live: ReadonlySet<string>): Array<ValidationIssue & { proxy: string }> {
+    const out: Array<ValidationIssue & { proxy: string }> = [];
+    for (const [conn, v] of this.mosnIssues) {
+      if (!live.has(conn)) this.mosnIssues.delete(conn);
+      else for (const i of v.issues) out.push({ proxy: v.proxyId, ...i });
+    }
+    return out;
+  }
+
   /** Encoded resources shared by every proxy of one class at one push version. */
   private sharedFor(push: PushContext, key: string, typeUrl: string, proxyId: string, build: () => Array<{ name?: string }>): ReadonlyMap<string, EncodedResource> {
     if (this.sharedVersion !== push.version) {
       this.shared = new Map();
+      this.routeIssues = new Map();
       this.sharedVersion = push.version;
     }
     let out = this.shareByClass ? this.shared.get(key) : undefined;
@@ -98,13 +133,6 @@ export class TranslationGenerators {
   }
 
   generators(): Record<string, ResourceGenerator> {
-    const wrap = (typeUrl: string, build: (push: PushContext, view: ProxyView, watch: WatchedResource, req: PushRequest) => Array<{ name?: string; clusterName?: string }>): ResourceGenerator => ({
-      generate: (proxy, watch, req) => {
-        const push = this.context();
-        if (!push) return new Map();
-        return this.encodeAll(typeUrl, build(push, this.proxyView(proxy, push), watch, req), proxy.id);
-      },
-    });
     const names = (watch: WatchedResource) => [...watch.names];
     return {
       [TypeUrl.Cluster]: {
@@ -113,19 +141,44 @@ export class TranslationGenerators {
           if (!push) return new Map();
           const view = this.proxyView(proxy, push);
           const outbound = this.sharedFor(push, `cds|${proxyClassKey(view)}`, TypeUrl.Cluster, proxy.id, () => buildOutboundClusterSet(push, view));
-          return this.encodeAll(TypeUrl.Cluster, buildProxyClusters(push, view), proxy.id, new Map(outbound));
+          const all = this.encodeAll(TypeUrl.Cluster, buildProxyClusters(push, view), proxy.id, new Map(outbound));
+          if (!isMosnProxy(view)) return all;
+          let sent = this.mosnClustersSent.get(proxy);
+          if (!sent) this.mosnClustersSent.set(proxy, (sent = new Set()));
+          const tombstones: ClusterJson[] = clusterTombstones(push, new Set(all.keys()), sent);
+          for (const n of all.keys()) sent.add(n);
+          return this.encodeAll(TypeUrl.Cluster, tombstones, proxy.id, all);
         },
       },
-      [TypeUrl.Listener]: wrap(TypeUrl.Listener, (push, view, watch) =>
-        buildListeners(push, view, watch.wildcard ? {} : { names: names(watch) }),
-      ),
+      [TypeUrl.Listener]: {
+        generate: (proxy, watch) => {
+          const push = this.context();
+          if (!push) return new Map();
+          const view = this.proxyView(proxy, push);
+          const listeners = buildListeners(push, view, watch.wildcard ? {} : { names: names(watch) });
+          if (!isMosnProxy(view)) return this.encodeAll(TypeUrl.Listener, listeners, proxy.id);
+          let sent = this.mosnListenersSent.get(proxy);
+          if (!sent) this.mosnListenersSent.set(proxy, (sent = new Map()));
+          const out = withListenerTombstones(listeners, sent);
+          for (const l of listeners) sent.set(l.name ?? '', l);
+          return this.encodeAll(TypeUrl.Listener, out, proxy.id);
+        },
+      },
       [TypeUrl.RouteConfiguration]: {
         generate: (proxy, watch) => {
           const push = this.context();
           if (!push) return new Map();
           const view = this.proxyView(proxy, push);
           const routeNames = names(watch).sort();
-          return this.sharedFor(push, `rds|${proxyClassKey(view)}|${routeNames.join(',')}`, TypeUrl.RouteConfiguration, proxy.id, () => buildRoutes(push, view, routeNames));
+          const key = `rds|${proxyClassKey(view)}|${routeNames.join(',')}`;
+          const routes = this.sharedFor(push, key, TypeUrl.RouteConfiguration, proxy.id, () => {
+            const issues: ValidationIssue[] = [];
+            const built = buildRoutes(push, view, routeNames, issues);
+            this.routeIssues.set(key, issues);
+            return built;
+          });
+          if (isMosnProxy(view)) this.mosnIssues.set(proxy.connectionId, { proxyId: proxy.id, issues: this.routeIssues.get(key) ?? [] });
+          return routes;
         },
       },
       [TypeUrl.ClusterLoadAssignment]: { generate: (proxy, watch) => this.generateEndpoints(proxy, watch) },
@@ -148,8 +201,10 @@ export class TranslationGenerators {
     }
     const key = watchKey(watch);
     const seen = this.endpointViews.get(key);
-    if (seen) return seen;
+    if (seen && !isMosnProxy(this.proxyView(proxy, push))) return seen;
     const view = this.proxyView(proxy, push);
+    // MOSN gets one locality group per cluster: its own assignments, not the shared ones.
+    if (isMosnProxy(view)) return this.encodeAll(TypeUrl.ClusterLoadAssignment, buildEndpoints(push, view, [...watch.names]), proxy.id);
     const missing = [...watch.names].filter((n) => !this.endpoints.has(n));
     if (missing.length) {
       const built = new Map(buildEndpoints(push, view, missing).map((cla) => [cla.clusterName ?? '', cla]));
@@ -185,5 +240,7 @@ export function proxyClassKey(v: ProxyView): string {
   const agentless = v.metadata.raw['SEXTANT_AGENTLESS'] ?? v.metadata.raw['ISTIO_META_SEXTANT_AGENTLESS'] ?? null;
   // Locality is left out too: it shapes EDS priorities, not outbound clusters or routes,
   // and the replicas of a Deployment spread over zones.
-  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.serviceAccount, v.clusterId, v.network, family, agentless]);
+  // MOSN proxies get their own form of the same config (and dial SDS at their own socket path).
+  const dataPlane = dataPlaneOf(v) === 'mosn' && isMosnProxy(v) ? ['mosn', mosnSdsPath(v)] : null;
+  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.serviceAccount, v.clusterId, v.network, family, agentless, dataPlane]);
 }

@@ -25,6 +25,7 @@ import {
 import { buildGrpcClusters } from './cluster-grpc.js';
 import { buildSidecarIngressClusters } from './mtls-inbound.js';
 import { lbEndpointsFor } from './endpoint.js';
+import { isMosnProxy, mosnClusters, mosnExtraClusters } from './mosn/index.js';
 
 /** 292 years: istiod's "never clean up" for inbound ORIGINAL_DST clusters. */
 const MAX_CLEANUP = '9223372035s';
@@ -238,19 +239,20 @@ export function buildOutboundClusterSet(push: PushContext, proxy: ProxyView): Cl
   if (proxy.generator === 'grpc') return buildGrpcClusters(push, proxy);
   const out: ClusterJson[] = [];
   for (const svc of push.servicesForProxy(proxy)) for (const port of svc.ports) out.push(...buildOutboundClusters(push, proxy, svc, port));
-  return out;
+  return isMosnProxy(proxy) ? mosnClusters(push, proxy, out) : out;
 }
 
 /** The clusters of this one proxy: inbound for its own service instances, and the special clusters. */
 export function buildProxyClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
   if (proxy.generator === 'grpc') return [];
   if (proxy.type !== 'sidecar') return [blackHoleCluster(push)];
-  return [
+  const out = [
     ...(buildSidecarIngressClusters(push, proxy) ?? buildInboundClusters(push, proxy)),
     blackHoleCluster(push),
     passthroughCluster(push),
     inboundPassthroughCluster(push, proxy),
   ];
+  return isMosnProxy(proxy) ? [...mosnClusters(push, proxy, out), ...mosnExtraClusters(push, proxy)] : out;
 }
 
 /** Every cluster a proxy gets; the first of two clusters with one name wins. */

@@ -7,6 +7,7 @@
 import type { ClusterLoadAssignmentJson } from '@sextant/envoy';
 import { localityLabel, type IstioEndpoint, type Locality, type ProxyView, type PushContext } from '@sextant/model';
 import { parseSubsetKey, type Json } from './common.js';
+import { isMosnProxy, mosnLoadAssignment } from './mosn/index.js';
 
 function canonicalName(labels: Record<string, string>, workload: string): string {
   return labels['service.istio.io/canonical-name'] ?? labels['app.kubernetes.io/name'] ?? labels.app ?? workload;
@@ -116,5 +117,5 @@ export function buildEndpoints(push: PushContext, proxy: ProxyView, clusterNames
     if (tp?.outlierDetection && localityEnabled && proxy.locality && llb.length > 1) applyFailover(llb, proxy.locality);
     out.push({ clusterName: name, endpoints: llb } as ClusterLoadAssignmentJson);
   }
-  return out;
+  return isMosnProxy(proxy) ? out.map(mosnLoadAssignment) : out;
 }

@@ -13,6 +13,7 @@ import { mtlsInbound } from './mtls.js';
 import { inboundPorts, type InboundPort } from './mtls-inbound.js';
 import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from './route.js';
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, TYPE, destinationCluster, outboundClusterName } from './route-translate.js';
+import { isMosnProxy, mosnListeners } from './mosn/index.js';
 
 type Json = Record<string, any>;
 
@@ -41,7 +42,8 @@ export interface ListenerOptions {
 export function buildListeners(push: PushContext, proxy: ProxyView, opts: ListenerOptions = {}): ListenerJson[] {
   if (proxy.generator === 'grpc') return buildGrpcListeners(push, proxy, opts.names ?? []);
   if (proxy.type === 'router') return buildGatewayListeners(push, proxy);
-  return buildSidecarListeners(push, proxy, opts);
+  const sidecar = buildSidecarListeners(push, proxy, opts);
+  return isMosnProxy(proxy) ? mosnListeners(push, proxy, sidecar) : sidecar;
 }
 
 interface CaptureModeEgress extends EgressListener {

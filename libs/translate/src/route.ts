@@ -15,6 +15,8 @@ import {
 } from './route-translate.js';
 import { mergeDelegates, resolveVirtualService, vsGateways } from './virtual-service.js';
 import { buildGatewayRoute } from './gateway.js';
+import { isMosnProxy, mosnRoutes } from './mosn/index.js';
+import type { ValidationIssue } from '@sextant/api';
 
 type Json = Record<string, any>;
 
@@ -222,9 +224,10 @@ export function buildGrpcRouteConfig(push: PushContext, proxy: ProxyView, routeN
 /**
  * RDS for a proxy: the named route configurations, built for its kind
  * (router → gateway routes; GENERATOR grpc → grpcgen; else sidecar). Names
- * that do not resolve are left out, as istiod does.
+ * that do not resolve are left out, as istiod does. `issues` receives what a
+ * MOSN proxy's routes cannot express.
  */
-export function buildRoutes(push: PushContext, proxy: ProxyView, routeNames: string[]): RouteConfigurationJson[] {
+export function buildRoutes(push: PushContext, proxy: ProxyView, routeNames: string[], issues?: ValidationIssue[]): RouteConfigurationJson[] {
   const out: RouteConfigurationJson[] = [];
   const cache: SidecarRouteCache = { vhostsByPort: new Map() };
   for (const name of routeNames) {
@@ -234,5 +237,5 @@ export function buildRoutes(push: PushContext, proxy: ProxyView, routeNames: str
     else rc = buildSidecarOutboundRouteConfig(push, proxy, name, cache);
     if (rc) out.push(rc);
   }
-  return out;
+  return isMosnProxy(proxy) ? mosnRoutes(push, proxy, out, issues) : out;
 }

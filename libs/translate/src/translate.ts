@@ -87,6 +87,6 @@ export function translateConfig(input: TranslateInput): TranslateOutput {
   if (types.has('cds')) out.cds = clusters;
   if (types.has('eds')) out.eds = buildEndpoints(push, proxy, edsNamesOf(clusters ?? []));
   if (types.has('lds')) out.lds = listeners;
-  if (types.has('rds')) out.rds = buildRoutes(push, proxy, routeNamesOf(listeners ?? []));
+  if (types.has('rds')) out.rds = buildRoutes(push, proxy, routeNamesOf(listeners ?? []), out.issues);
   return out;
 }
