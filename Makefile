@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export SEXTANT_CACHE ?= $(HOME)/.cache/sextant
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: all deps gen build crds run test test-unit test-e2e bench tools tools-envoy tools-k8s tools-istio cluster-up cluster-down clean
+.PHONY: all deps gen build crds run test test-unit test-e2e bench tools tools-envoy tools-k8s tools-istio tools-mosn cluster-up cluster-down clean
 
 all: build
 
@@ -29,13 +29,15 @@ crds: build
 	node libs/api/scripts/gen-crds.mjs
 
 # Real components the tests run against, cached by version under $(SEXTANT_CACHE).
-tools: tools-envoy tools-k8s tools-istio
+tools: tools-envoy tools-k8s tools-istio tools-mosn
 tools-envoy:
 	scripts/install-envoy.sh
 tools-k8s:
 	scripts/install-k8s.sh
 tools-istio:
 	scripts/install-istio.sh
+tools-mosn:
+	scripts/install-mosn.sh
 
 cluster-up: tools-k8s
 	scripts/cluster.sh up

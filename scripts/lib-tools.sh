@@ -61,7 +61,8 @@ commit_dir() {
 }
 
 # go_wrapper_build FINAL MODULE VERSION [--replace-staging] -- PKG[=NAME]...
-# (set WRAPPER_POST_BUILD=<function> to add files to the install before it is committed)
+# (set WRAPPER_PRE_BUILD=<function> to add packages or replaces to the wrapper
+# module, WRAPPER_POST_BUILD=<function> to add files to the install before it is committed)
 # Builds each main package PKG of MODULE@VERSION in a generated wrapper module
 # (which is how modules with replace directives or local-path replaces get
 # built: `go install pkg@version` refuses those). Binaries land in FINAL/bin.
@@ -100,6 +101,9 @@ go_wrapper_build() {
       for m in $staged; do go mod edit -replace="$m=$m@v0.$minor"; done
       log "wrapper module replaces $(wc -w <<<"$staged") k8s.io staging modules with v0.$minor"
     fi
+    # Optional hook: shape the wrapper module before building (it gets the
+    # wrapper dir, the module's download dir and its go.mod).
+    if [[ -n ${WRAPPER_PRE_BUILD:-} ]]; then "$WRAPPER_PRE_BUILD" "$tmp/src" "$moddir" "$gomod"; fi
     local spec pkg name t0
     for spec in "$@"; do
       pkg=${spec%%=*}; name=${spec#*=}; [[ $name == "$spec" ]] && name=${pkg##*/}
