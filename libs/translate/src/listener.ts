@@ -304,7 +304,8 @@ export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts:
     if (!e.port) continue;
     const bound = e.captureMode === 'NONE' || noIptables;
     const svcs = scope.services.filter((s) => egressAdmits(e, s));
-    const proto = e.port.protocol.toUpperCase();
+    // A Sidecar egress port may omit its protocol (sniffing); the service port's protocol applies then.
+    const proto = (e.port.protocol ?? '').toUpperCase();
     const fakeSvcs = svcs
       .map((s) => ({ ...s, ports: s.ports.filter((p) => p.port === e.port!.number || svcs.length === 1).map((p) => ({ ...p, protocol: protocolOf(proto, p.protocol) })) }))
       .filter((s) => s.ports.length);

@@ -3,7 +3,9 @@
  * the legacy `exact_match` and `safe_regex_match` fields (a `string_match` is
  * read as an exact match on the empty string), matches hosts with their port
  * (no `ignore_port_in_host_matching`), applies Go regexps unanchored, and
- * ignores route-level header edits, host rewrites, regex rewrites and CORS.
+ * ignores route-level header edits, host rewrites, regex rewrites and CORS,
+ * and applies path rules only to requests that have a path (HTTP, not Dubbo
+ * or bolt), so the catch-all prefix `/` is written as no path match.
  * A route whose match MOSN cannot express is left out for this proxy (a
  * broader match would take traffic that is not its own); a route action
  * MOSN cannot express is kept without it. Either way the VirtualService field
@@ -58,6 +60,9 @@ function mosnRoute(r: Json): Json | undefined {
     match.headers = headers;
   }
   if (match.safeRegex?.regex !== undefined) match.safeRegex = { regex: `^(?:${match.safeRegex.regex})$` };
+  // MOSN applies a path rule only to requests with a path; Dubbo and bolt have none. A rule with
+  // no path match (MOSN's RPC rule) matches on headers alone, which for HTTP is what prefix `/` means.
+  if (match.prefix === '/') delete match.prefix;
   const out: Json = { ...r, match };
   delete out.requestHeadersToAdd;
   delete out.requestHeadersToRemove;
