@@ -1,14 +1,17 @@
 import type { Logger, ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ListenerJson } from '@sextant/envoy';
-import { ResourceEncoder, TypeUrl, type EncodedResource } from '@sextant/envoy';
+import { encodedResource, ResourceEncoder, TypeUrl, type EncodedResource } from '@sextant/envoy';
 import { parseProxy, type ProxyView, type PushContext } from '@sextant/model';
 import {
   buildEndpoints,
   buildListeners,
   buildOutboundClusterSet,
   buildProxyClusters,
+  buildNameTable,
   buildRoutes,
   clusterTombstones,
+  encodeNameTable,
+  NDS_TYPE_URL,
   dataPlaneOf,
   isMosnProxy,
   mosnSdsPath,
@@ -182,6 +185,15 @@ export class TranslationGenerators {
         },
       },
       [TypeUrl.ClusterLoadAssignment]: { generate: (proxy, watch) => this.generateEndpoints(proxy, watch) },
+      // NDS: the name table pilot-agent's DNS proxy answers from, one unnamed resource (as istiod sends it).
+      [NDS_TYPE_URL]: {
+        generate: (proxy) => {
+          const push = this.context();
+          if (!push) return new Map();
+          const nt = buildNameTable(push, this.proxyView(proxy, push));
+          return nt ? new Map([['', encodedResource(NDS_TYPE_URL, '', encodeNameTable(nt))]]) : new Map();
+        },
+      },
     };
   }
 

@@ -17,3 +17,4 @@ export * from './peer-auth.js';
 export * from './mtls.js';
 export * from './mtls-inbound.js';
 export * from './mosn/index.js';
+export * from './nds.js';

@@ -14,6 +14,7 @@ import { inboundPorts, type InboundPort } from './mtls-inbound.js';
 import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from './route.js';
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, TYPE, destinationCluster, outboundClusterName } from './route-translate.js';
 import { isMosnProxy, mosnListeners } from './mosn/index.js';
+import { serviceAddressForProxy } from './nds.js';
 
 type Json = Record<string, any>;
 
@@ -115,7 +116,8 @@ function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Se
         continue;
       }
       const listenPort = bind?.port ?? p.port;
-      const vip = svc.clusterVIP && svc.clusterVIP !== '0.0.0.0' ? svc.clusterVIP : '0.0.0.0';
+      // The VIP, or for a proxy with DNS auto-allocation a ServiceEntry's allocated address (istiod's GetAddressForProxy).
+      const vip = serviceAddressForProxy(push, proxy, svc);
       if (isHTTPProtocol(p.protocol)) {
         const address = bind?.address ?? '0.0.0.0';
         const name = `${address}_${listenPort}`;

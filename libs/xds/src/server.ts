@@ -35,8 +35,11 @@ import type {
 type Call = grpc.ServerDuplexStream<Decoded<DiscoveryRequest | DeltaDiscoveryRequest>, Buffer>;
 
 const EDS = TypeUrl.ClusterLoadAssignment;
-/** Types where an empty first request means "everything" (the legacy wildcard). */
-const legacyWildcardTypes = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster]);
+/**
+ * Types where an empty first request means "everything" (the legacy wildcard).
+ * Istio's NDS name table is one too (istiod: every type but SDS, EDS, RDS and ECDS).
+ */
+const legacyWildcardTypes = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster, 'type.googleapis.com/istio.networking.nds.v1.NameTable']);
 const EMPTY: ReadonlyMap<string, EncodedResource> = new Map();
 const NO_NAMES: ReadonlySet<string> = new Set();
 
