@@ -22,6 +22,10 @@ export interface MosnOptions {
   metadata?: Record<string, unknown>;
   /** MOSN log level (default INFO; DEBUG shows every xDS conversion). */
   logLevel?: string;
+  /** Run inside this network namespace (`ip netns exec NS`); the admin API then listens on `adminHost`. */
+  netns?: string;
+  /** Address of the admin API (default 127.0.0.1; in a namespace, an address the test reaches). */
+  adminHost?: string;
 }
 
 export interface RunningMosn {
@@ -57,7 +61,9 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
   const dir = mkdtempSync(join(tmpdir(), 'sextant-mosn-'));
   mkdirSync(join(dir, 'conf'));
   const [host, port] = [opts.adsAddress.slice(0, opts.adsAddress.lastIndexOf(':')), Number(opts.adsAddress.slice(opts.adsAddress.lastIndexOf(':') + 1))];
-  const adminPort = await freePort();
+  const adminHost = opts.adminHost ?? '127.0.0.1';
+  // A fresh namespace has every port free except what MOSN itself binds (15001, 15006).
+  const adminPort = opts.netns ? 16000 + Math.floor(Math.random() * 1000) : await freePort();
   const config = {
     servers: [{ default_log_path: 'stdout', default_log_level: opts.logLevel ?? 'INFO', routers: [], listeners: [] }],
     // Never inherit listeners from another MOSN through the upgrade socket.
@@ -80,11 +86,12 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
         },
       ],
     },
-    admin: { address: { socket_address: { address: '127.0.0.1', port_value: adminPort } } },
+    admin: { address: { socket_address: { address: adminHost, port_value: adminPort } } },
   };
   const configPath = join(dir, 'conf', 'mosn.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2));
-  const proc = spawn(bin, ['start', '-c', configPath], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const cmd = opts.netns ? ['ip', ['netns', 'exec', opts.netns, bin, 'start', '-c', configPath]] as const : [bin, ['start', '-c', configPath]] as const;
+  const proc = spawn(cmd[0], [...cmd[1]], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(proc);
   if (!exitHook) {
     exitHook = true;
@@ -100,9 +107,9 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
   proc.stdout!.on('data', keep);
   proc.stderr!.on('data', keep);
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const adminUrl = `http://127.0.0.1:${adminPort}`;
+  const adminUrl = `http://${adminHost}:${adminPort}`;
   const configDump = async () => {
-    const res = await fetch(`${adminUrl}/api/v1/config_dump`);
+    const res = await fetch(`${adminUrl}/api/v1/config_dump`, { signal: AbortSignal.timeout(2000) });
     if (!res.ok) throw new Error(`config_dump: HTTP ${res.status}`);
     return (await res.json()) as Record<string, any>;
   };
