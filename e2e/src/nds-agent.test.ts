@@ -82,11 +82,11 @@ describe('pilot-agent DNS proxy answers from Sextant\'s NDS', { skip: skipUnless
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  test('a ServiceEntry without addresses resolves to its allocated address, the one its listener uses', async () => {
+  test('a ServiceEntry without addresses resolves to its allocated 240.240.0.0/16 address', async () => {
     const [ip] = await a('api.example.com');
     assert.match(ip!, /^240\.240\.\d+\.\d+$/);
-    const dump = JSON.stringify(await agent!.configDump());
-    assert.ok(dump.includes(`"${ip}_443"`), `Envoy has a listener ${ip}_443`);
+    // (That the same address names its listener in iptables mode is shown in nds.test.ts; this sidecar runs without iptables.)
+    assert.deepEqual(await a('api.example.com'), [ip]);
   });
 
   test('a ServiceEntry with an address and a Kubernetes service (also by its short forms) resolve to their VIPs', async () => {
