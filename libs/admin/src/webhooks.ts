@@ -71,6 +71,9 @@ export function registerWebhooks(app: FastifyInstance, opts: WebhookOptions): vo
     minThreads: 1,
     maxThreads,
     idleTimeout: 60_000,
+    // The lowest CPU priority (Linux: per thread, through piscina's @napi-rs/nice): with every core
+    // busy validating, the scheduler still runs the event loop that serves xDS, CSRs and /ready first.
+    niceIncrement: 19,
     resourceLimits: { maxOldGenerationSizeMb: limits.workerHeapMb ?? 256 },
     workerData,
   });
