@@ -238,6 +238,23 @@ describe('the webhook worker pool bounds every review', () => {
     await b.close();
   });
 
+  test('a review that needs more than a worker\'s heap gets 500, the process lives on, and the pool answers the next review', async () => {
+    const entries: LogEntry[] = [];
+    const a = Fastify();
+    registerWebhooks(a, { log: recordingLogger(entries), limits: { workerHeapMb: 16, maxThreads: 1 } });
+    try {
+      const res = await a.inject({ method: 'POST', url: '/validate', payload: hostile(100_000) });
+      assert.equal(res.statusCode, 500);
+      assert.match(res.json().message, /^Sextant could not process the review: .*memory limit/);
+      assert.ok(entries.some((e) => e.level === 'error' && e.hook === 'validate' && typeof e.err === 'string' && /memory limit/.test(e.err)));
+      const ok = await a.inject({ method: 'POST', url: '/validate', payload: hostile(10) });
+      assert.equal(ok.statusCode, 200);
+      assert.equal(ok.json().response.allowed, false);
+    } finally {
+      await a.close();
+    }
+  });
+
   test('reviews beyond the workers and the queue get 429 instead of piling up', async () => {
     const a = Fastify();
     const outcomes: string[] = [];

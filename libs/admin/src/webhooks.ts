@@ -77,6 +77,8 @@ export function registerWebhooks(app: FastifyInstance, opts: WebhookOptions): vo
     resourceLimits: { maxOldGenerationSizeMb: limits.workerHeapMb ?? 256 },
     workerData,
   });
+  // A worker that dies (out of its heap, say) is replaced by the pool; its error must not end the daemon.
+  pool.on('error', (err: Error) => log.error({ err: err.message }, 'a webhook worker failed; the pool replaces it'));
   app.addHook('onClose', async () => {
     await pool.destroy();
   });
