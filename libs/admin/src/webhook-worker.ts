@@ -17,8 +17,8 @@ export interface WebhookWorkerData {
 
 export interface WebhookTask {
   hook: Hook;
-  /** The request body as received (UTF-8 JSON). */
-  body: Uint8Array;
+  /** The request body as received (UTF-8 JSON), in the chunks it arrived in. */
+  body: Uint8Array[];
   /** For /inject: asks the daemon for a namespace's labels (post the name, receive the labels or null). */
   labels?: MessagePort;
 }
@@ -33,8 +33,9 @@ async function askLabels(port: MessagePort, namespace: string): Promise<Record<s
 }
 
 export default async function run(task: WebhookTask): Promise<AdmissionAnswer> {
+  const body = task.body.length === 1 ? task.body[0]! : Buffer.concat(task.body);
   if (task.hook === 'validate') {
-    return validateAdmission(task.body, {
+    return validateAdmission(body, {
       validate: (raw) => {
         const r = validateObject(raw);
         return r.ok ? { ok: true, warnings: r.warnings } : { ok: false, issues: r.issues };
@@ -44,7 +45,7 @@ export default async function run(task: WebhookTask): Promise<AdmissionAnswer> {
   }
   const port = task.labels;
   try {
-    return await injectAdmission(task.body, { inject: data.inject, ...(port ? { namespaceLabels: (ns: string) => askLabels(port, ns) } : {}) });
+    return await injectAdmission(body, { inject: data.inject, ...(port ? { namespaceLabels: (ns: string) => askLabels(port, ns) } : {}) });
   } finally {
     port?.close();
   }

@@ -1,6 +1,7 @@
 import type https from 'node:https';
+import { availableParallelism } from 'node:os';
 import { MessageChannel } from 'node:worker_threads';
-import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
+import Fastify, { errorCodes, type FastifyInstance, type FastifyReply } from 'fastify';
 import { Piscina } from 'piscina';
 import type { Logger } from '@sextant/api';
 import type { AdmissionAnswer, Hook, Outcome } from './admission.js';
@@ -16,11 +17,17 @@ export { denialMessage, type WebhookValidationResult } from './admission.js';
  */
 export const WEBHOOK_BODY_LIMIT = 6 * 1024 * 1024;
 
+/** Worker threads by default: one core stays free for the event loop (1 on a 2-core machine), at most 2. */
+export const DEFAULT_WEBHOOK_THREADS = Math.max(1, Math.min(2, availableParallelism() - 1));
+
+/** Nice increment of the webhook worker threads. */
+export const WEBHOOK_WORKER_NICE = 10;
+
 /** Limits of the webhook worker pool; each has a default that suits the chart's 10 s webhook timeout. */
 export interface WebhookLimits {
   /** Request body limit in bytes (default WEBHOOK_BODY_LIMIT); a larger body gets 413. */
   bodyLimit?: number;
-  /** Worker threads that parse, validate and inject (default 2). */
+  /** Worker threads that parse, validate and inject (default DEFAULT_WEBHOOK_THREADS). */
   maxThreads?: number;
   /** Reviews waiting for a worker before new ones get 429 (default 32). */
   maxQueue?: number;
@@ -39,6 +46,25 @@ export interface WebhookOptions {
   /** Counters for the metrics endpoint. */
   onResult?: (hook: Hook, outcome: Outcome) => void;
   limits?: WebhookLimits;
+}
+
+/**
+ * The body's chunks as the worker receives them: a chunk that is the whole of
+ * its ArrayBuffer (one socket read) moves to the worker without a copy, so
+ * its memory leaves this thread's heap accounting at once; a chunk that
+ * shares its buffer (the first one shares it with the headers) is copied.
+ */
+function movable(chunks: readonly Buffer[]): { parts: Uint8Array[]; transfer: ArrayBuffer[] } {
+  const parts: Uint8Array[] = [];
+  const transfer = new Set<ArrayBuffer>();
+  for (const c of chunks) {
+    const whole = c.byteOffset === 0 && c.byteLength === c.buffer.byteLength && c.buffer instanceof ArrayBuffer && !transfer.has(c.buffer);
+    if (whole) {
+      transfer.add(c.buffer as ArrayBuffer);
+      parts.push(new Uint8Array(c.buffer));
+    } else parts.push(new Uint8Array(c));
+  }
+  return { parts, transfer: [...transfer] };
 }
 
 /** Kubernetes' Status shape for an HTTP-level refusal. */
@@ -62,7 +88,7 @@ export function registerWebhooks(app: FastifyInstance, opts: WebhookOptions): vo
   const bodyLimit = limits.bodyLimit ?? WEBHOOK_BODY_LIMIT;
   const deadlineMs = limits.deadlineMs ?? 9000;
   const workerData: WebhookWorkerData = opts.inject ? { inject: opts.inject } : {};
-  const maxThreads = limits.maxThreads ?? 2;
+  const maxThreads = limits.maxThreads ?? DEFAULT_WEBHOOK_THREADS;
   // Counted here: piscina does not apply its maxQueue to tasks that carry an AbortSignal.
   const maxInFlight = maxThreads + (limits.maxQueue ?? 32);
   let inFlight = 0;
@@ -71,9 +97,11 @@ export function registerWebhooks(app: FastifyInstance, opts: WebhookOptions): vo
     minThreads: 1,
     maxThreads,
     idleTimeout: 60_000,
-    // The lowest CPU priority (Linux: per thread, through piscina's @napi-rs/nice): with every core
-    // busy validating, the scheduler still runs the event loop that serves xDS, CSRs and /ready first.
-    niceIncrement: 19,
+    // A lower CPU priority (Linux: per thread, through piscina's @napi-rs/nice): when the workers and the
+    // event loop that serves xDS, CSRs and /ready want the same core, the event loop gets about 90% of it.
+    // Not 19: on a host shared with other busy processes a nice-19 worker starves, and a pod's injection
+    // review (failurePolicy Fail) would time out.
+    niceIncrement: WEBHOOK_WORKER_NICE,
     resourceLimits: { maxOldGenerationSizeMb: limits.workerHeapMb ?? 256 },
     workerData,
   });
@@ -83,21 +111,22 @@ export function registerWebhooks(app: FastifyInstance, opts: WebhookOptions): vo
     await pool.destroy();
   });
 
-  const handle = async (hook: Hook, body: Buffer, reply: FastifyReply) => {
+  const handle = async (hook: Hook, chunks: Buffer[], reply: FastifyReply) => {
+    const bytes = chunks.reduce((n, c) => n + c.length, 0);
     if (inFlight >= maxInFlight) {
       opts.onResult?.(hook, 'error');
-      log.warn({ hook, bytes: body.length, inFlight }, 'admission review refused: every webhook worker is busy and the queue is full');
+      log.warn({ hook, bytes, inFlight }, 'admission review refused: every webhook worker is busy and the queue is full');
       return status(reply, 429, 'TooManyRequests', 'Sextant is busy with other admission reviews; try again');
     }
     inFlight++;
     try {
-      return await handleInPool(hook, body, reply);
+      return await handleInPool(hook, chunks, bytes, reply);
     } finally {
       inFlight--;
     }
   };
 
-  const handleInPool = async (hook: Hook, body: Buffer, reply: FastifyReply) => {
+  const handleInPool = async (hook: Hook, chunks: Buffer[], bytes: number, reply: FastifyReply) => {
     const signal = AbortSignal.timeout(deadlineMs);
     let port: MessageChannel | undefined;
     if (hook === 'inject' && opts.namespaceLabels) {
@@ -116,19 +145,24 @@ export function registerWebhooks(app: FastifyInstance, opts: WebhookOptions): vo
           );
       });
     }
-    const task: WebhookTask = { hook, body, ...(port ? { labels: port.port2 } : {}) };
+    const run = (body: { parts: Uint8Array[]; transfer: ArrayBuffer[] }) =>
+      pool.run({ hook, body: body.parts, ...(port ? { labels: port.port2 } : {}) }, { signal, transferList: [...body.transfer, ...(port ? [port.port2] : [])] });
     let res: AdmissionAnswer;
     try {
-      res = await pool.run(task, { signal, ...(port ? { transferList: [port.port2] } : {}) });
+      // postMessage checks the transfer list before it moves anything: a buffer Node will not let go of is copied instead.
+      res = await run(movable(chunks)).catch((err: Error) => {
+        if (err.name === 'DataCloneError') return run({ parts: chunks.map((c) => new Uint8Array(c)), transfer: [] });
+        throw err;
+      });
     } catch (err) {
       const e = err as Error;
       if (e.name === 'AbortError') {
         opts.onResult?.(hook, 'error');
-        log.warn({ hook, bytes: body.length, deadlineMs }, 'admission review not answered within the deadline; its worker was stopped');
+        log.warn({ hook, bytes, deadlineMs }, 'admission review not answered within the deadline; its worker was stopped');
         return status(reply, 503, 'Timeout', `Sextant did not finish this review within ${deadlineMs} ms`);
       }
       opts.onResult?.(hook, 'error');
-      log.error({ hook, bytes: body.length, err: e.message }, 'admission review failed in its worker');
+      log.error({ hook, bytes, err: e.message }, 'admission review failed in its worker');
       return status(reply, 500, 'InternalError', `Sextant could not process the review: ${e.message}`);
     } finally {
       port?.port1.close();
@@ -138,12 +172,33 @@ export function registerWebhooks(app: FastifyInstance, opts: WebhookOptions): vo
     return reply.code(res.statusCode).type('application/json').send(res.body);
   };
 
-  // The body stays bytes on this thread: JSON.parse of megabytes is work for the worker.
+  // The body stays bytes on this thread, as the chunks it arrived in (never joined here): JSON.parse
+  // of megabytes is work for the worker, and so is the copy that joins them.
   void app.register(async (scope) => {
     scope.removeAllContentTypeParsers();
-    scope.addContentTypeParser('application/json', { parseAs: 'buffer', bodyLimit }, (_req, body, done) => done(null, body));
-    scope.post<{ Body: Buffer }>('/validate', { bodyLimit }, (req, reply) => handle('validate', req.body, reply));
-    scope.post<{ Body: Buffer }>('/inject', { bodyLimit }, (req, reply) => handle('inject', req.body, reply));
+    scope.addContentTypeParser('application/json', (req, payload, done) => {
+      if (Number(req.headers['content-length']) > bodyLimit) return done(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE(), undefined);
+      const chunks: Buffer[] = [];
+      let size = 0;
+      let finished = false;
+      const finish = (err: Error | null) => {
+        if (finished) return;
+        finished = true;
+        payload.removeListener('data', onData);
+        done(err, err ? undefined : chunks);
+      };
+      const onData = (chunk: Buffer | string) => {
+        const c = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+        size += c.length;
+        if (size > bodyLimit) finish(new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE());
+        else chunks.push(c);
+      };
+      payload.on('data', onData);
+      payload.once('end', () => finish(null));
+      payload.once('error', (err: Error) => finish(err));
+    });
+    scope.post<{ Body: Buffer[] }>('/validate', { bodyLimit }, (req, reply) => handle('validate', req.body, reply));
+    scope.post<{ Body: Buffer[] }>('/inject', { bodyLimit }, (req, reply) => handle('inject', req.body, reply));
   });
 }
 
