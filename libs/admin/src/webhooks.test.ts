@@ -1,5 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
 import { recordingLogger, silentLogger, type LogEntry } from '@sextant/api';
 import { injectionDecision, type InjectOptions, type JsonPatchOp } from './inject.js';
@@ -196,6 +198,28 @@ describe('AdmissionReview hygiene (both hooks)', () => {
       assert.equal(res.statusCode, 413);
     });
   }
+
+  test('a chunked body (no content-length) is cut off with 413 once it passes 6 MiB', async () => {
+    const a = app();
+    await a.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { port } = a.server.address() as AddressInfo;
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port, path: '/validate', method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        // The server may close the connection as soon as it has answered; that is not a failure here.
+        req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' || err.code === 'EPIPE' ? undefined : reject(err)));
+        const chunk = Buffer.alloc(1024 * 1024, 0x20);
+        for (let i = 0; i < 7; i++) req.write(chunk);
+        req.end();
+      });
+      assert.equal(status, 413);
+    } finally {
+      await a.close();
+    }
+  });
 
   test('a v1beta1 review is answered as v1beta1, a v1 review as v1', async () => {
     const a = app({ bookinfo: { 'istio-injection': 'enabled' } });
