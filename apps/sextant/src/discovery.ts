@@ -103,11 +103,14 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   // NACKs traced to the config objects behind the rejected resources: /debug/config_issues, and their status (Kubernetes, leader only).
   const rejections = new RejectionTracker({
     log: log.child({ component: 'nacks' }),
-    attribute: (proxy, typeUrl, rejected, detail) => {
+    attribute: (proxy, typeUrl, rejected, detail, accepted) => {
       const push = pipeline.context;
       if (!push) return [];
       const view = generators.proxyView(proxy, push);
-      return rejected.flatMap((r) => resourceProvenance(push, view, typeUrl, r.name, decodeToJson(typeUrl, r.value), detail));
+      return rejected.flatMap((r) => {
+        const before = accepted?.get(r.name);
+        return resourceProvenance(push, view, typeUrl, r.name, decodeToJson(typeUrl, r.value), detail, before ? decodeToJson(typeUrl, before.value) : undefined);
+      });
     },
     onChange: (changes) => {
       for (const c of changes) kube?.setRejection(c.object, c.message);

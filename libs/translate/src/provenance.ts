@@ -45,14 +45,26 @@ export const configRefKey = (r: ConfigRef) => `${r.kind}/${r.namespace}/${r.name
  * NACK is pinned to the route's VirtualService rather than every
  * VirtualService of the port.
  */
-function narrowRoutes(rc: Json, errorDetail: string): Json {
+function narrowRoutes(rc: Json, errorDetail: string, accepted: Json | undefined): Json {
   const vh = /VirtualHosts\[(\d+)\]/.exec(errorDetail);
-  if (!vh || !Array.isArray(rc.virtualHosts)) return rc;
+  if (!vh || !Array.isArray(rc.virtualHosts)) return accepted ? changedVirtualHosts(rc, accepted) : rc;
   const host = rc.virtualHosts[Number(vh[1])];
   if (!host) return rc;
   const rt = /Routes\[(\d+)\]/.exec(errorDetail.slice(vh.index));
   if (!rt || !Array.isArray(host.routes) || !host.routes[Number(rt[1])]) return host;
   return host.routes[Number(rt[1])];
+}
+
+/**
+ * Envoy truncates error_detail (4 KiB) and puts the resource dump before the
+ * reason, so the path is often lost: then the virtual hosts that differ from
+ * the version the proxy last accepted are the suspects.
+ */
+function changedVirtualHosts(rc: Json, accepted: Json): Json {
+  const before = new Map<string, string>();
+  for (const vh of (accepted.virtualHosts ?? []) as Json[]) before.set(String(vh.name), JSON.stringify(vh));
+  const changed = ((rc.virtualHosts ?? []) as Json[]).filter((vh) => before.get(String(vh.name)) !== JSON.stringify(vh));
+  return changed.length ? changed : rc;
 }
 
 /**
@@ -104,14 +116,26 @@ function addDestinationRule(push: PushContext, proxy: ProxyView, host: string, o
 /**
  * The config objects one generated resource was built from. Read when a proxy
  * NACKs (rare), never on the push path: the resource's own provenance
- * metadata first, narrowed to the part Envoy's error names; then what the
+ * metadata first, narrowed to the part Envoy's error names (or, when the
+ * error does not say, to what changed since the accepted version); then what the
  * resource's name implies (a cluster's service and DestinationRule; a
  * gateway's Gateways; a sidecar's Sidecar).
  */
-export function resourceProvenance(push: PushContext, proxy: ProxyView, typeUrl: string, name: string, resource: unknown, errorDetail = ''): ConfigRef[] {
+export function resourceProvenance(
+  push: PushContext,
+  proxy: ProxyView,
+  typeUrl: string,
+  name: string,
+  resource: unknown,
+  errorDetail = '',
+  /** The version of this resource the proxy last accepted, when it has one. */
+  accepted?: unknown,
+): ConfigRef[] {
   const out = new Map<string, ConfigRef>();
   let part = resource;
-  if (typeUrl === TypeUrl.RouteConfiguration && resource && typeof resource === 'object') part = narrowRoutes(resource as Json, errorDetail);
+  if (typeUrl === TypeUrl.RouteConfiguration && resource && typeof resource === 'object') {
+    part = narrowRoutes(resource as Json, errorDetail, accepted && typeof accepted === 'object' ? (accepted as Json) : undefined);
+  }
   collect(push, proxy, part, out, 0);
   if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.ClusterLoadAssignment) {
     const c = parseClusterName(name);

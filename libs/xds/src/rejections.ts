@@ -26,7 +26,7 @@ export interface Rejection {
 
 export interface RejectionTrackerOptions {
   /** The config objects these resources were built from (read at NACK time only). */
-  attribute(proxy: XdsProxy, typeUrl: string, rejected: readonly EncodedResource[], errorDetail: string): RejectedObjectRef[];
+  attribute(proxy: XdsProxy, typeUrl: string, rejected: readonly EncodedResource[], errorDetail: string, accepted: ReadonlyMap<string, EncodedResource> | undefined): RejectedObjectRef[];
   /**
    * Objects whose rejection state changed: the text to show on each (undefined
    * once no proxy rejects anything built from it). Called at most once per
@@ -84,11 +84,12 @@ export class RejectionTracker implements Pick<DiscoveryHooks, 'acked' | 'nacked'
     let blamed = [...nack.sent.values()].filter((r) => before?.get(r.name)?.version !== r.version);
     if (blamed.length === 0) blamed = [...nack.sent.values()];
     // Envoy names the failing resource in many errors ("Error adding/updating listener(s) 0.0.0.0_9080: ...").
-    const named = blamed.filter((r) => nack.message.includes(r.name));
+    const named = blamed.filter((r) => mentions(nack.message, r.name));
     if (named.length > 0) blamed = named;
     let objects: RejectedObjectRef[] = [];
     try {
-      objects = this.opts.attribute(proxy, nack.typeUrl, blamed, nack.message);
+      const seen = new Set<string>();
+      objects = this.opts.attribute(proxy, nack.typeUrl, blamed, nack.message, before).filter((o) => !seen.has(refKey(o)) && seen.add(refKey(o)));
     } catch (err) {
       this.opts.log.error({ proxy: proxy.id, typeUrl: nack.typeUrl, err: (err as Error).message }, 'could not trace a NACK to config objects');
     }
@@ -99,7 +100,7 @@ export class RejectionTracker implements Pick<DiscoveryHooks, 'acked' | 'nacked'
       version: nack.version,
       resources: blamed.map((x) => x.name).sort(),
       objects,
-      message: nack.message.length > MAX_MESSAGE ? `${nack.message.slice(0, MAX_MESSAGE)}…` : nack.message,
+      message: summarize(nack.message),
       at: nack.at,
     };
     let byType = this.open.get(proxy.connectionId);
@@ -175,6 +176,29 @@ export class RejectionTracker implements Pick<DiscoveryHooks, 'acked' | 'nacked'
     this.timer = setTimeout(() => this.flush(), wait);
     this.timer.unref();
   }
+}
+
+/** Whether Envoy's message names a resource (as a whole token: `9080` is not in `"19080"`). */
+function mentions(message: string, name: string): boolean {
+  let i = message.indexOf(name);
+  while (i >= 0) {
+    const before = i === 0 ? '' : message[i - 1]!;
+    const after = message[i + name.length] ?? '';
+    if (!/[A-Za-z0-9_.|-]/.test(before) && !/[A-Za-z0-9_.|-]/.test(after)) return true;
+    i = message.indexOf(name, i + 1);
+  }
+  return false;
+}
+
+/**
+ * Envoy's error_detail, readable: the validation reason when it is there
+ * (Envoy puts a dump of the resource first and truncates at 4 KiB, so it
+ * often is not), else the start, bounded.
+ */
+export function summarize(message: string): string {
+  const at = message.indexOf('Proto constraint validation failed');
+  const text = at >= 0 ? message.slice(at) : message;
+  return text.length > MAX_MESSAGE ? `${text.slice(0, MAX_MESSAGE)}…` : text;
 }
 
 /** The status text for an object: the newest rejection, and how many proxies reject something built from it. */
