@@ -14,7 +14,7 @@ export interface Rejection {
   proxyId: string;
   connectionId: string;
   typeUrl: string;
-  /** Push version the proxy rejected. */
+  /** The version the proxy reported with its NACK (SotW: the last version it accepted). */
   version: string;
   /** The resources blamed: the ones the rejected response changed, narrowed to those Envoy's error names. */
   resources: string[];
