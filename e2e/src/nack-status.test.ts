@@ -66,7 +66,7 @@ async function rejects(url: string, type: string): Promise<number> {
 }
 
 describe('folder mode: a NACK is traced to the object on /debug/config_issues', { skip: skipUnless('envoy'), timeout: 120_000 }, () => {
-  test('Envoy rejects the route built from one VirtualService: listed with that object only, counted; fixed and ACKed, it clears', async () => {
+  for (const delta of [false, true]) test(`Envoy (${delta ? 'Delta' : 'SotW'} ADS) rejects the route built from one VirtualService: listed with that object only, counted; fixed and ACKed, it clears`, async () => {
     const dir = mkdtempSync(join(tmpdir(), 'sextant-nack-folder-'));
     writeFileSync(join(dir, 'mesh.yaml'), 'enableAutoMtls: false\n');
     const cfg = join(dir, 'config');
@@ -75,7 +75,7 @@ describe('folder mode: a NACK is traced to the object on /debug/config_issues', 
     const sextant = await startSextant({ configDir: cfg, args: ['--mesh-config', join(dir, 'mesh.yaml'), '--debounce-after', '50ms'] });
     let envoy: RunningEnvoy | undefined;
     try {
-      envoy = await startEnvoy({ adsAddress: sextant.xdsAddress, nodeId: node, metadata: { ISTIO_VERSION: '1.31-dev' } });
+      envoy = await startEnvoy({ adsAddress: sextant.xdsAddress, nodeId: node, metadata: { ISTIO_VERSION: '1.31-dev' }, delta });
       const e = envoy;
       await e.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080.rds.9080.update_success'] ?? 0) >= 1, 'Envoy accepted route 9080', 30_000);
       writeFileSync(join(cfg, 'ratings.yaml'), virtualService('on\ncall'));
