@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -180,7 +181,8 @@ test("Istio's control-plane dashboard metrics are exported with istiod's names, 
 
   const dir = mkdtempSync(join(tmpdir(), 'sextant-metrics-'));
   cpSync(join(repo, 'examples', 'bookinfo'), dir, { recursive: true });
-  const sextant = await startSextant({ configDir: dir, args: ['--debounce-after', '50ms'] });
+  const caDir = mkdtempSync(join(tmpdir(), 'sextant-metrics-ca-'));
+  const sextant = await startSextant({ configDir: dir, args: ['--debounce-after', '50ms', '--ca-dir', caDir] });
   const client = new SotwClient(sextant.xdsAddress, { node: { id: productpage, metadata: { ISTIO_VERSION: '1.31-dev' } } });
   try {
     const before = await scrape(sextant.monitoringUrl);
@@ -197,6 +199,10 @@ test("Istio's control-plane dashboard metrics are exported with istiod's names, 
       join(dir, 'extra.yaml'),
       'apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: ratings, namespace: default}\nspec: {host: ratings, trafficPolicy: {connectionPool: {tcp: {maxConnections: 7}}}}\n',
     );
+    // The validation webhook: one object passes, one fails.
+    const root = readFileSync(join(caDir, 'root-cert.pem'), 'utf8');
+    assert.equal(await review(sextant.webhookUrl, root, { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] }), true);
+    assert.equal(await review(sextant.webhookUrl, root, { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' }, weight: 'fifty' }] }] }), false);
     const pushed = await client.next(10_000);
     assert.equal(pushed.typeUrl, TypeUrl.Cluster);
 
@@ -231,11 +237,32 @@ test("Istio's control-plane dashboard metrics are exported with istiod's names, 
     assert.ok(value(after, 'pilot_proxy_convergence_time_count') > value(before, 'pilot_proxy_convergence_time_count'), 'convergence observed for the push');
     assert.ok(value(after, 'pilot_k8s_cfg_events', { type: 'DestinationRule', event: 'add' }) >= 1, 'the config event counted');
     assert.ok(value(after, 'pilot_services') >= 4);
+    assert.equal(value(after, 'galley_validation_passed') - value(before, 'galley_validation_passed'), 1, 'the valid object counted');
+    assert.equal(value(after, 'galley_validation_failed') - value(before, 'galley_validation_failed'), 1, 'the invalid object counted');
     assert.ok(value(after, 'citadel_server_root_cert_expiry_timestamp') > Date.now() / 1000, 'root expiry is the real root');
     assert.ok(value(after, 'citadel_server_cert_chain_expiry_seconds') > 0, 'signing chain expiry is real');
   } finally {
     client.close();
     await sextant.stop();
     rmSync(dir, { recursive: true, force: true });
+    rmSync(caDir, { recursive: true, force: true });
   }
 });
+
+/** One AdmissionReview for a VirtualService to the daemon's /validate (TLS, Sextant's root). */
+function review(webhookUrl: string, root: string, spec: Record<string, unknown>): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const url = new URL(`${webhookUrl}/validate`);
+    const req = httpsRequest(
+      { host: url.hostname, port: url.port, path: url.pathname, method: 'POST', ca: root, servername: 'localhost', headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve((JSON.parse(body) as { response: { allowed: boolean } }).response.allowed));
+      },
+    );
+    req.on('error', reject);
+    const object = { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'x', namespace: 'default' }, spec };
+    req.end(JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u1', kind: { group: 'networking.istio.io', version: 'v1', kind: 'VirtualService' }, operation: 'CREATE', namespace: 'default', name: 'x', object } }));
+  });
+}
