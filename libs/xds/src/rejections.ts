@@ -40,6 +40,8 @@ export interface RejectionTrackerOptions {
 
 const refKey = (r: RejectedObjectRef) => `${r.kind}/${r.namespace}/${r.name}`;
 const MAX_MESSAGE = 1024;
+/** Resources traced per NACK: decoding is the cost, and a push that changed thousands of clusters must not stall the loop. */
+const MAX_TRACED = 64;
 
 /**
  * Traces NACKs back to the config objects behind the rejected resources, and
@@ -89,7 +91,7 @@ export class RejectionTracker implements Pick<DiscoveryHooks, 'acked' | 'nacked'
     let objects: RejectedObjectRef[] = [];
     try {
       const seen = new Set<string>();
-      objects = this.opts.attribute(proxy, nack.typeUrl, blamed, nack.message, before).filter((o) => !seen.has(refKey(o)) && seen.add(refKey(o)));
+      objects = this.opts.attribute(proxy, nack.typeUrl, blamed.length > MAX_TRACED ? blamed.slice(0, MAX_TRACED) : blamed, nack.message, before).filter((o) => !seen.has(refKey(o)) && seen.add(refKey(o)));
     } catch (err) {
       this.opts.log.error({ proxy: proxy.id, typeUrl: nack.typeUrl, err: (err as Error).message }, 'could not trace a NACK to config objects');
     }
