@@ -32,7 +32,13 @@ function pct(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
 }
 const round = (x: number, d = 1) => Math.round(x * 10 ** d) / 10 ** d;
-const stats = (xs: number[]) => ({ n: xs.length, p50Ms: round(pct(xs, 50)), p99Ms: round(pct(xs, 99)), maxMs: round(Math.max(...xs)) });
+const stats = (xs: number[]) => ({
+  n: xs.length,
+  p50Ms: round(pct(xs, 50)),
+  p99Ms: round(pct(xs, 99)),
+  maxMs: round(Math.max(...xs)),
+  overBound: xs.filter((x) => x > BOUND_MS).length,
+});
 
 interface Daemon {
   xds: string;
@@ -144,7 +150,8 @@ export async function runWebhookBench(opts: { seconds?: number; concurrency?: nu
     await postReview(d.webhook, d.root, hostileReview(10));
 
     await eventLoopDelay(d);
-    const idleUntil = performance.now() + Math.min(5, seconds) * 1000;
+    // As long idle as under attack: on a shared machine the idle tail is the baseline to compare with.
+    const idleUntil = performance.now() + seconds * 1000;
     const idle = await probeWhile(d, () => performance.now() < idleUntil);
     const idleLoop = await eventLoopDelay(d);
 
@@ -171,14 +178,14 @@ export async function runWebhookBench(opts: { seconds?: number; concurrency?: nu
       probesWithinBound: Math.max(...underAttack.xds, ...underAttack.ready) <= BOUND_MS,
       eventLoopWithinBound: attackLoop.maxMs <= BOUND_MS,
     };
-    const row = (name: string, s: ReturnType<typeof stats>) => `| ${name} | ${s.n} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxMs} |`;
+    const row = (name: string, s: ReturnType<typeof stats>) => `| ${name} | ${s.n} | ${s.p50Ms} | ${s.p99Ms} | ${s.maxMs} | ${s.overBound} (${round((100 * s.overBound) / s.n)}%) |`;
     const markdown = [
       result.description + '.',
       '',
       `Inputs: ${bytes} bytes per review (${fields} unknown fields), ${concurrency} attackers back to back for ${seconds} s.`,
       '',
-      '| probe | n | p50 ms | p99 ms | max ms |',
-      '|---|---|---|---|---|',
+      `| probe | n | p50 ms | p99 ms | max ms | over ${BOUND_MS} ms |`,
+      '|---|---|---|---|---|---|',
       row('xDS round trip, idle', result.idle.xds),
       row('/ready, idle', result.idle.ready),
       row('xDS round trip, under attack', result.underAttack.xds),
