@@ -84,7 +84,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   const meshConfig = cfg.meshConfigFile ? loadMeshConfig(cfg.meshConfigFile) : undefined;
   const store = new ConfigStore({ log: log.child({ component: 'store' }) });
   const sources: ConfigSource[] = [];
-  if (cfg.configDir) sources.push(createFolderSource({ dir: cfg.configDir, log: log.child({ source: 'folder' }) }));
+  if (cfg.configDir) sources.push(createFolderSource({ dir: cfg.configDir, log: log.child({ source: 'folder' }), maxFileBytes: cfg.configMaxFileBytes }));
   let kubeExtras: SecureExtras = {};
   let kube: KubeMode | undefined;
   if (cfg.kubeconfig || cfg.inCluster) {
