@@ -402,3 +402,33 @@ test('symbolic link loops are reported once and not followed; the folder still s
     await src.stop();
   }
 });
+
+test('a VirtualService edited to a regex Envoy would refuse is reported at the field and its last valid version keeps serving', async () => {
+  const dir = await tempDir();
+  const vs = (regex: string) => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: rx, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - match:
+    - uri:
+        regex: '${regex}'
+    route:
+    - destination: {host: web}
+`;
+  await writeFile(join(dir, 'vs.yaml'), vs('/api/[0-9]+'));
+  const { src, batches } = await started(dir);
+  try {
+    await writeFile(join(dir, 'vs.yaml'), vs('/api/[a-z]{1,200}'));
+    await writeFile(join(dir, 'marker.yaml'), pa('marker', 'STRICT'));
+    assert.deepEqual(summary((await batches.next()).events), ['add PeerAuthentication/default/marker']);
+    const rej = src.rejected().map((r) => `${r.file}:${r.line}: ${formatIssue(r)}`);
+    assert.equal(rej.length, 1, rej.join('\n'));
+    assert.match(rej[0]!, /^vs\.yaml:9: VirtualService\/shop\/rx: spec\.http\[0\]\.match\[0\]\.uri\.regex: "\/api\/\[a-z\]\{1,200\}": RE2 program size \d+ is over Envoy's limit of 100/);
+    const served = src.objects().find((o) => o.kind === 'VirtualService');
+    assert.equal((served?.body as { spec: { http: Array<{ match: Array<{ uri: { regex: string } }> }> } }).spec.http[0]!.match[0]!.uri.regex, '/api/[0-9]+');
+  } finally {
+    await src.stop();
+  }
+});
