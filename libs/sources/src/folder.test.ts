@@ -432,3 +432,34 @@ spec:
     await src.stop();
   }
 });
+
+test('a large file within the limit is parsed a document at a time: the event loop keeps turning while it loads', async () => {
+  const dir = await tempDir();
+  await writeFile(join(dir, 'many.yaml'), Array.from({ length: 3000 }, (_, i) => pa(`p${i}`, 'STRICT')).join('---\n'));
+  const src = createFolderSource({ dir, debounceMs: 150 });
+  const batches = new Batches(src);
+  // The longest gap between two turns of the event loop while start() runs.
+  let longest = 0;
+  let last = performance.now();
+  let running = true;
+  const turn = () => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+    if (running) setImmediate(turn);
+  };
+  setImmediate(turn);
+  const t0 = performance.now();
+  try {
+    await src.start();
+    const total = performance.now() - t0;
+    running = false;
+    longest = Math.max(longest, performance.now() - last); // a stall that ends with start() itself
+    assert.equal((await batches.next()).events.length, 3000);
+    // Parsed in one piece, the file would hold the loop for most of the load; sliced, no gap comes near that.
+    assert.ok(longest < total / 4, `longest event-loop gap ${longest.toFixed(0)} ms of a ${total.toFixed(0)} ms load`);
+  } finally {
+    running = false;
+    await src.stop();
+  }
+});

@@ -5,7 +5,8 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger, ObjectKey, ValidationIssue } from '@sextant/api';
 import { keyString, parseFieldPath, silentLogger, validateObject } from '@sextant/api';
 import { watch, type FSWatcher } from 'chokidar';
-import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, type Document } from 'yaml';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { Composer, LineCounter, Parser, isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
 import type { ConfigBatch, ConfigEvent, ConfigObject, ConfigSource } from './types.js';
 
 /**
@@ -238,21 +239,36 @@ function locator(doc: Document, lines: LineCounter, prefix: (string | number)[])
   };
 }
 
-/** The objects of a file (documents, with `List` kinds expanded), or a parse error. */
-function parseFile(file: string, content: string): { items: Item[] } | { error: FileError } {
+/**
+ * Hands the event loop back every few milliseconds of parsing or validating,
+ * so a large file (within the size limit) never holds up `/ready`, xDS
+ * requests or pushes for longer than one slice.
+ */
+class Slicer {
+  private start = performance.now();
+  constructor(private readonly sliceMs = 10) {}
+  async maybeYield(): Promise<void> {
+    if (performance.now() - this.start < this.sliceMs) return;
+    await nextTurn();
+    this.start = performance.now();
+  }
+}
+
+/** The objects of a file (documents, with `List` kinds expanded), or a parse error. Parses one document at a time. */
+async function parseFile(file: string, content: string, slicer = new Slicer()): Promise<{ items: Item[] } | { error: FileError }> {
   try {
     const lines = new LineCounter();
-    const docs = parseAllDocuments(content, { merge: true, lineCounter: lines });
-    const list = Array.isArray(docs) ? docs : [];
+    const composer = new Composer({ merge: true });
     const items: Item[] = [];
-    for (const doc of list) {
+    for (const doc of composer.compose(new Parser(lines.addNewLine).parse(content))) {
       const err = doc.errors[0];
       if (err) {
-        const pos = err.linePos?.[0];
+        const pos = lines.linePos(err.pos[0]);
         const reason = err.message.split('\n')[0]!.replace(/:$/, '').replace(/ at line \d+, column \d+$/, '');
-        return { error: { file, ...(pos ? { line: pos.line, column: pos.col } : {}), reason } };
+        return { error: { file, line: pos.line, column: pos.col, reason } };
       }
       const value: unknown = doc.toJS({ maxAliasCount: 100 });
+      await slicer.maybeYield();
       if (value === null || value === undefined) continue;
       const o = value as { kind?: unknown; items?: unknown };
       if (typeof o === 'object' && typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)) {
@@ -293,7 +309,7 @@ export async function readConfigDocuments(
         errors.push(tooLarge(file, read.size, max));
         continue;
       }
-      const parsed = parseFile(file, read.content);
+      const parsed = await parseFile(file, read.content);
       if ('error' in parsed) errors.push(parsed.error);
       else documents.push(...parsed.items.map((i) => i.value));
     }
@@ -376,7 +392,8 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
       const content = read.content;
       if (old && old.content === content) continue;
       changedFiles++;
-      const parsed = parseFile(file, content);
+      const slicer = new Slicer();
+      const parsed = await parseFile(file, content, slicer);
       if ('error' in parsed) {
         log.error({ file, line: parsed.error.line, column: parsed.error.column, reason: parsed.error.reason }, 'file is not valid YAML; keeping its last valid objects');
         files.set(file, {
@@ -390,6 +407,7 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
       }
       const state: FileState = { content, objects: new Map(), invalid: new Map(), unkeyed: [] };
       for (const item of parsed.items) {
+        await slicer.maybeYield();
         const res = validateObject(item.value, { defaultNamespace: DEFAULT_NAMESPACE });
         if (res.ok) {
           const ks = keyString(keyOf(res.object));
