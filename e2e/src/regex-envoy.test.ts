@@ -91,7 +91,7 @@ async function envoyVerdict(envoy: string, regex: string): Promise<{ ok: boolean
   const file = join(dir, 'bootstrap.json');
   writeFileSync(file, JSON.stringify(bootstrap));
   return await new Promise((resolve, reject) => {
-    const p = spawn(envoy, ['--mode', 'validate', '-c', file, '--log-level', 'error', '--base-id', String(process.pid % 100_000)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(envoy, ['--mode', 'validate', '-c', file, '--log-level', 'error', '--disable-hot-restart'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     p.stdout.on('data', (d: Buffer) => (output += d.toString()));
     p.stderr.on('data', (d: Buffer) => (output += d.toString()));
