@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { validateObject } from '@sextant/api';
+import { ENVOY_MAX_PROGRAM_SIZE, setRegexProgramSizeLimit, validateObject } from '@sextant/api';
 import { translateRouteMatch } from '@sextant/translate';
 import { skipUnless, toolPath } from './tools.js';
 
@@ -57,13 +57,18 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-/** What the real Envoy says about a bootstrap whose one route matches `regex` as Sextant would send it. */
-async function envoyVerdict(envoy: string, regex: string): Promise<{ ok: boolean; output: string }> {
+/**
+ * What the real Envoy says about a bootstrap whose one route matches `regex`
+ * as Sextant would send it; `errorLevel` sets `re2.max_program_size.error_level`
+ * in the bootstrap's runtime (Envoy's default when undefined).
+ */
+async function envoyVerdict(envoy: string, regex: string, errorLevel?: number): Promise<{ ok: boolean; output: string }> {
   const dir = mkdtempSync(join(tmpdir(), 'sextant-regex-'));
   dirs.push(dir);
   const match = translateRouteMatch({ uri: { regex }, headers: { 'x-test': { regex } } });
   const bootstrap = {
     node: { id: 'regex-check', cluster: 'regex-check' },
+    ...(errorLevel === undefined ? {} : { layered_runtime: { layers: [{ name: 'static', static_layer: { 're2.max_program_size.error_level': errorLevel } }] } }),
     static_resources: {
       listeners: [
         {
@@ -114,12 +119,11 @@ function sextantVerdict(regex: string): { ok: boolean; reasons: string[] } {
   return res.ok ? { ok: true, reasons: [] } : { ok: false, reasons: res.issues.map((i) => `${i.kind}/${i.namespace}/${i.name}: ${i.field}: ${i.reason}`) };
 }
 
-test('for every regex of the corpus, Sextant accepts exactly what Envoy accepts', { skip: skipUnless('envoy') }, async () => {
-  const envoy = toolPath('envoy')!;
+async function compare(envoy: string, errorLevel?: number): Promise<{ mismatches: string[]; envoyRejected: number }> {
   const mismatches: string[] = [];
   let envoyRejected = 0;
   for (const regex of CORPUS) {
-    const [e, s] = [await envoyVerdict(envoy, regex), sextantVerdict(regex)];
+    const [e, s] = [await envoyVerdict(envoy, regex, errorLevel), sextantVerdict(regex)];
     if (!e.ok) envoyRejected++;
     if (e.ok !== s.ok) {
       const envoySays = e.ok ? 'accepts' : `rejects (${e.output.split('\n').filter((l) => /error|regex|program/i.test(l)).slice(-2).join(' | ')})`;
@@ -131,7 +135,23 @@ test('for every regex of the corpus, Sextant accepts exactly what Envoy accepts'
       assert.ok(s.reasons.some((r) => r.startsWith('VirtualService/shop/rx: spec.http[0].match[0].headers.x-test.regex: ')), s.reasons.join('\n'));
     }
   }
+  return { mismatches, envoyRejected };
+}
+
+test('for every regex of the corpus, Sextant accepts exactly what Envoy accepts (default program-size limit)', { skip: skipUnless('envoy') }, async () => {
+  const { mismatches, envoyRejected } = await compare(toolPath('envoy')!);
   assert.deepEqual(mismatches, []);
   // The corpus really holds both kinds (so agreement is not vacuous).
   assert.ok(envoyRejected >= 10 && envoyRejected <= CORPUS.length - 10, `Envoy rejected ${envoyRejected} of ${CORPUS.length}`);
+});
+
+test('with the limit raised in both (Envoy runtime, --regex-max-program-size), they still agree', { skip: skipUnless('envoy') }, async () => {
+  const level = 1000;
+  setRegexProgramSizeLimit(level);
+  try {
+    const { mismatches } = await compare(toolPath('envoy')!, level);
+    assert.deepEqual(mismatches, []);
+  } finally {
+    setRegexProgramSizeLimit(ENVOY_MAX_PROGRAM_SIZE);
+  }
 });

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
-import { formatIssue, type Logger, type ObjectKey } from '@sextant/api';
+import { formatIssue, setRegexProgramSizeLimit, type Logger, type ObjectKey } from '@sextant/api';
 import { createAdminServer, createMetrics, createMonitoringServer } from '@sextant/admin';
 import { PushContext, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
 import { readFileSync } from 'node:fs';
@@ -80,6 +80,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   if (!cfg.configDir && !cfg.kubeconfig && !cfg.inCluster) {
     throw new Error('no config source: give --config-dir DIR and/or --kubeconfig FILE (or run in a pod)');
   }
+  setRegexProgramSizeLimit(cfg.regexMaxProgramSize);
   const metrics = createMetrics();
   const meshConfig = cfg.meshConfigFile ? loadMeshConfig(cfg.meshConfigFile) : undefined;
   const store = new ConfigStore({ log: log.child({ component: 'store' }) });

@@ -6,8 +6,9 @@ import { parseArgs } from 'node:util';
  */
 const discoveryFlags = {
   'config-dir': { type: 'string' },
-  // Config folder limits (docs/config-validation.md).
+  // Config folder and regex limits (docs/config-validation.md).
   'config-max-file-size': { type: 'string', default: '4Mi' },
+  'regex-max-program-size': { type: 'string', default: '100' },
   kubeconfig: { type: 'string' },
   'listen-address': { type: 'string', default: '0.0.0.0' },
   'xds-port': { type: 'string', default: '15010' },
@@ -45,6 +46,8 @@ export interface DiscoveryConfig {
   configDir: string | undefined;
   /** Largest file the folder source reads, in bytes. */
   configMaxFileBytes: number;
+  /** Largest RE2 program size of an accepted regex (Envoy's re2.max_program_size.error_level). */
+  regexMaxProgramSize: number;
   kubeconfig: string | undefined;
   inCluster: boolean;
   listenAddress: string;
@@ -102,6 +105,12 @@ export function parseBytes(flag: string, value: string): number {
   return n;
 }
 
+function parseCount(flag: string, value: string): number {
+  const n = Number(value.trim());
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a positive integer`);
+  return n;
+}
+
 function parsePort(flag: string, value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new FlagError(`--${flag}: "${value}" is not a port (0-65535; 0 picks a free one)`);
@@ -130,6 +139,7 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
   return {
     configDir: get('config-dir'),
     configMaxFileBytes: parseBytes('config-max-file-size', get('config-max-file-size')!),
+    regexMaxProgramSize: parseCount('regex-max-program-size', get('regex-max-program-size')!),
     kubeconfig: get('kubeconfig'),
     inCluster,
     listenAddress: get('listen-address')!,

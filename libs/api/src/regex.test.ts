@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { ENVOY_MAX_PROGRAM_SIZE, checkEnvoyRegex, compileRe2, re2Available } from './regex.js';
+import { ENVOY_MAX_PROGRAM_SIZE, checkEnvoyRegex, compileRe2, re2Available, regexProgramSizeLimit, setRegexProgramSizeLimit } from './regex.js';
 import { validateObject } from './validate.js';
 
 test('the RE2 binding is built and loads (make re2)', () => {
@@ -32,7 +32,7 @@ test("program size: what Envoy's default error level (100) lets through and what
   for (const re of ['[a-z]{1,200}', '(a|b|c|d|e|f|g|h|i|j){50}']) {
     const r = compileRe2(re);
     assert.ok(r.ok && r.programSize > ENVOY_MAX_PROGRAM_SIZE, `${re}: ${JSON.stringify(r)}`);
-    assert.match(checkEnvoyRegex(re)!, new RegExp(`RE2 program size ${r.ok ? r.programSize : 0} is over Envoy's limit of 100`));
+    assert.match(checkEnvoyRegex(re)!, new RegExp(`RE2 program size ${r.ok ? r.programSize : 0} is over the limit of 100`));
     assert.equal(checkEnvoyRegex(re, { maxProgramSize: r.ok ? r.programSize : 0 }), undefined);
   }
 });
@@ -84,4 +84,16 @@ test('every VirtualService field Envoy compiles as a regex is checked and report
       .map(at)
       .sort(),
   );
+});
+
+test('the process-wide limit (--regex-max-program-size) moves the line, e.g. to the 32768 of pilot-agent bootstraps', () => {
+  assert.equal(regexProgramSizeLimit(), ENVOY_MAX_PROGRAM_SIZE);
+  try {
+    setRegexProgramSizeLimit(32768);
+    assert.equal(checkEnvoyRegex('[a-z]{1,200}'), undefined);
+    assert.match(checkEnvoyRegex('\\e')!, /invalid escape sequence/, 'syntax errors stay errors');
+  } finally {
+    setRegexProgramSizeLimit(ENVOY_MAX_PROGRAM_SIZE);
+  }
+  assert.throws(() => setRegexProgramSizeLimit(0), RangeError);
 });

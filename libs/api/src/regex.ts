@@ -66,8 +66,24 @@ const HINTS: Array<[RegExp, string]> = [
 ];
 
 export interface RegexCheckOptions {
-  /** Largest RE2 program size accepted; default ENVOY_MAX_PROGRAM_SIZE. */
+  /** Largest RE2 program size accepted; default: the process-wide limit (setRegexProgramSizeLimit). */
   maxProgramSize?: number;
+}
+
+let processLimit = ENVOY_MAX_PROGRAM_SIZE;
+
+/**
+ * Sets the program-size limit every regex check in this process uses
+ * (`--regex-max-program-size`): it must match the `re2.max_program_size.error_level`
+ * of the proxies served. Schemas run inside zod, so this is process-wide.
+ */
+export function setRegexProgramSizeLimit(limit: number): void {
+  if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`regex program size limit must be a positive integer, got ${limit}`);
+  processLimit = limit;
+}
+
+export function regexProgramSizeLimit(): number {
+  return processLimit;
 }
 
 /**
@@ -75,7 +91,7 @@ export interface RegexCheckOptions {
  * compile it. Never throws.
  */
 export function checkEnvoyRegex(re: string, opts: RegexCheckOptions = {}): string | undefined {
-  const max = opts.maxProgramSize ?? ENVOY_MAX_PROGRAM_SIZE;
+  const max = opts.maxProgramSize ?? processLimit;
   if (re.length === 0) return 'regex must not be empty';
   if (re.length > MAX_REGEX_LENGTH) return `regex is too large, max length allowed is ${MAX_REGEX_LENGTH}`;
   let r: Re2Result;
@@ -89,6 +105,6 @@ export function checkEnvoyRegex(re: string, opts: RegexCheckOptions = {}): strin
     return `${JSON.stringify(re)} is not a valid RE2 regex: ${r.error}${hint ? ` (${hint[1]})` : ''}`;
   }
   if (r.programSize > max)
-    return `${JSON.stringify(re)}: RE2 program size ${r.programSize} is over Envoy's limit of ${max} (re2.max_program_size.error_level); Envoy would reject the whole update`;
+    return `${JSON.stringify(re)}: RE2 program size ${r.programSize} is over the limit of ${max} (Envoy's re2.max_program_size.error_level, --regex-max-program-size); Envoy would reject the whole update`;
   return undefined;
 }

@@ -425,7 +425,7 @@ spec:
     assert.deepEqual(summary((await batches.next()).events), ['add PeerAuthentication/default/marker']);
     const rej = src.rejected().map((r) => `${r.file}:${r.line}: ${formatIssue(r)}`);
     assert.equal(rej.length, 1, rej.join('\n'));
-    assert.match(rej[0]!, /^vs\.yaml:9: VirtualService\/shop\/rx: spec\.http\[0\]\.match\[0\]\.uri\.regex: "\/api\/\[a-z\]\{1,200\}": RE2 program size \d+ is over Envoy's limit of 100/);
+    assert.match(rej[0]!, /^vs\.yaml:9: VirtualService\/shop\/rx: spec\.http\[0\]\.match\[0\]\.uri\.regex: "\/api\/\[a-z\]\{1,200\}": RE2 program size \d+ is over the limit of 100/);
     const served = src.objects().find((o) => o.kind === 'VirtualService');
     assert.equal((served?.body as { spec: { http: Array<{ match: Array<{ uri: { regex: string } }> }> } }).spec.http[0]!.match[0]!.uri.regex, '/api/[0-9]+');
   } finally {
