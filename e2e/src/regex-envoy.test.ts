@@ -8,12 +8,17 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { after, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import { ENVOY_MAX_PROGRAM_SIZE, setRegexProgramSizeLimit, validateObject } from '@sextant/api';
 import { translateRouteMatch } from '@sextant/translate';
+import { startEnvoy, type RunningEnvoy } from './envoy.js';
+import { routeConfigs } from './fixtures/dump.js';
+import { startSdsStandIn, type SdsStandIn } from './fixtures/sds.js';
+import { startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless, toolPath } from './tools.js';
 
 const CORPUS = [
@@ -153,5 +158,70 @@ test('with the limit raised in both (Envoy runtime, --regex-max-program-size), t
     assert.deepEqual(mismatches, []);
   } finally {
     setRegexProgramSizeLimit(ENVOY_MAX_PROGRAM_SIZE);
+  }
+});
+
+type Json = Record<string, any>;
+const BOOKINFO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'bookinfo');
+const PRODUCTPAGE = 'sidecar~10.244.1.10~productpage-v1-5586c4d4ff-h8lqw.default~default.svc.cluster.local';
+
+const regexRoutes = (envoyDump: Awaited<ReturnType<RunningEnvoy['configDump']>>, vhName: string): string[] => {
+  const rc = routeConfigs(envoyDump).get('9080')?.config;
+  const vh = ((rc?.virtual_hosts ?? []) as Json[]).find((v) => v.name === vhName);
+  return ((vh?.routes ?? []) as Json[]).flatMap((r) => (r.match?.safe_regex ? [String(r.match.safe_regex.regex)] : []));
+};
+
+test('the daemon and a real Envoy: a regex Envoy would refuse is reported and never sent, so later edits still reach Envoy without a NACK', { skip: skipUnless('envoy') }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'sextant-regex-daemon-'));
+  dirs.push(dir);
+  cpSync(BOOKINFO, dir, { recursive: true });
+  let sextant: RunningSextant | undefined;
+  let envoy: RunningEnvoy | undefined;
+  let sds: SdsStandIn | undefined;
+  try {
+    sextant = await startSextant({ configDir: dir, env: {} });
+    sds = await startSdsStandIn('spiffe://cluster.local/ns/default/sa/bookinfo-productpage');
+    envoy = await startEnvoy({
+      adsAddress: sextant.xdsAddress,
+      nodeId: PRODUCTPAGE,
+      metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', LABELS: { app: 'productpage', version: 'v1' } },
+      bootstrapExtra: sds.bootstrapExtra(sextant.xdsAddress),
+    });
+    await envoy.waitForListener('0.0.0.0_9080');
+    const rejectedUpdates = (stats: Record<string, number | string>) =>
+      Object.entries(stats).filter(([k, v]) => k.endsWith('.update_rejected') && Number(v) > 0).map(([k, v]) => `${k}=${v}`);
+
+    // The details VirtualService gains a route whose regex is over Envoy's program-size limit.
+    const bad = '/details/[a-z]{1,200}';
+    const istio = join(dir, 'istio.yaml');
+    const original = readFileSync(istio, 'utf8');
+    const detailsRoute = '  http:\n    - route:\n        - destination:\n            host: details\n            subset: v1\n';
+    assert.ok(original.includes(detailsRoute), 'examples/bookinfo/istio.yaml still has the details route this test edits');
+    const withBad = original.replace(detailsRoute, `  http:\n    - match:\n        - uri:\n            regex: '${bad}'\n      route:\n        - destination:\n            host: details\n            subset: v1\n    - route:\n        - destination:\n            host: details\n            subset: v1\n`);
+    writeFileSync(istio, withBad);
+    const warned = await sextant.waitForLog((l) => l.kind === 'VirtualService' && l.namespace === 'default' && l.name === 'details');
+    assert.equal(warned.field, 'spec.http[0].match[0].uri.regex');
+    assert.match(String(warned.reason), /RE2 program size \d+ is over the limit of 100/);
+
+    // A valid regex edit elsewhere in the same route configuration (9080) reaches Envoy, and Envoy rejected nothing.
+    const good = '/reviews/[0-9]+';
+    const reviewsHttp = /(name: reviews\n  namespace: default\nspec:\n  hosts:\n    - reviews\n  http:\n)/;
+    assert.match(withBad, reviewsHttp);
+    writeFileSync(istio, withBad.replace(reviewsHttp, `$1    - match:\n        - uri:\n            regex: '${good}'\n      route:\n        - destination:\n            host: reviews\n            subset: v3\n`));
+    const deadline = Date.now() + 30_000;
+    let dump = await envoy.configDump();
+    while (!regexRoutes(dump, 'reviews.default.svc.cluster.local:9080').includes(good)) {
+      assert.deepEqual(rejectedUpdates(await envoy.stats()), [], 'Envoy NACKed an update');
+      assert.ok(Date.now() < deadline, `the valid reviews regex route did not reach Envoy within 30 s; Envoy output:\n${envoy.output().slice(-2000)}`);
+      await new Promise((r) => setTimeout(r, 200));
+      dump = await envoy.configDump();
+    }
+    assert.deepEqual(rejectedUpdates(await envoy.stats()), []);
+    // The details virtual host is its last valid version: no regex route.
+    assert.deepEqual(regexRoutes(dump, 'details.default.svc.cluster.local:9080'), []);
+  } finally {
+    await envoy?.stop();
+    await sextant?.stop();
+    await sds?.stop();
   }
 });
