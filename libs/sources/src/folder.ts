@@ -1,11 +1,11 @@
 import { lstatSync, realpathSync } from 'node:fs';
 import { open, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger, ObjectKey, ValidationIssue } from '@sextant/api';
 import { keyString, parseFieldPath, silentLogger, validateObject } from '@sextant/api';
 import { watch, type FSWatcher } from 'chokidar';
-import { setImmediate as nextTurn } from 'node:timers/promises';
 import { Composer, LineCounter, Parser, isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
 import type { ConfigBatch, ConfigEvent, ConfigObject, ConfigSource } from './types.js';
 
