@@ -85,7 +85,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   const meshConfig = cfg.meshConfigFile ? loadMeshConfig(cfg.meshConfigFile) : undefined;
   const store = new ConfigStore({ log: log.child({ component: 'store' }) });
   const sources: ConfigSource[] = [];
-  if (cfg.configDir) sources.push(createFolderSource({ dir: cfg.configDir, log: log.child({ source: 'folder' }), maxFileBytes: cfg.configMaxFileBytes }));
+  const folder = cfg.configDir ? createFolderSource({ dir: cfg.configDir, log: log.child({ source: 'folder' }), maxFileBytes: cfg.configMaxFileBytes }) : undefined;
+  if (folder) sources.push(folder);
   let kubeExtras: SecureExtras = {};
   let kube: KubeMode | undefined;
   if (cfg.kubeconfig || cfg.inCluster) {
@@ -180,6 +181,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       configIssues: () => ({
         rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
         semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
+        // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
+        files: folder?.fileErrors() ?? [],
       }),
       pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
     },
