@@ -35,6 +35,13 @@ fetch() {
 
 build() {
   [[ -f $final/re2.node ]] && return 0
+  # A new machine may lack the build tools; as root, install them from Debian.
+  if ! command -v cmake >/dev/null || ! command -v c++ >/dev/null; then
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null; then
+      log "installing cmake and g++ from Debian"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ >/dev/null
+    fi
+  fi
   command -v cmake >/dev/null || die "cmake is not on PATH (apt-get install cmake)"
   command -v c++ >/dev/null || die "a C++ compiler is not on PATH (apt-get install g++)"
   local tmp start; tmp=$(new_tmp_dir "$final"); start=$(date +%s)
