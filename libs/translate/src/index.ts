@@ -18,3 +18,4 @@ export * from './mtls.js';
 export * from './mtls-inbound.js';
 export * from './mosn/index.js';
 export * from './nds.js';
+export * from './provenance.js';
