@@ -12,12 +12,11 @@ import {
   clusterTombstones,
   encodeNameTable,
   NDS_TYPE_URL,
-  dataPlaneOf,
   isMosnProxy,
   mosnSdsPath,
   withListenerTombstones,
 } from '@sextant/translate';
-import { watchKey, type PushRequest, type ResourceGenerator, type WatchedResource, type XdsProxy } from '@sextant/xds';
+import { watchKey, type ResourceGenerator, type WatchedResource, type XdsProxy } from '@sextant/xds';
 
 /**
  * Adapts the pure translation builders to the xDS server's generators: proxy
@@ -253,6 +252,6 @@ export function proxyClassKey(v: ProxyView): string {
   // Locality is left out too: it shapes EDS priorities, not outbound clusters or routes,
   // and the replicas of a Deployment spread over zones.
   // MOSN proxies get their own form of the same config (and dial SDS at their own socket path).
-  const dataPlane = dataPlaneOf(v) === 'mosn' && isMosnProxy(v) ? ['mosn', mosnSdsPath(v)] : null;
+  const dataPlane = isMosnProxy(v) ? ['mosn', mosnSdsPath(v)] : null;
   return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.serviceAccount, v.clusterId, v.network, family, agentless, dataPlane]);
 }
