@@ -7,14 +7,16 @@
  * iptables is Debian's package, downloaded once into $SEXTANT_CACHE and run
  * only inside that namespace.
  *
- * MOSN must stay up: it reads bind_to_port only from deprecated_v1 and would
- * otherwise bind each `<VIP>_<port>` listener and exit on the first
- * ("cannot assign requested address"). Traffic through the REDIRECT is not
- * asserted yet: MOSN accepts the redirected connection on 15001 but does not
- * answer it in this setup (see docs/mosn.md, known gaps).
+ * MOSN must stay up (it reads bind_to_port only from deprecated_v1 and would
+ * otherwise bind each `<VIP>_<port>` listener and exit on the first, "cannot
+ * assign requested address"), and route the redirected HTTP by header and by
+ * weight through virtualOutbound → `0.0.0.0_9080` → RDS `9080` → subset
+ * clusters. The client runs inside the namespace as a child process, awaited
+ * asynchronously: the backends live in this process and must keep answering.
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -59,6 +61,17 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
   let sextant: RunningSextant | undefined;
   let mosn: RunningMosn | undefined;
   const backends: HttpBackend[] = [];
+
+  /** `n` GETs from inside the namespace to VIP:9080 (redirected to MOSN); counts by answering backend. */
+  async function fromPod(n: number, host: string, headers: Record<string, string> = {}): Promise<Record<string, number>> {
+    const script = `
+      const http = require('node:http'); const agent = new http.Agent({ keepAlive: true, maxSockets: 4 });
+      const counts = {}; let left = ${n};
+      const one = () => new Promise((res) => { const req = http.get({ host: '10.96.2.13', port: 9080, path: '/reviews/0', agent, timeout: 5000, headers: ${JSON.stringify({ host, ...headers })} }, (r) => { r.resume(); r.on('end', () => { const b = r.headers['x-backend'] || ('status-' + r.statusCode); counts[b] = (counts[b] || 0) + 1; res(); }); }); req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' }))); req.on('error', (e) => { counts['error-' + e.code] = (counts['error-' + e.code] || 0) + 1; res(); }); });
+      (async () => { const w = async () => { while (left > 0) { left--; await one(); } }; await Promise.all([w(), w(), w(), w()]); console.log(JSON.stringify(counts)); agent.destroy(); })();`;
+    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', NS, process.execPath, '-e', script], { timeout: 60_000 });
+    return JSON.parse(stdout) as Record<string, number>;
+  }
 
   before(async () => {
     const ipt = debianIptables();
@@ -140,5 +153,17 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
     assert.ok(ports.includes(15001) && ports.includes(15006), sockets);
     assert.ok(!ports.includes(9080) && !ports.includes(3306), `only 15001, 15006 and the admin port are bound:\n${sockets}`);
     assert.ok(mosn!.alive(), mosn!.output().slice(-3000));
+  });
+
+  test('redirected HTTP: end-user jason goes to v2 only', async () => {
+    assert.deepEqual(await fromPod(20, 'reviews', { 'end-user': 'jason' }), { 'reviews-v2': 20 });
+  });
+
+  test('redirected HTTP: everyone else is split between v1 and v3 (50/50 ±10% over 400), never v2; MOSN stays up', async () => {
+    const c = await fromPod(400, 'reviews.default.svc.cluster.local:9080');
+    assert.equal(c['reviews-v2'], undefined, JSON.stringify(c));
+    assert.equal((c['reviews-v1'] ?? 0) + (c['reviews-v3'] ?? 0), 400, JSON.stringify(c));
+    assert.ok(Math.abs((c['reviews-v1'] ?? 0) / 400 - 0.5) <= 0.1, JSON.stringify(c));
+    assert.ok(mosn!.alive());
   });
 });
