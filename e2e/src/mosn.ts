@@ -26,6 +26,8 @@ export interface MosnOptions {
   netns?: string;
   /** Address of the admin API (default 127.0.0.1; in a namespace, an address the test reaches). */
   adminHost?: string;
+  /** Working directory (default: the instance's temp dir). MOSN dials SDS relative to it. */
+  cwd?: string;
 }
 
 export interface RunningMosn {
@@ -91,7 +93,7 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
   const configPath = join(dir, 'conf', 'mosn.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2));
   const cmd = opts.netns ? ['ip', ['netns', 'exec', opts.netns, bin, 'start', '-c', configPath]] as const : [bin, ['start', '-c', configPath]] as const;
-  const proc = spawn(cmd[0], [...cmd[1]], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(cmd[0], [...cmd[1]], { cwd: opts.cwd ?? dir, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(proc);
   if (!exitHook) {
     exitHook = true;

@@ -1,0 +1,139 @@
+/**
+ * mTLS between two real MOSN v1.6.1 sidecars with certificates from Sextant's
+ * CA: each MOSN dials SDS over the Unix socket Istio's pilot-agent serves
+ * (`./var/run/secrets/workload-spiffe-uds/socket` in its working directory),
+ * and the agent gets `default` and `ROOTCA` from Sextant's CSR API with a
+ * service-account token, as in a pod. The agents run without Envoy (their
+ * proxy binary is a placeholder that only waits): MOSN is the data plane.
+ *
+ * Client `productpage` (shop, 127.0.0.1): a bound egress listener; server
+ * `ratings` (secure, 127.0.0.2, label tlsMode=istio): a bound Sidecar ingress
+ * listener forwarding to a loopback backend, PeerAuthentication STRICT.
+ */
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { X509Certificate } from 'node:crypto';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
+import { startAgent, type RunningAgent } from './fixtures/agent.js';
+import { configDir, endpointSlice, istio, namespace, pod, service, type ConfigDir } from './fixtures/mesh.js';
+import { createTestIssuer } from './fixtures/secure.js';
+import { startMosn, type RunningMosn } from './mosn.js';
+import { startSextant, type RunningSextant } from './sextant.js';
+import { skipUnless } from './tools.js';
+
+describe('MOSN to MOSN mTLS with certificates from Sextant over SDS (Unix socket)', { skip: skipUnless('mosn', 'pilot-agent') }, () => {
+  let dir: string;
+  let cfg: ConfigDir;
+  let sextant: RunningSextant | undefined;
+  const agents: RunningAgent[] = [];
+  const mosns: RunningMosn[] = [];
+  let ratings: HttpBackend;
+  let port: number;
+  let inbound: number;
+  let rootPem: string;
+  const NS = 'shop';
+  const SNS = 'secure';
+
+  before(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'sextant-mosn-mtls-'));
+    const issuer = createTestIssuer(dir);
+    ratings = await startHttpBackend('ratings-v1', '127.0.0.1');
+    port = await freePort();
+    inbound = await freePort('127.0.0.2');
+    cfg = configDir({
+      'kubernetes.yaml': [
+        namespace(NS),
+        namespace(SNS),
+        namespace('istio-system'),
+        pod('productpage-v1-0', NS, '127.0.0.1', { app: 'productpage' }, 'productpage'),
+        service('ratings', SNS, '10.96.3.14', [{ name: 'http', port, targetPort: inbound }]),
+        pod('ratings-v1-0', SNS, '127.0.0.2', { app: 'ratings', version: 'v1', 'security.istio.io/tlsMode': 'istio' }, 'ratings'),
+        endpointSlice('ratings', SNS, 'ratings-v1-0', '127.0.0.2', [{ name: 'http', port: inbound }]),
+      ],
+      'istio.yaml': [
+        istio('Sidecar', 'productpage', NS, {
+          workloadSelector: { labels: { app: 'productpage' } },
+          egress: [{ port: { number: port, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.1', captureMode: 'NONE', hosts: [`${SNS}/*`] }],
+        }),
+        istio('Sidecar', 'default', SNS, {
+          ingress: [{ port: { number: inbound, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.2', captureMode: 'NONE', defaultEndpoint: `127.0.0.1:${ratings.port}` }],
+          egress: [{ hosts: ['~/*'] }],
+        }),
+        { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: SNS }, spec: { mtls: { mode: 'STRICT' } } },
+      ],
+    });
+    const caDir = join(dir, 'ca');
+    sextant = await startSextant({ configDir: cfg.dir, args: ['--ca-dir', caDir, ...issuer.args] });
+    rootPem = readFileSync(join(caDir, 'root-cert.pem'), 'utf8');
+    // The agents' "Envoy": waits until killed. MOSN is started beside each agent, in its working directory.
+    const placeholder = join(dir, 'no-envoy.sh');
+    writeFileSync(placeholder, '#!/bin/sh\nexec sleep 100000\n');
+    chmodSync(placeholder, 0o755);
+    const securePort = sextant.secureAddress.split(':').pop()!;
+    for (const [ns, sa, podName, ip, labels] of [
+      [NS, 'productpage', 'productpage-v1-0', '127.0.0.1', { app: 'productpage' }],
+      [SNS, 'ratings', 'ratings-v1-0', '127.0.0.2', { app: 'ratings', version: 'v1', 'security.istio.io/tlsMode': 'istio' }],
+    ] as const) {
+      const agent = await startAgent({
+        discoveryAddress: `localhost:${securePort}`,
+        rootPem,
+        token: issuer.token(ns, sa),
+        podName,
+        namespace: ns,
+        serviceAccount: sa,
+        ip,
+        labels,
+        envoyPath: placeholder,
+        proxyConfig: { interceptionMode: 'NONE' },
+        env: { ISTIO_META_INTERCEPTION_MODE: 'NONE' },
+      });
+      agents.push(agent);
+      mosns.push(
+        await startMosn({
+          adsAddress: sextant.xdsAddress,
+          nodeId: `sidecar~${ip}~${podName}.${ns}~${ns}.svc.cluster.local`,
+          metadata: { NAMESPACE: ns, INTERCEPTION_MODE: 'NONE', SEXTANT_DATA_PLANE: 'mosn', LABELS: labels, SERVICE_ACCOUNT: sa },
+          cwd: agent.cwd,
+        }),
+      );
+    }
+    await mosns[0]!.waitForListener(`127.0.0.1_${port}`, 60_000);
+    await mosns[1]!.waitForListener(`127.0.0.2_${inbound}`, 60_000);
+  });
+
+  after(async () => {
+    for (const m of mosns) await m.stop();
+    for (const a of agents) await a.stop();
+    await sextant?.stop();
+    await ratings?.close();
+    cfg?.remove();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('the client MOSN reaches the STRICT server MOSN over mTLS', async () => {
+    const r = await until(() => httpGet(port, '/ratings/0', { host: `ratings.${SNS}.svc.cluster.local` }), (x) => x.backend === 'ratings-v1', 'a request through both MOSNs', 30_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n--- client MOSN ---\n${mosns[0]!.output().slice(-4000)}\n--- server MOSN ---\n${mosns[1]!.output().slice(-4000)}`);
+    });
+    assert.equal(r.status, 200);
+  });
+
+  test('plaintext to the STRICT server MOSN is refused', async () => {
+    const res = await httpGet(inbound, '/ratings/0', { host: 'ratings' }, '127.0.0.2').then((x) => x.status, (e: Error) => e.message);
+    assert.notEqual(res, 200);
+  });
+
+  test("the server MOSN presents the certificate Sextant's CA issued to ratings (via pilot-agent's SDS)", async () => {
+    // openssl prints the server's chain even when the server then refuses this client, which has no certificate.
+    const { stdout } = await promisify(execFile)('openssl', ['s_client', '-connect', `127.0.0.2:${inbound}`, '-alpn', 'istio', '-showcerts'], { timeout: 10_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+    const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(stdout)?.[0];
+    assert.ok(pem, stdout.slice(0, 2000));
+    const leaf = new X509Certificate(pem);
+    assert.ok(leaf.checkIssued(new X509Certificate(rootPem)) && leaf.verify(new X509Certificate(rootPem).publicKey), `issued by Sextant's root: ${leaf.issuer}`);
+    assert.match(leaf.subjectAltName ?? '', /URI:spiffe:\/\/cluster\.local\/ns\/secure\/sa\/ratings/);
+  });
+});
