@@ -41,6 +41,11 @@ function loadMeshConfig(file: string): MeshConfig {
   return parsed as MeshConfig;
 }
 
+/** Shutdown budget (SIGTERM → exit within 10 s): ADS streams flush for up to 2 s, CSRs finish within 6 s. */
+const ADS_FLUSH_MS = 2000;
+const DRAIN_DEADLINE_MS = 6000;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
 const hostPort = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
 
 /**
@@ -60,10 +65,11 @@ export async function runDiscovery(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => onSignal('SIGTERM'));
     process.once('SIGINT', () => onSignal('SIGINT'));
   });
+  // Last resort: whatever still hangs, the process is gone within 10 s of the signal.
   const forced = setTimeout(() => {
-    log.error({}, 'shutdown took longer than 9 s; exiting');
+    log.error({}, 'shutdown took longer than 9.5 s; exiting');
     process.exit(code);
-  }, 9000);
+  }, 9500);
   forced.unref();
   await daemon.stop();
   log.info({}, 'stopped');
@@ -104,6 +110,9 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     authenticate: secure.adsAuthenticate,
     authorizeNode: secure.adsAuthorizeNode,
     controlPlaneId: `sextant-${version}-${cfg.podName}`,
+    maxRequestBytes: cfg.xdsMaxRequestBytes,
+    limits: cfg.xdsLimits,
+    onLimitExceeded: (limit) => metrics.xdsLimitExceeded.inc({ limit }),
   });
 
   let lastIssues: string[] = [];
@@ -160,7 +169,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   }
 
   // Servers first (ports are logged as soon as they are bound), readiness after the sources sync.
-  const xdsServer = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.keepalive_time_ms': 30_000 });
+  // grpc-js refuses a larger message before reading it whole: the first line of defence (docs/xds.md, "Limits").
+  const xdsServer = new grpc.Server({ 'grpc.max_receive_message_length': cfg.xdsMaxRequestBytes, 'grpc.keepalive_time_ms': 30_000 });
   xds.addTo(xdsServer);
   const xdsPort = await bindGrpc(xdsServer, cfg.listenAddress, cfg.xdsPort, grpc.ServerCredentials.createInsecure());
   log.info({ server: 'xds', address: hostPort(cfg.listenAddress, xdsPort) }, 'listening');
@@ -213,11 +223,20 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     async stop() {
       clearInterval(xdsGauge);
       pipeline.stop();
-      await kube?.stop();
-      await Promise.all(sources.map((s) => s.stop().catch((err: Error) => log.warn({ source: s.name, err: err.message }, 'source stop failed'))));
-      await xds.close(5000);
+      // 1. No new work: ADS refuses new streams, and both gRPC servers close their listeners and send
+      //    GOAWAY, so clients open their next stream or CSR on a new connection (another replica).
+      const adsClosed = xds.close(ADS_FLUSH_MS);
+      const grpcClosed = Promise.all([new Promise<void>((r) => xdsServer.tryShutdown(() => r())), secure.drain()]);
+      log.info({ csrsInFlight: secure.csrsInFlight(), streams: xds.metrics().connections }, 'draining: listeners closed, in-flight CSRs finishing, ADS streams ending with OK');
+      // 2. ADS streams flush what was written and end with OK (docs/xds.md, "Shutdown"); CSRs already
+      //    accepted finish. The servers are closed once their last call has ended.
+      await adsClosed;
+      const drained = await Promise.race([grpcClosed.then(() => true), sleep(DRAIN_DEADLINE_MS).then(() => false)]);
+      if (!drained) log.warn({ csrsInFlight: secure.csrsInFlight(), deadlineMs: DRAIN_DEADLINE_MS }, 'drain deadline passed; closing the remaining connections');
       xdsServer.forceShutdown();
       await secure.stop();
+      await kube?.stop();
+      await Promise.all(sources.map((s) => s.stop().catch((err: Error) => log.warn({ source: s.name, err: err.message }, 'source stop failed'))));
       await admin.close();
       await monitoring.close();
     },

@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { defaultXdsLimits, type XdsLimits } from '@sextant/xds';
 
 /**
  * The daemon's flags (interface contract in docs/architecture.md). Every flag
@@ -35,6 +36,15 @@ const discoveryFlags = {
   cni: { type: 'boolean', default: false },
   'leader-election': { type: 'boolean', default: true },
   'discovery-address': { type: 'string', default: 'istiod.istio-system.svc:15012' },
+  // Per-client xDS limits (docs/xds.md, "Limits"): far above a real proxy, bounded for a hostile one.
+  'xds-max-request-bytes': { type: 'string', default: '4MiB' },
+  'xds-max-names-per-request': { type: 'string', default: String(defaultXdsLimits.maxNamesPerRequest) },
+  'xds-max-names-per-stream': { type: 'string', default: String(defaultXdsLimits.maxNamesPerStream) },
+  'xds-max-node-bytes': { type: 'string', default: '1MiB' },
+  'xds-max-streams-per-connection': { type: 'string', default: String(defaultXdsLimits.maxStreamsPerConnection) },
+  'xds-max-streams-per-address': { type: 'string', default: String(defaultXdsLimits.maxStreamsPerAddress) },
+  'xds-max-unknown-types': { type: 'string', default: String(defaultXdsLimits.maxUnknownTypes) },
+  'xds-max-pending-bytes': { type: 'string', default: '256MiB' },
 } as const;
 
 export type DiscoveryFlagName = keyof typeof discoveryFlags;
@@ -73,6 +83,9 @@ export interface DiscoveryConfig {
   leaderElection: boolean;
   /** host:port injected sidecars use for config and certificates. */
   discoveryAddress: string;
+  /** Largest gRPC message the ADS servers accept (grpc-js max receive size and the ADS decoder). */
+  xdsMaxRequestBytes: number;
+  xdsLimits: XdsLimits;
 }
 
 export class FlagError extends Error {}
@@ -88,6 +101,20 @@ export function parseDuration(flag: string, value: string): number {
   const n = Number(m[1]);
   const unit = m[2] ?? 'ms';
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
+}
+
+/** Parses a byte size: "4194304", "512KiB", "4MiB", "1GiB". */
+export function parseBytes(flag: string, value: string): number {
+  const m = /^(\d+)(B|KiB|MiB|GiB)?$/.exec(value.trim());
+  const n = m ? Number(m[1]) * { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[(m[2] ?? 'B') as 'B'] : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a size in bytes (e.g. 65536, 512KiB, 4MiB, 1GiB)`);
+  return n;
+}
+
+function parseCount(flag: string, value: string): number {
+  const n = Number(value.trim());
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a positive whole number`);
+  return n;
 }
 
 function parsePort(flag: string, value: string): number {
@@ -147,6 +174,16 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
     cni: bool('cni'),
     leaderElection: bool('leader-election'),
     discoveryAddress: get('discovery-address')!,
+    xdsMaxRequestBytes: parseBytes('xds-max-request-bytes', get('xds-max-request-bytes')!),
+    xdsLimits: {
+      maxNamesPerRequest: parseCount('xds-max-names-per-request', get('xds-max-names-per-request')!),
+      maxNamesPerStream: parseCount('xds-max-names-per-stream', get('xds-max-names-per-stream')!),
+      maxNodeBytes: parseBytes('xds-max-node-bytes', get('xds-max-node-bytes')!),
+      maxStreamsPerConnection: parseCount('xds-max-streams-per-connection', get('xds-max-streams-per-connection')!),
+      maxStreamsPerAddress: parseCount('xds-max-streams-per-address', get('xds-max-streams-per-address')!),
+      maxUnknownTypes: parseCount('xds-max-unknown-types', get('xds-max-unknown-types')!),
+      maxPendingBytes: parseBytes('xds-max-pending-bytes', get('xds-max-pending-bytes')!),
+    },
   };
 }
 

@@ -11,6 +11,7 @@ export function createMetrics() {
     registry,
     xdsConnections: new Gauge({ name: 'pilot_xds', help: 'Number of endpoints connected to this pilot using XDS.', labelNames: ['version'], registers: [registry] }),
     xdsPushes: new Counter({ name: 'pilot_xds_pushes', help: 'Pilot build and send errors for lds, rds, cds and eds.', labelNames: ['type'], registers: [registry] }),
+    xdsLimitExceeded: new Counter({ name: 'sextant_xds_limit_exceeded_total', help: 'ADS streams ended with RESOURCE_EXHAUSTED for going over a per-client limit, by limit.', labelNames: ['limit'], registers: [registry] }),
     xdsRejects: new Counter({ name: 'pilot_total_xds_rejects', help: 'Total number of XDS responses from pilot rejected by proxy.', labelNames: ['type'], registers: [registry] }),
     pushTriggers: new Counter({ name: 'pilot_push_triggers', help: 'Total number of times a push was triggered, labeled by reason for the push.', labelNames: ['type'], registers: [registry] }),
     pushContextBuild: new Histogram({ name: 'sextant_push_context_build_seconds', help: 'Time to build a PushContext from the config store.', buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5], registers: [registry] }),

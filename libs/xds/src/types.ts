@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '@sextant/api';
 import type { EncodedResource, Node } from '@sextant/envoy';
+import type { LimitName, XdsLimits } from './limits.js';
 
 /** A connected proxy as the server knows it: one per ADS stream. */
 export interface XdsProxy {
@@ -91,6 +92,10 @@ export interface DiscoveryServerOptions {
   directWrites?: boolean;
   /** Connections processed per event-loop turn when a push fans out. Default 512. */
   pushBatch?: number;
+  /** Per-client limits (docs/xds.md, "Limits"); each one not given takes its default from `defaultXdsLimits`. */
+  limits?: Partial<XdsLimits>;
+  /** Called each time a stream is ended for going over a limit (the daemon counts it in a metric). */
+  onLimitExceeded?: (limit: LimitName) => void;
 }
 
 export interface NackRecord {
@@ -153,4 +158,6 @@ export interface DiscoveryServerMetrics {
   /** By short type name (`cds`, ...): responses sent. */
   pushesByType: Record<string, number>;
   nacksByType: Record<string, number>;
+  /** Streams ended for going over a limit, by limit name (`names_per_request`, ...). */
+  limitsExceeded: Partial<Record<LimitName, number>>;
 }

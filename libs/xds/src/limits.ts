@@ -1,0 +1,195 @@
+/**
+ * Per-client limits of the ADS server: what one stream, one connection or one
+ * client address may make the server hold. A stream over a limit ends with
+ * RESOURCE_EXHAUSTED and everything the server kept for it is dropped; the
+ * server counts the hit (by limit) and logs it with the peer.
+ *
+ * The defaults are far above what a real proxy sends (see docs/xds.md,
+ * "Limits", for the reasoning behind each number) and low enough that one
+ * client cannot grow the daemon's memory without bound.
+ */
+import http2 from 'node:http2';
+
+export interface XdsLimits {
+  /** Resource names in one request: SotW resource_names; Delta subscribe + unsubscribe + initial_resource_versions. */
+  maxNamesPerRequest: number;
+  /** Resource names a stream subscribes to, summed over its type URLs (plus Delta initial_resource_versions). */
+  maxNamesPerStream: number;
+  /** Size of the Node message (metadata, extensions, …) on a stream's first request, in bytes as protobuf. */
+  maxNodeBytes: number;
+  /** Concurrent ADS streams on one HTTP/2 connection. */
+  maxStreamsPerConnection: number;
+  /** Concurrent ADS streams from one client IP address. */
+  maxStreamsPerAddress: number;
+  /** Distinct type URLs without a generator that one stream may ask for. */
+  maxUnknownTypes: number;
+  /** Bytes held for one stream: responses written but not flushed, plus requests buffered before authentication. */
+  maxPendingBytes: number;
+}
+
+export const defaultXdsLimits: Readonly<XdsLimits> = Object.freeze({
+  maxNamesPerRequest: 50_000,
+  maxNamesPerStream: 100_000,
+  maxNodeBytes: 1024 * 1024,
+  maxStreamsPerConnection: 100,
+  maxStreamsPerAddress: 10_000,
+  maxUnknownTypes: 16,
+  maxPendingBytes: 256 * 1024 * 1024,
+});
+
+/** The limit names used in metrics (`limit` label), logs and status messages. */
+export const limitNames = {
+  maxNamesPerRequest: 'names_per_request',
+  maxNamesPerStream: 'names_per_stream',
+  maxNodeBytes: 'node_bytes',
+  maxStreamsPerConnection: 'streams_per_connection',
+  maxStreamsPerAddress: 'streams_per_address',
+  maxUnknownTypes: 'unknown_types',
+  maxPendingBytes: 'pending_bytes',
+} as const satisfies Record<keyof XdsLimits, string>;
+
+export type LimitName = (typeof limitNames)[keyof XdsLimits];
+
+/** Fills in defaults and checks every value is a positive integer. */
+export function resolveLimits(given: Partial<XdsLimits> = {}): XdsLimits {
+  const out = { ...defaultXdsLimits };
+  for (const [k, v] of Object.entries(given) as [keyof XdsLimits, number | undefined][]) {
+    if (v === undefined) continue;
+    if (!Number.isSafeInteger(v) || v < 1) throw new Error(`xDS limit ${k}: ${v} is not a positive integer`);
+    out[k] = v;
+  }
+  return out;
+}
+
+/** The client IP address of a grpc-js peer string (`127.0.0.1:5555`, `::1:5555`, `[::1]:5555`). */
+export function addressOfPeer(peer: string): string {
+  const i = peer.lastIndexOf(':');
+  if (i <= 0 || !/^\d+$/.test(peer.slice(i + 1))) return peer;
+  const host = peer.slice(0, i);
+  return host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host;
+}
+
+/**
+ * One TCP connection: the local and remote ends as grpc-js knows them. Falls
+ * back to the peer string (remote address and port) when the call does not
+ * expose its connection.
+ */
+export function connectionKeyOf(call: object, peer: string): string {
+  try {
+    const info = (call as { call?: { getConnectionInfo?: () => { localAddress?: string; localPort?: number } } }).call?.getConnectionInfo?.();
+    if (info && info.localPort !== undefined) return `${info.localAddress ?? ''}:${info.localPort}<${peer}`;
+  } catch {
+    /* fall back */
+  }
+  return peer;
+}
+
+/** Counts of open streams per key; a key is dropped when its count reaches zero (nothing kept for a gone client). */
+export class StreamCounts {
+  private readonly counts = new Map<string, number>();
+  get(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+  add(key: string): void {
+    this.counts.set(key, this.get(key) + 1);
+  }
+  remove(key: string): void {
+    const n = this.get(key) - 1;
+    if (n > 0) this.counts.set(key, n);
+    else this.counts.delete(key);
+  }
+  /** Keys with at least one open stream. */
+  get size(): number {
+    return this.counts.size;
+  }
+}
+
+/**
+ * Resets an HTTP/2 stream with ENHANCE_YOUR_CALM, which gRPC clients report as
+ * RESOURCE_EXHAUSTED. Used when the status cannot be delivered in order (the
+ * client stopped reading, so trailers would queue behind the very bytes being
+ * dropped): the reset frees the stream's write buffer at once. Returns false
+ * when the call does not expose its HTTP/2 stream (the caller then ends it the
+ * ordinary way).
+ */
+export function resetExhausted(call: object): boolean {
+  try {
+    const stream = (call as { call?: { stream?: { close?: (code: number) => void; destroyed?: boolean } } }).call?.stream;
+    if (!stream || typeof stream.close !== 'function') return false;
+    if (!stream.destroyed) stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Shortens client-supplied strings (type URLs) before they are kept or logged. */
+export function clip(s: string, max = 200): string {
+  return s.length <= max ? s : `${s.slice(0, max)}…(${s.length} chars)`;
+}
+
+/** What a request's top-level protobuf fields say, read without decoding them. */
+export interface RequestShape {
+  /** Resource names and locators: SotW resource_names (3), resource_locators (7); Delta subscribe (3), unsubscribe (4), initial_resource_versions entries (5), locators (8, 9). */
+  names: number;
+  /** Bytes of the node field (0 when absent). */
+  nodeBytes: number;
+}
+
+const SOTW_NAME_FIELDS = new Set([3, 7]);
+const DELTA_NAME_FIELDS = new Set([3, 4, 5, 8, 9]);
+
+/**
+ * Walks the top-level fields of a (Delta)DiscoveryRequest: a tag and a length
+ * per field, no strings made. This lets a request with too many names or too
+ * large a node be refused before protobuf decoding allocates a string per name.
+ * Returns undefined for bytes that are not a well-formed message (the decoder
+ * then reports why).
+ */
+export function scanRequest(buf: Uint8Array, delta: boolean): RequestShape | undefined {
+  const nameFields = delta ? DELTA_NAME_FIELDS : SOTW_NAME_FIELDS;
+  const nodeField = delta ? 1 : 2;
+  let names = 0;
+  let nodeBytes = 0;
+  let i = 0;
+  const n = buf.length;
+  const varint = (): number | undefined => {
+    let v = 0;
+    let mul = 1;
+    for (let k = 0; k < 10; k++) {
+      if (i >= n) return undefined;
+      const b = buf[i++]!;
+      v += (b & 0x7f) * mul;
+      if (b < 0x80) return v;
+      mul *= 128;
+    }
+    return undefined;
+  };
+  while (i < n) {
+    const key = varint();
+    if (key === undefined) return undefined;
+    const field = Math.floor(key / 8);
+    switch (key & 7) {
+      case 0:
+        if (varint() === undefined) return undefined;
+        break;
+      case 1:
+        i += 8;
+        break;
+      case 2: {
+        const len = varint();
+        if (len === undefined || i + len > n) return undefined;
+        if (nameFields.has(field)) names++;
+        else if (field === nodeField) nodeBytes += len;
+        i += len;
+        break;
+      }
+      case 5:
+        i += 4;
+        break;
+      default:
+        return undefined;
+    }
+  }
+  return i === n ? { names, nodeBytes } : undefined;
+}
