@@ -43,6 +43,7 @@ const discoveryFlags = {
   'xds-max-node-bytes': { type: 'string', default: '1MiB' },
   'xds-max-streams-per-connection': { type: 'string', default: String(defaultXdsLimits.maxStreamsPerConnection) },
   'xds-max-streams-per-address': { type: 'string', default: String(defaultXdsLimits.maxStreamsPerAddress) },
+  'xds-max-opening-streams-per-address': { type: 'string', default: String(defaultXdsLimits.maxOpeningStreamsPerAddress) },
   'xds-max-unknown-types': { type: 'string', default: String(defaultXdsLimits.maxUnknownTypes) },
   'xds-max-pending-bytes': { type: 'string', default: '256MiB' },
 } as const;
@@ -181,6 +182,7 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
       maxNodeBytes: parseBytes('xds-max-node-bytes', get('xds-max-node-bytes')!),
       maxStreamsPerConnection: parseCount('xds-max-streams-per-connection', get('xds-max-streams-per-connection')!),
       maxStreamsPerAddress: parseCount('xds-max-streams-per-address', get('xds-max-streams-per-address')!),
+      maxOpeningStreamsPerAddress: parseCount('xds-max-opening-streams-per-address', get('xds-max-opening-streams-per-address')!),
       maxUnknownTypes: parseCount('xds-max-unknown-types', get('xds-max-unknown-types')!),
       maxPendingBytes: parseBytes('xds-max-pending-bytes', get('xds-max-pending-bytes')!),
     },

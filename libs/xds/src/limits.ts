@@ -8,6 +8,7 @@
  * "Limits", for the reasoning behind each number) and low enough that one
  * client cannot grow the daemon's memory without bound.
  */
+import { createHash } from 'node:crypto';
 import http2 from 'node:http2';
 
 export interface XdsLimits {
@@ -21,6 +22,13 @@ export interface XdsLimits {
   maxStreamsPerConnection: number;
   /** Concurrent ADS streams from one client IP address. */
   maxStreamsPerAddress: number;
+  /**
+   * Streams from one client IP address that are open but have not yet sent
+   * their first request. grpc-js holds a request in memory until it is whole,
+   * so this bounds what one address can make the server buffer before any
+   * per-request check runs (at most this many × the largest request).
+   */
+  maxOpeningStreamsPerAddress: number;
   /** Distinct type URLs without a generator that one stream may ask for. */
   maxUnknownTypes: number;
   /** Bytes held for one stream: responses written but not flushed, plus requests buffered before authentication. */
@@ -33,6 +41,7 @@ export const defaultXdsLimits: Readonly<XdsLimits> = Object.freeze({
   maxNodeBytes: 1024 * 1024,
   maxStreamsPerConnection: 100,
   maxStreamsPerAddress: 10_000,
+  maxOpeningStreamsPerAddress: 8,
   maxUnknownTypes: 16,
   maxPendingBytes: 256 * 1024 * 1024,
 });
@@ -44,6 +53,7 @@ export const limitNames = {
   maxNodeBytes: 'node_bytes',
   maxStreamsPerConnection: 'streams_per_connection',
   maxStreamsPerAddress: 'streams_per_address',
+  maxOpeningStreamsPerAddress: 'opening_streams_per_address',
   maxUnknownTypes: 'unknown_types',
   maxPendingBytes: 'pending_bytes',
 } as const satisfies Record<keyof XdsLimits, string>;
@@ -123,9 +133,42 @@ export function resetExhausted(call: object): boolean {
   }
 }
 
-/** Shortens client-supplied strings (type URLs) before they are kept or logged. */
+type H2Stream = { close?: (code: number) => void; destroyed?: boolean; closed?: boolean; headersSent?: boolean; writableEnded?: boolean };
+
+/**
+ * After a stream's status has gone out, tells the client to stop sending
+ * (RST_STREAM NO_ERROR, as HTTP/2 allows once the response is complete): a
+ * client over a limit may have megabytes of requests queued behind the one
+ * refused, which the server would otherwise still receive and buffer.
+ */
+export function stopReceiving(call: object): void {
+  try {
+    const stream = (call as { call?: { stream?: H2Stream } }).call?.stream;
+    if (!stream || typeof stream.close !== 'function') return;
+    const close = () => {
+      if (!stream.destroyed && !stream.closed) stream.close!(http2.constants.NGHTTP2_NO_ERROR);
+    };
+    // Only when no response went out before: grpc-js then answers trailers-only (on the next tick), and the
+    // reset follows it. After responses, a reset could overtake the trailers grpc-js sends once writes drain.
+    if (stream.headersSent) return;
+    setImmediate(() => {
+      if (stream.headersSent && stream.writableEnded) close();
+    });
+  } catch {
+    /* the stream is gone already */
+  }
+}
+
+/**
+ * Shortens client-supplied strings (type URLs) before they are kept or logged.
+ * A clipped string carries a hash of the whole, so strings that differ only
+ * past the cut stay distinct (a bound on distinct values cannot be dodged with
+ * a long common prefix).
+ */
 export function clip(s: string, max = 200): string {
-  return s.length <= max ? s : `${s.slice(0, max)}…(${s.length} chars)`;
+  if (s.length <= max) return s;
+  const digest = createHash('sha256').update(s).digest('base64url').slice(0, 12);
+  return `${s.slice(0, max)}…(${s.length} chars, ${digest})`;
 }
 
 /** What a request's top-level protobuf fields say, read without decoding them. */

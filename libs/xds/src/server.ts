@@ -20,7 +20,7 @@ import {
 } from '@sextant/envoy';
 import { directSender, enablePreFramedWrites, framePrefix, grpcFramed, type DirectSend } from './frames.js';
 import { adsServiceDefinition, type Decoded } from './service.js';
-import { StreamCounts, addressOfPeer, clip, connectionKeyOf, limitNames, resetExhausted, resolveLimits, type XdsLimits } from './limits.js';
+import { StreamCounts, addressOfPeer, clip, connectionKeyOf, limitNames, resetExhausted, resolveLimits, stopReceiving, type XdsLimits } from './limits.js';
 import type {
   ConnectionStatus,
   DiscoveryServerMetrics,
@@ -120,6 +120,8 @@ class Connection {
   /** Client IP and TCP connection, for the per-address and per-connection stream counts (set once counted). */
   address?: string;
   connKey?: string;
+  /** Counted in the address's opening streams until its first request arrives. */
+  opening = false;
   pushVersion?: string;
   readonly connectedAt = new Date().toISOString();
   log: Logger;
@@ -195,6 +197,7 @@ export class DiscoveryServer {
   private readonly limits: XdsLimits;
   private readonly perAddress = new StreamCounts();
   private readonly perConnection = new StreamCounts();
+  private readonly perAddressOpening = new StreamCounts();
 
   constructor(opts: DiscoveryServerOptions) {
     this.opts = opts;
@@ -366,6 +369,7 @@ export class DiscoveryServer {
     return {
       streams: this.conns.size,
       addresses: this.perAddress.size,
+      openingAddresses: this.perAddressOpening.size,
       connections: this.perConnection.size,
       edsIndexNames: this.edsIndex.size,
       edsWildcard: this.edsWildcard.size,
@@ -425,14 +429,19 @@ export class DiscoveryServer {
     if (onConn > this.limits.maxStreamsPerConnection) return this.overLimit(c, 'maxStreamsPerConnection', onConn);
     const fromAddr = this.perAddress.get(address) + 1;
     if (fromAddr > this.limits.maxStreamsPerAddress) return this.overLimit(c, 'maxStreamsPerAddress', fromAddr);
+    const opening = this.perAddressOpening.get(address) + 1;
+    if (opening > this.limits.maxOpeningStreamsPerAddress) return this.overLimit(c, 'maxOpeningStreamsPerAddress', opening);
     this.perConnection.add(connKey);
     this.perAddress.add(address);
+    this.perAddressOpening.add(address);
     c.address = address;
     c.connKey = connKey;
+    c.opening = true;
     this.conns.set(id, c);
     c.log.debug({ delta }, 'ADS stream opened');
     call.on('data', (d: Decoded<DiscoveryRequest | DeltaDiscoveryRequest>) => {
       if (c.closed) return;
+      this.opened(c);
       if (c.authPending) {
         c.buffered.push(d);
         // An empty message still costs an object: count at least 64 bytes each.
@@ -721,6 +730,7 @@ export class DiscoveryServer {
       }
     }
     this.edsWildcard.delete(c);
+    this.opened(c);
     if (c.connKey !== undefined) this.perConnection.remove(c.connKey);
     if (c.address !== undefined) this.perAddress.remove(c.address);
     c.pending = undefined;
@@ -732,6 +742,13 @@ export class DiscoveryServer {
     c.buffered = [];
     c.bufferedBytes = 0;
     for (const w of this.drainWaiters) w();
+  }
+
+  /** The stream's first request has arrived (or the stream is gone): it no longer counts as opening. */
+  private opened(c: Connection): void {
+    if (!c.opening) return;
+    c.opening = false;
+    this.perAddressOpening.remove(c.address!);
   }
 
   /**
@@ -756,6 +773,7 @@ export class DiscoveryServer {
     this.forget(c);
     if (unflushed && resetExhausted(c.call)) return;
     this.endWith(c, grpc.status.RESOURCE_EXHAUSTED, details);
+    stopReceiving(c.call);
   }
 
   private endWith(c: Connection, code: grpc.status, details: string): void {
@@ -1032,6 +1050,8 @@ export interface ServerBookkeeping {
   streams: number;
   /** Client addresses and TCP connections with at least one open stream. */
   addresses: number;
+  /** Addresses with a stream that has not sent its first request yet. */
+  openingAddresses: number;
   connections: number;
   /** EDS watch index: names with at least one watcher, and wildcard watchers. */
   edsIndexNames: number;
