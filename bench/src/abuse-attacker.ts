@@ -13,6 +13,7 @@ import { DeltaDiscoveryRequestSchema, DiscoveryRequestSchema, TypeUrl, create, f
 import { openRawStream, type TestStream } from '@sextant/xds/testing/client';
 
 export const attacks = {
+  control: 'none (control: an idle attacker process, same measurement)',
   'delta-names': '10 Delta requests of 100,000 resource names each on one stream',
   'sotw-names': 'SotW requests of 100,000 resource names each, then disconnect',
   'node-metadata': '40 streams at once, each with 3.8 MB of node metadata',
@@ -26,6 +27,8 @@ const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) =>
 /** One round of the attack: the streams it opens, and the bytes each sends. */
 function round(attack: Attack, iteration: number): Buffer[][] {
   switch (attack) {
+    case 'control':
+      return [];
     case 'delta-names': {
       const msgs: Buffer[] = [];
       for (let i = 0; i < 10; i++) {
@@ -75,7 +78,8 @@ async function main(): Promise<void> {
   const template = round(attack, 0);
   process.stdout.write(JSON.stringify({ ready: true }) + '\n');
   const end = Date.now() + Number(durationText);
-  while (Date.now() < end) {
+  if (template.length === 0) await new Promise((r) => setTimeout(r, Number(durationText)));
+  while (template.length > 0 && Date.now() < end) {
     iterations++;
     const streams: TestStream<Buffer, Buffer>[] = template.map(() =>
       openRawStream(address, attack.startsWith('delta') ? 'delta' : 'sotw', { timeoutMs: 30_000, channelOptions: { 'grpc.max_send_message_length': 8 * 1024 * 1024 } }),

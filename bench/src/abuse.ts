@@ -242,7 +242,7 @@ export async function runAbuseBench(): Promise<unknown> {
     '|---|---|---|---|---|---|---|---|',
   ];
   for (const r of results) {
-    const att = 'error' in r.attacker ? r.attacker.error : `${r.attacker.iterations} (${Object.entries(r.attacker.statuses).map(([k, v]) => `${v} ${k}`).join(', ')})`;
+    const att = 'error' in r.attacker ? r.attacker.error : r.attacker.iterations === 0 ? '—' : `${r.attacker.iterations} (${Object.entries(r.attacker.statuses).map(([k, v]) => `${v} ${k}`).join(', ')})`;
     const hits = Object.entries(r.limitsHit).map(([k, v]) => `${k} ×${v}`).join(', ') || '—';
     lines.push(
       `| ${r.description} | ${att} | ${hits} | ${r.victim.duringP50Ms} / ${r.victim.duringP99Ms} / ${r.victim.duringMaxMs} (${r.victim.baselineP99Ms}), n=${r.victim.samples} | ${r.rssMB.baseline} → ${r.rssMB.peak} (+${r.rssMB.peakGrowth}) → ${r.rssMB.after} (${r.rssMB.afterGrowth >= 0 ? '+' : ''}${r.rssMB.afterGrowth}) | ${ok(r.bounds.p99Under100ms)} | ${ok(r.bounds.rssGrowthUnder50MB)} | ${ok(r.bounds.released)} |`,

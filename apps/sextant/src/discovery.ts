@@ -112,6 +112,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     controlPlaneId: `sextant-${version}-${cfg.podName}`,
     maxRequestBytes: cfg.xdsMaxRequestBytes,
     limits: cfg.xdsLimits,
+    limitCooldownMs: cfg.xdsLimitCooldownMs,
     onLimitExceeded: (limit) => metrics.xdsLimitExceeded.inc({ limit }),
   });
 

@@ -9,6 +9,8 @@ test('xDS limit flags: defaults, command line, SEXTANT_* variables, sizes with u
   const d = parseDiscoveryFlags(base, {});
   assert.deepEqual(d.xdsLimits, defaultXdsLimits);
   assert.equal(d.xdsMaxRequestBytes, 4 * 1024 * 1024);
+  assert.equal(d.xdsLimitCooldownMs, 1000);
+  assert.equal(parseDiscoveryFlags(base, { SEXTANT_XDS_LIMIT_COOLDOWN: '0' }).xdsLimitCooldownMs, 0);
 
   const c = parseDiscoveryFlags([...base, '--xds-max-names-per-request', '10', '--xds-max-pending-bytes', '64KiB', '--xds-max-request-bytes=1MiB'], {});
   assert.equal(c.xdsLimits.maxNamesPerRequest, 10);

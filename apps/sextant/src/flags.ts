@@ -46,6 +46,7 @@ const discoveryFlags = {
   'xds-max-opening-streams-per-address': { type: 'string', default: String(defaultXdsLimits.maxOpeningStreamsPerAddress) },
   'xds-max-unknown-types': { type: 'string', default: String(defaultXdsLimits.maxUnknownTypes) },
   'xds-max-pending-bytes': { type: 'string', default: '256MiB' },
+  'xds-limit-cooldown': { type: 'string', default: '1s' },
 } as const;
 
 export type DiscoveryFlagName = keyof typeof discoveryFlags;
@@ -87,6 +88,8 @@ export interface DiscoveryConfig {
   /** Largest gRPC message the ADS servers accept (grpc-js max receive size and the ADS decoder). */
   xdsMaxRequestBytes: number;
   xdsLimits: XdsLimits;
+  /** Base cooldown for a client address that keeps going over limits (0 turns it off). */
+  xdsLimitCooldownMs: number;
 }
 
 export class FlagError extends Error {}
@@ -176,6 +179,7 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
     leaderElection: bool('leader-election'),
     discoveryAddress: get('discovery-address')!,
     xdsMaxRequestBytes: parseBytes('xds-max-request-bytes', get('xds-max-request-bytes')!),
+    xdsLimitCooldownMs: parseDuration('xds-limit-cooldown', get('xds-limit-cooldown')!),
     xdsLimits: {
       maxNamesPerRequest: parseCount('xds-max-names-per-request', get('xds-max-names-per-request')!),
       maxNamesPerStream: parseCount('xds-max-names-per-stream', get('xds-max-names-per-stream')!),

@@ -246,7 +246,7 @@ describe('xDS limits: streams per connection and per address', () => {
     assert.equal(h.server.metrics().limitsExceeded.streams_per_address, 1);
     for (const c of open.splice(0)) c.close();
     await waitFor(() => h.server.bookkeeping().streams === 0, 'every stream to be released');
-    assert.deepEqual({ ...h.server.bookkeeping() }, { streams: 0, addresses: 0, openingAddresses: 0, connections: 0, edsIndexNames: 0, edsWildcard: 0, names: 0, unknownTypes: 0, pendingBytes: 0, bufferedBytes: 0 });
+    assert.deepEqual({ ...h.server.bookkeeping() }, { streams: 0, addresses: 0, openingAddresses: 0, cooldownAddresses: 0, connections: 0, edsIndexNames: 0, edsWildcard: 0, names: 0, unknownTypes: 0, pendingBytes: 0, bufferedBytes: 0 });
   });
 });
 
@@ -283,6 +283,55 @@ describe('xDS limits: pending bytes of a client that stops reading', () => {
       await stillServed(h, b);
     } finally {
       c.close();
+      b.close();
+    }
+  });
+});
+
+describe('xDS limits: an address that keeps going over limits', () => {
+  let h: Harness;
+  const log = recordingLogger();
+  before(async () => {
+    h = await startHarness({ log, limits: { maxNamesPerRequest: 10 }, limitCooldownMs: 300 });
+    h.clusters.replace([edsCluster('c1')]);
+    h.pushAll('seed');
+  });
+  after(() => h.stop());
+
+  test('three hits within 10 s: new streams from that address are refused for the cooldown, open ones keep being served', async () => {
+    const b = await bystander(h);
+    try {
+      let started = 0;
+      for (let i = 0; i < 3; i++) {
+        const c = new SotwClient(h.address, { node: { id: `greedy-${i}` } });
+        c.request(TypeUrl.ClusterLoadAssignment, { resourceNames: names('g', 11) });
+        await exhausted(c, 'names_per_request');
+        c.close();
+        started = Date.now();
+      }
+      assert.ok(log.entries.some((e) => e['cooldownMs'] === 300 && e['address'] === '127.0.0.1' && /127\.0\.0\.1:\d+$/.test(String(e['peer']))), 'the cooldown is logged with the address');
+      // A well-formed stream from the same address is refused before any request is read.
+      const refused = new SotwClient(h.address, { node: { id: 'neighbour' } });
+      refused.request(TypeUrl.Cluster);
+      await exhausted(refused, 'repeatedly');
+      refused.close();
+      assert.equal(h.server.metrics().limitsExceeded.address_cooldown, 1);
+      await stillServed(h, b);
+      // Once the cooldown is over, the address is served again.
+      let served = false;
+      for (let i = 0; i < 40 && !served; i++) {
+        const again = new SotwClient(h.address, { node: { id: `after-${i}` } });
+        again.request(TypeUrl.Cluster);
+        served = await again.next(2000).then(
+          () => true,
+          () => false,
+        );
+        again.close();
+        if (!served) await new Promise((r) => setTimeout(r, 50));
+      }
+      assert.ok(served, 'served again after the cooldown');
+      assert.ok(Date.now() - started >= 250, 'not before the cooldown ended');
+    } finally {
       b.close();
     }
   });

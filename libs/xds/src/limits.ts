@@ -94,6 +94,58 @@ export function connectionKeyOf(call: object, peer: string): string {
   return peer;
 }
 
+/**
+ * Client addresses that keep going over limits. A real proxy never hits a
+ * limit; an address that hits them `strikes` times within `windowMs` has its
+ * new streams refused at once (before any request is read) for `baseMs`,
+ * doubling while it keeps at it, up to `maxMs`. Streams already open from
+ * that address are left alone. An entry lives only while it has recent
+ * strikes or an active cooldown.
+ */
+export class AddressCooldowns {
+  private readonly entries = new Map<string, { strikes: number[]; until: number; level: number }>();
+  constructor(
+    readonly baseMs: number,
+    readonly maxMs = 30_000,
+    readonly strikes = 3,
+    readonly windowMs = 10_000,
+  ) {}
+  /** Records a limit hit; returns the cooldown (ms) it starts, or 0. */
+  hit(address: string, now: number): number {
+    if (this.baseMs <= 0) return 0;
+    let e = this.entries.get(address);
+    if (!e) this.entries.set(address, (e = { strikes: [], until: 0, level: 0 }));
+    e.strikes = e.strikes.filter((t) => now - t < this.windowMs);
+    e.strikes.push(now);
+    if (e.strikes.length > 64) e.strikes.splice(0, e.strikes.length - 64);
+    if (this.entries.size > 10_000) this.sweep(now);
+    if (e.strikes.length < this.strikes || now < e.until) return 0;
+    // A quiet spell since the last cooldown resets the escalation.
+    if (now - e.until > this.windowMs) e.level = 0;
+    const ms = Math.min(this.maxMs, this.baseMs * 2 ** e.level);
+    e.level++;
+    e.until = now + ms;
+    e.strikes = [];
+    return ms;
+  }
+  /** Until when (epoch ms) new streams from this address are refused, or 0. */
+  until(address: string, now: number): number {
+    const e = this.entries.get(address);
+    if (!e) return 0;
+    if (now >= e.until && e.strikes.every((t) => now - t >= this.windowMs) && now - e.until > this.windowMs) {
+      this.entries.delete(address);
+      return 0;
+    }
+    return e.until > now ? e.until : 0;
+  }
+  get size(): number {
+    return this.entries.size;
+  }
+  private sweep(now: number): void {
+    for (const a of [...this.entries.keys()]) this.until(a, now);
+  }
+}
+
 /** Counts of open streams per key; a key is dropped when its count reaches zero (nothing kept for a gone client). */
 export class StreamCounts {
   private readonly counts = new Map<string, number>();

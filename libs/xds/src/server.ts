@@ -20,7 +20,7 @@ import {
 } from '@sextant/envoy';
 import { directSender, enablePreFramedWrites, framePrefix, grpcFramed, type DirectSend } from './frames.js';
 import { adsServiceDefinition, type Decoded } from './service.js';
-import { StreamCounts, addressOfPeer, clip, connectionKeyOf, limitNames, resetExhausted, resolveLimits, stopReceiving, type XdsLimits } from './limits.js';
+import { AddressCooldowns, StreamCounts, addressOfPeer, clip, connectionKeyOf, limitNames, resetExhausted, resolveLimits, stopReceiving, type XdsLimits } from './limits.js';
 import type {
   ConnectionStatus,
   DiscoveryServerMetrics,
@@ -198,11 +198,13 @@ export class DiscoveryServer {
   private readonly perAddress = new StreamCounts();
   private readonly perConnection = new StreamCounts();
   private readonly perAddressOpening = new StreamCounts();
+  private readonly cooldowns: AddressCooldowns;
 
   constructor(opts: DiscoveryServerOptions) {
     this.opts = opts;
     this.log = opts.log;
     this.limits = resolveLimits(opts.limits);
+    this.cooldowns = new AddressCooldowns(opts.limitCooldownMs ?? 0);
     this.maxQueued = Math.max(1, opts.maxQueuedPushes ?? 16);
     this.maxRequestBytes = opts.maxRequestBytes ?? 4 * 1024 * 1024;
     this.batch = Math.max(1, opts.pushBatch ?? 512);
@@ -370,6 +372,7 @@ export class DiscoveryServer {
       streams: this.conns.size,
       addresses: this.perAddress.size,
       openingAddresses: this.perAddressOpening.size,
+      cooldownAddresses: this.cooldowns.size,
       connections: this.perConnection.size,
       edsIndexNames: this.edsIndex.size,
       edsWildcard: this.edsWildcard.size,
@@ -425,6 +428,16 @@ export class DiscoveryServer {
     }
     const address = addressOfPeer(peer);
     const connKey = connectionKeyOf(call, peer);
+    const until = this.cooldowns.until(address, Date.now());
+    if (until > 0) {
+      // Refused before any request is read; not logged per stream (the cooldown's start was).
+      this.m.limitsExceeded.address_cooldown = (this.m.limitsExceeded.address_cooldown ?? 0) + 1;
+      this.notifyLimit('address_cooldown');
+      this.forget(c);
+      this.endWith(c, grpc.status.RESOURCE_EXHAUSTED, `this address went over xDS limits repeatedly; new streams refused until ${new Date(until).toISOString()}`);
+      stopReceiving(call);
+      return;
+    }
     const onConn = this.perConnection.get(connKey) + 1;
     if (onConn > this.limits.maxStreamsPerConnection) return this.overLimit(c, 'maxStreamsPerConnection', onConn);
     const fromAddr = this.perAddress.get(address) + 1;
@@ -744,6 +757,14 @@ export class DiscoveryServer {
     for (const w of this.drainWaiters) w();
   }
 
+  private notifyLimit(limit: Parameters<NonNullable<DiscoveryServerOptions['onLimitExceeded']>>[0]): void {
+    try {
+      this.opts.onLimitExceeded?.(limit);
+    } catch {
+      /* a metrics hook must not break the server */
+    }
+  }
+
   /** The stream's first request has arrived (or the stream is gone): it no longer counts as opening. */
   private opened(c: Connection): void {
     if (!c.opening) return;
@@ -762,12 +783,11 @@ export class DiscoveryServer {
     const limit = limitNames[key];
     const max = this.limits[key];
     this.m.limitsExceeded[limit] = (this.m.limitsExceeded[limit] ?? 0) + 1;
-    try {
-      this.opts.onLimitExceeded?.(limit);
-    } catch {
-      /* a metrics hook must not break the server */
-    }
+    this.notifyLimit(limit);
     c.log.warn({ limit, value, max }, `ADS stream over the ${limit} limit (${value} > ${max}); ending it with RESOURCE_EXHAUSTED`);
+    const cooldown = c.address ?? addressOfPeer(c.peer);
+    const ms = this.cooldowns.hit(cooldown, Date.now());
+    if (ms > 0) c.log.warn({ address: cooldown, cooldownMs: ms }, `client address ${cooldown} keeps going over xDS limits; its new streams are refused for ${ms} ms`);
     const unflushed = c.inflight > 0;
     const details = `${limit} limit exceeded: ${value} > ${max}`;
     this.forget(c);
@@ -1052,6 +1072,8 @@ export interface ServerBookkeeping {
   addresses: number;
   /** Addresses with a stream that has not sent its first request yet. */
   openingAddresses: number;
+  /** Addresses with recent limit hits or an active cooldown. */
+  cooldownAddresses: number;
   connections: number;
   /** EDS watch index: names with at least one watcher, and wildcard watchers. */
   edsIndexNames: number;

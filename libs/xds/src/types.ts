@@ -95,7 +95,13 @@ export interface DiscoveryServerOptions {
   /** Per-client limits (docs/xds.md, "Limits"); each one not given takes its default from `defaultXdsLimits`. */
   limits?: Partial<XdsLimits>;
   /** Called each time a stream is ended for going over a limit (the daemon counts it in a metric). */
-  onLimitExceeded?: (limit: LimitName) => void;
+  onLimitExceeded?: (limit: LimitName | 'address_cooldown') => void;
+  /**
+   * An address that goes over limits 3 times within 10 s has its new streams
+   * refused for this long, doubling while it keeps at it (up to 30 s); 0 (the
+   * default here; the daemon's flag defaults to 1 s) turns it off.
+   */
+  limitCooldownMs?: number;
 }
 
 export interface NackRecord {
@@ -159,5 +165,5 @@ export interface DiscoveryServerMetrics {
   pushesByType: Record<string, number>;
   nacksByType: Record<string, number>;
   /** Streams ended for going over a limit, by limit name (`names_per_request`, ...). */
-  limitsExceeded: Partial<Record<LimitName, number>>;
+  limitsExceeded: Partial<Record<LimitName | 'address_cooldown', number>>;
 }
