@@ -217,26 +217,28 @@ async function limitCounts(d: Daemon): Promise<Record<string, number>> {
 export async function runAbuseBench(): Promise<unknown> {
   const only = process.env.ABUSE_ONLY?.split(',').filter(Boolean) as Attack[] | undefined;
   const list = (Object.keys(attacks) as Attack[]).filter((a) => !only || only.includes(a));
-  const d = await startDaemon();
-  const victim = new Victim(d.xds);
   const results: AttackResult[] = [];
-  let exitCode: number | null = null;
-  try {
-    await victim.start();
-    for (const a of list) {
-      process.stderr.write(`[abuse] ${a}...\n`);
+  const exitCodes: (number | null)[] = [];
+  // A fresh daemon and victim per attack: one attack's cooldown or leftovers do not shape the next one's figures.
+  for (const a of list) {
+    process.stderr.write(`[abuse] ${a}...\n`);
+    const d = await startDaemon();
+    const victim = new Victim(d.xds);
+    try {
+      await victim.start();
       results.push(await runAttack(d, victim, a));
+    } finally {
+      victim.stop();
+      exitCodes.push(await d.stop());
     }
-  } finally {
-    victim.stop();
-    exitCode = await d.stop();
   }
+  const exitCode = exitCodes.every((c) => c === 0) ? 0 : exitCodes.find((c) => c !== 0) ?? null;
   const ok = (b: boolean) => (b ? '✔' : '✘');
   const lines = [
-    `The real \`sextant discovery\` process (default limits, \`examples/bookinfo\`); each attack repeated by an attacker process for ${ATTACK_MS / 1000} s while a`,
+    `The real \`sextant discovery\` process (default limits, \`examples/bookinfo\`, a fresh one per attack); each attack repeated by an attacker process for ${ATTACK_MS / 1000} s while a`,
     `well-behaved SotW client changes its EDS subscription ${RATE} times a second (latency: request → response carrying the new cluster, the server's push path).`,
     `Bounds: victim p99 < ${BOUND_P99_MS} ms during the attack; daemon RSS growth < ${BOUND_RSS_MB} MB at peak; ${SETTLE_MS / 1000} s later RSS within ${BOUND_RELEASED_MB} MB of the baseline and only the victim's stream left.`,
-    `Load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}. Daemon exit code on SIGTERM: ${exitCode}.`,
+    `Load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}. Daemon exit codes on SIGTERM: ${exitCodes.join(', ')}.`,
     '',
     '| attack | rounds (stream ends) | limits hit | victim p50 / p99 / max, ms (baseline p99) | RSS MB: baseline → peak (+growth) → after (+) | p99 < 100 ms | growth < 50 MB | released |',
     '|---|---|---|---|---|---|---|---|',
