@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
 import { isKnownKind, validateObject, type Logger } from '@sextant/api';
-import { createWebhookServer, type Metrics } from '@sextant/admin';
+import { createWebhookServer, recordWebhookResult, type Metrics } from '@sextant/admin';
 import type { CertificateAuthority } from '@sextant/ca';
 import type { StoreView } from '@sextant/sources';
 import type { DiscoveryConfig } from './flags.js';
@@ -41,7 +41,7 @@ export async function startWebhookServer(cfg: DiscoveryConfig, log: Logger, ca: 
       clusterId: cfg.clusterId,
       cni: cfg.cni,
     },
-    ...(metrics ? { onResult: (hook: string, outcome: string) => metrics.webhookResults.inc({ hook, outcome }) } : {}),
+    ...(metrics ? { onResult: (hook: 'validate' | 'inject', outcome: string) => recordWebhookResult(metrics, hook, outcome) } : {}),
   });
   const renew = () => {
     try {

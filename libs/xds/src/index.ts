@@ -4,3 +4,4 @@ export { defaultXdsLimits, limitNames, type LimitName, type XdsLimits } from './
 export { CachedGenerator, EndpointCache, StaticGenerator, watchKey } from './cache.js';
 export { ADS_SERVICE, adsServiceDefinition } from './service.js';
 export { enablePreFramedWrites } from './frames.js';
+export { RejectionTracker, describe as describeRejections, type Rejection, type RejectedObjectRef, type RejectionTrackerOptions } from './rejections.js';
