@@ -349,11 +349,6 @@ export class DiscoveryServer {
     };
   }
 
-  /** The limits in force (defaults filled in). */
-  limitsInForce(): Readonly<XdsLimits> {
-    return this.limits;
-  }
-
   /**
    * What the server keeps across streams, as counts: tests check a stream's
    * state is released when it ends (over a limit or otherwise).
