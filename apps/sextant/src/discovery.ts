@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
-import { formatIssue, type Logger, type ObjectKey } from '@sextant/api';
+import { formatIssue, setRegexProgramSizeLimit, type Logger, type ObjectKey } from '@sextant/api';
 import { createAdminServer, createMetrics, createMonitoringServer, pushTriggerReason, registryEventType, type Metrics } from '@sextant/admin';
 import { PushContext, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
 import { readFileSync } from 'node:fs';
@@ -88,11 +88,13 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   if (!cfg.configDir && !cfg.kubeconfig && !cfg.inCluster) {
     throw new Error('no config source: give --config-dir DIR and/or --kubeconfig FILE (or run in a pod)');
   }
+  setRegexProgramSizeLimit(cfg.regexMaxProgramSize);
   const metrics = createMetrics();
   const meshConfig = cfg.meshConfigFile ? loadMeshConfig(cfg.meshConfigFile) : undefined;
   const store = new ConfigStore({ log: log.child({ component: 'store' }) });
   const sources: ConfigSource[] = [];
-  if (cfg.configDir) sources.push(createFolderSource({ dir: cfg.configDir, log: log.child({ source: 'folder' }) }));
+  const folder = cfg.configDir ? createFolderSource({ dir: cfg.configDir, log: log.child({ source: 'folder' }), maxFileBytes: cfg.configMaxFileBytes }) : undefined;
+  if (folder) sources.push(folder);
   let kubeExtras: SecureExtras = {};
   let kube: KubeMode | undefined;
   if (cfg.kubeconfig || cfg.inCluster) {
@@ -223,6 +225,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       configIssues: () => ({
         rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
         semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
+        // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
+        files: folder?.fileErrors() ?? [],
         // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
         rejectedByProxy: rejections.list(),
       }),

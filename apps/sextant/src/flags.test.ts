@@ -12,7 +12,7 @@ test('xDS limit flags: defaults, command line, SEXTANT_* variables, sizes with u
   assert.equal(d.xdsLimitCooldownMs, 1000);
   assert.equal(parseDiscoveryFlags(base, { SEXTANT_XDS_LIMIT_COOLDOWN: '0' }).xdsLimitCooldownMs, 0);
 
-  const c = parseDiscoveryFlags([...base, '--xds-max-names-per-request', '10', '--xds-max-pending-bytes', '64KiB', '--xds-max-request-bytes=1MiB'], {});
+  const c = parseDiscoveryFlags([...base, '--xds-max-names-per-request', '10', '--xds-max-pending-bytes', '64Ki', '--xds-max-request-bytes=1MiB'], {});
   assert.equal(c.xdsLimits.maxNamesPerRequest, 10);
   assert.equal(c.xdsLimits.maxPendingBytes, 65536);
   assert.equal(c.xdsMaxRequestBytes, 1 << 20);
@@ -26,7 +26,8 @@ test('xDS limit flags: defaults, command line, SEXTANT_* variables, sizes with u
 });
 
 test('xDS limit flags: a bad value names the flag', () => {
-  assert.throws(() => parseDiscoveryFlags([...base, '--xds-max-names-per-stream', 'lots'], {}), (err: Error) => err instanceof FlagError && /--xds-max-names-per-stream: "lots" is not a positive whole number/.test(err.message));
+  assert.throws(() => parseDiscoveryFlags([...base, '--xds-max-names-per-stream', 'lots'], {}), (err: Error) => err instanceof FlagError && /--xds-max-names-per-stream: "lots" is not a positive integer/.test(err.message));
   assert.throws(() => parseDiscoveryFlags([...base, '--xds-max-streams-per-connection', '0'], {}), /--xds-max-streams-per-connection/);
   assert.throws(() => parseBytes('xds-max-node-bytes', '1MB'), /--xds-max-node-bytes: "1MB" is not a size in bytes/);
+  assert.equal(parseBytes('x', '4Mi'), parseBytes('x', '4MiB'));
 });

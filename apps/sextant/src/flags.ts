@@ -7,6 +7,9 @@ import { defaultXdsLimits, type XdsLimits } from '@sextant/xds';
  */
 const discoveryFlags = {
   'config-dir': { type: 'string' },
+  // Config folder and regex limits (docs/config-validation.md).
+  'config-max-file-size': { type: 'string', default: '4Mi' },
+  'regex-max-program-size': { type: 'string', default: '100' },
   kubeconfig: { type: 'string' },
   'listen-address': { type: 'string', default: '0.0.0.0' },
   'xds-port': { type: 'string', default: '15010' },
@@ -37,15 +40,15 @@ const discoveryFlags = {
   'leader-election': { type: 'boolean', default: true },
   'discovery-address': { type: 'string', default: 'istiod.istio-system.svc:15012' },
   // Per-client xDS limits (docs/xds.md, "Limits"): far above a real proxy, bounded for a hostile one.
-  'xds-max-request-bytes': { type: 'string', default: '4MiB' },
+  'xds-max-request-bytes': { type: 'string', default: '4Mi' },
   'xds-max-names-per-request': { type: 'string', default: String(defaultXdsLimits.maxNamesPerRequest) },
   'xds-max-names-per-stream': { type: 'string', default: String(defaultXdsLimits.maxNamesPerStream) },
-  'xds-max-node-bytes': { type: 'string', default: '1MiB' },
+  'xds-max-node-bytes': { type: 'string', default: '1Mi' },
   'xds-max-streams-per-connection': { type: 'string', default: String(defaultXdsLimits.maxStreamsPerConnection) },
   'xds-max-streams-per-address': { type: 'string', default: String(defaultXdsLimits.maxStreamsPerAddress) },
   'xds-max-opening-streams-per-address': { type: 'string', default: String(defaultXdsLimits.maxOpeningStreamsPerAddress) },
   'xds-max-unknown-types': { type: 'string', default: String(defaultXdsLimits.maxUnknownTypes) },
-  'xds-max-pending-bytes': { type: 'string', default: '256MiB' },
+  'xds-max-pending-bytes': { type: 'string', default: '256Mi' },
   'xds-limit-cooldown': { type: 'string', default: '1s' },
 } as const;
 
@@ -53,6 +56,10 @@ export type DiscoveryFlagName = keyof typeof discoveryFlags;
 
 export interface DiscoveryConfig {
   configDir: string | undefined;
+  /** Largest file the folder source reads, in bytes. */
+  configMaxFileBytes: number;
+  /** Largest RE2 program size of an accepted regex (Envoy's re2.max_program_size.error_level). */
+  regexMaxProgramSize: number;
   kubeconfig: string | undefined;
   inCluster: boolean;
   listenAddress: string;
@@ -107,17 +114,17 @@ export function parseDuration(flag: string, value: string): number {
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
 }
 
-/** Parses a byte size: "4194304", "512KiB", "4MiB", "1GiB". */
+/** Parses a byte count: "4194304", "512Ki", "4Mi", "1Gi" (or "4MiB"). */
 export function parseBytes(flag: string, value: string): number {
-  const m = /^(\d+)(B|KiB|MiB|GiB)?$/.exec(value.trim());
-  const n = m ? Number(m[1]) * { B: 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 }[(m[2] ?? 'B') as 'B'] : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a size in bytes (e.g. 65536, 512KiB, 4MiB, 1GiB)`);
+  const m = /^(\d+)(?:(Ki|Mi|Gi)B?|B)?$/.exec(value.trim());
+  const n = m ? Number(m[1]) * { '': 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[m[2] ?? '']! : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a size in bytes (e.g. 4194304, 512Ki, 4Mi)`);
   return n;
 }
 
 function parseCount(flag: string, value: string): number {
   const n = Number(value.trim());
-  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a positive whole number`);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a positive integer`);
   return n;
 }
 
@@ -148,6 +155,8 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
   const inCluster = !!env.KUBERNETES_SERVICE_HOST && !get('config-dir') && !get('kubeconfig');
   return {
     configDir: get('config-dir'),
+    configMaxFileBytes: parseBytes('config-max-file-size', get('config-max-file-size')!),
+    regexMaxProgramSize: parseCount('regex-max-program-size', get('regex-max-program-size')!),
     kubeconfig: get('kubeconfig'),
     inCluster,
     listenAddress: get('listen-address')!,
