@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
  * `make bench`: runs every benchmark and writes one report (JSON and Markdown)
  * under bench/results/, with the machine and the inputs. Each benchmark
  * reports medians of repeated runs; ratios are taken within this one run.
- * `make bench BENCH=xds` (or ca, scale, abuse) runs one.
+ * `make bench BENCH=xds` (or ca, scale, webhook, abuse) runs one.
  */
 interface Section {
   name: string;
