@@ -41,7 +41,7 @@ export const defaultXdsLimits: Readonly<XdsLimits> = Object.freeze({
   maxNodeBytes: 1024 * 1024,
   maxStreamsPerConnection: 100,
   maxStreamsPerAddress: 10_000,
-  maxOpeningStreamsPerAddress: 4,
+  maxOpeningStreamsPerAddress: 32,
   maxUnknownTypes: 16,
   maxPendingBytes: 256 * 1024 * 1024,
 });

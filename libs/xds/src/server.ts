@@ -799,7 +799,10 @@ export class DiscoveryServer {
     this.notifyLimit(limit);
     c.log.warn({ limit, value, max }, `ADS stream over the ${limit} limit (${value} > ${max}); ending it with RESOURCE_EXHAUSTED`);
     const cooldown = c.address ?? addressOfPeer(c.peer);
-    const ms = this.cooldowns.hit(cooldown, Date.now());
+    // Many proxies behind one address (NAT, a node-local agent, a load test)
+    // open a burst of streams at once; a burst is refused stream by stream and
+    // retried, but is not a strike towards refusing the whole address.
+    const ms = key === 'maxOpeningStreamsPerAddress' ? 0 : this.cooldowns.hit(cooldown, Date.now());
     if (ms > 0) c.log.warn({ address: cooldown, cooldownMs: ms }, `client address ${cooldown} keeps going over xDS limits; its new streams are refused for ${ms} ms`);
     const unflushed = c.inflight > 0;
     const details = `${limit} limit exceeded: ${value} > ${max}`;
