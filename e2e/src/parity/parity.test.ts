@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import {
   type PodLike,
   type ProxyComparison,
   type XdsDecoder,
+  type XdsSnapshot,
 } from '@sextant/xds/compare';
 import { type Cluster, kubectl, kubectlJson, startCluster, waitFor, waitForCrdsEstablished } from '../cluster.js';
 import { istiodShareFile, startIstiod, type RunningIstiod } from '../istiod.js';
@@ -101,12 +102,14 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
 
     const rootPem = readFileSync(cluster.caCertPath, 'utf8');
     const defaultConfig = ((parseYaml(meshText) as Json)['defaultConfig'] ?? {}) as Json;
-    for (const p of matrix) {
-      const { items } = await kubectlJson<{ items: PodLike[] }>(kc, ['get', 'pods', '-n', p.namespace, '-l', p.selector]);
-      const pod = items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))[0];
-      assert.ok(pod, `no pod for ${p.label} (${p.namespace} ${p.selector})`);
-      nodes.set(p.label, { node: await captureAgentNode(pod, p.kind, rootPem, defaultConfig), pod });
-    }
+    await Promise.all(
+      matrix.map(async (p) => {
+        const { items } = await kubectlJson<{ items: PodLike[] }>(kc, ['get', 'pods', '-n', p.namespace, '-l', p.selector]);
+        const pod = items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))[0];
+        assert.ok(pod, `no pod for ${p.label} (${p.namespace} ${p.selector})`);
+        nodes.set(p.label, { node: await captureAgentNode(pod, p.kind, rootPem, defaultConfig), pod });
+      }),
+    );
   });
 
   after(async () => {
@@ -146,12 +149,21 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
       );
     }
     // Both control planes must actually serve the matrix: an empty answer on both sides would compare equal.
-    for (const r of results as Array<ProxyComparison & { istiod: { lds: Map<string, unknown>; cds: Map<string, unknown> } }>) {
+    for (const r of results as Array<ProxyComparison & { istiod: XdsSnapshot }>) {
       assert.ok(r.istiod.lds.size > 0 && r.istiod.cds.size > 0, `${r.proxy}: istiod served no listeners or clusters`);
     }
     const report = classify(results, expected);
     const text = formatReport(report);
     if (process.env.SEXTANT_PARITY_REPORT) writeFileSync(process.env.SEXTANT_PARITY_REPORT, text + '\n');
+    // Everything both served, per proxy, for working on a difference (docs/parity.md).
+    const dumpDir = process.env.SEXTANT_PARITY_DUMP;
+    if (dumpDir) {
+      mkdirSync(dumpDir, { recursive: true });
+      for (const r of results as Array<ProxyComparison & { istiod: XdsSnapshot; sextant: XdsSnapshot }>) {
+        const plain = (s: XdsSnapshot) => Object.fromEntries(Object.entries(s).map(([t, m]) => [t, Object.fromEntries(m)]));
+        writeFileSync(join(dumpDir, `${r.proxy}.json`), JSON.stringify({ node: nodes.get(r.proxy)!.node, istiod: plain(r.istiod), sextant: plain(r.sextant), differences: r.differences }, null, 1));
+      }
+    }
     assert.equal(report.unexpectedCount + report.stale.length, 0, `parity report (see docs/parity.md):\n${text}`);
   });
 
