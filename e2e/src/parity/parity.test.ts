@@ -59,6 +59,7 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
   let decoder: XdsDecoder;
   let scratch: string;
   let meshText: string;
+  let defaultConfig: Json = {};
   const nodes = new Map<string, { node: NodeJson; pod: PodLike }>();
   const results: ProxyComparison[] = [];
 
@@ -101,7 +102,7 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
     sextant = await startSextant({ kubeconfig: kc, args: ['--mesh-config', meshFile, '--namespace', 'istio-system'], readyTimeoutMs: 60_000 });
 
     const rootPem = readFileSync(cluster.caCertPath, 'utf8');
-    const defaultConfig = ((parseYaml(meshText) as Json)['defaultConfig'] ?? {}) as Json;
+    defaultConfig = ((parseYaml(meshText) as Json)['defaultConfig'] ?? {}) as Json;
     await Promise.all(
       matrix.map(async (p) => {
         const { items } = await kubectlJson<{ items: PodLike[] }>(kc, ['get', 'pods', '-n', p.namespace, '-l', p.selector]);
@@ -121,10 +122,10 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
 
   test('pilot-agent sends the node the pod implies (what `sextant compare --pod` derives)', () => {
     // The metadata istiod reads to build a proxy's config; podNode must agree with the real agent on each.
-    const keys = ['NAMESPACE', 'LABELS', 'SERVICE_ACCOUNT', 'WORKLOAD_NAME', 'OWNER', 'CLUSTER_ID', 'MESH_ID', 'INTERCEPTION_MODE', 'INSTANCE_IPS', 'ISTIO_VERSION', 'APP_CONTAINERS', 'NODE_NAME', 'GENERATOR', 'NAME'];
+    const keys = ['NAMESPACE', 'LABELS', 'SERVICE_ACCOUNT', 'WORKLOAD_NAME', 'OWNER', 'CLUSTER_ID', 'MESH_ID', 'INTERCEPTION_MODE', 'INSTANCE_IPS', 'ISTIO_VERSION', 'APP_CONTAINERS', 'NODE_NAME', 'GENERATOR', 'NAME', 'PROXY_CONFIG', 'PILOT_SAN', 'METADATA_DISCOVERY'];
     for (const p of matrix) {
       const { node, pod } = nodes.get(p.label)!;
-      const derived = podNode(pod, { kind: p.kind });
+      const derived = podNode(pod, { kind: p.kind, proxyConfig: defaultConfig });
       assert.equal(derived.id, node.id, `${p.label}: node ID`);
       for (const k of keys) assert.deepEqual(derived.metadata?.[k], node.metadata?.[k], `${p.label}: metadata ${k}`);
       assert.deepEqual(JSON.parse(String(derived.metadata?.['POD_PORTS'])), JSON.parse(String(node.metadata?.['POD_PORTS'] ?? '[]')), `${p.label}: metadata POD_PORTS`);
