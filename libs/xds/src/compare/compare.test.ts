@@ -65,6 +65,12 @@ test('expected differences: subtree patterns, ** and kinds; unlisted and stale e
   assert.match(text, /UNEXPECTED lds\/\*\/filterChains\[\*\]\/filters\[envoy.filters.network.http_connection_manager\]\/typedConfig\/httpFilters\[istio.stats\]\/typedConfig \[changed\]: 1/);
   assert.match(text, /STALE traffic\/gone/);
   assert.throws(() => parseExpectedDifferences('- {id: a, feature: f, paths: [x], reason: r}'), /entry 1 \(a\): traffic/);
+  const lists = parseExpectedDifferences('- {id: d, feature: f, paths: ["rds/*/virtualHosts[*]/domains"], reason: r, traffic: t}');
+  assert.ok(lists.match({ path: 'rds/80/virtualHosts[a:80]/domains[5]', kind: 'changed' }, 'p'), 'a field name covers its list elements');
+  assert.ok(!lists.match({ path: 'rds/80/virtualHosts[a:80]/domainsX', kind: 'changed' }, 'p'));
+  const exact = parseExpectedDifferences('- {id: c, feature: f, paths: ["lds/*/filterChains[*]$"], reason: r, traffic: t}');
+  assert.ok(exact.match({ path: 'lds/l/filterChains[match={}]', kind: 'missing-in-sextant' }, 'p'), '$ matches the path itself');
+  assert.ok(!exact.match({ path: 'lds/l/filterChains[match={}]/name', kind: 'changed' }, 'p'), '$ does not cover the subtree');
   assert.throws(() => parseExpectedDifferences('- {id: a, feature: f, paths: [x], reason: r, traffic: t, colour: red}'), /unknown field colour/);
 });
 

@@ -88,15 +88,15 @@ function escapeKey(k: string): string {
 }
 
 /**
- * The key an element is matched by: its `name`, or for a filter chain without
- * one, its `filterChainMatch` (Envoy picks chains by match, so the match is
- * the chain's identity).
+ * The key an element is matched by: its `name`, or for a filter chain its
+ * `filterChainMatch`.
  */
 function elementKey(e: unknown, field: string): string | undefined {
   if (!e || typeof e !== 'object' || Array.isArray(e)) return undefined;
   const o = e as Record<string, unknown>;
-  if (typeof o['name'] === 'string' && o['name'] !== '') return o['name'];
+  // Envoy rejects two chains with one match, and picks chains by match: the match is a chain's identity.
   if (field === 'filterChains') return `match=${canonical(o['filterChainMatch'] ?? {})}`;
+  if (typeof o['name'] === 'string' && o['name'] !== '') return o['name'];
   return undefined;
 }
 
