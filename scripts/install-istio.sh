@@ -57,7 +57,7 @@ install_istiod_share() {
   dir=$(go mod download -json "istio.io/istio@$ISTIO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
   [[ -n $dir && -f $dir/manifests/charts/base/files/crd-all.gen.yaml ]] || die "Istio's crd-all.gen.yaml not found in istio.io/istio@$ISTIO_VERSION"
   mkdir -p "$d/share"
-  cp "$dir/manifests/charts/base/files/crd-all.gen.yaml" "$crds.tmp.$$" && mv "$crds.tmp.$$" "$crds"
+  cp "$dir/manifests/charts/base/files/crd-all.gen.yaml" "$crds.tmp.$$" && chmod 644 "$crds.tmp.$$" && mv "$crds.tmp.$$" "$crds"
   w=$(mktemp -d "$d/share/.descriptors.XXXXXX")
   (
     set -e

@@ -183,6 +183,7 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
           '--kubeconfig', cluster.kubeconfig,
           '--descriptors', istiodShareFile('xds-descriptors.binpb'),
           '--expected', expectedFile,
+          '--label', p.label,
           '-o', 'json',
         ],
         { timeout: 60_000 },
