@@ -1,12 +1,14 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
 import { formatIssue, type Logger, type ObjectKey } from '@sextant/api';
-import { createAdminServer, createMetrics, createMonitoringServer } from '@sextant/admin';
+import { createAdminServer, createMetrics, createMonitoringServer, type ProxyState } from '@sextant/admin';
+import { authenticate } from '@sextant/ca';
+import { NodeSchema, toJson } from '@sextant/envoy';
 import { PushContext, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
-import { DiscoveryServer } from '@sextant/xds';
+import { DiscoveryServer, proxyNamespace, type StreamState } from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { TranslationGenerators } from './generators.js';
 import { createLogger } from './log.js';
@@ -97,8 +99,21 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   let ready = false;
   const generators = new TranslationGenerators(() => pipeline.context, log.child({ component: 'translate' }));
   const secure: SecureServices = await startSecureServices(cfg, log.child({ component: 'ca' }), metrics, () => store, kubeExtras);
-  const xds = new DiscoveryServer({
-    generators: { ...generators.generators(), ...secure.generators },
+  // Debug callers from outside the system namespace see only their own namespace (istiod: the mesh root namespace).
+  const systemNamespace = () => meshConfig?.rootNamespace ?? cfg.namespace;
+  const proxyState = (st: StreamState): ProxyState => ({
+    connectionId: st.connectionId,
+    proxyId: st.proxy.id,
+    delta: st.delta,
+    node: toJson(NodeSchema, st.proxy.node),
+    namespace: proxyNamespace(st.proxy),
+    types: st.types,
+  });
+  const xds: DiscoveryServer = new DiscoveryServer({
+    generators: {
+      ...generators.generators(),
+      ...secure.generators,
+    },
     log: log.child({ component: 'xds' }),
     isReady: () => ready,
     authenticate: secure.adsAuthenticate,
@@ -173,9 +188,17 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     port: cfg.httpPort,
     isReady: () => ready,
     log,
+    systemNamespace: systemNamespace(),
+    authenticate: async (bearerToken) => {
+      const caller = await authenticate(secure.authenticators, { bearerToken });
+      return { namespace: caller.namespace, serviceAccount: caller.serviceAccount };
+    },
     debug: {
       syncz: () => xds.connections(),
-      configDump: (id) => xds.configDump(id),
+      proxy: (id) => {
+        const st = xds.streamState(id);
+        return st ? proxyState(st) : undefined;
+      },
       configIssues: () => ({
         rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
         semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),

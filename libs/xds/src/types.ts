@@ -46,6 +46,11 @@ export interface PushRequest {
  * inputs (see CachedGenerator) lets the server frame a response once and share it.
  */
 export interface ResourceGenerator {
+  /**
+   * The response is everything generate() returns, whatever names were asked:
+   * the names are a query, not a subscription (the istio.io/debug/* types).
+   */
+  readonly answersQuery?: boolean;
   generate(proxy: XdsProxy, watch: WatchedResource, req: PushRequest): ReadonlyMap<string, EncodedResource>;
 }
 
@@ -109,6 +114,8 @@ export interface TypeStatus {
   /** Version and nonce of the last response sent for this type. */
   versionSent?: string | undefined;
   nonceSent?: string | undefined;
+  /** When the last response of this type was written (ISO 8601). */
+  sentAt?: string | undefined;
   /** Version and nonce last ACKed. */
   versionAcked?: string | undefined;
   nonceAcked?: string | undefined;
@@ -153,4 +160,19 @@ export interface DiscoveryServerMetrics {
   /** By short type name (`cds`, ...): responses sent. */
   pushesByType: Record<string, number>;
   nacksByType: Record<string, number>;
+}
+
+/** What one stream was last sent, for debug output (config dumps). */
+export interface StreamState {
+  connectionId: string;
+  proxy: XdsProxy;
+  delta: boolean;
+  types: Array<{
+    typeUrl: string;
+    versionSent?: string | undefined;
+    versionAcked?: string | undefined;
+    sentAt?: string | undefined;
+    lastNack?: NackRecord | undefined;
+    resources: EncodedResource[];
+  }>;
 }
