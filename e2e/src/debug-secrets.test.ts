@@ -188,4 +188,21 @@ describe('debug output never carries a private key; /debug/* needs loopback or a
     assert.equal((await httpGet(`${sextant.httpUrl}/debug/config_dump?proxyID=web-a.default`, '127.0.0.3', app)).status, 200);
     assert.equal((await httpGet(`${sextant.httpUrl}/debug/config_dump?proxyID=istio-ingressgateway-xyz.istio-system`, '127.0.0.3', app)).status, 404);
   });
+
+  test('over xDS on the secure port (istio.io/debug/config_dump, syncz), the keys are redacted too', async () => {
+    const keys = [keyForms(tlsKey), keyForms(workloadKey)];
+    // istioctl's stream: adsc's node, a token of the system namespace's `default` account.
+    const ctl = sds('sidecar~~test-1.istio-system~istio-system.svc.cluster.local', 'istio-system', 'default');
+    ctl.request('istio.io/debug/config_dump', { resourceNames: ['istio-ingressgateway-xyz.istio-system'] });
+    const dump = await ctl.next();
+    const text = JSON.stringify(decodeResources(dump).map((r) => r.json));
+    assert.ok(text.includes('kubernetes://shop-cert') && text.includes(REDACTED_B64), text.slice(0, 400));
+    assertNoKey('istio.io/debug/config_dump', text, keys);
+    for (const r of dump.resources) for (const k of [tlsKey, workloadKey]) assert.ok(!Buffer.from(r.value).includes(Buffer.from(k)), 'raw key bytes in the response');
+    ctl.request('istio.io/debug/config_dump', { resourceNames: ['web-a.default'] });
+    const wl = await ctl.next();
+    assertNoKey('istio.io/debug/config_dump (agentless)', JSON.stringify(decodeResources(wl).map((r) => r.json)), keys);
+    for (const r of wl.resources) assert.ok(!Buffer.from(r.value).includes(Buffer.from(workloadKey)));
+    ctl.close();
+  });
 });

@@ -1,14 +1,14 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
 import { formatIssue, type Logger, type ObjectKey } from '@sextant/api';
-import { createAdminServer, createMetrics, createMonitoringServer, type ProxyState } from '@sextant/admin';
+import { buildConfigDump, createAdminServer, createMetrics, createMonitoringServer, encodeConfigDump, type ProxyState } from '@sextant/admin';
 import { authenticate } from '@sextant/ca';
 import { NodeSchema, toJson } from '@sextant/envoy';
 import { PushContext, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
-import { DiscoveryServer, proxyNamespace, type StreamState } from '@sextant/xds';
+import { DiscoveryServer, debugGenerators, proxyNamespace, type StreamState } from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { TranslationGenerators } from './generators.js';
 import { createLogger } from './log.js';
@@ -113,12 +113,19 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     generators: {
       ...generators.generators(),
       ...secure.generators,
+      ...debugGenerators({
+        connections: () => xds.connections(),
+        streamState: (id) => xds.streamState(id),
+        configDump: (st) => encodeConfigDump(buildConfigDump(proxyState(st))),
+        systemNamespace,
+      }),
     },
     log: log.child({ component: 'xds' }),
     isReady: () => ready,
     authenticate: secure.adsAuthenticate,
     authorizeNode: secure.adsAuthorizeNode,
-    controlPlaneId: `sextant-${version}-${cfg.podName}`,
+    // istiod's IstioControlPlaneInstance JSON: istioctl reads the instance ID from it.
+    controlPlaneId: JSON.stringify({ Component: 'sextant', ID: cfg.podName, Info: { version, revision: cfg.revision, golang_version: '', status: 'Clean', tag: version } }),
   });
 
   let lastIssues: string[] = [];

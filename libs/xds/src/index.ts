@@ -3,4 +3,4 @@ export { DiscoveryServer, type ChangeSource } from './server.js';
 export { CachedGenerator, EndpointCache, StaticGenerator, watchKey } from './cache.js';
 export { ADS_SERVICE, adsServiceDefinition } from './service.js';
 export { enablePreFramedWrites } from './frames.js';
-export { proxyNamespace } from './debug-types.js';
+export { DebugType, DEBUG_TYPE_PREFIX, XdsStatusError, debugGenerators, debugScope, peerHost, proxyNamespace, type DebugTypeOptions } from './debug-types.js';
