@@ -203,6 +203,14 @@ describe('debug output never carries a private key; /debug/* needs loopback or a
     const wl = await ctl.next();
     assertNoKey('istio.io/debug/config_dump (agentless)', JSON.stringify(decodeResources(wl).map((r) => r.json)), keys);
     for (const r of wl.resources) assert.ok(!Buffer.from(r.value).includes(Buffer.from(workloadKey)));
+    // istio.io/debug (x internal-debug) reaches the HTTP endpoints: the same redaction.
+    for (const path of paths().filter((p) => p !== '/debug').map((p) => p.replace(/^\/debug\//, ''))) {
+      ctl.request('istio.io/debug', { resourceNames: [path] });
+      const r = await ctl.next();
+      const body = Buffer.from(r.resources[0]!.value).toString();
+      assert.ok(!body.startsWith('{"statusCode"'), `${path}: ${body.slice(0, 200)}`);
+      assertNoKey(`istio.io/debug ${path}`, body, keys);
+    }
     ctl.close();
   });
 });

@@ -1,14 +1,14 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
 import { formatIssue, type Logger, type ObjectKey } from '@sextant/api';
-import { buildConfigDump, createAdminServer, createMetrics, createMonitoringServer, encodeConfigDump, type ProxyState } from '@sextant/admin';
+import { buildConfigDump, createAdminServer, createMetrics, createMonitoringServer, debugHandler, debugOutputSafe, encodeConfigDump, type DebugSources, type ProxyState } from '@sextant/admin';
 import { authenticate } from '@sextant/ca';
 import { NodeSchema, toJson } from '@sextant/envoy';
 import { PushContext, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
-import { DiscoveryServer, debugGenerators, proxyNamespace, type StreamState } from '@sextant/xds';
+import { DiscoveryServer, XdsStatusError, debugGenerators, proxyNamespace, type StreamState } from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { TranslationGenerators } from './generators.js';
 import { createLogger } from './log.js';
@@ -109,6 +109,19 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     namespace: proxyNamespace(st.proxy),
     types: st.types,
   });
+  const debugSources: DebugSources = {
+    syncz: () => xds.connections(),
+    proxy: (id) => {
+      const st = xds.streamState(id);
+      return st ? proxyState(st) : undefined;
+    },
+    configIssues: () => ({
+      rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
+      semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
+    }),
+    pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
+  };
+  const debugResponder = debugHandler(debugSources);
   const xds: DiscoveryServer = new DiscoveryServer({
     generators: {
       ...generators.generators(),
@@ -118,6 +131,16 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
         streamState: (id) => xds.streamState(id),
         configDump: (st) => encodeConfigDump(buildConfigDump(proxyState(st))),
         systemNamespace,
+        debugPath: (path, query, namespace) => {
+          const r = debugResponder(path, query, namespace);
+          // istiod's DebugGen prefixes a non-200 answer with its status as JSON.
+          const body = (r.status === 200 ? '' : JSON.stringify({ statusCode: String(r.status) })) + (typeof r.body === 'string' ? r.body : JSON.stringify(r.body));
+          if (!debugOutputSafe(body)) {
+            log.error({ path }, 'debug response withheld: it would have carried a private key');
+            throw new XdsStatusError(grpc.status.INTERNAL, 'response withheld: it would have carried a private key');
+          }
+          return Buffer.from(body);
+        },
       }),
     },
     log: log.child({ component: 'xds' }),
@@ -200,18 +223,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       const caller = await authenticate(secure.authenticators, { bearerToken });
       return { namespace: caller.namespace, serviceAccount: caller.serviceAccount };
     },
-    debug: {
-      syncz: () => xds.connections(),
-      proxy: (id) => {
-        const st = xds.streamState(id);
-        return st ? proxyState(st) : undefined;
-      },
-      configIssues: () => ({
-        rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
-        semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
-      }),
-      pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
-    },
+    debug: debugSources,
   });
   await admin.listen({ host: cfg.listenAddress, port: cfg.httpPort });
   log.info({ server: 'http', address: hostPort(cfg.listenAddress, (admin.server.address() as AddressInfo).port) }, 'listening');

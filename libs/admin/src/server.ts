@@ -1,4 +1,4 @@
-import Fastify, { type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '@sextant/api';
 import type { Registry } from 'prom-client';
 import { buildConfigDump, buildSextantDump, canonicalConfigDump, containsPrivateKey, type ProxyState } from './config-dump.js';
@@ -109,44 +109,88 @@ export function createAdminServer(opts: AdminServerOptions): FastifyInstance {
     return payload;
   });
 
-  const proxyFor = (req: FastifyRequest<{ Querystring: { proxyID?: string } }>): ProxyState | string | undefined => {
-    const id = req.query.proxyID;
-    if (!id) return undefined;
-    const p = opts.debug.proxy(id);
-    // A non-system caller sees only its own namespace's proxies; others look not connected (as istiod).
-    if (!p || (req.debugNamespace !== undefined && p.namespace !== req.debugNamespace)) return id;
-    return p;
+  const handle = debugHandler(opts.debug);
+  const serve = (path: string) => async (req: FastifyRequest, reply: FastifyReply) => {
+    const query = new URLSearchParams(req.url.includes('?') ? req.url.slice(req.url.indexOf('?') + 1) : '');
+    const r = handle(path, query, req.debugNamespace);
+    reply.code(r.status);
+    if (typeof r.body === 'string') {
+      reply.header('content-type', r.json ? 'application/json; charset=utf-8' : 'text/plain; charset=utf-8');
+    }
+    return reply.send(r.body);
   };
 
   app.get('/ready', async (_req, reply) => {
     if (opts.isReady()) return reply.code(200).send('ready\n');
     return reply.code(503).send('not ready: waiting for every config source to sync once\n');
   });
-  app.get('/debug/syncz', async () => opts.debug.syncz());
-  app.get<{ Querystring: { proxyID?: string } }>('/debug/config_dump', async (req, reply) => {
-    const p = proxyFor(req);
-    if (p === undefined) return reply.code(400).send({ error: 'proxyID query parameter is required (node ID or <pod>.<namespace>)' });
-    if (typeof p === 'string') return reply.code(404).send({ error: `proxy ${p} is not connected to this instance` });
-    reply.header('content-type', 'application/json; charset=utf-8');
-    return JSON.stringify(canonicalConfigDump(buildConfigDump(p)));
-  });
-  app.get<{ Querystring: { proxyID?: string } }>('/debug/sextant_dump', async (req, reply) => {
-    const p = proxyFor(req);
-    if (p === undefined) return reply.code(400).send({ error: 'proxyID query parameter is required (node ID or <pod>.<namespace>)' });
-    if (typeof p === 'string') return reply.code(404).send({ error: `proxy ${p} is not connected to this instance` });
-    return buildSextantDump(p);
-  });
-  app.get('/debug/config_issues', async () => opts.debug.configIssues());
-  app.get('/debug/push_status', async () => opts.debug.pushStatus());
-  app.get('/debug', async () => ({
-    endpoints: ['/ready', '/debug/syncz', '/debug/config_dump?proxyID=', '/debug/sextant_dump?proxyID=', '/debug/config_issues', '/debug/push_status'],
-  }));
+  app.get('/debug', serve('list'));
+  app.get<{ Params: { '*': string } }>('/debug/*', async (req, reply) => serve(req.params['*'])(req, reply));
   app.setErrorHandler((err, req, reply) => {
     const message = err instanceof Error ? err.message : String(err);
     opts.log.error({ err: message, url: req.url.split('?')[0] }, 'admin request failed');
     void reply.code(500).send({ error: message });
   });
   return app;
+}
+
+/** What a debug path answers: a status and a JSON value, or text (`json` marks text that is JSON already). */
+export interface DebugResult {
+  status: number;
+  body: unknown;
+  json?: boolean;
+}
+
+/** The debug paths, without the `/debug/` prefix (what istioctl's `x internal-debug --list` shows). */
+export const DEBUG_PATHS = ['syncz', 'config_dump?proxyID=', 'sextant_dump?proxyID=', 'config_issues', 'push_status', 'list'] as const;
+
+/**
+ * The debug endpoints as one function of (path, query, namespace scope), so
+ * HTTP `/debug/<path>` and the xDS type `istio.io/debug` (resource name
+ * `<path>?<query>`, as istiod's DebugGen) answer the same. `namespace`, when
+ * set, limits proxy lookups to that namespace (a non-system caller). Error
+ * texts match istiod's, which istioctl recognises.
+ */
+export function debugHandler(debug: DebugSources): (path: string, query: URLSearchParams, namespace?: string) => DebugResult {
+  const proxyFor = (query: URLSearchParams, namespace: string | undefined): DebugResult | ProxyState => {
+    const id = query.get('proxyID');
+    if (!id) return { status: 400, body: 'You must provide a proxyID in the query string (node ID or <pod>.<namespace>)\n' };
+    const p = debug.proxy(id);
+    // A non-system caller sees only its own namespace's proxies; others look not connected (as istiod).
+    if (!p || (namespace !== undefined && p.namespace !== namespace)) {
+      return { status: 404, body: 'Proxy not connected to this Pilot instance. It may be connected to another instance.\n' };
+    }
+    return p;
+  };
+  const isResult = (x: DebugResult | ProxyState): x is DebugResult => 'status' in x;
+  return (path, query, namespace) => {
+    switch (path) {
+      case 'list':
+        return { status: 200, body: DEBUG_PATHS.map((p) => `/debug/${p}`) };
+      case 'syncz':
+        return { status: 200, body: debug.syncz() };
+      case 'config_dump': {
+        const p = proxyFor(query, namespace);
+        if (isResult(p)) return p;
+        return { status: 200, body: JSON.stringify(canonicalConfigDump(buildConfigDump(p))), json: true };
+      }
+      case 'sextant_dump': {
+        const p = proxyFor(query, namespace);
+        return isResult(p) ? p : { status: 200, body: buildSextantDump(p) };
+      }
+      case 'config_issues':
+        return { status: 200, body: debug.configIssues() };
+      case 'push_status':
+        return { status: 200, body: debug.pushStatus() };
+      default:
+        return { status: 404, body: '404 page not found\n' };
+    }
+  };
+}
+
+/** True when serialized debug output may be sent: it carries no private key. */
+export function debugOutputSafe(text: string): boolean {
+  return !containsPrivateKey(text);
 }
 
 /** The HTTP server on --monitoring-port: /metrics in Prometheus text format. */

@@ -36,6 +36,8 @@ describe('debug types over xDS (istio.io/debug/syncz, istio.io/debug/config_dump
           },
         ],
         systemNamespace: () => 'istio-system',
+        // The daemon passes the admin debug endpoints; an echo shows what reaches them.
+        debugPath: (path, query, namespace) => Buffer.from(JSON.stringify({ path, proxyID: query.get('proxyID'), namespace: namespace ?? null })),
       }),
     });
     h.clusters.replace([edsCluster('c1')]);
@@ -161,5 +163,30 @@ describe('debug types over xDS (istio.io/debug/syncz, istio.io/debug/config_dump
     } finally {
       await refusing.stop();
     }
+  });
+
+  test('istio.io/debug (x internal-debug): the resource name is a debug path, answered as raw bytes; other namespaces get config_dump only', async () => {
+    const ctl = istioctl('istio-system/default');
+    try {
+      ctl.request(DebugType.Debug, { resourceNames: ['config_dump?proxyID=cart-1.shop'] });
+      const r = await ctl.next();
+      assert.equal(r.typeUrl, DebugType.Debug);
+      assert.equal(r.resources[0]!.typeUrl, DebugType.Debug);
+      assert.deepEqual(JSON.parse(Buffer.from(r.resources[0]!.value).toString()), { path: 'config_dump', proxyID: 'cart-1.shop', namespace: null });
+    } finally {
+      ctl.close();
+    }
+    const app = istioctl('shop/default');
+    try {
+      app.request(DebugType.Debug, { resourceNames: ['config_dump?proxyID=cart-1.shop'] });
+      assert.deepEqual(JSON.parse(Buffer.from((await app.next()).resources[0]!.value).toString()), { path: 'config_dump', proxyID: 'cart-1.shop', namespace: 'shop' });
+    } finally {
+      app.close();
+    }
+    const denied = istioctl('shop/default');
+    denied.request(DebugType.Debug, { resourceNames: ['syncz'] });
+    const s = await denied.status();
+    denied.close();
+    assert.equal(s.code, grpc.status.PERMISSION_DENIED);
   });
 });

@@ -17,6 +17,8 @@ import { encodeJson, encodedResource, type EncodedResource } from '@sextant/envo
 import type { ConnectionStatus, ResourceGenerator, StreamState, WatchedResource, XdsProxy } from './types.js';
 
 export const DebugType = {
+  /** istiod's DebugGen: the resource name is a debug path (`syncz`, `config_dump?proxyID=…`, `list`), answered as raw bytes. */
+  Debug: 'istio.io/debug',
   Syncz: 'istio.io/debug/syncz',
   ConfigDump: 'istio.io/debug/config_dump',
 } as const;
@@ -43,7 +45,16 @@ export interface DebugTypeOptions {
   configDump(state: StreamState): Array<{ typeUrl: string; value: Uint8Array }>;
   /** Callers authenticated in this namespace see every proxy (istiod: the mesh root namespace). */
   systemNamespace(): string;
+  /**
+   * The HTTP debug endpoints, for `istio.io/debug`: the answer to
+   * `/debug/<path>?<query>` as bytes. `namespace` limits proxy lookups (a
+   * caller outside the system namespace).
+   */
+  debugPath?(path: string, query: URLSearchParams, namespace: string | undefined): Uint8Array;
 }
+
+/** Paths of `istio.io/debug` a caller outside the system namespace may read (istiod's activeNamespaceDebuggers that Sextant has). */
+const NAMESPACE_DEBUG_PATHS = new Set(['config_dump', 'sextant_dump']);
 
 /** The namespace a proxy belongs to: NAMESPACE metadata, else the `<pod>.<ns>` part of its node ID. */
 export function proxyNamespace(proxy: Pick<XdsProxy, 'id' | 'metadata'>): string | undefined {
@@ -140,5 +151,24 @@ export function debugGenerators(opts: DebugTypeOptions): Record<string, Resource
       return out;
     },
   };
-  return { [DebugType.Syncz]: syncz, [DebugType.ConfigDump]: configDump };
+  const generators: Record<string, ResourceGenerator> = { [DebugType.Syncz]: syncz, [DebugType.ConfigDump]: configDump };
+  const debugPath = opts.debugPath;
+  if (debugPath) {
+    generators[DebugType.Debug] = {
+      answersQuery: true,
+      generate(proxy, watch) {
+        const scope = scopeOf(proxy);
+        if (watch.names.size !== 1) throw new XdsStatusError(grpc.status.INVALID_ARGUMENT, 'exactly one debug request is required');
+        const [name] = watch.names as ReadonlySet<string>;
+        const q = name!.indexOf('?');
+        const path = (q < 0 ? name! : name!.slice(0, q)).replace(/^\/?(debug\/)?/, '');
+        if (scope !== '' && !NAMESPACE_DEBUG_PATHS.has(path)) {
+          throw new XdsStatusError(grpc.status.PERMISSION_DENIED, `the debug info is not available for current identity: namespace ${scope}`);
+        }
+        const body = debugPath(path, new URLSearchParams(q < 0 ? '' : name!.slice(q + 1)), scope === '' ? undefined : scope);
+        return new Map([[name!, encodedResource(DebugType.Debug, name!, body)]]);
+      },
+    };
+  }
+  return generators;
 }
