@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import { TypeUrl, decodeToJson, encodeJson } from '@sextant/envoy';
-import { REDACTED, buildConfigDump, buildSextantDump, canonicalConfigDump, containsPrivateKey, encodeConfigDump, redact, type ProxyState } from './config-dump.js';
+import { REDACTED, buildClustersView, buildConfigDump, buildSextantDump, canonicalConfigDump, containsPrivateKey, encodeConfigDump, redact, type ProxyState } from './config-dump.js';
 
 const keyPem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
 const keyB64 = Buffer.from(keyPem).toString('base64');
@@ -86,4 +86,31 @@ test('the config dump is an Envoy ConfigDump: typed entries, dynamic_active_* wi
   // Sextant's own dump is redacted too.
   const own = JSON.stringify(buildSextantDump(st));
   assert.ok(!own.includes(keyB64) && own.includes(REDACTED_B64), own);
+});
+
+test('the clusters view (Envoy /clusters JSON) lists each cluster with the endpoints EDS sent', () => {
+  const name = 'outbound|80||a.default.svc.cluster.local';
+  const st = state([
+    { typeUrl: TypeUrl.Cluster, resources: [res(TypeUrl.Cluster, name, { name, type: 'EDS', edsClusterConfig: { edsConfig: { ads: {} } } }), res(TypeUrl.Cluster, 'BlackHoleCluster', { name: 'BlackHoleCluster', type: 'STATIC' })] },
+    {
+      typeUrl: TypeUrl.ClusterLoadAssignment,
+      resources: [
+        res(TypeUrl.ClusterLoadAssignment, name, {
+          clusterName: name,
+          endpoints: [{ locality: { region: 'r1' }, lbEndpoints: [{ endpoint: { address: { socketAddress: { address: '10.0.0.7', portValue: 8080 } } }, healthStatus: 'HEALTHY', loadBalancingWeight: 3 }, { endpoint: { address: { socketAddress: { address: '10.0.0.8', portValue: 8080 } } }, healthStatus: 'DRAINING' }] }],
+        }),
+      ],
+    },
+  ]);
+  const view = buildClustersView(st) as { cluster_statuses: Array<{ name: string; host_statuses: Array<{ address: { socket_address: { address: string; port_value: number } }; health_status: { eds_health_status: string }; weight: number; locality: unknown }> }> };
+  const a = view.cluster_statuses.find((c) => c.name === name)!;
+  assert.deepEqual(
+    a.host_statuses.map((h) => [h.address.socket_address.address, h.address.socket_address.port_value, h.health_status.eds_health_status, h.weight]),
+    [
+      ['10.0.0.7', 8080, 'HEALTHY', 3],
+      ['10.0.0.8', 8080, 'DRAINING', 1],
+    ],
+  );
+  assert.deepEqual(a.host_statuses[0]!.locality, { region: 'r1' });
+  assert.deepEqual(view.cluster_statuses.find((c) => c.name === 'BlackHoleCluster')!.host_statuses, []);
 });

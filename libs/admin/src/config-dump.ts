@@ -302,3 +302,67 @@ function messageKnown(typeUrl: string): boolean {
     return false;
   }
 }
+
+// ------------------------------------------------------- clusters view
+
+interface LbEndpointJson {
+  endpoint?: { address?: JsonValue; hostname?: string };
+  healthStatus?: string;
+  loadBalancingWeight?: number;
+}
+interface LocalityJson {
+  locality?: JsonValue;
+  lbEndpoints?: LbEndpointJson[];
+  priority?: number;
+}
+
+/**
+ * The proxy's endpoints in the shape of Envoy's `/clusters?format=json`
+ * (envoy.admin.v3.Clusters, snake_case as Envoy prints it), built from the
+ * clusters and ClusterLoadAssignments it was last sent: what `istioctl
+ * proxy-config endpoint --file` reads. Envoy's health-check and outlier
+ * state is not known to the control plane; EDS health is (absent or UNKNOWN
+ * reads as HEALTHY, as Envoy treats it).
+ */
+export function buildClustersView(state: ProxyState): JsonObject {
+  const byType = new Map(state.types.map((t) => [t.typeUrl, t]));
+  const clas = new Map<string, LocalityJson[]>();
+  for (const r of decodedResources(byType.get(TypeUrl.ClusterLoadAssignment))) {
+    const cla = r.json as { clusterName?: string; endpoints?: LocalityJson[] };
+    clas.set(cla.clusterName ?? r.name, cla.endpoints ?? []);
+  }
+  const hosts = (localities: LocalityJson[]): JsonObject[] =>
+    localities.flatMap((l) =>
+      (l.lbEndpoints ?? []).map((lb) => {
+        const eds = !lb.healthStatus || lb.healthStatus === 'UNKNOWN' ? 'HEALTHY' : lb.healthStatus;
+        return {
+          address: snake(lb.endpoint?.address ?? null),
+          health_status: { eds_health_status: eds },
+          weight: lb.loadBalancingWeight ?? 1,
+          ...(lb.endpoint?.hostname ? { hostname: lb.endpoint.hostname } : {}),
+          ...(l.priority ? { priority: l.priority } : {}),
+          locality: snake(l.locality ?? {}),
+        } as JsonObject;
+      }),
+    );
+  const statuses: JsonObject[] = [];
+  for (const r of decodedResources(byType.get(TypeUrl.Cluster))) {
+    const c = r.json as { name?: string; type?: string; edsClusterConfig?: { serviceName?: string }; loadAssignment?: { endpoints?: LocalityJson[] } };
+    const name = c.name ?? r.name;
+    const eds = c.type === 'EDS' || c.edsClusterConfig !== undefined;
+    const localities = eds ? (clas.get(c.edsClusterConfig?.serviceName || name) ?? []) : (c.loadAssignment?.endpoints ?? []);
+    statuses.push({ name, added_via_api: true, host_statuses: hosts(localities), ...(c.edsClusterConfig?.serviceName ? { eds_service_name: c.edsClusterConfig.serviceName } : {}) });
+  }
+  return { cluster_statuses: statuses };
+}
+
+/** camelCase proto3 JSON keys to Envoy admin's snake_case (for the hand-built clusters view). */
+function snake(v: JsonValue): JsonValue {
+  if (Array.isArray(v)) return v.map(snake);
+  if (isObject(v)) {
+    const out: JsonObject = {};
+    for (const [k, x] of Object.entries(v)) out[k.replace(/[A-Z]/g, (m) => `_${m.toLowerCase()}`)] = snake(x);
+    return out;
+  }
+  return v;
+}

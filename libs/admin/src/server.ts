@@ -1,7 +1,7 @@
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from '@sextant/api';
 import type { Registry } from 'prom-client';
-import { buildConfigDump, buildSextantDump, canonicalConfigDump, containsPrivateKey, type ProxyState } from './config-dump.js';
+import { buildClustersView, buildConfigDump, buildSextantDump, canonicalConfigDump, containsPrivateKey, type ProxyState } from './config-dump.js';
 
 /** What the debug endpoints read; the daemon supplies it. Each returns plain JSON. */
 export interface DebugSources {
@@ -55,7 +55,7 @@ export function isLoopbackPeer(address: string | undefined): boolean {
 }
 
 /** Debug paths a caller outside the system namespace may read (istiod's activeNamespaceDebuggers that Sextant has). */
-const NAMESPACE_DEBUG_PATHS = new Set(['/debug/config_dump', '/debug/sextant_dump']);
+const NAMESPACE_DEBUG_PATHS = new Set(['/debug/config_dump', '/debug/clusters', '/debug/sextant_dump']);
 
 const BEARER = /^Bearer\s+(.+)$/i;
 
@@ -142,7 +142,7 @@ export interface DebugResult {
 }
 
 /** The debug paths, without the `/debug/` prefix (what istioctl's `x internal-debug --list` shows). */
-export const DEBUG_PATHS = ['syncz', 'config_dump?proxyID=', 'sextant_dump?proxyID=', 'config_issues', 'push_status', 'list'] as const;
+export const DEBUG_PATHS = ['syncz', 'config_dump?proxyID=', 'clusters?proxyID=', 'sextant_dump?proxyID=', 'config_issues', 'push_status', 'list'] as const;
 
 /**
  * The debug endpoints as one function of (path, query, namespace scope), so
@@ -173,6 +173,10 @@ export function debugHandler(debug: DebugSources): (path: string, query: URLSear
         const p = proxyFor(query, namespace);
         if (isResult(p)) return p;
         return { status: 200, body: JSON.stringify(canonicalConfigDump(buildConfigDump(p))), json: true };
+      }
+      case 'clusters': {
+        const p = proxyFor(query, namespace);
+        return isResult(p) ? p : { status: 200, body: buildClustersView(p) };
       }
       case 'sextant_dump': {
         const p = proxyFor(query, namespace);

@@ -54,7 +54,7 @@ export interface DebugTypeOptions {
 }
 
 /** Paths of `istio.io/debug` a caller outside the system namespace may read (istiod's activeNamespaceDebuggers that Sextant has). */
-const NAMESPACE_DEBUG_PATHS = new Set(['config_dump', 'sextant_dump']);
+const NAMESPACE_DEBUG_PATHS = new Set(['config_dump', 'clusters', 'sextant_dump']);
 
 /** The namespace a proxy belongs to: NAMESPACE metadata, else the `<pod>.<ns>` part of its node ID. */
 export function proxyNamespace(proxy: Pick<XdsProxy, 'id' | 'metadata'>): string | undefined {
