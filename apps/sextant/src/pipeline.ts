@@ -39,6 +39,11 @@ export class PushPipeline<Ctx extends { version: string }, Scope> {
 
   /** Builds the first context and pushes it in full (call once every source has synced). */
   initialize(): Ctx {
+    // The first build reads the whole store, so what the sources recorded while
+    // syncing is in it already. Left pending, those keys would make the first
+    // real change after start look like a change to everything (and a stale
+    // firstChangeAt would skip its debounce).
+    this.pendingKeys = [];
     this.current = this.rebuild([]);
     this.opts.push(this.current, undefined, []);
     return this.current;
