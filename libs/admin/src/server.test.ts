@@ -129,3 +129,18 @@ test('/metrics serves istiod-named metrics in Prometheus text format', async () 
   assert.match(res.body, /pilot_xds_pushes\{type="cds"\} 3/);
   await app.close();
 });
+
+test('the auth check follows the route, not the raw URL: percent-encoded debug paths are refused too', async () => {
+  const app = createAdminServer({ ...base, host: '127.0.0.2', debug: { ...noDebug, syncz: () => [{ secret: 'x' }] } });
+  await app.listen({ host: '127.0.0.2', port: 0 });
+  const port = (app.server.address() as AddressInfo).port;
+  try {
+    for (const path of ['/debug/syncz', '/%64ebug/syncz', '/debug/%73yncz', '/debug/syncz/', '/debug//syncz', '/debug/syncz?x=/ready']) {
+      const r = await get('127.0.0.2', port, path, '127.0.0.3');
+      assert.ok(r.status === 401 || r.status === 404, `${path}: ${r.status} ${r.body}`);
+      assert.ok(!r.body.includes('secret'), path);
+    }
+  } finally {
+    await app.close();
+  }
+});

@@ -55,7 +55,19 @@ export function isLoopbackPeer(address: string | undefined): boolean {
 }
 
 /** Debug paths a caller outside the system namespace may read (istiod's activeNamespaceDebuggers that Sextant has). */
-const NAMESPACE_DEBUG_PATHS = new Set(['/debug/config_dump', '/debug/clusters', '/debug/sextant_dump']);
+const NAMESPACE_DEBUG_PATHS = new Set(['config_dump', 'clusters', 'sextant_dump']);
+
+/**
+ * The debug path a request was routed to (`list` for `/debug`), or undefined
+ * for any other route. Decided by the route that matched, not by the raw URL,
+ * so no spelling of the path (percent-encoding, say) slips past the check.
+ */
+function debugPathOf(req: FastifyRequest): string | undefined {
+  const route = req.routeOptions?.url;
+  if (route === '/debug') return 'list';
+  if (route === '/debug/*') return (req.params as { '*'?: string })['*'] ?? '';
+  return undefined;
+}
 
 const BEARER = /^Bearer\s+(.+)$/i;
 
@@ -73,8 +85,9 @@ export function createAdminServer(opts: AdminServerOptions): FastifyInstance {
 
   // /debug/* answers loopback callers, and others only with a valid token (as istiod's allowAuthenticatedOrLocalhost).
   app.addHook('onRequest', async (req, reply) => {
-    const path = req.url.split('?')[0]!;
-    if (path !== '/debug' && !path.startsWith('/debug/')) return;
+    const debugPath = debugPathOf(req);
+    if (debugPath === undefined) return;
+    const path = `/debug/${debugPath}`;
     const peer = req.socket.remoteAddress;
     if (isLoopbackPeer(peer)) return;
     const m = BEARER.exec(String(req.headers.authorization ?? '').trim());
@@ -91,7 +104,7 @@ export function createAdminServer(opts: AdminServerOptions): FastifyInstance {
       return reply.code(401).send({ error: 'authentication failed' });
     }
     if (caller.namespace === opts.systemNamespace) return;
-    if (!NAMESPACE_DEBUG_PATHS.has(path)) {
+    if (!NAMESPACE_DEBUG_PATHS.has(debugPath)) {
       log.warn({ peer, url: path, caller: `${caller.namespace}/${caller.serviceAccount}` }, 'debug request refused: caller is not in the system namespace');
       return reply.code(403).send({ error: `${path} is only for callers in namespace ${opts.systemNamespace}` });
     }
@@ -100,7 +113,7 @@ export function createAdminServer(opts: AdminServerOptions): FastifyInstance {
 
   // Last line of defence: no debug response carries a private key, whatever produced it.
   app.addHook('onSend', async (req, reply, payload) => {
-    if (!req.url.startsWith('/debug')) return payload;
+    if (debugPathOf(req) === undefined) return payload;
     if (typeof payload === 'string' && containsPrivateKey(payload)) {
       log.error({ url: req.url.split('?')[0] }, 'debug response withheld: it would have carried a private key');
       reply.code(500).header('content-type', 'application/json; charset=utf-8');
