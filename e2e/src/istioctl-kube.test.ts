@@ -30,6 +30,8 @@ describe('istioctl against Sextant in cluster mode: service-account token on the
     await waitForCrdsEstablished(cluster.kubeconfig);
     await k(['create', 'namespace', 'istio-system']);
     await k(['create', 'namespace', NS]);
+    // Plaintext mesh: the bare Envoy has no SDS server for auto-mTLS secrets.
+    await k(['apply', '-f', '-'], 'apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: DISABLE}}\n');
     sextant = await startSextant({ kubeconfig: cluster.kubeconfig, args: ['--namespace', 'istio-system', '--pod-name', 'sextant-kube-0'], readyTimeoutMs: 90_000 });
     envoy = await startEnvoy({ adsAddress: sextant.xdsAddress, nodeId: NODE, metadata: { NAMESPACE: NS, CLUSTER_ID: 'Kubernetes' } });
     await envoy.waitForListener('virtualOutbound', 60_000);
