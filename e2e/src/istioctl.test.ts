@@ -236,4 +236,12 @@ describe('istioctl against Sextant (out of cluster, --xds-address)', { skip: ski
     const list = await istioctl(['x', 'internal-debug', '--list', '--plaintext', '--xds-address', sextant!.xdsAddress]);
     assert.match(list, /config_dump/, list);
   });
+
+  test('x version reads the control plane version from control_plane.identifier and the proxies\' from syncz', async () => {
+    const out = await istioctl(['x', 'version', '--plaintext', '--xds-address', sextant!.xdsAddress]);
+    const version = (JSON.parse(readFileSync(new URL('../../apps/sextant/package.json', import.meta.url), 'utf8')) as { version: string }).version;
+    assert.match(out, new RegExp(`control plane version: ${version.replace(/\./g, '\\.')}`), out);
+    // The stock sidecar says its Istio version; the bare Envoy gateway does not.
+    assert.match(out, /data plane version: .*1\.31-dev \(1 proxies\)/, out);
+  });
 });
