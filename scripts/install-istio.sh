@@ -55,7 +55,15 @@ install_istiod() {
   link_tool istioctl "$d/bin/istioctl"
 }
 
+# The Istio module itself stays in the Go module cache: e2e/src/metrics-dashboard.test.ts
+# reads Istio's control-plane dashboard and metric definitions from it, offline.
+keep_istio_module() {
+  go_env
+  go mod download "istio.io/istio@$ISTIO_VERSION" || die "could not download istio.io/istio@$ISTIO_VERSION"
+}
+
 with_lock go-istio-agent install_agent
+with_lock go-istio-module keep_istio_module
 if [[ ${SEXTANT_WITH_ISTIOD:-1} == 1 ]]; then
   with_lock go-istio-istiod install_istiod
 else

@@ -18,6 +18,7 @@ const sections: Section[] = [
   { name: 'xds', run: async () => (await import('./xds.js')).runXdsBench() },
   { name: 'ca', run: async () => (await import('./ca.js')).runCaBench() },
   { name: 'scale', run: async () => (await import('./scale.js')).runScaleBench() },
+  { name: 'webhook', run: async () => (await import('./webhook.js')).runWebhookBench() },
 ];
 
 async function main() {

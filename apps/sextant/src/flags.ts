@@ -6,6 +6,9 @@ import { parseArgs } from 'node:util';
  */
 const discoveryFlags = {
   'config-dir': { type: 'string' },
+  // Config folder and regex limits (docs/config-validation.md).
+  'config-max-file-size': { type: 'string', default: '4Mi' },
+  'regex-max-program-size': { type: 'string', default: '100' },
   kubeconfig: { type: 'string' },
   'listen-address': { type: 'string', default: '0.0.0.0' },
   'xds-port': { type: 'string', default: '15010' },
@@ -41,6 +44,10 @@ export type DiscoveryFlagName = keyof typeof discoveryFlags;
 
 export interface DiscoveryConfig {
   configDir: string | undefined;
+  /** Largest file the folder source reads, in bytes. */
+  configMaxFileBytes: number;
+  /** Largest RE2 program size of an accepted regex (Envoy's re2.max_program_size.error_level). */
+  regexMaxProgramSize: number;
   kubeconfig: string | undefined;
   inCluster: boolean;
   listenAddress: string;
@@ -90,6 +97,20 @@ export function parseDuration(flag: string, value: string): number {
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
 }
 
+/** Parses a byte count: "4194304", "512Ki", "4Mi", "1Gi". */
+export function parseBytes(flag: string, value: string): number {
+  const m = /^(\d+)(Ki|Mi|Gi)?$/.exec(value.trim());
+  const n = m ? Number(m[1]) * { '': 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[m[2] ?? '']! : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a size in bytes (e.g. 4194304, 512Ki, 4Mi)`);
+  return n;
+}
+
+function parseCount(flag: string, value: string): number {
+  const n = Number(value.trim());
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a positive integer`);
+  return n;
+}
+
 function parsePort(flag: string, value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new FlagError(`--${flag}: "${value}" is not a port (0-65535; 0 picks a free one)`);
@@ -117,6 +138,8 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
   const inCluster = !!env.KUBERNETES_SERVICE_HOST && !get('config-dir') && !get('kubeconfig');
   return {
     configDir: get('config-dir'),
+    configMaxFileBytes: parseBytes('config-max-file-size', get('config-max-file-size')!),
+    regexMaxProgramSize: parseCount('regex-max-program-size', get('regex-max-program-size')!),
     kubeconfig: get('kubeconfig'),
     inCluster,
     listenAddress: get('listen-address')!,

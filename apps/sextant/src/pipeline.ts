@@ -25,7 +25,7 @@ export interface PushPipelineOptions<Ctx extends { version: string }, Scope> {
 export class PushPipeline<Ctx extends { version: string }, Scope> {
   private current: Ctx | undefined;
   private pendingKeys: ObjectKey[] = [];
-  private firstChangeAt = 0;
+  private batchStart = 0;
   private quietTimer: NodeJS.Timeout | undefined;
   private maxTimer: NodeJS.Timeout | undefined;
   private counter = 0;
@@ -35,6 +35,11 @@ export class PushPipeline<Ctx extends { version: string }, Scope> {
 
   get context(): Ctx | undefined {
     return this.current;
+  }
+
+  /** When the first change of the batch being (or last) pushed arrived (ms since epoch; 0 before any change). */
+  get firstChangeAt(): number {
+    return this.batchStart;
   }
 
   /** Builds the first context and pushes it in full (call once every source has synced). */
@@ -52,13 +57,13 @@ export class PushPipeline<Ctx extends { version: string }, Scope> {
   /** Records changed objects; a rebuild follows after the debounce. */
   changed(keys: ObjectKey[]): void {
     if (this.stopped || keys.length === 0) return;
-    if (this.pendingKeys.length === 0) this.firstChangeAt = Date.now();
+    if (this.pendingKeys.length === 0) this.batchStart = Date.now();
     this.pendingKeys.push(...keys);
     if (!this.current) return; // not initialized: the first build will see these
     clearTimeout(this.quietTimer);
     this.quietTimer = setTimeout(() => this.flush(), this.opts.debounceAfterMs);
     if (!this.maxTimer) {
-      this.maxTimer = setTimeout(() => this.flush(), Math.max(0, this.opts.debounceMaxMs - (Date.now() - this.firstChangeAt)));
+      this.maxTimer = setTimeout(() => this.flush(), Math.max(0, this.opts.debounceMaxMs - (Date.now() - this.batchStart)));
     }
   }
 

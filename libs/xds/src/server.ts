@@ -19,6 +19,7 @@ import { directSender, enablePreFramedWrites, framePrefix, grpcFramed, type Dire
 import { adsServiceDefinition, type Decoded } from './service.js';
 import type {
   ConnectionStatus,
+  DiscoveryHooks,
   DiscoveryServerMetrics,
   DiscoveryServerOptions,
   Identity,
@@ -464,6 +465,7 @@ export class DiscoveryServer {
       return false;
     }
     c.log.info({ delta: c.delta, userAgent: node.userAgentName }, 'ADS stream connected');
+    this.hook('connected', c.proxy);
     return true;
   }
 
@@ -513,6 +515,7 @@ export class DiscoveryServer {
     if (req.responseNonce !== '') {
       st.versionAcked = req.versionInfo;
       st.nonceAcked = req.responseNonce;
+      this.hook('acked', c.proxy!, typeUrl, req.versionInfo, st.sent);
     }
     if (st.wildcard !== wildcard || !sameNames(st.names, names)) {
       this.subscribe(c, st, wildcard, names);
@@ -548,6 +551,7 @@ export class DiscoveryServer {
       else {
         st.versionAcked = st.versionSent;
         st.nonceAcked = req.responseNonce;
+        this.hook('acked', c.proxy!, typeUrl, st.versionSent ?? '', st.sent);
       }
     }
     // Subscription changes are diffs: they apply whatever the nonce.
@@ -594,11 +598,24 @@ export class DiscoveryServer {
 
   private nack(c: Connection, st: TypeState, version: string, nonce: string, code: number, message: string): void {
     st.nacks++;
-    st.lastNack = { version, nonce, code, message, at: new Date().toISOString() };
+    const rec = { version, nonce, code, message, at: new Date().toISOString() };
+    st.lastNack = rec;
     this.m.nacks++;
     const s = short(st.typeUrl);
     this.m.nacksByType[s] = (this.m.nacksByType[s] ?? 0) + 1;
     c.log.warn({ typeUrl: st.typeUrl, version, nonce, error: message }, `ADS NACK: proxy rejected ${s} version ${version}`);
+    this.hook('nacked', c.proxy!, { ...rec, typeUrl: st.typeUrl, sent: st.sent });
+  }
+
+  /** Calls an owner hook; one that throws never breaks the stream. */
+  private hook<K extends keyof DiscoveryHooks>(name: K, ...args: Parameters<NonNullable<DiscoveryHooks[K]>>): void {
+    const fn = this.opts.hooks?.[name] as ((...a: unknown[]) => void) | undefined;
+    if (!fn) return;
+    try {
+      fn.apply(this.opts.hooks, args);
+    } catch (err) {
+      this.log.error({ hook: name, err: (err as Error).message }, 'discovery hook failed; ignored');
+    }
   }
 
   private subscribe(c: Connection, st: TypeState, wildcard: boolean, names: Set<string>): void {
@@ -638,6 +655,7 @@ export class DiscoveryServer {
     this.edsWildcard.delete(c);
     c.pending = undefined;
     c.inflight = 0;
+    if (c.proxy) this.hook('disconnected', c.proxy);
     for (const w of this.drainWaiters) w();
   }
 
@@ -704,9 +722,11 @@ export class DiscoveryServer {
       else if (typeUrl === EDS && p.eds.size > 0 && p.edsReq) this.respond(c, st, gen, p.edsReq, p.eds, false);
     }
     c.pushVersion = p.full || p.types.size > 0 ? this.lastFull.version : (p.edsReq?.version ?? c.pushVersion);
+    if (p.full) this.hook('pushed', c.proxy, this.lastFull);
   }
 
   private respond(c: Connection, st: TypeState, gen: ResourceGenerator, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {
+    const observe = this.opts.hooks?.responded ? { bytes: this.m.bytesSent, t0: performance.now() } : undefined;
     let out: ReadonlyMap<string, EncodedResource>;
     try {
       out = gen.generate(c.proxy!, st, req);
@@ -723,6 +743,9 @@ export class DiscoveryServer {
     }
     if (c.delta) this.respondDelta(c, st, out, req, only, forced);
     else this.respondSotw(c, st, out, req, only, forced);
+    if (observe && this.m.bytesSent !== observe.bytes) {
+      this.hook('responded', c.proxy!, st.typeUrl, req.version, this.m.bytesSent - observe.bytes, (performance.now() - observe.t0) / 1000);
+    }
   }
 
   private respondSotw(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {

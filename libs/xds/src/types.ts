@@ -96,6 +96,34 @@ export interface DiscoveryServerOptions {
   directWrites?: boolean;
   /** Connections processed per event-loop turn when a push fans out. Default 512. */
   pushBatch?: number;
+  /** Observers of the stream's life (metrics, NACK attribution); each is called synchronously and must be cheap. */
+  hooks?: DiscoveryHooks;
+}
+
+/**
+ * What the server tells its owner, outside the push decisions: the daemon
+ * turns these into istiod's metrics and traces NACKs back to config objects.
+ * A hook that throws is logged and ignored.
+ */
+export interface DiscoveryHooks {
+  /** A stream identified its node (first request). */
+  connected?(proxy: XdsProxy): void;
+  /** A stream that had identified its node ended. */
+  disconnected?(proxy: XdsProxy): void;
+  /**
+   * A response for `typeUrl` went out: the push version, the resource bytes
+   * written and the seconds spent generating, encoding and writing it.
+   */
+  responded?(proxy: XdsProxy, typeUrl: string, version: string, bytes: number, seconds: number): void;
+  /** A full push (not a request) reached this stream for every type it watches. */
+  pushed?(proxy: XdsProxy, req: PushRequest): void;
+  /** The client ACKed `version` of `typeUrl`; `sent` is what it now has (name → resource; shared, never mutated). */
+  acked?(proxy: XdsProxy, typeUrl: string, version: string, sent: ReadonlyMap<string, EncodedResource>): void;
+  /**
+   * The client NACKed: `sent` is what the rejected response gave it (SotW:
+   * that response; Delta: everything it has been sent), name → resource.
+   */
+  nacked?(proxy: XdsProxy, nack: NackRecord & { typeUrl: string; sent: ReadonlyMap<string, EncodedResource> }): void;
 }
 
 export interface NackRecord {
