@@ -1,14 +1,38 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
 import { formatIssue, setRegexProgramSizeLimit, type Logger, type ObjectKey } from '@sextant/api';
-import { createAdminServer, createMetrics, createMonitoringServer, pushTriggerReason, registryEventType, type Metrics } from '@sextant/admin';
+import {
+  buildConfigDump,
+  createAdminServer,
+  createMetrics,
+  createMonitoringServer,
+  debugHandler,
+  debugOutputSafe,
+  encodeConfigDump,
+  pushTriggerReason,
+  registryEventType,
+  type DebugSources,
+  type Metrics,
+  type ProxyState,
+} from '@sextant/admin';
+import { authenticate } from '@sextant/ca';
 import { PushContext, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
-import { decodeToJson, shortTypeName } from '@sextant/envoy';
+import { NodeSchema, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
 import { resourceProvenance } from '@sextant/translate';
-import { DiscoveryServer, RejectionTracker, type DiscoveryHooks, type ResourceGenerator, type XdsProxy } from '@sextant/xds';
+import {
+  DiscoveryServer,
+  RejectionTracker,
+  XdsStatusError,
+  debugGenerators,
+  proxyNamespace,
+  type DiscoveryHooks,
+  type ResourceGenerator,
+  type StreamState,
+  type XdsProxy,
+} from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { TranslationGenerators } from './generators.js';
 import { createLogger } from './log.js';
@@ -127,14 +151,61 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     },
   });
   const pushStarted = new Map<string, number>();
-  const xds = new DiscoveryServer({
-    generators: countErrors({ ...generators.generators(), ...secure.generators }, metrics),
+  // Debug callers from outside the system namespace see only their own namespace (istiod: the mesh root namespace).
+  const systemNamespace = () => meshConfig?.rootNamespace ?? cfg.namespace;
+  const proxyState = (st: StreamState): ProxyState => ({
+    connectionId: st.connectionId,
+    proxyId: st.proxy.id,
+    delta: st.delta,
+    node: toJson(NodeSchema, st.proxy.node),
+    namespace: proxyNamespace(st.proxy),
+    types: st.types,
+  });
+  const debugSources: DebugSources = {
+    syncz: () => xds.connections(),
+    proxy: (id) => {
+      const st = xds.streamState(id);
+      return st ? proxyState(st) : undefined;
+    },
+    configIssues: () => ({
+      rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
+      semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
+      // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
+      files: folder?.fileErrors() ?? [],
+      // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
+      rejectedByProxy: rejections.list(),
+    }),
+    pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
+  };
+  const debugResponder = debugHandler(debugSources);
+  const xds: DiscoveryServer = new DiscoveryServer({
+    generators: {
+      ...countErrors({ ...generators.generators(), ...secure.generators }, metrics),
+      // The debug types istioctl reads (their refusals are not internal errors).
+      ...debugGenerators({
+        connections: () => xds.connections(),
+        streamState: (id) => xds.streamState(id),
+        configDump: (st) => encodeConfigDump(buildConfigDump(proxyState(st))),
+        systemNamespace,
+        debugPath: (path, query, namespace) => {
+          const r = debugResponder(path, query, namespace);
+          // istiod's DebugGen prefixes a non-200 answer with its status as JSON.
+          const body = (r.status === 200 ? '' : JSON.stringify({ statusCode: String(r.status) })) + (typeof r.body === 'string' ? r.body : JSON.stringify(r.body));
+          if (!debugOutputSafe(body)) {
+            log.error({ path }, 'debug response withheld: it would have carried a private key');
+            throw new XdsStatusError(grpc.status.INTERNAL, 'response withheld: it would have carried a private key');
+          }
+          return Buffer.from(body);
+        },
+      }),
+    },
     hooks: xdsHooks(metrics, rejections, pushStarted),
     log: log.child({ component: 'xds' }),
     isReady: () => ready,
     authenticate: secure.adsAuthenticate,
     authorizeNode: secure.adsAuthorizeNode,
-    controlPlaneId: `sextant-${version}-${cfg.podName}`,
+    // istiod's IstioControlPlaneInstance JSON: istioctl reads the instance ID and version from it.
+    controlPlaneId: JSON.stringify({ Component: 'sextant', ID: cfg.podName, Info: { version, revision: cfg.revision, golang_version: '', status: 'Clean', tag: version } }),
     maxRequestBytes: cfg.xdsMaxRequestBytes,
     limits: cfg.xdsLimits,
     limitCooldownMs: cfg.xdsLimitCooldownMs,
@@ -219,19 +290,12 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     port: cfg.httpPort,
     isReady: () => ready,
     log,
-    debug: {
-      syncz: () => xds.connections(),
-      configDump: (id) => xds.configDump(id),
-      configIssues: () => ({
-        rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
-        semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
-        // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
-        files: folder?.fileErrors() ?? [],
-        // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
-        rejectedByProxy: rejections.list(),
-      }),
-      pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
+    systemNamespace: systemNamespace(),
+    authenticate: async (bearerToken) => {
+      const caller = await authenticate(secure.authenticators, { bearerToken });
+      return { namespace: caller.namespace, serviceAccount: caller.serviceAccount };
     },
+    debug: debugSources,
   });
   await admin.listen({ host: cfg.listenAddress, port: cfg.httpPort });
   log.info({ server: 'http', address: hostPort(cfg.listenAddress, (admin.server.address() as AddressInfo).port) }, 'listening');

@@ -29,6 +29,8 @@ import type { DiscoveryConfig } from './flags.js';
 
 export interface SecureServices {
   ca: CertificateAuthority;
+  /** How callers are authenticated (token, workload certificate): the CSR API, ADS and /debug/* share them. */
+  authenticators: Authenticator[];
   /** SDS generators for the xDS server (secrets over ADS). */
   generators: Record<string, ResourceGenerator>;
   /** For the xDS server: the identity of a stream on the secure port. */
@@ -192,6 +194,7 @@ export async function startSecureServices(
   let unwatchCa: (() => void) | undefined;
   return {
     ca,
+    authenticators,
     generators: { [TypeUrl.Secret]: secretsGenerator },
     adsAuthenticate: secureAdsAuthenticator(authenticators, secureCalls),
     adsAuthorizeNode: authorizeNodeIdentity,

@@ -5,15 +5,12 @@ import {
   ControlPlaneSchema,
   TypeUrl,
   create,
-  decodeToJson,
   encodeDeltaDiscoveryResponse,
   encodeDeltaResource,
   encodeDiscoveryResponse,
   pushOrder,
   shortTypeName,
   toBinary,
-  toJson,
-  NodeSchema,
   type DeltaDiscoveryRequest,
   type DiscoveryRequest,
   type EncodedResource,
@@ -29,6 +26,7 @@ import type {
   Identity,
   PushRequest,
   ResourceGenerator,
+  StreamState,
   TypeStatus,
   WatchedResource,
   XdsProxy,
@@ -69,6 +67,8 @@ class TypeState implements WatchedResource {
   known = new Map<string, string>();
   versionSent?: string;
   nonceSent?: string;
+  /** Date.now() when the last response of this type was written (debug output). */
+  sentAt?: number;
   versionAcked?: string;
   nonceAcked?: string;
   lastNack?: TypeStatus['lastNack'];
@@ -289,6 +289,7 @@ export class DiscoveryServer {
           names: [...st.names].sort(),
           versionSent: st.versionSent,
           nonceSent: st.nonceSent,
+          sentAt: st.sentAt !== undefined ? new Date(st.sentAt).toISOString() : undefined,
           versionAcked: st.versionAcked,
           nonceAcked: st.nonceAcked,
           lastNack: st.lastNack,
@@ -314,29 +315,39 @@ export class DiscoveryServer {
   }
 
   /**
-   * What was last sent to a stream (by connection ID, or the newest stream of a
-   * proxy ID), as Envoy JSON by type URL.
+   * What was last sent to one stream, for debug output: by connection ID, node
+   * ID, or `<pod>.<namespace>` (the third part of a sidecar node ID, as istiod's
+   * config_dump accepts); the newest stream when several match.
    */
-  configDump(proxyIdOrConnectionId: string): unknown | undefined {
-    let c = this.conns.get(proxyIdOrConnectionId);
-    if (!c) for (const x of this.conns.values()) if (x.proxy?.id === proxyIdOrConnectionId) c = x;
+  streamState(id: string): StreamState | undefined {
+    const c = this.findStream(id);
     if (!c?.proxy) return undefined;
-    const types: Record<string, unknown> = {};
-    for (const st of c.types.values()) {
-      types[st.typeUrl] = {
-        versionSent: st.versionSent,
-        versionAcked: st.versionAcked,
-        lastNack: st.lastNack,
-        resources: [...st.sent.values()].map((r) => ({ name: r.name, version: r.version, resource: decodeToJson(r.typeUrl, r.value) })),
-      };
-    }
     return {
       connectionId: c.id,
-      proxyId: c.proxy.id,
+      proxy: c.proxy,
       delta: c.delta,
-      node: toJson(NodeSchema, c.proxy.node),
-      types,
+      types: [...c.types.values()].map((st) => ({
+        typeUrl: st.typeUrl,
+        versionSent: st.versionSent,
+        versionAcked: st.versionAcked,
+        sentAt: st.sentAt !== undefined ? new Date(st.sentAt).toISOString() : undefined,
+        lastNack: st.lastNack,
+        resources: [...st.sent.values()],
+      })),
     };
+  }
+
+  private findStream(id: string): Connection | undefined {
+    const byConn = this.conns.get(id);
+    if (byConn) return byConn;
+    let exact: Connection | undefined;
+    let podNs: Connection | undefined;
+    for (const c of this.conns.values()) {
+      if (!c.proxy) continue;
+      if (c.proxy.id === id) exact = c;
+      else if (c.proxy.id.split('~')[2] === id) podNs = c;
+    }
+    return exact ?? podNs;
   }
 
   metrics(): DiscoveryServerMetrics {
@@ -885,6 +896,13 @@ export class DiscoveryServer {
     try {
       out = gen.generate(c.proxy!, st, req);
     } catch (err) {
+      const code = (err as { grpcCode?: unknown }).grpcCode;
+      if (typeof code === 'number') {
+        // A refusal (the debug types' authorization) ends the stream with its status, as istiod does.
+        c.log.warn({ typeUrl: st.typeUrl, err: (err as Error).message }, `${st.typeUrl} refused; ending the stream`);
+        this.endWith(c, code as grpc.status, (err as Error).message);
+        return;
+      }
       c.log.error({ typeUrl: st.typeUrl, version: req.version, err: (err as Error).message }, `generating ${short(st.typeUrl)} failed; nothing sent for this type`);
       return;
     }
@@ -954,7 +972,7 @@ export class DiscoveryServer {
     }
     let list: EncodedResource[];
     let whole: boolean;
-    if (st.wildcard) {
+    if (st.wildcard || this.opts.generators[st.typeUrl]?.answersQuery) {
       list = [...out.values()];
       whole = true;
     } else {
@@ -1014,9 +1032,10 @@ export class DiscoveryServer {
 
   private respondDelta(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {
     const inScope = (n: string) => !only || only.has(n);
-    const wanted = (n: string) => st.wildcard || st.names.has(n);
+    const all = st.wildcard || this.opts.generators[st.typeUrl]?.answersQuery === true;
+    const wanted = (n: string) => all || st.names.has(n);
     const toSend: EncodedResource[] = [];
-    if (st.wildcard && !only) {
+    if (all && !only) {
       for (const r of out.values()) if (st.known.get(r.name) !== r.version) toSend.push(r);
     } else {
       const candidates = only ?? st.names;
@@ -1028,7 +1047,7 @@ export class DiscoveryServer {
     }
     const removed: string[] = [];
     for (const n of st.known.keys()) if (inScope(n) && (!wanted(n) || !out.has(n))) removed.push(n);
-    if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && st.wildcard)) return;
+    if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
     const nonce = this.nonce();
     const resources = toSend.map((r) => {
       let b = this.deltaFrames.get(r);
@@ -1050,6 +1069,7 @@ export class DiscoveryServer {
 
   private sent(st: TypeState, sent: ReadonlyMap<string, EncodedResource>, nonce: string, version: string): void {
     st.sent = sent;
+    st.sentAt = Date.now();
     st.nonceSent = nonce;
     st.versionSent = version;
     st.answered = true;

@@ -47,6 +47,11 @@ export interface PushRequest {
  * inputs (see CachedGenerator) lets the server frame a response once and share it.
  */
 export interface ResourceGenerator {
+  /**
+   * The response is everything generate() returns, whatever names were asked:
+   * the names are a query, not a subscription (the istio.io/debug/* types).
+   */
+  readonly answersQuery?: boolean;
   generate(proxy: XdsProxy, watch: WatchedResource, req: PushRequest): ReadonlyMap<string, EncodedResource>;
 }
 
@@ -148,6 +153,8 @@ export interface TypeStatus {
   /** Version and nonce of the last response sent for this type. */
   versionSent?: string | undefined;
   nonceSent?: string | undefined;
+  /** When the last response of this type was written (ISO 8601). */
+  sentAt?: string | undefined;
   /** Version and nonce last ACKed. */
   versionAcked?: string | undefined;
   nonceAcked?: string | undefined;
@@ -194,4 +201,19 @@ export interface DiscoveryServerMetrics {
   nacksByType: Record<string, number>;
   /** Streams ended for going over a limit, by limit name (`names_per_request`, ...). */
   limitsExceeded: Partial<Record<LimitName | 'address_cooldown', number>>;
+}
+
+/** What one stream was last sent, for debug output (config dumps). */
+export interface StreamState {
+  connectionId: string;
+  proxy: XdsProxy;
+  delta: boolean;
+  types: Array<{
+    typeUrl: string;
+    versionSent?: string | undefined;
+    versionAcked?: string | undefined;
+    sentAt?: string | undefined;
+    lastNack?: NackRecord | undefined;
+    resources: EncodedResource[];
+  }>;
 }
