@@ -57,7 +57,7 @@ test-unit: build
 test-e2e: build tools
 	scripts/test.sh e2e
 
-# `make bench BENCH=xds` (or ca, scale, webhook) runs one section; reports go to bench/results/.
+# `make bench BENCH=xds` (or ca, scale, webhook, abuse) runs one section; reports go to bench/results/.
 bench: build
 	node bench/dist/main.js
 

@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
  * `make bench`: runs every benchmark and writes one report (JSON and Markdown)
  * under bench/results/, with the machine and the inputs. Each benchmark
  * reports medians of repeated runs; ratios are taken within this one run.
- * `make bench BENCH=xds` runs one.
+ * `make bench BENCH=xds` (or ca, scale, webhook, abuse) runs one.
  */
 interface Section {
   name: string;
@@ -19,6 +19,7 @@ const sections: Section[] = [
   { name: 'ca', run: async () => (await import('./ca.js')).runCaBench() },
   { name: 'scale', run: async () => (await import('./scale.js')).runScaleBench() },
   { name: 'webhook', run: async () => (await import('./webhook.js')).runWebhookBench() },
+  { name: 'abuse', run: async () => (await import('./abuse.js')).runAbuseBench() },
 ];
 
 async function main() {

@@ -53,7 +53,7 @@ test('discovery serves Bookinfo: ready, metrics, and the same clusters and liste
     const mine = syncz.find((c) => c.proxyId === productpage);
     assert.ok(mine, 'the proxy shows in /debug/syncz');
     assert.ok(mine.types.find((t) => t.typeUrl === TypeUrl.Cluster)?.versionAcked, 'CDS ack recorded');
-    const dump = (await debugJson(sextant.httpUrl, `/debug/config_dump?proxyID=${encodeURIComponent(productpage)}`)) as { types: Record<string, unknown> };
+    const dump = (await debugJson(sextant.httpUrl, `/debug/sextant_dump?proxyID=${encodeURIComponent(productpage)}`)) as { types: Record<string, unknown> };
     assert.ok(dump.types[TypeUrl.Cluster]);
   } finally {
     client.close();

@@ -188,7 +188,7 @@ describe('stock Istio sidecar: pilot-agent + Envoy served by Sextant', { skip: s
   });
 
   test("the node pilot-agent sends is parsed as Istio's: ID, ISTIO_VERSION, LABELS, NAMESPACE, INTERCEPTION_MODE", async () => {
-    const dump = (await debugJson(sextant!.httpUrl, `/debug/config_dump?proxyID=${encodeURIComponent(agent!.nodeId)}`)) as { node: { id: string; metadata: Record<string, unknown> } };
+    const dump = (await debugJson(sextant!.httpUrl, `/debug/sextant_dump?proxyID=${encodeURIComponent(agent!.nodeId)}`)) as { node: { id: string; metadata: Record<string, unknown> } };
     assert.equal(dump.node.id, `sidecar~127.0.0.1~${POD}.${NS}~${NS}.svc.cluster.local`);
     const view = parseProxy(dump.node.id, dump.node.metadata);
     assert.equal(view.type, 'sidecar');
@@ -202,7 +202,7 @@ describe('stock Istio sidecar: pilot-agent + Envoy served by Sextant', { skip: s
     // INSTANCE_IP first, then the host addresses pilot-agent found (INSTANCE_IPS).
     assert.equal(view.ipAddresses[0], '127.0.0.1');
     assert.deepEqual(view.ipAddresses, String(dump.node.metadata.INSTANCE_IPS).split(','));
-    const sdump = (await debugJson(sextant!.httpUrl, `/debug/config_dump?proxyID=${encodeURIComponent(server!.nodeId)}`)) as { node: { id: string; metadata: Record<string, unknown> } };
+    const sdump = (await debugJson(sextant!.httpUrl, `/debug/sextant_dump?proxyID=${encodeURIComponent(server!.nodeId)}`)) as { node: { id: string; metadata: Record<string, unknown> } };
     const sview = parseProxy(sdump.node.id, sdump.node.metadata);
     assert.deepEqual(sview.labels, { app: 'ratings', version: 'v1' });
     assert.equal(sview.namespace, SNS);

@@ -1,14 +1,38 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
 import { formatIssue, setRegexProgramSizeLimit, type Logger, type ObjectKey } from '@sextant/api';
-import { createAdminServer, createMetrics, createMonitoringServer, pushTriggerReason, registryEventType, type Metrics } from '@sextant/admin';
+import {
+  buildConfigDump,
+  createAdminServer,
+  createMetrics,
+  createMonitoringServer,
+  debugHandler,
+  debugOutputSafe,
+  encodeConfigDump,
+  pushTriggerReason,
+  registryEventType,
+  type DebugSources,
+  type Metrics,
+  type ProxyState,
+} from '@sextant/admin';
+import { authenticate } from '@sextant/ca';
 import { PushContext, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
-import { decodeToJson, shortTypeName } from '@sextant/envoy';
+import { NodeSchema, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
 import { resourceProvenance } from '@sextant/translate';
-import { DiscoveryServer, RejectionTracker, type DiscoveryHooks, type ResourceGenerator, type XdsProxy } from '@sextant/xds';
+import {
+  DiscoveryServer,
+  RejectionTracker,
+  XdsStatusError,
+  debugGenerators,
+  proxyNamespace,
+  type DiscoveryHooks,
+  type ResourceGenerator,
+  type StreamState,
+  type XdsProxy,
+} from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { TranslationGenerators } from './generators.js';
 import { createLogger } from './log.js';
@@ -43,6 +67,11 @@ function loadMeshConfig(file: string): MeshConfig {
   return parsed as MeshConfig;
 }
 
+/** Shutdown budget (SIGTERM → exit within 10 s): ADS streams flush for up to 2 s, CSRs finish within 6 s. */
+const ADS_FLUSH_MS = 2000;
+const DRAIN_DEADLINE_MS = 6000;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
 const hostPort = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
 
 /**
@@ -62,10 +91,11 @@ export async function runDiscovery(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => onSignal('SIGTERM'));
     process.once('SIGINT', () => onSignal('SIGINT'));
   });
+  // Last resort: whatever still hangs, the process is gone within 10 s of the signal.
   const forced = setTimeout(() => {
-    log.error({}, 'shutdown took longer than 9 s; exiting');
+    log.error({}, 'shutdown took longer than 9.5 s; exiting');
     process.exit(code);
-  }, 9000);
+  }, 9500);
   forced.unref();
   await daemon.stop();
   log.info({}, 'stopped');
@@ -121,14 +151,67 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     },
   });
   const pushStarted = new Map<string, number>();
-  const xds = new DiscoveryServer({
-    generators: countErrors({ ...generators.generators(), ...secure.generators }, metrics),
+  // Debug callers from outside the system namespace see only their own namespace (istiod: the mesh root namespace).
+  const systemNamespace = () => meshConfig?.rootNamespace ?? cfg.namespace;
+  const proxyState = (st: StreamState): ProxyState => ({
+    connectionId: st.connectionId,
+    proxyId: st.proxy.id,
+    delta: st.delta,
+    node: toJson(NodeSchema, st.proxy.node),
+    namespace: proxyNamespace(st.proxy),
+    types: st.types,
+  });
+  const debugSources: DebugSources = {
+    syncz: () => xds.connections(),
+    proxy: (id) => {
+      const st = xds.streamState(id);
+      return st ? proxyState(st) : undefined;
+    },
+    configIssues: () => ({
+      rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
+      semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
+      // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
+      files: folder?.fileErrors() ?? [],
+      // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
+      rejectedByProxy: rejections.list(),
+      // Per proxy: what a proxy's data plane cannot express (MOSN), with the proxy ID.
+      proxies: generators.proxyIssues(new Set(xds.connections().map((c) => c.connectionId))).map((i) => ({ ...i, message: formatIssue(i) })),
+    }),
+    pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
+  };
+  const debugResponder = debugHandler(debugSources);
+  const xds: DiscoveryServer = new DiscoveryServer({
+    generators: {
+      ...countErrors({ ...generators.generators(), ...secure.generators }, metrics),
+      // The debug types istioctl reads (their refusals are not internal errors).
+      ...debugGenerators({
+        connections: () => xds.connections(),
+        streamState: (id) => xds.streamState(id),
+        configDump: (st) => encodeConfigDump(buildConfigDump(proxyState(st))),
+        systemNamespace,
+        debugPath: (path, query, namespace) => {
+          const r = debugResponder(path, query, namespace);
+          // istiod's DebugGen prefixes a non-200 answer with its status as JSON.
+          const body = (r.status === 200 ? '' : JSON.stringify({ statusCode: String(r.status) })) + (typeof r.body === 'string' ? r.body : JSON.stringify(r.body));
+          if (!debugOutputSafe(body)) {
+            log.error({ path }, 'debug response withheld: it would have carried a private key');
+            throw new XdsStatusError(grpc.status.INTERNAL, 'response withheld: it would have carried a private key');
+          }
+          return Buffer.from(body);
+        },
+      }),
+    },
     hooks: xdsHooks(metrics, rejections, pushStarted),
     log: log.child({ component: 'xds' }),
     isReady: () => ready,
     authenticate: secure.adsAuthenticate,
     authorizeNode: secure.adsAuthorizeNode,
-    controlPlaneId: `sextant-${version}-${cfg.podName}`,
+    // istiod's IstioControlPlaneInstance JSON: istioctl reads the instance ID and version from it.
+    controlPlaneId: JSON.stringify({ Component: 'sextant', ID: cfg.podName, Info: { version, revision: cfg.revision, golang_version: '', status: 'Clean', tag: version } }),
+    maxRequestBytes: cfg.xdsMaxRequestBytes,
+    limits: cfg.xdsLimits,
+    limitCooldownMs: cfg.xdsLimitCooldownMs,
+    onLimitExceeded: (limit) => metrics.xdsLimitExceeded.inc({ limit }),
   });
 
   let lastIssues: string[] = [];
@@ -195,7 +278,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   }
 
   // Servers first (ports are logged as soon as they are bound), readiness after the sources sync.
-  const xdsServer = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.keepalive_time_ms': 30_000 });
+  // grpc-js refuses a larger message before reading it whole: the first line of defence (docs/xds.md, "Limits").
+  const xdsServer = new grpc.Server({ 'grpc.max_receive_message_length': cfg.xdsMaxRequestBytes, 'grpc.keepalive_time_ms': 30_000 });
   xds.addTo(xdsServer);
   const xdsPort = await bindGrpc(xdsServer, cfg.listenAddress, cfg.xdsPort, grpc.ServerCredentials.createInsecure());
   log.info({ server: 'xds', address: hostPort(cfg.listenAddress, xdsPort) }, 'listening');
@@ -208,21 +292,12 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     port: cfg.httpPort,
     isReady: () => ready,
     log,
-    debug: {
-      syncz: () => xds.connections(),
-      configDump: (id) => xds.configDump(id),
-      configIssues: () => ({
-        rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
-        semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
-        // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
-        files: folder?.fileErrors() ?? [],
-        // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
-        rejectedByProxy: rejections.list(),
-        // Per proxy: what a proxy's data plane cannot express (MOSN), with the proxy ID.
-        proxies: generators.proxyIssues(new Set(xds.connections().map((c) => c.connectionId))).map((i) => ({ ...i, message: formatIssue(i) })),
-      }),
-      pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
+    systemNamespace: systemNamespace(),
+    authenticate: async (bearerToken) => {
+      const caller = await authenticate(secure.authenticators, { bearerToken });
+      return { namespace: caller.namespace, serviceAccount: caller.serviceAccount };
     },
+    debug: debugSources,
   });
   await admin.listen({ host: cfg.listenAddress, port: cfg.httpPort });
   log.info({ server: 'http', address: hostPort(cfg.listenAddress, (admin.server.address() as AddressInfo).port) }, 'listening');
@@ -255,11 +330,20 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       clearInterval(xdsGauge);
       rejections.stop();
       pipeline.stop();
-      await kube?.stop();
-      await Promise.all(sources.map((s) => s.stop().catch((err: Error) => log.warn({ source: s.name, err: err.message }, 'source stop failed'))));
-      await xds.close(5000);
+      // 1. No new work: ADS refuses new streams, and both gRPC servers close their listeners and send
+      //    GOAWAY, so clients open their next stream or CSR on a new connection (another replica).
+      const adsClosed = xds.close(ADS_FLUSH_MS);
+      const grpcClosed = Promise.all([new Promise<void>((r) => xdsServer.tryShutdown(() => r())), secure.drain()]);
+      log.info({ csrsInFlight: secure.csrsInFlight(), streams: xds.metrics().connections }, 'draining: listeners closed, in-flight CSRs finishing, ADS streams ending with OK');
+      // 2. ADS streams flush what was written and end with OK (docs/xds.md, "Shutdown"); CSRs already
+      //    accepted finish. The servers are closed once their last call has ended.
+      await adsClosed;
+      const drained = await Promise.race([grpcClosed.then(() => true), sleep(DRAIN_DEADLINE_MS).then(() => false)]);
+      if (!drained) log.warn({ csrsInFlight: secure.csrsInFlight(), deadlineMs: DRAIN_DEADLINE_MS }, 'drain deadline passed; closing the remaining connections');
       xdsServer.forceShutdown();
       await secure.stop();
+      await kube?.stop();
+      await Promise.all(sources.map((s) => s.stop().catch((err: Error) => log.warn({ source: s.name, err: err.message }, 'source stop failed'))));
       await admin.close();
       await monitoring.close();
     },

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import { test } from 'node:test';
 import { duplicateJsonKeys } from '@sextant/testing/json-keys';
 import { createLogger } from './log.js';
@@ -34,4 +35,18 @@ test('a level below the threshold writes nothing', () => {
   const { log, lines } = capture('info');
   log.child({ a: 1 }).debug({ b: 2 }, 'hidden');
   assert.deepEqual(lines, []);
+});
+
+test('a log line that would carry a private key is withheld; others pass', () => {
+  const { log, lines } = capture('info');
+  const pem = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'pem', type: 'pkcs8' }).toString();
+  log.info({ secret: pem }, 'oops');
+  log.warn({ secret: Buffer.from(pem).toString('base64') }, 'oops again');
+  log.info({ proxy: 'p1' }, 'fine');
+  assert.equal(lines.length, 3);
+  for (const l of lines.slice(0, 2)) {
+    assert.ok(!l.includes('PRIVATE KEY') && !l.includes(Buffer.from(pem).toString('base64').slice(0, 40)), l);
+    assert.match(l, /withheld/);
+  }
+  assert.deepEqual({ ...(JSON.parse(lines[2]!) as object), time: 0 }, { level: 'info', time: 0, proxy: 'p1', msg: 'fine' });
 });

@@ -1,4 +1,5 @@
 import pino from 'pino';
+import { containsPrivateKey } from '@sextant/admin';
 import { mergeLogFields, type Logger } from '@sextant/api';
 
 type Level = 'debug' | 'info' | 'warn' | 'error';
@@ -15,7 +16,19 @@ const RESERVED = ['level', 'time', 'msg'] as const;
  * root writes it.
  */
 export function createLogger(level: string, destination: pino.DestinationStream = pino.destination({ fd: 2, sync: false })): Logger {
-  const root = pino({ level, base: undefined, formatters: { level: (label) => ({ level: label }) } }, destination);
+  const root = pino(
+    {
+      level,
+      base: undefined,
+      formatters: { level: (label) => ({ level: label }) },
+      // Last line of defence behind code that never logs secrets: a line that would carry a private key is replaced.
+      hooks: {
+        streamWrite: (line) =>
+          containsPrivateKey(line) ? `${JSON.stringify({ level: 'error', time: Date.now(), msg: 'log line withheld: it would have carried a private key' })}\n` : line,
+      },
+    },
+    destination,
+  );
   return bound(root, {});
 }
 

@@ -29,6 +29,8 @@ import type { DiscoveryConfig } from './flags.js';
 
 export interface SecureServices {
   ca: CertificateAuthority;
+  /** How callers are authenticated (token, workload certificate): the CSR API, ADS and /debug/* share them. */
+  authenticators: Authenticator[];
   /** SDS generators for the xDS server (secrets over ADS). */
   generators: Record<string, ResourceGenerator>;
   /** For the xDS server: the identity of a stream on the secure port. */
@@ -39,6 +41,14 @@ export interface SecureServices {
   listen(xds: DiscoveryServer): Promise<number>;
   /** Binds the webhook server and resolves with its port. */
   listenWebhooks(store: StoreView): Promise<number>;
+  /**
+   * Starts a graceful shutdown of the TLS gRPC server: the listener closes and
+   * every connection gets GOAWAY, so no new CSR or ADS stream starts, while the
+   * calls already accepted finish. Resolves once every connection has closed.
+   */
+  drain(): Promise<void>;
+  /** CSRs being handled right now. */
+  csrsInFlight(): number;
   stop(): Promise<void>;
 }
 
@@ -120,7 +130,7 @@ export async function startSecureServices(
   const metricsTimer = setInterval(syncMetrics, 5000);
   metricsTimer.unref();
   const creds = createSecureServerCredentials(ca, cfg.dnsNames, { logger: log });
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': cfg.xdsMaxRequestBytes });
   server.addService(caService.definition, caService.implementation);
 
   const encoder = new ResourceEncoder();
@@ -184,6 +194,7 @@ export async function startSecureServices(
   let unwatchCa: (() => void) | undefined;
   return {
     ca,
+    authenticators,
     generators: { [TypeUrl.Secret]: secretsGenerator },
     adsAuthenticate: secureAdsAuthenticator(authenticators, secureCalls),
     adsAuthorizeNode: authorizeNodeIdentity,
@@ -217,6 +228,10 @@ export async function startSecureServices(
       webhook = started;
       return started.port;
     },
+    drain() {
+      return new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    },
+    csrsInFlight: () => caService.stats.inFlight,
     async stop() {
       if (renewTimer) clearInterval(renewTimer);
       unwatchCa?.();

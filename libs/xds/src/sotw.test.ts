@@ -282,23 +282,27 @@ describe('SotW ADS protocol', () => {
     }
   });
 
-  test('configDump shows what was sent as Envoy JSON; connections() shows versions and names', async () => {
-    const c = new SotwClient(h.address, { node: node('dump-proxy') });
+  test('streamState shows what was sent (by node ID and by <pod>.<namespace>); connections() shows versions and names', async () => {
+    const id = 'sidecar~10.0.0.9~dump-pod.dump-ns~dump-ns.svc.cluster.local';
+    const c = new SotwClient(h.address, { node: node(id) });
     try {
       c.request(TypeUrl.RouteConfiguration, { resourceNames: ['r2'] });
       const r = await c.next();
       c.ack(r, ['r2']);
       await probe(c);
-      const dump = h.server.configDump('dump-proxy') as { proxyId: string; types: Record<string, { resources: { name: string; resource: Record<string, unknown> }[] }> };
-      assert.equal(dump.proxyId, 'dump-proxy');
-      const routes = dump.types[TypeUrl.RouteConfiguration]!.resources;
-      assert.deepEqual(routes.map((x) => x.name), ['r2']);
-      assert.equal(routes[0]!.resource['name'], 'r2');
-      const st = h.server.connections().find((x) => x.proxyId === 'dump-proxy')!;
-      const rds = st.types.find((t) => t.typeUrl === TypeUrl.RouteConfiguration)!;
-      assert.equal(rds.versionAcked, r.versionInfo);
-      assert.equal(rds.nonceAcked, r.nonce);
-      assert.deepEqual(rds.names, ['r2']);
+      const dump = h.server.streamState(id)!;
+      assert.equal(dump.proxy.id, id);
+      assert.equal(h.server.streamState('dump-pod.dump-ns')?.connectionId, dump.connectionId);
+      assert.equal(h.server.streamState('other-pod.dump-ns'), undefined);
+      const rds = dump.types.find((t) => t.typeUrl === TypeUrl.RouteConfiguration)!;
+      assert.deepEqual(rds.resources.map((x) => x.name), ['r2']);
+      assert.equal(rds.versionSent, r.versionInfo);
+      assert.ok(rds.sentAt && Date.parse(rds.sentAt) > 0);
+      const st = h.server.connections().find((x) => x.proxyId === id)!;
+      const status = st.types.find((t) => t.typeUrl === TypeUrl.RouteConfiguration)!;
+      assert.equal(status.versionAcked, r.versionInfo);
+      assert.equal(status.nonceAcked, r.nonce);
+      assert.deepEqual(status.names, ['r2']);
     } finally {
       c.close();
     }

@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '@sextant/api';
 import type { EncodedResource, Node } from '@sextant/envoy';
+import type { LimitName, XdsLimits } from './limits.js';
 
 /** A connected proxy as the server knows it: one per ADS stream. */
 export interface XdsProxy {
@@ -46,6 +47,11 @@ export interface PushRequest {
  * inputs (see CachedGenerator) lets the server frame a response once and share it.
  */
 export interface ResourceGenerator {
+  /**
+   * The response is everything generate() returns, whatever names were asked:
+   * the names are a query, not a subscription (the istio.io/debug/* types).
+   */
+  readonly answersQuery?: boolean;
   generate(proxy: XdsProxy, watch: WatchedResource, req: PushRequest): ReadonlyMap<string, EncodedResource>;
 }
 
@@ -91,6 +97,16 @@ export interface DiscoveryServerOptions {
   directWrites?: boolean;
   /** Connections processed per event-loop turn when a push fans out. Default 512. */
   pushBatch?: number;
+  /** Per-client limits (docs/xds.md, "Limits"); each one not given takes its default from `defaultXdsLimits`. */
+  limits?: Partial<XdsLimits>;
+  /** Called each time a stream is ended for going over a limit (the daemon counts it in a metric). */
+  onLimitExceeded?: (limit: LimitName | 'address_cooldown') => void;
+  /**
+   * An address that goes over limits 3 times within 10 s has its new streams
+   * refused for this long, doubling while it keeps at it (up to 30 s); 0 (the
+   * default here; the daemon's flag defaults to 1 s) turns it off.
+   */
+  limitCooldownMs?: number;
   /** Observers of the stream's life (metrics, NACK attribution); each is called synchronously and must be cheap. */
   hooks?: DiscoveryHooks;
 }
@@ -137,6 +153,8 @@ export interface TypeStatus {
   /** Version and nonce of the last response sent for this type. */
   versionSent?: string | undefined;
   nonceSent?: string | undefined;
+  /** When the last response of this type was written (ISO 8601). */
+  sentAt?: string | undefined;
   /** Version and nonce last ACKed. */
   versionAcked?: string | undefined;
   nonceAcked?: string | undefined;
@@ -181,4 +199,21 @@ export interface DiscoveryServerMetrics {
   /** By short type name (`cds`, ...): responses sent. */
   pushesByType: Record<string, number>;
   nacksByType: Record<string, number>;
+  /** Streams ended for going over a limit, by limit name (`names_per_request`, ...). */
+  limitsExceeded: Partial<Record<LimitName | 'address_cooldown', number>>;
+}
+
+/** What one stream was last sent, for debug output (config dumps). */
+export interface StreamState {
+  connectionId: string;
+  proxy: XdsProxy;
+  delta: boolean;
+  types: Array<{
+    typeUrl: string;
+    versionSent?: string | undefined;
+    versionAcked?: string | undefined;
+    sentAt?: string | undefined;
+    lastNack?: NackRecord | undefined;
+    resources: EncodedResource[];
+  }>;
 }
