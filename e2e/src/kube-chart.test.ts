@@ -100,7 +100,7 @@ spec:
 `;
     await assert.rejects(k(['apply', '-f', '-'], bad), (err: Error) => {
       assert.match(err.message, /admission webhook "validation\.istio\.io" denied the request/);
-      assert.match(err.message, /spec\.http\[0\]\.match\[0\]\.uri\.regex: "\(" is not a valid regex/);
+      assert.match(err.message, /spec\.http\[0\]\.match\[0\]\.uri\.regex: "\(" is not a valid RE2 regex: missing \)/);
       return true;
     });
     await assert.rejects(k(['get', 'virtualservice', '-n', 'shop', 'cart']), /NotFound|not found/);

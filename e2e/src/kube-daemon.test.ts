@@ -260,7 +260,7 @@ describe('sextant discovery against a real Kubernetes API server', { skip, timeo
     await k(['label', 'namespace', ns, 'istio-injection=enabled']);
     await assert.rejects(k(['apply', '-f', '-'], virtualService('v2', 'regex: "("')), (err: Error) => {
       assert.match(err.message, /admission webhook "validation\.istio\.io" denied the request/);
-      assert.match(err.message, /VirtualService shop\/reviews: spec\.http\[0\]\.match\[0\]\.uri\.regex: "\(" is not a valid regex/);
+      assert.match(err.message, /VirtualService shop\/reviews: spec\.http\[0\]\.match\[0\]\.uri\.regex: "\(" is not a valid RE2 regex: missing \)/);
       return true;
     });
     await assert.rejects(k(['get', 'virtualservice', '-n', ns, 'reviews']), /NotFound|not found/);
@@ -334,7 +334,7 @@ describe('sextant discovery against a real Kubernetes API server', { skip, timeo
     assert.equal(status.validationMessages?.find((m) => m.type?.code === 'IST0106')?.level, 'ERROR');
     const cond = status.conditions?.find((c) => c.reason === 'SchemaValidationError');
     assert.equal(cond?.status, 'False');
-    assert.match(cond?.message ?? '', /spec\.http\[0\]\.match\[0\]\.uri\.regex: "\(" is not a valid regex/);
+    assert.match(cond?.message ?? '', /spec\.http\[0\]\.match\[0\]\.uri\.regex: "\(" is not a valid RE2 regex: missing \)/);
 
     await waitFor('sextant_config_rejected{kind="VirtualService"} 1', async () => /sextant_config_rejected\{kind="VirtualService"\} 1\b/.test(await (await fetch(`${sextant.monitoringUrl}/metrics`)).text()), 20_000);
     // The last valid version still routes /reviews to v2.

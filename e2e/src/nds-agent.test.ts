@@ -6,8 +6,9 @@
  * queries: a ServiceEntry without addresses resolves to its allocated
  * 240.240.0.0/16 address, one with an address to that address, a Kubernetes
  * service to its VIP, also by the short forms. A new ServiceEntry becomes
- * resolvable without a restart. Only names the table holds are queried (the
- * agent forwards the rest upstream, which is not loopback).
+ * resolvable without a restart. Only names the table holds are queried, and
+ * the agent's upstream resolver is 127.0.0.1 (its own mount namespace), so a
+ * miss stays on loopback too.
  */
 import assert from 'node:assert/strict';
 import { Resolver } from 'node:dns/promises';
@@ -67,6 +68,8 @@ describe('pilot-agent DNS proxy answers from Sextant\'s NDS', { skip: skipUnless
       labels: { app: 'productpage' },
       proxyConfig: { interceptionMode: 'NONE' },
       env: { ISTIO_META_INTERCEPTION_MODE: 'NONE', ISTIO_META_DNS_CAPTURE: 'true', ISTIO_META_DNS_AUTO_ALLOCATE: 'true', DNS_PROXY_ADDR: `127.0.0.1:${dnsPort}` },
+      // A name missing from the table is forwarded upstream: keep that on loopback.
+      loopbackResolver: true,
     });
     dns = new Resolver({ timeout: 2000, tries: 1 });
     dns.setServers([`127.0.0.1:${dnsPort}`]);
