@@ -10,7 +10,10 @@ import { after, afterEach, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { recordingLogger } from '@sextant/api';
 import { TypeUrl } from '@sextant/envoy';
+import http2 from 'node:http2';
+import { DeltaDiscoveryRequestSchema, DiscoveryRequestSchema, NodeSchema, create, fromJson, toBinary } from '@sextant/envoy';
 import { addressOfPeer, scanRequest, type LimitName, type XdsLimits } from './limits.js';
+import { RequestWireScanner } from './receive.js';
 import { DeltaClient, SotwClient, resourceNames } from './testing/client.js';
 import { edsCluster, loadAssignment, startHarness, waitFor, type Harness } from './testing/fixtures.js';
 
@@ -25,6 +28,75 @@ const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) =>
 const ownConnection = (): grpc.ChannelOptions => ({ 'grpc.use_local_subchannel_pool': 1 });
 
 let seq = 0;
+
+const ADS = '/envoy.service.discovery.v3.AggregatedDiscoveryService';
+
+/** A message with its gRPC length prefix (uncompressed). */
+function grpcFrame(msg: Uint8Array): Buffer {
+  const out = Buffer.alloc(msg.length + 5);
+  out.writeUInt32BE(msg.length, 1);
+  out.set(msg, 5);
+  return out;
+}
+
+/** A raw HTTP/2 gRPC stream (the grpc-js client only sends whole messages). */
+function rawStream(address: string, method: string): { session: http2.ClientHttp2Session; req: http2.ClientHttp2Stream } {
+  const session = http2.connect(`http://${address}`);
+  session.on('error', () => {});
+  const req = session.request({ ':method': 'POST', ':path': `${ADS}/${method}`, 'content-type': 'application/grpc', te: 'trailers' });
+  req.on('error', () => {});
+  return { session, req };
+}
+
+/**
+ * Sends only `bytes` (a prefix of a request) and keeps the stream open: the
+ * gRPC status the server ends it with, within 5 s.
+ */
+async function partialRequest(address: string, method: string, bytes: Buffer): Promise<{ status: number; message: string }> {
+  const { session, req } = rawStream(address, method);
+  try {
+    req.write(bytes);
+    req.resume();
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the server did not end the stream within 5 s of a partial over-limit request')), 5000);
+      const onHeaders = (hd: http2.IncomingHttpHeaders) => {
+        if (hd['grpc-status'] === undefined) return;
+        clearTimeout(timer);
+        resolve({ status: Number(hd['grpc-status']), message: decodeURIComponent(String(hd['grpc-message'] ?? '')) });
+      };
+      req.on('response', onHeaders);
+      req.on('trailers', onHeaders);
+    });
+  } finally {
+    session.destroy();
+  }
+}
+
+/** Sends a request in `pieces` writes, a tick apart; resolves with the bytes of the first response data. */
+async function piecewiseRequest(address: string, method: string, framed: Buffer, pieces: number): Promise<Buffer> {
+  const { session, req } = rawStream(address, method);
+  try {
+    const got = new Promise<Buffer>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no response within 5 s')), 5000);
+      req.once('data', (d: Buffer) => {
+        clearTimeout(timer);
+        resolve(d);
+      });
+      req.on('trailers', (hd) => reject(new Error(`stream ended: ${hd['grpc-status']} ${hd['grpc-message']}`)));
+      req.on('response', (hd) => {
+        if (hd['grpc-status'] !== undefined) reject(new Error(`stream ended: ${hd['grpc-status']} ${hd['grpc-message']}`));
+      });
+    });
+    const step = Math.ceil(framed.length / pieces);
+    for (let i = 0; i < framed.length; i += step) {
+      req.write(framed.subarray(i, i + step));
+      await new Promise((r) => setImmediate(r));
+    }
+    return await got;
+  } finally {
+    session.destroy();
+  }
+}
 
 /** A wildcard CDS stream that has its first response: the stream that must not notice an attack. */
 async function bystander(h: Harness, id = 'bystander'): Promise<SotwClient> {
@@ -187,6 +259,43 @@ describe('xDS limits: names and node size', () => {
     hit('unknown_types', before);
     onlyBystander(h);
   });
+
+  // The request is sent in part only: the server must refuse it from the bytes it has, before its last byte arrives.
+  test('a node larger than maxNodeBytes is refused from its length on the wire, before the request is whole', async () => {
+    const before = count('node_bytes');
+    const req = toBinary(DiscoveryRequestSchema, create(DiscoveryRequestSchema, { typeUrl: TypeUrl.Cluster, node: fromJson(NodeSchema, { id: 'partial-node', metadata: { blob: 'x'.repeat(200_000) } }) }));
+    const framed = grpcFrame(req);
+    const r = await partialRequest(h.address, 'StreamAggregatedResources', framed.subarray(0, 64));
+    assert.equal(r.status, grpc.status.RESOURCE_EXHAUSTED, `status ${r.status}: ${r.message}`);
+    assert.match(r.message, /node_bytes limit exceeded/);
+    hit('node_bytes', before);
+    await waitFor(() => h.server.bookkeeping().streams === 1, 'the server to drop the refused stream');
+    onlyBystander(h);
+  });
+
+  test('Delta: a request with more names than maxNamesPerRequest is refused at the name over the limit, before it is whole', async () => {
+    const before = count('names_per_request');
+    const req = toBinary(
+      DeltaDiscoveryRequestSchema,
+      create(DeltaDiscoveryRequestSchema, { typeUrl: TypeUrl.ClusterLoadAssignment, node: { id: 'partial-names' }, resourceNamesSubscribe: names('partial', 2000) }),
+    );
+    const framed = grpcFrame(req);
+    // 101 names fit well inside the first 10% of this 2,000-name request; the other 90% is never sent.
+    const r = await partialRequest(h.address, 'DeltaAggregatedResources', framed.subarray(0, Math.floor(framed.length / 10)));
+    assert.equal(r.status, grpc.status.RESOURCE_EXHAUSTED, `status ${r.status}: ${r.message}`);
+    assert.match(r.message, /names_per_request limit exceeded: .*> 100/);
+    hit('names_per_request', before);
+    await waitFor(() => h.server.bookkeeping().streams === 1, 'the server to drop the refused stream');
+    onlyBystander(h);
+  });
+
+  test('a request under the limits, sent in many small pieces, is served', async () => {
+    const req = toBinary(DiscoveryRequestSchema, create(DiscoveryRequestSchema, { typeUrl: TypeUrl.ClusterLoadAssignment, node: fromJson(NodeSchema, { id: 'pieces', metadata: { blob: 'y'.repeat(3000) } }), resourceNames: ['c1', ...names('p', 98)] }));
+    const framed = grpcFrame(req);
+    const got = await piecewiseRequest(h.address, 'StreamAggregatedResources', framed, 7);
+    assert.ok(got.length > 5, 'a response message arrived');
+    await waitFor(() => h.server.bookkeeping().streams === 1, 'the server to drop the closed stream');
+  });
 });
 
 describe('xDS limits: streams per connection and per address', () => {
@@ -348,6 +457,30 @@ describe('limit helpers', () => {
     );
     assert.deepEqual(scanRequest(delta, true), { names: 5, nodeBytes: 0 });
     assert.equal(scanRequest(Uint8Array.from([0x0a, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01]), false), undefined);
+  });
+
+  test('RequestWireScanner: same counts as scanRequest, one byte at a time, across messages', () => {
+    const a = toBinary(DiscoveryRequestSchema, create(DiscoveryRequestSchema, { typeUrl: 't', resourceNames: names('a', 5), node: { id: 'x'.repeat(300) } }));
+    const b = toBinary(DiscoveryRequestSchema, create(DiscoveryRequestSchema, { typeUrl: 't', resourceNames: names('b', 7) }));
+    const stream = Buffer.concat([grpcFrame(a), grpcFrame(new Uint8Array(0)), grpcFrame(b)]);
+    const feedAll = (maxNames: number, maxNode: number) => {
+      const s = new RequestWireScanner(false, maxNames, maxNode);
+      for (let i = 0; i < stream.length; i++) {
+        const v = s.feed(stream.subarray(i, i + 1));
+        if (v) return { ...v, at: i };
+      }
+      return undefined;
+    };
+    // Limits are per request: 5 + 7 names over two requests never exceed 7.
+    assert.equal(feedAll(7, 303), undefined);
+    assert.deepEqual({ ...feedAll(6, 1000), at: undefined }, { key: 'maxNamesPerRequest', value: 7, at: undefined });
+    const node = feedAll(100, 302)!;
+    assert.deepEqual([node.key, node.value], ['maxNodeBytes', 303]);
+    assert.ok(node.at < 10, `the node's length is enough to refuse it (at byte ${node.at})`);
+    // A compressed message is left to the deserializer.
+    const compressed = grpcFrame(a);
+    compressed[0] = 1;
+    assert.equal(new RequestWireScanner(false, 1, 1).feed(compressed), undefined);
   });
 
   test('addressOfPeer', () => {

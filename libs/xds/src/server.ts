@@ -15,6 +15,7 @@ import {
   type DiscoveryRequest,
   type EncodedResource,
 } from '@sextant/envoy';
+import { guardRequests } from './receive.js';
 import { directSender, enablePreFramedWrites, framePrefix, grpcFramed, type DirectSend } from './frames.js';
 import { adsServiceDefinition, type Decoded } from './service.js';
 import { AddressCooldowns, StreamCounts, addressOfPeer, clip, connectionKeyOf, limitNames, resetExhausted, resolveLimits, stopReceiving, type XdsLimits } from './limits.js';
@@ -462,6 +463,10 @@ export class DiscoveryServer {
     c.opening = true;
     this.conns.set(id, c);
     c.log.debug({ delta }, 'ADS stream opened');
+    // Names and node size are checked as the request arrives, so an over-limit request is never buffered whole.
+    guardRequests(call, delta, this.limits, (v) => {
+      if (!c.closed) this.overLimit(c, v.key, v.value);
+    });
     call.on('data', (d: Decoded<DiscoveryRequest | DeltaDiscoveryRequest>) => {
       if (c.closed) return;
       this.opened(c);

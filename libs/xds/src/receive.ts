@@ -1,0 +1,226 @@
+/**
+ * Request limits checked on the wire, as a request arrives.
+ *
+ * grpc-js hands a request to the deserializer only once it is whole (up to
+ * the maximum receive size, 4 MiB by default), so a check in the deserializer
+ * runs after the server has already received and buffered every byte of it.
+ * This module follows the bytes of one server stream as grpc-js's decoder
+ * takes them: the gRPC length prefix of each message, then the top-level
+ * protobuf fields of a (Delta)DiscoveryRequest (a tag and a length per field,
+ * never their contents). A node field longer than the limit is refused as soon
+ * as its length arrives, a request with too many names as soon as the name
+ * over the limit arrives; the rest of the request is never buffered (the
+ * server ends the stream and resets it, so the client stops sending).
+ *
+ * The hook is one guarded, per-call wrapper of grpc-js's `StreamDecoder.write`
+ * (`BaseServerInterceptingCall.decoder`, grpc-js 1.14, pinned exactly). It is
+ * installed only when the call has that shape and its decoder has not read
+ * anything yet; otherwise nothing changes and the same limits are checked on
+ * the whole message in the deserializer (service.ts), as before.
+ */
+import type { XdsLimits } from './limits.js';
+
+/** A limit a request went over: which, and the value it reached. */
+export interface WireVerdict {
+  key: Extract<keyof XdsLimits, 'maxNamesPerRequest' | 'maxNodeBytes'>;
+  value: number;
+}
+
+const SOTW_NAME_FIELDS = new Set([3, 7]);
+const DELTA_NAME_FIELDS = new Set([3, 4, 5, 8, 9]);
+
+const enum Frame {
+  Header,
+  Body,
+}
+const enum Field {
+  Key,
+  Varint,
+  Length,
+  Skip,
+}
+
+/**
+ * Follows gRPC messages and the top-level fields of each, chunk by chunk,
+ * keeping only counters: names so far and node bytes declared in the current
+ * message. Compressed messages and bytes that are not a well-formed message
+ * are not scanned (the deserializer checks and reports those once whole).
+ */
+export class RequestWireScanner {
+  private frame = Frame.Header;
+  private headerPos = 0;
+  private compressed = false;
+  private length = 0;
+  private bodyLeft = 0;
+  private scan = false;
+  private field = Field.Key;
+  private fieldNo = 0;
+  private varint = 0;
+  private mul = 1;
+  private varintBytes = 0;
+  private skipLeft = 0;
+  private names = 0;
+  private nodeBytes = 0;
+  private readonly nameFields: ReadonlySet<number>;
+  private readonly nodeField: number;
+
+  constructor(
+    delta: boolean,
+    private readonly maxNames: number,
+    private readonly maxNodeBytes: number,
+  ) {
+    this.nameFields = delta ? DELTA_NAME_FIELDS : SOTW_NAME_FIELDS;
+    this.nodeField = delta ? 1 : 2;
+  }
+
+  /** Takes the next bytes of the stream; returns the limit the current request went over, if any. */
+  feed(data: Uint8Array): WireVerdict | undefined {
+    const n = data.length;
+    let i = 0;
+    while (i < n) {
+      if (this.frame === Frame.Header) {
+        const b = data[i++]!;
+        if (this.headerPos === 0) {
+          this.compressed = b !== 0;
+          this.length = 0;
+        } else this.length = this.length * 256 + b;
+        if (++this.headerPos < 5) continue;
+        this.headerPos = 0;
+        if (this.length === 0) continue;
+        this.frame = Frame.Body;
+        this.bodyLeft = this.length;
+        this.scan = !this.compressed;
+        this.field = Field.Key;
+        this.varint = 0;
+        this.mul = 1;
+        this.varintBytes = 0;
+        this.names = 0;
+        this.nodeBytes = 0;
+        continue;
+      }
+      const end = i + Math.min(n - i, this.bodyLeft);
+      const start = i;
+      if (!this.scan) i = end;
+      else {
+        const v = this.fields(data, i, end, start);
+        if (typeof v === 'object') return v;
+        i = v;
+      }
+      this.bodyLeft -= i - start;
+      if (this.bodyLeft === 0) this.frame = Frame.Header;
+    }
+    return undefined;
+  }
+
+  /** Scans fields in data[i, end); returns where it stopped (end), or the limit hit. */
+  private fields(data: Uint8Array, i: number, end: number, start: number): number | WireVerdict {
+    while (i < end) {
+      if (this.field === Field.Skip) {
+        const k = Math.min(this.skipLeft, end - i);
+        i += k;
+        this.skipLeft -= k;
+        if (this.skipLeft === 0) this.field = Field.Key;
+        continue;
+      }
+      const b = data[i++]!;
+      this.varint += (b & 0x7f) * this.mul;
+      this.mul *= 128;
+      if (b >= 0x80) {
+        if (++this.varintBytes >= 10) {
+          this.scan = false; // not a varint: leave the message to the decoder
+          return end;
+        }
+        continue;
+      }
+      const v = this.varint;
+      this.varint = 0;
+      this.mul = 1;
+      this.varintBytes = 0;
+      switch (this.field) {
+        case Field.Key: {
+          this.fieldNo = Math.floor(v / 8);
+          switch (v % 8) {
+            case 0:
+              this.field = Field.Varint;
+              break;
+            case 1:
+              this.field = Field.Skip;
+              this.skipLeft = 8;
+              break;
+            case 5:
+              this.field = Field.Skip;
+              this.skipLeft = 4;
+              break;
+            case 2:
+              this.field = Field.Length;
+              break;
+            default:
+              this.scan = false;
+              return end;
+          }
+          break;
+        }
+        case Field.Varint:
+          this.field = Field.Key;
+          break;
+        case Field.Length: {
+          if (this.nameFields.has(this.fieldNo)) {
+            if (++this.names > this.maxNames) return { key: 'maxNamesPerRequest', value: this.names };
+          } else if (this.fieldNo === this.nodeField) {
+            this.nodeBytes += v;
+            if (this.nodeBytes > this.maxNodeBytes) return { key: 'maxNodeBytes', value: this.nodeBytes };
+          }
+          if (v > this.bodyLeft - (i - start)) {
+            this.scan = false; // a length past the end of the message: the decoder reports it
+            return end;
+          }
+          if (v === 0) this.field = Field.Key;
+          else {
+            this.field = Field.Skip;
+            this.skipLeft = v;
+          }
+          break;
+        }
+        default:
+          break;
+      }
+    }
+    return end;
+  }
+}
+
+type DecoderLike = { write(data: Buffer): Buffer[]; readState?: unknown; readPartialMessage?: unknown };
+
+/**
+ * Installs the wire checks on a grpc-js server call (the call handed to a
+ * method handler). `onOver` runs once, inside grpc-js's data handler, when a
+ * request goes over a limit; from then on the call's incoming bytes are
+ * dropped instead of buffered. Returns false when the call does not have the
+ * expected shape (nothing is changed then).
+ */
+export function guardRequests(call: object, delta: boolean, limits: Pick<XdsLimits, 'maxNamesPerRequest' | 'maxNodeBytes'>, onOver: (v: WireVerdict) => void): boolean {
+  try {
+    const inner = (call as { call?: { decoder?: DecoderLike; handleDataFrame?: unknown } }).call;
+    const decoder = inner?.decoder;
+    if (!inner || typeof inner.handleDataFrame !== 'function' || !decoder || typeof decoder.write !== 'function') return false;
+    // Only a decoder that has read nothing yet: the scanner must see the stream from its first byte.
+    if (decoder.readState !== 0 || !Array.isArray(decoder.readPartialMessage) || decoder.readPartialMessage.length !== 0) return false;
+    if (Object.prototype.hasOwnProperty.call(decoder, 'write')) return false; // already wrapped
+    const scanner = new RequestWireScanner(delta, limits.maxNamesPerRequest, limits.maxNodeBytes);
+    const write = decoder.write;
+    let refused = false;
+    decoder.write = function (this: DecoderLike, data: Buffer): Buffer[] {
+      if (refused) return [];
+      const over = scanner.feed(data);
+      if (!over) return write.call(this, data);
+      refused = true;
+      // Drop what grpc-js had buffered of this request; nothing more is kept for this call.
+      this.readPartialMessage = [];
+      onOver(over);
+      return [];
+    };
+    return true;
+  } catch {
+    return false;
+  }
+}
