@@ -21,7 +21,7 @@ import { TypeUrl } from '@sextant/envoy';
 import { parseProxy, PushContext, pushScope, type ConfigObjectLike } from '@sextant/model';
 import { buildClusters, buildEndpoints, buildListeners, buildRoutes, edsNamesOf, routeNamesOf } from '@sextant/translate';
 import type { PushRequest, WatchedResource, XdsProxy } from '@sextant/xds';
-import { TranslationGenerators } from '@sextant/sextant/dist/generators.js';
+import { TranslationGenerators } from '@sextant/sextant/generators';
 import { endpointSlice, NAMESPACES, syntheticMesh, type SyntheticMesh } from './scale-mesh.js';
 
 setFlagsFromString('--expose-gc');
