@@ -27,7 +27,7 @@ function check(path: string, source: string, pkgs: PackageInfo[] = packages): Vi
 const rules = (vs: Violation[]): string[] => vs.map((v) => v.rule);
 
 describe('importSpecifiers (TypeScript parser)', () => {
-  it('finds static, type-only, re-export, dynamic, import-equals and import-type specifiers with their lines', () => {
+  it('finds static, type-only, re-export, dynamic, import-equals, require and import-type specifiers with their lines', () => {
     const src = [
       "import a from 'a';",
       "import type { B } from 'b';",
@@ -36,8 +36,9 @@ describe('importSpecifiers (TypeScript parser)', () => {
       "const e = await import('e');",
       "import f = require('f');",
       "let g: typeof import('g');",
-      "// import h from 'not-an-import';",
-      "const s = \"import i from 'not-an-import-either'\";",
+      "const i = require('i');",
+      "// import j from 'not-an-import';",
+      "const s = \"import k from 'not-an-import-either'\";",
     ].join('\n');
     assert.deepEqual(importSpecifiers('x.ts', src), [
       { specifier: 'a', line: 1 },
@@ -47,6 +48,7 @@ describe('importSpecifiers (TypeScript parser)', () => {
       { specifier: 'e', line: 5 },
       { specifier: 'f', line: 6 },
       { specifier: 'g', line: 7 },
+      { specifier: 'i', line: 8 },
     ]);
   });
 });

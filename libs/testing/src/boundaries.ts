@@ -1,7 +1,8 @@
 // The import-boundary check of ARCHITECTURE.md "House rules / Boundaries".
 // Specifiers are read with the TypeScript parser (not regexes), so comments,
 // strings and template text never count as imports, and type-only imports,
-// `export ... from`, dynamic `import()` and `import("x").T` types all do.
+// `export ... from`, dynamic `import()`, `require('x')` and `import("x").T`
+// types all do.
 //
 // Rules, each reported by name:
 //   kube-client     `@kubernetes/client-node` only in libs/sources and libs/kube
@@ -57,6 +58,10 @@ const KUBE_DIRS = ['libs/sources', 'libs/kube'];
 const GRPC_DIRS = ['libs/xds', 'libs/ca'];
 const HARNESS_DIRS = ['e2e', 'bench'];
 
+/** `import(...)`, or `require(...)` (as made by `createRequire`, which loads grpc-js internals, for example). */
+const isLoader = (callee: ts.Expression): boolean =>
+  callee.kind === ts.SyntaxKind.ImportKeyword || (ts.isIdentifier(callee) && callee.text === 'require');
+
 /** Every module specifier in a TypeScript source, with its 1-based line. */
 export function importSpecifiers(fileName: string, text: string): ImportSpecifier[] {
   const source = ts.createSourceFile(fileName, text, ts.ScriptTarget.Latest, true, ts.ScriptKind.TS);
@@ -71,7 +76,7 @@ export function importSpecifiers(fileName: string, text: string): ImportSpecifie
       add(node.moduleSpecifier);
     } else if (ts.isImportEqualsDeclaration(node) && ts.isExternalModuleReference(node.moduleReference)) {
       add(node.moduleReference.expression);
-    } else if (ts.isCallExpression(node) && node.expression.kind === ts.SyntaxKind.ImportKeyword && node.arguments[0]) {
+    } else if (ts.isCallExpression(node) && node.arguments[0] && isLoader(node.expression)) {
       add(node.arguments[0]);
     } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument)) {
       add(node.argument.literal);
