@@ -167,6 +167,17 @@ export function formatViolation(v: Violation): string {
   return `${v.file}${v.line ? `:${v.line}` : ''}: "${v.specifier}" breaks ${v.rule}: ${v.reason}`;
 }
 
+/** The subpaths package.json `exports` names; `{}` names none (an application, say). */
+function exportKeys(exports: unknown): string[] {
+  if (typeof exports === 'string') return ['.'];
+  if (!exports || typeof exports !== 'object') return [];
+  const keys = Object.keys(exports);
+  if (keys.length === 0) return [];
+  const subpaths = keys.filter((k) => k.startsWith('.'));
+  // An object of conditions only ({ types, default }) is the single entry point ".".
+  return subpaths.length ? subpaths : ['.'];
+}
+
 function listTs(root: string, dir: string, out: string[]): void {
   const abs = posix.join(root, dir);
   if (!existsSync(abs)) return;
@@ -188,10 +199,7 @@ export function loadTree(root: string): Tree {
       const manifest = posix.join(root, dir, 'package.json');
       if (!existsSync(manifest)) continue;
       const json = JSON.parse(readFileSync(manifest, 'utf8')) as { name: string; exports?: unknown };
-      const exports = json.exports && typeof json.exports === 'object' ? Object.keys(json.exports).filter((k) => k.startsWith('.')) : [];
-      // A string `exports` (or a conditions-only object) is the single entry point ".".
-      if (json.exports !== undefined && exports.length === 0) exports.push('.');
-      packages.push({ name: json.name, dir, exports });
+      packages.push({ name: json.name, dir, exports: exportKeys(json.exports) });
       srcDirs.push(`${dir}/src`);
     }
   }
