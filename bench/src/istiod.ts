@@ -24,9 +24,12 @@
  * ISTIOD_BENCH_CHANGES (changes of each kind per run, 3),
  * ISTIOD_BENCH_SCOPES (none,sidecar), ISTIOD_BENCH_PLANES
  * (sextant,istiod,istiod-unlimited), ISTIOD_BENCH_CORES (all cores).
+ * Run alone: `node bench/dist/istiod.js` (ISTIOD_BENCH_JSON=<file> writes the
+ * report as JSON too).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -606,10 +609,11 @@ export async function runIstiodBench(opts: IstiodBenchOptions = optionsFromEnv()
   return { ...base, markdown: toMarkdown(base) };
 }
 
-// `node bench/dist/istiod.js` runs it alone and prints the report.
+// `node bench/dist/istiod.js` runs it alone and prints the report (ISTIOD_BENCH_JSON=<file> also writes it as JSON).
 if (import.meta.url === `file://${process.argv[1]}`) {
   runIstiodBench()
     .then((r) => {
+      if (process.env.ISTIOD_BENCH_JSON) writeFileSync(process.env.ISTIOD_BENCH_JSON, JSON.stringify(r, null, 2) + '\n');
       process.stdout.write(r.markdown + '\n');
       process.exit(0);
     })
