@@ -6,7 +6,8 @@
 # SEXTANT_WITH_ISTIOD=0 skips it (make run does not need it).
 set -euo pipefail
 LOG_TAG=install-istio
-. "$(dirname "$0")/lib-tools.sh"
+SCRIPTS_DIR=$(cd "$(dirname "$0")" && pwd)
+. "$SCRIPTS_DIR/lib-tools.sh"
 
 # Istio tags (1.30.3) are not semver, so the module proxy serves Istio only as
 # pseudo-versions, and the proxy this project can reach holds the complete
@@ -45,12 +46,42 @@ install_agent() {
   link_tool pilot-agent "$d/bin/pilot-agent"
 }
 
+# Next to pilot-discovery, from the same module version: Istio's own CRDs (the
+# parity suite installs them, not Sextant's crds/) and the protobuf descriptors
+# istiod is compiled with (scripts/xds-descriptors), which the parity suite and
+# `sextant compare` decode xDS with.
+install_istiod_share() {
+  local d=$1 crds=$1/share/istio-crds.yaml desc=$1/share/xds-descriptors.binpb dir w
+  [[ -f $crds && -f $desc ]] && return 0
+  go_env
+  dir=$(go mod download -json "istio.io/istio@$ISTIO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
+  [[ -n $dir && -f $dir/manifests/charts/base/files/crd-all.gen.yaml ]] || die "Istio's crd-all.gen.yaml not found in istio.io/istio@$ISTIO_VERSION"
+  mkdir -p "$d/share"
+  cp "$dir/manifests/charts/base/files/crd-all.gen.yaml" "$crds.tmp.$$" && mv "$crds.tmp.$$" "$crds"
+  w=$(mktemp -d "$d/share/.descriptors.XXXXXX")
+  (
+    set -e
+    cd "$w"
+    go mod init sextant.local/xds-descriptors >/dev/null 2>&1
+    go mod edit -go="$(go env GOVERSION | sed -E 's/^go([0-9]+\.[0-9]+(\.[0-9]+)?).*/\1/')"
+    go mod edit -require="istio.io/istio@$ISTIO_VERSION"
+    cp "$dir/go.sum" go.sum && chmod u+w go.sum
+    cp "$SCRIPTS_DIR/xds-descriptors/main.go" main.go
+    go build -trimpath -o xds-descriptors .
+    ./xds-descriptors "$desc.tmp"
+  ) || { rm -rf "$w"; die "building the xDS descriptor set failed"; }
+  mv "$desc.tmp" "$desc"
+  rm -rf "$w"
+  log "istio CRDs and xDS descriptors: $d/share"
+}
+
 install_istiod() {
   local d=$SEXTANT_CACHE/go/istio-$ISTIO_LABEL/istiod
   if ! is_installed "$d" pilot-discovery istioctl; then
     go_wrapper_build "$d" istio.io/istio "$ISTIO_VERSION" -- \
       istio.io/istio/pilot/cmd/pilot-discovery istio.io/istio/istioctl/cmd/istioctl
   fi
+  install_istiod_share "$d"
   link_tool pilot-discovery "$d/bin/pilot-discovery"
   link_tool istioctl "$d/bin/istioctl"
 }

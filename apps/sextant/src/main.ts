@@ -3,6 +3,8 @@ import { FlagError } from './flags.js';
 const usage = `usage:
   sextant discovery [flags]     run the control plane (see README for flags)
   sextant translate -f PATH [-f PATH...] --proxy NODE_ID [--metadata JSON] [--type lds|rds|cds|eds|all] [-o json|yaml]
+  sextant compare --istiod HOST:PORT --sextant HOST:PORT (--node NODE_ID [--metadata JSON] | --pod [NS/]NAME --kubeconfig FILE)
+                  [--proxy-type sidecar|router|grpc] [--listeners A,B] [--descriptors FILE] [--expected FILE] [-o text|json]
   sextant version`;
 
 async function main(argv: string[]): Promise<number> {
@@ -15,6 +17,10 @@ async function main(argv: string[]): Promise<number> {
     case 'translate': {
       const { runTranslate } = await import('./translate.js');
       return runTranslate(rest);
+    }
+    case 'compare': {
+      const { runCompare } = await import('./compare.js');
+      return runCompare(rest);
     }
     case 'version': {
       const { version } = await import('./version.js');
