@@ -39,6 +39,8 @@ import {
 
 export interface ClientSpec {
   nodeId: string;
+  /** The node's cluster: <workload>.<namespace>. */
+  cluster: string;
   metadata: Record<string, JsonValue>;
 }
 
@@ -234,7 +236,7 @@ class Client {
       resourceNamesSubscribe: r.subscribe ?? [],
       resourceNamesUnsubscribe: r.unsubscribe ?? [],
     });
-    if (r.node) msg.node = fromJson(NodeSchema, { id: this.spec.nodeId, cluster: clusterOf(this.spec), metadata: this.spec.metadata, userAgentName: 'envoy' });
+    if (r.node) msg.node = fromJson(NodeSchema, { id: this.spec.nodeId, cluster: this.spec.cluster, metadata: this.spec.metadata, userAgentName: 'envoy' });
     this.stream!.write(frame(toBinary(DeltaDiscoveryRequestSchema, msg)));
   }
 
@@ -313,13 +315,6 @@ class Client {
     this.readyAt = at;
     this.onReady();
   }
-}
-
-/** The node's `cluster` as pilot-agent sets it: <workload>.<namespace>. */
-function clusterOf(spec: ClientSpec): string {
-  const ns = String(spec.metadata['NAMESPACE'] ?? 'default');
-  const w = String(spec.metadata['WORKLOAD_NAME'] ?? 'unknown');
-  return `${w}.${ns}`;
 }
 
 let clients: Client[] = [];

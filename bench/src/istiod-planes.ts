@@ -12,62 +12,9 @@
  *  - `istiod-unlimited`: the same with its debounce and admission limits
  *    lifted, which separates istiod's policy from its capability.
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { startSextant, toolPath } from '@sextant/e2e';
-
-// TEMPORARY until e2e/src/istiod.ts (branch parity) lands: replaced by its launcher.
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      const port = typeof a === 'object' && a ? a.port : 0;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-async function startIstiod(opts: { kubeconfig: string; env: Record<string, string>; readyTimeoutMs: number }) {
-  const bin = toolPath('pilot-discovery');
-  if (!bin) throw new Error('pilot-discovery is not installed; run make tools');
-  const cwd = mkdtempSync(join(tmpdir(), 'bench-istiod-'));
-  writeFileSync(join(cwd, 'mesh'), 'trustDomain: cluster.local\n');
-  const [grpc, http, mon, https, secure] = [await freePort(), await freePort(), await freePort(), await freePort(), await freePort()];
-  const args = ['discovery', '--kubeconfig', opts.kubeconfig, '--meshConfig', join(cwd, 'mesh'), '--networksConfig', join(cwd, 'networks'),
-    '--grpcAddr', `127.0.0.1:${grpc}`, '--httpAddr', `127.0.0.1:${http}`, '--monitoringAddr', `127.0.0.1:${mon}`, '--httpsAddr', `127.0.0.1:${https}`,
-    '--secureGRPCAddr', `127.0.0.1:${secure}`, '--domain', 'cluster.local', '--keepaliveMaxServerConnectionAge', '30m'];
-  const env = { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: cwd, POD_NAMESPACE: 'istio-system', POD_NAME: 'istiod-bench', REVISION: 'default',
-    VALIDATION_WEBHOOK_CONFIG_NAME: '', INJECTION_WEBHOOK_CONFIG_NAME: '', PILOT_ENABLE_ANALYSIS: 'false', CLUSTER_ID: 'Kubernetes', ...opts.env };
-  const proc = spawn(bin, args, { cwd, env, stdio: ['ignore', 'ignore', process.env.SEXTANT_TEST_LOGS ? 'inherit' : 'ignore'] });
-  let exited = false;
-  proc.once('exit', () => (exited = true));
-  const deadline = Date.now() + opts.readyTimeoutMs;
-  for (;;) {
-    if (exited) throw new Error('pilot-discovery exited before ready');
-    const ok = await fetch(`http://127.0.0.1:${http}/ready`).then((r) => r.status === 200, () => false);
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error('pilot-discovery not ready in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    pid: proc.pid!,
-    xdsAddress: `127.0.0.1:${grpc}`,
-    stop: async () => {
-      if (!exited) {
-        const gone = new Promise((r) => proc.once('exit', r));
-        proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
-        await gone;
-        clearTimeout(t);
-      }
-      rmSync(cwd, { recursive: true, force: true });
-    },
-  };
-}
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { startIstiod, startSextant } from '@sextant/e2e';
 
 export type PlaneName = 'sextant' | 'istiod' | 'istiod-unlimited';
 export const PLANES: PlaneName[] = ['sextant', 'istiod', 'istiod-unlimited'];
@@ -128,13 +75,15 @@ export async function startPlane(name: PlaneName, kubeconfig: string, cores: num
   }
   const env: Record<string, string> = { GOMAXPROCS: String(cores), ...(name === 'istiod-unlimited' ? ISTIOD_UNLIMITED_ENV : {}) };
   const i = await startIstiod({ kubeconfig, env, readyTimeoutMs: 600_000 });
-  pin(i.pid, cpuList(cores));
+  pin(i.process.pid!, cpuList(cores));
   return {
     name,
-    pid: i.pid,
-    xdsAddress: i.xdsAddress,
+    pid: i.process.pid!,
+    xdsAddress: i.grpcAddress,
     readyMs: Date.now() - t0,
-    stop: () => i.stop(),
+    stop: async () => {
+      await i.stop(20_000);
+    },
   };
 }
 

@@ -28,13 +28,12 @@
  * report as JSON too).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { startCluster, waitForCrdsEstablished, kubectl, type Cluster } from '@sextant/e2e';
+import { istiodShareFile, startCluster, waitForCrdsEstablished, kubectl, type Cluster } from '@sextant/e2e';
 import { TypeUrl, type JsonValue } from '@sextant/envoy';
+import { podNode, type PodLike } from '@sextant/xds/compare';
 import type { ClientSpec } from './istiod-clients.js';
 import { Kube, type KubeObject } from './istiod-kube.js';
 import { NAMESPACES, SHARED_NAMESPACE, destinationRule, hasDestinationRule, hasVirtualService, istioConfig, namespaces, serviceRef, sidecars, virtualService, workloads, type MeshSize } from './istiod-mesh.js';
@@ -112,45 +111,12 @@ class Clients {
 
 // --- proxies: real pods of the mesh ---
 
-interface PodInfo {
-  metadata: { name: string; namespace: string; labels?: Record<string, string>; annotations?: Record<string, string>; ownerReferences?: Array<{ kind: string; name: string }> };
-  spec: { nodeName?: string; serviceAccountName?: string; containers: Array<{ name: string; ports?: Array<{ name?: string; containerPort: number; protocol?: string }> }> };
-  status: { podIP?: string; phase?: string };
-}
+type PodInfo = PodLike & { metadata: { namespace: string }; status: { podIP?: string; phase?: string } };
 
-/**
- * The node a pilot-agent in POD sends: ID sidecar~<ip>~<pod>.<ns>~<ns>.svc.cluster.local
- * and the metadata the injected istio-proxy container gives it (ISTIO_META_*
- * environment from the injection template plus what the agent adds itself).
- */
-export function sidecarNode(pod: PodInfo): ClientSpec {
-  const ns = pod.metadata.namespace;
-  const ip = pod.status.podIP!;
-  const rs = pod.metadata.ownerReferences?.find((o) => o.kind === 'ReplicaSet')?.name;
-  const workload = rs ? rs.replace(/-[a-z0-9]+$/, '') : pod.metadata.name;
-  const ports = pod.spec.containers.flatMap((c) => (c.ports ?? []).map((p) => ({ name: p.name, containerPort: p.containerPort, protocol: p.protocol ?? 'TCP' })));
-  const metadata: Record<string, JsonValue> = {
-    ISTIO_VERSION: '1.31-dev',
-    CLUSTER_ID: 'Kubernetes',
-    MESH_ID: 'cluster.local',
-    NAMESPACE: ns,
-    NAME: pod.metadata.name,
-    NODE_NAME: pod.spec.nodeName ?? '',
-    SERVICE_ACCOUNT: pod.spec.serviceAccountName ?? 'default',
-    INSTANCE_IPS: ip,
-    LABELS: { ...(pod.metadata.labels ?? {}) },
-    ANNOTATIONS: { ...(pod.metadata.annotations ?? {}) },
-    APP_CONTAINERS: pod.spec.containers.map((c) => c.name).join(','),
-    POD_PORTS: JSON.stringify(ports),
-    INTERCEPTION_MODE: 'REDIRECT',
-    WORKLOAD_NAME: workload,
-    OWNER: `kubernetes://apis/apps/v1/namespaces/${ns}/deployments/${workload}`,
-    PILOT_SAN: ['istiod.istio-system.svc'],
-    ENVOY_STATUS_PORT: 15021,
-    ENVOY_PROMETHEUS_PORT: 15090,
-    PROXY_CONFIG: { discoveryAddress: 'istiod.istio-system.svc:15012', proxyMetadata: {} },
-  };
-  return { nodeId: `sidecar~${ip}~${pod.metadata.name}.${ns}~${ns}.svc.cluster.local`, metadata };
+/** The node pilot-agent sends for POD (node ID, cluster and ISTIO_META_* metadata; @sextant/xds/compare, shared with the parity suite). */
+function sidecarNode(pod: PodInfo): ClientSpec {
+  const node = podNode(pod);
+  return { nodeId: node.id, cluster: String(node['cluster']), metadata: node.metadata as Record<string, JsonValue> };
 }
 
 /** N proxies spread over the services (and so the namespaces): proxy k is a replica of service k mod S. */
@@ -186,15 +152,6 @@ const readyIps = (slices: Iterable<Slice>) => {
   return ips;
 };
 
-/** Istio's own CRDs, from the Go module of the pinned Istio (scripts/install-istio.sh). */
-function istioCrdFile(): string {
-  const script = join(new URL('.', import.meta.url).pathname, '..', '..', 'scripts', 'install-istio.sh');
-  const version = /ISTIO_VERSION=\$\{ISTIO_VERSION:-([^}]+)\}/.exec(execFileSync('cat', [script], { encoding: 'utf8' }))?.[1];
-  if (!version) throw new Error(`no ISTIO_VERSION in ${script}`);
-  const modcache = execFileSync('go', ['env', 'GOMODCACHE'], { encoding: 'utf8' }).trim();
-  return join(modcache, `istio.io/istio@${version}`, 'manifests/charts/base/files/crd-all.gen.yaml');
-}
-
 async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let delay = 100;
@@ -212,7 +169,7 @@ async function readyEndpointCount(kube: Kube): Promise<number> {
 
 async function setUpMesh(cluster: Cluster, kube: Kube, size: MeshSize, log: (l: string) => void): Promise<void> {
   const t0 = Date.now();
-  await kubectl(cluster.kubeconfig, ['apply', '--server-side', '-f', istioCrdFile()], undefined, 300_000);
+  await kubectl(cluster.kubeconfig, ['apply', '--server-side', '-f', istiodShareFile('istio-crds.yaml')], undefined, 300_000);
   await waitForCrdsEstablished(cluster.kubeconfig, undefined, 120_000);
   await kube.createAll(namespaces() as KubeObject[]);
   await kube.createAll(workloads(size) as KubeObject[]);
