@@ -483,6 +483,8 @@ export interface IstiodBenchReport {
   /** scope/N → plane → medians over runs. */
   summary: Record<string, Partial<Record<PlaneName, Summary>>>;
   runs: PlaneRun[];
+  /** Plane runs that did not complete (their figures are not in the summary). */
+  failures: Array<{ plane: PlaneName; scope: Scope; proxies: number; run: number; error: string }>;
   notes: string[];
   markdown: string;
 }
@@ -510,6 +512,11 @@ function toMarkdown(r: Omit<IstiodBenchReport, 'markdown'>): string {
     }
     out.push('');
   }
+  if (r.failures.length) {
+    out.push('Runs that did not complete (not in the figures above):', '');
+    for (const f of r.failures) out.push(`- ${f.plane}, ${f.scope}, N = ${f.proxies}, run ${f.run}: ${f.error.split('\n')[0]}`);
+    out.push('');
+  }
   out.push('Notes:', '', ...r.notes.map((n) => `- ${n}`));
   return out.join('\n');
 }
@@ -521,6 +528,7 @@ export async function runIstiodBench(opts: IstiodBenchOptions = optionsFromEnv()
   const cluster = await startCluster({ nodes: Math.ceil((size.services * (size.replicas + 1)) / 200) + 1, waitSeconds: 300 });
   const kube = new Kube(cluster.kubeconfig);
   const runs: PlaneRun[] = [];
+  const failures: IstiodBenchReport['failures'] = [];
   try {
     await setUpMesh(cluster, kube, size, log);
     for (const scope of opts.scopes) {
@@ -529,7 +537,15 @@ export async function runIstiodBench(opts: IstiodBenchOptions = optionsFromEnv()
       for (const n of opts.proxies) {
         const proxies = await pickProxies(kube, size, n);
         for (let run = 1; run <= opts.runs; run++) {
-          for (const plane of opts.planes) runs.push(await measurePlane(plane, cluster, kube, size, scope, proxies, run, opts));
+          for (const plane of opts.planes) {
+            try {
+              runs.push(await measurePlane(plane, cluster, kube, size, scope, proxies, run, opts));
+            } catch (err) {
+              // One control plane failing (a crash, a timeout) is a finding, not the end of the comparison.
+              log(`${plane} [${scope}, N=${n}, run ${run}] FAILED: ${(err as Error).message}`);
+              failures.push({ plane, scope, proxies: n, run, error: (err as Error).message.slice(0, 2000) });
+            }
+          }
         }
       }
     }
@@ -561,6 +577,7 @@ export async function runIstiodBench(opts: IstiodBenchOptions = optionsFromEnv()
     inputs: { services: opts.services, replicas: opts.replicas, proxies: opts.proxies, runs: opts.runs, changes: opts.changes, scopes: opts.scopes, planes: opts.planes, cores: opts.cores, istiodUnlimitedEnv: ISTIOD_UNLIMITED_ENV, cpuList: cpuList(opts.cores), loadAverageAtStart },
     summary,
     runs,
+    failures,
     notes,
   };
   return { ...base, markdown: toMarkdown(base) };

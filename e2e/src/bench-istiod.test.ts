@@ -46,7 +46,8 @@ test('side-by-side benchmark harness: every change reaches every client of both 
       );
     });
     type Run = { plane: string; connectFailed: number; changes: Array<{ kind: string; undelivered: number }>; clientErrors: string[] };
-    const report = JSON.parse(readFileSync(out, 'utf8')) as { runs: Run[] };
+    const report = JSON.parse(readFileSync(out, 'utf8')) as { runs: Run[]; failures: unknown[] };
+    assert.deepEqual(report.failures, [], 'control-plane runs that did not complete');
     assert.deepEqual(report.runs.map((r) => r.plane).sort(), ['istiod', 'sextant']);
     for (const r of report.runs) {
       assert.equal(r.connectFailed, 0, `${r.plane}: clients that never completed CDS/EDS/LDS/RDS`);
