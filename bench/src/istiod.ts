@@ -23,7 +23,9 @@
  * ISTIOD_BENCH_PROXIES (comma list, default 50), ISTIOD_BENCH_RUNS (2),
  * ISTIOD_BENCH_CHANGES (changes of each kind per run, 3),
  * ISTIOD_BENCH_SCOPES (none,sidecar), ISTIOD_BENCH_PLANES
- * (sextant,istiod,istiod-unlimited), ISTIOD_BENCH_CORES (all cores).
+ * (sextant,istiod,istiod-unlimited), ISTIOD_BENCH_CORES (all cores),
+ * ISTIOD_BENCH_TIMEOUT (seconds a change may take to reach a client before
+ * it counts as not delivered, 180).
  * Run alone: `node bench/dist/istiod.js` (ISTIOD_BENCH_JSON=<file> writes the
  * report as JSON too).
  */
@@ -234,6 +236,9 @@ async function cpuQuiet(pid: number, maxMs: number): Promise<void> {
   }
 }
 
+/** A change not seen by a client within this long counts as not delivered to it (ISTIOD_BENCH_TIMEOUT, seconds). */
+const deliveryTimeoutMs = Number(process.env.ISTIOD_BENCH_TIMEOUT ?? 180) * 1000;
+
 let markerSeq = 0;
 const marker = () => String(++markerSeq).padStart(6, '0');
 
@@ -257,7 +262,7 @@ async function measureChange(
   const t0 = now();
   await write();
   const e = await expect();
-  const got = await clients.ask({ op: 'await', ...watch, ...e, since: t0, timeoutMs: 60_000 });
+  const got = await clients.ask({ op: 'await', ...watch, ...e, since: t0, timeoutMs: deliveryTimeoutMs });
   await clients.ask({ op: 'quiet', quietMs: 1000, maxMs: 15_000 });
   const cpu1 = cpuSeconds(plane.pid);
   const bytes1 = Number((await clients.ask({ op: 'stats' }))['bytes']);
