@@ -545,6 +545,8 @@ export async function runIstiodBench(opts: IstiodBenchOptions = optionsFromEnv()
           for (const plane of opts.planes) {
             try {
               runs.push(await measurePlane(plane, cluster, kube, size, scope, proxies, run, opts));
+              // ISTIOD_BENCH_PROGRESS=<file>: the report so far, after every control-plane run (a long run stopped early keeps what it measured).
+              if (process.env.ISTIOD_BENCH_PROGRESS) writeFileSync(process.env.ISTIOD_BENCH_PROGRESS, JSON.stringify(buildReport(opts, runs, failures, loadAverageAtStart), null, 2) + '\n');
             } catch (err) {
               // One control plane failing (a crash, a timeout) is a finding, not the end of the comparison.
               log(`${plane} [${scope}, N=${n}, run ${run}] FAILED: ${(err as Error).message}`);
@@ -558,6 +560,10 @@ export async function runIstiodBench(opts: IstiodBenchOptions = optionsFromEnv()
     kube.close();
     await cluster.stop();
   }
+  return buildReport(opts, runs, failures, loadAverageAtStart);
+}
+
+function buildReport(opts: IstiodBenchOptions, runs: PlaneRun[], failures: IstiodBenchReport['failures'], loadAverageAtStart: string): IstiodBenchReport {
   const summary: IstiodBenchReport['summary'] = {};
   for (const scope of opts.scopes) {
     for (const n of opts.proxies) {
