@@ -9,7 +9,8 @@
  * node), then EDS for the EDS clusters CDS named, then LDS (wildcard) once the
  * first EDS response arrived, then RDS for the route configurations the
  * listeners' HttpConnectionManagers name. Every response is ACKed; later CDS
- * and LDS responses move the EDS and RDS subscriptions as Envoy would.
+ * and LDS responses move the EDS and RDS subscriptions as Envoy would. A
+ * stream the control plane ends is opened again after Envoy's backoff.
  *
  * Messages from the parent (IPC), one at a time:
  *   { op: 'open', address, clients: [{ nodeId, metadata }], timeoutMs }
@@ -19,7 +20,7 @@
  *       → { op: 'delivered', times: (number|null)[] } epoch ms per client of the first
  *         response (at or after `since`) whose resource bytes contain every `contains`
  *         pattern and no `notContains` pattern (base64 byte patterns); recording stops.
- *   { op: 'stats' }   → { op: 'stats', bytes, responses, nacks: 0, errors }
+ *   { op: 'stats' }   → { op: 'stats', bytes, responses, reconnects, errors }
  *   { op: 'quiet', quietMs, maxMs } → { op: 'quiet', at } once no byte arrived for quietMs
  *   { op: 'close' }   → { op: 'closed' } and exit
  */
@@ -57,6 +58,8 @@ const now = () => performance.timeOrigin + performance.now();
 let totalBytes = 0;
 let totalResponses = 0;
 let lastByteAt = 0;
+/** Streams the control plane ended that the clients opened again. */
+let reconnects = 0;
 const errors: string[] = [];
 
 // --- protobuf wire scanning (only the few fields the subscription logic needs) ---
@@ -196,26 +199,52 @@ class Client {
   ) {}
 
   start(address: string): void {
-    const s = http2.connect(`http://${address}`, { settings: { initialWindowSize: 16 * 1024 * 1024 } });
-    this.session = s;
-    s.on('connect', () => s.setLocalWindowSize(64 * 1024 * 1024));
-    s.on('error', (err) => errors.push(`client ${this.index}: ${err.message}`));
-    const req = s.request({
+    this.address = address;
+    this.openStream();
+  }
+
+  private address = '';
+  private backoffMs = 0;
+
+  /**
+   * One Delta ADS stream; when the control plane ends it (istiod turns away
+   * streams beyond its request rate limit with an error), the client comes
+   * back after a jittered exponential backoff, as Envoy's gRPC mux does
+   * (500 ms base, 30 s cap), and subscribes afresh.
+   */
+  private openStream(): void {
+    if (!this.session || this.session.destroyed || this.session.closed) {
+      const s = http2.connect(`http://${this.address}`, { settings: { initialWindowSize: 16 * 1024 * 1024 } });
+      this.session = s;
+      s.on('connect', () => s.setLocalWindowSize(64 * 1024 * 1024));
+      s.on('error', (err) => errors.push(`client ${this.index}: ${err.message}`));
+    }
+    const req = this.session.request({
       ':method': 'POST',
       ':path': '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources',
       'content-type': 'application/grpc',
       te: 'trailers',
     });
     this.stream = req;
+    this.subscribed.set(TypeUrl.ClusterLoadAssignment, new Set());
+    this.subscribed.set(TypeUrl.RouteConfiguration, new Set());
+    this.edsOf.clear();
+    this.routesOf.clear();
+    this.ldsRequested = false;
+    this.got.clear();
     const deframer = new Deframer((m) => this.onResponse(m));
     req.on('data', (chunk: Buffer) => {
       totalBytes += chunk.length;
       lastByteAt = now();
+      this.backoffMs = 0;
       deframer.push(chunk);
     });
-    req.on('error', (err) => errors.push(`client ${this.index} stream: ${err.message}`));
+    req.on('error', () => undefined);
     req.on('close', () => {
-      if (!closing) errors.push(`client ${this.index}: stream closed (rst ${req.rstCode})`);
+      if (closing || this.stream !== req) return;
+      reconnects++;
+      this.backoffMs = Math.min(30_000, this.backoffMs ? this.backoffMs * 2 : 500);
+      setTimeout(() => this.openStream(), this.backoffMs * (0.5 + Math.random() / 2));
     });
     // Envoy's first request carries the node; CDS is wildcard.
     this.send({ typeUrl: TypeUrl.Cluster, node: true });
@@ -415,7 +444,7 @@ process.on('message', (m: Msg) => {
         const times = await awaitDelivery(m);
         process.send!({ op: 'delivered', times });
       } else if (m.op === 'stats') {
-        process.send!({ op: 'stats', bytes: totalBytes, responses: totalResponses, errors: errors.slice(0, 20), errorCount: errors.length });
+        process.send!({ op: 'stats', bytes: totalBytes, responses: totalResponses, reconnects, errors: errors.slice(0, 20), errorCount: errors.length });
       } else if (m.op === 'quiet') {
         process.send!({ op: 'quiet', at: await quiet(m.quietMs, m.maxMs) });
       } else if (m.op === 'close') {

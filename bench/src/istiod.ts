@@ -220,6 +220,8 @@ export interface PlaneRun {
   connectMs: number;
   connectCpuSeconds: number;
   connectFailed: number;
+  /** Streams the control plane ended (e.g. istiod's request rate limit) that clients opened again, over the whole run. */
+  reconnects: number;
   changes: ChangeFigures[];
   clientErrors: string[];
 }
@@ -411,6 +413,7 @@ async function measurePlane(
       connectMs: round(connectMs),
       connectCpuSeconds: round(connectCpu, 2),
       connectFailed: failed,
+      reconnects: Number(stats['reconnects']),
       changes,
       clientErrors: stats['errors'] as string[],
     };
@@ -438,6 +441,7 @@ function summarise(runs: PlaneRun[]): Summary {
     peakRssMB: m((r) => r.peakRssMB),
     connectMs: m((r) => r.connectMs),
     connectCpuSeconds: m((r) => r.connectCpuSeconds),
+    reconnects: m((r) => r.reconnects),
     endpointAllMs: ch('endpoint', (c) => c.allMs),
     endpointP50Ms: ch('endpoint', (c) => c.p50Ms),
     endpointP99Ms: ch('endpoint', (c) => c.p99Ms),
@@ -465,6 +469,7 @@ const ROWS: Array<[keyof Summary & string, string, (v: number) => string]> = [
   ['peakRssMB', 'peak RSS, MB', (v) => String(round(v))],
   ['connectMs', 'cold connect of N (all 4 types), ms', (v) => String(round(v, 0))],
   ['connectCpuSeconds', 'CPU for the cold connect, s', (v) => String(round(v, 2))],
+  ['reconnects', 'streams turned away and opened again (whole run)', (v) => String(v)],
   ['endpointAllMs', 'endpoint change → all N, ms', (v) => String(round(v, 0))],
   ['endpointP50Ms', 'endpoint change → proxy, p50, ms', (v) => String(round(v, 0))],
   ['endpointP99Ms', 'endpoint change → proxy, p99, ms', (v) => String(round(v, 0))],
