@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export SEXTANT_CACHE ?= $(HOME)/.cache/sextant
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: all deps gen build crds run test test-unit test-e2e bench tools tools-envoy tools-k8s tools-istio cluster-up cluster-down clean
+.PHONY: all deps gen re2 build crds run test test-unit test-e2e bench tools tools-envoy tools-k8s tools-istio cluster-up cluster-down clean
 
 all: build
 
@@ -18,7 +18,11 @@ deps: $(NODE_MODULES_STAMP)
 gen: deps
 	node libs/envoy/scripts/gen.mjs
 
-build: gen
+# The RE2 addon libs/api uses to check regexes as Envoy does (cached by version; first build takes minutes).
+re2: deps
+	scripts/build-re2.sh
+
+build: gen re2
 	npx tsc -b tsconfig.json
 
 run: build
@@ -51,10 +55,10 @@ test-unit: build
 test-e2e: build tools
 	scripts/test.sh e2e
 
-# `make bench BENCH=istiod` (or ca) runs one section; reports go to bench/results/.
+# `make bench BENCH=istiod` (or ca, webhook, abuse) runs one section; reports go to bench/results/.
 # The istiod section needs `make tools` (cluster, pilot-discovery); ISTIOD_BENCH_* pick its sizes (docs/scale.md).
 bench: build tools
 	node bench/dist/main.js
 
 clean:
-	rm -rf libs/*/dist apps/*/dist e2e/dist bench/dist libs/envoy/src/gen libs/envoy/build
+	rm -rf libs/*/dist libs/api/build apps/*/dist e2e/dist bench/dist libs/envoy/src/gen libs/envoy/build

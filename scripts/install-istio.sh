@@ -57,7 +57,7 @@ install_istiod_share() {
   dir=$(go mod download -json "istio.io/istio@$ISTIO_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",\{0,1\}$/\1/p')
   [[ -n $dir && -f $dir/manifests/charts/base/files/crd-all.gen.yaml ]] || die "Istio's crd-all.gen.yaml not found in istio.io/istio@$ISTIO_VERSION"
   mkdir -p "$d/share"
-  cp "$dir/manifests/charts/base/files/crd-all.gen.yaml" "$crds.tmp.$$" && mv "$crds.tmp.$$" "$crds"
+  cp "$dir/manifests/charts/base/files/crd-all.gen.yaml" "$crds.tmp.$$" && chmod 644 "$crds.tmp.$$" && mv "$crds.tmp.$$" "$crds"
   w=$(mktemp -d "$d/share/.descriptors.XXXXXX")
   (
     set -e
@@ -86,7 +86,15 @@ install_istiod() {
   link_tool istioctl "$d/bin/istioctl"
 }
 
+# The Istio module itself stays in the Go module cache: e2e/src/metrics-dashboard.test.ts
+# reads Istio's control-plane dashboard and metric definitions from it, offline.
+keep_istio_module() {
+  go_env
+  go mod download "istio.io/istio@$ISTIO_VERSION" || die "could not download istio.io/istio@$ISTIO_VERSION"
+}
+
 with_lock go-istio-agent install_agent
+with_lock go-istio-module keep_istio_module
 if [[ ${SEXTANT_WITH_ISTIOD:-1} == 1 ]]; then
   with_lock go-istio-istiod install_istiod
 else

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { isKnownKind, silentLogger, validateObject } from '@sextant/api';
+import { silentLogger } from '@sextant/api';
 import { createWebhookServer } from '@sextant/admin/webhooks';
 import { type Cluster, helm, kubectl, kubectlJson, startCluster, waitForCrdsEstablished } from './cluster.js';
 import { skipUnless } from './tools.js';
@@ -40,7 +40,7 @@ describe('Helm chart and the validation webhook against a real API server', { sk
     dir = mkdtempSync(join(tmpdir(), 'sextant-chart-'));
     const tls = selfSignedCert(dir);
     caBundle = tls.caBundle;
-    webhook = createWebhookServer({ tls, validate: (raw) => validateObject(raw), isKnownKind, log: silentLogger });
+    webhook = createWebhookServer({ tls, log: silentLogger });
     await webhook.listen({ host: '127.0.0.1', port: 0 });
     const addr = webhook.server.address();
     assert.ok(addr && typeof addr === 'object');

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { silentLogger, validateObject } from '@sextant/api';
+import { silentLogger } from '@sextant/api';
 import { createWebhookServer } from '@sextant/admin/webhooks';
 import { createKubeSource, registryKinds, type KubeSource } from '@sextant/sources';
 import { type Cluster, helm, kubectl, kubectlJson, startCluster } from './cluster.js';
@@ -47,7 +47,6 @@ describe('sidecar injection through the API server', { skip, timeout: 600_000 },
     const labels = (ns: string) => namespaces.snapshot().find((o) => o.kind === 'Namespace' && o.metadata.name === ns)?.metadata.labels;
     webhook = createWebhookServer({
       tls,
-      validate: (raw) => validateObject(raw),
       inject: { hub: 'docker.io/istio', tag: '1.24.0', discoveryAddress: 'istiod.istio-system.svc:15012', trustDomain: 'cluster.local' },
       namespaceLabels: labels,
       log: silentLogger,

@@ -18,6 +18,8 @@ export interface RunningSextant {
   webhookUrl: string;
   /** Every JSON log line so far. */
   logs: Array<Record<string, unknown>>;
+  /** The same lines as printed (JSON.parse hides a key written twice). */
+  lines: string[];
   /** Resolves with the first log line matching, or rejects after the deadline. */
   waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   /** Sends SIGTERM and resolves with the exit code (SIGKILL after the deadline). */
@@ -47,9 +49,11 @@ export async function startSextant(opts: StartSextantOptions): Promise<RunningSe
   args.push(...(opts.args ?? []));
   const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...opts.env } });
   const logs: Array<Record<string, unknown>> = [];
+  const lines: string[] = [];
   const waiters: Array<{ match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
   const rl = createInterface({ input: child.stderr! });
   rl.on('line', (text) => {
+    lines.push(text);
     let line: Record<string, unknown>;
     try {
       line = JSON.parse(text) as Record<string, unknown>;
@@ -99,6 +103,7 @@ export async function startSextant(opts: StartSextantOptions): Promise<RunningSe
       monitoringUrl: `http://${monitoring}`,
       webhookUrl: `https://${webhook}`,
       logs,
+      lines,
       waitForLog,
       stop,
       process: child,

@@ -30,6 +30,7 @@ export const compareFlags = {
   listeners: { type: 'string' },
   descriptors: { type: 'string' },
   expected: { type: 'string' },
+  label: { type: 'string' },
   'istio-version': { type: 'string' },
   timeout: { type: 'string', default: '20s' },
   o: { type: 'string', short: 'o', default: 'text' },
@@ -127,7 +128,8 @@ export async function runCompare(argv: string[]): Promise<number> {
     }
   }
 
-  const label = values.pod ?? node.id;
+  // The name `proxies:` globs in the expected file are matched against.
+  const label = values.label ?? values.pod ?? node.id;
   const result = await compareProxy({
     proxy: label,
     node,

@@ -1,12 +1,14 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
-import { formatIssue, type Logger, type ObjectKey } from '@sextant/api';
-import { createAdminServer, createMetrics, createMonitoringServer } from '@sextant/admin';
+import { formatIssue, setRegexProgramSizeLimit, type Logger, type ObjectKey } from '@sextant/api';
+import { createAdminServer, createMetrics, createMonitoringServer, pushTriggerReason, registryEventType, type Metrics } from '@sextant/admin';
 import { PushContext, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
-import { DiscoveryServer } from '@sextant/xds';
+import { decodeToJson, shortTypeName } from '@sextant/envoy';
+import { resourceProvenance } from '@sextant/translate';
+import { DiscoveryServer, RejectionTracker, type DiscoveryHooks, type ResourceGenerator, type XdsProxy } from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { TranslationGenerators } from './generators.js';
 import { createLogger } from './log.js';
@@ -41,6 +43,11 @@ function loadMeshConfig(file: string): MeshConfig {
   return parsed as MeshConfig;
 }
 
+/** Shutdown budget (SIGTERM → exit within 10 s): ADS streams flush for up to 2 s, CSRs finish within 6 s. */
+const ADS_FLUSH_MS = 2000;
+const DRAIN_DEADLINE_MS = 6000;
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
 const hostPort = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
 
 /**
@@ -60,10 +67,11 @@ export async function runDiscovery(argv: string[]): Promise<number> {
     process.once('SIGTERM', () => onSignal('SIGTERM'));
     process.once('SIGINT', () => onSignal('SIGINT'));
   });
+  // Last resort: whatever still hangs, the process is gone within 10 s of the signal.
   const forced = setTimeout(() => {
-    log.error({}, 'shutdown took longer than 9 s; exiting');
+    log.error({}, 'shutdown took longer than 9.5 s; exiting');
     process.exit(code);
-  }, 9000);
+  }, 9500);
   forced.unref();
   await daemon.stop();
   log.info({}, 'stopped');
@@ -80,11 +88,13 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   if (!cfg.configDir && !cfg.kubeconfig && !cfg.inCluster) {
     throw new Error('no config source: give --config-dir DIR and/or --kubeconfig FILE (or run in a pod)');
   }
+  setRegexProgramSizeLimit(cfg.regexMaxProgramSize);
   const metrics = createMetrics();
   const meshConfig = cfg.meshConfigFile ? loadMeshConfig(cfg.meshConfigFile) : undefined;
   const store = new ConfigStore({ log: log.child({ component: 'store' }) });
   const sources: ConfigSource[] = [];
-  if (cfg.configDir) sources.push(createFolderSource({ dir: cfg.configDir, log: log.child({ source: 'folder' }) }));
+  const folder = cfg.configDir ? createFolderSource({ dir: cfg.configDir, log: log.child({ source: 'folder' }), maxFileBytes: cfg.configMaxFileBytes }) : undefined;
+  if (folder) sources.push(folder);
   let kubeExtras: SecureExtras = {};
   let kube: KubeMode | undefined;
   if (cfg.kubeconfig || cfg.inCluster) {
@@ -95,15 +105,40 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   }
 
   let ready = false;
+  metrics.build.set({ component: 'pilot', tag: version }, 1);
   const generators = new TranslationGenerators(() => pipeline.context, log.child({ component: 'translate' }));
   const secure: SecureServices = await startSecureServices(cfg, log.child({ component: 'ca' }), metrics, () => store, kubeExtras);
+  // NACKs traced to the config objects behind the rejected resources: /debug/config_issues, and their status (Kubernetes, leader only).
+  const rejections = new RejectionTracker({
+    log: log.child({ component: 'nacks' }),
+    attribute: (proxy, typeUrl, rejected, detail, accepted) => {
+      const push = pipeline.context;
+      if (!push) return [];
+      const view = generators.proxyView(proxy, push);
+      return rejected.flatMap((r) => {
+        const before = accepted?.get(r.name);
+        return resourceProvenance(push, view, typeUrl, r.name, decodeToJson(typeUrl, r.value), detail, before ? decodeToJson(typeUrl, before.value) : undefined);
+      });
+    },
+    onChange: (changes) => {
+      for (const c of changes) kube?.setRejection(c.object, c.message);
+      metrics.configRejections.reset();
+      for (const r of rejections.list()) for (const o of r.objects) metrics.configRejections.inc({ kind: o.kind });
+    },
+  });
+  const pushStarted = new Map<string, number>();
   const xds = new DiscoveryServer({
-    generators: { ...generators.generators(), ...secure.generators },
+    generators: countErrors({ ...generators.generators(), ...secure.generators }, metrics),
+    hooks: xdsHooks(metrics, rejections, pushStarted),
     log: log.child({ component: 'xds' }),
     isReady: () => ready,
     authenticate: secure.adsAuthenticate,
     authorizeNode: secure.adsAuthorizeNode,
     controlPlaneId: `sextant-${version}-${cfg.podName}`,
+    maxRequestBytes: cfg.xdsMaxRequestBytes,
+    limits: cfg.xdsLimits,
+    limitCooldownMs: cfg.xdsLimitCooldownMs,
+    onLimitExceeded: (limit) => metrics.xdsLimitExceeded.inc({ limit }),
   });
 
   let lastIssues: string[] = [];
@@ -120,7 +155,10 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       metrics.services.set(next.allServices().length);
       metrics.virtualServices.set(next.configs('VirtualService').length);
       const reason = changed.length ? [...new Set(changed.map((k) => k.kind))] : ['initial'];
-      for (const r of reason) metrics.pushTriggers.inc({ type: r });
+      for (const r of new Set(changed.length ? changed.map((k) => pushTriggerReason(k.kind)) : ['global'])) metrics.pushTriggers.inc({ type: r });
+      // Convergence is measured from the first change the push carries (istiod's PushRequest.Start).
+      pushStarted.set(next.version, pipeline.firstChangeAt || Date.now());
+      if (pushStarted.size > 64) pushStarted.delete(pushStarted.keys().next().value!);
       if (!scope || scope.full || scope.edsClusters === undefined) {
         xds.push({
           full: true,
@@ -133,7 +171,10 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
         xds.push({ full: false, version: next.version, reason, edsUpdates: scope.edsClusters });
       }
     },
-    onBuilt: (_ctx, seconds) => metrics.pushContextBuild.observe(seconds),
+    onBuilt: (_ctx, seconds) => {
+      metrics.pushContextBuild.observe(seconds);
+      metrics.pushContextInit.observe(seconds);
+    },
     debounceAfterMs: cfg.debounceAfterMs,
     debounceMaxMs: cfg.debounceMaxMs,
     log: log.child({ component: 'push' }),
@@ -148,7 +189,11 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
 
   for (const source of sources) {
     source.onBatch((batch) => {
-      for (const ev of batch.events) metrics.configEvents.inc({ type: ev.object.kind, event: ev.type });
+      for (const ev of batch.events) {
+        const reg = registryEventType(ev.object.kind);
+        if (reg) metrics.registryEvents.inc({ type: reg, event: ev.type });
+        else metrics.configEvents.inc({ type: ev.object.kind, event: ev.type });
+      }
       const change = store.apply(batch);
       if (change) pipeline.changed(change.changed as ObjectKey[]);
       updateRejected();
@@ -160,7 +205,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   }
 
   // Servers first (ports are logged as soon as they are bound), readiness after the sources sync.
-  const xdsServer = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024, 'grpc.keepalive_time_ms': 30_000 });
+  // grpc-js refuses a larger message before reading it whole: the first line of defence (docs/xds.md, "Limits").
+  const xdsServer = new grpc.Server({ 'grpc.max_receive_message_length': cfg.xdsMaxRequestBytes, 'grpc.keepalive_time_ms': 30_000 });
   xds.addTo(xdsServer);
   const xdsPort = await bindGrpc(xdsServer, cfg.listenAddress, cfg.xdsPort, grpc.ServerCredentials.createInsecure());
   log.info({ server: 'xds', address: hostPort(cfg.listenAddress, xdsPort) }, 'listening');
@@ -179,6 +225,10 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       configIssues: () => ({
         rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
         semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
+        // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
+        files: folder?.fileErrors() ?? [],
+        // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
+        rejectedByProxy: rejections.list(),
       }),
       pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
     },
@@ -194,8 +244,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   kube?.startWriters(() => secure.ca.rootCertPem(), (listener) => secure.ca.onChange(listener));
   log.info({ server: 'webhook', address: hostPort(cfg.listenAddress, webhookPort) }, 'listening');
 
+  metrics.live.expiredNonces = () => xds.metrics().staleNonces;
   const xdsGauge = setInterval(() => {
-    metrics.xdsConnections.set({ version }, xds.metrics().connections);
     // A rejection that leaves the served config unchanged makes no batch; refresh the gauge here too.
     updateRejected();
   }, 5000);
@@ -212,14 +262,91 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     xds,
     async stop() {
       clearInterval(xdsGauge);
+      rejections.stop();
       pipeline.stop();
-      await kube?.stop();
-      await Promise.all(sources.map((s) => s.stop().catch((err: Error) => log.warn({ source: s.name, err: err.message }, 'source stop failed'))));
-      await xds.close(5000);
+      // 1. No new work: ADS refuses new streams, and both gRPC servers close their listeners and send
+      //    GOAWAY, so clients open their next stream or CSR on a new connection (another replica).
+      const adsClosed = xds.close(ADS_FLUSH_MS);
+      const grpcClosed = Promise.all([new Promise<void>((r) => xdsServer.tryShutdown(() => r())), secure.drain()]);
+      log.info({ csrsInFlight: secure.csrsInFlight(), streams: xds.metrics().connections }, 'draining: listeners closed, in-flight CSRs finishing, ADS streams ending with OK');
+      // 2. ADS streams flush what was written and end with OK (docs/xds.md, "Shutdown"); CSRs already
+      //    accepted finish. The servers are closed once their last call has ended.
+      await adsClosed;
+      const drained = await Promise.race([grpcClosed.then(() => true), sleep(DRAIN_DEADLINE_MS).then(() => false)]);
+      if (!drained) log.warn({ csrsInFlight: secure.csrsInFlight(), deadlineMs: DRAIN_DEADLINE_MS }, 'drain deadline passed; closing the remaining connections');
       xdsServer.forceShutdown();
       await secure.stop();
+      await kube?.stop();
+      await Promise.all(sources.map((s) => s.stop().catch((err: Error) => log.warn({ source: s.name, err: err.message }, 'source stop failed'))));
       await admin.close();
       await monitoring.close();
+    },
+  };
+}
+
+/** Generation failures count as istiod's internal xDS errors (the server logs them and sends nothing for the type). */
+function countErrors(gens: Record<string, ResourceGenerator>, metrics: Metrics): Record<string, ResourceGenerator> {
+  const out: Record<string, ResourceGenerator> = {};
+  for (const [typeUrl, gen] of Object.entries(gens)) {
+    const wrapped: ResourceGenerator & { onChange?: unknown } = {
+      generate: (proxy, watch, req) => {
+        try {
+          return gen.generate(proxy, watch, req);
+        } catch (err) {
+          metrics.xdsInternalErrors.inc();
+          throw err;
+        }
+      },
+    };
+    // The server subscribes to a generator's change announcements (EndpointCache); keep them.
+    const src = gen as { onChange?: (...a: unknown[]) => void };
+    if (typeof src.onChange === 'function') wrapped.onChange = src.onChange.bind(gen);
+    out[typeUrl] = wrapped;
+  }
+  return out;
+}
+
+const metricType = (typeUrl: string) => shortTypeName[typeUrl] ?? typeUrl;
+
+/** The xDS server's hooks: istiod's pilot_* metrics on the real path, and NACK attribution. */
+function xdsHooks(metrics: Metrics, rejections: RejectionTracker, pushStarted: Map<string, number>): DiscoveryHooks {
+  const byVersion = new Map<string, number>();
+  // Label children bound once per type: every response is counted, so no label hashing per call.
+  const perType = new Map<string, { pushes: { inc(): void }; time: { observe(v: number): void }; size: { observe(v: number): void } }>();
+  const istioVersion = (p: XdsProxy) => {
+    const v = p.metadata['ISTIO_VERSION'];
+    return typeof v === 'string' && v ? v : 'unknown';
+  };
+  const count = (p: XdsProxy, d: number) => {
+    const v = istioVersion(p);
+    const n = (byVersion.get(v) ?? 0) + d;
+    byVersion.set(v, n);
+    metrics.xdsConnections.set({ version: v }, n);
+  };
+  return {
+    connected: (p) => count(p, 1),
+    disconnected: (p) => {
+      count(p, -1);
+      rejections.disconnected(p);
+    },
+    responded: (_p, typeUrl, _version, bytes, seconds) => {
+      let c = perType.get(typeUrl);
+      if (!c) {
+        const type = metricType(typeUrl);
+        perType.set(typeUrl, (c = { pushes: metrics.xdsPushes.labels({ type }), time: metrics.xdsPushTime.labels({ type }), size: metrics.xdsConfigSize.labels({ type }) }));
+      }
+      c.pushes.inc();
+      c.time.observe(seconds);
+      c.size.observe(bytes);
+    },
+    pushed: (_p, req) => {
+      const started = pushStarted.get(req.version);
+      if (started !== undefined) metrics.proxyConvergence.observe(Math.max(0, (Date.now() - started) / 1000));
+    },
+    acked: (p, typeUrl, v, sent) => rejections.acked(p, typeUrl, v, sent),
+    nacked: (p, nack) => {
+      metrics.xdsRejects.inc({ type: metricType(nack.typeUrl) });
+      rejections.nacked(p, nack);
     },
   };
 }

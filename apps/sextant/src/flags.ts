@@ -1,4 +1,5 @@
 import { parseArgs } from 'node:util';
+import { defaultXdsLimits, type XdsLimits } from '@sextant/xds';
 
 /**
  * The daemon's flags (interface contract in docs/architecture.md). Every flag
@@ -6,6 +7,9 @@ import { parseArgs } from 'node:util';
  */
 const discoveryFlags = {
   'config-dir': { type: 'string' },
+  // Config folder and regex limits (docs/config-validation.md).
+  'config-max-file-size': { type: 'string', default: '4Mi' },
+  'regex-max-program-size': { type: 'string', default: '100' },
   kubeconfig: { type: 'string' },
   'listen-address': { type: 'string', default: '0.0.0.0' },
   'xds-port': { type: 'string', default: '15010' },
@@ -35,12 +39,27 @@ const discoveryFlags = {
   cni: { type: 'boolean', default: false },
   'leader-election': { type: 'boolean', default: true },
   'discovery-address': { type: 'string', default: 'istiod.istio-system.svc:15012' },
+  // Per-client xDS limits (docs/xds.md, "Limits"): far above a real proxy, bounded for a hostile one.
+  'xds-max-request-bytes': { type: 'string', default: '4Mi' },
+  'xds-max-names-per-request': { type: 'string', default: String(defaultXdsLimits.maxNamesPerRequest) },
+  'xds-max-names-per-stream': { type: 'string', default: String(defaultXdsLimits.maxNamesPerStream) },
+  'xds-max-node-bytes': { type: 'string', default: '1Mi' },
+  'xds-max-streams-per-connection': { type: 'string', default: String(defaultXdsLimits.maxStreamsPerConnection) },
+  'xds-max-streams-per-address': { type: 'string', default: String(defaultXdsLimits.maxStreamsPerAddress) },
+  'xds-max-opening-streams-per-address': { type: 'string', default: String(defaultXdsLimits.maxOpeningStreamsPerAddress) },
+  'xds-max-unknown-types': { type: 'string', default: String(defaultXdsLimits.maxUnknownTypes) },
+  'xds-max-pending-bytes': { type: 'string', default: '256Mi' },
+  'xds-limit-cooldown': { type: 'string', default: '1s' },
 } as const;
 
 export type DiscoveryFlagName = keyof typeof discoveryFlags;
 
 export interface DiscoveryConfig {
   configDir: string | undefined;
+  /** Largest file the folder source reads, in bytes. */
+  configMaxFileBytes: number;
+  /** Largest RE2 program size of an accepted regex (Envoy's re2.max_program_size.error_level). */
+  regexMaxProgramSize: number;
   kubeconfig: string | undefined;
   inCluster: boolean;
   listenAddress: string;
@@ -73,6 +92,11 @@ export interface DiscoveryConfig {
   leaderElection: boolean;
   /** host:port injected sidecars use for config and certificates. */
   discoveryAddress: string;
+  /** Largest gRPC message the ADS servers accept (grpc-js max receive size and the ADS decoder). */
+  xdsMaxRequestBytes: number;
+  xdsLimits: XdsLimits;
+  /** Base cooldown for a client address that keeps going over limits (0 turns it off). */
+  xdsLimitCooldownMs: number;
 }
 
 export class FlagError extends Error {}
@@ -88,6 +112,20 @@ export function parseDuration(flag: string, value: string): number {
   const n = Number(m[1]);
   const unit = m[2] ?? 'ms';
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
+}
+
+/** Parses a byte count: "4194304", "512Ki", "4Mi", "1Gi" (or "4MiB"). */
+export function parseBytes(flag: string, value: string): number {
+  const m = /^(\d+)(?:(Ki|Mi|Gi)B?|B)?$/.exec(value.trim());
+  const n = m ? Number(m[1]) * { '': 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[m[2] ?? '']! : NaN;
+  if (!Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a size in bytes (e.g. 4194304, 512Ki, 4Mi)`);
+  return n;
+}
+
+function parseCount(flag: string, value: string): number {
+  const n = Number(value.trim());
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a positive integer`);
+  return n;
 }
 
 function parsePort(flag: string, value: string): number {
@@ -117,6 +155,8 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
   const inCluster = !!env.KUBERNETES_SERVICE_HOST && !get('config-dir') && !get('kubeconfig');
   return {
     configDir: get('config-dir'),
+    configMaxFileBytes: parseBytes('config-max-file-size', get('config-max-file-size')!),
+    regexMaxProgramSize: parseCount('regex-max-program-size', get('regex-max-program-size')!),
     kubeconfig: get('kubeconfig'),
     inCluster,
     listenAddress: get('listen-address')!,
@@ -147,6 +187,18 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
     cni: bool('cni'),
     leaderElection: bool('leader-election'),
     discoveryAddress: get('discovery-address')!,
+    xdsMaxRequestBytes: parseBytes('xds-max-request-bytes', get('xds-max-request-bytes')!),
+    xdsLimitCooldownMs: parseDuration('xds-limit-cooldown', get('xds-limit-cooldown')!),
+    xdsLimits: {
+      maxNamesPerRequest: parseCount('xds-max-names-per-request', get('xds-max-names-per-request')!),
+      maxNamesPerStream: parseCount('xds-max-names-per-stream', get('xds-max-names-per-stream')!),
+      maxNodeBytes: parseBytes('xds-max-node-bytes', get('xds-max-node-bytes')!),
+      maxStreamsPerConnection: parseCount('xds-max-streams-per-connection', get('xds-max-streams-per-connection')!),
+      maxStreamsPerAddress: parseCount('xds-max-streams-per-address', get('xds-max-streams-per-address')!),
+      maxOpeningStreamsPerAddress: parseCount('xds-max-opening-streams-per-address', get('xds-max-opening-streams-per-address')!),
+      maxUnknownTypes: parseCount('xds-max-unknown-types', get('xds-max-unknown-types')!),
+      maxPendingBytes: parseBytes('xds-max-pending-bytes', get('xds-max-pending-bytes')!),
+    },
   };
 }
 

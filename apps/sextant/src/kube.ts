@@ -23,6 +23,8 @@ export interface KubeMode {
   secureExtras: SecureExtras;
   /** Starts the singleton writers once the CA exists (root-cert ConfigMaps, only while leader). */
   startWriters(getRootPem: () => string, onRootChange: (listener: () => void) => void): void;
+  /** A proxy rejects config built from this object (message) or no longer does (undefined): its status, written by the leader. */
+  setRejection(object: { kind: string; namespace: string; name: string }, message: string | undefined): void;
   stop(): Promise<void>;
 }
 
@@ -105,6 +107,7 @@ export async function startKubeMode(cfg: DiscoveryConfig, log: Logger): Promise<
       // --ca-dir wins; otherwise the CA lives in Secrets as istiod keeps it (cacerts, istio-ca-secret).
       ...(caStore ? { caStore } : {}),
     },
+    setRejection: (object, message) => status.setRejection(object, message),
     startWriters(getRootPem, onRootChange) {
       publisher = createRootCertPublisher({ client, getRootPem, log: log.child({ component: 'root-cert' }) });
       caBundle = createCaBundlePatcher({ client, getRootPem, log: log.child({ component: 'cabundle' }), ...webhookConfigurationNames(cfg.revision, cfg.namespace) });

@@ -4,7 +4,7 @@ const usage = `usage:
   sextant discovery [flags]     run the control plane (see README for flags)
   sextant translate -f PATH [-f PATH...] --proxy NODE_ID [--metadata JSON] [--type lds|rds|cds|eds|all] [-o json|yaml]
   sextant compare --istiod HOST:PORT --sextant HOST:PORT (--node NODE_ID [--metadata JSON] | --pod [NS/]NAME --kubeconfig FILE)
-                  [--proxy-type sidecar|router|grpc] [--listeners A,B] [--descriptors FILE] [--expected FILE] [-o text|json]
+                  [--proxy-type sidecar|router|grpc] [--listeners A,B] [--descriptors FILE] [--expected FILE] [--label NAME] [-o text|json]
   sextant version`;
 
 async function main(argv: string[]): Promise<number> {

@@ -78,3 +78,16 @@ test('changes that keep coming are still pushed by the max debounce', async () =
   assert.ok(Date.now() - started < 1000, 'pushed despite continuous churn');
   h.pipeline.stop();
 });
+
+test('changes recorded while the sources sync are part of the first build, not of the first push after it', async () => {
+  const h = harness(20, 5000);
+  for (let i = 0; i < 100; i++) h.pipeline.changed([key(`initial-${i}`)]);
+  assert.equal(h.pushes.length, 0, 'nothing is pushed before initialize');
+  h.pipeline.initialize();
+  assert.equal(h.pushes.length, 1);
+  const pushed = h.nextPush();
+  h.pipeline.changed([key('edited')]);
+  await pushed;
+  assert.deepEqual(h.pushes[1]!.changed.map((k) => k.name), ['edited']);
+  h.pipeline.stop();
+});

@@ -25,7 +25,7 @@ export interface PushPipelineOptions<Ctx extends { version: string }, Scope> {
 export class PushPipeline<Ctx extends { version: string }, Scope> {
   private current: Ctx | undefined;
   private pendingKeys: ObjectKey[] = [];
-  private firstChangeAt = 0;
+  private batchStart = 0;
   private quietTimer: NodeJS.Timeout | undefined;
   private maxTimer: NodeJS.Timeout | undefined;
   private counter = 0;
@@ -37,8 +37,18 @@ export class PushPipeline<Ctx extends { version: string }, Scope> {
     return this.current;
   }
 
+  /** When the first change of the batch being (or last) pushed arrived (ms since epoch; 0 before any change). */
+  get firstChangeAt(): number {
+    return this.batchStart;
+  }
+
   /** Builds the first context and pushes it in full (call once every source has synced). */
   initialize(): Ctx {
+    // The first build reads the whole store, so what the sources recorded while
+    // syncing is in it already. Left pending, those keys would make the first
+    // real change after start look like a change to everything (and a stale
+    // firstChangeAt would skip its debounce).
+    this.pendingKeys = [];
     this.current = this.rebuild([]);
     this.opts.push(this.current, undefined, []);
     return this.current;
@@ -47,13 +57,13 @@ export class PushPipeline<Ctx extends { version: string }, Scope> {
   /** Records changed objects; a rebuild follows after the debounce. */
   changed(keys: ObjectKey[]): void {
     if (this.stopped || keys.length === 0) return;
-    if (this.pendingKeys.length === 0) this.firstChangeAt = Date.now();
+    if (this.pendingKeys.length === 0) this.batchStart = Date.now();
     this.pendingKeys.push(...keys);
     if (!this.current) return; // not initialized: the first build will see these
     clearTimeout(this.quietTimer);
     this.quietTimer = setTimeout(() => this.flush(), this.opts.debounceAfterMs);
     if (!this.maxTimer) {
-      this.maxTimer = setTimeout(() => this.flush(), Math.max(0, this.opts.debounceMaxMs - (Date.now() - this.firstChangeAt)));
+      this.maxTimer = setTimeout(() => this.flush(), Math.max(0, this.opts.debounceMaxMs - (Date.now() - this.batchStart)));
     }
   }
 

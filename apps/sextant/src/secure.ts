@@ -39,6 +39,14 @@ export interface SecureServices {
   listen(xds: DiscoveryServer): Promise<number>;
   /** Binds the webhook server and resolves with its port. */
   listenWebhooks(store: StoreView): Promise<number>;
+  /**
+   * Starts a graceful shutdown of the TLS gRPC server: the listener closes and
+   * every connection gets GOAWAY, so no new CSR or ADS stream starts, while the
+   * calls already accepted finish. Resolves once every connection has closed.
+   */
+  drain(): Promise<void>;
+  /** CSRs being handled right now. */
+  csrsInFlight(): number;
   stop(): Promise<void>;
 }
 
@@ -85,26 +93,42 @@ export async function startSecureServices(
   authenticators.push(new MtlsAuthenticator(ca));
 
   const caService = createCaService(ca, authenticators, { logger: log });
-  // Counters follow the CA service's own stats (istiod's citadel_* names).
+  // Counters follow the CA service's own stats, under istiod's citadel_server_* names.
   const seen = { requests: 0, issued: 0, refused: {} as Record<string, number> };
   const syncMetrics = () => {
     const st = caService.stats;
     metrics.csrCount.inc(st.requests - seen.requests);
     metrics.certsIssued.inc(st.issued - seen.issued);
     for (const [code, n] of Object.entries(st.refusedByCode)) {
-      metrics.csrErrors.inc({ code }, n - (seen.refused[code] ?? 0));
+      const d = n - (seen.refused[code] ?? 0);
+      if (d <= 0) continue;
+      metrics.csrErrors.inc({ code }, d);
+      if (code === 'UNAUTHENTICATED') metrics.authnErrors.inc(d);
+      else if (code === 'INVALID_ARGUMENT') metrics.csrParsingErrors.inc(d);
+      else if (code === 'PERMISSION_DENIED') metrics.idExtractionErrors.inc(d);
+      else metrics.certSignErrors.inc({ error: code }, d);
       seen.refused[code] = n;
     }
     seen.requests = st.requests;
     seen.issued = st.issued;
+    const nowS = Date.now() / 1000;
     const notAfter = Date.parse(new X509Certificate(ca.rootCertPem()).validTo);
-    if (Number.isFinite(notAfter)) metrics.rootCertExpiry.set(Math.floor(notAfter / 1000));
+    if (Number.isFinite(notAfter)) {
+      metrics.rootCertExpiry.set(Math.floor(notAfter / 1000));
+      metrics.rootCertExpirySeconds.set(Math.floor(notAfter / 1000 - nowS));
+    }
+    const chain = ca.signingChain()[0];
+    const chainNotAfter = chain ? Date.parse(new X509Certificate(chain).validTo) : NaN;
+    if (Number.isFinite(chainNotAfter)) {
+      metrics.certChainExpiry.set(Math.floor(chainNotAfter / 1000));
+      metrics.certChainExpirySeconds.set(Math.floor(chainNotAfter / 1000 - nowS));
+    }
   };
   syncMetrics();
   const metricsTimer = setInterval(syncMetrics, 5000);
   metricsTimer.unref();
   const creds = createSecureServerCredentials(ca, cfg.dnsNames, { logger: log });
-  const server = new grpc.Server({ 'grpc.max_receive_message_length': 4 * 1024 * 1024 });
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': cfg.xdsMaxRequestBytes });
   server.addService(caService.definition, caService.implementation);
 
   const encoder = new ResourceEncoder();
@@ -201,6 +225,10 @@ export async function startSecureServices(
       webhook = started;
       return started.port;
     },
+    drain() {
+      return new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+    },
+    csrsInFlight: () => caService.stats.inFlight,
     async stop() {
       if (renewTimer) clearInterval(renewTimer);
       unwatchCa?.();

@@ -1,7 +1,7 @@
 import type { AddressInfo } from 'node:net';
 import { generateKeyPairSync } from 'node:crypto';
-import { isKnownKind, validateObject, type Logger } from '@sextant/api';
-import { createWebhookServer, type Metrics } from '@sextant/admin';
+import type { Logger } from '@sextant/api';
+import { createWebhookServer, recordWebhookResult, type Metrics } from '@sextant/admin';
 import type { CertificateAuthority } from '@sextant/ca';
 import type { StoreView } from '@sextant/sources';
 import type { DiscoveryConfig } from './flags.js';
@@ -23,12 +23,7 @@ export async function startWebhookServer(cfg: DiscoveryConfig, log: Logger, ca: 
   };
   const app = createWebhookServer({
     tls: issue(),
-    log: log.child({ component: 'webhook' }),
-    validate: (raw) => {
-      const r = validateObject(raw);
-      return r.ok ? { ok: true, warnings: r.warnings } : { ok: false, issues: r.issues };
-    },
-    isKnownKind,
+    log,
     namespaceLabels: (ns) => (store().get('Namespace', undefined, ns)?.metadata.labels ?? undefined) as Record<string, string> | undefined,
     inject: {
       hub: cfg.proxyHub,
@@ -41,7 +36,7 @@ export async function startWebhookServer(cfg: DiscoveryConfig, log: Logger, ca: 
       clusterId: cfg.clusterId,
       cni: cfg.cni,
     },
-    ...(metrics ? { onResult: (hook: string, outcome: string) => metrics.webhookResults.inc({ hook, outcome }) } : {}),
+    ...(metrics ? { onResult: (hook, outcome) => recordWebhookResult(metrics, hook, outcome) } : {}),
   });
   const renew = () => {
     try {

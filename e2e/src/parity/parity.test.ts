@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -17,6 +17,7 @@ import {
   type PodLike,
   type ProxyComparison,
   type XdsDecoder,
+  type XdsSnapshot,
 } from '@sextant/xds/compare';
 import { type Cluster, kubectl, kubectlJson, startCluster, waitFor, waitForCrdsEstablished } from '../cluster.js';
 import { istiodShareFile, startIstiod, type RunningIstiod } from '../istiod.js';
@@ -58,6 +59,7 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
   let decoder: XdsDecoder;
   let scratch: string;
   let meshText: string;
+  let defaultConfig: Json = {};
   const nodes = new Map<string, { node: NodeJson; pod: PodLike }>();
   const results: ProxyComparison[] = [];
 
@@ -100,13 +102,15 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
     sextant = await startSextant({ kubeconfig: kc, args: ['--mesh-config', meshFile, '--namespace', 'istio-system'], readyTimeoutMs: 60_000 });
 
     const rootPem = readFileSync(cluster.caCertPath, 'utf8');
-    const defaultConfig = ((parseYaml(meshText) as Json)['defaultConfig'] ?? {}) as Json;
-    for (const p of matrix) {
-      const { items } = await kubectlJson<{ items: PodLike[] }>(kc, ['get', 'pods', '-n', p.namespace, '-l', p.selector]);
-      const pod = items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))[0];
-      assert.ok(pod, `no pod for ${p.label} (${p.namespace} ${p.selector})`);
-      nodes.set(p.label, { node: await captureAgentNode(pod, p.kind, rootPem, defaultConfig), pod });
-    }
+    defaultConfig = ((parseYaml(meshText) as Json)['defaultConfig'] ?? {}) as Json;
+    await Promise.all(
+      matrix.map(async (p) => {
+        const { items } = await kubectlJson<{ items: PodLike[] }>(kc, ['get', 'pods', '-n', p.namespace, '-l', p.selector]);
+        const pod = items.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name))[0];
+        assert.ok(pod, `no pod for ${p.label} (${p.namespace} ${p.selector})`);
+        nodes.set(p.label, { node: await captureAgentNode(pod, p.kind, rootPem, defaultConfig), pod });
+      }),
+    );
   });
 
   after(async () => {
@@ -118,17 +122,17 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
 
   test('pilot-agent sends the node the pod implies (what `sextant compare --pod` derives)', () => {
     // The metadata istiod reads to build a proxy's config; podNode must agree with the real agent on each.
-    const keys = ['NAMESPACE', 'LABELS', 'SERVICE_ACCOUNT', 'WORKLOAD_NAME', 'OWNER', 'CLUSTER_ID', 'MESH_ID', 'INTERCEPTION_MODE', 'INSTANCE_IPS', 'ISTIO_VERSION', 'APP_CONTAINERS', 'NODE_NAME', 'GENERATOR', 'NAME'];
+    const keys = ['NAMESPACE', 'LABELS', 'SERVICE_ACCOUNT', 'WORKLOAD_NAME', 'OWNER', 'CLUSTER_ID', 'MESH_ID', 'INTERCEPTION_MODE', 'INSTANCE_IPS', 'ISTIO_VERSION', 'APP_CONTAINERS', 'NODE_NAME', 'GENERATOR', 'NAME', 'PROXY_CONFIG', 'PILOT_SAN', 'METADATA_DISCOVERY'];
     for (const p of matrix) {
       const { node, pod } = nodes.get(p.label)!;
-      const derived = podNode(pod, { kind: p.kind });
+      const derived = podNode(pod, { kind: p.kind, proxyConfig: defaultConfig });
       assert.equal(derived.id, node.id, `${p.label}: node ID`);
       for (const k of keys) assert.deepEqual(derived.metadata?.[k], node.metadata?.[k], `${p.label}: metadata ${k}`);
       assert.deepEqual(JSON.parse(String(derived.metadata?.['POD_PORTS'])), JSON.parse(String(node.metadata?.['POD_PORTS'] ?? '[]')), `${p.label}: metadata POD_PORTS`);
     }
   });
 
-  test('every difference from istiod is listed in expected-differences.yaml, and every listed one still occurs', async () => {
+  test('every difference from istiod is listed in expected-differences.yaml, and every listed one still occurs', async (t) => {
     const expected = loadExpectedDifferences(expectedFile);
     for (const p of matrix) {
       const { node } = nodes.get(p.label)!;
@@ -146,13 +150,23 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
       );
     }
     // Both control planes must actually serve the matrix: an empty answer on both sides would compare equal.
-    for (const r of results as Array<ProxyComparison & { istiod: { lds: Map<string, unknown>; cds: Map<string, unknown> } }>) {
+    for (const r of results as Array<ProxyComparison & { istiod: XdsSnapshot }>) {
       assert.ok(r.istiod.lds.size > 0 && r.istiod.cds.size > 0, `${r.proxy}: istiod served no listeners or clusters`);
     }
     const report = classify(results, expected);
     const text = formatReport(report);
     if (process.env.SEXTANT_PARITY_REPORT) writeFileSync(process.env.SEXTANT_PARITY_REPORT, text + '\n');
+    // Everything both served, per proxy, for working on a difference (docs/parity.md).
+    const dumpDir = process.env.SEXTANT_PARITY_DUMP;
+    if (dumpDir) {
+      mkdirSync(dumpDir, { recursive: true });
+      for (const r of results as Array<ProxyComparison & { istiod: XdsSnapshot; sextant: XdsSnapshot }>) {
+        const plain = (s: XdsSnapshot) => Object.fromEntries(Object.entries(s).map(([t, m]) => [t, Object.fromEntries(m)]));
+        writeFileSync(join(dumpDir, `${r.proxy}.json`), JSON.stringify({ node: nodes.get(r.proxy)!.node, istiod: plain(r.istiod), sextant: plain(r.sextant), differences: r.differences }, null, 1));
+      }
+    }
     assert.equal(report.unexpectedCount + report.stale.length, 0, `parity report (see docs/parity.md):\n${text}`);
+    t.diagnostic(`${report.expectedCount} differences over ${results.length} proxies, all explained by ${report.entries.length} entries`);
   });
 
   test('`sextant compare --pod` against the live istiod reports what the suite reports for that proxy', async () => {
@@ -170,6 +184,7 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
           '--kubeconfig', cluster.kubeconfig,
           '--descriptors', istiodShareFile('xds-descriptors.binpb'),
           '--expected', expectedFile,
+          '--label', p.label,
           '-o', 'json',
         ],
         { timeout: 60_000 },

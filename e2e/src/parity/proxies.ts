@@ -9,7 +9,7 @@
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { injectedAgentEnv, type NodeJson, type PodLike, type ProxyKind } from '@sextant/xds/compare';
+import { injectedAgentEnv, podProxyConfigDefaults, type NodeJson, type PodLike, type ProxyKind } from '@sextant/xds/compare';
 import { startAgent } from '../fixtures/agent.js';
 
 export interface MatrixProxy {
@@ -79,9 +79,29 @@ export async function captureAgentNode(pod: PodLike, kind: ProxyKind, rootPem: s
       }
     }
     if (!node) throw new Error(`unreadable bootstrap ${file}`);
-    return node;
+    return asInPod(node, pod);
   } finally {
     await agent.stop();
     rmSync(scratch, { recursive: true, force: true });
   }
+}
+
+/**
+ * What the agent could only learn from this host, put back to what it sees in
+ * a pod: the interface addresses (here the host's; in a pod only the pod's
+ * IPs), the status and Prometheus ports and the ProxyConfig fields the
+ * fixture points at scratch paths and free ports (in a pod, Istio's defaults).
+ */
+function asInPod(node: NodeJson, pod: PodLike): NodeJson {
+  const meta = { ...(node.metadata ?? {}) };
+  const ips = (pod.status?.podIPs ?? []).map((p) => p.ip);
+  meta['INSTANCE_IPS'] = (ips.length ? ips : [pod.status?.podIP ?? '']).join(',');
+  if ('ENVOY_STATUS_PORT' in meta) meta['ENVOY_STATUS_PORT'] = 15021;
+  if ('ENVOY_PROMETHEUS_PORT' in meta) meta['ENVOY_PROMETHEUS_PORT'] = 15090;
+  const pc = meta['PROXY_CONFIG'] as Record<string, unknown> | undefined;
+  if (pc) {
+    const fixed = Object.fromEntries(['binaryPath', 'configPath', 'proxyAdminPort', 'statusPort', 'concurrency', 'drainDuration', 'terminationDrainDuration'].map((k) => [k, podProxyConfigDefaults[k]]));
+    meta['PROXY_CONFIG'] = { ...pc, ...fixed };
+  }
+  return { ...node, metadata: meta };
 }

@@ -1,7 +1,9 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
+import { request as httpRequest } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import Fastify from 'fastify';
-import { isKnownKind, silentLogger, validateObject } from '@sextant/api';
+import { recordingLogger, silentLogger, type LogEntry } from '@sextant/api';
 import { injectionDecision, type InjectOptions, type JsonPatchOp } from './inject.js';
 import { registerWebhooks } from './webhooks.js';
 
@@ -10,8 +12,6 @@ const injectOpts: InjectOptions = { hub: 'docker.io/istio', tag: '1.24.0', disco
 function app(nsLabels: Record<string, Record<string, string>> = {}) {
   const a = Fastify();
   registerWebhooks(a, {
-    validate: (raw) => validateObject(raw),
-    isKnownKind,
     inject: injectOpts,
     namespaceLabels: (ns) => nsLabels[ns],
     log: silentLogger,
@@ -162,5 +162,138 @@ describe('/inject', () => {
     assert.equal(d({ 'sidecar.istio.io/inject': 'false' }, { 'istio-injection': 'enabled' }), false);
     assert.equal(d({ 'istio.io/rev': 'canary' }, { 'istio-injection': 'enabled' }, 'canary'), true);
     assert.equal(d({}, undefined), false);
+  });
+});
+
+describe('AdmissionReview hygiene (both hooks)', () => {
+  const vs = { apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'r', namespace: 'bookinfo' }, spec: { hosts: ['reviews'], tcp: [{ route: [{ destination: { host: 'reviews' } }] }] } };
+  const refused: Array<[string, unknown, RegExp]> = [
+    ['a number as uid', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 5, operation: 'CREATE', object: vs } }, /^request\.uid: expected a non-empty string, got the number 5$/],
+    ['an object as uid', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: { a: 1 }, operation: 'CREATE', object: vs } }, /^request\.uid: expected a non-empty string, got a map$/],
+    ['an empty uid', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: '', operation: 'CREATE', object: vs } }, /^request\.uid: expected a non-empty string, got a string ""$/],
+    ['no request', { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview' }, /^request: expected the AdmissionRequest object, got nothing$/],
+    ['another apiVersion', { apiVersion: 'admission.k8s.io/v2', kind: 'AdmissionReview', request: { uid: 'u', operation: 'CREATE', object: vs } }, /^unsupported AdmissionReview apiVersion a string "admission\.k8s\.io\/v2"; Sextant accepts "admission\.k8s\.io\/v1" and "admission\.k8s\.io\/v1beta1"$/],
+    ['no apiVersion', { kind: 'AdmissionReview', request: { uid: 'u', operation: 'CREATE', object: vs } }, /^unsupported AdmissionReview apiVersion nothing; /],
+    ['another kind', { apiVersion: 'admission.k8s.io/v1', kind: 'ConversionReview', request: { uid: 'u' } }, /^expected kind "AdmissionReview", got a string "ConversionReview"$/],
+    ['a list', [1, 2], /^expected an AdmissionReview object, got a list$/],
+  ];
+  for (const path of ['/validate', '/inject']) {
+    for (const [name, payload, message] of refused) {
+      test(`${path}: ${name} is refused with 400 and says why`, async () => {
+        const res = await app().inject({ method: 'POST', url: path, payload: payload as object });
+        assert.equal(res.statusCode, 400);
+        const body = res.json();
+        assert.equal(body.kind, 'Status');
+        assert.equal(body.code, 400);
+        assert.match(body.message, message);
+      });
+    }
+    test(`${path}: a body that is not JSON is refused with 400`, async () => {
+      const res = await app().inject({ method: 'POST', url: path, headers: { 'content-type': 'application/json' }, payload: '{"apiVersion":' });
+      assert.equal(res.statusCode, 400);
+      assert.match(res.json().message, /^the request body is not JSON: /);
+    });
+    test(`${path}: a body over Istio's 6 MiB limit is refused with 413 before it is parsed`, async () => {
+      const res = await app().inject({ method: 'POST', url: path, headers: { 'content-type': 'application/json' }, payload: `"${'x'.repeat(6 * 1024 * 1024)}"` });
+      assert.equal(res.statusCode, 413);
+    });
+  }
+
+  test('a chunked body (no content-length) is cut off with 413 once it passes 6 MiB', async () => {
+    const a = app();
+    await a.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      const { port } = a.server.address() as AddressInfo;
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port, path: '/validate', method: 'POST', headers: { 'content-type': 'application/json', 'transfer-encoding': 'chunked' } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        });
+        // The server may close the connection as soon as it has answered; that is not a failure here.
+        req.on('error', (err: NodeJS.ErrnoException) => (err.code === 'ECONNRESET' || err.code === 'EPIPE' ? undefined : reject(err)));
+        const chunk = Buffer.alloc(1024 * 1024, 0x20);
+        for (let i = 0; i < 7; i++) req.write(chunk);
+        req.end();
+      });
+      assert.equal(status, 413);
+    } finally {
+      await a.close();
+    }
+  });
+
+  test('a v1beta1 review is answered as v1beta1, a v1 review as v1', async () => {
+    const a = app({ bookinfo: { 'istio-injection': 'enabled' } });
+    for (const version of ['admission.k8s.io/v1beta1', 'admission.k8s.io/v1']) {
+      const v = await a.inject({ method: 'POST', url: '/validate', payload: { ...admission(vs), apiVersion: version } });
+      assert.equal(v.statusCode, 200);
+      assert.deepEqual(v.json(), { apiVersion: version, kind: 'AdmissionReview', response: { uid: 'u-1', allowed: true } });
+      const i = await a.inject({ method: 'POST', url: '/inject', payload: { ...admission(pod(), { namespace: 'bookinfo', kind: { kind: 'Pod' } }), apiVersion: version } });
+      assert.equal(i.statusCode, 200);
+      assert.equal(i.json().apiVersion, version);
+      assert.equal(i.json().response.uid, 'u-1');
+      assert.equal(i.json().response.patchType, 'JSONPatch');
+    }
+  });
+});
+
+describe('the webhook worker pool bounds every review', () => {
+  const hostile = (fields: number) => {
+    const spec: Record<string, unknown> = { hosts: ['reviews'] };
+    for (let i = 0; i < fields; i++) spec[`f${i}`] = i;
+    return admission({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'h', namespace: 'bookinfo' }, spec });
+  };
+
+  test('a review past the deadline gets 503, its worker is stopped, and the pool answers the next review', async () => {
+    const entries: LogEntry[] = [];
+    const a = Fastify();
+    registerWebhooks(a, { log: recordingLogger(entries), limits: { deadlineMs: 1, maxThreads: 1 } });
+    try {
+      const res = await a.inject({ method: 'POST', url: '/validate', payload: hostile(50_000) });
+      assert.equal(res.statusCode, 503);
+      assert.match(res.json().message, /^Sextant did not finish this review within 1 ms$/);
+      assert.ok(entries.some((e) => e.level === 'warn' && e.msg === 'admission review not answered within the deadline; its worker was stopped' && e.hook === 'validate'));
+    } finally {
+      await a.close();
+    }
+    const b = app();
+    const ok = await b.inject({ method: 'POST', url: '/validate', payload: hostile(1_000) });
+    assert.equal(ok.statusCode, 200);
+    assert.equal(ok.json().response.allowed, false);
+    await b.close();
+  });
+
+  test('a review that needs more than a worker\'s heap gets 500, the process lives on, and the pool answers the next review', async () => {
+    const entries: LogEntry[] = [];
+    const a = Fastify();
+    registerWebhooks(a, { log: recordingLogger(entries), limits: { workerHeapMb: 16, maxThreads: 1 } });
+    try {
+      const res = await a.inject({ method: 'POST', url: '/validate', payload: hostile(100_000) });
+      assert.equal(res.statusCode, 500);
+      assert.match(res.json().message, /^Sextant could not process the review: .*memory limit/);
+      assert.ok(entries.some((e) => e.level === 'error' && e.hook === 'validate' && typeof e.err === 'string' && /memory limit/.test(e.err)));
+      const ok = await a.inject({ method: 'POST', url: '/validate', payload: hostile(10) });
+      assert.equal(ok.statusCode, 200);
+      assert.equal(ok.json().response.allowed, false);
+    } finally {
+      await a.close();
+    }
+  });
+
+  test('reviews beyond the workers and the queue get 429 instead of piling up', async () => {
+    const a = Fastify();
+    const outcomes: string[] = [];
+    registerWebhooks(a, { log: silentLogger, limits: { maxThreads: 1, maxQueue: 1 }, onResult: (_h, o) => outcomes.push(o) });
+    try {
+      await a.ready();
+      const payload = JSON.stringify(hostile(50_000));
+      const codes = await Promise.all(
+        Array.from({ length: 6 }, () => a.inject({ method: 'POST', url: '/validate', headers: { 'content-type': 'application/json' }, payload }).then((r) => r.statusCode)),
+      );
+      assert.ok(codes.includes(429), `status codes ${codes.join(', ')}`);
+      assert.ok(codes.includes(200), `status codes ${codes.join(', ')}`);
+      assert.equal(outcomes.filter((o) => o === 'error').length, codes.filter((c) => c === 429).length);
+    } finally {
+      await a.close();
+    }
   });
 });

@@ -8,3 +8,4 @@ export * from './security/index.js';
 export * from './telemetry/index.js';
 export * from './kinds.js';
 export * from './validate.js';
+export * from './regex.js';

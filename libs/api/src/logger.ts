@@ -11,6 +11,16 @@ export interface Logger {
   child(bindings: object): Logger;
 }
 
+/**
+ * A child's bindings and a call's fields as one object, each key once: the
+ * later value wins (a call's field over its logger's binding, an inner child's
+ * binding over its parent's). Every Logger implementation merges this way so
+ * that no log line carries a key twice.
+ */
+export function mergeLogFields(bindings: Readonly<Record<string, unknown>>, fields: object): Record<string, unknown> {
+  return { ...bindings, ...(fields as Record<string, unknown>) };
+}
+
 export const silentLogger: Logger = {
   debug() {},
   info() {},
@@ -29,7 +39,7 @@ export interface LogEntry {
 }
 export function recordingLogger(entries: LogEntry[] = [], bindings: object = {}): Logger & { entries: LogEntry[] } {
   const at = (level: LogEntry['level']) => (obj: object, msg?: string) => {
-    entries.push({ ...bindings, ...obj, level, msg });
+    entries.push({ ...mergeLogFields(bindings as Record<string, unknown>, obj), level, msg });
   };
   return {
     entries,
@@ -37,6 +47,6 @@ export function recordingLogger(entries: LogEntry[] = [], bindings: object = {})
     info: at('info'),
     warn: at('warn'),
     error: at('error'),
-    child: (b: object) => recordingLogger(entries, { ...bindings, ...b }),
+    child: (b: object) => recordingLogger(entries, mergeLogFields(bindings as Record<string, unknown>, b)),
   };
 }

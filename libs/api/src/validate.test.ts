@@ -198,3 +198,27 @@ test('null map entries mean "not set", as for the API server', () => {
   assert.ok(t.ok);
   assert.deepEqual(t.object.body, { spec: { tracing: [{}] } });
 });
+
+test('an object with thousands of unknown fields: the first 100 are reported with suggestions, the rest counted in one issue', () => {
+  const extra = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`f${i}`, i]));
+  const res = validateObject(pa({ mtsl: { mode: 'STRICT' }, ...extra }));
+  assert.ok(!res.ok);
+  assert.equal(res.issues.length, 101);
+  assert.equal(formatIssue(res.issues[0]!), 'PeerAuthentication/ns/pa: spec.mtsl: unknown field "mtsl" (did you mean "mtls"?)');
+  assert.equal(res.issues[100]!.field, '(object)');
+  assert.match(res.issues[100]!.reason, /^4901 more problems not listed \(at most 100 are listed per object\)$/);
+  // In warn mode every unknown field is still dropped; the warnings are capped the same way.
+  const warned = validateObject(pa({ mtls: { mode: 'STRICT' }, ...extra }), { unknownFields: 'warn' });
+  assert.ok(warned.ok);
+  assert.deepEqual(Object.keys((warned.object.body as { spec: object }).spec), ['mtls']);
+  assert.equal(warned.warnings.length, 101);
+  assert.match(warned.warnings[100]!.reason, /^4900 more unknown fields ignored \(at most 100/);
+});
+
+test('didYouMean stays exact within its bound and ignores words no field name is that long', () => {
+  assert.equal(didYouMean('destinaton', ['destination', 'weight']), 'destination');
+  assert.equal(didYouMean('wieght', ['destination', 'weight']), 'weight');
+  assert.equal(didYouMean('HOSTS', ['hosts']), 'hosts');
+  assert.equal(didYouMean('x'.repeat(65), ['x'.repeat(64)]), undefined);
+  assert.equal(didYouMean('abcdefghi', ['abcdwxyzi']), undefined);
+});

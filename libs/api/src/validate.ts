@@ -93,33 +93,50 @@ function quoteList(values: readonly unknown[]): string {
   return values.map((v) => (typeof v === 'string' ? `"${v}"` : String(v))).join(', ');
 }
 
-/** Edit distance with transpositions (optimal string alignment), for "did you mean". */
-function distance(a: string, b: string): number {
-  const d: number[][] = Array.from({ length: a.length + 1 }, (_, i) => Array.from({ length: b.length + 1 }, (_, j) => (i === 0 ? j : j === 0 ? i : 0)));
+/**
+ * Edit distance with transpositions (optimal string alignment), for "did you
+ * mean", computed only up to `limit`: returns `limit + 1` as soon as the
+ * distance is known to exceed it. Three rolling rows, no allocation per cell.
+ */
+function distance(a: string, b: string, limit: number): number {
+  if (Math.abs(a.length - b.length) > limit) return limit + 1;
+  let prev2 = new Int32Array(b.length + 1);
+  let prev = Int32Array.from({ length: b.length + 1 }, (_, j) => j);
+  let cur = new Int32Array(b.length + 1);
   for (let i = 1; i <= a.length; i++) {
+    cur[0] = i;
+    let rowMin = i;
     for (let j = 1; j <= b.length; j++) {
-      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
-      let v = Math.min(d[i - 1]![j]! + 1, d[i]![j - 1]! + 1, d[i - 1]![j - 1]! + cost);
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) v = Math.min(v, d[i - 2]![j - 2]! + 1);
-      d[i]![j] = v;
+      const cost = a.charCodeAt(i - 1) === b.charCodeAt(j - 1) ? 0 : 1;
+      let v = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + cost);
+      if (i > 1 && j > 1 && a.charCodeAt(i - 1) === b.charCodeAt(j - 2) && a.charCodeAt(i - 2) === b.charCodeAt(j - 1)) v = Math.min(v, prev2[j - 2]! + 1);
+      cur[j] = v;
+      if (v < rowMin) rowMin = v;
     }
+    if (rowMin > limit) return limit + 1;
+    [prev2, prev, cur] = [prev, cur, prev2];
   }
-  return d[a.length]![b.length]!;
+  return Math.min(prev[b.length]!, limit + 1);
 }
 
+/** Field and kind names are short; a longer word gets no suggestion (bounds the work per unknown field). */
+const MAX_SUGGESTION_INPUT = 64;
+
 export function didYouMean(word: string, candidates: Iterable<string>): string | undefined {
+  if (word.length > MAX_SUGGESTION_INPUT) return undefined;
+  const limit = Math.max(1, Math.floor(word.length / 3));
   let best: string | undefined;
-  let bestD = Infinity;
+  let bestD = limit + 1;
   const lw = word.toLowerCase();
   for (const c of candidates) {
-    const d = c.toLowerCase() === lw ? 0 : distance(lw, c.toLowerCase());
+    const lc = c.toLowerCase();
+    const d = lc === lw ? 0 : distance(lw, lc, Math.min(limit, bestD - 1));
     if (d < bestD) {
       best = c;
       bestD = d;
     }
   }
-  const limit = Math.max(1, Math.floor(word.length / 3));
-  return best !== undefined && bestD <= limit ? best : undefined;
+  return bestD <= limit ? best : undefined;
 }
 
 /** The reason text for one zod issue (not unions or unknown keys, which are handled structurally). */
@@ -164,8 +181,11 @@ function reasonFor(iss: z.core.$ZodRawIssue | z.core.$ZodIssue): string {
       return 'invalid entry';
     case 'invalid_union':
       return 'does not match any allowed form';
-    case 'unrecognized_keys':
-      return `unknown field${iss.keys.length > 1 ? 's' : ''} ${quoteList(iss.keys)}`;
+    case 'unrecognized_keys': {
+      // zod asks for this text once per object, however many keys: list a few.
+      const more = iss.keys.length > 10 ? ` and ${iss.keys.length - 10} more` : '';
+      return `unknown field${iss.keys.length > 1 ? 's' : ''} ${quoteList(iss.keys.slice(0, 10))}${more}`;
+    }
     case 'custom':
       return iss.message ?? 'invalid value';
     default:
@@ -260,7 +280,15 @@ interface RawIssue {
   unknownKey?: boolean;
 }
 
-function unknownKeyReason(key: string, known: string[], present: unknown): string {
+/**
+ * At most this many issues are reported for one object; the rest are counted
+ * in one closing issue. An object with 100,000 unknown fields is reported in
+ * constant space, and "did you mean" runs only for the reported ones.
+ */
+export const MAX_ISSUES_PER_OBJECT = 100;
+
+function unknownKeyReason(key: string, known: string[], present: unknown, suggest: boolean): string {
+  if (!suggest) return `unknown field "${key}"`;
   const candidates = known.filter((k) => !(present && typeof present === 'object' && (present as Record<string, unknown>)[k] !== undefined));
   const guess = didYouMean(key, candidates);
   return guess ? `unknown field "${key}" (did you mean "${guess}"?)` : `unknown field "${key}"`;
@@ -273,7 +301,8 @@ function convert(issues: readonly z.core.$ZodIssue[], schema: AnySchema | undefi
     if (iss.code === 'unrecognized_keys') {
       const node = at(schema, iss.path);
       const value = getIn(input, iss.path);
-      for (const key of iss.keys) out.push({ path: [...path, key], reason: unknownKeyReason(key, shapeKeys(node), value), unknownKey: true });
+      const known = shapeKeys(node);
+      for (const key of iss.keys) out.push({ path: [...path, key], reason: unknownKeyReason(key, known, value, out.length < MAX_ISSUES_PER_OBJECT), unknownKey: true });
     } else if (iss.code === 'invalid_union') {
       convertUnion(iss, at(schema, iss.path), path, getIn(input, iss.path), out);
     } else {
@@ -299,11 +328,11 @@ function convertUnion(iss: z.core.$ZodIssueInvalidUnion, schema: AnySchema | und
   const objectOptions = options.length === branches.length && options.every((o) => defOf(unwrap(o)).type === 'object');
   if (objectOptions && value !== null && typeof value === 'object' && !Array.isArray(value)) {
     const keys = Object.keys(value);
-    const matching = options.map((o, i) => ({ i, keys: shapeKeys(o) })).filter((o) => o.keys.some((k) => keys.includes(k)));
+    const matching = options.map((o, i) => ({ i, keys: shapeKeys(o) })).filter((o) => o.keys.some((k) => Object.hasOwn(value, k)));
     if (matching.length === 0) {
       const all = [...new Set(options.flatMap(shapeKeys))];
       if (keys.length === 0) out.push({ path, reason: `must set one of ${quoteList(all)}` });
-      for (const k of keys) out.push({ path: [...path, k], reason: unknownKeyReason(k, all, value), unknownKey: true });
+      for (const k of keys) out.push({ path: [...path, k], reason: unknownKeyReason(k, all, value, out.length < MAX_ISSUES_PER_OBJECT), unknownKey: true });
       return;
     }
     if (matching.length === 1) {
@@ -319,6 +348,18 @@ function convertUnion(iss: z.core.$ZodIssueInvalidUnion, schema: AnySchema | und
 
 function issueFrom(key: ObjectKey, field: string, reason: string): ValidationIssue {
   return { kind: key.kind, namespace: key.namespace, name: key.name, field, reason };
+}
+
+/** Appends raw issues, at most MAX_ISSUES_PER_OBJECT in all; returns how many were left out. */
+function appendCapped(list: ValidationIssue[], key: ObjectKey, raws: readonly RawIssue[], suffix = ''): number {
+  const room = Math.max(0, MAX_ISSUES_PER_OBJECT - list.length);
+  for (const r of raws.slice(0, room)) list.push(issueFrom(key, formatPath(r.path), `${r.reason}${suffix}`));
+  return Math.max(0, raws.length - room);
+}
+
+/** The closing issue that counts what was left out. */
+function omittedIssue(key: ObjectKey, what: string): ValidationIssue {
+  return issueFrom(key, '(object)', `${what} (at most ${MAX_ISSUES_PER_OBJECT} are listed per object)`);
 }
 
 function knownKindsList(): string {
@@ -337,11 +378,27 @@ function deleteAt(root: unknown, path: readonly Segment[]): void {
  */
 export function dropNulls(v: unknown, depth = 0): unknown {
   if (depth > 100 || v === null || typeof v !== 'object') return v;
-  if (Array.isArray(v)) return v.map((x) => dropNulls(x, depth + 1));
+  if (Array.isArray(v)) {
+    const mapped = v.map((x) => dropNulls(x, depth + 1));
+    return mapped.every((x, i) => x === v[i]) ? v : mapped;
+  }
   if (v instanceof Date) return v;
-  const out: Record<string, unknown> = {};
-  for (const [k, x] of Object.entries(v)) if (x !== null) out[k] = dropNulls(x, depth + 1);
-  return out;
+  // Copy only a map that changes: most objects have no null, and copying a
+  // map with a huge number of keys costs more than reading it.
+  const map = v as Record<string, unknown>;
+  let out: Record<string, unknown> | undefined;
+  const keys = Object.keys(map);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    const x = map[k];
+    const y = x === null ? undefined : dropNulls(x, depth + 1);
+    if (out === undefined && (x === null || y !== x)) {
+      out = {};
+      for (let j = 0; j < i; j++) out[keys[j]!] = map[keys[j]!];
+    }
+    if (out !== undefined && x !== null) out[k] = y;
+  }
+  return out ?? v;
 }
 
 /**
@@ -368,7 +425,12 @@ export function validateObject(input: unknown, opts: ValidateOptions = {}): Vali
   else if (namespace === undefined && (info?.namespaced ?? true)) namespace = opts.defaultNamespace;
   const key: ObjectKey = { kind: kindName ?? unknownKind, namespace, name: rawName ?? noName };
   const issues: ValidationIssue[] = [];
-  const fail = () => ({ ok: false as const, issues, ...(kindName && rawName ? { key } : {}) });
+  let omitted = 0;
+  const fail = () => ({
+    ok: false as const,
+    issues: omitted > 0 ? [...issues, omittedIssue(key, `${omitted} more problems not listed`)] : issues,
+    ...(kindName && rawName ? { key } : {}),
+  });
 
   // apiVersion and kind.
   if (obj.kind === undefined) issues.push(issueFrom(key, 'kind', 'required field missing'));
@@ -407,7 +469,7 @@ export function validateObject(input: unknown, opts: ValidateOptions = {}): Vali
     if (!parsed.success) {
       const raws: RawIssue[] = [];
       convert(parsed.error.issues, ObjectMetaSchema, ['metadata'], obj.metadata, raws);
-      for (const r of raws) issues.push(issueFrom(key, formatPath(r.path), r.reason));
+      omitted += appendCapped(issues, key, raws);
     } else {
       const m = parsed.data;
       if (m.name === undefined || m.name === '') {
@@ -443,6 +505,7 @@ export function validateObject(input: unknown, opts: ValidateOptions = {}): Vali
   let body: Record<string, unknown> = rest;
   if (info.istio && body.spec === undefined) body = { ...body, spec: {} };
   const warnings: ValidationIssue[] = [];
+  let omittedWarnings = 0;
   let parsed = info.body.safeParse(body, { error: errorMap, reportInput: true });
   for (let attempt = 0; !parsed.success && attempt < 8; attempt++) {
     const raws: RawIssue[] = [];
@@ -450,21 +513,19 @@ export function validateObject(input: unknown, opts: ValidateOptions = {}): Vali
     convert(parsed.error.issues, info.body, [], attempt === 0 ? rest : body, raws);
     if (opts.unknownFields === 'warn' && raws.length > 0 && raws.every((r) => r.unknownKey)) {
       body = structuredClone(body);
-      for (const r of raws) {
-        warnings.push(issueFrom(key, formatPath(r.path), `${r.reason}; ignored`));
-        deleteAt(body, r.path);
-      }
+      omittedWarnings += appendCapped(warnings, key, raws, '; ignored');
+      for (const r of raws) deleteAt(body, r.path);
       parsed = info.body.safeParse(body, { error: errorMap, reportInput: true });
       continue;
     }
-    for (const r of raws) issues.push(issueFrom(key, formatPath(r.path), r.reason));
+    omitted += appendCapped(issues, key, raws);
     break;
   }
   if (issues.length > 0 || !parsed.success || !metadata) return fail();
   return {
     ok: true,
     object: { kind: info.kind, group: info.group, version, metadata, body: parsed.data },
-    warnings,
+    warnings: omittedWarnings > 0 ? [...warnings, omittedIssue(key, `${omittedWarnings} more unknown fields ignored`)] : warnings,
   };
 }
 

@@ -47,6 +47,8 @@ export interface CaServiceOptions {
 
 export interface CaServiceStats {
   requests: number;
+  /** CSRs accepted and not yet answered (a graceful shutdown waits for them). */
+  inFlight: number;
   issued: number;
   refusedByCode: Record<string, number>;
 }
@@ -66,7 +68,7 @@ interface CertRequest {
 /** `server.addService(s.definition, s.implementation)` on the secure gRPC server. */
 export function createCaService(ca: CertificateAuthority, authenticators: Authenticator[], options: CaServiceOptions = {}): CaService {
   const log = (options.logger ?? silentLogger).child({ component: 'ca-service' });
-  const stats: CaServiceStats = { requests: 0, issued: 0, refusedByCode: {} };
+  const stats: CaServiceStats = { requests: 0, inFlight: 0, issued: 0, refusedByCode: {} };
   const definition = caServiceClient().service;
 
   const handle = async (call: grpc.ServerUnaryCall<CertRequest, unknown>): Promise<{ cert_chain: string[] }> => {
@@ -90,12 +92,15 @@ export function createCaService(ca: CertificateAuthority, authenticators: Authen
   const implementation: grpc.UntypedServiceImplementation = {
     CreateCertificate: (call: grpc.ServerUnaryCall<CertRequest, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       stats.requests++;
+      stats.inFlight++;
       handle(call).then(
         (res) => {
+          stats.inFlight--;
           stats.issued++;
           callback(null, res);
         },
         (e: unknown) => {
+          stats.inFlight--;
           const err = e instanceof CaError ? e : new CaError('INTERNAL', `internal error: ${(e as Error).message}`);
           stats.refusedByCode[err.codeName] = (stats.refusedByCode[err.codeName] ?? 0) + 1;
           const fields = { peer: call.getPeer(), code: err.codeName, reason: err.message };

@@ -313,3 +313,153 @@ test('a mounted ConfigMap: an atomic swap of the ..data link is seen through the
     await src.stop();
   }
 });
+
+/** Resolves with `p`, or rejects once `ms` passed (a hung start() fails the test instead of hanging it). */
+function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let t: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    t = setTimeout(() => reject(new Error(`${what} did not finish within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(t));
+}
+
+test('a file over the size limit is reported with its path and not read; the other files are served, and its last valid objects stay', async () => {
+  const dir = await tempDir();
+  const limit = 4096;
+  await writeFile(join(dir, 'a.yaml'), pa('small', 'STRICT'));
+  // Valid YAML, just too big: comment padding after a valid object.
+  await writeFile(join(dir, 'big.yaml'), `${pa('big', 'STRICT')}${'# padding\n'.repeat(1000)}`);
+  await writeFile(join(dir, 'grows.yaml'), pa('grows', 'STRICT'));
+  const entries: LogEntry[] = [];
+  const src = createFolderSource({ dir, log: recordingLogger(entries), debounceMs: 150, maxFileBytes: limit });
+  const batches = new Batches(src);
+  await src.start();
+  try {
+    assert.deepEqual(summary((await batches.next()).events), ['add PeerAuthentication/default/grows', 'add PeerAuthentication/default/small']);
+    assert.deepEqual(
+      src.fileErrors().map((e) => `${e.file}: ${e.reason}`),
+      [`big.yaml: file is ${pa('big', 'STRICT').length + 10_000} bytes, over the limit of ${limit} bytes (--config-max-file-size); not read`],
+    );
+    const logged = entries.filter((e) => e.msg === 'config file over the size limit; keeping its last valid objects');
+    assert.equal(logged.length, 1);
+    assert.equal(logged[0]!.file, 'big.yaml');
+    assert.equal(logged[0]!.limit, limit);
+
+    // A served file that grows over the limit keeps its objects; a change elsewhere still goes out.
+    await writeFile(join(dir, 'grows.yaml'), `${pa('grows', 'DISABLE')}${'#'.repeat(limit)}\n`);
+    await writeFile(join(dir, 'marker.yaml'), pa('marker', 'STRICT'));
+    assert.deepEqual(summary((await batches.next()).events), ['add PeerAuthentication/default/marker']);
+    assert.deepEqual(src.objects().find((o) => o.metadata.name === 'grows')?.body, { spec: { mtls: { mode: 'STRICT' } } });
+    assert.deepEqual(src.fileErrors().map((e) => e.file), ['big.yaml', 'grows.yaml']);
+
+    // Rescans do not report the same file again; shrinking it back under the limit serves it again.
+    await src.rescan();
+    assert.equal(entries.filter((e) => e.msg === 'config file over the size limit; keeping its last valid objects').length, 2);
+    await writeFile(join(dir, 'grows.yaml'), pa('grows', 'DISABLE'));
+    assert.deepEqual(summary((await batches.next()).events), ['update PeerAuthentication/default/grows']);
+    assert.deepEqual(src.fileErrors().map((e) => e.file), ['big.yaml']);
+  } finally {
+    await src.stop();
+  }
+});
+
+test('symbolic link loops are reported once and not followed; the folder still syncs and serves the rest', async () => {
+  const dir = await tempDir();
+  await mkdir(join(dir, 'sub'));
+  await writeFile(join(dir, 'a.yaml'), pa('one', 'STRICT'));
+  await writeFile(join(dir, 'sub', 'b.yaml'), pa('two', 'STRICT'));
+  // Two links back to their own folders (each doubles the paths a naive walk sees, 32 levels deep) and a link to itself.
+  await symlink('.', join(dir, 'here'));
+  await symlink('..', join(dir, 'sub', 'up'));
+  await symlink('self.yaml', join(dir, 'self.yaml'));
+  const entries: LogEntry[] = [];
+  const src = createFolderSource({ dir, log: recordingLogger(entries), debounceMs: 150 });
+  const batches = new Batches(src);
+  try {
+    await within(src.start(), 15_000, 'start()');
+    assert.ok(src.hasSynced());
+    assert.deepEqual(summary((await batches.next()).events), ['add PeerAuthentication/default/one', 'add PeerAuthentication/default/two']);
+    const loops = () => src.fileErrors().map((e) => `${e.file}: ${e.reason}`);
+    assert.deepEqual(loops(), [
+      'here: symbolic link loop: the link points to ".", which contains it; not followed',
+      'self.yaml: symbolic link loop: the link never resolves (ELOOP); skipped',
+      'sub/up: symbolic link loop: the link points to ".", which contains it; not followed',
+    ]);
+    const logged = () => entries.filter((e) => e.msg === 'symbolic link loop skipped').map((e) => e.file);
+    assert.deepEqual(logged().sort(), ['here', 'self.yaml', 'sub/up']);
+
+    // Rescans and unrelated edits neither re-log the loops nor stop changes from going out.
+    await src.rescan();
+    await writeFile(join(dir, 'sub', 'b.yaml'), pa('two', 'DISABLE'));
+    assert.deepEqual(summary((await batches.next()).events), ['update PeerAuthentication/default/two']);
+    assert.equal(logged().length, 3);
+
+    // A loop removed is forgotten (and would be reported again if it came back).
+    await rm(join(dir, 'here'));
+    await src.rescan();
+    assert.deepEqual(loops().map((l) => l.split(':')[0]), ['self.yaml', 'sub/up']);
+  } finally {
+    await src.stop();
+  }
+});
+
+test('a VirtualService edited to a regex Envoy would refuse is reported at the field and its last valid version keeps serving', async () => {
+  const dir = await tempDir();
+  const vs = (regex: string) => `apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: rx, namespace: shop}
+spec:
+  hosts: [web]
+  http:
+  - match:
+    - uri:
+        regex: '${regex}'
+    route:
+    - destination: {host: web}
+`;
+  await writeFile(join(dir, 'vs.yaml'), vs('/api/[0-9]+'));
+  const { src, batches } = await started(dir);
+  try {
+    await writeFile(join(dir, 'vs.yaml'), vs('/api/[a-z]{1,200}'));
+    await writeFile(join(dir, 'marker.yaml'), pa('marker', 'STRICT'));
+    assert.deepEqual(summary((await batches.next()).events), ['add PeerAuthentication/default/marker']);
+    const rej = src.rejected().map((r) => `${r.file}:${r.line}: ${formatIssue(r)}`);
+    assert.equal(rej.length, 1, rej.join('\n'));
+    assert.match(rej[0]!, /^vs\.yaml:9: VirtualService\/shop\/rx: spec\.http\[0\]\.match\[0\]\.uri\.regex: "\/api\/\[a-z\]\{1,200\}": RE2 program size \d+ is over the limit of 100/);
+    const served = src.objects().find((o) => o.kind === 'VirtualService');
+    assert.equal((served?.body as { spec: { http: Array<{ match: Array<{ uri: { regex: string } }> }> } }).spec.http[0]!.match[0]!.uri.regex, '/api/[0-9]+');
+  } finally {
+    await src.stop();
+  }
+});
+
+test('a large file within the limit is parsed a document at a time: the event loop keeps turning while it loads', async () => {
+  const dir = await tempDir();
+  await writeFile(join(dir, 'many.yaml'), Array.from({ length: 3000 }, (_, i) => pa(`p${i}`, 'STRICT')).join('---\n'));
+  const src = createFolderSource({ dir, debounceMs: 150 });
+  const batches = new Batches(src);
+  // The longest gap between two turns of the event loop while start() runs.
+  let longest = 0;
+  let last = performance.now();
+  let running = true;
+  const turn = () => {
+    const now = performance.now();
+    longest = Math.max(longest, now - last);
+    last = now;
+    if (running) setImmediate(turn);
+  };
+  setImmediate(turn);
+  const t0 = performance.now();
+  try {
+    await src.start();
+    const total = performance.now() - t0;
+    running = false;
+    longest = Math.max(longest, performance.now() - last); // a stall that ends with start() itself
+    assert.equal((await batches.next()).events.length, 3000);
+    // Parsed in one piece, the file would hold the loop for most of the load; sliced, no gap comes near that.
+    assert.ok(longest < total / 4, `longest event-loop gap ${longest.toFixed(0)} ms of a ${total.toFixed(0)} ms load`);
+  } finally {
+    running = false;
+    await src.stop();
+  }
+});

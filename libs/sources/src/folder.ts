@@ -1,10 +1,12 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
-import { basename, join, relative, resolve, sep } from 'node:path';
+import { lstatSync, realpathSync } from 'node:fs';
+import { open, readdir, realpath, stat } from 'node:fs/promises';
+import { basename, dirname, join, relative, resolve, sep } from 'node:path';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger, ObjectKey, ValidationIssue } from '@sextant/api';
 import { keyString, parseFieldPath, silentLogger, validateObject } from '@sextant/api';
 import { watch, type FSWatcher } from 'chokidar';
-import { LineCounter, isMap, isNode, isScalar, isSeq, parseAllDocuments, type Document } from 'yaml';
+import { Composer, LineCounter, Parser, isMap, isNode, isScalar, isSeq, type Document } from 'yaml';
 import type { ConfigBatch, ConfigEvent, ConfigObject, ConfigSource } from './types.js';
 
 /**
@@ -23,6 +25,11 @@ import type { ConfigBatch, ConfigEvent, ConfigObject, ConfigSource } from './typ
  *   wins and the other definition is reported as a duplicate.
  * - Namespaced objects without a namespace go to `default`.
  * - Bursts of file events are debounced, so one save is one batch.
+ * - A file larger than `maxFileBytes` is not read: it is reported in
+ *   `fileErrors()` and its last valid objects keep serving.
+ * - A symbolic link to a directory that contains it (a loop) is not followed,
+ *   neither by the reader nor by the watcher; it is logged once and listed in
+ *   `fileErrors()` while it exists.
  */
 
 export interface FolderSourceOptions {
@@ -34,7 +41,16 @@ export interface FolderSourceOptions {
   debounceMs?: number;
   /** Longest a steady stream of events can delay a batch; default 1000 ms. */
   maxDelayMs?: number;
+  /** Largest config file read, in bytes (`--config-max-file-size`); default DEFAULT_MAX_FILE_BYTES. */
+  maxFileBytes?: number;
 }
+
+/**
+ * 4 MiB: well above any real config file (Kubernetes caps one object at
+ * about 1.5 MiB in etcd), well below what stalls the daemon (a 50 MB file
+ * took 33 s and 1.45 GB to parse).
+ */
+export const DEFAULT_MAX_FILE_BYTES = 4 * 1024 * 1024;
 
 /** A rejected object, with the file that holds it (path relative to the folder). */
 export interface RejectedObject extends ValidationIssue {
@@ -44,7 +60,10 @@ export interface RejectedObject extends ValidationIssue {
   line?: number;
 }
 
-/** A file that cannot be read as YAML/JSON; its last valid objects keep being served. */
+/**
+ * A file that cannot be read as YAML/JSON or is over the size limit (its
+ * last valid objects keep being served), or a symbolic link loop.
+ */
 export interface FileError {
   file: string;
   line?: number;
@@ -65,7 +84,8 @@ const CONFIG_FILE = /\.(ya?ml|json)$/i;
 const DEFAULT_NAMESPACE = 'default';
 
 interface FileState {
-  content: string;
+  /** What was parsed; undefined when the file was not read (over the size limit). */
+  content: string | undefined;
   /** Objects this file serves (valid ones, plus the last valid version of objects now invalid), by key string. */
   objects: Map<string, ConfigObject>;
   /** Keys this file defines but that failed validation, with their issues. */
@@ -86,10 +106,45 @@ function keyOf(o: ConfigObject): ObjectKey {
   return { kind: o.kind, namespace: o.metadata.namespace, name: o.metadata.name };
 }
 
-async function listFiles(root: string): Promise<string[]> {
-  const out: string[] = [];
-  const walk = async (dir: string, depth: number): Promise<void> => {
-    if (depth > 32) return;
+/** True when `dir` is `ancestor` or lies below it (real paths). */
+function within(dir: string, ancestor: string): boolean {
+  return dir === ancestor || dir.startsWith(ancestor.endsWith(sep) ? ancestor : ancestor + sep);
+}
+
+/**
+ * Whether the symbolic link at `path` closes a loop: it resolves to nothing
+ * (ELOOP, e.g. a link to itself) or to a directory that contains the link.
+ * Synchronous because the watcher's `ignored` callback is; only links pay
+ * for more than one lstat.
+ */
+function isLoopLink(path: string): boolean {
+  try {
+    if (!lstatSync(path).isSymbolicLink()) return false;
+  } catch {
+    return false;
+  }
+  try {
+    return within(realpathSync(dirname(path)), realpathSync(path));
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ELOOP';
+  }
+}
+
+interface Listing {
+  files: string[];
+  /** Symbolic link loops found, by path relative to the root. */
+  loops: Map<string, FileError>;
+}
+
+const MAX_DEPTH = 32;
+
+async function listFiles(root: string): Promise<Listing> {
+  const files: string[] = [];
+  const loops = new Map<string, FileError>();
+  const rel = (path: string) => relative(root, path).split(sep).join('/');
+  // `stack` holds the real paths of the directories being walked, so a link back into any of them is a loop.
+  const walk = async (dir: string, stack: string[]): Promise<void> => {
+    if (stack.length > MAX_DEPTH) return;
     let entries;
     try {
       entries = await readdir(dir, { withFileTypes: true });
@@ -101,21 +156,56 @@ async function listFiles(root: string): Promise<string[]> {
       const path = join(dir, e.name);
       let isDir = e.isDirectory();
       let isFile = e.isFile();
+      let real = join(stack[stack.length - 1]!, e.name);
       if (e.isSymbolicLink()) {
         try {
-          const s = await stat(path);
+          real = await realpath(path);
+          const s = await stat(real);
           isDir = s.isDirectory();
           isFile = s.isFile();
-        } catch {
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ELOOP')
+            loops.set(rel(path), { file: rel(path), reason: 'symbolic link loop: the link never resolves (ELOOP); skipped' });
+          continue;
+        }
+        if (isDir && stack.some((d) => within(d, real))) {
+          const target = within(real, root) ? rel(real) || '.' : real;
+          loops.set(rel(path), { file: rel(path), reason: `symbolic link loop: the link points to ${JSON.stringify(target)}, which contains it; not followed` });
           continue;
         }
       }
-      if (isDir) await walk(path, depth + 1);
-      else if (isFile && CONFIG_FILE.test(e.name)) out.push(relative(root, path).split(sep).join('/'));
+      if (isDir) await walk(path, [...stack, real]);
+      else if (isFile && CONFIG_FILE.test(e.name)) files.push(rel(path));
     }
   };
-  await walk(root, 0);
-  return out.sort();
+  await walk(root, [await realpath(root).catch(() => root)]);
+  return { files: files.sort(), loops };
+}
+
+/** Reads a file unless it is larger than `max` bytes (counted on the bytes read, so a growing file cannot slip past). */
+async function readBounded(path: string, max: number): Promise<{ content: string } | { size: number }> {
+  const fh = await open(path, 'r');
+  try {
+    const size = (await fh.stat()).size;
+    if (size > max) return { size };
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.alloc(Math.min(64 * 1024, max + 1 - total));
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, null);
+      if (bytesRead === 0) break;
+      chunks.push(bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead));
+      total += bytesRead;
+      if (total > max) return { size: Math.max(total, (await fh.stat()).size) };
+    }
+    return { content: Buffer.concat(chunks, total).toString('utf8') };
+  } finally {
+    await fh.close();
+  }
+}
+
+function tooLarge(file: string, size: number, max: number): FileError {
+  return { file, reason: `file is ${size} bytes, over the limit of ${max} bytes (--config-max-file-size); not read` };
 }
 
 /** One object read from a file, and how to find the line of a field in it. */
@@ -149,21 +239,36 @@ function locator(doc: Document, lines: LineCounter, prefix: (string | number)[])
   };
 }
 
-/** The objects of a file (documents, with `List` kinds expanded), or a parse error. */
-function parseFile(file: string, content: string): { items: Item[] } | { error: FileError } {
+/**
+ * Hands the event loop back every few milliseconds of parsing or validating,
+ * so a large file (within the size limit) never holds up `/ready`, xDS
+ * requests or pushes for longer than one slice.
+ */
+class Slicer {
+  private start = performance.now();
+  constructor(private readonly sliceMs = 10) {}
+  async maybeYield(): Promise<void> {
+    if (performance.now() - this.start < this.sliceMs) return;
+    await nextTurn();
+    this.start = performance.now();
+  }
+}
+
+/** The objects of a file (documents, with `List` kinds expanded), or a parse error. Parses one document at a time. */
+async function parseFile(file: string, content: string, slicer = new Slicer()): Promise<{ items: Item[] } | { error: FileError }> {
   try {
     const lines = new LineCounter();
-    const docs = parseAllDocuments(content, { merge: true, lineCounter: lines });
-    const list = Array.isArray(docs) ? docs : [];
+    const composer = new Composer({ merge: true });
     const items: Item[] = [];
-    for (const doc of list) {
+    for (const doc of composer.compose(new Parser(lines.addNewLine).parse(content))) {
       const err = doc.errors[0];
       if (err) {
-        const pos = err.linePos?.[0];
+        const pos = lines.linePos(err.pos[0]);
         const reason = err.message.split('\n')[0]!.replace(/:$/, '').replace(/ at line \d+, column \d+$/, '');
-        return { error: { file, ...(pos ? { line: pos.line, column: pos.col } : {}), reason } };
+        return { error: { file, line: pos.line, column: pos.col, reason } };
       }
       const value: unknown = doc.toJS({ maxAliasCount: 100 });
+      await slicer.maybeYield();
       if (value === null || value === undefined) continue;
       const o = value as { kind?: unknown; items?: unknown };
       if (typeof o === 'object' && typeof o.kind === 'string' && o.kind.endsWith('List') && Array.isArray(o.items)) {
@@ -183,14 +288,28 @@ function parseFile(file: string, content: string): { items: Item[] } | { error: 
  * recursively, multi-document YAML/JSON, `List` kinds expanded), for offline
  * tools such as `sextant translate`. Files that do not parse are reported.
  */
-export async function readConfigDocuments(paths: string[]): Promise<{ documents: unknown[]; errors: FileError[] }> {
+export async function readConfigDocuments(
+  paths: string[],
+  opts: { maxFileBytes?: number } = {},
+): Promise<{ documents: unknown[]; errors: FileError[] }> {
+  const max = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
   const documents: unknown[] = [];
   const errors: FileError[] = [];
   for (const p of paths) {
     const abs = resolve(p);
-    const files = (await stat(abs)).isDirectory() ? (await listFiles(abs)).map((f) => join(abs, f)) : [abs];
+    let files = [abs];
+    if ((await stat(abs)).isDirectory()) {
+      const listing = await listFiles(abs);
+      files = listing.files.map((f) => join(abs, f));
+      errors.push(...[...listing.loops.values()].map((e) => ({ ...e, file: join(abs, e.file) })));
+    }
     for (const file of files) {
-      const parsed = parseFile(file, await readFile(file, 'utf8'));
+      const read = await readBounded(file, max);
+      if (!('content' in read)) {
+        errors.push(tooLarge(file, read.size, max));
+        continue;
+      }
+      const parsed = await parseFile(file, read.content);
       if ('error' in parsed) errors.push(parsed.error);
       else documents.push(...parsed.items.map((i) => i.value));
     }
@@ -204,8 +323,11 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
   const log = (opts.log ?? silentLogger).child({ source: name, dir: root });
   const debounceMs = opts.debounceMs ?? 100;
   const maxDelayMs = opts.maxDelayMs ?? 1000;
+  const maxFileBytes = opts.maxFileBytes ?? DEFAULT_MAX_FILE_BYTES;
 
   const files = new Map<string, FileState>();
+  /** Symbolic link loops currently present, by relative path; each is logged when first seen. */
+  let loops = new Map<string, FileError>();
   let served = new Map<string, Served>();
   let duplicates: RejectedObject[] = [];
   const listeners = new Set<(b: ConfigBatch) => void>();
@@ -238,26 +360,40 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
 
   /** Re-reads the given files (all when `only` is undefined) and emits one batch of what changed. */
   const reconcile = async (only: Set<string> | undefined, force: boolean): Promise<void> => {
-    const listed = await listFiles(root);
+    const listing = await listFiles(root);
+    const listed = listing.files;
     const listedSet = new Set(listed);
+    for (const [path, loop] of listing.loops) if (!loops.has(path)) log.warn({ file: path, reason: loop.reason }, 'symbolic link loop skipped');
+    loops = listing.loops;
     // An event on anything that is not a listed file (a directory, a swapped `..data` link) rereads everything;
     // unchanged contents produce no events.
     const all = only === undefined || [...only].some((p) => !listedSet.has(p) && !files.has(p));
     const toRead = all ? listed : listed.filter((f) => !files.has(f) || only.has(f));
     let changedFiles = 0;
     for (const file of toRead) {
-      let content: string;
+      let read: Awaited<ReturnType<typeof readBounded>>;
       try {
-        content = await readFile(join(root, file), 'utf8');
+        read = await readBounded(join(root, file), maxFileBytes);
       } catch (err) {
         // Gone between listing and reading: the next event removes it.
         log.debug({ file, err: String(err) }, 'file vanished while reading');
         continue;
       }
       const old = files.get(file);
+      if (!('content' in read)) {
+        // Too large: not parsed; its last valid objects keep serving. Logged once per size seen.
+        const error = tooLarge(file, read.size, maxFileBytes);
+        if (old?.parseError?.reason === error.reason) continue;
+        log.error({ file, size: read.size, limit: maxFileBytes }, 'config file over the size limit; keeping its last valid objects');
+        files.set(file, { content: undefined, objects: old?.objects ?? new Map(), invalid: old?.invalid ?? new Map(), unkeyed: old?.unkeyed ?? [], parseError: error });
+        changedFiles++;
+        continue;
+      }
+      const content = read.content;
       if (old && old.content === content) continue;
       changedFiles++;
-      const parsed = parseFile(file, content);
+      const slicer = new Slicer();
+      const parsed = await parseFile(file, content, slicer);
       if ('error' in parsed) {
         log.error({ file, line: parsed.error.line, column: parsed.error.column, reason: parsed.error.reason }, 'file is not valid YAML; keeping its last valid objects');
         files.set(file, {
@@ -271,6 +407,7 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
       }
       const state: FileState = { content, objects: new Map(), invalid: new Map(), unkeyed: [] };
       for (const item of parsed.items) {
+        await slicer.maybeYield();
         const res = validateObject(item.value, { defaultNamespace: DEFAULT_NAMESPACE });
         if (res.ok) {
           const ks = keyString(keyOf(res.object));
@@ -389,8 +526,10 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
       watcher = watch(root, {
         ignoreInitial: true,
         persistent: true,
+        depth: MAX_DEPTH,
         // Hidden entries are skipped, except the `..data`-style links a mounted ConfigMap swaps atomically.
-        ignored: (path: string) => path !== root && basename(path).startsWith('.') && !basename(path).startsWith('..'),
+        // A link back into its own ancestors is not followed (the watcher would walk it until the depth limit, exponentially).
+        ignored: (path: string) => path !== root && ((basename(path).startsWith('.') && !basename(path).startsWith('..')) || isLoopLink(path)),
       });
       watcher.on('all', (_event, path) => onFsEvent(path));
       watcher.on('error', (err) => log.error({ err: String(err) }, 'config folder watch error'));
@@ -416,7 +555,8 @@ export function createFolderSource(opts: FolderSourceOptions): FolderSource {
       return [...out, ...duplicates];
     },
     fileErrors() {
-      return [...files.values()].flatMap((s) => (s.parseError ? [s.parseError] : []));
+      const errors = [...[...files.values()].flatMap((s) => (s.parseError ? [s.parseError] : [])), ...loops.values()];
+      return errors.sort((a, b) => (a.file < b.file ? -1 : a.file > b.file ? 1 : 0));
     },
     objects() {
       return [...served.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([, s]) => s.object);

@@ -16,3 +16,4 @@ export * from './route-walk.js';
 export * from './peer-auth.js';
 export * from './mtls.js';
 export * from './mtls-inbound.js';
+export * from './provenance.js';

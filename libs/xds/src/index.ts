@@ -1,5 +1,7 @@
 export * from './types.js';
-export { DiscoveryServer, type ChangeSource } from './server.js';
+export { DiscoveryServer, type ChangeSource, type ServerBookkeeping } from './server.js';
+export { defaultXdsLimits, limitNames, type LimitName, type XdsLimits } from './limits.js';
 export { CachedGenerator, EndpointCache, StaticGenerator, watchKey } from './cache.js';
 export { ADS_SERVICE, adsServiceDefinition } from './service.js';
 export { enablePreFramedWrites } from './frames.js';
+export { RejectionTracker, describe as describeRejections, type Rejection, type RejectedObjectRef, type RejectionTrackerOptions } from './rejections.js';

@@ -20,8 +20,10 @@ import {
 } from '@sextant/envoy';
 import { directSender, enablePreFramedWrites, framePrefix, grpcFramed, type DirectSend } from './frames.js';
 import { adsServiceDefinition, type Decoded } from './service.js';
+import { AddressCooldowns, StreamCounts, addressOfPeer, clip, connectionKeyOf, limitNames, resetExhausted, resolveLimits, stopReceiving, type XdsLimits } from './limits.js';
 import type {
   ConnectionStatus,
+  DiscoveryHooks,
   DiscoveryServerMetrics,
   DiscoveryServerOptions,
   Identity,
@@ -108,6 +110,19 @@ class Connection {
   send?: DirectSend;
   authPending = false;
   buffered: Decoded<DiscoveryRequest | DeltaDiscoveryRequest>[] = [];
+  /** Bytes of `buffered` (requests waiting for authentication). */
+  bufferedBytes = 0;
+  /** Bytes written to the transport and not yet flushed (see maxPendingBytes). */
+  pendingBytes = 0;
+  /** Resource names subscribed over all types (see maxNamesPerStream). */
+  names = 0;
+  /** Type URLs asked for that have no generator, clipped; at most maxUnknownTypes. */
+  readonly unknown = new Set<string>();
+  /** Client IP and TCP connection, for the per-address and per-connection stream counts (set once counted). */
+  address?: string;
+  connKey?: string;
+  /** Counted in the address's opening streams until its first request arrives. */
+  opening = false;
   pushVersion?: string;
   readonly connectedAt = new Date().toISOString();
   log: Logger;
@@ -177,12 +192,20 @@ export class DiscoveryServer {
     coalesced: 0,
     pushesByType: {},
     nacksByType: {},
+    limitsExceeded: {},
   };
   private readonly drainWaiters = new Set<() => void>();
+  private readonly limits: XdsLimits;
+  private readonly perAddress = new StreamCounts();
+  private readonly perConnection = new StreamCounts();
+  private readonly perAddressOpening = new StreamCounts();
+  private readonly cooldowns: AddressCooldowns;
 
   constructor(opts: DiscoveryServerOptions) {
     this.opts = opts;
     this.log = opts.log;
+    this.limits = resolveLimits(opts.limits);
+    this.cooldowns = new AddressCooldowns(opts.limitCooldownMs ?? 0);
     this.maxQueued = Math.max(1, opts.maxQueuedPushes ?? 16);
     this.maxRequestBytes = opts.maxRequestBytes ?? 4 * 1024 * 1024;
     this.batch = Math.max(1, opts.pushBatch ?? 512);
@@ -201,7 +224,7 @@ export class DiscoveryServer {
 
   /** Registers ADS (SotW and Delta) on a grpc-js server. */
   addTo(server: grpc.Server): void {
-    server.addService(adsServiceDefinition(() => this.maxRequestBytes), {
+    server.addService(adsServiceDefinition(() => this.maxRequestBytes, () => this.limits), {
       StreamAggregatedResources: (call: Call) => this.open(call, false),
       DeltaAggregatedResources: (call: Call) => this.open(call, true),
     });
@@ -271,9 +294,9 @@ export class DiscoveryServer {
           lastNack: st.lastNack,
           nacks: st.nacks,
           resources,
-          ...(this.opts.generators[st.typeUrl] ? {} : { unknownType: true }),
         });
       }
+      for (const typeUrl of c.unknown) types.push({ typeUrl, wildcard: false, names: [], nacks: 0, resources: {}, unknownType: true });
       out.push({
         connectionId: c.id,
         proxyId: c.proxy?.id ?? '',
@@ -317,7 +340,43 @@ export class DiscoveryServer {
   }
 
   metrics(): DiscoveryServerMetrics {
-    return { ...this.m, connections: this.conns.size, pushesByType: { ...this.m.pushesByType }, nacksByType: { ...this.m.nacksByType } };
+    return {
+      ...this.m,
+      connections: this.conns.size,
+      pushesByType: { ...this.m.pushesByType },
+      nacksByType: { ...this.m.nacksByType },
+      limitsExceeded: { ...this.m.limitsExceeded },
+    };
+  }
+
+  /**
+   * What the server keeps across streams, as counts: tests check a stream's
+   * state is released when it ends (over a limit or otherwise).
+   */
+  bookkeeping(): ServerBookkeeping {
+    let pendingBytes = 0;
+    let bufferedBytes = 0;
+    let names = 0;
+    let unknownTypes = 0;
+    for (const c of this.conns.values()) {
+      pendingBytes += c.pendingBytes;
+      bufferedBytes += c.bufferedBytes;
+      names += c.names;
+      unknownTypes += c.unknown.size;
+    }
+    return {
+      streams: this.conns.size,
+      addresses: this.perAddress.size,
+      openingAddresses: this.perAddressOpening.size,
+      cooldownAddresses: this.cooldowns.size,
+      connections: this.perConnection.size,
+      edsIndexNames: this.edsIndex.size,
+      edsWildcard: this.edsWildcard.size,
+      names,
+      unknownTypes,
+      pendingBytes,
+      bufferedBytes,
+    };
   }
 
   /**
@@ -363,12 +422,40 @@ export class DiscoveryServer {
       this.endWith(c, grpc.status.UNAVAILABLE, 'server is shutting down');
       return;
     }
+    const address = addressOfPeer(peer);
+    const connKey = connectionKeyOf(call, peer);
+    const until = this.cooldowns.until(address, Date.now());
+    if (until > 0) {
+      // Refused before any request is read; not logged per stream (the cooldown's start was).
+      this.m.limitsExceeded.address_cooldown = (this.m.limitsExceeded.address_cooldown ?? 0) + 1;
+      this.notifyLimit('address_cooldown');
+      this.forget(c);
+      this.endWith(c, grpc.status.RESOURCE_EXHAUSTED, `this address went over xDS limits repeatedly; new streams refused until ${new Date(until).toISOString()}`);
+      stopReceiving(call);
+      return;
+    }
+    const onConn = this.perConnection.get(connKey) + 1;
+    if (onConn > this.limits.maxStreamsPerConnection) return this.overLimit(c, 'maxStreamsPerConnection', onConn);
+    const fromAddr = this.perAddress.get(address) + 1;
+    if (fromAddr > this.limits.maxStreamsPerAddress) return this.overLimit(c, 'maxStreamsPerAddress', fromAddr);
+    const opening = this.perAddressOpening.get(address) + 1;
+    if (opening > this.limits.maxOpeningStreamsPerAddress) return this.overLimit(c, 'maxOpeningStreamsPerAddress', opening);
+    this.perConnection.add(connKey);
+    this.perAddress.add(address);
+    this.perAddressOpening.add(address);
+    c.address = address;
+    c.connKey = connKey;
+    c.opening = true;
     this.conns.set(id, c);
     c.log.debug({ delta }, 'ADS stream opened');
     call.on('data', (d: Decoded<DiscoveryRequest | DeltaDiscoveryRequest>) => {
       if (c.closed) return;
+      this.opened(c);
       if (c.authPending) {
         c.buffered.push(d);
+        // An empty message still costs an object: count at least 64 bytes each.
+        c.bufferedBytes += Math.max(64, d.bytes);
+        if (c.bufferedBytes > this.limits.maxPendingBytes) this.overLimit(c, 'maxPendingBytes', c.bufferedBytes);
         return;
       }
       this.safeHandle(c, d);
@@ -397,6 +484,7 @@ export class DiscoveryServer {
           c.authPending = false;
           const queued = c.buffered;
           c.buffered = [];
+          c.bufferedBytes = 0;
           for (const d of queued) if (!c.closed) this.safeHandle(c, d);
         })
         .catch((err: unknown) => {
@@ -408,6 +496,10 @@ export class DiscoveryServer {
 
   private safeHandle(c: Connection, d: Decoded<DiscoveryRequest | DeltaDiscoveryRequest>): void {
     try {
+      if (!d.ok && d.limit) {
+        this.overLimit(c, d.limit.key, d.limit.value);
+        return;
+      }
       if (!d.ok) {
         this.m.badRequests++;
         c.log.error({ proxy: c.proxy?.id, bytes: d.bytes, err: d.error }, 'ADS request rejected; ending stream');
@@ -453,6 +545,7 @@ export class DiscoveryServer {
       return false;
     }
     c.log.info({ delta: c.delta, userAgent: node.userAgentName }, 'ADS stream connected');
+    this.hook('connected', c.proxy);
     return true;
   }
 
@@ -465,12 +558,17 @@ export class DiscoveryServer {
     }
     const gen = this.opts.generators[typeUrl];
     if (!gen) {
-      if (!c.types.has(typeUrl)) {
+      // Kept clipped and at most maxUnknownTypes per stream: a client cannot grow this set.
+      const shown = clip(typeUrl);
+      if (!c.unknown.has(shown)) {
+        if (c.unknown.size + 1 > this.limits.maxUnknownTypes) {
+          this.overLimit(c, 'maxUnknownTypes', c.unknown.size + 1);
+          return undefined;
+        }
         this.m.unknownTypes++;
         this.m.badRequests++;
-        c.log.error({ typeUrl }, `ADS request for unknown type URL ${typeUrl}: this server has no generator for it; not answered`);
-        c.types.set(typeUrl, new TypeState(typeUrl));
-        c.order = undefined;
+        c.log.error({ typeUrl: shown }, `ADS request for unknown type URL ${shown}: this server has no generator for it; not answered`);
+        c.unknown.add(shown);
       }
       return undefined;
     }
@@ -491,9 +589,9 @@ export class DiscoveryServer {
     if (!st) {
       // Initial request (or a reconnect carrying an old version/nonce): answer it.
       st = new TypeState(typeUrl);
+      if (!this.subscribe(c, st, wildcard, names)) return;
       c.types.set(typeUrl, st);
       c.order = undefined;
-      this.subscribe(c, st, wildcard, names);
       c.log.debug({ typeUrl, names: names.size, wildcard, version: req.versionInfo || undefined }, 'ADS subscribe');
       this.requestResponse(c, typeUrl);
       return;
@@ -502,9 +600,10 @@ export class DiscoveryServer {
     if (req.responseNonce !== '') {
       st.versionAcked = req.versionInfo;
       st.nonceAcked = req.responseNonce;
+      this.hook('acked', c.proxy!, typeUrl, req.versionInfo, st.sent);
     }
     if (st.wildcard !== wildcard || !sameNames(st.names, names)) {
-      this.subscribe(c, st, wildcard, names);
+      if (!this.subscribe(c, st, wildcard, names)) return;
       c.log.debug({ typeUrl, names: names.size, wildcard }, 'ADS resource names changed');
       this.requestResponse(c, typeUrl);
     } else if (req.responseNonce === '') {
@@ -521,12 +620,14 @@ export class DiscoveryServer {
     const unsub = req.resourceNamesUnsubscribe;
     if (!st) {
       st = new TypeState(typeUrl);
+      const wildcard = sub.includes('*') || (sub.length === 0 && legacyWildcardTypes.has(typeUrl));
+      const initial = Object.entries(req.initialResourceVersions);
+      // initial_resource_versions is kept until the first response prunes it: it counts towards the stream's names.
+      if (!this.subscribe(c, st, wildcard, new Set(sub.filter((n) => n !== '*')), initial.length)) return;
       c.types.set(typeUrl, st);
       c.order = undefined;
-      const wildcard = sub.includes('*') || (sub.length === 0 && legacyWildcardTypes.has(typeUrl));
-      this.subscribe(c, st, wildcard, new Set(sub.filter((n) => n !== '*')));
       // On reconnect the client says what it has; only what differs is sent.
-      for (const [n, v] of Object.entries(req.initialResourceVersions)) st.known.set(n, v);
+      for (const [n, v] of initial) st.known.set(n, v);
       c.log.debug({ typeUrl, names: st.names.size, wildcard, initial: st.known.size }, 'ADS delta subscribe');
       this.requestResponse(c, typeUrl);
       return;
@@ -537,6 +638,7 @@ export class DiscoveryServer {
       else {
         st.versionAcked = st.versionSent;
         st.nonceAcked = req.responseNonce;
+        this.hook('acked', c.proxy!, typeUrl, st.versionSent ?? '', st.sent);
       }
     }
     // Subscription changes are diffs: they apply whatever the nonce.
@@ -572,7 +674,7 @@ export class DiscoveryServer {
       for (const n of [...st.known.keys()]) if (!names.has(n)) st.known.delete(n);
       st.sent = new Map([...st.sent].filter(([n]) => names.has(n)));
     }
-    this.subscribe(c, st, wildcard, names);
+    if (!this.subscribe(c, st, wildcard, names)) return;
     if (added) this.requestResponse(c, typeUrl);
   }
 
@@ -583,16 +685,43 @@ export class DiscoveryServer {
 
   private nack(c: Connection, st: TypeState, version: string, nonce: string, code: number, message: string): void {
     st.nacks++;
-    st.lastNack = { version, nonce, code, message, at: new Date().toISOString() };
+    const rec = { version, nonce, code, message, at: new Date().toISOString() };
+    st.lastNack = rec;
     this.m.nacks++;
     const s = short(st.typeUrl);
     this.m.nacksByType[s] = (this.m.nacksByType[s] ?? 0) + 1;
     c.log.warn({ typeUrl: st.typeUrl, version, nonce, error: message }, `ADS NACK: proxy rejected ${s} version ${version}`);
+    this.hook('nacked', c.proxy!, { ...rec, typeUrl: st.typeUrl, sent: st.sent });
   }
 
-  private subscribe(c: Connection, st: TypeState, wildcard: boolean, names: Set<string>): void {
+  /** Calls an owner hook; one that throws never breaks the stream. */
+  private hook<K extends keyof DiscoveryHooks>(name: K, ...args: Parameters<NonNullable<DiscoveryHooks[K]>>): void {
+    const fn = this.opts.hooks?.[name] as ((...a: unknown[]) => void) | undefined;
+    if (!fn) return;
+    try {
+      fn.apply(this.opts.hooks, args);
+    } catch (err) {
+      this.log.error({ hook: name, err: (err as Error).message }, 'discovery hook failed; ignored');
+    }
+  }
+
+  /** Applies a subscription; false (the stream ended) when it would take the stream over maxNamesPerStream. */
+  private subscribe(c: Connection, st: TypeState, wildcard: boolean, names: Set<string>, extra = 0): boolean {
+    const total = c.names - st.names.size + names.size + extra;
+    if (total > this.limits.maxNamesPerStream) {
+      this.overLimit(c, 'maxNamesPerStream', total);
+      return false;
+    }
+    c.names = total - extra;
     if (st.typeUrl === EDS) {
-      for (const n of st.names) if (!names.has(n)) this.edsIndex.get(n)?.delete(c);
+      for (const n of st.names) {
+        if (names.has(n)) continue;
+        const set = this.edsIndex.get(n);
+        if (set) {
+          set.delete(c);
+          if (set.size === 0) this.edsIndex.delete(n); // no empty entry left behind for a name nobody watches
+        }
+      }
       for (const n of names) {
         let set = this.edsIndex.get(n);
         if (!set) this.edsIndex.set(n, (set = new Set()));
@@ -603,6 +732,7 @@ export class DiscoveryServer {
     }
     st.wildcard = wildcard;
     st.names = names;
+    return true;
   }
 
   private requestResponse(c: Connection, typeUrl: string): void {
@@ -625,9 +755,61 @@ export class DiscoveryServer {
       }
     }
     this.edsWildcard.delete(c);
+    this.opened(c);
+    if (c.connKey !== undefined) this.perConnection.remove(c.connKey);
+    if (c.address !== undefined) this.perAddress.remove(c.address);
     c.pending = undefined;
     c.inflight = 0;
+    if (c.proxy) this.hook('disconnected', c.proxy);
+    c.pendingBytes = 0;
+    c.names = 0;
+    c.types.clear();
+    c.unknown.clear();
+    c.buffered = [];
+    c.bufferedBytes = 0;
     for (const w of this.drainWaiters) w();
+  }
+
+  private notifyLimit(limit: Parameters<NonNullable<DiscoveryServerOptions['onLimitExceeded']>>[0]): void {
+    try {
+      this.opts.onLimitExceeded?.(limit);
+    } catch {
+      /* a metrics hook must not break the server */
+    }
+  }
+
+  /** The stream's first request has arrived (or the stream is gone): it no longer counts as opening. */
+  private opened(c: Connection): void {
+    if (!c.opening) return;
+    c.opening = false;
+    this.perAddressOpening.remove(c.address!);
+  }
+
+  /**
+   * Ends a stream that went over a limit: counted, logged with the peer (the
+   * stream's logger carries it), every piece of its state dropped, then
+   * RESOURCE_EXHAUSTED. A stream with unflushed writes is reset instead
+   * (ENHANCE_YOUR_CALM, which gRPC clients report as RESOURCE_EXHAUSTED): its
+   * trailers would wait behind the bytes the client is not reading.
+   */
+  private overLimit(c: Connection, key: keyof XdsLimits, value: number): void {
+    const limit = limitNames[key];
+    const max = this.limits[key];
+    this.m.limitsExceeded[limit] = (this.m.limitsExceeded[limit] ?? 0) + 1;
+    this.notifyLimit(limit);
+    c.log.warn({ limit, value, max }, `ADS stream over the ${limit} limit (${value} > ${max}); ending it with RESOURCE_EXHAUSTED`);
+    const cooldown = c.address ?? addressOfPeer(c.peer);
+    // Many proxies behind one address (NAT, a node-local agent, a load test)
+    // open a burst of streams at once; a burst is refused stream by stream and
+    // retried, but is not a strike towards refusing the whole address.
+    const ms = key === 'maxOpeningStreamsPerAddress' ? 0 : this.cooldowns.hit(cooldown, Date.now());
+    if (ms > 0) c.log.warn({ address: cooldown, cooldownMs: ms }, `client address ${cooldown} keeps going over xDS limits; its new streams are refused for ${ms} ms`);
+    const unflushed = c.inflight > 0;
+    const details = `${limit} limit exceeded: ${value} > ${max}`;
+    this.forget(c);
+    if (unflushed && resetExhausted(c.call)) return;
+    this.endWith(c, grpc.status.RESOURCE_EXHAUSTED, details);
+    stopReceiving(c.call);
   }
 
   private endWith(c: Connection, code: grpc.status, details: string): void {
@@ -685,6 +867,7 @@ export class DiscoveryServer {
     c.pending = undefined;
     const order = (c.order ??= orderedTypes(c));
     for (const typeUrl of order) {
+      if (c.closed) return; // ended mid-push (pending bytes over the limit)
       const st = c.types.get(typeUrl);
       const gen = this.opts.generators[typeUrl];
       if (!st || !gen) continue;
@@ -693,9 +876,11 @@ export class DiscoveryServer {
       else if (typeUrl === EDS && p.eds.size > 0 && p.edsReq) this.respond(c, st, gen, p.edsReq, p.eds, false);
     }
     c.pushVersion = p.full || p.types.size > 0 ? this.lastFull.version : (p.edsReq?.version ?? c.pushVersion);
+    if (p.full) this.hook('pushed', c.proxy, this.lastFull);
   }
 
   private respond(c: Connection, st: TypeState, gen: ResourceGenerator, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {
+    const observe = this.opts.hooks?.responded ? { bytes: this.m.bytesSent, t0: performance.now() } : undefined;
     let out: ReadonlyMap<string, EncodedResource>;
     try {
       out = gen.generate(c.proxy!, st, req);
@@ -705,6 +890,9 @@ export class DiscoveryServer {
     }
     if (c.delta) this.respondDelta(c, st, out, req, only, forced);
     else this.respondSotw(c, st, out, req, only, forced);
+    if (observe && this.m.bytesSent !== observe.bytes) {
+      this.hook('responded', c.proxy!, st.typeUrl, req.version, this.m.bytesSent - observe.bytes, (performance.now() - observe.t0) / 1000);
+    }
   }
 
   private respondSotw(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {
@@ -877,7 +1065,10 @@ export class DiscoveryServer {
 
   /** `shared`: a frame from newFrame() (pre-framed when the hook is on), else an unframed message. */
   private write(c: Connection, st: TypeState, frame: Buffer, shared: boolean): void {
+    if (c.closed) return;
     c.inflight++;
+    const bytes = frame.length;
+    c.pendingBytes += bytes;
     this.m.pushes++;
     this.m.bytesSent += frame.length - (shared ? framePrefix() : 0);
     const s = short(st.typeUrl);
@@ -885,12 +1076,34 @@ export class DiscoveryServer {
     const done = () => {
       if (c.closed) return;
       c.inflight--;
+      c.pendingBytes -= bytes;
       if (c.pending && c.inflight < this.maxQueued) this.schedule(c);
       if (c.inflight === 0 && this.drainWaiters.size > 0) for (const w of this.drainWaiters) w();
     };
     if (c.send) c.send(frame, done);
     else c.call.write(frame, done);
+    if (!c.closed && c.pendingBytes > this.limits.maxPendingBytes) this.overLimit(c, 'maxPendingBytes', c.pendingBytes);
   }
+}
+
+/** Counts of what the server keeps across streams (see DiscoveryServer.bookkeeping). */
+export interface ServerBookkeeping {
+  streams: number;
+  /** Client addresses and TCP connections with at least one open stream. */
+  addresses: number;
+  /** Addresses with a stream that has not sent its first request yet. */
+  openingAddresses: number;
+  /** Addresses with recent limit hits or an active cooldown. */
+  cooldownAddresses: number;
+  connections: number;
+  /** EDS watch index: names with at least one watcher, and wildcard watchers. */
+  edsIndexNames: number;
+  edsWildcard: number;
+  /** Subscribed names, unknown type URLs, unflushed and pre-authentication bytes, summed over streams. */
+  names: number;
+  unknownTypes: number;
+  pendingBytes: number;
+  bufferedBytes: number;
 }
 
 /** Something that announces changed resource names (EndpointCache); the server subscribes at construction. */

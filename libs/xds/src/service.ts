@@ -6,6 +6,7 @@ import {
   type DeltaDiscoveryRequest,
   type DiscoveryRequest,
 } from '@sextant/envoy';
+import { limitNames, scanRequest, type XdsLimits } from './limits.js';
 
 export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 
@@ -14,12 +15,28 @@ export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryServic
  * not be. Deserializing never throws, so the handler (not grpc-js) decides the
  * status and the log line for a bad request.
  */
-export type Decoded<T> = { ok: true; msg: T; bytes: number } | { ok: false; error: string; oversized: boolean; bytes: number };
+export type Decoded<T> =
+  | { ok: true; msg: T; bytes: number }
+  | { ok: false; error: string; oversized: boolean; bytes: number; limit?: { key: keyof XdsLimits; value: number } };
 
-function decoder<T>(decode: (b: Uint8Array) => T, maxBytes: () => number) {
+function decoder<T>(decode: (b: Uint8Array) => T, maxBytes: () => number, delta: boolean, limits?: () => XdsLimits) {
   return (buf: Buffer): Decoded<T> => {
     const max = maxBytes();
     if (buf.length > max) return { ok: false, error: `request of ${buf.length} bytes exceeds the limit of ${max} bytes`, oversized: true, bytes: buf.length };
+    const lim = limits?.();
+    const shape = lim ? scanRequest(buf, delta) : undefined;
+    if (lim && shape) {
+      // Refused before decoding: no string is made for a name of an over-limit request.
+      const over = (key: keyof XdsLimits, value: number, what: string): Decoded<T> => ({
+        ok: false,
+        error: `${limitNames[key]} limit exceeded: ${what} ${value} > ${lim[key]}`,
+        oversized: true,
+        bytes: buf.length,
+        limit: { key, value },
+      });
+      if (shape.names > lim.maxNamesPerRequest) return over('maxNamesPerRequest', shape.names, 'resource names in one request');
+      if (shape.nodeBytes > lim.maxNodeBytes) return over('maxNodeBytes', shape.nodeBytes, 'node bytes');
+    }
     try {
       return { ok: true, msg: decode(buf), bytes: buf.length };
     } catch (err) {
@@ -38,14 +55,14 @@ const unsupported = (): never => {
  * responses are Buffers already framed from cached resource bytes, so the
  * serializer is the identity.
  */
-export function adsServiceDefinition(maxBytes: () => number): grpc.ServiceDefinition {
+export function adsServiceDefinition(maxBytes: () => number, limits?: () => XdsLimits): grpc.ServiceDefinition {
   return {
     StreamAggregatedResources: {
       path: `/${ADS_SERVICE}/StreamAggregatedResources`,
       requestStream: true,
       responseStream: true,
       requestSerialize: unsupported,
-      requestDeserialize: decoder<DiscoveryRequest>((b) => fromBinary(DiscoveryRequestSchema, b), maxBytes),
+      requestDeserialize: decoder<DiscoveryRequest>((b) => fromBinary(DiscoveryRequestSchema, b), maxBytes, false, limits),
       responseSerialize: identity,
       responseDeserialize: identity,
     },
@@ -54,7 +71,7 @@ export function adsServiceDefinition(maxBytes: () => number): grpc.ServiceDefini
       requestStream: true,
       responseStream: true,
       requestSerialize: unsupported,
-      requestDeserialize: decoder<DeltaDiscoveryRequest>((b) => fromBinary(DeltaDiscoveryRequestSchema, b), maxBytes),
+      requestDeserialize: decoder<DeltaDiscoveryRequest>((b) => fromBinary(DeltaDiscoveryRequestSchema, b), maxBytes, true, limits),
       responseSerialize: identity,
       responseDeserialize: identity,
     },

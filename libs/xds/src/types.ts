@@ -1,6 +1,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { Logger } from '@sextant/api';
 import type { EncodedResource, Node } from '@sextant/envoy';
+import type { LimitName, XdsLimits } from './limits.js';
 
 /** A connected proxy as the server knows it: one per ADS stream. */
 export interface XdsProxy {
@@ -91,6 +92,44 @@ export interface DiscoveryServerOptions {
   directWrites?: boolean;
   /** Connections processed per event-loop turn when a push fans out. Default 512. */
   pushBatch?: number;
+  /** Per-client limits (docs/xds.md, "Limits"); each one not given takes its default from `defaultXdsLimits`. */
+  limits?: Partial<XdsLimits>;
+  /** Called each time a stream is ended for going over a limit (the daemon counts it in a metric). */
+  onLimitExceeded?: (limit: LimitName | 'address_cooldown') => void;
+  /**
+   * An address that goes over limits 3 times within 10 s has its new streams
+   * refused for this long, doubling while it keeps at it (up to 30 s); 0 (the
+   * default here; the daemon's flag defaults to 1 s) turns it off.
+   */
+  limitCooldownMs?: number;
+  /** Observers of the stream's life (metrics, NACK attribution); each is called synchronously and must be cheap. */
+  hooks?: DiscoveryHooks;
+}
+
+/**
+ * What the server tells its owner, outside the push decisions: the daemon
+ * turns these into istiod's metrics and traces NACKs back to config objects.
+ * A hook that throws is logged and ignored.
+ */
+export interface DiscoveryHooks {
+  /** A stream identified its node (first request). */
+  connected?(proxy: XdsProxy): void;
+  /** A stream that had identified its node ended. */
+  disconnected?(proxy: XdsProxy): void;
+  /**
+   * A response for `typeUrl` went out: the push version, the resource bytes
+   * written and the seconds spent generating, encoding and writing it.
+   */
+  responded?(proxy: XdsProxy, typeUrl: string, version: string, bytes: number, seconds: number): void;
+  /** A full push (not a request) reached this stream for every type it watches. */
+  pushed?(proxy: XdsProxy, req: PushRequest): void;
+  /** The client ACKed `version` of `typeUrl`; `sent` is what it now has (name → resource; shared, never mutated). */
+  acked?(proxy: XdsProxy, typeUrl: string, version: string, sent: ReadonlyMap<string, EncodedResource>): void;
+  /**
+   * The client NACKed: `sent` is what the rejected response gave it (SotW:
+   * that response; Delta: everything it has been sent), name → resource.
+   */
+  nacked?(proxy: XdsProxy, nack: NackRecord & { typeUrl: string; sent: ReadonlyMap<string, EncodedResource> }): void;
 }
 
 export interface NackRecord {
@@ -153,4 +192,6 @@ export interface DiscoveryServerMetrics {
   /** By short type name (`cds`, ...): responses sent. */
   pushesByType: Record<string, number>;
   nacksByType: Record<string, number>;
+  /** Streams ended for going over a limit, by limit name (`names_per_request`, ...). */
+  limitsExceeded: Partial<Record<LimitName | 'address_cooldown', number>>;
 }

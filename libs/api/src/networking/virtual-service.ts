@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { Duration, durationMillis } from '../common.js';
+import { checkEnvoyRegex } from '../regex.js';
 
 /**
  * networking.istio.io VirtualService (v1, v1beta1, v1alpha3 share one schema,
@@ -9,48 +10,11 @@ import { Duration, durationMillis } from '../common.js';
  */
 
 /**
- * Why `re` would not compile under RE2 (Envoy's `safe_regex`), or undefined.
- * RE2 has no lookaround, no backreferences, no atomic groups or possessive
- * quantifiers; beyond those, the pattern must parse (RE2's `(?P<name>` and
- * leading inline flags such as `(?i)` are accepted).
+ * Why `re` would not compile under RE2 (Envoy's `safe_regex`), or undefined:
+ * RE2's own parser and Envoy's default program-size limit (see ../regex.ts).
  */
 export function checkRe2Regex(re: string): string | undefined {
-  if (re.length === 0) return 'regex must not be empty';
-  if (re.length > 1024) return 'regex is too large, max length allowed is 1024';
-  const unsupported: Array<[RegExp, string]> = [
-    [/\(\?<?[=!]/, 'lookahead and lookbehind ((?=, (?!, (?<=, (?<!) are not supported by RE2'],
-    [/(^|[^\\])(\\\\)*\\[1-9]/, 'backreferences (\\1 ...) are not supported by RE2'],
-    [/\\k</, 'named backreferences (\\k<name>) are not supported by RE2'],
-    [/\(\?>/, 'atomic groups ((?>...)) are not supported by RE2'],
-    [/[*+?}][+]/, 'possessive quantifiers (*+, ++, ?+) are not supported by RE2'],
-  ];
-  for (const [pattern, why] of unsupported) if (pattern.test(re)) return `${JSON.stringify(re)}: ${why}; Istio uses RE2 syntax`;
-  // Translate RE2-only spellings into their JS equivalents, then let JS parse.
-  let js = re.replace(/\(\?P</g, '(?<');
-  let flags = 'u';
-  const lead = /^\(\?([imsU]+)\)/.exec(js);
-  if (lead) {
-    if (lead[1]!.includes('i')) flags += 'i';
-    if (lead[1]!.includes('s')) flags += 's';
-    if (lead[1]!.includes('m')) flags += 'm';
-    js = js.slice(lead[0].length);
-  }
-  // (?i:...) groups: keep the group, drop the flags (syntax is what matters).
-  js = js.replace(/\(\?[imsU-]+:/g, '(?:');
-  if (/\(\?[imsU-]+\)/.test(js)) return `${JSON.stringify(re)}: inline flags are only supported at the start of the pattern here`;
-  // RE2 accepts POSIX classes [[:alpha:]] and \pN; JS with /u needs braces; accept both by softening.
-  js = js.replace(/\[\[:[a-z]+:\]\]/g, '[a-z]').replace(/\[:[a-z]+:\]/g, 'a-z').replace(/\\([pP])([A-Z])(?!\{)/g, '\\$1{$2}');
-  try {
-    new RegExp(js, flags);
-  } catch (e) {
-    // Some patterns valid in RE2 are rejected by JS's /u mode (e.g. "\-" outside classes); retry without it.
-    try {
-      new RegExp(js, flags.replace('u', ''));
-    } catch {
-      return `${JSON.stringify(re)} is not a valid regex: ${(e as Error).message.replace(/^Invalid regular expression: /, '')}; Istio uses RE2 syntax`;
-    }
-  }
-  return undefined;
+  return checkEnvoyRegex(re);
 }
 
 const re2 = z.string().superRefine((s, ctx) => {

@@ -80,7 +80,7 @@ test('only the leader writes; an invalid object gets IST0106 and a Reconciled=Fa
     await w.idle();
     assert.equal(s.patches.length, 2);
     assert.deepEqual(s.patches[1]!.body['status'], { conditions: [other], validationMessages: null });
-    assert.deepEqual(w.stats(), { marked: 1, cleared: 1, failures: 0, abandoned: 0 });
+    assert.deepEqual(w.stats(), { marked: 1, cleared: 1, failures: 0, abandoned: 0, rejected: 0 });
 
     // Not an Istio kind, or valid with no status: ignored.
     w.observe({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'x', namespace: 'shop' } }, [issue]);
@@ -101,7 +101,7 @@ test('failed writes are retried a bounded number of times and never throw; a del
     w.observe(vs(), [issue]);
     await w.idle();
     assert.equal(s.patches.length, 3, 'three attempts, then given up');
-    assert.deepEqual(w.stats(), { marked: 0, cleared: 0, failures: 3, abandoned: 1 });
+    assert.deepEqual(w.stats(), { marked: 0, cleared: 0, failures: 3, abandoned: 1, rejected: 0 });
     assert.equal(w.pending(), 0);
 
     s.codes.splice(0);
@@ -118,5 +118,67 @@ test('failed writes are retried a bounded number of times and never throw; a del
   } finally {
     await w.stop();
     await s.close();
+  }
+});
+
+test('a proxy rejection is written as Reconciled=False/ProxyRejected (object read back first), kept across informer echoes, and cleared', async () => {
+  const requests: Array<{ method: string; url: string; body: Record<string, any> }> = [];
+  let live: Record<string, unknown> = vs();
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const body = text ? (JSON.parse(text) as Record<string, any>) : {};
+      requests.push({ method: req.method ?? '', url: req.url ?? '', body });
+      if (req.method === 'PATCH') live = { ...live, status: body['status'] };
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(live));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 't', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
+    users: [{ name: 't', token: 't' }],
+    contexts: [{ name: 't', cluster: 't', user: 't' }],
+    currentContext: 't',
+  });
+  const w = createStatusWriter({ client: new KubeClient({ kubeConfig: kc }), log: silentLogger });
+  try {
+    w.start();
+    // Core kinds have no Istio status: ignored.
+    w.setRejection({ kind: 'Service', namespace: 'shop', name: 'cart' }, 'rejected');
+    await w.idle();
+    assert.equal(requests.length, 0);
+
+    w.setRejection({ kind: 'VirtualService', namespace: 'shop', name: 'cart' }, 'Envoy rejected RDS 9080 built from this object (proxy p): bad header');
+    await w.idle();
+    assert.deepEqual(requests.map((r) => `${r.method} ${r.url}`), [
+      'GET /apis/networking.istio.io/v1/namespaces/shop/virtualservices/cart',
+      'PATCH /apis/networking.istio.io/v1/namespaces/shop/virtualservices/cart/status',
+    ]);
+    const cond = requests[1]!.body['status'].conditions[0];
+    assert.equal(cond.type, 'Reconciled');
+    assert.equal(cond.status, 'False');
+    assert.equal(cond.reason, 'ProxyRejected');
+    assert.equal(cond.message, 'Envoy rejected RDS 9080 built from this object (proxy p): bad header');
+    assert.equal(requests[1]!.body['status'].validationMessages, null, 'no analysis message for a rejection');
+
+    // The informer's echo keeps it (no write); the same text again is not rewritten.
+    w.observe(live, []);
+    w.setRejection({ kind: 'VirtualService', namespace: 'shop', name: 'cart' }, 'Envoy rejected RDS 9080 built from this object (proxy p): bad header');
+    await w.idle();
+    assert.equal(requests.length, 2);
+
+    // No proxy rejects it any more: the condition goes.
+    w.setRejection({ kind: 'VirtualService', namespace: 'shop', name: 'cart' }, undefined);
+    await w.idle();
+    assert.equal(requests.at(-1)!.method, 'PATCH');
+    assert.equal(requests.at(-1)!.body['status'].conditions, null);
+    assert.deepEqual(w.stats(), { marked: 0, cleared: 1, failures: 0, abandoned: 0, rejected: 1 });
+  } finally {
+    await w.stop();
+    await new Promise<void>((r) => server.close(() => r()));
   }
 });

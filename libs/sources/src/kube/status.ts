@@ -15,6 +15,14 @@ export const schemaValidationDocUrl = 'https://istio.io/latest/docs/reference/co
 /** The condition Sextant sets next to the message: `Reconciled=False`, reason `SchemaValidationError`, message naming each field and reason. */
 export const invalidConditionType = 'Reconciled';
 export const invalidConditionReason = 'SchemaValidationError';
+/**
+ * The condition Sextant sets on an object a proxy rejected config built from:
+ * `Reconciled=False`, reason `ProxyRejected`, the message naming the resource
+ * and Envoy's error. Istio's `Reconciled` means "distributed to the
+ * proxies", which a NACK denies. An object that is also invalid shows the
+ * SchemaValidationError condition instead (its current version is not served).
+ */
+export const rejectedConditionReason = 'ProxyRejected';
 
 interface IstioCondition {
   type?: string;
@@ -58,6 +66,8 @@ export interface StatusWriterStats {
   failures: number;
   /** Objects given up on after maxAttempts (until they change again). */
   abandoned: number;
+  /** Status writes that set or changed a ProxyRejected condition. */
+  rejected: number;
 }
 
 export interface StatusWriter {
@@ -67,6 +77,11 @@ export interface StatusWriter {
    * and only those whose status differs from what it should be.
    */
   observe(raw: unknown, issues: readonly ValidationIssue[]): void;
+  /**
+   * A proxy rejects config built from this object (message), or no longer
+   * does (undefined). Kinds without a status (core objects) are ignored.
+   */
+  setRejection(object: { kind: string; namespace: string; name: string }, message: string | undefined): void;
   /** Starts writing (on leadership). */
   start(): void;
   /** Stops writing (leadership lost, shutdown); observations keep being recorded. */
@@ -79,16 +94,22 @@ export interface StatusWriter {
   running(): boolean;
 }
 
+interface Want {
+  conditions: IstioCondition[];
+  validationMessages: ValidationMessage[];
+}
+
 interface Entry {
-  raw: KubeObject;
+  /** The object as last observed; undefined when only a rejection changed (read back before writing). */
+  raw: KubeObject | undefined;
   path: string;
-  want: { conditions: IstioCondition[]; validationMessages: ValidationMessage[] };
+  want: Want | undefined;
   marking: boolean;
   attempts: number;
 }
 
 const isOurMessage = (m: ValidationMessage) => m?.type?.code === schemaValidationMessageType.code;
-const isOurCondition = (c: IstioCondition) => c?.type === invalidConditionType && c?.reason === invalidConditionReason;
+const isOurCondition = (c: IstioCondition) => c?.type === invalidConditionType && (c?.reason === invalidConditionReason || c?.reason === rejectedConditionReason);
 
 function sameCondition(a: IstioCondition | undefined, b: IstioCondition | undefined): boolean {
   if (!a || !b) return a === b;
@@ -106,10 +127,12 @@ export function invalidMessage(issues: readonly ValidationIssue[]): string {
  * the `/status` subresource: `validationMessages` gets an `IST0106`
  * (SchemaValidationError, level ERROR) entry and `conditions` a
  * `Reconciled=False` condition with reason `SchemaValidationError` and a
- * message naming every field and reason. Both are removed again when the
- * object becomes valid; other messages and conditions are left alone. Only
- * the leader writes (start/stop follow leadership); a failed write is retried
- * with backoff a bounded number of times and never throws.
+ * message naming every field and reason. Objects a proxy rejected config
+ * built from (setRejection) get `Reconciled=False` with reason
+ * `ProxyRejected`. Both are removed again when the cause goes away; other
+ * messages and conditions are left alone. Only the leader writes
+ * (start/stop follow leadership); a failed write is retried with backoff a
+ * bounded number of times and never throws.
  */
 export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
   const log = opts.log.child({ controller: 'status-writer' });
@@ -118,21 +141,81 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
   const maxAttempts = opts.maxAttempts ?? 5;
   const now = opts.now ?? (() => new Date());
   const entries = new Map<string, Entry>();
-  const st: StatusWriterStats = { marked: 0, cleared: 0, failures: 0, abandoned: 0 };
+  /** Validation issues of objects currently invalid, by key. */
+  const invalid = new Map<string, readonly ValidationIssue[]>();
+  /** Rejection text of objects a proxy currently rejects config from, by key. */
+  const rejected = new Map<string, string>();
+  const st: StatusWriterStats = { marked: 0, cleared: 0, failures: 0, abandoned: 0, rejected: 0 };
+  const stamp = () => now().toISOString().replace(/\.\d+Z$/, 'Z');
+
+  /** What the object's status should be, and whether it already is. */
+  const desired = (o: KubeObject, key: string): { want: Want; inSync: boolean; marking: boolean } => {
+    const status = (o.status && typeof o.status === 'object' ? o.status : {}) as IstioStatus;
+    const conditions = Array.isArray(status.conditions) ? status.conditions : [];
+    const messages = Array.isArray(status.validationMessages) ? status.validationMessages : [];
+    const otherConditions = conditions.filter((c) => !isOurCondition(c));
+    const otherMessages = messages.filter((m) => !isOurMessage(m));
+    const issues = invalid.get(key) ?? [];
+    const rejection = rejected.get(key);
+    const previous = conditions.find(isOurCondition);
+    const generation = (o.metadata as { generation?: number } | undefined)?.generation;
+    let condition: IstioCondition | undefined;
+    if (issues.length || rejection !== undefined) {
+      condition = {
+        type: invalidConditionType,
+        status: 'False',
+        reason: issues.length ? invalidConditionReason : rejectedConditionReason,
+        message: issues.length ? invalidMessage(issues) : rejection,
+        ...(generation !== undefined ? { observedGeneration: generation } : {}),
+      };
+      condition.lastTransitionTime = previous?.status === 'False' && previous.lastTransitionTime ? previous.lastTransitionTime : stamp();
+    }
+    const wantMessage = issues.length > 0;
+    const want: Want = {
+      conditions: condition ? [...otherConditions, condition] : otherConditions,
+      validationMessages: wantMessage ? [...otherMessages, { type: { ...schemaValidationMessageType }, level: 'ERROR', documentationUrl: schemaValidationDocUrl }] : otherMessages,
+    };
+    const ours = messages.filter(isOurMessage);
+    const conditionInSync = condition ? sameCondition(previous, condition) && conditions.filter(isOurCondition).length === 1 : otherConditions.length === conditions.length;
+    const messageInSync = wantMessage ? ours.length === 1 && ours[0]?.level === 'ERROR' : otherMessages.length === messages.length;
+    return { want, inSync: conditionInSync && messageInSync, marking: condition !== undefined };
+  };
 
   const write = async (key: string, entry: Entry) => {
-    const meta = entry.raw.metadata ?? {};
-    const ident = { kind: entry.raw.kind, namespace: meta.namespace, name: meta.name };
+    if (!entry.raw) {
+      // Only the rejection changed: read the object (rare: rate-limited NACK reports).
+      try {
+        entry.raw = await opts.client.request<KubeObject>('GET', entry.path, { timeoutMs: 10_000 });
+      } catch (err) {
+        if (isNotFound(err)) {
+          if (entries.get(key) === entry) entries.delete(key);
+          return;
+        }
+        throw err;
+      }
+    }
+    const raw = entry.raw;
+    const d = desired(raw, key);
+    if (d.inSync) {
+      if (entries.get(key) === entry) entries.delete(key);
+      return;
+    }
+    entry.want = d.want;
+    entry.marking = d.marking;
+    const meta = raw.metadata ?? {};
+    const ident = { kind: raw.kind, namespace: meta.namespace, name: meta.name };
     const empty = (a: unknown[]) => (a.length ? a : null);
     const patch = {
       metadata: { resourceVersion: meta.resourceVersion },
-      status: { conditions: empty(entry.want.conditions), validationMessages: empty(entry.want.validationMessages) },
+      status: { conditions: empty(d.want.conditions), validationMessages: empty(d.want.validationMessages) },
     };
     try {
       await opts.client.request('PATCH', `${entry.path}/status`, { body: patch, contentType: 'application/merge-patch+json', timeoutMs: 10_000 });
-      if (entry.marking) st.marked++;
+      const reason = d.want.conditions.find(isOurCondition)?.reason;
+      if (reason === rejectedConditionReason) st.rejected++;
+      else if (entry.marking) st.marked++;
       else st.cleared++;
-      log.info({ ...ident, invalid: entry.marking }, entry.marking ? 'wrote invalid-config status (IST0106)' : 'cleared invalid-config status');
+      log.info({ ...ident, reason: reason ?? 'cleared' }, reason === rejectedConditionReason ? 'wrote proxy-rejected status' : entry.marking ? 'wrote invalid-config status (IST0106)' : 'cleared Sextant status');
       // The informer's echo of this write is checked again by observe(); nothing more to do unless a newer observation came in.
       if (entries.get(key) === entry) entries.delete(key);
     } catch (err) {
@@ -155,7 +238,7 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
         // Someone else changed the object; read it back so the retry carries its resourceVersion and status.
         try {
           const live = await opts.client.request<KubeObject>('GET', entry.path, { timeoutMs: 10_000 });
-          if (entries.get(key) === entry) entry.raw = { ...live, apiVersion: entry.raw.apiVersion, kind: entry.raw.kind };
+          if (entries.get(key) === entry) entry.raw = { ...live, apiVersion: raw.apiVersion, kind: raw.kind };
         } catch {
           // retried below
         }
@@ -188,37 +271,33 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
       if (!k || typeof name !== 'string' || !name) return;
       const ns = typeof o.metadata?.namespace === 'string' ? o.metadata.namespace : undefined;
       const key = `${o.kind}.${group}/${ns ?? ''}/${name}`;
-      const status = (o.status && typeof o.status === 'object' ? o.status : {}) as IstioStatus;
-      const conditions = Array.isArray(status.conditions) ? status.conditions : [];
-      const messages = Array.isArray(status.validationMessages) ? status.validationMessages : [];
-      const otherConditions = conditions.filter((c) => !isOurCondition(c));
-      const otherMessages = messages.filter((m) => !isOurMessage(m));
-      let want: Entry['want'];
-      let inSync: boolean;
-      if (issues.length) {
-        const previous = conditions.find(isOurCondition);
-        const generation = (o.metadata as { generation?: number } | undefined)?.generation;
-        const condition: IstioCondition = {
-          type: invalidConditionType,
-          status: 'False',
-          reason: invalidConditionReason,
-          message: invalidMessage(issues),
-          ...(generation !== undefined ? { observedGeneration: generation } : {}),
-        };
-        condition.lastTransitionTime = previous?.status === 'False' && previous.lastTransitionTime ? previous.lastTransitionTime : now().toISOString().replace(/\.\d+Z$/, 'Z');
-        const message: ValidationMessage = { type: { ...schemaValidationMessageType }, level: 'ERROR', documentationUrl: schemaValidationDocUrl };
-        want = { conditions: [...otherConditions, condition], validationMessages: [...otherMessages, message] };
-        const ours = messages.filter(isOurMessage);
-        inSync = sameCondition(previous, condition) && conditions.filter(isOurCondition).length === 1 && ours.length === 1 && ours[0]?.level === 'ERROR';
-      } else {
-        want = { conditions: otherConditions, validationMessages: otherMessages };
-        inSync = otherConditions.length === conditions.length && otherMessages.length === messages.length;
-      }
-      if (inSync) {
+      if (issues.length) invalid.set(key, issues);
+      else invalid.delete(key);
+      const d = desired(o, key);
+      if (d.inSync) {
         entries.delete(key);
         return;
       }
-      entries.set(key, { raw: o, path: `${collectionPath(group, version, k.plural, ns)}/${name}`, want, marking: issues.length > 0, attempts: 0 });
+      entries.set(key, { raw: o, path: `${collectionPath(group, version, k.plural, ns)}/${name}`, want: d.want, marking: d.marking, attempts: 0 });
+      queue.add(key);
+    },
+    setRejection(object, message) {
+      // Istio's kinds only (a Kubernetes Gateway shares the kind name with Istio's).
+      const k = [...kinds.values()].find((x) => x.kind === object.kind && x.group.endsWith('istio.io'));
+      if (!k) return;
+      const key = `${k.kind}.${k.group}/${object.namespace}/${object.name}`;
+      if (message === undefined) {
+        if (!rejected.delete(key)) return;
+      } else {
+        if (rejected.get(key) === message) return;
+        rejected.set(key, message);
+      }
+      const pending = entries.get(key);
+      if (pending) {
+        pending.attempts = 0;
+      } else {
+        entries.set(key, { raw: undefined, path: `${collectionPath(k.group, k.versions[0]!, k.plural, k.namespaced ? object.namespace : undefined)}/${object.name}`, want: undefined, marking: message !== undefined, attempts: 0 });
+      }
       queue.add(key);
     },
     start() {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { JsonValue } from '@sextant/envoy';
-import { classify, diffSnapshots, formatReport, generalize, parseExpectedDifferences, podNode, type XdsSnapshot } from './index.js';
+import { TypeUrl, encodeJson, type JsonValue } from '@sextant/envoy';
+import { builtinDecoder, classify, diffSnapshots, formatReport, generalize, parseExpectedDifferences, podNode, type XdsSnapshot } from './index.js';
 
 function snap(parts: Partial<Record<'lds' | 'rds' | 'cds' | 'eds', Record<string, unknown>>>): XdsSnapshot {
   const m = (o: Record<string, unknown> = {}) => new Map(Object.entries(o) as [string, JsonValue][]);
@@ -65,6 +65,12 @@ test('expected differences: subtree patterns, ** and kinds; unlisted and stale e
   assert.match(text, /UNEXPECTED lds\/\*\/filterChains\[\*\]\/filters\[envoy.filters.network.http_connection_manager\]\/typedConfig\/httpFilters\[istio.stats\]\/typedConfig \[changed\]: 1/);
   assert.match(text, /STALE traffic\/gone/);
   assert.throws(() => parseExpectedDifferences('- {id: a, feature: f, paths: [x], reason: r}'), /entry 1 \(a\): traffic/);
+  const lists = parseExpectedDifferences('- {id: d, feature: f, paths: ["rds/*/virtualHosts[*]/domains"], reason: r, traffic: t}');
+  assert.ok(lists.match({ path: 'rds/80/virtualHosts[a:80]/domains[5]', kind: 'changed' }, 'p'), 'a field name covers its list elements');
+  assert.ok(!lists.match({ path: 'rds/80/virtualHosts[a:80]/domainsX', kind: 'changed' }, 'p'));
+  const exact = parseExpectedDifferences('- {id: c, feature: f, paths: ["lds/*/filterChains[*]$"], reason: r, traffic: t}');
+  assert.ok(exact.match({ path: 'lds/l/filterChains[match={}]', kind: 'missing-in-sextant' }, 'p'), '$ matches the path itself');
+  assert.ok(!exact.match({ path: 'lds/l/filterChains[match={}]/name', kind: 'changed' }, 'p'), '$ does not cover the subtree');
   assert.throws(() => parseExpectedDifferences('- {id: a, feature: f, paths: [x], reason: r, traffic: t, colour: red}'), /unknown field colour/);
 });
 
@@ -90,4 +96,23 @@ test('podNode derives the node pilot-agent sends for a Deployment pod', () => {
   assert.equal(m['SERVICE_ACCOUNT'], 'reviews');
   assert.equal(m['ISTIO_VERSION'], '1.28.0');
   assert.equal(m['APP_CONTAINERS'], 'reviews');
+});
+
+test('decoding keeps what the descriptors do not know comparable: unknown fields by number and hash, unknown Any types by hash', () => {
+  const decoder = builtinDecoder();
+  const cluster = encodeJson(TypeUrl.Cluster, { name: 'c', type: 'EDS' });
+  // Field 999 (varint 7) is not in Envoy's Cluster.
+  const withUnknown = new Uint8Array([...cluster, 0xb8, 0x3e, 0x07]);
+  const json = decoder.decode(TypeUrl.Cluster, withUnknown) as Record<string, unknown>;
+  assert.equal(json['name'], 'c');
+  assert.match(String((json['@unknownFields'] as string[])[0]), /^envoy\.config\.cluster\.v3\.Cluster#999:sha256:[0-9a-f]{16}$/);
+  assert.equal((decoder.decode(TypeUrl.Cluster, cluster) as Record<string, unknown>)['@unknownFields'], undefined);
+  const listener = encodeJson(TypeUrl.Listener, {
+    name: 'l',
+    filterChains: [{ filters: [{ name: 'x', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', statPrefix: 's', cluster: 'c' } }] }],
+  });
+  // Re-point the Any at a type no registry has (same length, so the encoding stays valid): it decodes as an opaque marker instead of failing.
+  const text = Buffer.from(listener).toString('latin1').replace('envoy.extensions.filters', 'example.unknownx.filters');
+  const l = decoder.decode(TypeUrl.Listener, new Uint8Array(Buffer.from(text, 'latin1'))) as { filterChains: Array<{ filters: Array<{ typedConfig: { value: string } }> }> };
+  assert.match(l.filterChains[0]!.filters[0]!.typedConfig.value, /^opaque type\.googleapis\.com\/example\.unknownx\.filters\.network\.tcp_proxy\.v3\.TcpProxy sha256:[0-9a-f]{16}$/);
 });

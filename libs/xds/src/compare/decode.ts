@@ -9,7 +9,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { create, createFileRegistry, fromBinary, toBinary, toJson, type DescMessage, type JsonValue, type Registry } from '@bufbuild/protobuf';
+import { create, createFileRegistry, createRegistry, fromBinary, toBinary, toJson, type DescMessage, type JsonValue, type Registry } from '@bufbuild/protobuf';
 import { FileDescriptorSetSchema, StringValueSchema, type Any } from '@bufbuild/protobuf/wkt';
 import { registry as envoyRegistry, typeNameOf } from '@sextant/envoy';
 
@@ -21,17 +21,26 @@ export interface XdsDecoder {
 }
 
 class RegistryDecoder implements XdsDecoder {
+  private readonly registry: Registry;
+
   constructor(
     readonly source: string,
-    private readonly registry: Registry,
-  ) {}
+    registry: Registry,
+  ) {
+    // StringValue carries the markers for Anys of unknown types.
+    this.registry = createRegistry(registry, StringValueSchema);
+  }
 
   decode(typeUrl: string, value: Uint8Array): JsonValue {
     const schema = this.registry.getMessage(typeNameOf(typeUrl));
     if (!schema) return opaqueJson(typeUrl, value);
     const msg = fromBinary(schema, value);
-    markOpaqueAnys(schema, msg, this.registry);
-    return toJson(schema, msg, { registry: this.registry });
+    const unknown: string[] = [];
+    markOpaqueAnys(schema, msg as unknown as Record<string, unknown>, this.registry, unknown);
+    const json = toJson(schema, msg, { registry: this.registry });
+    // toJson drops fields the descriptors do not know; name them so they still compare.
+    if (unknown.length && json && typeof json === 'object' && !Array.isArray(json)) return { ...json, '@unknownFields': [...new Set(unknown)].sort() };
+    return json;
   }
 }
 
@@ -46,9 +55,12 @@ function opaqueJson(typeUrl: string, value: Uint8Array): JsonValue {
 /**
  * Replaces every Any (at any depth) whose type the registry lacks by a
  * StringValue naming its type and the hash of its bytes, since toJson cannot
- * print it. Returns whether the message changed (so enclosing Anys re-encode).
+ * print it, and collects the fields no descriptor names (`Type#number:hash`).
+ * Returns whether the message changed (so enclosing Anys re-encode).
  */
-function markOpaqueAnys(desc: DescMessage, msg: Record<string, unknown>, reg: Registry): boolean {
+function markOpaqueAnys(desc: DescMessage, msg: Record<string, unknown>, reg: Registry, unknown: string[]): boolean {
+  const extra = msg['$unknown'] as Array<{ no: number; data: Uint8Array }> | undefined;
+  for (const u of extra ?? []) unknown.push(`${desc.typeName}#${u.no}:sha256:${digest(u.data)}`);
   if (desc.typeName === 'google.protobuf.Any') {
     const any = msg as unknown as Any;
     const inner = reg.getMessage(typeNameOf(any.typeUrl));
@@ -59,7 +71,7 @@ function markOpaqueAnys(desc: DescMessage, msg: Record<string, unknown>, reg: Re
       return true;
     }
     const m = fromBinary(inner, any.value);
-    if (!markOpaqueAnys(inner, m as unknown as Record<string, unknown>, reg)) return false;
+    if (!markOpaqueAnys(inner, m as unknown as Record<string, unknown>, reg, unknown)) return false;
     any.value = toBinary(inner, m);
     return true;
   }
@@ -72,11 +84,11 @@ function markOpaqueAnys(desc: DescMessage, msg: Record<string, unknown>, reg: Re
     } else v = msg[f.localName];
     if (v === undefined || v === null) continue;
     if (f.fieldKind === 'message') {
-      if (markOpaqueAnys(f.message, v as Record<string, unknown>, reg)) changed = true;
+      if (markOpaqueAnys(f.message, v as Record<string, unknown>, reg, unknown)) changed = true;
     } else if (f.fieldKind === 'list' && f.listKind === 'message') {
-      for (const e of v as Record<string, unknown>[]) if (markOpaqueAnys(f.message, e, reg)) changed = true;
+      for (const e of v as Record<string, unknown>[]) if (markOpaqueAnys(f.message, e, reg, unknown)) changed = true;
     } else if (f.fieldKind === 'map' && f.mapKind === 'message') {
-      for (const e of Object.values(v as Record<string, Record<string, unknown>>)) if (markOpaqueAnys(f.message, e, reg)) changed = true;
+      for (const e of Object.values(v as Record<string, Record<string, unknown>>)) if (markOpaqueAnys(f.message, e, reg, unknown)) changed = true;
     }
   }
   return changed;

@@ -87,17 +87,32 @@ function escapeKey(k: string): string {
   return k.replace(/%/g, '%25').replace(/\//g, '%2F').replace(/\[/g, '%5B').replace(/\]/g, '%5D');
 }
 
-/** The element key used in paths: its `name` when every element has a distinct one. */
-function keyedByName(a: unknown[], b: unknown[]): boolean {
+/**
+ * The key an element is matched by: its `name`, or for a filter chain its
+ * `filterChainMatch`.
+ */
+function elementKey(e: unknown, field: string): string | undefined {
+  if (!e || typeof e !== 'object' || Array.isArray(e)) return undefined;
+  const o = e as Record<string, unknown>;
+  // Envoy rejects two chains with one match, and picks chains by match: the match is a chain's identity.
+  if (field === 'filterChains') return `match=${canonical(o['filterChainMatch'] ?? {})}`;
+  if (typeof o['name'] === 'string' && o['name'] !== '') return o['name'];
+  return undefined;
+}
+
+/** Keys for both lists when every element has one and none repeats within a list. */
+function keysOf(a: unknown[], b: unknown[], field: string): [string[], string[]] | undefined {
+  const out: string[][] = [];
   for (const list of [a, b]) {
-    const seen = new Set<string>();
+    const keys: string[] = [];
     for (const e of list) {
-      const n = e && typeof e === 'object' && !Array.isArray(e) ? (e as Record<string, unknown>)['name'] : undefined;
-      if (typeof n !== 'string' || n === '' || seen.has(n)) return false;
-      seen.add(n);
+      const k = elementKey(e, field);
+      if (k === undefined || keys.includes(k)) return undefined;
+      keys.push(k);
     }
+    out.push(keys);
   }
-  return a.length + b.length > 0;
+  return a.length + b.length > 0 ? [out[0]!, out[1]!] : undefined;
 }
 
 function diffValue(path: string, a: unknown, b: unknown, out: Difference[]): void {
@@ -111,11 +126,12 @@ function diffValue(path: string, a: unknown, b: unknown, out: Difference[]): voi
     return;
   }
   if (Array.isArray(a) && Array.isArray(b)) {
-    if (keyedByName(a, b)) {
-      const byName = (l: unknown[]) => new Map(l.map((e) => [String((e as Record<string, unknown>)['name']), e]));
-      const ma = byName(a);
-      const mb = byName(b);
-      for (const n of new Set([...ma.keys(), ...mb.keys()])) diffValue(`${path}[${escapeKey(n)}]`, ma.get(n), mb.get(n), out);
+    const field = path.slice(path.lastIndexOf('/') + 1);
+    const keys = keysOf(a, b, field);
+    if (keys) {
+      const ma = new Map(keys[0].map((k, i) => [k, a[i]]));
+      const mb = new Map(keys[1].map((k, i) => [k, b[i]]));
+      for (const k of new Set([...keys[0], ...keys[1]])) diffValue(`${path}[${escapeKey(k)}]`, ma.get(k), mb.get(k), out);
       return;
     }
     for (let i = 0; i < Math.max(a.length, b.length); i++) diffValue(`${path}[${i}]`, a[i], b[i], out);

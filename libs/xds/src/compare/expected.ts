@@ -7,7 +7,9 @@
  *
  * Pattern syntax: segments separated by `/` as in a difference's path; `*`
  * matches any run of characters inside one segment, `**` any number of whole
- * segments. A pattern matches a difference at its path or anywhere beneath
+ * segments; a segment without `[…]` also matches that field's list elements.
+ * A pattern ending in `$` matches only differences at exactly that path (a
+ * whole element missing or extra), not beneath it. A pattern matches a difference at its path or anywhere beneath
  * it, so a pattern can name a whole subtree.
  */
 import { readFileSync } from 'node:fs';
@@ -40,24 +42,34 @@ function globToRegex(glob: string): RegExp {
 
 interface CompiledEntry {
   entry: ExpectedDifference;
-  patterns: (RegExp | '**')[][];
+  patterns: Compiled[];
   proxies: RegExp[] | undefined;
 }
 
-function compilePattern(p: string): (RegExp | '**')[] {
-  return p.split('/').map((s) => (s === '**' ? '**' : new RegExp('^' + s.split('*').map((x) => x.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*') + '$')));
+type Compiled = { segs: (RegExp | '**')[]; exact: boolean };
+
+function compilePattern(pattern: string): Compiled {
+  const exact = pattern.endsWith('$');
+  const p = exact ? pattern.slice(0, -1) : pattern;
+  const segs = p.split('/').map((s): RegExp | '**' => {
+    if (s === '**') return '**';
+    const body = s.split('*').map((x) => x.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*');
+    // A field name without a [key] also matches its list elements: `domains` covers `domains[3]`.
+    return new RegExp('^' + body + (s.includes('[') ? '' : '(\\[[^/]*\\])?') + '$');
+  });
+  return { segs, exact };
 }
 
-/** Does the pattern match a prefix of the path segments (so it covers the subtree)? */
-function matchPrefix(pat: (RegExp | '**')[], segs: string[], pi = 0, si = 0): boolean {
-  if (pi === pat.length) return true;
+/** Does the pattern match a prefix of the path segments (so it covers the subtree), or the whole path when exact? */
+function matchPrefix(pat: (RegExp | '**')[], segs: string[], exact: boolean, pi = 0, si = 0): boolean {
+  if (pi === pat.length) return !exact || si === segs.length;
   const p = pat[pi]!;
   if (p === '**') {
-    for (let k = si; k <= segs.length; k++) if (matchPrefix(pat, segs, pi + 1, k)) return true;
+    for (let k = si; k <= segs.length; k++) if (matchPrefix(pat, segs, exact, pi + 1, k)) return true;
     return false;
   }
   if (si >= segs.length) return false;
-  return p.test(segs[si]!) && matchPrefix(pat, segs, pi + 1, si + 1);
+  return p.test(segs[si]!) && matchPrefix(pat, segs, exact, pi + 1, si + 1);
 }
 
 export class ExpectedDifferences {
@@ -77,7 +89,7 @@ export class ExpectedDifferences {
     for (const c of this.compiled) {
       if (c.entry.kind && c.entry.kind !== d.kind) continue;
       if (c.proxies && !c.proxies.some((r) => r.test(proxy))) continue;
-      if (c.patterns.some((p) => matchPrefix(p, segs))) return c.entry;
+      if (c.patterns.some((p) => matchPrefix(p.segs, segs, p.exact))) return c.entry;
     }
     return undefined;
   }

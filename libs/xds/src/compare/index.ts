@@ -15,5 +15,5 @@ export {
 export { diffSnapshots, generalize, normalize, sameSnapshot, type Difference, type DifferenceKind } from './diff.js';
 export { ExpectedDifferences, loadExpectedDifferences, parseExpectedDifferences, type ExpectedDifference } from './expected.js';
 export { classify, formatReport, type ComparisonReport, type FormatOptions, type ProxyComparison, type ProxyReport } from './report.js';
-export { injectedAgentEnv, podNode, podNodeId, podWorkload, type PodLike, type PodProxyOptions, type ProxyKind } from './pod.js';
+export { injectedAgentEnv, podNode, podProxyConfigDefaults, podNodeId, podWorkload, type PodLike, type PodProxyOptions, type ProxyKind } from './pod.js';
 export { compareProxy, type CompareProxyOptions, type ControlPlaneAddress } from './compare.js';

@@ -38,6 +38,24 @@ export interface PodProxyOptions {
   proxyConfig?: Record<string, unknown>;
 }
 
+/**
+ * ProxyConfig as the injector renders it into PROXY_CONFIG when the mesh's
+ * defaultConfig sets nothing else (Istio's defaults for a pod's proxy).
+ */
+export const podProxyConfigDefaults: Readonly<Record<string, unknown>> = {
+  binaryPath: '/usr/local/bin/envoy',
+  configPath: './etc/istio/proxy',
+  concurrency: 2,
+  controlPlaneAuthPolicy: 'MUTUAL_TLS',
+  discoveryAddress: 'istiod.istio-system.svc:15012',
+  drainDuration: '45s',
+  proxyAdminPort: 15000,
+  serviceCluster: 'istio-proxy',
+  statNameLength: 189,
+  statusPort: 15020,
+  terminationDrainDuration: '5s',
+};
+
 /** The workload (Deployment, or the bare owner) the injector names the pod after. */
 export function podWorkload(pod: PodLike): { name: string; kind: string; apiVersion: string } {
   const owner = pod.metadata.ownerReferences?.find((o) => o.controller) ?? pod.metadata.ownerReferences?.[0];
@@ -114,10 +132,13 @@ export function podNode(pod: PodLike, opts: PodProxyOptions = {}): NodeJson {
     LABELS: labels,
     ANNOTATIONS: { ...(pod.metadata.annotations ?? {}) },
     ISTIO_VERSION: opts.istioVersion ?? '1.31-dev',
-    PROXY_CONFIG: opts.proxyConfig ?? {},
+    PROXY_CONFIG: { ...podProxyConfigDefaults, ...(opts.proxyConfig ?? {}) },
     ENVOY_STATUS_PORT: 15021,
     ENVOY_PROMETHEUS_PORT: 15090,
     PILOT_SAN: ['istiod.istio-system.svc'],
+    METADATA_DISCOVERY: 'false',
+    ENVOY_SKIP_DEPRECATED_LOGS: 'true',
+    WORKLOAD_IDENTITY_SOCKET_FILE: 'socket',
   });
   return {
     id: podNodeId(pod, opts.kind),

@@ -94,7 +94,7 @@ export function formatReport(report: ComparisonReport, opts: FormatOptions = {})
   const lines: string[] = [];
   for (const p of report.proxies) {
     const total = [...p.expected.values(), ...p.unexpected.values()].reduce((n, l) => n + l.length, 0);
-    lines.push(`proxy ${p.proxy} (${p.nodeId}): ${total === 0 ? 'identical' : `${total} differences`}`);
+    lines.push(`proxy ${p.proxy}${p.proxy === p.nodeId ? '' : ` (${p.nodeId})`}: ${total === 0 ? 'identical' : `${total} differences`}`);
     if (opts.showExpected ?? true) {
       for (const [id, ds] of [...p.expected].sort((a, b) => a[0].localeCompare(b[0]))) {
         const e = byId.get(id)!;
