@@ -57,8 +57,9 @@ test-unit: build
 test-e2e: build tools
 	scripts/test.sh e2e
 
-# `make bench BENCH=xds` (or ca, scale, webhook, abuse) runs one section; reports go to bench/results/.
-bench: build
+# `make bench BENCH=istiod` (or ca, webhook, abuse) runs one section; reports go to bench/results/.
+# The istiod section needs `make tools` (cluster, pilot-discovery); ISTIOD_BENCH_* pick its sizes (docs/scale.md).
+bench: build tools
 	node bench/dist/main.js
 
 clean:

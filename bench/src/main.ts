@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
  * `make bench`: runs every benchmark and writes one report (JSON and Markdown)
  * under bench/results/, with the machine and the inputs. Each benchmark
  * reports medians of repeated runs; ratios are taken within this one run.
- * `make bench BENCH=xds` (or ca, scale, webhook, abuse) runs one.
+ * `make bench BENCH=istiod` (or ca, webhook, abuse) runs one.
  */
 interface Section {
   name: string;
@@ -15,9 +15,9 @@ interface Section {
 }
 
 const sections: Section[] = [
-  { name: 'xds', run: async () => (await import('./xds.js')).runXdsBench() },
   { name: 'ca', run: async () => (await import('./ca.js')).runCaBench() },
-  { name: 'scale', run: async () => (await import('./scale.js')).runScaleBench() },
+  // Sextant's daemon side by side with istiod on a local cluster (ISTIOD_BENCH_* pick the sizes).
+  { name: 'istiod', run: async () => (await import('./istiod.js')).runIstiodBench() },
   { name: 'webhook', run: async () => (await import('./webhook.js')).runWebhookBench() },
   { name: 'abuse', run: async () => (await import('./abuse.js')).runAbuseBench() },
 ];

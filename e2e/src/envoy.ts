@@ -4,7 +4,8 @@
  * loopback port; the process is always killed at the end (stop(), or process
  * exit as a last resort).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnManaged } from './child.js';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,8 +66,6 @@ function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<s
   return out;
 }
 
-const running = new Set<ChildProcess>();
-let exitHook = false;
 
 export function envoyBootstrap(opts: EnvoyOptions): Record<string, unknown> {
   const [host, portText] = splitHostPort(opts.adsAddress);
@@ -146,23 +145,8 @@ export async function startEnvoy(opts: EnvoyOptions): Promise<RunningEnvoy> {
     '--concurrency', '1',
     ...(opts.args ?? []),
   ];
-  const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(proc);
-  if (!exitHook) {
-    exitHook = true;
-    process.on('exit', () => {
-      for (const p of running) p.kill('SIGKILL');
-    });
-  }
-  let out = '';
-  const keep = (b: Buffer) => {
-    out += b.toString();
-    if (out.length > 1_000_000) out = out.slice(-500_000);
-  };
-  proc.stdout!.on('data', keep);
-  proc.stderr!.on('data', keep);
+  const { proc, output } = spawnManaged(bin, args);
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
-  const output = () => out;
   let adminUrl: string;
   try {
     const address = await until(
@@ -176,7 +160,6 @@ export async function startEnvoy(opts: EnvoyOptions): Promise<RunningEnvoy> {
   } catch (err) {
     proc.kill('SIGKILL');
     await exited;
-    running.delete(proc);
     rmSync(dir, { recursive: true, force: true });
     throw err;
   }
@@ -240,8 +223,7 @@ export async function startEnvoy(opts: EnvoyOptions): Promise<RunningEnvoy> {
         await exited;
         clearTimeout(t);
       }
-      running.delete(proc);
-      rmSync(dir, { recursive: true, force: true });
+        rmSync(dir, { recursive: true, force: true });
     },
   };
 }

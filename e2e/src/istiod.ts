@@ -16,7 +16,8 @@
  *   namespace and keeps a self-signed CA in the `istio-ca-secret` Secret, as
  *   it does in a cluster without plugged-in certificates.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnManaged } from './child.js';
 import { existsSync, mkdtempSync, realpathSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -74,8 +75,6 @@ export function istiodShareFile(name: 'istio-crds.yaml' | 'xds-descriptors.binpb
   return p;
 }
 
-const running = new Set<ChildProcess>();
-let exitHook = false;
 
 /** Starts istiod and resolves once its /ready answers 200. Throws if pilot-discovery is not installed. */
 export async function startIstiod(opts: IstiodOptions): Promise<RunningIstiod> {
@@ -117,27 +116,12 @@ export async function startIstiod(opts: IstiodOptions): Promise<RunningIstiod> {
     VALIDATION_WEBHOOK_CONFIG_NAME: '',
     ...opts.env,
   };
-  const proc = spawn(bin, args, { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
-  running.add(proc);
-  if (!exitHook) {
-    exitHook = true;
-    process.once('exit', () => {
-      for (const p of running) signalGroup(p, 'SIGKILL');
-    });
-  }
-  let out = '';
-  const onData = (d: Buffer) => {
-    out += d.toString();
-    if (out.length > 2_000_000) out = out.slice(-1_000_000);
-    if (process.env.SEXTANT_TEST_LOGS) process.stderr.write(d);
-  };
-  proc.stdout!.on('data', onData);
-  proc.stderr!.on('data', onData);
+  const child = spawnManaged(bin, args, { cwd, env, group: true });
+  const { proc } = child;
   let exited = false;
   const exitPromise = new Promise<number | null>((resolve) =>
     proc.once('exit', (code) => {
       exited = true;
-      running.delete(proc);
       resolve(code);
     }),
   );
@@ -145,8 +129,8 @@ export async function startIstiod(opts: IstiodOptions): Promise<RunningIstiod> {
   const httpUrl = `http://127.0.0.1:${ports.http}`;
   const stop = async (timeoutMs = 10_000): Promise<number | null> => {
     if (!exited) {
-      signalGroup(proc, 'SIGTERM');
-      const timer = setTimeout(() => signalGroup(proc, 'SIGKILL'), timeoutMs);
+      child.signal('SIGTERM');
+      const timer = setTimeout(() => child.signal('SIGKILL'), timeoutMs);
       await exitPromise;
       clearTimeout(timer);
     }
@@ -161,7 +145,7 @@ export async function startIstiod(opts: IstiodOptions): Promise<RunningIstiod> {
     httpsAddress: `127.0.0.1:${ports.https}`,
     cwd,
     process: proc,
-    output: () => out,
+    output: child.output,
     async debug(path) {
       const res = await fetch(`${httpUrl}${path}`);
       if (!res.ok) throw new Error(`istiod ${path}: ${res.status} ${await res.text()}`);
@@ -176,7 +160,7 @@ export async function startIstiod(opts: IstiodOptions): Promise<RunningIstiod> {
   for (;;) {
     if (exited) {
       await stop();
-      throw new Error(`pilot-discovery exited (${String(proc.exitCode ?? proc.signalCode)}) before ready:\n${out.slice(-6000)}`);
+      throw new Error(`pilot-discovery exited (${String(proc.exitCode ?? proc.signalCode)}) before ready:\n${child.output().slice(-6000)}`);
     }
     try {
       const res = await fetch(`${httpUrl}/ready`, { signal: AbortSignal.timeout(2000) });
@@ -187,16 +171,9 @@ export async function startIstiod(opts: IstiodOptions): Promise<RunningIstiod> {
     }
     if (Date.now() > deadline) {
       await stop(2000);
-      throw new Error(`istiod not ready within ${opts.readyTimeoutMs ?? 90_000} ms (last: ${last}):\n${out.slice(-6000)}`);
+      throw new Error(`istiod not ready within ${opts.readyTimeoutMs ?? 90_000} ms (last: ${last}):\n${child.output().slice(-6000)}`);
     }
     await new Promise((r) => setTimeout(r, 200));
   }
 }
 
-function signalGroup(proc: ChildProcess, sig: NodeJS.Signals): void {
-  try {
-    process.kill(-proc.pid!, sig);
-  } catch {
-    // already gone
-  }
-}

@@ -7,7 +7,8 @@
  * admin API listens on a free loopback port; the process is always killed at
  * the end (stop(), or process exit as a last resort).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
+import { spawnManaged } from './child.js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -46,8 +47,6 @@ export interface RunningMosn {
   stop(): Promise<void>;
 }
 
-const running = new Set<ChildProcess>();
-let exitHook = false;
 
 /** Every listener config in a MOSN config dump, by name. */
 export function mosnListeners(dump: Record<string, any>): Map<string, Record<string, any>> {
@@ -93,21 +92,7 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
   const configPath = join(dir, 'conf', 'mosn.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2));
   const cmd = opts.netns ? ['ip', ['netns', 'exec', opts.netns, bin, 'start', '-c', configPath]] as const : [bin, ['start', '-c', configPath]] as const;
-  const proc = spawn(cmd[0], [...cmd[1]], { cwd: opts.cwd ?? dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(proc);
-  if (!exitHook) {
-    exitHook = true;
-    process.on('exit', () => {
-      for (const p of running) p.kill('SIGKILL');
-    });
-  }
-  let out = '';
-  const keep = (b: Buffer) => {
-    out += b.toString();
-    if (out.length > 2_000_000) out = out.slice(-1_000_000);
-  };
-  proc.stdout!.on('data', keep);
-  proc.stderr!.on('data', keep);
+  const { proc, output } = spawnManaged(cmd[0], cmd[1], { cwd: opts.cwd ?? dir });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const adminUrl = `http://${adminHost}:${adminPort}`;
   const configDump = async () => {
@@ -119,14 +104,14 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
     const end = Date.now() + timeoutMs;
     let lastErr = '';
     for (;;) {
-      if (proc.exitCode !== null) throw new Error(`mosn exited (code ${proc.exitCode}) while waiting for ${what}\n${out.slice(-6000)}`);
+      if (proc.exitCode !== null) throw new Error(`mosn exited (code ${proc.exitCode}) while waiting for ${what}\n${output().slice(-6000)}`);
       try {
         const d = await configDump();
         if (pred(d)) return d;
       } catch (err) {
         lastErr = (err as Error).message;
       }
-      if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${lastErr}\n${out.slice(-6000)}`);
+      if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what} ${lastErr}\n${output().slice(-6000)}`);
       await new Promise((r) => setTimeout(r, 100));
     }
   };
@@ -139,7 +124,7 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
       const d = await waitForDump((x) => mosnListeners(x).has(name), `MOSN listener ${name}`, timeoutMs);
       return mosnListeners(d).get(name)!;
     },
-    output: () => out,
+    output,
     alive: () => proc.exitCode === null && proc.signalCode === null,
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) {
@@ -148,7 +133,6 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
         await exited;
         clearTimeout(t);
       }
-      running.delete(proc);
       rmSync(dir, { recursive: true, force: true });
     },
   };

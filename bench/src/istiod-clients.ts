@@ -1,0 +1,460 @@
+/**
+ * Child process of the side-by-side benchmark (istiod.ts): N simulated
+ * sidecars, each one Delta ADS stream on its own HTTP/2 connection, as
+ * pilot-agent proxies Envoy's to the control plane. They run apart from the
+ * control plane and from the harness, so the control plane's CPU (read from
+ * /proc by the parent) is its own.
+ *
+ * Each client follows Envoy's subscription order: CDS (wildcard, with the
+ * node), then EDS for the EDS clusters CDS named, then LDS (wildcard) once the
+ * first EDS response arrived, then RDS for the route configurations the
+ * listeners' HttpConnectionManagers name. Every response is ACKed; later CDS
+ * and LDS responses move the EDS and RDS subscriptions as Envoy would. A
+ * stream the control plane ends is opened again after Envoy's backoff.
+ *
+ * Messages from the parent (IPC), one at a time:
+ *   { op: 'open', address, clients: [{ nodeId, metadata }], timeoutMs }
+ *       → { op: 'opened', readyMs: number[] (per client, from open), failed: string[] }
+ *   { op: 'watch', typeUrl, name }          start recording responses carrying that resource
+ *   { op: 'await', typeUrl, name, contains, notContains, since, timeoutMs }
+ *       → { op: 'delivered', times: (number|null)[] } epoch ms per client of the first
+ *         response (at or after `since`) whose resource bytes contain every `contains`
+ *         pattern and no `notContains` pattern (base64 byte patterns); recording stops.
+ *   { op: 'stats' }   → { op: 'stats', bytes, responses, reconnects, errors }
+ *   { op: 'quiet', quietMs, maxMs } → { op: 'quiet', at } once no byte arrived for quietMs
+ *   { op: 'close' }   → { op: 'closed' } and exit
+ */
+import http2 from 'node:http2';
+import { performance } from 'node:perf_hooks';
+import {
+  DeltaDiscoveryRequestSchema,
+  DeltaDiscoveryResponseSchema,
+  NodeSchema,
+  TypeUrl,
+  create,
+  fromBinary,
+  fromJson,
+  toBinary,
+  type JsonValue,
+} from '@sextant/envoy';
+
+export interface ClientSpec {
+  nodeId: string;
+  /** The node's cluster: <workload>.<namespace>. */
+  cluster: string;
+  metadata: Record<string, JsonValue>;
+}
+
+type Msg =
+  | { op: 'open'; address: string; clients: ClientSpec[]; timeoutMs: number }
+  | { op: 'watch'; typeUrl: string; name: string }
+  | { op: 'await'; typeUrl: string; name: string; contains: string[]; notContains: string[]; since: number; timeoutMs: number }
+  | { op: 'stats' }
+  | { op: 'quiet'; quietMs: number; maxMs: number }
+  | { op: 'close' };
+
+const now = () => performance.timeOrigin + performance.now();
+
+let totalBytes = 0;
+let totalResponses = 0;
+let lastByteAt = 0;
+/** Streams the control plane ended that the clients opened again. */
+let reconnects = 0;
+const errors: string[] = [];
+
+// --- protobuf wire scanning (only the few fields the subscription logic needs) ---
+
+/** Calls f(field, wireType, value-or-bytes) for each top-level field of a message. */
+function fields(buf: Uint8Array, f: (field: number, wt: number, v: number, bytes: Uint8Array | undefined) => void): void {
+  let p = 0;
+  const varint = (): number => {
+    let x = 0;
+    let mul = 1;
+    for (;;) {
+      const b = buf[p++]!;
+      x += (b & 0x7f) * mul;
+      if (b < 0x80) return x;
+      mul *= 128;
+    }
+  };
+  while (p < buf.length) {
+    const tag = varint();
+    const field = Math.floor(tag / 8);
+    const wt = tag & 7;
+    if (wt === 0) f(field, wt, varint(), undefined);
+    else if (wt === 2) {
+      const len = varint();
+      f(field, wt, len, buf.subarray(p, p + len));
+      p += len;
+    } else if (wt === 1) p += 8;
+    else if (wt === 5) p += 4;
+    else throw new Error(`unsupported wire type ${wt}`);
+  }
+}
+
+const utf8 = new TextDecoder();
+
+/** The EDS service name of a Cluster if its discovery type is EDS (3), else undefined. */
+function edsName(name: string, cluster: Uint8Array): string | undefined {
+  let eds = false;
+  let service = '';
+  fields(cluster, (field, _wt, v, bytes) => {
+    if (field === 2 && _wt === 0) eds = v === 3;
+    else if (field === 3 && bytes) fields(bytes, (f2, _w, _v, b2) => f2 === 2 && b2 && (service = utf8.decode(b2)));
+  });
+  return eds ? service || name : undefined;
+}
+
+const HCM = 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager';
+
+/** Route configuration names the Listener's HttpConnectionManagers load over RDS. */
+function rdsNames(listener: Uint8Array, out: Set<string>): void {
+  const chain = (fc: Uint8Array) =>
+    fields(fc, (f, _wt, _v, filter) => {
+      if (f !== 3 || !filter) return;
+      fields(filter, (ff, _w, _vv, any) => {
+        if (ff !== 4 || !any) return;
+        let typeUrl = '';
+        let value: Uint8Array | undefined;
+        fields(any, (af, _w2, _v2, ab) => {
+          if (af === 1 && ab) typeUrl = utf8.decode(ab);
+          else if (af === 2 && ab) value = ab;
+        });
+        if (typeUrl !== HCM || !value) return;
+        fields(value, (hf, _w3, _v3, rds) => {
+          if (hf !== 3 || !rds) return;
+          fields(rds, (rf, _w4, _v4, rn) => rf === 2 && rn && out.add(utf8.decode(rn)));
+        });
+      });
+    });
+  fields(listener, (f, _wt, _v, bytes) => {
+    if ((f === 3 || f === 25) && bytes) chain(bytes);
+  });
+}
+
+// --- gRPC framing ---
+
+function frame(msg: Uint8Array): Buffer {
+  const b = Buffer.allocUnsafe(5 + msg.length);
+  b[0] = 0;
+  b.writeUInt32BE(msg.length, 1);
+  b.set(msg, 5);
+  return b;
+}
+
+class Deframer {
+  private chunks: Buffer[] = [];
+  private have = 0;
+  constructor(private readonly onMessage: (m: Buffer) => void) {}
+  push(chunk: Buffer): void {
+    this.chunks.push(chunk);
+    this.have += chunk.length;
+    for (;;) {
+      if (this.have < 5) return;
+      let buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+      const len = buf.readUInt32BE(1);
+      if (this.have < 5 + len) {
+        this.chunks = [buf];
+        return;
+      }
+      this.onMessage(buf.subarray(5, 5 + len));
+      buf = buf.subarray(5 + len);
+      this.chunks = buf.length ? [buf] : [];
+      this.have = buf.length;
+    }
+  }
+}
+
+// --- watches: record responses carrying one resource, per client ---
+
+interface Watch {
+  typeUrl: string;
+  name: string;
+  /** per client: (arrival, resource bytes or null when removed) */
+  seen: Array<Array<[number, Buffer | null]>>;
+  onArrival?: () => void;
+}
+const watches = new Map<string, Watch>();
+const watchKey = (typeUrl: string, name: string) => `${typeUrl}\n${name}`;
+
+// --- clients ---
+
+class Client {
+  readonly subscribed = new Map<string, Set<string>>([
+    [TypeUrl.ClusterLoadAssignment, new Set()],
+    [TypeUrl.RouteConfiguration, new Set()],
+  ]);
+  private readonly edsOf = new Map<string, string>(); // cluster → EDS name
+  private readonly routesOf = new Map<string, Set<string>>(); // listener → route names
+  private ldsRequested = false;
+  private got = new Set<string>();
+  readyAt: number | undefined;
+  private stream: http2.ClientHttp2Stream | undefined;
+  private session: http2.ClientHttp2Session | undefined;
+
+  constructor(
+    readonly index: number,
+    private readonly spec: ClientSpec,
+    private readonly onReady: () => void,
+  ) {}
+
+  start(address: string): void {
+    this.address = address;
+    this.openStream();
+  }
+
+  private address = '';
+  private backoffMs = 0;
+
+  /**
+   * One Delta ADS stream; when the control plane ends it (istiod turns away
+   * streams beyond its request rate limit with an error), the client comes
+   * back after a jittered exponential backoff, as Envoy's gRPC mux does
+   * (500 ms base, 30 s cap), and subscribes afresh.
+   */
+  private openStream(): void {
+    if (!this.session || this.session.destroyed || this.session.closed) {
+      const s = http2.connect(`http://${this.address}`, { settings: { initialWindowSize: 16 * 1024 * 1024 } });
+      this.session = s;
+      s.on('connect', () => s.setLocalWindowSize(64 * 1024 * 1024));
+      s.on('error', (err) => errors.push(`client ${this.index}: ${err.message}`));
+    }
+    const req = this.session.request({
+      ':method': 'POST',
+      ':path': '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources',
+      'content-type': 'application/grpc',
+      te: 'trailers',
+    });
+    this.stream = req;
+    this.subscribed.set(TypeUrl.ClusterLoadAssignment, new Set());
+    this.subscribed.set(TypeUrl.RouteConfiguration, new Set());
+    this.edsOf.clear();
+    this.routesOf.clear();
+    this.ldsRequested = false;
+    this.got.clear();
+    const deframer = new Deframer((m) => this.onResponse(m));
+    req.on('data', (chunk: Buffer) => {
+      totalBytes += chunk.length;
+      lastByteAt = now();
+      this.backoffMs = 0;
+      deframer.push(chunk);
+    });
+    req.on('error', () => undefined);
+    req.on('close', () => {
+      if (closing || this.stream !== req) return;
+      reconnects++;
+      this.backoffMs = Math.min(30_000, this.backoffMs ? this.backoffMs * 2 : 500);
+      setTimeout(() => this.openStream(), this.backoffMs * (0.5 + Math.random() / 2));
+    });
+    // Envoy's first request carries the node; CDS is wildcard.
+    this.send({ typeUrl: TypeUrl.Cluster, node: true });
+  }
+
+  get nodeId(): string {
+    return this.spec.nodeId;
+  }
+
+  stop(): void {
+    this.session?.destroy();
+  }
+
+  private send(r: { typeUrl: string; nonce?: string; subscribe?: string[]; unsubscribe?: string[]; node?: boolean }): void {
+    const msg = create(DeltaDiscoveryRequestSchema, {
+      typeUrl: r.typeUrl,
+      responseNonce: r.nonce ?? '',
+      resourceNamesSubscribe: r.subscribe ?? [],
+      resourceNamesUnsubscribe: r.unsubscribe ?? [],
+    });
+    if (r.node) msg.node = fromJson(NodeSchema, { id: this.spec.nodeId, cluster: this.spec.cluster, metadata: this.spec.metadata, userAgentName: 'envoy' });
+    this.stream!.write(frame(toBinary(DeltaDiscoveryRequestSchema, msg)));
+  }
+
+  /** Moves the subscription of TYPE to WANT (Envoy sends the difference). */
+  private resubscribe(typeUrl: string, want: Set<string>, force: boolean): void {
+    const have = this.subscribed.get(typeUrl)!;
+    const subscribe = [...want].filter((n) => !have.has(n));
+    const unsubscribe = [...have].filter((n) => !want.has(n));
+    if (!subscribe.length && !unsubscribe.length && !force) return;
+    this.subscribed.set(typeUrl, new Set(want));
+    this.send({ typeUrl, subscribe, unsubscribe });
+  }
+
+  private onResponse(m: Buffer): void {
+    totalResponses++;
+    const at = now();
+    const res = fromBinary(DeltaDiscoveryResponseSchema, m);
+    const t = res.typeUrl;
+    for (const r of res.resources) {
+      const w = watches.get(watchKey(t, r.name));
+      if (w) {
+        w.seen[this.index]!.push([at, Buffer.from(r.resource?.value ?? new Uint8Array())]);
+        w.onArrival?.();
+      }
+    }
+    for (const name of res.removedResources) {
+      const w = watches.get(watchKey(t, name));
+      if (w) {
+        w.seen[this.index]!.push([at, null]);
+        w.onArrival?.();
+      }
+    }
+    // ACK first, as Envoy does, then move dependent subscriptions.
+    this.send({ typeUrl: t, nonce: res.nonce });
+    if (t === TypeUrl.Cluster) {
+      for (const r of res.resources) {
+        const e = r.resource ? edsName(r.name, r.resource.value) : undefined;
+        if (e) this.edsOf.set(r.name, e);
+        else this.edsOf.delete(r.name);
+      }
+      for (const n of res.removedResources) this.edsOf.delete(n);
+      const first = !this.got.has(t);
+      this.got.add(t);
+      const want = new Set(this.edsOf.values());
+      this.resubscribe(TypeUrl.ClusterLoadAssignment, want, false);
+      if (first && want.size === 0) this.requestLds();
+    } else if (t === TypeUrl.ClusterLoadAssignment) {
+      this.got.add(t);
+      this.requestLds();
+    } else if (t === TypeUrl.Listener) {
+      for (const r of res.resources) {
+        const names = new Set<string>();
+        if (r.resource) rdsNames(r.resource.value, names);
+        this.routesOf.set(r.name, names);
+      }
+      for (const n of res.removedResources) this.routesOf.delete(n);
+      this.got.add(t);
+      const want = new Set<string>();
+      for (const s of this.routesOf.values()) for (const n of s) want.add(n);
+      this.resubscribe(TypeUrl.RouteConfiguration, want, false);
+      if (want.size === 0) this.markReady(at);
+    } else if (t === TypeUrl.RouteConfiguration) {
+      this.got.add(t);
+      this.markReady(at);
+    }
+  }
+
+  private requestLds(): void {
+    if (this.ldsRequested) return;
+    this.ldsRequested = true;
+    this.send({ typeUrl: TypeUrl.Listener });
+  }
+
+  private markReady(at: number): void {
+    if (this.readyAt !== undefined) return;
+    this.readyAt = at;
+    this.onReady();
+  }
+}
+
+let clients: Client[] = [];
+let closing = false;
+
+function open(m: Extract<Msg, { op: 'open' }>): Promise<{ readyMs: number[]; failed: string[] }> {
+  const t0 = now();
+  return new Promise((resolve) => {
+    let ready = 0;
+    const finish = () => {
+      clearTimeout(timer);
+      resolve({
+        readyMs: clients.filter((c) => c.readyAt !== undefined).map((c) => c.readyAt! - t0),
+        failed: clients.filter((c) => c.readyAt === undefined).map((c) => `client ${c.index} (${c.nodeId})`),
+      });
+    };
+    const timer = setTimeout(finish, m.timeoutMs);
+    clients = m.clients.map(
+      (spec, i) =>
+        new Client(i, spec, () => {
+          if (++ready === m.clients.length) finish();
+        }),
+    );
+    for (const c of clients) c.start(m.address);
+  });
+}
+
+function patterns(b64: string[]): Buffer[] {
+  return b64.map((s) => Buffer.from(s, 'base64'));
+}
+
+function awaitDelivery(m: Extract<Msg, { op: 'await' }>): Promise<(number | null)[]> {
+  const w = watches.get(watchKey(m.typeUrl, m.name));
+  if (!w) throw new Error(`await without watch: ${m.typeUrl} ${m.name}`);
+  const contains = patterns(m.contains);
+  const notContains = patterns(m.notContains);
+  const times: (number | null)[] = clients.map(() => null);
+  const matches = (v: Buffer | null) => {
+    if (v === null) return contains.length === 0 && notContains.length > 0; // removed: nothing of it remains
+    return contains.every((p) => v.includes(p)) && notContains.every((p) => !v.includes(p));
+  };
+  let pending = clients.length;
+  const scan = () => {
+    for (let i = 0; i < clients.length; i++) {
+      if (times[i] !== null) continue;
+      const seen = w.seen[i]!;
+      for (const [at, v] of seen) {
+        if (at >= m.since && matches(v)) {
+          times[i] = at;
+          pending--;
+          break;
+        }
+      }
+      seen.length = 0; // evaluated; keep memory flat
+    }
+  };
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      watches.delete(watchKey(m.typeUrl, m.name));
+      resolve(times);
+    };
+    const timer = setTimeout(() => {
+      scan();
+      done();
+    }, m.timeoutMs);
+    w.onArrival = () => {
+      scan();
+      if (pending === 0) done();
+    };
+    scan();
+    if (pending === 0) done();
+  });
+}
+
+function quiet(quietMs: number, maxMs: number): Promise<number> {
+  const start = now();
+  return new Promise((resolve) => {
+    const tick = () => {
+      const t = now();
+      if (t - Math.max(lastByteAt, start) >= quietMs || t - start >= maxMs) resolve(t);
+      else setTimeout(tick, 50);
+    };
+    tick();
+  });
+}
+
+process.on('message', (m: Msg) => {
+  void (async () => {
+    try {
+      if (m.op === 'open') {
+        const r = await open(m);
+        process.send!({ op: 'opened', ...r, errors: errors.slice(0, 20) });
+      } else if (m.op === 'watch') {
+        watches.set(watchKey(m.typeUrl, m.name), { typeUrl: m.typeUrl, name: m.name, seen: clients.map(() => []) });
+        process.send!({ op: 'watching' });
+      } else if (m.op === 'await') {
+        const times = await awaitDelivery(m);
+        process.send!({ op: 'delivered', times });
+      } else if (m.op === 'stats') {
+        process.send!({ op: 'stats', bytes: totalBytes, responses: totalResponses, reconnects, errors: errors.slice(0, 20), errorCount: errors.length });
+      } else if (m.op === 'quiet') {
+        process.send!({ op: 'quiet', at: await quiet(m.quietMs, m.maxMs) });
+      } else if (m.op === 'close') {
+        closing = true;
+        for (const c of clients) c.stop();
+        process.send!({ op: 'closed' });
+        setImmediate(() => process.exit(0));
+      }
+    } catch (err) {
+      process.send!({ op: 'error', error: (err as Error).stack ?? String(err) });
+    }
+  })();
+});

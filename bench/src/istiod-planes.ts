@@ -1,0 +1,106 @@
+/**
+ * The control planes the side-by-side benchmark compares, each started as it
+ * runs for real, out of cluster against the benchmark's API server, on
+ * loopback, pinned to the same cores:
+ *
+ *  - `sextant`: the daemon, `node apps/sextant/bin/sextant.js discovery
+ *    --kubeconfig …` with the flags and environment the Helm chart gives it
+ *    (trust domain, domain suffix, namespace, pod name; every port on
+ *    127.0.0.1, chosen by the kernel);
+ *  - `istiod`: Istio's pilot-discovery with GOMAXPROCS = the cores given and
+ *    its defaults;
+ *  - `istiod-unlimited`: the same with its debounce and admission limits
+ *    lifted, which separates istiod's policy from its capability.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { startIstiod, startSextant } from '@sextant/e2e';
+
+export type PlaneName = 'sextant' | 'istiod' | 'istiod-unlimited';
+export const PLANES: PlaneName[] = ['sextant', 'istiod', 'istiod-unlimited'];
+
+/**
+ * istiod's push policy, lifted: no debounce (1 ms quiet period, 10 ms cap),
+ * EDS pushes not debounced at all, no cap on concurrent pushes or on the
+ * rate of new xDS requests (pilot/pkg/features/tuning.go).
+ */
+export const ISTIOD_UNLIMITED_ENV: Record<string, string> = {
+  PILOT_DEBOUNCE_AFTER: '1ms',
+  PILOT_DEBOUNCE_MAX: '10ms',
+  PILOT_ENABLE_EDS_DEBOUNCE: 'false',
+  PILOT_PUSH_THROTTLE: '100000',
+  PILOT_MAX_REQUESTS_PER_SECOND: '1000000',
+};
+
+export interface RunningPlane {
+  name: PlaneName;
+  pid: number;
+  /** host:port of plaintext ADS. */
+  xdsAddress: string;
+  /** Spawn → the control plane's own /ready answers 200. */
+  readyMs: number;
+  stop(): Promise<void>;
+}
+
+/** The CPU list to pin a control plane to: the first CORES cores. */
+export function cpuList(cores: number): string {
+  return cores <= 1 ? '0' : `0-${cores - 1}`;
+}
+
+/** Pins PID (all its threads) to CPUS with taskset, when taskset is there. */
+function pin(pid: number, cpus: string): void {
+  spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
+}
+
+export async function startPlane(name: PlaneName, kubeconfig: string, cores: number): Promise<RunningPlane> {
+  const t0 = Date.now();
+  if (name === 'sextant') {
+    // The chart's container args and env, minus the in-cluster parts (ports are 0 on 127.0.0.1 here).
+    const s = await startSextant({
+      kubeconfig,
+      args: ['--trust-domain', 'cluster.local', '--domain-suffix', 'cluster.local', '--namespace', 'istio-system', '--pod-name', 'sextant-bench'],
+      env: { POD_NAMESPACE: 'istio-system', POD_NAME: 'sextant-bench' },
+      readyTimeoutMs: 600_000,
+    });
+    pin(s.process.pid!, cpuList(cores));
+    return {
+      name,
+      pid: s.process.pid!,
+      xdsAddress: s.xdsAddress,
+      readyMs: Date.now() - t0,
+      stop: async () => {
+        await s.stop(20_000);
+      },
+    };
+  }
+  const env: Record<string, string> = { GOMAXPROCS: String(cores), ...(name === 'istiod-unlimited' ? ISTIOD_UNLIMITED_ENV : {}) };
+  const i = await startIstiod({ kubeconfig, env, readyTimeoutMs: 600_000 });
+  pin(i.process.pid!, cpuList(cores));
+  return {
+    name,
+    pid: i.process.pid!,
+    xdsAddress: i.grpcAddress,
+    readyMs: Date.now() - t0,
+    stop: async () => {
+      await i.stop(20_000);
+    },
+  };
+}
+
+/** VmRSS and VmHWM of PID in MB (from /proc). */
+export function memory(pid: number): { rssMB: number; peakMB: number } {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN);
+  return { rssMB: kb('VmRSS') / 1024, peakMB: kb('VmHWM') / 1024 };
+}
+
+const CLK_TCK = 100;
+
+/** User + system CPU seconds of PID and all its threads (from /proc/PID/stat). */
+export function cpuSeconds(pid: number): number {
+  if (!existsSync(`/proc/${pid}/stat`)) return NaN;
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the ")" that ends the command name; utime and stime are fields 14 and 15.
+  const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(rest[11]) + Number(rest[12])) / CLK_TCK;
+}

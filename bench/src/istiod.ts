@@ -1,0 +1,615 @@
+/**
+ * `make bench BENCH=istiod`: Sextant's daemon side by side with Istio's own
+ * pilot-discovery, on one local cluster (scripts/cluster.sh: etcd,
+ * kube-apiserver, controller manager, scheduler, kwok), one control plane at
+ * a time, alternated, pinned to the same cores.
+ *
+ * The mesh (istiod-mesh.ts): S Services × R kwok replicas over 50 namespaces
+ * with DestinationRules and VirtualServices, applied through the API server;
+ * measured once without Sidecar scoping and once with one Sidecar per
+ * namespace. N simulated sidecars per control plane (istiod-clients.ts, in a
+ * child process): Delta ADS, the node ID and metadata of a real pod of the
+ * mesh, Envoy's subscription order, every response ACKed.
+ *
+ * Per control plane and run: time to ready, RSS idle and with N, peak RSS,
+ * cold connect of N, and for each change (a Deployment scaled up, a
+ * VirtualService edit, a DestinationRule edit, all in the namespace every
+ * proxy imports) the time until every client received a response carrying
+ * the changed content, CPU seconds of the control-plane process and bytes
+ * received by the clients until the control plane fell quiet. Reported as
+ * medians over runs, with the ratio Sextant / istiod.
+ *
+ * Environment: ISTIOD_BENCH_SERVICES (default 100), ISTIOD_BENCH_REPLICAS (2),
+ * ISTIOD_BENCH_PROXIES (comma list, default 50), ISTIOD_BENCH_RUNS (2),
+ * ISTIOD_BENCH_CHANGES (changes of each kind per run, 3),
+ * ISTIOD_BENCH_SCOPES (none,sidecar), ISTIOD_BENCH_PLANES
+ * (sextant,istiod,istiod-unlimited), ISTIOD_BENCH_CORES (all cores),
+ * ISTIOD_BENCH_TIMEOUT (seconds a change may take to reach a client before
+ * it counts as not delivered, 180).
+ * Run alone: `node bench/dist/istiod.js` (ISTIOD_BENCH_JSON=<file> writes the
+ * report as JSON too).
+ */
+import { fork, type ChildProcess } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { istiodShareFile, startCluster, waitForCrdsEstablished, kubectl, type Cluster } from '@sextant/e2e';
+import { TypeUrl, type JsonValue } from '@sextant/envoy';
+import { podNode, type PodLike } from '@sextant/xds/compare';
+import type { ClientSpec } from './istiod-clients.js';
+import { Kube, type KubeObject } from './istiod-kube.js';
+import { NAMESPACES, SHARED_NAMESPACE, destinationRule, hasDestinationRule, hasVirtualService, istioConfig, namespaces, serviceRef, sidecars, virtualService, workloads, type MeshSize } from './istiod-mesh.js';
+import { PLANES, cpuList, cpuSeconds, memory, startPlane, ISTIOD_UNLIMITED_ENV, type PlaneName, type RunningPlane } from './istiod-planes.js';
+
+const now = () => performance.timeOrigin + performance.now();
+const round = (x: number, d = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))]!;
+}
+const median = (xs: number[]) => pct(xs.filter((x) => Number.isFinite(x)), 50);
+
+export interface IstiodBenchOptions {
+  services: number;
+  replicas: number;
+  proxies: number[];
+  runs: number;
+  changes: number;
+  scopes: Scope[];
+  planes: PlaneName[];
+  cores: number;
+  log: (line: string) => void;
+}
+export type Scope = 'none' | 'sidecar';
+
+export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): IstiodBenchOptions {
+  const num = (k: string, d: number) => (env[k] ? Number(env[k]) : d);
+  const listOf = (k: string, d: string) => (env[k] ?? d).split(',').map((s) => s.trim()).filter(Boolean);
+  return {
+    services: num('ISTIOD_BENCH_SERVICES', 100),
+    replicas: num('ISTIOD_BENCH_REPLICAS', 2),
+    proxies: listOf('ISTIOD_BENCH_PROXIES', '50').map(Number),
+    runs: num('ISTIOD_BENCH_RUNS', 2),
+    changes: num('ISTIOD_BENCH_CHANGES', 3),
+    scopes: listOf('ISTIOD_BENCH_SCOPES', 'none,sidecar') as Scope[],
+    planes: listOf('ISTIOD_BENCH_PLANES', PLANES.join(',')) as PlaneName[],
+    cores: num('ISTIOD_BENCH_CORES', cpus().length),
+    log: (l) => process.stderr.write(`[istiod-bench ${new Date().toISOString().slice(11, 19)}] ${l}\n`),
+  };
+}
+
+// --- the clients' child process ---
+
+type Reply = { op: string; [k: string]: unknown };
+
+class Clients {
+  private readonly proc: ChildProcess;
+  private readonly queue: ((m: Reply) => void)[] = [];
+  private readonly exited: Promise<void>;
+  constructor() {
+    this.proc = fork(new URL('./istiod-clients.js', import.meta.url), [], { execArgv: ['--max-old-space-size=8192'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    this.proc.on('message', (m: Reply) => this.queue.shift()?.(m));
+    this.exited = new Promise((r) => this.proc.once('exit', () => r()));
+  }
+  ask(msg: Reply, timeoutMs = 600_000): Promise<Reply> {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`clients did not answer ${msg.op} within ${timeoutMs} ms`)), timeoutMs);
+      this.queue.push((m) => {
+        clearTimeout(t);
+        if (m.op === 'error') reject(new Error(String(m['error'])));
+        else resolve(m);
+      });
+      this.proc.send(msg);
+    });
+  }
+  async close(): Promise<void> {
+    await this.ask({ op: 'close' }, 10_000).catch(() => undefined);
+    await Promise.race([this.exited, new Promise((r) => setTimeout(r, 5000))]);
+    if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
+    await this.exited;
+  }
+}
+
+// --- proxies: real pods of the mesh ---
+
+type PodInfo = PodLike & { metadata: { namespace: string }; status: { podIP?: string; phase?: string } };
+
+/** The node pilot-agent sends for POD (node ID, cluster and ISTIO_META_* metadata; @sextant/xds/compare, shared with the parity suite). */
+function sidecarNode(pod: PodInfo): ClientSpec {
+  const node = podNode(pod);
+  return { nodeId: node.id, cluster: String(node['cluster']), metadata: node.metadata as Record<string, JsonValue> };
+}
+
+/** N proxies spread over the services (and so the namespaces): proxy k is a replica of service k mod S. */
+async function pickProxies(kube: Kube, size: MeshSize, n: number): Promise<ClientSpec[]> {
+  const { items } = await kube.list<PodInfo>('/api/v1/pods?labelSelector=app');
+  const byApp = new Map<string, PodInfo[]>();
+  for (const p of items) {
+    if (!p.status.podIP || p.status.phase !== 'Running') continue;
+    const app = p.metadata.labels?.['app'];
+    if (!app) continue;
+    (byApp.get(app) ?? byApp.set(app, []).get(app)!).push(p);
+  }
+  for (const l of byApp.values()) l.sort((a, b) => a.metadata.name.localeCompare(b.metadata.name));
+  const out: ClientSpec[] = [];
+  for (let k = 0; k < n; k++) {
+    const pods = byApp.get(serviceRef(k % size.services).name) ?? [];
+    const pod = pods[Math.floor(k / size.services) % Math.max(1, pods.length)];
+    if (!pod) throw new Error(`no running pod for proxy ${k} (service ${serviceRef(k % size.services).name})`);
+    out.push(sidecarNode(pod));
+  }
+  return out;
+}
+
+// --- the cluster and the mesh ---
+
+interface Slice {
+  metadata: { name: string; namespace: string; labels?: Record<string, string> };
+  endpoints?: Array<{ addresses: string[]; conditions?: { ready?: boolean } }>;
+}
+const readyIps = (slices: Iterable<Slice>) => {
+  const ips = new Set<string>();
+  for (const s of slices) for (const e of s.endpoints ?? []) if (e.conditions?.ready !== false) for (const a of e.addresses) ips.add(a);
+  return ips;
+};
+
+async function waitUntil(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let delay = 100;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, delay));
+    delay = Math.min(delay * 2, 2000);
+  }
+}
+
+async function readyEndpointCount(kube: Kube): Promise<number> {
+  const { items } = await kube.list<Slice>('/apis/discovery.k8s.io/v1/endpointslices?labelSelector=kubernetes.io/service-name');
+  return [...readyIps(items.filter((s) => s.metadata.namespace.startsWith('ns-')))].length;
+}
+
+async function setUpMesh(cluster: Cluster, kube: Kube, size: MeshSize, log: (l: string) => void): Promise<void> {
+  const t0 = Date.now();
+  await kubectl(cluster.kubeconfig, ['apply', '--server-side', '-f', istiodShareFile('istio-crds.yaml')], undefined, 300_000);
+  await waitForCrdsEstablished(cluster.kubeconfig, undefined, 120_000);
+  await kube.createAll(namespaces() as KubeObject[]);
+  await kube.createAll(workloads(size) as KubeObject[]);
+  await kube.createAll(istioConfig(size) as KubeObject[]);
+  const want = size.services * size.replicas;
+  let last = 0;
+  await waitUntil(
+    `${want} ready endpoints`,
+    async () => {
+      last = await readyEndpointCount(kube);
+      return last >= want;
+    },
+    30 * 60_000,
+  ).catch((err: Error) => {
+    throw new Error(`${err.message} (have ${last})`);
+  });
+  log(`mesh ready: ${size.services} services × ${size.replicas} replicas in ${NAMESPACES} namespaces, ${want} endpoints, in ${round((Date.now() - t0) / 1000)} s`);
+}
+
+// --- measurements ---
+
+export interface ChangeFigures {
+  kind: 'endpoint' | 'virtualService' | 'destinationRule';
+  /** API write → the last client has the changed content. */
+  allMs: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Endpoint changes: API write → the harness's EndpointSlice watch sees the new endpoint, and from there → all. */
+  writeToSeenMs?: number;
+  seenToAllMs?: number;
+  undelivered: number;
+  cpuSeconds: number;
+  bytes: number;
+}
+
+export interface PlaneRun {
+  plane: PlaneName;
+  scope: Scope;
+  proxies: number;
+  run: number;
+  readyMs: number;
+  rssIdleMB: number;
+  rssWithNMB: number;
+  mbPerProxy: number;
+  peakRssMB: number;
+  connectMs: number;
+  connectCpuSeconds: number;
+  connectFailed: number;
+  /** Streams the control plane ended (e.g. istiod's request rate limit) that clients opened again, over the whole run. */
+  reconnects: number;
+  changes: ChangeFigures[];
+  clientErrors: string[];
+}
+
+/** Waits until PID used under 5% of a core for a whole second (start-up or a push finished), at most MAXMS. */
+async function cpuQuiet(pid: number, maxMs: number): Promise<void> {
+  const end = Date.now() + maxMs;
+  let prev = cpuSeconds(pid);
+  while (Date.now() < end) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const c = cpuSeconds(pid);
+    if (c - prev < 0.05) return;
+    prev = c;
+  }
+}
+
+/** A change not seen by a client within this long counts as not delivered to it (ISTIOD_BENCH_TIMEOUT, seconds). */
+const deliveryTimeoutMs = Number(process.env.ISTIOD_BENCH_TIMEOUT ?? 180) * 1000;
+
+let markerSeq = 0;
+const marker = () => String(++markerSeq).padStart(6, '0');
+
+/** The bytes of a protobuf string field 2 (SocketAddress.address) holding IP: tag, length, text. */
+function addressPattern(ip: string): string {
+  return Buffer.concat([Buffer.from([0x12, ip.length]), Buffer.from(ip)]).toString('base64');
+}
+
+async function measureChange(
+  kind: ChangeFigures['kind'],
+  clients: Clients,
+  plane: RunningPlane,
+  n: number,
+  watch: { typeUrl: string; name: string },
+  write: () => Promise<void>,
+  expect: () => Promise<{ contains: string[]; notContains: string[]; seenAt?: number }>,
+): Promise<ChangeFigures> {
+  await clients.ask({ op: 'watch', ...watch });
+  const bytes0 = Number((await clients.ask({ op: 'stats' }))['bytes']);
+  const cpu0 = cpuSeconds(plane.pid);
+  const t0 = now();
+  await write();
+  const e = await expect();
+  const got = await clients.ask({ op: 'await', ...watch, ...e, since: t0, timeoutMs: deliveryTimeoutMs });
+  await clients.ask({ op: 'quiet', quietMs: 1000, maxMs: 15_000 });
+  const cpu1 = cpuSeconds(plane.pid);
+  const bytes1 = Number((await clients.ask({ op: 'stats' }))['bytes']);
+  const times = (got['times'] as (number | null)[]).filter((t): t is number => t !== null).map((t) => t - t0);
+  const undelivered = n - times.length;
+  const all = undelivered ? NaN : Math.max(...times);
+  return {
+    kind,
+    allMs: round(all),
+    p50Ms: round(pct(times, 50)),
+    p99Ms: round(pct(times, 99)),
+    ...(e.seenAt !== undefined ? { writeToSeenMs: round(e.seenAt - t0), seenToAllMs: round(all - (e.seenAt - t0)) } : {}),
+    undelivered,
+    cpuSeconds: round(cpu1 - cpu0, 2),
+    bytes: bytes1 - bytes0,
+  };
+}
+
+/** Scales a Deployment in the shared namespace up by one; the new pod's IP must reach every client's EDS. */
+async function endpointChange(kube: Kube, clients: Clients, plane: RunningPlane, n: number, size: MeshSize, index: number): Promise<ChangeFigures> {
+  const s = serviceRef(index);
+  const slicesPath = `/apis/discovery.k8s.io/v1/namespaces/${s.namespace}/endpointslices?labelSelector=kubernetes.io/service-name%3D${s.name}`;
+  const initial = await kube.list<Slice>(slicesPath);
+  const state = new Map(initial.items.map((i) => [i.metadata.name, i]));
+  const before = readyIps(state.values());
+  let resolveSeen!: (v: { ip: string; at: number }) => void;
+  const seen = new Promise<{ ip: string; at: number }>((r) => (resolveSeen = r));
+  const stop = kube.watch<Slice>(slicesPath, initial.metadata.resourceVersion, (type, obj) => {
+    const at = now();
+    if (type === 'DELETED') state.delete(obj.metadata.name);
+    else state.set(obj.metadata.name, obj);
+    const added = [...readyIps(state.values())].filter((ip) => !before.has(ip));
+    if (added.length) resolveSeen({ ip: added[0]!, at });
+  });
+  try {
+    return await measureChange(
+      'endpoint',
+      clients,
+      plane,
+      n,
+      { typeUrl: TypeUrl.ClusterLoadAssignment, name: `outbound|80||${s.host}` },
+      async () => {
+        await kube.mergePatch('apps/v1', 'Deployment', s.namespace, s.name, { spec: { replicas: size.replicas + 1 } });
+      },
+      async () => {
+        const v = await Promise.race([seen, new Promise<never>((_, rej) => setTimeout(() => rej(new Error(`EndpointSlice of ${s.name} did not gain an endpoint in 120 s`)), 120_000))]);
+        return { contains: [addressPattern(v.ip)], notContains: [], seenAt: v.at };
+      },
+    );
+  } finally {
+    stop();
+  }
+}
+
+/** Edits the VirtualService of service 0 (shared namespace): a new route prefix every client's RDS "80" must carry. */
+async function virtualServiceChange(kube: Kube, clients: Clients, plane: RunningPlane, n: number): Promise<ChangeFigures> {
+  const prefix = `/bench-${marker()}`;
+  return measureChange(
+    'virtualService',
+    clients,
+    plane,
+    n,
+    { typeUrl: TypeUrl.RouteConfiguration, name: '80' },
+    async () => {
+      await kube.replace(virtualService(0, prefix) as KubeObject);
+    },
+    async () => ({ contains: [Buffer.from(prefix).toString('base64')], notContains: [] }),
+  );
+}
+
+/** Renames the third subset of service 0's DestinationRule: every client must receive the new subset's cluster. */
+async function destinationRuleChange(kube: Kube, clients: Clients, plane: RunningPlane, n: number): Promise<ChangeFigures> {
+  const subset = `s${marker()}`;
+  return measureChange(
+    'destinationRule',
+    clients,
+    plane,
+    n,
+    { typeUrl: TypeUrl.Cluster, name: `outbound|80|${subset}|${serviceRef(0).host}` },
+    async () => {
+      await kube.replace(destinationRule(0, subset) as KubeObject);
+    },
+    async () => ({ contains: [], notContains: [] }),
+  );
+}
+
+/** Services in the shared namespace the endpoint changes scale (one per change, restored after each plane). */
+function endpointTargets(size: MeshSize, changes: number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < size.services && out.length < changes; i += NAMESPACES) out.push(i);
+  return out;
+}
+
+async function restoreEndpoints(kube: Kube, size: MeshSize, targets: number[]): Promise<void> {
+  for (const i of targets) {
+    const s = serviceRef(i);
+    await kube.mergePatch('apps/v1', 'Deployment', s.namespace, s.name, { spec: { replicas: size.replicas } });
+  }
+  const want = size.services * size.replicas;
+  await waitUntil(`endpoints back to ${want}`, async () => (await readyEndpointCount(kube)) === want, 300_000);
+}
+
+async function measurePlane(
+  name: PlaneName,
+  cluster: Cluster,
+  kube: Kube,
+  size: MeshSize,
+  scope: Scope,
+  proxies: ClientSpec[],
+  run: number,
+  opts: IstiodBenchOptions,
+): Promise<PlaneRun> {
+  const n = proxies.length;
+  const plane = await startPlane(name, cluster.kubeconfig, opts.cores);
+  const clients = new Clients();
+  try {
+    await cpuQuiet(plane.pid, 60_000);
+    const idle = memory(plane.pid);
+    const cpu0 = cpuSeconds(plane.pid);
+    const opened = await clients.ask({ op: 'open', address: plane.xdsAddress, clients: proxies, timeoutMs: 600_000 }, 660_000);
+    const readyMs = opened['readyMs'] as number[];
+    const failed = (opened['failed'] as string[]).length;
+    const connectMs = failed ? NaN : Math.max(...readyMs);
+    const connectCpu = cpuSeconds(plane.pid) - cpu0;
+    await cpuQuiet(plane.pid, 60_000);
+    const withN = memory(plane.pid);
+    opts.log(`${name} [${scope}, N=${n}, run ${run}]: ready ${plane.readyMs} ms, RSS idle ${round(idle.rssMB)} MB, with N ${round(withN.rssMB)} MB, connect ${round(connectMs)} ms${failed ? ` (${failed} clients never complete)` : ''}`);
+    const changes: ChangeFigures[] = [];
+    const targets = endpointTargets(size, opts.changes);
+    for (const t of targets) changes.push(await endpointChange(kube, clients, plane, n, size, t));
+    for (let c = 0; c < opts.changes; c++) changes.push(await virtualServiceChange(kube, clients, plane, n));
+    for (let c = 0; c < opts.changes; c++) changes.push(await destinationRuleChange(kube, clients, plane, n));
+    for (const c of changes) opts.log(`  ${c.kind}: all ${c.allMs} ms (p50 ${c.p50Ms}, p99 ${c.p99Ms}${c.writeToSeenMs !== undefined ? `, write→seen ${c.writeToSeenMs}, seen→all ${c.seenToAllMs}` : ''}), ${c.cpuSeconds} CPU s, ${round(c.bytes / 1e6, 2)} MB${c.undelivered ? `, ${c.undelivered} UNDELIVERED` : ''}`);
+    const peak = memory(plane.pid);
+    const stats = await clients.ask({ op: 'stats' });
+    return {
+      plane: name,
+      scope,
+      proxies: n,
+      run,
+      readyMs: plane.readyMs,
+      rssIdleMB: round(idle.rssMB),
+      rssWithNMB: round(withN.rssMB),
+      mbPerProxy: round((withN.rssMB - idle.rssMB) / n, 2),
+      peakRssMB: round(peak.peakMB),
+      connectMs: round(connectMs),
+      connectCpuSeconds: round(connectCpu, 2),
+      connectFailed: failed,
+      reconnects: Number(stats['reconnects']),
+      changes,
+      clientErrors: stats['errors'] as string[],
+    };
+  } finally {
+    await clients.close();
+    await plane.stop();
+    await restoreEndpoints(kube, size, endpointTargets(size, opts.changes));
+  }
+}
+
+// --- summary ---
+
+type Summary = Record<string, number>;
+
+function summarise(runs: PlaneRun[]): Summary {
+  const m = (f: (r: PlaneRun) => number) => round(median(runs.map(f)), 2);
+  const ch = (kind: ChangeFigures['kind'], f: (c: ChangeFigures) => number | undefined) =>
+    round(median(runs.flatMap((r) => r.changes.filter((c) => c.kind === kind).map((c) => f(c) ?? NaN))), 2);
+  const sum = (kind: ChangeFigures['kind']) => runs.reduce((a, r) => a + r.changes.filter((c) => c.kind === kind).reduce((b, c) => b + c.undelivered, 0), 0);
+  return {
+    readyMs: m((r) => r.readyMs),
+    rssIdleMB: m((r) => r.rssIdleMB),
+    rssWithNMB: m((r) => r.rssWithNMB),
+    mbPerProxy: m((r) => r.mbPerProxy),
+    peakRssMB: m((r) => r.peakRssMB),
+    connectMs: m((r) => r.connectMs),
+    connectCpuSeconds: m((r) => r.connectCpuSeconds),
+    reconnects: m((r) => r.reconnects),
+    endpointAllMs: ch('endpoint', (c) => c.allMs),
+    endpointP50Ms: ch('endpoint', (c) => c.p50Ms),
+    endpointP99Ms: ch('endpoint', (c) => c.p99Ms),
+    endpointWriteToSeenMs: ch('endpoint', (c) => c.writeToSeenMs),
+    endpointSeenToAllMs: ch('endpoint', (c) => c.seenToAllMs),
+    endpointCpuSeconds: ch('endpoint', (c) => c.cpuSeconds),
+    endpointBytes: ch('endpoint', (c) => c.bytes),
+    vsAllMs: ch('virtualService', (c) => c.allMs),
+    vsP50Ms: ch('virtualService', (c) => c.p50Ms),
+    vsCpuSeconds: ch('virtualService', (c) => c.cpuSeconds),
+    vsBytes: ch('virtualService', (c) => c.bytes),
+    drAllMs: ch('destinationRule', (c) => c.allMs),
+    drP50Ms: ch('destinationRule', (c) => c.p50Ms),
+    drCpuSeconds: ch('destinationRule', (c) => c.cpuSeconds),
+    drBytes: ch('destinationRule', (c) => c.bytes),
+    undelivered: sum('endpoint') + sum('virtualService') + sum('destinationRule') + runs.reduce((a, r) => a + r.connectFailed, 0),
+  };
+}
+
+const ROWS: Array<[keyof Summary & string, string, (v: number) => string]> = [
+  ['readyMs', 'time to ready (spawn → /ready), ms', (v) => String(round(v, 0))],
+  ['rssIdleMB', 'RSS idle, MB', (v) => String(round(v))],
+  ['rssWithNMB', 'RSS with N proxies, MB', (v) => String(round(v))],
+  ['mbPerProxy', 'RSS per proxy, MB', (v) => String(round(v, 2))],
+  ['peakRssMB', 'peak RSS, MB', (v) => String(round(v))],
+  ['connectMs', 'cold connect of N (all 4 types), ms', (v) => String(round(v, 0))],
+  ['connectCpuSeconds', 'CPU for the cold connect, s', (v) => String(round(v, 2))],
+  ['reconnects', 'streams turned away and opened again (whole run)', (v) => String(v)],
+  ['endpointAllMs', 'endpoint change → all N, ms', (v) => String(round(v, 0))],
+  ['endpointP50Ms', 'endpoint change → proxy, p50, ms', (v) => String(round(v, 0))],
+  ['endpointP99Ms', 'endpoint change → proxy, p99, ms', (v) => String(round(v, 0))],
+  ['endpointWriteToSeenMs', '  API write → EndpointSlice seen, ms', (v) => String(round(v, 0))],
+  ['endpointSeenToAllMs', '  EndpointSlice seen → all N, ms', (v) => String(round(v, 0))],
+  ['endpointCpuSeconds', 'CPU per endpoint change, s', (v) => String(round(v, 2))],
+  ['endpointBytes', 'bytes sent per endpoint change, KB', (v) => String(round(v / 1024))],
+  ['vsAllMs', 'VirtualService edit → all N, ms', (v) => String(round(v, 0))],
+  ['vsP50Ms', 'VirtualService edit → proxy, p50, ms', (v) => String(round(v, 0))],
+  ['vsCpuSeconds', 'CPU per VirtualService edit, s', (v) => String(round(v, 2))],
+  ['vsBytes', 'bytes sent per VirtualService edit, KB', (v) => String(round(v / 1024))],
+  ['drAllMs', 'DestinationRule edit → all N, ms', (v) => String(round(v, 0))],
+  ['drP50Ms', 'DestinationRule edit → proxy, p50, ms', (v) => String(round(v, 0))],
+  ['drCpuSeconds', 'CPU per DestinationRule edit, s', (v) => String(round(v, 2))],
+  ['drBytes', 'bytes sent per DestinationRule edit, KB', (v) => String(round(v / 1024))],
+  ['undelivered', 'changes not delivered (client × change)', (v) => String(v)],
+];
+
+export interface IstiodBenchReport {
+  inputs: Omit<IstiodBenchOptions, 'log'> & { istiodUnlimitedEnv: Record<string, string>; cpuList: string; loadAverageAtStart: string };
+  /** scope/N → plane → medians over runs. */
+  summary: Record<string, Partial<Record<PlaneName, Summary>>>;
+  runs: PlaneRun[];
+  /** Plane runs that did not complete (their figures are not in the summary). */
+  failures: Array<{ plane: PlaneName; scope: Scope; proxies: number; run: number; error: string }>;
+  notes: string[];
+  markdown: string;
+}
+
+function toMarkdown(r: Omit<IstiodBenchReport, 'markdown'>): string {
+  const out: string[] = [];
+  out.push(
+    `S = ${r.inputs.services} Services × R = ${r.inputs.replicas} replicas over ${NAMESPACES} namespaces; N = ${r.inputs.proxies.join(', ')} Delta sidecars; ` +
+      `${r.inputs.runs} runs per control plane, alternated (${r.inputs.planes.join(' → ')}); ${r.inputs.changes} changes of each kind per run; control planes pinned to CPUs ${r.inputs.cpuList}. ` +
+      `Figures are medians over runs (changes: over every change of every run). Ratio = Sextant / istiod (defaults); below 1 is better for Sextant.`,
+    '',
+  );
+  for (const [key, planes] of Object.entries(r.summary)) {
+    out.push(`### ${key}`, '');
+    const cols = r.inputs.planes.filter((p) => planes[p]);
+    const label: Record<PlaneName, string> = { istiod: 'istiod', 'istiod-unlimited': 'istiod, limits lifted', sextant: 'Sextant' };
+    const ordered = (['istiod', 'istiod-unlimited', 'sextant'] as PlaneName[]).filter((p) => cols.includes(p));
+    const ratio = planes.sextant && planes.istiod;
+    out.push(`| metric | ${ordered.map((p) => label[p]).join(' | ')}${ratio ? ' | Sextant / istiod |' : ' |'}`);
+    out.push(`|---|${ordered.map(() => '---:').join('|')}${ratio ? '|---:|' : '|'}`);
+    for (const [k, name, fmt] of ROWS) {
+      const vals = ordered.map((p) => planes[p]![k]!);
+      const rt = ratio ? planes.sextant![k]! / planes.istiod![k]! : NaN;
+      out.push(`| ${name} | ${vals.map((v) => (Number.isFinite(v) ? fmt(v) : '—')).join(' | ')}${ratio ? ` | ${k === 'undelivered' || !Number.isFinite(rt) ? '' : `${round(rt, 2)}×`} |` : ' |'}`);
+    }
+    out.push('');
+  }
+  if (r.failures.length) {
+    out.push('Runs that did not complete (not in the figures above):', '');
+    for (const f of r.failures) out.push(`- ${f.plane}, ${f.scope}, N = ${f.proxies}, run ${f.run}: ${f.error.split('\n')[0]}`);
+    out.push('');
+  }
+  out.push('Notes:', '', ...r.notes.map((n) => `- ${n}`));
+  return out.join('\n');
+}
+
+export async function runIstiodBench(opts: IstiodBenchOptions = optionsFromEnv()): Promise<IstiodBenchReport> {
+  const log = opts.log;
+  const size: MeshSize = { services: opts.services, replicas: opts.replicas };
+  const loadAverageAtStart = loadavg().map((l) => l.toFixed(2)).join(' ');
+  const cluster = await startCluster({ nodes: Math.ceil((size.services * (size.replicas + 1)) / 200) + 1, waitSeconds: 300 });
+  const kube = new Kube(cluster.kubeconfig);
+  const runs: PlaneRun[] = [];
+  const failures: IstiodBenchReport['failures'] = [];
+  try {
+    await setUpMesh(cluster, kube, size, log);
+    for (const scope of opts.scopes) {
+      if (scope === 'sidecar') await kube.createAll(sidecars() as KubeObject[]);
+      else await kube.deleteAll(sidecars() as KubeObject[]);
+      for (const n of opts.proxies) {
+        const proxies = await pickProxies(kube, size, n);
+        for (let run = 1; run <= opts.runs; run++) {
+          for (const plane of opts.planes) {
+            try {
+              runs.push(await measurePlane(plane, cluster, kube, size, scope, proxies, run, opts));
+              // ISTIOD_BENCH_PROGRESS=<file>: the report so far, after every control-plane run (a long run stopped early keeps what it measured).
+              if (process.env.ISTIOD_BENCH_PROGRESS) writeFileSync(process.env.ISTIOD_BENCH_PROGRESS, JSON.stringify(buildReport(opts, runs, failures, loadAverageAtStart), null, 2) + '\n');
+            } catch (err) {
+              // One control plane failing (a crash, a timeout) is a finding, not the end of the comparison.
+              log(`${plane} [${scope}, N=${n}, run ${run}] FAILED: ${(err as Error).message}`);
+              failures.push({ plane, scope, proxies: n, run, error: (err as Error).message.slice(0, 2000) });
+            }
+          }
+        }
+      }
+    }
+  } finally {
+    kube.close();
+    await cluster.stop();
+  }
+  return buildReport(opts, runs, failures, loadAverageAtStart);
+}
+
+function buildReport(opts: IstiodBenchOptions, runs: PlaneRun[], failures: IstiodBenchReport['failures'], loadAverageAtStart: string): IstiodBenchReport {
+  const summary: IstiodBenchReport['summary'] = {};
+  for (const scope of opts.scopes) {
+    for (const n of opts.proxies) {
+      const key = `${scope === 'sidecar' ? 'per-namespace Sidecars' : 'no Sidecar scoping'}, N = ${n}`;
+      summary[key] = {};
+      for (const p of opts.planes) {
+        const rs = runs.filter((r) => r.scope === scope && r.proxies === n && r.plane === p);
+        if (rs.length) summary[key][p] = summarise(rs);
+      }
+    }
+  }
+  const notes = [
+    'One local cluster (scripts/cluster.sh: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) for every run; pods are kwok pods of Deployments, EndpointSlices come from the real EndpointSlice controller.',
+    "Sextant runs as the daemon (`node apps/sextant/bin/sextant.js discovery --kubeconfig …` with the chart's flags); istiod is `pilot-discovery discovery --kubeconfig …` with GOMAXPROCS = the cores given; 'limits lifted' adds " +
+      Object.entries(ISTIOD_UNLIMITED_ENV).map(([k, v]) => `${k}=${v}`).join(', ') + '.',
+    'The clients run in a separate process on the same machine (they compete for the same cores; their CPU is not counted). Each client is one HTTP/2 connection with one Delta ADS stream, node ID and metadata of a real pod of the mesh.',
+    "Delivered = the client received a response carrying the changed content: the new pod's address in the EDS resource of the scaled Service, the new route prefix in route configuration \"80\", the new subset's cluster in CDS. Changes are made in the namespace every proxy imports (with Sidecars too), so every change concerns all N.",
+    'CPU seconds are user + system of the control-plane process (/proc/<pid>/stat, all threads) from the API write until no byte reached any client for 1 s; bytes are what the clients received in that window. RSS is VmRSS, peak VmHWM (/proc/<pid>/status); "idle" is after start-up settled (under 5% of a core for 1 s).',
+    `Load average at start: ${loadAverageAtStart} (the machine is shared; other work moves every figure).`,
+  ];
+  const base = {
+    inputs: { services: opts.services, replicas: opts.replicas, proxies: opts.proxies, runs: opts.runs, changes: opts.changes, scopes: opts.scopes, planes: opts.planes, cores: opts.cores, istiodUnlimitedEnv: ISTIOD_UNLIMITED_ENV, cpuList: cpuList(opts.cores), loadAverageAtStart },
+    summary,
+    runs,
+    failures,
+    notes,
+  };
+  return { ...base, markdown: toMarkdown(base) };
+}
+
+// `node bench/dist/istiod.js` runs it alone and prints the report (ISTIOD_BENCH_JSON=<file> also writes it as JSON).
+if (import.meta.url === `file://${process.argv[1]}`) {
+  runIstiodBench()
+    .then((r) => {
+      if (process.env.ISTIOD_BENCH_JSON) writeFileSync(process.env.ISTIOD_BENCH_JSON, JSON.stringify(r, null, 2) + '\n');
+      process.stdout.write(r.markdown + '\n');
+      process.exit(0);
+    })
+    .catch((err) => {
+      process.stderr.write(`${(err as Error).stack}\n`);
+      process.exit(1);
+    });
+}
+
