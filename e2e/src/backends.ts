@@ -71,7 +71,11 @@ export async function startHttpBackend(name: string, host = '127.0.0.1'): Promis
       } else answer();
     });
   });
-  server.keepAliveTimeout = 1000;
+  // Envoy pools upstream connections for an hour; a backend that closes an idle
+  // one as Envoy sends on it makes Envoy answer 503 (the usual upstream
+  // keep-alive race, seen once under load with a 1 s timeout). Keep them open
+  // until close(), which ends every connection.
+  server.keepAliveTimeout = 120_000;
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(0, host, () => resolve());
