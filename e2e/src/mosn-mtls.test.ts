@@ -26,7 +26,8 @@ import { startMosn, type RunningMosn } from './mosn.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
-describe('MOSN to MOSN mTLS with certificates from Sextant over SDS (Unix socket)', { skip: skipUnless('mosn', 'pilot-agent') }, () => {
+// Bounded: once, in a cold run, this suite hung before Sextant started (cause not found yet).
+describe('MOSN to MOSN mTLS with certificates from Sextant over SDS (Unix socket)', { timeout: 180_000, skip: skipUnless('mosn', 'pilot-agent') }, () => {
   let dir: string;
   let cfg: ConfigDir;
   let sextant: RunningSextant | undefined;
