@@ -1,6 +1,7 @@
 export * from './types.js';
 export { DiscoveryServer, type ChangeSource, type ServerBookkeeping } from './server.js';
 export { defaultXdsLimits, limitNames, type LimitName, type XdsLimits } from './limits.js';
+export { MemoryReclaimer, defaultReclaimIntervalMs, type ReclaimResult, type ReclaimerOptions } from './reclaim.js';
 export { CachedGenerator, EndpointCache, StaticGenerator, watchKey } from './cache.js';
 export { ADS_SERVICE, adsServiceDefinition } from './service.js';
 export { enablePreFramedWrites } from './frames.js';
