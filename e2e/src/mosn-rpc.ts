@@ -20,7 +20,7 @@ interface ConsumerLike {
   invoke(method: string, args: unknown[], opts?: { responseTimeout?: number }): Promise<unknown>;
 }
 interface RpcClientLike {
-  createConsumer(opts: { interfaceName: string; version?: string; group?: string; serverHost: string }): ConsumerLike;
+  createConsumer(opts: { interfaceName: string; version?: string; group?: string; serverHost: string; retryFaultInterval?: number }): ConsumerLike;
   close(): Promise<void>;
 }
 const { RpcServer } = require('sofa-rpc-node').server as { RpcServer: new (o: Record<string, unknown>) => RpcServerLike };
@@ -85,7 +85,8 @@ export function rpcCaller(protocol: RpcProtocol, serverHost: string): RpcCaller 
       const key = `${interfaceName}@${version}`;
       let c = consumers.get(key);
       if (!c) {
-        const consumer = client.createConsumer({ interfaceName, version, serverHost });
+        // The address group sleeps retryFaultInterval (30 s by default) even after close(), holding the test process open that long.
+        const consumer = client.createConsumer({ interfaceName, version, serverHost, retryFaultInterval: 500 });
         c = within(consumer.ready(), 10_000, `${protocol} consumer of ${key} via ${serverHost}: ready()`).then(() => consumer);
         // A consumer that never got ready is not kept: the next call tries again.
         c.catch(() => consumers.delete(key));
