@@ -27,7 +27,7 @@ import { startAgent, type RunningAgent } from './fixtures/agent.js';
 import { configDir, endpointSlice, istio, namespace, pod, service, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
 import { createTestIssuer } from './fixtures/secure.js';
 import { startMosn, type RunningMosn } from './mosn.js';
-import { startSextant, type RunningSextant } from './sextant.js';
+import { debugJson, startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
 const NS = 'secure';
@@ -90,7 +90,16 @@ describe('MOSN <-> Envoy sidecar mTLS with certificates from Sextant (STRICT, th
     writeFileSync(placeholder, '#!/bin/sh\nexec sleep 100000\n');
     chmodSync(placeholder, 0o755);
     [envoy, mosnAgent] = await Promise.all([
-      startAgent({ ...common, token: issuer.token(NS, 'ratings'), podName: 'ratings-v1-0', serviceAccount: 'ratings', ip: '127.0.0.2', labels: labels('ratings') }),
+      startAgent({
+        ...common,
+        token: issuer.token(NS, 'ratings'),
+        podName: 'ratings-v1-0',
+        serviceAccount: 'ratings',
+        ip: '127.0.0.2',
+        labels: labels('ratings'),
+        // Istio's bootstrap keeps only a few stats; the TLS handshake counters prove the Envoy client's side.
+        proxyConfig: { ...common.proxyConfig, proxyStatsMatcher: { inclusionSuffixes: ['ssl.handshake'] } },
+      }),
       startAgent({ ...common, token: issuer.token(NS, 'reviews'), podName: 'reviews-v1-0', serviceAccount: 'reviews', ip: '127.0.0.4', labels: labels('reviews'), envoyPath: placeholder }),
     ]);
     mosn = await startMosn({
@@ -176,5 +185,7 @@ describe('MOSN <-> Envoy sidecar mTLS with certificates from Sextant (STRICT, th
     assert.equal(r.backend, 'ratings-v1');
     const xfcc = String(ratings.requests.findLast((q) => q.url === '/ratings/2')!.headers['x-forwarded-client-cert'] ?? '');
     assert.match(xfcc, new RegExp(`URI=${MOSN_ID.replaceAll('/', '\\/')}`), `still mTLS from MOSN: ${xfcc}`);
+    console.log('MOSN server plaintext under PERMISSIVE:', await plain('127.0.0.4', R));
+    console.log(JSON.stringify(await debugJson(sextant!.httpUrl, '/debug/config_issues')));
   });
 });
