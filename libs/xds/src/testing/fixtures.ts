@@ -5,7 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '@sextant/api';
 import { TypeUrl, encodeResource, type EncodedResource } from '@sextant/envoy';
-import { EndpointCache, StaticGenerator } from '../cache.js';
+import { EndpointCache, StaticGenerator } from '../cache/index.js';
 import { DiscoveryServer } from '../server.js';
 import type { DiscoveryServerOptions, ResourceGenerator } from '../types.js';
 
