@@ -1,26 +1,14 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { hostMatches, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type SidecarScope } from '@sextant/model';
-import {
-  buildEndpoints,
-  buildListeners,
-  buildNameTable,
-  buildOutboundClusterSet,
-  buildProxyClusters,
-  buildRoutes,
-  clusterTombstones,
-  encodeNameTable,
-  isMosnProxy,
-  mosnSdsPath,
-  NDS_TYPE_URL,
-  withListenerTombstones,
-} from '@sextant/translate';
+import { buildNameTable, clusterTombstones, encodeNameTable, generateForProxy, isMosnProxy, mosnSdsPath, NDS_TYPE_URL, withListenerTombstones } from '@sextant/translate';
 import type { BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, XdsProxy } from '@sextant/xds';
 
 /**
  * The mesh side of generation, injected into libs/xds's ClassGenerators:
  * how a proxy is seen (parsed node, resolved against the PushContext), which
- * proxies get identical config (class keys), and the libs/translate calls.
+ * proxies get identical config (class keys), and libs/translate's one
+ * assembly path (`generateForProxy`) for each type.
  */
 export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
   readonly perName: ReadonlySet<string> = new Set([TypeUrl.RouteConfiguration]);
@@ -57,7 +45,7 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
   build(typeUrl: string, ctx: PushContext, view: ProxyView, names: readonly string[] | undefined, classKey: string | undefined, proxy: XdsProxy): BuiltResource[] {
     switch (typeUrl) {
       case TypeUrl.Cluster: {
-        const all = named([...buildOutboundClusterSet(ctx, view), ...buildProxyClusters(ctx, view)]);
+        const all = named(generateForProxy(ctx, view, 'cds'));
         if (classKey !== undefined || !isMosnProxy(view)) return all;
         let sent = this.mosnClustersSent.get(proxy);
         if (!sent) this.mosnClustersSent.set(proxy, (sent = new Set()));
@@ -66,7 +54,7 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
         return [...all, ...named(tombstones)];
       }
       case TypeUrl.Listener: {
-        const listeners = buildListeners(ctx, view, names ? { names: [...names] } : {});
+        const listeners = generateForProxy(ctx, view, 'lds', names);
         if (classKey !== undefined || !isMosnProxy(view)) return named(listeners);
         let sent = this.mosnListenersSent.get(proxy);
         if (!sent) this.mosnListenersSent.set(proxy, (sent = new Map()));
@@ -76,12 +64,12 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
       }
       case TypeUrl.RouteConfiguration: {
         const issues: ValidationIssue[] = [];
-        const routes = buildRoutes(ctx, view, [...(names ?? [])], issues);
+        const routes = generateForProxy(ctx, view, 'rds', names ?? [], issues);
         if (isMosnProxy(view)) this.mosnIssues.set(proxy.connectionId, { proxyId: proxy.id, issues });
         return named(routes);
       }
       case TypeUrl.ClusterLoadAssignment:
-        return buildEndpoints(ctx, view, [...(names ?? [])]).map((cla) => ({ name: cla.clusterName ?? '', json: cla }));
+        return generateForProxy(ctx, view, 'eds', names ?? []).map((cla) => ({ name: cla.clusterName ?? '', json: cla }));
       default:
         return [];
     }

@@ -3,7 +3,8 @@
  * Sidecars: outbound clusters per visible service port (+ DestinationRule
  * subsets), inbound clusters for the proxy's own service instances,
  * BlackHoleCluster, PassthroughCluster, InboundPassthroughCluster.
- * Gateways: outbound clusters and BlackHoleCluster. Proxyless gRPC: see cluster-grpc.ts.
+ * Gateways: outbound clusters and BlackHoleCluster. Proxyless gRPC: see
+ * cluster-grpc.ts; which proxy gets which: generator/.
  */
 import type { ClusterJson } from '@sextant/envoy';
 import type { TrafficPolicy } from '@sextant/api';
@@ -22,10 +23,8 @@ import {
   toProtoDuration,
   type Json,
 } from './common.js';
-import { buildGrpcClusters } from './cluster-grpc.js';
 import { buildSidecarIngressClusters } from './mtls-inbound.js';
 import { lbEndpointsFor } from './endpoint.js';
-import { isMosnProxy, mosnClusters, mosnExtraClusters } from './mosn/index.js';
 
 /** 292 years: istiod's "never clean up" for inbound ORIGINAL_DST clusters. */
 const MAX_CLEANUP = '9223372035s';
@@ -225,38 +224,19 @@ export function inboundPassthroughCluster(push: PushContext, proxy: ProxyView): 
   return c as ClusterJson;
 }
 
-/**
- * Every cluster for a proxy. `proxy` should come from `push.resolveProxy`
- * (so its labels and locality are known). Names are unique; on a clash the
- * first cluster wins, as in istiod.
- */
-/**
- * The clusters that depend only on what proxies of one class share (namespace,
- * labels, scope, IP family, metadata flags): outbound clusters per visible
- * service port, or the proxyless gRPC set. The daemon caches these per class.
- */
-export function buildOutboundClusterSet(push: PushContext, proxy: ProxyView): ClusterJson[] {
-  if (proxy.generator === 'grpc') return buildGrpcClusters(push, proxy);
+/** Outbound clusters per visible service port (sidecars and gateways share them per proxy class). */
+export function buildOutboundServiceClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
   const out: ClusterJson[] = [];
   for (const svc of push.servicesForProxy(proxy)) for (const port of svc.ports) out.push(...buildOutboundClusters(push, proxy, svc, port));
-  return isMosnProxy(proxy) ? mosnClusters(push, proxy, out) : out;
+  return out;
 }
 
-/** The clusters of this one proxy: inbound for its own service instances, and the special clusters. */
-export function buildProxyClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
-  if (proxy.generator === 'grpc') return [];
-  if (proxy.type !== 'sidecar') return [blackHoleCluster(push)];
-  const out = [
+/** A sidecar's own clusters: inbound for its service instances (or Sidecar ingress), and the special clusters. */
+export function buildSidecarProxyClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
+  return [
     ...(buildSidecarIngressClusters(push, proxy) ?? buildInboundClusters(push, proxy)),
     blackHoleCluster(push),
     passthroughCluster(push),
     inboundPassthroughCluster(push, proxy),
   ];
-  return isMosnProxy(proxy) ? [...mosnClusters(push, proxy, out), ...mosnExtraClusters(push, proxy)] : out;
-}
-
-/** Every cluster a proxy gets; the first of two clusters with one name wins. */
-export function buildClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
-  const seen = new Set<string>();
-  return [...buildOutboundClusterSet(push, proxy), ...buildProxyClusters(push, proxy)].filter((c) => !seen.has(c.name!) && seen.add(c.name!));
 }

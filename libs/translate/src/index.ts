@@ -12,6 +12,7 @@ export * from './cluster-tls.js';
 export * from './cluster-grpc.js';
 export * from './endpoint.js';
 export * from './translate.js';
+export * from './generator/index.js';
 export * from './route-walk.js';
 export * from './peer-auth.js';
 export * from './mtls.js';

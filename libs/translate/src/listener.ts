@@ -6,14 +6,12 @@
  */
 import type { ListenerJson } from '@sextant/envoy';
 import type { EgressListener, IstioConfig, ProxyView, PushContext, Service } from '@sextant/model';
-import { buildGatewayListeners } from './gateway.js';
-import { buildGrpcListeners } from './grpc.js';
 import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './listener-filters.js';
 import { mtlsInbound } from './mtls.js';
 import { inboundPorts, type InboundPort } from './mtls-inbound.js';
 import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from './route.js';
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, TYPE, destinationCluster, outboundClusterName } from './route-translate.js';
-import { isMosnProxy, mosnListeners } from './mosn/index.js';
+import type { ListenerOptions } from './generator/types.js';
 import { serviceAddressForProxy } from './nds.js';
 
 type Json = Record<string, any>;
@@ -31,21 +29,6 @@ export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
  */
 export type InboundTlsHook = (push: PushContext, proxy: ProxyView, port: number, protocol?: 'http' | 'tcp') => Array<{ transportSocket?: Json; filterChainMatch?: Json; nameSuffix?: string }>;
 export const plaintextInbound: InboundTlsHook = () => [{}];
-
-export interface ListenerOptions {
-  /** Inbound security per port (default: `mtlsInbound`, PeerAuthentication). */
-  inboundTls?: InboundTlsHook;
-  /** Resource names a proxyless gRPC client asked for. */
-  names?: string[];
-}
-
-/** LDS for a proxy, by kind: router → Gateway listeners, GENERATOR grpc → API listeners, else sidecar. */
-export function buildListeners(push: PushContext, proxy: ProxyView, opts: ListenerOptions = {}): ListenerJson[] {
-  if (proxy.generator === 'grpc') return buildGrpcListeners(push, proxy, opts.names ?? []);
-  if (proxy.type === 'router') return buildGatewayListeners(push, proxy);
-  const sidecar = buildSidecarListeners(push, proxy, opts);
-  return isMosnProxy(proxy) ? mosnListeners(push, proxy, sidecar) : sidecar;
-}
 
 interface CaptureModeEgress extends EgressListener {
   captureMode?: string | undefined;

@@ -1,8 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { encodeJson } from '@sextant/envoy';
-import { buildListeners } from './listener.js';
-import { buildRoutes } from './route.js';
+import { buildListeners, buildRoutes } from './generator/index.js';
 import { config, fixturePush, proxy, svc } from './route-fixture.js';
 import { walkRequest } from './route-walk.js';
 import { virtualServiceIssues } from './virtual-service.js';

@@ -14,9 +14,6 @@ import {
   type RouteOptions,
 } from './route-translate.js';
 import { mergeDelegates, resolveVirtualService, vsGateways } from './virtual-service.js';
-import { buildGatewayRoute } from './gateway.js';
-import { isMosnProxy, mosnRoutes } from './mosn/index.js';
-import type { ValidationIssue } from '@sextant/api';
 
 type Json = Record<string, any>;
 
@@ -221,21 +218,13 @@ export function buildGrpcRouteConfig(push: PushContext, proxy: ProxyView, routeN
   return { name: routeName, virtualHosts: vhosts } as RouteConfigurationJson;
 }
 
-/**
- * RDS for a proxy: the named route configurations, built for its kind
- * (router → gateway routes; GENERATOR grpc → grpcgen; else sidecar). Names
- * that do not resolve are left out, as istiod does. `issues` receives what a
- * MOSN proxy's routes cannot express.
- */
-export function buildRoutes(push: PushContext, proxy: ProxyView, routeNames: string[], issues?: ValidationIssue[]): RouteConfigurationJson[] {
+/** Sidecar RDS: the named outbound route configurations, sharing the virtual hosts of a port between names. */
+export function buildSidecarRoutes(push: PushContext, proxy: ProxyView, routeNames: string[]): RouteConfigurationJson[] {
   const out: RouteConfigurationJson[] = [];
   const cache: SidecarRouteCache = { vhostsByPort: new Map() };
   for (const name of routeNames) {
-    let rc: RouteConfigurationJson | undefined;
-    if (proxy.generator === 'grpc') rc = buildGrpcRouteConfig(push, proxy, name);
-    else if (proxy.type === 'router') rc = buildGatewayRoute(push, proxy, name);
-    else rc = buildSidecarOutboundRouteConfig(push, proxy, name, cache);
+    const rc = buildSidecarOutboundRouteConfig(push, proxy, name, cache);
     if (rc) out.push(rc);
   }
-  return isMosnProxy(proxy) ? mosnRoutes(push, proxy, out, issues) : out;
+  return out;
 }

@@ -2,7 +2,7 @@ import type { Logger } from '@sextant/api';
 import { ResourceEncoder, TypeUrl, type EncodedResource } from '@sextant/envoy';
 import type { PushRequest, ResourceGenerator, WatchedResource, XdsProxy } from '../types.js';
 import { EndpointCache } from './endpoint-cache.js';
-import { watchKey } from './static.js';
+import { watchKey } from './watch-key.js';
 
 /** Pushes a unit may go unasked before it is dropped. */
 const UNUSED_PUSHES = 32;

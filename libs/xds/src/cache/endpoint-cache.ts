@@ -1,7 +1,7 @@
 import type { EncodedResource } from '@sextant/envoy';
-import type { ChangeSource } from '../server.js';
+import type { ChangeSource } from '../server/discovery-server.js';
 import type { ResourceGenerator, WatchedResource, XdsProxy } from '../types.js';
-import { watchKey } from './static.js';
+import { watchKey } from './watch-key.js';
 
 /**
  * The endpoint cache (go-control-plane's LinearCache): one

@@ -1,13 +1,11 @@
+/**
+ * Generators for tests of the ADS server itself: a static set per type, and
+ * the endpoint cache (cache/endpoint-cache.ts), which announces changed names
+ * (the server's ChangeSource), so the incremental EDS path can be driven
+ * without the daemon's translation.
+ */
 import type { EncodedResource } from '@sextant/envoy';
-import type { ResourceGenerator, WatchedResource } from '../types.js';
-
-/** A stable key for a watch: `*` for wildcard, else the sorted names. */
-export function watchKey(watch: WatchedResource): string {
-  if (!watch.wildcard && watch.names.size <= 1) for (const n of watch.names) return n; // the common EDS watch: one name
-  if (watch.wildcard) return watch.names.size ? `*\u0000${[...watch.names].sort().join('\u0000')}` : '*';
-  return [...watch.names].sort().join('\u0000');
-}
-
+import type { ResourceGenerator } from '../types.js';
 
 /**
  * A generator over a fixed, replaceable set of resources of one type (tests,
@@ -41,3 +39,4 @@ export class StaticGenerator implements ResourceGenerator {
   }
 }
 
+export { EndpointCache } from '../cache/endpoint-cache.js';
