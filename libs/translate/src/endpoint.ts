@@ -6,7 +6,8 @@
  */
 import type { ClusterLoadAssignmentJson } from '@sextant/envoy';
 import { localityLabel, type IstioEndpoint, type Locality, type ProxyView, type PushContext } from '@sextant/model';
-import { parseSubsetKey, type Json } from './common.js';
+import { type Json } from './common.js';
+import { parseSubsetKey } from './names.js';
 
 function canonicalName(labels: Record<string, string>, workload: string): string {
   return labels['service.istio.io/canonical-name'] ?? labels['app.kubernetes.io/name'] ?? labels.app ?? workload;

@@ -1,9 +1,9 @@
 /** The proxyless gRPC generator (istiod's grpcgen, node metadata `GENERATOR: grpc`). */
 import type { RouteConfigurationJson } from '@sextant/envoy';
-import { buildGrpcClusters } from '../cluster-grpc.js';
+import { buildGrpcClusters } from '../cluster/grpc.js';
 import { buildClusterLoadAssignments } from '../endpoint.js';
-import { buildGrpcListeners } from '../grpc.js';
-import { buildGrpcRouteConfig } from '../route.js';
+import { buildGrpcListeners } from '../listener/grpc.js';
+import { buildGrpcRouteConfig } from '../route/grpc.js';
 import type { ProxyGenerator } from './types.js';
 
 export const grpcGenerator: ProxyGenerator = {

@@ -1,7 +1,8 @@
 /** The router generator: Istio gateways (Gateway servers → listeners and `http.<port>` routes). */
-import { blackHoleCluster, buildOutboundServiceClusters } from '../cluster.js';
+import { blackHoleCluster, buildOutboundServiceClusters } from '../cluster/cluster.js';
 import { buildClusterLoadAssignments } from '../endpoint.js';
-import { buildGatewayListeners, buildGatewayRoute } from '../gateway.js';
+import { buildGatewayListeners } from '../listener/gateway.js';
+import { buildGatewayRoute } from '../route/gateway.js';
 import type { ProxyGenerator } from './types.js';
 import type { RouteConfigurationJson } from '@sextant/envoy';
 

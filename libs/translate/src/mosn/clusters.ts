@@ -9,7 +9,7 @@
  */
 import type { ClusterJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { inboundPassthroughCluster } from '../cluster.js';
+import { inboundPassthroughCluster } from '../cluster/cluster.js';
 import { toProtoDuration } from '../common.js';
 import { buildClusterLoadAssignments } from '../endpoint.js';
 import { MOSN_INBOUND_PASSTHROUGH, MOSN_TOMBSTONE_CLUSTER, withMosnSds, type Json } from './common.js';

@@ -15,8 +15,9 @@
  * Pure.
  */
 import type { ProxyView, PushContext } from '@sextant/model';
-import type { InboundTlsHook } from './listener.js';
+import type { InboundTlsHook } from '../listener/sidecar.js';
 import { mtlsModeForPort, type MtlsMode } from './peer-auth.js';
+import { ROOT_SECRET, WORKLOAD_SECRET } from '../names.js';
 
 type Json = Record<string, any>;
 
@@ -50,8 +51,6 @@ export const SUPPORTED_CIPHERS = [
 ];
 
 export const SDS_CLUSTER = 'sds-grpc';
-export const WORKLOAD_SECRET = 'default';
-export const ROOT_SECRET = 'ROOTCA';
 
 /** Node metadata a proxy sets to fetch `default`/`ROOTCA` from Sextant over ADS instead of from pilot-agent. */
 export const AGENTLESS_METADATA_KEY = 'SEXTANT_AGENTLESS';

@@ -5,8 +5,9 @@
  */
 import type { ListenerJson } from '@sextant/envoy';
 import type { ProxyView, PushContext, Service } from '@sextant/model';
-import { ADS_CONFIG_SOURCE } from './listener-filters.js';
-import { TYPE, outboundClusterName } from './route-translate.js';
+import { ADS_CONFIG_SOURCE } from './filters.js';
+import { TYPE } from '../route/translate.js';
+import { outboundClusterName } from '../names.js';
 
 type Json = Record<string, any>;
 

@@ -5,9 +5,9 @@
  */
 import type { ClientTLSSettings } from '@sextant/api';
 import type { ProxyView } from '@sextant/model';
-import { isH2Cluster, type MutableCluster } from './cluster-policy.js';
-import { rawBufferTransportSocket, TypedUrls, type Json } from './common.js';
-import { sdsSecretConfigFor } from './mtls.js';
+import { isH2Cluster, type MutableCluster } from './policy.js';
+import { rawBufferTransportSocket, TypedUrls, type Json } from '../common.js';
+import { sdsSecretConfigFor } from '../security/mtls.js';
 
 const ALPN_IN_MESH = ['istio-peer-exchange', 'istio'];
 const ALPN_IN_MESH_H2 = ['istio-peer-exchange', 'istio', 'h2'];

@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { encodeJson } from '@sextant/envoy';
-import { buildListeners, buildRoutes } from './generator/index.js';
-import { config, fixturePush, proxy, svc } from './route-fixture.js';
-import { walkRequest } from './route-walk.js';
+import { buildListeners, buildRoutes } from './index.js';
+import { config, fixturePush, proxy, svc } from '../route-fixture.js';
+import { walkRequest } from '../route/walk.js';
 
 type Json = Record<string, any>;
 

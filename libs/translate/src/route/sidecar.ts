@@ -9,11 +9,10 @@ import {
   buildHTTPRoutesForVirtualService,
   catchAllVirtualHost,
   defaultOutboundRoute,
-  outboundClusterName,
-  parseClusterName,
   type RouteOptions,
-} from './route-translate.js';
+} from './translate.js';
 import { mergeDelegates, resolveVirtualService, vsGateways } from './virtual-service.js';
+import { outboundClusterName } from '../names.js';
 
 type Json = Record<string, any>;
 
@@ -197,25 +196,6 @@ export function buildSidecarOutboundRouteConfig(push: PushContext, proxy: ProxyV
     maxDirectResponseBodySizeBytes: MAX_DIRECT_RESPONSE_BODY,
     ignorePortInHostMatching: true,
   } as RouteConfigurationJson;
-}
-
-/** The proxyless gRPC route configuration `outbound|<port>||<fqdn>` (istiod's grpcgen RDS). */
-export function buildGrpcRouteConfig(push: PushContext, proxy: ProxyView, routeName: string): RouteConfigurationJson | undefined {
-  const parsed = parseClusterName(routeName);
-  if (!parsed || !parsed.host || !parsed.port) return undefined;
-  const want = parsed.host.toLowerCase();
-  const all = sidecarVirtualHosts(push, proxy, parsed.port, { grpc: true, services: push.sidecarScope(proxy).services });
-  const hostPort = `${want}:${parsed.port}`;
-  const vhosts = all.filter((vh) =>
-    (vh.domains as string[]).some((d) => {
-      const ld = d.toLowerCase();
-      if (ld === want || ld === hostPort) return true;
-      const [dh, dp] = ld.includes(':') && !ld.startsWith('[') ? [ld.slice(0, ld.lastIndexOf(':')), ld.slice(ld.lastIndexOf(':') + 1)] : [ld, ''];
-      if (dh.startsWith('*') && (dp === '' || dp === String(parsed.port)) && hostMatch(dh, want)) return true;
-      return false;
-    }),
-  );
-  return { name: routeName, virtualHosts: vhosts } as RouteConfigurationJson;
 }
 
 /** Sidecar RDS: the named outbound route configurations, sharing the virtual hosts of a port between names. */

@@ -6,19 +6,16 @@
  */
 import type { ListenerJson } from '@sextant/envoy';
 import type { EgressListener, IstioConfig, ProxyView, PushContext, Service } from '@sextant/model';
-import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './listener-filters.js';
-import { mtlsInbound } from './mtls.js';
-import { inboundPorts, type InboundPort } from './mtls-inbound.js';
-import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from './route.js';
-import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, TYPE, destinationCluster, outboundClusterName } from './route-translate.js';
-import type { ListenerOptions } from './generator/types.js';
-import { serviceAddressForProxy } from './nds.js';
+import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './filters.js';
+import { mtlsInbound } from '../security/mtls.js';
+import { inboundPorts, type InboundPort } from './inbound-ports.js';
+import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from '../route/sidecar.js';
+import { TYPE, destinationCluster } from '../route/translate.js';
+import type { ListenerOptions } from '../generator/types.js';
+import { serviceAddressForProxy } from '../nds.js';
+import { BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, outboundClusterName, PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND } from '../names.js';
 
 type Json = Record<string, any>;
-
-export const VIRTUAL_OUTBOUND = 'virtualOutbound';
-export const VIRTUAL_INBOUND = 'virtualInbound';
-export const INBOUND_PASSTHROUGH_CLUSTER = 'InboundPassthroughCluster';
 
 /**
  * The hook for inbound security: given the proxy, one inbound port and whether

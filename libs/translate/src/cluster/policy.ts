@@ -4,7 +4,7 @@
  */
 import type { ClientTLSSettings, ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection, TrafficPolicy } from '@sextant/api';
 import { isHttp, type ServicePort } from '@sextant/model';
-import { MAX_UINT32, toProtoDuration, type Json } from './common.js';
+import { MAX_UINT32, toProtoDuration, type Json } from '../common.js';
 
 /** A cluster under construction plus its HttpProtocolOptions (packed at the end, as istiod's clusterWrapper does). */
 export interface MutableCluster {

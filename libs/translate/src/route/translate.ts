@@ -4,6 +4,7 @@
  */
 import { durationMillis } from '@sextant/api';
 import type { IstioConfig, ProxyView, Service } from '@sextant/model';
+import { outboundClusterName, parseClusterName, PASSTHROUGH_CLUSTER } from '../names.js';
 
 type Json = Record<string, any>;
 
@@ -21,23 +22,7 @@ export const TYPE = {
   previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
 } as const;
 
-export const PASSTHROUGH_CLUSTER = 'PassthroughCluster';
-export const BLACKHOLE_CLUSTER = 'BlackHoleCluster';
 export const DEFAULT_RETRY_ON = 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes';
-
-/** `outbound|<port>|<subset>|<host>` — istiod's BuildSubsetKey for outbound clusters. */
-export function outboundClusterName(host: string, port: number, subset = ''): string {
-  return `outbound|${port}|${subset}|${host}`;
-}
-
-/** Parses `outbound|port|subset|host`; undefined when the name is not one. */
-export function parseClusterName(name: string): { direction: string; port: number; subset: string; host: string } | undefined {
-  const parts = name.split('|');
-  if (parts.length !== 4) return undefined;
-  const port = Number(parts[1]);
-  if (!Number.isInteger(port)) return undefined;
-  return { direction: parts[0]!, port, subset: parts[2]!, host: parts[3]! };
-}
 
 /**
  * A short host name as Istio reads it in a config object of namespace `ns`:

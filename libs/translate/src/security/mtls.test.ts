@@ -2,10 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeJson, TypeUrl } from '@sextant/envoy';
 import { parseProxy, PushContext } from '@sextant/model';
-import { buildClusters, buildListeners } from './generator/index.js';
+import { buildClusters, buildListeners } from '../generator/index.js';
 import { ALPN, isAgentless, mtlsInbound } from './mtls.js';
 import { composePeerAuthentication, mtlsModeForPort } from './peer-auth.js';
-import { parseObjects } from './translate.js';
+import { parseObjects } from '../translate.js';
 
 type Json = Record<string, any>;
 

@@ -11,8 +11,9 @@
  */
 import type { ClusterJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { buildInboundSubsetKey, toProtoDuration } from './common.js';
-import { isHTTPProtocol } from './route.js';
+import { toProtoDuration } from '../common.js';
+import { isHTTPProtocol } from '../route/sidecar.js';
+import { buildInboundSubsetKey } from '../names.js';
 
 type Json = Record<string, any>;
 

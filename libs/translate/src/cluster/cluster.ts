@@ -9,22 +9,19 @@
 import type { ClusterJson } from '@sextant/envoy';
 import type { TrafficPolicy } from '@sextant/api';
 import { isHttp2, type IstioEndpoint, type ProxyView, type PushContext, type Service, type ServiceInstance, type ServicePort } from '@sextant/model';
-import { applyConnectionPool, applyLoadBalancer, applyOutlierDetection, mergeSubsetPolicy, portLevelPolicy, setH2, setUseDownstream, shouldH2Upgrade, type MutableCluster, type PolicyParts } from './cluster-policy.js';
-import { applyUpstreamTls } from './cluster-tls.js';
+import { applyConnectionPool, applyLoadBalancer, applyOutlierDetection, mergeSubsetPolicy, portLevelPolicy, setH2, setUseDownstream, shouldH2Upgrade, type MutableCluster, type PolicyParts } from './policy.js';
+import { applyUpstreamTls } from './tls.js';
 import {
-  buildDnsSrvSubsetKey,
-  buildInboundSubsetKey,
-  buildSubsetKey,
   destinationRuleConfigPath,
   HTTP_PROTOCOL_OPTIONS_KEY,
-  SpecialClusters,
   serviceMetadata,
   TypedUrls,
   toProtoDuration,
   type Json,
-} from './common.js';
-import { buildSidecarIngressClusters } from './mtls-inbound.js';
-import { lbEndpointsFor } from './endpoint.js';
+} from '../common.js';
+import { buildSidecarIngressClusters } from '../listener/inbound-ports.js';
+import { lbEndpointsFor } from '../endpoint.js';
+import { buildDnsSrvSubsetKey, buildInboundSubsetKey, buildSubsetKey, SpecialClusters } from '../names.js';
 
 /** 292 years: istiod's "never clean up" for inbound ORIGINAL_DST clusters. */
 const MAX_CLEANUP = '9223372035s';

@@ -6,8 +6,9 @@
 import type { ClusterJson } from '@sextant/envoy';
 import type { TrafficPolicy } from '@sextant/api';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { portLevelPolicy } from './cluster-policy.js';
-import { buildSubsetKey, type Json } from './common.js';
+import { portLevelPolicy } from './policy.js';
+import { type Json } from '../common.js';
+import { buildSubsetKey } from '../names.js';
 
 function grpcCluster(name: string, policy: ReturnType<typeof portLevelPolicy>): ClusterJson {
   const c: Json = { name, type: 'EDS', edsClusterConfig: { serviceName: name, edsConfig: { ads: {}, resourceApiVersion: 'V3' } } };

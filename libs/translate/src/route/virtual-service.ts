@@ -6,7 +6,7 @@
  */
 import type { ValidationIssue } from '@sextant/api';
 import type { IstioConfig, PushContext } from '@sextant/model';
-import { resolveShortname } from './route-translate.js';
+import { resolveShortname } from './translate.js';
 
 type Json = Record<string, any>;
 
