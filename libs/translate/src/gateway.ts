@@ -9,6 +9,7 @@ import type { IstioConfig, ProxyView, PushContext } from '@sextant/model';
 import { hcmRds, listenerFilter, sdsDownstreamTls, socketAddress, tcpProxy } from './listener-filters.js';
 import { buildHTTPRoutesForVirtualService, destinationCluster, isCatchAllRoute, outboundClusterName, type RouteOptions } from './route-translate.js';
 import { mergeDelegates, resolveVirtualService, vsGateways } from './virtual-service.js';
+import { securityHttpFilters, securityNetworkFilters } from './security/index.js';
 
 type Json = Record<string, any>;
 
@@ -209,7 +210,7 @@ function passthroughChains(push: PushContext, proxy: ProxyView, gs: GatewayServe
         snis.forEach((s) => seenSni.add(s));
         chains.push({
           filterChainMatch: { serverNames: snis },
-          filters: [tcpProxy(`${gs.bind}_${gs.port}`, l4Target(vs, rule.route, gs, push))],
+          filters: [...securityNetworkFilters(push, proxy), tcpProxy(`${gs.bind}_${gs.port}`, l4Target(vs, rule.route, gs, push))],
         });
       }
     }
@@ -269,7 +270,7 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
         const rn = gatewayRouteName(gs);
         if (httpRoutes.has(rn)) continue; // plaintext HTTP servers on a port share one chain
         httpRoutes.add(rn);
-        chains.push({ filters: [hcmRds(stat, rn, { useRemoteAddress: true })] });
+        chains.push({ filters: [hcmRds(stat, rn, { useRemoteAddress: true, securityFilters: securityHttpFilters(push, proxy) })] });
       } else if (gs.protocol === 'HTTPS' && !isPassthrough(gs.server)) {
         needTlsInspector = true;
         const sock = tlsSocket(gs, true);
@@ -277,7 +278,7 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
         const fcm: Json = {};
         const sn = serverNames(gs);
         if (sn) fcm.serverNames = sn;
-        chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [hcmRds(stat, gatewayRouteName(gs), { useRemoteAddress: true })] });
+        chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [hcmRds(stat, gatewayRouteName(gs), { useRemoteAddress: true, securityFilters: securityHttpFilters(push, proxy) })] });
       } else if ((gs.protocol === 'TLS' || gs.protocol === 'HTTPS') && isPassthrough(gs.server)) {
         needTlsInspector = true;
         chains.push(...passthroughChains(push, proxy, gs));
@@ -289,10 +290,10 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
         const fcm: Json = {};
         const sn = serverNames(gs);
         if (sn) fcm.serverNames = sn;
-        chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [tcpProxy(stat, target)] });
+        chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [...securityNetworkFilters(push, proxy), tcpProxy(stat, target)] });
       } else {
         const target = tcpTarget(push, proxy, gs);
-        if (target) chains.push({ filters: [tcpProxy(stat, target)] });
+        if (target) chains.push({ filters: [...securityNetworkFilters(push, proxy), tcpProxy(stat, target)] });
       }
     }
     if (chains.length === 0) continue;

@@ -19,3 +19,4 @@ export * from './mtls-inbound.js';
 export * from './mosn/index.js';
 export * from './nds.js';
 export * from './provenance.js';
+export * from './security/index.js';

@@ -15,6 +15,7 @@ import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from
 import { BLACKHOLE_CLUSTER, PASSTHROUGH_CLUSTER, TYPE, destinationCluster, outboundClusterName } from './route-translate.js';
 import { isMosnProxy, mosnListeners } from './mosn/index.js';
 import { serviceAddressForProxy } from './nds.js';
+import { securityHttpFilters, securityNetworkFilters } from './security/index.js';
 
 type Json = Record<string, any>;
 
@@ -219,7 +220,7 @@ function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[]
                 '@type': TYPE.hcm,
                 statPrefix: `inbound_0.0.0.0_${port}`,
                 routeConfig: inboundRouteConfig(port),
-                httpFilters: [{ name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
+                httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
                 useRemoteAddress: false,
                 forwardClientCertDetails: 'APPEND_FORWARD',
                 setCurrentClientCertDetails: { subject: true, dns: true, uri: true },
@@ -229,7 +230,7 @@ function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[]
           ],
         });
       } else {
-        chains.push({ ...base, filters: [tcpProxy(`inbound|${port}||`, `inbound|${port}||`)] });
+        chains.push({ ...base, filters: [...securityNetworkFilters(push, proxy), tcpProxy(`inbound|${port}||`, `inbound|${port}||`)] });
       }
     }
   }
@@ -267,12 +268,12 @@ function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHoo
                   },
                 ],
               },
-              httpFilters: [{ name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
+              httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
             },
           },
         ],
       },
-      { name: 'virtualInbound', filters: [tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
+      { name: 'virtualInbound', filters: [...securityNetworkFilters(push, proxy), tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
     ],
     useOriginalDst: true,
     trafficDirection: 'INBOUND',
