@@ -10,6 +10,7 @@ import { buildClusters } from './cluster.js';
 import { buildEndpoints } from './endpoint.js';
 import { buildListeners } from './listener.js';
 import { buildRoutes } from './route.js';
+import { authorizationPolicyIssues } from './security/authz.js';
 
 export type XdsShortType = 'lds' | 'rds' | 'cds' | 'eds';
 
@@ -79,7 +80,7 @@ export function translateConfig(input: TranslateInput): TranslateOutput {
   });
   const proxy = push.resolveProxy(parseProxy(input.nodeId, input.metadata ?? {}));
   const types = new Set(input.types ?? ['lds', 'rds', 'cds', 'eds']);
-  const out: TranslateOutput = { proxy, issues: [...push.issues] };
+  const out: TranslateOutput = { proxy, issues: [...push.issues, ...authorizationPolicyIssues(push)] };
   let clusters: ClusterJson[] | undefined;
   let listeners: ListenerJson[] | undefined;
   if (types.has('cds') || types.has('eds')) clusters = buildClusters(push, proxy);
