@@ -2,8 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeJson, TypeUrl } from '@sextant/envoy';
 import { parseProxy, PushContext } from '@sextant/model';
-import { buildListeners } from '../listener.js';
-import { buildGatewayListeners } from '../gateway.js';
+import { buildListeners } from '../generator/index.js';
+import { buildGatewayListeners } from '../listener/gateway.js';
 import { parseObjects } from '../translate.js';
 import { authorizationPoliciesFor, authorizationPolicyIssues, authzHttpFilters, authzNetworkFilters } from './authz.js';
 
