@@ -1,5 +1,5 @@
+import { TYPE } from '../typed.js';
 /** Building blocks of listeners: HCM with RDS, tcp_proxy, listener filters, TLS sockets. Pure. */
-import { TYPE } from '../route/translate.js';
 
 type Json = Record<string, any>;
 

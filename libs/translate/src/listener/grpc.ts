@@ -6,8 +6,8 @@
 import type { ListenerJson } from '@sextant/envoy';
 import type { ProxyView, PushContext, Service } from '@sextant/model';
 import { ADS_CONFIG_SOURCE } from './filters.js';
-import { TYPE } from '../route/translate.js';
 import { outboundClusterName } from '../names.js';
+import { TYPE } from '../typed.js';
 
 type Json = Record<string, any>;
 

@@ -10,10 +10,11 @@ import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './filters.js';
 import { mtlsInbound } from '../security/mtls.js';
 import { inboundPorts, type InboundPort } from './inbound-ports.js';
 import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from '../route/sidecar.js';
-import { TYPE, destinationCluster } from '../route/translate.js';
+import { destinationCluster } from '../route/translate.js';
 import type { ListenerOptions } from '../generator/types.js';
 import { serviceAddressForProxy } from '../nds.js';
 import { BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, outboundClusterName, PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND } from '../names.js';
+import { TYPE } from '../typed.js';
 
 type Json = Record<string, any>;
 

@@ -14,6 +14,7 @@
  *
  * Pure.
  */
+import type { SdsSecretConfigJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import type { InboundTlsHook } from '../listener/sidecar.js';
 import { mtlsModeForPort, type MtlsMode } from './peer-auth.js';
@@ -71,7 +72,7 @@ export function isAgentless(proxy: ProxyView | undefined): boolean {
  * timeout", so a listener or cluster using them stays warming until the
  * secret arrives rather than coming up without its certificate.
  */
-export function sdsSecretConfigFor(name: string, proxy?: ProxyView): Json {
+export function sdsSecretConfigFor(name: string, proxy?: ProxyView): SdsSecretConfigJson {
   const waitForSecret = name === WORKLOAD_SECRET || name === ROOT_SECRET ? { initialFetchTimeout: '0s' } : {};
   if (isAgentless(proxy)) return { name, sdsConfig: { ads: {}, ...waitForSecret, resourceApiVersion: 'V3' } };
   return {
