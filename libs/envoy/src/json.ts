@@ -85,6 +85,7 @@ export type {
 export type {
   CertificateValidationContextJson,
   TlsParametersJson,
+  TlsParameters_TlsProtocolJson,
 } from './gen/envoy/extensions/transport_sockets/tls/v3/common_pb.js';
 export type { SdsSecretConfigJson } from './gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
 export type {

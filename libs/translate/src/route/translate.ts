@@ -2,7 +2,7 @@
  * VirtualService HTTP rules → Envoy routes (istiod's route.TranslateRoute and
  * friends), as Envoy's proto3 JSON. Pure.
  */
-import { durationMillis } from '@sextant/api';
+import { durationMillis, type Destination } from '@sextant/api';
 import type { IstioConfig, ProxyView, Service } from '@sextant/model';
 import { outboundClusterName, parseClusterName, PASSTHROUGH_CLUSTER } from '../names.js';
 import { TYPE } from '../typed.js';
@@ -244,7 +244,7 @@ export interface RouteOptions {
 }
 
 /** The cluster a destination goes to (istiod's GetDestinationCluster). */
-export function destinationCluster(dest: Json, service: Service | undefined, listenPort: number): string {
+export function destinationCluster(dest: Destination, service: Service | undefined, listenPort: number): string {
   if (!dest.host) return 'UnknownService';
   let host: string = dest.host;
   if (service?.attributes.externalName) host = service.attributes.externalName;
