@@ -19,3 +19,12 @@ export type { ClusterLoadAssignmentJson } from './gen/envoy/config/endpoint/v3/e
 export type { SecretJson } from './gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
 export { create, toBinary, fromBinary, toJson, fromJson, type JsonValue, type JsonObject } from '@bufbuild/protobuf';
 export * from './json.js';
+// Security filters (AuthorizationPolicy, RequestAuthentication).
+export type { PolicyJson as RbacPolicyJson, PermissionJson as RbacPermissionJson, PrincipalJson as RbacPrincipalJson, RBACJson as RbacRulesJson } from './gen/envoy/config/rbac/v3/rbac_pb.js';
+export type { RBACJson as HttpRbacJson } from './gen/envoy/extensions/filters/http/rbac/v3/rbac_pb.js';
+export type { RBACJson as NetworkRbacJson } from './gen/envoy/extensions/filters/network/rbac/v3/rbac_pb.js';
+export type { ExtAuthzJson as HttpExtAuthzJson } from './gen/envoy/extensions/filters/http/ext_authz/v3/ext_authz_pb.js';
+export type { ExtAuthzJson as NetworkExtAuthzJson } from './gen/envoy/extensions/filters/network/ext_authz/v3/ext_authz_pb.js';
+export type { JwtAuthenticationJson, JwtProviderJson, JwtRequirementJson } from './gen/envoy/extensions/filters/http/jwt_authn/v3/config_pb.js';
+export type { MetadataMatcherJson } from './gen/envoy/type/matcher/v3/metadata_pb.js';
+export type { ValueMatcherJson } from './gen/envoy/type/matcher/v3/value_pb.js';

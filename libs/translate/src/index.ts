@@ -25,3 +25,4 @@ export * from './mosn/index.js';
 export * from './nds.js';
 export * from './provenance.js';
 export * from './typed.js';
+export * from './security/filters.js';

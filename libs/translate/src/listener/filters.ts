@@ -1,8 +1,7 @@
-import { TYPE } from '../typed.js';
 /** Building blocks of listeners: HCM with RDS, tcp_proxy, listener filters, TLS sockets. Pure. */
 
 import type { ConfigSourceJson, HttpConnectionManagerJson, HttpFilterJson, ListenerFilterJson, NetworkFilterJson, AddressJson, TcpProxyJson, CommonTlsContextJson, TlsParametersJson, TlsParameters_TlsProtocolJson, TransportSocketJson } from '@sextant/envoy';
-import { anyOf } from '../typed.js';
+import { anyOf, TYPE } from '../typed.js';
 
 /** Aggregated config source: RDS and SDS come over the same ADS stream. */
 export const ADS_CONFIG_SOURCE: ConfigSourceJson = { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' };
@@ -17,11 +16,12 @@ export function httpFilters(): HttpFilterJson[] {
 }
 
 /** An http_connection_manager network filter reading `routeConfigName` over ADS. */
-export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; http2?: boolean } = {}): NetworkFilterJson {
+export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; http2?: boolean; securityFilters?: HttpFilterJson[] } = {}): NetworkFilterJson {
   const cfg: HttpConnectionManagerJson = {
     statPrefix,
     rds: { configSource: ADS_CONFIG_SOURCE, routeConfigName },
-    httpFilters: httpFilters(),
+    // Security filters (authorization, authentication) come before the others, as istiod orders them.
+    httpFilters: [...(opts.securityFilters ?? []), ...httpFilters()],
     useRemoteAddress: !!opts.useRemoteAddress,
     normalizePath: true,
     mergeSlashes: true,

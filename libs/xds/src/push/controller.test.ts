@@ -1,26 +1,27 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { silentLogger, type ObjectKey } from '@sextant/api';
-import { PushPipeline } from './pipeline.js';
+import type { PushRequest } from '../types.js';
+import { PushController, type PushScope } from './controller.js';
 
 interface Ctx {
   version: string;
   n: number;
 }
 
-function harness(debounceAfterMs: number, debounceMaxMs: number) {
+function harness(debounceAfterMs: number, debounceMaxMs: number, scope: (changed: readonly ObjectKey[]) => PushScope = () => ({ full: true }), failAt = 3) {
   let builds = 0;
-  const pushes: Array<{ ctx: Ctx; changed: ObjectKey[] }> = [];
+  const pushes: Array<{ ctx: Ctx; req: PushRequest; changed: string[] }> = [];
   let onPush: (() => void) | undefined;
-  const pipeline = new PushPipeline<Ctx, string>({
+  const pipeline = new PushController<Ctx>({
     build: (version) => {
       builds++;
-      if (builds === 3) throw new Error('boom');
+      if (builds === failAt) throw new Error('boom');
       return { version, n: builds };
     },
-    scope: () => 'full',
-    push: (ctx, _scope, changed) => {
-      pushes.push({ ctx, changed });
+    scope: (_prev, _next, changed) => scope(changed),
+    push: (req, ctx) => {
+      pushes.push({ ctx, req, changed: [...(req.configsUpdated ?? [])] });
       onPush?.();
     },
     debounceAfterMs,
@@ -44,7 +45,9 @@ test('a burst of changes becomes one rebuild and one push', async () => {
   for (const n of ['a', 'b', 'c', 'd']) h.pipeline.changed([key(n)]);
   await pushed;
   assert.equal(h.pushes.length, 2);
-  assert.deepEqual(h.pushes[1]!.changed.map((k) => k.name), ['a', 'b', 'c', 'd']);
+  assert.deepEqual(h.pushes[1]!.changed, ['a', 'b', 'c', 'd'].map((n) => `VirtualService/default/${n}`));
+  assert.equal(h.pushes[1]!.req.full, true);
+  assert.deepEqual(h.pushes[1]!.req.reason, ['VirtualService']);
   assert.equal(h.builds(), 2);
   h.pipeline.stop();
 });
@@ -88,6 +91,42 @@ test('changes recorded while the sources sync are part of the first build, not o
   const pushed = h.nextPush();
   h.pipeline.changed([key('edited')]);
   await pushed;
-  assert.deepEqual(h.pushes[1]!.changed.map((k) => k.name), ['edited']);
+  assert.deepEqual(h.pushes[1]!.changed, ['VirtualService/default/edited']);
+  assert.deepEqual(h.pushes[1]!.req.reason, ['VirtualService'], 'pushed as what it is, not as a change to everything');
+  assert.equal(h.pushes[0]!.req.configsUpdated, undefined, 'the first push concerns everything');
+  h.pipeline.stop();
+});
+
+test('the push request names what the scope says: types, resources and proxies for a config change; clusters for endpoints', async () => {
+  const routes = (n: string) => n === '80';
+  const h = harness(5, 5000, (changed) =>
+    changed[0]!.kind === 'EndpointSlice'
+      ? { full: false, edsClusters: new Set(changed[0]!.name === 'none' ? [] : ['outbound|80||a.default.svc.cluster.local']) }
+      : { full: true, types: new Set(['rds']), resources: new Map([['rds', routes]]), affects: () => false },
+    0,
+  );
+  h.pipeline.initialize();
+  let pushed = h.nextPush();
+  h.pipeline.changed([key('a')]);
+  await pushed;
+  const vs = h.pushes[1]!.req;
+  assert.deepEqual([...vs.types!], ['rds']);
+  assert.equal(vs.resources!.get('rds'), routes);
+  assert.ok(vs.affects);
+  assert.ok(vs.start! > 0 && vs.start! <= Date.now());
+
+  pushed = h.nextPush();
+  h.pipeline.changed([{ kind: 'EndpointSlice', namespace: 'default', name: 'a-1' }]);
+  await pushed;
+  const eds = h.pushes[2]!.req;
+  assert.equal(eds.full, false);
+  assert.deepEqual([...eds.edsUpdates!], ['outbound|80||a.default.svc.cluster.local']);
+  assert.equal(eds.types, undefined);
+
+  // An endpoint change that moved no cluster is no push at all, but the context still advances.
+  h.pipeline.changed([{ kind: 'EndpointSlice', namespace: 'default', name: 'none' }]);
+  h.pipeline.flush();
+  assert.equal(h.pushes.length, 3);
+  assert.equal(h.pipeline.context!.n, 4);
   h.pipeline.stop();
 });
