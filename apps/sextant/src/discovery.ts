@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
 import { NodeSchema, TypeUrl, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
-import { authorizationPolicyIssues, resourceProvenance } from '@sextant/translate';
+import { authorizationPolicyIssues, envoyFilterIssues, resourceProvenance } from '@sextant/translate';
 import {
   ClassGenerators,
   DiscoveryServer,
@@ -175,7 +175,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     configIssues: () => ({
       rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
       // Model issues, and security rules that cannot be rendered (they fail closed).
-      semantic: [...(controller.context?.issues ?? []), ...securityIssues].map((i) => ({ ...i, message: formatIssue(i) })),
+      semantic: [...(controller.context?.issues ?? []), ...securityIssues, ...envoyFilterProblems].map((i) => ({ ...i, message: formatIssue(i) })),
       // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
       files: folder?.fileErrors() ?? [],
       // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
@@ -236,6 +236,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
 
   let lastIssues: string[] = [];
   let securityIssues: ValidationIssue[] = [];
+  // EnvoyFilter patches that cannot apply (skipped; the rest of the config is served).
+  let envoyFilterProblems: ValidationIssue[] = [];
   let securityIssueObjects = new Map<string, { kind: string; namespace: string; name: string }>();
   const controller: PushController<Ctx> = new PushController<Ctx>({
     build: (ver) =>
@@ -263,6 +265,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
 
   function reportIssues(ctx: Ctx) {
     securityIssues = authorizationPolicyIssues(ctx);
+    envoyFilterProblems = envoyFilterIssues(ctx);
     // Each AuthorizationPolicy with a rule that cannot be rendered gets a status condition (leader only), cleared when fixed.
     const byObject = new Map<string, { object: { kind: string; namespace: string; name: string }; reasons: string[] }>();
     for (const i of securityIssues) {
@@ -274,7 +277,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     for (const [key, e] of byObject) kube?.setRejection(e.object, `security policy cannot be fully rendered; it fails closed: ${e.reasons.join('; ')}`);
     for (const [key, object] of securityIssueObjects) if (!byObject.has(key)) kube?.setRejection(object, undefined);
     securityIssueObjects = new Map([...byObject].map(([k, e]) => [k, e.object]));
-    const now = [...ctx.issues, ...securityIssues].map(formatIssue);
+    const now = [...ctx.issues, ...securityIssues, ...envoyFilterProblems].map(formatIssue);
     const before = new Set(lastIssues);
     for (const text of now) if (!before.has(text)) log.warn({ issue: text }, 'config issue');
     lastIssues = now;

@@ -66,3 +66,15 @@ export function envoyFilterIssues(push: PushContext): ValidationIssue[] {
   }
   return issues;
 }
+
+/**
+ * What a proxy's EnvoyFilter patches depend on beyond the class key's other
+ * parts: which patches select it (workloadSelector, targetRefs, proxy
+ * version and metadata matches), so proxies that differ only there are not
+ * given each other's cached config.
+ */
+export function envoyFilterClassKey(push: PushContext, proxy: ProxyView): string {
+  return patchesFor(push, proxy)
+    .map((p) => `${p.filter.namespace}/${p.filter.name}#${p.index}`)
+    .join(',');
+}
