@@ -5,9 +5,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '@sextant/api';
 import { TypeUrl, encodeResource, type EncodedResource } from '@sextant/envoy';
-import { EndpointCache, StaticGenerator } from '../cache.js';
-import { DiscoveryServer } from '../server.js';
-import type { DiscoveryServerOptions, ResourceGenerator } from '../types.js';
+import { DiscoveryServer, EndpointCache, StaticGenerator, type DiscoveryServerOptions, type ResourceGenerator } from '@sextant/xds';
 
 /** An EDS cluster fed over ADS. */
 export function edsCluster(name: string, extra: Record<string, unknown> = {}): EncodedResource {
