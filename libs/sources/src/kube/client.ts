@@ -83,7 +83,8 @@ export class KubeClient {
     } else if (opts.server) {
       const kc = new KubeConfig();
       kc.loadFromOptions({
-        clusters: [{ name: 'server', server: opts.server.url, skipTLSVerify: false }],
+        // client-node refuses plain http:// unless skipTLSVerify is set (there is no TLS to verify then).
+        clusters: [{ name: 'server', server: opts.server.url, skipTLSVerify: opts.server.url.startsWith('http:') }],
         users: [{ name: 'user', ...(opts.server.token ? { token: opts.server.token } : {}) }],
         contexts: [{ name: 'server', cluster: 'server', user: 'user' }],
         currentContext: 'server',
