@@ -6,8 +6,8 @@
  */
 import type { ClusterLoadAssignmentJson } from '@sextant/envoy';
 import { localityLabel, type IstioEndpoint, type Locality, type ProxyView, type PushContext } from '@sextant/model';
-import { parseSubsetKey, type Json } from './common.js';
-import { isMosnProxy, mosnLoadAssignment } from './mosn/index.js';
+import { type Json } from './common.js';
+import { parseSubsetKey } from './names.js';
 
 function canonicalName(labels: Record<string, string>, workload: string): string {
   return labels['service.istio.io/canonical-name'] ?? labels['app.kubernetes.io/name'] ?? labels.app ?? workload;
@@ -86,7 +86,7 @@ function applyFailover(llb: Json[], proxyLocality: Locality): void {
  * Unknown names and non-EDS clusters get an empty assignment so Envoy does
  * not wait for them.
  */
-export function buildEndpoints(push: PushContext, proxy: ProxyView, clusterNames: string[]): ClusterLoadAssignmentJson[] {
+export function buildClusterLoadAssignments(push: PushContext, proxy: ProxyView, clusterNames: string[]): ClusterLoadAssignmentJson[] {
   const out: ClusterLoadAssignmentJson[] = [];
   for (const name of [...new Set(clusterNames)]) {
     const key = parseSubsetKey(name);
@@ -117,5 +117,5 @@ export function buildEndpoints(push: PushContext, proxy: ProxyView, clusterNames
     if (tp?.outlierDetection && localityEnabled && proxy.locality && llb.length > 1) applyFailover(llb, proxy.locality);
     out.push({ clusterName: name, endpoints: llb } as ClusterLoadAssignmentJson);
   }
-  return isMosnProxy(proxy) ? out.map(mosnLoadAssignment) : out;
+  return out;
 }
