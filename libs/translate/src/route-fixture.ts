@@ -97,6 +97,7 @@ export function fixturePush(input: FixtureInput): PushContext {
   });
   const push: PushContext = {
     version: 'v1',
+    jwks: new Map(),
     domainSuffix: 'cluster.local',
     trustDomain: 'cluster.local',
     mesh: { rootNamespace: 'istio-system', connectTimeout: '10s', enableAutoMtls: true },
