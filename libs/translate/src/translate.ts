@@ -58,7 +58,7 @@ export function translateConfig(input: TranslateInput): TranslateOutput {
   const out: TranslateOutput = { proxy, issues: [...push.issues, ...securityPolicyIssues(push)] };
   // RDS and EDS get the names Envoy would ask for after this LDS and CDS, as in the server.
   for (const t of input.types ?? ALL_TYPES) {
-    if (t === 'lds') out.lds = generateForProxy(push, proxy, 'lds');
+    if (t === 'lds') out.lds = generateForProxy(push, proxy, 'lds', undefined, out.issues);
     else if (t === 'rds') out.rds = generateForProxy(push, proxy, 'rds', undefined, out.issues);
     else if (t === 'cds') out.cds = generateForProxy(push, proxy, 'cds');
     else out.eds = generateForProxy(push, proxy, 'eds');
