@@ -264,6 +264,7 @@ class PushContextImpl implements PushContextShape {
         this.configs('VirtualService'),
         this.mesh.defaultVirtualServiceExportTo ?? ['*'],
         this.mesh.outboundTrafficPolicy?.mode ?? 'ALLOW_ANY',
+        this.domainSuffix,
       );
       this.scopeCache.set(key, scope);
     }
