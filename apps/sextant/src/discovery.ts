@@ -16,7 +16,7 @@ import {
   type ProxyState,
 } from '@sextant/admin';
 import { authenticate } from '@sextant/ca';
-import { PushContext, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
+import { EndpointIndex, PushContext, edsClustersFor, isEndpointKind, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
@@ -43,8 +43,9 @@ import { version } from './version.js';
 
 type Ctx = ReturnType<typeof PushContext.build>;
 
-function allObjects(view: StoreView) {
-  return view.kinds().flatMap((k) => view.list(k));
+/** What a PushContext is built from: everything but the endpoint kinds, which the endpoint index holds. */
+function configObjects(view: StoreView) {
+  return view.kinds().filter((k) => !isEndpointKind(k)).flatMap((k) => view.list(k));
 }
 
 /** Binds a grpc-js server and resolves with the chosen port. */
@@ -216,10 +217,13 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
 
   let lastIssues: string[] = [];
   let lastPushedVersion: string | undefined;
+  // Endpoints, pods, nodes and WorkloadEntries, updated in place by their events (never a rebuild).
+  const endpointIndex = new EndpointIndex({ trustDomain: cfg.trustDomain });
+  let endpointPushes = 0;
   const pipeline: PushPipeline<Ctx, PushScope> = new PushPipeline<Ctx, PushScope>({
     build: (ver) =>
-      PushContext.build(allObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver }),
-    scope: (prev, next, changed) => (prev ? pushScope(prev, next, changed) : { full: true, edsClusters: undefined, affects: () => true }),
+      PushContext.build(configObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver, endpointIndex }),
+    scope: (prev, next, changed) => (prev ? pushScope(prev, next, changed, next.endpointUpdate) : { full: true, edsClusters: undefined, affects: () => true }),
     push: (next, scope, changed) => {
       const previousVersion = lastPushedVersion;
       lastPushedVersion = next.version;
@@ -242,6 +246,23 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       } else if (scope.edsClusters.size > 0) {
         if (previousVersion) generators.endpointsOnly(next.version, previousVersion, scope.edsClusters);
         xds.push({ full: false, version: next.version, reason, edsUpdates: scope.edsClusters });
+      }
+    },
+    pushEndpoints: (ctx, services, addresses) => {
+      // EDS only, to the streams watching the changed clusters; the context stays as built.
+      const clusters = edsClustersFor(services, ctx);
+      const version = `${ctx.version}/eds${++endpointPushes}`;
+      pushStarted.set(version, pipeline.firstChangeAt || Date.now());
+      if (pushStarted.size > 64) pushStarted.delete(pushStarted.keys().next().value!);
+      metrics.pushTriggers.inc({ type: 'endpoint' });
+      if (clusters.size > 0) {
+        generators.endpointsChanged(clusters);
+        xds.push({ full: false, version, reason: ['endpoints'], edsUpdates: clusters });
+      }
+      if (addresses.size > 0) {
+        // Workloads whose own labels, identity or served services changed: their proxies' config again.
+        generators.forgetResolvedProxies();
+        xds.push({ full: true, version: ctx.version, reason: ['proxy'], affects: (p) => generators.proxyView(p, ctx).ipAddresses.some((ip) => addresses.has(ip)) });
       }
     },
     onBuilt: (_ctx, seconds) => {
@@ -268,7 +289,22 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
         else metrics.configEvents.inc({ type: ev.object.kind, event: ev.type });
       }
       const change = store.apply(batch);
-      if (change) pipeline.changed(change.changed as ObjectKey[]);
+      if (change) {
+        const config: ObjectKey[] = [];
+        const endpoints: Array<{ key: ObjectKey; object: ReturnType<ConfigStore['get']> }> = [];
+        for (const k of change.changed as ObjectKey[]) {
+          if (isEndpointKind(k.kind)) endpoints.push({ key: k, object: store.get(k.kind, k.namespace, k.name) });
+          else config.push(k);
+        }
+        if (endpoints.length > 0) {
+          const update = endpointIndex.apply(endpoints);
+          // New identities (CDS subjectAltNames) or endpoints of non-EDS services: a full push, as istiod does.
+          const full = [...update.services.values()].includes('full');
+          if (full) config.push(...endpoints.map((e) => e.key));
+          else pipeline.endpointsChanged(update.services.keys(), update.proxyAddresses);
+        }
+        if (config.length > 0) pipeline.changed(config);
+      }
       updateRejected();
     });
   }

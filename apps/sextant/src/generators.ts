@@ -69,6 +69,21 @@ export class TranslationGenerators {
     if (this.endpointOnlyPushes.size > 16) this.endpointOnlyPushes.delete(this.endpointOnlyPushes.keys().next().value!);
   }
 
+  /**
+   * The endpoints of `clusters` changed in place (the endpoint index), at an
+   * unchanged push version: their ClusterLoadAssignments are built again, the
+   * others stay.
+   */
+  endpointsChanged(clusters: ReadonlySet<string>): void {
+    for (const name of clusters) this.endpoints.delete(name);
+    this.endpointViews = new Map();
+  }
+
+  /** Resolves every proxy again on its next generation (its Pod changed in place). */
+  forgetResolvedProxies(): void {
+    this.resolved = new WeakMap();
+  }
+
   /** Forgets encoded resources no push used since the previous call (call after each push). */
   sweep(): void {
     this.encoder.sweep();

@@ -16,6 +16,12 @@ export interface PushPipelineOptions<Ctx extends { version: string }, Scope> {
   scope(previous: Ctx | undefined, next: Ctx, changed: ObjectKey[]): Scope;
   /** Sends the push (the xDS server's push, in the daemon). */
   push(next: Ctx, scope: Scope | undefined, changed: ObjectKey[]): void;
+  /**
+   * The endpoint path: services whose endpoints changed in place (the
+   * endpoint index, `namespace/hostname` keys), and addresses of workloads
+   * whose own view changed. No context is built for these.
+   */
+  pushEndpoints?(current: Ctx, services: ReadonlySet<string>, proxyAddresses: ReadonlySet<string>): void;
   debounceAfterMs: number;
   debounceMaxMs: number;
   log: Logger;
@@ -25,6 +31,8 @@ export interface PushPipelineOptions<Ctx extends { version: string }, Scope> {
 export class PushPipeline<Ctx extends { version: string }, Scope> {
   private current: Ctx | undefined;
   private pendingKeys: ObjectKey[] = [];
+  private pendingServices = new Set<string>();
+  private pendingAddresses = new Set<string>();
   private batchStart = 0;
   private quietTimer: NodeJS.Timeout | undefined;
   private maxTimer: NodeJS.Timeout | undefined;
@@ -49,17 +57,42 @@ export class PushPipeline<Ctx extends { version: string }, Scope> {
     // real change after start look like a change to everything (and a stale
     // firstChangeAt would skip its debounce).
     this.pendingKeys = [];
+    this.pendingServices = new Set();
+    this.pendingAddresses = new Set();
     this.current = this.rebuild([]);
     this.opts.push(this.current, undefined, []);
     return this.current;
   }
 
+  private get idle(): boolean {
+    return this.pendingKeys.length === 0 && this.pendingServices.size === 0 && this.pendingAddresses.size === 0;
+  }
+
   /** Records changed objects; a rebuild follows after the debounce. */
   changed(keys: ObjectKey[]): void {
     if (this.stopped || keys.length === 0) return;
-    if (this.pendingKeys.length === 0) this.batchStart = Date.now();
+    if (this.idle) this.batchStart = Date.now();
     this.pendingKeys.push(...keys);
     if (!this.current) return; // not initialized: the first build will see these
+    this.arm();
+  }
+
+  /**
+   * Records endpoint changes already applied in place (the endpoint index):
+   * after the same debounce they are pushed without building a context,
+   * unless a config change in the same batch rebuilds it anyway.
+   */
+  endpointsChanged(services: Iterable<string>, proxyAddresses: Iterable<string> = []): void {
+    if (this.stopped || !this.current) return; // not initialized: the first build reads the index
+    const wasIdle = this.idle;
+    for (const s of services) this.pendingServices.add(s);
+    for (const a of proxyAddresses) this.pendingAddresses.add(a);
+    if (this.idle) return;
+    if (wasIdle) this.batchStart = Date.now();
+    this.arm();
+  }
+
+  private arm(): void {
     clearTimeout(this.quietTimer);
     this.quietTimer = setTimeout(() => this.flush(), this.opts.debounceAfterMs);
     if (!this.maxTimer) {
@@ -72,7 +105,18 @@ export class PushPipeline<Ctx extends { version: string }, Scope> {
     clearTimeout(this.quietTimer);
     clearTimeout(this.maxTimer);
     this.quietTimer = this.maxTimer = undefined;
-    if (this.stopped || !this.current || this.pendingKeys.length === 0) return;
+    if (this.stopped || !this.current) return;
+    if (this.pendingKeys.length === 0) {
+      const services = this.pendingServices;
+      const addresses = this.pendingAddresses;
+      this.pendingServices = new Set();
+      this.pendingAddresses = new Set();
+      if (services.size > 0 || addresses.size > 0) this.opts.pushEndpoints?.(this.current, services, addresses);
+      return;
+    }
+    // A rebuild's full push carries the endpoint changes too.
+    this.pendingServices = new Set();
+    this.pendingAddresses = new Set();
     const changed = this.pendingKeys;
     this.pendingKeys = [];
     const previous = this.current;

@@ -5,7 +5,7 @@
  * healthy endpoints are sent.
  */
 import type { ClusterLoadAssignmentJson } from '@sextant/envoy';
-import { localityLabel, type IstioEndpoint, type Locality, type ProxyView, type PushContext } from '@sextant/model';
+import { localityLabel, type EndpointReader, type IstioEndpoint, type Locality, type ProxyView, type PushContext } from '@sextant/model';
 import { parseSubsetKey, type Json } from './common.js';
 import { isMosnProxy, mosnLoadAssignment } from './mosn/index.js';
 
@@ -84,9 +84,11 @@ function applyFailover(llb: Json[], proxyLocality: Locality): void {
 /**
  * ClusterLoadAssignments for `clusterNames` (the names the proxy watches).
  * Unknown names and non-EDS clusters get an empty assignment so Envoy does
- * not wait for them.
+ * not wait for them. Endpoints come from the endpoint index (updated in place
+ * by endpoint events); services and rules from the context.
  */
 export function buildEndpoints(push: PushContext, proxy: ProxyView, clusterNames: string[]): ClusterLoadAssignmentJson[] {
+  const endpoints: EndpointReader = push.endpointIndex;
   const out: ClusterLoadAssignmentJson[] = [];
   for (const name of [...new Set(clusterNames)]) {
     const key = parseSubsetKey(name);
@@ -111,7 +113,7 @@ export function buildEndpoints(push: PushContext, proxy: ProxyView, clusterNames
       }
       labels = subset.labels ?? {};
     }
-    const llb = lbEndpointsFor(push.endpoints(svc, port, labels), proxy);
+    const llb = lbEndpointsFor(endpoints.endpoints(svc, port, labels), proxy);
     const tp = dr?.spec.trafficPolicy as { outlierDetection?: unknown; loadBalancer?: { localityLbSetting?: { enabled?: boolean | null } } } | undefined;
     const localityEnabled = tp?.loadBalancer?.localityLbSetting?.enabled !== false;
     if (tp?.outlierDetection && localityEnabled && proxy.locality && llb.length > 1) applyFailover(llb, proxy.locality);

@@ -107,6 +107,7 @@ export function fixturePush(input: FixtureInput): PushContext {
     endpoints: (s, port, subset) =>
       (input.endpoints ?? []).filter((e) => e.host === s.hostname && selects(subset, e.labels ?? {})).map((e) => endpointOf(e, s)).filter(() => !!port),
     serviceAccounts: () => [],
+    endpointIndex: { endpoints: (s, port, subset) => push.endpoints(s, port, subset) },
     resolveProxy: (p) => p,
     sidecarScope: (p): SidecarScope => {
       const sidecar = byKind('Sidecar', p.namespace)[0];
