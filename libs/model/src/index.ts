@@ -6,3 +6,4 @@ export { PushContext, type PushContextStatic, type PushContextExtras } from './p
 export * from './push-scope.js';
 export { spiffeId } from './endpoints.js';
 export { EndpointIndex, ENDPOINT_KINDS, isEndpointKind, serviceKeyOf, updatedServiceKeys, type EndpointReader, type EndpointUpdate, type EndpointPushType, type IndexedService, type ServiceSource, type EndpointIndexOptions } from './endpoint-index.js';
+export * from './proxy-dependencies.js';

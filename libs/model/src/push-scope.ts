@@ -2,6 +2,7 @@ import type { ObjectKey } from '@sextant/api';
 import type { EndpointUpdate } from './endpoint-index.js';
 import { isEndpointKind } from './endpoint-index.js';
 import { hostMatches, resolveShortName } from './labels.js';
+import { configKeysOf, proxyDependsOn } from './proxy-dependencies.js';
 import type { PushContext, PushScope, Service } from './types.js';
 
 function sameServiceShape(a: Service, b: Service): boolean {
@@ -50,10 +51,13 @@ export function edsClustersFor(serviceKeys: Iterable<string>, ...contexts: PushC
  * endpoints changed (an endpoint kind here is one the index asked a full push
  * for). A change to ServiceEntries that keeps every service's shape and only
  * moves EDS endpoints (`endpoints`, what the rebuild changed in the index) is
- * EDS-only for those services' clusters; anything else is a full push.
+ * EDS-only for those services' clusters; anything else is a full push, to
+ * the proxies that depend on a changed config.
  */
 export function pushScope(previous: PushContext, next: PushContext, changed: ObjectKey[], endpoints: EndpointUpdate): PushScope {
-  const full: PushScope = { full: true, edsClusters: undefined, affects: () => true };
+  // A full push reaches the proxies that depend on what changed, in either context (istiod's proxy dependencies).
+  const keys = configKeysOf(changed, [next, previous]);
+  const full: PushScope = { full: true, edsClusters: undefined, affects: (proxy) => proxyDependsOn(next, proxy, keys, previous) };
   if (changed.length === 0) return { full: false, edsClusters: new Set(), affects: () => false };
   for (const k of changed) if (k.kind !== 'ServiceEntry' || isEndpointKind(k.kind)) return full;
   const prevByKey = new Map(previous.allServices().map((s) => [`${s.namespace}/${s.hostname}`, s]));
