@@ -145,8 +145,10 @@ export async function startEnvoy(opts: EnvoyOptions): Promise<RunningEnvoy> {
     '--concurrency', '1',
     ...(opts.args ?? []),
   ];
-  const { proc, output } = spawnManaged(bin, args);
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const child = spawnManaged(bin, args);
+  const { proc, output } = child;
+  // Also settles when the spawn fails (Node emits no 'exit' then).
+  const exited = child.ended.then(() => undefined);
   let adminUrl: string;
   try {
     const address = await until(

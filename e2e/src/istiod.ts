@@ -119,12 +119,11 @@ export async function startIstiod(opts: IstiodOptions): Promise<RunningIstiod> {
   const child = spawnManaged(bin, args, { cwd, env, group: true });
   const { proc } = child;
   let exited = false;
-  const exitPromise = new Promise<number | null>((resolve) =>
-    proc.once('exit', (code) => {
-      exited = true;
-      resolve(code);
-    }),
-  );
+  // child.ended also settles when the spawn fails (no 'exit' then).
+  const exitPromise = child.ended.then((end) => {
+    exited = true;
+    return end.code;
+  });
 
   const httpUrl = `http://127.0.0.1:${ports.http}`;
   const stop = async (timeoutMs = 10_000): Promise<number | null> => {

@@ -20,7 +20,7 @@ interface ConsumerLike {
   invoke(method: string, args: unknown[], opts?: { responseTimeout?: number }): Promise<unknown>;
 }
 interface RpcClientLike {
-  createConsumer(opts: { interfaceName: string; version?: string; group?: string; serverHost: string }): ConsumerLike;
+  createConsumer(opts: { interfaceName: string; version?: string; group?: string; serverHost: string; retryFaultInterval?: number }): ConsumerLike;
   close(): Promise<void>;
 }
 const { RpcServer } = require('sofa-rpc-node').server as { RpcServer: new (o: Record<string, unknown>) => RpcServerLike };
@@ -29,6 +29,15 @@ const dubboProtocol = require('dubbo-remoting') as unknown;
 const boltProtocol = require('sofa-bolt-node') as unknown;
 
 export type RpcProtocol = 'dubbo' | 'bolt';
+
+/** `p`, or a clear error after `ms`: the peers' ready()/close() wait on events that may never come. */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, deadline]).finally(() => clearTimeout(timer));
+}
 const protocolOf = (p: RpcProtocol) => (p === 'dubbo' ? dubboProtocol : boltProtocol);
 // SEXTANT_TEST_LOGS=1 shows the peers' own logs.
 const quiet = process.env.SEXTANT_TEST_LOGS ? console : { info() {}, warn() {}, debug() {}, error() {} };
@@ -56,8 +65,8 @@ export async function startRpcProvider(opts: { protocol: RpcProtocol; name: stri
       },
     );
   }
-  await server.start();
-  return { name: opts.name, host: opts.host, port: opts.port, close: () => server.close() };
+  await within(server.start(), 10_000, `${opts.protocol} provider ${opts.name} start`);
+  return { name: opts.name, host: opts.host, port: opts.port, close: () => within(server.close(), 5000, `${opts.protocol} provider ${opts.name} close`) };
 }
 
 export interface RpcCaller {
@@ -76,8 +85,11 @@ export function rpcCaller(protocol: RpcProtocol, serverHost: string): RpcCaller 
       const key = `${interfaceName}@${version}`;
       let c = consumers.get(key);
       if (!c) {
-        const consumer = client.createConsumer({ interfaceName, version, serverHost });
-        c = consumer.ready().then(() => consumer);
+        // The address group sleeps retryFaultInterval (30 s by default) even after close(), holding the test process open that long.
+        const consumer = client.createConsumer({ interfaceName, version, serverHost, retryFaultInterval: 500 });
+        c = within(consumer.ready(), 10_000, `${protocol} consumer of ${key} via ${serverHost}: ready()`).then(() => consumer);
+        // A consumer that never got ready is not kept: the next call tries again.
+        c.catch(() => consumers.delete(key));
         consumers.set(key, c);
       }
       const answer = String(await (await c).invoke(method, ['mosn'], { responseTimeout: 5000 }));
@@ -85,6 +97,6 @@ export function rpcCaller(protocol: RpcProtocol, serverHost: string): RpcCaller 
       if (v !== version || m !== method) throw new Error(`provider ${name} answered ${answer} to ${method}@${version}`);
       return name!;
     },
-    close: () => client.close(),
+    close: () => within(client.close(), 5000, `${protocol} client close`),
   };
 }

@@ -7,8 +7,7 @@
  * admin API listens on a free loopback port; the process is always killed at
  * the end (stop(), or process exit as a last resort).
  */
-import type { ChildProcess } from 'node:child_process';
-import { spawnManaged } from './child.js';
+import { describeEnd, spawnManaged } from './child.js';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -92,8 +91,8 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
   const configPath = join(dir, 'conf', 'mosn.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2));
   const cmd = opts.netns ? ['ip', ['netns', 'exec', opts.netns, bin, 'start', '-c', configPath]] as const : [bin, ['start', '-c', configPath]] as const;
-  const { proc, output } = spawnManaged(cmd[0], cmd[1], { cwd: opts.cwd ?? dir });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const child = spawnManaged(cmd[0], cmd[1], { cwd: opts.cwd ?? dir });
+  const { proc, output } = child;
   const adminUrl = `http://${adminHost}:${adminPort}`;
   const configDump = async () => {
     const res = await fetch(`${adminUrl}/api/v1/config_dump`, { signal: AbortSignal.timeout(2000) });
@@ -104,7 +103,7 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
     const end = Date.now() + timeoutMs;
     let lastErr = '';
     for (;;) {
-      if (proc.exitCode !== null) throw new Error(`mosn exited (code ${proc.exitCode}) while waiting for ${what}\n${output().slice(-6000)}`);
+      if (child.isEnded()) throw new Error(`mosn ended (${describeEnd(await child.ended)}) while waiting for ${what}\n${output().slice(-6000)}`);
       try {
         const d = await configDump();
         if (pred(d)) return d;
@@ -125,15 +124,13 @@ export async function startMosn(opts: MosnOptions): Promise<RunningMosn> {
       return mosnListeners(d).get(name)!;
     },
     output,
-    alive: () => proc.exitCode === null && proc.signalCode === null,
+    alive: () => !child.isEnded(),
     async stop() {
-      if (proc.exitCode === null && proc.signalCode === null) {
-        proc.kill('SIGTERM');
-        const t = setTimeout(() => proc.kill('SIGKILL'), 3000);
-        await exited;
-        clearTimeout(t);
+      try {
+        await child.stop(3000);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
       }
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }

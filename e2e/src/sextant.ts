@@ -32,6 +32,8 @@ export interface StartSextantOptions {
   kubeconfig?: string;
   args?: string[];
   env?: NodeJS.ProcessEnv;
+  /** Working directory of the daemon (default: the test's). */
+  cwd?: string;
   /** How long to wait for /ready. */
   readyTimeoutMs?: number;
 }
@@ -47,10 +49,10 @@ export async function startSextant(opts: StartSextantOptions): Promise<RunningSe
   if (opts.configDir) args.push('--config-dir', opts.configDir);
   if (opts.kubeconfig) args.push('--kubeconfig', opts.kubeconfig);
   args.push(...(opts.args ?? []));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...opts.env } });
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...opts.env }, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
   const logs: Array<Record<string, unknown>> = [];
   const lines: string[] = [];
-  const waiters: Array<{ match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  const waiters: Array<{ match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void; fail: () => void }> = [];
   const rl = createInterface({ input: child.stderr! });
   rl.on('line', (text) => {
     lines.push(text);
@@ -69,28 +71,58 @@ export async function startSextant(opts: StartSextantOptions): Promise<RunningSe
       }
     }
   });
+  // 'exit', or 'error' from a spawn that failed (Node then never emits 'exit'):
+  // every wait below ends on either, so a Sextant that is gone is an error, never a hang.
   let exited = false;
-  child.once('exit', () => (exited = true));
+  let ending = '';
+  let endedResolve!: (code: number | null) => void;
+  const ended = new Promise<number | null>((r) => (endedResolve = r));
+  const finish = (why: string, code: number | null) => {
+    if (exited) return;
+    exited = true;
+    ending = why;
+    endedResolve(code);
+    for (const w of waiters.splice(0)) w.fail();
+  };
+  child.once('exit', (code, sig) => finish(`exited (${sig ?? `code ${code}`})`, code));
+  child.on('error', (err) => {
+    if (child.pid === undefined || child.exitCode !== null) finish(`did not start (${err.message})`, child.exitCode);
+  });
+  const gone = () => new Error(`sextant ${ending}; last lines:\n${lines.slice(-15).join('\n')}`);
 
   const waitForLog = (match: (l: Record<string, unknown>) => boolean, timeoutMs = 20_000) => {
     const seen = logs.find(match);
     if (seen) return Promise.resolve(seen);
+    if (exited) return Promise.reject(gone());
     return new Promise<Record<string, unknown>>((resolve, reject) => {
       const timer = setTimeout(() => {
         waiters.splice(waiters.indexOf(w), 1);
         reject(new Error(`sextant: no matching log line within ${timeoutMs} ms; last lines:\n${logs.slice(-15).map((l) => JSON.stringify(l)).join('\n')}`));
       }, timeoutMs);
-      const w = { match, resolve: (l: Record<string, unknown>) => (clearTimeout(timer), resolve(l)) };
+      const w = {
+        match,
+        resolve: (l: Record<string, unknown>) => (clearTimeout(timer), resolve(l)),
+        fail: () => (clearTimeout(timer), reject(gone())),
+      };
       waiters.push(w);
     });
   };
   const stop = async (timeoutMs = 10_000) => {
     if (exited) return child.exitCode;
     child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    const [code] = (await once(child, 'exit')) as [number | null];
-    clearTimeout(timer);
-    return code;
+    const kill = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    let giveUp: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        ended,
+        new Promise<never>((_, reject) => {
+          giveUp = setTimeout(() => reject(new Error(`sextant (pid ${child.pid}) did not exit within ${timeoutMs + 5000} ms of SIGTERM (SIGKILL at ${timeoutMs} ms)`)), timeoutMs + 5000);
+        }),
+      ]);
+    } finally {
+      clearTimeout(kill);
+      clearTimeout(giveUp);
+    }
   };
 
   try {
@@ -108,7 +140,7 @@ export async function startSextant(opts: StartSextantOptions): Promise<RunningSe
       stop,
       process: child,
     };
-    await waitForReady(running.httpUrl, opts.readyTimeoutMs ?? 30_000);
+    await waitForReady(running.httpUrl, opts.readyTimeoutMs ?? 30_000, () => (exited ? gone() : undefined));
     return running;
   } catch (err) {
     await stop(2000);
@@ -116,12 +148,15 @@ export async function startSextant(opts: StartSextantOptions): Promise<RunningSe
   }
 }
 
-export async function waitForReady(httpUrl: string, timeoutMs: number): Promise<void> {
+/** Polls /ready until 200 (deadline; each request bounded); `gone` returns an error to stop early, e.g. when the daemon has exited. */
+export async function waitForReady(httpUrl: string, timeoutMs: number, gone?: () => Error | undefined): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   while (Date.now() < deadline) {
+    const err = gone?.();
+    if (err) throw err;
     try {
-      const res = await fetch(`${httpUrl}/ready`);
+      const res = await fetch(`${httpUrl}/ready`, { signal: AbortSignal.timeout(5000) });
       if (res.status === 200) return;
       last = `${res.status} ${await res.text()}`;
     } catch (err) {

@@ -145,11 +145,11 @@ describe('the workspace', () => {
     for (const dir of ['libs/api', 'libs/sources', 'libs/xds', 'libs/ca', 'libs/testing', 'apps/sextant']) {
       assert.ok(tree.packages.some((p) => p.dir === dir), `package ${dir} found`);
     }
-    assert.ok(tree.files.some((f) => f.path === 'libs/xds/src/server.ts'), 'libs/xds sources read');
+    assert.ok(tree.files.some((f) => f.path === 'libs/xds/src/server/lifecycle.ts'), 'libs/xds sources read');
     assert.ok(tree.files.some((f) => f.path.startsWith('e2e/src/')), 'e2e sources read');
     assert.ok(tree.files.some((f) => f.path.startsWith('bench/src/')), 'bench sources read');
     assert.ok(!tree.files.some((f) => /\/(dist|gen)\//.test(f.path)), 'no build output or generated code read');
-    const server = tree.files.find((f) => f.path === 'libs/xds/src/server.ts');
+    const server = tree.files.find((f) => f.path === 'libs/xds/src/server/lifecycle.ts');
     assert.ok(server && importSpecifiers(server.path, server.text).some((s) => s.specifier === '@grpc/grpc-js'), 'a known @grpc/grpc-js import is seen');
   });
 

@@ -82,6 +82,7 @@ export function expectGolden(testdataDir: string, caseName: string, type: string
 export interface GoldenCaseHeader {
   nodeId: string;
   metadata?: Record<string, unknown>;
+  /** The xDS types to check (default: all four). */
   types?: Array<'lds' | 'rds' | 'cds' | 'eds'>;
   description?: string;
 }

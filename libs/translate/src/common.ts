@@ -7,43 +7,6 @@ import type { Service } from '@sextant/model';
 
 export type Json = Record<string, any>;
 
-export const SpecialClusters = {
-  blackHole: 'BlackHoleCluster',
-  passthrough: 'PassthroughCluster',
-  inboundPassthrough: 'InboundPassthroughCluster',
-} as const;
-
-/** `outbound|9080|v1|reviews.default.svc.cluster.local` */
-export function buildSubsetKey(direction: 'outbound' | 'inbound', subset: string, hostname: string, port: number): string {
-  return `${direction}|${port}|${subset}|${hostname}`;
-}
-
-/** `inbound|9080||` */
-export function buildInboundSubsetKey(port: number): string {
-  return `inbound|${port}||`;
-}
-
-/** The SNI istiod uses for ISTIO_MUTUAL: `outbound_.9080_.v1_.reviews.default.svc.cluster.local`. */
-export function buildDnsSrvSubsetKey(direction: 'outbound' | 'inbound', subset: string, hostname: string, port: number): string {
-  return `${direction}_.${port}_.${subset}_.${hostname}`;
-}
-
-export interface SubsetKey {
-  direction: 'outbound' | 'inbound';
-  port: number;
-  subset: string;
-  hostname: string;
-}
-
-/** Parses `direction|port|subset|host`; undefined for other names. */
-export function parseSubsetKey(name: string): SubsetKey | undefined {
-  const parts = name.split('|');
-  if (parts.length !== 4) return undefined;
-  const [direction, port, subset, hostname] = parts as [string, string, string, string];
-  if ((direction !== 'outbound' && direction !== 'inbound') || !/^[0-9]+$/.test(port)) return undefined;
-  return { direction, port: Number(port), subset, hostname };
-}
-
 export const TypedUrls = {
   upstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
   rawBuffer: 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer',

@@ -6,8 +6,8 @@
  */
 import type { ClusterLoadAssignmentJson } from '@sextant/envoy';
 import { localityLabel, type EndpointReader, type IstioEndpoint, type Locality, type ProxyView, type PushContext } from '@sextant/model';
-import { parseSubsetKey, type Json } from './common.js';
-import { isMosnProxy, mosnLoadAssignment } from './mosn/index.js';
+import { type Json } from './common.js';
+import { parseSubsetKey } from './names.js';
 
 function canonicalName(labels: Record<string, string>, workload: string): string {
   return labels['service.istio.io/canonical-name'] ?? labels['app.kubernetes.io/name'] ?? labels.app ?? workload;
@@ -87,7 +87,7 @@ function applyFailover(llb: Json[], proxyLocality: Locality): void {
  * not wait for them. Endpoints come from the endpoint index (updated in place
  * by endpoint events); services and rules from the context.
  */
-export function buildEndpoints(push: PushContext, proxy: ProxyView, clusterNames: string[]): ClusterLoadAssignmentJson[] {
+export function buildClusterLoadAssignments(push: PushContext, proxy: ProxyView, clusterNames: string[]): ClusterLoadAssignmentJson[] {
   const endpoints: EndpointReader = push.endpointIndex;
   const out: ClusterLoadAssignmentJson[] = [];
   for (const name of [...new Set(clusterNames)]) {
@@ -119,5 +119,5 @@ export function buildEndpoints(push: PushContext, proxy: ProxyView, clusterNames
     if (tp?.outlierDetection && localityEnabled && proxy.locality && llb.length > 1) applyFailover(llb, proxy.locality);
     out.push({ clusterName: name, endpoints: llb } as ClusterLoadAssignmentJson);
   }
-  return isMosnProxy(proxy) ? out.map(mosnLoadAssignment) : out;
+  return out;
 }

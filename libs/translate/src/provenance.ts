@@ -1,6 +1,6 @@
 import { TypeUrl } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { parseClusterName } from './route-translate.js';
+import { parseClusterName } from './names.js';
 
 /** A config object a generated resource was built from. */
 export interface ConfigRef {

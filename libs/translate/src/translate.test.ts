@@ -5,21 +5,23 @@ import { fileURLToPath } from 'node:url';
 import { encodeJson, TypeUrl, type ClusterJson, type ClusterLoadAssignmentJson } from '@sextant/envoy';
 import { expectGolden, listGoldenCases, loadGoldenCase, readYamlDocs } from '@sextant/testing';
 import { parseProxy, ProxyParseError, PushContext } from '@sextant/model';
-import { buildEndpoints } from './endpoint.js';
-import { parseObjects, translateConfig, type XdsShortType } from './translate.js';
+import { buildEndpoints } from './generator/index.js';
+import { ALL_TYPES, parseObjects, translateConfig } from './translate.js';
+import type { XdsShortType } from './generator/index.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const testdata = join(here, '..', 'testdata');
 const repo = join(here, '..', '..', '..');
 const TYPE_URL: Record<XdsShortType, string> = { lds: TypeUrl.Listener, rds: TypeUrl.RouteConfiguration, cds: TypeUrl.Cluster, eds: TypeUrl.ClusterLoadAssignment };
 
-// Golden corpus: every testdata/<case>.yaml, for the types its header names (default cds and eds).
+// Golden corpus: every testdata/<case>.yaml, through the server's assembly path, for every
+// xDS type (or the types its header names).
 for (const name of listGoldenCases(testdata)) {
   test(`golden: ${name}`, () => {
     const c = loadGoldenCase(testdata, name);
     const { objects, issues } = parseObjects(c.objects);
     assert.deepEqual(issues, [], `${name}: the case's objects must be valid`);
-    const types = c.header.types ?? ['cds', 'eds'];
+    const types = c.header.types ?? ALL_TYPES;
     const out = translateConfig({ objects, nodeId: c.header.nodeId, metadata: c.header.metadata ?? {}, types });
     for (const t of types) {
       const resources = out[t] ?? [];

@@ -1,17 +1,14 @@
 /**
  * Offline translation: config objects + a proxy → the xDS resources the
- * server would send it, as Envoy JSON. The same builders the server uses;
- * no I/O (the CLI reads files and passes the parsed objects in).
+ * server would send it, as Envoy JSON, through the server's own assembly
+ * path (`generateForProxy`). No I/O (the CLI reads files and passes the parsed objects in).
  */
 import { validateObject, type ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ClusterLoadAssignmentJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
 import { parseProxy, PushContext, type ConfigObjectLike, type MeshConfig, type ProxyView } from '@sextant/model';
-import { buildClusters } from './cluster.js';
-import { buildEndpoints } from './endpoint.js';
-import { buildListeners } from './listener.js';
-import { buildRoutes } from './route.js';
+import { generateForProxy, type XdsShortType } from './generator/index.js';
 
-export type XdsShortType = 'lds' | 'rds' | 'cds' | 'eds';
+export const ALL_TYPES: readonly XdsShortType[] = ['lds', 'rds', 'cds', 'eds'];
 
 export interface TranslateInput {
   /** Validated objects (e.g. from the folder source's loader, or `parseObjects`). */
@@ -19,7 +16,7 @@ export interface TranslateInput {
   nodeId: string;
   metadata?: Record<string, unknown>;
   /** Types to produce (default all four). RDS and EDS names come from the LDS / CDS output, as Envoy would ask. */
-  types?: XdsShortType[];
+  types?: readonly XdsShortType[];
   domainSuffix?: string;
   trustDomain?: string;
   meshConfig?: MeshConfig;
@@ -48,27 +45,6 @@ export function parseObjects(raw: unknown[], defaultNamespace = 'default'): { ob
   return { objects, issues };
 }
 
-/** Route configuration names referenced by listeners (HCM `rds.routeConfigName`). */
-export function routeNamesOf(listeners: unknown): string[] {
-  const names = new Set<string>();
-  const walk = (v: unknown) => {
-    if (Array.isArray(v)) v.forEach(walk);
-    else if (v && typeof v === 'object') {
-      const o = v as Record<string, unknown>;
-      const rds = o.rds as { routeConfigName?: string } | undefined;
-      if (rds && typeof rds.routeConfigName === 'string') names.add(rds.routeConfigName);
-      for (const x of Object.values(o)) walk(x);
-    }
-  };
-  walk(listeners);
-  return [...names].sort();
-}
-
-/** EDS service names of the EDS clusters. */
-export function edsNamesOf(clusters: ClusterJson[]): string[] {
-  return clusters.filter((c) => c.type === 'EDS').map((c) => c.edsClusterConfig?.serviceName ?? c.name!);
-}
-
 /** Throws ProxyParseError for a bad node ID or metadata. */
 export function translateConfig(input: TranslateInput): TranslateOutput {
   const push = PushContext.build(input.objects, {
@@ -78,15 +54,13 @@ export function translateConfig(input: TranslateInput): TranslateOutput {
     version: 'offline',
   });
   const proxy = push.resolveProxy(parseProxy(input.nodeId, input.metadata ?? {}));
-  const types = new Set(input.types ?? ['lds', 'rds', 'cds', 'eds']);
   const out: TranslateOutput = { proxy, issues: [...push.issues] };
-  let clusters: ClusterJson[] | undefined;
-  let listeners: ListenerJson[] | undefined;
-  if (types.has('cds') || types.has('eds')) clusters = buildClusters(push, proxy);
-  if (types.has('lds') || types.has('rds')) listeners = buildListeners(push, proxy);
-  if (types.has('cds')) out.cds = clusters;
-  if (types.has('eds')) out.eds = buildEndpoints(push, proxy, edsNamesOf(clusters ?? []));
-  if (types.has('lds')) out.lds = listeners;
-  if (types.has('rds')) out.rds = buildRoutes(push, proxy, routeNamesOf(listeners ?? []), out.issues);
+  // RDS and EDS get the names Envoy would ask for after this LDS and CDS, as in the server.
+  for (const t of input.types ?? ALL_TYPES) {
+    if (t === 'lds') out.lds = generateForProxy(push, proxy, 'lds');
+    else if (t === 'rds') out.rds = generateForProxy(push, proxy, 'rds', undefined, out.issues);
+    else if (t === 'cds') out.cds = generateForProxy(push, proxy, 'cds');
+    else out.eds = generateForProxy(push, proxy, 'eds');
+  }
   return out;
 }

@@ -1,7 +1,7 @@
 export * from './types.js';
-export { DiscoveryServer, type ChangeSource, type ServerBookkeeping } from './server.js';
+export { DiscoveryServer, type ChangeSource, type ServerBookkeeping } from './server/discovery-server.js';
 export { defaultXdsLimits, limitNames, type LimitName, type XdsLimits } from './limits.js';
-export { CachedGenerator, EndpointCache, StaticGenerator, watchKey } from './cache.js';
+export { watchKey } from './cache.js';
 export { ADS_SERVICE, adsServiceDefinition } from './service.js';
 export { enablePreFramedWrites } from './frames.js';
 export { DebugType, DEBUG_TYPE_PREFIX, XdsStatusError, debugGenerators, debugScope, peerHost, proxyNamespace, type DebugTypeOptions } from './debug-types.js';

@@ -44,7 +44,7 @@ export interface PushRequest {
 /**
  * One per type URL. Pure with respect to the server: returns the resources this
  * proxy should have for the watch. Returning the same Map object for identical
- * inputs (see CachedGenerator) lets the server frame a response once and share it.
+ * inputs (a per-class cache of generator output) lets the server frame a response once and share it.
  */
 export interface ResourceGenerator {
   /**

@@ -9,15 +9,15 @@
  */
 import type { ClusterJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { inboundPassthroughCluster } from '../cluster.js';
+import { inboundPassthroughCluster } from '../cluster/cluster.js';
 import { toProtoDuration } from '../common.js';
-import { buildEndpoints } from '../endpoint.js';
+import { buildClusterLoadAssignments } from '../endpoint.js';
 import { MOSN_INBOUND_PASSTHROUGH, MOSN_TOMBSTONE_CLUSTER, withMosnSds, type Json } from './common.js';
 
 /** Every endpoint the cluster would get carries `tlsMode: istio` (and there is at least one). */
 function allEndpointsInMesh(push: PushContext, proxy: ProxyView, c: Json): boolean {
   let groups: Json[];
-  if (c.type === 'EDS') groups = (buildEndpoints(push, proxy, [c.edsClusterConfig?.serviceName ?? c.name])[0]?.endpoints ?? []) as Json[];
+  if (c.type === 'EDS') groups = (buildClusterLoadAssignments(push, proxy, [c.edsClusterConfig?.serviceName ?? c.name])[0]?.endpoints ?? []) as Json[];
   else groups = (c.loadAssignment?.endpoints ?? []) as Json[];
   const eps = groups.flatMap((g) => (g.lbEndpoints ?? []) as Json[]);
   return eps.length > 0 && eps.every((e) => e.metadata?.filterMetadata?.['envoy.transport_socket_match']?.tlsMode === 'istio');

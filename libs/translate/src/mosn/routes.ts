@@ -14,7 +14,7 @@
 import type { ValidationIssue } from '@sextant/api';
 import type { RouteConfigurationJson } from '@sextant/envoy';
 import type { IstioConfig, ProxyView, PushContext } from '@sextant/model';
-import { preparedVirtualServices } from '../route.js';
+import { preparedVirtualServices } from '../route/sidecar.js';
 import { virtualServiceOf, type Json } from './common.js';
 
 const NOT_SUPPORTED = 'not supported by MOSN';

@@ -11,7 +11,7 @@
  */
 import type { ClusterJson, ListenerJson } from '@sextant/envoy';
 import type { PushContext } from '@sextant/model';
-import { tcpProxy } from '../listener-filters.js';
+import { tcpProxy } from '../listener/filters.js';
 import { toProtoDuration } from '../common.js';
 import { MOSN_TOMBSTONE_CLUSTER, type Json } from './common.js';
 

@@ -5,9 +5,11 @@
 import * as grpc from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '@sextant/api';
 import { TypeUrl, encodeResource, type EncodedResource } from '@sextant/envoy';
-import { EndpointCache, StaticGenerator } from '../cache.js';
-import { DiscoveryServer } from '../server.js';
+import { DiscoveryServer } from '../server/discovery-server.js';
+import { EndpointCache, StaticGenerator } from './generators.js';
 import type { DiscoveryServerOptions, ResourceGenerator } from '../types.js';
+
+export { EndpointCache, StaticGenerator } from './generators.js';
 
 /** An EDS cluster fed over ADS. */
 export function edsCluster(name: string, extra: Record<string, unknown> = {}): EncodedResource {

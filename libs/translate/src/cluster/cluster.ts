@@ -1,0 +1,239 @@
+/**
+ * CDS: the clusters a proxy receives (istiod's pilot/pkg/networking/core/cluster*.go).
+ * Sidecars: outbound clusters per visible service port (+ DestinationRule
+ * subsets), inbound clusters for the proxy's own service instances,
+ * BlackHoleCluster, PassthroughCluster, InboundPassthroughCluster.
+ * Gateways: outbound clusters and BlackHoleCluster. Proxyless gRPC: see
+ * cluster-grpc.ts; which proxy gets which: generator/.
+ */
+import type { ClusterJson } from '@sextant/envoy';
+import type { TrafficPolicy } from '@sextant/api';
+import { isHttp2, type IstioEndpoint, type ProxyView, type PushContext, type Service, type ServiceInstance, type ServicePort } from '@sextant/model';
+import { applyConnectionPool, applyLoadBalancer, applyOutlierDetection, mergeSubsetPolicy, portLevelPolicy, setH2, setUseDownstream, shouldH2Upgrade, type MutableCluster, type PolicyParts } from './policy.js';
+import { applyUpstreamTls } from './tls.js';
+import {
+  destinationRuleConfigPath,
+  HTTP_PROTOCOL_OPTIONS_KEY,
+  serviceMetadata,
+  TypedUrls,
+  toProtoDuration,
+  type Json,
+} from '../common.js';
+import { buildSidecarIngressClusters } from '../listener/inbound-ports.js';
+import { lbEndpointsFor } from '../endpoint.js';
+import { buildDnsSrvSubsetKey, buildInboundSubsetKey, buildSubsetKey, SpecialClusters } from '../names.js';
+
+/** 292 years: istiod's "never clean up" for inbound ORIGINAL_DST clusters. */
+const MAX_CLEANUP = '9223372035s';
+const INBOUND_PASSTHROUGH_BIND_V4 = '127.0.0.6';
+const INBOUND_PASSTHROUGH_BIND_V6 = '::6';
+
+const DISCOVERY_TYPE: Record<Service['resolution'], string> = {
+  ClientSideLB: 'EDS',
+  DNSLB: 'STRICT_DNS',
+  DNSRoundRobinLB: 'LOGICAL_DNS',
+  Passthrough: 'ORIGINAL_DST',
+};
+
+function finish(mc: MutableCluster): ClusterJson {
+  if (mc.http) {
+    if (!mc.http.explicitHttpConfig && !mc.http.useDownstreamProtocolConfig && !mc.http.autoConfig) mc.http.explicitHttpConfig = { httpProtocolOptions: {} };
+    mc.cluster.typedExtensionProtocolOptions = { [HTTP_PROTOCOL_OPTIONS_KEY]: { '@type': TypedUrls.httpProtocolOptions, ...mc.http } };
+  }
+  if (mc.cluster.type === 'EDS') {
+    mc.cluster.edsClusterConfig = { serviceName: mc.cluster.name, edsConfig: { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' } };
+  }
+  return mc.cluster as ClusterJson;
+}
+
+function istioMeta(c: Json): Json {
+  c.metadata ??= { filterMetadata: {} };
+  return (c.metadata.filterMetadata.istio ??= {});
+}
+
+function dnsFamily(proxy: ProxyView): string {
+  const v6 = proxy.ipAddresses.filter((ip) => ip.includes(':')).length;
+  if (v6 === 0) return 'V4_ONLY';
+  if (v6 === proxy.ipAddresses.length) return 'V6_ONLY';
+  return 'V4_ONLY';
+}
+
+/** A fresh cluster (istiod's buildCluster): returns undefined for DNS/static clusters without endpoints. */
+function newCluster(push: PushContext, proxy: ProxyView, name: string, type: string, endpoints: IstioEndpoint[] | undefined, port: ServicePort, svc: Service | undefined, direction: 'outbound' | 'inbound', inbound: ServiceInstance[] = []): MutableCluster | undefined {
+  const c: Json = { name, type, commonLbConfig: {}, altStatName: `${name};` };
+  if (type === 'STRICT_DNS' || type === 'LOGICAL_DNS' || type === 'STATIC') {
+    if (type !== 'STATIC') {
+      c.dnsLookupFamily = dnsFamily(proxy);
+      c.dnsRefreshRate = '60s';
+      c.respectDnsTtl = true;
+    }
+    const llb = lbEndpointsFor(endpoints ?? [], proxy);
+    if (llb.length === 0) return undefined;
+    c.loadAssignment = { clusterName: name, endpoints: llb };
+  }
+  const mc: MutableCluster = { cluster: c };
+  if (isHttp2(port.protocol)) setH2(mc);
+  else if (proxy.type === 'sidecar' && port.protocol === 'Unsupported') setUseDownstream(mc);
+  if (direction === 'outbound' && svc) istioMeta(c).services = [serviceMetadata(svc)];
+  if (direction === 'inbound' && inbound.length > 0 && !inbound[0]!.service.meshExternal) {
+    const seen = new Set<string>();
+    istioMeta(c).services = inbound
+      .filter((i) => i.servicePort.port === port.port && !seen.has(i.service.hostname) && seen.add(i.service.hostname))
+      .map((i) => serviceMetadata(i.service));
+  }
+  void push;
+  return mc;
+}
+
+function mtlsPossible(push: PushContext, svc: Service, port: ServicePort, policy: PolicyParts | undefined): boolean {
+  if (svc.meshExternal) return false;
+  if (svc.resolution === 'Passthrough' || policy?.loadBalancer?.simple === 'PASSTHROUGH') {
+    const eps = push.endpoints(svc, port);
+    if (eps.length === 0 || eps.some((e) => e.tlsMode === 'disabled')) return false;
+  }
+  // Namespace-wide, then mesh-wide PeerAuthentication (selector-less): DISABLE turns auto mTLS off.
+  const pa = (ns: string) => push.configs('PeerAuthentication', ns).find((p) => !p.spec.selector?.matchLabels)?.spec.mtls?.mode as string | undefined;
+  const mode = pa(svc.namespace) ?? pa(push.mesh.rootNamespace);
+  return mode !== 'DISABLE';
+}
+
+interface OutboundOpts {
+  policy: PolicyParts | undefined;
+  sni: string;
+}
+
+function applyPolicy(push: PushContext, proxy: ProxyView, mc: MutableCluster, svc: Service | undefined, port: ServicePort, direction: 'outbound' | 'inbound', o: OutboundOpts): void {
+  const policy = o.policy;
+  applyConnectionPool(mc, policy?.connectionPool ?? {}, push.mesh.connectTimeout);
+  if (direction === 'outbound' && svc) {
+    if (shouldH2Upgrade(port, policy?.connectionPool)) setH2(mc);
+    applyOutlierDetection(mc.cluster, policy?.outlierDetection);
+    applyLoadBalancer(mc.cluster, policy?.loadBalancer, push.mesh.localityLbSetting);
+    applyUpstreamTls(mc, {
+      tls: policy?.tls,
+      serviceAccounts: push.serviceAccounts(svc, port),
+      sni: o.sni,
+      autoMtls: push.mesh.enableAutoMtls,
+      meshExternal: svc.meshExternal,
+      mtlsPossible: mtlsPossible(push, svc, port, policy),
+      external: svc.attributes.serviceRegistry === 'External',
+      proxy,
+    });
+  }
+  if (mc.cluster.type === 'ORIGINAL_DST') mc.cluster.lbPolicy = 'CLUSTER_PROVIDED';
+  void proxy;
+}
+
+/** Outbound clusters for one service port: the default cluster plus one per DestinationRule subset. */
+export function buildOutboundClusters(push: PushContext, proxy: ProxyView, svc: Service, port: ServicePort): ClusterJson[] {
+  if (port.protocol === 'UDP') return [];
+  const out: ClusterJson[] = [];
+  const dr = push.destinationRule(proxy, svc.hostname);
+  const tp = dr?.spec.trafficPolicy as TrafficPolicy | undefined;
+  const policy = portLevelPolicy(tp, port.port);
+  const type = DISCOVERY_TYPE[svc.resolution];
+  const name = buildSubsetKey('outbound', '', svc.hostname, port.port);
+  const base = newCluster(push, proxy, name, type, push.endpoints(svc, port), port, svc, 'outbound');
+  if (base) {
+    applyPolicy(push, proxy, base, svc, port, 'outbound', { policy, sni: buildDnsSrvSubsetKey('outbound', '', svc.hostname, port.port) });
+    if (svc.meshExternal) istioMeta(base.cluster).external = true;
+    if (dr) istioMeta(base.cluster).config = destinationRuleConfigPath(dr.from[0]!.namespace, dr.from[0]!.name);
+    out.push(finish(base));
+  }
+  for (const subset of (dr?.spec.subsets ?? []) as Array<{ name: string; labels?: Record<string, string>; trafficPolicy?: TrafficPolicy }>) {
+    const subsetPolicy = mergeSubsetPolicy(policy, subset.trafficPolicy, port.port);
+    const passthrough = subsetPolicy?.loadBalancer?.simple === 'PASSTHROUGH';
+    const subsetType = passthrough ? 'ORIGINAL_DST' : type;
+    const sname = buildSubsetKey('outbound', subset.name, svc.hostname, port.port);
+    const eps = subsetType === 'EDS' || subsetType === 'ORIGINAL_DST' ? undefined : push.endpoints(svc, port, subset.labels ?? {});
+    const mc = newCluster(push, proxy, sname, subsetType, eps, port, svc, 'outbound');
+    if (!mc) continue;
+    applyPolicy(push, proxy, mc, svc, port, 'outbound', { policy: subsetPolicy, sni: buildDnsSrvSubsetKey('outbound', subset.name, svc.hostname, port.port) });
+    const meta = istioMeta(mc.cluster);
+    if (svc.meshExternal) meta.external = true;
+    meta.config = destinationRuleConfigPath(dr!.from[0]!.namespace, dr!.from[0]!.name);
+    meta.subset = subset.name;
+    out.push(finish(mc));
+  }
+  return out;
+}
+
+/** `inbound|<port>||` clusters for the proxy's own service instances (ORIGINAL_DST bound to 127.0.0.6). */
+export function buildInboundClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
+  const instances = push.serviceInstancesForProxy(proxy);
+  const byPort = new Map<number, ServiceInstance[]>();
+  for (const i of instances) {
+    const l = byPort.get(i.endpoint.endpointPort) ?? [];
+    l.push(i);
+    byPort.set(i.endpoint.endpointPort, l);
+  }
+  const out: ClusterJson[] = [];
+  const v4 = proxy.ipAddresses.some((ip) => !ip.includes(':'));
+  for (const [port, insts] of [...byPort.entries()].sort((a, b) => a[0] - b[0])) {
+    const first = insts[0]!;
+    const name = buildInboundSubsetKey(port);
+    const mc = newCluster(push, proxy, name, 'ORIGINAL_DST', undefined, first.servicePort, first.service, 'inbound', insts)!;
+    mc.cluster.cleanupInterval = MAX_CLEANUP;
+    const dr = push.destinationRule(proxy, first.service.hostname);
+    const tp = dr?.spec.trafficPolicy as TrafficPolicy | undefined;
+    const policy = tp ? portLevelPolicy(tp, first.servicePort.port) : undefined;
+    if (dr && tp) istioMeta(mc.cluster).config = destinationRuleConfigPath(dr.from[0]!.namespace, dr.from[0]!.name);
+    const sidecarPool = push.sidecarScope(proxy).sidecar?.spec.inboundConnectionPool;
+    applyPolicy(push, proxy, mc, first.service, first.servicePort, 'inbound', { policy: sidecarPool ? { ...policy, connectionPool: sidecarPool } : policy, sni: '' });
+    mc.cluster.upstreamBindConfig = { sourceAddress: { address: v4 ? INBOUND_PASSTHROUGH_BIND_V4 : INBOUND_PASSTHROUGH_BIND_V6, portValue: 0 } };
+    out.push(finish(mc));
+  }
+  return out;
+}
+
+export function blackHoleCluster(push: PushContext): ClusterJson {
+  return { name: SpecialClusters.blackHole, type: 'STATIC', connectTimeout: toProtoDuration(push.mesh.connectTimeout), lbPolicy: 'ROUND_ROBIN', altStatName: `${SpecialClusters.blackHole};` } as ClusterJson;
+}
+
+function passthroughBase(push: PushContext, name: string): Json {
+  return {
+    name,
+    type: 'ORIGINAL_DST',
+    connectTimeout: toProtoDuration(push.mesh.connectTimeout),
+    lbPolicy: 'CLUSTER_PROVIDED',
+    altStatName: `${name};`,
+    circuitBreakers: { thresholds: [{ maxConnections: 4294967295, maxPendingRequests: 4294967295, maxRequests: 4294967295, maxRetries: 4294967295, trackRemaining: true }] },
+    typedExtensionProtocolOptions: {
+      [HTTP_PROTOCOL_OPTIONS_KEY]: {
+        '@type': TypedUrls.httpProtocolOptions,
+        commonHttpProtocolOptions: { idleTimeout: '300s' },
+        useDownstreamProtocolConfig: { httpProtocolOptions: {}, http2ProtocolOptions: {} },
+      },
+    },
+  };
+}
+
+export function passthroughCluster(push: PushContext): ClusterJson {
+  return passthroughBase(push, SpecialClusters.passthrough) as ClusterJson;
+}
+
+export function inboundPassthroughCluster(push: PushContext, proxy: ProxyView): ClusterJson {
+  const c = passthroughBase(push, SpecialClusters.inboundPassthrough);
+  const v4 = proxy.ipAddresses.some((ip) => !ip.includes(':'));
+  const v6 = proxy.ipAddresses.some((ip) => ip.includes(':'));
+  c.upstreamBindConfig = { sourceAddress: { address: v4 ? INBOUND_PASSTHROUGH_BIND_V4 : INBOUND_PASSTHROUGH_BIND_V6, portValue: 0 } };
+  if (v4 && v6) c.upstreamBindConfig.extraSourceAddresses = [{ address: { address: INBOUND_PASSTHROUGH_BIND_V6, portValue: 0 } }];
+  return c as ClusterJson;
+}
+
+/** Outbound clusters per visible service port (sidecars and gateways share them per proxy class). */
+export function buildOutboundServiceClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
+  const out: ClusterJson[] = [];
+  for (const svc of push.servicesForProxy(proxy)) for (const port of svc.ports) out.push(...buildOutboundClusters(push, proxy, svc, port));
+  return out;
+}
+
+/** A sidecar's own clusters: inbound for its service instances (or Sidecar ingress), and the special clusters. */
+export function buildSidecarProxyClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
+  return [
+    ...(buildSidecarIngressClusters(push, proxy) ?? buildInboundClusters(push, proxy)),
+    blackHoleCluster(push),
+    passthroughCluster(push),
+    inboundPassthroughCluster(push, proxy),
+  ];
+}

@@ -1,0 +1,36 @@
+/**
+ * Clusters for proxyless gRPC clients (GENERATOR=grpc), shaped like istiod's
+ * grpcgen: EDS clusters over ADS named `outbound|port|subset|host`, with the
+ * load-balancing policy gRPC understands (ROUND_ROBIN or RING_HASH).
+ */
+import type { ClusterJson } from '@sextant/envoy';
+import type { TrafficPolicy } from '@sextant/api';
+import type { ProxyView, PushContext } from '@sextant/model';
+import { portLevelPolicy } from './policy.js';
+import { type Json } from '../common.js';
+import { buildSubsetKey } from '../names.js';
+
+function grpcCluster(name: string, policy: ReturnType<typeof portLevelPolicy>): ClusterJson {
+  const c: Json = { name, type: 'EDS', edsClusterConfig: { serviceName: name, edsConfig: { ads: {}, resourceApiVersion: 'V3' } } };
+  const lb = policy?.loadBalancer;
+  if (lb?.consistentHash) {
+    c.lbPolicy = 'RING_HASH';
+    if (lb.consistentHash.ringHash?.minimumRingSize) c.ringHashLbConfig = { minimumRingSize: String(lb.consistentHash.ringHash.minimumRingSize) };
+  } else c.lbPolicy = 'ROUND_ROBIN';
+  return c as ClusterJson;
+}
+
+export function buildGrpcClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
+  const out: ClusterJson[] = [];
+  for (const svc of push.servicesForProxy(proxy)) {
+    if (svc.resolution !== 'ClientSideLB') continue;
+    const dr = push.destinationRule(proxy, svc.hostname);
+    for (const port of svc.ports) {
+      if (port.protocol === 'UDP') continue;
+      const policy = portLevelPolicy(dr?.spec.trafficPolicy as TrafficPolicy | undefined, port.port);
+      out.push(grpcCluster(buildSubsetKey('outbound', '', svc.hostname, port.port), policy));
+      for (const s of (dr?.spec.subsets ?? []) as Array<{ name: string }>) out.push(grpcCluster(buildSubsetKey('outbound', s.name, svc.hostname, port.port), policy));
+    }
+  }
+  return out;
+}

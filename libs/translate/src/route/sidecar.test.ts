@@ -1,0 +1,204 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { encodeJson } from '@sextant/envoy';
+import { buildListeners, buildRoutes } from '../generator/index.js';
+import { config, fixturePush, proxy, svc } from '../route-fixture.js';
+import { walkRequest } from './walk.js';
+import { virtualServiceIssues } from './virtual-service.js';
+
+type Json = Record<string, any>;
+
+const LISTENER = 'type.googleapis.com/envoy.config.listener.v3.Listener';
+const ROUTE = 'type.googleapis.com/envoy.config.route.v3.RouteConfiguration';
+
+/** Every resource must be accepted by Envoy's own schema (encoding through the generated protos). */
+function assertEncodes(listeners: unknown[], routes: unknown[]) {
+  for (const l of listeners) assert.doesNotThrow(() => encodeJson(LISTENER, l), `listener ${(l as Json).name}`);
+  for (const r of routes) assert.doesNotThrow(() => encodeJson(ROUTE, r), `route ${(r as Json).name}`);
+}
+
+const reviews = svc('reviews', 'default', '10.96.0.10', [['http', 9080, 'HTTP']]);
+const ratings = svc('ratings', 'default', '10.96.0.11', [['http', 9080, 'HTTP']]);
+const mysql = svc('mysqldb', 'db', '10.96.0.20', [['tcp', 3306, 'TCP']]);
+const sniffed = svc('legacy', 'default', '10.96.0.30', [['', 7070, 'Unsupported']]);
+
+const reviewsVS = config('VirtualService', 'default', 'reviews', {
+  hosts: ['reviews'],
+  http: [
+    { name: 'jason', match: [{ headers: { 'end-user': { exact: 'jason' } } }], route: [{ destination: { host: 'reviews', subset: 'v2' } }] },
+    {
+      name: 'split',
+      match: [{ uri: { prefix: '/api' } }],
+      rewrite: { uri: '/v1/api', authority: 'reviews.internal' },
+      timeout: '1.5s',
+      retries: { attempts: 3, perTryTimeout: '500ms', retryOn: '5xx,503' },
+      fault: { abort: { httpStatus: 418, percentage: { value: 10 } }, delay: { fixedDelay: '2s', percentage: { value: 50 } } },
+      mirror: { host: 'ratings' },
+      mirrorPercentage: { value: 25 },
+      corsPolicy: { allowOrigins: [{ exact: 'https://a.example' }], allowMethods: ['GET', 'POST'], maxAge: '24h' },
+      headers: { request: { set: { 'x-a': '1' }, add: { 'x-b': '2' }, remove: ['x-c'] }, response: { set: { 'x-d': '3' } } },
+      route: [
+        { destination: { host: 'reviews', subset: 'v1' }, weight: 75 },
+        { destination: { host: 'reviews', subset: 'v3' }, weight: 25 },
+      ],
+    },
+    { name: 'old', match: [{ uri: { exact: '/old' } }], redirect: { uri: '/new', authority: 'ratings', redirectCode: 302 } },
+    { route: [{ destination: { host: 'reviews', subset: 'v1' } }] },
+  ],
+});
+
+test('sidecar listeners carry Istio names and encode as Envoy accepts them', () => {
+  const push = fixturePush({ services: [reviews, ratings, mysql, sniffed], endpoints: [{ host: reviews.hostname, port: 9080, address: '10.0.0.9' }] });
+  const p = proxy();
+  const ls = buildListeners(push, p) as Json[];
+  const names = ls.map((l) => l.name);
+  assert.deepEqual(names, ['0.0.0.0_9080', '10.96.0.20_3306', '10.96.0.30_7070', 'virtualInbound', 'virtualOutbound']);
+  const http = ls.find((l) => l.name === '0.0.0.0_9080')!;
+  assert.equal(http.bindToPort, false);
+  assert.equal(http.filterChains[0].filters[0].typedConfig.rds.routeConfigName, '9080');
+  const vo = ls.find((l) => l.name === 'virtualOutbound')!;
+  assert.equal(vo.address.socketAddress.portValue, 15001);
+  assert.equal(vo.useOriginalDst, true);
+  assert.equal(vo.filterChains[0].filters[0].typedConfig.cluster, 'PassthroughCluster');
+  const vi = ls.find((l) => l.name === 'virtualInbound')!;
+  assert.equal(vi.address.socketAddress.portValue, 15006);
+  assert.deepEqual(vi.listenerFilters.map((f: Json) => f.name), ['envoy.filters.listener.original_dst', 'envoy.filters.listener.tls_inspector', 'envoy.filters.listener.http_inspector']);
+  assert.ok(vi.filterChains.some((c: Json) => c.filterChainMatch?.destinationPort === 9080 && c.filters[0].typedConfig.routeConfig.virtualHosts[0].routes[0].route.cluster === 'inbound|9080||'));
+  const tcp = ls.find((l) => l.name === '10.96.0.20_3306')!;
+  assert.equal(tcp.filterChains[0].filters[0].typedConfig.cluster, 'outbound|3306||mysqldb.db.svc.cluster.local');
+  const sn = ls.find((l) => l.name === '10.96.0.30_7070')!;
+  assert.equal(sn.filterChains[0].filters[0].typedConfig.rds.routeConfigName, 'legacy.default.svc.cluster.local:7070');
+  const routes = buildRoutes(push, p, ['9080', 'legacy.default.svc.cluster.local:7070']);
+  assertEncodes(ls, routes);
+});
+
+test('RDS 9080: virtual hosts, short-name domains, VirtualService features as istiod emits them', () => {
+  const push = fixturePush({ services: [reviews, ratings], configs: [reviewsVS] });
+  const [rc] = buildRoutes(push, proxy(), ['9080']) as Json[];
+  assert.equal(rc!.name, '9080');
+  assert.deepEqual(rc!.virtualHosts.map((v: Json) => v.name), ['ratings.default.svc.cluster.local:9080', 'reviews.default.svc.cluster.local:9080', 'allow_any']);
+  const vh = rc!.virtualHosts[1];
+  assert.deepEqual(vh.domains, ['reviews.default.svc.cluster.local', 'reviews', 'reviews.default.svc', 'reviews.default', '10.96.0.10']);
+  const [jason, split, old, dflt] = vh.routes as Json[];
+  assert.deepEqual(jason!.match, { prefix: '/', caseSensitive: true, headers: [{ name: 'end-user', stringMatch: { exact: 'jason' } }] });
+  assert.equal(jason!.route.cluster, 'outbound|9080|v2|reviews.default.svc.cluster.local');
+  assert.deepEqual(jason!.route.retryPolicy.retryOn, 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes');
+  assert.equal(jason!.route.retryPolicy.numRetries, 2);
+  assert.equal(jason!.route.timeout, '0s');
+  const a = split!.route;
+  assert.deepEqual(a.weightedClusters.clusters, [
+    { name: 'outbound|9080|v1|reviews.default.svc.cluster.local', weight: 75 },
+    { name: 'outbound|9080|v3|reviews.default.svc.cluster.local', weight: 25 },
+  ]);
+  assert.equal(a.prefixRewrite, '/v1/api');
+  assert.equal(a.hostRewriteLiteral, 'reviews.internal');
+  assert.equal(a.timeout, '1.5s');
+  assert.deepEqual(a.retryPolicy.retriableStatusCodes, [503]);
+  assert.equal(a.retryPolicy.retryOn, '5xx,retriable-status-codes');
+  assert.equal(a.retryPolicy.perTryTimeout, '0.5s');
+  assert.deepEqual(a.requestMirrorPolicies, [{ cluster: 'outbound|9080||ratings.default.svc.cluster.local', runtimeFraction: { defaultValue: { numerator: 250000, denominator: 'MILLION' } }, traceSampled: false }]);
+  assert.equal(split!.typedPerFilterConfig['envoy.filters.http.fault'].abort.httpStatus, 418);
+  assert.equal(split!.typedPerFilterConfig['envoy.filters.http.fault'].delay.fixedDelay, '2s');
+  assert.equal(split!.typedPerFilterConfig['envoy.filters.http.cors'].maxAge, '86400');
+  assert.deepEqual(split!.requestHeadersToRemove, ['x-c']);
+  assert.deepEqual(split!.requestHeadersToAdd.map((h: Json) => [h.header.key, h.appendAction]), [['x-a', 'OVERWRITE_IF_EXISTS_OR_ADD'], ['x-b', 'APPEND_IF_EXISTS_OR_ADD']]);
+  assert.deepEqual(old!.redirect, { hostRedirect: 'ratings', pathRedirect: '/new', responseCode: 'FOUND' });
+  assert.equal(dflt!.route.cluster, 'outbound|9080|v1|reviews.default.svc.cluster.local');
+  const ratingsVh = rc!.virtualHosts[0];
+  assert.equal(ratingsVh.routes[0].name, 'default');
+  assert.equal(ratingsVh.routes[0].route.cluster, 'outbound|9080||ratings.default.svc.cluster.local');
+  assert.equal(rc!.virtualHosts[2].routes[0].route.cluster, 'PassthroughCluster');
+  assertEncodes([], [rc]);
+});
+
+test('domains from another namespace and REGISTRY_ONLY catch-all', () => {
+  const push = fixturePush({ services: [reviews], outboundTrafficPolicy: 'REGISTRY_ONLY' });
+  const [rc] = buildRoutes(push, proxy({ namespace: 'other', dnsDomain: 'other.svc.cluster.local' }), ['9080']) as Json[];
+  assert.deepEqual(rc!.virtualHosts[0].domains, ['reviews.default.svc.cluster.local', 'reviews.default', 'reviews.default.svc', '10.96.0.10']);
+  assert.deepEqual(rc!.virtualHosts[1], { name: 'block_all', domains: ['*'], routes: [{ name: 'block_all', match: { prefix: '/' }, directResponse: { status: 502 } }], includeRequestAttemptCount: true });
+});
+
+test('behaviour: a request walks listener → route config → virtual host → route → cluster', () => {
+  const push = fixturePush({ services: [reviews, ratings], configs: [reviewsVS] });
+  const p = proxy();
+  const ls = buildListeners(push, p) as Json[];
+  const rs = buildRoutes(push, p, ['9080']) as Json[];
+  const walk = (host: string, path: string, headers?: Record<string, string>) => walkRequest(ls, rs, { port: 9080, host, path, headers });
+  assert.equal(walk('reviews:9080', '/', { 'end-user': 'jason' })!.cluster, 'outbound|9080|v2|reviews.default.svc.cluster.local');
+  assert.equal(walk('reviews.default.svc.cluster.local', '/x')!.cluster, 'outbound|9080|v1|reviews.default.svc.cluster.local');
+  assert.equal(walk('reviews', '/api/list')!.weightedClusters!.length, 2);
+  assert.equal(walk('reviews', '/old')!.redirect!.pathRedirect, '/new');
+  assert.equal(walk('ratings.default', '/')!.cluster, 'outbound|9080||ratings.default.svc.cluster.local');
+  assert.equal(walk('example.com', '/')!.cluster, 'PassthroughCluster');
+});
+
+test('two VirtualServices for one host: the older wins on sidecars and the conflict is reported', () => {
+  const a = config('VirtualService', 'default', 'a', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v1' } }] }] }, '2024-01-01T00:00:00Z');
+  const b = config('VirtualService', 'default', 'b', { hosts: ['reviews.default.svc.cluster.local'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v2' } }] }] }, '2024-02-01T00:00:00Z');
+  const push = fixturePush({ services: [reviews], configs: [b, a] });
+  const [rc] = buildRoutes(push, proxy(), ['9080']) as Json[];
+  assert.equal(rc!.virtualHosts[0].routes[0].route.cluster, 'outbound|9080|v1|reviews.default.svc.cluster.local');
+  const issues = virtualServiceIssues(push);
+  assert.ok(issues.some((i) => i.name === 'b' && i.field === 'spec.hosts[0]' && /also claimed by VirtualService default\/a/.test(i.reason)), JSON.stringify(issues));
+});
+
+test('delegate VirtualServices merge into the root, matches combined; missing delegates are reported', () => {
+  const root = config('VirtualService', 'default', 'root', {
+    hosts: ['reviews'],
+    http: [
+      { match: [{ uri: { prefix: '/api' } }], delegate: { name: 'api', namespace: 'team' } },
+      { match: [{ uri: { prefix: '/gone' } }], delegate: { name: 'missing' } },
+      { route: [{ destination: { host: 'reviews' } }] },
+    ],
+  });
+  const del = config('VirtualService', 'team', 'api', {
+    http: [
+      { match: [{ uri: { prefix: '/api/v2' } }], route: [{ destination: { host: 'reviews.default.svc.cluster.local', subset: 'v2' } }] },
+      { match: [{ uri: { prefix: '/other' } }], route: [{ destination: { host: 'reviews.default.svc.cluster.local', subset: 'v3' } }] },
+      { route: [{ destination: { host: 'reviews.default.svc.cluster.local', subset: 'v1' } }] },
+    ],
+  });
+  const push = fixturePush({ services: [reviews], configs: [root, del] });
+  const [rc] = buildRoutes(push, proxy(), ['9080']) as Json[];
+  const routes = rc!.virtualHosts[0].routes as Json[];
+  assert.deepEqual(
+    routes.map((r) => [r.match.prefix, r.route.cluster]),
+    [
+      ['/api/v2', 'outbound|9080|v2|reviews.default.svc.cluster.local'],
+      ['/api', 'outbound|9080|v1|reviews.default.svc.cluster.local'],
+      ['/', 'outbound|9080||reviews.default.svc.cluster.local'],
+    ],
+  );
+  const issues = virtualServiceIssues(push);
+  assert.ok(issues.some((i) => i.name === 'root' && i.field === 'spec.http[1].delegate' && /default\/missing not found/.test(i.reason)));
+});
+
+test('issues: unknown destination, unknown subset, weights not adding to 100', () => {
+  const vs = config('VirtualService', 'default', 'w', {
+    hosts: ['reviews'],
+    http: [{ route: [{ destination: { host: 'nope' }, weight: 30 }, { destination: { host: 'reviews', subset: 'v9' }, weight: 30 }] }],
+  });
+  const dr = config('DestinationRule', 'default', 'reviews', { host: 'reviews', subsets: [{ name: 'v1' }] });
+  const issues = virtualServiceIssues(fixturePush({ services: [reviews], configs: [vs, dr] }));
+  const by = (f: string) => issues.find((i) => i.field === f);
+  assert.match(by('spec.http[0].route[0].destination.host')!.reason, /nope\.default\.svc\.cluster\.local is not a known service/);
+  assert.match(by('spec.http[0].route[1].destination.subset')!.reason, /subset v9/);
+  assert.match(by('spec.http[0].route')!.reason, /add up to 60, not 100/);
+});
+
+test('Sidecar egress listener with captureMode NONE binds its address and port', () => {
+  const sidecar = config('Sidecar', 'default', 'default', {
+    egress: [{ port: { number: 19080, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.1', captureMode: 'NONE', hosts: ['./reviews.default.svc.cluster.local'] }],
+  });
+  const reviewsOn = svc('reviews', 'default', '10.96.0.10', [['http', 19080, 'HTTP']]);
+  const push = fixturePush({ services: [reviewsOn, ratings], configs: [sidecar, reviewsVS] });
+  const p = proxy({ interceptionMode: 'NONE' });
+  const ls = buildListeners(push, p) as Json[];
+  assert.deepEqual(ls.map((l) => l.name), ['127.0.0.1_19080']);
+  assert.equal(ls[0]!.bindToPort, undefined); // bind_to_port defaults to true
+  assert.deepEqual(ls[0]!.address, { socketAddress: { address: '127.0.0.1', portValue: 19080 } });
+  const rs = buildRoutes(push, p, ['19080']) as Json[];
+  assert.deepEqual(rs[0]!.virtualHosts.map((v: Json) => v.name), ['reviews.default.svc.cluster.local:19080', 'allow_any']);
+  assert.equal(walkRequest(ls, rs, { port: 19080, address: '127.0.0.1', host: 'reviews', path: '/', headers: { 'end-user': 'jason' } })!.cluster, 'outbound|19080|v2|reviews.default.svc.cluster.local');
+  assertEncodes(ls, rs);
+});

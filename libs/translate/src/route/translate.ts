@@ -1,0 +1,471 @@
+/**
+ * VirtualService HTTP rules → Envoy routes (istiod's route.TranslateRoute and
+ * friends), as Envoy's proto3 JSON. Pure.
+ */
+import { durationMillis } from '@sextant/api';
+import type { IstioConfig, ProxyView, Service } from '@sextant/model';
+import { outboundClusterName, parseClusterName, PASSTHROUGH_CLUSTER } from '../names.js';
+
+type Json = Record<string, any>;
+
+export const TYPE = {
+  fault: 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault',
+  cors: 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy',
+  corsFilter: 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors',
+  router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
+  hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+  tcpProxy: 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+  tlsInspector: 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector',
+  httpInspector: 'type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector',
+  originalDst: 'type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst',
+  downstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
+  previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+} as const;
+
+export const DEFAULT_RETRY_ON = 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes';
+
+/**
+ * A short host name as Istio reads it in a config object of namespace `ns`:
+ * `reviews` → `reviews.<ns>.svc.<suffix>`; names with a dot and `*` stay.
+ */
+export function resolveShortname(host: string, ns: string, domainSuffix: string): string {
+  if (host.includes('.') || host === '*' || host.length === 0) return host;
+  return `${host}.${ns}.svc.${domainSuffix}`;
+}
+
+/** Go duration → proto3 JSON duration (`1.5s`). */
+export function protoDuration(goDuration: string | undefined): string | undefined {
+  if (goDuration === undefined) return undefined;
+  const ms = durationMillis(goDuration);
+  if (ms === undefined) return undefined;
+  return `${Number((ms / 1000).toFixed(9))}s`;
+}
+
+export interface StringMatchSpec {
+  exact?: string | undefined;
+  prefix?: string | undefined;
+  regex?: string | undefined;
+}
+
+/** istio StringMatch → envoy.type.matcher.v3.StringMatcher. */
+export function stringMatcher(m: StringMatchSpec, ignoreCase = false): Json | undefined {
+  const out: Json = {};
+  if (m.exact !== undefined) out.exact = m.exact;
+  else if (m.prefix !== undefined) out.prefix = m.prefix;
+  else if (m.regex !== undefined) out.safeRegex = { regex: m.regex };
+  else return undefined;
+  if (ignoreCase) out.ignoreCase = true;
+  return out;
+}
+
+function isPresentMatch(m: StringMatchSpec | undefined): boolean {
+  return !m || (m.exact === undefined && m.prefix === undefined && m.regex === undefined) || m.regex === '*';
+}
+
+function headerMatcher(name: string, m: StringMatchSpec | undefined): Json {
+  if (isPresentMatch(m)) return { name, presentMatch: true };
+  return { name, stringMatch: stringMatcher(m!) };
+}
+
+/** istio HTTPMatchRequest → envoy RouteMatch (istiod's TranslateRouteMatch). */
+export function translateRouteMatch(match: Json | undefined, gatewaySemantics = false): Json {
+  const out: Json = { prefix: '/' };
+  if (!match) return out;
+  const headers: Json[] = [];
+  for (const name of Object.keys(match.headers ?? {})) headers.push(headerMatcher(name, match.headers[name]));
+  for (const name of Object.keys(match.withoutHeaders ?? {})) {
+    const h = headerMatcher(name, match.withoutHeaders[name]);
+    h.invertMatch = true;
+    if (!isPresentMatch(match.withoutHeaders[name])) h.treatMissingHeaderAsEmpty = true;
+    headers.push(h);
+  }
+  headers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  if (match.uri) {
+    const u = match.uri as StringMatchSpec;
+    delete out.prefix;
+    if (u.exact !== undefined) out.path = u.exact;
+    else if (u.prefix !== undefined) {
+      if (gatewaySemantics && u.prefix !== '/') out.pathSeparatedPrefix = u.prefix.replace(/\/$/, '');
+      else out.prefix = u.prefix;
+    } else if (u.regex !== undefined) out.safeRegex = { regex: u.regex };
+    else out.prefix = '/';
+  }
+  out.caseSensitive = !match.ignoreUriCase;
+  if (match.method) headers.push(headerMatcher(':method', match.method));
+  if (match.authority) headers.push(headerMatcher(':authority', match.authority));
+  if (match.scheme) headers.push(headerMatcher(':scheme', match.scheme));
+  if (headers.length) out.headers = headers;
+  const qp: Json[] = [];
+  for (const name of Object.keys(match.queryParams ?? {})) {
+    const m = match.queryParams[name] as StringMatchSpec;
+    qp.push(isPresentMatch(m) ? { name, presentMatch: true } : { name, stringMatch: stringMatcher(m) });
+  }
+  if (qp.length) out.queryParameters = qp;
+  return out;
+}
+
+function isInternalHeader(k: string): boolean {
+  return k.startsWith(':') || k.toLowerCase() === 'host';
+}
+function isAuthorityHeader(k: string): boolean {
+  return k.toLowerCase() === ':authority' || k.toLowerCase() === 'host';
+}
+
+function headerOptions(m: Record<string, string> | undefined, append: boolean): { opts: Json[]; authority: string } {
+  let authority = '';
+  const opts: Json[] = [];
+  for (const key of Object.keys(m ?? {}).sort()) {
+    const value = m![key]!;
+    if (isAuthorityHeader(key)) authority = value;
+    if (isInternalHeader(key)) continue;
+    opts.push({ header: { key, value }, appendAction: append ? 'APPEND_IF_EXISTS_OR_ADD' : 'OVERWRITE_IF_EXISTS_OR_ADD' });
+  }
+  return { opts, authority };
+}
+
+export interface HeaderOps {
+  requestHeadersToAdd: Json[];
+  responseHeadersToAdd: Json[];
+  requestHeadersToRemove: string[];
+  responseHeadersToRemove: string[];
+  authority: string;
+}
+
+/** istio Headers → Envoy header manipulation (set = overwrite, add = append). */
+export function translateHeaders(h: Json | undefined): HeaderOps {
+  const reqSet = headerOptions(h?.request?.set, false);
+  const reqAdd = headerOptions(h?.request?.add, true);
+  const respSet = headerOptions(h?.response?.set, false);
+  const respAdd = headerOptions(h?.response?.add, true);
+  return {
+    requestHeadersToAdd: [...reqSet.opts, ...reqAdd.opts],
+    responseHeadersToAdd: [...respSet.opts, ...respAdd.opts],
+    requestHeadersToRemove: ((h?.request?.remove ?? []) as string[]).filter((k) => !isInternalHeader(k)),
+    responseHeadersToRemove: ((h?.response?.remove ?? []) as string[]).filter((k) => !isInternalHeader(k)),
+    authority: reqSet.authority || reqAdd.authority,
+  };
+}
+
+function applyHeaderOps(target: Json, ops: HeaderOps, append: boolean): void {
+  const put = (k: string, v: unknown[]) => {
+    if (v.length === 0) return;
+    target[k] = append && target[k] ? [...target[k], ...v] : v;
+  };
+  put('requestHeadersToAdd', ops.requestHeadersToAdd);
+  put('responseHeadersToAdd', ops.responseHeadersToAdd);
+  put('requestHeadersToRemove', ops.requestHeadersToRemove);
+  put('responseHeadersToRemove', ops.responseHeadersToRemove);
+}
+
+function percentFraction(value: number): Json {
+  return { numerator: Math.round(value * 10000), denominator: 'MILLION' };
+}
+
+const GRPC_STATUS: Record<string, number> = {
+  OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6,
+  PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, FAILED_PRECONDITION: 9, ABORTED: 10, OUT_OF_RANGE: 11,
+  UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
+};
+
+/** istio HTTPFaultInjection → envoy.extensions.filters.http.fault.v3.HTTPFault (per-route config). */
+export function translateFault(f: Json | undefined): Json | undefined {
+  if (!f) return undefined;
+  const out: Json = { '@type': TYPE.fault };
+  if (f.delay?.fixedDelay) {
+    out.delay = {
+      fixedDelay: protoDuration(f.delay.fixedDelay),
+      percentage: f.delay.percentage ? percentFraction(f.delay.percentage.value ?? 0) : { numerator: f.delay.percent ?? 0, denominator: 'HUNDRED' },
+    };
+  }
+  if (f.abort && (f.abort.httpStatus !== undefined || f.abort.grpcStatus !== undefined)) {
+    const abort: Json = {};
+    if (f.abort.percentage) abort.percentage = percentFraction(f.abort.percentage.value ?? 0);
+    if (f.abort.httpStatus !== undefined) abort.httpStatus = f.abort.httpStatus;
+    else abort.grpcStatus = GRPC_STATUS[String(f.abort.grpcStatus).toUpperCase()] ?? Number(f.abort.grpcStatus) ?? 2;
+    out.abort = abort;
+  }
+  if (!out.delay && !out.abort) return undefined;
+  return out;
+}
+
+/** istio CorsPolicy → envoy.extensions.filters.http.cors.v3.CorsPolicy (per-route config). */
+export function translateCors(c: Json | undefined): Json | undefined {
+  if (!c) return undefined;
+  const out: Json = { '@type': TYPE.cors };
+  out.forwardNotMatchingPreflights = c.unmatchedPreflights !== 'IGNORE';
+  if (c.allowOrigins) out.allowOriginStringMatch = (c.allowOrigins as StringMatchSpec[]).map((m) => stringMatcher(m)).filter(Boolean);
+  else if (c.allowOrigin) out.allowOriginStringMatch = (c.allowOrigin as string[]).map((o) => ({ exact: o }));
+  out.filterEnabled = { defaultValue: { numerator: 100, denominator: 'HUNDRED' } };
+  if (c.allowCredentials !== undefined) out.allowCredentials = c.allowCredentials;
+  if (c.allowHeaders) out.allowHeaders = c.allowHeaders.join(',');
+  if (c.allowMethods) out.allowMethods = c.allowMethods.join(',');
+  if (c.exposeHeaders) out.exposeHeaders = c.exposeHeaders.join(',');
+  if (c.maxAge) out.maxAge = String(Math.floor((durationMillis(c.maxAge) ?? 0) / 1000));
+  return out;
+}
+
+function parseRetryOn(retryOn: string): { retryOn: string; codes: number[] } {
+  const on: string[] = [];
+  const codes: number[] = [];
+  for (const raw of retryOn.split(',')) {
+    const p = raw.trim();
+    if (!p) continue;
+    if (/^[0-9]+$/.test(p)) {
+      const n = Number(p);
+      if (n >= 100 && n <= 599) codes.push(n);
+    } else on.push(p);
+  }
+  return { retryOn: on.join(','), codes };
+}
+
+/** istio HTTPRetry → envoy RetryPolicy, with istiod's defaults when unset. Undefined = no retries. */
+export function translateRetry(r: Json | undefined, consistentHash = false): Json | undefined {
+  // istiod also adds the previous_hosts retry host predicate (not with consistent hashing); its
+  // proto is not among the ones Sextant encodes yet, so it is left out (see docs/traffic-management.md).
+  void consistentHash;
+  const base: Json = { retryOn: DEFAULT_RETRY_ON, numRetries: 2, hostSelectionRetryMaxAttempts: '5' };
+  if (!r) return base;
+  if (!r.attempts || r.attempts <= 0) return undefined;
+  base.numRetries = r.attempts;
+  if (r.retryOn) {
+    const p = parseRetryOn(r.retryOn);
+    base.retryOn = p.retryOn;
+    if (p.codes.length) {
+      base.retriableStatusCodes = p.codes;
+      if (!base.retryOn.includes('retriable-status-codes')) base.retryOn = base.retryOn ? `${base.retryOn},retriable-status-codes` : 'retriable-status-codes';
+    }
+  }
+  if (r.perTryTimeout) base.perTryTimeout = protoDuration(r.perTryTimeout);
+  if (r.backoff) base.retryBackOff = { baseInterval: protoDuration(r.backoff) };
+  return base;
+}
+
+/** What route translation needs to know about where it runs. */
+export interface RouteOptions {
+  proxy: ProxyView;
+  /** The listener port the routes are built for (0 = any). */
+  listenPort: number;
+  /** Gateways the proxy is: `mesh` for sidecars, `ns/name` for routers. */
+  gatewayNames: Set<string>;
+  /** True on HTTPS gateway servers (redirect scheme defaults). */
+  isTLS?: boolean;
+  /** Proxyless gRPC: timeouts become max stream duration. */
+  grpc?: boolean;
+  domainSuffix: string;
+  lookupService(host: string): Service | undefined;
+}
+
+/** The cluster a destination goes to (istiod's GetDestinationCluster). */
+export function destinationCluster(dest: Json, service: Service | undefined, listenPort: number): string {
+  if (!dest.host) return 'UnknownService';
+  let host: string = dest.host;
+  if (service?.attributes.externalName) host = service.attributes.externalName;
+  let port = listenPort;
+  if (dest.port?.number) port = dest.port.number;
+  else if (service && service.ports.length === 1) port = service.ports[0]!.port;
+  return outboundClusterName(host, port, dest.subset ?? '');
+}
+
+function labelsSubset(want: Record<string, string> | undefined, have: Record<string, string>): boolean {
+  for (const [k, v] of Object.entries(want ?? {})) if (have[k] !== v) return false;
+  return true;
+}
+
+function sourceMatches(match: Json | undefined, opts: RouteOptions): boolean {
+  if (!match) return true;
+  if (match.gateways?.length) return (match.gateways as string[]).some((g) => opts.gatewayNames.has(g));
+  if (!labelsSubset(match.sourceLabels, opts.proxy.labels)) return false;
+  return !match.sourceNamespace || match.sourceNamespace === opts.proxy.namespace;
+}
+
+function setTimeout(action: Json, timeout: string | undefined, grpc: boolean): void {
+  const t = protoDuration(timeout) ?? '0s';
+  action.timeout = t;
+  if (grpc) action.maxStreamDuration = { maxStreamDuration: t };
+  else action.maxGrpcTimeout = t;
+}
+
+function mirrorFraction(value: number | undefined): Json | undefined {
+  if (value === undefined) return { defaultValue: { numerator: 100, denominator: 'HUNDRED' } };
+  if (value <= 0) return undefined;
+  return { defaultValue: percentFraction(value) };
+}
+
+/** The operation name istiod puts in the route decorator. */
+function routeOperation(route: Json, vsName: string, port: number): string {
+  const m = route.match ?? {};
+  let path = '/*';
+  if (m.prefix !== undefined) path = `${m.prefix}*`;
+  else if (m.path !== undefined) path = m.path;
+  else if (m.safeRegex) path = m.safeRegex.regex;
+  const c = route.route?.cluster as string | undefined;
+  const parsed = c ? parseClusterName(c) : undefined;
+  if (parsed) return `${parsed.host}:${parsed.port}${path}`;
+  return `${vsName}:${port}${path}`;
+}
+
+/** One HTTP rule and one of its matches → one Envoy route; undefined when it does not apply here. */
+export function translateRoute(vs: IstioConfig, http: Json, match: Json | undefined, opts: RouteOptions): Json | undefined {
+  if (match?.port && match.port !== opts.listenPort && opts.listenPort !== 0) return undefined;
+  if (!sourceMatches(match, opts)) return undefined;
+  const gatewaySemantics = false;
+  let name: string = http.name ?? '';
+  if (match?.name) name = `${name}.${match.name}`;
+  const out: Json = {};
+  if (name) out.name = name;
+  out.match = translateRouteMatch(match, gatewaySemantics);
+  out.metadata = {
+    filterMetadata: { istio: { config: `/apis/networking.istio.io/v1/namespaces/${vs.namespace}/virtual-service/${vs.name}` } },
+  };
+  if (match?.statPrefix) out.statPrefix = match.statPrefix;
+  const ops = translateHeaders(http.headers);
+  applyHeaderOps(out, ops, false);
+  let authority = ops.authority;
+
+  if (http.redirect) {
+    const r = http.redirect;
+    const red: Json = {};
+    if (r.authority) red.hostRedirect = r.authority;
+    if (r.uri) red.pathRedirect = r.uri;
+    if (r.scheme) red.schemeRedirect = r.scheme;
+    let port: number | undefined;
+    if (r.port !== undefined) port = r.port;
+    else if (r.derivePort === 'FROM_REQUEST_PORT') port = opts.listenPort;
+    if (port !== undefined) {
+      const scheme = r.scheme || (opts.isTLS ? 'https' : 'http');
+      if (!((port === 80 && scheme === 'http') || (port === 443 && scheme === 'https'))) red.portRedirect = port;
+    }
+    const codes: Record<number, string> = { 301: 'MOVED_PERMANENTLY', 302: 'FOUND', 303: 'SEE_OTHER', 307: 'TEMPORARY_REDIRECT', 308: 'PERMANENT_REDIRECT' };
+    const code = codes[r.redirectCode ?? 301];
+    if (!code) return undefined;
+    if (code !== 'MOVED_PERMANENTLY') red.responseCode = code;
+    out.redirect = red;
+  } else if (http.directResponse) {
+    const dr: Json = { status: http.directResponse.status };
+    if (http.directResponse.body?.string !== undefined) dr.body = { inlineString: http.directResponse.body.string };
+    else if (http.directResponse.body?.bytes !== undefined) dr.body = { inlineBytes: http.directResponse.body.bytes };
+    out.directResponse = dr;
+  } else {
+    const action: Json = {};
+    setTimeout(action, http.timeout, !!opts.grpc);
+    if (http.rewrite) {
+      if (http.rewrite.uriRegexRewrite) {
+        action.regexRewrite = { pattern: { regex: http.rewrite.uriRegexRewrite.match ?? '' }, substitution: http.rewrite.uriRegexRewrite.rewrite ?? '' };
+      } else if (http.rewrite.uri) action.prefixRewrite = http.rewrite.uri;
+      if (http.rewrite.authority) authority = http.rewrite.authority;
+    }
+    if (authority) action.hostRewriteLiteral = authority;
+    const mirrors: Json[] = [];
+    if (http.mirror) {
+      const frac = http.mirrorPercentage
+        ? mirrorFraction(http.mirrorPercentage.value ?? 0)
+        : http.mirrorPercent !== undefined
+          ? http.mirrorPercent > 0
+            ? { defaultValue: { numerator: http.mirrorPercent, denominator: 'HUNDRED' } }
+            : undefined
+          : mirrorFraction(undefined);
+      if (frac) mirrors.push({ cluster: destinationCluster(http.mirror, opts.lookupService(http.mirror.host), opts.listenPort), runtimeFraction: frac, traceSampled: false });
+    }
+    for (const m of http.mirrors ?? []) {
+      const frac = mirrorFraction(m.percentage ? (m.percentage.value ?? 0) : undefined);
+      if (frac && m.destination)
+        mirrors.push({ cluster: destinationCluster(m.destination, opts.lookupService(m.destination.host), opts.listenPort), runtimeFraction: frac, traceSampled: false });
+    }
+    if (mirrors.length) action.requestMirrorPolicies = mirrors;
+    const dests = (http.route ?? []) as Json[];
+    if (dests.length === 1) {
+      const d = dests[0]!;
+      action.cluster = destinationCluster(d.destination, opts.lookupService(d.destination.host), opts.listenPort);
+      if (d.headers) {
+        const dops = translateHeaders(d.headers);
+        applyHeaderOps(out, dops, true);
+        if (dops.authority && !action.hostRewriteLiteral) action.hostRewriteLiteral = dops.authority;
+      }
+    } else {
+      const clusters: Json[] = [];
+      for (const d of dests) {
+        if (!d.weight) continue;
+        const cw: Json = { name: destinationCluster(d.destination, opts.lookupService(d.destination.host), opts.listenPort), weight: d.weight };
+        if (d.headers) {
+          const dops = translateHeaders(d.headers);
+          applyHeaderOps(cw, dops, false);
+          if (dops.authority) cw.hostRewriteLiteral = dops.authority;
+        }
+        clusters.push(cw);
+      }
+      // Envoy no longer needs total_weight (deprecated): the weights are relative, as Istio's are.
+      action.weightedClusters = { clusters };
+    }
+    const retry = translateRetry(http.retries, false);
+    if (retry) action.retryPolicy = retry;
+    // Field order as in Envoy's RouteAction does not matter in JSON; keep `cluster`/`weightedClusters` first for readability.
+    out.route = action;
+  }
+  out.decorator = { operation: routeOperation(out, vs.name, opts.listenPort) };
+  const perFilter: Json = {};
+  const fault = translateFault(http.fault);
+  if (fault) perFilter['envoy.filters.http.fault'] = fault;
+  const cors = translateCors(http.corsPolicy);
+  if (cors) perFilter['envoy.filters.http.cors'] = cors;
+  if (Object.keys(perFilter).length) out.typedPerFilterConfig = perFilter;
+  return out;
+}
+
+/** True for a route that matches every request (prefix `/`, no header or query matches). */
+export function isCatchAllRoute(r: Json): boolean {
+  const m = r.match ?? {};
+  const all = m.prefix === '/' || m.pathSeparatedPrefix === '/' || m.safeRegex?.regex === '.*';
+  return all && !m.headers?.length && !m.queryParameters?.length && !m.dynamicMetadata?.length;
+}
+
+/** All routes of one VirtualService (istiod's BuildHTTPRoutesForVirtualService): stops after the first catch-all. */
+export function buildHTTPRoutesForVirtualService(vs: IstioConfig, opts: RouteOptions): Json[] {
+  const out: Json[] = [];
+  let catchAll = false;
+  for (const http of (vs.spec.http ?? []) as Json[]) {
+    if (!http.match?.length) {
+      const r = translateRoute(vs, http, undefined, opts);
+      if (r) out.push(r);
+      catchAll = true;
+    } else {
+      for (const m of http.match as Json[]) {
+        const r = translateRoute(vs, http, m, opts);
+        if (r) {
+          out.push(r);
+          if (isCatchAllRoute(r)) {
+            catchAll = true;
+            break;
+          }
+        }
+      }
+    }
+    if (catchAll) break;
+  }
+  return out;
+}
+
+/** The route for a service with no VirtualService (istiod's BuildDefaultHTTPOutboundRoute). */
+export function defaultOutboundRoute(cluster: string, operation: string, grpc = false): Json {
+  const action: Json = { cluster };
+  setTimeout(action, undefined, grpc);
+  action.retryPolicy = translateRetry(undefined, false);
+  return { name: 'default', match: { prefix: '/' }, decorator: { operation }, route: action };
+}
+
+/** The `allow_any` / `block_all` virtual host at the end of every sidecar outbound route config. */
+export function catchAllVirtualHost(policy: 'ALLOW_ANY' | 'REGISTRY_ONLY'): Json {
+  if (policy === 'ALLOW_ANY') {
+    return {
+      name: 'allow_any',
+      domains: ['*'],
+      routes: [{ name: 'allow_any', match: { prefix: '/' }, route: { cluster: PASSTHROUGH_CLUSTER, timeout: '0s', maxGrpcTimeout: '0s' } }],
+      includeRequestAttemptCount: true,
+    };
+  }
+  return {
+    name: 'block_all',
+    domains: ['*'],
+    routes: [{ name: 'block_all', match: { prefix: '/' }, directResponse: { status: 502 } }],
+    includeRequestAttemptCount: true,
+  };
+}

@@ -1,0 +1,138 @@
+/**
+ * Responses built once and written to many streams. Nonces, and the three
+ * frame caches: whole-set SotW responses per generator output (Map identity),
+ * type and version; incremental (EDS) responses per set of changed resources,
+ * for the current incremental version only; and Delta `Resource` messages per
+ * encoded resource. A shared frame carries a sequence number so a stream is
+ * never sent the same frame (and nonce) twice for one type.
+ */
+import {
+  encodeDeltaDiscoveryResponse,
+  encodeDeltaResource,
+  encodeDiscoveryResponse,
+  type EncodedResource,
+} from '@sextant/envoy';
+import { grpcFramed } from '../frames.js';
+
+export interface SharedFrame {
+  seq: number;
+  nonce: string;
+  /** The response, pre-framed for grpc-js when that is enabled (see frames.ts). */
+  frame: Buffer;
+}
+
+/**
+ * An incremental EDS response shared by the streams of one push that have the
+ * same generator output and changed names: the candidate resources, their frame,
+ * and the `sent` maps built from each earlier `sent` map (streams in one class
+ * share those too), so per-stream work is a short check, not string keys and
+ * Map copies.
+ */
+export interface IncrementalShare {
+  list: EncodedResource[];
+  /** Key of `list` in the incremental frames (streams with other generator outputs but the same changes share the frame too). */
+  key: string;
+  frame?: SharedFrame;
+  merged: WeakMap<ReadonlyMap<string, EncodedResource>, ReadonlyMap<string, EncodedResource>>;
+}
+
+export class FrameCache {
+  private seq = 0;
+  /** Whole-set SotW responses framed once per generator output (Map identity), type and version. */
+  private frames = new WeakMap<ReadonlyMap<string, EncodedResource>, Map<string, SharedFrame>>();
+  /** Delta Resource messages framed once per encoded resource. */
+  private deltaFrames = new WeakMap<EncodedResource, Uint8Array>();
+  /** Incremental (EDS) responses shared by streams that get the same changed resources, for the current incremental version. */
+  private incrementalFrames = new Map<string, SharedFrame>();
+  private incrementalVersion = '';
+  /** Per push: generator output → changed-names set → shared incremental response. */
+  private incrementalShares = new WeakMap<ReadonlyMap<string, EncodedResource>, WeakMap<ReadonlySet<string>, IncrementalShare>>();
+
+  constructor(
+    private readonly noncePrefix: string,
+    /** Sent as control_plane on every response (ControlPlane message bytes). */
+    private readonly controlPlane: Uint8Array | undefined,
+  ) {}
+
+  nonce(): string {
+    return `${this.noncePrefix}-${(++this.seq).toString(36)}`;
+  }
+
+  /** A SotW response for one stream only (not pre-framed). */
+  sotwMessage(typeUrl: string, nonce: string, version: string, list: readonly EncodedResource[]): Buffer {
+    return encodeDiscoveryResponse(this.header(typeUrl, nonce, version), list.map((r) => r.any));
+  }
+
+  /** A Delta response for one stream (its resources' messages are shared). */
+  deltaMessage(typeUrl: string, nonce: string, version: string, resources: readonly EncodedResource[], removed: string[]): Buffer {
+    const encoded = resources.map((r) => {
+      let b = this.deltaFrames.get(r);
+      if (!b) this.deltaFrames.set(r, (b = encodeDeltaResource(r.name, r.version, r.any)));
+      return b;
+    });
+    return encodeDeltaDiscoveryResponse(this.header(typeUrl, nonce, version), encoded, removed);
+  }
+
+  /** One frame per (generator output, type, version), shared by every stream it fits; `lastSeq`: the stream's last shared frame of this type. */
+  whole(out: ReadonlyMap<string, EncodedResource>, typeUrl: string, version: string, list: EncodedResource[], lastSeq: number): SharedFrame {
+    let byKey = this.frames.get(out);
+    if (!byKey) this.frames.set(out, (byKey = new Map()));
+    const key = `${typeUrl}\u0000${version}`;
+    let f = byKey.get(key);
+    if (!f || f.seq <= lastSeq) {
+      f = this.newFrame(typeUrl, version, list);
+      byKey.set(key, f);
+    }
+    return f;
+  }
+
+  /**
+   * The incremental response shared by streams of this push with the same
+   * generator output and changed names (the caches restart with each
+   * incremental version).
+   */
+  incrementalShare(version: string, out: ReadonlyMap<string, EncodedResource>, only: ReadonlySet<string>, typeUrl: string): IncrementalShare {
+    if (this.incrementalVersion !== version) {
+      this.incrementalVersion = version;
+      this.incrementalFrames = new Map();
+      this.incrementalShares = new WeakMap();
+    }
+    let byNames = this.incrementalShares.get(out);
+    if (!byNames) this.incrementalShares.set(out, (byNames = new WeakMap()));
+    let share = byNames.get(only);
+    if (!share) {
+      const cand: EncodedResource[] = [];
+      for (const n of only) {
+        const r = out.get(n);
+        if (r) cand.push(r);
+      }
+      share = { list: cand, key: incrementalKey(typeUrl, cand), merged: new WeakMap() };
+      byNames.set(only, share);
+    }
+    return share;
+  }
+
+  /** The incremental response for these changed resources, shared unless this stream already had that frame. */
+  incremental(key: string, typeUrl: string, version: string, list: readonly EncodedResource[], lastSeq: number): SharedFrame {
+    let f = this.incrementalFrames.get(key);
+    if (!f || f.seq <= lastSeq) {
+      f = this.newFrame(typeUrl, version, list);
+      if (this.incrementalFrames.size < 1024) this.incrementalFrames.set(key, f);
+    }
+    return f;
+  }
+
+  private newFrame(typeUrl: string, version: string, list: readonly EncodedResource[]): SharedFrame {
+    const seq = ++this.seq;
+    const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
+    return { seq, nonce, frame: grpcFramed(encodeDiscoveryResponse(this.header(typeUrl, nonce, version), list.map((r) => r.any))) };
+  }
+
+  private header(typeUrl: string, nonce: string, version: string) {
+    return { typeUrl, nonce, versionInfo: version, controlPlane: this.controlPlane };
+  }
+}
+
+export function incrementalKey(typeUrl: string, list: readonly EncodedResource[]): string {
+  return `${typeUrl}\u0000${list.map((r) => `${r.name}\u0000${r.version}`).join('\u0000')}`;
+}
