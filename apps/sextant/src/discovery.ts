@@ -16,14 +16,16 @@ import {
   type ProxyState,
 } from '@sextant/admin';
 import { authenticate } from '@sextant/ca';
-import { EndpointIndex, PushContext, edsClustersFor, isEndpointKind, pushScope, type MeshConfig, type PushScope } from '@sextant/model';
+import { EndpointIndex, PushContext, isEndpointKind, type MeshConfig, type ProxyView } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
-import { NodeSchema, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
+import { NodeSchema, TypeUrl, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
 import { resourceProvenance } from '@sextant/translate';
 import {
+  ClassGenerators,
   DiscoveryServer,
+  PushController,
   RejectionTracker,
   XdsStatusError,
   debugGenerators,
@@ -34,9 +36,8 @@ import {
   type XdsProxy,
 } from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
-import { TranslationGenerators } from './generators.js';
 import { createLogger } from './log.js';
-import { PushPipeline } from './pipeline.js';
+import { MeshTranslator, endpointScopes, meshScope, nameTableGenerator } from './mesh.js';
 import { startSecureServices, type SecureExtras, type SecureServices } from './secure.js';
 import type { KubeMode } from './kube.js';
 import { version } from './version.js';
@@ -131,15 +132,18 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
 
   let ready = false;
   metrics.build.set({ component: 'pilot', tag: version }, 1);
-  const generators = new TranslationGenerators(() => pipeline.context, log.child({ component: 'translate' }));
+  // Push behaviour lives in libs/xds (the push controller and the class cache); the mesh part is injected.
+  const translator = new MeshTranslator();
+  const context = () => controller.context;
+  const generators = new ClassGenerators<Ctx, ProxyView>(translator, context, log.child({ component: 'translate' }));
   const secure: SecureServices = await startSecureServices(cfg, log.child({ component: 'ca' }), metrics, () => store, kubeExtras);
   // NACKs traced to the config objects behind the rejected resources: /debug/config_issues, and their status (Kubernetes, leader only).
   const rejections = new RejectionTracker({
     log: log.child({ component: 'nacks' }),
     attribute: (proxy, typeUrl, rejected, detail, accepted) => {
-      const push = pipeline.context;
+      const push = controller.context;
       if (!push) return [];
-      const view = generators.proxyView(proxy, push);
+      const view = generators.view(proxy, push);
       return rejected.flatMap((r) => {
         const before = accepted?.get(r.name);
         return resourceProvenance(push, view, typeUrl, r.name, decodeToJson(typeUrl, r.value), detail, before ? decodeToJson(typeUrl, before.value) : undefined);
@@ -170,20 +174,20 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     },
     configIssues: () => ({
       rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
-      semantic: (pipeline.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
+      semantic: (controller.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
       // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
       files: folder?.fileErrors() ?? [],
       // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
       rejectedByProxy: rejections.list(),
       // Per proxy: what a proxy's data plane cannot express (MOSN), with the proxy ID.
-      proxies: generators.proxyIssues(new Set(xds.connections().map((c) => c.connectionId))).map((i) => ({ ...i, message: formatIssue(i) })),
+      proxies: translator.proxyIssues(new Set(xds.connections().map((c) => c.connectionId))).map((i) => ({ ...i, message: formatIssue(i) })),
     }),
-    pushStatus: () => ({ version: pipeline.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses } }),
+    pushStatus: () => ({ version: controller.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses }, classCache: { units: generators.size, builds: generators.builds } }),
   };
   const debugResponder = debugHandler(debugSources);
   const xds: DiscoveryServer = new DiscoveryServer({
     generators: {
-      ...countErrors({ ...generators.generators(), ...secure.generators }, metrics),
+      ...countErrors({ ...generators.generators([TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration, TypeUrl.ClusterLoadAssignment]), ...nameTableGenerator(generators, context), ...secure.generators }, metrics),
       // The debug types istioctl reads (their refusals are not internal errors).
       ...debugGenerators({
         connections: () => xds.connections(),
@@ -216,54 +220,23 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   });
 
   let lastIssues: string[] = [];
-  let lastPushedVersion: string | undefined;
-  // Endpoints, pods, nodes and WorkloadEntries, updated in place by their events (never a rebuild).
+  // Endpoints, pods, nodes and WorkloadEntries, updated in place by their events (never a context rebuild).
   const endpointIndex = new EndpointIndex({ trustDomain: cfg.trustDomain });
-  let endpointPushes = 0;
-  const pipeline: PushPipeline<Ctx, PushScope> = new PushPipeline<Ctx, PushScope>({
+  const controller: PushController<Ctx> = new PushController<Ctx>({
     build: (ver) =>
       PushContext.build(configObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver, endpointIndex }),
-    scope: (prev, next, changed) => (prev ? pushScope(prev, next, changed, next.endpointUpdate) : { full: true, edsClusters: undefined, affects: () => true }),
-    push: (next, scope, changed) => {
-      const previousVersion = lastPushedVersion;
-      lastPushedVersion = next.version;
-      generators.sweep();
+    scope: (prev, next, changed) => meshScope(prev, next, changed, generators),
+    endpointScopes: (ctx, services, addresses) => endpointScopes(ctx, services, addresses, generators),
+    push: (req, next) => {
+      generators.advance(req);
       reportIssues(next);
       metrics.services.set(next.allServices().length);
       metrics.virtualServices.set(next.configs('VirtualService').length);
-      const reason = changed.length ? [...new Set(changed.map((k) => k.kind))] : ['initial'];
-      for (const r of new Set(changed.length ? changed.map((k) => pushTriggerReason(k.kind)) : ['global'])) metrics.pushTriggers.inc({ type: r });
+      for (const r of new Set(req.configsUpdated?.size ? req.reason.map(pushTriggerReason) : ['global'])) metrics.pushTriggers.inc({ type: r });
       // Convergence is measured from the first change the push carries (istiod's PushRequest.Start).
-      pushStarted.set(next.version, pipeline.firstChangeAt || Date.now());
+      pushStarted.set(req.version, req.start ?? Date.now());
       if (pushStarted.size > 64) pushStarted.delete(pushStarted.keys().next().value!);
-      if (!scope || scope.full || scope.edsClusters === undefined) {
-        xds.push({
-          full: true,
-          version: next.version,
-          reason,
-          ...(scope && scope.full ? { affects: (p) => scope.affects(generators.proxyView(p, next)) } : {}),
-        });
-      } else if (scope.edsClusters.size > 0) {
-        if (previousVersion) generators.endpointsOnly(next.version, previousVersion, scope.edsClusters);
-        xds.push({ full: false, version: next.version, reason, edsUpdates: scope.edsClusters });
-      }
-    },
-    pushEndpoints: (ctx, services, addresses) => {
-      // EDS only, to the streams watching the changed clusters; the context stays as built.
-      const clusters = edsClustersFor(services, ctx);
-      const version = `${ctx.version}/eds${++endpointPushes}`;
-      pushStarted.set(version, pipeline.firstChangeAt || Date.now());
-      if (pushStarted.size > 64) pushStarted.delete(pushStarted.keys().next().value!);
-      metrics.pushTriggers.inc({ type: 'endpoint' });
-      if (clusters.size > 0) {
-        generators.endpointsChanged(clusters);
-        xds.push({ full: false, version, reason: ['endpoints'], edsUpdates: clusters });
-      }
-      if (addresses.size > 0) {
-        // Workloads whose own labels, identity or served services changed: their proxies' config again.
-        generators.forgetResolvedProxies();
-        xds.push({ full: true, version: ctx.version, reason: ['proxy'], affects: (p) => generators.proxyView(p, ctx).ipAddresses.some((ip) => addresses.has(ip)) });
-      }
+      xds.push(req);
     },
     onBuilt: (_ctx, seconds) => {
       metrics.pushContextBuild.observe(seconds);
@@ -297,13 +270,13 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
           else config.push(k);
         }
         if (endpoints.length > 0) {
+          // Applied in place now; pushed after the debounce as EDS to the watchers of the changed clusters.
           const update = endpointIndex.apply(endpoints);
           // New identities (CDS subjectAltNames) or endpoints of non-EDS services: a full push, as istiod does.
-          const full = [...update.services.values()].includes('full');
-          if (full) config.push(...endpoints.map((e) => e.key));
-          else pipeline.endpointsChanged(update.services.keys(), update.proxyAddresses);
+          if ([...update.services.values()].includes('full')) config.push(...endpoints.map((e) => e.key));
+          else controller.endpointsChanged(update.services.keys(), update.proxyAddresses);
         }
-        if (config.length > 0) pipeline.changed(config);
+        if (config.length > 0) controller.changed(config);
       }
       updateRejected();
     });
@@ -354,10 +327,10 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   xdsGauge.unref();
 
   await Promise.all(sources.map((s) => s.start()));
-  pipeline.initialize();
+  controller.initialize();
   ready = true;
-  xds.push({ full: true, version: pipeline.context!.version, reason: ['ready'] });
-  log.info({ version: pipeline.context!.version, objects: store.size(), services: pipeline.context!.allServices().length }, 'ready: every source synced once');
+  xds.push({ full: true, version: controller.context!.version, reason: ['ready'] });
+  log.info({ version: controller.context!.version, objects: store.size(), services: controller.context!.allServices().length }, 'ready: every source synced once');
 
   return {
     store,
@@ -365,7 +338,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     async stop() {
       clearInterval(xdsGauge);
       rejections.stop();
-      pipeline.stop();
+      controller.stop();
       // 1. No new work: ADS refuses new streams, and both gRPC servers close their listeners and send
       //    GOAWAY, so clients open their next stream or CSR on a new connection (another replica).
       const adsClosed = xds.close(ADS_FLUSH_MS);

@@ -29,22 +29,47 @@ export interface WatchedResource {
   readonly names: ReadonlySet<string>;
 }
 
+/**
+ * One push, as Istio's PushRequest: whether it is full or endpoints-only, and
+ * what it concerns, so the server and the caches regenerate only that.
+ */
 export interface PushRequest {
-  /** false = endpoints-only (EDS) fast path. */
+  /** false = endpoints-only (EDS) fast path (Istio's Full). */
   full: boolean;
   /** Push version (PushContext version); sent as version_info and shown in debug output. */
   version: string;
+  /** Istio's Reason: why (the kinds that changed, `initial`, `ready`, `endpoints`, `ca-root`...). */
   reason: string[];
+  /**
+   * Istio's ConfigsUpdated: the config objects whose change this push carries,
+   * as `keyString` (`Kind/namespace/name`). Undefined: anything may have changed
+   * (start, a new context with no change list).
+   */
+  configsUpdated?: ReadonlySet<string>;
+  /**
+   * Full pushes: the xDS types the change can alter (a VirtualService edit:
+   * listeners and routes; a CA root change: secrets). Undefined: every type.
+   * The server regenerates only these for the streams it wakes.
+   */
+  types?: ReadonlySet<string>;
+  /**
+   * Full pushes: of the concerned types, which resources the change can alter
+   * (by type URL; a VirtualService edit: the route configurations of its
+   * hosts' ports). Absent for a type: all of it. The caches keep the rest.
+   */
+  resources?: ReadonlyMap<string, (name: string) => boolean>;
   /** When !full: EDS resource names (cluster names) whose endpoints changed. */
   edsUpdates?: ReadonlySet<string>;
   /** Full pushes: which proxies depend on what changed (default: all). */
   affects?: (proxy: XdsProxy) => boolean;
+  /** When the first change this push carries arrived (ms since epoch; Istio's PushRequest.Start). */
+  start?: number;
 }
 
 /**
  * One per type URL. Pure with respect to the server: returns the resources this
  * proxy should have for the watch. Returning the same Map object for identical
- * inputs (a per-class cache of generator output) lets the server frame a response once and share it.
+ * inputs (see cache/class-cache.ts) lets the server frame a response once and share it.
  */
 export interface ResourceGenerator {
   /**

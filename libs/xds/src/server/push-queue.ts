@@ -4,7 +4,8 @@
  * waiting) and queues the stream once; the queue serves `pushBatch` streams per
  * event-loop turn, each on its own: generate per type in push order
  * (CDS → EDS → LDS → RDS, then the rest), then respond with the stream's
- * protocol. A full push reaches the proxies its `affects` selects; an
+ * protocol. A full push reaches the proxies its `affects` selects, for the
+ * types it names (`types`; every type when it names none); an
  * endpoints-only push reaches the EDS watchers of the changed names. First
  * responses wait for `isReady()`; a stream still flushing earlier responses
  * keeps its work pending until its transport drains.
@@ -58,6 +59,10 @@ export class PushQueue {
         }
         if (hit) {
           const p = c.need();
+          // Only the types the push concerns are regenerated; a push for every type absorbs the narrower ones.
+          if (!req.types) p.fullTypes = undefined;
+          else if (!p.full) p.fullTypes = new Set(req.types);
+          else if (p.fullTypes) for (const t of req.types) p.fullTypes.add(t);
           p.full = true;
           for (const r of req.reason) p.reason.add(r);
         }
@@ -141,7 +146,7 @@ export class PushQueue {
       const gen = this.d.opts.generators[typeUrl];
       if (!st || !gen) continue;
       const forced = p.types.has(typeUrl);
-      if (p.full || forced) this.respond(c, st, gen, this.lastFull, undefined, forced);
+      if ((p.full && (!p.fullTypes || p.fullTypes.has(typeUrl))) || forced) this.respond(c, st, gen, this.lastFull, undefined, forced);
       else if (typeUrl === EDS && p.eds.size > 0 && p.edsReq) this.respond(c, st, gen, p.edsReq, p.eds, false);
     }
     c.pushVersion = p.full || p.types.size > 0 ? this.lastFull.version : (p.edsReq?.version ?? c.pushVersion);

@@ -23,6 +23,8 @@ const NO_NAMES: ReadonlySet<string> = new Set();
 /** What a stream still has to be sent; pushes that arrive while it waits merge into this. */
 export interface Pending {
   full: boolean;
+  /** A full push's types (PushRequest.types, merged over coalesced pushes); undefined: every type. */
+  fullTypes?: Set<string> | undefined;
   /** Types a request asked to be answered (initial request, new names). */
   types: Set<string>;
   /**

@@ -1,4 +1,4 @@
-import type { WatchedResource } from './types.js';
+import type { WatchedResource } from '../types.js';
 
 /** A stable key for a watch, for caches of generator output: `*` for wildcard, else the sorted names. */
 export function watchKey(watch: WatchedResource): string {

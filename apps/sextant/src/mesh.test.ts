@@ -1,0 +1,214 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { parseAllDocuments } from 'yaml';
+import { objectKey, silentLogger, validateAll, type ConfigObject, type ObjectKey } from '@sextant/api';
+import { TypeUrl, decodeToJson, encodeJson as encode } from '@sextant/envoy';
+import { EndpointIndex, PushContext, isEndpointKind, type ProxyView } from '@sextant/model';
+import { edsNamesOf, routeNamesOf, translateConfig } from '@sextant/translate';
+import { ClassGenerators, pushRequest, type PushRequest, type WatchedResource, type XdsProxy } from '@sextant/xds';
+import { MeshTranslator, endpointScopes, meshScope } from './mesh.js';
+
+const bookinfo = (f: string) => fileURLToPath(new URL(`../../../examples/bookinfo/${f}`, import.meta.url));
+
+type Doc = Record<string, any>;
+
+/**
+ * Bookinfo, a second productpage pod (two proxies of one class: same
+ * Deployment, other IP), and a namespace `other` whose Sidecar imports only
+ * its own namespace, so nothing in `default` concerns its proxies.
+ */
+function docs(): Doc[] {
+  const all = ['kubernetes.yaml', 'istio.yaml'].flatMap((f) => parseAllDocuments(readFileSync(bookinfo(f), 'utf8')).map((d) => d.toJS() as Doc));
+  const pod = all.find((d) => d?.kind === 'Pod' && d.metadata.name === 'productpage-v1-5586c4d4ff-h8lqw')!;
+  all.push({ ...pod, metadata: { ...pod.metadata, name: 'productpage-v1-5586c4d4ff-zz9zz' }, status: { ...pod.status, podIP: '10.244.1.99', podIPs: [{ ip: '10.244.1.99' }] } });
+  const slice = all.find((d) => d?.kind === 'EndpointSlice' && d.metadata.name === 'productpage-abcde')!;
+  slice.endpoints.push({ ...slice.endpoints[0], addresses: ['10.244.1.99'], targetRef: { kind: 'Pod', name: 'productpage-v1-5586c4d4ff-zz9zz', namespace: 'default' } });
+  all.push({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'other' }, spec: { egress: [{ hosts: ['./*'] }] } });
+  return all.filter(Boolean);
+}
+
+function validated(all: Doc[]): ConfigObject[] {
+  const { objects, issues } = validateAll(all);
+  assert.deepEqual(issues, []);
+  return objects;
+}
+
+const build = (objs: ConfigObject[], version: string) => PushContext.build(objs, { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version });
+const node = (ip: string, pod: string, ns = 'default') => `sidecar~${ip}~${pod}.${ns}~${ns}.svc.cluster.local`;
+const proxy = (id: string, n: number): XdsProxy => ({ connectionId: `c${n}`, id, node: {} as XdsProxy['node'], metadata: {}, peer: 'test', delta: false });
+const watch = (typeUrl: string, names: string[] = []): WatchedResource => ({ typeUrl, wildcard: names.length === 0, names: new Set(names) });
+const req: PushRequest = { full: true, version: 'v1', reason: ['test'] };
+
+const productpage = proxy(node('10.244.1.10', 'productpage-v1-5586c4d4ff-h8lqw'), 1);
+const productpage2 = proxy(node('10.244.1.99', 'productpage-v1-5586c4d4ff-zz9zz'), 2);
+const reviews = proxy(node('10.244.1.13', 'reviews-v1-5b5d6494f4-m4n5b'), 3);
+const other = proxy(node('10.244.2.5', 'web-1', 'other'), 4);
+const gateway = proxy('router~10.244.0.20~istio-ingressgateway-6b8c5d9f7-x2v4n.istio-system~istio-system.svc.cluster.local', 5);
+
+/** A change, as the daemon runs it: new context, the mesh's scope, the controller's request, the cache advancing. */
+function change(gens: ClassGenerators<PushContext, ProxyView>, previous: PushContext, objs: ConfigObject[], changed: ObjectKey[], version: string) {
+  const next = build(objs, version);
+  const r = pushRequest(version, changed, meshScope(previous, next, changed, gens), Date.now());
+  if (r) gens.advance(r);
+  return { next, req: r };
+}
+
+type Gen = ReturnType<ClassGenerators<PushContext, ProxyView>['generators']>;
+const TYPES = [TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration, TypeUrl.ClusterLoadAssignment];
+
+/** What the generators give a proxy for every type, checked against a fresh offline translation of the same objects. */
+function assertSameAsFresh(g: Gen, objs: ConfigObject[], p: XdsProxy, label: string): void {
+  const want = translateConfig({ objects: objs, nodeId: p.id });
+  const same = (typeUrl: string, got: ReadonlyMap<string, { value: Uint8Array }>, expected: Array<{ name?: string; clusterName?: string }>) => {
+    assert.deepEqual([...got.keys()].sort(), expected.map((r) => r.name ?? r.clusterName).sort(), `${label}: ${typeUrl} names`);
+    for (const r of expected) {
+      const n = (r.name ?? r.clusterName)!;
+      assert.deepEqual(decodeToJson(typeUrl, got.get(n)!.value), decodeToJson(typeUrl, encode(typeUrl, r)), `${label}: ${typeUrl} ${n}`);
+    }
+  };
+  same(TypeUrl.Cluster, g[TypeUrl.Cluster]!.generate(p, watch(TypeUrl.Cluster), req), want.cds!);
+  same(TypeUrl.Listener, g[TypeUrl.Listener]!.generate(p, watch(TypeUrl.Listener), req), want.lds!);
+  const routeNames = routeNamesOf(want.lds!);
+  if (routeNames.length) same(TypeUrl.RouteConfiguration, g[TypeUrl.RouteConfiguration]!.generate(p, watch(TypeUrl.RouteConfiguration, routeNames), req), want.rds!);
+  const edsNames = edsNamesOf(want.cds!);
+  if (edsNames.length) same(TypeUrl.ClusterLoadAssignment, g[TypeUrl.ClusterLoadAssignment]!.generate(p, watch(TypeUrl.ClusterLoadAssignment, edsNames), req), want.eds!);
+}
+
+function edit(all: Doc[], kind: string, name: string, f: (d: Doc) => Doc | undefined): { docs: Doc[]; key: ObjectKey } {
+  let key: ObjectKey | undefined;
+  const out: Doc[] = [];
+  for (const d of all) {
+    if (d.kind === kind && d.metadata.name === name) {
+      key = { kind, namespace: d.metadata.namespace ?? 'default', name };
+      const e = f(structuredClone(d));
+      if (e) out.push(e);
+    } else out.push(d);
+  }
+  if (!key) {
+    const added = f({})!;
+    out.push(added);
+    key = { kind, namespace: added.metadata.namespace ?? 'default', name };
+  }
+  return { docs: out, key };
+}
+
+test('proxies of one class share encoded clusters, listeners and routes, and each gets exactly what translation gives it', () => {
+  const objs = validated(docs());
+  const push = build(objs, 'v1');
+  const gens = new ClassGenerators(new MeshTranslator(), () => push, silentLogger);
+  const g = gens.generators(TYPES);
+  for (const p of [productpage, productpage2, reviews, other, gateway]) assertSameAsFresh(g, objs, p, p.id);
+
+  const cdsA = g[TypeUrl.Cluster]!.generate(productpage, watch(TypeUrl.Cluster), req);
+  const cdsB = g[TypeUrl.Cluster]!.generate(productpage2, watch(TypeUrl.Cluster), req);
+  assert.equal(cdsA, cdsB, 'one cluster set (the same Map) for the class, inbound clusters included');
+  assert.equal(g[TypeUrl.Listener]!.generate(productpage, watch(TypeUrl.Listener), req), g[TypeUrl.Listener]!.generate(productpage2, watch(TypeUrl.Listener), req), 'listeners are shared per class too');
+  const rdsA = g[TypeUrl.RouteConfiguration]!.generate(productpage, watch(TypeUrl.RouteConfiguration, ['9080']), req);
+  const rdsB = g[TypeUrl.RouteConfiguration]!.generate(productpage2, watch(TypeUrl.RouteConfiguration, ['9080']), req);
+  assert.equal(rdsA, rdsB, 'one route set (the same Map) for the class, so the server frames it once');
+  assert.notEqual(g[TypeUrl.Cluster]!.generate(reviews, watch(TypeUrl.Cluster), req), cdsA, 'another workload is another class');
+});
+
+test('a VirtualService edit rebuilds only the route configurations of its ports, once per class, and reaches only the proxies that can see it', () => {
+  const base = docs();
+  let objs = validated(base);
+  let ctx = build(objs, 'v1');
+  const gens = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
+  const g = gens.generators(TYPES);
+  // A route name on another port: no bookinfo host has port 8000, so the edit cannot change it.
+  const routeWatch = watch(TypeUrl.RouteConfiguration, ['9080', '8000']);
+  const proxies = [productpage, productpage2, reviews, other];
+  const before = new Map(proxies.map((p) => [p, { cds: g[TypeUrl.Cluster]!.generate(p, watch(TypeUrl.Cluster), req), lds: g[TypeUrl.Listener]!.generate(p, watch(TypeUrl.Listener), req), rds: g[TypeUrl.RouteConfiguration]!.generate(p, routeWatch, req) }]));
+
+  const e = edit(base, 'VirtualService', 'reviews', (d) => {
+    d.spec.http[0].route[0].destination.subset = 'v3';
+    return d;
+  });
+  objs = validated(e.docs);
+  const { next, req: pushed } = change(gens, ctx, objs, [e.key], 'v2');
+  ctx = next;
+  assert.ok(pushed?.full);
+  assert.deepEqual([...pushed.types!], [TypeUrl.RouteConfiguration], 'an http-only VirtualService concerns routes only');
+  assert.deepEqual(proxies.map((p) => pushed.affects!(p)), [true, true, true, false], 'the proxy whose Sidecar does not import default is not pushed');
+
+  for (const p of [productpage, productpage2, reviews]) {
+    const was = before.get(p)!;
+    assert.equal(g[TypeUrl.Cluster]!.generate(p, watch(TypeUrl.Cluster), req), was.cds, 'clusters carried over');
+    assert.equal(g[TypeUrl.Listener]!.generate(p, watch(TypeUrl.Listener), req), was.lds, 'listeners carried over');
+    const rds = g[TypeUrl.RouteConfiguration]!.generate(p, routeWatch, req);
+    assert.notEqual(rds.get('9080')!.version, was.rds.get('9080')!.version, 'the edited route configuration changed');
+    assert.equal(rds.get('8000'), was.rds.get('8000'), 'the other port kept its route configuration');
+  }
+  // One route configuration, built once: the three proxies are one class for routes (same namespace, and no
+  // config selects by the labels that differ), though two for clusters and listeners (their own inbound ports).
+  assert.deepEqual(gens.builds, { [TypeUrl.RouteConfiguration]: 1 });
+  assert.notEqual(before.get(productpage)!.cds, before.get(reviews)!.cds);
+  for (const p of proxies) assertSameAsFresh(g, objs, p, `after the edit: ${p.id}`);
+});
+
+test('after each kind of change, what the caches give equals a fresh translation (nothing stale is carried over)', () => {
+  const edits: Array<[string, (docs: Doc[]) => { docs: Doc[]; key: ObjectKey }]> = [
+    ['VirtualService http edit', (d) => edit(d, 'VirtualService', 'reviews', (v) => ((v.spec.http[0].route[0].destination.subset = 'v3'), v))],
+    ['VirtualService deleted', (d) => edit(d, 'VirtualService', 'ratings', () => undefined)],
+    ['VirtualService with a tcp rule added', (d) => edit(d, 'VirtualService', 'details-tcp', () => ({ apiVersion: 'networking.istio.io/v1', kind: 'VirtualService', metadata: { name: 'details-tcp', namespace: 'default' }, spec: { hosts: ['details'], tcp: [{ route: [{ destination: { host: 'details', subset: 'v1' } }] }] } }))],
+    ['VirtualService bound to the gateway edited', (d) => edit(d, 'VirtualService', 'bookinfo', (v) => ((v.spec.http[0].route[0].destination.port = { number: 9080 }), (v.spec.hosts = ['bookinfo.example.com']), v))],
+    ['DestinationRule subset added', (d) => edit(d, 'DestinationRule', 'reviews', (r) => (r.spec.subsets.push({ name: 'v4', labels: { version: 'v1' } }), r))],
+    ['DestinationRule traffic policy', (d) => edit(d, 'DestinationRule', 'ratings', (r) => ((r.spec.trafficPolicy = { connectionPool: { tcp: { maxConnections: 7 } } }), r))],
+    ['DestinationRule deleted', (d) => edit(d, 'DestinationRule', 'productpage', () => undefined)],
+    ['Sidecar added in default', (d) => edit(d, 'Sidecar', 'default', () => ({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'default' }, spec: { egress: [{ hosts: ['./reviews.default.svc.cluster.local'] }] } }))],
+    ['ServiceEntry added', (d) => edit(d, 'ServiceEntry', 'ext', () => ({ apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name: 'ext', namespace: 'default' }, spec: { hosts: ['ext.example.com'], ports: [{ number: 9080, name: 'http', protocol: 'HTTP' }], resolution: 'DNS' } }))],
+    ['PeerAuthentication STRICT', (d) => edit(d, 'PeerAuthentication', 'default', () => ({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'default' }, spec: { mtls: { mode: 'STRICT' } } }))],
+  ];
+  for (const [label, f] of edits) {
+    const base = docs();
+    let ctx = build(validated(base), 'v1');
+    const gens = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
+    const g = gens.generators(TYPES);
+    const proxies = [productpage, productpage2, reviews, other, gateway];
+    for (const p of proxies) assertSameAsFresh(g, validated(base), p, `${label}, before`);
+    const e = f(base);
+    const objs = validated(e.docs);
+    ctx = change(gens, ctx, objs, [e.key], 'v2').next;
+    for (const p of proxies) assertSameAsFresh(g, objs, p, `${label}: ${p.id}`);
+  }
+});
+
+test('an endpoint change, applied in place, rebuilds only the clusters it names; the others carry over', () => {
+  const objs = validated(docs());
+  const isEndpoint = (o: ConfigObject) => isEndpointKind(o.kind);
+  const index = new EndpointIndex({ trustDomain: 'cluster.local' });
+  index.apply(objs.filter(isEndpoint).map((o) => ({ key: objectKey(o), object: o })));
+  const ctx = PushContext.build(objs.filter((o) => !isEndpoint(o)), { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1', endpointIndex: index });
+  // The ratings pod moved to another IP.
+  const old = objs.find((o) => o.kind === 'EndpointSlice' && o.metadata.name === 'ratings-abcde')!;
+  const body = structuredClone(old.body) as { endpoints: Array<{ addresses: string[] }> };
+  body.endpoints[0]!.addresses = ['10.244.9.9'];
+  const moved = { ...old, body } as ConfigObject;
+  const ratings = 'outbound|9080||ratings.default.svc.cluster.local';
+  const reviewsV1 = 'outbound|9080|v1|reviews.default.svc.cluster.local';
+  const eds = (gens: ClassGenerators<PushContext, ProxyView>) => gens.generators(TYPES)[TypeUrl.ClusterLoadAssignment]!.generate(productpage, watch(TypeUrl.ClusterLoadAssignment, [ratings, reviewsV1]), req);
+  const address = (m: ReturnType<typeof eds>) => JSON.stringify(decodeToJson(TypeUrl.ClusterLoadAssignment, m.get(ratings)!.value)).match(/"address":"([\d.]+)"/)![1];
+
+  const honest = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
+  assert.equal(address(eds(honest)), '10.244.1.12');
+  const update = index.apply([{ key: objectKey(moved), object: moved }]);
+  assert.deepEqual([...update.services], [['default/ratings.default.svc.cluster.local', 'incremental']]);
+  const [scope, ...rest] = endpointScopes(ctx, new Set(update.services.keys()), new Set(), honest);
+  assert.equal(rest.length, 0);
+  assert.equal(scope!.full, false);
+  assert.deepEqual(new Set(scope!.edsClusters), new Set([ratings, 'outbound|9080|v1|ratings.default.svc.cluster.local']));
+  honest.advance(pushRequest('v1/eds1', [], scope!, Date.now())!);
+  assert.equal(address(eds(honest)), '10.244.9.9', 'the named cluster is rebuilt');
+  assert.deepEqual(honest.builds, { [TypeUrl.ClusterLoadAssignment]: 1 });
+
+  // Carry-over is real: told (wrongly) that nothing changed, the old endpoints stay.
+  const back = index.apply([{ key: objectKey(old), object: old }]);
+  assert.equal(back.services.size, 1);
+  const misled = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
+  eds(misled);
+  index.apply([{ key: objectKey(moved), object: moved }]);
+  misled.advance({ full: false, version: 'v1/eds2', reason: ['test'], edsUpdates: new Set() });
+  assert.equal(address(eds(misled)), '10.244.1.12');
+});

@@ -1,0 +1,315 @@
+import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
+import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
+import { edsClustersFor, hostMatches, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
+import { buildNameTable, clusterTombstones, encodeNameTable, generateForProxy, isMosnProxy, mosnSdsPath, NDS_TYPE_URL, withListenerTombstones } from '@sextant/translate';
+import type { BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, XdsProxy } from '@sextant/xds';
+
+/**
+ * The mesh side of generation, injected into libs/xds's ClassGenerators:
+ * how a proxy is seen (parsed node, resolved against the PushContext), which
+ * proxies get identical config (class keys), and libs/translate's one
+ * assembly path (`generateForProxy`) for each type.
+ */
+export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
+  readonly perName: ReadonlySet<string> = new Set([TypeUrl.RouteConfiguration]);
+  private readonly parsed = new WeakMap<XdsProxy, ProxyView>();
+  /**
+   * MOSN streams: what each was sent (MOSN never deletes a listener or cluster
+   * that disappears, so removed ones are re-sent as tombstones), and what its
+   * routes could not express (for /debug/config_issues), by connection.
+   */
+  private readonly mosnListenersSent = new WeakMap<XdsProxy, Map<string, ListenerJson>>();
+  private readonly mosnClustersSent = new WeakMap<XdsProxy, Set<string>>();
+  private readonly mosnIssues = new Map<string, { proxyId: string; issues: ValidationIssue[] }>();
+
+  resolve(proxy: XdsProxy, ctx: PushContext): ProxyView {
+    let parsed = this.parsed.get(proxy);
+    if (!parsed) {
+      parsed = parseProxy(proxy.id, proxy.metadata);
+      this.parsed.set(proxy, parsed);
+    }
+    return ctx.resolveProxy(parsed);
+  }
+
+  classKey(typeUrl: string, view: ProxyView, ctx: PushContext): string | undefined {
+    // MOSN proxies keep per-stream state (tombstones, route issues): built per proxy.
+    if (isMosnProxy(view)) return undefined;
+    if (typeUrl === TypeUrl.ClusterLoadAssignment) return ''; // the shared endpoint cache, by cluster name
+    const base = proxyClassKey(view, ctx);
+    if (typeUrl === TypeUrl.RouteConfiguration) return base;
+    // Inbound clusters and listeners follow the proxy's own service instances (found by IP).
+    if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.Listener) return `${base}|${instanceKey(view, ctx)}`;
+    return undefined;
+  }
+
+  build(typeUrl: string, ctx: PushContext, view: ProxyView, names: readonly string[] | undefined, classKey: string | undefined, proxy: XdsProxy): BuiltResource[] {
+    switch (typeUrl) {
+      case TypeUrl.Cluster: {
+        const all = named(generateForProxy(ctx, view, 'cds'));
+        if (classKey !== undefined || !isMosnProxy(view)) return all;
+        let sent = this.mosnClustersSent.get(proxy);
+        if (!sent) this.mosnClustersSent.set(proxy, (sent = new Set()));
+        const tombstones = clusterTombstones(ctx, new Set(all.map((r) => r.name)), sent);
+        for (const r of all) sent.add(r.name);
+        return [...all, ...named(tombstones)];
+      }
+      case TypeUrl.Listener: {
+        const listeners = generateForProxy(ctx, view, 'lds', names);
+        if (classKey !== undefined || !isMosnProxy(view)) return named(listeners);
+        let sent = this.mosnListenersSent.get(proxy);
+        if (!sent) this.mosnListenersSent.set(proxy, (sent = new Map()));
+        const out = withListenerTombstones(listeners, sent);
+        for (const l of listeners) sent.set(l.name ?? '', l);
+        return named(out);
+      }
+      case TypeUrl.RouteConfiguration: {
+        const issues: ValidationIssue[] = [];
+        const routes = generateForProxy(ctx, view, 'rds', names ?? [], issues);
+        if (isMosnProxy(view)) this.mosnIssues.set(proxy.connectionId, { proxyId: proxy.id, issues });
+        return named(routes);
+      }
+      case TypeUrl.ClusterLoadAssignment:
+        return generateForProxy(ctx, view, 'eds', names ?? []).map((cla) => ({ name: cla.clusterName ?? '', json: cla }));
+      default:
+        return [];
+    }
+  }
+
+  /**
+   * What the routes of connected MOSN proxies cannot express (kind/namespace/name,
+   * field, reason), per proxy; `live` prunes closed connections.
+   */
+  proxyIssues(live: ReadonlySet<string>): Array<ValidationIssue & { proxy: string }> {
+    const out: Array<ValidationIssue & { proxy: string }> = [];
+    for (const [conn, v] of this.mosnIssues) {
+      if (!live.has(conn)) this.mosnIssues.delete(conn);
+      else for (const i of v.issues) out.push({ proxy: v.proxyId, ...i });
+    }
+    return out;
+  }
+}
+
+/** NDS: the name table pilot-agent's DNS proxy answers from, one unnamed resource (as istiod sends it), per proxy. */
+export function nameTableGenerator(gens: ClassGenerators<PushContext, ProxyView>, context: () => PushContext | undefined): Record<string, ResourceGenerator> {
+  return {
+    [NDS_TYPE_URL]: {
+      generate: (proxy) => {
+        const push = context();
+        if (!push) return new Map();
+        const nt = buildNameTable(push, gens.view(proxy, push));
+        return nt ? new Map([['', encodedResource(NDS_TYPE_URL, '', encodeNameTable(nt))]]) : new Map();
+      },
+    },
+  };
+}
+
+const named = (resources: Array<{ name?: string | undefined }>): BuiltResource[] => resources.map((r) => ({ name: r.name ?? '', json: r }));
+
+/** Label keys some config selects proxies by, per context: only these labels make proxies differ. */
+const selectorKeysByCtx = new WeakMap<PushContext, ReadonlySet<string>>();
+/** Kinds whose label maps select workloads as endpoints (or are workloads), not proxies' config. */
+const NOT_PROXY_SELECTORS = new Set(['Service', 'EndpointSlice', 'Pod', 'Node', 'Namespace', 'ServiceAccount', 'Secret', 'ConfigMap', 'WorkloadEntry', 'WorkloadGroup', 'ServiceEntry']);
+const SELECTOR_FIELDS = new Set(['selector', 'workloadSelector', 'sourceLabels', 'matchLabels', 'labels']);
+
+function selectorKeys(ctx: PushContext): ReadonlySet<string> {
+  let keys = selectorKeysByCtx.get(ctx);
+  if (keys) return keys;
+  const out = new Set<string>();
+  const walk = (v: unknown, underSelector: boolean): void => {
+    if (Array.isArray(v)) for (const x of v) walk(x, underSelector);
+    else if (v && typeof v === 'object') {
+      for (const [k, x] of Object.entries(v)) {
+        if (underSelector && typeof x === 'string') out.add(k);
+        walk(x, SELECTOR_FIELDS.has(k));
+      }
+    }
+  };
+  for (const info of KINDS) {
+    if (NOT_PROXY_SELECTORS.has(info.kind)) continue;
+    for (const c of ctx.configs(info.kind)) walk(c.spec, false);
+  }
+  keys = out;
+  selectorKeysByCtx.set(ctx, keys);
+  return keys;
+}
+
+/**
+ * What a proxy's shared config (outbound clusters, listeners, routes) depends
+ * on, and nothing else: proxies with the same key get the same resources.
+ * Translation reads the proxy's type, generator, namespace and DNS domain,
+ * interception mode, IP family (the DNS lookup family and bind addresses),
+ * agentless and MOSN metadata, and its labels only through selectors (Sidecar,
+ * DestinationRule and EnvoyFilter workload selectors, Gateway selectors,
+ * sourceLabels, policy selectors): so only the labels some config selects by
+ * are part of the key. Pod name, IPs, service account and locality are not.
+ */
+export function proxyClassKey(v: ProxyView, ctx: PushContext): string {
+  const v6 = v.ipAddresses.filter((ip) => ip.includes(':')).length;
+  const family = v6 === 0 ? 'v4' : v6 === v.ipAddresses.length ? 'v6' : 'dual';
+  const keys = selectorKeys(ctx);
+  const labels = Object.keys(v.labels)
+    .filter((k) => keys.has(k))
+    .sort()
+    .map((k) => [k, v.labels[k]]);
+  const agentless = v.metadata.raw['SEXTANT_AGENTLESS'] ?? v.metadata.raw['ISTIO_META_SEXTANT_AGENTLESS'] ?? null;
+  const dataPlane = isMosnProxy(v) ? ['mosn', mosnSdsPath(v)] : null;
+  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane]);
+}
+
+/** The proxy's own service instances, as inbound clusters and listeners read them (ports, not addresses). */
+function instanceKey(v: ProxyView, ctx: PushContext): string {
+  const parts = new Set<string>();
+  for (const si of ctx.serviceInstancesForProxy(v)) parts.add(`${si.service.namespace}/${si.service.hostname}|${si.servicePort.name}|${si.servicePort.port}|${si.servicePort.protocol}|${si.endpoint.endpointPort}`);
+  return [...parts].sort().join(',');
+}
+
+// ---- what a change touches ----
+
+/**
+ * The xDS types each config kind can alter in Sextant's translation (Istio's
+ * skipped{Cds,Lds,Rds}Configs, read the other way round); a kind not listed
+ * can alter every type. Clusters and endpoints never read VirtualServices;
+ * routes and listeners name subset clusters only through VirtualServices.
+ */
+const TYPES_BY_KIND: Record<string, readonly string[]> = {
+  VirtualService: [TypeUrl.RouteConfiguration],
+  DestinationRule: [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment],
+};
+
+/**
+ * Whether VirtualServices reach listeners: sidecar listeners read their `tcp`
+ * rules (tcp_proxy targets), gateway listeners their `tls` and gateway-bound
+ * rules; a delegate (no hosts) is read through its parents.
+ */
+function virtualServicesReachListeners(vss: readonly IstioConfig[]): boolean {
+  return vss.some((vs) => {
+    const hosts = (vs.spec.hosts ?? []) as string[];
+    const tcp = (vs.spec.tcp ?? []) as unknown[];
+    const tls = (vs.spec.tls ?? []) as unknown[];
+    const gateways = (vs.spec.gateways ?? []) as string[];
+    return hosts.length === 0 || tcp.length > 0 || tls.length > 0 || gateways.some((g) => g !== 'mesh');
+  });
+}
+
+/** Route configuration names a VirtualService change can alter: those of its hosts' ports (sidecar and gRPC names), everything else. */
+function routeNameFilter(ports: ReadonlySet<number> | undefined): ((name: string) => boolean) | undefined {
+  if (!ports) return undefined;
+  return (name) => {
+    let m = /^(?:[^:]+:)?(\d+)$/.exec(name);
+    if (!m) m = /^outbound\|(\d+)\|/.exec(name);
+    if (!m) return true; // gateway names (http.80, https.443.…) and anything else: rebuilt
+    return ports.has(Number(m[1]));
+  };
+}
+
+function configsOf(ctx: PushContext, kind: string, keys: readonly ObjectKey[]): IstioConfig[] {
+  const want = new Set(keys.filter((k) => k.kind === kind).map((k) => `${k.namespace}/${k.name}`));
+  if (want.size === 0) return [];
+  return ctx.configs(kind).filter((c) => want.has(`${c.namespace}/${c.name}`));
+}
+
+/** Ports of the services a VirtualService's hosts name, in either context; undefined: could be any (a delegate, an unknown host). */
+function virtualServicePorts(previous: PushContext, next: PushContext, changed: readonly ObjectKey[]): Set<number> | undefined {
+  const ports = new Set<number>([80]); // a VirtualService for a host no service has lands on port 80
+  const vss = [...configsOf(previous, 'VirtualService', changed), ...configsOf(next, 'VirtualService', changed)];
+  for (const vs of vss) {
+    const hosts = (vs.spec.hosts ?? []) as string[];
+    if (hosts.length === 0) return undefined; // a delegate: its parents' hosts
+    for (const h of hosts) {
+      const host = resolveShortName(h, vs.namespace, next.domainSuffix);
+      for (const ctx of [previous, next]) for (const s of ctx.allServices()) if (hostMatches(host, s.hostname) || hostMatches(s.hostname, host)) for (const p of s.ports) ports.add(p.port);
+    }
+  }
+  return ports;
+}
+
+/** EDS names a DestinationRule change can alter: the clusters of its hosts. */
+function destinationRuleClusters(previous: PushContext, next: PushContext, changed: readonly ObjectKey[]): (name: string) => boolean {
+  const hosts = [...configsOf(previous, 'DestinationRule', changed), ...configsOf(next, 'DestinationRule', changed)].map((dr) => resolveShortName(String(dr.spec.host ?? ''), dr.namespace, next.domainSuffix));
+  return (name) => {
+    const host = name.split('|')[3];
+    return host === undefined || hosts.some((h) => hostMatches(h, host));
+  };
+}
+
+/**
+ * Whether a proxy depends on the changed configs (Istio's
+ * proxy_dependencies.go): a VirtualService it can see, a DestinationRule for
+ * a host it can see, a Sidecar of its namespace (or the root namespace's).
+ * Anything else reaches every proxy.
+ */
+export function dependsOn(view: ProxyView, previous: PushContext, next: PushContext, changed: readonly ObjectKey[], rootNamespace: string): boolean {
+  if (view.type !== 'sidecar') return true;
+  const scopes = [next.sidecarScope(view), previous.sidecarScope(view)];
+  for (const k of changed) {
+    switch (k.kind) {
+      case 'VirtualService':
+        if (scopes.some((s) => virtualServiceKeys(s).has(`${k.namespace}/${k.name}`))) return true;
+        break;
+      case 'DestinationRule': {
+        const hosts = [...configsOf(previous, 'DestinationRule', [k]), ...configsOf(next, 'DestinationRule', [k])].map((dr) => resolveShortName(String(dr.spec.host ?? ''), dr.namespace, next.domainSuffix));
+        if (hosts.some((h) => scopes.some((s) => s.services.some((svc) => hostMatches(h, svc.hostname))))) return true;
+        break;
+      }
+      case 'Sidecar':
+        if (k.namespace === view.namespace || k.namespace === rootNamespace) return true;
+        break;
+      default:
+        return true;
+    }
+  }
+  return false;
+}
+
+const vsKeys = new WeakMap<SidecarScope, Set<string>>();
+function virtualServiceKeys(scope: SidecarScope): Set<string> {
+  let s = vsKeys.get(scope);
+  if (!s) vsKeys.set(scope, (s = new Set(scope.virtualServices.map((v) => `${v.namespace}/${v.name}`))));
+  return s;
+}
+
+/**
+ * What a change touches: endpoints-only changes as libs/model's pushScope
+ * decides (the clusters whose endpoints moved); config changes as full
+ * pushes naming the types their kinds can alter, the route configurations of
+ * a VirtualService's ports, and the proxies that depend on them.
+ */
+export function meshScope(previous: PushContext, next: PushContext & Pick<PushContextExtras, 'endpointUpdate'>, changed: readonly ObjectKey[], gens: ClassGenerators<PushContext, ProxyView>): PushScope {
+  const eds = endpointScope(previous, next, [...changed], next.endpointUpdate);
+  if (!eds.full) return { full: false, edsClusters: eds.edsClusters ?? new Set() };
+  const types = new Set<string>();
+  for (const k of changed) {
+    const t = TYPES_BY_KIND[k.kind];
+    if (!t) return { full: true }; // every type, every proxy
+    for (const x of t) types.add(x);
+  }
+  if (types.has(TypeUrl.RouteConfiguration) && virtualServicesReachListeners([...configsOf(previous, 'VirtualService', changed), ...configsOf(next, 'VirtualService', changed)])) types.add(TypeUrl.Listener);
+  const resources = new Map<string, (name: string) => boolean>();
+  const only = changed.every((k) => k.kind === 'VirtualService') ? routeNameFilter(virtualServicePorts(previous, next, changed)) : undefined;
+  if (only) resources.set(TypeUrl.RouteConfiguration, only);
+  if (changed.every((k) => k.kind === 'DestinationRule')) resources.set(TypeUrl.ClusterLoadAssignment, destinationRuleClusters(previous, next, changed));
+  const root = next.mesh.rootNamespace ?? 'istio-system';
+  return { full: true, types, resources, affects: (proxy) => dependsOn(gens.view(proxy, next), previous, next, changed, root) };
+}
+
+/**
+ * The endpoint path (no context built): EDS for the clusters of the services
+ * whose endpoints changed in place, to the streams that watch them; and for
+ * workloads whose own view changed (labels, identity, the services they
+ * serve), their proxies' clusters, listeners and routes again (class caches
+ * keep what other proxies share: a changed proxy lands in another class).
+ */
+export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, addresses: ReadonlySet<string>, gens: ClassGenerators<PushContext, ProxyView>): PushScope[] {
+  const out: PushScope[] = [];
+  if (services.size > 0) out.push({ full: false, edsClusters: edsClustersFor(services, ctx) });
+  if (addresses.size > 0) {
+    const types = [TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration];
+    out.push({
+      full: true,
+      types: new Set(types),
+      resources: new Map(types.map((t) => [t, () => false])),
+      affects: (proxy) => gens.view(proxy, ctx).ipAddresses.some((ip) => addresses.has(ip)),
+    });
+  }
+  return out;
+}

@@ -1,0 +1,191 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { silentLogger, type ObjectKey } from '@sextant/api';
+import type { PushRequest } from '../types.js';
+import { PushController, type PushScope } from './controller.js';
+
+interface Ctx {
+  version: string;
+  n: number;
+}
+
+function harness(debounceAfterMs: number, debounceMaxMs: number, scope: (changed: readonly ObjectKey[]) => PushScope = () => ({ full: true }), failAt = 3) {
+  let builds = 0;
+  const pushes: Array<{ ctx: Ctx; req: PushRequest; changed: string[] }> = [];
+  let onPush: (() => void) | undefined;
+  const pipeline = new PushController<Ctx>({
+    build: (version) => {
+      builds++;
+      if (builds === failAt) throw new Error('boom');
+      return { version, n: builds };
+    },
+    scope: (_prev, _next, changed) => scope(changed),
+    push: (req, ctx) => {
+      pushes.push({ ctx, req, changed: [...(req.configsUpdated ?? [])] });
+      onPush?.();
+    },
+    debounceAfterMs,
+    debounceMaxMs,
+    log: silentLogger,
+  });
+  const nextPush = () => new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no push within 5s')), 5000);
+    onPush = () => (clearTimeout(t), resolve());
+  });
+  return { pipeline, pushes, nextPush, builds: () => builds };
+}
+
+const key = (name: string): ObjectKey => ({ kind: 'VirtualService', namespace: 'default', name });
+
+test('a burst of changes becomes one rebuild and one push', async () => {
+  const h = harness(20, 5000);
+  h.pipeline.initialize();
+  assert.equal(h.pushes.length, 1);
+  const pushed = h.nextPush();
+  for (const n of ['a', 'b', 'c', 'd']) h.pipeline.changed([key(n)]);
+  await pushed;
+  assert.equal(h.pushes.length, 2);
+  assert.deepEqual(h.pushes[1]!.changed, ['a', 'b', 'c', 'd'].map((n) => `VirtualService/default/${n}`));
+  assert.equal(h.pushes[1]!.req.full, true);
+  assert.deepEqual(h.pushes[1]!.req.reason, ['VirtualService']);
+  assert.equal(h.builds(), 2);
+  h.pipeline.stop();
+});
+
+test('a build that throws keeps the previous context serving', async () => {
+  const h = harness(5, 5000);
+  h.pipeline.initialize();
+  let pushed = h.nextPush();
+  h.pipeline.changed([key('a')]);
+  await pushed;
+  const good = h.pipeline.context;
+  h.pipeline.changed([key('b')]); // third build throws
+  h.pipeline.flush();
+  assert.equal(h.pipeline.context, good);
+  pushed = h.nextPush();
+  h.pipeline.changed([key('c')]);
+  await pushed;
+  assert.notEqual(h.pipeline.context, good);
+  h.pipeline.stop();
+});
+
+test('changes that keep coming are still pushed by the max debounce', async () => {
+  const h = harness(50, 120);
+  h.pipeline.initialize();
+  const pushed = h.nextPush();
+  let i = 0;
+  const started = Date.now();
+  const churn = setInterval(() => h.pipeline.changed([key(`k${i++}`)]), 10);
+  await pushed;
+  clearInterval(churn);
+  assert.ok(Date.now() - started < 1000, 'pushed despite continuous churn');
+  h.pipeline.stop();
+});
+
+test('changes recorded while the sources sync are part of the first build, not of the first push after it', async () => {
+  const h = harness(20, 5000);
+  for (let i = 0; i < 100; i++) h.pipeline.changed([key(`initial-${i}`)]);
+  assert.equal(h.pushes.length, 0, 'nothing is pushed before initialize');
+  h.pipeline.initialize();
+  assert.equal(h.pushes.length, 1);
+  const pushed = h.nextPush();
+  h.pipeline.changed([key('edited')]);
+  await pushed;
+  assert.deepEqual(h.pushes[1]!.changed, ['VirtualService/default/edited']);
+  assert.deepEqual(h.pushes[1]!.req.reason, ['VirtualService'], 'pushed as what it is, not as a change to everything');
+  assert.equal(h.pushes[0]!.req.configsUpdated, undefined, 'the first push concerns everything');
+  h.pipeline.stop();
+});
+
+test('the push request names what the scope says: types, resources and proxies for a config change; clusters for endpoints', async () => {
+  const routes = (n: string) => n === '80';
+  const h = harness(5, 5000, (changed) =>
+    changed[0]!.kind === 'EndpointSlice'
+      ? { full: false, edsClusters: new Set(changed[0]!.name === 'none' ? [] : ['outbound|80||a.default.svc.cluster.local']) }
+      : { full: true, types: new Set(['rds']), resources: new Map([['rds', routes]]), affects: () => false },
+    0,
+  );
+  h.pipeline.initialize();
+  let pushed = h.nextPush();
+  h.pipeline.changed([key('a')]);
+  await pushed;
+  const vs = h.pushes[1]!.req;
+  assert.deepEqual([...vs.types!], ['rds']);
+  assert.equal(vs.resources!.get('rds'), routes);
+  assert.ok(vs.affects);
+  assert.ok(vs.start! > 0 && vs.start! <= Date.now());
+
+  pushed = h.nextPush();
+  h.pipeline.changed([{ kind: 'EndpointSlice', namespace: 'default', name: 'a-1' }]);
+  await pushed;
+  const eds = h.pushes[2]!.req;
+  assert.equal(eds.full, false);
+  assert.deepEqual([...eds.edsUpdates!], ['outbound|80||a.default.svc.cluster.local']);
+  assert.equal(eds.types, undefined);
+
+  // An endpoint change that moved no cluster is no push at all, but the context still advances.
+  h.pipeline.changed([{ kind: 'EndpointSlice', namespace: 'default', name: 'none' }]);
+  h.pipeline.flush();
+  assert.equal(h.pushes.length, 3);
+  assert.equal(h.pipeline.context!.n, 4);
+  h.pipeline.stop();
+});
+
+test('endpoint changes push what endpointScopes says at the current context, with no build; a config change in the same batch carries them', async () => {
+  let builds = 0;
+  const pushes: Array<{ ctx: Ctx; req: PushRequest }> = [];
+  const seen: Array<[string[], string[]]> = [];
+  let onPush: (() => void) | undefined;
+  const c = new PushController<Ctx>({
+    build: (version) => ({ version, n: ++builds }),
+    scope: () => ({ full: true }),
+    endpointScopes: (_ctx, services, proxies) => {
+      seen.push([[...services], [...proxies]]);
+      const out: PushScope[] = [{ full: false, edsClusters: new Set([...services].map((s) => `outbound|80||${s}`)) }];
+      if (proxies.size) out.push({ full: true, affects: () => true });
+      return out;
+    },
+    push: (req, ctx) => {
+      pushes.push({ ctx, req });
+      onPush?.();
+    },
+    debounceAfterMs: 5,
+    debounceMaxMs: 5000,
+    log: silentLogger,
+  });
+  const next = () => new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no push within 5s')), 5000);
+    onPush = () => (clearTimeout(t), resolve());
+  });
+  c.endpointsChanged(['ignored-before-initialize']);
+  const first = c.initialize();
+  assert.equal(builds, 1);
+  let pushed = next();
+  c.endpointsChanged(['a'], []);
+  c.endpointsChanged(['b'], ['10.0.0.1']);
+  await pushed;
+  assert.equal(builds, 1, 'no context built for endpoint changes');
+  assert.equal(c.context, first);
+  assert.deepEqual(seen, [[['a', 'b'], ['10.0.0.1']]]);
+  const [eds, proxy] = pushes.slice(1);
+  assert.equal(eds!.req.full, false);
+  assert.deepEqual([...eds!.req.edsUpdates!], ['outbound|80||a', 'outbound|80||b']);
+  assert.deepEqual(eds!.req.reason, ['endpoints']);
+  assert.ok(eds!.req.version.startsWith(`${first.version}/eds`));
+  assert.equal(proxy!.req.full, true);
+  assert.equal(proxy!.req.version, first.version);
+  // Nothing recorded: nothing pushed.
+  c.endpointsChanged([], []);
+  c.flush();
+  assert.equal(pushes.length, 3);
+  // Endpoints and config in one batch: one rebuild, one full push.
+  pushed = next();
+  c.endpointsChanged(['a']);
+  c.changed([key('x')]);
+  await pushed;
+  assert.equal(builds, 2);
+  assert.equal(pushes.length, 4);
+  assert.equal(pushes[3]!.req.full, true);
+  assert.equal(seen.length, 1);
+  c.stop();
+});

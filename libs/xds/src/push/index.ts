@@ -1,0 +1,1 @@
+export { PushController, pushRequest, type PushControllerOptions, type PushScope } from './controller.js';
