@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient, decodeResources } from '@sextant/xds/testing/client';
+import { SotwClient, decodeResources } from '@sextant/testing/xds-client';
 import type { DiscoveryResponse } from '@sextant/envoy';
 import { startSextant } from './sextant.js';
 

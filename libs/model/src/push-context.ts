@@ -33,6 +33,7 @@ class PushContextImpl implements PushContextShape {
   readonly domainSuffix: string;
   readonly trustDomain: string;
   readonly mesh: PushContextShape['mesh'];
+  readonly jwks: ReadonlyMap<string, string>;
   readonly issues: ValidationIssue[] = [];
 
   /** Endpoints, service instances and pods: updated in place by endpoint events, shared by successive contexts. */
@@ -50,6 +51,7 @@ class PushContextImpl implements PushContextShape {
     this.version = options.version;
     this.domainSuffix = options.domainSuffix;
     this.trustDomain = options.trustDomain;
+    this.jwks = options.jwks ?? new Map();
     const m: MeshConfig = options.meshConfig ?? {};
     this.mesh = { ...m, rootNamespace: m.rootNamespace ?? 'istio-system', connectTimeout: m.connectTimeout ?? '10s', enableAutoMtls: m.enableAutoMtls ?? true };
 
@@ -197,6 +199,7 @@ class PushContextImpl implements PushContextShape {
         this.configs('VirtualService'),
         this.mesh.defaultVirtualServiceExportTo ?? ['*'],
         this.mesh.outboundTrafficPolicy?.mode ?? 'ALLOW_ANY',
+        this.domainSuffix,
       );
       this.scopeCache.set(key, scope);
     }
