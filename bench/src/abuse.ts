@@ -27,7 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient } from '@sextant/xds/testing/client';
+import { SotwClient } from '@sextant/testing/xds-client';
 import { attacks, type Attack } from './abuse-attacker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));

@@ -16,12 +16,12 @@ import {
   type ProxyState,
 } from '@sextant/admin';
 import { authenticate } from '@sextant/ca';
-import { PushContext, type MeshConfig, type ProxyView } from '@sextant/model';
+import { EndpointIndex, PushContext, isEndpointKind, jwksKey, type MeshConfig, type ProxyView } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
+import { ConfigStore, JwksResolver, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
 import { NodeSchema, TypeUrl, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
-import { authorizationPolicyIssues, resourceProvenance } from '@sextant/translate';
+import { jwksToFetch, resourceProvenance, securityPolicyIssues } from '@sextant/translate';
 import {
   ClassGenerators,
   DiscoveryServer,
@@ -38,15 +38,16 @@ import {
 } from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { createLogger } from './log.js';
-import { MeshTranslator, meshScope, nameTableGenerator } from './mesh.js';
+import { MeshTranslator, endpointScopes, meshScope, nameTableGenerator } from './mesh.js';
 import { startSecureServices, type SecureExtras, type SecureServices } from './secure.js';
 import type { KubeMode } from './kube.js';
 import { version } from './version.js';
 
 type Ctx = ReturnType<typeof PushContext.build>;
 
-function allObjects(view: StoreView) {
-  return view.kinds().flatMap((k) => view.list(k));
+/** What a PushContext is built from: everything but the endpoint kinds, which the endpoint index holds. */
+function configObjects(view: StoreView) {
+  return view.kinds().filter((k) => !isEndpointKind(k)).flatMap((k) => view.list(k));
 }
 
 /** Binds a grpc-js server and resolves with the chosen port. */
@@ -235,20 +236,39 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   if (cfg.xdsReclaimAfterMs > 0 && !reclaimer.enabled) reclaimLog.warn({}, 'memory reclaim after xDS limit hits is unavailable here (neither a young-generation GC nor malloc_trim)');
 
   let lastIssues: string[] = [];
+  // Endpoints, pods, nodes and WorkloadEntries, updated in place by their events (never a context rebuild).
+  const endpointIndex = new EndpointIndex({ trustDomain: cfg.trustDomain });
   let securityIssues: ValidationIssue[] = [];
+  // RequestAuthentication jwksUri: fetched here, shared by every proxy, inlined by translation (istiod's JwksResolver).
+  const jwksResolver = new JwksResolver({
+    log: log.child({ component: 'jwks' }),
+    refreshIntervalMs: cfg.jwksRefreshIntervalMs,
+    refreshOnFailureMs: cfg.jwksRefreshOnFailureMs,
+    onChange: (keys) => {
+      const ctx = controller.context;
+      const changed = new Set(keys);
+      const users = (ctx?.configs('RequestAuthentication') ?? []).filter((ra) =>
+        ((ra.spec.jwtRules ?? []) as Array<{ jwksUri?: string; jwks_uri?: string; issuer: string }>).some((r) => changed.has(jwksKey(r.jwksUri ?? r.jwks_uri, r.issuer))),
+      );
+      controller.changed(users.map((ra) => ({ kind: 'RequestAuthentication', namespace: ra.namespace, name: ra.name })));
+    },
+  });
   let securityIssueObjects = new Map<string, { kind: string; namespace: string; name: string }>();
   const controller: PushController<Ctx> = new PushController<Ctx>({
     build: (ver) =>
-      PushContext.build(allObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver }),
+      PushContext.build(configObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver, endpointIndex, jwks: jwksResolver.snapshot() }),
     scope: (prev, next, changed) => meshScope(prev, next, changed, generators),
+    endpointScopes: (ctx, services, addresses) => endpointScopes(ctx, services, addresses, generators),
     push: (req, next) => {
       generators.advance(req);
+      // The JWKS this config names: new ones are fetched (a push follows when they arrive).
+      jwksResolver.want(jwksToFetch(next));
       reportIssues(next);
       metrics.services.set(next.allServices().length);
       metrics.virtualServices.set(next.configs('VirtualService').length);
       for (const r of new Set(req.configsUpdated?.size ? req.reason.map(pushTriggerReason) : ['global'])) metrics.pushTriggers.inc({ type: r });
       // Convergence is measured from the first change the push carries (istiod's PushRequest.Start).
-      pushStarted.set(next.version, req.start ?? Date.now());
+      pushStarted.set(req.version, req.start ?? Date.now());
       if (pushStarted.size > 64) pushStarted.delete(pushStarted.keys().next().value!);
       xds.push(req);
     },
@@ -262,7 +282,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   });
 
   function reportIssues(ctx: Ctx) {
-    securityIssues = authorizationPolicyIssues(ctx);
+    securityIssues = securityPolicyIssues(ctx);
     // Each AuthorizationPolicy with a rule that cannot be rendered gets a status condition (leader only), cleared when fixed.
     const byObject = new Map<string, { object: { kind: string; namespace: string; name: string }; reasons: string[] }>();
     for (const i of securityIssues) {
@@ -288,7 +308,22 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
         else metrics.configEvents.inc({ type: ev.object.kind, event: ev.type });
       }
       const change = store.apply(batch);
-      if (change) controller.changed(change.changed as ObjectKey[]);
+      if (change) {
+        const config: ObjectKey[] = [];
+        const endpoints: Array<{ key: ObjectKey; object: ReturnType<ConfigStore['get']> }> = [];
+        for (const k of change.changed as ObjectKey[]) {
+          if (isEndpointKind(k.kind)) endpoints.push({ key: k, object: store.get(k.kind, k.namespace, k.name) });
+          else config.push(k);
+        }
+        if (endpoints.length > 0) {
+          // Applied in place now; pushed after the debounce as EDS to the watchers of the changed clusters.
+          const update = endpointIndex.apply(endpoints);
+          // New identities (CDS subjectAltNames) or endpoints of non-EDS services: a full push, as istiod does.
+          if ([...update.services.values()].includes('full')) config.push(...endpoints.map((e) => e.key));
+          else controller.endpointsChanged(update.services.keys(), update.proxyAddresses);
+        }
+        if (config.length > 0) controller.changed(config);
+      }
       updateRejected();
     });
   }
@@ -351,6 +386,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       reclaimer.close();
       rejections.stop();
       controller.stop();
+      jwksResolver.stop();
       // 1. No new work: ADS refuses new streams, and both gRPC servers close their listeners and send
       //    GOAWAY, so clients open their next stream or CSR on a new connection (another replica).
       const adsClosed = xds.close(ADS_FLUSH_MS);

@@ -6,6 +6,7 @@
  * Names follow istiod's (pilot/pkg/model) where the behaviour matches.
  */
 import type { ObjectMeta, ValidationIssue } from '@sextant/api';
+import type { EndpointIndex, EndpointReader } from './endpoint-index.js';
 
 // ---------------------------------------------------------------------------
 // Inputs
@@ -282,6 +283,18 @@ export interface PushContextOptions {
   meshConfig?: MeshConfig | undefined;
   /** Version string for this push (content hash or counter, the caller's choice). */
   version: string;
+  /**
+   * The endpoint index to read endpoints, pods and WorkloadEntries from, kept
+   * up to date by the caller's endpoint events; the build then ignores objects
+   * of the endpoint kinds. Without it the build makes its own from `objects`.
+   */
+  endpointIndex?: EndpointIndex | undefined;
+  /**
+   * JWKS the control plane fetched for RequestAuthentication `jwksUri`s (or
+   * issuers' OpenID discovery), by `jwksKey`: a snapshot taken when the push
+   * is built, so translation stays pure. A key that is absent was not fetched.
+   */
+  jwks?: ReadonlyMap<string, string> | undefined;
 }
 
 /**
@@ -293,6 +306,8 @@ export interface PushContext {
   readonly domainSuffix: string;
   readonly trustDomain: string;
   readonly mesh: Required<Pick<MeshConfig, 'rootNamespace' | 'connectTimeout' | 'enableAutoMtls'>> & MeshConfig;
+  /** JWKS fetched by the control plane, by `jwksKey(jwksUri, issuer)` (see PushContextOptions.jwks). */
+  readonly jwks: ReadonlyMap<string, string>;
   /** Semantic problems found while building (unknown subset, missing host, duplicate hosts, ...). */
   readonly issues: ValidationIssue[];
 
@@ -305,6 +320,8 @@ export interface PushContext {
 
   /** Endpoints of one service port, optionally filtered by subset labels. */
   endpoints(service: Service, port: ServicePort, subsetLabels?: Record<string, string>): IstioEndpoint[];
+  /** Where endpoints live: the endpoint index, updated in place by endpoint events (the EDS builder's input). */
+  readonly endpointIndex: EndpointReader;
   /** SPIFFE identities of a service port's workloads (+ ServiceEntry subjectAltNames), sorted: ISTIO_MUTUAL subjectAltNames. */
   serviceAccounts(service: Service, port: ServicePort): string[];
 
@@ -342,4 +359,12 @@ export interface PushScope {
   edsClusters: Set<string> | undefined;
   /** Whether the change can affect this proxy at all. */
   affects(proxy: ProxyView): boolean;
+}
+
+/**
+ * The key of a fetched JWKS: the `jwksUri`, or for a rule without one the
+ * issuer whose OpenID discovery document names it (istiod's jwtKey).
+ */
+export function jwksKey(jwksUri: string | undefined, issuer: string): string {
+  return jwksUri ? jwksUri : `openid:${issuer}`;
 }

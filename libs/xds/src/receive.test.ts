@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { DiscoveryRequestSchema, TypeUrl, create, fromBinary, toBinary } from '@sextant/envoy';
 import { guardRequests, type GuardStats, type WireVerdict } from './receive.js';
 import { minorGc } from './reclaim.js';
-import { waitFor } from './testing/fixtures.js';
+import { waitFor } from '@sextant/testing/xds-harness';
 
 const MB = 1024 * 1024;
 const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(7, '0')}.example.svc.cluster.local`);

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { release } from './receive.js';
 import { MemoryReclaimer, mallocTrim, minorGc, type ReclaimResult } from './reclaim.js';
-import { waitFor } from './testing/fixtures.js';
+import { waitFor } from '@sextant/testing/xds-harness';
 
 const MB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
