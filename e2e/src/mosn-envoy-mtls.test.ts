@@ -27,7 +27,7 @@ import { startAgent, type RunningAgent } from './fixtures/agent.js';
 import { configDir, endpointSlice, istio, namespace, pod, service, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
 import { createTestIssuer } from './fixtures/secure.js';
 import { startMosn, type RunningMosn } from './mosn.js';
-import { startSextant, type RunningSextant } from './sextant.js';
+import { debugJson, startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
 const NS = 'secure';
@@ -192,7 +192,22 @@ describe('MOSN <-> Envoy sidecar mTLS with certificates from Sextant (STRICT, th
     assert.match(xfcc, new RegExp(`URI=${MOSN_ID.replaceAll('/', '\\/')}`), `still mTLS from MOSN: ${xfcc}`);
   });
 
-  test('PERMISSIVE: the Envoy client still reaches the MOSN server over mTLS', async () => {
+  test('PERMISSIVE on the bound MOSN inbound listener: mTLS only (MOSN serves one chain there), reported for the MOSN proxy; the Envoy client still gets in', async () => {
+    const MOSN_NODE = 'sidecar~127.0.0.4~reviews-v1-0.secure~secure.svc.cluster.local';
+    const issues = await until(
+      async () => ((await debugJson(sextant!.httpUrl, '/debug/config_issues')) as { proxies: Array<Record<string, string>> }).proxies,
+      (ps) => ps.some((p) => p.kind === 'PeerAuthentication'),
+      'the PERMISSIVE issue for the MOSN proxy',
+      30_000,
+    );
+    const mine = issues.filter((p) => p.kind === 'PeerAuthentication');
+    assert.deepEqual(
+      mine.map((p) => [p.proxy, `${p.namespace}/${p.name}`, p.field]),
+      [[MOSN_NODE, `${NS}/default`, 'spec.mtls.mode']],
+      'reported for the MOSN proxy only, not for the Envoy sidecar',
+    );
+    assert.match(mine[0]!.reason!, /not supported by MOSN on the bound inbound listener 127\.0\.0\.4_\d+/);
+    assert.match(await plain('127.0.0.4', R), /^error /, 'plaintext to MOSN still refused');
     const r = await via('127.0.0.2', `reviews.${NS}.svc.cluster.local`, '/reviews/2');
     assert.equal(r.backend, 'reviews-v1');
   });

@@ -11,8 +11,20 @@
  * otherwise bind each `<VIP>_<port>` listener and exit on the first, "cannot
  * assign requested address"), and route the redirected HTTP by header and by
  * weight through virtualOutbound → `0.0.0.0_9080` → RDS `9080` → subset
- * clusters. The client runs inside the namespace as a child process, awaited
+ * clusters. Real Dubbo and bolt consumers in the namespace call ServiceEntry
+ * VIPs whose host is the interface (sniffed port, as in examples/dubbo), and
+ * MOSN routes them by interface version, method and service; a live
+ * VirtualService edit removes the version routes and they stop being used.
+ * Clients run inside the namespace as child processes, awaited
  * asynchronously: the backends live in this process and must keep answering.
+ *
+ * The host end of the veth stays in the root namespace, by choice: Sextant,
+ * the HTTP backends and the RPC providers run in (or under) the test process
+ * there, so that the test reads Sextant's logs and ports directly. That end
+ * carries only 10.253.<n>.0/24 addresses, its only peer is the test's own
+ * namespace, and nothing routes or forwards beyond the pair: no traffic
+ * leaves it. Moving it into a second namespace would put every check of the
+ * daemon behind `ip netns exec`.
  */
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
@@ -20,11 +32,21 @@ import { promisify } from 'node:util';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { startHttpBackend, type HttpBackend } from './backends.js';
+import { fileURLToPath } from 'node:url';
+import { freePort, startHttpBackend, until, type HttpBackend } from './backends.js';
+import { startRpcProvider, type RpcProtocol, type RpcProvider } from './mosn-rpc.js';
 import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir } from './fixtures/mesh.js';
 import { mosnListeners, startMosn, type RunningMosn } from './mosn.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { cacheDir, skipUnless } from './tools.js';
+
+const DEMO = 'org.apache.dubbo.samples.DemoService';
+const HELLO = 'com.alipay.sofa.rpc.quickstart.HelloService';
+const DUBBO_VIP = '10.96.5.10';
+const BOLT_VIP = '10.96.5.20';
+const DUBBO_PORT = 20880;
+const BOLT_PORT = 12200;
+const rpcCli = fileURLToPath(new URL('./mosn-rpc-cli.js', import.meta.url));
 
 const canNetns = process.platform === 'linux' && process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0 && spawnSync('apt-get', ['--version']).status === 0;
 
@@ -61,6 +83,25 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
   let sextant: RunningSextant | undefined;
   let mosn: RunningMosn | undefined;
   const backends: HttpBackend[] = [];
+  const providers: RpcProvider[] = [];
+  const to = (host: string, subset: string, weight?: number) => ({ destination: { host, subset }, ...(weight !== undefined ? { weight } : {}) });
+  const demoVs = (http: Array<Record<string, unknown>>) => istio('VirtualService', 'demo', 'default', { hosts: [DEMO], http });
+  const helloVs = (http: Array<Record<string, unknown>>) => istio('VirtualService', 'hello', 'default', { hosts: [HELLO], http });
+  const demoRoutes = [
+    { name: 'version-2', match: [{ headers: { version: { exact: '2.0.0' } } }], route: [to(DEMO, 'v2')] },
+    { name: 'async', match: [{ headers: { method: { exact: 'sayHelloAsync' } } }], route: [to(DEMO, 'v2')] },
+    { name: 'default', route: [to(DEMO, 'v1')] },
+  ];
+  const helloRoutes = [
+    { name: 'version-2', match: [{ headers: { service: { exact: `${HELLO}:2.0` } } }], route: [to(HELLO, 'v2')] },
+    { name: 'default', route: [to(HELLO, 'v1')] },
+  ];
+
+  /** `n` RPC calls from inside the namespace to a service VIP (redirected to MOSN), by a real consumer; counts by answering provider. */
+  async function rpcFromPod(protocol: RpcProtocol, vip: string, port: number, iface: string, version: string, method: string, n: number): Promise<Record<string, number>> {
+    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', NS, process.execPath, rpcCli, protocol, `${vip}:${port}`, iface, version, method, String(n)], { timeout: 60_000 });
+    return JSON.parse(stdout) as Record<string, number>;
+  }
 
   /** `n` GETs from inside the namespace to VIP:9080 (redirected to MOSN); counts by answering backend. */
   async function fromPod(n: number, host: string, headers: Record<string, string> = {}): Promise<Record<string, number>> {
@@ -80,7 +121,7 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
     sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF]);
     sh('ip', ['link', 'set', NS_IF, 'netns', NS]);
     sh('ip', ['addr', 'add', `${HOST}/24`, 'dev', HOST_IF]);
-    for (const b of [11, 12, 13, 14]) sh('ip', ['addr', 'add', `${net}.${b}/32`, 'dev', HOST_IF]);
+    for (const b of [11, 12, 13, 14, 31, 32, 41, 42]) sh('ip', ['addr', 'add', `${net}.${b}/32`, 'dev', HOST_IF]);
     sh('ip', ['link', 'set', HOST_IF, 'up']);
     const inNs = (...args: string[]) => sh('ip', ['netns', 'exec', NS, ...args]);
     inNs('ip', 'link', 'set', 'lo', 'up');
@@ -92,6 +133,23 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
 
     for (const [name, last] of [['reviews-v1', 11], ['reviews-v2', 12], ['reviews-v3', 13], ['mysql-v1', 14]] as const) backends.push(await startHttpBackend(name, `${net}.${last}`));
     const [r1, r2, r3, db] = backends as [HttpBackend, HttpBackend, HttpBackend, HttpBackend];
+    // Real Dubbo and bolt providers, one per version subset (sofa-rpc-node listens on every address of the host end).
+    for (const [protocol, iface, versions, lasts] of [
+      ['dubbo', DEMO, ['1.0.0', '2.0.0'], [31, 32]],
+      ['bolt', HELLO, ['1.0', '2.0'], [41, 42]],
+    ] as const) {
+      for (const [i, last] of lasts.entries()) providers.push(await startRpcProvider({ protocol, name: `${protocol}-v${i + 1}`, host: `${net}.${last}`, port: await freePort(), interfaceName: iface, versions: [...versions] }));
+    }
+    const rpcEntry = (name: string, host: string, vip: string, port: number, protocol: RpcProtocol) =>
+      istio('ServiceEntry', name, 'default', {
+        hosts: [host],
+        addresses: [vip],
+        location: 'MESH_INTERNAL',
+        resolution: 'STATIC',
+        // No protocol: sniffed, so MOSN gets an HTTP connection manager whose codecs decode Dubbo and bolt.
+        ports: [{ number: port, name: `tcp-${protocol}` }],
+        endpoints: providers.filter((p) => p.name.startsWith(protocol)).map((p) => ({ address: p.host, ports: { [`tcp-${protocol}`]: p.port }, labels: { app: name, version: p.name.slice(-2) } })),
+      });
     const wl = (svc: string, b: HttpBackend, labels: Record<string, string>, portName: string) =>
       workload({ svc, pod: `${b.name}-pod`, ip: b.host, labels: { app: svc, ...labels }, ports: [{ name: portName, port: b.port }] });
     cfg = configDir({
@@ -110,6 +168,9 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
       'istio.yaml': [
         meshPlaintext(),
         istio('DestinationRule', 'reviews', 'default', { host: 'reviews', subsets: ['v1', 'v2', 'v3'].map((v) => ({ name: v, labels: { version: v } })) }),
+        rpcEntry('demo', DEMO, DUBBO_VIP, DUBBO_PORT, 'dubbo'),
+        rpcEntry('hello', HELLO, BOLT_VIP, BOLT_PORT, 'bolt'),
+        ...[['demo', DEMO], ['hello', HELLO]].map(([n, h]) => istio('DestinationRule', n!, 'default', { host: h, subsets: ['v1', 'v2'].map((v) => ({ name: v, labels: { version: v } })) })),
         istio('VirtualService', 'reviews', 'default', {
           hosts: ['reviews'],
           http: [
@@ -118,8 +179,9 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
           ],
         }),
       ],
+      'rpc-vs.yaml': [demoVs(demoRoutes), helloVs(helloRoutes)],
     });
-    sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', HOST] });
+    sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', HOST, '--debounce-after', '10ms', '--debounce-max', '200ms'] });
     mosn = await startMosn({
       adsAddress: sextant.xdsAddress,
       nodeId: `sidecar~${POD}~productpage-v1-abc.default~default.svc.cluster.local`,
@@ -135,6 +197,7 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
     await mosn?.stop();
     await sextant?.stop();
     await Promise.all(backends.map((b) => b.close()));
+    await Promise.all(providers.map((p) => p.close().catch(() => {})));
     cfg?.remove();
     if (created) {
       spawnSync('ip', ['link', 'del', HOST_IF]);
@@ -164,6 +227,30 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
     assert.equal(c['reviews-v2'], undefined, JSON.stringify(c));
     assert.equal((c['reviews-v1'] ?? 0) + (c['reviews-v3'] ?? 0), 400, JSON.stringify(c));
     assert.ok(Math.abs((c['reviews-v1'] ?? 0) / 400 - 0.5) <= 0.1, JSON.stringify(c));
+    assert.ok(mosn!.alive());
+  });
+
+  test('redirected Dubbo: by interface version and by method, to the subsets the VirtualService names', async () => {
+    await until(() => rpcFromPod('dubbo', DUBBO_VIP, DUBBO_PORT, DEMO, '2.0.0', 'sayHello', 1), (c) => c['dubbo-v2'] === 1, 'a Dubbo call through MOSN routed by version', 30_000).catch((e: Error) => {
+      throw new Error(`${e.message}\n${mosn!.output().slice(-4000)}`);
+    });
+    assert.deepEqual(await rpcFromPod('dubbo', DUBBO_VIP, DUBBO_PORT, DEMO, '2.0.0', 'sayHello', 12), { 'dubbo-v2': 12 });
+    assert.deepEqual(await rpcFromPod('dubbo', DUBBO_VIP, DUBBO_PORT, DEMO, '1.0.0', 'sayHello', 12), { 'dubbo-v1': 12 });
+    assert.deepEqual(await rpcFromPod('dubbo', DUBBO_VIP, DUBBO_PORT, DEMO, '1.0.0', 'sayHelloAsync', 12), { 'dubbo-v2': 12 });
+  });
+
+  test('redirected bolt: by service (<interface>:<version>)', async () => {
+    assert.deepEqual(await rpcFromPod('bolt', BOLT_VIP, BOLT_PORT, HELLO, '2.0', 'sayHello', 12), { 'bolt-v2': 12 });
+    assert.deepEqual(await rpcFromPod('bolt', BOLT_VIP, BOLT_PORT, HELLO, '1.0', 'sayHello', 12), { 'bolt-v1': 12 });
+  });
+
+  test('live edit: the removed version routes stop being used (Dubbo 2.0.0 and bolt 2.0 go to v1); MOSN stays up', async () => {
+    cfg.write('rpc-vs.yaml', [demoVs(demoRoutes.filter((r) => r.name !== 'version-2')), helloVs(helloRoutes.filter((r) => r.name !== 'version-2'))]);
+    await until(() => rpcFromPod('dubbo', DUBBO_VIP, DUBBO_PORT, DEMO, '2.0.0', 'sayHello', 4), (c) => c['dubbo-v1'] === 4, 'Dubbo 2.0.0 on v1 after the edit', 30_000);
+    assert.deepEqual(await rpcFromPod('dubbo', DUBBO_VIP, DUBBO_PORT, DEMO, '2.0.0', 'sayHello', 12), { 'dubbo-v1': 12 });
+    // The method route is still there.
+    assert.deepEqual(await rpcFromPod('dubbo', DUBBO_VIP, DUBBO_PORT, DEMO, '2.0.0', 'sayHelloAsync', 8), { 'dubbo-v2': 8 });
+    assert.deepEqual(await rpcFromPod('bolt', BOLT_VIP, BOLT_PORT, HELLO, '2.0', 'sayHello', 12), { 'bolt-v1': 12 });
     assert.ok(mosn!.alive());
   });
 });

@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { AddressInfo } from 'node:net';
-import { formatIssue, setRegexProgramSizeLimit, type Logger, type ObjectKey } from '@sextant/api';
+import { formatIssue, setRegexProgramSizeLimit, type Logger, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import {
   buildConfigDump,
   createAdminServer,
@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
 import { NodeSchema, TypeUrl, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
-import { resourceProvenance } from '@sextant/translate';
+import { authorizationPolicyIssues, resourceProvenance } from '@sextant/translate';
 import {
   ClassGenerators,
   DiscoveryServer,
@@ -173,7 +173,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     },
     configIssues: () => ({
       rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
-      semantic: (controller.context?.issues ?? []).map((i) => ({ ...i, message: formatIssue(i) })),
+      // Model issues, and security rules that cannot be rendered (they fail closed).
+      semantic: [...(controller.context?.issues ?? []), ...securityIssues].map((i) => ({ ...i, message: formatIssue(i) })),
       // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
       files: folder?.fileErrors() ?? [],
       // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
@@ -219,6 +220,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   });
 
   let lastIssues: string[] = [];
+  let securityIssues: ValidationIssue[] = [];
+  let securityIssueObjects = new Map<string, { kind: string; namespace: string; name: string }>();
   const controller: PushController<Ctx> = new PushController<Ctx>({
     build: (ver) =>
       PushContext.build(allObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver }),
@@ -244,7 +247,19 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   });
 
   function reportIssues(ctx: Ctx) {
-    const now = ctx.issues.map(formatIssue);
+    securityIssues = authorizationPolicyIssues(ctx);
+    // Each AuthorizationPolicy with a rule that cannot be rendered gets a status condition (leader only), cleared when fixed.
+    const byObject = new Map<string, { object: { kind: string; namespace: string; name: string }; reasons: string[] }>();
+    for (const i of securityIssues) {
+      const key = `${i.kind}/${i.namespace}/${i.name}`;
+      let e = byObject.get(key);
+      if (!e) byObject.set(key, (e = { object: { kind: i.kind, namespace: i.namespace ?? '', name: i.name }, reasons: [] }));
+      e.reasons.push(`${i.field}: ${i.reason}`);
+    }
+    for (const [key, e] of byObject) kube?.setRejection(e.object, `security policy cannot be fully rendered; it fails closed: ${e.reasons.join('; ')}`);
+    for (const [key, object] of securityIssueObjects) if (!byObject.has(key)) kube?.setRejection(object, undefined);
+    securityIssueObjects = new Map([...byObject].map(([k, e]) => [k, e.object]));
+    const now = [...ctx.issues, ...securityIssues].map(formatIssue);
     const before = new Set(lastIssues);
     for (const text of now) if (!before.has(text)) log.warn({ issue: text }, 'config issue');
     lastIssues = now;

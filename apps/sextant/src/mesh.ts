@@ -20,7 +20,13 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
    */
   private readonly mosnListenersSent = new WeakMap<XdsProxy, Map<string, ListenerJson>>();
   private readonly mosnClustersSent = new WeakMap<XdsProxy, Set<string>>();
-  private readonly mosnIssues = new Map<string, { proxyId: string; issues: ValidationIssue[] }>();
+  private readonly mosnIssues = new Map<string, { proxyId: string; lds: ValidationIssue[]; rds: ValidationIssue[] }>();
+
+  private setMosnIssues(proxy: XdsProxy, type: 'lds' | 'rds', issues: ValidationIssue[]): void {
+    const cur = this.mosnIssues.get(proxy.connectionId) ?? { proxyId: proxy.id, lds: [], rds: [] };
+    cur[type] = issues;
+    this.mosnIssues.set(proxy.connectionId, cur);
+  }
 
   resolve(proxy: XdsProxy, ctx: PushContext): ProxyView {
     let parsed = this.parsed.get(proxy);
@@ -54,8 +60,10 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
         return [...all, ...named(tombstones)];
       }
       case TypeUrl.Listener: {
-        const listeners = generateForProxy(ctx, view, 'lds', names);
+        const issues: ValidationIssue[] = [];
+        const listeners = generateForProxy(ctx, view, 'lds', names, issues);
         if (classKey !== undefined || !isMosnProxy(view)) return named(listeners);
+        this.setMosnIssues(proxy, 'lds', issues);
         let sent = this.mosnListenersSent.get(proxy);
         if (!sent) this.mosnListenersSent.set(proxy, (sent = new Map()));
         const out = withListenerTombstones(listeners, sent);
@@ -65,7 +73,7 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
       case TypeUrl.RouteConfiguration: {
         const issues: ValidationIssue[] = [];
         const routes = generateForProxy(ctx, view, 'rds', names ?? [], issues);
-        if (isMosnProxy(view)) this.mosnIssues.set(proxy.connectionId, { proxyId: proxy.id, issues });
+        if (isMosnProxy(view)) this.setMosnIssues(proxy, 'rds', issues);
         return named(routes);
       }
       case TypeUrl.ClusterLoadAssignment:
@@ -76,14 +84,14 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
   }
 
   /**
-   * What the routes of connected MOSN proxies cannot express (kind/namespace/name,
+   * What the listeners and routes of connected MOSN proxies cannot express (kind/namespace/name,
    * field, reason), per proxy; `live` prunes closed connections.
    */
   proxyIssues(live: ReadonlySet<string>): Array<ValidationIssue & { proxy: string }> {
     const out: Array<ValidationIssue & { proxy: string }> = [];
     for (const [conn, v] of this.mosnIssues) {
       if (!live.has(conn)) this.mosnIssues.delete(conn);
-      else for (const i of v.issues) out.push({ proxy: v.proxyId, ...i });
+      else for (const i of [...v.lds, ...v.rds]) out.push({ proxy: v.proxyId, ...i });
     }
     return out;
   }

@@ -24,3 +24,4 @@ export * from './listener/inbound-ports.js';
 export * from './mosn/index.js';
 export * from './nds.js';
 export * from './provenance.js';
+export * from './security/filters.js';

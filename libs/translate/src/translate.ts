@@ -7,6 +7,7 @@ import { validateObject, type ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ClusterLoadAssignmentJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
 import { parseProxy, PushContext, type ConfigObjectLike, type MeshConfig, type ProxyView } from '@sextant/model';
 import { generateForProxy, type XdsShortType } from './generator/index.js';
+import { authorizationPolicyIssues } from './security/authz.js';
 
 export const ALL_TYPES: readonly XdsShortType[] = ['lds', 'rds', 'cds', 'eds'];
 
@@ -54,10 +55,10 @@ export function translateConfig(input: TranslateInput): TranslateOutput {
     version: 'offline',
   });
   const proxy = push.resolveProxy(parseProxy(input.nodeId, input.metadata ?? {}));
-  const out: TranslateOutput = { proxy, issues: [...push.issues] };
+  const out: TranslateOutput = { proxy, issues: [...push.issues, ...authorizationPolicyIssues(push)] };
   // RDS and EDS get the names Envoy would ask for after this LDS and CDS, as in the server.
   for (const t of input.types ?? ALL_TYPES) {
-    if (t === 'lds') out.lds = generateForProxy(push, proxy, 'lds');
+    if (t === 'lds') out.lds = generateForProxy(push, proxy, 'lds', undefined, out.issues);
     else if (t === 'rds') out.rds = generateForProxy(push, proxy, 'rds', undefined, out.issues);
     else if (t === 'cds') out.cds = generateForProxy(push, proxy, 'cds');
     else out.eds = generateForProxy(push, proxy, 'eds');

@@ -67,7 +67,7 @@ export function generateForProxy(push: PushContext, proxy: ProxyView, type: XdsS
     case 'cds':
       return buildClusters(push, proxy);
     case 'lds':
-      return g.listeners(push, proxy, names ? { names: [...names] } : {});
+      return g.listeners(push, proxy, { ...(names ? { names: [...names] } : {}), ...(issues ? { issues } : {}) });
     case 'rds':
       return g.routes(push, proxy, names ? [...names] : routeNamesOf(g.listeners(push, proxy, {})), issues);
     case 'eds':

@@ -11,7 +11,7 @@ export const mosnGenerator: ProxyGenerator = {
   kind: 'mosn',
   sharedClusters: (push, proxy) => mosnClusters(push, proxy, sidecarGenerator.sharedClusters(push, proxy)),
   proxyClusters: (push, proxy) => [...mosnClusters(push, proxy, sidecarGenerator.proxyClusters(push, proxy)), ...mosnExtraClusters(push, proxy)],
-  listeners: (push, proxy, opts) => mosnListeners(push, proxy, sidecarGenerator.listeners(push, proxy, opts)),
+  listeners: (push, proxy, opts) => mosnListeners(push, proxy, sidecarGenerator.listeners(push, proxy, opts), opts.issues),
   routes: (push, proxy, names, issues) => mosnRoutes(push, proxy, sidecarGenerator.routes(push, proxy, names), issues),
   endpoints: (push, proxy, names) => sidecarGenerator.endpoints(push, proxy, names).map(mosnLoadAssignment),
 };

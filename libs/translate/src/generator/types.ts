@@ -22,6 +22,8 @@ export interface ListenerOptions {
   inboundTls?: InboundTlsHook;
   /** Resource names a proxyless gRPC client asked for (sidecars and gateways get every listener). */
   names?: string[];
+  /** Receives what the proxy's data plane cannot express in its listeners (MOSN). */
+  issues?: ValidationIssue[];
 }
 
 export interface ProxyGenerator {

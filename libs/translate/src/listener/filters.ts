@@ -16,12 +16,13 @@ export function httpFilters(): Json[] {
 }
 
 /** An http_connection_manager network filter reading `routeConfigName` over ADS. */
-export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; http2?: boolean } = {}): Json {
+export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; http2?: boolean; securityFilters?: Json[] } = {}): Json {
   const cfg: Json = {
     '@type': TYPE.hcm,
     statPrefix,
     rds: { configSource: ADS_CONFIG_SOURCE, routeConfigName },
-    httpFilters: httpFilters(),
+    // Security filters (authorization, authentication) come before the others, as istiod orders them.
+    httpFilters: [...(opts.securityFilters ?? []), ...httpFilters()],
     useRemoteAddress: !!opts.useRemoteAddress,
     normalizePath: true,
     mergeSlashes: true,

@@ -10,6 +10,7 @@ import { admittedHosts, gatewayRouteName, gatewayServers, gatewayVirtualServices
 import { hcmRds, listenerFilter, sdsDownstreamTls, socketAddress, tcpProxy } from './filters.js';
 import { destinationCluster } from '../route/translate.js';
 import { credentialSecretName } from '../names.js';
+import { securityHttpFilters, securityNetworkFilters } from '../security/filters.js';
 
 type Json = Record<string, any>;
 
@@ -41,7 +42,7 @@ function passthroughChains(push: PushContext, proxy: ProxyView, gs: GatewayServe
         snis.forEach((s) => seenSni.add(s));
         chains.push({
           filterChainMatch: { serverNames: snis },
-          filters: [tcpProxy(`${gs.bind}_${gs.port}`, l4Target(vs, rule.route, gs, push))],
+          filters: [...securityNetworkFilters(push, proxy), tcpProxy(`${gs.bind}_${gs.port}`, l4Target(vs, rule.route, gs, push))],
         });
       }
     }
@@ -101,7 +102,7 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
         const rn = gatewayRouteName(gs);
         if (httpRoutes.has(rn)) continue; // plaintext HTTP servers on a port share one chain
         httpRoutes.add(rn);
-        chains.push({ filters: [hcmRds(stat, rn, { useRemoteAddress: true })] });
+        chains.push({ filters: [hcmRds(stat, rn, { useRemoteAddress: true, securityFilters: securityHttpFilters(push, proxy) })] });
       } else if (gs.protocol === 'HTTPS' && !isPassthrough(gs.server)) {
         needTlsInspector = true;
         const sock = tlsSocket(gs, true);
@@ -109,7 +110,7 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
         const fcm: Json = {};
         const sn = serverNames(gs);
         if (sn) fcm.serverNames = sn;
-        chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [hcmRds(stat, gatewayRouteName(gs), { useRemoteAddress: true })] });
+        chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [hcmRds(stat, gatewayRouteName(gs), { useRemoteAddress: true, securityFilters: securityHttpFilters(push, proxy) })] });
       } else if ((gs.protocol === 'TLS' || gs.protocol === 'HTTPS') && isPassthrough(gs.server)) {
         needTlsInspector = true;
         chains.push(...passthroughChains(push, proxy, gs));
@@ -121,10 +122,10 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
         const fcm: Json = {};
         const sn = serverNames(gs);
         if (sn) fcm.serverNames = sn;
-        chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [tcpProxy(stat, target)] });
+        chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [...securityNetworkFilters(push, proxy), tcpProxy(stat, target)] });
       } else {
         const target = tcpTarget(push, proxy, gs);
-        if (target) chains.push({ filters: [tcpProxy(stat, target)] });
+        if (target) chains.push({ filters: [...securityNetworkFilters(push, proxy), tcpProxy(stat, target)] });
       }
     }
     if (chains.length === 0) continue;

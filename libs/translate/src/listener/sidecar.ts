@@ -13,6 +13,7 @@ import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from
 import { TYPE, destinationCluster } from '../route/translate.js';
 import type { ListenerOptions } from '../generator/types.js';
 import { serviceAddressForProxy } from '../nds.js';
+import { securityHttpFilters, securityNetworkFilters } from '../security/filters.js';
 import { BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, outboundClusterName, PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND } from '../names.js';
 
 type Json = Record<string, any>;
@@ -199,7 +200,7 @@ function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[]
                 '@type': TYPE.hcm,
                 statPrefix: `inbound_0.0.0.0_${port}`,
                 routeConfig: inboundRouteConfig(port),
-                httpFilters: [{ name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
+                httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
                 useRemoteAddress: false,
                 forwardClientCertDetails: 'APPEND_FORWARD',
                 setCurrentClientCertDetails: { subject: true, dns: true, uri: true },
@@ -209,7 +210,7 @@ function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[]
           ],
         });
       } else {
-        chains.push({ ...base, filters: [tcpProxy(`inbound|${port}||`, `inbound|${port}||`)] });
+        chains.push({ ...base, filters: [...securityNetworkFilters(push, proxy), tcpProxy(`inbound|${port}||`, `inbound|${port}||`)] });
       }
     }
   }
@@ -247,12 +248,12 @@ function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHoo
                   },
                 ],
               },
-              httpFilters: [{ name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
+              httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
             },
           },
         ],
       },
-      { name: 'virtualInbound', filters: [tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
+      { name: 'virtualInbound', filters: [...securityNetworkFilters(push, proxy), tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
     ],
     useOriginalDst: true,
     trafficDirection: 'INBOUND',

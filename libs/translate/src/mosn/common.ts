@@ -4,6 +4,9 @@ import { mosnSdsPath } from './detect.js';
 
 export type Json = Record<string, any>;
 
+/** The reason prefix of every issue the MOSN profile reports. */
+export const NOT_SUPPORTED = 'not supported by MOSN';
+
 /** The inbound passthrough cluster name MOSN looks for by name (istio1106 conv INGRESS_CLUSTER). */
 export const MOSN_INBOUND_PASSTHROUGH = 'InboundPassthroughClusterIpv4';
 /**

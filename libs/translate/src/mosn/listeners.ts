@@ -9,11 +9,17 @@
  *   filter chain: a sniffed port becomes one HTTP connection manager chain
  *   (MOSN's `Auto` codec tells HTTP/1, HTTP/2, Dubbo and bolt apart);
  * - the inbound passthrough is recognised by the name `InboundPassthroughClusterIpv4`;
- * - SDS is dialled over a Unix socket.
+ * - SDS is dialled over a Unix socket;
+ * - a bound inbound listener (Sidecar ingress) under PERMISSIVE has a TLS and a
+ *   plaintext chain, told apart by the TLS inspector; MOSN would serve only
+ *   the first. It keeps the mTLS chain alone (plaintext refused), and the
+ *   PeerAuthentication behind it is reported for the proxy.
  */
+import type { ValidationIssue } from '@sextant/api';
 import type { ListenerJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { MOSN_INBOUND_PASSTHROUGH, withMosnSds, type Json } from './common.js';
+import { peerAuthenticationForProxy } from '../security/peer-auth.js';
+import { MOSN_INBOUND_PASSTHROUGH, NOT_SUPPORTED, withMosnSds, type Json } from './common.js';
 
 const HCM = 'envoy.filters.network.http_connection_manager';
 const ORIGINAL_DST = 'envoy.filters.listener.original_dst';
@@ -30,6 +36,41 @@ function renameInboundPassthrough(v: unknown): unknown {
   return v;
 }
 
+/** A bound inbound listener whose chains mix mTLS and plaintext (PERMISSIVE): the mTLS chain, or undefined when not mixed. */
+function boundInboundMtlsOnly(l: Json): Json[] | undefined {
+  if (l.trafficDirection !== 'INBOUND' || l.useOriginalDst || l.bindToPort === false || l.name === 'virtualInbound') return undefined;
+  const chains = (l.filterChains ?? []) as Json[];
+  const tls = chains.find((c) => c.transportSocket);
+  if (!tls || chains.every((c) => c.transportSocket)) return undefined;
+  return [tls];
+}
+
+/**
+ * The issue for a PERMISSIVE bound inbound listener: names the PeerAuthentication
+ * that set the mode (workload port level, workload, namespace, mesh), or the
+ * mesh default when none did.
+ */
+function permissiveIssue(push: PushContext, proxy: ProxyView, l: Json): ValidationIssue {
+  const port = Number(l.address?.socketAddress?.portValue);
+  const eff = peerAuthenticationForProxy(push, proxy);
+  const effect = `${NOT_SUPPORTED} on the bound inbound listener ${l.name} (MOSN serves only one filter chain of a bound listener): this MOSN proxy requires mTLS there and refuses plaintext`;
+  const find = (ref: string | undefined) => {
+    if (!ref) return undefined;
+    const [ns, name] = ref.split('/') as [string, string];
+    return push.configs('PeerAuthentication', ns).find((p) => p.name === name);
+  };
+  const wl = find(eff.from.workload);
+  if (wl && (wl.spec.portLevelMtls as Json | undefined)?.[String(port)]?.mode) {
+    return { kind: 'PeerAuthentication', namespace: wl.namespace, name: wl.name, field: `spec.portLevelMtls.${port}.mode`, reason: `PERMISSIVE ${effect}` };
+  }
+  for (const pa of [wl, find(eff.from.namespace), find(eff.from.mesh)]) {
+    if (pa && (pa.spec.mtls as Json | undefined)?.mode && (pa.spec.mtls as Json).mode !== 'UNSET') {
+      return { kind: 'PeerAuthentication', namespace: pa.namespace, name: pa.name, field: 'spec.mtls.mode', reason: `PERMISSIVE ${effect}` };
+    }
+  }
+  return { kind: 'PeerAuthentication', namespace: push.mesh.rootNamespace, name: '(none: mesh default)', field: 'spec.mtls.mode', reason: `PERMISSIVE (the default) ${effect}` };
+}
+
 function mosnListener(l: Json): Json {
   const out: Json = { ...l };
   if (l.bindToPort === false) out.deprecatedV1 = { bindToPort: false };
@@ -44,6 +85,8 @@ function mosnListener(l: Json): Json {
   delete out.listenerFilters;
   delete out.listenerFiltersTimeout;
   delete out.continueOnListenerFiltersTimeout;
+  const mtlsOnly = boundInboundMtlsOnly(l);
+  if (mtlsOnly) out.filterChains = mtlsOnly;
   if (!isVirtual && l.trafficDirection === 'OUTBOUND') {
     const chains = (l.filterChains ?? []) as Json[];
     const http = chains.find((c) => ((c.filters ?? []) as Json[]).some((f) => f.name === HCM));
@@ -56,7 +99,10 @@ function mosnListener(l: Json): Json {
   return out;
 }
 
-/** The MOSN form of a sidecar's listeners. */
-export function mosnListeners(_push: PushContext, proxy: ProxyView, listeners: ListenerJson[]): ListenerJson[] {
-  return listeners.map((l) => withMosnSds(mosnListener(l as Json), proxy) as ListenerJson);
+/** The MOSN form of a sidecar's listeners; `issues` receives what MOSN cannot express in them. */
+export function mosnListeners(push: PushContext, proxy: ProxyView, listeners: ListenerJson[], issues?: ValidationIssue[]): ListenerJson[] {
+  return listeners.map((l) => {
+    if (issues && boundInboundMtlsOnly(l as Json)) issues.push(permissiveIssue(push, proxy, l as Json));
+    return withMosnSds(mosnListener(l as Json), proxy) as ListenerJson;
+  });
 }

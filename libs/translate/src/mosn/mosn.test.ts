@@ -123,3 +123,58 @@ test('tombstones: a listener or cluster that disappears is re-sent, on the same 
   const cs = clusterTombstones(push, new Set(['a']), ['a', 'b']) as Json[];
   assert.deepEqual(cs.map((c) => [c.name, c.type, c.loadAssignment.endpoints.length]), [['b', 'STATIC', 0]]);
 });
+
+test('PERMISSIVE on a bound inbound listener: MOSN gets the mTLS chain alone and the PeerAuthentication is reported; STRICT and Envoy unchanged', () => {
+  const ID = 'sidecar~127.0.0.4~reviews-v1-0.secure~secure.svc.cluster.local';
+  const base = (mode: string | undefined, extra: Json[] = []) =>
+    parseObjects([
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'secure' } },
+      { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'reviews-v1-0', namespace: 'secure', labels: { app: 'reviews' } }, spec: { serviceAccountName: 'reviews', containers: [{ name: 'app', image: 'x' }] }, status: { podIP: '127.0.0.4', phase: 'Running' } },
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'Sidecar',
+        metadata: { name: 'reviews', namespace: 'secure' },
+        spec: { workloadSelector: { labels: { app: 'reviews' } }, ingress: [{ port: { number: 18080, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.4', captureMode: 'NONE', defaultEndpoint: '127.0.0.1:8080' }], egress: [{ hosts: ['~/*'] }] },
+      },
+      ...(mode ? [{ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'secure' }, spec: { mtls: { mode } } }] : []),
+      ...extra,
+    ]).objects;
+  const run = (objects: ReturnType<typeof base>, mosn = true) => translateConfig({ objects, nodeId: ID, metadata: { NAMESPACE: 'secure', INTERCEPTION_MODE: 'NONE', LABELS: { app: 'reviews' }, ...(mosn ? { SEXTANT_DATA_PLANE: 'mosn' } : {}) }, types: ['lds'] });
+  const chains = (out: ReturnType<typeof run>) => ((out.lds!.find((l) => l.name === '127.0.0.4_18080') as Json).filterChains as Json[]).map((c) => !!c.transportSocket);
+  const reported = (out: ReturnType<typeof run>) => out.issues.filter((i) => i.kind === 'PeerAuthentication').map((i) => `${i.namespace}/${i.name} ${i.field}: ${i.reason}`);
+
+  const permissive = run(base('PERMISSIVE'));
+  assert.deepEqual(chains(permissive), [true], 'the mTLS chain only');
+  assert.deepEqual(reported(permissive), [
+    'secure/default spec.mtls.mode: PERMISSIVE not supported by MOSN on the bound inbound listener 127.0.0.4_18080 (MOSN serves only one filter chain of a bound listener): this MOSN proxy requires mTLS there and refuses plaintext',
+  ]);
+  // No PeerAuthentication at all: the mesh default, named as such.
+  assert.match(reported(run(base(undefined)))[0] ?? '', /^istio-system\/\(none: mesh default\) spec\.mtls\.mode: PERMISSIVE \(the default\) not supported by MOSN/);
+  // A workload port-level setting is named by its field.
+  const portLevel = run(base('STRICT', [{ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'reviews', namespace: 'secure' }, spec: { selector: { matchLabels: { app: 'reviews' } }, portLevelMtls: { '18080': { mode: 'PERMISSIVE' } } } }]));
+  assert.deepEqual(reported(portLevel).map((r) => r.split(':')[0]), ['secure/reviews spec.portLevelMtls.18080.mode']);
+  // STRICT: nothing to report; Envoy keeps both chains and reports nothing.
+  assert.deepEqual(reported(run(base('STRICT'))), []);
+  const envoy = run(base('PERMISSIVE'), false);
+  assert.deepEqual(chains(envoy), [true, false]);
+  assert.deepEqual(reported(envoy), []);
+});
+
+test('mirror and mirrors are reported for a MOSN proxy (MOSN never reads request_mirror_policies)', () => {
+  const objects = bookinfo();
+  objects.push(
+    ...parseObjects([
+      {
+        apiVersion: 'networking.istio.io/v1',
+        kind: 'VirtualService',
+        metadata: { name: 'details', namespace: 'default' },
+        spec: { hosts: ['details'], http: [{ route: [{ destination: { host: 'details' } }], mirror: { host: 'ratings' } }, { route: [{ destination: { host: 'details' } }], mirrors: [{ destination: { host: 'ratings' } }] }] },
+      },
+    ]).objects,
+  );
+  const out = translateConfig({ objects, nodeId: PRODUCTPAGE, metadata: { SEXTANT_DATA_PLANE: 'mosn' }, types: ['lds', 'rds'] });
+  assert.deepEqual(
+    out.issues.filter((i) => i.name === 'details').map((i) => i.field),
+    ['spec.http[0].mirror', 'spec.http[1].mirrors'],
+  );
+});

@@ -15,9 +15,7 @@ import type { ValidationIssue } from '@sextant/api';
 import type { RouteConfigurationJson } from '@sextant/envoy';
 import type { IstioConfig, ProxyView, PushContext } from '@sextant/model';
 import { preparedVirtualServices } from '../route/sidecar.js';
-import { virtualServiceOf, type Json } from './common.js';
-
-const NOT_SUPPORTED = 'not supported by MOSN';
+import { NOT_SUPPORTED, virtualServiceOf, type Json } from './common.js';
 
 /** RE2/Go syntax: escapes a literal. */
 function quoteMeta(s: string): string {
@@ -120,6 +118,9 @@ export function mosnVirtualServiceIssues(vs: IstioConfig): ValidationIssue[] {
     if (http.rewrite?.authority) add(`spec.http[${i}].rewrite.authority`, ignored);
     if (http.rewrite?.uriRegexRewrite) add(`spec.http[${i}].rewrite.uriRegexRewrite`, ignored);
     if (http.corsPolicy) add(`spec.http[${i}].corsPolicy`, ignored);
+    // MOSN's route converter never reads request_mirror_policies.
+    if (http.mirror) add(`spec.http[${i}].mirror`, ignored);
+    if ((http.mirrors as unknown[] | undefined)?.length) add(`spec.http[${i}].mirrors`, ignored);
   });
   return issues;
 }
