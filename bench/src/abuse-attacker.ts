@@ -10,7 +10,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { DeltaDiscoveryRequestSchema, DiscoveryRequestSchema, TypeUrl, create, fromJson, NodeSchema, toBinary, type JsonValue } from '@sextant/envoy';
-import { openRawStream, type TestStream } from '@sextant/xds/testing/client';
+import { openRawStream, type TestStream } from '@sextant/testing/xds-client';
 
 export const attacks = {
   control: 'none (control: an idle attacker process, same measurement)',

@@ -13,7 +13,11 @@
  *
  * Bounds, per attack: victim p99 < 100 ms while the attack runs; daemon RSS
  * grows < 50 MB at peak; 5 s after the attack stops RSS is within 10 MB of its
- * baseline and the daemon holds no attacker stream (/debug/syncz).
+ * baseline and the daemon holds no attacker stream (/debug/syncz). The report
+ * also says where the memory is (V8 heap and external memory from the
+ * daemon's /metrics), how many memory reclaims the daemon ran, how much it
+ * read from its sockets, and the victim's latency after the attack (a reclaim
+ * pauses the daemon briefly).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -23,7 +27,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient } from '@sextant/xds/testing/client';
+import { SotwClient } from '@sextant/testing/xds-client';
 import { attacks, type Attack } from './abuse-attacker.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -32,6 +36,9 @@ const sextantBin = join(repo, 'apps', 'sextant', 'bin', 'sextant.js');
 const bookinfo = join(repo, 'examples', 'bookinfo');
 
 const ATTACK_MS = Number(process.env.ABUSE_ATTACK_MS ?? 8000);
+// V8 shrinks a fresh daemon's heap (startup garbage) some 10 s after start, by itself: a baseline taken before
+// that is inflated by tens of MB, and the drop would then pass for memory released after an attack.
+const WARMUP_MS = Number(process.env.ABUSE_WARMUP_MS ?? 12000);
 const BASELINE_MS = Number(process.env.ABUSE_BASELINE_MS ?? 3000);
 const SETTLE_MS = Number(process.env.ABUSE_SETTLE_MS ?? 5000);
 const RATE = Number(process.env.ABUSE_RATE ?? 50);
@@ -52,6 +59,7 @@ interface Daemon {
   proc: ChildProcess;
   xds: string;
   http: string;
+  monitoring: string;
   stop(): Promise<number | null>;
 }
 
@@ -81,12 +89,26 @@ async function startDaemon(): Promise<Daemon> {
     proc,
     xds: addresses.xds!,
     http: `http://${addresses.http!}`,
+    monitoring: `http://${addresses.monitoring!}`,
     async stop() {
       if (proc.exitCode !== null) return proc.exitCode;
       proc.kill('SIGTERM');
       return new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
     },
   };
+}
+
+/** Bytes the process has read (sockets included), from /proc. */
+function bytesReadBy(pid: number): number {
+  const m = /rchar:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/io`, 'utf8'));
+  return m ? Number(m[1]) : NaN;
+}
+
+/** Where the daemon's memory is, from its own /metrics: V8 heap used, V8 external memory (ArrayBuffers, …), memory reclaims so far. */
+async function memoryOf(d: Daemon): Promise<{ heapUsedMB: number; externalMB: number; reclaims: number }> {
+  const text = await (await fetch(`${d.monitoring}/metrics`)).text();
+  const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
+  return { heapUsedMB: round(metric('nodejs_heap_size_used_bytes') / MB), externalMB: round(metric('nodejs_external_memory_bytes') / MB), reclaims: metric('sextant_xds_memory_reclaims_total') };
 }
 
 function rssOf(pid: number): number {
@@ -146,8 +168,10 @@ interface AttackResult {
   attack: Attack;
   description: string;
   attacker: { iterations: number; statuses: Record<string, number>; requestsSent: number; bytesSent: number } | { error: string };
-  victim: { baselineP50Ms: number; baselineP99Ms: number; duringP50Ms: number; duringP99Ms: number; duringMaxMs: number; samples: number; errors: number };
+  victim: { baselineP50Ms: number; baselineP99Ms: number; duringP50Ms: number; duringP99Ms: number; duringMaxMs: number; samples: number; afterP99Ms: number; afterMaxMs: number; errors: number };
   rssMB: { baseline: number; peak: number; peakGrowth: number; after: number; afterGrowth: number };
+  /** The daemon's V8 heap and external memory at the baseline and after; memory reclaims it ran in between; MB it read during the attack. */
+  daemon: { baseline: { heapUsedMB: number; externalMB: number }; after: { heapUsedMB: number; externalMB: number }; reclaims: number; readMB: number };
   streamsAfter: number;
   limitsHit: Record<string, number>;
   bounds: { p99Under100ms: boolean; rssGrowthUnder50MB: boolean; released: boolean };
@@ -155,11 +179,14 @@ interface AttackResult {
 
 async function runAttack(d: Daemon, victim: Victim, attack: Attack): Promise<AttackResult> {
   const pid = d.proc.pid!;
+  await sleep(WARMUP_MS);
   const tb = performance.now();
   await sleep(BASELINE_MS);
   const baselineRss = rssOf(pid);
   const base = victim.between(tb, performance.now());
   const metricsBefore = await limitCounts(d);
+  const memBefore = await memoryOf(d);
+  const readBefore = bytesReadBy(pid);
 
   let peak = baselineRss;
   const sampler = setInterval(() => (peak = Math.max(peak, rssOf(pid))), 25);
@@ -172,12 +199,15 @@ async function runAttack(d: Daemon, victim: Victim, attack: Attack): Promise<Att
   });
   const code = await new Promise<number | null>((r) => child.once('exit', r));
   const t1 = performance.now();
+  const readMB = round((bytesReadBy(pid) - readBefore) / MB);
   clearInterval(sampler);
   peak = Math.max(peak, rssOf(pid));
   const during = victim.between(t0, t1);
 
   await sleep(SETTLE_MS);
   const after = rssOf(pid);
+  const settled = victim.between(t1, performance.now());
+  const memAfter = await memoryOf(d);
   const syncz = (await (await fetch(`${d.http}/debug/syncz`)).json()) as unknown[];
   const metricsAfter = await limitCounts(d);
   const limitsHit: Record<string, number> = {};
@@ -197,7 +227,15 @@ async function runAttack(d: Daemon, victim: Victim, attack: Attack): Promise<Att
       duringP99Ms: round(p99, 2),
       duringMaxMs: round(Math.max(...during), 2),
       samples: during.length,
+      afterP99Ms: round(pct(settled, 99), 2),
+      afterMaxMs: round(Math.max(...settled), 2),
       errors: victim.errors,
+    },
+    daemon: {
+      baseline: { heapUsedMB: memBefore.heapUsedMB, externalMB: memBefore.externalMB },
+      after: { heapUsedMB: memAfter.heapUsedMB, externalMB: memAfter.externalMB },
+      reclaims: memAfter.reclaims - memBefore.reclaims,
+      readMB,
     },
     rssMB: { baseline: round(baselineRss / MB), peak: round(peak / MB), peakGrowth: round(growth), after: round(after / MB), afterGrowth: round(afterGrowth) },
     streamsAfter: syncz.length,
@@ -235,7 +273,7 @@ export async function runAbuseBench(): Promise<unknown> {
   const exitCode = exitCodes.every((c) => c === 0) ? 0 : exitCodes.find((c) => c !== 0) ?? null;
   const ok = (b: boolean) => (b ? '✔' : '✘');
   const lines = [
-    `The real \`sextant discovery\` process (default limits, \`examples/bookinfo\`, a fresh one per attack); each attack repeated by an attacker process for ${ATTACK_MS / 1000} s while a`,
+    `The real \`sextant discovery\` process (default limits, \`examples/bookinfo\`, a fresh one per attack, ${WARMUP_MS / 1000} s of warm-up, then ${BASELINE_MS / 1000} s of baseline); each attack repeated by an attacker process for ${ATTACK_MS / 1000} s while a`,
     `well-behaved SotW client changes its EDS subscription ${RATE} times a second (latency: request → response carrying the new cluster, the server's push path).`,
     `Bounds: victim p99 < ${BOUND_P99_MS} ms during the attack; daemon RSS growth < ${BOUND_RSS_MB} MB at peak; ${SETTLE_MS / 1000} s later RSS within ${BOUND_RELEASED_MB} MB of the baseline and only the victim's stream left.`,
     `Load average at the end: ${loadavg().map((l) => l.toFixed(2)).join(' ')}. Daemon exit codes on SIGTERM: ${exitCodes.join(', ')}.`,
@@ -249,6 +287,17 @@ export async function runAbuseBench(): Promise<unknown> {
     lines.push(
       `| ${r.description} | ${att} | ${hits} | ${r.victim.duringP50Ms} / ${r.victim.duringP99Ms} / ${r.victim.duringMaxMs} (${r.victim.baselineP99Ms}), n=${r.victim.samples} | ${r.rssMB.baseline} → ${r.rssMB.peak} (+${r.rssMB.peakGrowth}) → ${r.rssMB.after} (${r.rssMB.afterGrowth >= 0 ? '+' : ''}${r.rssMB.afterGrowth}) | ${ok(r.bounds.p99Under100ms)} | ${ok(r.bounds.rssGrowthUnder50MB)} | ${ok(r.bounds.released)} |`,
     );
+  }
+  lines.push(
+    '',
+    `Where the memory is (the daemon's own /metrics): V8 heap used and V8 external memory at the baseline → ${SETTLE_MS / 1000} s after; memory reclaims the daemon ran (\`--xds-reclaim-after\`); MB the daemon read from its sockets during the attack; the victim after the attack (p99 / max, ms, over the ${SETTLE_MS / 1000} s).`,
+    '',
+    '| attack | heap used MB | external MB | reclaims | read MB | victim after: p99 / max, ms |',
+    '|---|---|---|---|---|---|',
+  );
+  for (const r of results) {
+    const dm = r.daemon;
+    lines.push(`| ${r.attack} | ${dm.baseline.heapUsedMB} → ${dm.after.heapUsedMB} | ${dm.baseline.externalMB} → ${dm.after.externalMB} | ${dm.reclaims} | ${dm.readMB} | ${r.victim.afterP99Ms} / ${r.victim.afterMaxMs} |`);
   }
   const markdown = lines.join('\n');
   process.stderr.write(markdown + '\n');

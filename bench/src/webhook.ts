@@ -19,7 +19,7 @@ import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient } from '@sextant/xds/testing/client';
+import { SotwClient } from '@sextant/testing/xds-client';
 import { hostileReview, postReview } from './webhook-attacker.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');

@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { CertificateAuthority, JwtAuthenticator, MemoryCaStore, MtlsAuthenticator, checkSvidChain } from '@sextant/ca';
-import { opensslVerify, startCaServer, testIssuer, waitForFile, type TestServer } from '@sextant/ca/test-helpers';
+import { opensslVerify, startCaServer, testIssuer, waitForFile, type TestServer } from '@sextant/testing/ca';
 import { skipUnless, toolPath } from './tools.js';
 
 const NS = 'e2e-ns';

@@ -12,7 +12,7 @@ import { describe, test } from 'node:test';
 import { spawnManaged } from './child.js';
 import { startSextant } from './sextant.js';
 
-describe('bounded waits on child processes', { timeout: 30_000 }, () => {
+describe('bounded waits on child processes', { timeout: 90_000 }, () => {
   test('a spawn that fails ends the managed child; stop() returns at once', { timeout: 5000 }, async () => {
     const child = spawnManaged('/nonexistent/sextant-test-binary', []);
     const end = await child.ended;
@@ -37,9 +37,8 @@ describe('bounded waits on child processes', { timeout: 30_000 }, () => {
     await assert.rejects(startSextant({ cwd: gone }), /sextant did not start \(spawn .* ENOENT\)/);
   });
 
-  test('startSextant rejects at once when the daemon exits before it listens', { timeout: 15_000 }, async () => {
-    const t = Date.now();
-    await assert.rejects(startSextant({ args: ['--no-such-flag'] }), /sextant exited \(code \d+\)/);
-    assert.ok(Date.now() - t < 10_000, `rejected after ${Date.now() - t} ms (a log wait is 20 s)`);
+  // The reason, not a duration: on a loaded machine the daemon's own start can take longer than a log wait.
+  test('startSextant rejects with the exit, not a log-wait timeout, when the daemon exits before it listens', { timeout: 60_000 }, async () => {
+    await assert.rejects(startSextant({ args: ['--no-such-flag'] }), /^Error: sextant exited \(code \d+\); last lines:/);
   });
 });

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TypeUrl } from '@sextant/envoy';
 import { duplicateJsonKeys } from '@sextant/testing/json-keys';
-import { SotwClient } from '@sextant/xds/testing/client';
+import { SotwClient } from '@sextant/testing/xds-client';
 import { sextantBin, startSextant } from './sextant.js';
 import { postWebhook } from './webhook-client.js';
 

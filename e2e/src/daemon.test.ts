@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient, decodeResources, resourceNames } from '@sextant/xds/testing/client';
+import { SotwClient, decodeResources, resourceNames } from '@sextant/testing/xds-client';
 import { debugJson, sextantBin, startSextant } from './sextant.js';
 
 const run = promisify(execFile);

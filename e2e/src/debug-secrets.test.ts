@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient, decodeResources } from '@sextant/xds/testing/client';
+import { SotwClient, decodeResources } from '@sextant/testing/xds-client';
 import { configDir, istio, meshPlaintext, namespace, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
 import { createTestIssuer, type TestIssuer } from './fixtures/secure.js';
 import { startSextant, type RunningSextant } from './sextant.js';

@@ -11,7 +11,7 @@ import { dirname, join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient, resourceNames } from '@sextant/xds/testing/client';
+import { SotwClient, resourceNames } from '@sextant/testing/xds-client';
 import { debugJson, startSextant } from './sextant.js';
 
 const BOOKINFO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'examples', 'bookinfo');

@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient, resourceNames } from '@sextant/xds/testing/client';
+import { SotwClient, resourceNames } from '@sextant/testing/xds-client';
 import { freePort, startHttpBackend, type HttpBackend } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { configDir, istio, meshPlaintext, namespace, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { TypeUrl, type DiscoveryResponse } from '@sextant/envoy';
-import { SotwClient, decodeResources } from '@sextant/xds/testing/client';
+import { SotwClient, decodeResources } from '@sextant/testing/xds-client';
 import { type Cluster, helm, kubectl, kubectlJson, startCluster, waitFor, waitForCrdsEstablished } from './cluster.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { debugJson, startSextant, type RunningSextant } from './sextant.js';

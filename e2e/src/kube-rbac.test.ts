@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { KINDS } from '@sextant/api';
 import { createCsr } from '@sextant/ca';
-import { caClient } from '@sextant/ca/test-helpers';
+import { caClient } from '@sextant/testing/ca';
 import { type Cluster, helm, kubectl, kubectlJson, startCluster, waitFor, waitForCrdsEstablished } from './cluster.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';

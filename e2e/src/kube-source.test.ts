@@ -2,16 +2,8 @@ import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
 import { recordingLogger, silentLogger, type LogEntry } from '@sextant/api';
-import {
-  createKubeSource,
-  createLeaderElector,
-  createRootCertPublisher,
-  createTokenReviewer,
-  KubeClient,
-  type ConfigEvent,
-  type ConfigObject,
-  type KubeSource,
-} from '@sextant/sources';
+import { createLeaderElector, createRootCertPublisher, createTokenReviewer } from '@sextant/kube';
+import { createKubeSource, KubeClient, type ConfigEvent, type ConfigObject, type KubeSource } from '@sextant/sources';
 import { type Cluster, kubectl, kubectlJson, startCluster, waitFor, waitForCrdsEstablished } from './cluster.js';
 import { skipUnless } from './tools.js';
 

@@ -6,7 +6,7 @@ import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient } from '@sextant/xds/testing/client';
+import { SotwClient } from '@sextant/testing/xds-client';
 import { sextantBin, startSextant } from './sextant.js';
 
 /**

@@ -29,8 +29,6 @@
 import assert from 'node:assert/strict';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { freePort, startHttpBackend, until, type HttpBackend } from './backends.js';
@@ -38,7 +36,8 @@ import { startRpcProvider, type RpcProtocol, type RpcProvider } from './mosn-rpc
 import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir } from './fixtures/mesh.js';
 import { mosnListeners, startMosn, type RunningMosn } from './mosn.js';
 import { startSextant, type RunningSextant } from './sextant.js';
-import { cacheDir, skipUnless } from './tools.js';
+import { canNetns, debianIptables } from './fixtures/netns.js';
+import { skipUnless } from './tools.js';
 
 const DEMO = 'org.apache.dubbo.samples.DemoService';
 const HELLO = 'com.alipay.sofa.rpc.quickstart.HelloService';
@@ -47,25 +46,6 @@ const BOLT_VIP = '10.96.5.20';
 const DUBBO_PORT = 20880;
 const BOLT_PORT = 12200;
 const rpcCli = fileURLToPath(new URL('./mosn-rpc-cli.js', import.meta.url));
-
-const canNetns = process.platform === 'linux' && process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0 && spawnSync('apt-get', ['--version']).status === 0;
-
-/** Debian's iptables (nft backend) unpacked under the cache, not installed on the machine: its binary and library paths. */
-function debianIptables(): { bin: string; env: Record<string, string> } {
-  const dir = join(cacheDir, 'debian-iptables');
-  const root = join(dir, 'root');
-  if (!existsSync(join(root, 'usr/sbin/xtables-nft-multi'))) {
-    const tmp = `${dir}.tmp.${process.pid}`;
-    rmSync(tmp, { recursive: true, force: true });
-    mkdirSync(tmp, { recursive: true });
-    execFileSync('apt-get', ['download', 'iptables', 'libxtables12', 'libip4tc2', 'libip6tc2', 'libnetfilter-conntrack3', 'libnfnetlink0', 'libnftnl11', 'libmnl0'], { cwd: tmp, stdio: 'pipe' });
-    for (const deb of readdirSync(tmp).filter((f) => f.endsWith('.deb'))) execFileSync('dpkg', ['-x', deb, 'root'], { cwd: tmp });
-    rmSync(dir, { recursive: true, force: true });
-    renameSync(tmp, dir);
-  }
-  const lib = join(root, 'usr/lib/x86_64-linux-gnu');
-  return { bin: join(root, 'usr/sbin/xtables-nft-multi'), env: { LD_LIBRARY_PATH: lib, XTABLES_LIBDIR: join(lib, 'xtables') } };
-}
 
 // Bounded: a stuck child must fail the test, not block the runner.
 const sh = (cmd: string, args: string[], env?: Record<string, string>) => execFileSync(cmd, args, { stdio: 'pipe', timeout: 60_000, env: { ...process.env, ...env } }).toString();

@@ -28,7 +28,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient, resourceNames } from '@sextant/xds/testing/client';
+import { SotwClient, resourceNames } from '@sextant/testing/xds-client';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { createTestIssuer, secureAdsBootstrap } from './fixtures/secure.js';
 import { startSextant, type RunningSextant } from './sextant.js';

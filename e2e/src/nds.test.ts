@@ -13,7 +13,7 @@ import { after, before, describe, test } from 'node:test';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
-import { DeltaClient, SotwClient, resourceNames } from '@sextant/xds/testing/client';
+import { DeltaClient, SotwClient, resourceNames } from '@sextant/testing/xds-client';
 import { TypeUrl } from '@sextant/envoy';
 import { configDir, istio, namespace, service, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
 import { startSextant, type RunningSextant } from './sextant.js';

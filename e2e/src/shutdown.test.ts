@@ -20,7 +20,7 @@ import { test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { createCsr, generateKey } from '@sextant/ca';
 import { TypeUrl } from '@sextant/envoy';
-import { DeltaClient, SotwClient } from '@sextant/xds/testing/client';
+import { DeltaClient, SotwClient } from '@sextant/testing/xds-client';
 import { createTestIssuer } from './fixtures/secure.js';
 import { sextantBin, startSextant } from './sextant.js';
 

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient } from '@sextant/xds/testing/client';
+import { SotwClient } from '@sextant/testing/xds-client';
 import { sextantBin, startSextant } from './sextant.js';
 import { hostileReview, postWebhook } from './webhook-client.js';
 

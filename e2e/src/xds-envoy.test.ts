@@ -10,7 +10,7 @@ import { createServer as createNetServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { recordingLogger } from '@sextant/api';
 import { TypeUrl } from '@sextant/envoy';
-import { edsCluster, httpListener, loadAssignment, routeTo, startHarness, waitFor, type Harness } from '@sextant/xds/testing/fixtures';
+import { edsCluster, httpListener, loadAssignment, routeTo, startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { skipUnless } from './tools.js';
 

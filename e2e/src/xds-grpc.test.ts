@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as grpcXds from '@grpc/grpc-js-xds';
 import { recordingLogger } from '@sextant/api';
 import { TypeUrl, encodeResource } from '@sextant/envoy';
-import { startHarness, waitFor, type Harness } from '@sextant/xds/testing/fixtures';
+import { startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
 
 const identity = (b: Buffer) => b;
 const echoService: grpc.ServiceDefinition = {

@@ -25,6 +25,7 @@ import { authorizationPolicyIssues, resourceProvenance } from '@sextant/translat
 import {
   ClassGenerators,
   DiscoveryServer,
+  MemoryReclaimer,
   PushController,
   RejectionTracker,
   XdsStatusError,
@@ -216,8 +217,22 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     maxRequestBytes: cfg.xdsMaxRequestBytes,
     limits: cfg.xdsLimits,
     limitCooldownMs: cfg.xdsLimitCooldownMs,
-    onLimitExceeded: (limit) => metrics.xdsLimitExceeded.inc({ limit }),
+    onLimitExceeded: (limit) => {
+      metrics.xdsLimitExceeded.inc({ limit });
+      reclaimer.noteLimitHit();
+    },
   });
+  // What refused requests leave behind is garbage and free malloc pages; give it back once the refusals stop (docs/xds.md, "Limits").
+  const reclaimLog = log.child({ component: 'xds' });
+  const reclaimer = new MemoryReclaimer({
+    afterMs: cfg.xdsReclaimAfterMs,
+    onReclaim: (r) => {
+      metrics.xdsMemoryReclaims.inc();
+      const mb = (b: number) => Math.round(b / 2 ** 20);
+      reclaimLog.info({ hits: r.hits, gc: r.gc, trimmed: r.trimmed, pauseMs: r.pauseMs, rssBeforeMB: mb(r.rssBefore), rssAfterMB: mb(r.rssAfter) }, `returned memory left by ${r.hits} refused xDS streams: RSS ${mb(r.rssBefore)} MB -> ${mb(r.rssAfter)} MB (paused ${r.pauseMs} ms)`);
+    },
+  });
+  if (cfg.xdsReclaimAfterMs > 0 && !reclaimer.enabled) reclaimLog.warn({}, 'memory reclaim after xDS limit hits is unavailable here (neither a young-generation GC nor malloc_trim)');
 
   let lastIssues: string[] = [];
   let securityIssues: ValidationIssue[] = [];
@@ -333,6 +348,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     xds,
     async stop() {
       clearInterval(xdsGauge);
+      reclaimer.close();
       rejections.stop();
       controller.stop();
       // 1. No new work: ADS refuses new streams, and both gRPC servers close their listeners and send

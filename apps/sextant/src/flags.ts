@@ -50,6 +50,7 @@ const discoveryFlags = {
   'xds-max-unknown-types': { type: 'string', default: String(defaultXdsLimits.maxUnknownTypes) },
   'xds-max-pending-bytes': { type: 'string', default: '256Mi' },
   'xds-limit-cooldown': { type: 'string', default: '1s' },
+  'xds-reclaim-after': { type: 'string', default: '1s' },
 } as const;
 
 export type DiscoveryFlagName = keyof typeof discoveryFlags;
@@ -97,6 +98,8 @@ export interface DiscoveryConfig {
   xdsLimits: XdsLimits;
   /** Base cooldown for a client address that keeps going over limits (0 turns it off). */
   xdsLimitCooldownMs: number;
+  /** Quiet time after xDS limit hits before the daemon returns the refused requests' memory (young GC + malloc_trim); 0 = never. */
+  xdsReclaimAfterMs: number;
 }
 
 export class FlagError extends Error {}
@@ -189,6 +192,7 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
     discoveryAddress: get('discovery-address')!,
     xdsMaxRequestBytes: parseBytes('xds-max-request-bytes', get('xds-max-request-bytes')!),
     xdsLimitCooldownMs: parseDuration('xds-limit-cooldown', get('xds-limit-cooldown')!),
+    xdsReclaimAfterMs: parseDuration('xds-reclaim-after', get('xds-reclaim-after')!),
     xdsLimits: {
       maxNamesPerRequest: parseCount('xds-max-names-per-request', get('xds-max-names-per-request')!),
       maxNamesPerStream: parseCount('xds-max-names-per-stream', get('xds-max-names-per-stream')!),

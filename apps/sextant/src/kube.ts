@@ -1,18 +1,18 @@
 import { validateObject, type Logger } from '@sextant/api';
 import { TokenReviewAuthenticator, type CaStore, type TokenReviewer as CaTokenReviewer } from '@sextant/ca';
 import {
-  KubeClient,
-  createKubeSource,
+  createCaBundlePatcher,
   createLeaderElector,
   createRootCertPublisher,
   createSecretCaStore,
+  createStatusWriter,
   createTokenReviewer,
-  type KubeSource,
+  webhookConfigurationNames,
+  type CaBundlePatcher,
   type LeaderElector,
   type RootCertPublisher,
-} from '@sextant/sources';
-import { createCaBundlePatcher, webhookConfigurationNames, type CaBundlePatcher } from '@sextant/sources/kube/cabundle';
-import { createStatusWriter } from '@sextant/sources/kube/status';
+} from '@sextant/kube';
+import { KubeClient, createKubeSource, type KubeSource } from '@sextant/sources';
 import type { DiscoveryConfig } from './flags.js';
 import type { SecureExtras } from './secure.js';
 

@@ -10,7 +10,7 @@ import { createCsr } from './csr.js';
 import { CaError } from './errors.js';
 import { FileCaStore, MemoryCaStore } from './store.js';
 import { checkSvidChain } from './svid-check.js';
-import { makePluggedCa, opensslVerify } from './test-helpers.js';
+import { makePluggedCa, opensslVerify } from '@sextant/testing/ca';
 import { generateKey, type KeyAlgorithm } from './x509.js';
 
 const ID = 'spiffe://cluster.local/ns/default/sa/reviews';

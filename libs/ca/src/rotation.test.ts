@@ -11,7 +11,7 @@ import { CertificateAuthority, type CaOptions } from './authority.js';
 import { createCsr } from './csr.js';
 import { MemoryCaStore } from './store.js';
 import { checkSvidChain } from './svid-check.js';
-import { opensslVerify } from './test-helpers.js';
+import { opensslVerify } from '@sextant/testing/ca';
 import { generateKey } from './x509.js';
 
 const splitPem = (s: string) => s.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----\n?/g) ?? [];

@@ -16,7 +16,7 @@ import { createCsr } from './csr.js';
 import * as der from './der.js';
 import { MemoryCaStore } from './store.js';
 import { checkSvidChain } from './svid-check.js';
-import { caClient, opensslVerify, startCaServer, testIssuer, type CaClient, type TestIssuer, type TestServer } from './test-helpers.js';
+import { caClient, opensslVerify, startCaServer, testIssuer, type CaClient, type TestIssuer, type TestServer } from '@sextant/testing/ca';
 import { OID, extension, generateKey, keyPem, name, sanValue } from './x509.js';
 
 const TD = 'cluster.local';

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { checkSvidChain } from './svid-check.js';
-import { OPENSSL, run } from './test-helpers.js';
+import { OPENSSL, run } from '@sextant/testing/ca';
 
 let dir: string;
 let root: string;

@@ -6,7 +6,11 @@
 //
 // Rules, each reported by name:
 //   kube-client     `@kubernetes/client-node` only in libs/sources and libs/kube
-//   grpc            `@grpc/grpc-js` only in libs/xds, libs/ca and apps/*
+//   grpc            `@grpc/grpc-js` only in libs/xds, libs/ca, libs/testing and apps/*
+//                   (libs/testing holds the xDS and CA test clients; test-only keeps
+//                   it, and so its grpc-js, out of everything that ships)
+//   test-only       `@sextant/testing` only in test files (`*.test.ts`), libs/testing
+//                   itself and the e2e/ and bench/ harnesses
 //   internal-reach  no specifier reaches into another package's dist/ or src/
 //                   (`@sextant/x/dist/...`, `../../x/src/...`), and no relative
 //                   specifier leaves its own package at all
@@ -19,7 +23,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { posix } from 'node:path';
 import ts from 'typescript';
 
-export type Rule = 'kube-client' | 'grpc' | 'internal-reach' | 'entry-point' | 'named-exports';
+export type Rule = 'kube-client' | 'grpc' | 'test-only' | 'internal-reach' | 'entry-point' | 'named-exports';
 
 /** A workspace package: `dir` is repo-relative with forward slashes (e.g. `libs/xds`). */
 export interface PackageInfo {
@@ -55,7 +59,11 @@ export interface ImportSpecifier {
 
 /** Packages allowed to import each restricted third-party module (by directory). */
 const KUBE_DIRS = ['libs/sources', 'libs/kube'];
-const GRPC_DIRS = ['libs/xds', 'libs/ca'];
+const GRPC_DIRS = ['libs/xds', 'libs/ca', 'libs/testing'];
+/** The test-scaffolding package: importable from tests and harnesses only. */
+const TESTING_PKG = '@sextant/testing';
+const TESTING_DIR = 'libs/testing';
+const isTestFile = (path: string): boolean => /\.test\.(c|m)?tsx?$/.test(path);
 const HARNESS_DIRS = ['e2e', 'bench'];
 
 /** `import(...)`, or `require(...)` (as made by `createRequire`, which loads grpc-js internals, for example). */
@@ -141,6 +149,9 @@ export function checkBoundaries(tree: Tree): Violation[] {
       }
       if (!harness && isModule(spec, '@grpc/grpc-js') && !(own !== undefined && (GRPC_DIRS.includes(own) || own.startsWith('apps/')))) {
         flag(s, 'grpc', `only ${GRPC_DIRS.join(', ')} and apps/* may import @grpc/grpc-js`);
+      }
+      if (!harness && isModule(spec, TESTING_PKG) && own !== TESTING_DIR && !isTestFile(file.path)) {
+        flag(s, 'test-only', `${TESTING_PKG} is test scaffolding: only test files (*.test.ts), e2e/ and bench/ may import it`);
       }
       const parts = spec.split('/');
       if (!spec.startsWith('@') || parts.length < 2) continue;

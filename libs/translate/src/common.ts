@@ -1,26 +1,16 @@
-/**
- * Names and small builders shared by cluster and endpoint translation,
- * spelled the way istiod spells them (pilot/pkg/model BuildSubsetKey,
- * pkg/model ConstructSdsSecretConfig, ...).
- */
+/** Small builders shared by cluster and endpoint translation (names are in names.ts). */
+import type { JsonObject, TransportSocketJson } from '@sextant/envoy';
 import type { Service } from '@sextant/model';
-
-export type Json = Record<string, any>;
-
-export const TypedUrls = {
-  upstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
-  rawBuffer: 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer',
-  httpProtocolOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-} as const;
+import { anyOf, TYPE } from './typed.js';
 
 export const HTTP_PROTOCOL_OPTIONS_KEY = 'envoy.extensions.upstreams.http.v3.HttpProtocolOptions';
 
-export function rawBufferTransportSocket(): Json {
-  return { name: 'envoy.transport_sockets.raw_buffer', typedConfig: { '@type': TypedUrls.rawBuffer } };
+export function rawBufferTransportSocket(): TransportSocketJson {
+  return { name: 'envoy.transport_sockets.raw_buffer', typedConfig: anyOf(TYPE.rawBuffer) };
 }
 
 /** `filterMetadata.istio.services` entry for a service. */
-export function serviceMetadata(svc: Service): Json {
+export function serviceMetadata(svc: Service): JsonObject {
   return { host: svc.hostname, name: svc.attributes.name, namespace: svc.attributes.namespace };
 }
 

@@ -4,9 +4,8 @@
  * `tlsMode` transport socket match and istio workload metadata, and only
  * healthy endpoints are sent.
  */
-import type { ClusterLoadAssignmentJson } from '@sextant/envoy';
+import type { ClusterLoadAssignmentJson, JsonObject, LbEndpointJson, LocalityJson, LocalityLbEndpointsJson } from '@sextant/envoy';
 import { localityLabel, type IstioEndpoint, type Locality, type ProxyView, type PushContext } from '@sextant/model';
-import { type Json } from './common.js';
 import { parseSubsetKey } from './names.js';
 
 function canonicalName(labels: Record<string, string>, workload: string): string {
@@ -16,13 +15,13 @@ function canonicalRevision(labels: Record<string, string>): string {
   return labels['service.istio.io/canonical-revision'] ?? labels['app.kubernetes.io/version'] ?? labels.version ?? 'latest';
 }
 
-export function lbEndpoint(e: IstioEndpoint): Json {
-  const ep: Json = {
+export function lbEndpoint(e: IstioEndpoint): LbEndpointJson {
+  const ep: LbEndpointJson = {
     endpoint: { address: { socketAddress: { address: e.address, portValue: e.endpointPort } } },
     healthStatus: e.healthStatus === 'HEALTHY' ? 'HEALTHY' : e.healthStatus,
     loadBalancingWeight: e.weight > 0 ? e.weight : 1,
   };
-  const fm: Json = {};
+  const fm: { [key: string]: JsonObject } = {};
   if (e.tlsMode === 'istio') fm['envoy.transport_socket_match'] = { tlsMode: 'istio' };
   if (e.workloadName) {
     fm.istio = { workload: [e.workloadName, e.namespace, canonicalName(e.labels, e.workloadName), canonicalRevision(e.labels), e.clusterId].join(';') };
@@ -31,8 +30,8 @@ export function lbEndpoint(e: IstioEndpoint): Json {
   return ep;
 }
 
-function localityJson(l: Locality): Json | undefined {
-  const j: Json = {};
+function localityJson(l: Locality): LocalityJson | undefined {
+  const j: LocalityJson = {};
   if (l.region) j.region = l.region;
   if (l.zone) j.zone = l.zone;
   if (l.subzone) j.subZone = l.subzone;
@@ -40,7 +39,7 @@ function localityJson(l: Locality): Json | undefined {
 }
 
 /** Healthy endpoints grouped by locality (sorted), each group weighted by the sum of its endpoints. */
-export function lbEndpointsFor(endpoints: IstioEndpoint[], _proxy: ProxyView): Json[] {
+export function lbEndpointsFor(endpoints: IstioEndpoint[], _proxy: ProxyView): LocalityLbEndpointsJson[] {
   const groups = new Map<string, { locality: Locality; eps: IstioEndpoint[] }>();
   for (const e of endpoints) {
     if (e.healthStatus !== 'HEALTHY') continue;
@@ -55,7 +54,7 @@ export function lbEndpointsFor(endpoints: IstioEndpoint[], _proxy: ProxyView): J
       .slice()
       .sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.endpointPort - b.endpointPort))
       .map(lbEndpoint);
-    const out: Json = { lbEndpoints, loadBalancingWeight: lbEndpoints.reduce((s, e) => s + (e.loadBalancingWeight as number), 0) };
+    const out: LocalityLbEndpointsJson = { lbEndpoints, loadBalancingWeight: lbEndpoints.reduce((s, e) => s + (e.loadBalancingWeight ?? 0), 0) };
     // Always present, empty when unknown (istiod's ConvertLocality): proxyless gRPC rejects a
     // LocalityLbEndpoints without a locality ("endpoints[0].locality unset").
     out.locality = localityJson(g.locality) ?? {};
@@ -64,8 +63,8 @@ export function lbEndpointsFor(endpoints: IstioEndpoint[], _proxy: ProxyView): J
 }
 
 /** Locality failover priorities (istiod's loadbalancer.applyLocalityFailover, default failover). */
-function applyFailover(llb: Json[], proxyLocality: Locality): void {
-  const level = (l: Json | undefined): number => {
+function applyFailover(llb: LocalityLbEndpointsJson[], proxyLocality: Locality): void {
+  const level = (l: LocalityJson | undefined): number => {
     const r = l?.region ?? '';
     const z = l?.zone ?? '';
     const s = l?.subZone ?? '';
@@ -90,7 +89,7 @@ export function buildClusterLoadAssignments(push: PushContext, proxy: ProxyView,
   const out: ClusterLoadAssignmentJson[] = [];
   for (const name of [...new Set(clusterNames)]) {
     const key = parseSubsetKey(name);
-    const empty = { clusterName: name, endpoints: [] } as ClusterLoadAssignmentJson;
+    const empty: ClusterLoadAssignmentJson = { clusterName: name, endpoints: [] };
     if (!key || key.direction !== 'outbound') {
       out.push(empty);
       continue;
@@ -115,7 +114,7 @@ export function buildClusterLoadAssignments(push: PushContext, proxy: ProxyView,
     const tp = dr?.spec.trafficPolicy as { outlierDetection?: unknown; loadBalancer?: { localityLbSetting?: { enabled?: boolean | null } } } | undefined;
     const localityEnabled = tp?.loadBalancer?.localityLbSetting?.enabled !== false;
     if (tp?.outlierDetection && localityEnabled && proxy.locality && llb.length > 1) applyFailover(llb, proxy.locality);
-    out.push({ clusterName: name, endpoints: llb } as ClusterLoadAssignmentJson);
+    out.push({ clusterName: name, endpoints: llb });
   }
   return out;
 }

@@ -24,4 +24,5 @@ export * from './listener/inbound-ports.js';
 export * from './mosn/index.js';
 export * from './nds.js';
 export * from './provenance.js';
+export * from './typed.js';
 export * from './security/filters.js';

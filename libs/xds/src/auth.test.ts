@@ -3,8 +3,8 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { recordingLogger } from '@sextant/api';
 import { TypeUrl } from '@sextant/envoy';
-import { SotwClient, resourceNames } from './testing/client.js';
-import { edsCluster, startHarness, type Harness } from './testing/fixtures.js';
+import { SotwClient, resourceNames } from '@sextant/testing/xds-client';
+import { edsCluster, startHarness, type Harness } from '@sextant/testing/xds-harness';
 import type { XdsProxy } from './types.js';
 
 /**

@@ -3,8 +3,8 @@ import { after, before, describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { TypeUrl, decodeToJson, encodeJson } from '@sextant/envoy';
 import { DebugType, XdsStatusError, debugGenerators, debugScope, peerHost } from './debug-types.js';
-import { SotwClient, decodeResources } from './testing/client.js';
-import { edsCluster, startHarness, waitFor, type Harness } from './testing/fixtures.js';
+import { SotwClient, decodeResources } from '@sextant/testing/xds-client';
+import { edsCluster, startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
 import type { XdsProxy } from './types.js';
 
 const nodeIds = (r: Parameters<typeof decodeResources>[0]) => decodeResources(r).map((x) => (x.json as { node: { id: string } }).node.id);

@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { TypeUrl } from '@sextant/envoy';
-import { DeltaClient, decodeDeltaResources } from './testing/client.js';
-import { ExtensionConfigType, edsCluster, extensionConfig, loadAssignment, startHarness, type Harness } from './testing/fixtures.js';
+import { DeltaClient, decodeDeltaResources } from '@sextant/testing/xds-client';
+import { ExtensionConfigType, edsCluster, extensionConfig, loadAssignment, startHarness, type Harness } from '@sextant/testing/xds-harness';
 
 let probeSeq = 0;
 /** Requests on a stream are handled in order: if the next response answers a fresh subscription, nothing came before it. */

@@ -4,8 +4,8 @@ import * as grpc from '@grpc/grpc-js';
 import { TypeUrl, type DiscoveryResponse } from '@sextant/envoy';
 import { directSender, enablePreFramedWrites, grpcFramed } from './frames.js';
 import { adsServiceDefinition } from './service.js';
-import { SotwClient, decodeResources, openRawStream, resourceNames } from './testing/client.js';
-import { edsCluster, loadAssignment, startHarness } from './testing/fixtures.js';
+import { SotwClient, decodeResources, openRawStream, resourceNames } from '@sextant/testing/xds-client';
+import { edsCluster, loadAssignment, startHarness } from '@sextant/testing/xds-harness';
 
 const node = (id: string) => ({ id, metadata: {} });
 const EDS = TypeUrl.ClusterLoadAssignment;

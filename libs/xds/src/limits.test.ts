@@ -14,8 +14,8 @@ import http2 from 'node:http2';
 import { DeltaDiscoveryRequestSchema, DiscoveryRequestSchema, NodeSchema, create, fromJson, toBinary } from '@sextant/envoy';
 import { addressOfPeer, scanRequest, type LimitName, type XdsLimits } from './limits.js';
 import { RequestWireScanner } from './receive.js';
-import { DeltaClient, SotwClient, resourceNames } from './testing/client.js';
-import { edsCluster, loadAssignment, startHarness, waitFor, type Harness } from './testing/fixtures.js';
+import { DeltaClient, SotwClient, resourceNames } from '@sextant/testing/xds-client';
+import { edsCluster, loadAssignment, startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
 
 const small: Partial<XdsLimits> = {
   maxNamesPerRequest: 100,

@@ -9,8 +9,8 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { TypeUrl, type DeltaDiscoveryResponse, type DiscoveryResponse } from '@sextant/envoy';
-import { DeltaClient, SotwClient, resourceNames } from './testing/client.js';
-import { ExtensionConfigType, edsCluster, extensionConfig, loadAssignment, startHarness, type Harness } from './testing/fixtures.js';
+import { DeltaClient, SotwClient, resourceNames } from '@sextant/testing/xds-client';
+import { ExtensionConfigType, edsCluster, extensionConfig, loadAssignment, startHarness, type Harness } from '@sextant/testing/xds-harness';
 
 const CDS = TypeUrl.Cluster;
 const EDS = TypeUrl.ClusterLoadAssignment;

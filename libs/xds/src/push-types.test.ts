@@ -4,9 +4,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { TypeUrl } from '@sextant/envoy';
-import { DeltaClient, SotwClient, resourceNames } from './testing/client.js';
-import { ExtensionConfigType, edsCluster, extensionConfig, routeTo, startHarness, type Harness } from './testing/fixtures.js';
-import { StaticGenerator } from './testing/generators.js';
+import { DeltaClient, SotwClient, resourceNames } from '@sextant/testing/xds-client';
+import { ExtensionConfigType, edsCluster, extensionConfig, routeTo, startHarness, type Harness } from '@sextant/testing/xds-harness';
+import { StaticGenerator } from '@sextant/testing/xds-harness';
 import type { ResourceGenerator } from './types.js';
 
 const node = (id: string) => ({ id, metadata: {} });

@@ -12,6 +12,19 @@
  * over the limit arrives; the rest of the request is never buffered (the
  * server ends the stream and resets it, so the client stops sending).
  *
+ * Large requests are copied as they arrive. Each HTTP/2 DATA chunk grpc-js
+ * holds is a view into a 64 KiB socket-read ArrayBuffer; held while a large
+ * request accumulates, those buffers outlive young-generation GCs, and once
+ * the request is refused (or decoded) they are garbage that only V8's next
+ * full GC frees, which an idle daemon may not run for minutes (the abuse
+ * benchmark saw tens of MB held that way after a names attack). A chunk of a
+ * message of at least `COPY_MIN_MESSAGE_BYTES` is therefore copied into a
+ * buffer of this call's own, so the socket buffer dies young; and as soon as
+ * grpc-js no longer needs a copy (the request was refused, or assembled into
+ * one message), the copy's memory is detached from it (moved to a fresh
+ * ArrayBuffer nobody holds, see `release`), which the next young-generation
+ * GC frees, however old the copy was.
+ *
  * The hook is one guarded, per-call wrapper of grpc-js's `StreamDecoder.write`
  * (`BaseServerInterceptingCall.decoder`, grpc-js 1.14, pinned exactly). It is
  * installed only when the call has that shape and its decoder has not read
@@ -47,6 +60,8 @@ const enum Field {
  * are not scanned (the deserializer checks and reports those once whole).
  */
 export class RequestWireScanner {
+  /** Set by `feed` when the bytes it took include part of a message of at least `largeMessageBytes`. */
+  touchedLarge = false;
   private frame = Frame.Header;
   private headerPos = 0;
   private compressed = false;
@@ -68,6 +83,7 @@ export class RequestWireScanner {
     delta: boolean,
     private readonly maxNames: number,
     private readonly maxNodeBytes: number,
+    private readonly largeMessageBytes = Infinity,
   ) {
     this.nameFields = delta ? DELTA_NAME_FIELDS : SOTW_NAME_FIELDS;
     this.nodeField = delta ? 1 : 2;
@@ -77,6 +93,7 @@ export class RequestWireScanner {
   feed(data: Uint8Array): WireVerdict | undefined {
     const n = data.length;
     let i = 0;
+    this.touchedLarge = this.frame === Frame.Body && this.length >= this.largeMessageBytes;
     while (i < n) {
       if (this.frame === Frame.Header) {
         const b = data[i++]!;
@@ -88,6 +105,7 @@ export class RequestWireScanner {
         this.headerPos = 0;
         if (this.length === 0) continue;
         this.frame = Frame.Body;
+        if (this.length >= this.largeMessageBytes) this.touchedLarge = true;
         this.bodyLeft = this.length;
         this.scan = !this.compressed;
         this.field = Field.Key;
@@ -189,38 +207,103 @@ export class RequestWireScanner {
   }
 }
 
-type DecoderLike = { write(data: Buffer): Buffer[]; readState?: unknown; readPartialMessage?: unknown };
+type DecoderLike = { write(data: Buffer): Buffer[]; readState?: unknown; readPartialMessage?: unknown; readCompressFlag?: unknown };
+
+/** Messages at least this large are copied as they arrive (see the module comment). */
+export const COPY_MIN_MESSAGE_BYTES = 64 * 1024;
+
+/**
+ * Frees an ArrayBuffer's memory at the next young-generation GC, whatever the
+ * age of the objects that point to it: its contents move to a new ArrayBuffer
+ * that nobody holds, and it is left detached (length 0). Only for buffers no
+ * one else reads (this module's own copies).
+ */
+export function release(ab: ArrayBufferLike): void {
+  if (!(ab instanceof ArrayBuffer) || ab.byteLength === 0) return;
+  structuredClone(ab, { transfer: [ab] });
+}
+
+/** Statistics of one guarded call, for tests. */
+export interface GuardStats {
+  /** Bytes copied into the call's own buffers. */
+  copiedBytes: number;
+  /** Bytes of those copies released (detached) so far. */
+  releasedBytes: number;
+}
 
 /**
  * Installs the wire checks on a grpc-js server call (the call handed to a
  * method handler). `onOver` runs once, inside grpc-js's data handler, when a
  * request goes over a limit; from then on the call's incoming bytes are
- * dropped instead of buffered. Returns false when the call does not have the
- * expected shape (nothing is changed then).
+ * dropped instead of buffered. Returns the call's statistics, or undefined
+ * when the call does not have the expected shape (nothing is changed then).
  */
-export function guardRequests(call: object, delta: boolean, limits: Pick<XdsLimits, 'maxNamesPerRequest' | 'maxNodeBytes'>, onOver: (v: WireVerdict) => void): boolean {
+export function guardRequests(
+  call: object,
+  delta: boolean,
+  limits: Pick<XdsLimits, 'maxNamesPerRequest' | 'maxNodeBytes'>,
+  onOver: (v: WireVerdict) => void,
+  copyMinMessageBytes = COPY_MIN_MESSAGE_BYTES,
+): GuardStats | undefined {
   try {
     const inner = (call as { call?: { decoder?: DecoderLike; handleDataFrame?: unknown } }).call;
     const decoder = inner?.decoder;
-    if (!inner || typeof inner.handleDataFrame !== 'function' || !decoder || typeof decoder.write !== 'function') return false;
+    if (!inner || typeof inner.handleDataFrame !== 'function' || !decoder || typeof decoder.write !== 'function') return undefined;
     // Only a decoder that has read nothing yet: the scanner must see the stream from its first byte.
-    if (decoder.readState !== 0 || !Array.isArray(decoder.readPartialMessage) || decoder.readPartialMessage.length !== 0) return false;
-    if (Object.prototype.hasOwnProperty.call(decoder, 'write')) return false; // already wrapped
-    const scanner = new RequestWireScanner(delta, limits.maxNamesPerRequest, limits.maxNodeBytes);
+    if (decoder.readState !== 0 || !Array.isArray(decoder.readPartialMessage) || decoder.readPartialMessage.length !== 0) return undefined;
+    if (Object.prototype.hasOwnProperty.call(decoder, 'write')) return undefined; // already wrapped
+    const scanner = new RequestWireScanner(delta, limits.maxNamesPerRequest, limits.maxNodeBytes, copyMinMessageBytes);
     const write = decoder.write;
+    const stats: GuardStats = { copiedBytes: 0, releasedBytes: 0 };
+    /** This call's copies that grpc-js may still hold. */
+    let copies: ArrayBuffer[] = [];
+    const releaseCopies = (keep: ReadonlySet<ArrayBufferLike>) => {
+      if (copies.length === 0) return;
+      const kept: ArrayBuffer[] = [];
+      for (const ab of copies) {
+        if (keep.has(ab)) kept.push(ab);
+        else {
+          stats.releasedBytes += ab.byteLength;
+          release(ab);
+        }
+      }
+      copies = kept;
+    };
     let refused = false;
     decoder.write = function (this: DecoderLike, data: Buffer): Buffer[] {
       if (refused) return [];
       const over = scanner.feed(data);
-      if (!over) return write.call(this, data);
-      refused = true;
-      // Drop what grpc-js had buffered of this request; nothing more is kept for this call.
-      this.readPartialMessage = [];
-      onOver(over);
-      return [];
+      if (over) {
+        refused = true;
+        // Drop what grpc-js had buffered of this request; nothing more is kept for this call.
+        this.readPartialMessage = [];
+        this.readCompressFlag = Buffer.alloc(1);
+        releaseCopies(new Set());
+        onOver(over);
+        return [];
+      }
+      if (!scanner.touchedLarge) return write.call(this, data);
+      const own = Buffer.allocUnsafeSlow(data.length); // never from the shared pool: it is released on its own
+      data.copy(own);
+      copies.push(own.buffer);
+      stats.copiedBytes += own.length;
+      const out = write.call(this, own);
+      // grpc-js assembles a whole message into a new buffer: the copies it no longer reads can go. While a
+      // message is still arriving, its parts (and its compressed-flag view) are kept.
+      const keep = new Set<ArrayBufferLike>();
+      if (this.readState !== 0) {
+        for (const b of this.readPartialMessage as Buffer[]) keep.add(b.buffer);
+        if (Buffer.isBuffer(this.readCompressFlag)) keep.add(this.readCompressFlag.buffer);
+      }
+      releaseCopies(keep);
+      return out;
     };
-    return true;
+    const end = () => releaseCopies(new Set());
+    const events = call as { once?: (ev: string, f: () => void) => void };
+    events.once?.('close', end);
+    events.once?.('cancelled', end);
+    return stats;
   } catch {
-    return false;
+    return undefined;
   }
 }

@@ -4,7 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import { recordingLogger } from '@sextant/api';
 import { TypeUrl, type DiscoveryResponse } from '@sextant/envoy';
 import { enablePreFramedWrites } from './frames.js';
-import { SotwClient, decodeResources, openRawStream, resourceNames } from './testing/client.js';
+import { SotwClient, decodeResources, openRawStream, resourceNames } from '@sextant/testing/xds-client';
 import {
   ExtensionConfigType,
   edsCluster,
@@ -16,7 +16,7 @@ import {
   startHarness,
   waitFor,
   type Harness,
-} from './testing/fixtures.js';
+} from '@sextant/testing/xds-harness';
 
 const node = (id: string, metadata: Record<string, unknown> = {}) => ({ id, metadata });
 let probeSeq = 0;

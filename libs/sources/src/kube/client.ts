@@ -17,6 +17,8 @@ export interface KubeClientOptions {
   inCluster?: boolean | undefined;
   /** An already loaded config (tests, or when the caller owns it). */
   kubeConfig?: KubeConfig | undefined;
+  /** One API server by URL and optional bearer token, no kubeconfig file (a local API server, as tests start). */
+  server?: { url: string; token?: string | undefined } | undefined;
 }
 
 export class KubeApiError extends Error {
@@ -78,6 +80,16 @@ export class KubeClient {
   constructor(opts: KubeClientOptions = {}) {
     if (opts.kubeConfig) {
       this.config = opts.kubeConfig;
+    } else if (opts.server) {
+      const kc = new KubeConfig();
+      kc.loadFromOptions({
+        // client-node refuses plain http:// unless skipTLSVerify is set (there is no TLS to verify then).
+        clusters: [{ name: 'server', server: opts.server.url, skipTLSVerify: opts.server.url.startsWith('http:') }],
+        users: [{ name: 'user', ...(opts.server.token ? { token: opts.server.token } : {}) }],
+        contexts: [{ name: 'server', cluster: 'server', user: 'user' }],
+        currentContext: 'server',
+      });
+      this.config = kc;
     } else {
       const kc = new KubeConfig();
       if (opts.kubeconfigPath) kc.loadFromFile(opts.kubeconfigPath);

@@ -2,10 +2,9 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { recordingLogger, silentLogger } from '@sextant/api';
 import type { ConfigBatch, ConfigEvent } from '../types.js';
-import { KubeClient } from './client.js';
 import type { KubeKind } from './kinds.js';
 import { createKubeSource, envelopeValidate, type KubeSource, type ValidateFn } from './source.js';
-import { TestApiServer } from './testing-apiserver.js';
+import { TestApiServer } from '@sextant/testing/kube-apiserver';
 
 const CM = '/api/v1/configmaps';
 const cmKind: KubeKind = { kind: 'ConfigMap', group: '', versions: ['v1'], plural: 'configmaps', namespaced: true, crd: false };
@@ -76,7 +75,7 @@ describe('kubernetes source (supervisor against a test API server)', () => {
   test('syncs, then streams add/update/delete as batches', async () => {
     api.upsert(CM, cm('a', { k: '1' }));
     api.upsert(CM, cm('b', { k: '1' }));
-    const src = createKubeSource({ client: new KubeClient({ kubeConfig: api.kubeConfig() }), log: silentLogger, kinds: [cmKind], timing: fast });
+    const src = createKubeSource({ client: api.client(), log: silentLogger, kinds: [cmKind], timing: fast });
     const c = collector(src);
     await src.start();
     assert.equal(src.hasSynced(), true);
@@ -102,7 +101,7 @@ describe('kubernetes source (supervisor against a test API server)', () => {
 
   test('a dropped watch resumes from its resourceVersion: no relist, no spurious deletes', async () => {
     api.upsert(CM, cm('keep', { k: '1' }));
-    const src = createKubeSource({ client: new KubeClient({ kubeConfig: api.kubeConfig() }), log: silentLogger, kinds: [cmKind], timing: fast });
+    const src = createKubeSource({ client: api.client(), log: silentLogger, kinds: [cmKind], timing: fast });
     const c = collector(src);
     const listsBefore = api.counts.lists;
     await src.start();
@@ -120,7 +119,7 @@ describe('kubernetes source (supervisor against a test API server)', () => {
 
   test('410 Gone relists and emits only the real differences', async () => {
     for (const n of ['x1', 'x2', 'x3']) api.upsert(CM, cm(n, { k: '1' }));
-    const src = createKubeSource({ client: new KubeClient({ kubeConfig: api.kubeConfig() }), log: silentLogger, kinds: [cmKind], timing: fast });
+    const src = createKubeSource({ client: api.client(), log: silentLogger, kinds: [cmKind], timing: fast });
     const c = collector(src);
     await src.start();
     const initial = c.events.length;
@@ -144,7 +143,7 @@ describe('kubernetes source (supervisor against a test API server)', () => {
   });
 
   test('the watchdog restarts a silently stalled watch', async () => {
-    const src = createKubeSource({ client: new KubeClient({ kubeConfig: api.kubeConfig() }), log: silentLogger, kinds: [cmKind], timing: fast });
+    const src = createKubeSource({ client: api.client(), log: silentLogger, kinds: [cmKind], timing: fast });
     const c = collector(src);
     await src.start();
     await watchesOpen(api);
@@ -163,7 +162,7 @@ describe('kubernetes source (supervisor against a test API server)', () => {
     api.upsert(CM, cm('eventually', { k: '1' }));
     api.failLists = 3;
     const entries: import('@sextant/api').LogEntry[] = [];
-    const src = createKubeSource({ client: new KubeClient({ kubeConfig: api.kubeConfig() }), log: recordingLogger(entries), kinds: [cmKind], timing: fast });
+    const src = createKubeSource({ client: api.client(), log: recordingLogger(entries), kinds: [cmKind], timing: fast });
     const c = collector(src);
     await src.start();
     assert.ok(has('add', 'eventually')(c.events));
@@ -185,7 +184,7 @@ describe('kubernetes source (supervisor against a test API server)', () => {
     api.upsert(CM, cm('v', { port: '80' }));
     api.upsert(CM, cm('bad-from-start', { port: 'x' }));
     const entries: import('@sextant/api').LogEntry[] = [];
-    const src = createKubeSource({ client: new KubeClient({ kubeConfig: api.kubeConfig() }), log: recordingLogger(entries), kinds: [cmKind], validate, timing: fast });
+    const src = createKubeSource({ client: api.client(), log: recordingLogger(entries), kinds: [cmKind], validate, timing: fast });
     const c = collector(src);
     await src.start();
     assert.ok(has('add', 'v')(c.events));
@@ -215,7 +214,7 @@ describe('kubernetes source (supervisor against a test API server)', () => {
   test('a CRD kind starts when its CRD is established, at the preferred served version, and stops when it is deleted', async () => {
     const widget: KubeKind = { kind: 'Widget', group: 'example.io', versions: ['v1', 'v1beta1'], plural: 'widgets', namespaced: true, crd: true };
     const CRDS = '/apis/apiextensions.k8s.io/v1/customresourcedefinitions';
-    const src = createKubeSource({ client: new KubeClient({ kubeConfig: api.kubeConfig() }), log: silentLogger, kinds: [cmKind, widget], validate: envelopeValidate, timing: fast });
+    const src = createKubeSource({ client: api.client(), log: silentLogger, kinds: [cmKind, widget], validate: envelopeValidate, timing: fast });
     const c = collector(src);
     await src.start();
     assert.deepEqual(src.informers().map((i) => i.name).sort(), ['ConfigMap/v1', 'CustomResourceDefinition.apiextensions.k8s.io/v1']);

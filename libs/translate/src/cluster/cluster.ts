@@ -6,7 +6,7 @@
  * Gateways: outbound clusters and BlackHoleCluster. Proxyless gRPC: see
  * cluster-grpc.ts; which proxy gets which: generator/.
  */
-import type { ClusterJson } from '@sextant/envoy';
+import type { ClusterJson, Cluster_DiscoveryTypeJson, Cluster_DnsLookupFamilyJson, JsonObject } from '@sextant/envoy';
 import type { TrafficPolicy } from '@sextant/api';
 import { isHttp2, type IstioEndpoint, type ProxyView, type PushContext, type Service, type ServiceInstance, type ServicePort } from '@sextant/model';
 import { applyConnectionPool, applyLoadBalancer, applyOutlierDetection, mergeSubsetPolicy, portLevelPolicy, setH2, setUseDownstream, shouldH2Upgrade, type MutableCluster, type PolicyParts } from './policy.js';
@@ -15,20 +15,19 @@ import {
   destinationRuleConfigPath,
   HTTP_PROTOCOL_OPTIONS_KEY,
   serviceMetadata,
-  TypedUrls,
   toProtoDuration,
-  type Json,
 } from '../common.js';
 import { buildSidecarIngressClusters } from '../listener/inbound-ports.js';
 import { lbEndpointsFor } from '../endpoint.js';
 import { buildDnsSrvSubsetKey, buildInboundSubsetKey, buildSubsetKey, SpecialClusters } from '../names.js';
+import { anyOf, TYPE } from '../typed.js';
 
 /** 292 years: istiod's "never clean up" for inbound ORIGINAL_DST clusters. */
 const MAX_CLEANUP = '9223372035s';
 const INBOUND_PASSTHROUGH_BIND_V4 = '127.0.0.6';
 const INBOUND_PASSTHROUGH_BIND_V6 = '::6';
 
-const DISCOVERY_TYPE: Record<Service['resolution'], string> = {
+const DISCOVERY_TYPE: Record<Service['resolution'], Cluster_DiscoveryTypeJson> = {
   ClientSideLB: 'EDS',
   DNSLB: 'STRICT_DNS',
   DNSRoundRobinLB: 'LOGICAL_DNS',
@@ -38,20 +37,22 @@ const DISCOVERY_TYPE: Record<Service['resolution'], string> = {
 function finish(mc: MutableCluster): ClusterJson {
   if (mc.http) {
     if (!mc.http.explicitHttpConfig && !mc.http.useDownstreamProtocolConfig && !mc.http.autoConfig) mc.http.explicitHttpConfig = { httpProtocolOptions: {} };
-    mc.cluster.typedExtensionProtocolOptions = { [HTTP_PROTOCOL_OPTIONS_KEY]: { '@type': TypedUrls.httpProtocolOptions, ...mc.http } };
+    mc.cluster.typedExtensionProtocolOptions = { [HTTP_PROTOCOL_OPTIONS_KEY]: anyOf(TYPE.httpProtocolOptions, mc.http) };
   }
   if (mc.cluster.type === 'EDS') {
     mc.cluster.edsClusterConfig = { serviceName: mc.cluster.name, edsConfig: { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' } };
   }
-  return mc.cluster as ClusterJson;
+  return mc.cluster;
 }
 
-function istioMeta(c: Json): Json {
+/** The cluster's `filterMetadata.istio` struct, created on first use. */
+function istioMeta(c: ClusterJson): JsonObject {
   c.metadata ??= { filterMetadata: {} };
-  return (c.metadata.filterMetadata.istio ??= {});
+  const fm = (c.metadata.filterMetadata ??= {});
+  return (fm.istio ??= {});
 }
 
-function dnsFamily(proxy: ProxyView): string {
+function dnsFamily(proxy: ProxyView): Cluster_DnsLookupFamilyJson {
   const v6 = proxy.ipAddresses.filter((ip) => ip.includes(':')).length;
   if (v6 === 0) return 'V4_ONLY';
   if (v6 === proxy.ipAddresses.length) return 'V6_ONLY';
@@ -59,8 +60,8 @@ function dnsFamily(proxy: ProxyView): string {
 }
 
 /** A fresh cluster (istiod's buildCluster): returns undefined for DNS/static clusters without endpoints. */
-function newCluster(push: PushContext, proxy: ProxyView, name: string, type: string, endpoints: IstioEndpoint[] | undefined, port: ServicePort, svc: Service | undefined, direction: 'outbound' | 'inbound', inbound: ServiceInstance[] = []): MutableCluster | undefined {
-  const c: Json = { name, type, commonLbConfig: {}, altStatName: `${name};` };
+function newCluster(push: PushContext, proxy: ProxyView, name: string, type: Cluster_DiscoveryTypeJson, endpoints: IstioEndpoint[] | undefined, port: ServicePort, svc: Service | undefined, direction: 'outbound' | 'inbound', inbound: ServiceInstance[] = []): MutableCluster | undefined {
+  const c: ClusterJson = { name, type, commonLbConfig: {}, altStatName: `${name};` };
   if (type === 'STRICT_DNS' || type === 'LOGICAL_DNS' || type === 'STATIC') {
     if (type !== 'STATIC') {
       c.dnsLookupFamily = dnsFamily(proxy);
@@ -187,10 +188,10 @@ export function buildInboundClusters(push: PushContext, proxy: ProxyView): Clust
 }
 
 export function blackHoleCluster(push: PushContext): ClusterJson {
-  return { name: SpecialClusters.blackHole, type: 'STATIC', connectTimeout: toProtoDuration(push.mesh.connectTimeout), lbPolicy: 'ROUND_ROBIN', altStatName: `${SpecialClusters.blackHole};` } as ClusterJson;
+  return { name: SpecialClusters.blackHole, type: 'STATIC', connectTimeout: toProtoDuration(push.mesh.connectTimeout), lbPolicy: 'ROUND_ROBIN', altStatName: `${SpecialClusters.blackHole};` };
 }
 
-function passthroughBase(push: PushContext, name: string): Json {
+function passthroughBase(push: PushContext, name: string): ClusterJson {
   return {
     name,
     type: 'ORIGINAL_DST',
@@ -199,17 +200,16 @@ function passthroughBase(push: PushContext, name: string): Json {
     altStatName: `${name};`,
     circuitBreakers: { thresholds: [{ maxConnections: 4294967295, maxPendingRequests: 4294967295, maxRequests: 4294967295, maxRetries: 4294967295, trackRemaining: true }] },
     typedExtensionProtocolOptions: {
-      [HTTP_PROTOCOL_OPTIONS_KEY]: {
-        '@type': TypedUrls.httpProtocolOptions,
+      [HTTP_PROTOCOL_OPTIONS_KEY]: anyOf(TYPE.httpProtocolOptions, {
         commonHttpProtocolOptions: { idleTimeout: '300s' },
         useDownstreamProtocolConfig: { httpProtocolOptions: {}, http2ProtocolOptions: {} },
-      },
+      }),
     },
   };
 }
 
 export function passthroughCluster(push: PushContext): ClusterJson {
-  return passthroughBase(push, SpecialClusters.passthrough) as ClusterJson;
+  return passthroughBase(push, SpecialClusters.passthrough);
 }
 
 export function inboundPassthroughCluster(push: PushContext, proxy: ProxyView): ClusterJson {
@@ -218,7 +218,7 @@ export function inboundPassthroughCluster(push: PushContext, proxy: ProxyView): 
   const v6 = proxy.ipAddresses.some((ip) => ip.includes(':'));
   c.upstreamBindConfig = { sourceAddress: { address: v4 ? INBOUND_PASSTHROUGH_BIND_V4 : INBOUND_PASSTHROUGH_BIND_V6, portValue: 0 } };
   if (v4 && v6) c.upstreamBindConfig.extraSourceAddresses = [{ address: { address: INBOUND_PASSTHROUGH_BIND_V6, portValue: 0 } }];
-  return c as ClusterJson;
+  return c;
 }
 
 /** Outbound clusters per visible service port (sidecars and gateways share them per proxy class). */

@@ -7,17 +7,16 @@ import type { ClusterJson } from '@sextant/envoy';
 import type { TrafficPolicy } from '@sextant/api';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { portLevelPolicy } from './policy.js';
-import { type Json } from '../common.js';
 import { buildSubsetKey } from '../names.js';
 
 function grpcCluster(name: string, policy: ReturnType<typeof portLevelPolicy>): ClusterJson {
-  const c: Json = { name, type: 'EDS', edsClusterConfig: { serviceName: name, edsConfig: { ads: {}, resourceApiVersion: 'V3' } } };
+  const c: ClusterJson = { name, type: 'EDS', edsClusterConfig: { serviceName: name, edsConfig: { ads: {}, resourceApiVersion: 'V3' } } };
   const lb = policy?.loadBalancer;
   if (lb?.consistentHash) {
     c.lbPolicy = 'RING_HASH';
     if (lb.consistentHash.ringHash?.minimumRingSize) c.ringHashLbConfig = { minimumRingSize: String(lb.consistentHash.ringHash.minimumRingSize) };
   } else c.lbPolicy = 'ROUND_ROBIN';
-  return c as ClusterJson;
+  return c;
 }
 
 export function buildGrpcClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {

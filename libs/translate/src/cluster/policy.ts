@@ -4,12 +4,20 @@
  */
 import type { ClientTLSSettings, ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection, TrafficPolicy } from '@sextant/api';
 import { isHttp, type ServicePort } from '@sextant/model';
-import { MAX_UINT32, toProtoDuration, type Json } from '../common.js';
+import type { CircuitBreakers_ThresholdsJson, ClusterJson, OutlierDetectionJson, RouteAction_HashPolicyJson, UpstreamsHttpProtocolOptionsJson } from '@sextant/envoy';
+import { MAX_UINT32, toProtoDuration } from '../common.js';
+
+/** TcpKeepalive in proto3 JSON (core.v3.TcpKeepalive: three UInt32Value fields). */
+interface TcpKeepaliveJson {
+  keepaliveProbes?: number;
+  keepaliveTime?: number;
+  keepaliveInterval?: number;
+}
 
 /** A cluster under construction plus its HttpProtocolOptions (packed at the end, as istiod's clusterWrapper does). */
 export interface MutableCluster {
-  cluster: Json;
-  http?: Json | undefined;
+  cluster: ClusterJson;
+  http?: UpstreamsHttpProtocolOptionsJson | undefined;
 }
 
 export interface PolicyParts {
@@ -46,7 +54,7 @@ export function mergeSubsetPolicy(original: PolicyParts | undefined, subset: Tra
   };
 }
 
-export function defaultThresholds(): Json {
+export function defaultThresholds(): CircuitBreakers_ThresholdsJson {
   return { maxConnections: MAX_UINT32, maxPendingRequests: MAX_UINT32, maxRequests: MAX_UINT32, maxRetries: MAX_UINT32, trackRemaining: true };
 }
 
@@ -89,7 +97,7 @@ export function applyConnectionPool(mc: MutableCluster, settings: ConnectionPool
     if (tcp.maxConnectionDuration) maxConnectionDuration = toProtoDuration(tcp.maxConnectionDuration);
     idleTimeout ??= toProtoDuration(tcp.idleTimeout);
     if (tcp.tcpKeepalive) {
-      const ka: Json = {};
+      const ka: TcpKeepaliveJson = {};
       if (tcp.tcpKeepalive.probes) ka.keepaliveProbes = tcp.tcpKeepalive.probes;
       const time = toProtoDuration(tcp.tcpKeepalive.time);
       if (time) ka.keepaliveTime = Math.floor(parseFloat(time));
@@ -101,11 +109,12 @@ export function applyConnectionPool(mc: MutableCluster, settings: ConnectionPool
   mc.cluster.circuitBreakers = { thresholds: [t] };
   if (maxConnectionDuration || idleTimeout || maxRequestsPerConnection > 0 || maxConcurrentStreams > 0) {
     mc.http ??= {};
-    const common: Json = (mc.http.commonHttpProtocolOptions ??= {});
+    const common = (mc.http.commonHttpProtocolOptions ??= {});
     if (idleTimeout) common.idleTimeout = idleTimeout;
     if (maxRequestsPerConnection > 0) common.maxRequestsPerConnection = maxRequestsPerConnection;
     if (maxConnectionDuration) common.maxConnectionDuration = maxConnectionDuration;
-    if (isH2Cluster(mc) && maxConcurrentStreams > 0) mc.http.explicitHttpConfig.http2ProtocolOptions.maxConcurrentStreams = maxConcurrentStreams;
+    const h2 = mc.http.explicitHttpConfig?.http2ProtocolOptions;
+    if (h2 && maxConcurrentStreams > 0) h2.maxConcurrentStreams = maxConcurrentStreams;
   }
   if (h?.useClientProtocol) setUseDownstream(mc);
 }
@@ -120,9 +129,9 @@ export function shouldH2Upgrade(port: ServicePort, pool: ConnectionPoolSettings 
   return false;
 }
 
-export function applyOutlierDetection(c: Json, o: OutlierDetection | undefined): void {
+export function applyOutlierDetection(c: ClusterJson, o: OutlierDetection | undefined): void {
   if (!o) return;
-  const out: Json = { enforcingSuccessRate: 0 };
+  const out: OutlierDetectionJson = { enforcingSuccessRate: 0 };
   if (o.consecutive5xxErrors !== undefined && o.consecutive5xxErrors !== null) {
     out.consecutive5xx = o.consecutive5xxErrors;
     out.enforcingConsecutive5xx = o.consecutive5xxErrors > 0 ? 100 : 0;
@@ -136,8 +145,9 @@ export function applyOutlierDetection(c: Json, o: OutlierDetection | undefined):
   if ((o.maxEjectionPercent ?? 0) > 0) out.maxEjectionPercent = o.maxEjectionPercent;
   if (o.splitExternalLocalOriginErrors) {
     out.splitExternalLocalOriginErrors = true;
-    if ((o.consecutiveLocalOriginFailures ?? 0) > 0) {
-      out.consecutiveLocalOriginFailure = o.consecutiveLocalOriginFailures;
+    const localOrigin = o.consecutiveLocalOriginFailures ?? 0;
+    if (localOrigin > 0) {
+      out.consecutiveLocalOriginFailure = localOrigin;
       out.enforcingConsecutiveLocalOriginFailure = 100;
     }
     out.enforcingLocalOriginSuccessRate = 0;
@@ -147,7 +157,8 @@ export function applyOutlierDetection(c: Json, o: OutlierDetection | undefined):
   c.commonLbConfig.healthyPanicThreshold = { value: o.minHealthPercent ?? 0 };
 }
 
-export function applyLoadBalancer(c: Json, lb: LoadBalancerSettings | undefined, meshLocality: Json | undefined): void {
+export function applyLoadBalancer(c: ClusterJson, lb: LoadBalancerSettings | undefined, meshLocality: Record<string, unknown> | undefined): void {
+  // The mesh-wide setting has the same shape (MeshConfig.localityLbSetting).
   const locality = (lb?.localityLbSetting ?? meshLocality) as LoadBalancerSettings['localityLbSetting'];
   const failover = c.outlierDetection !== undefined;
   if ((failover && ((locality?.failover?.length ?? 0) > 0 || (locality?.failoverPriority?.length ?? 0) > 0)) || (locality?.distribute?.length ?? 0) > 0) {
@@ -202,12 +213,12 @@ export function applyLoadBalancer(c: Json, lb: LoadBalancerSettings | undefined,
  * The route-level hash policy for a consistentHash load balancer (istiod puts
  * it on the route, not the cluster). Exported for route translation.
  */
-export function consistentHashPolicy(lb: LoadBalancerSettings | undefined): Json[] | undefined {
+export function consistentHashPolicy(lb: LoadBalancerSettings | undefined): RouteAction_HashPolicyJson[] | undefined {
   const ch = lb?.consistentHash;
   if (!ch) return undefined;
   if (ch.httpHeaderName) return [{ header: { headerName: ch.httpHeaderName } }];
   if (ch.httpCookie) {
-    const cookie: Json = { name: ch.httpCookie.name };
+    const cookie: NonNullable<RouteAction_HashPolicyJson['cookie']> = { name: ch.httpCookie.name };
     if (ch.httpCookie.path) cookie.path = ch.httpCookie.path;
     if (ch.httpCookie.ttl) cookie.ttl = toProtoDuration(ch.httpCookie.ttl);
     return [{ cookie }];

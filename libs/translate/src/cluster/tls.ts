@@ -6,8 +6,10 @@
 import type { ClientTLSSettings } from '@sextant/api';
 import type { ProxyView } from '@sextant/model';
 import { isH2Cluster, type MutableCluster } from './policy.js';
-import { rawBufferTransportSocket, TypedUrls, type Json } from '../common.js';
+import type { CommonTlsContextJson, StringMatcherJson, TransportSocketJson, UpstreamTlsContextJson } from '@sextant/envoy';
+import { rawBufferTransportSocket } from '../common.js';
 import { sdsSecretConfigFor } from '../security/mtls.js';
+import { anyOf, TYPE } from '../typed.js';
 
 const ALPN_IN_MESH = ['istio-peer-exchange', 'istio'];
 const ALPN_IN_MESH_H2 = ['istio-peer-exchange', 'istio', 'h2'];
@@ -29,11 +31,11 @@ export interface TlsInputs {
   proxy?: ProxyView | undefined;
 }
 
-function defaultCommonTls(): Json {
+function defaultCommonTls(): CommonTlsContextJson {
   return { tlsParams: { tlsMinimumProtocolVersion: 'TLSv1_2', tlsMaximumProtocolVersion: 'TLSv1_3' } };
 }
 
-function exact(sans: string[] | undefined): Json[] {
+function exact(sans: string[] | undefined): StringMatcherJson[] {
   return (sans ?? []).map((s) => ({ exact: s }));
 }
 
@@ -47,25 +49,25 @@ export function effectiveTls(i: TlsInputs): { tls: ClientTLSSettings | undefined
   return { tls: { mode: 'ISTIO_MUTUAL', sni: i.sni, subjectAltNames: i.serviceAccounts }, auto: true };
 }
 
-function upstreamTlsContext(mc: MutableCluster, tls: ClientTLSSettings, external: boolean, serviceAccounts: string[], proxy: ProxyView | undefined): Json | undefined {
+function upstreamTlsContext(mc: MutableCluster, tls: ClientTLSSettings, external: boolean, serviceAccounts: string[], proxy: ProxyView | undefined): UpstreamTlsContextJson | undefined {
   const sdsSecretConfigProxy = (name: string) => sdsSecretConfigFor(name, proxy);
   switch (tls.mode ?? 'DISABLE') {
     case 'DISABLE':
       return undefined;
     case 'ISTIO_MUTUAL': {
-      const common: Json = defaultCommonTls();
+      const common = defaultCommonTls();
       common.tlsCertificateSdsSecretConfigs = [sdsSecretConfigProxy('default')];
       common.combinedValidationContext = {
         defaultValidationContext: tls.subjectAltNames && tls.subjectAltNames.length > 0 ? { matchSubjectAltNames: exact(tls.subjectAltNames) } : {},
         validationContextSdsSecretConfig: sdsSecretConfigProxy('ROOTCA'),
       };
       common.alpnProtocols = isH2Cluster(mc) ? ALPN_IN_MESH_H2 : ALPN_IN_MESH;
-      return { '@type': TypedUrls.upstreamTls, commonTlsContext: common, sni: tls.sni || mc.cluster.name };
+      return { commonTlsContext: common, sni: tls.sni || mc.cluster.name };
     }
     case 'SIMPLE':
     case 'MUTUAL': {
-      const common: Json = defaultCommonTls();
-      const ctx: Json = { '@type': TypedUrls.upstreamTls, commonTlsContext: common };
+      const common = defaultCommonTls();
+      const ctx: UpstreamTlsContextJson = { commonTlsContext: common };
       if (tls.sni) ctx.sni = tls.sni;
       else {
         mc.http ??= {};
@@ -108,7 +110,7 @@ export function applyUpstreamTls(mc: MutableCluster, i: TlsInputs): void {
   if (!tls) return;
   const ctx = upstreamTlsContext(mc, tls, i.external, i.serviceAccounts, i.proxy);
   if (!ctx) return;
-  const socket = { name: 'envoy.transport_sockets.tls', typedConfig: ctx };
+  const socket: TransportSocketJson = { name: 'envoy.transport_sockets.tls', typedConfig: anyOf(TYPE.upstreamTls, ctx) };
   if (auto && mc.cluster.type !== 'ORIGINAL_DST') {
     mc.cluster.transportSocketMatches = [
       { name: 'tlsMode-istio', match: { tlsMode: 'istio' }, transportSocket: socket },

@@ -1,24 +1,23 @@
 /** Building blocks of listeners: HCM with RDS, tcp_proxy, listener filters, TLS sockets. Pure. */
-import { TYPE } from '../route/translate.js';
 
-type Json = Record<string, any>;
+import type { ConfigSourceJson, HttpConnectionManagerJson, HttpFilterJson, ListenerFilterJson, NetworkFilterJson, AddressJson, TcpProxyJson, CommonTlsContextJson, TlsParametersJson, TlsParameters_TlsProtocolJson, TransportSocketJson } from '@sextant/envoy';
+import { anyOf, TYPE } from '../typed.js';
 
 /** Aggregated config source: RDS and SDS come over the same ADS stream. */
-export const ADS_CONFIG_SOURCE: Json = { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' };
+export const ADS_CONFIG_SOURCE: ConfigSourceJson = { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' };
 
 /** The HTTP filters istiod puts on outbound and gateway HCMs that Sextant implements: cors, fault, router. */
-export function httpFilters(): Json[] {
+export function httpFilters(): HttpFilterJson[] {
   return [
-    { name: 'envoy.filters.http.cors', typedConfig: { '@type': TYPE.corsFilter } },
-    { name: 'envoy.filters.http.fault', typedConfig: { '@type': TYPE.fault } },
-    { name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } },
+    { name: 'envoy.filters.http.cors', typedConfig: anyOf(TYPE.corsFilter) },
+    { name: 'envoy.filters.http.fault', typedConfig: anyOf(TYPE.fault) },
+    { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) },
   ];
 }
 
 /** An http_connection_manager network filter reading `routeConfigName` over ADS. */
-export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; http2?: boolean; securityFilters?: Json[] } = {}): Json {
-  const cfg: Json = {
-    '@type': TYPE.hcm,
+export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; http2?: boolean; securityFilters?: HttpFilterJson[] } = {}): NetworkFilterJson {
+  const cfg: HttpConnectionManagerJson = {
     statPrefix,
     rds: { configSource: ADS_CONFIG_SOURCE, routeConfigName },
     // Security filters (authorization, authentication) come before the others, as istiod orders them.
@@ -31,36 +30,37 @@ export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useR
     streamIdleTimeout: '0s',
   };
   if (opts.http2) cfg.codecType = 'HTTP2';
-  return { name: 'envoy.filters.network.http_connection_manager', typedConfig: cfg };
+  return { name: 'envoy.filters.network.http_connection_manager', typedConfig: anyOf(TYPE.hcm, cfg) };
 }
 
 /** A tcp_proxy network filter to one cluster, or to weighted clusters. */
-export function tcpProxy(statPrefix: string, target: string | Array<{ name: string; weight: number }>): Json {
-  const cfg: Json = { '@type': TYPE.tcpProxy, statPrefix };
+export function tcpProxy(statPrefix: string, target: string | Array<{ name: string; weight: number }>): NetworkFilterJson {
+  const cfg: TcpProxyJson = { statPrefix };
   if (typeof target === 'string') cfg.cluster = target;
   else cfg.weightedClusters = { clusters: target };
-  return { name: 'envoy.filters.network.tcp_proxy', typedConfig: cfg };
+  return { name: 'envoy.filters.network.tcp_proxy', typedConfig: anyOf(TYPE.tcpProxy, cfg) };
 }
 
 export const listenerFilter = {
-  originalDst: (): Json => ({ name: 'envoy.filters.listener.original_dst', typedConfig: { '@type': TYPE.originalDst } }),
-  tlsInspector: (): Json => ({ name: 'envoy.filters.listener.tls_inspector', typedConfig: { '@type': TYPE.tlsInspector } }),
-  httpInspector: (): Json => ({ name: 'envoy.filters.listener.http_inspector', typedConfig: { '@type': TYPE.httpInspector } }),
+  originalDst: (): ListenerFilterJson => ({ name: 'envoy.filters.listener.original_dst', typedConfig: anyOf(TYPE.originalDst) }),
+  tlsInspector: (): ListenerFilterJson => ({ name: 'envoy.filters.listener.tls_inspector', typedConfig: anyOf(TYPE.tlsInspector) }),
+  httpInspector: (): ListenerFilterJson => ({ name: 'envoy.filters.listener.http_inspector', typedConfig: anyOf(TYPE.httpInspector) }),
 };
 
-export function socketAddress(address: string, port: number): Json {
+export function socketAddress(address: string, port: number): AddressJson {
   return { socketAddress: { address, portValue: port } };
 }
 
 /** A downstream TLS transport socket whose certificate (and CA for MUTUAL) come from SDS secrets. */
-export function sdsDownstreamTls(certSecret: string, opts: { caSecret?: string; requireClientCertificate?: boolean; alpn?: string[]; minVersion?: string; maxVersion?: string; cipherSuites?: string[] } = {}): Json {
-  const common: Json = {
+export function sdsDownstreamTls(certSecret: string, opts: { caSecret?: string; requireClientCertificate?: boolean; alpn?: string[]; minVersion?: string; maxVersion?: string; cipherSuites?: string[] } = {}): TransportSocketJson {
+  const common: CommonTlsContextJson = {
     tlsCertificateSdsSecretConfigs: [{ name: certSecret, sdsConfig: ADS_CONFIG_SOURCE }],
   };
   if (opts.alpn?.length) common.alpnProtocols = opts.alpn;
-  const params: Json = {};
-  if (opts.minVersion) params.tlsMinimumProtocolVersion = opts.minVersion;
-  if (opts.maxVersion) params.tlsMaximumProtocolVersion = opts.maxVersion;
+  const params: TlsParametersJson = {};
+  // Passed through as the Gateway spells them (not checked against Envoy's enum here).
+  if (opts.minVersion) params.tlsMinimumProtocolVersion = opts.minVersion as TlsParameters_TlsProtocolJson;
+  if (opts.maxVersion) params.tlsMaximumProtocolVersion = opts.maxVersion as TlsParameters_TlsProtocolJson;
   if (opts.cipherSuites?.length) params.cipherSuites = opts.cipherSuites;
   if (Object.keys(params).length) common.tlsParams = params;
   if (opts.caSecret)
@@ -70,6 +70,6 @@ export function sdsDownstreamTls(certSecret: string, opts: { caSecret?: string; 
     };
   return {
     name: 'envoy.transport_sockets.tls',
-    typedConfig: { '@type': TYPE.downstreamTls, commonTlsContext: common, requireClientCertificate: !!opts.requireClientCertificate },
+    typedConfig: anyOf(TYPE.downstreamTls, { commonTlsContext: common, requireClientCertificate: !!opts.requireClientCertificate }),
   };
 }

@@ -6,10 +6,9 @@
 import type { ListenerJson } from '@sextant/envoy';
 import type { ProxyView, PushContext, Service } from '@sextant/model';
 import { ADS_CONFIG_SOURCE } from './filters.js';
-import { TYPE } from '../route/translate.js';
 import { outboundClusterName } from '../names.js';
+import { anyOf, TYPE } from '../typed.js';
 
-type Json = Record<string, any>;
 
 /** The FQDN a requested name may stand for (istiod's tryFindFQDN). */
 export function grpcFqdn(name: string, proxy: ProxyView): string | undefined {
@@ -28,19 +27,18 @@ function splitHostPort(name: string): { host: string; port?: string } {
 }
 
 /** An API listener for one requested name and service port. */
-function apiListener(name: string, svc: Service, port: number): Json {
+function apiListener(name: string, svc: Service, port: number): ListenerJson {
   return {
     name,
     address: { socketAddress: { address: svc.clusterVIP || '0.0.0.0', portValue: port } },
     apiListener: {
-      apiListener: {
-        '@type': TYPE.hcm,
+      apiListener: anyOf(TYPE.hcm, {
         httpFilters: [
-          { name: 'envoy.filters.http.fault', typedConfig: { '@type': TYPE.fault } },
-          { name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } },
+          { name: 'envoy.filters.http.fault', typedConfig: anyOf(TYPE.fault) },
+          { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) },
         ],
         rds: { configSource: { ads: {}, resourceApiVersion: 'V3' }, routeConfigName: outboundClusterName(svc.hostname, port) },
-      },
+      }),
     },
   };
 }
@@ -51,10 +49,10 @@ function apiListener(name: string, svc: Service, port: number): Json {
  */
 export function buildGrpcListeners(push: PushContext, proxy: ProxyView, names: string[] = []): ListenerJson[] {
   const services = push.sidecarScope(proxy).services;
-  const out: Json[] = [];
+  const out: ListenerJson[] = [];
   if (names.length === 0) {
     for (const svc of services) for (const p of svc.ports) out.push(apiListener(`${svc.hostname}:${p.port}`, svc, p.port));
-    return out as ListenerJson[];
+    return out;
   }
   for (const name of [...new Set(names)].sort()) {
     if (name.startsWith('xds.istio.io/grpc/lds/inbound/')) continue; // server-side listeners: not built here yet
@@ -68,5 +66,5 @@ export function buildGrpcListeners(push: PushContext, proxy: ProxyView, names: s
     }
   }
   void ADS_CONFIG_SOURCE;
-  return out as ListenerJson[];
+  return out;
 }

@@ -9,13 +9,13 @@
  * `inbound|<port>||`, a STATIC cluster for `defaultEndpoint` (or the original
  * destination when it names no address). Pure.
  */
-import type { ClusterJson } from '@sextant/envoy';
+import type { SidecarSpecType } from '@sextant/api';
+import type { AddressJson, ClusterJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { toProtoDuration } from '../common.js';
 import { isHTTPProtocol } from '../route/sidecar.js';
 import { buildInboundSubsetKey } from '../names.js';
 
-type Json = Record<string, any>;
 
 export interface InboundPort {
   /** The workload (target) port: chain match, PeerAuthentication port key, cluster `inbound|<port>||`. */
@@ -51,7 +51,7 @@ function protocolFor(p: string | undefined): string {
 
 /** The Sidecar's ingress listeners for this proxy, or undefined when it has none. */
 export function sidecarIngressPorts(push: PushContext, proxy: ProxyView): InboundPort[] | undefined {
-  const ingress = ((push.sidecarScope(proxy).sidecar?.spec as Json | undefined)?.ingress ?? []) as Json[];
+  const ingress = (push.sidecarScope(proxy).sidecar?.spec as SidecarSpecType | undefined)?.ingress ?? [];
   if (!ingress.length) return undefined;
   const out: InboundPort[] = [];
   const seen = new Set<number>();
@@ -84,7 +84,7 @@ export function inboundPorts(push: PushContext, proxy: ProxyView): InboundPort[]
   return out;
 }
 
-function parseEndpoint(ep: string): { address: Json } | undefined {
+function parseEndpoint(ep: string): { address: AddressJson } | undefined {
   if (ep.startsWith('unix://')) return { address: { pipe: { path: ep.slice('unix://'.length) } } };
   const m = /^\[?([0-9a-fA-F.:]+)\]?:([0-9]{1,5})$/.exec(ep);
   if (!m) return undefined;
@@ -106,7 +106,7 @@ export function buildSidecarIngressClusters(push: PushContext, proxy: ProxyView)
   return ports.map((p) => {
     const name = buildInboundSubsetKey(p.port);
     const target = p.defaultEndpoint ? parseEndpoint(p.defaultEndpoint) : undefined;
-    const c: Json = { name, connectTimeout, commonLbConfig: {}, altStatName: `${name};` };
+    const c: ClusterJson = { name, connectTimeout, commonLbConfig: {}, altStatName: `${name};` };
     if (target) {
       c.type = 'STATIC';
       c.lbPolicy = 'ROUND_ROBIN';
@@ -117,6 +117,6 @@ export function buildSidecarIngressClusters(push: PushContext, proxy: ProxyView)
       c.cleanupInterval = '9223372035s';
       c.upstreamBindConfig = { sourceAddress: { address: proxy.ipAddresses.some((ip) => !ip.includes(':')) ? '127.0.0.6' : '::6', portValue: 0 } };
     }
-    return c as ClusterJson;
+    return c;
   });
 }

@@ -4,19 +4,22 @@
  * listeners with `captureMode: NONE` bound to `<bind>:<port>`), and the
  * dispatch to gateway and proxyless gRPC listeners. Pure.
  */
-import type { ListenerJson } from '@sextant/envoy';
-import type { EgressListener, IstioConfig, ProxyView, PushContext, Service } from '@sextant/model';
+import type { RouteDestination, SidecarSpecType, VirtualServiceSpecType } from '@sextant/api';
+import type { FilterChainJson, FilterChainMatchJson, ListenerJson, RouteConfigurationJson, TransportSocketJson } from '@sextant/envoy';
+import type { EgressListener, IstioConfig, Protocol, ProxyView, PushContext, Service } from '@sextant/model';
 import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './filters.js';
 import { mtlsInbound } from '../security/mtls.js';
 import { inboundPorts, type InboundPort } from './inbound-ports.js';
 import { egressAdmits, isHTTPProtocol, isSniffed, preparedVirtualServices } from '../route/sidecar.js';
-import { TYPE, destinationCluster } from '../route/translate.js';
+import { destinationCluster } from '../route/translate.js';
 import type { ListenerOptions } from '../generator/types.js';
 import { serviceAddressForProxy } from '../nds.js';
 import { securityHttpFilters, securityNetworkFilters } from '../security/filters.js';
 import { BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, outboundClusterName, PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND } from '../names.js';
+import { anyOf, TYPE } from '../typed.js';
 
-type Json = Record<string, any>;
+/** A VirtualService's spec, as validated by @sextant/api. */
+const vsSpec = (vs: IstioConfig): VirtualServiceSpecType => vs.spec as VirtualServiceSpecType;
 
 /**
  * The hook for inbound security: given the proxy, one inbound port and whether
@@ -25,7 +28,7 @@ type Json = Record<string, any>;
  * (PeerAuthentication: several entries for PERMISSIVE, a TLS chain and
  * plaintext ones); `plaintextInbound` turns inbound TLS off.
  */
-export type InboundTlsHook = (push: PushContext, proxy: ProxyView, port: number, protocol?: 'http' | 'tcp') => Array<{ transportSocket?: Json; filterChainMatch?: Json; nameSuffix?: string }>;
+export type InboundTlsHook = (push: PushContext, proxy: ProxyView, port: number, protocol?: 'http' | 'tcp') => Array<{ transportSocket?: TransportSocketJson; filterChainMatch?: FilterChainMatchJson; nameSuffix?: string }>;
 export const plaintextInbound: InboundTlsHook = () => [{}];
 
 interface CaptureModeEgress extends EgressListener {
@@ -35,8 +38,8 @@ interface CaptureModeEgress extends EgressListener {
 /** Egress listeners of the proxy's Sidecar, with `captureMode` read from the Sidecar spec. */
 export function egressListeners(push: PushContext, proxy: ProxyView): CaptureModeEgress[] {
   const scope = push.sidecarScope(proxy);
-  const specEgress = ((scope.sidecar?.spec as Json | undefined)?.egress ?? []) as Json[];
-  return scope.egress.map((e, i) => ({ ...e, captureMode: specEgress[i]?.captureMode as string | undefined }));
+  const specEgress = (scope.sidecar?.spec as SidecarSpecType | undefined)?.egress ?? [];
+  return scope.egress.map((e, i) => ({ ...e, captureMode: specEgress[i]?.captureMode }));
 }
 
 function outboundPolicyCluster(push: PushContext, proxy: ProxyView): string {
@@ -57,7 +60,7 @@ class MeshVirtualServices {
     if (!this.byHost) {
       this.byHost = new Map();
       for (const vs of preparedVirtualServices(this.push, this.proxy, ['mesh'])) {
-        for (const h of new Set((vs.spec.hosts ?? []) as string[])) {
+        for (const h of new Set(vsSpec(vs).hosts ?? [])) {
           let l = this.byHost.get(h);
           if (!l) this.byHost.set(h, (l = []));
           l.push(vs);
@@ -71,25 +74,23 @@ class MeshVirtualServices {
 /** The tcp_proxy target for a TCP service port: a VirtualService tcp rule if one applies, else the service's cluster. */
 function tcpTargetForService(push: PushContext, proxy: ProxyView, svc: Service, port: number, vss: MeshVirtualServices): string | Array<{ name: string; weight: number }> {
   for (const vs of vss.forHost(svc.hostname)) {
-    for (const rule of (vs.spec.tcp ?? []) as Json[]) {
+    for (const rule of vsSpec(vs).tcp ?? []) {
       const applies =
         !rule.match?.length ||
-        (rule.match as Json[]).some(
-          (m) => (!m.port || m.port === port) && Object.entries((m.sourceLabels ?? {}) as Record<string, string>).every(([k, v]) => proxy.labels[k] === v),
-        );
+        rule.match.some((m) => (!m.port || m.port === port) && Object.entries(m.sourceLabels ?? {}).every(([k, v]) => proxy.labels[k] === v));
       if (!applies || !rule.route?.length) continue;
-      const dests = rule.route as Json[];
-      const cl = (d: Json) => destinationCluster(d.destination, push.serviceByHostname(d.destination.host, vs.namespace), port);
+      const dests = rule.route;
+      const cl = (d: RouteDestination) => destinationCluster(d.destination, push.serviceByHostname(d.destination.host, vs.namespace), port);
       if (dests.length === 1) return cl(dests[0]!);
-      return dests.filter((d) => d.weight).map((d) => ({ name: cl(d), weight: d.weight as number }));
+      return dests.filter((d) => d.weight).map((d) => ({ name: cl(d), weight: d.weight ?? 0 }));
     }
   }
   return outboundClusterName(svc.hostname, port);
 }
 
 /** Per-port outbound listeners in iptables mode (bind_to_port false; virtualOutbound hands connections over). */
-function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Service[], vss: MeshVirtualServices, bind?: { address: string; port: number }): Json[] {
-  const listeners = new Map<string, Json>();
+function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Service[], vss: MeshVirtualServices, bind?: { address: string; port: number }): ListenerJson[] {
+  const listeners = new Map<string, ListenerJson>();
   for (const svc of services) {
     for (const p of svc.ports) {
       if (bind && p.port !== bind.port && services.length > 0) {
@@ -116,7 +117,7 @@ function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Se
         const existing = listeners.get(name);
         const tcpChain = { name: outboundClusterName(svc.hostname, p.port), filters: [tcpProxy(outboundClusterName(svc.hostname, p.port), tcpTargetForService(push, proxy, svc, p.port, vss))] };
         if (existing) continue; // first service wins the address:port, as istiod's conflict rule
-        const l: Json = {
+        const l: ListenerJson = {
           name,
           address: socketAddress(address, listenPort),
           filterChains: [tcpChain],
@@ -144,7 +145,7 @@ function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Se
   return [...listeners.values()];
 }
 
-function virtualOutbound(push: PushContext, proxy: ProxyView): Json {
+function virtualOutbound(push: PushContext, proxy: ProxyView): ListenerJson {
   const cluster = outboundPolicyCluster(push, proxy);
   return {
     name: VIRTUAL_OUTBOUND,
@@ -161,7 +162,7 @@ function virtualOutbound(push: PushContext, proxy: ProxyView): Json {
 }
 
 /** The inline route configuration of one inbound HTTP chain. */
-function inboundRouteConfig(port: number): Json {
+function inboundRouteConfig(port: number): RouteConfigurationJson {
   const cluster = `inbound|${port}||`;
   return {
     name: cluster,
@@ -183,8 +184,8 @@ function inboundRouteConfig(port: number): Json {
   };
 }
 
-function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[], hook: InboundTlsHook): Json[] {
-  const chains: Json[] = [];
+function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[], hook: InboundTlsHook): FilterChainJson[] {
+  const chains: FilterChainJson[] = [];
   for (const ip of ports) {
     const port = ip.port;
     for (const sec of hook(push, proxy, port, ip.http ? 'http' : 'tcp')) {
@@ -196,16 +197,15 @@ function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[]
           filters: [
             {
               name: 'envoy.filters.network.http_connection_manager',
-              typedConfig: {
-                '@type': TYPE.hcm,
+              typedConfig: anyOf(TYPE.hcm, {
                 statPrefix: `inbound_0.0.0.0_${port}`,
                 routeConfig: inboundRouteConfig(port),
-                httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
+                httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) }],
                 useRemoteAddress: false,
                 forwardClientCertDetails: 'APPEND_FORWARD',
                 setCurrentClientCertDetails: { subject: true, dns: true, uri: true },
                 normalizePath: true,
-              },
+              }),
             },
           ],
         });
@@ -217,7 +217,7 @@ function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[]
   return chains;
 }
 
-function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHook, ports: InboundPort[]): Json {
+function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHook, ports: InboundPort[]): ListenerJson {
   return {
     name: VIRTUAL_INBOUND,
     address: socketAddress('0.0.0.0', 15006),
@@ -234,8 +234,7 @@ function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHoo
         filters: [
           {
             name: 'envoy.filters.network.http_connection_manager',
-            typedConfig: {
-              '@type': TYPE.hcm,
+            typedConfig: anyOf(TYPE.hcm, {
               statPrefix: INBOUND_PASSTHROUGH_CLUSTER,
               routeConfig: {
                 name: INBOUND_PASSTHROUGH_CLUSTER,
@@ -248,8 +247,8 @@ function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHoo
                   },
                 ],
               },
-              httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: { '@type': TYPE.router } }],
-            },
+              httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) }],
+            }),
           },
         ],
       },
@@ -261,9 +260,9 @@ function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHoo
 }
 
 /** A real inbound listener `<bind>_<port>` for a bound Sidecar ingress listener, with the port's mTLS chains. */
-function boundInboundListener(push: PushContext, proxy: ProxyView, hook: InboundTlsHook, ip: InboundPort): Json {
+function boundInboundListener(push: PushContext, proxy: ProxyView, hook: InboundTlsHook, ip: InboundPort): ListenerJson {
   const chains = inboundChains(push, proxy, [ip], hook);
-  const l: Json = {
+  const l: ListenerJson = {
     name: `${ip.bind}_${ip.port}`,
     address: socketAddress(ip.bind, ip.port),
     filterChains: chains,
@@ -278,7 +277,7 @@ function boundInboundListener(push: PushContext, proxy: ProxyView, hook: Inbound
 export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts: ListenerOptions = {}): ListenerJson[] {
   const scope = push.sidecarScope(proxy);
   const egress = egressListeners(push, proxy);
-  const out: Json[] = [];
+  const out: ListenerJson[] = [];
   const noIptables = proxy.interceptionMode === 'NONE';
   const catchAllEgress = egress.find((e) => !e.port);
   const vss = new MeshVirtualServices(push, proxy);
@@ -321,12 +320,12 @@ export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts:
     out.push(virtualOutbound(push, proxy));
     out.push(virtualInbound(push, proxy, hook, inbound.filter((ip) => !ip.bindToPort)));
   }
-  out.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-  return out as ListenerJson[];
+  out.sort((a, b) => ((a.name ?? '') < (b.name ?? '') ? -1 : (a.name ?? '') > (b.name ?? '') ? 1 : 0));
+  return out;
 }
 
 /** An egress listener's declared protocol wins over the service port's when it names one. */
-function protocolOf(egressProto: string, servicePortProto: string): any {
+function protocolOf(egressProto: string, servicePortProto: Protocol): Protocol {
   switch (egressProto) {
     case 'HTTP':
     case 'HTTP2':

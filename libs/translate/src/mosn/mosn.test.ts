@@ -10,6 +10,7 @@ import { dataPlaneOf, isMosnProxy } from './detect.js';
 import { mosnHeaderMatcher } from './routes.js';
 import { clusterTombstones, withListenerTombstones } from './tombstones.js';
 import { MOSN_TOMBSTONE_CLUSTER } from './common.js';
+import { buildNameTable } from '../nds.js';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
 const PRODUCTPAGE = 'sidecar~10.244.1.10~productpage-v1-5586c4d4ff-h8lqw.default~default.svc.cluster.local';
@@ -177,4 +178,22 @@ test('mirror and mirrors are reported for a MOSN proxy (MOSN never reads request
     out.issues.filter((i) => i.name === 'details').map((i) => i.field),
     ['spec.http[0].mirror', 'spec.http[1].mirrors'],
   );
+});
+
+test("names for MOSN: with DNS capture and auto-allocation in MOSN's node metadata, its listeners use the VIP the agent's name table gives the ServiceEntry", () => {
+  const { objects } = parseObjects([
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'default' } },
+    { apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name: 'db', namespace: 'default' }, spec: { hosts: ['db.example.com'], resolution: 'DNS', location: 'MESH_EXTERNAL', ports: [{ number: 5432, name: 'tcp', protocol: 'TCP' }] } },
+  ]);
+  const meta = { NAMESPACE: 'default', SEXTANT_DATA_PLANE: 'mosn', DNS_CAPTURE: 'true', DNS_AUTO_ALLOCATE: 'true' };
+  const out = translateConfig({ objects, nodeId: PRODUCTPAGE, metadata: meta, types: ['lds'] });
+  const push = PushContext.build(objects, { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 't' });
+  const vip = buildNameTable(push, push.resolveProxy(parseProxy(PRODUCTPAGE, meta)))?.table['db.example.com']?.ips?.[0];
+  assert.match(vip ?? '', /^240\.240\.\d+\.\d+$/, 'the name table answers the allocated VIP');
+  const l = out.lds!.find((x) => x.name === `${vip}_5432`) as Json | undefined;
+  assert.ok(l, `MOSN holds ${vip}_5432: ${out.lds!.map((x) => x.name)}`);
+  assert.deepEqual(l.deprecatedV1, { bindToPort: false }, 'unbound, as MOSN needs');
+  // Without the flags the service has no address for this proxy: no such listener.
+  const plain = translateConfig({ objects, nodeId: PRODUCTPAGE, metadata: { NAMESPACE: 'default', SEXTANT_DATA_PLANE: 'mosn' }, types: ['lds'] });
+  assert.ok(!plain.lds!.some((x) => x.name?.startsWith('240.240.')));
 });

@@ -2,25 +2,13 @@
  * VirtualService HTTP rules → Envoy routes (istiod's route.TranslateRoute and
  * friends), as Envoy's proto3 JSON. Pure.
  */
-import { durationMillis } from '@sextant/api';
+import { durationMillis, type Destination } from '@sextant/api';
 import type { IstioConfig, ProxyView, Service } from '@sextant/model';
 import { outboundClusterName, parseClusterName, PASSTHROUGH_CLUSTER } from '../names.js';
+import { TYPE } from '../typed.js';
 
 type Json = Record<string, any>;
 
-export const TYPE = {
-  fault: 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault',
-  cors: 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.CorsPolicy',
-  corsFilter: 'type.googleapis.com/envoy.extensions.filters.http.cors.v3.Cors',
-  router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
-  hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
-  tcpProxy: 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
-  tlsInspector: 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector',
-  httpInspector: 'type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector',
-  originalDst: 'type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst',
-  downstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
-  previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
-} as const;
 
 export const DEFAULT_RETRY_ON = 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes';
 
@@ -256,7 +244,7 @@ export interface RouteOptions {
 }
 
 /** The cluster a destination goes to (istiod's GetDestinationCluster). */
-export function destinationCluster(dest: Json, service: Service | undefined, listenPort: number): string {
+export function destinationCluster(dest: Destination, service: Service | undefined, listenPort: number): string {
   if (!dest.host) return 'UnknownService';
   let host: string = dest.host;
   if (service?.attributes.externalName) host = service.attributes.externalName;

@@ -6,6 +6,7 @@ import { buildClusters, buildListeners } from '../generator/index.js';
 import { ALPN, isAgentless, mtlsInbound } from './mtls.js';
 import { composePeerAuthentication, mtlsModeForPort } from './peer-auth.js';
 import { parseObjects } from '../translate.js';
+import { TYPE, unpackAny } from '../typed.js';
 
 type Json = Record<string, any>;
 
@@ -141,10 +142,10 @@ test('virtualInbound: STRICT is TLS only, DISABLE plaintext only, per port', () 
 test('trust domain aliases add SAN prefixes; mesh minimum TLS version and ciphers apply', () => {
   const push = build([], { trustDomainAliases: ['old.example'], meshMTLS: { minProtocolVersion: 'TLSV1_3', cipherSuites: ['ECDHE-RSA-AES128-GCM-SHA256'] } });
   const [c] = mtlsInbound(push, webProxy(push), 8080, 'http');
-  const common = c!.transportSocket!.typedConfig.commonTlsContext;
-  assert.deepEqual(common.combinedValidationContext.defaultValidationContext.matchSubjectAltNames, [{ prefix: 'spiffe://cluster.local/' }, { prefix: 'spiffe://old.example/' }]);
-  assert.equal(common.tlsParams.tlsMinimumProtocolVersion, 'TLSv1_3');
-  assert.deepEqual(common.tlsParams.cipherSuites, ['ECDHE-RSA-AES128-GCM-SHA256']);
+  const common = unpackAny(c!.transportSocket!.typedConfig, TYPE.downstreamTls)!.commonTlsContext!;
+  assert.deepEqual(common.combinedValidationContext!.defaultValidationContext!.matchSubjectAltNames, [{ prefix: 'spiffe://cluster.local/' }, { prefix: 'spiffe://old.example/' }]);
+  assert.equal(common.tlsParams!.tlsMinimumProtocolVersion, 'TLSv1_3');
+  assert.deepEqual(common.tlsParams!.cipherSuites, ['ECDHE-RSA-AES128-GCM-SHA256']);
 });
 
 test('agentless proxies get SDS over ADS on both the inbound chains and ISTIO_MUTUAL / auto-mTLS clusters', () => {
@@ -158,9 +159,9 @@ test('agentless proxies get SDS over ADS on both the inbound chains and ISTIO_MU
   assert.ok(!isAgentless(webProxy(push)));
   assert.ok(isAgentless(webProxy(push, { ISTIO_META_SEXTANT_AGENTLESS: 'true' })));
   const [c] = mtlsInbound(push, agentless, 8080, 'http');
-  const common = c!.transportSocket!.typedConfig.commonTlsContext;
-  assert.deepEqual(common.tlsCertificateSdsSecretConfigs[0], { name: 'default', sdsConfig: { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' } });
-  assert.deepEqual(common.combinedValidationContext.validationContextSdsSecretConfig.sdsConfig, { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' });
+  const common = unpackAny(c!.transportSocket!.typedConfig, TYPE.downstreamTls)!.commonTlsContext!;
+  assert.deepEqual(common.tlsCertificateSdsSecretConfigs![0], { name: 'default', sdsConfig: { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' } });
+  assert.deepEqual(common.combinedValidationContext!.validationContextSdsSecretConfig!.sdsConfig, { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' });
   const clusters = buildClusters(push, agentless) as Json[];
   const api = clusters.find((x) => x.name === 'outbound|80||api.shop.svc.cluster.local')!;
   const m = api.transportSocketMatches[0];

@@ -14,12 +14,19 @@
  *
  * Pure.
  */
+import type { FilterChainMatchJson, SdsSecretConfigJson, TlsParameters_TlsProtocolJson, TransportSocketJson } from '@sextant/envoy';
+import { anyOf, TYPE, type AnyOf } from '../typed.js';
 import type { ProxyView, PushContext } from '@sextant/model';
 import type { InboundTlsHook } from '../listener/sidecar.js';
 import { mtlsModeForPort, type MtlsMode } from './peer-auth.js';
 import { ROOT_SECRET, WORKLOAD_SECRET } from '../names.js';
 
-type Json = Record<string, any>;
+/** MeshConfig fields only mTLS reads (beyond the model's MeshConfig subset). */
+interface MeshMtlsFields {
+  trustDomainAliases?: string[];
+  meshMTLS?: { minProtocolVersion?: string; cipherSuites?: string[] };
+}
+const meshMtls = (push: PushContext): MeshMtlsFields => push.mesh as MeshMtlsFields;
 
 export const DOWNSTREAM_TLS_TYPE = 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext';
 export const TLS_TRANSPORT_SOCKET = 'envoy.transport_sockets.tls';
@@ -71,7 +78,7 @@ export function isAgentless(proxy: ProxyView | undefined): boolean {
  * timeout", so a listener or cluster using them stays warming until the
  * secret arrives rather than coming up without its certificate.
  */
-export function sdsSecretConfigFor(name: string, proxy?: ProxyView): Json {
+export function sdsSecretConfigFor(name: string, proxy?: ProxyView): SdsSecretConfigJson {
   const waitForSecret = name === WORKLOAD_SECRET || name === ROOT_SECRET ? { initialFetchTimeout: '0s' } : {};
   if (isAgentless(proxy)) return { name, sdsConfig: { ads: {}, ...waitForSecret, resourceApiVersion: 'V3' } };
   return {
@@ -91,12 +98,12 @@ export function sdsSecretConfigFor(name: string, proxy?: ProxyView): Json {
 
 /** Trust domains a peer certificate may come from: the mesh's and its aliases (istiod's TrustDomainsForValidation). */
 export function trustDomainsForValidation(push: PushContext): string[] {
-  const aliases = ((push.mesh as Json).trustDomainAliases ?? []) as string[];
+  const aliases = meshMtls(push).trustDomainAliases ?? [];
   return [...new Set([push.trustDomain, ...aliases].filter((t) => typeof t === 'string' && t !== ''))];
 }
 
-function minTlsVersion(push: PushContext): string {
-  const v = (push.mesh as Json).meshMTLS?.minProtocolVersion as string | undefined;
+function minTlsVersion(push: PushContext): TlsParameters_TlsProtocolJson {
+  const v = meshMtls(push).meshMTLS?.minProtocolVersion;
   return v === 'TLSV1_3' ? 'TLSv1_3' : 'TLSv1_2';
 }
 
@@ -104,12 +111,11 @@ function minTlsVersion(push: PushContext): string {
  * The DownstreamTlsContext of an inbound mTLS chain (istiod's BuildInboundTLS):
  * HTTP chains offer `h2, http/1.1`; TCP chains add `istio-peer-exchange`.
  */
-export function inboundMtlsContext(push: PushContext, proxy: ProxyView, protocol: 'http' | 'tcp'): Json {
-  const mesh = push.mesh as Json;
-  const ciphers = (mesh.meshMTLS?.cipherSuites as string[] | undefined)?.length ? (mesh.meshMTLS.cipherSuites as string[]) : SUPPORTED_CIPHERS;
+export function inboundMtlsContext(push: PushContext, proxy: ProxyView, protocol: 'http' | 'tcp'): AnyOf<typeof TYPE.downstreamTls> {
+  const configured = meshMtls(push).meshMTLS?.cipherSuites;
+  const ciphers = configured?.length ? configured : SUPPORTED_CIPHERS;
   const sans = trustDomainsForValidation(push).map((td) => ({ prefix: `spiffe://${td}/` }));
-  return {
-    '@type': DOWNSTREAM_TLS_TYPE,
+  return anyOf(TYPE.downstreamTls, {
     commonTlsContext: {
       tlsParams: { tlsMinimumProtocolVersion: minTlsVersion(push), tlsMaximumProtocolVersion: 'TLSv1_3', cipherSuites: [...ciphers] },
       alpnProtocols: protocol === 'http' ? [...ALPN.http] : [...ALPN.downstreamWithMxc],
@@ -120,12 +126,12 @@ export function inboundMtlsContext(push: PushContext, proxy: ProxyView, protocol
       },
     },
     requireClientCertificate: true,
-  };
+  });
 }
 
 export interface InboundChainSecurity {
-  transportSocket?: Json;
-  filterChainMatch?: Json;
+  transportSocket?: TransportSocketJson;
+  filterChainMatch?: FilterChainMatchJson;
   nameSuffix?: string;
 }
 
@@ -134,7 +140,7 @@ export interface InboundChainSecurity {
  * getFilterChainMatchOptions), each with its TLS termination or none.
  */
 export function inboundChainsForMode(push: PushContext, proxy: ProxyView, mode: MtlsMode, protocol: 'http' | 'tcp'): InboundChainSecurity[] {
-  const tls = (): Json => ({ name: TLS_TRANSPORT_SOCKET, typedConfig: inboundMtlsContext(push, proxy, protocol) });
+  const tls = (): TransportSocketJson => ({ name: TLS_TRANSPORT_SOCKET, typedConfig: inboundMtlsContext(push, proxy, protocol) });
   const mtlsChain = (alpn?: readonly string[]): InboundChainSecurity => ({
     filterChainMatch: { ...(alpn ? { applicationProtocols: [...alpn] } : {}), transportProtocol: 'tls' },
     transportSocket: tls(),

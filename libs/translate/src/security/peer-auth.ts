@@ -22,25 +22,34 @@ export interface EffectivePeerAuthentication {
   from: { mesh?: string; namespace?: string; workload?: string };
 }
 
-type Json = Record<string, any>;
+/** The PeerAuthentication fields read here (validated by @sextant/api's schema). */
+interface PeerAuthenticationFields {
+  selector?: { matchLabels?: Record<string, string> | null } | null;
+  mtls?: MtlsFields | null;
+  portLevelMtls?: Record<string, MtlsFields | null> | null;
+}
+interface MtlsFields {
+  mode?: string | null;
+}
+const specOf = (pa: IstioConfig): PeerAuthenticationFields => pa.spec as PeerAuthenticationFields;
 
-function modeOf(mtls: Json | undefined | null): MtlsMode | undefined {
-  const m = mtls?.mode as string | undefined;
+function modeOf(mtls: MtlsFields | undefined | null): MtlsMode | undefined {
+  const m = mtls?.mode;
   return m === 'STRICT' || m === 'PERMISSIVE' || m === 'DISABLE' ? m : undefined;
 }
 
 function hasSelector(pa: IstioConfig): boolean {
-  const ml = (pa.spec.selector as Json | undefined)?.matchLabels as Record<string, string> | undefined;
+  const ml = specOf(pa).selector?.matchLabels;
   return !!ml && Object.keys(ml).length > 0;
 }
 
 function selects(pa: IstioConfig, labels: Record<string, string>): boolean {
-  const ml = ((pa.spec.selector as Json | undefined)?.matchLabels ?? {}) as Record<string, string>;
+  const ml = specOf(pa).selector?.matchLabels ?? {};
   return Object.entries(ml).every(([k, v]) => labels[k] === v);
 }
 
 function created(pa: IstioConfig): number {
-  const t = (pa.metadata as Json | undefined)?.creationTimestamp;
+  const t: unknown = pa.metadata?.creationTimestamp;
   const ms = t ? Date.parse(String(t)) : NaN;
   // Objects without a timestamp (folder source) sort after timestamped ones, then by name.
   return Number.isFinite(ms) ? ms : Number.MAX_SAFE_INTEGER;
@@ -71,11 +80,11 @@ export function composePeerAuthentication(push: PushContext, namespace: string, 
   const wlPa = namespace === root ? undefined : oldest(push.configs('PeerAuthentication', namespace).filter((p) => hasSelector(p) && selects(p, labels)));
   let mode: MtlsMode = 'PERMISSIVE';
   for (const pa of [meshPa, nsPa, wlPa]) {
-    const m = modeOf(pa?.spec.mtls as Json | undefined);
+    const m = modeOf(pa && specOf(pa).mtls);
     if (m) mode = m;
   }
   const perPort = new Map<number, MtlsMode>();
-  for (const [port, mtls] of Object.entries((wlPa?.spec.portLevelMtls ?? {}) as Record<string, Json>)) {
+  for (const [port, mtls] of Object.entries((wlPa && specOf(wlPa).portLevelMtls) ?? {})) {
     const n = Number(port);
     if (!Number.isInteger(n) || n < 1 || n > 65535) continue;
     perPort.set(n, modeOf(mtls) ?? mode);

@@ -1,5 +1,5 @@
 import type { Logger } from '@sextant/api';
-import { isConflict, isNotFound, KubeClient } from './client.js';
+import { isConflict, isNotFound, KubeClient } from '@sextant/sources';
 
 export interface LeaderElectorOptions {
   /** A client, or a kubeconfig path (undefined with inCluster for the pod's service account). */

@@ -1,6 +1,5 @@
 import type { Logger } from '@sextant/api';
-import { collectionPath, isConflict, isNotFound, type KubeClient, type KubeObject } from './client.js';
-import { SupervisedInformer, type InformerTiming } from './informer.js';
+import { collectionPath, isConflict, isNotFound, SupervisedInformer, type KubeClient, type KubeObject, type InformerTiming } from '@sextant/sources';
 import { ReconcileQueue } from './reconcile-queue.js';
 
 export const rootCertConfigMapName = 'istio-ca-root-cert';

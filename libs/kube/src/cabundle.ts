@@ -1,6 +1,5 @@
 import type { Logger } from '@sextant/api';
-import { isConflict, isNotFound, type KubeClient, type KubeObject } from './client.js';
-import { SupervisedInformer, type InformerTiming } from './informer.js';
+import { isConflict, isNotFound, SupervisedInformer, type KubeClient, type KubeObject, type InformerTiming } from '@sextant/sources';
 import { ReconcileQueue } from './reconcile-queue.js';
 
 const group = 'admissionregistration.k8s.io';

@@ -1,4 +1,4 @@
-import { KubeClient } from './client.js';
+import { KubeClient } from '@sextant/sources';
 
 /**
  * The answer of a TokenReview, in the shape `@sextant/ca`'s `TokenReviewer`

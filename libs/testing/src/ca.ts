@@ -1,4 +1,4 @@
-/** Helpers shared by the CA's tests, the e2e tests and the benchmark (not part of the public API). */
+/** CA test scaffolding: a real CA gRPC server on 127.0.0.1:0, a CSR client, JWT issuers and openssl checks, shared by the CA's unit tests, the e2e tests and the benchmark. */
 import { execFile } from 'node:child_process';
 import { mkdirSync, statSync, watch, type FSWatcher } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -6,9 +6,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { exportJWK, generateKeyPair, SignJWT, type JSONWebKeySet } from 'jose';
-import type { Authenticator } from './auth.js';
-import type { CertificateAuthority } from './authority.js';
-import { caServiceClient, createCaService, createSecureServerCredentials, ISTIOD_DNS_NAME, type CaService, type SecureServerCredentials } from './service.js';
+import { caServiceClient, createCaService, createSecureServerCredentials, ISTIOD_DNS_NAME, type Authenticator, type CaService, type CertificateAuthority, type SecureServerCredentials } from '@sextant/ca';
 
 export interface TestServer {
   port: number;

@@ -5,11 +5,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '@sextant/api';
 import { TypeUrl, encodeResource, type EncodedResource } from '@sextant/envoy';
-import { DiscoveryServer } from '../server/discovery-server.js';
-import { EndpointCache, StaticGenerator } from './generators.js';
-import type { DiscoveryServerOptions, ResourceGenerator } from '../types.js';
+import { DiscoveryServer, type DiscoveryServerOptions, type ResourceGenerator } from '@sextant/xds';
+import { EndpointCache, StaticGenerator } from './xds-generators.js';
 
-export { EndpointCache, StaticGenerator } from './generators.js';
+export { EndpointCache, StaticGenerator } from './xds-generators.js';
 
 /** An EDS cluster fed over ADS. */
 export function edsCluster(name: string, extra: Record<string, unknown> = {}): EncodedResource {

@@ -1,7 +1,6 @@
 import type { Logger, ValidationIssue } from '@sextant/api';
-import { collectionPath, isConflict, isNotFound, type KubeClient, type KubeObject } from './client.js';
+import { collectionPath, isConflict, isNotFound, defaultKinds, type KubeClient, type KubeObject, type KubeKind } from '@sextant/sources';
 import { ReconcileQueue } from './reconcile-queue.js';
-import { defaultKinds, type KubeKind } from './kinds.js';
 
 /**
  * Istio's analysis code for an object that fails schema validation

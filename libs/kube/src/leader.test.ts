@@ -1,10 +1,10 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { silentLogger } from '@sextant/api';
-import { KubeClient } from './client.js';
+import { KubeClient } from '@sextant/sources';
 import { createLeaderElector, microTime } from './leader.js';
 import { createRootCertPublisher } from './rootcert.js';
-import { TestApiServer } from './testing-apiserver.js';
+import { TestApiServer } from '@sextant/testing/kube-apiserver';
 import { createTokenReviewer } from './tokenreview.js';
 import { createSecretCaStore } from './castore.js';
 
@@ -19,7 +19,7 @@ describe('leader election, token review, root cert publisher (test API server)',
   before(async () => {
     api = new TestApiServer();
     await api.listen();
-    client = new KubeClient({ kubeConfig: api.kubeConfig() });
+    client = api.client();
   });
   after(async () => api.close());
 

@@ -1,11 +1,11 @@
 /**
  * Generators for tests of the ADS server itself: a static set per type, and
- * the endpoint cache (cache/endpoint-cache.ts), which announces changed names
+ * the endpoint cache (@sextant/xds's cache/endpoint-cache.ts), which announces changed names
  * (the server's ChangeSource), so the incremental EDS path can be driven
  * without the daemon's translation.
  */
 import type { EncodedResource } from '@sextant/envoy';
-import type { ResourceGenerator } from '../types.js';
+import type { ResourceGenerator } from '@sextant/xds';
 
 /**
  * A generator over a fixed, replaceable set of resources of one type (tests,
@@ -39,4 +39,4 @@ export class StaticGenerator implements ResourceGenerator {
   }
 }
 
-export { EndpointCache } from '../cache/endpoint-cache.js';
+export { EndpointCache } from '@sextant/xds';

@@ -1,8 +1,7 @@
 import { EventEmitter } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { KubeConfig } from '@kubernetes/client-node';
-import type { KubeObject } from './client.js';
+import { KubeClient, type KubeObject } from '@sextant/sources';
 
 /**
  * A small in-memory stand-in for the API server's list/watch/CRUD protocol,
@@ -39,15 +38,9 @@ export class TestApiServer {
     return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
   }
 
-  kubeConfig(): KubeConfig {
-    const kc = new KubeConfig();
-    kc.loadFromOptions({
-      clusters: [{ name: 'test', server: this.url, skipTLSVerify: true }],
-      users: [{ name: 'test', token: 'test' }],
-      contexts: [{ name: 'test', cluster: 'test', user: 'test' }],
-      currentContext: 'test',
-    });
-    return kc;
+  /** A client of this server (plain HTTP, bearer token `test`). */
+  client(): KubeClient {
+    return new KubeClient({ server: { url: this.url, token: 'test' } });
   }
 
   async close(): Promise<void> {

@@ -23,7 +23,7 @@ import {
   type JsonValue,
   type Node,
 } from '@sextant/envoy';
-import { ADS_SERVICE } from '../service.js';
+import { ADS_SERVICE } from '@sextant/xds';
 
 export interface NodeInit {
   id: string;

@@ -2,9 +2,8 @@ import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { test } from 'node:test';
-import { KubeConfig } from '@kubernetes/client-node';
 import { silentLogger, type ValidationIssue } from '@sextant/api';
-import { KubeClient } from './client.js';
+import { KubeClient } from '@sextant/sources';
 import { createStatusWriter } from './status.js';
 
 /** A stand-in for the /status subresource that records patches and answers with the next queued status code (200 when none). */
@@ -23,14 +22,8 @@ async function statusServer() {
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 't', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-    users: [{ name: 't', token: 't' }],
-    contexts: [{ name: 't', cluster: 't', user: 't' }],
-    currentContext: 't',
-  });
-  return { client: new KubeClient({ kubeConfig: kc }), patches, codes, close: () => new Promise<void>((r) => server.close(() => r())) };
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return { client: new KubeClient({ server: { url, token: 't' } }), patches, codes, close: () => new Promise<void>((r) => server.close(() => r())) };
 }
 
 const vs = (status?: unknown) => ({
@@ -137,14 +130,8 @@ test('a proxy rejection is written as Reconciled=False/ProxyRejected (object rea
     });
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const kc = new KubeConfig();
-  kc.loadFromOptions({
-    clusters: [{ name: 't', server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, skipTLSVerify: true }],
-    users: [{ name: 't', token: 't' }],
-    contexts: [{ name: 't', cluster: 't', user: 't' }],
-    currentContext: 't',
-  });
-  const w = createStatusWriter({ client: new KubeClient({ kubeConfig: kc }), log: silentLogger });
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const w = createStatusWriter({ client: new KubeClient({ server: { url, token: 't' } }), log: silentLogger });
   try {
     w.start();
     // Core kinds have no Istio status: ignored.

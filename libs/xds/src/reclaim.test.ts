@@ -1,0 +1,78 @@
+/**
+ * The memory reclaimer (reclaim.ts): when it runs (after a quiet spell
+ * following limit hits, never more often than its interval), and that what
+ * it runs gives freed malloc memory back to the kernel, which `free` alone
+ * does not.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { release } from './receive.js';
+import { MemoryReclaimer, mallocTrim, minorGc, type ReclaimResult } from './reclaim.js';
+import { waitFor } from '@sextant/testing/xds-harness';
+
+const MB = 1024 * 1024;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+describe('MemoryReclaimer', () => {
+  test('runs once a burst of hits has been quiet for afterMs, and not again within the interval', async () => {
+    const runs: ReclaimResult[] = [];
+    let gcs = 0;
+    let trims = 0;
+    const r = new MemoryReclaimer({ afterMs: 80, minIntervalMs: 400, gc: () => gcs++, trim: () => trims++, onReclaim: (x) => runs.push(x) });
+    try {
+      assert.ok(r.enabled);
+      // A burst: each hit postpones the reclaim.
+      for (let i = 0; i < 5; i++) {
+        r.noteLimitHit();
+        await sleep(30);
+      }
+      assert.equal(runs.length, 0, 'not while the hits keep coming');
+      await waitFor(() => runs.length === 1, 'the reclaim after the burst', 2000);
+      assert.equal(runs[0]!.hits, 5);
+      assert.deepEqual([gcs, trims], [1, 1]);
+      const first = Date.now();
+      // Another hit at once: the next reclaim waits for the interval, not only for the quiet spell.
+      r.noteLimitHit();
+      await waitFor(() => runs.length === 2, 'the second reclaim', 2000);
+      assert.ok(Date.now() - first >= 380, `the second reclaim came ${Date.now() - first} ms after the first`);
+      assert.equal(runs[1]!.hits, 1);
+    } finally {
+      r.close();
+    }
+  });
+
+  test('afterMs 0 turns it off: hits schedule nothing', async () => {
+    let calls = 0;
+    const r = new MemoryReclaimer({ afterMs: 0, gc: () => calls++, trim: () => calls++ });
+    assert.equal(r.enabled, false);
+    r.noteLimitHit();
+    await sleep(50);
+    assert.equal(calls, 0);
+    assert.equal(r.runs, 0);
+  });
+
+  test('GC and malloc_trim are available here (Linux, glibc)', () => {
+    assert.equal(typeof minorGc(), 'function');
+    if (process.platform === 'linux') assert.equal(typeof mallocTrim(), 'function');
+  });
+
+  test('a reclaim returns freed malloc memory that free() left in the arena', { skip: mallocTrim() === null ? 'no malloc_trim here' : false }, () => {
+    // 64 MB of 64 KiB buffers (below glibc's mmap threshold: they live in the main arena) interleaved with small
+    // ones that stay: once the large ones are freed, the arena cannot shrink past the small ones.
+    const keep: Buffer[] = [];
+    let large: Buffer[] = [];
+    for (let i = 0; i < 1024; i++) {
+      large.push(Buffer.allocUnsafeSlow(64 * 1024).fill(1));
+      keep.push(Buffer.allocUnsafeSlow(512).fill(2));
+    }
+    for (const b of large) release(b.buffer);
+    large = [];
+    // Without the trim, the young GC frees the buffers but RSS stays.
+    const gcOnly = new MemoryReclaimer({ afterMs: 1, trim: null }).reclaim();
+    assert.ok(gcOnly.rssBefore - gcOnly.rssAfter < 16 * MB, `a GC alone returned ${((gcOnly.rssBefore - gcOnly.rssAfter) / MB).toFixed(1)} MB`);
+    const r = new MemoryReclaimer({ afterMs: 1 }).reclaim();
+    assert.ok(r.trimmed);
+    assert.ok(r.rssBefore - r.rssAfter > 40 * MB, `the trim returned ${((r.rssBefore - r.rssAfter) / MB).toFixed(1)} MB of the 64 MB freed`);
+    assert.equal(keep.length, 1024);
+  });
+});

@@ -1,0 +1,155 @@
+/**
+ * Gives back the memory a burst of refused xDS requests leaves behind.
+ *
+ * What a refused request costs is garbage, not state the server keeps (the
+ * limits drop every reference at once), but on Node that garbage stays in the
+ * process's RSS. The request's bytes are copies of this process's own that
+ * `receive.ts` detaches as soon as the request is refused, so a
+ * young-generation GC frees them; but an idle daemon may not run one for a
+ * long time, and once they are freed glibc's malloc keeps the pages in its
+ * main arena (the chunks sit between live allocations, so `free` cannot
+ * shrink the heap): only `malloc_trim` hands them back to the kernel.
+ * Measured on the abuse benchmark (docs/xds.md): after a names attack the
+ * daemon's RSS stayed ~35 MB up in free malloc pages, which `malloc_trim(0)`
+ * returned.
+ *
+ * So once a burst of limit hits has been quiet for a moment, the reclaimer
+ * runs one young-generation GC (a few ms: its cost does not grow with the
+ * heap) and then `malloc_trim(0)`, at most once per interval.
+ */
+import { createRequire } from 'node:module';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+
+export interface ReclaimResult {
+  /** Limit hits since the previous reclaim. */
+  hits: number;
+  /** Whether a young-generation GC ran (false where it is unavailable). */
+  gc: boolean;
+  /** Whether malloc_trim ran (false where it is unavailable: not glibc, or koffi missing). */
+  trimmed: boolean;
+  /** Time the GC and the trim took together, ms. */
+  pauseMs: number;
+  rssBefore: number;
+  rssAfter: number;
+}
+
+export interface ReclaimerOptions {
+  /** Quiet time after the last limit hit before reclaiming, ms; 0 turns the reclaimer off. */
+  afterMs: number;
+  /** Least time between two reclaims, ms. */
+  minIntervalMs?: number;
+  /** Young-generation GC; default: V8's, exposed at run time. Null to skip. */
+  gc?: (() => void) | null;
+  /** glibc malloc_trim; default: loaded through koffi where available. Null to skip. */
+  trim?: ((pad: number) => number) | null;
+  onReclaim?: (r: ReclaimResult) => void;
+}
+
+export const defaultReclaimIntervalMs = 10_000;
+
+let gcFn: (() => void) | null | undefined;
+/** V8's young-generation GC (`gc({ type: 'minor' })`), exposed at run time without `--expose-gc` on the command line; null if that fails. */
+export function minorGc(): (() => void) | null {
+  if (gcFn !== undefined) return gcFn;
+  try {
+    v8.setFlagsFromString('--expose-gc');
+    const f = vm.runInNewContext('gc') as unknown;
+    gcFn = typeof f === 'function' ? () => (f as (o: { type: string }) => void)({ type: 'minor' }) : null;
+  } catch {
+    gcFn = null;
+  }
+  return gcFn;
+}
+
+let trimFn: ((pad: number) => number) | null | undefined;
+/**
+ * glibc's `malloc_trim`, called through koffi (an FFI library with prebuilt
+ * binaries); null on other C libraries (musl has no such function) or when
+ * koffi cannot be loaded.
+ */
+export function mallocTrim(): ((pad: number) => number) | null {
+  if (trimFn !== undefined) return trimFn;
+  trimFn = null;
+  const glibc = (process.report?.getReport() as { header?: { glibcVersionRuntime?: string } } | undefined)?.header?.glibcVersionRuntime;
+  if (process.platform !== 'linux' || !glibc) return trimFn;
+  try {
+    const koffi = createRequire(import.meta.url)('koffi') as { load(lib: string): { func(sig: string): (pad: number) => number } };
+    trimFn = koffi.load('libc.so.6').func('int malloc_trim(size_t pad)');
+  } catch {
+    trimFn = null;
+  }
+  return trimFn;
+}
+
+export class MemoryReclaimer {
+  private hits = 0;
+  private lastHit = 0;
+  private lastRun = -Infinity;
+  private timer?: NodeJS.Timeout;
+  private readonly minIntervalMs: number;
+  private readonly gc: (() => void) | null;
+  private readonly trim: ((pad: number) => number) | null;
+  /** Reclaims run so far. */
+  runs = 0;
+
+  constructor(private readonly opts: ReclaimerOptions) {
+    this.minIntervalMs = opts.minIntervalMs ?? defaultReclaimIntervalMs;
+    const on = opts.afterMs > 0;
+    this.gc = !on ? null : opts.gc !== undefined ? opts.gc : minorGc();
+    this.trim = !on ? null : opts.trim !== undefined ? opts.trim : mallocTrim();
+  }
+
+  /** Whether a reclaim can do anything here (on, and a GC or a trim available). */
+  get enabled(): boolean {
+    return this.opts.afterMs > 0 && (this.gc !== null || this.trim !== null);
+  }
+
+  /** A stream was refused for a limit: reclaim once the refusals have been quiet for `afterMs`. */
+  noteLimitHit(now = Date.now()): void {
+    if (!this.enabled) return;
+    this.hits++;
+    this.lastHit = now;
+    this.arm(now);
+  }
+
+  private arm(now: number): void {
+    if (this.timer) return;
+    const at = Math.max(this.lastHit + this.opts.afterMs, this.lastRun + this.minIntervalMs);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      const t = Date.now();
+      // Still refusing, or too soon after the last reclaim: look again later.
+      if (t < this.lastHit + this.opts.afterMs || t < this.lastRun + this.minIntervalMs) return this.arm(t);
+      this.reclaim(t);
+    }, Math.max(0, at - now));
+    this.timer.unref();
+  }
+
+  /** Runs a young-generation GC and malloc_trim now. */
+  reclaim(now = Date.now()): ReclaimResult {
+    const rssBefore = process.memoryUsage.rss();
+    const t0 = performance.now();
+    let gc = false;
+    if (this.gc) {
+      this.gc();
+      gc = true;
+    }
+    let trimmed = false;
+    if (this.trim) {
+      this.trim(0);
+      trimmed = true;
+    }
+    const r: ReclaimResult = { hits: this.hits, gc, trimmed, pauseMs: Math.round((performance.now() - t0) * 10) / 10, rssBefore, rssAfter: process.memoryUsage.rss() };
+    this.hits = 0;
+    this.lastRun = now;
+    this.runs++;
+    this.opts.onReclaim?.(r);
+    return r;
+  }
+
+  close(): void {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+  }
+}
