@@ -16,12 +16,12 @@ import {
   type ProxyState,
 } from '@sextant/admin';
 import { authenticate } from '@sextant/ca';
-import { PushContext, type MeshConfig, type ProxyView } from '@sextant/model';
+import { PushContext, jwksKey, type MeshConfig, type ProxyView } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { ConfigStore, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
+import { ConfigStore, JwksResolver, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
 import { NodeSchema, TypeUrl, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
-import { authorizationPolicyIssues, resourceProvenance } from '@sextant/translate';
+import { jwksToFetch, resourceProvenance, securityPolicyIssues } from '@sextant/translate';
 import {
   ClassGenerators,
   DiscoveryServer,
@@ -236,13 +236,29 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
 
   let lastIssues: string[] = [];
   let securityIssues: ValidationIssue[] = [];
+  // RequestAuthentication jwksUri: fetched here, shared by every proxy, inlined by translation (istiod's JwksResolver).
+  const jwksResolver = new JwksResolver({
+    log: log.child({ component: 'jwks' }),
+    refreshIntervalMs: cfg.jwksRefreshIntervalMs,
+    refreshOnFailureMs: cfg.jwksRefreshOnFailureMs,
+    onChange: (keys) => {
+      const ctx = controller.context;
+      const changed = new Set(keys);
+      const users = (ctx?.configs('RequestAuthentication') ?? []).filter((ra) =>
+        ((ra.spec.jwtRules ?? []) as Array<{ jwksUri?: string; jwks_uri?: string; issuer: string }>).some((r) => changed.has(jwksKey(r.jwksUri ?? r.jwks_uri, r.issuer))),
+      );
+      controller.changed(users.map((ra) => ({ kind: 'RequestAuthentication', namespace: ra.namespace, name: ra.name })));
+    },
+  });
   let securityIssueObjects = new Map<string, { kind: string; namespace: string; name: string }>();
   const controller: PushController<Ctx> = new PushController<Ctx>({
     build: (ver) =>
-      PushContext.build(allObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver }),
+      PushContext.build(allObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver, jwks: jwksResolver.snapshot() }),
     scope: (prev, next, changed) => meshScope(prev, next, changed, generators),
     push: (req, next) => {
       generators.advance(req);
+      // The JWKS this config names: new ones are fetched (a push follows when they arrive).
+      jwksResolver.want(jwksToFetch(next));
       reportIssues(next);
       metrics.services.set(next.allServices().length);
       metrics.virtualServices.set(next.configs('VirtualService').length);
@@ -262,7 +278,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   });
 
   function reportIssues(ctx: Ctx) {
-    securityIssues = authorizationPolicyIssues(ctx);
+    securityIssues = securityPolicyIssues(ctx);
     // Each AuthorizationPolicy with a rule that cannot be rendered gets a status condition (leader only), cleared when fixed.
     const byObject = new Map<string, { object: { kind: string; namespace: string; name: string }; reasons: string[] }>();
     for (const i of securityIssues) {
@@ -351,6 +367,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       reclaimer.close();
       rejections.stop();
       controller.stop();
+      jwksResolver.stop();
       // 1. No new work: ADS refuses new streams, and both gRPC servers close their listeners and send
       //    GOAWAY, so clients open their next stream or CSR on a new connection (another replica).
       const adsClosed = xds.close(ADS_FLUSH_MS);

@@ -27,6 +27,8 @@ const discoveryFlags = {
   'dns-names': { type: 'string', default: 'istiod.istio-system.svc,sextant.istio-system.svc' },
   'debounce-after': { type: 'string', default: '100ms' },
   'debounce-max': { type: 'string', default: '10s' },
+  'jwks-refresh-interval': { type: 'string', default: '20m' },
+  'jwks-refresh-interval-on-failure': { type: 'string', default: '1m' },
   'log-level': { type: 'string', default: 'info' },
   namespace: { type: 'string' },
   'pod-name': { type: 'string' },
@@ -79,6 +81,10 @@ export interface DiscoveryConfig {
   dnsNames: string[];
   debounceAfterMs: number;
   debounceMaxMs: number;
+  /** How often fetched RequestAuthentication JWKS are fetched again (istiod's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL). */
+  jwksRefreshIntervalMs: number;
+  /** How soon a failed JWKS fetch is retried. */
+  jwksRefreshOnFailureMs: number;
   logLevel: string;
   namespace: string;
   podName: string;
@@ -178,6 +184,8 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
     dnsNames: get('dns-names')!.split(',').map((s) => s.trim()).filter(Boolean),
     debounceAfterMs: parseDuration('debounce-after', get('debounce-after')!),
     debounceMaxMs: parseDuration('debounce-max', get('debounce-max')!),
+    jwksRefreshIntervalMs: parseDuration('jwks-refresh-interval', get('jwks-refresh-interval')!),
+    jwksRefreshOnFailureMs: parseDuration('jwks-refresh-interval-on-failure', get('jwks-refresh-interval-on-failure')!),
     logLevel: get('log-level')!,
     namespace: get('namespace') ?? env.POD_NAMESPACE ?? 'istio-system',
     podName: get('pod-name') ?? env.POD_NAME ?? `sextant-${process.pid}`,

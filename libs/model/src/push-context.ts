@@ -33,6 +33,7 @@ class PushContextImpl implements PushContextShape {
   readonly domainSuffix: string;
   readonly trustDomain: string;
   readonly mesh: PushContextShape['mesh'];
+  readonly jwks: ReadonlyMap<string, string>;
   readonly issues: ValidationIssue[] = [];
 
   private readonly services: Service[] = [];
@@ -54,6 +55,7 @@ class PushContextImpl implements PushContextShape {
     this.version = options.version;
     this.domainSuffix = options.domainSuffix;
     this.trustDomain = options.trustDomain;
+    this.jwks = options.jwks ?? new Map();
     const m: MeshConfig = options.meshConfig ?? {};
     this.mesh = { ...m, rootNamespace: m.rootNamespace ?? 'istio-system', connectTimeout: m.connectTimeout ?? '10s', enableAutoMtls: m.enableAutoMtls ?? true };
 
@@ -264,6 +266,7 @@ class PushContextImpl implements PushContextShape {
         this.configs('VirtualService'),
         this.mesh.defaultVirtualServiceExportTo ?? ['*'],
         this.mesh.outboundTrafficPolicy?.mode ?? 'ALLOW_ANY',
+        this.domainSuffix,
       );
       this.scopeCache.set(key, scope);
     }

@@ -1,4 +1,4 @@
-import { cmp, exportedTo, hostMatches, resolveExportTo, selectorMatches } from './labels.js';
+import { cmp, exportedTo, hostMatches, resolveExportTo, resolveShortName, selectorMatches } from './labels.js';
 import type { EgressListener, IstioConfig, ProxyView, Service, SidecarScope } from './types.js';
 
 /** Parses Sidecar egress hosts (`ns/host`), resolving `.` to the Sidecar's namespace. */
@@ -46,6 +46,7 @@ export function buildSidecarScope(
   virtualServices: IstioConfig[],
   defaultVsExportTo: readonly string[],
   meshOutboundMode: 'ALLOW_ANY' | 'REGISTRY_ONLY',
+  domainSuffix = 'cluster.local',
 ): SidecarScope {
   const ns = proxy.namespace;
   // Gateways are not scoped by Sidecar resources.
@@ -62,7 +63,9 @@ export function buildSidecarScope(
   const scoped = [...byHost.values()];
   const vss = virtualServices.filter((vs) => {
     const exportTo = resolveExportTo(vs.spec.exportTo, vs.namespace, defaultVsExportTo);
-    return exportedTo(exportTo, ns) && egressAllows(egress, vs.namespace, (vs.spec.hosts ?? []) as string[]);
+    // Egress hosts are FQDNs: a VirtualService's short hosts are matched as istiod resolves them (in its own namespace).
+    const hosts = ((vs.spec.hosts ?? []) as string[]).map((h) => resolveShortName(h, vs.namespace, domainSuffix));
+    return exportedTo(exportTo, ns) && egressAllows(egress, vs.namespace, hosts);
   });
   const mode = (sidecar?.spec.outboundTrafficPolicy?.mode as 'ALLOW_ANY' | 'REGISTRY_ONLY' | undefined) ?? meshOutboundMode;
   return {

@@ -282,6 +282,12 @@ export interface PushContextOptions {
   meshConfig?: MeshConfig | undefined;
   /** Version string for this push (content hash or counter, the caller's choice). */
   version: string;
+  /**
+   * JWKS the control plane fetched for RequestAuthentication `jwksUri`s (or
+   * issuers' OpenID discovery), by `jwksKey`: a snapshot taken when the push
+   * is built, so translation stays pure. A key that is absent was not fetched.
+   */
+  jwks?: ReadonlyMap<string, string> | undefined;
 }
 
 /**
@@ -293,6 +299,8 @@ export interface PushContext {
   readonly domainSuffix: string;
   readonly trustDomain: string;
   readonly mesh: Required<Pick<MeshConfig, 'rootNamespace' | 'connectTimeout' | 'enableAutoMtls'>> & MeshConfig;
+  /** JWKS fetched by the control plane, by `jwksKey(jwksUri, issuer)` (see PushContextOptions.jwks). */
+  readonly jwks: ReadonlyMap<string, string>;
   /** Semantic problems found while building (unknown subset, missing host, duplicate hosts, ...). */
   readonly issues: ValidationIssue[];
 
@@ -342,4 +350,12 @@ export interface PushScope {
   edsClusters: Set<string> | undefined;
   /** Whether the change can affect this proxy at all. */
   affects(proxy: ProxyView): boolean;
+}
+
+/**
+ * The key of a fetched JWKS: the `jwksUri`, or for a rule without one the
+ * issuer whose OpenID discovery document names it (istiod's jwtKey).
+ */
+export function jwksKey(jwksUri: string | undefined, issuer: string): string {
+  return jwksUri ? jwksUri : `openid:${issuer}`;
 }

@@ -4,11 +4,15 @@
  * VirtualServices bound to it, and the route name of each. Shared by the
  * gateway listeners (listener/gateway.ts) and routes (route/gateway.ts). Pure.
  */
+import type { GatewaySpecType, Server, VirtualServiceSpecType } from '@sextant/api';
 import type { IstioConfig, ProxyView, PushContext } from '@sextant/model';
 import { mergeDelegates, resolveVirtualService, vsGateways } from './route/virtual-service.js';
 import { gatewayHttpRouteName, gatewayHttpsRouteName } from './names.js';
 
-type Json = Record<string, any>;
+/** A Gateway's spec, as validated by @sextant/api. */
+const gatewaySpec = (gw: IstioConfig): GatewaySpecType => gw.spec as GatewaySpecType;
+/** A VirtualService's spec, as validated by @sextant/api. */
+export const vsSpec = (vs: IstioConfig): VirtualServiceSpecType => vs.spec as VirtualServiceSpecType;
 
 export const HTTP_LIKE = new Set(['HTTP', 'HTTP2', 'GRPC', 'GRPC-WEB']);
 
@@ -16,7 +20,7 @@ export interface GatewayServer {
   gateway: IstioConfig;
   /** `namespace/name`, as VirtualServices name gateways. */
   gatewayName: string;
-  server: Json;
+  server: Server;
   index: number;
   /** The listener port: the server port translated through the gateway Service's targetPort. */
   port: number;
@@ -46,7 +50,7 @@ export function resolveGatewayPorts(push: PushContext, proxy: ProxyView, number:
 export function gatewayServers(push: PushContext, proxy: ProxyView): GatewayServer[] {
   const out: GatewayServer[] = [];
   for (const gw of push.gatewaysForProxy(proxy)) {
-    ((gw.spec.servers ?? []) as Json[]).forEach((server, index) => {
+    (gatewaySpec(gw).servers ?? []).forEach((server, index) => {
       const number = Number(server.port?.number);
       for (const port of Number.isInteger(number) && number > 0 ? resolveGatewayPorts(push, proxy, number) : [number]) {
         out.push({
@@ -64,7 +68,7 @@ export function gatewayServers(push: PushContext, proxy: ProxyView): GatewayServ
   return out;
 }
 
-export function isPassthrough(s: Json): boolean {
+export function isPassthrough(s: Server): boolean {
   return s.tls?.mode === 'PASSTHROUGH' || s.tls?.mode === 'AUTO_PASSTHROUGH';
 }
 
@@ -78,7 +82,7 @@ export function gatewayRouteName(gs: GatewayServer): string {
 
 /** Server hosts split into namespace and DNS name (`ns/host`; no namespace = any). */
 export function serverHosts(gs: GatewayServer): Array<{ ns: string; host: string }> {
-  return ((gs.server.hosts ?? []) as string[]).map((h) => {
+  return (gs.server.hosts ?? []).map((h) => {
     const i = h.indexOf('/');
     if (i < 0) return { ns: '*', host: h.toLowerCase() };
     const ns = h.slice(0, i);
@@ -100,7 +104,7 @@ function intersect(a: string, b: string): string | undefined {
 
 export function gatewayVirtualServices(push: PushContext, proxy: ProxyView, gatewayName: string): IstioConfig[] {
   const all = push.virtualServices(proxy, [gatewayName]).map((v) => resolveVirtualService(v, push.domainSuffix));
-  const delegates = push.configs('VirtualService').filter((v) => !((v.spec.hosts ?? []) as string[]).length).map((v) => resolveVirtualService(v, push.domainSuffix));
+  const delegates = push.configs('VirtualService').filter((v) => !(vsSpec(v).hosts ?? []).length).map((v) => resolveVirtualService(v, push.domainSuffix));
   const seen = new Set(all.map((v) => `${v.namespace}/${v.name}`));
   const merged = mergeDelegates([...all, ...delegates.filter((d) => !seen.has(`${d.namespace}/${d.name}`))], push.mesh.defaultVirtualServiceExportTo).virtualServices;
   return merged.filter((vs) => vsGateways(vs).includes(gatewayName));
@@ -109,7 +113,7 @@ export function gatewayVirtualServices(push: PushContext, proxy: ProxyView, gate
 /** Hosts of a VS that a server admits (namespace and host patterns), most specific form. */
 export function admittedHosts(gs: GatewayServer, vs: IstioConfig): string[] {
   const out: string[] = [];
-  for (const vh of (vs.spec.hosts ?? []) as string[]) {
+  for (const vh of vsSpec(vs).hosts ?? []) {
     for (const sh of serverHosts(gs)) {
       if (sh.ns !== '*' && sh.ns !== vs.namespace) continue;
       const i = intersect(sh.host, vh.toLowerCase());

@@ -1,4 +1,4 @@
-import { TypeUrl } from '@sextant/envoy';
+import { TypeUrl, type RouteConfigurationJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { parseClusterName } from './names.js';
 
@@ -9,7 +9,11 @@ export interface ConfigRef {
   name: string;
 }
 
-type Json = Record<string, any>;
+/** `filterMetadata.istio` as translation writes it (read from resources of any type, so every field is checked). */
+interface IstioMetadata {
+  config?: unknown;
+  services?: unknown;
+}
 
 /** Kinds by the path segment istiod writes in `filterMetadata.istio.config`. */
 const kindBySegment: Record<string, string> = {
@@ -45,7 +49,7 @@ export const configRefKey = (r: ConfigRef) => `${r.kind}/${r.namespace}/${r.name
  * NACK is pinned to the route's VirtualService rather than every
  * VirtualService of the port.
  */
-function narrowRoutes(rc: Json, errorDetail: string, accepted: Json | undefined): Json {
+function narrowRoutes(rc: RouteConfigurationJson, errorDetail: string, accepted: RouteConfigurationJson | undefined): unknown {
   const vh = /VirtualHosts\[(\d+)\]/.exec(errorDetail);
   if (!vh || !Array.isArray(rc.virtualHosts)) return accepted ? changedVirtualHosts(rc, accepted) : rc;
   const host = rc.virtualHosts[Number(vh[1])];
@@ -60,10 +64,10 @@ function narrowRoutes(rc: Json, errorDetail: string, accepted: Json | undefined)
  * reason, so the path is often lost: then the virtual hosts that differ from
  * the version the proxy last accepted are the suspects.
  */
-function changedVirtualHosts(rc: Json, accepted: Json): Json {
+function changedVirtualHosts(rc: RouteConfigurationJson, accepted: RouteConfigurationJson): unknown {
   const before = new Map<string, string>();
-  for (const vh of (accepted.virtualHosts ?? []) as Json[]) before.set(String(vh.name), JSON.stringify(vh));
-  const changed = ((rc.virtualHosts ?? []) as Json[]).filter((vh) => before.get(String(vh.name)) !== JSON.stringify(vh));
+  for (const vh of accepted.virtualHosts ?? []) before.set(String(vh.name), JSON.stringify(vh));
+  const changed = (rc.virtualHosts ?? []).filter((vh) => before.get(String(vh.name)) !== JSON.stringify(vh));
   return changed.length ? changed : rc;
 }
 
@@ -80,15 +84,16 @@ function collect(push: PushContext, proxy: ProxyView, node: unknown, out: Map<st
     for (const x of node) collect(push, proxy, x, out, depth + 1);
     return;
   }
-  const o = node as Json;
-  const istio = o.filterMetadata?.istio as Json | undefined;
+  const o = node as Record<string, unknown>;
+  const fm = o.filterMetadata as Record<string, unknown> | undefined;
+  const istio = fm && typeof fm === 'object' ? (fm.istio as IstioMetadata | undefined) : undefined;
   if (istio && typeof istio === 'object') {
     if (typeof istio.config === 'string') {
       const ref = configRefFromPath(istio.config);
       if (ref) out.set(configRefKey(ref), ref);
     }
     if (Array.isArray(istio.services)) {
-      for (const s of istio.services as Json[]) {
+      for (const s of istio.services as Array<{ host?: unknown; namespace?: unknown } | null>) {
         if (typeof s?.host === 'string') addService(push, proxy, s.host, out, typeof s.namespace === 'string' ? s.namespace : undefined);
       }
     }
@@ -134,7 +139,7 @@ export function resourceProvenance(
   const out = new Map<string, ConfigRef>();
   let part = resource;
   if (typeUrl === TypeUrl.RouteConfiguration && resource && typeof resource === 'object') {
-    part = narrowRoutes(resource as Json, errorDetail, accepted && typeof accepted === 'object' ? (accepted as Json) : undefined);
+    part = narrowRoutes(resource as RouteConfigurationJson, errorDetail, accepted && typeof accepted === 'object' ? (accepted as RouteConfigurationJson) : undefined);
   }
   collect(push, proxy, part, out, 0);
   if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.ClusterLoadAssignment) {

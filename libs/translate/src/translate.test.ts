@@ -8,6 +8,7 @@ import { parseProxy, ProxyParseError, PushContext } from '@sextant/model';
 import { buildEndpoints } from './generator/index.js';
 import { ALL_TYPES, parseObjects, translateConfig } from './translate.js';
 import type { XdsShortType } from './generator/index.js';
+import { TYPE, unpackAny } from './typed.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const testdata = join(here, '..', 'testdata');
@@ -62,9 +63,9 @@ test('bookinfo: reviews subsets reach exactly their version pods', () => {
   assert.equal(v2.edsClusterConfig?.serviceName, v2.name);
   assert.equal(v2.lbPolicy, 'LEAST_REQUEST');
   // auto mTLS: endpoints labelled tlsMode=istio get ISTIO_MUTUAL with SNI and the workload identity.
-  const tls = v2.transportSocketMatches?.[0]?.transportSocket?.typedConfig as Record<string, any>;
+  const tls = unpackAny(v2.transportSocketMatches?.[0]?.transportSocket?.typedConfig, TYPE.upstreamTls)!;
   assert.equal(tls.sni, 'outbound_.9080_.v2_.reviews.default.svc.cluster.local');
-  assert.deepEqual(tls.commonTlsContext.combinedValidationContext.defaultValidationContext.matchSubjectAltNames, [{ exact: 'spiffe://cluster.local/ns/default/sa/bookinfo-reviews' }]);
+  assert.deepEqual(tls.commonTlsContext?.combinedValidationContext?.defaultValidationContext?.matchSubjectAltNames, [{ exact: 'spiffe://cluster.local/ns/default/sa/bookinfo-reviews' }]);
   const ep = out.eds!.find((c) => c.clusterName === 'outbound|9080|v2|reviews.default.svc.cluster.local')!.endpoints![0]!;
   assert.deepEqual(ep.locality, { region: 'us-east1', zone: 'us-east1-b' });
   assert.deepEqual(ep.lbEndpoints![0]!.metadata!.filterMetadata!['envoy.transport_socket_match'], { tlsMode: 'istio' });

@@ -2,14 +2,14 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { encodeJson } from '@sextant/envoy';
 import { buildListeners, buildRoutes } from './index.js';
-import { config, fixturePush, proxy, svc } from '../route-fixture.js';
+import { endpointSlice, istio, proxy, proxyIn, pushContext, service, type ProxyOptions } from '@sextant/testing/push';
 import { walkRequest } from '../route/walk.js';
 
 type Json = Record<string, any>;
 
-const web = svc('web', 'default', '10.96.0.40', [['http', 8000, 'HTTP']]);
-const db = svc('db', 'default', '10.96.0.41', [['tcp', 5432, 'TCP']]);
-const gw = config('Gateway', 'istio-system', 'ingress', {
+const web = service('web', 'default', '10.96.0.40', [['http', 8000]]);
+const db = service('db', 'default', '10.96.0.41', [['tcp', 5432]]);
+const gw = istio('Gateway', 'istio-system', 'ingress', {
   selector: { istio: 'ingressgateway' },
   servers: [
     { port: { number: 8080, name: 'http', protocol: 'HTTP' }, hosts: ['*'] },
@@ -18,7 +18,7 @@ const gw = config('Gateway', 'istio-system', 'ingress', {
     { port: { number: 15432, name: 'tcp', protocol: 'TCP' }, hosts: ['*'] },
   ],
 });
-const vs = config('VirtualService', 'default', 'web', {
+const vs = istio('VirtualService', 'default', 'web', {
   hosts: ['web.example.com'],
   gateways: ['istio-system/ingress'],
   http: [
@@ -27,15 +27,16 @@ const vs = config('VirtualService', 'default', 'web', {
   ],
   tcp: [{ match: [{ port: 15432 }], route: [{ destination: { host: 'db', port: { number: 5432 } } }] }],
 });
-const passVs = config('VirtualService', 'default', 'pass', {
+const passVs = istio('VirtualService', 'default', 'pass', {
   hosts: ['a.pass.example.com'],
   gateways: ['istio-system/ingress'],
   tls: [{ match: [{ sniHosts: ['a.pass.example.com'] }], route: [{ destination: { host: 'web', port: { number: 8000 } } }] }],
 });
-const router = proxy({ type: 'router', namespace: 'istio-system', dnsDomain: 'istio-system.svc.cluster.local', labels: { istio: 'ingressgateway' } });
+const ROUTER: ProxyOptions = { type: 'router', namespace: 'istio-system', ip: '10.0.0.20', pod: 'istio-ingressgateway-abc', metadata: { LABELS: { istio: 'ingressgateway' } } };
+const router = proxy(ROUTER);
 
 test('gateway listeners and routes carry istiod names; SDS secret kubernetes://<credentialName>', () => {
-  const push = fixturePush({ services: [web, db], configs: [gw, vs, passVs] });
+  const push = pushContext([web, db, gw, vs, passVs]);
   const ls = buildListeners(push, router) as Json[];
   assert.deepEqual(ls.map((l) => l.name), ['0.0.0.0_15432', '0.0.0.0_8080', '0.0.0.0_8443', '0.0.0.0_9443']);
   const https = ls.find((l) => l.name === '0.0.0.0_8443')!;
@@ -58,28 +59,28 @@ test('gateway listeners and routes carry istiod names; SDS secret kubernetes://<
 });
 
 test('a gateway with no VirtualService for a port answers 404 from a blackhole virtual host', () => {
-  const push = fixturePush({ services: [web], configs: [gw] });
+  const push = pushContext([web, gw]);
   const [rc] = buildRoutes(push, router, ['http.8080']) as Json[];
   assert.deepEqual(rc!.virtualHosts[0].name, 'blackhole:8080');
   assert.equal(rc!.virtualHosts[0].routes[0].directResponse.status, 404);
 });
 
 test('a gateway whose selector does not match the proxy gives it no listeners', () => {
-  const push = fixturePush({ services: [web], configs: [gw, vs] });
-  assert.deepEqual(buildListeners(push, { ...router, labels: { app: 'other' } }), []);
+  const push = pushContext([web, gw, vs]);
+  assert.deepEqual(buildListeners(push, proxy({ ...ROUTER, metadata: { LABELS: { app: 'other' } } })), []);
 });
 
 test('proxyless gRPC: listeners <host>:<port> with API listeners, RDS outbound|port||fqdn, port domains', () => {
-  const echo = svc('echo', 'default', '10.96.0.50', [['grpc', 7070, 'GRPC']]);
-  const evs = config('VirtualService', 'default', 'echo', {
+  const echo = service('echo', 'default', '10.96.0.50', [['grpc', 7070]]);
+  const evs = istio('VirtualService', 'default', 'echo', {
     hosts: ['echo'],
     http: [
       { match: [{ headers: { 'x-version': { exact: 'v2' } } }], route: [{ destination: { host: 'echo', subset: 'v2' } }] },
       { route: [{ destination: { host: 'echo', subset: 'v1' }, weight: 80 }, { destination: { host: 'echo', subset: 'v2' }, weight: 20 }] },
     ],
   });
-  const push = fixturePush({ services: [echo], configs: [evs] });
-  const g = proxy({ generator: 'grpc' });
+  const push = pushContext([echo, evs]);
+  const g = proxyIn(push, { metadata: { GENERATOR: 'grpc' } });
   const ls = buildListeners(push, g, { names: ['echo:7070', 'echo.default.svc.cluster.local:7070'] }) as Json[];
   assert.deepEqual(ls.map((l) => l.name), ['echo.default.svc.cluster.local:7070', 'echo:7070']);
   assert.equal(ls[0]!.apiListener.apiListener.rds.routeConfigName, 'outbound|7070||echo.default.svc.cluster.local');
@@ -96,24 +97,21 @@ test('proxyless gRPC: listeners <host>:<port> with API listeners, RDS outbound|p
 test('a Gateway server port is translated through the gateway Service targetPort (istiod resolvePorts)', () => {
   // istio-ingressgateway: Service port 80 → pod port 8080. A server on 80 listens on 8080;
   // a server on a port the Service does not have (9090) listens as-is.
-  const gwSvc = svc('istio-ingressgateway', 'istio-system', '10.96.0.50', [['http2', 80, 'HTTP']]);
-  const gw80 = config('Gateway', 'istio-system', 'gw80', {
+  const gwSvc = (labels?: Record<string, string>) => service('istio-ingressgateway', 'istio-system', '10.96.0.50', [['http2', 80, 8080]], labels ? { labels } : {});
+  const gwSlice = endpointSlice('istio-ingressgateway', 'istio-system', [['http2', 8080]], [{ ip: router.ipAddresses[0]! }]);
+  const gw80 = istio('Gateway', 'istio-system', 'gw80', {
     selector: { istio: 'ingressgateway' },
     servers: [
       { port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['web.example.com'] },
       { port: { number: 9090, name: 'http-other', protocol: 'HTTP' }, hosts: ['web.example.com'] },
     ],
   });
-  const vs80 = config('VirtualService', 'default', 'web80', {
+  const vs80 = istio('VirtualService', 'default', 'web80', {
     hosts: ['web.example.com'],
     gateways: ['istio-system/gw80'],
     http: [{ match: [{ port: 80 }], route: [{ destination: { host: 'web', port: { number: 8000 } } }] }, { route: [{ destination: { host: 'db', port: { number: 5432 } } }] }],
   });
-  const push = fixturePush({
-    services: [web, db, gwSvc],
-    configs: [gw80, vs80],
-    endpoints: [{ host: 'istio-ingressgateway.istio-system.svc.cluster.local', port: 8080, address: router.ipAddresses[0]! }],
-  });
+  const push = pushContext([web, db, gwSvc(), gwSlice, gw80, vs80]);
   const ls = buildListeners(push, router) as Json[];
   assert.deepEqual(ls.map((l) => [l.name, l.address.socketAddress.portValue]), [['0.0.0.0_8080', 8080], ['0.0.0.0_9090', 9090]]);
   assert.equal(ls[0]!.filterChains[0].filters[0].typedConfig.rds.routeConfigName, 'http.8080');
@@ -123,11 +121,7 @@ test('a Gateway server port is translated through the gateway Service targetPort
   assert.equal(walkRequest(ls, rs, { port: 8080, host: 'web.example.com', path: '/' })!.cluster, 'outbound|8000||web.default.svc.cluster.local');
   assert.equal(walkRequest(ls, rs, { port: 9090, host: 'web.example.com', path: '/' })!.cluster, 'outbound|5432||db.default.svc.cluster.local');
   // Opting out of port translation keeps 80.
-  const optOut = { ...gwSvc, attributes: { ...gwSvc.attributes, labels: { 'networking.istio.io/disable-gateway-port-translation': 'true' } } };
-  const push2 = fixturePush({
-    services: [web, db, optOut],
-    configs: [gw80, vs80],
-    endpoints: [{ host: 'istio-ingressgateway.istio-system.svc.cluster.local', port: 8080, address: router.ipAddresses[0]! }],
-  });
+  const optOut = gwSvc({ 'networking.istio.io/disable-gateway-port-translation': 'true' });
+  const push2 = pushContext([web, db, optOut, gwSlice, gw80, vs80]);
   assert.deepEqual((buildListeners(push2, router) as Json[]).map((l) => l.name), ['0.0.0.0_80', '0.0.0.0_9090']);
 });

@@ -4,40 +4,42 @@
  * `kubernetes://<credentialName>`, TLS passthrough (SNI → tcp_proxy) and TCP
  * servers, bound to VirtualServices by `gateways`. Pure.
  */
-import type { ListenerJson } from '@sextant/envoy';
+import type { L4MatchAttributes, RouteDestination } from '@sextant/api';
+import type { FilterChainJson, FilterChainMatchJson, ListenerJson, TransportSocketJson } from '@sextant/envoy';
 import type { IstioConfig, ProxyView, PushContext } from '@sextant/model';
-import { admittedHosts, gatewayRouteName, gatewayServers, gatewayVirtualServices, HTTP_LIKE, isPassthrough, serverHosts, type GatewayServer } from '../gateway-servers.js';
+import { admittedHosts, gatewayRouteName, gatewayServers, gatewayVirtualServices, HTTP_LIKE, isPassthrough, serverHosts, vsSpec, type GatewayServer } from '../gateway-servers.js';
 import { hcmRds, listenerFilter, sdsDownstreamTls, socketAddress, tcpProxy } from './filters.js';
 import { destinationCluster } from '../route/translate.js';
 import { credentialSecretName } from '../names.js';
 import { securityHttpFilters, securityNetworkFilters } from '../security/filters.js';
 
-type Json = Record<string, any>;
+/** The L4 match fields shared by VirtualService tcp and tls rules. */
+type L4Match = Pick<L4MatchAttributes, 'port' | 'gateways' | 'sourceLabels'>;
 
-function l4Target(vs: IstioConfig, route: Json[], gs: GatewayServer, push: PushContext): string | Array<{ name: string; weight: number }> {
-  const clusterOf = (d: Json) => destinationCluster(d.destination, push.serviceByHostname(d.destination.host, vs.namespace), gs.server.port.number);
+function l4Target(vs: IstioConfig, route: RouteDestination[], gs: GatewayServer, push: PushContext): string | Array<{ name: string; weight: number }> {
+  const clusterOf = (d: RouteDestination) => destinationCluster(d.destination, push.serviceByHostname(d.destination.host, vs.namespace), gs.server.port.number);
   if (route.length === 1) return clusterOf(route[0]!);
-  return route.filter((d) => d.weight).map((d) => ({ name: clusterOf(d), weight: d.weight as number }));
+  return route.filter((d) => d.weight).map((d) => ({ name: clusterOf(d), weight: d.weight ?? 0 }));
 }
 
-function l4MatchApplies(m: Json | undefined, gs: GatewayServer, proxy: ProxyView): boolean {
+function l4MatchApplies(m: L4Match | undefined, gs: GatewayServer, proxy: ProxyView): boolean {
   if (!m) return true;
   if (m.port && m.port !== gs.server.port.number) return false;
-  if (m.gateways?.length && !(m.gateways as string[]).includes(gs.gatewayName)) return false;
-  for (const [k, v] of Object.entries((m.sourceLabels ?? {}) as Record<string, string>)) if (proxy.labels[k] !== v) return false;
+  if (m.gateways?.length && !m.gateways.includes(gs.gatewayName)) return false;
+  for (const [k, v] of Object.entries(m.sourceLabels ?? {})) if (proxy.labels[k] !== v) return false;
   return true;
 }
 
 /** TLS passthrough chains: one per matching VirtualService tls rule, SNI → tcp_proxy. */
-function passthroughChains(push: PushContext, proxy: ProxyView, gs: GatewayServer): Json[] {
-  const chains: Json[] = [];
+function passthroughChains(push: PushContext, proxy: ProxyView, gs: GatewayServer): FilterChainJson[] {
+  const chains: FilterChainJson[] = [];
   const seenSni = new Set<string>();
   for (const vs of gatewayVirtualServices(push, proxy, gs.gatewayName)) {
     if (!admittedHosts(gs, vs).length) continue;
-    for (const rule of (vs.spec.tls ?? []) as Json[]) {
-      for (const m of (rule.match ?? []) as Json[]) {
+    for (const rule of vsSpec(vs).tls ?? []) {
+      for (const m of rule.match ?? []) {
         if (!l4MatchApplies(m, gs, proxy)) continue;
-        const snis = ((m.sniHosts ?? []) as string[]).filter((s) => !seenSni.has(s));
+        const snis = (m.sniHosts ?? []).filter((s) => !seenSni.has(s));
         if (!snis.length || !rule.route?.length) continue;
         snis.forEach((s) => seenSni.add(s));
         chains.push({
@@ -54,8 +56,8 @@ function passthroughChains(push: PushContext, proxy: ProxyView, gs: GatewayServe
 function tcpTarget(push: PushContext, proxy: ProxyView, gs: GatewayServer): string | Array<{ name: string; weight: number }> | undefined {
   for (const vs of gatewayVirtualServices(push, proxy, gs.gatewayName)) {
     if (!admittedHosts(gs, vs).length) continue;
-    for (const rule of (vs.spec.tcp ?? []) as Json[]) {
-      const ok = !rule.match?.length || (rule.match as Json[]).some((m) => l4MatchApplies(m, gs, proxy));
+    for (const rule of vsSpec(vs).tcp ?? []) {
+      const ok = !rule.match?.length || rule.match.some((m) => l4MatchApplies(m, gs, proxy));
       if (ok && rule.route?.length) return l4Target(vs, rule.route, gs, push);
     }
   }
@@ -67,7 +69,7 @@ function serverNames(gs: GatewayServer): string[] | undefined {
   return names.includes('*') ? undefined : names;
 }
 
-function tlsSocket(gs: GatewayServer, http: boolean): Json | undefined {
+function tlsSocket(gs: GatewayServer, http: boolean): TransportSocketJson | undefined {
   const t = gs.server.tls ?? {};
   const cred: string | undefined = t.credentialName ?? t.credentialNames?.[0];
   if (!cred) return undefined;
@@ -93,7 +95,7 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
   const out: ListenerJson[] = [];
   for (const [name, servers] of [...byListener].sort(([a], [b]) => (a < b ? -1 : 1))) {
     const first = servers[0]!;
-    const chains: Json[] = [];
+    const chains: FilterChainJson[] = [];
     let needTlsInspector = false;
     const httpRoutes = new Set<string>();
     for (const gs of servers) {
@@ -107,7 +109,7 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
         needTlsInspector = true;
         const sock = tlsSocket(gs, true);
         if (!sock) continue;
-        const fcm: Json = {};
+        const fcm: FilterChainMatchJson = {};
         const sn = serverNames(gs);
         if (sn) fcm.serverNames = sn;
         chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [hcmRds(stat, gatewayRouteName(gs), { useRemoteAddress: true, securityFilters: securityHttpFilters(push, proxy) })] });
@@ -119,7 +121,7 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
         const target = tcpTarget(push, proxy, gs);
         const sock = tlsSocket(gs, false);
         if (!target || !sock) continue;
-        const fcm: Json = {};
+        const fcm: FilterChainMatchJson = {};
         const sn = serverNames(gs);
         if (sn) fcm.serverNames = sn;
         chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [...securityNetworkFilters(push, proxy), tcpProxy(stat, target)] });
@@ -129,14 +131,14 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
       }
     }
     if (chains.length === 0) continue;
-    const l: Json = {
+    const l: ListenerJson = {
       name,
       address: socketAddress(first.bind, first.port),
       filterChains: chains,
       trafficDirection: 'OUTBOUND',
     };
     if (needTlsInspector) l.listenerFilters = [listenerFilter.tlsInspector()];
-    out.push(l as ListenerJson);
+    out.push(l);
   }
   return out;
 }

@@ -1,16 +1,15 @@
 /** RDS for gateways: `http.<port>` and `https.<port>.<portName>.<gateway>.<namespace>`, from the VirtualServices bound to each server. Pure. */
-import type { RouteConfigurationJson } from '@sextant/envoy';
+import type { RouteConfigurationJson, RouteJson, VirtualHostJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { admittedHosts, gatewayRouteName, gatewayServers, gatewayVirtualServices, serverHosts } from '../gateway-servers.js';
 import { buildHTTPRoutesForVirtualService, isCatchAllRoute, type RouteOptions } from './translate.js';
 
-type Json = Record<string, any>;
 
 /** A gateway route configuration (`http.<port>` or `https.<port>...`). */
 export function buildGatewayRoute(push: PushContext, proxy: ProxyView, routeName: string): RouteConfigurationJson | undefined {
   const servers = gatewayServers(push, proxy).filter((gs) => gatewayRouteName(gs) === routeName);
   if (servers.length === 0) return undefined;
-  const vhosts = new Map<string, Json>();
+  const vhosts = new Map<string, VirtualHostJson & { name: string; routes: RouteJson[] }>();
   const httpsRedirectHosts: Array<{ host: string; port: number }> = [];
   for (const gs of servers) {
     if (gs.server.tls?.httpsRedirect) {
@@ -47,8 +46,8 @@ export function buildGatewayRoute(push: PushContext, proxy: ProxyView, routeName
   let list = [...vhosts.values()];
   for (const v of list) {
     // Catch-all routes go last (istiod's SortVHostRoutes); drop exact duplicates after the first catch-all.
-    const normal = (v.routes as Json[]).filter((r) => !isCatchAllRoute(r));
-    const catchAll = (v.routes as Json[]).filter((r) => isCatchAllRoute(r));
+    const normal = v.routes.filter((r) => !isCatchAllRoute(r));
+    const catchAll = v.routes.filter((r) => isCatchAllRoute(r));
     v.routes = [...normal, ...catchAll.slice(0, 1)];
   }
   if (list.length === 0) {
@@ -62,6 +61,6 @@ export function buildGatewayRoute(push: PushContext, proxy: ProxyView, routeName
     validateClusters: false,
     maxDirectResponseBodySizeBytes: 1048576,
     ignorePortInHostMatching: true,
-  } as RouteConfigurationJson;
+  };
 }
 

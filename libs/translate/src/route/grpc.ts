@@ -12,7 +12,7 @@ export function buildGrpcRouteConfig(push: PushContext, proxy: ProxyView, routeN
   const all = sidecarVirtualHosts(push, proxy, parsed.port, { grpc: true, services: push.sidecarScope(proxy).services });
   const hostPort = `${want}:${parsed.port}`;
   const vhosts = all.filter((vh) =>
-    (vh.domains as string[]).some((d) => {
+    (vh.domains ?? []).some((d) => {
       const ld = d.toLowerCase();
       if (ld === want || ld === hostPort) return true;
       const [dh, dp] = ld.includes(':') && !ld.startsWith('[') ? [ld.slice(0, ld.lastIndexOf(':')), ld.slice(ld.lastIndexOf(':') + 1)] : [ld, ''];
@@ -20,6 +20,6 @@ export function buildGrpcRouteConfig(push: PushContext, proxy: ProxyView, routeN
       return false;
     }),
   );
-  return { name: routeName, virtualHosts: vhosts } as RouteConfigurationJson;
+  return { name: routeName, virtualHosts: vhosts };
 }
 

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { encodeJson } from '@sextant/envoy';
 import { buildListeners, buildRoutes } from '../generator/index.js';
-import { config, fixturePush, proxy, svc } from '../route-fixture.js';
+import { endpointSlice, istio, pod, proxyIn, pushContext, service } from '@sextant/testing/push';
 import { walkRequest } from './walk.js';
 import { virtualServiceIssues } from './virtual-service.js';
 
@@ -17,12 +17,12 @@ function assertEncodes(listeners: unknown[], routes: unknown[]) {
   for (const r of routes) assert.doesNotThrow(() => encodeJson(ROUTE, r), `route ${(r as Json).name}`);
 }
 
-const reviews = svc('reviews', 'default', '10.96.0.10', [['http', 9080, 'HTTP']]);
-const ratings = svc('ratings', 'default', '10.96.0.11', [['http', 9080, 'HTTP']]);
-const mysql = svc('mysqldb', 'db', '10.96.0.20', [['tcp', 3306, 'TCP']]);
-const sniffed = svc('legacy', 'default', '10.96.0.30', [['', 7070, 'Unsupported']]);
+const reviews = service('reviews', 'default', '10.96.0.10', [['http', 9080]]);
+const ratings = service('ratings', 'default', '10.96.0.11', [['http', 9080]]);
+const mysql = service('mysqldb', 'db', '10.96.0.20', [['tcp', 3306]]);
+const sniffed = service('legacy', 'default', '10.96.0.30', [['', 7070]]);
 
-const reviewsVS = config('VirtualService', 'default', 'reviews', {
+const reviewsVS = istio('VirtualService', 'default', 'reviews', {
   hosts: ['reviews'],
   http: [
     { name: 'jason', match: [{ headers: { 'end-user': { exact: 'jason' } } }], route: [{ destination: { host: 'reviews', subset: 'v2' } }] },
@@ -48,8 +48,9 @@ const reviewsVS = config('VirtualService', 'default', 'reviews', {
 });
 
 test('sidecar listeners carry Istio names and encode as Envoy accepts them', () => {
-  const push = fixturePush({ services: [reviews, ratings, mysql, sniffed], endpoints: [{ host: reviews.hostname, port: 9080, address: '10.0.0.9' }] });
-  const p = proxy();
+  // The proxy (10.0.0.9) is an endpoint of reviews: its inbound side serves 9080.
+  const push = pushContext([reviews, ratings, mysql, sniffed, pod('app', 'default', '10.0.0.9'), endpointSlice('reviews', 'default', [['http', 9080]], [{ ip: '10.0.0.9', pod: 'app' }])]);
+  const p = proxyIn(push);
   const ls = buildListeners(push, p) as Json[];
   const names = ls.map((l) => l.name);
   assert.deepEqual(names, ['0.0.0.0_9080', '10.96.0.20_3306', '10.96.0.30_7070', 'virtualInbound', 'virtualOutbound']);
@@ -73,8 +74,8 @@ test('sidecar listeners carry Istio names and encode as Envoy accepts them', () 
 });
 
 test('RDS 9080: virtual hosts, short-name domains, VirtualService features as istiod emits them', () => {
-  const push = fixturePush({ services: [reviews, ratings], configs: [reviewsVS] });
-  const [rc] = buildRoutes(push, proxy(), ['9080']) as Json[];
+  const push = pushContext([reviews, ratings, reviewsVS]);
+  const [rc] = buildRoutes(push, proxyIn(push), ['9080']) as Json[];
   assert.equal(rc!.name, '9080');
   assert.deepEqual(rc!.virtualHosts.map((v: Json) => v.name), ['ratings.default.svc.cluster.local:9080', 'reviews.default.svc.cluster.local:9080', 'allow_any']);
   const vh = rc!.virtualHosts[1];
@@ -112,15 +113,15 @@ test('RDS 9080: virtual hosts, short-name domains, VirtualService features as is
 });
 
 test('domains from another namespace and REGISTRY_ONLY catch-all', () => {
-  const push = fixturePush({ services: [reviews], outboundTrafficPolicy: 'REGISTRY_ONLY' });
-  const [rc] = buildRoutes(push, proxy({ namespace: 'other', dnsDomain: 'other.svc.cluster.local' }), ['9080']) as Json[];
+  const push = pushContext([reviews], { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } });
+  const [rc] = buildRoutes(push, proxyIn(push, { namespace: 'other' }), ['9080']) as Json[];
   assert.deepEqual(rc!.virtualHosts[0].domains, ['reviews.default.svc.cluster.local', 'reviews.default', 'reviews.default.svc', '10.96.0.10']);
   assert.deepEqual(rc!.virtualHosts[1], { name: 'block_all', domains: ['*'], routes: [{ name: 'block_all', match: { prefix: '/' }, directResponse: { status: 502 } }], includeRequestAttemptCount: true });
 });
 
 test('behaviour: a request walks listener → route config → virtual host → route → cluster', () => {
-  const push = fixturePush({ services: [reviews, ratings], configs: [reviewsVS] });
-  const p = proxy();
+  const push = pushContext([reviews, ratings, reviewsVS]);
+  const p = proxyIn(push);
   const ls = buildListeners(push, p) as Json[];
   const rs = buildRoutes(push, p, ['9080']) as Json[];
   const walk = (host: string, path: string, headers?: Record<string, string>) => walkRequest(ls, rs, { port: 9080, host, path, headers });
@@ -133,17 +134,17 @@ test('behaviour: a request walks listener → route config → virtual host → 
 });
 
 test('two VirtualServices for one host: the older wins on sidecars and the conflict is reported', () => {
-  const a = config('VirtualService', 'default', 'a', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v1' } }] }] }, '2024-01-01T00:00:00Z');
-  const b = config('VirtualService', 'default', 'b', { hosts: ['reviews.default.svc.cluster.local'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v2' } }] }] }, '2024-02-01T00:00:00Z');
-  const push = fixturePush({ services: [reviews], configs: [b, a] });
-  const [rc] = buildRoutes(push, proxy(), ['9080']) as Json[];
+  const a = istio('VirtualService', 'default', 'a', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v1' } }] }] }, '2024-01-01T00:00:00Z');
+  const b = istio('VirtualService', 'default', 'b', { hosts: ['reviews.default.svc.cluster.local'], http: [{ route: [{ destination: { host: 'reviews', subset: 'v2' } }] }] }, '2024-02-01T00:00:00Z');
+  const push = pushContext([reviews, b, a]);
+  const [rc] = buildRoutes(push, proxyIn(push), ['9080']) as Json[];
   assert.equal(rc!.virtualHosts[0].routes[0].route.cluster, 'outbound|9080|v1|reviews.default.svc.cluster.local');
   const issues = virtualServiceIssues(push);
   assert.ok(issues.some((i) => i.name === 'b' && i.field === 'spec.hosts[0]' && /also claimed by VirtualService default\/a/.test(i.reason)), JSON.stringify(issues));
 });
 
 test('delegate VirtualServices merge into the root, matches combined; missing delegates are reported', () => {
-  const root = config('VirtualService', 'default', 'root', {
+  const root = istio('VirtualService', 'default', 'root', {
     hosts: ['reviews'],
     http: [
       { match: [{ uri: { prefix: '/api' } }], delegate: { name: 'api', namespace: 'team' } },
@@ -151,15 +152,15 @@ test('delegate VirtualServices merge into the root, matches combined; missing de
       { route: [{ destination: { host: 'reviews' } }] },
     ],
   });
-  const del = config('VirtualService', 'team', 'api', {
+  const del = istio('VirtualService', 'team', 'api', {
     http: [
       { match: [{ uri: { prefix: '/api/v2' } }], route: [{ destination: { host: 'reviews.default.svc.cluster.local', subset: 'v2' } }] },
       { match: [{ uri: { prefix: '/other' } }], route: [{ destination: { host: 'reviews.default.svc.cluster.local', subset: 'v3' } }] },
       { route: [{ destination: { host: 'reviews.default.svc.cluster.local', subset: 'v1' } }] },
     ],
   });
-  const push = fixturePush({ services: [reviews], configs: [root, del] });
-  const [rc] = buildRoutes(push, proxy(), ['9080']) as Json[];
+  const push = pushContext([reviews, root, del]);
+  const [rc] = buildRoutes(push, proxyIn(push), ['9080']) as Json[];
   const routes = rc!.virtualHosts[0].routes as Json[];
   assert.deepEqual(
     routes.map((r) => [r.match.prefix, r.route.cluster]),
@@ -174,12 +175,12 @@ test('delegate VirtualServices merge into the root, matches combined; missing de
 });
 
 test('issues: unknown destination, unknown subset, weights not adding to 100', () => {
-  const vs = config('VirtualService', 'default', 'w', {
+  const vs = istio('VirtualService', 'default', 'w', {
     hosts: ['reviews'],
     http: [{ route: [{ destination: { host: 'nope' }, weight: 30 }, { destination: { host: 'reviews', subset: 'v9' }, weight: 30 }] }],
   });
-  const dr = config('DestinationRule', 'default', 'reviews', { host: 'reviews', subsets: [{ name: 'v1' }] });
-  const issues = virtualServiceIssues(fixturePush({ services: [reviews], configs: [vs, dr] }));
+  const dr = istio('DestinationRule', 'default', 'reviews', { host: 'reviews', subsets: [{ name: 'v1' }] });
+  const issues = virtualServiceIssues(pushContext([reviews, vs, dr]));
   const by = (f: string) => issues.find((i) => i.field === f);
   assert.match(by('spec.http[0].route[0].destination.host')!.reason, /nope\.default\.svc\.cluster\.local is not a known service/);
   assert.match(by('spec.http[0].route[1].destination.subset')!.reason, /subset v9/);
@@ -187,12 +188,12 @@ test('issues: unknown destination, unknown subset, weights not adding to 100', (
 });
 
 test('Sidecar egress listener with captureMode NONE binds its address and port', () => {
-  const sidecar = config('Sidecar', 'default', 'default', {
+  const sidecar = istio('Sidecar', 'default', 'default', {
     egress: [{ port: { number: 19080, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.1', captureMode: 'NONE', hosts: ['./reviews.default.svc.cluster.local'] }],
   });
-  const reviewsOn = svc('reviews', 'default', '10.96.0.10', [['http', 19080, 'HTTP']]);
-  const push = fixturePush({ services: [reviewsOn, ratings], configs: [sidecar, reviewsVS] });
-  const p = proxy({ interceptionMode: 'NONE' });
+  const reviewsOn = service('reviews', 'default', '10.96.0.10', [['http', 19080]]);
+  const push = pushContext([reviewsOn, ratings, sidecar, reviewsVS]);
+  const p = proxyIn(push, { metadata: { INTERCEPTION_MODE: 'NONE' } });
   const ls = buildListeners(push, p) as Json[];
   assert.deepEqual(ls.map((l) => l.name), ['127.0.0.1_19080']);
   assert.equal(ls[0]!.bindToPort, undefined); // bind_to_port defaults to true

@@ -3,7 +3,8 @@
  * (`http.<port>`, `https.<port>.<server>.<gw>.<ns>`) and proxyless gRPC
  * (`outbound|<port>||<fqdn>`), dispatching on the proxy kind. Pure.
  */
-import type { RouteConfigurationJson } from '@sextant/envoy';
+import type { VirtualServiceSpecType } from '@sextant/api';
+import type { RouteConfigurationJson, RouteJson, VirtualHostJson } from '@sextant/envoy';
 import type { EgressListener, IstioConfig, ProxyView, PushContext, Service } from '@sextant/model';
 import {
   buildHTTPRoutesForVirtualService,
@@ -14,7 +15,6 @@ import {
 import { mergeDelegates, resolveVirtualService, vsGateways } from './virtual-service.js';
 import { outboundClusterName } from '../names.js';
 
-type Json = Record<string, any>;
 
 export const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC', 'GRPC-Web', 'HTTP_PROXY']);
 export const isHTTPProtocol = (p: string) => HTTP_PROTOCOLS.has(p);
@@ -81,8 +81,8 @@ export function virtualHostDomains(svc: Service, proxyDomain: string, port?: num
   return domains;
 }
 
-function sortByName(vhs: Json[]): Json[] {
-  return vhs.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+function sortByName(vhs: VirtualHostJson[]): VirtualHostJson[] {
+  return vhs.sort((a, b) => ((a.name ?? '') < (b.name ?? '') ? -1 : (a.name ?? '') > (b.name ?? '') ? 1 : 0));
 }
 
 /** The VirtualServices a proxy applies for some gateways, resolved and with delegates merged. */
@@ -109,21 +109,21 @@ function routeOptions(push: PushContext, proxy: ProxyView, listenPort: number, s
  * BuildSidecarOutboundVirtualHosts): one per VirtualService host and per
  * service, first VirtualService wins a host. `withPort` adds `:port` domains.
  */
-export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: number, opts: { grpc?: boolean; services?: Service[]; prepared?: IstioConfig[] } = {}): Json[] {
+export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: number, opts: { grpc?: boolean; services?: Service[]; prepared?: IstioConfig[] } = {}): VirtualHostJson[] {
   const services = (opts.services ?? servicesForPort(push, proxy, port)).filter((s) =>
     s.ports.some((p) => p.port === port && (isHTTPProtocol(p.protocol) || isSniffed(p.protocol))),
   );
   const byHost = new Map(services.map((s) => [s.hostname.toLowerCase(), s]));
   const vsList = (opts.prepared ?? preparedVirtualServices(push, proxy, ['mesh'])).filter((vs) =>
-    ((vs.spec.hosts ?? []) as string[]).some((h) => byHost.has(h.toLowerCase()) || services.some((s) => hostMatch(h.toLowerCase(), s.hostname)) || port === 80),
+    ((vs.spec as VirtualServiceSpecType).hosts ?? []).some((h) => byHost.has(h.toLowerCase()) || services.some((s) => hostMatch(h.toLowerCase(), s.hostname)) || port === 80),
   );
   const ro = routeOptions(push, proxy, port, services, { grpc: !!opts.grpc });
   const usedNames = new Set<string>();
   const usedDomains = new Set<string>();
   const covered = new Set<string>();
-  const out: Json[] = [];
+  const out: VirtualHostJson[] = [];
   const withPort = opts.grpc ? port : undefined;
-  const emit = (name: string, domains: string[], routes: Json[]) => {
+  const emit = (name: string, domains: string[], routes: RouteJson[]) => {
     if (usedNames.has(name)) return;
     usedNames.add(name);
     const ds = domains.filter((d) => !usedDomains.has(d.toLowerCase()));
@@ -133,7 +133,7 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
   for (const vs of vsList) {
     const routes = buildHTTPRoutesForVirtualService(vs, ro);
     if (!routes.length) continue;
-    for (const h of (vs.spec.hosts ?? []) as string[]) {
+    for (const h of (vs.spec as VirtualServiceSpecType).hosts ?? []) {
       const lh = h.toLowerCase();
       const matched = lh.includes('*') ? services.filter((s) => hostMatch(lh, s.hostname)) : byHost.has(lh) ? [byHost.get(lh)!] : [];
       if (matched.length === 0) {
@@ -162,7 +162,7 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
  */
 export interface SidecarRouteCache {
   prepared?: IstioConfig[];
-  vhostsByPort: Map<number, Json[]>;
+  vhostsByPort: Map<number, VirtualHostJson[]>;
 }
 
 /** A sidecar outbound route configuration: `9080` or, for sniffed ports, `<fqdn>:<port>`. */
@@ -171,7 +171,7 @@ export function buildSidecarOutboundRouteConfig(push: PushContext, proxy: ProxyV
   const sniffed = colon > 0;
   const port = Number(sniffed ? routeName.slice(colon + 1) : routeName);
   if (!Number.isInteger(port) || port <= 0) return undefined;
-  let vhosts: Json[];
+  let vhosts: VirtualHostJson[];
   if (cache) {
     let v = cache.vhostsByPort.get(port);
     if (!v) {
@@ -183,7 +183,7 @@ export function buildSidecarOutboundRouteConfig(push: PushContext, proxy: ProxyV
   } else vhosts = sidecarVirtualHosts(push, proxy, port);
   if (sniffed) {
     const host = routeName.slice(0, colon);
-    vhosts = vhosts.filter((v) => (v.domains as string[]).includes(routeName) || (v.domains as string[]).includes(host) || v.name === routeName);
+    vhosts = vhosts.filter((v) => v.domains?.includes(routeName) || v.domains?.includes(host) || v.name === routeName);
     // A copy (same key order): the cached virtual host stays as it was.
     if (vhosts.length === 1) vhosts[0] = { ...vhosts[0]!, domains: ['*'] };
   } else {
@@ -195,7 +195,7 @@ export function buildSidecarOutboundRouteConfig(push: PushContext, proxy: ProxyV
     validateClusters: false,
     maxDirectResponseBodySizeBytes: MAX_DIRECT_RESPONSE_BODY,
     ignorePortInHostMatching: true,
-  } as RouteConfigurationJson;
+  };
 }
 
 /** Sidecar RDS: the named outbound route configurations, sharing the virtual hosts of a port between names. */

@@ -2,12 +2,29 @@
  * VirtualService HTTP rules → Envoy routes (istiod's route.TranslateRoute and
  * friends), as Envoy's proto3 JSON. Pure.
  */
-import { durationMillis, type Destination } from '@sextant/api';
+import { durationMillis, type CorsPolicy, type Destination, type Headers, type HTTPFaultInjection, type HTTPMatchRequest, type HTTPRetry, type HTTPRoute, type VirtualServiceSpecType } from '@sextant/api';
+import type {
+  FractionalPercentJson,
+  HeaderMatcherJson,
+  HeaderValueOptionJson,
+  QueryParameterMatcherJson,
+  RedirectActionJson,
+  RetryPolicyJson,
+  RouteActionJson,
+  RouteAction_RequestMirrorPolicyJson,
+  RouteJson,
+  RouteMatchJson,
+  RuntimeFractionalPercentJson,
+  StringMatcherJson,
+  VirtualHostJson,
+  WeightedCluster_ClusterWeightJson,
+} from '@sextant/envoy';
 import type { IstioConfig, ProxyView, Service } from '@sextant/model';
 import { outboundClusterName, parseClusterName, PASSTHROUGH_CLUSTER } from '../names.js';
-import { TYPE } from '../typed.js';
+import { anyOf, TYPE, type AnyOf } from '../typed.js';
 
-type Json = Record<string, any>;
+/** The header edits a Route and a weighted cluster both carry. */
+type HeaderEdits = Pick<RouteJson, 'requestHeadersToAdd' | 'responseHeadersToAdd' | 'requestHeadersToRemove' | 'responseHeadersToRemove'>;
 
 
 export const DEFAULT_RETRY_ON = 'connect-failure,refused-stream,unavailable,cancelled,retriable-status-codes';
@@ -36,8 +53,8 @@ export interface StringMatchSpec {
 }
 
 /** istio StringMatch → envoy.type.matcher.v3.StringMatcher. */
-export function stringMatcher(m: StringMatchSpec, ignoreCase = false): Json | undefined {
-  const out: Json = {};
+export function stringMatcher(m: StringMatchSpec, ignoreCase = false): StringMatcherJson | undefined {
+  const out: StringMatcherJson = {};
   if (m.exact !== undefined) out.exact = m.exact;
   else if (m.prefix !== undefined) out.prefix = m.prefix;
   else if (m.regex !== undefined) out.safeRegex = { regex: m.regex };
@@ -50,26 +67,26 @@ function isPresentMatch(m: StringMatchSpec | undefined): boolean {
   return !m || (m.exact === undefined && m.prefix === undefined && m.regex === undefined) || m.regex === '*';
 }
 
-function headerMatcher(name: string, m: StringMatchSpec | undefined): Json {
+function headerMatcher(name: string, m: StringMatchSpec | undefined): HeaderMatcherJson {
   if (isPresentMatch(m)) return { name, presentMatch: true };
   return { name, stringMatch: stringMatcher(m!) };
 }
 
 /** istio HTTPMatchRequest → envoy RouteMatch (istiod's TranslateRouteMatch). */
-export function translateRouteMatch(match: Json | undefined, gatewaySemantics = false): Json {
-  const out: Json = { prefix: '/' };
+export function translateRouteMatch(match: HTTPMatchRequest | undefined, gatewaySemantics = false): RouteMatchJson {
+  const out: RouteMatchJson = { prefix: '/' };
   if (!match) return out;
-  const headers: Json[] = [];
-  for (const name of Object.keys(match.headers ?? {})) headers.push(headerMatcher(name, match.headers[name]));
-  for (const name of Object.keys(match.withoutHeaders ?? {})) {
-    const h = headerMatcher(name, match.withoutHeaders[name]);
+  const headers: HeaderMatcherJson[] = [];
+  for (const [name, m] of Object.entries(match.headers ?? {})) headers.push(headerMatcher(name, m));
+  for (const [name, m] of Object.entries(match.withoutHeaders ?? {})) {
+    const h = headerMatcher(name, m);
     h.invertMatch = true;
-    if (!isPresentMatch(match.withoutHeaders[name])) h.treatMissingHeaderAsEmpty = true;
+    if (!isPresentMatch(m)) h.treatMissingHeaderAsEmpty = true;
     headers.push(h);
   }
-  headers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  headers.sort((a, b) => ((a.name ?? '') < (b.name ?? '') ? -1 : (a.name ?? '') > (b.name ?? '') ? 1 : 0));
   if (match.uri) {
-    const u = match.uri as StringMatchSpec;
+    const u: StringMatchSpec = match.uri;
     delete out.prefix;
     if (u.exact !== undefined) out.path = u.exact;
     else if (u.prefix !== undefined) {
@@ -83,9 +100,8 @@ export function translateRouteMatch(match: Json | undefined, gatewaySemantics = 
   if (match.authority) headers.push(headerMatcher(':authority', match.authority));
   if (match.scheme) headers.push(headerMatcher(':scheme', match.scheme));
   if (headers.length) out.headers = headers;
-  const qp: Json[] = [];
-  for (const name of Object.keys(match.queryParams ?? {})) {
-    const m = match.queryParams[name] as StringMatchSpec;
+  const qp: QueryParameterMatcherJson[] = [];
+  for (const [name, m] of Object.entries(match.queryParams ?? {})) {
     qp.push(isPresentMatch(m) ? { name, presentMatch: true } : { name, stringMatch: stringMatcher(m) });
   }
   if (qp.length) out.queryParameters = qp;
@@ -99,9 +115,9 @@ function isAuthorityHeader(k: string): boolean {
   return k.toLowerCase() === ':authority' || k.toLowerCase() === 'host';
 }
 
-function headerOptions(m: Record<string, string> | undefined, append: boolean): { opts: Json[]; authority: string } {
+function headerOptions(m: Record<string, string> | undefined, append: boolean): { opts: HeaderValueOptionJson[]; authority: string } {
   let authority = '';
-  const opts: Json[] = [];
+  const opts: HeaderValueOptionJson[] = [];
   for (const key of Object.keys(m ?? {}).sort()) {
     const value = m![key]!;
     if (isAuthorityHeader(key)) authority = value;
@@ -112,15 +128,15 @@ function headerOptions(m: Record<string, string> | undefined, append: boolean): 
 }
 
 export interface HeaderOps {
-  requestHeadersToAdd: Json[];
-  responseHeadersToAdd: Json[];
+  requestHeadersToAdd: HeaderValueOptionJson[];
+  responseHeadersToAdd: HeaderValueOptionJson[];
   requestHeadersToRemove: string[];
   responseHeadersToRemove: string[];
   authority: string;
 }
 
 /** istio Headers → Envoy header manipulation (set = overwrite, add = append). */
-export function translateHeaders(h: Json | undefined): HeaderOps {
+export function translateHeaders(h: Headers | undefined): HeaderOps {
   const reqSet = headerOptions(h?.request?.set, false);
   const reqAdd = headerOptions(h?.request?.add, true);
   const respSet = headerOptions(h?.response?.set, false);
@@ -128,16 +144,17 @@ export function translateHeaders(h: Json | undefined): HeaderOps {
   return {
     requestHeadersToAdd: [...reqSet.opts, ...reqAdd.opts],
     responseHeadersToAdd: [...respSet.opts, ...respAdd.opts],
-    requestHeadersToRemove: ((h?.request?.remove ?? []) as string[]).filter((k) => !isInternalHeader(k)),
-    responseHeadersToRemove: ((h?.response?.remove ?? []) as string[]).filter((k) => !isInternalHeader(k)),
+    requestHeadersToRemove: (h?.request?.remove ?? []).filter((k) => !isInternalHeader(k)),
+    responseHeadersToRemove: (h?.response?.remove ?? []).filter((k) => !isInternalHeader(k)),
     authority: reqSet.authority || reqAdd.authority,
   };
 }
 
-function applyHeaderOps(target: Json, ops: HeaderOps, append: boolean): void {
-  const put = (k: string, v: unknown[]) => {
+function applyHeaderOps(target: HeaderEdits, ops: HeaderOps, append: boolean): void {
+  const put = <K extends keyof HeaderEdits>(k: K, v: NonNullable<HeaderEdits[K]>) => {
     if (v.length === 0) return;
-    target[k] = append && target[k] ? [...target[k], ...v] : v;
+    const prev = target[k];
+    target[k] = (append && prev ? [...prev, ...v] : v) as HeaderEdits[K];
   };
   put('requestHeadersToAdd', ops.requestHeadersToAdd);
   put('responseHeadersToAdd', ops.responseHeadersToAdd);
@@ -145,7 +162,7 @@ function applyHeaderOps(target: Json, ops: HeaderOps, append: boolean): void {
   put('responseHeadersToRemove', ops.responseHeadersToRemove);
 }
 
-function percentFraction(value: number): Json {
+function percentFraction(value: number): FractionalPercentJson {
   return { numerator: Math.round(value * 10000), denominator: 'MILLION' };
 }
 
@@ -156,9 +173,9 @@ const GRPC_STATUS: Record<string, number> = {
 };
 
 /** istio HTTPFaultInjection → envoy.extensions.filters.http.fault.v3.HTTPFault (per-route config). */
-export function translateFault(f: Json | undefined): Json | undefined {
+export function translateFault(f: HTTPFaultInjection | undefined): AnyOf<typeof TYPE.fault> | undefined {
   if (!f) return undefined;
-  const out: Json = { '@type': TYPE.fault };
+  const out = anyOf(TYPE.fault, {});
   if (f.delay?.fixedDelay) {
     out.delay = {
       fixedDelay: protoDuration(f.delay.fixedDelay),
@@ -166,7 +183,7 @@ export function translateFault(f: Json | undefined): Json | undefined {
     };
   }
   if (f.abort && (f.abort.httpStatus !== undefined || f.abort.grpcStatus !== undefined)) {
-    const abort: Json = {};
+    const abort: NonNullable<typeof out.abort> = {};
     if (f.abort.percentage) abort.percentage = percentFraction(f.abort.percentage.value ?? 0);
     if (f.abort.httpStatus !== undefined) abort.httpStatus = f.abort.httpStatus;
     else abort.grpcStatus = GRPC_STATUS[String(f.abort.grpcStatus).toUpperCase()] ?? Number(f.abort.grpcStatus) ?? 2;
@@ -177,12 +194,12 @@ export function translateFault(f: Json | undefined): Json | undefined {
 }
 
 /** istio CorsPolicy → envoy.extensions.filters.http.cors.v3.CorsPolicy (per-route config). */
-export function translateCors(c: Json | undefined): Json | undefined {
+export function translateCors(c: CorsPolicy | undefined): AnyOf<typeof TYPE.cors> | undefined {
   if (!c) return undefined;
-  const out: Json = { '@type': TYPE.cors };
+  const out = anyOf(TYPE.cors, {});
   out.forwardNotMatchingPreflights = c.unmatchedPreflights !== 'IGNORE';
-  if (c.allowOrigins) out.allowOriginStringMatch = (c.allowOrigins as StringMatchSpec[]).map((m) => stringMatcher(m)).filter(Boolean);
-  else if (c.allowOrigin) out.allowOriginStringMatch = (c.allowOrigin as string[]).map((o) => ({ exact: o }));
+  if (c.allowOrigins) out.allowOriginStringMatch = c.allowOrigins.map((m) => stringMatcher(m)).filter((m): m is StringMatcherJson => !!m);
+  else if (c.allowOrigin) out.allowOriginStringMatch = c.allowOrigin.map((o) => ({ exact: o }));
   out.filterEnabled = { defaultValue: { numerator: 100, denominator: 'HUNDRED' } };
   if (c.allowCredentials !== undefined) out.allowCredentials = c.allowCredentials;
   if (c.allowHeaders) out.allowHeaders = c.allowHeaders.join(',');
@@ -207,11 +224,11 @@ function parseRetryOn(retryOn: string): { retryOn: string; codes: number[] } {
 }
 
 /** istio HTTPRetry → envoy RetryPolicy, with istiod's defaults when unset. Undefined = no retries. */
-export function translateRetry(r: Json | undefined, consistentHash = false): Json | undefined {
+export function translateRetry(r: HTTPRetry | undefined, consistentHash = false): RetryPolicyJson | undefined {
   // istiod also adds the previous_hosts retry host predicate (not with consistent hashing); its
   // proto is not among the ones Sextant encodes yet, so it is left out (see docs/traffic-management.md).
   void consistentHash;
-  const base: Json = { retryOn: DEFAULT_RETRY_ON, numRetries: 2, hostSelectionRetryMaxAttempts: '5' };
+  const base: RetryPolicyJson & { retryOn: string } = { retryOn: DEFAULT_RETRY_ON, numRetries: 2, hostSelectionRetryMaxAttempts: '5' };
   if (!r) return base;
   if (!r.attempts || r.attempts <= 0) return undefined;
   base.numRetries = r.attempts;
@@ -259,47 +276,47 @@ function labelsSubset(want: Record<string, string> | undefined, have: Record<str
   return true;
 }
 
-function sourceMatches(match: Json | undefined, opts: RouteOptions): boolean {
+function sourceMatches(match: HTTPMatchRequest | undefined, opts: RouteOptions): boolean {
   if (!match) return true;
-  if (match.gateways?.length) return (match.gateways as string[]).some((g) => opts.gatewayNames.has(g));
+  if (match.gateways?.length) return match.gateways.some((g) => opts.gatewayNames.has(g));
   if (!labelsSubset(match.sourceLabels, opts.proxy.labels)) return false;
   return !match.sourceNamespace || match.sourceNamespace === opts.proxy.namespace;
 }
 
-function setTimeout(action: Json, timeout: string | undefined, grpc: boolean): void {
+function setTimeout(action: RouteActionJson, timeout: string | undefined, grpc: boolean): void {
   const t = protoDuration(timeout) ?? '0s';
   action.timeout = t;
   if (grpc) action.maxStreamDuration = { maxStreamDuration: t };
   else action.maxGrpcTimeout = t;
 }
 
-function mirrorFraction(value: number | undefined): Json | undefined {
+function mirrorFraction(value: number | undefined): RuntimeFractionalPercentJson | undefined {
   if (value === undefined) return { defaultValue: { numerator: 100, denominator: 'HUNDRED' } };
   if (value <= 0) return undefined;
   return { defaultValue: percentFraction(value) };
 }
 
 /** The operation name istiod puts in the route decorator. */
-function routeOperation(route: Json, vsName: string, port: number): string {
+function routeOperation(route: RouteJson, vsName: string, port: number): string {
   const m = route.match ?? {};
   let path = '/*';
   if (m.prefix !== undefined) path = `${m.prefix}*`;
   else if (m.path !== undefined) path = m.path;
-  else if (m.safeRegex) path = m.safeRegex.regex;
-  const c = route.route?.cluster as string | undefined;
+  else if (m.safeRegex?.regex !== undefined) path = m.safeRegex.regex;
+  const c = route.route?.cluster;
   const parsed = c ? parseClusterName(c) : undefined;
   if (parsed) return `${parsed.host}:${parsed.port}${path}`;
   return `${vsName}:${port}${path}`;
 }
 
 /** One HTTP rule and one of its matches → one Envoy route; undefined when it does not apply here. */
-export function translateRoute(vs: IstioConfig, http: Json, match: Json | undefined, opts: RouteOptions): Json | undefined {
+export function translateRoute(vs: IstioConfig, http: HTTPRoute, match: HTTPMatchRequest | undefined, opts: RouteOptions): RouteJson | undefined {
   if (match?.port && match.port !== opts.listenPort && opts.listenPort !== 0) return undefined;
   if (!sourceMatches(match, opts)) return undefined;
   const gatewaySemantics = false;
   let name: string = http.name ?? '';
   if (match?.name) name = `${name}.${match.name}`;
-  const out: Json = {};
+  const out: RouteJson = {};
   if (name) out.name = name;
   out.match = translateRouteMatch(match, gatewaySemantics);
   out.metadata = {
@@ -312,7 +329,7 @@ export function translateRoute(vs: IstioConfig, http: Json, match: Json | undefi
 
   if (http.redirect) {
     const r = http.redirect;
-    const red: Json = {};
+    const red: RedirectActionJson = {};
     if (r.authority) red.hostRedirect = r.authority;
     if (r.uri) red.pathRedirect = r.uri;
     if (r.scheme) red.schemeRedirect = r.scheme;
@@ -323,18 +340,18 @@ export function translateRoute(vs: IstioConfig, http: Json, match: Json | undefi
       const scheme = r.scheme || (opts.isTLS ? 'https' : 'http');
       if (!((port === 80 && scheme === 'http') || (port === 443 && scheme === 'https'))) red.portRedirect = port;
     }
-    const codes: Record<number, string> = { 301: 'MOVED_PERMANENTLY', 302: 'FOUND', 303: 'SEE_OTHER', 307: 'TEMPORARY_REDIRECT', 308: 'PERMANENT_REDIRECT' };
+    const codes: Record<number, RedirectActionJson['responseCode']> = { 301: 'MOVED_PERMANENTLY', 302: 'FOUND', 303: 'SEE_OTHER', 307: 'TEMPORARY_REDIRECT', 308: 'PERMANENT_REDIRECT' };
     const code = codes[r.redirectCode ?? 301];
     if (!code) return undefined;
     if (code !== 'MOVED_PERMANENTLY') red.responseCode = code;
     out.redirect = red;
   } else if (http.directResponse) {
-    const dr: Json = { status: http.directResponse.status };
+    const dr: NonNullable<RouteJson['directResponse']> = { status: http.directResponse.status };
     if (http.directResponse.body?.string !== undefined) dr.body = { inlineString: http.directResponse.body.string };
     else if (http.directResponse.body?.bytes !== undefined) dr.body = { inlineBytes: http.directResponse.body.bytes };
     out.directResponse = dr;
   } else {
-    const action: Json = {};
+    const action: RouteActionJson = {};
     setTimeout(action, http.timeout, !!opts.grpc);
     if (http.rewrite) {
       if (http.rewrite.uriRegexRewrite) {
@@ -343,13 +360,13 @@ export function translateRoute(vs: IstioConfig, http: Json, match: Json | undefi
       if (http.rewrite.authority) authority = http.rewrite.authority;
     }
     if (authority) action.hostRewriteLiteral = authority;
-    const mirrors: Json[] = [];
+    const mirrors: RouteAction_RequestMirrorPolicyJson[] = [];
     if (http.mirror) {
       const frac = http.mirrorPercentage
         ? mirrorFraction(http.mirrorPercentage.value ?? 0)
         : http.mirrorPercent !== undefined
           ? http.mirrorPercent > 0
-            ? { defaultValue: { numerator: http.mirrorPercent, denominator: 'HUNDRED' } }
+            ? { defaultValue: { numerator: http.mirrorPercent, denominator: 'HUNDRED' as const } }
             : undefined
           : mirrorFraction(undefined);
       if (frac) mirrors.push({ cluster: destinationCluster(http.mirror, opts.lookupService(http.mirror.host), opts.listenPort), runtimeFraction: frac, traceSampled: false });
@@ -360,7 +377,7 @@ export function translateRoute(vs: IstioConfig, http: Json, match: Json | undefi
         mirrors.push({ cluster: destinationCluster(m.destination, opts.lookupService(m.destination.host), opts.listenPort), runtimeFraction: frac, traceSampled: false });
     }
     if (mirrors.length) action.requestMirrorPolicies = mirrors;
-    const dests = (http.route ?? []) as Json[];
+    const dests = http.route ?? [];
     if (dests.length === 1) {
       const d = dests[0]!;
       action.cluster = destinationCluster(d.destination, opts.lookupService(d.destination.host), opts.listenPort);
@@ -370,10 +387,10 @@ export function translateRoute(vs: IstioConfig, http: Json, match: Json | undefi
         if (dops.authority && !action.hostRewriteLiteral) action.hostRewriteLiteral = dops.authority;
       }
     } else {
-      const clusters: Json[] = [];
+      const clusters: WeightedCluster_ClusterWeightJson[] = [];
       for (const d of dests) {
         if (!d.weight) continue;
-        const cw: Json = { name: destinationCluster(d.destination, opts.lookupService(d.destination.host), opts.listenPort), weight: d.weight };
+        const cw: WeightedCluster_ClusterWeightJson = { name: destinationCluster(d.destination, opts.lookupService(d.destination.host), opts.listenPort), weight: d.weight };
         if (d.headers) {
           const dops = translateHeaders(d.headers);
           applyHeaderOps(cw, dops, false);
@@ -390,7 +407,7 @@ export function translateRoute(vs: IstioConfig, http: Json, match: Json | undefi
     out.route = action;
   }
   out.decorator = { operation: routeOperation(out, vs.name, opts.listenPort) };
-  const perFilter: Json = {};
+  const perFilter: NonNullable<RouteJson['typedPerFilterConfig']> = {};
   const fault = translateFault(http.fault);
   if (fault) perFilter['envoy.filters.http.fault'] = fault;
   const cors = translateCors(http.corsPolicy);
@@ -400,23 +417,23 @@ export function translateRoute(vs: IstioConfig, http: Json, match: Json | undefi
 }
 
 /** True for a route that matches every request (prefix `/`, no header or query matches). */
-export function isCatchAllRoute(r: Json): boolean {
-  const m = r.match ?? {};
+export function isCatchAllRoute(r: RouteJson): boolean {
+  const m: RouteMatchJson = r.match ?? {};
   const all = m.prefix === '/' || m.pathSeparatedPrefix === '/' || m.safeRegex?.regex === '.*';
   return all && !m.headers?.length && !m.queryParameters?.length && !m.dynamicMetadata?.length;
 }
 
 /** All routes of one VirtualService (istiod's BuildHTTPRoutesForVirtualService): stops after the first catch-all. */
-export function buildHTTPRoutesForVirtualService(vs: IstioConfig, opts: RouteOptions): Json[] {
-  const out: Json[] = [];
+export function buildHTTPRoutesForVirtualService(vs: IstioConfig, opts: RouteOptions): RouteJson[] {
+  const out: RouteJson[] = [];
   let catchAll = false;
-  for (const http of (vs.spec.http ?? []) as Json[]) {
+  for (const http of (vs.spec as VirtualServiceSpecType).http ?? []) {
     if (!http.match?.length) {
       const r = translateRoute(vs, http, undefined, opts);
       if (r) out.push(r);
       catchAll = true;
     } else {
-      for (const m of http.match as Json[]) {
+      for (const m of http.match) {
         const r = translateRoute(vs, http, m, opts);
         if (r) {
           out.push(r);
@@ -433,15 +450,15 @@ export function buildHTTPRoutesForVirtualService(vs: IstioConfig, opts: RouteOpt
 }
 
 /** The route for a service with no VirtualService (istiod's BuildDefaultHTTPOutboundRoute). */
-export function defaultOutboundRoute(cluster: string, operation: string, grpc = false): Json {
-  const action: Json = { cluster };
+export function defaultOutboundRoute(cluster: string, operation: string, grpc = false): RouteJson {
+  const action: RouteActionJson = { cluster };
   setTimeout(action, undefined, grpc);
   action.retryPolicy = translateRetry(undefined, false);
   return { name: 'default', match: { prefix: '/' }, decorator: { operation }, route: action };
 }
 
 /** The `allow_any` / `block_all` virtual host at the end of every sidecar outbound route config. */
-export function catchAllVirtualHost(policy: 'ALLOW_ANY' | 'REGISTRY_ONLY'): Json {
+export function catchAllVirtualHost(policy: 'ALLOW_ANY' | 'REGISTRY_ONLY'): VirtualHostJson {
   if (policy === 'ALLOW_ANY') {
     return {
       name: 'allow_any',

@@ -4,15 +4,16 @@
  * model.mergeVirtualServicesIfNeeded), and cross-object checks reported as
  * ValidationIssues. Pure.
  */
-import type { ValidationIssue } from '@sextant/api';
+import type { Destination, DestinationRuleSpecType, HTTPMatchRequest, HTTPRoute, ValidationIssue, VirtualServiceSpecType } from '@sextant/api';
 import type { IstioConfig, PushContext } from '@sextant/model';
 import { resolveShortname } from './translate.js';
 
-type Json = Record<string, any>;
+/** A VirtualService's spec, as validated by @sextant/api. */
+const specOf = (vs: IstioConfig): VirtualServiceSpecType => vs.spec as VirtualServiceSpecType;
 
 /** A VirtualService's gateways, resolved as istiod does: `name` → `<vs ns>/name`; none → `mesh`. */
 export function vsGateways(vs: IstioConfig): string[] {
-  const gws = (vs.spec.gateways ?? []) as string[];
+  const gws = specOf(vs).gateways ?? [];
   if (gws.length === 0) return ['mesh'];
   return gws.map((g) => (g === 'mesh' || g.includes('/') ? g : `${vs.namespace}/${g}`));
 }
@@ -28,35 +29,35 @@ function clone<T>(x: T): T {
 
 /** Copy of a VS with short hosts (hosts, destinations, mirrors, match gateways) resolved. */
 export function resolveVirtualService(vs: IstioConfig, domainSuffix: string): IstioConfig {
-  const spec = clone(vs.spec) as Json;
+  const spec = clone(specOf(vs));
   const r = (h: string) => resolveShortname(h, vs.namespace, domainSuffix);
-  if (spec.hosts) spec.hosts = (spec.hosts as string[]).map(r);
-  const fixDest = (d: Json | undefined) => {
+  if (spec.hosts) spec.hosts = spec.hosts.map(r);
+  const fixDest = (d: Destination | undefined) => {
     if (d?.host) d.host = r(d.host);
   };
-  for (const h of (spec.http ?? []) as Json[]) {
+  for (const h of spec.http ?? []) {
     for (const d of h.route ?? []) fixDest(d.destination);
     fixDest(h.mirror);
     for (const m of h.mirrors ?? []) fixDest(m.destination);
-    for (const m of h.match ?? []) if (m.gateways) m.gateways = (m.gateways as string[]).map((g) => resolveGatewayName(g, vs.namespace));
+    for (const m of h.match ?? []) if (m.gateways) m.gateways = m.gateways.map((g) => resolveGatewayName(g, vs.namespace));
   }
-  for (const t of [...((spec.tcp ?? []) as Json[]), ...((spec.tls ?? []) as Json[])]) {
+  for (const t of [...(spec.tcp ?? []), ...(spec.tls ?? [])]) {
     for (const d of t.route ?? []) fixDest(d.destination);
-    for (const m of t.match ?? []) if (m.gateways) m.gateways = (m.gateways as string[]).map((g) => resolveGatewayName(g, vs.namespace));
+    for (const m of t.match ?? []) if (m.gateways) m.gateways = m.gateways.map((g) => resolveGatewayName(g, vs.namespace));
   }
   return { ...vs, spec };
 }
 
 /** Whether a delegate VS (namespace `dns`) is exported to namespace `ns`. */
 function exportedTo(vs: IstioConfig, ns: string, defaults: string[] | undefined): boolean {
-  const exportTo = ((vs.spec.exportTo as string[] | undefined) ?? defaults ?? ['*']).map((e) => (e === '.' ? vs.namespace : e));
+  const exportTo = (specOf(vs).exportTo ?? defaults ?? ['*']).map((e) => (e === '.' ? vs.namespace : e));
   return exportTo.includes('*') || exportTo.includes(ns);
 }
 
 const MATCH_KEYS = ['uri', 'scheme', 'method', 'authority', 'headers', 'queryParams', 'withoutHeaders', 'port', 'sourceLabels', 'gateways', 'sourceNamespace'];
 
 /** Root match ∧ delegate match; undefined when they conflict (istiod's mergeHTTPMatchRequest). */
-export function mergeMatch(root: Json, delegate: Json): Json | undefined {
+export function mergeMatch(root: HTTPMatchRequest, delegate: HTTPMatchRequest): HTTPMatchRequest | undefined {
   const out = clone(delegate);
   if (out.name && root.name) out.name = `${root.name}-${out.name}`;
   else if (root.name) out.name = root.name;
@@ -64,8 +65,8 @@ export function mergeMatch(root: Json, delegate: Json): Json | undefined {
   if (root.uri) {
     if (!out.uri) out.uri = root.uri;
     else {
-      const ru = root.uri as Json;
-      const du = out.uri as Json;
+      const ru = root.uri;
+      const du = out.uri;
       if (ru.exact !== undefined) {
         if (du.exact !== ru.exact) return undefined;
       } else if (ru.prefix !== undefined) {
@@ -76,23 +77,31 @@ export function mergeMatch(root: Json, delegate: Json): Json | undefined {
       }
     }
   }
-  for (const k of ['scheme', 'method', 'authority']) {
+  for (const k of ['scheme', 'method', 'authority'] as const) {
     if (root[k] === undefined) continue;
     if (out[k] === undefined) out[k] = root[k];
     else if (JSON.stringify(out[k]) !== JSON.stringify(root[k])) return undefined;
   }
-  for (const k of ['headers', 'queryParams', 'withoutHeaders', 'sourceLabels']) {
-    if (!root[k]) continue;
-    out[k] = out[k] ?? {};
-    for (const [hk, hv] of Object.entries(root[k] as Json)) {
-      if (out[k][hk] === undefined) out[k][hk] = hv;
-      else if (JSON.stringify(out[k][hk]) !== JSON.stringify(hv)) return undefined;
+  // Maps: the root's entries are added; an entry both set differently is a conflict.
+  const mergeMap = <V>(from: Record<string, V> | undefined, into: Record<string, V>): boolean => {
+    for (const [hk, hv] of Object.entries(from ?? {})) {
+      if (into[hk] === undefined) into[hk] = hv;
+      else if (JSON.stringify(into[hk]) !== JSON.stringify(hv)) return false;
     }
+    return true;
+  };
+  for (const k of ['headers', 'queryParams', 'withoutHeaders'] as const) {
+    if (!root[k]) continue;
+    if (!mergeMap(root[k], (out[k] ??= {}))) return undefined;
   }
-  for (const k of ['port', 'sourceNamespace']) {
-    if (root[k] === undefined) continue;
-    if (out[k] === undefined) out[k] = root[k];
-    else if (out[k] !== root[k]) return undefined;
+  if (root.sourceLabels && !mergeMap(root.sourceLabels, (out.sourceLabels ??= {}))) return undefined;
+  if (root.port !== undefined) {
+    if (out.port === undefined) out.port = root.port;
+    else if (out.port !== root.port) return undefined;
+  }
+  if (root.sourceNamespace !== undefined) {
+    if (out.sourceNamespace === undefined) out.sourceNamespace = root.sourceNamespace;
+    else if (out.sourceNamespace !== root.sourceNamespace) return undefined;
   }
   if (root.gateways && !out.gateways) out.gateways = root.gateways;
   if (root.ignoreUriCase && out.ignoreUriCase === undefined) out.ignoreUriCase = root.ignoreUriCase;
@@ -100,12 +109,12 @@ export function mergeMatch(root: Json, delegate: Json): Json | undefined {
   return out;
 }
 
-function mergeHTTPRoute(root: Json, delegate: Json): Json | undefined {
-  const rootMatches = (root.match ?? []) as Json[];
-  const delMatches = (delegate.match ?? []) as Json[];
+function mergeHTTPRoute(root: HTTPRoute, delegate: HTTPRoute): HTTPRoute | undefined {
+  const rootMatches = root.match ?? [];
+  const delMatches = delegate.match ?? [];
   const out = clone(delegate);
   if (rootMatches.length > 0) {
-    const merged: Json[] = [];
+    const merged: HTTPMatchRequest[] = [];
     if (delMatches.length === 0) merged.push(...clone(rootMatches));
     else
       for (const rm of rootMatches)
@@ -116,9 +125,10 @@ function mergeHTTPRoute(root: Json, delegate: Json): Json | undefined {
     if (merged.length === 0) return undefined;
     out.match = merged;
   }
-  for (const k of ['rewrite', 'timeout', 'retries', 'fault', 'mirror', 'mirrors', 'mirrorPercentage', 'mirrorPercent', 'corsPolicy', 'headers']) {
+  const inherit = <K extends keyof HTTPRoute>(k: K) => {
     if (out[k] === undefined && root[k] !== undefined) out[k] = clone(root[k]);
-  }
+  };
+  for (const k of ['rewrite', 'timeout', 'retries', 'fault', 'mirror', 'mirrors', 'mirrorPercentage', 'mirrorPercent', 'corsPolicy', 'headers'] as const) inherit(k);
   return out;
 }
 
@@ -139,17 +149,17 @@ export function mergeDelegates(all: IstioConfig[], defaultExportTo?: string[]): 
   const delegates = new Map<string, IstioConfig>();
   const roots: IstioConfig[] = [];
   for (const vs of all) {
-    if (((vs.spec.hosts ?? []) as string[]).length === 0) delegates.set(`${vs.namespace}/${vs.name}`, vs);
+    if ((specOf(vs).hosts ?? []).length === 0) delegates.set(`${vs.namespace}/${vs.name}`, vs);
     else roots.push(vs);
   }
   const out: IstioConfig[] = [];
   for (const root of roots) {
-    const https = (root.spec.http ?? []) as Json[];
+    const https = specOf(root).http ?? [];
     if (!https.some((h) => h.delegate)) {
       out.push(root);
       continue;
     }
-    const merged: Json[] = [];
+    const merged: HTTPRoute[] = [];
     https.forEach((h, i) => {
       if (!h.delegate) {
         merged.push(h);
@@ -166,7 +176,7 @@ export function mergeDelegates(all: IstioConfig[], defaultExportTo?: string[]): 
         issues.push({ kind: 'VirtualService', namespace: root.namespace, name: root.name, field, reason: `delegate VirtualService ${key} is not exported to namespace ${root.namespace}` });
         return;
       }
-      for (const dh of (del.spec.http ?? []) as Json[]) {
+      for (const dh of specOf(del).http ?? []) {
         const m = mergeHTTPRoute(h, dh);
         if (m) merged.push(m);
       }
@@ -195,15 +205,16 @@ export function virtualServiceIssues(push: PushContext): ValidationIssue[] {
   const known = new Set(push.allServices().map((s) => s.hostname));
   const subsets = new Map<string, Set<string>>();
   for (const dr of push.configs('DestinationRule')) {
-    const host = resolveShortname(String(dr.spec.host ?? ''), dr.namespace, push.domainSuffix);
+    const spec = dr.spec as DestinationRuleSpecType;
+    const host = resolveShortname(String(spec.host ?? ''), dr.namespace, push.domainSuffix);
     const set = subsets.get(host) ?? new Set<string>();
-    for (const s of (dr.spec.subsets ?? []) as Json[]) if (s.name) set.add(s.name);
+    for (const s of spec.subsets ?? []) if (s.name) set.add(s.name);
     subsets.set(host, set);
   }
   const claimed = new Map<string, IstioConfig>();
   for (const vs of all) {
     const issue = (field: string, reason: string) => issues.push({ kind: 'VirtualService', namespace: vs.namespace, name: vs.name, field, reason });
-    const hosts = (vs.spec.hosts ?? []) as string[];
+    const hosts = specOf(vs).hosts ?? [];
     for (const gw of vsGateways(vs)) {
       hosts.forEach((h, i) => {
         for (const [k, other] of claimed) {
@@ -214,15 +225,15 @@ export function virtualServiceIssues(push: PushContext): ValidationIssue[] {
         if (!claimed.has(`${gw} ${h}`)) claimed.set(`${gw} ${h}`, vs);
       });
     }
-    const checkDest = (d: Json | undefined, field: string) => {
+    const checkDest = (d: Destination | undefined, field: string) => {
       if (!d?.host) return;
       if (!d.host.includes('*') && !known.has(d.host)) issue(`${field}.host`, `destination host ${d.host} is not a known service or ServiceEntry`);
       else if (d.subset && !subsets.get(d.host)?.has(d.subset)) issue(`${field}.subset`, `subset ${d.subset} of ${d.host} is not defined by any DestinationRule`);
     };
-    ((vs.spec.http ?? []) as Json[]).forEach((h, i) => {
-      ((h.route ?? []) as Json[]).forEach((d, j) => checkDest(d.destination, `spec.http[${i}].route[${j}].destination`));
+    (specOf(vs).http ?? []).forEach((h, i) => {
+      (h.route ?? []).forEach((d, j) => checkDest(d.destination, `spec.http[${i}].route[${j}].destination`));
       checkDest(h.mirror, `spec.http[${i}].mirror`);
-      const routes = (h.route ?? []) as Json[];
+      const routes = h.route ?? [];
       if (routes.length > 1) {
         const total = routes.reduce((s, d) => s + (d.weight ?? 0), 0);
         if (total !== 100 && total > 0)
@@ -230,8 +241,8 @@ export function virtualServiceIssues(push: PushContext): ValidationIssue[] {
       }
     });
     for (const kind of ['tcp', 'tls'] as const)
-      ((vs.spec[kind] ?? []) as Json[]).forEach((t, i) =>
-        ((t.route ?? []) as Json[]).forEach((d, j) => checkDest(d.destination, `spec.${kind}[${i}].route[${j}].destination`)),
+      (specOf(vs)[kind] ?? []).forEach((t, i) =>
+        (t.route ?? []).forEach((d, j) => checkDest(d.destination, `spec.${kind}[${i}].route[${j}].destination`)),
       );
   }
   issues.push(...mergeDelegates(all, push.mesh.defaultVirtualServiceExportTo).issues);

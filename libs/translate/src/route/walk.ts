@@ -5,7 +5,8 @@
  * tests and debugging; it follows Envoy's documented matching order for the
  * fields Sextant emits.
  */
-type Json = Record<string, any>;
+import type { DirectResponseActionJson, ListenerJson, RedirectActionJson, RouteConfigurationJson, RouteJson, RouteMatchJson, StringMatcherJson, VirtualHostJson } from '@sextant/envoy';
+import { TYPE, unpackAny } from '../typed.js';
 
 export interface WalkRequest {
   port: number;
@@ -22,17 +23,17 @@ export interface WalkResult {
   listener: string;
   routeConfig?: string;
   virtualHost?: string;
-  route?: Json;
+  route?: RouteJson;
   /** The cluster, or the weighted clusters, or a redirect / direct response. */
   cluster?: string;
-  weightedClusters?: Array<{ name: string; weight: number }>;
-  redirect?: Json;
-  directResponse?: Json;
+  weightedClusters?: Array<{ name?: string; weight?: number }>;
+  redirect?: RedirectActionJson;
+  directResponse?: DirectResponseActionJson;
   tcpCluster?: string;
 }
 
-function strMatch(m: Json, v: string | undefined): boolean {
-  if (v === undefined) return false;
+function strMatch(m: StringMatcherJson | undefined, v: string | undefined): boolean {
+  if (v === undefined || !m) return false;
   const ic = !!m.ignoreCase;
   const val = ic ? v.toLowerCase() : v;
   if (m.exact !== undefined) return val === (ic ? m.exact.toLowerCase() : m.exact);
@@ -53,7 +54,7 @@ function domainMatch(pattern: string, host: string): number {
   return 0;
 }
 
-export function routeMatches(match: Json, req: WalkRequest): boolean {
+export function routeMatches(match: RouteMatchJson, req: WalkRequest): boolean {
   const path = req.path.split('?')[0]!;
   const cs = match.caseSensitive !== false;
   const cmpPath = (a: string) => (cs ? a : a.toLowerCase());
@@ -63,8 +64,8 @@ export function routeMatches(match: Json, req: WalkRequest): boolean {
   if (match.safeRegex && !new RegExp(`^(?:${match.safeRegex.regex})$`).test(path)) return false;
   const headers: Record<string, string> = { ':method': req.method ?? 'GET', ':authority': req.host, ':path': req.path, ':scheme': 'http' };
   for (const [k, v] of Object.entries(req.headers ?? {})) headers[k.toLowerCase()] = v;
-  for (const h of (match.headers ?? []) as Json[]) {
-    const v = headers[h.name.toLowerCase()];
+  for (const h of match.headers ?? []) {
+    const v = headers[(h.name ?? '').toLowerCase()];
     let ok: boolean;
     if (h.presentMatch) ok = v !== undefined;
     else if (h.stringMatch) ok = strMatch(h.stringMatch, v ?? (h.treatMissingHeaderAsEmpty ? '' : undefined));
@@ -73,40 +74,46 @@ export function routeMatches(match: Json, req: WalkRequest): boolean {
     if (!ok) return false;
   }
   const query = new URLSearchParams(req.path.includes('?') ? req.path.slice(req.path.indexOf('?') + 1) : '');
-  for (const q of (match.queryParameters ?? []) as Json[]) {
-    const v = query.get(q.name) ?? undefined;
+  for (const q of match.queryParameters ?? []) {
+    const v = query.get(q.name ?? '') ?? undefined;
     if (q.presentMatch ? v === undefined : !strMatch(q.stringMatch, v)) return false;
   }
   return true;
 }
 
 /** Routes one request through listeners and route configurations; undefined when nothing takes it. */
-export function walkRequest(listeners: Json[], routeConfigs: Json[], req: WalkRequest): WalkResult | undefined {
+export function walkRequest(listeners: ListenerJson[], routeConfigs: RouteConfigurationJson[], req: WalkRequest): WalkResult | undefined {
   const addr = req.address ?? '0.0.0.0';
   const candidates = listeners.filter((l) => l.address?.socketAddress?.portValue === req.port);
   const listener =
-    candidates.find((l) => l.address.socketAddress.address === addr) ?? candidates.find((l) => l.address.socketAddress.address === '0.0.0.0') ?? candidates[0];
+    candidates.find((l) => l.address?.socketAddress?.address === addr) ?? candidates.find((l) => l.address?.socketAddress?.address === '0.0.0.0') ?? candidates[0];
   if (!listener) return undefined;
-  const chain = ((listener.filterChains ?? []) as Json[]).find((c) => {
+  const name = listener.name ?? '';
+  const chain = (listener.filterChains ?? []).find((c) => {
     const m = c.filterChainMatch ?? {};
-    if (m.serverNames && !(req.sni && (m.serverNames as string[]).some((s) => domainMatch(s, req.sni!) > 1))) return false;
-    if (m.applicationProtocols && !(m.applicationProtocols as string[]).includes('http/1.1')) return false;
+    if (m.serverNames && !(req.sni && m.serverNames.some((s) => domainMatch(s, req.sni!) > 1))) return false;
+    if (m.applicationProtocols && !m.applicationProtocols.includes('http/1.1')) return false;
     if (m.destinationPort && m.destinationPort !== req.port) return false;
     return true;
   });
-  if (!chain) return { listener: listener.name };
-  const filter = (chain.filters as Json[])[0]!;
-  const cfg = filter.typedConfig;
-  if (filter.name === 'envoy.filters.network.tcp_proxy') {
-    return { listener: listener.name, tcpCluster: cfg.cluster, ...(cfg.weightedClusters ? { weightedClusters: cfg.weightedClusters.clusters } : {}) };
+  if (!chain) return { listener: name };
+  const filter = chain.filters?.[0];
+  const tcp = unpackAny(filter?.typedConfig, TYPE.tcpProxy);
+  if (tcp) {
+    const res: WalkResult = { listener: name, ...(tcp.weightedClusters ? { weightedClusters: tcp.weightedClusters.clusters ?? [] } : {}) };
+    if (tcp.cluster !== undefined) res.tcpCluster = tcp.cluster;
+    return res;
   }
-  const rc = cfg.routeConfig ?? routeConfigs.find((r) => r.name === cfg.rds?.routeConfigName);
-  const res: WalkResult = { listener: listener.name, routeConfig: rc?.name ?? cfg.rds?.routeConfigName };
+  const hcm = unpackAny(filter?.typedConfig, TYPE.hcm) ?? {};
+  const rc = hcm.routeConfig ?? routeConfigs.find((r) => r.name === hcm.rds?.routeConfigName);
+  const res: WalkResult = { listener: name };
+  const rcName = rc?.name ?? hcm.rds?.routeConfigName;
+  if (rcName !== undefined) res.routeConfig = rcName;
   if (!rc) return res;
-  let best: Json | undefined;
+  let best: VirtualHostJson | undefined;
   let bestScore = 0;
-  for (const vh of (rc.virtualHosts ?? []) as Json[]) {
-    for (const d of vh.domains as string[]) {
+  for (const vh of rc.virtualHosts ?? []) {
+    for (const d of vh.domains ?? []) {
       const s = rc.ignorePortInHostMatching ? domainMatch(d, req.host) : domainMatch(d, d.includes(':') ? req.host : req.host.replace(/:[0-9]+$/, ''));
       if (s > bestScore) {
         bestScore = s;
@@ -115,8 +122,8 @@ export function walkRequest(listeners: Json[], routeConfigs: Json[], req: WalkRe
     }
   }
   if (!best) return res;
-  res.virtualHost = best.name;
-  const route = ((best.routes ?? []) as Json[]).find((r) => routeMatches(r.match ?? {}, req));
+  if (best.name !== undefined) res.virtualHost = best.name;
+  const route = (best.routes ?? []).find((r) => routeMatches(r.match ?? {}, req));
   if (!route) return res;
   res.route = route;
   if (route.route?.cluster) res.cluster = route.route.cluster;
