@@ -13,21 +13,21 @@
 import * as grpc from '@grpc/grpc-js';
 import { keyString, silentLogger, validateObject, type ConfigObject, type Logger, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { TypeUrl, type DiscoveryResponse } from '@sextant/envoy';
-import { EndpointIndex, PushContext, isEndpointKind, type MeshConfig } from '@sextant/model';
+import { EndpointIndex, PushContext, isEndpointKind, splitEndpointChanges, type MeshConfig, type PushContext as PushContextView } from '@sextant/model';
 import { ConfigStore, type ConfigBatch, type ConfigEvent, type ConfigSource } from '@sextant/sources';
 import { ClassGenerators, DiscoveryServer, PushController, type ProxyTranslator, type PushRequest, type PushScope } from '@sextant/xds';
 import { DOMAIN_SUFFIX, FixtureError, type RawObject } from './push.js';
 import { SotwClient, decodeResources, type DecodedResource, type NodeInit } from './xds-client.js';
 
-export type FeatureContext = ReturnType<typeof PushContext.build>;
+export type FeatureContext = PushContextView;
 
 export interface FeatureOptions<View extends object> {
   /** The mesh side of generation (the daemon's MeshTranslator). */
   translator: ProxyTranslator<FeatureContext, View>;
   /** What a change touches (the daemon's meshScope). */
   scope(previous: FeatureContext, next: FeatureContext, changed: readonly ObjectKey[], generators: ClassGenerators<FeatureContext, View>): PushScope;
-  /** The endpoint path: what in-place endpoint changes touch (the daemon's endpointScopes). */
-  endpointScopes(current: FeatureContext, services: ReadonlySet<string>, proxies: ReadonlySet<string>, generators: ClassGenerators<FeatureContext, View>): PushScope[];
+  /** The endpoint path (the daemon's endpointScopes): endpoint changes applied in place, pushed without a build. */
+  endpointScopes?(ctx: FeatureContext, services: ReadonlySet<string>, proxies: ReadonlySet<string>, generators: ClassGenerators<FeatureContext, View>): PushScope[];
   /** Objects present before the first push. */
   objects?: RawObject[];
   meshConfig?: MeshConfig;
@@ -38,9 +38,9 @@ export interface FeatureOptions<View extends object> {
 }
 
 /**
- * What one apply/delete did: the version it is served at (a new push
- * context's, or for an endpoint change the endpoint push's), and the push it
- * caused (none when nothing depended on it).
+ * What one apply/delete did: the version of the push context built from it
+ * and the push it caused (none when nothing depended on it); for a change to
+ * endpoints only, no context is built: the version of the endpoint push.
  */
 export interface Change {
   version: string;
@@ -140,11 +140,8 @@ export async function startFeature<View extends object>(opts: FeatureOptions<Vie
   const source = new FeatureSource();
   const store = new ConfigStore({ log });
   const pushes: PushRequest[] = [];
-  // Waiters for the next build (a config change) or the next push without a build (the endpoint path).
-  const built = new Set<(event: { version: string } | { push: PushRequest }) => void>();
+  const built = new Set<(version: string) => void>();
   let controller: PushController<FeatureContext>;
-  const endpointIndex = new EndpointIndex({ trustDomain: DOMAIN_SUFFIX });
-  let buildTurn = false;
   const generators = new ClassGenerators<FeatureContext, View>(opts.translator, () => controller.context, log);
   const server = new DiscoveryServer({
     generators: generators.generators([TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration, TypeUrl.ClusterLoadAssignment]),
@@ -152,46 +149,35 @@ export async function startFeature<View extends object>(opts: FeatureOptions<Vie
     isReady: () => true,
   });
   controller = new PushController<FeatureContext>({
-    // As the daemon: a context holds config; endpoint kinds live in the endpoint index, updated in place.
     build: (version) =>
       PushContext.build(
         store.kinds().filter((k) => !isEndpointKind(k)).flatMap((k) => store.list(k)),
         { domainSuffix: DOMAIN_SUFFIX, trustDomain: DOMAIN_SUFFIX, meshConfig: opts.meshConfig, version, endpointIndex },
       ),
     scope: (previous, next, changed) => opts.scope(previous, next, changed, generators),
-    endpointScopes: (ctx, services, proxies) => opts.endpointScopes(ctx, services, proxies, generators),
+    ...(opts.endpointScopes ? { endpointScopes: (ctx: FeatureContext, services: ReadonlySet<string>, proxies: ReadonlySet<string>) => opts.endpointScopes!(ctx, services, proxies, generators) } : {}),
     push: (req) => {
       generators.advance(req);
       pushes.push(req);
       server.push(req);
-      // A push with no build before it in this turn is the endpoint path's: it is the change's answer.
-      if (!buildTurn) for (const w of [...built]) w({ push: req });
+      // The endpoint path builds nothing: its push is what a change waits for.
+      if (req.reason[0] === 'endpoints' || req.reason[0] === 'proxy') for (const w of [...built]) w(req.version);
     },
     // Called synchronously inside the rebuild: a waiter resolved here runs after the push that follows it.
     onBuilt: (ctx) => {
-      buildTurn = true;
-      queueMicrotask(() => (buildTurn = false));
-      for (const w of [...built]) w({ version: ctx.version });
+      for (const w of [...built]) w(ctx.version);
     },
     debounceAfterMs: opts.debounceAfterMs ?? 10,
     debounceMaxMs: opts.debounceMaxMs ?? 100,
     log,
   });
-  // The daemon's routing of a batch (apps/sextant/src/discovery.ts): endpoint kinds into the index, the rest to the controller.
+  // As the daemon: endpoint objects go to the index, the rest to the controller.
+  const endpointIndex = new EndpointIndex({ trustDomain: DOMAIN_SUFFIX });
   source.onBatch((batch) => {
     const change = store.apply(batch);
     if (!change) return;
-    const config: ObjectKey[] = [];
-    const endpoints: Array<{ key: ObjectKey; object: ReturnType<ConfigStore['get']> }> = [];
-    for (const k of change.changed as ObjectKey[]) {
-      if (isEndpointKind(k.kind)) endpoints.push({ key: k, object: store.get(k.kind, k.namespace, k.name) });
-      else config.push(k);
-    }
-    if (endpoints.length > 0) {
-      const update = endpointIndex.apply(endpoints);
-      if ([...update.services.values()].includes('full')) config.push(...endpoints.map((e) => e.key));
-      else controller.endpointsChanged(update.services.keys(), update.proxyAddresses);
-    }
+    const { config, endpoints } = splitEndpointChanges(endpointIndex, change.changed as ObjectKey[], (k) => store.get(k.kind, k.namespace, k.name));
+    if (endpoints) controller.endpointsChanged(endpoints.services.keys(), endpoints.proxyAddresses);
     if (config.length > 0) controller.changed(config);
   });
   await source.start();
@@ -212,14 +198,13 @@ export async function startFeature<View extends object>(opts: FeatureOptions<Vie
       const before = pushes.length;
       const deadline = setTimeout(() => {
         built.delete(waiter);
-        reject(new Error('neither a push context nor an endpoint push followed the change within 5 s'));
+        reject(new Error('no push context was built within 5 s of the change'));
       }, 5000);
-      const waiter = (event: { version: string } | { push: PushRequest }) => {
+      const waiter = (version: string) => {
         built.delete(waiter);
         clearTimeout(deadline);
-        if ('push' in event) return resolve({ version: event.push.version, push: event.push });
         // The push (if any) is sent right after the build, in the same turn: look once that turn is over.
-        queueMicrotask(() => resolve({ version: event.version, push: pushes.slice(before).find((p) => p.version === event.version) }));
+        queueMicrotask(() => resolve({ version, push: pushes.slice(before).find((p) => p.version === version) }));
       };
       built.add(waiter);
       try {
