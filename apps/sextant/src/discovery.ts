@@ -16,7 +16,7 @@ import {
   type ProxyState,
 } from '@sextant/admin';
 import { authenticate } from '@sextant/ca';
-import { PushContext, jwksKey, type MeshConfig, type ProxyView } from '@sextant/model';
+import { EndpointIndex, PushContext, isEndpointKind, jwksKey, type MeshConfig, type ProxyView } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, JwksResolver, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
@@ -38,15 +38,16 @@ import {
 } from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { createLogger } from './log.js';
-import { MeshTranslator, meshScope, nameTableGenerator } from './mesh.js';
+import { MeshTranslator, endpointScopes, meshScope, nameTableGenerator } from './mesh.js';
 import { startSecureServices, type SecureExtras, type SecureServices } from './secure.js';
 import type { KubeMode } from './kube.js';
 import { version } from './version.js';
 
 type Ctx = ReturnType<typeof PushContext.build>;
 
-function allObjects(view: StoreView) {
-  return view.kinds().flatMap((k) => view.list(k));
+/** What a PushContext is built from: everything but the endpoint kinds, which the endpoint index holds. */
+function configObjects(view: StoreView) {
+  return view.kinds().filter((k) => !isEndpointKind(k)).flatMap((k) => view.list(k));
 }
 
 /** Binds a grpc-js server and resolves with the chosen port. */
@@ -235,6 +236,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   if (cfg.xdsReclaimAfterMs > 0 && !reclaimer.enabled) reclaimLog.warn({}, 'memory reclaim after xDS limit hits is unavailable here (neither a young-generation GC nor malloc_trim)');
 
   let lastIssues: string[] = [];
+  // Endpoints, pods, nodes and WorkloadEntries, updated in place by their events (never a context rebuild).
+  const endpointIndex = new EndpointIndex({ trustDomain: cfg.trustDomain });
   let securityIssues: ValidationIssue[] = [];
   // RequestAuthentication jwksUri: fetched here, shared by every proxy, inlined by translation (istiod's JwksResolver).
   const jwksResolver = new JwksResolver({
@@ -253,8 +256,9 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   let securityIssueObjects = new Map<string, { kind: string; namespace: string; name: string }>();
   const controller: PushController<Ctx> = new PushController<Ctx>({
     build: (ver) =>
-      PushContext.build(allObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver, jwks: jwksResolver.snapshot() }),
+      PushContext.build(configObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver, endpointIndex, jwks: jwksResolver.snapshot() }),
     scope: (prev, next, changed) => meshScope(prev, next, changed, generators),
+    endpointScopes: (ctx, services, addresses) => endpointScopes(ctx, services, addresses, generators),
     push: (req, next) => {
       generators.advance(req);
       // The JWKS this config names: new ones are fetched (a push follows when they arrive).
@@ -264,7 +268,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       metrics.virtualServices.set(next.configs('VirtualService').length);
       for (const r of new Set(req.configsUpdated?.size ? req.reason.map(pushTriggerReason) : ['global'])) metrics.pushTriggers.inc({ type: r });
       // Convergence is measured from the first change the push carries (istiod's PushRequest.Start).
-      pushStarted.set(next.version, req.start ?? Date.now());
+      pushStarted.set(req.version, req.start ?? Date.now());
       if (pushStarted.size > 64) pushStarted.delete(pushStarted.keys().next().value!);
       xds.push(req);
     },
@@ -304,7 +308,22 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
         else metrics.configEvents.inc({ type: ev.object.kind, event: ev.type });
       }
       const change = store.apply(batch);
-      if (change) controller.changed(change.changed as ObjectKey[]);
+      if (change) {
+        const config: ObjectKey[] = [];
+        const endpoints: Array<{ key: ObjectKey; object: ReturnType<ConfigStore['get']> }> = [];
+        for (const k of change.changed as ObjectKey[]) {
+          if (isEndpointKind(k.kind)) endpoints.push({ key: k, object: store.get(k.kind, k.namespace, k.name) });
+          else config.push(k);
+        }
+        if (endpoints.length > 0) {
+          // Applied in place now; pushed after the debounce as EDS to the watchers of the changed clusters.
+          const update = endpointIndex.apply(endpoints);
+          // New identities (CDS subjectAltNames) or endpoints of non-EDS services: a full push, as istiod does.
+          if ([...update.services.values()].includes('full')) config.push(...endpoints.map((e) => e.key));
+          else controller.endpointsChanged(update.services.keys(), update.proxyAddresses);
+        }
+        if (config.length > 0) controller.changed(config);
+      }
       updateRejected();
     });
   }

@@ -5,10 +5,10 @@ import { fileURLToPath } from 'node:url';
 import { parseAllDocuments } from 'yaml';
 import { objectKey, silentLogger, validateAll, type ConfigObject, type ObjectKey } from '@sextant/api';
 import { TypeUrl, decodeToJson, encodeJson as encode } from '@sextant/envoy';
-import { PushContext, type ProxyView } from '@sextant/model';
+import { EndpointIndex, PushContext, isEndpointKind, type ProxyView } from '@sextant/model';
 import { edsNamesOf, routeNamesOf, translateConfig } from '@sextant/translate';
 import { ClassGenerators, pushRequest, type PushRequest, type WatchedResource, type XdsProxy } from '@sextant/xds';
-import { MeshTranslator, meshScope } from './mesh.js';
+import { MeshTranslator, endpointScopes, meshScope } from './mesh.js';
 
 const bookinfo = (f: string) => fileURLToPath(new URL(`../../../examples/bookinfo/${f}`, import.meta.url));
 
@@ -175,39 +175,40 @@ test('after each kind of change, what the caches give equals a fresh translation
   }
 });
 
-test('an endpoint-only push rebuilds only the clusters it names; the others carry over', () => {
+test('an endpoint change, applied in place, rebuilds only the clusters it names; the others carry over', () => {
   const objs = validated(docs());
-  const v1 = build(objs, 'v1');
-  // v2: the ratings pod moved to another IP.
-  const moved = objs.map((o) => {
-    if (o.kind !== 'EndpointSlice' || o.metadata.name !== 'ratings-abcde') return o;
-    const body = structuredClone(o.body) as { endpoints: Array<{ addresses: string[] }> };
-    body.endpoints[0]!.addresses = ['10.244.9.9'];
-    return { ...o, body };
-  });
-  const v2 = build(moved, 'v2');
+  const isEndpoint = (o: ConfigObject) => isEndpointKind(o.kind);
+  const index = new EndpointIndex({ trustDomain: 'cluster.local' });
+  index.apply(objs.filter(isEndpoint).map((o) => ({ key: objectKey(o), object: o })));
+  const ctx = PushContext.build(objs.filter((o) => !isEndpoint(o)), { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1', endpointIndex: index });
+  // The ratings pod moved to another IP.
+  const old = objs.find((o) => o.kind === 'EndpointSlice' && o.metadata.name === 'ratings-abcde')!;
+  const body = structuredClone(old.body) as { endpoints: Array<{ addresses: string[] }> };
+  body.endpoints[0]!.addresses = ['10.244.9.9'];
+  const moved = { ...old, body } as ConfigObject;
   const ratings = 'outbound|9080||ratings.default.svc.cluster.local';
   const reviewsV1 = 'outbound|9080|v1|reviews.default.svc.cluster.local';
   const eds = (gens: ClassGenerators<PushContext, ProxyView>) => gens.generators(TYPES)[TypeUrl.ClusterLoadAssignment]!.generate(productpage, watch(TypeUrl.ClusterLoadAssignment, [ratings, reviewsV1]), req);
   const address = (m: ReturnType<typeof eds>) => JSON.stringify(decodeToJson(TypeUrl.ClusterLoadAssignment, m.get(ratings)!.value)).match(/"address":"([\d.]+)"/)![1];
-  const slice = objectKey(moved.find((o) => o.kind === 'EndpointSlice' && o.metadata.name === 'ratings-abcde')!);
 
-  let ctx = v1;
   const honest = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
   assert.equal(address(eds(honest)), '10.244.1.12');
-  const scope = meshScope(v1, v2, [slice], honest);
-  assert.equal(scope.full, false);
-  assert.deepEqual(new Set(scope.edsClusters), new Set([ratings, 'outbound|9080|v1|ratings.default.svc.cluster.local']));
-  ctx = v2;
-  honest.advance(pushRequest('v2', [slice], scope, Date.now())!);
+  const update = index.apply([{ key: objectKey(moved), object: moved }]);
+  assert.deepEqual([...update.services], [['default/ratings.default.svc.cluster.local', 'incremental']]);
+  const [scope, ...rest] = endpointScopes(ctx, new Set(update.services.keys()), new Set(), honest);
+  assert.equal(rest.length, 0);
+  assert.equal(scope!.full, false);
+  assert.deepEqual(new Set(scope!.edsClusters), new Set([ratings, 'outbound|9080|v1|ratings.default.svc.cluster.local']));
+  honest.advance(pushRequest('v1/eds1', [], scope!, Date.now())!);
   assert.equal(address(eds(honest)), '10.244.9.9', 'the named cluster is rebuilt');
   assert.deepEqual(honest.builds, { [TypeUrl.ClusterLoadAssignment]: 1 });
 
   // Carry-over is real: told (wrongly) that nothing changed, the old endpoints stay.
-  ctx = v1;
+  const back = index.apply([{ key: objectKey(old), object: old }]);
+  assert.equal(back.services.size, 1);
   const misled = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
   eds(misled);
-  ctx = v2;
-  misled.advance({ full: false, version: 'v2', reason: ['test'], edsUpdates: new Set() });
+  index.apply([{ key: objectKey(moved), object: moved }]);
+  misled.advance({ full: false, version: 'v1/eds2', reason: ['test'], edsUpdates: new Set() });
   assert.equal(address(eds(misled)), '10.244.1.12');
 });

@@ -1,6 +1,6 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
-import { hostMatches, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type SidecarScope } from '@sextant/model';
+import { edsClustersFor, hostMatches, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
 import { buildNameTable, clusterTombstones, encodeNameTable, generateForProxy, isMosnProxy, mosnSdsPath, NDS_TYPE_URL, withListenerTombstones } from '@sextant/translate';
 import type { BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, XdsProxy } from '@sextant/xds';
 
@@ -282,8 +282,8 @@ function virtualServiceKeys(scope: SidecarScope): Set<string> {
  * pushes naming the types their kinds can alter, the route configurations of
  * a VirtualService's ports, and the proxies that depend on them.
  */
-export function meshScope(previous: PushContext, next: PushContext, changed: readonly ObjectKey[], gens: ClassGenerators<PushContext, ProxyView>): PushScope {
-  const eds = endpointScope(previous, next, [...changed]);
+export function meshScope(previous: PushContext, next: PushContext & Pick<PushContextExtras, 'endpointUpdate'>, changed: readonly ObjectKey[], gens: ClassGenerators<PushContext, ProxyView>): PushScope {
+  const eds = endpointScope(previous, next, [...changed], next.endpointUpdate);
   if (!eds.full) return { full: false, edsClusters: eds.edsClusters ?? new Set() };
   const types = new Set<string>();
   for (const k of changed) {
@@ -298,4 +298,26 @@ export function meshScope(previous: PushContext, next: PushContext, changed: rea
   if (changed.every((k) => k.kind === 'DestinationRule')) resources.set(TypeUrl.ClusterLoadAssignment, destinationRuleClusters(previous, next, changed));
   const root = next.mesh.rootNamespace ?? 'istio-system';
   return { full: true, types, resources, affects: (proxy) => dependsOn(gens.view(proxy, next), previous, next, changed, root) };
+}
+
+/**
+ * The endpoint path (no context built): EDS for the clusters of the services
+ * whose endpoints changed in place, to the streams that watch them; and for
+ * workloads whose own view changed (labels, identity, the services they
+ * serve), their proxies' clusters, listeners and routes again (class caches
+ * keep what other proxies share: a changed proxy lands in another class).
+ */
+export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, addresses: ReadonlySet<string>, gens: ClassGenerators<PushContext, ProxyView>): PushScope[] {
+  const out: PushScope[] = [];
+  if (services.size > 0) out.push({ full: false, edsClusters: edsClustersFor(services, ctx) });
+  if (addresses.size > 0) {
+    const types = [TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration];
+    out.push({
+      full: true,
+      types: new Set(types),
+      resources: new Map(types.map((t) => [t, () => false])),
+      affects: (proxy) => gens.view(proxy, ctx).ipAddresses.some((ip) => addresses.has(ip)),
+    });
+  }
+  return out;
 }

@@ -5,6 +5,7 @@ import { parseProxy, ProxyParseError } from './proxy.js';
 import { protocolForKubePort } from './protocol.js';
 import { PushContext } from './push-context.js';
 import { pushScope } from './push-scope.js';
+import { EndpointIndex } from './endpoint-index.js';
 
 const opts = { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1' };
 
@@ -139,20 +140,21 @@ test('DestinationRules for one host merge: first trafficPolicy wins, subsets add
   assert.ok(push.issues.some((i) => i.name === 'two' && i.field === 'spec.subsets[1].name' && /already defined/.test(i.reason)));
 });
 
-test('pushScope: endpoint-only changes are EDS pushes for that service; config changes are full', () => {
+test('pushScope: a ServiceEntry change that only moves EDS endpoints is EDS-only for its clusters; config changes are full', () => {
+  const se = (addresses: string[]) =>
+    istio('ServiceEntry', 'ext', 'default', { hosts: ['ext.example.com'], ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], resolution: 'STATIC', endpoints: addresses.map((address) => ({ address, labels: { v: '1' } })) });
   const base = [
-    svc('r', 'default', '10.96.0.1', [{ name: 'http', port: 80 }]),
-    istio('DestinationRule', 'r', 'default', { host: 'r', subsets: [{ name: 'v1', labels: { v: '1' } }] }),
+    istio('DestinationRule', 'ext', 'default', { host: 'ext.example.com', subsets: [{ name: 'v1', labels: { v: '1' } }] }),
     istio('DestinationRule', 'other', 'default', { host: 'other.example.com', subsets: [{ name: 'zz', labels: { v: '1' } }] }),
   ];
-  const before = PushContext.build([...base, slice('r', 'default', [['10.0.0.1', 'p1']])], opts);
-  const after = PushContext.build([...base, slice('r', 'default', [['10.0.0.1', 'p1'], ['10.0.0.2', 'p2']])], { ...opts, version: 'v2' });
-  const s = pushScope(before, after, [{ kind: 'EndpointSlice', namespace: 'default', name: 'r-x' }]);
+  const index = new EndpointIndex({ trustDomain: 'cluster.local' });
+  const before = PushContext.build([...base, se(['10.0.0.1'])], { ...opts, endpointIndex: index });
+  const after = PushContext.build([...base, se(['10.0.0.1', '10.0.0.2'])], { ...opts, version: 'v2', endpointIndex: index });
+  const s = pushScope(before, after, [{ kind: 'ServiceEntry', namespace: 'default', name: 'ext' }], after.endpointUpdate);
   assert.equal(s.full, false);
-  assert.deepEqual([...s.edsClusters!].sort(), ['outbound|80|v1|r.default.svc.cluster.local', 'outbound|80||r.default.svc.cluster.local']);
+  assert.deepEqual([...s.edsClusters!].sort(), ['outbound|80|v1|ext.example.com', 'outbound|80||ext.example.com']);
   assert.equal(s.affects(parseProxy('sidecar~10.0.0.9~x.default~default.svc.cluster.local')), true);
-  const full = pushScope(before, after, [{ kind: 'VirtualService', namespace: 'default', name: 'r' }]);
-  assert.equal(full.full, true);
+  assert.equal(pushScope(before, after, [{ kind: 'VirtualService', namespace: 'default', name: 'r' }], after.endpointUpdate).full, true);
   const changedPorts = PushContext.build([svc('r', 'default', '10.96.0.1', [{ name: 'http', port: 81 }])], opts);
-  assert.equal(pushScope(before, changedPorts, [{ kind: 'ServiceEntry', namespace: 'default', name: 'x' }]).full, true);
+  assert.equal(pushScope(before, changedPorts, [{ kind: 'ServiceEntry', namespace: 'default', name: 'x' }], changedPorts.endpointUpdate).full, true);
 });

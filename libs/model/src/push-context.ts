@@ -1,8 +1,9 @@
 import type { ObjectKey, ValidationIssue } from '@sextant/api';
 import { ConfigIndex, toIstioConfig } from './configs.js';
 import { DestinationRuleIndex } from './destination-rules.js';
-import { kubeEndpoints, podIps, podLocality, serviceEntryEndpoints, spiffeId, type WorkloadIndex } from './endpoints.js';
-import type { EndpointSliceBody, PodBody, ServiceEntrySpec, WorkloadEntrySpec } from './inputs.js';
+import { EndpointIndex, isEndpointKind, serviceKeyOf, type EndpointUpdate, type IndexedService } from './endpoint-index.js';
+import { podLocality, spiffeId } from './endpoints.js';
+import type { ServiceEntrySpec } from './inputs.js';
 import { cmp, exportedTo, resolveExportTo, selectorMatches } from './labels.js';
 import { serviceFromKube, servicesFromServiceEntry } from './services.js';
 import { buildSidecarScope, findSidecar } from './sidecar-scope.js';
@@ -22,11 +23,10 @@ import type {
 } from './types.js';
 import { checkReferences } from './validate-refs.js';
 
-const ISTIO_KINDS = ['VirtualService', 'DestinationRule', 'Gateway', 'Sidecar', 'ServiceEntry', 'EnvoyFilter', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'Telemetry', 'WorkloadEntry', 'WorkloadGroup'];
+// WorkloadEntries are endpoints (the EndpointIndex holds them), not config here.
+const ISTIO_KINDS = ['VirtualService', 'DestinationRule', 'Gateway', 'Sidecar', 'ServiceEntry', 'EnvoyFilter', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'Telemetry', 'WorkloadGroup'];
 
-function serviceKey(s: { hostname: string; namespace: string }): string {
-  return `${s.namespace}/${s.hostname}`;
-}
+const serviceKey = serviceKeyOf;
 
 class PushContextImpl implements PushContextShape {
   readonly version: string;
@@ -36,20 +36,16 @@ class PushContextImpl implements PushContextShape {
   readonly jwks: ReadonlyMap<string, string>;
   readonly issues: ValidationIssue[] = [];
 
+  /** Endpoints, service instances and pods: updated in place by endpoint events, shared by successive contexts. */
+  readonly endpointIndex: EndpointIndex;
+  /** What this build changed in the index's endpoints (config changes to services and ServiceEntries). */
+  readonly endpointUpdate: EndpointUpdate;
+
   private readonly services: Service[] = [];
   private readonly servicesByHost = new Map<string, Service[]>();
-  private readonly shards = new Map<string, Map<string, IstioEndpoint[]>>();
-  private readonly instancesByIp = new Map<string, ServiceInstance[]>();
   private readonly configIndex = new Map<string, ConfigIndex>();
   private readonly drs: DestinationRuleIndex;
-  private readonly workloads: WorkloadIndex;
   private readonly scopeCache = new Map<string, SidecarScope>();
-  /** Each Kubernetes Service with the EndpointSlices its endpoints came from. */
-  private readonly kubeSlices: Array<[Service, ConfigObjectLike<EndpointSliceBody>[]]> = [];
-  /** Built on first use from kubeSlices: EndpointSlice `ns/name` → key (`ns/hostname`) of the Service it feeds. */
-  private sliceOwners: Map<string, string> | undefined;
-  /** Built on first use: Pod `ns/name` → keys of the services whose endpoints read it (by targetRef or IP). */
-  private readonly podOwners = new Map<string, Set<string>>();
 
   constructor(objects: Iterable<ConfigObjectLike>, options: PushContextOptions) {
     this.version = options.version;
@@ -69,50 +65,40 @@ class PushContextImpl implements PushContextShape {
 
     for (const kind of ISTIO_KINDS) this.configIndex.set(kind, new ConfigIndex(of(kind).map(toIstioConfig)));
 
-    // Workloads.
-    const podsByName = new Map<string, ConfigObjectLike<PodBody>>();
-    const podsByIp = new Map<string, ConfigObjectLike<PodBody>>();
-    for (const pod of of<PodBody>('Pod')) {
-      podsByName.set(`${pod.metadata.namespace ?? 'default'}/${pod.metadata.name}`, pod);
-      for (const ip of podIps(pod)) if (!podsByIp.has(ip)) podsByIp.set(ip, pod);
+    // Workloads: the caller's index (kept up to date by endpoint events), or one made from these objects.
+    if (options.endpointIndex) {
+      this.endpointIndex = options.endpointIndex;
+    } else {
+      this.endpointIndex = new EndpointIndex({ trustDomain: this.trustDomain });
+      const events = [];
+      for (const [kind, list] of byKind) {
+        if (!isEndpointKind(kind)) continue;
+        for (const o of list) events.push({ key: { kind, namespace: o.metadata.namespace, name: o.metadata.name }, object: o });
+      }
+      this.endpointIndex.apply(events);
     }
-    const nodes = new Map<string, Record<string, string>>();
-    for (const n of of('Node')) nodes.set(n.metadata.name, n.metadata.labels ?? {});
-    this.workloads = {
-      trustDomain: this.trustDomain,
-      clusterId: 'Kubernetes',
-      podsByName,
-      podsByIp,
-      nodes,
-      workloadEntries: of<{ spec?: WorkloadEntrySpec }>('WorkloadEntry'),
-    };
 
     // Services.
     const svcExport = this.mesh.defaultServiceExportTo ?? ['*'];
-    const slicesBySvc = new Map<string, ConfigObjectLike<EndpointSliceBody>[]>();
-    for (const s of of<EndpointSliceBody>('EndpointSlice')) {
+    const indexed: IndexedService[] = [];
+    const kubeHosts = new Set<string>();
+    for (const obj of of('Service')) {
+      const svc = serviceFromKube(obj, this.domainSuffix, svcExport);
+      this.addService(svc);
+      indexed.push({ service: svc, source: { kind: 'kube' } });
+      kubeHosts.add(serviceKey(svc));
+    }
+    const kubeServiceNames = new Set(of('Service').map((s) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`));
+    const reported = new Set<string>();
+    for (const s of this.endpointIndex.allSlices()) {
       const svcName = s.metadata.labels?.['kubernetes.io/service-name'];
       if (!svcName) {
         this.issues.push({ kind: 'EndpointSlice', namespace: s.metadata.namespace, name: s.metadata.name, field: 'metadata.labels', reason: 'missing label kubernetes.io/service-name: the slice belongs to no Service and is ignored' });
         continue;
       }
       const k = `${s.metadata.namespace ?? 'default'}/${svcName}`;
-      let l = slicesBySvc.get(k);
-      if (!l) slicesBySvc.set(k, (l = []));
-      l.push(s);
-    }
-    const kubeHosts = new Set<string>();
-    for (const obj of of('Service')) {
-      const svc = serviceFromKube(obj, this.domainSuffix, svcExport);
-      const slices = slicesBySvc.get(`${svc.namespace}/${svc.name}`) ?? [];
-      this.addService(svc, kubeEndpoints(this.workloads, svc, slices));
-      kubeHosts.add(serviceKey(svc));
-      if (slices.length > 0) this.kubeSlices.push([svc, slices]);
-    }
-    const kubeServiceNames = new Set(of('Service').map((s) => `${s.metadata.namespace ?? 'default'}/${s.metadata.name}`));
-    for (const [k, slices] of slicesBySvc) {
-      if (!kubeServiceNames.has(k)) {
-        const s = slices[0]!;
+      if (!kubeServiceNames.has(k) && !reported.has(k)) {
+        reported.add(k);
         this.issues.push({ kind: 'EndpointSlice', namespace: s.metadata.namespace, name: s.metadata.name, field: 'metadata.labels["kubernetes.io/service-name"]', reason: `Service ${k} does not exist; the slice's endpoints are not served` });
       }
     }
@@ -133,73 +119,22 @@ class PushContextImpl implements PushContextShape {
           continue;
         }
         seHosts.set(key, se.name);
-        this.addService(svc, serviceEntryEndpoints(this.workloads, svc, spec, se.name));
+        this.addService(svc);
+        indexed.push({ service: svc, source: { kind: 'serviceEntry', name: se.name, spec } });
       }
     }
     this.services.sort((a, b) => cmp(a.hostname, b.hostname) || cmp(a.namespace, b.namespace));
+    this.endpointUpdate = this.endpointIndex.setServices(indexed);
 
     this.drs = new DestinationRuleIndex(this.configs('DestinationRule'), this.domainSuffix, this.mesh.defaultDestinationRuleExportTo ?? ['*'], this.issues);
     checkReferences(this, this.drs, this.issues);
   }
 
-  /** Which objects a Kubernetes Service's endpoints were read from (for pushScope). */
-  private indexEndpointSources(svc: Service, slices: ConfigObjectLike<EndpointSliceBody>[]): void {
-    const key = serviceKey(svc);
-    const addPod = (podKey: string) => {
-      let l = this.podOwners.get(podKey);
-      if (!l) this.podOwners.set(podKey, (l = new Set()));
-      l.add(key);
-    };
-    for (const slice of slices) {
-      this.sliceOwners!.set(`${slice.metadata.namespace ?? 'default'}/${slice.metadata.name}`, key);
-      for (const ep of slice.body.endpoints ?? []) {
-        if (ep.targetRef?.kind === 'Pod' && ep.targetRef.name) addPod(`${ep.targetRef.namespace ?? svc.namespace}/${ep.targetRef.name}`);
-        for (const address of ep.addresses) {
-          const pod = this.workloads.podsByIp.get(address);
-          if (pod) addPod(`${pod.metadata.namespace ?? 'default'}/${pod.metadata.name}`);
-        }
-      }
-    }
-  }
-
-  /**
-   * Keys (`ns/hostname`) of the services whose endpoints an EndpointSlice or
-   * Pod feeds in this context; undefined for other kinds (any service may
-   * depend on them). Pods also feed ServiceEntries with a workloadSelector in
-   * their namespace.
-   */
-  endpointSourcesOf(key: ObjectKey): string[] | undefined {
-    const ns = key.namespace ?? 'default';
-    if (!this.sliceOwners) {
-      this.sliceOwners = new Map();
-      for (const [svc, slices] of this.kubeSlices) this.indexEndpointSources(svc, slices);
-    }
-    if (key.kind === 'EndpointSlice') {
-      const owner = this.sliceOwners.get(`${ns}/${key.name}`);
-      return owner === undefined ? [] : [owner];
-    }
-    if (key.kind === 'Pod') {
-      const out = new Set(this.podOwners.get(`${ns}/${key.name}`) ?? []);
-      for (const s of this.services) if (s.namespace === ns && s.attributes.serviceRegistry === 'External' && s.attributes.selector) out.add(serviceKey(s));
-      return [...out];
-    }
-    return undefined;
-  }
-
-  private addService(svc: Service, eps: Map<string, IstioEndpoint[]>): void {
+  private addService(svc: Service): void {
     this.services.push(svc);
     let l = this.servicesByHost.get(svc.hostname);
     if (!l) this.servicesByHost.set(svc.hostname, (l = []));
     l.push(svc);
-    this.shards.set(serviceKey(svc), eps);
-    for (const port of svc.ports) {
-      for (const ep of eps.get(port.name) ?? []) {
-        if (ep.isHostname) continue;
-        let inst = this.instancesByIp.get(ep.address);
-        if (!inst) this.instancesByIp.set(ep.address, (inst = []));
-        inst.push({ service: svc, servicePort: port, endpoint: ep });
-      }
-    }
   }
 
   allServices(): Service[] {
@@ -223,9 +158,7 @@ class PushContextImpl implements PushContextShape {
   }
 
   endpoints(service: Service, port: ServicePort, subsetLabels?: Record<string, string>): IstioEndpoint[] {
-    const eps = this.shards.get(serviceKey(service))?.get(port.name) ?? [];
-    if (!subsetLabels || Object.keys(subsetLabels).length === 0) return eps;
-    return eps.filter((e) => selectorMatches(subsetLabels, e.labels));
+    return this.endpointIndex.endpoints(service, port, subsetLabels);
   }
 
   /** SPIFFE identities of a service's workloads (for ISTIO_MUTUAL subjectAltNames), sorted. */
@@ -240,11 +173,11 @@ class PushContextImpl implements PushContextShape {
   }
 
   resolveProxy(proxy: ProxyView): ProxyView {
-    const pod = proxy.ipAddresses.map((ip) => this.workloads.podsByIp.get(ip)).find((p) => p !== undefined);
+    const pod = proxy.ipAddresses.map((ip) => this.endpointIndex.podByIp(ip)).find((p) => p !== undefined);
     if (!pod) return proxy;
     const labels = Object.keys(proxy.labels).length > 0 ? proxy.labels : { ...(pod.metadata.labels ?? {}) };
     const sa = pod.body?.spec?.serviceAccountName ?? pod.body?.spec?.serviceAccount ?? 'default';
-    const loc = podLocality(this.workloads, pod);
+    const loc = podLocality(this.endpointIndex.workloadIndex, pod);
     return {
       ...proxy,
       labels,
@@ -310,7 +243,7 @@ class PushContextImpl implements PushContextShape {
 
   serviceInstancesForProxy(proxy: ProxyView): ServiceInstance[] {
     const out: ServiceInstance[] = [];
-    for (const ip of proxy.ipAddresses) out.push(...(this.instancesByIp.get(ip) ?? []));
+    for (const ip of proxy.ipAddresses) out.push(...this.endpointIndex.instancesAt(ip));
     return out.sort((a, b) => a.endpoint.endpointPort - b.endpoint.endpointPort || cmp(a.service.hostname, b.service.hostname) || a.servicePort.port - b.servicePort.port);
   }
 
@@ -340,7 +273,10 @@ export interface PushContextStatic {
 /** Extra lookups the implementation offers beyond the PushContext interface. */
 export interface PushContextExtras {
   serviceAccounts(service: Service, port: ServicePort): string[];
-  endpointSourcesOf(key: ObjectKey): string[] | undefined;
+  /** The endpoint index this context reads (the caller's, or its own), with its writes. */
+  readonly endpointIndex: EndpointIndex;
+  /** Which services' endpoints this build changed, compared with the index's previous services. */
+  readonly endpointUpdate: EndpointUpdate;
   destinationRuleForNamespace(namespace: string, hostname: string): MergedDestinationRule | undefined;
 }
 

@@ -1,8 +1,9 @@
 import type { ObjectKey } from '@sextant/api';
+import type { EndpointUpdate } from './endpoint-index.js';
+import { isEndpointKind } from './endpoint-index.js';
 import { hostMatches, resolveShortName } from './labels.js';
-import type { ProxyView, PushContext, PushScope, Service } from './types.js';
-
-const ENDPOINT_KINDS = new Set(['EndpointSlice', 'Pod', 'WorkloadEntry', 'Node']);
+import { configKeysOf, proxyDependsOn } from './proxy-dependencies.js';
+import type { PushContext, PushScope, Service } from './types.js';
 
 function sameServiceShape(a: Service, b: Service): boolean {
   return (
@@ -16,70 +17,67 @@ function sameServiceShape(a: Service, b: Service): boolean {
   );
 }
 
-type SourceIndex = { endpointSourcesOf?(key: ObjectKey): string[] | undefined };
-
-/** Service keys (`ns/hostname`) whose endpoints the changed objects feed in either context; undefined = all. */
-function endpointCandidates(previous: PushContext, next: PushContext, changed: ObjectKey[]): Set<string> | undefined {
-  const p = previous as PushContext & SourceIndex;
-  const n = next as PushContext & SourceIndex;
-  if (!p.endpointSourcesOf || !n.endpointSourcesOf) return undefined;
+/**
+ * The EDS cluster names of services (`namespace/hostname` keys): the default
+ * cluster of every port and one per DestinationRule subset, in each context
+ * given (a subset renamed by the same change is in one of them).
+ */
+export function edsClustersFor(serviceKeys: Iterable<string>, ...contexts: PushContext[]): Set<string> {
   const out = new Set<string>();
-  for (const k of changed) {
-    const a = p.endpointSourcesOf(k);
-    const b = n.endpointSourcesOf(k);
-    if (a === undefined || b === undefined) return undefined;
-    for (const x of a) out.add(x);
-    for (const x of b) out.add(x);
+  for (const key of serviceKeys) {
+    const slash = key.indexOf('/');
+    const namespace = key.slice(0, slash);
+    const hostname = key.slice(slash + 1);
+    for (const push of contexts) {
+      const svc = push.servicesInNamespace(namespace).find((s) => s.hostname === hostname);
+      if (!svc) continue;
+      const subsets = new Set<string>();
+      for (const r of push.configs('DestinationRule')) {
+        if (!hostMatches(resolveShortName(String(r.spec.host ?? ''), r.namespace, push.domainSuffix), hostname)) continue;
+        for (const s of (r.spec.subsets ?? []) as Array<{ name: string }>) subsets.add(s.name);
+      }
+      for (const port of svc.ports) {
+        out.add(`outbound|${port.port}||${hostname}`);
+        for (const s of subsets) out.add(`outbound|${port.port}|${s}|${hostname}`);
+      }
+    }
   }
   return out;
 }
 
 /**
- * What a set of changed objects needs pushed, following istiod: changes that
- * only move endpoints (EndpointSlices, Pods, WorkloadEntries, or a
- * ServiceEntry whose services keep their shape) are EDS-only, limited to the
- * clusters of the services whose endpoints changed. Anything else is a full
- * push. A change that alters a service's workload identities
- * (subjectAltNames in CDS) or the endpoints of a DNS / static-in-CDS
- * service is full as well.
+ * What a config change needs pushed, following istiod. Endpoint events never
+ * come here: the EndpointIndex takes them and names the services whose
+ * endpoints changed (an endpoint kind here is one the index asked a full push
+ * for). A change to ServiceEntries that keeps every service's shape and only
+ * moves EDS endpoints (`endpoints`, what the rebuild changed in the index) is
+ * EDS-only for those services' clusters; anything else is a full push, to
+ * the proxies that depend on a changed config.
  */
-export function pushScope(previous: PushContext, next: PushContext, changed: ObjectKey[]): PushScope {
-  const full: PushScope = { full: true, edsClusters: undefined, affects: () => true };
+export function pushScope(previous: PushContext, next: PushContext, changed: ObjectKey[], endpoints: EndpointUpdate): PushScope {
+  // A full push reaches the proxies that depend on what changed, in either context (istiod's proxy dependencies).
+  const keys = configKeysOf(changed, [next, previous]);
+  const full: PushScope = { full: true, edsClusters: undefined, affects: (proxy) => proxyDependsOn(next, proxy, keys, previous) };
   if (changed.length === 0) return { full: false, edsClusters: new Set(), affects: () => false };
-  for (const k of changed) if (!ENDPOINT_KINDS.has(k.kind) && k.kind !== 'ServiceEntry') return full;
-
+  for (const k of changed) if (k.kind !== 'ServiceEntry' || isEndpointKind(k.kind)) return full;
   const prevByKey = new Map(previous.allServices().map((s) => [`${s.namespace}/${s.hostname}`, s]));
-  const nextByKey = new Map(next.allServices().map((s) => [`${s.namespace}/${s.hostname}`, s]));
-  if (prevByKey.size !== nextByKey.size) return full;
-  // Only the services an EndpointSlice/Pod change feeds can have new endpoints; other kinds compare all.
-  const candidates = endpointCandidates(previous, next, changed);
-  const clusters = new Set<string>();
-  const hosts = new Set<string>();
-  for (const [key, ns] of nextByKey) {
-    const ps = prevByKey.get(key);
-    if (!ps || !sameServiceShape(ps, ns)) return full;
-    if (candidates && !candidates.has(key)) continue;
-    for (const port of ns.ports) {
-      const pp = ps.ports.find((p) => p.name === port.name)!;
-      const before = JSON.stringify(previous.endpoints(ps, pp));
-      const after = JSON.stringify(next.endpoints(ns, port));
-      if (before === after) continue;
-      if (ns.resolution !== 'ClientSideLB') return full; // endpoints live in CDS for DNS/static clusters
-      if (previous.serviceAccounts(ps, pp).join(',') !== next.serviceAccounts(ns, port).join(',')) return full;
-      hosts.add(ns.hostname);
-      const prefix = `outbound|${port.port}|`;
-      clusters.add(`${prefix}|${ns.hostname}`);
-      for (const dr of [next, previous]) {
-        for (const r of dr.configs('DestinationRule')) {
-          if (!hostMatches(resolveShortName(String(r.spec.host ?? ''), r.namespace, next.domainSuffix), ns.hostname)) continue;
-          for (const s of (r.spec.subsets ?? []) as Array<{ name: string }>) clusters.add(`${prefix}${s.name}|${ns.hostname}`);
-        }
-      }
-    }
+  const nextServices = next.allServices();
+  if (prevByKey.size !== nextServices.length) return full;
+  for (const s of nextServices) {
+    const ps = prevByKey.get(`${s.namespace}/${s.hostname}`);
+    if (!ps || !sameServiceShape(ps, s)) return full;
   }
+  for (const t of endpoints.services.values()) if (t === 'full') return full;
+  // A ServiceEntry's subjectAltNames are in CDS.
+  for (const s of nextServices) {
+    if (s.attributes.serviceRegistry !== 'External') continue;
+    const ps = prevByKey.get(`${s.namespace}/${s.hostname}`)!;
+    for (const port of s.ports) if (previous.serviceAccounts(ps, port).join(',') !== next.serviceAccounts(s, port).join(',')) return full;
+  }
+  const hosts = new Set([...endpoints.services.keys()].map((k) => k.slice(k.indexOf('/') + 1)));
   return {
     full: false,
-    edsClusters: clusters,
-    affects: (proxy: ProxyView) => [...hosts].some((h) => next.sidecarScope(proxy).hasService(h)),
+    edsClusters: edsClustersFor(endpoints.services.keys(), next, previous),
+    affects: (proxy) => [...hosts].some((h) => next.sidecarScope(proxy).hasService(h)),
   };
 }

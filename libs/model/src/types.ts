@@ -6,6 +6,7 @@
  * Names follow istiod's (pilot/pkg/model) where the behaviour matches.
  */
 import type { ObjectMeta, ValidationIssue } from '@sextant/api';
+import type { EndpointIndex, EndpointReader } from './endpoint-index.js';
 
 // ---------------------------------------------------------------------------
 // Inputs
@@ -283,6 +284,12 @@ export interface PushContextOptions {
   /** Version string for this push (content hash or counter, the caller's choice). */
   version: string;
   /**
+   * The endpoint index to read endpoints, pods and WorkloadEntries from, kept
+   * up to date by the caller's endpoint events; the build then ignores objects
+   * of the endpoint kinds. Without it the build makes its own from `objects`.
+   */
+  endpointIndex?: EndpointIndex | undefined;
+  /**
    * JWKS the control plane fetched for RequestAuthentication `jwksUri`s (or
    * issuers' OpenID discovery), by `jwksKey`: a snapshot taken when the push
    * is built, so translation stays pure. A key that is absent was not fetched.
@@ -313,6 +320,8 @@ export interface PushContext {
 
   /** Endpoints of one service port, optionally filtered by subset labels. */
   endpoints(service: Service, port: ServicePort, subsetLabels?: Record<string, string>): IstioEndpoint[];
+  /** Where endpoints live: the endpoint index, updated in place by endpoint events (the EDS builder's input). */
+  readonly endpointIndex: EndpointReader;
   /** SPIFFE identities of a service port's workloads (+ ServiceEntry subjectAltNames), sorted: ISTIO_MUTUAL subjectAltNames. */
   serviceAccounts(service: Service, port: ServicePort): string[];
 

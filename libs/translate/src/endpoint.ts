@@ -5,7 +5,7 @@
  * healthy endpoints are sent.
  */
 import type { ClusterLoadAssignmentJson, JsonObject, LbEndpointJson, LocalityJson, LocalityLbEndpointsJson } from '@sextant/envoy';
-import { localityLabel, type IstioEndpoint, type Locality, type ProxyView, type PushContext } from '@sextant/model';
+import { localityLabel, type EndpointReader, type IstioEndpoint, type Locality, type ProxyView, type PushContext } from '@sextant/model';
 import { parseSubsetKey } from './names.js';
 
 function canonicalName(labels: Record<string, string>, workload: string): string {
@@ -83,9 +83,11 @@ function applyFailover(llb: LocalityLbEndpointsJson[], proxyLocality: Locality):
 /**
  * ClusterLoadAssignments for `clusterNames` (the names the proxy watches).
  * Unknown names and non-EDS clusters get an empty assignment so Envoy does
- * not wait for them.
+ * not wait for them. Endpoints come from the endpoint index (updated in place
+ * by endpoint events); services and rules from the context.
  */
 export function buildClusterLoadAssignments(push: PushContext, proxy: ProxyView, clusterNames: string[]): ClusterLoadAssignmentJson[] {
+  const endpoints: EndpointReader = push.endpointIndex;
   const out: ClusterLoadAssignmentJson[] = [];
   for (const name of [...new Set(clusterNames)]) {
     const key = parseSubsetKey(name);
@@ -110,7 +112,7 @@ export function buildClusterLoadAssignments(push: PushContext, proxy: ProxyView,
       }
       labels = subset.labels ?? {};
     }
-    const llb = lbEndpointsFor(push.endpoints(svc, port, labels), proxy);
+    const llb = lbEndpointsFor(endpoints.endpoints(svc, port, labels), proxy);
     const tp = dr?.spec.trafficPolicy as { outlierDetection?: unknown; loadBalancer?: { localityLbSetting?: { enabled?: boolean | null } } } | undefined;
     const localityEnabled = tp?.loadBalancer?.localityLbSetting?.enabled !== false;
     if (tp?.outlierDetection && localityEnabled && proxy.locality && llb.length > 1) applyFailover(llb, proxy.locality);

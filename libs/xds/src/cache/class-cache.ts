@@ -109,6 +109,8 @@ export class ClassGenerators<Ctx extends object, View extends object> {
       else this.forgetEndpoints(undefined);
       return;
     }
+    // A full push may come at an unchanged context (a workload changed in place): resolve proxies again.
+    this.resolved = new WeakMap();
     if (!req.types) {
       this.sets.clear();
       this.named.clear();

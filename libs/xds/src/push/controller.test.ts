@@ -130,3 +130,62 @@ test('the push request names what the scope says: types, resources and proxies f
   assert.equal(h.pipeline.context!.n, 4);
   h.pipeline.stop();
 });
+
+test('endpoint changes push what endpointScopes says at the current context, with no build; a config change in the same batch carries them', async () => {
+  let builds = 0;
+  const pushes: Array<{ ctx: Ctx; req: PushRequest }> = [];
+  const seen: Array<[string[], string[]]> = [];
+  let onPush: (() => void) | undefined;
+  const c = new PushController<Ctx>({
+    build: (version) => ({ version, n: ++builds }),
+    scope: () => ({ full: true }),
+    endpointScopes: (_ctx, services, proxies) => {
+      seen.push([[...services], [...proxies]]);
+      const out: PushScope[] = [{ full: false, edsClusters: new Set([...services].map((s) => `outbound|80||${s}`)) }];
+      if (proxies.size) out.push({ full: true, affects: () => true });
+      return out;
+    },
+    push: (req, ctx) => {
+      pushes.push({ ctx, req });
+      onPush?.();
+    },
+    debounceAfterMs: 5,
+    debounceMaxMs: 5000,
+    log: silentLogger,
+  });
+  const next = () => new Promise<void>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('no push within 5s')), 5000);
+    onPush = () => (clearTimeout(t), resolve());
+  });
+  c.endpointsChanged(['ignored-before-initialize']);
+  const first = c.initialize();
+  assert.equal(builds, 1);
+  let pushed = next();
+  c.endpointsChanged(['a'], []);
+  c.endpointsChanged(['b'], ['10.0.0.1']);
+  await pushed;
+  assert.equal(builds, 1, 'no context built for endpoint changes');
+  assert.equal(c.context, first);
+  assert.deepEqual(seen, [[['a', 'b'], ['10.0.0.1']]]);
+  const [eds, proxy] = pushes.slice(1);
+  assert.equal(eds!.req.full, false);
+  assert.deepEqual([...eds!.req.edsUpdates!], ['outbound|80||a', 'outbound|80||b']);
+  assert.deepEqual(eds!.req.reason, ['endpoints']);
+  assert.ok(eds!.req.version.startsWith(`${first.version}/eds`));
+  assert.equal(proxy!.req.full, true);
+  assert.equal(proxy!.req.version, first.version);
+  // Nothing recorded: nothing pushed.
+  c.endpointsChanged([], []);
+  c.flush();
+  assert.equal(pushes.length, 3);
+  // Endpoints and config in one batch: one rebuild, one full push.
+  pushed = next();
+  c.endpointsChanged(['a']);
+  c.changed([key('x')]);
+  await pushed;
+  assert.equal(builds, 2);
+  assert.equal(pushes.length, 4);
+  assert.equal(pushes[3]!.req.full, true);
+  assert.equal(seen.length, 1);
+  c.stop();
+});

@@ -28,6 +28,13 @@ export interface PushControllerOptions<Ctx extends { version: string }> {
    * then the xDS server pushes it. `ctx` is the context it was built from.
    */
   push(req: PushRequest, ctx: Ctx): void;
+  /**
+   * The endpoint path: what endpoint changes applied in place since the last
+   * push touch (`services` and `proxies` as `endpointsChanged` recorded them,
+   * opaque here), as scopes: an endpoints-only one naming clusters, and a
+   * full one for proxies whose own workload changed. No context is built.
+   */
+  endpointScopes?(current: Ctx, services: ReadonlySet<string>, proxies: ReadonlySet<string>): PushScope[];
   /** Quiet period before a batch of changes is pushed (Istio's PILOT_DEBOUNCE_AFTER). */
   debounceAfterMs: number;
   /** Longest a batch waits while changes keep coming (Istio's PILOT_DEBOUNCE_MAX). */
@@ -47,6 +54,9 @@ export interface PushControllerOptions<Ctx extends { version: string }> {
 export class PushController<Ctx extends { version: string }> {
   private current: Ctx | undefined;
   private pendingKeys: ObjectKey[] = [];
+  private pendingServices = new Set<string>();
+  private pendingProxies = new Set<string>();
+  private endpointPushes = 0;
   private batchStart = 0;
   private quietTimer: NodeJS.Timeout | undefined;
   private maxTimer: NodeJS.Timeout | undefined;
@@ -71,18 +81,45 @@ export class PushController<Ctx extends { version: string }> {
     // real change after start look like a change to everything (and a stale
     // firstChangeAt would skip its debounce).
     this.pendingKeys = [];
+    this.pendingServices = new Set();
+    this.pendingProxies = new Set();
     this.batchStart = 0;
     this.current = this.rebuild([]);
     this.opts.push({ full: true, version: this.current.version, reason: ['initial'], start: Date.now() }, this.current);
     return this.current;
   }
 
+  private get idle(): boolean {
+    return this.pendingKeys.length === 0 && this.pendingServices.size === 0 && this.pendingProxies.size === 0;
+  }
+
   /** Records changed objects; a rebuild follows after the debounce. */
   changed(keys: readonly ObjectKey[]): void {
     if (this.stopped || keys.length === 0) return;
-    if (this.pendingKeys.length === 0) this.batchStart = Date.now();
+    if (this.idle) this.batchStart = Date.now();
     this.pendingKeys.push(...keys);
     if (!this.current) return; // not initialized: the first build will see these
+    this.arm();
+  }
+
+  /**
+   * Records endpoint changes already applied in place (the mesh's endpoint
+   * index): the services whose endpoints changed and the proxies whose own
+   * workload did. After the same debounce they are pushed as `endpointScopes`
+   * says, without building a context, unless a config change in the same
+   * batch rebuilds it anyway (its push then carries them).
+   */
+  endpointsChanged(services: Iterable<string>, proxies: Iterable<string> = []): void {
+    if (this.stopped || !this.current) return; // not initialized: the first build reads them
+    const wasIdle = this.idle;
+    for (const s of services) this.pendingServices.add(s);
+    for (const p of proxies) this.pendingProxies.add(p);
+    if (this.idle) return;
+    if (wasIdle) this.batchStart = Date.now();
+    this.arm();
+  }
+
+  private arm(): void {
     clearTimeout(this.quietTimer);
     this.quietTimer = setTimeout(() => this.flush(), this.opts.debounceAfterMs);
     if (!this.maxTimer) {
@@ -95,7 +132,15 @@ export class PushController<Ctx extends { version: string }> {
     clearTimeout(this.quietTimer);
     clearTimeout(this.maxTimer);
     this.quietTimer = this.maxTimer = undefined;
-    if (this.stopped || !this.current || this.pendingKeys.length === 0) return;
+    if (this.stopped || !this.current) return;
+    const services = this.pendingServices;
+    const proxies = this.pendingProxies;
+    this.pendingServices = new Set();
+    this.pendingProxies = new Set();
+    if (this.pendingKeys.length === 0) {
+      if (services.size > 0 || proxies.size > 0) this.pushEndpoints(this.current, services, proxies);
+      return;
+    }
     const changed = this.pendingKeys;
     this.pendingKeys = [];
     const previous = this.current;
@@ -118,6 +163,22 @@ export class PushController<Ctx extends { version: string }> {
     const req = pushRequest(next.version, changed, scope, this.batchStart);
     // An endpoints-only change that moved no cluster still advances the context, but pushes nothing.
     if (req) this.opts.push(req, next);
+  }
+
+  /** The endpoint path's pushes, at the current context (EDS versions are the context's, suffixed). */
+  private pushEndpoints(current: Ctx, services: ReadonlySet<string>, proxies: ReadonlySet<string>): void {
+    let scopes: PushScope[];
+    try {
+      scopes = this.opts.endpointScopes?.(current, services, proxies) ?? [];
+    } catch (err) {
+      this.opts.log.error({ err: (err as Error).message }, 'endpoint scope failed; pushing everything');
+      scopes = [{ full: true }];
+    }
+    for (const scope of scopes) {
+      const version = scope.full ? current.version : `${current.version}/eds${++this.endpointPushes}`;
+      const req = pushRequest(version, [], scope, this.batchStart);
+      if (req) this.opts.push({ ...req, reason: [scope.full ? 'proxy' : 'endpoints'] }, current);
+    }
   }
 
   stop(): void {
