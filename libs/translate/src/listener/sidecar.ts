@@ -15,6 +15,8 @@ import { destinationCluster } from '../route/translate.js';
 import type { ListenerOptions } from '../generator/types.js';
 import { serviceAddressForProxy } from '../nds.js';
 import { securityHttpFilters, securityNetworkFilters } from '../security/filters.js';
+import { passthroughChains } from '../security/passthrough.js';
+import { isMosnProxy } from '../mosn/index.js';
 import { BLACKHOLE_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER, outboundClusterName, PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND } from '../names.js';
 import { anyOf, TYPE } from '../typed.js';
 
@@ -228,10 +230,13 @@ function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHoo
       // Traffic addressed to 15006 itself would loop: drop it.
       { name: 'virtualInbound-blackhole', filterChainMatch: { destinationPort: 15006 }, filters: [tcpProxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)] },
       ...inboundChains(push, proxy, ports, hook),
-      {
-        name: 'virtualInbound-catchall-http',
-        filterChainMatch: { applicationProtocols: ['http/1.1', 'h2c'] },
-        filters: [
+      // Ports no Service declares: PeerAuthentication's mode (and port-level modes), as istiod's passthrough chains.
+      ...passthroughChains(
+        push,
+        proxy,
+        new Set(ports.map((p) => p.port)),
+        {
+          http: () => [
           {
             name: 'envoy.filters.network.http_connection_manager',
             typedConfig: anyOf(TYPE.hcm, {
@@ -250,9 +255,12 @@ function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHoo
               httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) }],
             }),
           },
-        ],
-      },
-      { name: 'virtualInbound', filters: [...securityNetworkFilters(push, proxy), tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)] },
+          ],
+          tcp: () => [...securityNetworkFilters(push, proxy), tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+        },
+        // MOSN's listener conversion has no TLS-matched passthrough chains.
+        hook === mtlsInbound && !isMosnProxy(proxy),
+      ),
     ],
     useOriginalDst: true,
     trafficDirection: 'INBOUND',
