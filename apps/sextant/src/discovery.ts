@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, JwksResolver, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
 import { NodeSchema, TypeUrl, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
-import { jwksToFetch, resourceProvenance, securityPolicyIssues } from '@sextant/translate';
+import { envoyFilterIssues, jwksToFetch, resourceProvenance, securityPolicyIssues } from '@sextant/translate';
 import {
   ClassGenerators,
   DiscoveryServer,
@@ -176,7 +176,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     configIssues: () => ({
       rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
       // Model issues, and security rules that cannot be rendered (they fail closed).
-      semantic: [...(controller.context?.issues ?? []), ...securityIssues].map((i) => ({ ...i, message: formatIssue(i) })),
+      semantic: [...(controller.context?.issues ?? []), ...securityIssues, ...envoyFilterProblems].map((i) => ({ ...i, message: formatIssue(i) })),
       // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
       files: folder?.fileErrors() ?? [],
       // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
@@ -239,6 +239,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   // Endpoints, pods, nodes and WorkloadEntries, updated in place by their events (never a context rebuild).
   const endpointIndex = new EndpointIndex({ trustDomain: cfg.trustDomain });
   let securityIssues: ValidationIssue[] = [];
+  // EnvoyFilter patches that cannot apply (skipped; the rest of the config is served).
+  let envoyFilterProblems: ValidationIssue[] = [];
   // RequestAuthentication jwksUri: fetched here, shared by every proxy, inlined by translation (istiod's JwksResolver).
   const jwksResolver = new JwksResolver({
     log: log.child({ component: 'jwks' }),
@@ -283,6 +285,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
 
   function reportIssues(ctx: Ctx) {
     securityIssues = securityPolicyIssues(ctx);
+    envoyFilterProblems = envoyFilterIssues(ctx);
     // Each AuthorizationPolicy with a rule that cannot be rendered gets a status condition (leader only), cleared when fixed.
     const byObject = new Map<string, { object: { kind: string; namespace: string; name: string }; reasons: string[] }>();
     for (const i of securityIssues) {
@@ -294,7 +297,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     for (const [key, e] of byObject) kube?.setRejection(e.object, `security policy cannot be fully rendered; it fails closed: ${e.reasons.join('; ')}`);
     for (const [key, object] of securityIssueObjects) if (!byObject.has(key)) kube?.setRejection(object, undefined);
     securityIssueObjects = new Map([...byObject].map(([k, e]) => [k, e.object]));
-    const now = [...ctx.issues, ...securityIssues].map(formatIssue);
+    const now = [...ctx.issues, ...securityIssues, ...envoyFilterProblems].map(formatIssue);
     const before = new Set(lastIssues);
     for (const text of now) if (!before.has(text)) log.warn({ issue: text }, 'config issue');
     lastIssues = now;

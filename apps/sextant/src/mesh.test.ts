@@ -212,3 +212,31 @@ test('an endpoint change, applied in place, rebuilds only the clusters it names;
   misled.advance({ full: false, version: 'v1/eds2', reason: ['test'], edsUpdates: new Set() });
   assert.equal(address(eds(misled)), '10.244.1.12');
 });
+
+test('EnvoyFilters that select by proxy metadata or targetRefs split the class: each proxy gets its own patches', () => {
+  const lua = (name: string) => ({ name, typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua', default_source_code: { inline_string: 'function envoy_on_response(h) end' } } });
+  const all = [
+    ...docs(),
+    {
+      apiVersion: 'networking.istio.io/v1alpha3',
+      kind: 'EnvoyFilter',
+      metadata: { name: 'gold', namespace: 'default' },
+      spec: { configPatches: [{ applyTo: 'HTTP_FILTER', match: { context: 'SIDECAR_OUTBOUND', proxy: { metadata: { TIER: 'gold' } } }, patch: { operation: 'INSERT_FIRST', value: lua('gold.lua') } }] },
+    },
+  ];
+  const objs = validated(all);
+  const push = build(objs, 'v1');
+  const gens = new ClassGenerators(new MeshTranslator(), () => push, silentLogger);
+  const g = gens.generators(TYPES);
+  const plain = productpage;
+  const gold: XdsProxy = { ...productpage2, metadata: { TIER: 'gold' } };
+  const hasGold = (p: XdsProxy) => {
+    const lds = g[TypeUrl.Listener]!.generate(p, watch(TypeUrl.Listener), req);
+    return [...lds.values()].some((r) => JSON.stringify(decodeToJson(TypeUrl.Listener, r.value)).includes('gold.lua'));
+  };
+  // Plain first, so a shared class entry would hand the gold proxy the unpatched listeners.
+  assert.equal(hasGold(plain), false);
+  assert.equal(hasGold(gold), true);
+  assert.equal(hasGold(plain), false);
+  assert.notEqual(g[TypeUrl.Listener]!.generate(plain, watch(TypeUrl.Listener), req), g[TypeUrl.Listener]!.generate(gold, watch(TypeUrl.Listener), req));
+});

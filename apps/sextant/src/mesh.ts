@@ -1,7 +1,7 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { edsClustersFor, hostMatches, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
-import { buildNameTable, clusterTombstones, encodeNameTable, generateForProxy, isMosnProxy, mosnSdsPath, NDS_TYPE_URL, withListenerTombstones } from '@sextant/translate';
+import { buildNameTable, clusterTombstones, encodeNameTable, envoyFilterClassKey, generateForProxy, isMosnProxy, mosnSdsPath, NDS_TYPE_URL, withListenerTombstones } from '@sextant/translate';
 import type { BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, XdsProxy } from '@sextant/xds';
 
 /**
@@ -149,7 +149,9 @@ function selectorKeys(ctx: PushContext): ReadonlySet<string> {
  * agentless and MOSN metadata, and its labels only through selectors (Sidecar,
  * DestinationRule and EnvoyFilter workload selectors, Gateway selectors,
  * sourceLabels, policy selectors): so only the labels some config selects by
- * are part of the key. Pod name, IPs, service account and locality are not.
+ * are part of the key; EnvoyFilters also select by targetRefs and proxy
+ * metadata, so the patches that select the proxy are part of it too. Pod
+ * name, IPs, service account and locality are not.
  */
 export function proxyClassKey(v: ProxyView, ctx: PushContext): string {
   const v6 = v.ipAddresses.filter((ip) => ip.includes(':')).length;
@@ -161,7 +163,7 @@ export function proxyClassKey(v: ProxyView, ctx: PushContext): string {
     .map((k) => [k, v.labels[k]]);
   const agentless = v.metadata.raw['SEXTANT_AGENTLESS'] ?? v.metadata.raw['ISTIO_META_SEXTANT_AGENTLESS'] ?? null;
   const dataPlane = isMosnProxy(v) ? ['mosn', mosnSdsPath(v)] : null;
-  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane]);
+  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterClassKey(ctx, v)]);
 }
 
 /** The proxy's own service instances, as inbound clusters and listeners read them (ports, not addresses). */

@@ -6,6 +6,7 @@
 import { validateObject, type ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ClusterLoadAssignmentJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
 import { parseProxy, PushContext, type ConfigObjectLike, type MeshConfig, type ProxyView } from '@sextant/model';
+import { envoyFilterIssues } from './envoyfilter/index.js';
 import { generateForProxy, type XdsShortType } from './generator/index.js';
 import { securityPolicyIssues } from './security/filters.js';
 
@@ -55,7 +56,7 @@ export function translateConfig(input: TranslateInput): TranslateOutput {
     version: 'offline',
   });
   const proxy = push.resolveProxy(parseProxy(input.nodeId, input.metadata ?? {}));
-  const out: TranslateOutput = { proxy, issues: [...push.issues, ...securityPolicyIssues(push)] };
+  const out: TranslateOutput = { proxy, issues: [...push.issues, ...securityPolicyIssues(push), ...envoyFilterIssues(push)] };
   // RDS and EDS get the names Envoy would ask for after this LDS and CDS, as in the server.
   for (const t of input.types ?? ALL_TYPES) {
     if (t === 'lds') out.lds = generateForProxy(push, proxy, 'lds', undefined, out.issues);

@@ -7,6 +7,7 @@
 import type { ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ClusterLoadAssignmentJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
+import { applyEnvoyFilters } from '../envoyfilter/index.js';
 import { isMosnProxy } from '../mosn/index.js';
 import { grpcGenerator } from './grpc.js';
 import { mosnGenerator } from './mosn.js';
@@ -64,12 +65,13 @@ export function generateForProxy<T extends XdsShortType>(push: PushContext, prox
 export function generateForProxy(push: PushContext, proxy: ProxyView, type: XdsShortType, names?: readonly string[], issues?: ValidationIssue[]): XdsResources[XdsShortType] {
   const g = generatorFor(proxy);
   switch (type) {
+    // EnvoyFilters patch what the generator built (istiod: envoyfilter.Apply*Patches).
     case 'cds':
-      return buildClusters(push, proxy);
+      return applyEnvoyFilters(push, proxy, g.kind, 'cds', buildClusters(push, proxy), issues);
     case 'lds':
-      return g.listeners(push, proxy, { ...(names ? { names: [...names] } : {}), ...(issues ? { issues } : {}) });
+      return applyEnvoyFilters(push, proxy, g.kind, 'lds', g.listeners(push, proxy, { ...(names ? { names: [...names] } : {}), ...(issues ? { issues } : {}) }), issues);
     case 'rds':
-      return g.routes(push, proxy, names ? [...names] : routeNamesOf(g.listeners(push, proxy, {})), issues);
+      return applyEnvoyFilters(push, proxy, g.kind, 'rds', g.routes(push, proxy, names ? [...names] : routeNamesOf(g.listeners(push, proxy, {})), issues), issues);
     case 'eds':
       return g.endpoints(push, proxy, names ? [...names] : edsNamesOf(buildClusters(push, proxy)));
   }

@@ -1,0 +1,80 @@
+/**
+ * EnvoyFilter: selection of a proxy's patches and their application to its
+ * generated resources (`applyEnvoyFilters`, the one hook in
+ * `generateForProxy`), and the proxy-independent checks `/debug/config_issues`
+ * reports (`envoyFilterIssues`).
+ */
+import type { ValidationIssue } from '@sextant/api';
+import type { ClusterJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
+import type { ProxyView, PushContext } from '@sextant/model';
+import { patchClusters, patchListeners, patchRouteConfigurations, unsupportedPatches, usable, type PatchedProxy } from './apply.js';
+import { patchesFor, type ConfigPatch } from './select.js';
+
+export { envoyFiltersFor, patchesFor, type ConfigPatch, type PatchContext } from './select.js';
+export { patchClusters, patchListeners, patchRouteConfigurations, unsupportedPatches, type PatchedProxy } from './apply.js';
+export { mergeMessage, normalize } from './merge.js';
+
+interface Patchable {
+  cds: ClusterJson[];
+  lds: ListenerJson[];
+  rds: RouteConfigurationJson[];
+}
+
+/**
+ * The proxy's resources of one type with its EnvoyFilters applied. Only
+ * Envoy sidecars and gateways are patched (istiod leaves proxyless gRPC
+ * alone; MOSN is not Envoy). A patch that throws while applying goes to `issues`;
+ * what is wrong with a patch itself is reported by `envoyFilterIssues`.
+ */
+export function applyEnvoyFilters<K extends keyof Patchable>(push: PushContext, proxy: ProxyView, kind: string, type: K, resources: Patchable[K], issues?: ValidationIssue[]): Patchable[K] {
+  if (kind !== 'sidecar' && kind !== 'router') return resources;
+  const patches = patchesFor(push, proxy);
+  if (patches.length === 0) return resources;
+  const k = kind as PatchedProxy;
+  if (type === 'cds') return patchClusters(k, resources as ClusterJson[], patches, issues) as Patchable[K];
+  if (type === 'lds') return patchListeners(k, resources as ListenerJson[], patches, issues) as Patchable[K];
+  return patchRouteConfigurations(k, resources as RouteConfigurationJson[], patches, issues) as Patchable[K];
+}
+
+/**
+ * What is wrong with the mesh's EnvoyFilters regardless of the proxy: every
+ * patch checked once, so a bad operation, a value Envoy could
+ * not parse, an unknown `@type` or an unsupported applyTo is reported once.
+ */
+export function envoyFilterIssues(push: PushContext): ValidationIssue[] {
+  const issues: ValidationIssue[] = [];
+  for (const f of push.configs('EnvoyFilter')) {
+    const patches: ConfigPatch[] = ((f.spec.configPatches ?? []) as Array<Record<string, any>>).map((cp, index) => ({
+      filter: { kind: 'EnvoyFilter', namespace: f.namespace, name: f.name },
+      index,
+      applyTo: cp.applyTo,
+      operation: cp.patch?.operation ?? 'INVALID',
+      context: 'ANY',
+      value: cp.patch?.value,
+    }));
+    ((f.spec.configPatches ?? []) as Array<Record<string, any>>).forEach((cp, index) => {
+      const re = cp.match?.proxy?.proxyVersion;
+      if (typeof re !== 'string') return;
+      try {
+        new RegExp(re);
+      } catch (e) {
+        issues.push({ kind: 'EnvoyFilter', namespace: f.namespace, name: f.name, field: `spec.configPatches[${index}].match.proxy.proxyVersion`, reason: `invalid regex: ${(e as Error).message}` });
+      }
+    });
+    usable(patches, ['CLUSTER', 'LISTENER', 'FILTER_CHAIN', 'NETWORK_FILTER', 'HTTP_FILTER', 'ROUTE_CONFIGURATION', 'VIRTUAL_HOST', 'HTTP_ROUTE'], issues);
+    unsupportedPatches(patches, issues);
+  }
+  return issues;
+}
+
+/**
+ * What a proxy's EnvoyFilter patches depend on beyond the class key's other
+ * parts: which patches select it (workloadSelector, targetRefs, proxy
+ * version and metadata matches), so proxies that differ only there are not
+ * given each other's cached config.
+ */
+export function envoyFilterClassKey(push: PushContext, proxy: ProxyView): string {
+  return patchesFor(push, proxy)
+    .map((p) => `${p.filter.namespace}/${p.filter.name}#${p.index}`)
+    .join(',');
+}
