@@ -46,7 +46,7 @@ export interface ReclaimerOptions {
   onReclaim?: (r: ReclaimResult) => void;
 }
 
-export const defaultReclaimIntervalMs = 10_000;
+export const defaultReclaimIntervalMs = 3_000;
 
 let gcFn: (() => void) | null | undefined;
 /** V8's young-generation GC (`gc({ type: 'minor' })`), exposed at run time without `--expose-gc` on the command line; null if that fails. */
