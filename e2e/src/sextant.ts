@@ -126,7 +126,8 @@ export async function startSextant(opts: StartSextantOptions): Promise<RunningSe
   };
 
   try {
-    const addr = async (server: string) => String((await waitForLog((l) => l.msg === 'listening' && l.server === server)).address);
+    // A loaded machine (the bench's) can take longer than 20 s to bind: a long readiness budget covers binding too.
+    const addr = async (server: string) => String((await waitForLog((l) => l.msg === 'listening' && l.server === server, Math.max(20_000, opts.readyTimeoutMs ?? 0))).address);
     const [xds, secure, http, monitoring, webhook] = await Promise.all(['xds', 'secure', 'http', 'monitoring', 'webhook'].map(addr));
     const running: RunningSextant = {
       xdsAddress: xds!,

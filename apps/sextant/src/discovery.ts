@@ -16,7 +16,7 @@ import {
   type ProxyState,
 } from '@sextant/admin';
 import { authenticate } from '@sextant/ca';
-import { EndpointIndex, PushContext, isEndpointKind, jwksKey, type MeshConfig, type ProxyView } from '@sextant/model';
+import { EndpointIndex, PushContext, isEndpointKind, jwksKey, splitEndpointChanges, type MeshConfig, type ProxyView } from '@sextant/model';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, JwksResolver, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
@@ -312,19 +312,10 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       }
       const change = store.apply(batch);
       if (change) {
-        const config: ObjectKey[] = [];
-        const endpoints: Array<{ key: ObjectKey; object: ReturnType<ConfigStore['get']> }> = [];
-        for (const k of change.changed as ObjectKey[]) {
-          if (isEndpointKind(k.kind)) endpoints.push({ key: k, object: store.get(k.kind, k.namespace, k.name) });
-          else config.push(k);
-        }
-        if (endpoints.length > 0) {
-          // Applied in place now; pushed after the debounce as EDS to the watchers of the changed clusters.
-          const update = endpointIndex.apply(endpoints);
-          // New identities (CDS subjectAltNames) or endpoints of non-EDS services: a full push, as istiod does.
-          if ([...update.services.values()].includes('full')) config.push(...endpoints.map((e) => e.key));
-          else controller.endpointsChanged(update.services.keys(), update.proxyAddresses);
-        }
+        // Endpoint objects update the index now and are pushed (EDS, to the watchers of the changed
+        // clusters) after the debounce; one needing a full push (new identities) goes with the config.
+        const { config, endpoints } = splitEndpointChanges(endpointIndex, change.changed as ObjectKey[], (k) => store.get(k.kind, k.namespace, k.name));
+        if (endpoints) controller.endpointsChanged(endpoints.services.keys(), endpoints.proxyAddresses);
         if (config.length > 0) controller.changed(config);
       }
       updateRejected();

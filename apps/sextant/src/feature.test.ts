@@ -8,7 +8,7 @@ import { TypeUrl } from '@sextant/envoy';
 import type { ProxyView } from '@sextant/model';
 import { startFeature, type Feature, type ProxyStream } from '@sextant/testing/feature';
 import { endpointSlice, istio, pod, service } from '@sextant/testing/push';
-import { MeshTranslator, meshScope } from './mesh.js';
+import { MeshTranslator, endpointScopes, meshScope } from './mesh.js';
 
 type Json = Record<string, any>;
 
@@ -48,7 +48,7 @@ describe('feature: a sidecar follows config changes through the real push path',
   let proxy: ProxyStream;
 
   before(async () => {
-    f = await startFeature<ProxyView>({ translator: new MeshTranslator(), scope: meshScope, objects: base() });
+    f = await startFeature<ProxyView>({ translator: new MeshTranslator(), scope: meshScope, endpointScopes, objects: base() });
     proxy = f.connect(SIDECAR);
   });
   after(async () => {
@@ -87,7 +87,7 @@ describe('feature: a sidecar follows config changes through the real push path',
 describe('feature: a Sidecar resource limits what its proxies see', () => {
   let f: Feature<ProxyView>;
   before(async () => {
-    f = await startFeature<ProxyView>({ translator: new MeshTranslator(), scope: meshScope, objects: base() });
+    f = await startFeature<ProxyView>({ translator: new MeshTranslator(), scope: meshScope, endpointScopes, objects: base() });
   });
   after(async () => {
     await f.stop();

@@ -24,6 +24,7 @@ import {
 } from '@sextant/ca';
 import { ResourceEncoder, TypeUrl, type EncodedResource } from '@sextant/envoy';
 import type { StoreView } from '@sextant/sources';
+import { splitNodeId } from '@sextant/model';
 import type { DiscoveryServer, ResourceGenerator, XdsProxy } from '@sextant/xds';
 import type { DiscoveryConfig } from './flags.js';
 
@@ -299,10 +300,7 @@ export function authorizeNodeIdentity(proxy: XdsProxy): string | undefined {
     const v = meta[k] ?? meta[`ISTIO_META_${k}`];
     return typeof v === 'string' && v !== '' ? v : undefined;
   };
-  const parts = proxy.id.split('~');
-  const podPart = parts.length === 4 ? parts[2]! : '';
-  const idNamespace = podPart.includes('.') ? podPart.slice(podPart.indexOf('.') + 1) : undefined;
-  const nodeNamespace = pick('NAMESPACE') ?? idNamespace;
+  const nodeNamespace = pick('NAMESPACE') ?? splitNodeId(proxy.id)?.idNamespace;
   if (nodeNamespace !== undefined && nodeNamespace !== id.namespace) {
     return `node ${proxy.id} claims namespace ${JSON.stringify(nodeNamespace)} but the caller is authenticated as ${id.namespace}/${id.serviceAccount}`;
   }

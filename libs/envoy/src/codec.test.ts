@@ -109,3 +109,25 @@ test('ResourceEncoder encodes identical content once and forgets what a cycle di
   enc.sweep();
   assert.equal(enc.size, 0);
 });
+
+test('route configurations are composed from cached virtual hosts: the same message as a whole encoding, and an edit re-encodes one virtual host', () => {
+  const vhost = (i: number, prefix = '/') => ({
+    name: `svc-${i}.ns.svc.cluster.local:80`,
+    domains: [`svc-${i}.ns.svc.cluster.local`, `svc-${i}.ns`],
+    routes: [{ match: { prefix }, route: { cluster: `outbound|80||svc-${i}.ns.svc.cluster.local`, timeout: '0s' } }],
+  });
+  const rc = (hosts: unknown[]) => ({ name: '80', virtualHosts: hosts, validateClusters: false, ignorePortInHostMatching: true });
+  const hosts = Array.from({ length: 10 }, (_, i) => vhost(i));
+  const enc = new ResourceEncoder();
+  const a = enc.encode(TypeUrl.RouteConfiguration, '80', rc(hosts));
+  assert.deepEqual(decodeToJson(TypeUrl.RouteConfiguration, a.value), decodeToJson(TypeUrl.RouteConfiguration, encodeJson(TypeUrl.RouteConfiguration, rc(hosts))));
+  assert.equal(enc.partsEncoded, 10);
+  // Another route configuration holding the same virtual hosts, one of them edited: one virtual host encoded.
+  const edited = [...hosts.slice(0, 3), vhost(3, '/v2'), ...hosts.slice(4)];
+  const b = enc.encode(TypeUrl.RouteConfiguration, '80', rc(edited));
+  assert.equal(enc.partsEncoded, 11);
+  assert.notEqual(b.version, a.version);
+  assert.deepEqual(decodeToJson(TypeUrl.RouteConfiguration, b.value), decodeToJson(TypeUrl.RouteConfiguration, encodeJson(TypeUrl.RouteConfiguration, rc(edited))));
+  // Deterministic: equal content, equal bytes (so equal versions) from a fresh encoder.
+  assert.equal(new ResourceEncoder().encode(TypeUrl.RouteConfiguration, '80', rc(edited)).version, b.version);
+});

@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { createRegistry, fromBinary, fromJson, toBinary, toJson, type DescMessage, type JsonValue } from '@bufbuild/protobuf';
 import { allFiles } from './gen/all-files.js';
 import { typeNameOf } from './type-urls.js';
-import { encodeAny } from './wire.js';
+import { appendRepeated, encodeAny } from './wire.js';
 
 /** Every generated Envoy/xDS/Google message, for Any packing and JSON. */
 export const registry = createRegistry(...allFiles);
@@ -49,7 +49,10 @@ export function canonicalize(value: unknown): unknown {
  * type name and the parser's reason if the JSON does not fit the schema.
  */
 export function encodeJson(typeNameOrUrl: string, json: unknown): Uint8Array {
-  const schema = messageSchema(typeNameOrUrl);
+  return encodeWith(messageSchema(typeNameOrUrl), json);
+}
+
+function encodeWith(schema: DescMessage, json: unknown): Uint8Array {
   try {
     const message = fromJson(schema, canonicalize(json) as JsonValue, { registry });
     return toBinary(schema, message);
@@ -99,25 +102,71 @@ export function encodeResource(typeUrl: string, name: string, json: unknown): En
 }
 
 /**
+ * Repeated message fields whose elements the encoder encodes and caches one
+ * by one, then appends to the rest of the message (see appendRepeated): a
+ * VirtualService edit re-encodes the virtual hosts it changed, not every
+ * route configuration that holds them, and the virtual hosts of services in
+ * other namespaces (identical from every namespace) are encoded once.
+ */
+const COMPOSED_FIELDS: Record<string, string> = {
+  'type.googleapis.com/envoy.config.route.v3.RouteConfiguration': 'virtualHosts',
+  'type.googleapis.com/envoy.config.listener.v3.Listener': 'filterChains',
+};
+/** Fewer elements than this: the whole message is encoded at once. */
+const COMPOSE_MIN = 4;
+
+interface Part {
+  /** Small id standing for the element's JSON in whole-message keys. */
+  id: number;
+  bytes: Uint8Array;
+}
+
+/**
  * Serialize-once for generated resources: translation produces Envoy JSON, and
  * identical JSON (by its JSON.stringify text) maps to the one EncodedResource
  * already built, so a resource shared by thousands of proxies is encoded once.
- * Entries not used during a generation are dropped by `sweep()`.
+ * Route configurations and listeners are composed from their virtual hosts'
+ * and filter chains' cached bytes (COMPOSED_FIELDS). Entries not used during
+ * a generation are dropped by `sweep()`.
  */
 export class ResourceEncoder {
   private current = new Map<string, EncodedResource>();
   private previous = new Map<string, EncodedResource>();
+  private parts = new Map<string, Part>();
+  private previousParts = new Map<string, Part>();
+  private partSeq = 0;
   hits = 0;
   misses = 0;
+  /** Virtual hosts and filter chains encoded (not found in the cache). */
+  partsEncoded = 0;
 
   encode(typeUrl: string, name: string, json: unknown): EncodedResource {
+    const field = COMPOSED_FIELDS[typeUrl];
+    const elements = field && json !== null && typeof json === 'object' ? (json as Record<string, unknown>)[field] : undefined;
+    if (Array.isArray(elements) && elements.length >= COMPOSE_MIN) return this.encodeComposed(typeUrl, name, json as Record<string, unknown>, field!, elements);
     const key = `${typeUrl}\u0000${name}\u0000${JSON.stringify(json)}`;
+    return this.cached(key, () => encodeResource(typeUrl, name, json));
+  }
+
+  /** Forgets everything not encoded since the previous sweep. Call once per generation cycle. */
+  sweep(): void {
+    this.previous = this.current;
+    this.current = new Map();
+    this.previousParts = this.parts;
+    this.parts = new Map();
+  }
+
+  get size(): number {
+    return this.current.size + this.previous.size;
+  }
+
+  private cached(key: string, make: () => EncodedResource): EncodedResource {
     let res = this.current.get(key);
     if (!res) {
       res = this.previous.get(key);
       if (res) this.previous.delete(key);
       else {
-        res = encodeResource(typeUrl, name, json);
+        res = make();
         this.misses++;
       }
       this.current.set(key, res);
@@ -125,13 +174,39 @@ export class ResourceEncoder {
     return res;
   }
 
-  /** Forgets everything not encoded since the previous sweep. Call once per generation cycle. */
-  sweep(): void {
-    this.previous = this.current;
-    this.current = new Map();
+  private encodeComposed(typeUrl: string, name: string, json: Record<string, unknown>, field: string, elements: unknown[]): EncodedResource {
+    const schema = messageSchema(typeUrl);
+    const desc = schema.fields.find((f) => f.localName === field);
+    if (!desc || desc.fieldKind !== 'list' || desc.listKind !== 'message') throw new Error(`${schema.typeName}.${field} is not a repeated message field`);
+    const rest: Record<string, unknown> = { ...json };
+    delete rest[field];
+    const parts = elements.map((e) => this.part(desc.message, e));
+    const key = `${typeUrl}\u0000${name}\u0000${JSON.stringify(rest)}\u0000${parts.map((p) => p.id).join(',')}`;
+    return this.cached(key, () =>
+      encodedResource(
+        typeUrl,
+        name,
+        appendRepeated(
+          encodeWith(schema, rest),
+          desc.number,
+          parts.map((p) => p.bytes),
+        ),
+      ),
+    );
   }
 
-  get size(): number {
-    return this.current.size + this.previous.size;
+  private part(schema: DescMessage, json: unknown): Part {
+    const key = `${schema.typeName}\u0000${JSON.stringify(json)}`;
+    let p = this.parts.get(key);
+    if (!p) {
+      p = this.previousParts.get(key);
+      if (p) this.previousParts.delete(key);
+      else {
+        p = { id: ++this.partSeq, bytes: encodeWith(schema, json) };
+        this.partsEncoded++;
+      }
+      this.parts.set(key, p);
+    }
+    return p;
   }
 }

@@ -50,6 +50,23 @@ function fieldSize(len: number): number {
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 
+/**
+ * A message's bytes followed by more elements of one of its repeated message
+ * fields (each already encoded): protobuf encodes a repeated field as its
+ * elements one after another, in any position, so this is the message with
+ * those elements appended.
+ */
+export function appendRepeated(message: Uint8Array, field: number, elements: readonly Uint8Array[]): Uint8Array {
+  const tag = (field << 3) | WIRE_LEN;
+  let size = message.length;
+  for (const e of elements) size += varintSize(tag) + varintSize(e.length) + e.length;
+  const f = new Frame(size);
+  f.buf.set(message, 0);
+  f.pos = message.length;
+  for (const e of elements) f.bytesField(field, e);
+  return f.done();
+}
+
 /** google.protobuf.Any { type_url = 1; value = 2; } */
 export function encodeAny(typeUrl: string, value: Uint8Array): Uint8Array {
   const url = utf8(typeUrl);

@@ -463,3 +463,27 @@ export class EndpointIndex implements EndpointReader {
 export function updatedServiceKeys(update: EndpointUpdate, type?: EndpointPushType): string[] {
   return [...update.services].filter(([, t]) => type === undefined || t === type).map(([k]) => k).sort(cmp);
 }
+
+/**
+ * Splits a store change the way the daemon handles it: objects of the
+ * endpoint kinds are applied to `index` now (`get` reads each from the store,
+ * undefined when deleted); the rest are config. An endpoint change that needs
+ * a full push (istiod's FullPush) joins the config keys; the incremental one
+ * is returned for the endpoint path.
+ */
+export function splitEndpointChanges(
+  index: EndpointIndex,
+  changed: readonly ObjectKey[],
+  get: (key: ObjectKey) => ConfigObjectLike | undefined,
+): { config: ObjectKey[]; endpoints: EndpointUpdate | undefined } {
+  const config: ObjectKey[] = [];
+  const events: Array<{ key: ObjectKey; object: ConfigObjectLike | undefined }> = [];
+  for (const k of changed) {
+    if (isEndpointKind(k.kind)) events.push({ key: k, object: get(k) });
+    else config.push(k);
+  }
+  if (events.length === 0) return { config, endpoints: undefined };
+  const update = index.apply(events);
+  if ([...update.services.values()].includes('full')) return { config: [...config, ...events.map((e) => e.key)], endpoints: undefined };
+  return { config, endpoints: update };
+}

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ConfigObjectLike } from './types.js';
-import { parseProxy, ProxyParseError } from './proxy.js';
+import { parseProxy, ProxyParseError, splitNodeId } from './proxy.js';
 import { protocolForKubePort } from './protocol.js';
 import { PushContext } from './push-context.js';
 import { pushScope } from './push-scope.js';
@@ -157,4 +157,10 @@ test('pushScope: a ServiceEntry change that only moves EDS endpoints is EDS-only
   assert.equal(pushScope(before, after, [{ kind: 'VirtualService', namespace: 'default', name: 'r' }], after.endpointUpdate).full, true);
   const changedPorts = PushContext.build([svc('r', 'default', '10.96.0.1', [{ name: 'http', port: 81 }])], opts);
   assert.equal(pushScope(before, changedPorts, [{ kind: 'ServiceEntry', namespace: 'default', name: 'x' }], changedPorts.endpointUpdate).full, true);
+});
+
+test('splitNodeId: the four parts and the namespace of pod.namespace, or nothing', () => {
+  assert.deepEqual(splitNodeId('sidecar~10.0.0.1~r1.default~default.svc.cluster.local'), { type: 'sidecar', ip: '10.0.0.1', id: 'r1.default', dnsDomain: 'default.svc.cluster.local', idNamespace: 'default' });
+  assert.equal(splitNodeId('sidecar~10.0.0.1~r1~default.svc.cluster.local')?.idNamespace, undefined);
+  assert.equal(splitNodeId('sidecar~10.0.0.1~r1.default'), undefined);
 });

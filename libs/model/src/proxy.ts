@@ -53,6 +53,14 @@ export function parseMetadata(nodeId: string, metadata: Record<string, unknown> 
   return out;
 }
 
+/** The four parts of a node ID (`type~ip~pod.namespace~namespace.svc.cluster.local`), unchecked; undefined unless there are four. */
+export function splitNodeId(nodeId: string): { type: string; ip: string; id: string; dnsDomain: string; idNamespace: string | undefined } | undefined {
+  const parts = nodeId.split('~');
+  if (parts.length !== 4) return undefined;
+  const [type, ip, id, dnsDomain] = parts as [string, string, string, string];
+  return { type, ip, id, dnsDomain, idNamespace: id.includes('.') ? id.slice(id.indexOf('.') + 1) : undefined };
+}
+
 /**
  * Parses an Envoy node ID (`sidecar~10.244.0.5~reviews-v1-abc.default~default.svc.cluster.local`
  * or `router~…`) and its metadata into a ProxyView. Throws ProxyParseError
@@ -60,11 +68,11 @@ export function parseMetadata(nodeId: string, metadata: Record<string, unknown> 
  */
 export function parseProxy(nodeId: string, metadata: Record<string, unknown> = {}): ProxyView {
   if (typeof nodeId !== 'string' || nodeId === '') throw new ProxyParseError(String(nodeId), 'node.id', 'node ID is empty; expected type~ip~id~domain');
-  const parts = nodeId.split('~');
-  if (parts.length !== 4) {
-    throw new ProxyParseError(nodeId, 'node.id', `expected 4 parts separated by "~" (type~ip~pod.namespace~namespace.svc.cluster.local), got ${parts.length}`);
+  const parts = splitNodeId(nodeId);
+  if (!parts) {
+    throw new ProxyParseError(nodeId, 'node.id', `expected 4 parts separated by "~" (type~ip~pod.namespace~namespace.svc.cluster.local), got ${nodeId.split('~').length}`);
   }
-  const [type, ip, id, dnsDomain] = parts as [string, string, string, string];
+  const { type, ip, id, dnsDomain, idNamespace } = parts;
   if (type !== 'sidecar' && type !== 'router') {
     throw new ProxyParseError(nodeId, 'node.id', `unknown proxy type ${JSON.stringify(type)}; expected "sidecar" or "router"`);
   }
@@ -75,7 +83,7 @@ export function parseProxy(nodeId: string, metadata: Record<string, unknown> = {
     if (!isIP(extra)) throw new ProxyParseError(nodeId, 'metadata.INSTANCE_IPS', `${JSON.stringify(extra)} is not an IP address`);
     if (!ipAddresses.includes(extra)) ipAddresses.push(extra);
   }
-  const idNs = id.includes('.') ? id.slice(id.indexOf('.') + 1) : '';
+  const idNs = idNamespace ?? '';
   const domainNs = dnsDomain.split('.')[0] ?? '';
   const namespace = meta.NAMESPACE || idNs || domainNs;
   if (!namespace) throw new ProxyParseError(nodeId, 'metadata.NAMESPACE', 'cannot tell the namespace: set NAMESPACE metadata or use pod.namespace in the node ID');

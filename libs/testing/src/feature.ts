@@ -13,7 +13,7 @@
 import * as grpc from '@grpc/grpc-js';
 import { keyString, silentLogger, validateObject, type ConfigObject, type Logger, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { TypeUrl, type DiscoveryResponse } from '@sextant/envoy';
-import { PushContext, type MeshConfig, type PushContext as PushContextView } from '@sextant/model';
+import { EndpointIndex, PushContext, isEndpointKind, splitEndpointChanges, type MeshConfig, type PushContext as PushContextView } from '@sextant/model';
 import { ConfigStore, type ConfigBatch, type ConfigEvent, type ConfigSource } from '@sextant/sources';
 import { ClassGenerators, DiscoveryServer, PushController, type ProxyTranslator, type PushRequest, type PushScope } from '@sextant/xds';
 import { DOMAIN_SUFFIX, FixtureError, type RawObject } from './push.js';
@@ -26,6 +26,8 @@ export interface FeatureOptions<View extends object> {
   translator: ProxyTranslator<FeatureContext, View>;
   /** What a change touches (the daemon's meshScope). */
   scope(previous: FeatureContext, next: FeatureContext, changed: readonly ObjectKey[], generators: ClassGenerators<FeatureContext, View>): PushScope;
+  /** The endpoint path (the daemon's endpointScopes): endpoint changes applied in place, pushed without a build. */
+  endpointScopes?(ctx: FeatureContext, services: ReadonlySet<string>, proxies: ReadonlySet<string>, generators: ClassGenerators<FeatureContext, View>): PushScope[];
   /** Objects present before the first push. */
   objects?: RawObject[];
   meshConfig?: MeshConfig;
@@ -35,7 +37,11 @@ export interface FeatureOptions<View extends object> {
   log?: Logger;
 }
 
-/** What one apply/delete did: the version of the push context built from it, and the push it caused (none when nothing depended on it). */
+/**
+ * What one apply/delete did: the version of the push context built from it
+ * and the push it caused (none when nothing depended on it); for a change to
+ * endpoints only, no context is built: the version of the endpoint push.
+ */
 export interface Change {
   version: string;
   push: PushRequest | undefined;
@@ -143,12 +149,19 @@ export async function startFeature<View extends object>(opts: FeatureOptions<Vie
     isReady: () => true,
   });
   controller = new PushController<FeatureContext>({
-    build: (version) => PushContext.build(store.kinds().flatMap((k) => store.list(k)), { domainSuffix: DOMAIN_SUFFIX, trustDomain: DOMAIN_SUFFIX, meshConfig: opts.meshConfig, version }),
+    build: (version) =>
+      PushContext.build(
+        store.kinds().filter((k) => !isEndpointKind(k)).flatMap((k) => store.list(k)),
+        { domainSuffix: DOMAIN_SUFFIX, trustDomain: DOMAIN_SUFFIX, meshConfig: opts.meshConfig, version, endpointIndex },
+      ),
     scope: (previous, next, changed) => opts.scope(previous, next, changed, generators),
+    ...(opts.endpointScopes ? { endpointScopes: (ctx: FeatureContext, services: ReadonlySet<string>, proxies: ReadonlySet<string>) => opts.endpointScopes!(ctx, services, proxies, generators) } : {}),
     push: (req) => {
       generators.advance(req);
       pushes.push(req);
       server.push(req);
+      // The endpoint path builds nothing: its push is what a change waits for.
+      if (req.reason[0] === 'endpoints' || req.reason[0] === 'proxy') for (const w of [...built]) w(req.version);
     },
     // Called synchronously inside the rebuild: a waiter resolved here runs after the push that follows it.
     onBuilt: (ctx) => {
@@ -158,9 +171,14 @@ export async function startFeature<View extends object>(opts: FeatureOptions<Vie
     debounceMaxMs: opts.debounceMaxMs ?? 100,
     log,
   });
+  // As the daemon: endpoint objects go to the index, the rest to the controller.
+  const endpointIndex = new EndpointIndex({ trustDomain: DOMAIN_SUFFIX });
   source.onBatch((batch) => {
     const change = store.apply(batch);
-    if (change) controller.changed(change.changed as ObjectKey[]);
+    if (!change) return;
+    const { config, endpoints } = splitEndpointChanges(endpointIndex, change.changed as ObjectKey[], (k) => store.get(k.kind, k.namespace, k.name));
+    if (endpoints) controller.endpointsChanged(endpoints.services.keys(), endpoints.proxyAddresses);
+    if (config.length > 0) controller.changed(config);
   });
   await source.start();
   if (opts.objects?.length) source.apply(opts.objects);
