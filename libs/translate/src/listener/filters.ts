@@ -16,7 +16,7 @@ export function httpFilters(): HttpFilterJson[] {
 }
 
 /** An http_connection_manager network filter reading `routeConfigName` over ADS. */
-export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; http2?: boolean; securityFilters?: HttpFilterJson[] } = {}): NetworkFilterJson {
+export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; http2?: boolean; securityFilters?: HttpFilterJson[]; hcm?: Partial<HttpConnectionManagerJson> } = {}): NetworkFilterJson {
   const cfg: HttpConnectionManagerJson = {
     statPrefix,
     rds: { configSource: ADS_CONFIG_SOURCE, routeConfigName },
@@ -30,6 +30,8 @@ export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useR
     streamIdleTimeout: '0s',
   };
   if (opts.http2) cfg.codecType = 'HTTP2';
+  // Extra HCM settings from the caller (gateway XFCC).
+  Object.assign(cfg, opts.hcm ?? {});
   return { name: 'envoy.filters.network.http_connection_manager', typedConfig: anyOf(TYPE.hcm, cfg) };
 }
 

@@ -12,6 +12,7 @@ import { hcmRds, listenerFilter, sdsDownstreamTls, socketAddress, tcpProxy } fro
 import { destinationCluster } from '../route/translate.js';
 import { credentialSecretName } from '../names.js';
 import { securityHttpFilters, securityNetworkFilters } from '../security/filters.js';
+import { gatewayClientCertSettings } from '../security/xfcc.js';
 
 /** The L4 match fields shared by VirtualService tcp and tls rules. */
 type L4Match = Pick<L4MatchAttributes, 'port' | 'gateways' | 'sourceLabels'>;
@@ -104,7 +105,7 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
         const rn = gatewayRouteName(gs);
         if (httpRoutes.has(rn)) continue; // plaintext HTTP servers on a port share one chain
         httpRoutes.add(rn);
-        chains.push({ filters: [hcmRds(stat, rn, { useRemoteAddress: true, securityFilters: securityHttpFilters(push, proxy) })] });
+        chains.push({ filters: [hcmRds(stat, rn, { useRemoteAddress: true, securityFilters: securityHttpFilters(push, proxy), hcm: gatewayClientCertSettings(proxy) })] });
       } else if (gs.protocol === 'HTTPS' && !isPassthrough(gs.server)) {
         needTlsInspector = true;
         const sock = tlsSocket(gs, true);
@@ -112,7 +113,7 @@ export function buildGatewayListeners(push: PushContext, proxy: ProxyView): List
         const fcm: FilterChainMatchJson = {};
         const sn = serverNames(gs);
         if (sn) fcm.serverNames = sn;
-        chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [hcmRds(stat, gatewayRouteName(gs), { useRemoteAddress: true, securityFilters: securityHttpFilters(push, proxy) })] });
+        chains.push({ filterChainMatch: fcm, transportSocket: sock, filters: [hcmRds(stat, gatewayRouteName(gs), { useRemoteAddress: true, securityFilters: securityHttpFilters(push, proxy), hcm: gatewayClientCertSettings(proxy) })] });
       } else if ((gs.protocol === 'TLS' || gs.protocol === 'HTTPS') && isPassthrough(gs.server)) {
         needTlsInspector = true;
         chains.push(...passthroughChains(push, proxy, gs));

@@ -253,6 +253,9 @@ function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHoo
                 ],
               },
               httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) }],
+              // As on the port chains: the peer's identity reaches the application.
+              forwardClientCertDetails: 'APPEND_FORWARD',
+              setCurrentClientCertDetails: { subject: true, dns: true, uri: true },
             }),
           },
           ],

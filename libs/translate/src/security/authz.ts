@@ -195,8 +195,14 @@ function buildAction(policies: Policy[], action: RbacAction, forTCP: boolean, bu
   return out;
 }
 
-function shadowPrefix(action: RbacAction): string | undefined {
-  return action === 'ALLOW' ? STAT_PREFIX.dryRunAllow : action === 'DENY' ? STAT_PREFIX.dryRunDeny : undefined;
+/**
+ * istiod's shadowRuleStatPrefix(shadowRules): by the shadow rules' action; with
+ * no shadow rules Go reads the default action (ALLOW) of a nil message, so
+ * every filter without a dry-run policy carries `istio_dry_run_allow_`.
+ */
+function shadowStatPrefix(b: Built, action: RbacAction): string | undefined {
+  const a = b.shadowRules ? action : 'ALLOW';
+  return a === 'ALLOW' ? STAT_PREFIX.dryRunAllow : a === 'DENY' ? STAT_PREFIX.dryRunDeny : undefined;
 }
 
 const typed = <T extends object>(type: string, cfg: T) => ({ '@type': type, ...cfg }) as { '@type': string };
@@ -205,7 +211,7 @@ function httpRbac(b: Built, action: RbacAction): HttpFilterJson {
   const cfg: HttpRbacJson = {};
   if (b.rules) cfg.rules = b.rules;
   if (b.shadowRules) cfg.shadowRules = b.shadowRules;
-  const sp = b.shadowRules ? shadowPrefix(action) : undefined;
+  const sp = shadowStatPrefix(b, action);
   if (sp) cfg.shadowRulesStatPrefix = sp;
   return { name: HTTP_RBAC_FILTER, typedConfig: typed(TYPE.httpRbac, cfg) };
 }
@@ -214,7 +220,7 @@ function networkRbac(b: Built, action: RbacAction): NetworkFilterJson {
   const cfg: NetworkRbacJson = { statPrefix: STAT_PREFIX.tcp };
   if (b.rules) cfg.rules = b.rules;
   if (b.shadowRules) cfg.shadowRules = b.shadowRules;
-  const sp = b.shadowRules ? shadowPrefix(action) : undefined;
+  const sp = shadowStatPrefix(b, action);
   if (sp) cfg.shadowRulesStatPrefix = sp;
   return { name: NETWORK_RBAC_FILTER, typedConfig: typed(TYPE.networkRbac, cfg) };
 }
