@@ -13,7 +13,7 @@ import { freePort, startHttpBackend, until, type HttpBackend } from './backends.
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { listeners } from './fixtures/dump.js';
 import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
-import { startSextant, type RunningSextant } from './sextant.js';
+import { debugJson, startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
 const withVersion = (apiVersion: string, o: K8sObject): K8sObject => ({ ...o, apiVersion });
@@ -111,6 +111,22 @@ describe('EnvoyFilter: a Lua filter inserted before the router acts on real requ
     assert.equal(r.status, 200);
     assert.equal(r.backend, 'reviews-v1');
     assert.equal(r.headers['x-envoyfilter'], 'lua');
+  });
+
+  test('a patch with an @type Sextant does not know is reported on /debug/config_issues; the other filter still acts', async () => {
+    const bad = withVersion('networking.istio.io/v1alpha3', istio('EnvoyFilter', 'bad-type', 'default', {
+      configPatches: [{ applyTo: 'HTTP_FILTER', match: { context: 'SIDECAR_OUTBOUND' }, patch: { operation: 'INSERT_FIRST', value: { name: 'example', typed_config: { '@type': 'type.googleapis.com/example.NotAFilter' } } } }],
+    }));
+    cfg.write('envoyfilter.yaml', [luaFilter, bad]);
+    type Issues = { semantic: Array<{ kind: string; namespace: string; name: string; field: string; reason: string }> };
+    const issues = await until(() => debugJson(sextant!.httpUrl, '/debug/config_issues') as Promise<Issues>, (i) => i.semantic.some((x) => x.name === 'bad-type'), 'the bad EnvoyFilter reported');
+    const mine = issues.semantic.find((i) => i.name === 'bad-type')!;
+    assert.deepEqual([mine.kind, mine.namespace, mine.field], ['EnvoyFilter', 'default', 'spec.configPatches[0].patch.value']);
+    assert.match(mine.reason, /example\.NotAFilter/);
+    const names = await httpFilters();
+    assert.ok(!names.includes('example'), names.join(','));
+    assert.deepEqual(names.slice(-2), ['envoy.filters.http.lua', 'envoy.filters.http.router']);
+    assert.equal((await get()).headers['x-envoyfilter'], 'lua');
   });
 
   test('deleting the EnvoyFilter removes the filter from the running Envoy, and the header', async () => {

@@ -266,3 +266,35 @@ test('proto merge on JSON: Any of another @type replaces, same @type merges; one
   assert.equal(oneof.type, undefined);
   assert.deepEqual(oneof.clusterType, { name: 'envoy.clusters.aggregate' });
 });
+
+test('gateways: GATEWAY context, targetRefs selection, gateway route configuration match', () => {
+  const gwObjects: Json[] = [
+    ...base,
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } },
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'Gateway',
+      metadata: { name: 'ingress', namespace: 'istio-system' },
+      spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 8080, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }] },
+    },
+  ];
+  const patch = (name: string, spec: Json) => envoyFilter(name, spec, 'istio-system');
+  const rcMerge = (key: string) => ({ applyTo: 'ROUTE_CONFIGURATION', match: { context: 'GATEWAY', routeConfiguration: { portNumber: 8080 } }, patch: { operation: 'MERGE', value: { response_headers_to_add: [{ header: { key: key, value: '1' } }] } } });
+  const { objects, issues } = parseObjects([
+    ...gwObjects,
+    patch('by-ref', { targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'gw' }], configPatches: [rcMerge('x-by-ref')] }),
+    patch('other-ref', { targetRefs: [{ group: 'gateway.networking.k8s.io', kind: 'Gateway', name: 'other' }], configPatches: [rcMerge('x-other-ref')] }),
+    patch('sidecar-only', { configPatches: [{ ...rcMerge('x-sidecar'), match: { context: 'SIDECAR_OUTBOUND' } }] }),
+    patch('gw-filter', { configPatches: [{ applyTo: 'HTTP_FILTER', match: { context: 'GATEWAY', listener: { portNumber: 8080 } }, patch: { operation: 'INSERT_FIRST', value: luaValue('gw') } }] }),
+  ]);
+  assert.deepEqual(issues, []);
+  const out = translateConfig({
+    objects,
+    nodeId: 'router~10.1.0.9~ingress-0.istio-system~istio-system.svc.cluster.local',
+    metadata: { LABELS: { istio: 'ingressgateway', 'gateway.networking.k8s.io/gateway-name': 'gw' } },
+  });
+  const rc = (out.rds as Json[]).find((r) => r.name === 'http.8080')!;
+  assert.deepEqual((rc.responseHeadersToAdd as Json[]).map((h) => h.header.key), ['x-by-ref']);
+  assert.equal(httpFilterNames(listener(out, '0.0.0.0_8080'))[0], 'envoy.filters.http.lua');
+  for (const l of out.lds ?? []) encodeJson(TypeUrl.Listener, l);
+});
