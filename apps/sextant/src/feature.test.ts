@@ -124,9 +124,8 @@ describe('feature: a Sidecar resource limits what its proxies see', () => {
     assert.ok(!versions.includes(elsewhere.version), `CDS versions received: ${versions.join(', ')}; ${elsewhere.version} is another namespace's Sidecar`);
   });
 
-  // Known gap, shown here until it closes: meshScope (apps/sextant/src/mesh.ts) treats a Sidecar
-  // change as "every type, every proxy"; its dependsOn() would limit it to the Sidecar's namespace.
-  it('a Sidecar change is pushed only to the proxies of its namespace (proxy dependencies)', { todo: 'meshScope returns { full: true } without affects for Sidecar' }, async () => {
+  // meshScope names the proxies through libs/model's proxyDependsOn: a Sidecar reaches its namespace's sidecars.
+  it('a Sidecar change is pushed only to the proxies of its namespace (proxy dependencies)', async () => {
     const proxy = f.connect(SIDECAR);
     proxy.watch(TypeUrl.Cluster);
     await proxy.until(TypeUrl.Cluster, f.version);

@@ -1,6 +1,6 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
-import { edsClustersFor, hostMatches, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
+import { configKeysOf, edsClustersFor, hostMatches, proxyDependsOn, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
 import { buildNameTable, clusterTombstones, encodeNameTable, envoyFilterClassKey, generateForProxy, isMosnProxy, mosnSdsPath, NDS_TYPE_URL, withListenerTombstones } from '@sextant/translate';
 import type { BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, XdsProxy } from '@sextant/xds';
 
@@ -290,7 +290,11 @@ export function meshScope(previous: PushContext, next: PushContext & Pick<PushCo
   const types = new Set<string>();
   for (const k of changed) {
     const t = TYPES_BY_KIND[k.kind];
-    if (!t) return { full: true }; // every type, every proxy
+    if (!t) {
+      // Every type, to the proxies that depend on the change (libs/model's proxy dependencies).
+      const keys = configKeysOf(changed, [next, previous]);
+      return { full: true, affects: (proxy) => proxyDependsOn(next, gens.view(proxy, next), keys, previous) };
+    }
     for (const x of t) types.add(x);
   }
   if (types.has(TypeUrl.RouteConfiguration) && virtualServicesReachListeners([...configsOf(previous, 'VirtualService', changed), ...configsOf(next, 'VirtualService', changed)])) types.add(TypeUrl.Listener);
