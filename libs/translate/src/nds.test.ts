@@ -4,8 +4,7 @@ import { parseProxy, PushContext } from '@sextant/model';
 import { parseObjects } from './translate.js';
 import { autoAllocateAddresses, buildNameTable, encodeNameTable, serviceAddressForProxy } from './nds.js';
 
-type Json = Record<string, any>;
-const se = (ns: string, name: string, spec: Json) => ({ apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name, namespace: ns }, spec: { resolution: 'DNS', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], ...spec } });
+const se = (ns: string, name: string, spec: Record<string, unknown>) => ({ apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name, namespace: ns }, spec: { resolution: 'DNS', ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], ...spec } });
 function push(raw: unknown[]) {
   const { objects, issues } = parseObjects(raw);
   assert.deepEqual(issues, []);

@@ -11,7 +11,6 @@ import { parseObjects, translateConfig } from './translate.js';
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const PRODUCTPAGE = 'sidecar~10.244.1.10~productpage-v1-5586c4d4ff-h8lqw.default~default.svc.cluster.local';
 const GATEWAY = 'router~10.244.0.20~istio-ingressgateway-6b8c5d9f7-x2v4n.istio-system~istio-system.svc.cluster.local';
-type Json = Record<string, any>;
 
 function setup(nodeId: string) {
   const { objects } = parseObjects([...readYamlDocs(join(repo, 'examples/bookinfo/kubernetes.yaml')), ...readYamlDocs(join(repo, 'examples/bookinfo/istio.yaml'))]);
@@ -39,16 +38,16 @@ test('a cluster and its endpoints come from the Service and the DestinationRule 
 
 test('a route configuration is narrowed to the virtual host Envoy names, or to what changed since the accepted version', () => {
   const { objects, push, proxy } = setup(PRODUCTPAGE);
-  const rc = translateConfig({ objects, nodeId: PRODUCTPAGE, types: ['rds'] }).rds!.find((r) => r.name === '9080') as Json;
+  const rc = translateConfig({ objects, nodeId: PRODUCTPAGE, types: ['rds'] }).rds!.find((r) => r.name === '9080')!;
   const all = keys(resourceProvenance(push, proxy, TypeUrl.RouteConfiguration, '9080', rc));
   assert.ok(all.includes('VirtualService/default/reviews') && all.includes('VirtualService/default/ratings'), all.join());
-  const i = (rc.virtualHosts as Json[]).findIndex((v) => v.name === 'reviews.default.svc.cluster.local:9080');
+  const i = rc.virtualHosts!.findIndex((v) => v.name === 'reviews.default.svc.cluster.local:9080');
   const detail = `...: Proto constraint validation failed (RouteConfigurationValidationError.VirtualHosts[${i}]: embedded message failed validation | caused by VirtualHostValidationError.Routes[0]: ...)`;
   assert.deepEqual(keys(resourceProvenance(push, proxy, TypeUrl.RouteConfiguration, '9080', rc, detail)), ['VirtualService/default/reviews']);
   // No path in the message: the virtual host that differs from the accepted version.
   const accepted = structuredClone(rc);
-  const ratings = (accepted.virtualHosts as Json[]).find((v) => v.name === 'ratings.default.svc.cluster.local:9080')!;
-  ratings.routes[0].route.timeout = '9s';
+  const ratings = accepted.virtualHosts!.find((v) => v.name === 'ratings.default.svc.cluster.local:9080')!;
+  ratings.routes![0]!.route!.timeout = '9s';
   assert.deepEqual(keys(resourceProvenance(push, proxy, TypeUrl.RouteConfiguration, '9080', rc, 'truncated…', accepted)), ['VirtualService/default/ratings']);
 });
 

@@ -5,7 +5,7 @@
  * to build one type. Pure.
  */
 import type { ValidationIssue } from '@sextant/api';
-import type { ClusterJson } from '@sextant/envoy';
+import type { ClusterJson, ClusterLoadAssignmentJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { applyEnvoyFilters } from '../envoyfilter/index.js';
 import { isMosnProxy } from '../mosn/index.js';
@@ -78,26 +78,16 @@ export function generateForProxy(push: PushContext, proxy: ProxyView, type: XdsS
 }
 
 /** LDS for a proxy, by kind (tests and callers that pass listener options such as `inboundTls`). */
-export function buildListeners(push: PushContext, proxy: ProxyView, opts: ListenerOptions = {}) {
+export function buildListeners(push: PushContext, proxy: ProxyView, opts: ListenerOptions = {}): ListenerJson[] {
   return generatorFor(proxy).listeners(push, proxy, opts);
 }
 
 /** RDS for a proxy, by kind: the named route configurations. */
-export function buildRoutes(push: PushContext, proxy: ProxyView, routeNames: string[], issues?: ValidationIssue[]) {
+export function buildRoutes(push: PushContext, proxy: ProxyView, routeNames: string[], issues?: ValidationIssue[]): RouteConfigurationJson[] {
   return generatorFor(proxy).routes(push, proxy, routeNames, issues);
 }
 
 /** EDS for a proxy, by kind: ClusterLoadAssignments for the names it watches. */
-export function buildEndpoints(push: PushContext, proxy: ProxyView, clusterNames: string[]) {
+export function buildEndpoints(push: PushContext, proxy: ProxyView, clusterNames: string[]): ClusterLoadAssignmentJson[] {
   return generatorFor(proxy).endpoints(push, proxy, clusterNames);
-}
-
-/** The clusters proxies of one class share (the server caches them per class). */
-export function buildOutboundClusterSet(push: PushContext, proxy: ProxyView): ClusterJson[] {
-  return generatorFor(proxy).sharedClusters(push, proxy);
-}
-
-/** The clusters of this one proxy. */
-export function buildProxyClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
-  return generatorFor(proxy).proxyClusters(push, proxy);
 }

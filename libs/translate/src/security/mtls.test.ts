@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeJson, TypeUrl } from '@sextant/envoy';
-import { parseProxy, PushContext } from '@sextant/model';
+import { parseProxy, PushContext, type MeshConfig } from '@sextant/model';
 import { buildClusters, buildListeners } from '../generator/index.js';
 import { ALPN, isAgentless, mtlsInbound } from './mtls.js';
 import { composePeerAuthentication, mtlsModeForPort } from './peer-auth.js';
@@ -47,7 +47,7 @@ function build(extra: Json[], meshConfig?: Json) {
   ];
   const { objects, issues } = parseObjects(raw);
   assert.deepEqual(issues, []);
-  const push = PushContext.build(objects, { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 't', meshConfig: meshConfig as any });
+  const push = PushContext.build(objects, { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 't', meshConfig: meshConfig as MeshConfig | undefined });
   return push;
 }
 const WEB = 'sidecar~10.1.0.5~web-0.shop~shop.svc.cluster.local';
