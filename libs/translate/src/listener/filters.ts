@@ -53,6 +53,21 @@ export function socketAddress(address: string, port: number): AddressJson {
   return { socketAddress: { address, portValue: port } };
 }
 
+/**
+ * Istio spells TLS versions `TLSV1_2`, Envoy's enum `TLSv1_2`: passed through
+ * unchanged, Envoy's JSON would not parse and the listener would be dropped.
+ */
+export function envoyTlsProtocol(istio: string | undefined): TlsParameters_TlsProtocolJson | undefined {
+  switch (istio) {
+    case 'TLS_AUTO': return 'TLS_AUTO';
+    case 'TLSV1_0': return 'TLSv1_0';
+    case 'TLSV1_1': return 'TLSv1_1';
+    case 'TLSV1_2': return 'TLSv1_2';
+    case 'TLSV1_3': return 'TLSv1_3';
+    default: return undefined;
+  }
+}
+
 /** A downstream TLS transport socket whose certificate (and CA for MUTUAL) come from SDS secrets. */
 export function sdsDownstreamTls(certSecret: string, opts: { caSecret?: string; requireClientCertificate?: boolean; alpn?: string[]; minVersion?: string; maxVersion?: string; cipherSuites?: string[] } = {}): TransportSocketJson {
   const common: CommonTlsContextJson = {
@@ -60,9 +75,10 @@ export function sdsDownstreamTls(certSecret: string, opts: { caSecret?: string; 
   };
   if (opts.alpn?.length) common.alpnProtocols = opts.alpn;
   const params: TlsParametersJson = {};
-  // Passed through as the Gateway spells them (not checked against Envoy's enum here).
-  if (opts.minVersion) params.tlsMinimumProtocolVersion = opts.minVersion as TlsParameters_TlsProtocolJson;
-  if (opts.maxVersion) params.tlsMaximumProtocolVersion = opts.maxVersion as TlsParameters_TlsProtocolJson;
+  const min = envoyTlsProtocol(opts.minVersion);
+  const max = envoyTlsProtocol(opts.maxVersion);
+  if (min) params.tlsMinimumProtocolVersion = min;
+  if (max) params.tlsMaximumProtocolVersion = max;
   if (opts.cipherSuites?.length) params.cipherSuites = opts.cipherSuites;
   if (Object.keys(params).length) common.tlsParams = params;
   if (opts.caSecret)
