@@ -252,15 +252,6 @@ class PushContextImpl implements PushContextShape {
     if (!idx) return [];
     return namespace === undefined ? idx.all : idx.inNamespace(namespace);
   }
-
-  envoyFilters(proxy: ProxyView): IstioConfig[] {
-    const root = this.mesh.rootNamespace;
-    const matches = (f: IstioConfig) => selectorMatches(f.spec.workloadSelector?.labels, proxy.labels);
-    const rootFilters = this.configs('EnvoyFilter', root).filter(matches);
-    const own = proxy.namespace === root ? [] : this.configs('EnvoyFilter', proxy.namespace).filter(matches);
-    const byPriority = (a: IstioConfig, b: IstioConfig) => ((a.spec.priority as number) ?? 0) - ((b.spec.priority as number) ?? 0);
-    return [...rootFilters.sort(byPriority), ...own.sort(byPriority)];
-  }
 }
 
 export type PushContext = PushContextShape;

@@ -344,8 +344,6 @@ export interface PushContext {
   serviceInstancesForProxy(proxy: ProxyView): ServiceInstance[];
   /** Istio configs by kind (`VirtualService`, `Gateway`, `DestinationRule`, `Sidecar`, `ServiceEntry`, `EnvoyFilter`, `PeerAuthentication`, ...), optionally one namespace. */
   configs(kind: string, namespace?: string): IstioConfig[];
-  /** EnvoyFilters that apply to the proxy (root namespace + own namespace, selector matched), in application order. */
-  envoyFilters(proxy: ProxyView): IstioConfig[];
 }
 
 // ---------------------------------------------------------------------------
