@@ -194,7 +194,11 @@ function snapshotDiff(a: Record<string, Record<string, Json>>, b: Record<string,
     for (const n of new Set([...Object.keys(x), ...Object.keys(y)])) {
       if (!(n in x)) out.push(`${t} ${n}: only in the fresh Sextant`);
       else if (!(n in y)) out.push(`${t} ${n}: only in the long-running Sextant`);
-      else if (JSON.stringify(x[n]) !== JSON.stringify(y[n])) out.push(`${t} ${n}: content differs`);
+      else if (JSON.stringify(x[n]) !== JSON.stringify(y[n])) {
+        // Both contents, shortened, so that a failure in CI says what differs.
+        const show = (v: Json | undefined) => JSON.stringify(v).slice(0, 800);
+        out.push(`${t} ${n}: content differs\n  long-running: ${show(x[n])}\n  fresh:        ${show(y[n])}`);
+      }
     }
   }
   return out;

@@ -189,3 +189,39 @@ test('endpoint changes push what endpointScopes says at the current context, wit
   assert.equal(seen.length, 1);
   c.stop();
 });
+
+test('endpoint changes batched with a narrow config change are still pushed (the rebuild does not see them)', async () => {
+  const pushes: PushRequest[] = [];
+  let failBuild = false;
+  const c = new PushController<Ctx>({
+    build: (version) => {
+      if (failBuild) throw new Error('boom');
+      return { version, n: 0 };
+    },
+    // A VirtualService edit: routes only.
+    scope: () => ({ full: true, types: new Set(['rds']) }),
+    endpointScopes: (_ctx, services) => [{ full: false, edsClusters: new Set([...services].map((s) => `outbound|80||${s}`)) }],
+    push: (req) => pushes.push(req),
+    debounceAfterMs: 60_000,
+    debounceMaxMs: 60_000,
+    log: silentLogger,
+  });
+  c.initialize();
+  c.endpointsChanged(['a']);
+  c.changed([key('x')]);
+  c.flush();
+  assert.deepEqual(
+    pushes.slice(1).map((r) => [r.full, [...(r.types ?? [])], [...(r.edsUpdates ?? [])]]),
+    [
+      [true, ['rds'], []],
+      [false, [], ['outbound|80||a']],
+    ],
+  );
+  // A build that fails keeps the old context, and the endpoint changes still go out.
+  failBuild = true;
+  c.endpointsChanged(['b']);
+  c.changed([key('y')]);
+  c.flush();
+  assert.deepEqual(pushes.slice(3).map((r) => [r.full, [...(r.edsUpdates ?? [])]]), [[false, ['outbound|80||b']]]);
+  c.stop();
+});

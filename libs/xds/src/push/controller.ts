@@ -150,6 +150,8 @@ export class PushController<Ctx extends { version: string }> {
     } catch (err) {
       // Never lose the last good context because a build failed: keep serving it.
       this.opts.log.error({ err: (err as Error).stack ?? String(err), changed: changed.length }, 'push context build failed; still serving the previous config');
+      // The endpoint changes are already applied in place: they still go out.
+      if (services.size > 0 || proxies.size > 0) this.pushEndpoints(previous, services, proxies);
       return;
     }
     this.current = next;
@@ -163,6 +165,11 @@ export class PushController<Ctx extends { version: string }> {
     const req = pushRequest(next.version, changed, scope, this.batchStart);
     // An endpoints-only change that moved no cluster still advances the context, but pushes nothing.
     if (req) this.opts.push(req, next);
+    // Endpoint changes of the same batch were applied to the index in place, so the new
+    // context does not see them as changes: unless the config push already pushed every
+    // type to every proxy, they need their own pushes, or their clusters stay stale.
+    const everything = req?.full === true && !req.types && !req.affects;
+    if (!everything && (services.size > 0 || proxies.size > 0)) this.pushEndpoints(next, services, proxies);
   }
 
   /** The endpoint path's pushes, at the current context (EDS versions are the context's, suffixed). */
