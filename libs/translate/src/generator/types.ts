@@ -2,7 +2,7 @@
 import type { ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ClusterLoadAssignmentJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import type { InboundTlsHook } from '../listener/sidecar.js';
+import type { InboundTlsHook } from '../listener/inbound.js';
 
 export type XdsShortType = 'lds' | 'rds' | 'cds' | 'eds';
 

@@ -17,7 +17,7 @@
 import type { FilterChainMatchJson, SdsSecretConfigJson, TlsParameters_TlsProtocolJson, TransportSocketJson } from '@sextant/envoy';
 import { anyOf, TYPE, type AnyOf } from '../typed.js';
 import type { ProxyView, PushContext } from '@sextant/model';
-import type { InboundTlsHook } from '../listener/sidecar.js';
+import type { InboundTlsHook } from '../listener/inbound.js';
 import { mtlsModeForPort, type MtlsMode } from './peer-auth.js';
 import { ROOT_SECRET, WORKLOAD_SECRET } from '../names.js';
 

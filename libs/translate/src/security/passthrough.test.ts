@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { encodeJson, TypeUrl } from '@sextant/envoy';
 import { parseProxy, PushContext } from '@sextant/model';
 import { buildListeners } from '../generator/index.js';
-import { plaintextInbound } from '../listener/sidecar.js';
+import { plaintextInbound } from '../listener/inbound.js';
 import { parseObjects } from '../translate.js';
 
 type Json = Record<string, any>;
