@@ -1,7 +1,7 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { configKeysOf, edsClustersFor, hostMatches, proxyDependsOn, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
-import { buildNameTable, clusterTombstones, encodeNameTable, envoyFilterClassKey, generateForProxy, isMosnProxy, mosnSdsPath, NDS_TYPE_URL, withListenerTombstones } from '@sextant/translate';
+import { buildNameTable, clusterTombstones, encodeNameTable, envoyFilterClassKey, telemetryKeyFor, generateForProxy, isMosnProxy, mosnSdsPath, NDS_TYPE_URL, withListenerTombstones } from '@sextant/translate';
 import type { BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, XdsProxy } from '@sextant/xds';
 
 /**
@@ -31,7 +31,7 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
   resolve(proxy: XdsProxy, ctx: PushContext): ProxyView {
     let parsed = this.parsed.get(proxy);
     if (!parsed) {
-      parsed = parseProxy(proxy.id, proxy.metadata);
+      parsed = parseProxy(proxy.id, proxy.metadata, { cluster: proxy.node.cluster, extensions: proxy.node.extensions });
       this.parsed.set(proxy, parsed);
     }
     return ctx.resolveProxy(parsed);
@@ -163,7 +163,7 @@ export function proxyClassKey(v: ProxyView, ctx: PushContext): string {
     .map((k) => [k, v.labels[k]]);
   const agentless = v.metadata.raw['SEXTANT_AGENTLESS'] ?? v.metadata.raw['ISTIO_META_SEXTANT_AGENTLESS'] ?? null;
   const dataPlane = isMosnProxy(v) ? ['mosn', mosnSdsPath(v)] : null;
-  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterClassKey(ctx, v)]);
+  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterClassKey(ctx, v), telemetryKeyFor(ctx, v)]);
 }
 
 /** The proxy's own service instances, as inbound clusters and listeners read them (ports, not addresses). */

@@ -58,7 +58,23 @@ const ENTRY_PROTOS = [
   'extensions/filters/listener/original_dst/v3/original_dst.proto',
   'extensions/access_loggers/file/v3/file.proto',
   'extensions/load_balancing_policies/round_robin/v3/round_robin.proto',
+  // Telemetry: tracers, the UUID request ID, access-log filters and the OpenTelemetry access logger.
+  'config/trace/v3/zipkin.proto',
+  'config/trace/v3/opentelemetry.proto',
+  'extensions/request_id/uuid/v3/uuid.proto',
+  'extensions/access_loggers/filters/cel/v3/cel.proto',
+  'extensions/access_loggers/open_telemetry/v3/logs_service.proto',
 ];
+
+// Protos from outside Envoy's API, relative to the build's proto root: the
+// TypedStruct istiod wraps Istio's own filter configs in, and (from this
+// repository's proto/) Istio's stats filter config and the OpenTelemetry value
+// types the OpenTelemetry access logger refers to.
+const EXTRA_PROTOS = [
+  'xds/udpa/type/v1/typed_struct.proto',
+  'sextant/istio/envoy/extensions/stats/config.proto',
+];
+const REPO_PROTOS = ['istio/envoy/extensions/stats/config.proto', 'opentelemetry/proto/common/v1/common.proto'];
 
 const versionOf = (pkgName) => JSON.parse(readFileSync(require.resolve(`${pkgName}/package.json`), 'utf8')).version;
 
@@ -69,6 +85,8 @@ function stamp() {
     protocGenEs: versionOf('@bufbuild/protoc-gen-es'),
     buf: versionOf('@bufbuild/buf'),
     entries: ENTRY_PROTOS,
+    extra: EXTRA_PROTOS,
+    repo: REPO_PROTOS.map((p) => readFileSync(join(pkg, '..', '..', 'proto', p), 'utf8').length),
     script: readFileSync(fileURLToPath(import.meta.url), 'utf8').length,
   });
 }
@@ -82,6 +100,10 @@ rmSync(build, { recursive: true, force: true });
 rmSync(out, { recursive: true, force: true });
 mkdirSync(protoRoot, { recursive: true });
 cpSync(join(xdsPkg, 'deps'), protoRoot, { recursive: true });
+for (const p of REPO_PROTOS) {
+  mkdirSync(dirname(join(protoRoot, 'sextant', p)), { recursive: true });
+  cpSync(join(pkg, '..', '..', 'proto', p), join(protoRoot, 'sextant', p));
+}
 const validateProto = join(protoRoot, 'protoc-gen-validate/validate/validate.proto');
 const validateText = readFileSync(validateProto, 'utf8');
 if (!/ignore_empty/.test(validateText.split('message StringRules {')[1]?.split('\n}')[0] ?? '')) {
@@ -90,7 +112,7 @@ if (!/ignore_empty/.test(validateText.split('message StringRules {')[1]?.split('
 
 writeFileSync(join(build, 'buf.yaml'), [
   'version: v2', 'modules:',
-  '  - path: proto/envoy-api', '  - path: proto/xds', '  - path: proto/googleapis', '  - path: proto/protoc-gen-validate', '',
+  '  - path: proto/envoy-api', '  - path: proto/xds', '  - path: proto/googleapis', '  - path: proto/protoc-gen-validate', '  - path: proto/sextant', '',
 ].join('\n'));
 const plugin = require.resolve('@bufbuild/protoc-gen-es/bin/protoc-gen-es');
 writeFileSync(join(build, 'buf.gen.yaml'), [
@@ -100,7 +122,7 @@ writeFileSync(join(build, 'buf.gen.yaml'), [
   '    opt: [target=ts, json_types=true, import_extension=js]', '',
 ].join('\n'));
 const buf = require.resolve('@bufbuild/buf/bin/buf');
-const paths = ENTRY_PROTOS.flatMap((p) => ['--path', `proto/envoy-api/envoy/${p}`]);
+const paths = [...ENTRY_PROTOS.map((p) => `proto/envoy-api/envoy/${p}`), ...EXTRA_PROTOS.map((p) => `proto/${p}`)].flatMap((p) => ['--path', p]);
 const image = join(build, 'envoy.binpb');
 execFileSync(process.execPath, [buf, 'build', '-o', image, ...paths], { cwd: build, stdio: 'inherit' });
 execFileSync(process.execPath, [buf, 'generate', image, '--include-imports'], { cwd: build, stdio: 'inherit' });

@@ -66,7 +66,8 @@ export function splitNodeId(nodeId: string): { type: string; ip: string; id: str
  * or `router~…`) and its metadata into a ProxyView. Throws ProxyParseError
  * with the reason when the ID is malformed.
  */
-export function parseProxy(nodeId: string, metadata: Record<string, unknown> = {}): ProxyView {
+export function parseProxy(nodeId: string, metadata: Record<string, unknown> = {}, node: { cluster?: string; extensions?: ReadonlyArray<{ name?: string; typeUrls?: readonly string[] }> } = {}): ProxyView {
+  const extensions = node.extensions;
   if (typeof nodeId !== 'string' || nodeId === '') throw new ProxyParseError(String(nodeId), 'node.id', 'node ID is empty; expected type~ip~id~domain');
   const parts = splitNodeId(nodeId);
   if (!parts) {
@@ -108,5 +109,7 @@ export function parseProxy(nodeId: string, metadata: Record<string, unknown> = {
     clusterId: meta.CLUSTER_ID ?? 'Kubernetes',
     network: meta.NETWORK ?? '',
     locality: undefined,
+    ...(node.cluster ? { nodeCluster: node.cluster } : {}),
+    ...(extensions && extensions.length > 0 ? { extensions: extensions.flatMap((e) => [e.name ?? '', ...(e.typeUrls ?? [])]).filter((s) => s !== '') } : {}),
   };
 }

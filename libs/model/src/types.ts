@@ -231,6 +231,13 @@ export interface ProxyView {
   network: string;
   /** Locality, when the proxy's Pod runs on a Node with topology labels. */
   locality?: Locality | undefined;
+  /**
+   * What Envoy says it was built with (`node.extensions`): each extension's
+   * name and config type URLs. Undefined when the node sent no list.
+   */
+  extensions?: readonly string[] | undefined;
+  /** Envoy's `node.cluster` (istiod names OpenTelemetry spans' service after it). */
+  nodeCluster?: string | undefined;
 }
 
 // ---------------------------------------------------------------------------

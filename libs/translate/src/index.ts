@@ -27,3 +27,4 @@ export * from './provenance.js';
 export * from './typed.js';
 export * from './security/filters.js';
 export { applyEnvoyFilters, envoyFilterClassKey, envoyFilterIssues, envoyFiltersFor, mergeMessage as mergeEnvoyJson } from './envoyfilter/index.js';
+export * from './telemetry/index.js';

@@ -9,6 +9,7 @@ import type { ClusterJson, ClusterLoadAssignmentJson, ListenerJson, RouteConfigu
 import type { ProxyView, PushContext } from '@sextant/model';
 import { applyEnvoyFilters } from '../envoyfilter/index.js';
 import { isMosnProxy } from '../mosn/index.js';
+import { applyTelemetryToClusters, applyTelemetryToListeners } from '../telemetry/index.js';
 import { grpcGenerator } from './grpc.js';
 import { mosnGenerator } from './mosn.js';
 import { routerGenerator } from './router.js';
@@ -64,12 +65,18 @@ export function edsNamesOf(clusters: ClusterJson[]): string[] {
 export function generateForProxy<T extends XdsShortType>(push: PushContext, proxy: ProxyView, type: T, names?: readonly string[], issues?: ValidationIssue[]): XdsResources[T];
 export function generateForProxy(push: PushContext, proxy: ProxyView, type: XdsShortType, names?: readonly string[], issues?: ValidationIssue[]): XdsResources[XdsShortType] {
   const g = generatorFor(proxy);
+  // Istio's telemetry is part of what the sidecar and gateway builders produce (istiod adds it while building).
+  const telemetry = g.kind === 'sidecar' || g.kind === 'router';
   switch (type) {
     // EnvoyFilters patch what the generator built (istiod: envoyfilter.Apply*Patches).
-    case 'cds':
-      return applyEnvoyFilters(push, proxy, g.kind, 'cds', buildClusters(push, proxy), issues);
-    case 'lds':
-      return applyEnvoyFilters(push, proxy, g.kind, 'lds', g.listeners(push, proxy, { ...(names ? { names: [...names] } : {}), ...(issues ? { issues } : {}) }), issues);
+    case 'cds': {
+      const clusters = buildClusters(push, proxy);
+      return applyEnvoyFilters(push, proxy, g.kind, 'cds', telemetry ? applyTelemetryToClusters(proxy, clusters) : clusters, issues);
+    }
+    case 'lds': {
+      const listeners = g.listeners(push, proxy, { ...(names ? { names: [...names] } : {}), ...(issues ? { issues } : {}) });
+      return applyEnvoyFilters(push, proxy, g.kind, 'lds', telemetry ? applyTelemetryToListeners(push, proxy, listeners) : listeners, issues);
+    }
     case 'rds':
       return applyEnvoyFilters(push, proxy, g.kind, 'rds', g.routes(push, proxy, names ? [...names] : routeNamesOf(g.listeners(push, proxy, {})), issues), issues);
     case 'eds':

@@ -1,0 +1,63 @@
+/**
+ * Which of Istio's own Envoy extensions a proxy can load. istiod sends them to
+ * every proxy because it only serves istio-proxy; Sextant also serves upstream
+ * Envoy, which would reject the whole LDS/CDS update for one unknown filter.
+ * So the decision is read from what the proxy says it was built with: Envoy
+ * puts its extension names and config type URLs in `node.extensions` on the
+ * first request. A node without that list (a bootstrap read offline, an Envoy
+ * older than 1.16) is treated as istiod treats it when it says it is an Istio
+ * proxy (ISTIO_VERSION metadata), and as plain Envoy otherwise. Pure.
+ */
+import type { ProxyView } from '@sextant/model';
+
+/** Config type URLs of istio-proxy's filters, without `type.googleapis.com/` (as Envoy lists them). */
+export const ISTIO_TYPE = {
+  /** `istio.stats`, HTTP and network filter. */
+  stats: 'stats.PluginConfig',
+  /** The HTTP peer-metadata filter (`istio.metadata_exchange` on HCMs). */
+  peerMetadata: 'io.istio.http.peer_metadata.Config',
+  /** The TCP metadata exchange (`istio.metadata_exchange` network and upstream filter). */
+  metadataExchange: 'envoy.tcp.metadataexchange.config.MetadataExchange',
+} as const;
+
+export interface IstioFilterSupport {
+  stats: boolean;
+  peerMetadata: boolean;
+  metadataExchange: boolean;
+}
+
+const NONE: IstioFilterSupport = { stats: false, peerMetadata: false, metadataExchange: false };
+const ALL: IstioFilterSupport = { stats: true, peerMetadata: true, metadataExchange: true };
+
+/** What the proxy can load; see the module comment for nodes that send no extension list. */
+export function istioFilterSupport(proxy: ProxyView): IstioFilterSupport {
+  const ext = proxy.extensions;
+  if (ext === undefined) return proxy.istioVersion ? ALL : NONE;
+  if (ext.length === 0) return NONE;
+  const have = new Set(ext);
+  return { stats: have.has(ISTIO_TYPE.stats), peerMetadata: have.has(ISTIO_TYPE.peerMetadata), metadataExchange: have.has(ISTIO_TYPE.metadataExchange) };
+}
+
+/** A short key for proxy classes: proxies that differ here get different listeners and clusters. */
+export function istioFilterSupportKey(proxy: ProxyView): string {
+  const s = istioFilterSupport(proxy);
+  return `${+s.stats}${+s.peerMetadata}${+s.metadataExchange}`;
+}
+
+/**
+ * What of the proxy, beyond the rest of its class key, its telemetry reads:
+ * the filters it can load, the labels and metadata istiod's tracing tags name
+ * (canonical service and revision, mesh ID, NAMESPACE), and, when an
+ * OpenTelemetry tracer is configured, the node's cluster (the spans' service name).
+ */
+export function telemetryClassKey(proxy: ProxyView, otelConfigured: boolean): string {
+  const m = proxy.metadata;
+  return JSON.stringify([
+    istioFilterSupportKey(proxy),
+    proxy.labels['service.istio.io/canonical-name'] ?? '',
+    proxy.labels['service.istio.io/canonical-revision'] ?? '',
+    m.MESH_ID ?? '',
+    m.NAMESPACE ?? '',
+    otelConfigured ? (proxy.nodeCluster ?? '') : '',
+  ]);
+}
