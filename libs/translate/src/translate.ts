@@ -22,6 +22,8 @@ export interface TranslateInput {
   domainSuffix?: string;
   trustDomain?: string;
   meshConfig?: MeshConfig;
+  /** Envoy's node.cluster and node.extensions, as a proxy sends them on its first request. */
+  node?: { cluster?: string; extensions?: Array<{ name?: string; typeUrls?: string[] }> };
 }
 
 export interface TranslateOutput {
@@ -55,7 +57,7 @@ export function translateConfig(input: TranslateInput): TranslateOutput {
     meshConfig: input.meshConfig,
     version: 'offline',
   });
-  const proxy = push.resolveProxy(parseProxy(input.nodeId, input.metadata ?? {}));
+  const proxy = push.resolveProxy(parseProxy(input.nodeId, input.metadata ?? {}, input.node ?? {}));
   const out: TranslateOutput = { proxy, issues: [...push.issues, ...securityPolicyIssues(push), ...envoyFilterIssues(push)] };
   // RDS and EDS get the names Envoy would ask for after this LDS and CDS, as in the server.
   for (const t of input.types ?? ALL_TYPES) {

@@ -230,19 +230,21 @@ export function accessLogs(push: PushContext, proxy: ProxyView, cls: ListenerCla
   if (listener && mesh.disableEnvoyListenerLog === true) return [];
   const applied = applicableTelemetries(push, proxy);
   const defaults = ((mesh.defaultProviders ?? {}).accessLogging ?? []) as string[];
-  if (applied.logging.length === 0 && defaults.length === 0) {
+  const cfgs: Array<{ provider: string; al: Json; spec: { disabled: boolean; filter?: Json | undefined } }> = [];
+  if (applied.logging.length > 0 || defaults.length > 0) {
+    for (const [name, spec] of mergeLogs(push, applied.logging, workloadMode(cls))) {
+      const p = fetchProvider(push, name);
+      if (!p) continue;
+      const al = providerAccessLog(push, p);
+      if (al) cfgs.push({ provider: p.name, al, spec });
+    }
+  }
+  // Nothing from the Telemetry API (not even a disabled provider): meshConfig.accessLogFile, as istiod falls back.
+  if (cfgs.length === 0) {
     const file = String(mesh.accessLogFile ?? '');
     if (!file) return [];
     const al = meshFileAccessLog(push, file);
     return [listener ? { ...al, filter: NR_FILTER } : al];
-  }
-  const specs = mergeLogs(push, applied.logging, workloadMode(cls));
-  const cfgs: Array<{ provider: string; al: Json; spec: { disabled: boolean; filter?: Json | undefined } }> = [];
-  for (const [name, spec] of specs) {
-    const p = fetchProvider(push, name);
-    if (!p) continue;
-    const al = providerAccessLog(push, p);
-    if (al) cfgs.push({ provider: p.name, al, spec });
   }
   cfgs.sort((a, b) => (a.provider < b.provider ? -1 : a.provider > b.provider ? 1 : 0));
   const out: Json[] = [];
@@ -334,17 +336,12 @@ function providerTracing(push: PushContext, proxy: ProxyView, p: ExtensionProvid
     if (typeof found === 'string') return found;
     const path = String(z.path || '/api/v2/spans');
     const cfg: Json = { '@type': TELEMETRY_TYPE.zipkin, collectorEndpointVersion: 'HTTP_JSON', traceId128bit: z.enable64bitTraceId !== true, sharedSpanContext: false };
-    if (versionAtLeast(proxy, 1, 29)) {
-      const svc: Json = { httpUri: { uri: `http://${found.hostname}${path}`, cluster: found.cluster, timeout: String(z.timeout || '5s') } };
-      const headers = (z.headers ?? []) as Json[];
-      if (headers.length) svc.requestHeadersToAdd = headers.map((h) => ({ appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD', header: { key: h.name, value: String(h.value ?? '') } }));
-      cfg.collectorService = svc;
-    } else {
-      cfg.collectorCluster = found.cluster;
-      cfg.collectorEndpoint = path;
-      cfg.collectorHostname = found.hostname;
-    }
-    if (versionAtLeast(proxy, 1, 28) && z.traceContextOption === 'USE_B3_WITH_W3C_PROPAGATION') cfg.traceContextOption = 'USE_B3_WITH_W3C_PROPAGATION';
+    // istiod writes collector_service (with a timeout and headers) for proxies from 1.29 on, and
+    // trace_context_option from 1.28; the Envoy API Sextant is built with (@grpc/grpc-js-xds) has
+    // neither field, so every proxy gets the collector fields istiod gives older ones.
+    cfg.collectorCluster = found.cluster;
+    cfg.collectorEndpoint = path;
+    cfg.collectorHostname = found.hostname;
     const out: Json = { provider: { name: 'envoy.tracers.zipkin', typedConfig: cfg } };
     if (z.maxTagLength) out.maxPathTagLength = Number(z.maxTagLength);
     return out;
