@@ -43,8 +43,9 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
     if (typeUrl === TypeUrl.ClusterLoadAssignment) return ''; // the shared endpoint cache, by cluster name
     const base = proxyClassKey(view, ctx);
     if (typeUrl === TypeUrl.RouteConfiguration) return base;
-    // Inbound clusters and listeners follow the proxy's own service instances (found by IP).
-    if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.Listener) return `${base}|${instanceKey(view, ctx)}`;
+    // Inbound clusters and listeners follow the proxy's own service instances (found by IP);
+    // telemetry (Istio's filters the proxy can load, tracing tags) changes listeners and clusters only.
+    if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.Listener) return `${base}|${instanceKey(view, ctx)}|${telemetryKeyFor(ctx, view)}`;
     return undefined;
   }
 
@@ -163,7 +164,7 @@ export function proxyClassKey(v: ProxyView, ctx: PushContext): string {
     .map((k) => [k, v.labels[k]]);
   const agentless = v.metadata.raw['SEXTANT_AGENTLESS'] ?? v.metadata.raw['ISTIO_META_SEXTANT_AGENTLESS'] ?? null;
   const dataPlane = isMosnProxy(v) ? ['mosn', mosnSdsPath(v)] : null;
-  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterClassKey(ctx, v), telemetryKeyFor(ctx, v)]);
+  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterClassKey(ctx, v)]);
 }
 
 /** The proxy's own service instances, as inbound clusters and listeners read them (ports, not addresses). */
