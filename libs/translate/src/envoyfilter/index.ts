@@ -7,12 +7,12 @@
 import type { ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { patchClusters, patchListeners, patchRouteConfigurations, unsupportedPatches, usable, type PatchedProxy } from './apply.js';
+import { patchClusters, patchListeners, patchRouteConfigurations, usable, type PatchedProxy } from './apply.js';
 import { patchesFor, type ConfigPatch } from './select.js';
 
-export { envoyFiltersFor, patchesFor, type ConfigPatch, type PatchContext } from './select.js';
-export { patchClusters, patchListeners, patchRouteConfigurations, unsupportedPatches, type PatchedProxy } from './apply.js';
-export { mergeMessage, normalize } from './merge.js';
+export { envoyFiltersFor, patchesFor, proxyMatches, type ConfigPatch, type PatchContext } from './select.js';
+export { effectiveOperation, insertedExtensionConfigs, OPERATIONS, patchClusters, patchListeners, patchRouteConfigurations, type PatchedProxy } from './apply.js';
+export { mergeAnyWithAny, mergeMessage, normalize } from './merge.js';
 
 interface Patchable {
   cds: ClusterJson[];
@@ -38,8 +38,8 @@ export function applyEnvoyFilters<K extends keyof Patchable>(push: PushContext, 
 
 /**
  * What is wrong with the mesh's EnvoyFilters regardless of the proxy: every
- * patch checked once, so a bad operation, a value Envoy could
- * not parse, an unknown `@type` or an unsupported applyTo is reported once.
+ * patch checked once, so an operation istiod ignores, a value Envoy could
+ * not parse, an unknown `@type` or a BOOTSTRAP patch is reported once.
  */
 export function envoyFilterIssues(push: PushContext): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
@@ -47,7 +47,7 @@ export function envoyFilterIssues(push: PushContext): ValidationIssue[] {
     const patches: ConfigPatch[] = ((f.spec.configPatches ?? []) as Array<Record<string, any>>).map((cp, index) => ({
       filter: { kind: 'EnvoyFilter', namespace: f.namespace, name: f.name },
       index,
-      applyTo: cp.applyTo,
+      applyTo: cp.applyTo ?? 'INVALID',
       operation: cp.patch?.operation ?? 'INVALID',
       context: 'ANY',
       value: cp.patch?.value,
@@ -58,11 +58,10 @@ export function envoyFilterIssues(push: PushContext): ValidationIssue[] {
       try {
         new RegExp(re);
       } catch (e) {
-        issues.push({ kind: 'EnvoyFilter', namespace: f.namespace, name: f.name, field: `spec.configPatches[${index}].match.proxy.proxyVersion`, reason: `invalid regex: ${(e as Error).message}` });
+        issues.push({ kind: 'EnvoyFilter', namespace: f.namespace, name: f.name, field: `spec.configPatches[${index}].match.proxy.proxyVersion`, reason: `invalid regex: ${(e as Error).message}; istiod ignores the compile error, so the patch applies to every proxy version` });
       }
     });
-    usable(patches, ['CLUSTER', 'LISTENER', 'FILTER_CHAIN', 'NETWORK_FILTER', 'HTTP_FILTER', 'ROUTE_CONFIGURATION', 'VIRTUAL_HOST', 'HTTP_ROUTE'], issues);
-    unsupportedPatches(patches, issues);
+    usable(patches, ['CLUSTER', 'LISTENER', 'LISTENER_FILTER', 'FILTER_CHAIN', 'NETWORK_FILTER', 'HTTP_FILTER', 'ROUTE_CONFIGURATION', 'VIRTUAL_HOST', 'HTTP_ROUTE', 'EXTENSION_CONFIG', 'BOOTSTRAP', 'INVALID'], issues);
   }
   return issues;
 }
