@@ -42,6 +42,8 @@ const T = {
 } as const;
 
 const HCM_NAME = 'envoy.filters.network.http_connection_manager';
+const ROUTER = 'envoy.filters.http.router';
+const endsWithRouter = (fs: readonly Json[]) => fs.length > 0 && fs[fs.length - 1]!.name === ROUTER;
 
 /**
  * The operations istiod runs per applyTo (after it turns INSERT_* into ADD
@@ -364,7 +366,15 @@ function patchHttpFilters(ps: readonly Usable[], ctx: Ctx, l: Json, fc: Json, f:
   let filters = ((tc?.httpFilters ?? []) as Json[]).slice();
   for (const p of applicable) {
     if (p.operation === 'MERGE') continue;
-    filters = attempt(p, issues, filters, () => listOperation(filters, p.operation, subFilterMatch(p) !== undefined, httpFilterMatches(p), p.json!) as Json[]);
+    const next = attempt(p, issues, filters, () => listOperation(filters, p.operation, subFilterMatch(p) !== undefined, httpFilterMatches(p), p.json!) as Json[]);
+    // Envoy rejects a chain whose last filter is not the terminal router, and with it the whole
+    // listener update: istiod sends such a chain (an ADD lands after the router, `filterClass` is
+    // not read) and the proxy NACKs; here the patch is skipped for this chain and reported.
+    if (endsWithRouter(filters) && !endsWithRouter(next)) {
+      failed(issues, p, `${p.operation} would leave ${next.length > 0 ? `${String(next.at(-1)!.name)} after` : 'no'} the terminal ${ROUTER} filter, which Envoy rejects (with every listener of the update); use INSERT_BEFORE ${ROUTER}${p.operation === 'ADD' ? ' (filterClass is not read by istiod)' : ''}`);
+      continue;
+    }
+    filters = next;
   }
   filters = filters.map((h) => {
     for (const p of applicable) if (p.operation === 'MERGE' && httpFilterMatches(p)(h)) h = mergeFilter(p, h, issues);

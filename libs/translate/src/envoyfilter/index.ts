@@ -1,8 +1,9 @@
 /**
  * EnvoyFilter: selection of a proxy's patches and their application to its
  * generated resources (`applyEnvoyFilters`, the one hook in
- * `generateForProxy`), and the proxy-independent checks `/debug/config_issues`
- * reports (`envoyFilterIssues`).
+ * `generateForProxy`), and what `/debug/config_issues` reports: the
+ * proxy-independent checks (`envoyFilterIssues`) and the patches that failed
+ * on some proxy's config (`envoyFilterApplyIssues`).
  */
 import type { ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
@@ -31,9 +32,34 @@ export function applyEnvoyFilters<K extends keyof Patchable>(push: PushContext, 
   const patches = patchesFor(push, proxy);
   if (patches.length === 0) return resources;
   const k = kind as PatchedProxy;
-  if (type === 'cds') return patchClusters(k, resources as ClusterJson[], patches, issues) as Patchable[K];
-  if (type === 'lds') return patchListeners(k, resources as ListenerJson[], patches, issues) as Patchable[K];
-  return patchRouteConfigurations(k, resources as RouteConfigurationJson[], patches, issues) as Patchable[K];
+  const found: ValidationIssue[] = [];
+  let out: Patchable[K];
+  if (type === 'cds') out = patchClusters(k, resources as ClusterJson[], patches, found) as Patchable[K];
+  else if (type === 'lds') out = patchListeners(k, resources as ListenerJson[], patches, found) as Patchable[K];
+  else out = patchRouteConfigurations(k, resources as RouteConfigurationJson[], patches, found) as Patchable[K];
+  if (found.length > 0) {
+    issues?.push(...found);
+    remember(push, found);
+  }
+  return out;
+}
+
+/** Patches that failed on some proxy's resources in a push (a MERGE across types, say), for /debug/config_issues. */
+const applyFailures = new WeakMap<PushContext, Map<string, ValidationIssue>>();
+
+function remember(push: PushContext, found: readonly ValidationIssue[]): void {
+  let m = applyFailures.get(push);
+  if (!m) applyFailures.set(push, (m = new Map()));
+  for (const i of found) m.set(`${i.namespace}/${i.name}|${i.field}|${i.reason}`, i);
+}
+
+/**
+ * The patches that could not apply to a proxy's generated config in this
+ * push so far (they depend on what was generated, so `envoyFilterIssues`
+ * cannot see them): each once, with its EnvoyFilter, field and reason.
+ */
+export function envoyFilterApplyIssues(push: PushContext | undefined): ValidationIssue[] {
+  return push ? [...(applyFailures.get(push)?.values() ?? [])] : [];
 }
 
 /**
