@@ -69,10 +69,8 @@ export function generateForProxy(push: PushContext, proxy: ProxyView, type: XdsS
   const telemetry = g.kind === 'sidecar' || g.kind === 'router';
   switch (type) {
     // EnvoyFilters patch what the generator built (istiod: envoyfilter.Apply*Patches).
-    case 'cds': {
-      const clusters = buildClusters(push, proxy);
-      return applyEnvoyFilters(push, proxy, g.kind, 'cds', telemetry ? applyTelemetryToClusters(proxy, clusters) : clusters, issues);
-    }
+    case 'cds':
+      return applyEnvoyFilters(push, proxy, g.kind, 'cds', withClusterTelemetry(proxy, buildClusters(push, proxy)), issues);
     case 'lds': {
       const listeners = g.listeners(push, proxy, { ...(names ? { names: [...names] } : {}), ...(issues ? { issues } : {}) });
       return applyEnvoyFilters(push, proxy, g.kind, 'lds', telemetry ? applyTelemetryToListeners(push, proxy, listeners) : listeners, issues);
@@ -82,6 +80,12 @@ export function generateForProxy(push: PushContext, proxy: ProxyView, type: XdsS
     case 'eds':
       return g.endpoints(push, proxy, names ? [...names] : edsNamesOf(buildClusters(push, proxy)));
   }
+}
+
+/** Clusters with Istio's telemetry (the upstream metadata exchange) for sidecars and gateways; others unchanged. */
+export function withClusterTelemetry<C extends ClusterJson>(proxy: ProxyView, clusters: C[]): C[] {
+  const kind = generatorFor(proxy).kind;
+  return kind === 'sidecar' || kind === 'router' ? (applyTelemetryToClusters(proxy, clusters) as C[]) : clusters;
 }
 
 /** LDS for a proxy, by kind (tests and callers that pass listener options such as `inboundTls`). */
