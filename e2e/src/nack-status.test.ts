@@ -77,18 +77,18 @@ describe('folder mode: a NACK is traced to the object on /debug/config_issues', 
     try {
       envoy = await startEnvoy({ adsAddress: sextant.xdsAddress, nodeId: node, metadata: { ISTIO_VERSION: '1.31-dev' }, delta });
       const e = envoy;
-      await e.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080.rds.9080.update_success'] ?? 0) >= 1, 'Envoy accepted route 9080', 30_000);
+      await e.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080;.rds.9080.update_success'] ?? 0) >= 1, 'Envoy accepted route 9080', 30_000);
       writeFileSync(join(cfg, 'ratings.yaml'), virtualService('on\ncall'));
-      await e.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080.rds.9080.update_rejected'] ?? 0) >= 1, 'Envoy rejected route 9080', 30_000);
+      await e.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080;.rds.9080.update_rejected'] ?? 0) >= 1, 'Envoy rejected route 9080', 30_000);
       const listed = await waitFor('the rejection on /debug/config_issues', async () =>
         ((await debugJson(sextant.httpUrl, '/debug/config_issues')) as { rejectedByProxy: Rejection[] }).rejectedByProxy.find((r) => r.proxyId === node),
       );
       assert.deepEqual(listed.resources, ['9080']);
       assert.deepEqual(listed.objects, [{ kind: 'VirtualService', namespace: ns, name: 'ratings' }]);
       assert.ok((await rejects(sextant.monitoringUrl, 'rds')) >= 1);
-      const accepted = Number((await e.stats())['http.outbound_0.0.0.0_9080.rds.9080.update_success'] ?? 0);
+      const accepted = Number((await e.stats())['http.outbound_0.0.0.0_9080;.rds.9080.update_success'] ?? 0);
       writeFileSync(join(cfg, 'ratings.yaml'), virtualService('on-call'));
-      await e.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080.rds.9080.update_success'] ?? 0) > accepted, 'Envoy accepted the fixed route', 30_000);
+      await e.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080;.rds.9080.update_success'] ?? 0) > accepted, 'Envoy accepted the fixed route', 30_000);
       await waitFor('the rejection cleared', async () => ((await debugJson(sextant.httpUrl, '/debug/config_issues')) as { rejectedByProxy: Rejection[] }).rejectedByProxy.length === 0);
     } finally {
       await envoy?.stop();
@@ -126,7 +126,7 @@ describe('a NACK shows on the status of the object that caused it', { skip, time
       readyTimeoutMs: 60_000,
     });
     envoy = await startEnvoy({ adsAddress: sextant.xdsAddress, nodeId: node, metadata: { ISTIO_VERSION: '1.31-dev' } });
-    await envoy.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080.rds.9080.update_success'] ?? 0) >= 1, 'Envoy accepted route 9080', 60_000);
+    await envoy.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080;.rds.9080.update_success'] ?? 0) >= 1, 'Envoy accepted route 9080', 60_000);
   });
 
   after(async () => {
@@ -139,7 +139,7 @@ describe('a NACK shows on the status of the object that caused it', { skip, time
   test('Envoy rejects the route: Reconciled=False/ProxyRejected on the VirtualService, /debug/config_issues, pilot_total_xds_rejects; fixed and ACKed, it clears', async () => {
     const rejectsBefore = await rejects(sextant.monitoringUrl, 'rds');
     await k(['apply', '-f', '-'], virtualService('on\ncall'));
-    await envoy.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080.rds.9080.update_rejected'] ?? 0) >= 1, 'Envoy rejected route 9080', 30_000);
+    await envoy.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080;.rds.9080.update_rejected'] ?? 0) >= 1, 'Envoy rejected route 9080', 30_000);
 
     const cond = await waitFor('ProxyRejected condition on the VirtualService', conditionOf, 30_000);
     assert.equal(cond.status, 'False');
@@ -160,9 +160,9 @@ describe('a NACK shows on the status of the object that caused it', { skip, time
     assert.equal((details.status?.conditions ?? []).filter((c) => c.reason === 'ProxyRejected').length, 0);
 
     // Fixed: Envoy accepts the next version and the condition goes away.
-    const accepted = Number((await envoy.stats())['http.outbound_0.0.0.0_9080.rds.9080.update_success'] ?? 0);
+    const accepted = Number((await envoy.stats())['http.outbound_0.0.0.0_9080;.rds.9080.update_success'] ?? 0);
     await k(['apply', '-f', '-'], virtualService('on-call'));
-    await envoy.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080.rds.9080.update_success'] ?? 0) > accepted, 'Envoy accepted the fixed route 9080', 30_000);
+    await envoy.waitForStat((s) => Number(s['http.outbound_0.0.0.0_9080;.rds.9080.update_success'] ?? 0) > accepted, 'Envoy accepted the fixed route 9080', 30_000);
     await waitFor('ProxyRejected condition cleared', async () => (await conditionOf()) === undefined, 30_000);
     const after = (await debugJson(sextant.httpUrl, '/debug/config_issues')) as { rejectedByProxy: Rejection[] };
     assert.deepEqual(after.rejectedByProxy, []);

@@ -51,6 +51,8 @@ const skipMxHeaders = (push: PushContext) => ((push.mesh as Json).defaultConfig?
 
 function patchHcm(push: PushContext, proxy: ProxyView, t: ClassTelemetry, cls: ListenerClass, f: Json): Json {
   const hcm = { ...(f.typedConfig as Json) };
+  // istiod ends HCM stat prefixes with ';' (util.DelimitedStatsPrefix), which its stats tag extraction relies on.
+  if (typeof hcm.statPrefix === 'string' && !hcm.statPrefix.endsWith(';')) hcm.statPrefix = `${hcm.statPrefix};`;
   const al = t.accessLogs(cls);
   if (al.length) hcm.accessLog = [...((hcm.accessLog ?? []) as Json[]), ...al];
   const tr = t.tracing(cls);
@@ -76,8 +78,12 @@ function patchChain(push: PushContext, proxy: ProxyView, t: ClassTelemetry, cls:
   filters = filters.map((f) => {
     if (f.name === HCM) return patchHcm(push, proxy, t, cls, f);
     if (f.name === TCP_PROXY && !blackhole) {
+      const cfg = { ...(f.typedConfig as Json) };
+      // Gateways name a single-destination TCP proxy's stats after its cluster, as istiod does.
+      if (cls === 'GATEWAY' && typeof cfg.cluster === 'string') cfg.statPrefix = cfg.cluster;
       const al = t.accessLogs(cls);
-      if (al.length) return { ...f, typedConfig: { ...(f.typedConfig as Json), accessLog: [...(((f.typedConfig as Json).accessLog ?? []) as Json[]), ...al] } };
+      if (al.length) cfg.accessLog = [...((cfg.accessLog ?? []) as Json[]), ...al];
+      return { ...f, typedConfig: cfg };
     }
     return f;
   });
