@@ -197,7 +197,8 @@ function passthroughBase(push: PushContext, name: string): ClusterJson {
     type: 'ORIGINAL_DST',
     connectTimeout: toProtoDuration(push.mesh.connectTimeout),
     lbPolicy: 'CLUSTER_PROVIDED',
-    altStatName: `${name};`,
+    // istiod builds InboundPassthroughCluster from PassthroughCluster and keeps its stat name.
+    altStatName: `${SpecialClusters.passthrough};`,
     circuitBreakers: { thresholds: [{ maxConnections: 4294967295, maxPendingRequests: 4294967295, maxRequests: 4294967295, maxRetries: 4294967295, trackRemaining: true }] },
     typedExtensionProtocolOptions: {
       [HTTP_PROTOCOL_OPTIONS_KEY]: anyOf(TYPE.httpProtocolOptions, {
