@@ -56,7 +56,7 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
    * clusters built whole: a patch may add or merge across the list.
    */
   layers(typeUrl: string, view: ProxyView, ctx: PushContext): readonly TypeLayer[] | undefined {
-    if (typeUrl !== TypeUrl.Cluster || isMosnProxy(view) || envoyFilterClassKey(ctx, view) !== '') return undefined;
+    if (typeUrl !== TypeUrl.Cluster || isMosnProxy(view) || envoyFilterKey(view, ctx) !== '') return undefined;
     return CDS_LAYERS;
   }
 
@@ -193,6 +193,17 @@ function selectorKeys(ctx: PushContext): ReadonlySet<string> {
  * name, IPs, service account and locality are not.
  */
 export function proxyClassKey(v: ProxyView, ctx: PushContext): string {
+  // Asked for every type and layer of every proxy on each push (and EnvoyFilter selection is not cheap): once per view and context.
+  let byView = classKeys.get(ctx);
+  if (!byView) classKeys.set(ctx, (byView = new WeakMap()));
+  let key = byView.get(v);
+  if (key === undefined) byView.set(v, (key = computeClassKey(v, ctx)));
+  return key;
+}
+
+const classKeys = new WeakMap<PushContext, WeakMap<ProxyView, string>>();
+
+function computeClassKey(v: ProxyView, ctx: PushContext): string {
   const v6 = v.ipAddresses.filter((ip) => ip.includes(':')).length;
   const family = v6 === 0 ? 'v4' : v6 === v.ipAddresses.length ? 'v6' : 'dual';
   const keys = selectorKeys(ctx);
@@ -202,8 +213,19 @@ export function proxyClassKey(v: ProxyView, ctx: PushContext): string {
     .map((k) => [k, v.labels[k]]);
   const agentless = v.metadata.raw['SEXTANT_AGENTLESS'] ?? v.metadata.raw['ISTIO_META_SEXTANT_AGENTLESS'] ?? null;
   const dataPlane = isMosnProxy(v) ? ['mosn', mosnSdsPath(v)] : null;
-  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterClassKey(ctx, v)]);
+  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterKey(v, ctx)]);
 }
+
+/** The EnvoyFilter patches that select a proxy, as a key; once per view and context (class key and CDS layers both ask). */
+function envoyFilterKey(v: ProxyView, ctx: PushContext): string {
+  let byView = filterKeys.get(ctx);
+  if (!byView) filterKeys.set(ctx, (byView = new WeakMap()));
+  let key = byView.get(v);
+  if (key === undefined) byView.set(v, (key = envoyFilterClassKey(ctx, v)));
+  return key;
+}
+
+const filterKeys = new WeakMap<PushContext, WeakMap<ProxyView, string>>();
 
 /** The proxy's own service instances, as inbound clusters and listeners read them (ports, not addresses). */
 function instanceKey(v: ProxyView, ctx: PushContext): string {

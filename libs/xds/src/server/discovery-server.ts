@@ -106,6 +106,7 @@ export class DiscoveryServer {
       sotw,
       delta,
       batch: Math.max(1, opts.pushBatch ?? 512),
+      turnMs: Math.max(1, opts.pushTurnMs ?? 50),
       endWith: (c, code, details) => this.streams.endWith(c, code, details),
     });
 
