@@ -58,8 +58,10 @@ export async function startPlane(name: PlaneName, kubeconfig: string, cores: num
     // The chart's container args and env, minus the in-cluster parts (ports are 0 on 127.0.0.1 here).
     const s = await startSextant({
       kubeconfig,
-      args: ['--trust-domain', 'cluster.local', '--domain-suffix', 'cluster.local', '--namespace', 'istio-system', '--pod-name', 'sextant-bench'],
-      env: { POD_NAMESPACE: 'istio-system', POD_NAME: 'sextant-bench' },
+      // ISTIOD_BENCH_SEXTANT_ARGS: extra daemon flags (space-separated), e.g. to compare debounce settings.
+      args: ['--trust-domain', 'cluster.local', '--domain-suffix', 'cluster.local', '--namespace', 'istio-system', '--pod-name', 'sextant-bench', ...(process.env.ISTIOD_BENCH_SEXTANT_ARGS ?? '').split(' ').filter(Boolean)],
+      // ISTIOD_BENCH_SEXTANT_NODE_OPTIONS: Node options for the daemon alone (e.g. `--cpu-prof --cpu-prof-dir=…` for a profile of the run).
+      env: { POD_NAMESPACE: 'istio-system', POD_NAME: 'sextant-bench', ...(process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS } : {}) },
       readyTimeoutMs: 600_000,
     });
     pin(s.process.pid!, cpuList(cores));

@@ -11,9 +11,8 @@
  */
 import type { SidecarSpecType } from '@sextant/api';
 import type { AddressJson, ClusterJson } from '@sextant/envoy';
-import type { ProxyView, PushContext } from '@sextant/model';
+import { isHttp, sidecarIngressProtocol, type ProxyView, type PushContext } from '@sextant/model';
 import { toProtoDuration } from '../common.js';
-import { isHTTPProtocol } from '../route/sidecar.js';
 import { buildInboundSubsetKey } from '../names.js';
 
 
@@ -29,26 +28,6 @@ export interface InboundPort {
   defaultEndpoint?: string;
 }
 
-function protocolFor(p: string | undefined): string {
-  const up = (p ?? '').toUpperCase();
-  switch (up) {
-    case 'HTTP':
-    case 'HTTP2':
-    case 'GRPC':
-    case 'TCP':
-    case 'TLS':
-    case 'HTTPS':
-    case 'MONGO':
-    case 'REDIS':
-    case 'MYSQL':
-      return up;
-    case 'GRPC-WEB':
-      return 'GRPC-Web';
-    default:
-      return 'Unsupported';
-  }
-}
-
 /** The Sidecar's ingress listeners for this proxy, or undefined when it has none. */
 export function sidecarIngressPorts(push: PushContext, proxy: ProxyView): InboundPort[] | undefined {
   const ingress = (push.sidecarScope(proxy).sidecar?.spec as SidecarSpecType | undefined)?.ingress ?? [];
@@ -62,7 +41,7 @@ export function sidecarIngressPorts(push: PushContext, proxy: ProxyView): Inboun
     const capture = String(i.captureMode ?? 'DEFAULT').toUpperCase();
     const bindToPort = capture === 'DEFAULT' ? proxy.interceptionMode === 'NONE' : capture === 'NONE';
     const bind = typeof i.bind === 'string' && i.bind ? i.bind : proxy.ipAddresses.some((ip) => !ip.includes(':')) ? '0.0.0.0' : '::';
-    out.push({ port: number, http: isHTTPProtocol(protocolFor(i.port?.protocol)), bind, bindToPort, defaultEndpoint: typeof i.defaultEndpoint === 'string' ? i.defaultEndpoint : '' });
+    out.push({ port: number, http: isHttp(sidecarIngressProtocol(i.port?.protocol)), bind, bindToPort, defaultEndpoint: typeof i.defaultEndpoint === 'string' ? i.defaultEndpoint : '' });
   }
   return out.sort((a, b) => a.port - b.port);
 }
@@ -79,7 +58,7 @@ export function inboundPorts(push: PushContext, proxy: ProxyView): InboundPort[]
     const port = si.endpoint.endpointPort;
     if (seen.has(port)) continue;
     seen.add(port);
-    out.push({ port, http: isHTTPProtocol(si.servicePort.protocol), bind: '0.0.0.0', bindToPort: false });
+    out.push({ port, http: isHttp(si.servicePort.protocol), bind: '0.0.0.0', bindToPort: false });
   }
   return out;
 }
