@@ -88,6 +88,12 @@ export function withClusterTelemetry<C extends ClusterJson>(proxy: ProxyView, cl
   return kind === 'sidecar' || kind === 'router' ? (applyTelemetryToClusters(proxy, clusters) as C[]) : clusters;
 }
 
+/** Listeners with Istio's telemetry for sidecars and gateways (for callers that build listeners outside generateForProxy). */
+export function withListenerTelemetry(push: PushContext, proxy: ProxyView, listeners: ListenerJson[]): ListenerJson[] {
+  const kind = generatorFor(proxy).kind;
+  return kind === 'sidecar' || kind === 'router' ? applyTelemetryToListeners(push, proxy, listeners) : listeners;
+}
+
 /** LDS for a proxy, by kind (tests and callers that pass listener options such as `inboundTls`). */
 export function buildListeners(push: PushContext, proxy: ProxyView, opts: ListenerOptions = {}): ListenerJson[] {
   return generatorFor(proxy).listeners(push, proxy, opts);
