@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, JwksResolver, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
 import { NodeSchema, TypeUrl, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
-import { envoyFilterIssues, jwksToFetch, resourceProvenance, securityPolicyIssues } from '@sextant/translate';
+import { envoyFilterApplyIssues, envoyFilterIssues, jwksToFetch, resourceProvenance, securityPolicyIssues } from '@sextant/translate';
 import {
   ClassGenerators,
   DiscoveryServer,
@@ -176,7 +176,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     configIssues: () => ({
       rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
       // Model issues, and security rules that cannot be rendered (they fail closed).
-      semantic: [...(controller.context?.issues ?? []), ...securityIssues, ...envoyFilterProblems].map((i) => ({ ...i, message: formatIssue(i) })),
+      semantic: [...(controller.context?.issues ?? []), ...securityIssues, ...envoyFilterProblems, ...envoyFilterApplyIssues(controller.context)].map((i) => ({ ...i, message: formatIssue(i) })),
       // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
       files: folder?.fileErrors() ?? [],
       // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.

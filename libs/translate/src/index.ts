@@ -26,4 +26,4 @@ export * from './nds.js';
 export * from './provenance.js';
 export * from './typed.js';
 export * from './security/filters.js';
-export { applyEnvoyFilters, envoyFilterClassKey, envoyFilterIssues, envoyFiltersFor, mergeMessage as mergeEnvoyJson } from './envoyfilter/index.js';
+export { applyEnvoyFilters, envoyFilterApplyIssues, envoyFilterClassKey, envoyFilterIssues, envoyFiltersFor, mergeMessage as mergeEnvoyJson } from './envoyfilter/index.js';
