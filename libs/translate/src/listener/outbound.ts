@@ -136,7 +136,8 @@ export function outboundPortListeners(push: PushContext, proxy: ProxyView, servi
       if (isHttp(p.protocol)) {
         const address = bind?.address ?? '0.0.0.0';
         const e = entryFor(address, listenPort);
-        const hcm = hcmRds(`outbound_${address}_${listenPort}`, String(listenPort), { http2: p.protocol === 'GRPC' || p.protocol === 'HTTP2' });
+        // Codec AUTO (istiod): HTTP/1.1 and h2c prior knowledge alike.
+        const hcm = hcmRds(`outbound_${address}_${listenPort}`, String(listenPort), { mesh: push.mesh });
         // On the shared wildcard listener the HTTP chain takes plaintext HTTP only; a bound listener is HTTP-only.
         const chain: FilterChainJson = bind ? { filters: [hcm] } : { filterChainMatch: { transportProtocol: 'raw_buffer', applicationProtocols: PLAINTEXT_HTTP_ALPNS }, filters: [hcm] };
         if (!e.chains.some((c) => c.filterChainMatch?.applicationProtocols || (bind && matchAll(c)))) e.chains.push({ ...chain, transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT });
@@ -159,7 +160,7 @@ export function outboundPortListeners(push: PushContext, proxy: ProxyView, servi
         const route = address === '0.0.0.0' || address === '::' ? String(listenPort) : `${svc.hostname}:${p.port}`;
         const httpMatch = { ...(tcpChain.filterChainMatch ?? {}), transportProtocol: 'raw_buffer', applicationProtocols: PLAINTEXT_HTTP_ALPNS };
         addChain(e, tcpChain);
-        addChain(e, { filterChainMatch: httpMatch, filters: [hcmRds(`outbound_${address}_${listenPort}`, route)], transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT });
+        addChain(e, { filterChainMatch: httpMatch, filters: [hcmRds(`outbound_${address}_${listenPort}`, route, { mesh: push.mesh })], transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT });
       } else {
         addChain(e, tcpChain);
       }
