@@ -111,6 +111,19 @@ test('proxies of one class share encoded clusters, listeners and routes, and eac
   assert.notEqual(g[TypeUrl.Cluster]!.generate(reviews, watch(TypeUrl.Cluster), req), cdsA, 'another workload is another class');
 });
 
+test('listeners but 15006 are built once per proxy class; 15006 (virtualInbound) once per workload', () => {
+  const objs = validated(docs());
+  const push = build(objs, 'v1');
+  const gens = new ClassGenerators(new MeshTranslator(), () => push, silentLogger);
+  const g = gens.generators(TYPES);
+  assert.equal(proxyClassKey(gens.view(productpage, push), push), proxyClassKey(gens.view(reviews, push), push), 'productpage and reviews pods are one class (same namespace, same selected labels)');
+  const a = g[TypeUrl.Listener]!.generate(productpage, watch(TypeUrl.Listener), req);
+  const b = g[TypeUrl.Listener]!.generate(reviews, watch(TypeUrl.Listener), req);
+  for (const [n, r] of a) if (n !== 'virtualInbound') assert.equal(b.get(n), r, `${n}: one encoded listener for the class`);
+  assert.deepEqual(gens.builds, { [TypeUrl.Listener]: a.size - 1 + 2 }, 'the shared listeners built once, 15006 once per workload');
+  for (const p of [productpage, reviews]) assertSameAsFresh(g, objs, p, p.id);
+});
+
 test('a VirtualService edit rebuilds only the route configurations of its ports, once per class, and reaches only the proxies that can see it', () => {
   const base = docs();
   let objs = validated(base);
@@ -167,7 +180,7 @@ test('a DestinationRule edit rebuilds only the clusters of its host, once per pr
     const { next, req: pushed } = change(gens, ctx, objs, [e.key], `v${i + 2}`);
     ctx = next;
     assert.ok(pushed?.full);
-    assert.deepEqual(new Set(pushed.types), new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment]));
+    assert.deepEqual(new Set(pushed.types), new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.RouteConfiguration]), 'routes carry the rule\'s consistent hash');
     assert.deepEqual(proxies.map((p) => pushed.affects!(p)), [true, true, true, false], 'the proxy whose Sidecar does not import default is not pushed');
     const pushedTo = [productpage, productpage2, reviews];
     const after = pushedTo.map(cds);

@@ -1,7 +1,7 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { configKeysOf, edsClustersFor, hostMatches, proxyDependsOn, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
-import { buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, generateForProxy, generatorFor, isMosnProxy, mosnSdsPath, NDS_TYPE_URL, withListenerTombstones } from '@sextant/translate';
+import { buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, generateForProxy, generatorFor, inboundPorts, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, VIRTUAL_INBOUND, virtualInbound, withListenerTombstones } from '@sextant/translate';
 import type { BuildPart, BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, TypeLayer, XdsProxy } from '@sextant/xds';
 
 /**
@@ -42,7 +42,7 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
     if (isMosnProxy(view)) return undefined;
     if (typeUrl === TypeUrl.ClusterLoadAssignment) return ''; // the shared endpoint cache, by cluster name
     const base = proxyClassKey(view, ctx);
-    // Outbound clusters read the proxy's class only; inbound ones (below) its own services too.
+    // Outbound clusters and listeners read the proxy's class only; inbound ones (below) its own services too.
     if (typeUrl === TypeUrl.RouteConfiguration || layer === OUTBOUND) return base;
     // Inbound clusters and listeners follow the proxy's own service instances (found by IP).
     if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.Listener) return `${base}|${instanceKey(view, ctx)}`;
@@ -56,12 +56,20 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
    * clusters built whole: a patch may add or merge across the list.
    */
   layers(typeUrl: string, view: ProxyView, ctx: PushContext): readonly TypeLayer[] | undefined {
-    if (typeUrl !== TypeUrl.Cluster || isMosnProxy(view) || envoyFilterKey(view, ctx) !== '') return undefined;
-    return CDS_LAYERS;
+    if (isMosnProxy(view) || envoyFilterKey(view, ctx) !== '') return undefined;
+    if (typeUrl === TypeUrl.Cluster) return CDS_LAYERS;
+    // LDS likewise: a sidecar's listeners but 15006 are its class's; 15006 (virtualInbound) follows its own services.
+    // Only for the usual iptables sidecar with no Sidecar ingress listener bound to a port (those are named like outbound ones).
+    if (typeUrl === TypeUrl.Listener && generatorFor(view) === sidecarGenerator && view.interceptionMode !== 'NONE' && inboundPorts(ctx, view).every((ip) => !ip.bindToPort)) return LDS_LAYERS;
+    return undefined;
   }
 
   build(typeUrl: string, ctx: PushContext, view: ProxyView, names: readonly string[] | undefined, classKey: string | undefined, proxy: XdsProxy, part?: BuildPart): BuiltResource[] {
     if (part && typeUrl === TypeUrl.Cluster) return named(part.layer === OUTBOUND ? outboundClusters(ctx, view, part.only) : generatorFor(view).proxyClusters(ctx, view));
+    if (part && typeUrl === TypeUrl.Listener) {
+      if (part.layer === INBOUND) return named([virtualInbound(ctx, view, mtlsInbound, inboundPorts(ctx, view))]);
+      return named(generateForProxy(ctx, view, 'lds', names).filter((l) => l.name !== VIRTUAL_INBOUND));
+    }
     switch (typeUrl) {
       case TypeUrl.Cluster: {
         const all = named(generateForProxy(ctx, view, 'cds'));
@@ -125,9 +133,14 @@ export function nameTableGenerator(gens: ClassGenerators<PushContext, ProxyView>
 }
 
 const OUTBOUND = 'outbound';
+const INBOUND = 'inbound';
 const CDS_LAYERS: readonly TypeLayer[] = [
   { layer: OUTBOUND, partial: true },
-  { layer: 'inbound', partial: false },
+  { layer: INBOUND, partial: false },
+];
+const LDS_LAYERS: readonly TypeLayer[] = [
+  { layer: OUTBOUND, partial: false },
+  { layer: INBOUND, partial: false },
 ];
 
 /**
@@ -244,7 +257,8 @@ function instanceKey(v: ProxyView, ctx: PushContext): string {
  */
 const TYPES_BY_KIND: Record<string, readonly string[]> = {
   VirtualService: [TypeUrl.RouteConfiguration],
-  DestinationRule: [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment],
+  // Routes carry the rule's consistent hash (hash_policy), as istiod's do.
+  DestinationRule: [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.RouteConfiguration],
 };
 
 /**
