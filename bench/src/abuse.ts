@@ -65,7 +65,9 @@ interface Daemon {
 
 /** `sextant discovery` as a user runs it, every port picked by the kernel, default limits. */
 async function startDaemon(): Promise<Daemon> {
-  const args = [sextantBin, 'discovery', '--listen-address', '127.0.0.1', '--config-dir', bookinfo];
+  // ABUSE_DAEMON_NODE_ARGS: node flags for the daemon only (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` to see where its time goes).
+  const nodeArgs = process.env.ABUSE_DAEMON_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const args = [...nodeArgs, sextantBin, 'discovery', '--listen-address', '127.0.0.1', '--config-dir', bookinfo];
   for (const p of ['xds-port', 'secure-port', 'monitoring-port', 'http-port', 'webhook-port']) args.push(`--${p}`, '0');
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   const addresses: Record<string, string> = {};
@@ -109,6 +111,12 @@ async function memoryOf(d: Daemon): Promise<{ heapUsedMB: number; externalMB: nu
   const text = await (await fetch(`${d.monitoring}/metrics`)).text();
   const metric = (name: string) => Number(new RegExp(`^${name}(?:\\{[^}]*\\})? ([0-9.e+-]+)$`, 'm').exec(text)?.[1] ?? NaN);
   return { heapUsedMB: round(metric('nodejs_heap_size_used_bytes') / MB), externalMB: round(metric('nodejs_external_memory_bytes') / MB), reclaims: metric('sextant_xds_memory_reclaims_total') };
+}
+
+/** CPU time (user + system, ms) the process has used, from /proc (clock ticks are 100 Hz on Linux). */
+function cpuMsOf(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
 }
 
 function rssOf(pid: number): number {
@@ -171,7 +179,7 @@ interface AttackResult {
   victim: { baselineP50Ms: number; baselineP99Ms: number; duringP50Ms: number; duringP99Ms: number; duringMaxMs: number; samples: number; afterP99Ms: number; afterMaxMs: number; errors: number };
   rssMB: { baseline: number; peak: number; peakGrowth: number; after: number; afterGrowth: number };
   /** The daemon's V8 heap and external memory at the baseline and after; memory reclaims it ran in between; MB it read during the attack. */
-  daemon: { baseline: { heapUsedMB: number; externalMB: number }; after: { heapUsedMB: number; externalMB: number }; reclaims: number; readMB: number };
+  daemon: { baseline: { heapUsedMB: number; externalMB: number }; after: { heapUsedMB: number; externalMB: number }; reclaims: number; readMB: number; cpuMsPerS: { baseline: number; attack: number } };
   streamsAfter: number;
   limitsHit: Record<string, number>;
   bounds: { p99Under100ms: boolean; rssGrowthUnder50MB: boolean; released: boolean };
@@ -181,7 +189,9 @@ async function runAttack(d: Daemon, victim: Victim, attack: Attack): Promise<Att
   const pid = d.proc.pid!;
   await sleep(WARMUP_MS);
   const tb = performance.now();
+  const cpuB = cpuMsOf(pid);
   await sleep(BASELINE_MS);
+  const baselineCpu = (cpuMsOf(pid) - cpuB) / ((performance.now() - tb) / 1000);
   const baselineRss = rssOf(pid);
   const base = victim.between(tb, performance.now());
   const metricsBefore = await limitCounts(d);
@@ -193,12 +203,17 @@ async function runAttack(d: Daemon, victim: Victim, attack: Attack): Promise<Att
   const child = spawn(process.execPath, [join(here, 'abuse-attacker.js'), attack, d.xds, String(ATTACK_MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
   let out = '';
   let t0 = Infinity; // the attack window starts once the attacker has encoded its requests
+  let cpu0 = NaN;
   createInterface({ input: child.stdout! }).on('line', (line) => {
-    if (line.includes('"ready"')) t0 = performance.now();
+    if (line.includes('"ready"')) {
+      t0 = performance.now();
+      cpu0 = cpuMsOf(pid);
+    }
     else out += line + '\n';
   });
   const code = await new Promise<number | null>((r) => child.once('exit', r));
   const t1 = performance.now();
+  const attackCpu = (cpuMsOf(pid) - cpu0) / ((t1 - t0) / 1000);
   const readMB = round((bytesReadBy(pid) - readBefore) / MB);
   clearInterval(sampler);
   peak = Math.max(peak, rssOf(pid));
@@ -236,6 +251,7 @@ async function runAttack(d: Daemon, victim: Victim, attack: Attack): Promise<Att
       after: { heapUsedMB: memAfter.heapUsedMB, externalMB: memAfter.externalMB },
       reclaims: memAfter.reclaims - memBefore.reclaims,
       readMB,
+      cpuMsPerS: { baseline: Math.round(baselineCpu), attack: Math.round(attackCpu) },
     },
     rssMB: { baseline: round(baselineRss / MB), peak: round(peak / MB), peakGrowth: round(growth), after: round(after / MB), afterGrowth: round(afterGrowth) },
     streamsAfter: syncz.length,
@@ -290,14 +306,14 @@ export async function runAbuseBench(): Promise<unknown> {
   }
   lines.push(
     '',
-    `Where the memory is (the daemon's own /metrics): V8 heap used and V8 external memory at the baseline → ${SETTLE_MS / 1000} s after; memory reclaims the daemon ran (\`--xds-reclaim-after\`); MB the daemon read from its sockets during the attack; the victim after the attack (p99 / max, ms, over the ${SETTLE_MS / 1000} s).`,
+    `Where the memory is (the daemon's own /metrics): V8 heap used and V8 external memory at the baseline → ${SETTLE_MS / 1000} s after; memory reclaims the daemon ran (\`--xds-reclaim-after\`); MB the daemon read from its sockets during the attack; the victim after the attack (p99 / max, ms, over the ${SETTLE_MS / 1000} s); the daemon's CPU time (user + system, ms per second) in the baseline and during the attack.`,
     '',
-    '| attack | heap used MB | external MB | reclaims | read MB | victim after: p99 / max, ms |',
-    '|---|---|---|---|---|---|',
+    '| attack | heap used MB | external MB | reclaims | read MB | victim after: p99 / max, ms | daemon CPU ms/s: baseline → attack |',
+    '|---|---|---|---|---|---|---|',
   );
   for (const r of results) {
     const dm = r.daemon;
-    lines.push(`| ${r.attack} | ${dm.baseline.heapUsedMB} → ${dm.after.heapUsedMB} | ${dm.baseline.externalMB} → ${dm.after.externalMB} | ${dm.reclaims} | ${dm.readMB} | ${r.victim.afterP99Ms} / ${r.victim.afterMaxMs} |`);
+    lines.push(`| ${r.attack} | ${dm.baseline.heapUsedMB} → ${dm.after.heapUsedMB} | ${dm.baseline.externalMB} → ${dm.after.externalMB} | ${dm.reclaims} | ${dm.readMB} | ${r.victim.afterP99Ms} / ${r.victim.afterMaxMs} | ${dm.cpuMsPerS.baseline} → ${dm.cpuMsPerS.attack} |`);
   }
   const markdown = lines.join('\n');
   process.stderr.write(markdown + '\n');

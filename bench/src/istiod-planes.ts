@@ -7,6 +7,8 @@
  *    --kubeconfig …` with the flags and environment the Helm chart gives it
  *    (trust domain, domain suffix, namespace, pod name; every port on
  *    127.0.0.1, chosen by the kernel);
+ *  - `sextant-istio-debounce`: the same with istiod's debounce (100 ms / 10 s)
+ *    instead of Sextant's defaults (not run unless ISTIOD_BENCH_PLANES names it);
  *  - `istiod`: Istio's pilot-discovery with GOMAXPROCS = the cores given and
  *    its defaults;
  *  - `istiod-unlimited`: the same with its debounce and admission limits
@@ -16,8 +18,11 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { startIstiod, startSextant } from '@sextant/e2e';
 
-export type PlaneName = 'sextant' | 'istiod' | 'istiod-unlimited';
+export type PlaneName = 'sextant' | 'sextant-istio-debounce' | 'istiod' | 'istiod-unlimited';
 export const PLANES: PlaneName[] = ['sextant', 'istiod', 'istiod-unlimited'];
+
+/** Sextant with istiod's debounce (100 ms quiet, 10 s at most) instead of its own defaults: what the defaults buy. */
+export const SEXTANT_ISTIO_DEBOUNCE_ARGS = ['--debounce-after', '100ms', '--debounce-max', '10s'];
 
 /**
  * istiod's push policy, lifted: no debounce (1 ms quiet period, 10 ms cap),
@@ -54,12 +59,14 @@ function pin(pid: number, cpus: string): void {
 
 export async function startPlane(name: PlaneName, kubeconfig: string, cores: number): Promise<RunningPlane> {
   const t0 = Date.now();
-  if (name === 'sextant') {
+  if (name === 'sextant' || name === 'sextant-istio-debounce') {
     // The chart's container args and env, minus the in-cluster parts (ports are 0 on 127.0.0.1 here).
     const s = await startSextant({
       kubeconfig,
-      args: ['--trust-domain', 'cluster.local', '--domain-suffix', 'cluster.local', '--namespace', 'istio-system', '--pod-name', 'sextant-bench'],
-      env: { POD_NAMESPACE: 'istio-system', POD_NAME: 'sextant-bench' },
+      // ISTIOD_BENCH_SEXTANT_ARGS: extra daemon flags (space-separated), e.g. to compare debounce settings.
+      args: ['--trust-domain', 'cluster.local', '--domain-suffix', 'cluster.local', '--namespace', 'istio-system', '--pod-name', 'sextant-bench', ...(name === 'sextant-istio-debounce' ? SEXTANT_ISTIO_DEBOUNCE_ARGS : []), ...(process.env.ISTIOD_BENCH_SEXTANT_ARGS ?? '').split(' ').filter(Boolean)],
+      // ISTIOD_BENCH_SEXTANT_NODE_OPTIONS: Node options for the daemon alone (e.g. `--cpu-prof --cpu-prof-dir=…` for a profile of the run).
+      env: { POD_NAMESPACE: 'istio-system', POD_NAME: 'sextant-bench', ...(process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS } : {}) },
       readyTimeoutMs: 600_000,
     });
     pin(s.process.pid!, cpuList(cores));

@@ -510,8 +510,8 @@ function toMarkdown(r: Omit<IstiodBenchReport, 'markdown'>): string {
   for (const [key, planes] of Object.entries(r.summary)) {
     out.push(`### ${key}`, '');
     const cols = r.inputs.planes.filter((p) => planes[p]);
-    const label: Record<PlaneName, string> = { istiod: 'istiod', 'istiod-unlimited': 'istiod, limits lifted', sextant: 'Sextant' };
-    const ordered = (['istiod', 'istiod-unlimited', 'sextant'] as PlaneName[]).filter((p) => cols.includes(p));
+    const label: Record<PlaneName, string> = { istiod: 'istiod', 'istiod-unlimited': 'istiod, limits lifted', sextant: 'Sextant', 'sextant-istio-debounce': 'Sextant, debounce 100 ms / 10 s' };
+    const ordered = (['istiod', 'istiod-unlimited', 'sextant-istio-debounce', 'sextant'] as PlaneName[]).filter((p) => cols.includes(p));
     const ratio = planes.sextant && planes.istiod;
     out.push(`| metric | ${ordered.map((p) => label[p]).join(' | ')}${ratio ? ' | Sextant / istiod |' : ' |'}`);
     out.push(`|---|${ordered.map(() => '---:').join('|')}${ratio ? '|---:|' : '|'}`);

@@ -21,7 +21,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { ConfigStore, JwksResolver, createFolderSource, type ConfigSource, type StoreView } from '@sextant/sources';
 import { NodeSchema, TypeUrl, decodeToJson, shortTypeName, toJson } from '@sextant/envoy';
-import { envoyFilterIssues, jwksToFetch, resourceProvenance, securityPolicyIssues } from '@sextant/translate';
+import { envoyFilterApplyIssues, envoyFilterIssues, jwksToFetch, resourceProvenance, securityPolicyIssues } from '@sextant/translate';
 import {
   ClassGenerators,
   DiscoveryServer,
@@ -48,13 +48,6 @@ type Ctx = ReturnType<typeof PushContext.build>;
 /** What a PushContext is built from: everything but the endpoint kinds, which the endpoint index holds. */
 function configObjects(view: StoreView) {
   return view.kinds().filter((k) => !isEndpointKind(k)).flatMap((k) => view.list(k));
-}
-
-/** Binds a grpc-js server and resolves with the chosen port. */
-function bindGrpc(server: grpc.Server, address: string, port: number, creds: grpc.ServerCredentials): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.bindAsync(`${address}:${port}`, creds, (err, bound) => (err ? reject(err) : resolve(bound)));
-  });
 }
 
 /** MeshConfig from YAML (the `mesh` key of Istio's `istio` ConfigMap, mounted as a file). */
@@ -176,7 +169,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     configIssues: () => ({
       rejected: sources.flatMap((s) => s.rejected().map((r) => ({ source: s.name, ...r, message: formatIssue(r) }))),
       // Model issues, and security rules that cannot be rendered (they fail closed).
-      semantic: [...(controller.context?.issues ?? []), ...securityIssues, ...envoyFilterProblems].map((i) => ({ ...i, message: formatIssue(i) })),
+      semantic: [...(controller.context?.issues ?? []), ...securityIssues, ...envoyFilterProblems, ...envoyFilterApplyIssues(controller.context)].map((i) => ({ ...i, message: formatIssue(i) })),
       // Config folder files not read (parse errors, over the size limit) and symbolic link loops.
       files: folder?.fileErrors() ?? [],
       // Config objects a connected proxy rejected resources built from (NACK), until it ACKs a later version.
@@ -330,7 +323,9 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   // grpc-js refuses a larger message before reading it whole: the first line of defence (docs/xds.md, "Limits").
   const xdsServer = new grpc.Server({ 'grpc.max_receive_message_length': cfg.xdsMaxRequestBytes, 'grpc.keepalive_time_ms': 30_000 });
   xds.addTo(xdsServer);
-  const xdsPort = await bindGrpc(xdsServer, cfg.listenAddress, cfg.xdsPort, grpc.ServerCredentials.createInsecure());
+  // Our own listener: a client address in cooldown (docs/xds.md, "Limits") is refused at TCP accept.
+  const xdsListener = await xds.listen(xdsServer, cfg.listenAddress, cfg.xdsPort, grpc.ServerCredentials.createInsecure());
+  const xdsPort = xdsListener.port;
   log.info({ server: 'xds', address: hostPort(cfg.listenAddress, xdsPort) }, 'listening');
 
   const securePort = await secure.listen(xds);
@@ -384,7 +379,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       // 1. No new work: ADS refuses new streams, and both gRPC servers close their listeners and send
       //    GOAWAY, so clients open their next stream or CSR on a new connection (another replica).
       const adsClosed = xds.close(ADS_FLUSH_MS);
-      const grpcClosed = Promise.all([new Promise<void>((r) => xdsServer.tryShutdown(() => r())), secure.drain()]);
+      const grpcClosed = Promise.all([xdsListener.close(), new Promise<void>((r) => xdsServer.tryShutdown(() => r())), secure.drain()]);
       log.info({ csrsInFlight: secure.csrsInFlight(), streams: xds.metrics().connections }, 'draining: listeners closed, in-flight CSRs finishing, ADS streams ending with OK');
       // 2. ADS streams flush what was written and end with OK (docs/xds.md, "Shutdown"); CSRs already
       //    accepted finish. The servers are closed once their last call has ended.

@@ -6,9 +6,9 @@ import { parseAllDocuments } from 'yaml';
 import { objectKey, silentLogger, validateAll, type ConfigObject, type ObjectKey } from '@sextant/api';
 import { TypeUrl, decodeToJson, encodeJson as encode } from '@sextant/envoy';
 import { EndpointIndex, PushContext, isEndpointKind, type ProxyView } from '@sextant/model';
-import { edsNamesOf, routeNamesOf, translateConfig } from '@sextant/translate';
+import { edsNamesOf, generatorFor, routeNamesOf, translateConfig } from '@sextant/translate';
 import { ClassGenerators, pushRequest, type PushRequest, type WatchedResource, type XdsProxy } from '@sextant/xds';
-import { MeshTranslator, endpointScopes, meshScope } from './mesh.js';
+import { MeshTranslator, endpointScopes, meshScope, proxyClassKey } from './mesh.js';
 
 const bookinfo = (f: string) => fileURLToPath(new URL(`../../../examples/bookinfo/${f}`, import.meta.url));
 
@@ -111,6 +111,19 @@ test('proxies of one class share encoded clusters, listeners and routes, and eac
   assert.notEqual(g[TypeUrl.Cluster]!.generate(reviews, watch(TypeUrl.Cluster), req), cdsA, 'another workload is another class');
 });
 
+test('listeners but 15006 are built once per proxy class; 15006 (virtualInbound) once per workload', () => {
+  const objs = validated(docs());
+  const push = build(objs, 'v1');
+  const gens = new ClassGenerators(new MeshTranslator(), () => push, silentLogger);
+  const g = gens.generators(TYPES);
+  assert.equal(proxyClassKey(gens.view(productpage, push), push), proxyClassKey(gens.view(reviews, push), push), 'productpage and reviews pods are one class (same namespace, same selected labels)');
+  const a = g[TypeUrl.Listener]!.generate(productpage, watch(TypeUrl.Listener), req);
+  const b = g[TypeUrl.Listener]!.generate(reviews, watch(TypeUrl.Listener), req);
+  for (const [n, r] of a) if (n !== 'virtualInbound') assert.equal(b.get(n), r, `${n}: one encoded listener for the class`);
+  assert.deepEqual(gens.builds, { [TypeUrl.Listener]: a.size - 1 + 2 }, 'the shared listeners built once, 15006 once per workload');
+  for (const p of [productpage, reviews]) assertSameAsFresh(g, objs, p, p.id);
+});
+
 test('a VirtualService edit rebuilds only the route configurations of its ports, once per class, and reaches only the proxies that can see it', () => {
   const base = docs();
   let objs = validated(base);
@@ -146,6 +159,46 @@ test('a VirtualService edit rebuilds only the route configurations of its ports,
   assert.deepEqual(gens.builds, { [TypeUrl.RouteConfiguration]: 1 });
   assert.notEqual(before.get(productpage)!.cds, before.get(reviews)!.cds);
   for (const p of proxies) assertSameAsFresh(g, objs, p, `after the edit: ${p.id}`);
+});
+
+test('a DestinationRule edit rebuilds only the clusters of its host, once per proxy class (plus the proxies\' own small inbound layer), and reaches only the proxies that can see the host', () => {
+  const base = docs();
+  let objs = validated(base);
+  let ctx = build(objs, 'v1');
+  const gens = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
+  const g = gens.generators(TYPES);
+  const proxies = [productpage, productpage2, reviews, other];
+  const cds = (p: XdsProxy) => g[TypeUrl.Cluster]!.generate(p, watch(TypeUrl.Cluster), req);
+  const before = new Map(proxies.map((p) => [p, cds(p)]));
+  const host = 'reviews.default.svc.cluster.local';
+
+  let docsNow = base;
+  for (const [i, subset] of ['v4', 'v5'].entries()) {
+    const e = edit(docsNow, 'DestinationRule', 'reviews', (r) => (r.spec.subsets.push({ name: subset, labels: { version: 'v1' } }), r));
+    docsNow = e.docs;
+    objs = validated(docsNow);
+    const { next, req: pushed } = change(gens, ctx, objs, [e.key], `v${i + 2}`);
+    ctx = next;
+    assert.ok(pushed?.full);
+    assert.deepEqual(new Set(pushed.types), new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment]));
+    assert.deepEqual(proxies.map((p) => pushed.affects!(p)), [true, true, true, false], 'the proxy whose Sidecar does not import default is not pushed');
+    const pushedTo = [productpage, productpage2, reviews];
+    const after = pushedTo.map(cds);
+    const views = pushedTo.map((p) => gens.view(p, ctx));
+    // What the class cache had to build: the host's outbound clusters once per outbound class, and each inbound class's own layer.
+    const hostClusters = [...after[0]!.keys()].filter((n) => n.startsWith('outbound|') && n.endsWith(`|${host}`));
+    assert.ok(hostClusters.includes(`outbound|9080|${subset}|${host}`), 'the new subset cluster is there');
+    const outboundClasses = new Set(views.map((v) => proxyClassKey(v, ctx))).size;
+    const inbound = new Map(views.map((v) => [`${proxyClassKey(v, ctx)}|${[...new Set(ctx.serviceInstancesForProxy(v).map((si) => si.service.hostname))].sort().join(',')}`, generatorFor(v).proxyClusters(ctx, v).length]));
+    const inboundBuilt = [...inbound.values()].reduce((a, b) => a + b, 0);
+    assert.deepEqual(gens.builds, { [TypeUrl.Cluster]: outboundClasses * hostClusters.length + inboundBuilt }, `edit ${i + 1}: only ${host}'s clusters rebuilt`);
+    for (const [k, p] of pushedTo.entries()) {
+      const was = before.get(p)!;
+      for (const [n, r] of after[k]!) if (!n.endsWith(`|${host}`) && n.startsWith('outbound|')) assert.equal(r, was.get(n), `${n} carried over (the same encoded resource)`);
+    }
+  }
+  assert.equal(cds(productpage), cds(productpage2), 'one cluster set for two proxies of one class and workload');
+  for (const p of [...proxies, gateway]) assertSameAsFresh(g, objs, p, `after two DestinationRule edits: ${p.id}`);
 });
 
 test('after each kind of change, what the caches give equals a fresh translation (nothing stale is carried over)', () => {

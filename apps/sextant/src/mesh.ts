@@ -1,8 +1,8 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { configKeysOf, edsClustersFor, hostMatches, proxyDependsOn, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
-import { buildNameTable, clusterTombstones, encodeNameTable, envoyFilterClassKey, generateForProxy, isMosnProxy, mosnSdsPath, NDS_TYPE_URL, withListenerTombstones } from '@sextant/translate';
-import type { BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, XdsProxy } from '@sextant/xds';
+import { buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, generateForProxy, generatorFor, inboundPorts, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, VIRTUAL_INBOUND, virtualInbound, withListenerTombstones } from '@sextant/translate';
+import type { BuildPart, BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, TypeLayer, XdsProxy } from '@sextant/xds';
 
 /**
  * The mesh side of generation, injected into libs/xds's ClassGenerators:
@@ -37,18 +37,39 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
     return ctx.resolveProxy(parsed);
   }
 
-  classKey(typeUrl: string, view: ProxyView, ctx: PushContext): string | undefined {
+  classKey(typeUrl: string, view: ProxyView, ctx: PushContext, layer?: string): string | undefined {
     // MOSN proxies keep per-stream state (tombstones, route issues): built per proxy.
     if (isMosnProxy(view)) return undefined;
     if (typeUrl === TypeUrl.ClusterLoadAssignment) return ''; // the shared endpoint cache, by cluster name
     const base = proxyClassKey(view, ctx);
-    if (typeUrl === TypeUrl.RouteConfiguration) return base;
+    // Outbound clusters and listeners read the proxy's class only; inbound ones (below) its own services too.
+    if (typeUrl === TypeUrl.RouteConfiguration || layer === OUTBOUND) return base;
     // Inbound clusters and listeners follow the proxy's own service instances (found by IP).
     if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.Listener) return `${base}|${instanceKey(view, ctx)}`;
     return undefined;
   }
 
-  build(typeUrl: string, ctx: PushContext, view: ProxyView, names: readonly string[] | undefined, classKey: string | undefined, proxy: XdsProxy): BuiltResource[] {
+  /**
+   * CDS in two layers: the outbound clusters a proxy class shares (rebuilt
+   * for only the hosts a DestinationRule edit names) and the proxy's own
+   * (inbound, special) clusters. A proxy some EnvoyFilter patches gets its
+   * clusters built whole: a patch may add or merge across the list.
+   */
+  layers(typeUrl: string, view: ProxyView, ctx: PushContext): readonly TypeLayer[] | undefined {
+    if (isMosnProxy(view) || envoyFilterKey(view, ctx) !== '') return undefined;
+    if (typeUrl === TypeUrl.Cluster) return CDS_LAYERS;
+    // LDS likewise: a sidecar's listeners but 15006 are its class's; 15006 (virtualInbound) follows its own services.
+    // Only for the usual iptables sidecar with no Sidecar ingress listener bound to a port (those are named like outbound ones).
+    if (typeUrl === TypeUrl.Listener && generatorFor(view) === sidecarGenerator && view.interceptionMode !== 'NONE' && inboundPorts(ctx, view).every((ip) => !ip.bindToPort)) return LDS_LAYERS;
+    return undefined;
+  }
+
+  build(typeUrl: string, ctx: PushContext, view: ProxyView, names: readonly string[] | undefined, classKey: string | undefined, proxy: XdsProxy, part?: BuildPart): BuiltResource[] {
+    if (part && typeUrl === TypeUrl.Cluster) return named(part.layer === OUTBOUND ? outboundClusters(ctx, view, part.only) : generatorFor(view).proxyClusters(ctx, view));
+    if (part && typeUrl === TypeUrl.Listener) {
+      if (part.layer === INBOUND) return named([virtualInbound(ctx, view, mtlsInbound, inboundPorts(ctx, view))]);
+      return named(generateForProxy(ctx, view, 'lds', names).filter((l) => l.name !== VIRTUAL_INBOUND));
+    }
     switch (typeUrl) {
       case TypeUrl.Cluster: {
         const all = named(generateForProxy(ctx, view, 'cds'));
@@ -111,6 +132,37 @@ export function nameTableGenerator(gens: ClassGenerators<PushContext, ProxyView>
   };
 }
 
+const OUTBOUND = 'outbound';
+const INBOUND = 'inbound';
+const CDS_LAYERS: readonly TypeLayer[] = [
+  { layer: OUTBOUND, partial: true },
+  { layer: INBOUND, partial: false },
+];
+const LDS_LAYERS: readonly TypeLayer[] = [
+  { layer: OUTBOUND, partial: false },
+  { layer: INBOUND, partial: false },
+];
+
+/**
+ * A proxy's shared (outbound) clusters; `only` (a filter by the host of
+ * `outbound|port|subset|host`, as a DestinationRule edit gives) limits them
+ * to the service ports whose clusters it names, so an edit builds the
+ * clusters of its hosts and no others.
+ */
+function outboundClusters(ctx: PushContext, view: ProxyView, only: ((name: string) => boolean) | undefined) {
+  const g = generatorFor(view);
+  if (!only) return g.sharedClusters(ctx, view);
+  if (g.sharedClusters !== buildOutboundServiceClusters) return g.sharedClusters(ctx, view).filter((c) => only(c.name ?? ''));
+  const out = [];
+  for (const svc of ctx.servicesForProxy(view)) {
+    for (const port of svc.ports) {
+      if (!only(`outbound|${port.port}||${svc.hostname}`)) continue;
+      for (const c of buildOutboundClusters(ctx, view, svc, port)) if (only(c.name ?? '')) out.push(c);
+    }
+  }
+  return out;
+}
+
 const named = (resources: Array<{ name?: string | undefined }>): BuiltResource[] => resources.map((r) => ({ name: r.name ?? '', json: r }));
 
 /** Label keys some config selects proxies by, per context: only these labels make proxies differ. */
@@ -154,6 +206,17 @@ function selectorKeys(ctx: PushContext): ReadonlySet<string> {
  * name, IPs, service account and locality are not.
  */
 export function proxyClassKey(v: ProxyView, ctx: PushContext): string {
+  // Asked for every type and layer of every proxy on each push (and EnvoyFilter selection is not cheap): once per view and context.
+  let byView = classKeys.get(ctx);
+  if (!byView) classKeys.set(ctx, (byView = new WeakMap()));
+  let key = byView.get(v);
+  if (key === undefined) byView.set(v, (key = computeClassKey(v, ctx)));
+  return key;
+}
+
+const classKeys = new WeakMap<PushContext, WeakMap<ProxyView, string>>();
+
+function computeClassKey(v: ProxyView, ctx: PushContext): string {
   const v6 = v.ipAddresses.filter((ip) => ip.includes(':')).length;
   const family = v6 === 0 ? 'v4' : v6 === v.ipAddresses.length ? 'v6' : 'dual';
   const keys = selectorKeys(ctx);
@@ -163,8 +226,19 @@ export function proxyClassKey(v: ProxyView, ctx: PushContext): string {
     .map((k) => [k, v.labels[k]]);
   const agentless = v.metadata.raw['SEXTANT_AGENTLESS'] ?? v.metadata.raw['ISTIO_META_SEXTANT_AGENTLESS'] ?? null;
   const dataPlane = isMosnProxy(v) ? ['mosn', mosnSdsPath(v)] : null;
-  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterClassKey(ctx, v)]);
+  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterKey(v, ctx)]);
 }
+
+/** The EnvoyFilter patches that select a proxy, as a key; once per view and context (class key and CDS layers both ask). */
+function envoyFilterKey(v: ProxyView, ctx: PushContext): string {
+  let byView = filterKeys.get(ctx);
+  if (!byView) filterKeys.set(ctx, (byView = new WeakMap()));
+  let key = byView.get(v);
+  if (key === undefined) byView.set(v, (key = envoyFilterClassKey(ctx, v)));
+  return key;
+}
+
+const filterKeys = new WeakMap<PushContext, WeakMap<ProxyView, string>>();
 
 /** The proxy's own service instances, as inbound clusters and listeners read them (ports, not addresses). */
 function instanceKey(v: ProxyView, ctx: PushContext): string {
@@ -301,7 +375,12 @@ export function meshScope(previous: PushContext, next: PushContext & Pick<PushCo
   const resources = new Map<string, (name: string) => boolean>();
   const only = changed.every((k) => k.kind === 'VirtualService') ? routeNameFilter(virtualServicePorts(previous, next, changed)) : undefined;
   if (only) resources.set(TypeUrl.RouteConfiguration, only);
-  if (changed.every((k) => k.kind === 'DestinationRule')) resources.set(TypeUrl.ClusterLoadAssignment, destinationRuleClusters(previous, next, changed));
+  if (changed.every((k) => k.kind === 'DestinationRule')) {
+    // Clusters and endpoints of the edited rules' hosts; the class cache rebuilds only those outbound clusters.
+    const clusters = destinationRuleClusters(previous, next, changed);
+    resources.set(TypeUrl.Cluster, clusters);
+    resources.set(TypeUrl.ClusterLoadAssignment, clusters);
+  }
   const root = next.mesh.rootNamespace ?? 'istio-system';
   return { full: true, types, resources, affects: (proxy) => dependsOn(gens.view(proxy, next), previous, next, changed, root) };
 }

@@ -51,8 +51,13 @@ export function protocolForKubePort(name: string | undefined | null, appProtocol
   return parseProtocol(dash >= 0 ? lower.slice(0, dash) : lower);
 }
 
+/** HTTP-family protocols: served by an HTTP connection manager (istiod's IsHTTP). */
 export function isHttp(p: Protocol): boolean {
   return p === 'HTTP' || p === 'HTTP2' || p === 'GRPC' || p === 'GRPC-Web' || p === 'HTTP_PROXY';
+}
+/** A port whose protocol is detected at connection time (istiod's IsUnsupported): HTTP and TCP chains behind the HTTP inspector. */
+export function isSniffed(p: Protocol): boolean {
+  return p === 'Unsupported';
 }
 export function isHttp2(p: Protocol): boolean {
   return p === 'HTTP2' || p === 'GRPC' || p === 'GRPC-Web';
@@ -63,4 +68,27 @@ export function isGrpc(p: Protocol): boolean {
 /** TCP-family protocols (not HTTP, not sniffed, not UDP). */
 export function isTcp(p: Protocol): boolean {
   return p === 'TCP' || p === 'HTTPS' || p === 'TLS' || p === 'Mongo' || p === 'Redis' || p === 'MySQL';
+}
+
+/**
+ * The protocol a Sidecar `ingress` listener declares, for deciding its chain:
+ * the names Istio parses, except UDP and HTTP_PROXY (not served inbound),
+ * which like an unknown or missing name mean sniffing (`Unsupported`).
+ */
+export function sidecarIngressProtocol(s: string | undefined | null): Protocol {
+  const p = parseProtocol(s);
+  return p === 'UDP' || p === 'HTTP_PROXY' ? 'Unsupported' : p;
+}
+
+/** The protocols a Sidecar `egress` listener's port can override the service port's with. */
+const EGRESS_OVERRIDES: ReadonlySet<Protocol> = new Set<Protocol>(['HTTP', 'HTTP2', 'GRPC', 'GRPC-Web', 'TCP', 'TLS', 'HTTPS']);
+
+/**
+ * The protocol of a service port seen through a Sidecar `egress` listener:
+ * the listener's declared protocol when it names one of the HTTP or TCP
+ * families above, else the service port's own (sniffing when omitted).
+ */
+export function egressPortProtocol(egressProtocol: string | undefined | null, servicePortProtocol: Protocol): Protocol {
+  const p = parseProtocol(egressProtocol);
+  return EGRESS_OVERRIDES.has(p) ? p : servicePortProtocol;
 }

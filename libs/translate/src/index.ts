@@ -21,9 +21,11 @@ export * from './route/walk.js';
 export * from './security/peer-auth.js';
 export * from './security/mtls.js';
 export * from './listener/inbound-ports.js';
+// The daemon's class cache builds 15006 apart from the listeners a proxy class shares (apps/sextant/src/mesh.ts).
+export { virtualInbound } from './listener/inbound.js';
 export * from './mosn/index.js';
 export * from './nds.js';
 export * from './provenance.js';
 export * from './typed.js';
 export * from './security/filters.js';
-export { applyEnvoyFilters, envoyFilterClassKey, envoyFilterIssues, envoyFiltersFor, mergeMessage as mergeEnvoyJson } from './envoyfilter/index.js';
+export { applyEnvoyFilters, envoyFilterApplyIssues, envoyFilterClassKey, envoyFilterIssues, envoyFiltersFor, mergeMessage as mergeEnvoyJson } from './envoyfilter/index.js';

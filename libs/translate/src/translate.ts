@@ -61,7 +61,7 @@ export function translateConfig(input: TranslateInput): TranslateOutput {
   for (const t of input.types ?? ALL_TYPES) {
     if (t === 'lds') out.lds = generateForProxy(push, proxy, 'lds', undefined, out.issues);
     else if (t === 'rds') out.rds = generateForProxy(push, proxy, 'rds', undefined, out.issues);
-    else if (t === 'cds') out.cds = generateForProxy(push, proxy, 'cds');
+    else if (t === 'cds') out.cds = generateForProxy(push, proxy, 'cds', undefined, out.issues);
     else out.eds = generateForProxy(push, proxy, 'eds');
   }
   return out;

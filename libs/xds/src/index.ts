@@ -1,8 +1,9 @@
 export * from './types.js';
 export { DiscoveryServer, type ChangeSource, type ServerBookkeeping } from './server/discovery-server.js';
+export type { AdsListener } from './server/admission.js';
 export { defaultXdsLimits, limitNames, type LimitName, type XdsLimits } from './limits.js';
 export { MemoryReclaimer, defaultReclaimIntervalMs, type ReclaimResult, type ReclaimerOptions } from './reclaim.js';
-export { ClassGenerators, EndpointCache, watchKey, type BuiltResource, type ProxyTranslator } from './cache/index.js';
+export { ClassGenerators, EndpointCache, watchKey, type BuildPart, type BuiltResource, type ProxyTranslator, type TypeLayer } from './cache/index.js';
 export { PushController, pushRequest, type PushControllerOptions, type PushScope } from './push/index.js';
 export { ADS_SERVICE, adsServiceDefinition } from './service.js';
 export { enablePreFramedWrites } from './frames.js';

@@ -11,10 +11,12 @@ import * as grpc from '@grpc/grpc-js';
 import { recordingLogger } from '@sextant/api';
 import { TypeUrl } from '@sextant/envoy';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { DeltaDiscoveryRequestSchema, DiscoveryRequestSchema, NodeSchema, create, fromJson, toBinary } from '@sextant/envoy';
 import { addressOfPeer, scanRequest, type LimitName, type XdsLimits } from './limits.js';
 import { RequestWireScanner } from './receive.js';
 import { DeltaClient, SotwClient, resourceNames } from '@sextant/testing/xds-client';
+import type { AdsListener } from './index.js';
 import { edsCluster, loadAssignment, startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
 
 const small: Partial<XdsLimits> = {
@@ -440,6 +442,70 @@ describe('xDS limits: an address that keeps going over limits', () => {
       }
       assert.ok(served, 'served again after the cooldown');
       assert.ok(Date.now() - started >= 250, 'not before the cooldown ended');
+    } finally {
+      b.close();
+    }
+  });
+});
+
+describe('xDS limits: an address in cooldown is refused at TCP accept (DiscoveryServer.listen)', () => {
+  let h: Harness;
+  let ads: AdsListener;
+  before(async () => {
+    h = await startHarness({ limits: { maxNamesPerRequest: 10 }, limitCooldownMs: 5000 });
+    h.clusters.replace([edsCluster('c1')]);
+    h.pushAll('seed');
+    ads = await h.server.listen(h.grpcServer, '127.0.0.1', 0, grpc.ServerCredentials.createInsecure());
+  });
+  after(async () => {
+    await h.stop();
+    await ads.close();
+  });
+
+  /** What a raw TCP client gets from the port before the server closes the connection (or 3 s pass). */
+  function rawConnect(port: number): Promise<{ bytes: number; closed: boolean }> {
+    return new Promise((resolve) => {
+      let bytes = 0;
+      const s = net.connect(port, '127.0.0.1');
+      const done = (closed: boolean) => {
+        clearTimeout(timer);
+        s.destroy();
+        resolve({ bytes, closed });
+      };
+      const timer = setTimeout(() => done(false), 3000);
+      s.on('data', (d: Buffer) => {
+        bytes += d.length;
+        done(false);
+      });
+      s.on('error', () => undefined);
+      s.on('close', () => done(true));
+    });
+  }
+
+  test('served through the listener; once in cooldown, a new connection is reset before HTTP/2 and nothing of it is read', async () => {
+    const b = new SotwClient(`127.0.0.1:${ads.port}`, { node: { id: 'bystander' } });
+    try {
+      b.request(TypeUrl.Cluster);
+      b.ack(await b.next());
+      // Before the cooldown, a raw TCP client gets the server's HTTP/2 SETTINGS.
+      assert.ok((await rawConnect(ads.port)).bytes > 0, 'HTTP/2 is set up for an address not in cooldown');
+      for (let i = 0; i < 3; i++) {
+        const c = new SotwClient(`127.0.0.1:${ads.port}`, { node: { id: `greedy-${i}` } });
+        c.request(TypeUrl.ClusterLoadAssignment, { resourceNames: names('g', 11) });
+        await exhausted(c, 'names_per_request');
+        c.close();
+      }
+      const before = h.server.metrics().limitsExceeded.address_cooldown ?? 0;
+      assert.deepEqual(await rawConnect(ads.port), { bytes: 0, closed: true }, 'closed at accept, without a byte of HTTP/2');
+      // A gRPC client from the address cannot open a stream either (a new connection each time: UNAVAILABLE).
+      const refused = new SotwClient(`127.0.0.1:${ads.port}`, { node: { id: 'neighbour' }, channelOptions: { 'grpc.use_local_subchannel_pool': 1 } });
+      refused.request(TypeUrl.Cluster);
+      const st = await refused.status();
+      refused.close();
+      assert.equal(st.code, grpc.status.UNAVAILABLE, `status ${grpc.status[st.code]}: ${st.details}`);
+      assert.ok((h.server.metrics().limitsExceeded.address_cooldown ?? 0) >= before + 2, 'refused connections are counted as address_cooldown');
+      // The open connection keeps being served.
+      await stillServed(h, b);
     } finally {
       b.close();
     }

@@ -120,8 +120,17 @@ export interface DiscoveryServerOptions {
    * per-message object-mode Duplex layer (see frames.ts directSender). Default true.
    */
   directWrites?: boolean;
-  /** Connections processed per event-loop turn when a push fans out. Default 512. */
+  /** Connections processed per event-loop turn when a push fans out (at most). Default 512. */
   pushBatch?: number;
+  /**
+   * How long (ms) the push queue may keep the event loop before it yields,
+   * whatever is left of its batch. Generating for one stream can take seconds
+   * (a class's first CDS in a large mesh); served back to back, a cold connect
+   * of many classes held the loop for minutes, so keepalive pings went
+   * unanswered and grpc-js dropped every connection (clients reconnected and
+   * were sent CDS again, indefinitely). Default 50.
+   */
+  pushTurnMs?: number;
   /** Per-client limits (docs/xds.md, "Limits"); each one not given takes its default from `defaultXdsLimits`. */
   limits?: Partial<XdsLimits>;
   /** Called each time a stream is ended for going over a limit (the daemon counts it in a metric). */

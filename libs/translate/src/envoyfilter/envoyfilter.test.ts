@@ -2,7 +2,10 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { encodeJson, TypeUrl } from '@sextant/envoy';
 import { parseObjects, translateConfig } from '../translate.js';
-import { mergeMessage } from './merge.js';
+import { PushContext, parseProxy } from '@sextant/model';
+import { insertedExtensionConfigs } from './apply.js';
+import { mergeAnyWithAny, mergeMessage } from './merge.js';
+import { patchesFor } from './select.js';
 
 type Json = Record<string, any>;
 
@@ -83,10 +86,23 @@ test('HTTP_FILTER operations: INSERT_AFTER, INSERT_FIRST, ADD, REPLACE, REMOVE, 
   const lua = luaValue('x');
   const names = (f: Json) => httpFilterNames(listener(run([f]), '0.0.0.0_9080'));
   assert.deepEqual(names(outboundHttp(9080, 'INSERT_FIRST', lua)), ['envoy.filters.http.lua', ...base9080]);
-  assert.deepEqual(names(outboundHttp(9080, 'ADD', lua)), [...base9080, 'envoy.filters.http.lua']);
-  assert.deepEqual(names(outboundHttp(9080, 'INSERT_AFTER', lua)), [...base9080, 'envoy.filters.http.lua']);
-  assert.deepEqual(names(outboundHttp(9080, 'REPLACE', lua)), [...base9080.slice(0, -1), 'envoy.filters.http.lua']);
-  assert.deepEqual(names(outboundHttp(9080, 'REMOVE')), base9080.slice(0, -1));
+  // What would leave a filter after the terminal router (or none) is what Envoy rejects with the whole
+  // listener update: skipped for that chain and reported (istiod sends it and the proxy NACKs).
+  for (const f of [outboundHttp(9080, 'ADD', lua), outboundHttp(9080, 'INSERT_AFTER', lua), outboundHttp(9080, 'REPLACE', lua), outboundHttp(9080, 'REMOVE')]) {
+    const out = run([f]);
+    assert.deepEqual(httpFilterNames(listener(out, '0.0.0.0_9080')), base9080);
+    assert.equal(out.issues.length, 1, JSON.stringify(out.issues));
+    assert.match(out.issues[0]!.reason, /terminal envoy\.filters\.http\.router filter, which Envoy rejects/);
+  }
+  // Replacing the router with a router is fine.
+  const router2 = { name: 'envoy.filters.http.router', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router', suppress_envoy_headers: true } };
+  assert.deepEqual(names(outboundHttp(9080, 'REPLACE', router2)), base9080);
+  // ADD with filterClass: istiod does not read filterClass, so it is an ADD after the router.
+  const authz = outboundHttp(9080, 'ADD', lua);
+  authz.spec.configPatches[0].patch.filterClass = 'AUTHZ';
+  const withClass = run([authz]);
+  assert.deepEqual(httpFilterNames(listener(withClass, '0.0.0.0_9080')), base9080);
+  assert.match(withClass.issues[0]!.reason, /filterClass is not read by istiod/);
   // INSERT_BEFORE a filter that is not there changes nothing (istiod).
   assert.deepEqual(names(outboundHttp(9080, 'INSERT_BEFORE', lua, 'no.such.filter')), base9080);
   // MERGE into the router: same @type merges fields.
@@ -146,7 +162,8 @@ test('LISTENER and FILTER_CHAIN: MERGE, ADD, REMOVE', () => {
   assert.equal(listener(out, '0.0.0.0_8080'), undefined);
   const extra = listener(out, 'extra');
   assert.deepEqual(extra.address, { socketAddress: { address: '127.0.0.1', portValue: 19000 } });
-  assert.deepEqual((extra.filterChains as Json[]).map((fc) => fc.name ?? ''), ['', 'second']);
+  // An ADDed listener is appended after the generated ones are patched: the FILTER_CHAIN ADD does not reach it (istiod).
+  assert.deepEqual((extra.filterChains as Json[]).map((fc) => fc.name ?? ''), ['']);
 
   const removeChains = envoyFilter('fc', { configPatches: [{ applyTo: 'FILTER_CHAIN', match: { context: 'SIDECAR_INBOUND', listener: { portNumber: 8080 } }, patch: { operation: 'REMOVE' } }] });
   const before = listener(run([]), 'virtualInbound');
@@ -245,26 +262,30 @@ test('a patch that cannot apply is reported on its EnvoyFilter and the rest stil
   for (const i of out.issues) assert.deepEqual([i.kind, i.namespace, i.name], ['EnvoyFilter', 'shop', 'bad']);
   assert.match(byField.get('spec.configPatches[0].patch.value')!.reason, /example\.NotKnown/);
   assert.match(byField.get('spec.configPatches[1].patch.value')!.reason, /no_such_field/);
-  assert.match(byField.get('spec.configPatches[2].patch.operation')!.reason, /REMOVE is not supported for applyTo ROUTE_CONFIGURATION/);
-  assert.match(byField.get('spec.configPatches[3].applyTo')!.reason, /EXTENSION_CONFIG/);
+  assert.match(byField.get('spec.configPatches[2].patch.operation')!.reason, /REMOVE is ignored for applyTo ROUTE_CONFIGURATION/);
+  assert.match(byField.get('spec.configPatches[3].applyTo')!.reason, /EXTENSION_CONFIG .*ECDS/);
   assert.equal(out.issues.length, 4, JSON.stringify(out.issues));
   assert.equal(httpFilterNames(listener(out, '0.0.0.0_9080'))[0], 'envoy.filters.http.lua');
   assert.ok(!httpFilterNames(listener(out, '0.0.0.0_9080')).includes('x'));
 });
 
-test('proto merge on JSON: Any of another @type replaces, same @type merges; oneof members clear each other', () => {
+test('proto merge on JSON: a nested Any is replaced whatever its @type; oneof members clear each other; mergeAnyWithAny needs one @type', () => {
   const cluster = {
     name: 'c',
     type: 'EDS',
     transportSocket: { name: 't', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', sni: 'a', allowRenegotiation: true } },
   };
+  // proto.Merge of an Any sets its type URL and bytes: istiod's merge replaces it.
   const sameType = mergeMessage('envoy.config.cluster.v3.Cluster', cluster, { transportSocket: { typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', sni: 'b' } } });
-  assert.deepEqual(sameType.transportSocket, { name: 't', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', sni: 'b', allowRenegotiation: true } });
+  assert.deepEqual(sameType.transportSocket, { name: 't', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', sni: 'b' } });
   const otherType = mergeMessage('envoy.config.cluster.v3.Cluster', cluster, { transportSocket: { typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer' } } });
   assert.deepEqual(otherType.transportSocket, { name: 't', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer' } });
   const oneof = mergeMessage('envoy.config.cluster.v3.Cluster', cluster, { clusterType: { name: 'envoy.clusters.aggregate' } });
   assert.equal(oneof.type, undefined);
   assert.deepEqual(oneof.clusterType, { name: 'envoy.clusters.aggregate' });
+  // A filter's typed_config MERGE (MergeAnyWithAny) merges the packed messages.
+  assert.deepEqual(mergeAnyWithAny(cluster.transportSocket.typedConfig, { '@type': cluster.transportSocket.typedConfig['@type'], sni: 'b' }), { ...cluster.transportSocket.typedConfig, sni: 'b' });
+  assert.throws(() => mergeAnyWithAny(cluster.transportSocket.typedConfig, { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer' }), /cannot merge/);
 });
 
 test('gateways: GATEWAY context, targetRefs selection, gateway route configuration match', () => {
@@ -297,4 +318,235 @@ test('gateways: GATEWAY context, targetRefs selection, gateway route configurati
   assert.deepEqual((rc.responseHeadersToAdd as Json[]).map((h) => h.header.key), ['x-by-ref']);
   assert.equal(httpFilterNames(listener(out, '0.0.0.0_8080'))[0], 'envoy.filters.http.lua');
   for (const l of out.lds ?? []) encodeJson(TypeUrl.Listener, l);
+});
+
+// ---------------------------------------------------------------- per cell of docs/envoyfilter.md
+
+const one = (applyTo: string, match: Json, patch: Json, name = 'cell') => envoyFilter(name, { configPatches: [{ applyTo, match, patch }] });
+const lf = (name: string) => ({ name, typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector' } });
+const listenerFilterNames = (out: { lds?: unknown[] }, name = 'virtualInbound') => ((listener(out, name).listenerFilters ?? []) as Json[]).map((f) => f.name);
+const INBOUND_LF = ['envoy.filters.listener.original_dst', 'envoy.filters.listener.tls_inspector', 'envoy.filters.listener.http_inspector'];
+
+test('LISTENER_FILTER: ADD, INSERT_FIRST, INSERT_BEFORE/AFTER with and without a listener filter match, REPLACE, REMOVE, MERGE', () => {
+  assert.deepEqual(listenerFilterNames(run([])), INBOUND_LF);
+  const lfCase = (operation: string, listenerFilter?: string, value: Json | undefined = lf('x')) =>
+    listenerFilterNames(run([one('LISTENER_FILTER', { context: 'SIDECAR_INBOUND', listener: { name: 'virtualInbound', ...(listenerFilter ? { listenerFilter } : {}) } }, { operation, ...(value ? { value } : {}) })]));
+  const [dst, tls, http] = INBOUND_LF as [string, string, string];
+  assert.deepEqual(lfCase('ADD'), [dst, tls, http, 'x']);
+  assert.deepEqual(lfCase('INSERT_FIRST'), ['x', dst, tls, http]);
+  assert.deepEqual(lfCase('INSERT_BEFORE', tls), [dst, 'x', tls, http]);
+  assert.deepEqual(lfCase('INSERT_AFTER', tls), [dst, tls, 'x', http]);
+  // Without a listener filter match INSERT_BEFORE prepends and INSERT_AFTER appends; a match that is not there changes nothing.
+  assert.deepEqual(lfCase('INSERT_BEFORE'), ['x', dst, tls, http]);
+  assert.deepEqual(lfCase('INSERT_AFTER'), [dst, tls, http, 'x']);
+  assert.deepEqual(lfCase('INSERT_AFTER', 'no.such'), INBOUND_LF);
+  assert.deepEqual(lfCase('REPLACE', http), [dst, tls, 'x']);
+  assert.deepEqual(lfCase('REPLACE'), INBOUND_LF);
+  assert.deepEqual(lfCase('REMOVE', http, undefined), [dst, tls]);
+  assert.deepEqual(lfCase('REMOVE', undefined, undefined), INBOUND_LF);
+  // Context: an outbound patch does not touch virtualInbound.
+  assert.deepEqual(listenerFilterNames(run([one('LISTENER_FILTER', { context: 'SIDECAR_OUTBOUND' }, { operation: 'ADD', value: lf('x') })])), INBOUND_LF);
+  // MERGE: into the listener filters of the patch's @type, names kept.
+  const merged = run([one('LISTENER_FILTER', { context: 'SIDECAR_INBOUND', listener: { listenerFilter: tls } }, { operation: 'MERGE', value: { name: 'renamed', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector', enable_ja3_fingerprinting: true } } })]);
+  const t = (listener(merged, 'virtualInbound').listenerFilters as Json[]).find((f) => f.name === tls)!;
+  assert.equal(t.typedConfig.enableJa3Fingerprinting, true);
+  assert.deepEqual(listenerFilterNames(merged), INBOUND_LF);
+  assert.deepEqual(merged.issues, []);
+});
+
+test('NETWORK_FILTER: each operation with and without a filter match (istiod semantics)', () => {
+  const TCP = 'envoy.filters.network.tcp_proxy';
+  const RBAC = { name: 'envoy.filters.network.rbac', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.rbac.v3.RBAC', stat_prefix: 'x' } };
+  const names = (out: { lds?: unknown[] }) => ((listener(out, 'virtualOutbound').filterChains as Json[])[0]!.filters as Json[]).map((f) => f.name);
+  const nf = (operation: string, filter?: string, value: Json | undefined = RBAC) =>
+    names(run([one('NETWORK_FILTER', { context: 'SIDECAR_OUTBOUND', listener: { name: 'virtualOutbound', ...(filter ? { filterChain: { filter: { name: filter } } } : {}) } }, { operation, ...(value ? { value } : {}) })]));
+  const R = 'envoy.filters.network.rbac';
+  assert.deepEqual(nf('ADD'), [TCP, R]);
+  assert.deepEqual(nf('INSERT_FIRST'), [R, TCP]);
+  assert.deepEqual(nf('INSERT_BEFORE', TCP), [R, TCP]);
+  assert.deepEqual(nf('INSERT_AFTER', TCP), [TCP, R]);
+  assert.deepEqual(nf('INSERT_BEFORE'), [R, TCP]);
+  assert.deepEqual(nf('INSERT_AFTER'), [TCP, R]);
+  assert.deepEqual(nf('INSERT_BEFORE', 'no.such'), [TCP]);
+  assert.deepEqual(nf('REPLACE', TCP), [R]);
+  assert.deepEqual(nf('REPLACE'), [TCP]);
+  assert.deepEqual(nf('REMOVE', TCP, undefined), []);
+  // REMOVE without a filter match removes nothing (istiod), not every filter.
+  assert.deepEqual(nf('REMOVE', undefined, undefined), [TCP]);
+  // MERGE of another @type cannot merge: reported, the filter kept.
+  const bad = run([one('NETWORK_FILTER', { context: 'SIDECAR_OUTBOUND', listener: { name: 'virtualOutbound', filterChain: { filter: { name: TCP } } } }, { operation: 'MERGE', value: RBAC })]);
+  assert.deepEqual(names(bad), [TCP]);
+  assert.match(bad.issues.map((i) => i.reason).join('\n'), /cannot merge/);
+  // MERGE renames and merges the typed_config.
+  const ok = run([one('NETWORK_FILTER', { context: 'SIDECAR_OUTBOUND', listener: { name: 'virtualOutbound', filterChain: { filter: { name: TCP } } } }, { operation: 'MERGE', value: { typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', max_connect_attempts: 3 } } })]);
+  const tcp = ((listener(ok, 'virtualOutbound').filterChains as Json[])[0]!.filters as Json[])[0]!;
+  assert.equal(tcp.typedConfig.maxConnectAttempts, 3);
+  assert.equal(tcp.typedConfig.cluster, 'PassthroughCluster');
+});
+
+test('HTTP_FILTER: INSERT_BEFORE without a sub-filter match prepends; INSERT_AFTER of a missing filter changes nothing; MERGE runs after the list operations', () => {
+  const base9080 = httpFilterNames(listener(run([]), '0.0.0.0_9080'));
+  const http = (operation: string, value: Json, sub?: string, name = 'h') =>
+    one('HTTP_FILTER', { context: 'SIDECAR_OUTBOUND', listener: { portNumber: 9080, filterChain: { filter: { name: HCM, ...(sub ? { subFilter: { name: sub } } : {}) } } } }, { operation, value }, name);
+  const names = (...f: Json[]) => httpFilterNames(listener(run(f), '0.0.0.0_9080'));
+  assert.deepEqual(names(http('INSERT_BEFORE', luaValue('x'))), ['envoy.filters.http.lua', ...base9080]);
+  assert.deepEqual(names(http('INSERT_AFTER', luaValue('x'), 'no.such')), base9080);
+  // A MERGE into the Lua filter of an earlier-listed EnvoyFilter still reaches the filter a later one inserts.
+  const merge = http('MERGE', { typed_config: { '@type': LUA, default_source_code: { inline_string: 'merged' } } }, 'envoy.filters.http.lua', 'a-merge');
+  const out = run([merge, http('INSERT_FIRST', luaValue('x'), undefined, 'b-insert')]);
+  const lua = (hcmOf(listener(out, '0.0.0.0_9080')).httpFilters as Json[])[0]!;
+  assert.equal(lua.typedConfig.defaultSourceCode.inlineString, 'merged');
+  // Inbound context: the inbound HTTP chains, not the outbound listeners.
+  const inbound = run([one('HTTP_FILTER', { context: 'SIDECAR_INBOUND', listener: { portNumber: 8080, filterChain: { filter: { name: HCM } } } }, { operation: 'INSERT_FIRST', value: luaValue('in') })]);
+  const chains = (listener(inbound, 'virtualInbound').filterChains as Json[]).filter((fc) => fc.filterChainMatch?.destinationPort === 8080);
+  assert.ok(chains.length > 0);
+  for (const fc of chains) assert.equal(fc.filters.at(-1).typedConfig.httpFilters[0].name, 'envoy.filters.http.lua');
+  assert.deepEqual(httpFilterNames(listener(inbound, '0.0.0.0_8080')), httpFilterNames(listener(run([]), '0.0.0.0_8080')));
+});
+
+test('operations istiod ignores are skipped and reported; INSERT_* on a non-list applyTo is ADD', () => {
+  const before = run([]);
+  const out = run([
+    envoyFilter('ignored', {
+      configPatches: [
+        { applyTo: 'CLUSTER', match: { cluster: { name: 'BlackHoleCluster' } }, patch: { operation: 'REPLACE', value: { name: 'BlackHoleCluster', type: 'STATIC', connect_timeout: '9s' } } },
+        { applyTo: 'LISTENER', match: { listener: { name: 'virtualOutbound' } }, patch: { operation: 'REPLACE', value: { name: 'virtualOutbound' } } },
+        { applyTo: 'FILTER_CHAIN', match: { listener: { name: 'virtualOutbound' } }, patch: { operation: 'REPLACE', value: { name: 'r' } } },
+        { applyTo: 'HTTP_ROUTE', patch: { operation: 'REPLACE', value: { match: { prefix: '/' }, direct_response: { status: 200 } } } },
+        { applyTo: 'BOOTSTRAP', patch: { operation: 'MERGE', value: { node: { id: 'x' } } } },
+        { applyTo: 'CLUSTER', patch: { operation: 'INSERT_FIRST', value: { name: 'inserted', type: 'STATIC', connect_timeout: '1s' } } },
+        { applyTo: 'FILTER_CHAIN', match: { context: 'SIDECAR_OUTBOUND', listener: { name: 'virtualOutbound' } }, patch: { operation: 'INSERT_FIRST', value: { name: 'fc-first', filters: [{ name: 'envoy.filters.network.tcp_proxy', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', stat_prefix: 'x', cluster: 'BlackHoleCluster' } }] } } },
+      ],
+    }),
+  ]);
+  const fields = out.issues.map((i) => `${i.field}: ${i.reason}`).sort();
+  assert.deepEqual(fields.map((f) => f.split(':')[0]), ['spec.configPatches[0].patch.operation', 'spec.configPatches[1].patch.operation', 'spec.configPatches[2].patch.operation', 'spec.configPatches[3].patch.operation', 'spec.configPatches[4].applyTo']);
+  assert.match(fields[4]!, /BOOTSTRAP is deprecated and ignored/);
+  assert.deepEqual((out.cds as Json[]).find((c) => c.name === 'BlackHoleCluster'), (before.cds as Json[]).find((c) => c.name === 'BlackHoleCluster'));
+  // INSERT_FIRST on CLUSTER / FILTER_CHAIN: appended, as ADD.
+  assert.equal((out.cds as Json[]).at(-1)!.name, 'inserted');
+  assert.deepEqual((listener(out, 'virtualOutbound').filterChains as Json[]).map((fc) => fc.name), ['PassthroughFilterChain', 'fc-first']);
+  assert.deepEqual(out.rds, before.rds);
+});
+
+test('CLUSTER: MERGE of a transport socket merges only the socket (istiod); ADD of ANY context is added once on a sidecar, SIDECAR_INBOUND adds too, GATEWAY does not', () => {
+  const tls = (sni: string) => ({ name: 'envoy.transport_sockets.tls', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', sni } });
+  const out = run([
+    one('CLUSTER', { cluster: { name: 'outbound|9080||api.shop.svc.cluster.local' } }, { operation: 'MERGE', value: { transport_socket: tls('a.example'), connect_timeout: '4s' } }, 'ts'),
+    one('CLUSTER', { cluster: { name: 'outbound|9080||api.shop.svc.cluster.local' } }, { operation: 'MERGE', value: { transport_socket: { name: 'envoy.transport_sockets.tls', typed_config: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', allow_renegotiation: true } } } }, 'ts2'),
+    envoyFilter('adds', {
+      configPatches: ['ANY', 'SIDECAR_INBOUND', 'SIDECAR_OUTBOUND', 'GATEWAY'].map((context) => ({
+        applyTo: 'CLUSTER',
+        match: { context },
+        patch: { operation: 'ADD', value: { name: `added-${context}`, type: 'STATIC', connect_timeout: '1s' } },
+      })),
+    }),
+  ]);
+  const api = (out.cds as Json[]).find((c) => c.name === 'outbound|9080||api.shop.svc.cluster.local')!;
+  const apiBefore = (run([]).cds as Json[]).find((c) => c.name === api.name)!;
+  // The cluster's socket matches hold a socket of the patch's name: only its typed_config merges, the rest of the patch (connect_timeout) is not used.
+  assert.equal(api.connectTimeout, apiBefore.connectTimeout);
+  const tlsMatch = (c: Json) => (c.transportSocketMatches as Json[]).find((m) => m.name === 'tlsMode-istio')!.transportSocket.typedConfig;
+  assert.deepEqual(tlsMatch(api), { ...tlsMatch(apiBefore), sni: 'a.example', allowRenegotiation: true });
+  // A cluster without a socket of that name gets the patch's socket, again without the rest of the patch.
+  const pt = run([one('CLUSTER', { cluster: { name: 'PassthroughCluster' } }, { operation: 'MERGE', value: { transport_socket: tls('b.example'), connect_timeout: '4s' } })]);
+  const passthrough = (pt.cds as Json[]).find((c) => c.name === 'PassthroughCluster')!;
+  assert.deepEqual(passthrough.transportSocket, { name: 'envoy.transport_sockets.tls', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext', sni: 'b.example' } });
+  assert.notEqual(passthrough.connectTimeout, '4s');
+  const added = (out.cds as Json[]).map((c) => String(c.name)).filter((n) => n.startsWith('added-'));
+  assert.deepEqual(added.sort(), ['added-ANY', 'added-SIDECAR_INBOUND', 'added-SIDECAR_OUTBOUND']);
+});
+
+test('VIRTUAL_HOST REPLACE and INSERT_FIRST (as ADD); HTTP_ROUTE INSERT_BEFORE/AFTER by route match, INSERT_FIRST needs a matching route, MERGE/REMOVE before inserts', () => {
+  const vhName = 'api.shop.svc.cluster.local:9080';
+  const rc9080 = (o: { rds?: unknown[] }) => (o.rds as Json[]).find((r) => r.name === '9080')!;
+  const vhost = (o: { rds?: unknown[] }) => (rc9080(o).virtualHosts as Json[]).find((v) => v.name === vhName)!;
+  const routeNames = (o: { rds?: unknown[] }) => (vhost(o).routes as Json[]).map((r) => r.name);
+  const r = (name: string) => ({ name, match: { prefix: `/${name}` }, direct_response: { status: 204 } });
+  const hr = (operation: string, route: Json | undefined, value?: Json, name = 'hr') =>
+    one('HTTP_ROUTE', { context: 'SIDECAR_OUTBOUND', routeConfiguration: { portNumber: 9080, vhost: { name: vhName, ...(route ? { route } : {}) } } }, { operation, ...(value ? { value } : {}) }, name);
+  assert.deepEqual(routeNames(run([])), ['default']);
+  assert.deepEqual(routeNames(run([hr('INSERT_BEFORE', { name: 'default' }, r('x'))])), ['x', 'default']);
+  assert.deepEqual(routeNames(run([hr('INSERT_AFTER', { name: 'default' }, r('x'))])), ['default', 'x']);
+  assert.deepEqual(routeNames(run([hr('INSERT_AFTER', undefined, r('x'))])), ['default', 'x']);
+  assert.deepEqual(routeNames(run([hr('INSERT_BEFORE', undefined, r('x'))])), ['x', 'default']);
+  assert.deepEqual(routeNames(run([hr('INSERT_FIRST', { name: 'nope' }, r('x'))])), ['default']);
+  assert.deepEqual(routeNames(run([hr('INSERT_FIRST', { action: 'ROUTE' }, r('x'))])), ['x', 'default']);
+  assert.deepEqual(routeNames(run([hr('ADD', undefined, r('x'))])), ['default', 'x']);
+  // REMOVE of the route a later EnvoyFilter inserts before: the REMOVE runs first, so the insert finds nothing.
+  assert.deepEqual(routeNames(run([hr('INSERT_BEFORE', { name: 'default' }, r('x'), 'a'), hr('REMOVE', { name: 'default' }, undefined, 'b')])), []);
+  // Action match: DIRECT_RESPONSE does not match the generated ROUTE action.
+  const merged = run([hr('MERGE', { action: 'DIRECT_RESPONSE' }, { route: { timeout: '9s' } })]);
+  assert.deepEqual(vhost(merged), vhost(run([])));
+  // VIRTUAL_HOST REPLACE, then the HTTP_ROUTE patches act on the replacement.
+  const replaced = run([
+    one('VIRTUAL_HOST', { context: 'SIDECAR_OUTBOUND', routeConfiguration: { portNumber: 9080, vhost: { name: vhName } } }, { operation: 'REPLACE', value: { name: vhName, domains: ['api'], routes: [r('only')] } }, 'a'),
+    hr('ADD', undefined, r('added'), 'b'),
+  ]);
+  assert.deepEqual(routeNames(replaced), ['only', 'added']);
+  assert.deepEqual(vhost(replaced).domains, ['api']);
+  const first = run([one('VIRTUAL_HOST', { context: 'SIDECAR_OUTBOUND', routeConfiguration: { portNumber: 9080 } }, { operation: 'INSERT_FIRST', value: { name: 'extra', domains: ['extra'] } })]);
+  assert.equal((rc9080(first).virtualHosts as Json[]).at(-1)!.name, 'extra');
+});
+
+test('ordering as istiod: priority, then the root namespace first, then creation time, then name.namespace', () => {
+  const ins = (name: string, ns: string, created: string, priority?: number) =>
+    envoyFilter(name, { ...(priority !== undefined ? { priority } : {}), configPatches: [{ applyTo: 'HTTP_FILTER', match: { context: 'SIDECAR_OUTBOUND', listener: { portNumber: 9080 } }, patch: { operation: 'INSERT_FIRST', value: { ...luaValue('x'), name } } }] }, ns, created);
+  const order = (...f: Json[]) => httpFilterNames(listener(run(f), '0.0.0.0_9080')).slice(0, f.length).reverse();
+  // The root namespace's filter applies before the workload namespace's even though it is newer.
+  assert.deepEqual(order(ins('ns-old', 'shop', '2026-01-01T00:00:00Z'), ins('root-new', 'istio-system', '2026-06-01T00:00:00Z')), ['root-new', 'ns-old']);
+  // Priority wins over the root namespace.
+  assert.deepEqual(order(ins('ns', 'shop', '2026-06-01T00:00:00Z', -1), ins('root', 'istio-system', '2026-01-01T00:00:00Z')), ['ns', 'root']);
+  // Same namespace: creation time, then name.
+  assert.deepEqual(order(ins('b', 'shop', '2026-01-01T00:00:00Z'), ins('a', 'shop', '2026-02-01T00:00:00Z')), ['b', 'a']);
+  assert.deepEqual(order(ins('b', 'shop', '2026-01-01T00:00:00Z'), ins('a', 'shop', '2026-01-01T00:00:00Z')), ['a', 'b']);
+});
+
+test('proxy match: no ISTIO_VERSION never matches a version regex; a regex over 1024 characters matches nothing; one JavaScript cannot compile applies everywhere and is reported; metadata compares exactly', () => {
+  const ins = (proxy: Json) => one('HTTP_FILTER', { context: 'SIDECAR_OUTBOUND', proxy, listener: { portNumber: 9080 } }, { operation: 'INSERT_FIRST', value: luaValue('x') });
+  const hit = (proxy: Json, metadata: Json = {}) => httpFilterNames(listener(run([ins(proxy)], { metadata }), '0.0.0.0_9080'))[0] === 'envoy.filters.http.lua';
+  assert.equal(hit({ proxyVersion: '.*' }), true);
+  assert.equal(hit({ proxyVersion: '.*' }, { ISTIO_VERSION: '' }), false);
+  assert.equal(hit({ proxyVersion: '^1\\.24' }, { ISTIO_VERSION: '1.24.1' }), true);
+  assert.equal(hit({ proxyVersion: '^1\\.24' }, { ISTIO_VERSION: '1.25.0' }), false);
+  assert.equal(hit({ proxyVersion: `1|${'x'.repeat(1024)}` }), false);
+  const bad = run([ins({ proxyVersion: '(' })]);
+  assert.equal(httpFilterNames(listener(bad, '0.0.0.0_9080'))[0], 'envoy.filters.http.lua');
+  assert.match(bad.issues.map((i) => `${i.field} ${i.reason}`).join(), /match\.proxy\.proxyVersion invalid regex.*every proxy version/);
+  assert.equal(hit({ metadata: { TIER: 'gold' } }, { TIER: 'gold' }), true);
+  assert.equal(hit({ metadata: { TIER: 'gold' } }, { TIER: 'gold-plus' }), false);
+  assert.equal(hit({ metadata: { TIER: 'gold' } }), false);
+});
+
+test('targetRefs: only Gateway API gateways of the filter namespace; a sidecar ignores targetRefs filters', () => {
+  const gwObjects: Json[] = [
+    ...base,
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } },
+    { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'ingress', namespace: 'shop' }, spec: { selector: { app: 'gw' }, servers: [{ port: { number: 8080, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }] } },
+  ];
+  const patch = (name: string, ns: string, ref: Json) =>
+    envoyFilter(name, { targetRefs: [ref], configPatches: [{ applyTo: 'ROUTE_CONFIGURATION', patch: { operation: 'MERGE', value: { response_headers_to_add: [{ header: { key: name, value: '1' } }] } } }] }, ns);
+  const G = 'gateway.networking.k8s.io';
+  const { objects, issues } = parseObjects([
+    ...gwObjects,
+    patch('same-ns', 'shop', { group: G, kind: 'Gateway', name: 'gw' }),
+    patch('root-ns', 'istio-system', { group: G, kind: 'Gateway', name: 'gw' }),
+    patch('no-group', 'shop', { kind: 'Gateway', name: 'gw' }),
+  ]);
+  assert.deepEqual(issues, []);
+  const keys = (nodeId: string, labels: Json) => {
+    const out = translateConfig({ objects, nodeId, metadata: { LABELS: labels } });
+    return [...new Set((out.rds as Json[]).flatMap((r) => ((r.responseHeadersToAdd ?? []) as Json[]).map((h) => h.header.key)))];
+  };
+  assert.deepEqual(keys('router~10.1.0.9~gw-0.shop~shop.svc.cluster.local', { app: 'gw', 'gateway.networking.k8s.io/gateway-name': 'gw' }), ['same-ns']);
+  assert.deepEqual(keys(NODE, { app: 'web', 'gateway.networking.k8s.io/gateway-name': 'other' }), []);
+  assert.deepEqual(keys(NODE, { app: 'web' }), []);
+});
+
+test('EXTENSION_CONFIG: ADD patches named by the proxy are what an ECDS response would carry', () => {
+  const { objects } = parseObjects([...base, one('EXTENSION_CONFIG', {}, { operation: 'ADD', value: { name: 'ext-a', typed_config: { '@type': LUA, default_source_code: { inline_string: 'a' } } } })]);
+  const push = PushContext.build(objects, { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'test' });
+  const patches = patchesFor(push, push.resolveProxy(parseProxy(NODE, { LABELS: { app: 'web' }, ISTIO_VERSION: '1.24.1' })));
+  assert.deepEqual(insertedExtensionConfigs(patches, ['ext-a', 'ext-b']), [{ name: 'ext-a', typedConfig: { '@type': LUA, defaultSourceCode: { inlineString: 'a' } } }]);
+  assert.deepEqual(insertedExtensionConfigs(patches, ['ext-b']), []);
 });

@@ -1,18 +1,19 @@
 /**
  * EnvoyFilter: selection of a proxy's patches and their application to its
  * generated resources (`applyEnvoyFilters`, the one hook in
- * `generateForProxy`), and the proxy-independent checks `/debug/config_issues`
- * reports (`envoyFilterIssues`).
+ * `generateForProxy`), and what `/debug/config_issues` reports: the
+ * proxy-independent checks (`envoyFilterIssues`) and the patches that failed
+ * on some proxy's config (`envoyFilterApplyIssues`).
  */
 import type { ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { patchClusters, patchListeners, patchRouteConfigurations, unsupportedPatches, usable, type PatchedProxy } from './apply.js';
+import { patchClusters, patchListeners, patchRouteConfigurations, usable, type PatchedProxy } from './apply.js';
 import { patchesFor, type ConfigPatch } from './select.js';
 
-export { envoyFiltersFor, patchesFor, type ConfigPatch, type PatchContext } from './select.js';
-export { patchClusters, patchListeners, patchRouteConfigurations, unsupportedPatches, type PatchedProxy } from './apply.js';
-export { mergeMessage, normalize } from './merge.js';
+export { envoyFiltersFor, patchesFor, proxyMatches, type ConfigPatch, type PatchContext } from './select.js';
+export { effectiveOperation, insertedExtensionConfigs, OPERATIONS, patchClusters, patchListeners, patchRouteConfigurations, type PatchedProxy } from './apply.js';
+export { mergeAnyWithAny, mergeMessage, normalize } from './merge.js';
 
 interface Patchable {
   cds: ClusterJson[];
@@ -31,15 +32,40 @@ export function applyEnvoyFilters<K extends keyof Patchable>(push: PushContext, 
   const patches = patchesFor(push, proxy);
   if (patches.length === 0) return resources;
   const k = kind as PatchedProxy;
-  if (type === 'cds') return patchClusters(k, resources as ClusterJson[], patches, issues) as Patchable[K];
-  if (type === 'lds') return patchListeners(k, resources as ListenerJson[], patches, issues) as Patchable[K];
-  return patchRouteConfigurations(k, resources as RouteConfigurationJson[], patches, issues) as Patchable[K];
+  const found: ValidationIssue[] = [];
+  let out: Patchable[K];
+  if (type === 'cds') out = patchClusters(k, resources as ClusterJson[], patches, found) as Patchable[K];
+  else if (type === 'lds') out = patchListeners(k, resources as ListenerJson[], patches, found) as Patchable[K];
+  else out = patchRouteConfigurations(k, resources as RouteConfigurationJson[], patches, found) as Patchable[K];
+  if (found.length > 0) {
+    issues?.push(...found);
+    remember(push, found);
+  }
+  return out;
+}
+
+/** Patches that failed on some proxy's resources in a push (a MERGE across types, say), for /debug/config_issues. */
+const applyFailures = new WeakMap<PushContext, Map<string, ValidationIssue>>();
+
+function remember(push: PushContext, found: readonly ValidationIssue[]): void {
+  let m = applyFailures.get(push);
+  if (!m) applyFailures.set(push, (m = new Map()));
+  for (const i of found) m.set(`${i.namespace}/${i.name}|${i.field}|${i.reason}`, i);
+}
+
+/**
+ * The patches that could not apply to a proxy's generated config in this
+ * push so far (they depend on what was generated, so `envoyFilterIssues`
+ * cannot see them): each once, with its EnvoyFilter, field and reason.
+ */
+export function envoyFilterApplyIssues(push: PushContext | undefined): ValidationIssue[] {
+  return push ? [...(applyFailures.get(push)?.values() ?? [])] : [];
 }
 
 /**
  * What is wrong with the mesh's EnvoyFilters regardless of the proxy: every
- * patch checked once, so a bad operation, a value Envoy could
- * not parse, an unknown `@type` or an unsupported applyTo is reported once.
+ * patch checked once, so an operation istiod ignores, a value Envoy could
+ * not parse, an unknown `@type` or a BOOTSTRAP patch is reported once.
  */
 export function envoyFilterIssues(push: PushContext): ValidationIssue[] {
   const issues: ValidationIssue[] = [];
@@ -47,7 +73,7 @@ export function envoyFilterIssues(push: PushContext): ValidationIssue[] {
     const patches: ConfigPatch[] = ((f.spec.configPatches ?? []) as Array<Record<string, any>>).map((cp, index) => ({
       filter: { kind: 'EnvoyFilter', namespace: f.namespace, name: f.name },
       index,
-      applyTo: cp.applyTo,
+      applyTo: cp.applyTo ?? 'INVALID',
       operation: cp.patch?.operation ?? 'INVALID',
       context: 'ANY',
       value: cp.patch?.value,
@@ -58,11 +84,10 @@ export function envoyFilterIssues(push: PushContext): ValidationIssue[] {
       try {
         new RegExp(re);
       } catch (e) {
-        issues.push({ kind: 'EnvoyFilter', namespace: f.namespace, name: f.name, field: `spec.configPatches[${index}].match.proxy.proxyVersion`, reason: `invalid regex: ${(e as Error).message}` });
+        issues.push({ kind: 'EnvoyFilter', namespace: f.namespace, name: f.name, field: `spec.configPatches[${index}].match.proxy.proxyVersion`, reason: `invalid regex: ${(e as Error).message}; istiod ignores the compile error, so the patch applies to every proxy version` });
       }
     });
-    usable(patches, ['CLUSTER', 'LISTENER', 'FILTER_CHAIN', 'NETWORK_FILTER', 'HTTP_FILTER', 'ROUTE_CONFIGURATION', 'VIRTUAL_HOST', 'HTTP_ROUTE'], issues);
-    unsupportedPatches(patches, issues);
+    usable(patches, ['CLUSTER', 'LISTENER', 'LISTENER_FILTER', 'FILTER_CHAIN', 'NETWORK_FILTER', 'HTTP_FILTER', 'ROUTE_CONFIGURATION', 'VIRTUAL_HOST', 'HTTP_ROUTE', 'EXTENSION_CONFIG', 'BOOTSTRAP', 'INVALID'], issues);
   }
   return issues;
 }

@@ -2,9 +2,11 @@
  * Proto merge on the proto3 JSON form, as istiod's `proto.Merge` of a patch
  * into a generated resource: messages merge field by field, scalars and enums
  * are replaced, repeated fields are appended, map entries are replaced by key,
- * setting one member of a oneof clears the others. An `Any` merges with an
- * `Any` of the same `@type`; one of another type replaces it. Pure: returns a
- * new value, never mutates its inputs.
+ * setting one member of a oneof clears the others, and a nested `Any` (its
+ * type URL and bytes) or Duration is replaced. `mergeAnyWithAny` is istiod's
+ * MergeAnyWithAny for a filter's or transport socket's typed_config: the two
+ * packed messages merge, which needs the same `@type`. Pure: returns a new
+ * value, never mutates its inputs.
  */
 import { fromJson, messageSchema, registry, toJson, type JsonObject } from '@sextant/envoy';
 
@@ -35,7 +37,8 @@ export function mergeMessage(typeName: string, target: Json, patch: Json): Json 
 }
 
 function mergeWith(schema: Schema, target: Json, patch: Json): Json {
-  if (schema.typeName === ANY) return mergeAny(target, patch);
+  // proto.Merge of two Anys sets the type URL and replaces the packed bytes.
+  if (schema.typeName === ANY) return patch;
   if (schema.typeName === 'google.protobuf.Struct') return { ...target, ...patch };
   if (REPLACED.has(schema.typeName) || schema.typeName.startsWith('google.protobuf.') && schema.typeName.endsWith('Value')) return patch;
   const out: Json = { ...target };
@@ -57,14 +60,19 @@ function mergeWith(schema: Schema, target: Json, patch: Json): Json {
   return out;
 }
 
-/** Any + Any: same `@type` merges the packed messages, another `@type` replaces the target. */
-function mergeAny(target: Json, patch: Json): Json {
+/**
+ * istiod's MergeAnyWithAny: the patch's packed message merged into the
+ * target's. Throws when the `@type`s differ (istiod's merge panics there) or
+ * the type is not one Sextant knows.
+ */
+export function mergeAnyWithAny(target: Json, patch: Json): Json {
   const tt = target['@type'];
   const pt = patch['@type'];
-  if (typeof pt !== 'string' || tt !== pt) return patch;
+  if (typeof pt !== 'string' || tt !== pt) throw new Error(`typed_config ${String(pt)} cannot merge into ${String(tt)}`);
   const schema = registry.getMessage(pt.slice(pt.lastIndexOf('/') + 1));
+  if (!schema) throw new Error(`unknown type ${pt}`);
   // Well-known types pack as `{ @type, value }`: replaced whole.
-  if (!schema || schema.typeName.startsWith('google.protobuf.')) return patch;
+  if (schema.typeName.startsWith('google.protobuf.')) return patch;
   const { '@type': _t, ...tBody } = target;
   const { '@type': _p, ...pBody } = patch;
   return { '@type': pt, ...mergeWith(schema, tBody, pBody) };

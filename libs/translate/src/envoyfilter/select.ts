@@ -51,12 +51,22 @@ export function patchIssue(p: ConfigPatch, reason: string, field = `spec.configP
 
 const GATEWAY_NAME_LABEL = 'gateway.networking.k8s.io/gateway-name';
 
+const GATEWAY_API_GROUP = 'gateway.networking.k8s.io';
+
+/**
+ * istiod's policy attachment (WorkloadPolicyMatcher.ShouldAttachPolicy) for
+ * EnvoyFilters: a proxy that is not a Gateway API gateway ignores filters with
+ * `targetRefs` and is selected by `workloadSelector` (none: every workload);
+ * a Gateway API gateway (its pods carry the gateway-name label) is selected
+ * by a selector-only filter too, and by a `targetRefs` filter only when the
+ * filter is in the gateway's namespace and a reference names its Gateway.
+ */
 function selects(f: IstioConfig, proxy: ProxyView): boolean {
-  const refs = f.spec.targetRefs as Array<{ group?: string; kind?: string; name?: string }> | undefined;
+  const refs = f.spec.targetRefs as Array<{ group?: string; kind?: string; name?: string; namespace?: string }> | undefined;
+  const gw = proxy.labels[GATEWAY_NAME_LABEL];
   if (refs && refs.length > 0) {
-    // targetRefs name a Kubernetes Gateway: its deployment carries the gateway-name label.
-    const gw = proxy.labels[GATEWAY_NAME_LABEL];
-    return gw !== undefined && refs.some((r) => r.kind === 'Gateway' && r.name === gw);
+    if (gw === undefined || f.namespace !== proxy.namespace) return false;
+    return refs.some((r) => (r.group ?? '') === GATEWAY_API_GROUP && r.kind === 'Gateway' && r.name === gw && (!r.namespace || r.namespace === proxy.namespace));
   }
   const sel = (f.spec.workloadSelector as { labels?: Record<string, string> } | undefined)?.labels;
   if (!sel) return true;
@@ -77,6 +87,8 @@ export function envoyFiltersFor(push: PushContext, proxy: ProxyView): IstioConfi
     const pa = Number(a.spec.priority ?? 0);
     const pb = Number(b.spec.priority ?? 0);
     if (pa !== pb) return pa - pb;
+    // Same priority: the root namespace's filters first (PushContext.EnvoyFilters).
+    if (a.namespace !== b.namespace && (a.namespace === rootNamespace || b.namespace === rootNamespace)) return a.namespace === rootNamespace ? -1 : 1;
     const ca = created(a);
     const cb = created(b);
     if (ca !== cb) return ca - cb;
@@ -84,6 +96,38 @@ export function envoyFiltersFor(push: PushContext, proxy: ProxyView): IstioConfi
     const nb = `${b.name}.${b.namespace}`;
     return na < nb ? -1 : na > nb ? 1 : 0;
   });
+}
+
+/** istiod's bound on a `proxyVersion` expression: a longer one matches no proxy. */
+export const MAX_PROXY_VERSION_LENGTH = 1024;
+
+/**
+ * Whether a patch's `match.proxy` matches the proxy, as istiod's proxyMatch:
+ * `proxyVersion` is a regex searched in the node's ISTIO_VERSION (a proxy
+ * without one never matches; an expression over 1024 characters matches
+ * nothing; one that does not compile is ignored, as istiod ignores the
+ * compile error, and reported by `envoyFilterIssues`); every
+ * `metadata` key must be in the node metadata with exactly that value.
+ */
+export function proxyMatches(pm: { proxyVersion?: string; metadata?: Record<string, string> } | undefined, proxy: ProxyView): boolean {
+  if (!pm) return true;
+  const version = pm.proxyVersion;
+  if (version) {
+    if (version.length > MAX_PROXY_VERSION_LENGTH) return false;
+    let re: RegExp | undefined;
+    try {
+      re = new RegExp(version);
+    } catch {
+      re = undefined;
+    }
+    if (re) {
+      if (!proxy.istioVersion) return false;
+      if (!re.test(proxy.istioVersion)) return false;
+    }
+  }
+  const raw = (proxy.metadata as { raw?: Record<string, unknown> }).raw ?? {};
+  for (const [k, v] of Object.entries(pm.metadata ?? {})) if (raw[k] !== v) return false;
+  return true;
 }
 
 /** The patches that apply to the proxy, in order. */
@@ -104,22 +148,7 @@ export function patchesFor(push: PushContext, proxy: ProxyView): ConfigPatch[] {
         cluster: match.cluster,
         value: cp.patch?.value,
       };
-      const pm = match.proxy as { proxyVersion?: string; metadata?: Record<string, string> } | undefined;
-      if (pm?.proxyVersion) {
-        let re: RegExp;
-        try {
-          re = new RegExp(pm.proxyVersion);
-        } catch {
-          return; // reported by envoyFilterIssues
-        }
-        // istiod matches the regex anywhere in the proxy's ISTIO_VERSION (Go's MatchString).
-        if (!re.test(proxy.istioVersion)) return;
-      }
-      if (pm?.metadata) {
-        const raw = (proxy.metadata as { raw?: Record<string, unknown> }).raw ?? {};
-        // Every key must be present in the node metadata with exactly this value.
-        for (const [k, v] of Object.entries(pm.metadata)) if (raw[k] === undefined || String(raw[k]) !== v) return;
-      }
+      if (!proxyMatches(match.proxy, proxy)) return;
       out.push(p);
     });
   }

@@ -11,9 +11,8 @@
  */
 import type { SidecarSpecType } from '@sextant/api';
 import type { AddressJson, ClusterJson } from '@sextant/envoy';
-import type { ProxyView, PushContext } from '@sextant/model';
+import { isGrpc, isHttp, sidecarIngressProtocol, type ProxyView, type PushContext } from '@sextant/model';
 import { toProtoDuration } from '../common.js';
-import { isHTTPProtocol } from '../route/sidecar.js';
 import { buildInboundSubsetKey } from '../names.js';
 
 
@@ -34,26 +33,6 @@ export interface InboundPort {
   grpc?: boolean;
 }
 
-function protocolFor(p: string | undefined): string {
-  const up = (p ?? '').toUpperCase();
-  switch (up) {
-    case 'HTTP':
-    case 'HTTP2':
-    case 'GRPC':
-    case 'TCP':
-    case 'TLS':
-    case 'HTTPS':
-    case 'MONGO':
-    case 'REDIS':
-    case 'MYSQL':
-      return up;
-    case 'GRPC-WEB':
-      return 'GRPC-Web';
-    default:
-      return 'Unsupported';
-  }
-}
-
 /** The Sidecar's ingress listeners for this proxy, or undefined when it has none. */
 export function sidecarIngressPorts(push: PushContext, proxy: ProxyView): InboundPort[] | undefined {
   const ingress = (push.sidecarScope(proxy).sidecar?.spec as SidecarSpecType | undefined)?.ingress ?? [];
@@ -67,8 +46,8 @@ export function sidecarIngressPorts(push: PushContext, proxy: ProxyView): Inboun
     const capture = String(i.captureMode ?? 'DEFAULT').toUpperCase();
     const bindToPort = capture === 'DEFAULT' ? proxy.interceptionMode === 'NONE' : capture === 'NONE';
     const bind = typeof i.bind === 'string' && i.bind ? i.bind : proxy.ipAddresses.some((ip) => !ip.includes(':')) ? '0.0.0.0' : '::';
-    const protocol = protocolFor(i.port?.protocol);
-    out.push({ port: number, http: isHTTPProtocol(protocol), bind, bindToPort, defaultEndpoint: typeof i.defaultEndpoint === 'string' ? i.defaultEndpoint : '', grpc: protocol === 'GRPC' || protocol === 'GRPC-Web' });
+    const protocol = sidecarIngressProtocol(i.port?.protocol);
+    out.push({ port: number, http: isHttp(protocol), bind, bindToPort, defaultEndpoint: typeof i.defaultEndpoint === 'string' ? i.defaultEndpoint : '', grpc: isGrpc(protocol) });
   }
   return out.sort((a, b) => a.port - b.port);
 }
@@ -86,7 +65,7 @@ export function inboundPorts(push: PushContext, proxy: ProxyView): InboundPort[]
     if (seen.has(port)) continue;
     seen.add(port);
     const protocol = si.servicePort.protocol;
-    out.push({ port, http: isHTTPProtocol(protocol), bind: '0.0.0.0', bindToPort: false, serviceHost: si.service.hostname, servicePort: si.servicePort.port, grpc: protocol === 'GRPC' || protocol === 'GRPC-Web' });
+    out.push({ port, http: isHttp(protocol), bind: '0.0.0.0', bindToPort: false, serviceHost: si.service.hostname, servicePort: si.servicePort.port, grpc: isGrpc(protocol) });
   }
   return out;
 }

@@ -5,9 +5,9 @@
  */
 import type { RouteDestination, SidecarSpecType, VirtualServiceSpecType } from '@sextant/api';
 import type { ListenerJson } from '@sextant/envoy';
-import type { EgressListener, IstioConfig, Protocol, ProxyView, PushContext, Service } from '@sextant/model';
+import { isHttp, isSniffed, type EgressListener, type IstioConfig, type ProxyView, type PushContext, type Service } from '@sextant/model';
 import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './filters.js';
-import { isHTTPProtocol, isSniffed, preparedVirtualServices } from '../route/sidecar.js';
+import { preparedVirtualServices } from '../route/sidecar.js';
 import { destinationCluster } from '../route/translate.js';
 import { serviceAddressForProxy } from '../nds.js';
 import { BLACKHOLE_CLUSTER, outboundClusterName, PASSTHROUGH_CLUSTER, VIRTUAL_OUTBOUND } from '../names.js';
@@ -84,7 +84,7 @@ export function outboundPortListeners(push: PushContext, proxy: ProxyView, servi
       const listenPort = bind?.port ?? p.port;
       // The VIP, or for a proxy with DNS auto-allocation a ServiceEntry's allocated address (istiod's GetAddressForProxy).
       const vip = serviceAddressForProxy(push, proxy, svc);
-      if (isHTTPProtocol(p.protocol)) {
+      if (isHttp(p.protocol)) {
         const address = bind?.address ?? '0.0.0.0';
         const name = `${address}_${listenPort}`;
         if (listeners.has(name)) continue;
@@ -143,21 +143,4 @@ export function virtualOutbound(push: PushContext, proxy: ProxyView): ListenerJs
     useOriginalDst: true,
     trafficDirection: 'OUTBOUND',
   };
-}
-
-/** An egress listener's declared protocol wins over the service port's when it names one. */
-export function protocolOf(egressProto: string, servicePortProto: Protocol): Protocol {
-  switch (egressProto) {
-    case 'HTTP':
-    case 'HTTP2':
-    case 'GRPC':
-    case 'TCP':
-    case 'TLS':
-    case 'HTTPS':
-      return egressProto;
-    case 'GRPC-WEB':
-      return 'GRPC-Web';
-    default:
-      return servicePortProto;
-  }
 }

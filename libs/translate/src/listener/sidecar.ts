@@ -3,14 +3,14 @@
  * (`inbound.ts`) listeners, in iptables mode or with interception NONE. Pure.
  */
 import type { ListenerJson } from '@sextant/envoy';
-import type { ProxyView, PushContext } from '@sextant/model';
+import { egressPortProtocol, isHttp, type ProxyView, type PushContext } from '@sextant/model';
 import { hcmRds, socketAddress } from './filters.js';
 import { mtlsInbound } from '../security/mtls.js';
 import { inboundPorts } from './inbound-ports.js';
-import { egressAdmits, isHTTPProtocol } from '../route/sidecar.js';
+import { egressAdmits } from '../route/sidecar.js';
 import type { ListenerOptions } from '../generator/types.js';
 import { boundInboundListener, virtualInbound } from './inbound.js';
-import { egressListeners, MeshVirtualServices, outboundPortListeners, protocolOf, virtualOutbound } from './outbound.js';
+import { egressListeners, MeshVirtualServices, outboundPortListeners, virtualOutbound } from './outbound.js';
 
 export { plaintextInbound, type InboundTlsHook } from './inbound.js';
 export { egressListeners } from './outbound.js';
@@ -29,13 +29,13 @@ export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts:
     const bound = e.captureMode === 'NONE' || noIptables;
     const svcs = scope.services.filter((s) => egressAdmits(e, s));
     // A Sidecar egress port may omit its protocol (sniffing); the service port's protocol applies then.
-    const proto = (e.port.protocol ?? '').toUpperCase();
+    const proto = e.port.protocol;
     const fakeSvcs = svcs
-      .map((s) => ({ ...s, ports: s.ports.filter((p) => p.port === e.port!.number || svcs.length === 1).map((p) => ({ ...p, protocol: protocolOf(proto, p.protocol) })) }))
+      .map((s) => ({ ...s, ports: s.ports.filter((p) => p.port === e.port!.number || svcs.length === 1).map((p) => ({ ...p, protocol: egressPortProtocol(proto, p.protocol) })) }))
       .filter((s) => s.ports.length);
     if (bound) {
       const address = e.bind || '127.0.0.1';
-      if (isHTTPProtocol(protocolOf(proto, 'TCP'))) {
+      if (isHttp(egressPortProtocol(proto, 'TCP'))) {
         out.push({
           name: `${address}_${e.port.number}`,
           address: socketAddress(address, e.port.number),

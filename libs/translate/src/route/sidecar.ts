@@ -5,7 +5,7 @@
  */
 import type { VirtualServiceSpecType } from '@sextant/api';
 import type { RouteConfigurationJson, RouteJson, VirtualHostJson } from '@sextant/envoy';
-import type { EgressListener, IstioConfig, ProxyView, PushContext, Service } from '@sextant/model';
+import { isHttp, isSniffed, type EgressListener, type IstioConfig, type ProxyView, type PushContext, type Service } from '@sextant/model';
 import {
   buildHTTPRoutesForVirtualService,
   catchAllVirtualHost,
@@ -16,9 +16,6 @@ import { mergeDelegates, resolveVirtualService, vsGateways } from './virtual-ser
 import { outboundClusterName } from '../names.js';
 
 
-export const HTTP_PROTOCOLS = new Set(['HTTP', 'HTTP2', 'GRPC', 'GRPC-Web', 'HTTP_PROXY']);
-export const isHTTPProtocol = (p: string) => HTTP_PROTOCOLS.has(p);
-export const isSniffed = (p: string) => p === 'Unsupported';
 export const MAX_DIRECT_RESPONSE_BODY = 1048576;
 
 /** Whether a host pattern (possibly `*.x`/`*`) matches a hostname. */
@@ -111,7 +108,7 @@ function routeOptions(push: PushContext, proxy: ProxyView, listenPort: number, s
  */
 export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: number, opts: { grpc?: boolean; services?: Service[]; prepared?: IstioConfig[] } = {}): VirtualHostJson[] {
   const services = (opts.services ?? servicesForPort(push, proxy, port)).filter((s) =>
-    s.ports.some((p) => p.port === port && (isHTTPProtocol(p.protocol) || isSniffed(p.protocol))),
+    s.ports.some((p) => p.port === port && (isHttp(p.protocol) || isSniffed(p.protocol))),
   );
   const byHost = new Map(services.map((s) => [s.hostname.toLowerCase(), s]));
   const vsList = (opts.prepared ?? preparedVirtualServices(push, proxy, ['mesh'])).filter((vs) =>

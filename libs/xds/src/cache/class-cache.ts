@@ -26,7 +26,16 @@ export interface ProxyTranslator<Ctx extends object, View extends object> {
    * that type, built and encoded once per class. Undefined: built for this
    * proxy alone. For EDS, any key means "the shared endpoint cache".
    */
-  classKey(typeUrl: string, view: View, ctx: Ctx): string | undefined;
+  classKey(typeUrl: string, view: View, ctx: Ctx, layer?: string): string | undefined;
+  /**
+   * Types whose resources come in layers with their own class keys, merged in
+   * this order (the first of two resources with one name wins): CDS's
+   * outbound clusters are shared by a proxy class, its inbound clusters
+   * follow the proxy's own services. A `partial` layer can be rebuilt for
+   * some names (a push's `resources` filter), the rest kept. Undefined (or
+   * absent): one layer, the type's class key.
+   */
+  layers?(typeUrl: string, view: View, ctx: Ctx): readonly TypeLayer[] | undefined;
   /**
    * Types built one resource per watched name (route configurations), so a
    * change can rebuild some names and keep the others.
@@ -38,7 +47,20 @@ export interface ProxyTranslator<Ctx extends object, View extends object> {
    * (which may keep per-stream state, as MOSN's tombstones do); else for its
    * whole class, and `proxy` is only the one that asked first.
    */
-  build(typeUrl: string, ctx: Ctx, view: View, names: readonly string[] | undefined, classKey: string | undefined, proxy: XdsProxy): BuiltResource[];
+  build(typeUrl: string, ctx: Ctx, view: View, names: readonly string[] | undefined, classKey: string | undefined, proxy: XdsProxy, part?: BuildPart): BuiltResource[];
+}
+
+/** One layer of a layered type (ProxyTranslator.layers). */
+export interface TypeLayer {
+  layer: string;
+  /** Can be rebuilt for some names only (build with `only` returns exactly the resources whose names pass it). */
+  partial: boolean;
+}
+
+/** Which part of a layered type to build: the layer, and for a partial rebuild the names wanted (exactly those). */
+export interface BuildPart {
+  layer: string;
+  only?: ((name: string) => boolean) | undefined;
 }
 
 interface NamedEntry {
@@ -76,8 +98,13 @@ export class ClassGenerators<Ctx extends object, View extends object> {
   private resolvedCtx: Ctx | undefined;
   /** Class keys by view and type (a view belongs to one context). */
   private keys = new WeakMap<View, Map<string, string | undefined>>();
-  /** Whole-set units: type → class\0watch → resources. */
+  private layerMemo = new WeakMap<View, Map<string, readonly TypeLayer[] | undefined>>();
+  /** Whole-set units: type → class\0watch → resources (layered types: layer\u0002class\0watch). */
   private sets = new Map<string, Map<string, ReadonlyMap<string, EncodedResource>>>();
+  /** Partial layer units: type → unit key → name filters of pushes not yet applied (rebuilt on the next request). */
+  private stale = new Map<string, Map<string, Array<(name: string) => boolean>>>();
+  /** Layered types: the merge of a proxy's layer units, shared by the proxies with the same units: type → unit keys → merge. */
+  private merged = new Map<string, Map<string, { parts: ReadonlyMap<string, EncodedResource>[]; out: ReadonlyMap<string, EncodedResource> }>>();
   /** Per-name units: type → class → name → entry. */
   private named = new Map<string, Map<string, Map<string, NamedEntry>>>();
   /** Per-name watch results, shared by the streams of a class with the same watch: type → class\0watch. */
@@ -113,6 +140,8 @@ export class ClassGenerators<Ctx extends object, View extends object> {
     this.resolved = new WeakMap();
     if (!req.types) {
       this.sets.clear();
+      this.stale.clear();
+      this.merged.clear();
       this.named.clear();
       this.composed.clear();
       this.forgetEndpoints(undefined);
@@ -125,7 +154,20 @@ export class ClassGenerators<Ctx extends object, View extends object> {
         else this.forgetEndpoints([...this.endpointNames()].filter(only));
         continue;
       }
-      this.sets.delete(typeUrl);
+      this.merged.delete(typeUrl);
+      const sets = this.sets.get(typeUrl);
+      const stale = this.stale.get(typeUrl);
+      if (sets && only && stale) {
+        // Partial layer units keep what the push did not name; the rest go.
+        for (const k of sets.keys()) {
+          const filters = stale.get(k);
+          if (filters) filters.push(only);
+          else sets.delete(k);
+        }
+      } else {
+        this.sets.delete(typeUrl);
+        this.stale.delete(typeUrl);
+      }
       const byClass = this.named.get(typeUrl);
       if (!byClass) continue;
       if (!only) {
@@ -151,13 +193,25 @@ export class ClassGenerators<Ctx extends object, View extends object> {
     return v;
   }
 
-  private classKey(typeUrl: string, view: View, ctx: Ctx): string | undefined {
+  private classKey(typeUrl: string, view: View, ctx: Ctx, layer?: string): string | undefined {
     let m = this.keys.get(view);
     if (!m) this.keys.set(view, (m = new Map()));
-    if (m.has(typeUrl)) return m.get(typeUrl);
-    const k = this.translator.classKey(typeUrl, view, ctx);
-    m.set(typeUrl, k);
+    const memo = layer === undefined ? typeUrl : `${typeUrl}\u0002${layer}`;
+    if (m.has(memo)) return m.get(memo);
+    const k = this.translator.classKey(typeUrl, view, ctx, layer);
+    m.set(memo, k);
     return k;
+  }
+
+  /** Layers of a type for a view, resolved once per view. */
+  private layersOf(typeUrl: string, view: View, ctx: Ctx): readonly TypeLayer[] | undefined {
+    if (!this.translator.layers) return undefined;
+    let m = this.layerMemo.get(view);
+    if (!m) this.layerMemo.set(view, (m = new Map()));
+    if (m.has(typeUrl)) return m.get(typeUrl);
+    const l = this.translator.layers(typeUrl, view, ctx);
+    m.set(typeUrl, l);
+    return l;
   }
 
   /** The xDS server's generators for the types the translator builds. */
@@ -192,6 +246,8 @@ export class ClassGenerators<Ctx extends object, View extends object> {
       out = this.encodeAll(typeUrl, this.count(typeUrl, this.translator.build(typeUrl, ctx, view, names, undefined, proxy)), proxy.id);
     } else if (this.translator.perName.has(typeUrl) && names) {
       out = this.generateNamed(typeUrl, cls, names, watch, view, ctx, proxy);
+    } else if (this.layersOf(typeUrl, view, ctx)) {
+      out = this.generateLayered(typeUrl, this.layersOf(typeUrl, view, ctx)!, names, watch, view, ctx, proxy);
     } else {
       let byClass = this.sets.get(typeUrl);
       if (!byClass) this.sets.set(typeUrl, (byClass = new Map()));
@@ -204,6 +260,56 @@ export class ClassGenerators<Ctx extends object, View extends object> {
       }
       out = set;
     }
+    return out;
+  }
+
+  /**
+   * Layered units: each layer's unit by its own class key (a partial one
+   * rebuilt only for the names pushes named since), merged in layer order;
+   * proxies with the same units share the merge.
+   */
+  private generateLayered(typeUrl: string, layers: readonly TypeLayer[], names: string[] | undefined, watch: WatchedResource, view: View, ctx: Ctx, proxy: XdsProxy): ReadonlyMap<string, EncodedResource> {
+    let byClass = this.sets.get(typeUrl);
+    if (!byClass) this.sets.set(typeUrl, (byClass = new Map()));
+    let stale = this.stale.get(typeUrl);
+    if (!stale) this.stale.set(typeUrl, (stale = new Map()));
+    const wk = watchKey(watch);
+    const parts: ReadonlyMap<string, EncodedResource>[] = [];
+    const keys: string[] = [];
+    for (const { layer, partial } of layers) {
+      const cls = `${layer}\u0002${this.classKey(typeUrl, view, ctx, layer) ?? proxy.connectionId}`;
+      const key = `${cls}\u0000${wk}`;
+      this.used.set(`${typeUrl}\u0001${cls}\u0001${wk}`, this.epoch);
+      let set = byClass.get(key);
+      const filters = stale.get(key);
+      if (set && filters && filters.length > 0) {
+        const only = filters.length === 1 ? filters[0]! : (n: string) => filters.some((f) => f(n));
+        const rebuilt = this.encodeAll(typeUrl, this.count(typeUrl, this.translator.build(typeUrl, ctx, view, names, cls, proxy, { layer, only })), proxy.id);
+        const next = new Map<string, EncodedResource>();
+        for (const [n, r] of set) if (!only(n)) next.set(n, r);
+        for (const [n, r] of rebuilt) if (!next.has(n)) next.set(n, r);
+        set = next;
+        byClass.set(key, set);
+        stale.set(key, []);
+      }
+      if (!set) {
+        set = this.encodeAll(typeUrl, this.count(typeUrl, this.translator.build(typeUrl, ctx, view, names, cls, proxy, { layer })), proxy.id);
+        byClass.set(key, set);
+        if (partial) stale.set(key, []);
+        else stale.delete(key);
+      }
+      parts.push(set);
+      keys.push(key);
+    }
+    if (parts.length === 1) return parts[0]!;
+    let byKeys = this.merged.get(typeUrl);
+    if (!byKeys) this.merged.set(typeUrl, (byKeys = new Map()));
+    const mk = keys.join('\u0003');
+    const prev = byKeys.get(mk);
+    if (prev && prev.parts.every((p, i) => p === parts[i])) return prev.out;
+    const out = new Map<string, EncodedResource>();
+    for (const p of parts) for (const [n, r] of p) if (!out.has(n)) out.set(n, r);
+    byKeys.set(mk, { parts, out });
     return out;
   }
 
@@ -277,6 +383,8 @@ export class ClassGenerators<Ctx extends object, View extends object> {
       const [typeUrl, cls, watch] = k.split('\u0001') as [string, string, string | undefined];
       if (watch !== undefined) {
         this.sets.get(typeUrl)?.delete(`${cls}\u0000${watch}`);
+        this.stale.get(typeUrl)?.delete(`${cls}\u0000${watch}`);
+        this.merged.delete(typeUrl); // rebuilt on demand from the units left
       } else {
         this.named.get(typeUrl)?.delete(cls);
         const composed = this.composed.get(typeUrl);

@@ -6,8 +6,49 @@
  * counts (limits.ts StreamCounts, AddressCooldowns) keep nothing for a client
  * that is gone.
  */
+import { createServer, type Socket } from 'node:net';
+import type * as grpc from '@grpc/grpc-js';
 import { AddressCooldowns, StreamCounts, type XdsLimits } from '../limits.js';
 import type { Connection } from './stream.js';
+
+/** The TCP listener of an ADS port (see `listenAdmitting`). */
+export interface AdsListener {
+  port: number;
+  /** Stops accepting connections (those already handed to grpc-js are left to its shutdown). */
+  close(): Promise<void>;
+}
+
+/**
+ * Listens for ADS on a TCP port of its own and hands each accepted connection
+ * to grpc-js (its public connection injector), unless `refuse` says no for the
+ * client's address: such a connection is reset at once, before any HTTP/2 is
+ * set up or a byte of it is read. A client in cooldown otherwise costs the
+ * server a TCP accept, an HTTP/2 session, a stream and every byte it sends
+ * until the stream reset reaches it (megabytes per attempt, see docs/xds.md).
+ * `refuse` gets the address as grpc-js reports it in a call's peer.
+ */
+export async function listenAdmitting(server: grpc.Server, host: string, port: number, creds: grpc.ServerCredentials, refuse: (address: string) => boolean): Promise<AdsListener> {
+  const injector = server.createConnectionInjector(creds);
+  const tcp = createServer((socket: Socket) => {
+    if (refuse(socket.remoteAddress ?? '')) {
+      socket.resetAndDestroy(); // RST: nothing more is read, no FIN handshake or TIME_WAIT on our side
+      return;
+    }
+    injector.injectConnection(socket);
+  });
+  await new Promise<void>((resolve, reject) => {
+    tcp.once('error', reject);
+    tcp.listen({ host, port }, () => {
+      tcp.off('error', reject);
+      resolve();
+    });
+  });
+  const address = tcp.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    close: () => new Promise<void>((r) => tcp.close(() => r())),
+  };
+}
 
 export class Admission {
   private readonly perAddress = new StreamCounts();

@@ -20,7 +20,7 @@ import { enablePreFramedWrites } from '../frames.js';
 import { resolveLimits, type XdsLimits } from '../limits.js';
 import { adsServiceDefinition } from '../service.js';
 import type { ConnectionStatus, DiscoveryServerMetrics, DiscoveryServerOptions, PushRequest, StreamState } from '../types.js';
-import { Admission } from './admission.js';
+import { Admission, listenAdmitting, type AdsListener } from './admission.js';
 import { bookkeeping, connectionStatuses, streamState, type ServerBookkeeping } from './debug.js';
 import { DeltaProtocol } from './delta.js';
 import { Drain } from './drain.js';
@@ -106,6 +106,7 @@ export class DiscoveryServer {
       sotw,
       delta,
       batch: Math.max(1, opts.pushBatch ?? 512),
+      turnMs: Math.max(1, opts.pushTurnMs ?? 50),
       endWith: (c, code, details) => this.streams.endWith(c, code, details),
     });
 
@@ -124,6 +125,19 @@ export class DiscoveryServer {
     server.addService(adsServiceDefinition(() => this.maxRequestBytes, () => this.limits), {
       StreamAggregatedResources: (call: Call) => this.streams.open(call, false),
       DeltaAggregatedResources: (call: Call) => this.streams.open(call, true),
+    });
+  }
+
+  /**
+   * Serves ADS from `server` on a TCP port: like `server.bindAsync`, but a
+   * connection from an address in cooldown (`limitCooldownMs`) is reset as
+   * soon as it is accepted, before HTTP/2 (counted as `address_cooldown`).
+   */
+  listen(server: grpc.Server, host: string, port: number, creds: grpc.ServerCredentials): Promise<AdsListener> {
+    return listenAdmitting(server, host, port, creds, (address) => {
+      if (this.admission.cooldownUntil(address, Date.now()) === 0) return false;
+      this.stats.limitExceeded('address_cooldown');
+      return true;
     });
   }
 

@@ -2,7 +2,7 @@
  * The push queue (Istio's PushQueue): a push marks what each affected stream
  * still needs (`Connection.pending`, coalescing with whatever was already
  * waiting) and queues the stream once; the queue serves `pushBatch` streams per
- * event-loop turn, each on its own: generate per type in push order
+ * event-loop turn (fewer once the turn took `pushTurnMs`), each on its own: generate per type in push order
  * (CDS → EDS → LDS → RDS, then the rest), then respond with the stream's
  * protocol. A full push reaches the proxies its `affects` selects, for the
  * types it names (`types`; every type when it names none); an
@@ -28,8 +28,10 @@ export interface PushQueueDeps {
   writer: StreamWriter;
   sotw: SotwProtocol;
   delta: DeltaProtocol;
-  /** Streams served per event-loop turn. */
+  /** Streams served per event-loop turn, at most. */
   batch: number;
+  /** Milliseconds a turn may take: once past it, the queue yields after the stream it is serving (DiscoveryServerOptions.pushTurnMs). */
+  turnMs: number;
   endWith(c: Connection, code: grpc.status, details: string): void;
 }
 
@@ -106,11 +108,17 @@ export class PushQueue {
     }
   }
 
-  /** Serves up to `batch` queued streams, then yields the event loop. */
+  /**
+   * Serves up to `batch` queued streams, or fewer once the turn has taken
+   * `turnMs`, then yields the event loop, so that timers (keepalive pings,
+   * lease renewal) and requests run between streams even when each one is
+   * slow to generate.
+   */
   private run(): void {
     const q = this.runQueue;
     const end = Math.min(q.length, this.runHead + this.d.batch);
-    while (this.runHead < end) {
+    const until = performance.now() + this.d.turnMs;
+    while (this.runHead < end && performance.now() < until) {
       const c = q[this.runHead]!;
       q[this.runHead++] = undefined as unknown as Connection;
       c.queued = false;

@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { performance } from 'node:perf_hooks';
+import { TypeUrl } from '@sextant/envoy';
+import { SotwClient } from '@sextant/testing/xds-client';
+import { edsCluster, startHarness } from '@sextant/testing/xds-harness';
+import type { ResourceGenerator } from './types.js';
+
+const STREAMS = 12;
+const GENERATE_MS = 100;
+
+/**
+ * The S=1000, N=100 cold connect that never finished: each stream's first CDS
+ * took a second or more to generate, the push queue served its whole batch in
+ * one event-loop turn, and the loop was held for minutes, so grpc-js's
+ * keepalive timeout (20 s) fired before the pending ping ACKs were read and
+ * every connection was dropped; the clients reconnected and were sent CDS
+ * again, indefinitely. The queue now yields once a turn has taken
+ * `pushTurnMs`: however slow each stream is, the loop is never held for much
+ * more than one stream.
+ */
+test('a push to many slow-to-generate streams yields the event loop between streams (timers and I/O still run)', async () => {
+  let slow = false;
+  let inner: ResourceGenerator | undefined;
+  const cds: ResourceGenerator = {
+    generate: (proxy, watch, req) => {
+      if (slow) {
+        const until = performance.now() + GENERATE_MS;
+        while (performance.now() < until) {
+          /* a class's first CDS in a large mesh: synchronous work */
+        }
+      }
+      return inner!.generate(proxy, watch, req);
+    },
+  };
+  const h = await startHarness({ extraGenerators: { [TypeUrl.Cluster]: cds } });
+  inner = h.clusters;
+  h.clusters.replace([edsCluster('c1')]);
+  const clients = Array.from({ length: STREAMS }, (_, i) => new SotwClient(h.address, { node: { id: `slow-${i}`, metadata: {} } }));
+  try {
+    for (const c of clients) c.request(TypeUrl.Cluster, { resourceNames: [] });
+    const first = await Promise.all(clients.map((c) => c.next()));
+    first.forEach((r, i) => clients[i]!.ack(r, []));
+
+    // The largest gap between two turns of the event loop while the push is served.
+    let last = performance.now();
+    let maxGap = 0;
+    let turns = 0;
+    let watching = true;
+    const tick = () => {
+      const now = performance.now();
+      maxGap = Math.max(maxGap, now - last);
+      last = now;
+      turns++;
+      if (watching) setImmediate(tick);
+    };
+    slow = true;
+    h.clusters.replace([edsCluster('c2')]);
+    setImmediate(tick);
+    h.pushAll('slow');
+    const second = await Promise.all(clients.map((c) => c.next()));
+    watching = false;
+    for (const r of second) assert.equal(r.resources.length, 1, 'every stream got the new clusters');
+    // Served back to back, the 12 streams held the loop for 12 × 100 ms in one turn.
+    assert.ok(maxGap < (STREAMS * GENERATE_MS) / 2, `the event loop was held for ${maxGap.toFixed(0)} ms while ${STREAMS} streams were served (each takes ${GENERATE_MS} ms)`);
+    assert.ok(turns >= STREAMS / 2, `the event loop turned ${turns} times during the push`);
+  } finally {
+    for (const c of clients) c.close();
+    await h.stop();
+  }
+});
