@@ -5,7 +5,7 @@
  */
 import type { FilterChainJson, FilterChainMatchJson, ListenerJson, RouteConfigurationJson, RouteJson, TransportSocketJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './filters.js';
+import { hcmRds, httpFilters, INBOUND_RETRY_POLICY, inboundHcmDefaults, listenerFilter, socketAddress, tcpProxy } from './filters.js';
 import type { InboundPort } from './inbound-ports.js';
 import { securityHttpFilters, securityNetworkFilters } from '../security/filters.js';
 import { passthroughChains } from '../security/passthrough.js';
@@ -38,7 +38,7 @@ function inboundRoute(cluster: string, operation: string, grpc: boolean): RouteJ
       cluster,
       timeout: '0s',
       maxStreamDuration: { maxStreamDuration: '0s', grpcTimeoutHeaderMax: '0s' },
-      ...(grpc ? {} : { retryPolicy: { retryOn: 'reset-before-request', numRetries: 2 } }),
+      ...(grpc ? {} : { retryPolicy: { ...INBOUND_RETRY_POLICY } }),
     },
   };
 }
@@ -70,11 +70,10 @@ function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[]
               typedConfig: anyOf(TYPE.hcm, {
                 statPrefix: `inbound_0.0.0.0_${port}`,
                 routeConfig: inboundRouteConfig(ip),
-                httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) }],
-                useRemoteAddress: false,
+                httpFilters: [...securityHttpFilters(push, proxy), ...httpFilters()],
+                ...inboundHcmDefaults(push.mesh),
                 forwardClientCertDetails: 'APPEND_FORWARD',
                 setCurrentClientCertDetails: { subject: true, dns: true, uri: true },
-                normalizePath: true,
               }),
             },
           ],
@@ -120,7 +119,8 @@ export function virtualInbound(push: PushContext, proxy: ProxyView, hook: Inboun
                   },
                 ],
               },
-              httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) }],
+              httpFilters: [...securityHttpFilters(push, proxy), ...httpFilters()],
+              ...inboundHcmDefaults(push.mesh),
               // As on the port chains: the peer's identity reaches the application.
               forwardClientCertDetails: 'APPEND_FORWARD',
               setCurrentClientCertDetails: { subject: true, dns: true, uri: true },
