@@ -550,3 +550,10 @@ test('EXTENSION_CONFIG: ADD patches named by the proxy are what an ECDS response
   assert.deepEqual(insertedExtensionConfigs(patches, ['ext-a', 'ext-b']), [{ name: 'ext-a', typedConfig: { '@type': LUA, defaultSourceCode: { inlineString: 'a' } } }]);
   assert.deepEqual(insertedExtensionConfigs(patches, ['ext-b']), []);
 });
+
+test('CLUSTER: a SIDECAR_INBOUND service match is against the services of the inbound cluster\'s port (its name carries none)', () => {
+  const byService = (service: string) =>
+    ((run([one('CLUSTER', { context: 'SIDECAR_INBOUND', cluster: { service, portNumber: 8080 } }, { operation: 'MERGE', value: { per_connection_buffer_limit_bytes: 4321 } })]).cds as Json[]).find((c) => c.name === 'inbound|8080||')!.perConnectionBufferLimitBytes);
+  assert.equal(byService('web.shop.svc.cluster.local'), 4321);
+  assert.equal(byService('api.shop.svc.cluster.local'), undefined);
+});
