@@ -240,14 +240,20 @@ function clusterContext(kind: PatchedProxy, c: ClusterJson): Ctx {
   return name.startsWith('inbound|') || name === 'InboundPassthroughCluster' ? 'SIDECAR_INBOUND' : 'SIDECAR_OUTBOUND';
 }
 
-function clusterMatches(m: Json | undefined, c: ClusterJson): boolean {
+/** The hostnames of the services an inbound cluster's port serves (istiod matches `service` of inbound clusters against them). */
+export type InboundHosts = (port: number) => readonly string[];
+
+function clusterMatches(m: Json | undefined, c: ClusterJson, inboundHosts?: InboundHosts): boolean {
   if (!m) return true;
   const name = c.name ?? '';
   if (m.name) return m.name === name;
   const parsed = parseClusterName(name);
   const port = num(pick(m, 'portNumber', 'port_number'));
   if (m.subset && m.subset !== parsed?.subset) return false;
-  if (m.service && m.service !== parsed?.host) return false;
+  if (m.service) {
+    const hosts = parsed?.direction === 'inbound' && inboundHosts ? inboundHosts(parsed.port) : [];
+    if (!(hosts.length > 0 ? hosts.includes(m.service) : m.service === parsed?.host)) return false;
+  }
   if (port && port !== parsed?.port) return false;
   return true;
 }
@@ -279,7 +285,7 @@ function mergeCluster(c: Json, patch: Json): Json {
 }
 
 /** CLUSTER patches: REMOVE and MERGE on the generated clusters in patch order, then the ADDed clusters. */
-export function patchClusters(kind: PatchedProxy, clusters: ClusterJson[], patches: readonly ConfigPatch[], issues?: ValidationIssue[]): ClusterJson[] {
+export function patchClusters(kind: PatchedProxy, clusters: ClusterJson[], patches: readonly ConfigPatch[], issues?: ValidationIssue[], inboundHosts?: InboundHosts): ClusterJson[] {
   const ps = usable(patches, ['CLUSTER']);
   if (ps.length === 0) return clusters;
   const out: ClusterJson[] = [];
@@ -287,7 +293,7 @@ export function patchClusters(kind: PatchedProxy, clusters: ClusterJson[], patch
     const ctx = clusterContext(kind, c0);
     let c = c0 as Json;
     for (const p of ps) {
-      if (p.operation === 'ADD' || !contextMatches(p.context, ctx) || !clusterMatches(p.cluster, c as ClusterJson)) continue;
+      if (p.operation === 'ADD' || !contextMatches(p.context, ctx) || !clusterMatches(p.cluster, c as ClusterJson, inboundHosts)) continue;
       if (p.operation === 'REMOVE') continue next;
       c = attempt(p, issues, c, () => mergeCluster(c, p.json!));
     }
@@ -511,18 +517,28 @@ function routePort(ctx: Ctx, name: string): { port: number; portName?: string; g
   return { port: Number(name) || 0 };
 }
 
-function routeConfigMatches(p: ConfigPatch, ctx: Ctx, rc: Json): boolean {
+/**
+ * A gateway's route port → the Gateway server ports whose servers use that
+ * route (istiod's MergedGateway.PortMap): a server on 80 whose Service
+ * targets 8080 is routed by `http.8080`, and a patch for port 80 matches it.
+ */
+export type GatewayPortMap = ReadonlyMap<number, ReadonlySet<number>>;
+
+function routeConfigMatches(p: ConfigPatch, ctx: Ctx, rc: Json, portMap?: GatewayPortMap): boolean {
   const m = p.routeConfiguration;
   if (!m) return true;
   if (m.name && m.name !== rc.name) return false;
   const port = num(pick(m, 'portNumber', 'port_number'));
   const got = routePort(ctx, rc.name ?? '');
-  if (port && port !== got.port) return false;
   if (ctx === 'GATEWAY') {
+    const servers = portMap?.get(got.port);
+    if (port && !(servers ? servers.has(port) : port === got.port)) return false;
     const portName = pick(m, 'portName', 'port_name');
     if (portName && portName !== got.portName) return false;
     if (m.gateway && m.gateway !== got.gateway) return false;
+    return true;
   }
+  if (port && port !== got.port) return false;
   return true;
 }
 
@@ -573,9 +589,9 @@ function patchRoutes(ps: readonly Usable[], vh: Json, issues?: ValidationIssue[]
   return { ...vh, routes: routes.filter((r): r is Json => r !== null) };
 }
 
-function patchRouteConfig(ps: readonly Usable[], ctx: Ctx, rc0: Json, issues?: ValidationIssue[]): Json {
+function patchRouteConfig(ps: readonly Usable[], ctx: Ctx, rc0: Json, issues?: ValidationIssue[], portMap?: GatewayPortMap): Json {
   let rc = rc0;
-  const matching = ps.filter((p) => contextMatches(p.context, ctx) && routeConfigMatches(p, ctx, rc0));
+  const matching = ps.filter((p) => contextMatches(p.context, ctx) && routeConfigMatches(p, ctx, rc0, portMap));
   if (matching.length === 0) return rc;
   for (const p of byApplyTo(matching, 'ROUTE_CONFIGURATION')) rc = attempt(p, issues, rc, () => mergeMessage(T.routeConfiguration, rc, p.json!));
   const vhPatches = byApplyTo(matching, 'VIRTUAL_HOST');
@@ -601,10 +617,10 @@ function patchRouteConfig(ps: readonly Usable[], ctx: Ctx, rc0: Json, issues?: V
 }
 
 /** ROUTE_CONFIGURATION, VIRTUAL_HOST and HTTP_ROUTE patches. */
-export function patchRouteConfigurations(kind: PatchedProxy, rcs: RouteConfigurationJson[], patches: readonly ConfigPatch[], issues?: ValidationIssue[]): RouteConfigurationJson[] {
+export function patchRouteConfigurations(kind: PatchedProxy, rcs: RouteConfigurationJson[], patches: readonly ConfigPatch[], issues?: ValidationIssue[], portMap?: GatewayPortMap): RouteConfigurationJson[] {
   const ps = usable(patches, ['ROUTE_CONFIGURATION', 'VIRTUAL_HOST', 'HTTP_ROUTE']);
   if (ps.length === 0) return rcs;
-  return rcs.map((rc) => patchRouteConfig(ps, routeContext(kind, rc), rc as Json, issues) as RouteConfigurationJson);
+  return rcs.map((rc) => patchRouteConfig(ps, routeContext(kind, rc), rc as Json, issues, portMap) as RouteConfigurationJson);
 }
 
 // ---------------------------------------------------------------- ECDS
