@@ -8,6 +8,7 @@ export type { AnyJson, DurationJson, StructJson, ValueJson } from '@bufbuild/pro
 export type {
   AddressJson,
   BindConfigJson,
+  CidrRangeJson,
   ExtraSourceAddressJson,
   SocketAddressJson,
 } from './gen/envoy/config/core/v3/address_pb.js';

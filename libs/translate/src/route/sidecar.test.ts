@@ -60,7 +60,7 @@ test('sidecar listeners carry Istio names and encode as Envoy accepts them', () 
   const vo = ls.find((l) => l.name === 'virtualOutbound')!;
   assert.equal(vo.address.socketAddress.portValue, 15001);
   assert.equal(vo.useOriginalDst, true);
-  assert.equal(vo.filterChains[0].filters[0].typedConfig.cluster, 'PassthroughCluster');
+  assert.equal(vo.filterChains.find((c: Json) => !c.filterChainMatch).filters[0].typedConfig.cluster, 'PassthroughCluster');
   const vi = ls.find((l) => l.name === 'virtualInbound')!;
   assert.equal(vi.address.socketAddress.portValue, 15006);
   assert.deepEqual(vi.listenerFilters.map((f: Json) => f.name), ['envoy.filters.listener.original_dst', 'envoy.filters.listener.tls_inspector', 'envoy.filters.listener.http_inspector']);
