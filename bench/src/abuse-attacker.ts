@@ -6,7 +6,7 @@
  *
  * argv: <attack> <address> <durationMs>
  * stdout: { ready: true } once the requests are encoded (the attack starts), then
- *         { attack, iterations, statuses: { CODE: count }, requestsSent, bytesSent } at the end.
+ *         { attack, iterations, statuses: { CODE: count }, requestsSent, bytesSent, cpuMs } at the end.
  */
 import * as grpc from '@grpc/grpc-js';
 import { DeltaDiscoveryRequestSchema, DiscoveryRequestSchema, TypeUrl, create, fromJson, NodeSchema, toBinary, type JsonValue } from '@sextant/envoy';
@@ -77,6 +77,7 @@ async function main(): Promise<void> {
   // The same bytes every round (only the first round's node IDs), so encoding is not what paces the attack.
   const template = round(attack, 0);
   process.stdout.write(JSON.stringify({ ready: true }) + '\n');
+  const cpu0 = process.cpuUsage();
   const end = Date.now() + Number(durationText);
   if (template.length === 0) await new Promise((r) => setTimeout(r, Number(durationText)));
   while (template.length > 0 && Date.now() < end) {
@@ -104,7 +105,10 @@ async function main(): Promise<void> {
     );
     for (const e of ends) statuses[e] = (statuses[e] ?? 0) + 1;
   }
-  process.stdout.write(JSON.stringify({ attack, iterations, statuses, requestsSent, bytesSent }) + '\n');
+  // Its own CPU time (ms) over the attack: on a small machine it competes with the daemon for the cores.
+  const cpu = process.cpuUsage(cpu0);
+  const cpuMs = Math.round((cpu.user + cpu.system) / 1000);
+  process.stdout.write(JSON.stringify({ attack, iterations, statuses, requestsSent, bytesSent, cpuMs }) + '\n');
 }
 
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop()!)) {

@@ -175,7 +175,7 @@ class Victim {
 interface AttackResult {
   attack: Attack;
   description: string;
-  attacker: { iterations: number; statuses: Record<string, number>; requestsSent: number; bytesSent: number } | { error: string };
+  attacker: { iterations: number; statuses: Record<string, number>; requestsSent: number; bytesSent: number; cpuMs: number } | { error: string };
   victim: { baselineP50Ms: number; baselineP99Ms: number; duringP50Ms: number; duringP99Ms: number; duringMaxMs: number; samples: number; afterP99Ms: number; afterMaxMs: number; errors: number };
   rssMB: { baseline: number; peak: number; peakGrowth: number; after: number; afterGrowth: number };
   /** The daemon's V8 heap and external memory at the baseline and after; memory reclaims it ran in between; MB it read during the attack. */
@@ -306,14 +306,18 @@ export async function runAbuseBench(): Promise<unknown> {
   }
   lines.push(
     '',
-    `Where the memory is (the daemon's own /metrics): V8 heap used and V8 external memory at the baseline → ${SETTLE_MS / 1000} s after; memory reclaims the daemon ran (\`--xds-reclaim-after\`); MB the daemon read from its sockets during the attack; the victim after the attack (p99 / max, ms, over the ${SETTLE_MS / 1000} s); the daemon's CPU time (user + system, ms per second) in the baseline and during the attack.`,
+    `Where the memory is (the daemon's own /metrics): V8 heap used and V8 external memory at the baseline → ${SETTLE_MS / 1000} s after; memory reclaims the daemon ran (\`--xds-reclaim-after\`); MB the daemon read from its sockets during the attack; the victim after the attack (p99 / max, ms, over the ${SETTLE_MS / 1000} s); the daemon's CPU time (user + system, ms per second) in the baseline and during the attack, and the attacker process's own (both compete for the same cores).`,
     '',
-    '| attack | heap used MB | external MB | reclaims | read MB | victim after: p99 / max, ms | daemon CPU ms/s: baseline → attack |',
-    '|---|---|---|---|---|---|---|',
+    `The machine is shared: the victim's latency also holds the time the daemon waits for a core (the load average above; the attacker process itself is one of the competitors). "p99 − control" is the attack's victim p99 minus the control row's, both measured in this run.`,
+    '',
+    '| attack | heap used MB | external MB | reclaims | read MB | victim after: p99 / max, ms | daemon CPU ms/s: baseline → attack | attacker CPU ms/s | victim p99 − control, ms |',
+    '|---|---|---|---|---|---|---|---|---|',
   );
+  const control = results.find((r) => r.attack === 'control');
   for (const r of results) {
     const dm = r.daemon;
-    lines.push(`| ${r.attack} | ${dm.baseline.heapUsedMB} → ${dm.after.heapUsedMB} | ${dm.baseline.externalMB} → ${dm.after.externalMB} | ${dm.reclaims} | ${dm.readMB} | ${r.victim.afterP99Ms} / ${r.victim.afterMaxMs} | ${dm.cpuMsPerS.baseline} → ${dm.cpuMsPerS.attack} |`);
+    const vsControl = control ? round(r.victim.duringP99Ms - control.victim.duringP99Ms, 1) : NaN;
+    lines.push(`| ${r.attack} | ${dm.baseline.heapUsedMB} → ${dm.after.heapUsedMB} | ${dm.baseline.externalMB} → ${dm.after.externalMB} | ${dm.reclaims} | ${dm.readMB} | ${r.victim.afterP99Ms} / ${r.victim.afterMaxMs} | ${dm.cpuMsPerS.baseline} → ${dm.cpuMsPerS.attack} | ${'error' in r.attacker ? '—' : Math.round(r.attacker.cpuMs / (ATTACK_MS / 1000))} | ${Number.isNaN(vsControl) ? '—' : vsControl} |`);
   }
   const markdown = lines.join('\n');
   process.stderr.write(markdown + '\n');

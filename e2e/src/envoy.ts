@@ -28,6 +28,12 @@ export interface EnvoyOptions {
   logLevel?: string;
   /** Extra command-line arguments. */
   args?: string[];
+  /** Run inside this network namespace (`ip netns exec NS`); the admin API then listens on `adminHost`. */
+  netns?: string;
+  /** Address of the admin API (default 127.0.0.1). */
+  adminHost?: string;
+  /** Run with this group ID (root's user ID kept), so iptables can exempt Envoy's own connections as Istio's 1337 rule does. */
+  gid?: number;
 }
 
 export interface RunningEnvoy {
@@ -71,7 +77,7 @@ export function envoyBootstrap(opts: EnvoyOptions): Record<string, unknown> {
   const [host, portText] = splitHostPort(opts.adsAddress);
   const bootstrap: Record<string, unknown> = {
     node: { id: opts.nodeId, cluster: opts.cluster ?? 'sextant-test', metadata: opts.metadata ?? {} },
-    admin: { address: { socket_address: { address: '127.0.0.1', port_value: opts.adminPort ?? 0 } } },
+    admin: { address: { socket_address: { address: opts.adminHost ?? '127.0.0.1', port_value: opts.adminPort ?? 0 } } },
     dynamic_resources: {
       ads_config: {
         api_type: opts.delta ? 'DELTA_GRPC' : 'GRPC',
@@ -145,7 +151,9 @@ export async function startEnvoy(opts: EnvoyOptions): Promise<RunningEnvoy> {
     '--concurrency', '1',
     ...(opts.args ?? []),
   ];
-  const child = spawnManaged(bin, args);
+  const asGroup = opts.gid !== undefined ? ['setpriv', `--regid=${opts.gid}`, '--clear-groups', '--'] : [];
+  const prefix = [...(opts.netns ? ['ip', 'netns', 'exec', opts.netns] : []), ...asGroup];
+  const child = prefix.length ? spawnManaged(prefix[0]!, [...prefix.slice(1), bin, ...args]) : spawnManaged(bin, args);
   const { proc, output } = child;
   // Also settles when the spawn fails (Node emits no 'exit' then).
   const exited = child.ended.then(() => undefined);

@@ -180,7 +180,7 @@ test('a DestinationRule edit rebuilds only the clusters of its host, once per pr
     const { next, req: pushed } = change(gens, ctx, objs, [e.key], `v${i + 2}`);
     ctx = next;
     assert.ok(pushed?.full);
-    assert.deepEqual(new Set(pushed.types), new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment]));
+    assert.deepEqual(new Set(pushed.types), new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.RouteConfiguration]), 'routes carry the rule\'s consistent hash');
     assert.deepEqual(proxies.map((p) => pushed.affects!(p)), [true, true, true, false], 'the proxy whose Sidecar does not import default is not pushed');
     const pushedTo = [productpage, productpage2, reviews];
     const after = pushedTo.map(cds);

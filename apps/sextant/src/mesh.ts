@@ -257,7 +257,8 @@ function instanceKey(v: ProxyView, ctx: PushContext): string {
  */
 const TYPES_BY_KIND: Record<string, readonly string[]> = {
   VirtualService: [TypeUrl.RouteConfiguration],
-  DestinationRule: [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment],
+  // Routes carry the rule's consistent hash (hash_policy), as istiod's do.
+  DestinationRule: [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.RouteConfiguration],
 };
 
 /**

@@ -24,7 +24,7 @@ import {
 } from '@sextant/ca';
 import { ResourceEncoder, TypeUrl, type EncodedResource } from '@sextant/envoy';
 import type { StoreView } from '@sextant/sources';
-import { splitNodeId } from '@sextant/model';
+import { splitNodeId } from '@sextant/api';
 import type { DiscoveryServer, ResourceGenerator, XdsProxy } from '@sextant/xds';
 import type { DiscoveryConfig } from './flags.js';
 

@@ -9,3 +9,4 @@ export * from './telemetry/index.js';
 export * from './kinds.js';
 export * from './validate.js';
 export * from './regex.js';
+export * from './node-id.js';

@@ -10,6 +10,8 @@ const pa = (spec: unknown, meta: Record<string, unknown> = { name: 'pa', namespa
   spec,
 });
 
+const se = (spec: Record<string, unknown>) => ({ apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name: 'se', namespace: 'x' }, spec });
+
 /** Bad objects and the exact text operators see. */
 const TABLE: Array<[string, unknown, string[]]> = [
   ['not an object', 'hello', ['<unknown kind>/<no name>: (object): expected a Kubernetes object (a map with apiVersion, kind and metadata), got a string "hello"']],
@@ -100,7 +102,21 @@ const TABLE: Array<[string, unknown, string[]]> = [
   ['Secret data not base64', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 's', namespace: 'x' }, data: { 'tls.crt': 'not base64!' } }, [
     'Secret/x/s: data["tls.crt"]: must be base64 encoded (use stringData for plain text)',
   ]],
+  ['ServiceEntry CIDR with DNS resolution', se({ hosts: ['a.example.com'], addresses: ['10.20.0.0/24'], resolution: 'DNS', ports: [{ number: 80, name: 'http' }] }), [
+    'ServiceEntry/x/se: spec.addresses: CIDR addresses are allowed only for NONE/STATIC resolution types',
+  ]],
+  ['ServiceEntry address neither IP nor CIDR', se({ hosts: ['a.example.com'], addresses: ['10.20.0.0/33', 'example.com'] }), [
+    'ServiceEntry/x/se: spec.addresses[0]: "10.20.0.0/33" is not an IP address or CIDR range',
+    'ServiceEntry/x/se: spec.addresses[1]: "example.com" is not an IP address or CIDR range',
+  ]],
 ];
+
+test('a ServiceEntry with a CIDR address and STATIC (or NONE) resolution is valid, as in Istio', () => {
+  for (const resolution of ['STATIC', 'NONE', undefined]) {
+    const res = validateObject(se({ hosts: ['partners.internal'], addresses: ['10.20.0.0/24', '2001:db8::/64', '10.30.0.1'], resolution, endpoints: [{ address: '10.20.0.5' }], ports: [{ number: 7443, name: 'tcp', protocol: 'TCP' }] }));
+    assert.ok(res.ok, JSON.stringify(res.ok ? '' : res.issues.map(formatIssue)));
+  }
+});
 
 for (const [name, raw, expected] of TABLE) {
   test(`validation message: ${name}`, () => {

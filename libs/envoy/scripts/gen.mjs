@@ -58,6 +58,8 @@ const ENTRY_PROTOS = [
   'extensions/filters/listener/original_dst/v3/original_dst.proto',
   'extensions/access_loggers/file/v3/file.proto',
   'extensions/load_balancing_policies/round_robin/v3/round_robin.proto',
+  'extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
+  'extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto',
 ];
 
 const versionOf = (pkgName) => JSON.parse(readFileSync(require.resolve(`${pkgName}/package.json`), 'utf8')).version;

@@ -8,6 +8,7 @@ export type { AnyJson, DurationJson, StructJson, ValueJson } from '@bufbuild/pro
 export type {
   AddressJson,
   BindConfigJson,
+  CidrRangeJson,
   ExtraSourceAddressJson,
   SocketAddressJson,
 } from './gen/envoy/config/core/v3/address_pb.js';
@@ -97,3 +98,4 @@ export type {
 export type { RegexMatcherJson, RegexMatchAndSubstituteJson } from './gen/envoy/type/matcher/v3/regex_pb.js';
 export type { StringMatcherJson } from './gen/envoy/type/matcher/v3/string_pb.js';
 export type { FractionalPercentJson, PercentJson } from './gen/envoy/type/v3/percent_pb.js';
+export type { PreviousPrioritiesConfigJson } from './gen/envoy/extensions/retry/priority/previous_priorities/v3/previous_priorities_config_pb.js';

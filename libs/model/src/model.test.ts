@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { ConfigObjectLike } from './types.js';
-import { parseProxy, ProxyParseError, splitNodeId } from './proxy.js';
+import { splitNodeId } from '@sextant/api';
+import { parseProxy, ProxyParseError } from './proxy.js';
 import { protocolForKubePort } from './protocol.js';
 import { PushContext } from './push-context.js';
 import { pushScope } from './push-scope.js';

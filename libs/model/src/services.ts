@@ -71,13 +71,13 @@ export function servicesFromServiceEntry(obj: ConfigObjectLike, defaultExportTo:
   const addresses = [...(spec.addresses ?? [])];
   const exportTo = resolveExportTo(spec.exportTo, ns, defaultExportTo);
   const resolution = SE_RESOLUTION[spec.resolution ?? 'NONE'] ?? 'Passthrough';
-  if (resolution !== 'Passthrough' && addresses.some((a) => a.includes('/'))) {
+  if (resolution !== 'Passthrough' && resolution !== 'ClientSideLB' && addresses.some((a) => a.includes('/'))) {
     issues.push({
       kind: 'ServiceEntry',
       namespace: ns,
       name: obj.metadata.name,
       field: 'spec.addresses',
-      reason: 'CIDR addresses are only allowed with resolution NONE',
+      reason: 'CIDR addresses are allowed only for NONE/STATIC resolution types',
     });
   }
   return spec.hosts.map((host) => ({

@@ -46,6 +46,10 @@ export interface MeshConfig {
   outboundTrafficPolicy?: { mode?: 'ALLOW_ANY' | 'REGISTRY_ONLY' };
   /** Cluster connect timeout (default `10s`). */
   connectTimeout?: string;
+  /** How long outbound listeners wait for the HTTP inspector to sniff the protocol (default `0s`: no timeout). */
+  protocolDetectionTimeout?: string;
+  /** Request path normalization of HTTP connection managers (default `BASE`). */
+  pathNormalization?: { normalization?: 'DEFAULT' | 'NONE' | 'BASE' | 'MERGE_SLASHES' | 'DECODE_AND_MERGE_SLASHES' };
   /** Auto mTLS (default true). */
   enableAutoMtls?: boolean;
   /** Mesh-wide locality load balancing settings (DestinationRule overrides). */

@@ -46,6 +46,8 @@ export function parseSubsetKey(name: string): SubsetKey | undefined {
 export const PASSTHROUGH_CLUSTER = SpecialClusters.passthrough;
 export const BLACKHOLE_CLUSTER = SpecialClusters.blackHole;
 export const INBOUND_PASSTHROUGH_CLUSTER = SpecialClusters.inboundPassthrough;
+/** The default chain of outbound listeners: traffic no chain matched, to the outbound traffic policy's cluster. */
+export const PASSTHROUGH_FILTER_CHAIN = 'PassthroughFilterChain';
 
 /** `outbound|<port>|<subset>|<host>` — istiod's BuildSubsetKey for outbound clusters. */
 export function outboundClusterName(host: string, port: number, subset = ''): string {

@@ -11,6 +11,7 @@ import type {
   DownstreamTlsContextJson,
   HTTPFaultJson,
   HttpConnectionManagerJson,
+  PreviousPrioritiesConfigJson,
   TcpProxyJson,
   UpstreamTlsContextJson,
   UpstreamsHttpProtocolOptionsJson,
@@ -29,6 +30,7 @@ export const TYPE = {
   originalDst: 'type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst',
   downstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext',
   previousHosts: 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate',
+  previousPriorities: 'type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig',
   upstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
   rawBuffer: 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer',
   httpProtocolOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
@@ -50,6 +52,7 @@ export interface TypedConfigs {
   [TYPE.originalDst]: Empty;
   [TYPE.downstreamTls]: DownstreamTlsContextJson;
   [TYPE.previousHosts]: Empty;
+  [TYPE.previousPriorities]: PreviousPrioritiesConfigJson;
   [TYPE.upstreamTls]: UpstreamTlsContextJson;
   [TYPE.rawBuffer]: Empty;
   [TYPE.httpProtocolOptions]: UpstreamsHttpProtocolOptionsJson;

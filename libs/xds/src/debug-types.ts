@@ -12,6 +12,7 @@
  * (127.0.0.1 or ::1), as its HTTP debug endpoints do, so `istioctl
  * proxy-status --plaintext` works on the control plane's own host.
  */
+import { splitNodeId } from '@sextant/api';
 import * as grpc from '@grpc/grpc-js';
 import { encodeJson, encodedResource, type EncodedResource } from '@sextant/envoy';
 import type { ConnectionStatus, ResourceGenerator, StreamState, WatchedResource, XdsProxy } from './types.js';
@@ -60,9 +61,7 @@ const NAMESPACE_DEBUG_PATHS = new Set(['config_dump', 'clusters', 'sextant_dump'
 export function proxyNamespace(proxy: Pick<XdsProxy, 'id' | 'metadata'>): string | undefined {
   const meta = proxy.metadata.NAMESPACE ?? proxy.metadata.ISTIO_META_NAMESPACE;
   if (typeof meta === 'string' && meta !== '') return meta;
-  const podPart = proxy.id.split('~')[2] ?? '';
-  const dot = podPart.indexOf('.');
-  return dot > 0 ? podPart.slice(dot + 1) : undefined;
+  return splitNodeId(proxy.id)?.idNamespace;
 }
 
 /** The IP of a grpc-js peer string (`127.0.0.1:5555`, `[::1]:5555`, `ipv4:…`). */

@@ -156,3 +156,4 @@ export type OutlierDetection = z.infer<typeof OutlierDetection>;
 export type ClientTLSSettings = z.infer<typeof ClientTLSSettings>;
 export type LocalityLoadBalancerSetting = z.infer<typeof LocalityLoadBalancerSetting>;
 export type Subset = z.infer<typeof Subset>;
+export type ConsistentHash = NonNullable<LoadBalancerSettings['consistentHash']>;

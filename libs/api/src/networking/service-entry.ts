@@ -26,6 +26,11 @@ export const ServicePortSpec = z.strictObject({
   targetPort: PortNumber.optional(),
 });
 
+/** An IP address or a CIDR range (Istio's ValidateIPSubnet). */
+const IpOrCidr = z
+  .string()
+  .refine((a) => z.union([z.ipv4(), z.ipv6(), z.cidrv4(), z.cidrv6()]).safeParse(a).success, { error: (iss) => `${JSON.stringify(iss.input)} is not an IP address or CIDR range` });
+
 const HOST = /^(\*|(\*\.)?[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?(\.[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?)*\.?)$/;
 
 export const ServiceEntrySpec = z
@@ -34,7 +39,7 @@ export const ServiceEntrySpec = z
       .array(z.string().regex(HOST, { error: (iss) => `${JSON.stringify(iss.input)} is not a valid host: use a DNS name, optionally with a leading "*."` }))
       .min(1, { error: 'hosts must name at least one host' })
       .refine((h) => !h.includes('*'), { error: 'the host "*" is not allowed in a ServiceEntry' }),
-    addresses: z.array(z.string()).optional(),
+    addresses: z.array(IpOrCidr).optional(),
     ports: z
       .array(ServicePortSpec)
       .refine((ps) => new Set(ps.map((p) => p.number)).size === ps.length, { error: 'port numbers must be unique' })
@@ -46,6 +51,11 @@ export const ServiceEntrySpec = z
     workloadSelector: NetworkingWorkloadSelector.optional(),
     exportTo: z.array(z.string()).optional(),
     subjectAltNames: z.array(z.string()).optional(),
+  })
+  // A CIDR is served as a filter chain match on 0.0.0.0_<port>, which only NONE and STATIC support (Istio's rule).
+  .refine((se) => !(se.addresses ?? []).some((a) => a.includes('/')) || se.resolution === undefined || se.resolution === 'NONE' || se.resolution === 'STATIC', {
+    error: 'CIDR addresses are allowed only for NONE/STATIC resolution types',
+    path: ['addresses'],
   })
   .refine((se) => !(se.workloadSelector && se.endpoints && se.endpoints.length > 0), { error: 'only one of endpoints or workloadSelector may be set' })
   .refine((se) => se.resolution !== 'STATIC' || se.workloadSelector !== undefined || (se.endpoints ?? []).length > 0, {

@@ -4,7 +4,7 @@
  */
 import type { ClientTLSSettings, ConnectionPoolSettings, LoadBalancerSettings, OutlierDetection, TrafficPolicy } from '@sextant/api';
 import { isHttp, type ServicePort } from '@sextant/model';
-import type { CircuitBreakers_ThresholdsJson, ClusterJson, OutlierDetectionJson, RouteAction_HashPolicyJson, UpstreamsHttpProtocolOptionsJson } from '@sextant/envoy';
+import type { CircuitBreakers_ThresholdsJson, ClusterJson, OutlierDetectionJson, UpstreamsHttpProtocolOptionsJson } from '@sextant/envoy';
 import { MAX_UINT32, toProtoDuration } from '../common.js';
 
 /** TcpKeepalive in proto3 JSON (core.v3.TcpKeepalive: three UInt32Value fields). */
@@ -207,23 +207,4 @@ export function applyLoadBalancer(c: ClusterJson, lb: LoadBalancerSettings | und
     const min = ch.minimumRingSize !== undefined && Number(ch.minimumRingSize) !== 0 ? String(ch.minimumRingSize) : '1024';
     c.ringHashLbConfig = { minimumRingSize: min };
   }
-}
-
-/**
- * The route-level hash policy for a consistentHash load balancer (istiod puts
- * it on the route, not the cluster). Exported for route translation.
- */
-export function consistentHashPolicy(lb: LoadBalancerSettings | undefined): RouteAction_HashPolicyJson[] | undefined {
-  const ch = lb?.consistentHash;
-  if (!ch) return undefined;
-  if (ch.httpHeaderName) return [{ header: { headerName: ch.httpHeaderName } }];
-  if (ch.httpCookie) {
-    const cookie: NonNullable<RouteAction_HashPolicyJson['cookie']> = { name: ch.httpCookie.name };
-    if (ch.httpCookie.path) cookie.path = ch.httpCookie.path;
-    if (ch.httpCookie.ttl) cookie.ttl = toProtoDuration(ch.httpCookie.ttl);
-    return [{ cookie }];
-  }
-  if (ch.useSourceIp) return [{ connectionProperties: { sourceIp: true } }];
-  if (ch.httpQueryParameterName) return [{ queryParameter: { name: ch.httpQueryParameterName } }];
-  return undefined;
 }

@@ -240,14 +240,20 @@ function clusterContext(kind: PatchedProxy, c: ClusterJson): Ctx {
   return name.startsWith('inbound|') || name === 'InboundPassthroughCluster' ? 'SIDECAR_INBOUND' : 'SIDECAR_OUTBOUND';
 }
 
-function clusterMatches(m: Json | undefined, c: ClusterJson): boolean {
+/** The hostnames of the services an inbound cluster's port serves (istiod matches `service` of inbound clusters against them). */
+export type InboundHosts = (port: number) => readonly string[];
+
+function clusterMatches(m: Json | undefined, c: ClusterJson, inboundHosts?: InboundHosts): boolean {
   if (!m) return true;
   const name = c.name ?? '';
   if (m.name) return m.name === name;
   const parsed = parseClusterName(name);
   const port = num(pick(m, 'portNumber', 'port_number'));
   if (m.subset && m.subset !== parsed?.subset) return false;
-  if (m.service && m.service !== parsed?.host) return false;
+  if (m.service) {
+    const hosts = parsed?.direction === 'inbound' && inboundHosts ? inboundHosts(parsed.port) : [];
+    if (!(hosts.length > 0 ? hosts.includes(m.service) : m.service === parsed?.host)) return false;
+  }
   if (port && port !== parsed?.port) return false;
   return true;
 }
@@ -279,7 +285,7 @@ function mergeCluster(c: Json, patch: Json): Json {
 }
 
 /** CLUSTER patches: REMOVE and MERGE on the generated clusters in patch order, then the ADDed clusters. */
-export function patchClusters(kind: PatchedProxy, clusters: ClusterJson[], patches: readonly ConfigPatch[], issues?: ValidationIssue[]): ClusterJson[] {
+export function patchClusters(kind: PatchedProxy, clusters: ClusterJson[], patches: readonly ConfigPatch[], issues?: ValidationIssue[], inboundHosts?: InboundHosts): ClusterJson[] {
   const ps = usable(patches, ['CLUSTER']);
   if (ps.length === 0) return clusters;
   const out: ClusterJson[] = [];
@@ -287,7 +293,7 @@ export function patchClusters(kind: PatchedProxy, clusters: ClusterJson[], patch
     const ctx = clusterContext(kind, c0);
     let c = c0 as Json;
     for (const p of ps) {
-      if (p.operation === 'ADD' || !contextMatches(p.context, ctx) || !clusterMatches(p.cluster, c as ClusterJson)) continue;
+      if (p.operation === 'ADD' || !contextMatches(p.context, ctx) || !clusterMatches(p.cluster, c as ClusterJson, inboundHosts)) continue;
       if (p.operation === 'REMOVE') continue next;
       c = attempt(p, issues, c, () => mergeCluster(c, p.json!));
     }

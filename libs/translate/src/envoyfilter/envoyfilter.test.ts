@@ -379,7 +379,7 @@ test('NETWORK_FILTER: each operation with and without a filter match (istiod sem
   assert.match(bad.issues.map((i) => i.reason).join('\n'), /cannot merge/);
   // MERGE renames and merges the typed_config.
   const ok = run([one('NETWORK_FILTER', { context: 'SIDECAR_OUTBOUND', listener: { name: 'virtualOutbound', filterChain: { filter: { name: TCP } } } }, { operation: 'MERGE', value: { typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', max_connect_attempts: 3 } } })]);
-  const tcp = ((listener(ok, 'virtualOutbound').filterChains as Json[])[0]!.filters as Json[])[0]!;
+  const tcp = ((listener(ok, 'virtualOutbound').filterChains as Json[]).find((fc) => fc.name === 'virtualOutbound-catchall-tcp')!.filters as Json[])[0]!;
   assert.equal(tcp.typedConfig.maxConnectAttempts, 3);
   assert.equal(tcp.typedConfig.cluster, 'PassthroughCluster');
 });
@@ -425,7 +425,7 @@ test('operations istiod ignores are skipped and reported; INSERT_* on a non-list
   assert.deepEqual((out.cds as Json[]).find((c) => c.name === 'BlackHoleCluster'), (before.cds as Json[]).find((c) => c.name === 'BlackHoleCluster'));
   // INSERT_FIRST on CLUSTER / FILTER_CHAIN: appended, as ADD.
   assert.equal((out.cds as Json[]).at(-1)!.name, 'inserted');
-  assert.deepEqual((listener(out, 'virtualOutbound').filterChains as Json[]).map((fc) => fc.name), ['PassthroughFilterChain', 'fc-first']);
+  assert.deepEqual((listener(out, 'virtualOutbound').filterChains as Json[]).map((fc) => fc.name), ['virtualOutbound-blackhole', 'virtualOutbound-catchall-tcp', 'fc-first']);
   assert.deepEqual(out.rds, before.rds);
 });
 
@@ -549,4 +549,11 @@ test('EXTENSION_CONFIG: ADD patches named by the proxy are what an ECDS response
   const patches = patchesFor(push, push.resolveProxy(parseProxy(NODE, { LABELS: { app: 'web' }, ISTIO_VERSION: '1.24.1' })));
   assert.deepEqual(insertedExtensionConfigs(patches, ['ext-a', 'ext-b']), [{ name: 'ext-a', typedConfig: { '@type': LUA, defaultSourceCode: { inlineString: 'a' } } }]);
   assert.deepEqual(insertedExtensionConfigs(patches, ['ext-b']), []);
+});
+
+test('CLUSTER: a SIDECAR_INBOUND service match is against the services of the inbound cluster\'s port (its name carries none)', () => {
+  const byService = (service: string) =>
+    ((run([one('CLUSTER', { context: 'SIDECAR_INBOUND', cluster: { service, portNumber: 8080 } }, { operation: 'MERGE', value: { per_connection_buffer_limit_bytes: 4321 } })]).cds as Json[]).find((c) => c.name === 'inbound|8080||')!.perConnectionBufferLimitBytes);
+  assert.equal(byService('web.shop.svc.cluster.local'), 4321);
+  assert.equal(byService('api.shop.svc.cluster.local'), undefined);
 });

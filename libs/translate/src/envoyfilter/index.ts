@@ -34,7 +34,11 @@ export function applyEnvoyFilters<K extends keyof Patchable>(push: PushContext, 
   const k = kind as PatchedProxy;
   const found: ValidationIssue[] = [];
   let out: Patchable[K];
-  if (type === 'cds') out = patchClusters(k, resources as ClusterJson[], patches, found) as Patchable[K];
+  if (type === 'cds') {
+    // Inbound clusters are named by port only: their `service` match is against the services of that port.
+    const inboundHosts = (port: number) => push.serviceInstancesForProxy(proxy).filter((si) => si.endpoint.endpointPort === port).map((si) => si.service.hostname);
+    out = patchClusters(k, resources as ClusterJson[], patches, found, inboundHosts) as Patchable[K];
+  }
   else if (type === 'lds') out = patchListeners(k, resources as ListenerJson[], patches, found) as Patchable[K];
   else out = patchRouteConfigurations(k, resources as RouteConfigurationJson[], patches, found) as Patchable[K];
   if (found.length > 0) {

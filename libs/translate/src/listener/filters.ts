@@ -1,35 +1,61 @@
 /** Building blocks of listeners: HCM with RDS, tcp_proxy, listener filters, TLS sockets. Pure. */
 
 import type { ConfigSourceJson, HttpConnectionManagerJson, HttpFilterJson, ListenerFilterJson, NetworkFilterJson, AddressJson, TcpProxyJson, CommonTlsContextJson, TlsParametersJson, TlsParameters_TlsProtocolJson, TransportSocketJson } from '@sextant/envoy';
+import type { MeshConfig } from '@sextant/model';
 import { anyOf, TYPE } from '../typed.js';
 
 /** Aggregated config source: RDS and SDS come over the same ADS stream. */
 export const ADS_CONFIG_SOURCE: ConfigSourceJson = { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' };
 
-/** The HTTP filters istiod puts on outbound and gateway HCMs that Sextant implements: cors, fault, router. */
+/** The HTTP filters istiod puts on every HCM that Sextant implements, in istiod's order: fault, cors, router. */
 export function httpFilters(): HttpFilterJson[] {
   return [
-    { name: 'envoy.filters.http.cors', typedConfig: anyOf(TYPE.corsFilter) },
     { name: 'envoy.filters.http.fault', typedConfig: anyOf(TYPE.fault) },
+    { name: 'envoy.filters.http.cors', typedConfig: anyOf(TYPE.corsFilter) },
     { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) },
   ];
 }
 
+/**
+ * istiod's HCM settings for every listener class (buildHTTPConnectionManager):
+ * WebSocket upgrades, no stream idle timeout, 100-continue proxied, and path
+ * normalization from meshConfig `pathNormalization` (BASE by default: RFC 3986
+ * normalization; MERGE_SLASHES also merges slashes; DECODE_AND_MERGE_SLASHES
+ * also unescapes %2F and %5C; NONE: none). Escaped slashes are kept otherwise.
+ */
+export function hcmDefaults(mesh?: Pick<MeshConfig, 'pathNormalization'>): HttpConnectionManagerJson {
+  const n = mesh?.pathNormalization?.normalization ?? 'BASE';
+  const cfg: HttpConnectionManagerJson = {
+    useRemoteAddress: false,
+    normalizePath: n !== 'NONE',
+    pathWithEscapedSlashesAction: n === 'DECODE_AND_MERGE_SLASHES' ? 'UNESCAPE_AND_FORWARD' : 'KEEP_UNCHANGED',
+    upgradeConfigs: [{ upgradeType: 'websocket' }],
+    streamIdleTimeout: '0s',
+    proxy100Continue: true,
+  };
+  if (n === 'MERGE_SLASHES' || n === 'DECODE_AND_MERGE_SLASHES') cfg.mergeSlashes = true;
+  return cfg;
+}
+
+/** istiod's inbound HCM settings: the common ones, and the server name the workload's responses carry. */
+export function inboundHcmDefaults(mesh?: Pick<MeshConfig, 'pathNormalization'>): HttpConnectionManagerJson {
+  return { ...hcmDefaults(mesh), serverName: 'istio-envoy' };
+}
+
+/** The inbound routes' retry policy (istiod): a request reset before it reached the application is retried. */
+export const INBOUND_RETRY_POLICY = { retryOn: 'reset-before-request', numRetries: 2 } as const;
+
 /** An http_connection_manager network filter reading `routeConfigName` over ADS. */
-export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; http2?: boolean; securityFilters?: HttpFilterJson[]; hcm?: Partial<HttpConnectionManagerJson> } = {}): NetworkFilterJson {
+export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; securityFilters?: HttpFilterJson[]; hcm?: Partial<HttpConnectionManagerJson>; mesh?: Pick<MeshConfig, 'pathNormalization'> } = {}): NetworkFilterJson {
   const cfg: HttpConnectionManagerJson = {
     statPrefix,
     rds: { configSource: ADS_CONFIG_SOURCE, routeConfigName },
     // Security filters (authorization, authentication) come before the others, as istiod orders them.
     httpFilters: [...(opts.securityFilters ?? []), ...httpFilters()],
+    ...hcmDefaults(opts.mesh),
+    // Sidecars keep the caller's address out of XFF decisions (istiod's useRemoteAddress false); gateways use it.
     useRemoteAddress: !!opts.useRemoteAddress,
-    normalizePath: true,
-    mergeSlashes: true,
-    pathWithEscapedSlashesAction: 'KEEP_UNCHANGED',
-    upgradeConfigs: [{ upgradeType: 'websocket' }],
-    streamIdleTimeout: '0s',
   };
-  if (opts.http2) cfg.codecType = 'HTTP2';
   // Extra HCM settings from the caller (gateway XFCC).
   Object.assign(cfg, opts.hcm ?? {});
   return { name: 'envoy.filters.network.http_connection_manager', typedConfig: anyOf(TYPE.hcm, cfg) };

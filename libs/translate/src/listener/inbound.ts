@@ -5,7 +5,7 @@
  */
 import type { FilterChainJson, FilterChainMatchJson, ListenerJson, RouteConfigurationJson, TransportSocketJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './filters.js';
+import { hcmRds, httpFilters, INBOUND_RETRY_POLICY, inboundHcmDefaults, listenerFilter, socketAddress, tcpProxy } from './filters.js';
 import type { InboundPort } from './inbound-ports.js';
 import { securityHttpFilters, securityNetworkFilters } from '../security/filters.js';
 import { passthroughChains } from '../security/passthrough.js';
@@ -39,7 +39,7 @@ function inboundRouteConfig(port: number): RouteConfigurationJson {
             name: 'default',
             match: { prefix: '/' },
             decorator: { operation: `:${port}/*` },
-            route: { cluster, timeout: '0s', maxStreamDuration: { maxStreamDuration: '0s', grpcTimeoutHeaderMax: '0s' } },
+            route: { cluster, timeout: '0s', retryPolicy: { ...INBOUND_RETRY_POLICY }, maxStreamDuration: { maxStreamDuration: '0s', grpcTimeoutHeaderMax: '0s' } },
           },
         ],
       },
@@ -63,11 +63,10 @@ function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[]
               typedConfig: anyOf(TYPE.hcm, {
                 statPrefix: `inbound_0.0.0.0_${port}`,
                 routeConfig: inboundRouteConfig(port),
-                httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) }],
-                useRemoteAddress: false,
+                httpFilters: [...securityHttpFilters(push, proxy), ...httpFilters()],
+                ...inboundHcmDefaults(push.mesh),
                 forwardClientCertDetails: 'APPEND_FORWARD',
                 setCurrentClientCertDetails: { subject: true, dns: true, uri: true },
-                normalizePath: true,
               }),
             },
           ],
@@ -109,11 +108,12 @@ export function virtualInbound(push: PushContext, proxy: ProxyView, hook: Inboun
                   {
                     name: `inbound|http|0`,
                     domains: ['*'],
-                    routes: [{ name: 'default', match: { prefix: '/' }, route: { cluster: INBOUND_PASSTHROUGH_CLUSTER, timeout: '0s' } }],
+                    routes: [{ name: 'default', match: { prefix: '/' }, decorator: { operation: ':0/*' }, route: { cluster: INBOUND_PASSTHROUGH_CLUSTER, timeout: '0s', retryPolicy: { ...INBOUND_RETRY_POLICY }, maxStreamDuration: { maxStreamDuration: '0s', grpcTimeoutHeaderMax: '0s' } } }],
                   },
                 ],
               },
-              httpFilters: [...securityHttpFilters(push, proxy), { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) }],
+              httpFilters: [...securityHttpFilters(push, proxy), ...httpFilters()],
+              ...inboundHcmDefaults(push.mesh),
               // As on the port chains: the peer's identity reaches the application.
               forwardClientCertDetails: 'APPEND_FORWARD',
               setCurrentClientCertDetails: { subject: true, dns: true, uri: true },

@@ -4,13 +4,13 @@
  * Sidecar egress listeners bound to `<bind>:<port>`). Pure.
  */
 import type { RouteDestination, SidecarSpecType, VirtualServiceSpecType } from '@sextant/api';
-import type { ListenerJson } from '@sextant/envoy';
-import { isHttp, isSniffed, type EgressListener, type IstioConfig, type ProxyView, type PushContext, type Service } from '@sextant/model';
+import type { CidrRangeJson, FilterChainJson, ListenerJson, NetworkFilterJson } from '@sextant/envoy';
+import { isHttp, isSniffed, isTcp, type EgressListener, type IstioConfig, type ProxyView, type PushContext, type Service } from '@sextant/model';
 import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './filters.js';
 import { preparedVirtualServices } from '../route/sidecar.js';
 import { destinationCluster } from '../route/translate.js';
 import { serviceAddressForProxy } from '../nds.js';
-import { BLACKHOLE_CLUSTER, outboundClusterName, PASSTHROUGH_CLUSTER, VIRTUAL_OUTBOUND } from '../names.js';
+import { BLACKHOLE_CLUSTER, outboundClusterName, PASSTHROUGH_CLUSTER, PASSTHROUGH_FILTER_CHAIN, VIRTUAL_OUTBOUND } from '../names.js';
 
 /** A VirtualService's spec, as validated by @sextant/api. */
 const vsSpec = (vs: IstioConfig): VirtualServiceSpecType => vs.spec as VirtualServiceSpecType;
@@ -72,9 +72,57 @@ function tcpTargetForService(push: PushContext, proxy: ProxyView, svc: Service, 
   return outboundClusterName(svc.hostname, port);
 }
 
-/** Per-port outbound listeners in iptables mode (bind_to_port false; virtualOutbound hands connections over). */
+/** The ALPNs Envoy's HTTP inspector reports for plaintext HTTP: an outbound HTTP chain matches only these. */
+const PLAINTEXT_HTTP_ALPNS = ['http/1.1', 'h2c'];
+/** istiod bounds the transport socket handshake of every outbound chain (slow TLS handshakes). */
+const TRANSPORT_SOCKET_CONNECT_TIMEOUT = '15s';
+
+/** One listener being assembled (istiod's outboundListenerEntry): its chains, each with or without a match. */
+interface ListenerEntry {
+  name: string;
+  address: string;
+  port: number;
+  bound: boolean;
+  chains: FilterChainJson[];
+}
+
+const matchAll = (c: FilterChainJson): boolean => !c.filterChainMatch || Object.keys(c.filterChainMatch).length === 0;
+const sameMatch = (a: FilterChainJson, b: FilterChainJson): boolean => JSON.stringify(a.filterChainMatch ?? {}) === JSON.stringify(b.filterChainMatch ?? {});
+
+/** A CIDR (or bare IP) as a filter chain prefix range. */
+function prefixRange(cidr: string): CidrRangeJson {
+  const [addressPrefix, len] = cidr.split('/');
+  return { addressPrefix: addressPrefix!, prefixLen: len !== undefined ? Number(len) : addressPrefix!.includes(':') ? 128 : 32 };
+}
+
+/**
+ * Per-port outbound listeners in iptables mode (bind_to_port false;
+ * virtualOutbound hands connections over), laid out as istiod's
+ * buildSidecarOutboundListener:
+ * - HTTP ports share `0.0.0.0_<port>`: the HTTP manager's chain matches
+ *   plaintext HTTP only (HTTP inspector), anything else takes the default
+ *   passthrough chain (PassthroughCluster, or BlackHoleCluster under
+ *   REGISTRY_ONLY), so non-HTTP traffic to an unknown destination on an HTTP
+ *   port is passed through, not answered by the HTTP manager;
+ * - TCP ports listen on the service address `<VIP>_<port>`; a CIDR address
+ *   listens on `0.0.0.0_<port>` with a chain matching the prefix range (a
+ *   listener address cannot be a CIDR: Envoy would reject the whole LDS);
+ * - sniffed ports (no declared protocol): an HTTP chain as above and the TCP
+ *   chain as the listener's default.
+ */
 export function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Service[], vss: MeshVirtualServices, bind?: { address: string; port: number }): ListenerJson[] {
-  const listeners = new Map<string, ListenerJson>();
+  const entries = new Map<string, ListenerEntry>();
+  const entryFor = (address: string, port: number): ListenerEntry => {
+    const name = `${address}_${port}`;
+    let e = entries.get(name);
+    if (!e) entries.set(name, (e = { name, address, port, bound: !!bind, chains: [] }));
+    return e;
+  };
+  // Adds a chain unless the listener already has one with the same match (the first service wins, as istiod's conflict rule).
+  const addChain = (e: ListenerEntry, chain: FilterChainJson): void => {
+    if (e.chains.some((c) => sameMatch(c, chain))) return;
+    e.chains.push(chain);
+  };
   for (const svc of services) {
     for (const p of svc.ports) {
       if (bind && p.port !== bind.port && services.length > 0) {
@@ -84,61 +132,92 @@ export function outboundPortListeners(push: PushContext, proxy: ProxyView, servi
       const listenPort = bind?.port ?? p.port;
       // The VIP, or for a proxy with DNS auto-allocation a ServiceEntry's allocated address (istiod's GetAddressForProxy).
       const vip = serviceAddressForProxy(push, proxy, svc);
+      const cluster = outboundClusterName(svc.hostname, p.port);
       if (isHttp(p.protocol)) {
         const address = bind?.address ?? '0.0.0.0';
-        const name = `${address}_${listenPort}`;
-        if (listeners.has(name)) continue;
-        listeners.set(name, {
-          name,
-          address: socketAddress(address, listenPort),
-          filterChains: [{ filters: [hcmRds(`outbound_${address}_${listenPort}`, String(listenPort), { http2: p.protocol === 'GRPC' || p.protocol === 'HTTP2' })] }],
-          trafficDirection: 'OUTBOUND',
-          ...(bind ? {} : { bindToPort: false }),
-        });
+        const e = entryFor(address, listenPort);
+        // Codec AUTO (istiod): HTTP/1.1 and h2c prior knowledge alike.
+        const hcm = hcmRds(`outbound_${address}_${listenPort}`, String(listenPort), { mesh: push.mesh });
+        // On the shared wildcard listener the HTTP chain takes plaintext HTTP only; a bound listener is HTTP-only.
+        const chain: FilterChainJson = bind ? { filters: [hcm] } : { filterChainMatch: { transportProtocol: 'raw_buffer', applicationProtocols: PLAINTEXT_HTTP_ALPNS }, filters: [hcm] };
+        if (!e.chains.some((c) => c.filterChainMatch?.applicationProtocols || (bind && matchAll(c)))) e.chains.push({ ...chain, transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT });
+        continue;
+      }
+      if (!isTcp(p.protocol) && !isSniffed(p.protocol)) continue; // UDP: no listener, as istiod
+      // A CIDR address: listen on the wildcard and match the range (istiod's opts.cidr).
+      const cidr = !bind && vip.includes('/') ? svc.addresses : undefined;
+      const address = bind?.address ?? (cidr ? '0.0.0.0' : vip);
+      const e = entryFor(address, listenPort);
+      const tcpChain: FilterChainJson = {
+        ...(cidr ? { filterChainMatch: { prefixRanges: cidr.map(prefixRange) } } : {}),
+        filters: [tcpProxy(cluster, tcpTargetForService(push, proxy, svc, p.port, vss))],
+        transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT,
+      };
+      if (isSniffed(p.protocol)) {
+        // Protocol sniffing: HTTP goes through RDS, the rest through tcp_proxy. The route is the service's own
+        // (`<fqdn>:<port>`) on its VIP, the port's shared one on the wildcard.
+        if (e.chains.some((c) => c.filterChainMatch?.applicationProtocols)) continue;
+        const route = address === '0.0.0.0' || address === '::' ? String(listenPort) : `${svc.hostname}:${p.port}`;
+        const httpMatch = { ...(tcpChain.filterChainMatch ?? {}), transportProtocol: 'raw_buffer', applicationProtocols: PLAINTEXT_HTTP_ALPNS };
+        addChain(e, tcpChain);
+        addChain(e, { filterChainMatch: httpMatch, filters: [hcmRds(`outbound_${address}_${listenPort}`, route, { mesh: push.mesh })], transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT });
       } else {
-        const address = bind?.address ?? vip;
-        const name = `${address}_${listenPort}`;
-        const existing = listeners.get(name);
-        const tcpChain = { name: outboundClusterName(svc.hostname, p.port), filters: [tcpProxy(outboundClusterName(svc.hostname, p.port), tcpTargetForService(push, proxy, svc, p.port, vss))] };
-        if (existing) continue; // first service wins the address:port, as istiod's conflict rule
-        const l: ListenerJson = {
-          name,
-          address: socketAddress(address, listenPort),
-          filterChains: [tcpChain],
-          trafficDirection: 'OUTBOUND',
-          ...(bind ? {} : { bindToPort: false }),
-        };
-        if (isSniffed(p.protocol)) {
-          // Protocol sniffing: HTTP goes through RDS `<fqdn>:<port>`, the rest through tcp_proxy.
-          l.listenerFilters = [listenerFilter.tlsInspector(), listenerFilter.httpInspector()];
-          l.filterChains = [
-            {
-              name: `${svc.hostname}:${p.port}-http`,
-              filterChainMatch: { applicationProtocols: ['http/1.1', 'h2c'] },
-              filters: [hcmRds(`outbound_${address}_${listenPort}`, `${svc.hostname}:${p.port}`)],
-            },
-            tcpChain,
-          ];
-          l.listenerFiltersTimeout = '0.100s';
-          l.continueOnListenerFiltersTimeout = true;
-        }
-        listeners.set(name, l);
+        addChain(e, tcpChain);
       }
     }
   }
-  return [...listeners.values()];
+  return [...entries.values()].map((e) => finishListener(push, proxy, e));
 }
 
-export function virtualOutbound(push: PushContext, proxy: ProxyView): ListenerJson {
+/**
+ * A listener from its chains (istiod's buildListenerFromEntry): a lone
+ * match-all chain stays the only chain; otherwise the match-all chain becomes
+ * the default chain, or the passthrough chain does when there is none. The
+ * HTTP inspector runs only when a chain matches on ALPN, for at most meshConfig
+ * protocolDetectionTimeout (istiod's default 0s: no timeout), and a timeout
+ * never drops the connection.
+ */
+function finishListener(push: PushContext, proxy: ProxyView, e: ListenerEntry): ListenerJson {
+  const l: ListenerJson = {
+    name: e.name,
+    address: socketAddress(e.address, e.port),
+    filterChains: [],
+    trafficDirection: 'OUTBOUND',
+    continueOnListenerFiltersTimeout: true,
+    ...(e.bound ? {} : { bindToPort: false }),
+  };
+  const all = e.chains.find(matchAll);
+  const matched = e.chains.filter((c) => !matchAll(c));
+  if (matched.length === 0 && all) l.filterChains = [all];
+  else {
+    l.filterChains = matched;
+    l.defaultFilterChain = all ?? { filterChainMatch: {}, name: PASSTHROUGH_FILTER_CHAIN, filters: catchAllFilters(push, proxy) };
+  }
+  const sniffs = e.chains.some((c) => c.filterChainMatch?.applicationProtocols?.length);
+  if (sniffs) l.listenerFilters = [listenerFilter.httpInspector()];
+  l.listenerFiltersTimeout = sniffs ? (push.mesh.protocolDetectionTimeout ?? '0s') : '0s';
+  return l;
+}
+
+/** The network filters of the passthrough chains: tcp_proxy to the outbound traffic policy's cluster. */
+function catchAllFilters(push: PushContext, proxy: ProxyView): NetworkFilterJson[] {
   const cluster = outboundPolicyCluster(push, proxy);
+  return [tcpProxy(cluster, cluster)];
+}
+
+/**
+ * `virtualOutbound` on 15001 (istiod's buildVirtualOutboundListener): traffic
+ * sent to 15001 itself would loop through the proxy, so a chain matching
+ * that port drops it; everything else the per-port listeners did not take
+ * goes to the outbound traffic policy's cluster.
+ */
+export function virtualOutbound(push: PushContext, proxy: ProxyView): ListenerJson {
   return {
     name: VIRTUAL_OUTBOUND,
     address: socketAddress('0.0.0.0', 15001),
     filterChains: [
-      {
-        name: cluster === PASSTHROUGH_CLUSTER ? 'PassthroughFilterChain' : 'BlackHoleFilterChain',
-        filters: [tcpProxy(cluster, cluster)],
-      },
+      { name: 'virtualOutbound-blackhole', filterChainMatch: { destinationPort: 15001 }, filters: [tcpProxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)] },
+      { name: 'virtualOutbound-catchall-tcp', filters: catchAllFilters(push, proxy) },
     ],
     useOriginalDst: true,
     trafficDirection: 'OUTBOUND',

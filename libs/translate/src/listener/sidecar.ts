@@ -39,7 +39,7 @@ export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts:
         out.push({
           name: `${address}_${e.port.number}`,
           address: socketAddress(address, e.port.number),
-          filterChains: [{ filters: [hcmRds(`outbound_${address}_${e.port.number}`, String(e.port.number))] }],
+          filterChains: [{ filters: [hcmRds(`outbound_${address}_${e.port.number}`, String(e.port.number), { mesh: push.mesh })] }],
           trafficDirection: 'OUTBOUND',
         });
       } else if (fakeSvcs.length) {

@@ -6,8 +6,9 @@
  *   (else MOSN binds every `<VIP>_<port>` listener and exits on the first VIP);
  * - listener filters are ignored (only original_dst is understood, and only
  *   virtualInbound uses it), and a bound listener serves only its first usable
- *   filter chain: a sniffed port becomes one HTTP connection manager chain
- *   (MOSN's `Auto` codec tells HTTP/1, HTTP/2, Dubbo and bolt apart);
+ *   filter chain: an HTTP or sniffed port becomes one HTTP connection manager
+ *   chain without the ALPN match and default chain Envoy gets (MOSN's `Auto`
+ *   codec tells HTTP/1, HTTP/2, Dubbo and bolt apart);
  * - the inbound passthrough is recognised by the name `InboundPassthroughClusterIpv4`;
  * - SDS is dialled over a Unix socket;
  * - a bound inbound listener (Sidecar ingress) under PERMISSIVE has a TLS and a
@@ -90,11 +91,19 @@ function mosnListener(l: Json): Json {
   if (!isVirtual && l.trafficDirection === 'OUTBOUND') {
     const chains = (l.filterChains ?? []) as Json[];
     const http = chains.find((c) => ((c.filters ?? []) as Json[]).some((f) => f.name === HCM));
-    if (http && chains.length > 1) {
-      // A sniffed port: one HCM chain, without the ALPN match the inspectors fed.
+    // No default chain: MOSN serves one chain of a listener (listener filters are ignored).
+    delete out.defaultFilterChain;
+    if (http) {
+      // An HTTP or sniffed port: one HCM chain, without the ALPN match the inspectors fed.
       const { filterChainMatch: _m, ...chain } = http;
       out.filterChains = [chain];
     }
+    // MOSN's converter predates the chains' handshake timeout.
+    out.filterChains = ((out.filterChains ?? []) as Json[]).map(({ transportSocketConnectTimeout: _t, ...c }) => c);
+  }
+  if (l.name === 'virtualOutbound') {
+    // MOSN serves one chain: keep the catch-all, not the chain dropping traffic sent to 15001 itself.
+    out.filterChains = ((l.filterChains ?? []) as Json[]).filter((c) => c.filterChainMatch?.destinationPort === undefined);
   }
   return out;
 }

@@ -2,6 +2,7 @@
 import type { RouteConfigurationJson, RouteJson, VirtualHostJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { admittedHosts, gatewayRouteName, gatewayServers, gatewayVirtualServices, serverHosts } from '../gateway-servers.js';
+import { hashForDestination } from './hash.js';
 import { buildHTTPRoutesForVirtualService, isCatchAllRoute, type RouteOptions } from './translate.js';
 
 
@@ -22,6 +23,7 @@ export function buildGatewayRoute(push: PushContext, proxy: ProxyView, routeName
       isTLS: gs.protocol === 'HTTPS',
       domainSuffix: push.domainSuffix,
       lookupService: (h) => push.serviceByHostname(h, gs.gateway.namespace),
+      lookupHash: (d) => hashForDestination(push, proxy, d),
     };
     for (const vs of gatewayVirtualServices(push, proxy, gs.gatewayName)) {
       const hosts = admittedHosts(gs, vs);

@@ -60,7 +60,7 @@ test('sidecar listeners carry Istio names and encode as Envoy accepts them', () 
   const vo = ls.find((l) => l.name === 'virtualOutbound')!;
   assert.equal(vo.address.socketAddress.portValue, 15001);
   assert.equal(vo.useOriginalDst, true);
-  assert.equal(vo.filterChains[0].filters[0].typedConfig.cluster, 'PassthroughCluster');
+  assert.equal(vo.filterChains.find((c: Json) => !c.filterChainMatch).filters[0].typedConfig.cluster, 'PassthroughCluster');
   const vi = ls.find((l) => l.name === 'virtualInbound')!;
   assert.equal(vi.address.socketAddress.portValue, 15006);
   assert.deepEqual(vi.listenerFilters.map((f: Json) => f.name), ['envoy.filters.listener.original_dst', 'envoy.filters.listener.tls_inspector', 'envoy.filters.listener.http_inspector']);
@@ -79,7 +79,7 @@ test('RDS 9080: virtual hosts, short-name domains, VirtualService features as is
   assert.equal(rc!.name, '9080');
   assert.deepEqual(rc!.virtualHosts.map((v: Json) => v.name), ['ratings.default.svc.cluster.local:9080', 'reviews.default.svc.cluster.local:9080', 'allow_any']);
   const vh = rc!.virtualHosts[1];
-  assert.deepEqual(vh.domains, ['reviews.default.svc.cluster.local', 'reviews', 'reviews.default.svc', 'reviews.default', '10.96.0.10']);
+  assert.deepEqual(vh.domains, ['reviews.default.svc.cluster.local', 'reviews.default.svc.cluster.local.', 'reviews', 'reviews.default.svc', 'reviews.default', '10.96.0.10']);
   const [jason, split, old, dflt] = vh.routes as Json[];
   assert.deepEqual(jason!.match, { prefix: '/', caseSensitive: true, headers: [{ name: 'end-user', stringMatch: { exact: 'jason' } }] });
   assert.equal(jason!.route.cluster, 'outbound|9080|v2|reviews.default.svc.cluster.local');
@@ -97,7 +97,7 @@ test('RDS 9080: virtual hosts, short-name domains, VirtualService features as is
   assert.deepEqual(a.retryPolicy.retriableStatusCodes, [503]);
   assert.equal(a.retryPolicy.retryOn, '5xx,retriable-status-codes');
   assert.equal(a.retryPolicy.perTryTimeout, '0.5s');
-  assert.deepEqual(a.requestMirrorPolicies, [{ cluster: 'outbound|9080||ratings.default.svc.cluster.local', runtimeFraction: { defaultValue: { numerator: 250000, denominator: 'MILLION' } }, traceSampled: false }]);
+  assert.deepEqual(a.requestMirrorPolicies, [{ cluster: 'outbound|9080||ratings.default.svc.cluster.local', runtimeFraction: { defaultValue: { numerator: 250000, denominator: 'MILLION' } }, traceSampled: false, disableShadowHostSuffixAppend: true }]);
   assert.equal(split!.typedPerFilterConfig['envoy.filters.http.fault'].abort.httpStatus, 418);
   assert.equal(split!.typedPerFilterConfig['envoy.filters.http.fault'].delay.fixedDelay, '2s');
   assert.equal(split!.typedPerFilterConfig['envoy.filters.http.cors'].maxAge, '86400');
@@ -115,7 +115,7 @@ test('RDS 9080: virtual hosts, short-name domains, VirtualService features as is
 test('domains from another namespace and REGISTRY_ONLY catch-all', () => {
   const push = pushContext([reviews], { meshConfig: { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } } });
   const [rc] = buildRoutes(push, proxyIn(push, { namespace: 'other' }), ['9080']) as Json[];
-  assert.deepEqual(rc!.virtualHosts[0].domains, ['reviews.default.svc.cluster.local', 'reviews.default', 'reviews.default.svc', '10.96.0.10']);
+  assert.deepEqual(rc!.virtualHosts[0].domains, ['reviews.default.svc.cluster.local', 'reviews.default.svc.cluster.local.', 'reviews.default', 'reviews.default.svc', '10.96.0.10']);
   assert.deepEqual(rc!.virtualHosts[1], { name: 'block_all', domains: ['*'], routes: [{ name: 'block_all', match: { prefix: '/' }, directResponse: { status: 502 } }], includeRequestAttemptCount: true });
 });
 
@@ -202,4 +202,87 @@ test('Sidecar egress listener with captureMode NONE binds its address and port',
   assert.deepEqual(rs[0]!.virtualHosts.map((v: Json) => v.name), ['reviews.default.svc.cluster.local:19080', 'allow_any']);
   assert.equal(walkRequest(ls, rs, { port: 19080, address: '127.0.0.1', host: 'reviews', path: '/', headers: { 'end-user': 'jason' } })!.cluster, 'outbound|19080|v2|reviews.default.svc.cluster.local');
   assertEncodes(ls, rs);
+});
+
+test('consistentHash: routes carry the hash policy of their destination rule (subset port-level > subset > port-level > rule), retries then keep the host', () => {
+  const multi = service('shop', 'default', '10.96.0.40', [['http', 8080], ['http-admin', 9090]]);
+  const dr = istio('DestinationRule', 'default', 'shop', {
+    host: 'shop',
+    trafficPolicy: {
+      loadBalancer: { consistentHash: { httpHeaderName: 'x-user' } },
+      portLevelSettings: [{ port: { number: 9090 }, loadBalancer: { consistentHash: { httpCookie: { name: 'sess', ttl: '30s', path: '/p', attributes: [{ name: 'SameSite', value: 'Strict' }] } } } }],
+    },
+    subsets: [
+      { name: 'a', labels: { v: 'a' }, trafficPolicy: { loadBalancer: { consistentHash: { httpQueryParameterName: 'q' } } } },
+      { name: 'b', labels: { v: 'b' }, trafficPolicy: { portLevelSettings: [{ port: { number: 8080 }, loadBalancer: { consistentHash: { useSourceIp: true } } }] } },
+    ],
+  });
+  const vs = istio('VirtualService', 'default', 'shop', {
+    hosts: ['shop'],
+    http: [
+      { match: [{ uri: { prefix: '/a' } }], route: [{ destination: { host: 'shop', subset: 'a' } }] },
+      { match: [{ uri: { prefix: '/b' } }], route: [{ destination: { host: 'shop', subset: 'b', port: { number: 8080 } } }] },
+      { match: [{ uri: { prefix: '/admin' } }], route: [{ destination: { host: 'shop', port: { number: 9090 } } }] },
+      { match: [{ uri: { prefix: '/split' } }], route: [{ destination: { host: 'shop', subset: 'a' }, weight: 50 }, { destination: { host: 'shop', subset: 'b' }, weight: 50 }] },
+      { route: [{ destination: { host: 'shop' } }] },
+    ],
+  });
+  const push = pushContext([multi, dr, vs]);
+  const [rc] = buildRoutes(push, proxyIn(push), ['8080']) as Json[];
+  const [a, b, admin, split, dflt] = rc!.virtualHosts.find((v: Json) => v.name === 'shop.default.svc.cluster.local:8080').routes as Json[];
+  assert.deepEqual(a!.route.hashPolicy, [{ queryParameter: { name: 'q' } }]);
+  assert.deepEqual(b!.route.hashPolicy, [{ connectionProperties: { sourceIp: true } }]);
+  assert.deepEqual(admin!.route.hashPolicy, [{ cookie: { name: 'sess', ttl: '30s', path: '/p', attributes: [{ name: 'SameSite', value: 'Strict' }] } }]);
+  // Subset b has no hash without a named port: the rule's header hash.
+  assert.deepEqual(split!.route.hashPolicy, [{ queryParameter: { name: 'q' } }, { header: { headerName: 'x-user' } }]);
+  assert.deepEqual(dflt!.route.hashPolicy, [{ header: { headerName: 'x-user' } }]);
+  // A single hashed destination: no previous_hosts (a retry stays on the hashed host); a split keeps it.
+  assert.equal(a!.route.retryPolicy.retryHostPredicate, undefined);
+  assert.equal(split!.route.retryPolicy.retryHostPredicate[0].name, 'envoy.retry_host_predicates.previous_hosts');
+  // No VirtualService on 9090's route config for another service: the default route uses the port-level cookie hash.
+  const plain = service('cart', 'default', '10.96.0.41', [['http', 9090]]);
+  const dr2 = istio('DestinationRule', 'default', 'cart', { host: 'cart', trafficPolicy: { portLevelSettings: [{ port: { number: 9090 }, loadBalancer: { consistentHash: { httpHeaderName: 'x-cart' } } }] } });
+  const push2 = pushContext([plain, dr2]);
+  const [rc2] = buildRoutes(push2, proxyIn(push2), ['9090']) as Json[];
+  const route = rc2!.virtualHosts[0].routes[0].route;
+  assert.deepEqual(route.hashPolicy, [{ header: { headerName: 'x-cart' } }]);
+  assert.equal(route.retryPolicy.retryHostPredicate[0].name, 'envoy.retry_host_predicates.previous_hosts');
+  assertEncodes([], [rc, rc2]);
+});
+
+test('retries as istiod converts them: previous_hosts, retryIgnorePreviousHosts, retryRemoteLocalities, status codes', () => {
+  const vs = istio('VirtualService', 'default', 'reviews', {
+    hosts: ['reviews'],
+    http: [
+      { match: [{ uri: { prefix: '/a' } }], retries: { attempts: 4, retryOn: 'gateway-error,503,599', retryRemoteLocalities: true }, route: [{ destination: { host: 'reviews' } }] },
+      { match: [{ uri: { prefix: '/b' } }], retries: { attempts: 1, retryIgnorePreviousHosts: false }, route: [{ destination: { host: 'reviews' } }] },
+      { match: [{ uri: { prefix: '/c' } }], retries: { attempts: 0 }, route: [{ destination: { host: 'reviews' } }] },
+    ],
+  });
+  const push = pushContext([reviews, vs]);
+  const [rc] = buildRoutes(push, proxyIn(push), ['9080']) as Json[];
+  const [a, b, c] = rc!.virtualHosts.find((v: Json) => v.name === 'reviews.default.svc.cluster.local:9080').routes as Json[];
+  assert.deepEqual(a!.route.retryPolicy, {
+    retryOn: 'gateway-error,599,retriable-status-codes',
+    numRetries: 4,
+    hostSelectionRetryMaxAttempts: '5',
+    retryHostPredicate: [{ name: 'envoy.retry_host_predicates.previous_hosts', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate' } }],
+    retriableStatusCodes: [503],
+    retryPriority: { name: 'envoy.retry_priorities.previous_priorities', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.retry.priority.previous_priorities.v3.PreviousPrioritiesConfig', updateFrequency: 2 } },
+  });
+  assert.equal(b!.route.retryPolicy.retryHostPredicate, undefined);
+  assert.equal(c!.route.retryPolicy, undefined);
+  assertEncodes([], [rc]);
+});
+
+test('virtual host domains: the absolute FQDN (trailing dot) after the FQDN, never for IP hosts', () => {
+  const ipHost = istio('ServiceEntry', 'default', 'ip', { hosts: ['10.1.2.3'], addresses: ['10.1.2.3'], ports: [{ number: 9080, name: 'http', protocol: 'HTTP' }], resolution: 'STATIC', endpoints: [{ address: '10.1.2.3' }] });
+  const push = pushContext([reviews, ipHost]);
+  const [rc] = buildRoutes(push, proxyIn(push), ['9080']) as Json[];
+  const byName = (n: string) => rc!.virtualHosts.find((v: Json) => v.name === n);
+  assert.deepEqual(byName('reviews.default.svc.cluster.local:9080').domains.slice(0, 2), ['reviews.default.svc.cluster.local', 'reviews.default.svc.cluster.local.']);
+  assert.deepEqual(byName('10.1.2.3:9080').domains, ['10.1.2.3']);
+  // The absolute form routes a request whose Host ends with a dot.
+  const ls = buildListeners(push, proxyIn(push)) as Json[];
+  assert.equal(walkRequest(ls, [rc!], { port: 9080, host: 'reviews.default.svc.cluster.local.', path: '/' })!.cluster, 'outbound|9080||reviews.default.svc.cluster.local');
 });

@@ -13,6 +13,7 @@ import {
   type RouteOptions,
 } from './translate.js';
 import { mergeDelegates, resolveVirtualService, vsGateways } from './virtual-service.js';
+import { hashForDestination, hashForService } from './hash.js';
 import { outboundClusterName } from '../names.js';
 
 
@@ -43,39 +44,74 @@ export function servicesForPort(push: PushContext, proxy: ProxyView, port: numbe
   return l && scope.egress.length ? svcs.filter((s) => egressAdmits(l, s)) : svcs;
 }
 
+/** Go's net.ParseIP succeeds: dotted IPv4 or an IPv6 literal. */
+const isIp = (h: string) => /^[0-9]{1,3}(\.[0-9]{1,3}){3}$/.test(h) || (h.includes(':') && /^[0-9a-fA-F:.]+$/.test(h));
+
+/** `host` and, when a port is given, `host:port` (istiod's appendDomainPort). */
+function withPortVariant(out: string[], d: string, port: number | undefined): void {
+  const v6 = d.includes(':') && !d.startsWith('[') ? `[${d}]` : d;
+  out.push(v6);
+  if (port !== undefined) out.push(`${v6}:${port}`);
+}
+
+/**
+ * The other Host headers a service answers to from a proxy's DNS domain
+ * (istiod's GenerateAltVirtualHosts): the absolute FQDN with a trailing dot,
+ * then the short forms (`reviews`, `reviews.default.svc`, `reviews.default`)
+ * for Kubernetes hosts, or the unique part of the name under a shared suffix.
+ */
+export function altVirtualHosts(hostname: string, port: number | undefined, proxyDomain: string): string[] {
+  const out: string[] = [];
+  if (!isIp(hostname)) out.push(`${hostname}.`);
+  if (port !== undefined) out.push(`${hostname}.:${port}`);
+  const pd = proxyDomain.indexOf('.svc.');
+  if (pd >= 0) {
+    if (!hostname.endsWith(pd > 0 ? proxyDomain.slice(pd) : proxyDomain)) return out;
+    const ih = hostname.indexOf('.svc.');
+    if (ih <= 0) return out;
+    const dot = hostname.indexOf('.');
+    if (dot + 1 >= hostname.length || dot + 1 > ih) return out;
+    const short = hostname.slice(0, dot);
+    const withNs = hostname.slice(0, ih);
+    if (hostname.slice(dot + 1, ih) === proxyDomain.slice(0, pd)) {
+      for (const d of [short, `${withNs}.svc`, withNs]) withPortVariant(out, d, port);
+    } else {
+      for (const d of [withNs, `${withNs}.svc`]) withPortVariant(out, d, port);
+    }
+    return out;
+  }
+  // Not a Kubernetes proxy domain: the part of the name not shared with the proxy's domain.
+  const h = hostname.split('.').reverse();
+  const p = proxyDomain.split('.').reverse();
+  let shared = 0;
+  while (shared < Math.min(h.length, p.length) && h[shared] === p[shared]) shared++;
+  if (shared === 0) return out;
+  const unique = h.slice(shared).reverse();
+  const uniqueName = unique.join('.');
+  withPortVariant(out, uniqueName, port);
+  if (unique.length === 2) withPortVariant(out, `${uniqueName}.${h[shared - 1]}`, port);
+  return out;
+}
+
 /**
  * Virtual host domains for a service (istiod's generateVirtualHostDomains):
- * the FQDN, the short forms that resolve from the proxy's namespace, and the
- * VIPs; with `:port` variants only when `port` is given (proxyless gRPC —
- * Envoy sidecars ignore the port in host matching).
+ * the FQDN, its alternative forms (`altVirtualHosts`), `*.` forms for
+ * Kubernetes headless services, and the VIPs; with `:port` variants only when
+ * `port` is given (proxyless gRPC: Envoy sidecars ignore the port in host
+ * matching). `alt` are the alternative forms, which never shadow a known FQDN.
  */
-export function virtualHostDomains(svc: Service, proxyDomain: string, port?: number): string[] {
+export function virtualHostDomainsWithAlt(svc: Service, proxyDomain: string, port?: number): { domains: string[]; alt: string[] } {
   const domains: string[] = [];
-  const add = (d: string) => {
-    domains.push(d);
-    if (port !== undefined) domains.push(`${d}:${port}`);
-  };
-  add(svc.hostname);
-  const ih = svc.hostname.indexOf('.svc.');
-  const pd = proxyDomain.indexOf('.svc.');
-  if (pd > 0 && ih > 0 && svc.hostname.endsWith(proxyDomain.slice(pd))) {
-    const proxyNs = proxyDomain.slice(0, pd);
-    const dot = svc.hostname.indexOf('.');
-    const short = svc.hostname.slice(0, dot);
-    const nsPart = svc.hostname.slice(dot + 1, ih);
-    const withNs = svc.hostname.slice(0, ih);
-    if (nsPart === proxyNs) {
-      add(short);
-      add(`${withNs}.svc`);
-      add(withNs);
-    } else {
-      add(withNs);
-      add(`${withNs}.svc`);
-    }
-  }
+  withPortVariant(domains, svc.hostname, port);
+  const alt = altVirtualHosts(svc.hostname, port, proxyDomain);
+  domains.push(...alt);
   if (svc.resolution === 'Passthrough' && svc.attributes.serviceRegistry === 'Kubernetes') for (const d of [...domains]) domains.push(`*.${d}`);
-  for (const a of svc.addresses.length ? svc.addresses : [svc.clusterVIP]) if (a && a !== '0.0.0.0') add(a.includes(':') ? `[${a}]` : a);
-  return domains;
+  for (const a of svc.addresses.length ? svc.addresses : [svc.clusterVIP]) if (a && a !== '0.0.0.0') withPortVariant(domains, a, port);
+  return { domains, alt };
+}
+
+export function virtualHostDomains(svc: Service, proxyDomain: string, port?: number): string[] {
+  return virtualHostDomainsWithAlt(svc, proxyDomain, port).domains;
 }
 
 function sortByName(vhs: VirtualHostJson[]): VirtualHostJson[] {
@@ -97,6 +133,7 @@ function routeOptions(push: PushContext, proxy: ProxyView, listenPort: number, s
     gatewayNames: new Set(['mesh']),
     domainSuffix: push.domainSuffix,
     lookupService: (h) => byHost.get(h) ?? push.serviceByHostname(h, proxy.namespace),
+    lookupHash: (d) => hashForDestination(push, proxy, d),
     ...extra,
   };
 }
@@ -120,11 +157,17 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
   const covered = new Set<string>();
   const out: VirtualHostJson[] = [];
   const withPort = opts.grpc ? port : undefined;
-  const emit = (name: string, domains: string[], routes: RouteJson[]) => {
+  // Every service's `fqdn` and `fqdn:port`: an alternative form equal to one of them is dropped (istiod's dedupeDomains).
+  const knownFqdn = new Set(services.flatMap((s) => [s.hostname, `${s.hostname}:${port}`]));
+  const emit = (name: string, domains: string[], routes: RouteJson[], alt: string[] = []) => {
     if (usedNames.has(name)) return;
     usedNames.add(name);
-    const ds = domains.filter((d) => !usedDomains.has(d.toLowerCase()));
-    ds.forEach((d) => usedDomains.add(d.toLowerCase()));
+    const ds: string[] = [];
+    for (const d of domains) {
+      if (usedDomains.has(d.toLowerCase()) || (alt.includes(d) && knownFqdn.has(d))) continue;
+      usedDomains.add(d.toLowerCase());
+      ds.push(d);
+    }
     if (ds.length) out.push({ name, domains: ds, routes, includeRequestAttemptCount: true });
   };
   for (const vs of vsList) {
@@ -140,14 +183,17 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
       for (const svc of matched) {
         if (covered.has(svc.hostname)) continue;
         covered.add(svc.hostname);
-        emit(`${svc.hostname}:${port}`, virtualHostDomains(svc, proxy.dnsDomain, withPort), routes);
+        const vd = virtualHostDomainsWithAlt(svc, proxy.dnsDomain, withPort);
+        emit(`${svc.hostname}:${port}`, vd.domains, routes, vd.alt);
       }
     }
   }
   for (const svc of services) {
     if (covered.has(svc.hostname)) continue;
     const cluster = outboundClusterName(svc.hostname, port);
-    emit(`${svc.hostname}:${port}`, virtualHostDomains(svc, proxy.dnsDomain, withPort), [defaultOutboundRoute(cluster, `${svc.hostname}:${port}/*`, !!opts.grpc)]);
+    const sp = svc.ports.find((p) => p.port === port)!;
+    const vd = virtualHostDomainsWithAlt(svc, proxy.dnsDomain, withPort);
+    emit(`${svc.hostname}:${port}`, vd.domains, [defaultOutboundRoute(cluster, `${svc.hostname}:${port}/*`, !!opts.grpc, hashForService(push, proxy, svc, sp))], vd.alt);
   }
   return sortByName(out);
 }

@@ -2,7 +2,7 @@
  * VirtualService HTTP rules → Envoy routes (istiod's route.TranslateRoute and
  * friends), as Envoy's proto3 JSON. Pure.
  */
-import { durationMillis, type CorsPolicy, type Destination, type Headers, type HTTPFaultInjection, type HTTPMatchRequest, type HTTPRetry, type HTTPRoute, type VirtualServiceSpecType } from '@sextant/api';
+import { durationMillis, type ConsistentHash, type CorsPolicy, type HTTPRouteDestination, type Destination, type Headers, type HTTPFaultInjection, type HTTPMatchRequest, type HTTPRetry, type HTTPRoute, type VirtualServiceSpecType } from '@sextant/api';
 import type {
   FractionalPercentJson,
   HeaderMatcherJson,
@@ -10,6 +10,7 @@ import type {
   QueryParameterMatcherJson,
   RedirectActionJson,
   RetryPolicyJson,
+  RouteAction_HashPolicyJson,
   RouteActionJson,
   RouteAction_RequestMirrorPolicyJson,
   RouteJson,
@@ -163,7 +164,7 @@ function applyHeaderOps(target: HeaderEdits, ops: HeaderOps, append: boolean): v
 }
 
 function percentFraction(value: number): FractionalPercentJson {
-  return { numerator: Math.round(value * 10000), denominator: 'MILLION' };
+  return { numerator: Math.trunc(value * 10000), denominator: 'MILLION' };
 }
 
 const GRPC_STATUS: Record<string, number> = {
@@ -209,26 +210,39 @@ export function translateCors(c: CorsPolicy | undefined): AnyOf<typeof TYPE.cors
   return out;
 }
 
+/** The status codes Go's http.StatusText knows: istiod reads only those numbers in `retryOn` as codes. */
+const KNOWN_STATUS = new Set([
+  100, 101, 102, 103, 200, 201, 202, 203, 204, 205, 206, 207, 208, 226, 300, 301, 302, 303, 304, 305, 307, 308,
+  400, 401, 402, 403, 404, 405, 406, 407, 408, 409, 410, 411, 412, 413, 414, 415, 416, 417, 418, 421, 422, 423, 424, 425, 426, 428, 429, 431, 451,
+  500, 501, 502, 503, 504, 505, 506, 507, 508, 510, 511,
+]);
+
 function parseRetryOn(retryOn: string): { retryOn: string; codes: number[] } {
   const on: string[] = [];
   const codes: number[] = [];
   for (const raw of retryOn.split(',')) {
     const p = raw.trim();
     if (!p) continue;
-    if (/^[0-9]+$/.test(p)) {
-      const n = Number(p);
-      if (n >= 100 && n <= 599) codes.push(n);
-    } else on.push(p);
+    if (/^[+-]?[0-9]+$/.test(p) && KNOWN_STATUS.has(Number(p))) codes.push(Number(p));
+    else on.push(p);
   }
   return { retryOn: on.join(','), codes };
 }
 
-/** istio HTTPRetry → envoy RetryPolicy, with istiod's defaults when unset. Undefined = no retries. */
+/** `envoy.retry_host_predicates.previous_hosts`: a retry picks another host than the ones already tried. */
+export function previousHostsPredicate(): NonNullable<RetryPolicyJson['retryHostPredicate']> {
+  return [{ name: 'envoy.retry_host_predicates.previous_hosts', typedConfig: anyOf(TYPE.previousHosts, {}) }];
+}
+
+/**
+ * istio HTTPRetry → envoy RetryPolicy (istiod's retry.ConvertPolicy), with
+ * istiod's defaults when unset. Undefined = no retries. With consistent
+ * hashing the previous_hosts predicate is left out by default: a retry must
+ * stay on the hashed host.
+ */
 export function translateRetry(r: HTTPRetry | undefined, consistentHash = false): RetryPolicyJson | undefined {
-  // istiod also adds the previous_hosts retry host predicate (not with consistent hashing); its
-  // proto is not among the ones Sextant encodes yet, so it is left out (see docs/traffic-management.md).
-  void consistentHash;
   const base: RetryPolicyJson & { retryOn: string } = { retryOn: DEFAULT_RETRY_ON, numRetries: 2, hostSelectionRetryMaxAttempts: '5' };
+  if (!consistentHash) base.retryHostPredicate = previousHostsPredicate();
   if (!r) return base;
   if (!r.attempts || r.attempts <= 0) return undefined;
   base.numRetries = r.attempts;
@@ -237,12 +251,35 @@ export function translateRetry(r: HTTPRetry | undefined, consistentHash = false)
     base.retryOn = p.retryOn;
     if (p.codes.length) {
       base.retriableStatusCodes = p.codes;
-      if (!base.retryOn.includes('retriable-status-codes')) base.retryOn = base.retryOn ? `${base.retryOn},retriable-status-codes` : 'retriable-status-codes';
+      if (!base.retryOn.includes('retriable-status-codes')) base.retryOn = `${base.retryOn},retriable-status-codes`;
     }
   }
   if (r.perTryTimeout) base.perTryTimeout = protoDuration(r.perTryTimeout);
+  if (r.retryIgnorePreviousHosts !== undefined) {
+    if (r.retryIgnorePreviousHosts) base.retryHostPredicate = previousHostsPredicate();
+    else delete base.retryHostPredicate;
+  }
+  if (r.retryRemoteLocalities) {
+    base.retryPriority = { name: 'envoy.retry_priorities.previous_priorities', typedConfig: anyOf(TYPE.previousPriorities, { updateFrequency: 2 }) };
+  }
   if (r.backoff) base.retryBackOff = { baseInterval: protoDuration(r.backoff) };
   return base;
+}
+
+/** istio ConsistentHashLB → the route's hash policy (istiod's consistentHashToHashPolicy). */
+export function consistentHashToHashPolicy(ch: ConsistentHash | undefined): RouteAction_HashPolicyJson | undefined {
+  if (!ch) return undefined;
+  if (ch.httpHeaderName !== undefined) return { header: { headerName: ch.httpHeaderName } };
+  if (ch.httpCookie) {
+    const cookie: NonNullable<RouteAction_HashPolicyJson['cookie']> = { name: ch.httpCookie.name };
+    if (ch.httpCookie.ttl !== undefined) cookie.ttl = protoDuration(ch.httpCookie.ttl);
+    if (ch.httpCookie.path) cookie.path = ch.httpCookie.path;
+    if (ch.httpCookie.attributes?.length) cookie.attributes = ch.httpCookie.attributes.map((a) => (a.value ? { name: a.name, value: a.value } : { name: a.name }));
+    return { cookie };
+  }
+  if (ch.useSourceIp !== undefined) return { connectionProperties: { sourceIp: ch.useSourceIp } };
+  if (ch.httpQueryParameterName !== undefined) return { queryParameter: { name: ch.httpQueryParameterName } };
+  return undefined;
 }
 
 /** What route translation needs to know about where it runs. */
@@ -258,6 +295,8 @@ export interface RouteOptions {
   grpc?: boolean;
   domainSuffix: string;
   lookupService(host: string): Service | undefined;
+  /** The consistent hash of the DestinationRule behind a route destination (istiod's HashForHTTPDestination). */
+  lookupHash?: (dest: HTTPRouteDestination) => ConsistentHash | undefined;
 }
 
 /** The cluster a destination goes to (istiod's GetDestinationCluster). */
@@ -369,15 +408,24 @@ export function translateRoute(vs: IstioConfig, http: HTTPRoute, match: HTTPMatc
             ? { defaultValue: { numerator: http.mirrorPercent, denominator: 'HUNDRED' as const } }
             : undefined
           : mirrorFraction(undefined);
-      if (frac) mirrors.push({ cluster: destinationCluster(http.mirror, opts.lookupService(http.mirror.host), opts.listenPort), runtimeFraction: frac, traceSampled: false });
+      if (frac) mirrors.push({ cluster: destinationCluster(http.mirror, opts.lookupService(http.mirror.host), opts.listenPort), runtimeFraction: frac, traceSampled: false, disableShadowHostSuffixAppend: true });
     }
     for (const m of http.mirrors ?? []) {
       const frac = mirrorFraction(m.percentage ? (m.percentage.value ?? 0) : undefined);
       if (frac && m.destination)
-        mirrors.push({ cluster: destinationCluster(m.destination, opts.lookupService(m.destination.host), opts.listenPort), runtimeFraction: frac, traceSampled: false });
+        mirrors.push({ cluster: destinationCluster(m.destination, opts.lookupService(m.destination.host), opts.listenPort), runtimeFraction: frac, traceSampled: false, disableShadowHostSuffixAppend: true });
     }
     if (mirrors.length) action.requestMirrorPolicies = mirrors;
     const dests = http.route ?? [];
+    // Each destination's hash policy in order (istiod appends one per destination with a consistent hash).
+    const hashPolicies: RouteAction_HashPolicyJson[] = [];
+    const addHash = (d: HTTPRouteDestination): boolean => {
+      const ch = opts.lookupHash?.(d);
+      const hp = consistentHashToHashPolicy(ch);
+      if (hp) hashPolicies.push(hp);
+      return ch !== undefined;
+    };
+    let consistentHash = false;
     if (dests.length === 1) {
       const d = dests[0]!;
       action.cluster = destinationCluster(d.destination, opts.lookupService(d.destination.host), opts.listenPort);
@@ -386,6 +434,7 @@ export function translateRoute(vs: IstioConfig, http: HTTPRoute, match: HTTPMatc
         applyHeaderOps(out, dops, true);
         if (dops.authority && !action.hostRewriteLiteral) action.hostRewriteLiteral = dops.authority;
       }
+      consistentHash = addHash(d);
     } else {
       const clusters: WeightedCluster_ClusterWeightJson[] = [];
       for (const d of dests) {
@@ -396,12 +445,15 @@ export function translateRoute(vs: IstioConfig, http: HTTPRoute, match: HTTPMatc
           applyHeaderOps(cw, dops, false);
           if (dops.authority) cw.hostRewriteLiteral = dops.authority;
         }
+        addHash(d);
         clusters.push(cw);
       }
       // Envoy no longer needs total_weight (deprecated): the weights are relative, as Istio's are.
       action.weightedClusters = { clusters };
     }
-    const retry = translateRetry(http.retries, false);
+    if (hashPolicies.length) action.hashPolicy = hashPolicies;
+    // Only a single destination's consistent hash keeps retries on the same host (istiod).
+    const retry = translateRetry(http.retries, consistentHash);
     if (retry) action.retryPolicy = retry;
     // Field order as in Envoy's RouteAction does not matter in JSON; keep `cluster`/`weightedClusters` first for readability.
     out.route = action;
@@ -450,10 +502,13 @@ export function buildHTTPRoutesForVirtualService(vs: IstioConfig, opts: RouteOpt
 }
 
 /** The route for a service with no VirtualService (istiod's BuildDefaultHTTPOutboundRoute). */
-export function defaultOutboundRoute(cluster: string, operation: string, grpc = false): RouteJson {
+export function defaultOutboundRoute(cluster: string, operation: string, grpc = false, hash?: ConsistentHash): RouteJson {
   const action: RouteActionJson = { cluster };
   setTimeout(action, undefined, grpc);
+  // istiod builds the default route's retry policy before it knows the hash: previous_hosts stays.
   action.retryPolicy = translateRetry(undefined, false);
+  const hp = consistentHashToHashPolicy(hash);
+  if (hp) action.hashPolicy = [hp];
   return { name: 'default', match: { prefix: '/' }, decorator: { operation }, route: action };
 }
 

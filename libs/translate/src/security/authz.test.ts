@@ -128,7 +128,7 @@ test('HTTP RBAC: AUDIT, DENY then ALLOW filters; istiod names and matchers; the 
   const inbound = listeners.find((l) => l.name === 'virtualInbound')!;
   const http = inbound.filterChains!.find((c) => c.name === '0.0.0.0_8080')!;
   const hf = (cfg(http.filters![0]!).httpFilters as Json[]).map((x) => x.name);
-  assert.deepEqual(hf, ['envoy.filters.http.rbac', 'envoy.filters.http.rbac', 'envoy.filters.http.rbac', 'envoy.filters.http.router']);
+  assert.deepEqual(hf, ['envoy.filters.http.rbac', 'envoy.filters.http.rbac', 'envoy.filters.http.rbac', 'envoy.filters.http.fault', 'envoy.filters.http.cors', 'envoy.filters.http.router']);
 });
 
 test('TCP chains: HTTP-only fields drop an ALLOW rule and widen a DENY rule; network RBAC has stat prefix tcp.', () => {
@@ -210,7 +210,7 @@ test('gateways: RBAC on HTTP chains before the other filters, network RBAC on TC
   const ls = buildGatewayListeners(push, gw);
   for (const l of ls) encodeJson(TypeUrl.Listener, l);
   const http = ls.find((l) => l.name === '0.0.0.0_80')!;
-  assert.deepEqual((cfg(http.filterChains![0]!.filters![0]!).httpFilters as Json[]).map((x) => x.name), ['envoy.filters.http.rbac', 'envoy.filters.http.cors', 'envoy.filters.http.fault', 'envoy.filters.http.router']);
+  assert.deepEqual((cfg(http.filterChains![0]!.filters![0]!).httpFilters as Json[]).map((x) => x.name), ['envoy.filters.http.rbac', 'envoy.filters.http.fault', 'envoy.filters.http.cors', 'envoy.filters.http.router']);
   const tcp = ls.find((l) => l.name === '0.0.0.0_5432')!;
   assert.deepEqual(tcp.filterChains![0]!.filters!.map((x) => x.name), ['envoy.filters.network.rbac', 'envoy.filters.network.tcp_proxy']);
 });

@@ -4,6 +4,7 @@
  * stream was last sent (config dumps), and counts of what the server keeps
  * across streams (a stream's state must be released when it ends).
  */
+import { splitNodeId } from '@sextant/api';
 import type { ConnectionStatus, StreamState, TypeStatus } from '../types.js';
 import type { Admission } from './admission.js';
 import type { Connection } from './stream.js';
@@ -101,7 +102,7 @@ function findStream(conns: ReadonlyMap<string, Connection>, id: string): Connect
   for (const c of conns.values()) {
     if (!c.proxy) continue;
     if (c.proxy.id === id) exact = c;
-    else if (c.proxy.id.split('~')[2] === id) podNs = c;
+    else if (splitNodeId(c.proxy.id)?.id === id) podNs = c;
   }
   return exact ?? podNs;
 }

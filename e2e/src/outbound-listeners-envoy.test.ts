@@ -1,0 +1,164 @@
+/**
+ * Outbound listener layout against a real Envoy as an iptables-mode sidecar
+ * (INTERCEPTION_MODE REDIRECT), in a network namespace this test creates: a
+ * veth pair to the host end (the daemon and the upstreams listen there), an
+ * nat OUTPUT rule that REDIRECTs the namespace's connections to 15001, and
+ * Istio's exemption of the proxy's own connections (Envoy runs with group
+ * 1337, as istio-proxy does). iptables is Debian's package, downloaded once
+ * into $SEXTANT_CACHE and run only inside that namespace; the host end
+ * carries only 10.251.<n>.0/24 addresses and nothing routes beyond the pair.
+ *
+ * - A ServiceEntry with a CIDR address and STATIC resolution: Envoy accepts
+ *   the listeners (a listener whose address is the CIDR would NACK the whole
+ *   LDS), and a connection to an address inside the range reaches the
+ *   ServiceEntry's endpoint (`0.0.0.0_<port>`, prefix-range chain).
+ * - Non-HTTP bytes to an unknown destination on a mesh HTTP port go through
+ *   the passthrough default chain to that destination, not into the HTTP
+ *   connection manager (which would answer 400).
+ */
+import assert from 'node:assert/strict';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { createServer, type Server } from 'node:net';
+import { promisify } from 'node:util';
+import { after, before, describe, test } from 'node:test';
+import { freePort } from './backends.js';
+import { startEnvoy, type RunningEnvoy } from './envoy.js';
+import { configDir, istio, meshPlaintext, namespace, pod, service, type ConfigDir } from './fixtures/mesh.js';
+import { startSextant, type RunningSextant } from './sextant.js';
+import { canNetns, debianIptables } from './fixtures/netns.js';
+import { skipUnless } from './tools.js';
+
+// Bounded: a stuck child must fail the test, not block the runner.
+const sh = (cmd: string, args: string[], env?: Record<string, string>) => execFileSync(cmd, args, { stdio: 'pipe', timeout: 60_000, env: { ...process.env, ...env } }).toString();
+
+/** A TCP server that answers every chunk with `<name>:<chunk>`. */
+async function tcpEcho(name: string, host: string, port: number): Promise<Server> {
+  const srv = createServer((s) => {
+    s.on('data', (d) => s.write(`${name}:${d.toString()}`));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, host, () => resolve());
+  });
+  return srv;
+}
+
+describe('outbound listeners of an iptables-mode Envoy sidecar in a network namespace', { timeout: 120_000, skip: skipUnless('envoy') || (!canNetns && 'needs root, ip netns and apt-get') }, () => {
+  const id = (process.pid % 200) + 1;
+  const NS = `sxt-out-${process.pid}`;
+  const HOST_IF = `sxo${process.pid}`.slice(0, 15);
+  const NS_IF = `sxp${process.pid}`.slice(0, 15);
+  const net = `10.251.${id}`;
+  const HOST = `${net}.1`;
+  const POD = `${net}.2`;
+  const CIDR = `${net}.128/25`;
+  const PARTNER = `${net}.140`; // the ServiceEntry's endpoint, inside the range
+  const IN_RANGE = `${net}.150`; // what the application dials: no listener there, only the range matches
+  const UNKNOWN = `${net}.20`; // a destination no service names
+  const PARTNER_PORT = 7443;
+  let httpPort = 0;
+  let created = false;
+  let cfg: ConfigDir;
+  let sextant: RunningSextant | undefined;
+  let envoy: RunningEnvoy | undefined;
+  const servers: Server[] = [];
+
+  /** From inside the namespace: connect, send `payload`, and collect what comes back until the peer closes or 3 s pass. */
+  async function exchange(host: string, port: number, payload: string): Promise<{ reply: string; error?: string }> {
+    const script = `
+      const s = require('node:net').connect(${port}, ${JSON.stringify(host)});
+      let reply = ''; let done = false;
+      const end = (error) => { if (done) return; done = true; console.log(JSON.stringify({ reply, ...(error ? { error } : {}) })); s.destroy(); };
+      s.on('connect', () => s.write(${JSON.stringify(payload)}));
+      s.on('data', (d) => { reply += d.toString(); if (reply.includes('\\n')) end(); });
+      s.on('end', () => end()); s.on('close', () => end());
+      s.on('error', (e) => end(e.code || e.message));
+      setTimeout(() => end('timeout'), 3000);`;
+    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', NS, process.execPath, '-e', script], { timeout: 30_000 });
+    return JSON.parse(stdout) as { reply: string; error?: string };
+  }
+
+  before(async () => {
+    const ipt = debianIptables();
+    sh('ip', ['netns', 'add', NS]);
+    created = true;
+    sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF]);
+    sh('ip', ['link', 'set', NS_IF, 'netns', NS]);
+    sh('ip', ['addr', 'add', `${HOST}/24`, 'dev', HOST_IF]);
+    for (const a of [PARTNER, UNKNOWN]) sh('ip', ['addr', 'add', `${a}/32`, 'dev', HOST_IF]);
+    sh('ip', ['link', 'set', HOST_IF, 'up']);
+    const inNs = (...args: string[]) => sh('ip', ['netns', 'exec', NS, ...args]);
+    inNs('ip', 'link', 'set', 'lo', 'up');
+    inNs('ip', 'addr', 'add', `${POD}/24`, 'dev', NS_IF);
+    inNs('ip', 'link', 'set', NS_IF, 'up');
+    // Istio's outbound capture, reduced to what this test needs: the proxy's own connections (group 1337) go
+    // out as they are; the application's to the range and to the unknown destination go to 15001.
+    const nat = (...rule: string[]) => sh('ip', ['netns', 'exec', NS, ipt.bin, 'iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', ...rule], ipt.env);
+    nat('-m', 'owner', '--gid-owner', '1337', '-j', 'RETURN');
+    for (const d of [CIDR, `${UNKNOWN}/32`]) nat('-d', d, '-j', 'REDIRECT', '--to-ports', '15001');
+
+    httpPort = await freePort(UNKNOWN);
+    servers.push(await tcpEcho('partner', PARTNER, await freePort(PARTNER)));
+    servers.push(await tcpEcho('unknown', UNKNOWN, httpPort));
+    const partnerPort = (servers[0]!.address() as { port: number }).port;
+    cfg = configDir({
+      'kubernetes.yaml': [
+        namespace('default'),
+        namespace('istio-system'),
+        pod('client-abc', 'default', POD, { app: 'client' }),
+        // A mesh HTTP service on the port the unknown destination listens on: its listener is 0.0.0.0_<port>.
+        service('reviews', 'default', '10.96.7.13', [{ name: 'http', port: httpPort }]),
+      ],
+      'istio.yaml': [
+        meshPlaintext(),
+        istio('ServiceEntry', 'partner-range', 'default', {
+          hosts: ['partners.default.internal'],
+          addresses: [CIDR],
+          location: 'MESH_EXTERNAL',
+          resolution: 'STATIC',
+          ports: [{ number: PARTNER_PORT, name: 'tcp-partner', protocol: 'TCP' }],
+          endpoints: [{ address: PARTNER, ports: { 'tcp-partner': partnerPort } }],
+        }),
+      ],
+    });
+    sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', HOST] });
+    envoy = await startEnvoy({
+      adsAddress: sextant.xdsAddress,
+      nodeId: `sidecar~${POD}~client-abc.default~default.svc.cluster.local`,
+      metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', LABELS: { app: 'client' } },
+      netns: NS,
+      adminHost: POD,
+      gid: 1337,
+    });
+    await envoy.waitForListener('virtualOutbound', 60_000);
+  });
+
+  after(async () => {
+    await envoy?.stop();
+    await sextant?.stop();
+    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
+    cfg?.remove();
+    if (created) {
+      spawnSync('ip', ['link', 'del', HOST_IF]);
+      spawnSync('ip', ['netns', 'del', NS]);
+    }
+  });
+
+  test('Envoy accepts the CIDR ServiceEntry (no NACK): 0.0.0.0_<port> is active', async () => {
+    await envoy!.waitForListener(`0.0.0.0_${PARTNER_PORT}`, 30_000);
+    const stats = await envoy!.stats();
+    assert.equal(stats['listener_manager.lds.update_rejected'], 0, 'LDS rejected');
+  });
+
+  test('a connection to an address inside the CIDR reaches the ServiceEntry endpoint', async () => {
+    const r = await exchange(IN_RANGE, PARTNER_PORT, 'hello\n');
+    assert.equal(r.reply, 'partner:hello\n', JSON.stringify(r));
+  });
+
+  test('non-HTTP bytes to an unknown destination on a mesh HTTP port are passed through, not answered by the HTTP manager', async () => {
+    await envoy!.waitForListener(`0.0.0.0_${httpPort}`, 30_000);
+    const r = await exchange(UNKNOWN, httpPort, '\u0001\u0002raw bytes\n');
+    assert.equal(r.reply, 'unknown:\u0001\u0002raw bytes\n', JSON.stringify(r));
+  });
+});
