@@ -4,7 +4,8 @@
  * to 127.0.0.1, loopback backends):
  * - consistentHash: one header value always reaches the same backend, values
  *   spread over backends; a port-level cookie hash (with ttl and path) on the
- *   service's second port replaces the header hash there;
+ *   service's second port replaces the header hash there, and the rule's
+ *   connection limits with it (istiod's port-level replacement);
  * - retries: with `previous_hosts`, the retry of a request that failed on one
  *   host lands on the other; a single hashed destination keeps its host
  *   (istiod leaves the predicate out);
@@ -62,6 +63,7 @@ describe('traffic policy through a real Envoy: consistent hashing, port-level po
           host: 'sticky',
           trafficPolicy: {
             loadBalancer: { consistentHash: { httpHeaderName: 'x-user' } },
+            connectionPool: { tcp: { maxConnections: 1 }, http: { http1MaxPendingRequests: 1 } },
             portLevelSettings: [{ port: { number: stickyCookiePort }, loadBalancer: { consistentHash: { httpCookie: { name: 'sess', ttl: '60s', path: '/' } } } }],
           },
         }),
@@ -128,6 +130,16 @@ describe('traffic policy through a real Envoy: consistent hashing, port-level po
     const byCookie = new Set<string>();
     for (let i = 0; i < 30 && byCookie.size < 2; i++) byCookie.add((await httpGet(stickyCookiePort, '/', { host: 'sticky', 'x-user': 'user-0', cookie: `sess=c${i}` })).backend);
     assert.ok(byCookie.size >= 2, 'the header hash still applied on the cookie port');
+  });
+
+  test('port-level policy replaces the rule\'s per port: the rule\'s connection limit overflows on the header port, not on the cookie port', async () => {
+    const burst = (port: number) => Promise.all(Array.from({ length: 8 }, (_, i) => httpGet(port, `/?delay=400&i=${i}`, { host: 'sticky', cookie: `sess=b${i}` })));
+    const limited = await burst(stickyHeaderPort);
+    const overflowed = limited.filter((r) => r.status === 503);
+    assert.ok(overflowed.length > 0, `no overflow on the header port: ${limited.map((r) => r.status).join(',')}`);
+    assert.ok(overflowed.every((r) => r.headers['x-envoy-overloaded'] === 'true'), 'the 503s are circuit-breaker overflows');
+    const free = await burst(stickyCookiePort);
+    assert.deepEqual(free.map((r) => r.status), free.map(() => 200), 'the cookie port has no connection limit (its port-level entry sets none)');
   });
 
   test('retries: for keys hashed to the 503 host, previous_hosts sends the retry to the other host every time; without it (istiod\'s default with a hash) the retry stays', async () => {

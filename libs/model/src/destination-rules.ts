@@ -65,10 +65,10 @@ export class DestinationRuleIndex {
   }
 
   /** Rules of one namespace, visible from `fromNs`, for the proxy's labels, best host match first. */
-  private lookupIn(ns: string, fromNs: string, labels: Record<string, string>, hostname: string): IndexedRule | undefined {
+  private lookupIn(ns: string, fromNs: string, labels: Record<string, string> | undefined, hostname: string): IndexedRule | undefined {
     if (!this.mayMatch(ns, hostname)) return undefined;
     const candidates = (this.byNs.get(ns) ?? []).filter(
-      (r) => exportedTo(r.exportTo, fromNs) && (!r.selector || (ns === fromNs && selectorMatches(r.selector, labels))) && hostMatches(r.host, hostname),
+      (r) => exportedTo(r.exportTo, fromNs) && (!r.selector || (labels !== undefined && ns === fromNs && selectorMatches(r.selector, labels))) && hostMatches(r.host, hostname),
     );
     if (candidates.length === 0) return undefined;
     // Selector rules first (more specific), then exact host, then the longest wildcard.
@@ -79,9 +79,10 @@ export class DestinationRuleIndex {
   /**
    * The rule for `hostname` as a proxy in `fromNs` sees it: its own namespace
    * first, then the service's namespace, then the root namespace, then any
-   * other namespace that exports a rule to it.
+   * other namespace that exports a rule to it. Without `labels`, rules with a
+   * workloadSelector are skipped.
    */
-  lookup(fromNs: string, labels: Record<string, string>, hostname: string, serviceNs: string | undefined, rootNs: string): MergedDestinationRule | undefined {
+  lookup(fromNs: string, labels: Record<string, string> | undefined, hostname: string, serviceNs: string | undefined, rootNs: string): MergedDestinationRule | undefined {
     const order = [fromNs, serviceNs, rootNs].filter((n): n is string => !!n);
     for (const ns of order) {
       const r = this.lookupIn(ns, fromNs, labels, hostname);

@@ -210,9 +210,10 @@ class PushContextImpl implements PushContextShape {
     return this.sidecarScope(proxy).services;
   }
 
-  destinationRule(proxy: ProxyView, hostname: string): MergedDestinationRule | undefined {
+  destinationRule(proxy: ProxyView, hostname: string, direction: 'outbound' | 'inbound' = 'outbound'): MergedDestinationRule | undefined {
     const svcNs = this.serviceByHostname(hostname, proxy.namespace)?.namespace;
-    return this.drs.lookup(proxy.namespace, proxy.labels, hostname, svcNs, this.mesh.rootNamespace);
+    // istiod honours workloadSelector rules for outbound config only (SidecarScope.DestinationRule).
+    return this.drs.lookup(proxy.namespace, direction === 'outbound' ? proxy.labels : undefined, hostname, svcNs, this.mesh.rootNamespace);
   }
 
   /** The merged rule for a host as seen from a namespace (no proxy labels): used for reference checks. */

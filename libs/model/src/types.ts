@@ -336,7 +336,8 @@ export interface PushContext {
   /** Services visible to a proxy (= sidecarScope(proxy).services). */
   servicesForProxy(proxy: ProxyView): Service[];
   /** The merged DestinationRule for a host as seen from the proxy's namespace. */
-  destinationRule(proxy: ProxyView, hostname: string): MergedDestinationRule | undefined;
+  /** `inbound`: rules with a workloadSelector are skipped (istiod honours them for outbound config only). */
+  destinationRule(proxy: ProxyView, hostname: string, direction?: 'outbound' | 'inbound'): MergedDestinationRule | undefined;
   /**
    * VirtualServices visible to the proxy. With `gateways` given, those bound to
    * any of them (`namespace/name`, or `mesh` for sidecars — the default).

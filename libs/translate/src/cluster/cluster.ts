@@ -175,7 +175,8 @@ export function buildInboundClusters(push: PushContext, proxy: ProxyView): Clust
     const name = buildInboundSubsetKey(port);
     const mc = newCluster(push, proxy, name, 'ORIGINAL_DST', undefined, first.servicePort, first.service, 'inbound', insts)!;
     mc.cluster.cleanupInterval = MAX_CLEANUP;
-    const dr = push.destinationRule(proxy, first.service.hostname);
+    // The server's own view of the rule: a client-selecting (workloadSelector) rule never shapes inbound clusters.
+    const dr = push.destinationRule(proxy, first.service.hostname, 'inbound');
     const tp = dr?.spec.trafficPolicy as TrafficPolicy | undefined;
     const policy = tp ? portLevelPolicy(tp, first.servicePort.port) : undefined;
     if (dr && tp) istioMeta(mc.cluster).config = destinationRuleConfigPath(dr.from[0]!.namespace, dr.from[0]!.name);

@@ -27,31 +27,34 @@ export interface PolicyParts {
   tls?: ClientTLSSettings | undefined;
 }
 
-/** The policy for one port: portLevelSettings for that port override the top-level fields they set. */
-export function portLevelPolicy(policy: TrafficPolicy | undefined, port: number): PolicyParts | undefined {
-  if (!policy) return undefined;
-  const base: PolicyParts = { connectionPool: policy.connectionPool, outlierDetection: policy.outlierDetection, loadBalancer: policy.loadBalancer, tls: policy.tls };
+/**
+ * The policy for one port (istiod's GetPortLevelTrafficPolicy): a
+ * portLevelSettings entry for the port REPLACES the destination-level policy,
+ * and fields it leaves out take their defaults, not the destination-level
+ * values. `portLevel` says whether such an entry was found.
+ */
+export function portLevelPolicyOf(policy: TrafficPolicy | undefined, port: number): { parts: PolicyParts | undefined; portLevel: boolean } {
+  if (!policy) return { parts: undefined, portLevel: false };
   const pl = policy.portLevelSettings?.find((p) => p.port?.number === port);
-  if (!pl) return base;
-  return {
-    connectionPool: pl.connectionPool ?? base.connectionPool,
-    outlierDetection: pl.outlierDetection ?? base.outlierDetection,
-    loadBalancer: pl.loadBalancer ?? base.loadBalancer,
-    tls: pl.tls ?? base.tls,
-  };
+  if (!pl) return { parts: { connectionPool: policy.connectionPool, outlierDetection: policy.outlierDetection, loadBalancer: policy.loadBalancer, tls: policy.tls }, portLevel: false };
+  return { parts: { connectionPool: pl.connectionPool, outlierDetection: pl.outlierDetection, loadBalancer: pl.loadBalancer, tls: pl.tls }, portLevel: true };
 }
 
-/** A subset's policy on top of the rule's (istiod's MergeSubsetTrafficPolicy). */
+export function portLevelPolicy(policy: TrafficPolicy | undefined, port: number): PolicyParts | undefined {
+  return portLevelPolicyOf(policy, port).parts;
+}
+
+/**
+ * A subset's policy on top of the rule's, both for one port (istiod's
+ * MergeSubsetTrafficPolicy): the subset's fields win; a subset port-level
+ * entry replaces every field, unset ones included.
+ */
 export function mergeSubsetPolicy(original: PolicyParts | undefined, subset: TrafficPolicy | undefined, port: number): PolicyParts | undefined {
-  const sub = portLevelPolicy(subset, port);
+  const { parts: sub, portLevel } = portLevelPolicyOf(subset, port);
   if (!sub) return original;
   if (!original) return sub;
-  return {
-    connectionPool: sub.connectionPool ?? original.connectionPool,
-    outlierDetection: sub.outlierDetection ?? original.outlierDetection,
-    loadBalancer: sub.loadBalancer ?? original.loadBalancer,
-    tls: sub.tls ?? original.tls,
-  };
+  const pick = <K extends keyof PolicyParts>(k: K): PolicyParts[K] => (sub[k] !== undefined || portLevel ? sub[k] : original[k]);
+  return { connectionPool: pick('connectionPool'), outlierDetection: pick('outlierDetection'), loadBalancer: pick('loadBalancer'), tls: pick('tls') };
 }
 
 export function defaultThresholds(): CircuitBreakers_ThresholdsJson {

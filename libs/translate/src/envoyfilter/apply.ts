@@ -517,18 +517,28 @@ function routePort(ctx: Ctx, name: string): { port: number; portName?: string; g
   return { port: Number(name) || 0 };
 }
 
-function routeConfigMatches(p: ConfigPatch, ctx: Ctx, rc: Json): boolean {
+/**
+ * A gateway's route port → the Gateway server ports whose servers use that
+ * route (istiod's MergedGateway.PortMap): a server on 80 whose Service
+ * targets 8080 is routed by `http.8080`, and a patch for port 80 matches it.
+ */
+export type GatewayPortMap = ReadonlyMap<number, ReadonlySet<number>>;
+
+function routeConfigMatches(p: ConfigPatch, ctx: Ctx, rc: Json, portMap?: GatewayPortMap): boolean {
   const m = p.routeConfiguration;
   if (!m) return true;
   if (m.name && m.name !== rc.name) return false;
   const port = num(pick(m, 'portNumber', 'port_number'));
   const got = routePort(ctx, rc.name ?? '');
-  if (port && port !== got.port) return false;
   if (ctx === 'GATEWAY') {
+    const servers = portMap?.get(got.port);
+    if (port && !(servers ? servers.has(port) : port === got.port)) return false;
     const portName = pick(m, 'portName', 'port_name');
     if (portName && portName !== got.portName) return false;
     if (m.gateway && m.gateway !== got.gateway) return false;
+    return true;
   }
+  if (port && port !== got.port) return false;
   return true;
 }
 
@@ -579,9 +589,9 @@ function patchRoutes(ps: readonly Usable[], vh: Json, issues?: ValidationIssue[]
   return { ...vh, routes: routes.filter((r): r is Json => r !== null) };
 }
 
-function patchRouteConfig(ps: readonly Usable[], ctx: Ctx, rc0: Json, issues?: ValidationIssue[]): Json {
+function patchRouteConfig(ps: readonly Usable[], ctx: Ctx, rc0: Json, issues?: ValidationIssue[], portMap?: GatewayPortMap): Json {
   let rc = rc0;
-  const matching = ps.filter((p) => contextMatches(p.context, ctx) && routeConfigMatches(p, ctx, rc0));
+  const matching = ps.filter((p) => contextMatches(p.context, ctx) && routeConfigMatches(p, ctx, rc0, portMap));
   if (matching.length === 0) return rc;
   for (const p of byApplyTo(matching, 'ROUTE_CONFIGURATION')) rc = attempt(p, issues, rc, () => mergeMessage(T.routeConfiguration, rc, p.json!));
   const vhPatches = byApplyTo(matching, 'VIRTUAL_HOST');
@@ -607,10 +617,10 @@ function patchRouteConfig(ps: readonly Usable[], ctx: Ctx, rc0: Json, issues?: V
 }
 
 /** ROUTE_CONFIGURATION, VIRTUAL_HOST and HTTP_ROUTE patches. */
-export function patchRouteConfigurations(kind: PatchedProxy, rcs: RouteConfigurationJson[], patches: readonly ConfigPatch[], issues?: ValidationIssue[]): RouteConfigurationJson[] {
+export function patchRouteConfigurations(kind: PatchedProxy, rcs: RouteConfigurationJson[], patches: readonly ConfigPatch[], issues?: ValidationIssue[], portMap?: GatewayPortMap): RouteConfigurationJson[] {
   const ps = usable(patches, ['ROUTE_CONFIGURATION', 'VIRTUAL_HOST', 'HTTP_ROUTE']);
   if (ps.length === 0) return rcs;
-  return rcs.map((rc) => patchRouteConfig(ps, routeContext(kind, rc), rc as Json, issues) as RouteConfigurationJson);
+  return rcs.map((rc) => patchRouteConfig(ps, routeContext(kind, rc), rc as Json, issues, portMap) as RouteConfigurationJson);
 }
 
 // ---------------------------------------------------------------- ECDS

@@ -557,3 +557,28 @@ test('CLUSTER: a SIDECAR_INBOUND service match is against the services of the in
   assert.equal(byService('web.shop.svc.cluster.local'), 4321);
   assert.equal(byService('api.shop.svc.cluster.local'), undefined);
 });
+
+test('gateways: a route configuration portNumber match is against the Gateway server ports routed by it (istiod\'s gateway port map)', () => {
+  const objects0: Json[] = [
+    ...base,
+    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'istio-system' } },
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'istio-ingressgateway', namespace: 'istio-system' }, spec: { clusterIP: '10.96.0.99', selector: { istio: 'ingressgateway' }, ports: [{ name: 'http2', port: 80, targetPort: 8080 }] } },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'igw-x', namespace: 'istio-system', labels: { 'kubernetes.io/service-name': 'istio-ingressgateway' } },
+      addressType: 'IPv4',
+      ports: [{ name: 'http2', port: 8080 }],
+      endpoints: [{ addresses: ['10.1.0.9'], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'ingress-0', namespace: 'istio-system' } }],
+    },
+    { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'ingress', namespace: 'istio-system' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 80, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }] } },
+  ];
+  const merge = (name: string, portNumber: number) =>
+    envoyFilter(name, { configPatches: [{ applyTo: 'ROUTE_CONFIGURATION', match: { context: 'GATEWAY', routeConfiguration: { portNumber } }, patch: { operation: 'MERGE', value: { response_headers_to_add: [{ header: { key: name, value: '1' } }] } } }] }, 'istio-system');
+  const { objects, issues } = parseObjects([...objects0, merge('by-server-port', 80), merge('by-target-port', 8080)]);
+  assert.deepEqual(issues, []);
+  const out = translateConfig({ objects, nodeId: 'router~10.1.0.9~ingress-0.istio-system~istio-system.svc.cluster.local', metadata: { LABELS: { istio: 'ingressgateway' } } });
+  const rc = (out.rds as Json[]).find((r) => r.name === 'http.8080');
+  assert.ok(rc, (out.rds as Json[]).map((r) => r.name).join());
+  assert.deepEqual(((rc.responseHeadersToAdd ?? []) as Json[]).map((h) => h.header.key), ['by-server-port']);
+});

@@ -10,6 +10,23 @@ import type { ClusterJson, ListenerJson, RouteConfigurationJson } from '@sextant
 import type { ProxyView, PushContext } from '@sextant/model';
 import { patchClusters, patchListeners, patchRouteConfigurations, usable, type PatchedProxy } from './apply.js';
 import { patchesFor, type ConfigPatch } from './select.js';
+import { gatewayRouteName, gatewayServers } from '../gateway-servers.js';
+import type { GatewayPortMap } from './apply.js';
+
+/** istiod's MergedGateway.PortMap: each gateway route's port → the server ports of the servers it routes. */
+function gatewayPortMap(push: PushContext, proxy: ProxyView): GatewayPortMap {
+  const m = new Map<number, Set<number>>();
+  for (const gs of gatewayServers(push, proxy)) {
+    const route = gatewayRouteName(gs);
+    if (!route) continue;
+    const port = Number(route.split('.')[1]) || 0;
+    let set = m.get(port);
+    if (!set) m.set(port, (set = new Set()));
+    const n = Number(gs.server.port?.number);
+    if (Number.isInteger(n)) set.add(n);
+  }
+  return m;
+}
 
 export { envoyFiltersFor, patchesFor, proxyMatches, type ConfigPatch, type PatchContext } from './select.js';
 export { effectiveOperation, insertedExtensionConfigs, OPERATIONS, patchClusters, patchListeners, patchRouteConfigurations, type PatchedProxy } from './apply.js';
@@ -40,7 +57,7 @@ export function applyEnvoyFilters<K extends keyof Patchable>(push: PushContext, 
     out = patchClusters(k, resources as ClusterJson[], patches, found, inboundHosts) as Patchable[K];
   }
   else if (type === 'lds') out = patchListeners(k, resources as ListenerJson[], patches, found) as Patchable[K];
-  else out = patchRouteConfigurations(k, resources as RouteConfigurationJson[], patches, found) as Patchable[K];
+  else out = patchRouteConfigurations(k, resources as RouteConfigurationJson[], patches, found, k === 'router' ? gatewayPortMap(push, proxy) : undefined) as Patchable[K];
   if (found.length > 0) {
     issues?.push(...found);
     remember(push, found);

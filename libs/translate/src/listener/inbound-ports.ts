@@ -11,7 +11,7 @@
  */
 import type { SidecarSpecType } from '@sextant/api';
 import type { AddressJson, ClusterJson } from '@sextant/envoy';
-import { isHttp, sidecarIngressProtocol, type ProxyView, type PushContext } from '@sextant/model';
+import { isGrpc, isHttp, sidecarIngressProtocol, type ProxyView, type PushContext } from '@sextant/model';
 import { toProtoDuration } from '../common.js';
 import { buildInboundSubsetKey } from '../names.js';
 
@@ -26,6 +26,11 @@ export interface InboundPort {
   bindToPort: boolean;
   /** Sidecar ingress only: where the traffic goes (`127.0.0.1:8080`, `unix://...`), '' for the original destination. */
   defaultEndpoint?: string;
+  /** The Service behind the port (first service instance): istiod's inbound virtual host `inbound|http|<servicePort>` and trace operation `<host>:<servicePort>/*`. */
+  serviceHost?: string;
+  servicePort?: number;
+  /** gRPC ports get no inbound retry policy (istiod: reset-before-request breaks streaming). */
+  grpc?: boolean;
 }
 
 /** The Sidecar's ingress listeners for this proxy, or undefined when it has none. */
@@ -41,7 +46,8 @@ export function sidecarIngressPorts(push: PushContext, proxy: ProxyView): Inboun
     const capture = String(i.captureMode ?? 'DEFAULT').toUpperCase();
     const bindToPort = capture === 'DEFAULT' ? proxy.interceptionMode === 'NONE' : capture === 'NONE';
     const bind = typeof i.bind === 'string' && i.bind ? i.bind : proxy.ipAddresses.some((ip) => !ip.includes(':')) ? '0.0.0.0' : '::';
-    out.push({ port: number, http: isHttp(sidecarIngressProtocol(i.port?.protocol)), bind, bindToPort, defaultEndpoint: typeof i.defaultEndpoint === 'string' ? i.defaultEndpoint : '' });
+    const protocol = sidecarIngressProtocol(i.port?.protocol);
+    out.push({ port: number, http: isHttp(protocol), bind, bindToPort, defaultEndpoint: typeof i.defaultEndpoint === 'string' ? i.defaultEndpoint : '', grpc: isGrpc(protocol) });
   }
   return out.sort((a, b) => a.port - b.port);
 }
@@ -58,7 +64,8 @@ export function inboundPorts(push: PushContext, proxy: ProxyView): InboundPort[]
     const port = si.endpoint.endpointPort;
     if (seen.has(port)) continue;
     seen.add(port);
-    out.push({ port, http: isHttp(si.servicePort.protocol), bind: '0.0.0.0', bindToPort: false });
+    const protocol = si.servicePort.protocol;
+    out.push({ port, http: isHttp(protocol), bind: '0.0.0.0', bindToPort: false, serviceHost: si.service.hostname, servicePort: si.servicePort.port, grpc: isGrpc(protocol) });
   }
   return out;
 }

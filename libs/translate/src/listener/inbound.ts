@@ -3,7 +3,7 @@
  * the passthrough chains for the rest) and Sidecar ingress listeners that bind
  * their own port. Pure.
  */
-import type { FilterChainJson, FilterChainMatchJson, ListenerJson, RouteConfigurationJson, TransportSocketJson } from '@sextant/envoy';
+import type { FilterChainJson, FilterChainMatchJson, ListenerJson, RouteConfigurationJson, RouteJson, TransportSocketJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { hcmRds, httpFilters, INBOUND_RETRY_POLICY, inboundHcmDefaults, listenerFilter, socketAddress, tcpProxy } from './filters.js';
 import type { InboundPort } from './inbound-ports.js';
@@ -24,26 +24,33 @@ import { anyOf, TYPE } from '../typed.js';
 export type InboundTlsHook = (push: PushContext, proxy: ProxyView, port: number, protocol?: 'http' | 'tcp') => Array<{ transportSocket?: TransportSocketJson; filterChainMatch?: FilterChainMatchJson; nameSuffix?: string }>;
 export const plaintextInbound: InboundTlsHook = () => [{}];
 
-/** The inline route configuration of one inbound HTTP chain. */
-function inboundRouteConfig(port: number): RouteConfigurationJson {
-  const cluster = `inbound|${port}||`;
+/**
+ * istiod's default inbound route (BuildDefaultHTTPInboundRoute): no timeout,
+ * no max stream duration, the trace operation as decorator and, except for
+ * gRPC, a retry of requests reset before reaching the application.
+ */
+function inboundRoute(cluster: string, operation: string, grpc: boolean): RouteJson {
+  return {
+    name: 'default',
+    match: { prefix: '/' },
+    decorator: { operation },
+    route: {
+      cluster,
+      timeout: '0s',
+      maxStreamDuration: { maxStreamDuration: '0s', grpcTimeoutHeaderMax: '0s' },
+      ...(grpc ? {} : { retryPolicy: { ...INBOUND_RETRY_POLICY } }),
+    },
+  };
+}
+
+/** The inline route configuration of one inbound HTTP chain (istiod's buildSidecarInboundHTTPRouteConfig). */
+function inboundRouteConfig(ip: InboundPort): RouteConfigurationJson {
+  const cluster = `inbound|${ip.port}||`;
+  const servicePort = ip.servicePort ?? ip.port;
   return {
     name: cluster,
     validateClusters: false,
-    virtualHosts: [
-      {
-        name: 'inbound|http|' + port,
-        domains: ['*'],
-        routes: [
-          {
-            name: 'default',
-            match: { prefix: '/' },
-            decorator: { operation: `:${port}/*` },
-            route: { cluster, timeout: '0s', retryPolicy: { ...INBOUND_RETRY_POLICY }, maxStreamDuration: { maxStreamDuration: '0s', grpcTimeoutHeaderMax: '0s' } },
-          },
-        ],
-      },
-    ],
+    virtualHosts: [{ name: `inbound|http|${servicePort}`, domains: ['*'], routes: [inboundRoute(cluster, `${ip.serviceHost ?? ''}:${servicePort}/*`, ip.grpc ?? false)] }],
   };
 }
 
@@ -62,7 +69,7 @@ function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[]
               name: 'envoy.filters.network.http_connection_manager',
               typedConfig: anyOf(TYPE.hcm, {
                 statPrefix: `inbound_0.0.0.0_${port}`,
-                routeConfig: inboundRouteConfig(port),
+                routeConfig: inboundRouteConfig(ip),
                 httpFilters: [...securityHttpFilters(push, proxy), ...httpFilters()],
                 ...inboundHcmDefaults(push.mesh),
                 forwardClientCertDetails: 'APPEND_FORWARD',
@@ -108,7 +115,7 @@ export function virtualInbound(push: PushContext, proxy: ProxyView, hook: Inboun
                   {
                     name: `inbound|http|0`,
                     domains: ['*'],
-                    routes: [{ name: 'default', match: { prefix: '/' }, decorator: { operation: ':0/*' }, route: { cluster: INBOUND_PASSTHROUGH_CLUSTER, timeout: '0s', retryPolicy: { ...INBOUND_RETRY_POLICY }, maxStreamDuration: { maxStreamDuration: '0s', grpcTimeoutHeaderMax: '0s' } } }],
+                    routes: [inboundRoute(INBOUND_PASSTHROUGH_CLUSTER, ':0/*', false)],
                   },
                 ],
               },

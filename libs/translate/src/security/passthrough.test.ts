@@ -39,7 +39,7 @@ const shape = (chains: Json[]) =>
 test('passthrough chains follow PeerAuthentication: PERMISSIVE by default', () => {
   assert.deepEqual(shape(inbound([])), [
     ['virtualInbound-catchall-http', 0, 'tls', 'istio-http/1.0,istio-http/1.1,istio-h2', 'mtls'],
-    ['virtualInbound-catchall-http', 0, 'raw_buffer', 'http/1.0,http/1.1,h2c', ''],
+    ['virtualInbound-catchall-http', 0, 'raw_buffer', 'http/1.1,h2c', ''],
     ['virtualInbound', 0, 'tls', 'istio-peer-exchange,istio', 'mtls'],
     ['virtualInbound', 0, 'raw_buffer', '', ''],
     ['virtualInbound', 0, 'tls', '', ''],
@@ -52,7 +52,7 @@ test('STRICT: mTLS only (plaintext matches no chain); DISABLE: plaintext only', 
     ['virtualInbound', 0, 'tls', '', 'mtls'],
   ]);
   assert.deepEqual(shape(inbound([pa('default', 'shop', { mtls: { mode: 'DISABLE' } })])), [
-    ['virtualInbound-catchall-http', 0, 'raw_buffer', 'http/1.0,http/1.1,h2c', ''],
+    ['virtualInbound-catchall-http', 0, 'raw_buffer', 'http/1.1,h2c', ''],
     ['virtualInbound', 0, 'raw_buffer', '', ''],
   ]);
 });
@@ -65,7 +65,7 @@ test('port-level modes of undeclared ports get their own chains; declared ports 
   assert.deepEqual(shape(chains), [
     ['virtualInbound-catchall-http', 0, 'tls', 'istio-http/1.0,istio-http/1.1,istio-h2', 'mtls'],
     ['virtualInbound', 0, 'tls', '', 'mtls'],
-    ['virtualInbound-catchall-http', 9999, 'raw_buffer', 'http/1.0,http/1.1,h2c', ''],
+    ['virtualInbound-catchall-http', 9999, 'raw_buffer', 'http/1.1,h2c', ''],
     ['virtualInbound', 9999, 'raw_buffer', '', ''],
   ]);
 });

@@ -23,7 +23,8 @@ import { inboundMtlsContext, TLS_TRANSPORT_SOCKET } from './mtls.js';
 import { peerAuthenticationForProxy, type MtlsMode } from './peer-auth.js';
 
 const MTLS_HTTP_ALPNS = ['istio-http/1.0', 'istio-http/1.1', 'istio-h2'];
-const PLAINTEXT_HTTP_ALPNS = ['http/1.0', 'http/1.1', 'h2c'];
+// istiod's plaintextHTTPALPNs without PILOT_HTTP10: HTTP/1.0 goes to the TCP chain.
+const PLAINTEXT_HTTP_ALPNS = ['http/1.1', 'h2c'];
 const MTLS_TCP_ALPNS = ['istio-peer-exchange', 'istio'];
 
 interface Option {

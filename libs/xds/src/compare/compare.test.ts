@@ -31,6 +31,20 @@ test('named list elements are matched by name, set-like lists by content, ordere
   assert.equal(generalize('lds/x/filters[envoy.filters.network.http_connection_manager]/a'), 'lds/*/filters[envoy.filters.network.http_connection_manager]/a');
 });
 
+test('repeated names are matched by occurrence, so a filter inserted before them shifts nothing', () => {
+  const rbac = (action: string) => ({ name: 'envoy.filters.network.rbac', typedConfig: { rules: { action } } });
+  const tcp = { name: 'envoy.filters.network.tcp_proxy' };
+  const a = snap({ lds: { l: { name: 'l', filterChains: [{ filters: [{ name: 'istio.metadata_exchange' }, rbac('DENY'), rbac('ALLOW'), tcp] }] } } });
+  const b = snap({ lds: { l: { name: 'l', filterChains: [{ filters: [rbac('DENY'), rbac('LOG'), tcp] }] } } });
+  assert.deepEqual(
+    diffSnapshots(a, b).map((x) => [x.path, x.kind]),
+    [
+      ['lds/l/filterChains[match={}]/filters[istio.metadata_exchange]', 'missing-in-sextant'],
+      ['lds/l/filterChains[match={}]/filters[envoy.filters.network.rbac#2]/typedConfig/rules/action', 'changed'],
+    ],
+  );
+});
+
 test('expected differences: subtree patterns, ** and kinds; unlisted and stale entries are reported', () => {
   const expected = parseExpectedDifferences(`
 - id: stats

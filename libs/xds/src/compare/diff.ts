@@ -100,15 +100,25 @@ function elementKey(e: unknown, field: string): string | undefined {
   return undefined;
 }
 
-/** Keys for both lists when every element has one and none repeats within a list. */
+/**
+ * Keys for both lists when every element has one. A name that repeats within
+ * a list (istiod's DENY and ALLOW RBAC filters share one) is keyed by its
+ * occurrence from the second on (`envoy.filters.http.rbac#2`), so a filter
+ * inserted before them shifts nothing; repeated filter chain matches are not
+ * keyed (Envoy would reject them).
+ */
 function keysOf(a: unknown[], b: unknown[], field: string): [string[], string[]] | undefined {
   const out: string[][] = [];
   for (const list of [a, b]) {
     const keys: string[] = [];
+    const seen = new Map<string, number>();
     for (const e of list) {
       const k = elementKey(e, field);
-      if (k === undefined || keys.includes(k)) return undefined;
-      keys.push(k);
+      if (k === undefined) return undefined;
+      const n = (seen.get(k) ?? 0) + 1;
+      seen.set(k, n);
+      if (n > 1 && field === 'filterChains') return undefined;
+      keys.push(n > 1 ? `${k}#${n}` : k);
     }
     out.push(keys);
   }

@@ -1,0 +1,73 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { encodeJson } from '@sextant/envoy';
+import { buildClusters } from '../generator/index.js';
+import { endpointSlice, istio, pod, proxyIn, pushContext, service } from '@sextant/testing/push';
+
+type Json = Record<string, any>;
+const CLUSTER = 'type.googleapis.com/envoy.config.cluster.v3.Cluster';
+const MAX = 4294967295;
+
+const shop = service('shop', 'default', '10.96.0.40', [['http', 8080], ['http-admin', 9090]]);
+const shopPod = pod('shop-0', 'default', '10.0.0.9', { app: 'shop', 'security.istio.io/tlsMode': 'istio' });
+const shopEps = endpointSlice('shop', 'default', [['http', 8080], ['http-admin', 9090]], [{ ip: '10.0.0.9', pod: 'shop-0' }]);
+const rule = istio('DestinationRule', 'default', 'shop', {
+  host: 'shop',
+  trafficPolicy: {
+    connectionPool: { tcp: { maxConnections: 7, connectTimeout: '1s' } },
+    outlierDetection: { consecutive5xxErrors: 3 },
+    loadBalancer: { simple: 'RANDOM' },
+    tls: { mode: 'ISTIO_MUTUAL' },
+    portLevelSettings: [{ port: { number: 9090 }, loadBalancer: { simple: 'ROUND_ROBIN' } }],
+  },
+  subsets: [
+    { name: 'a', labels: { app: 'shop' }, trafficPolicy: { connectionPool: { tcp: { maxConnections: 9 } } } },
+    { name: 'b', labels: { app: 'shop' }, trafficPolicy: { portLevelSettings: [{ port: { number: 8080 }, outlierDetection: { consecutive5xxErrors: 1 } }] } },
+  ],
+});
+
+test('portLevelSettings replace the destination-level policy for that port (istiod): unset fields take defaults, TLS falls back to auto mTLS', () => {
+  const push = pushContext([shop, shopPod, shopEps, rule]);
+  const cs = new Map((buildClusters(push, proxyIn(push, { ip: '10.0.0.1', pod: 'client' })) as Json[]).map((c) => [c.name, c]));
+  const p8080 = cs.get('outbound|8080||shop.default.svc.cluster.local')!;
+  const p9090 = cs.get('outbound|9090||shop.default.svc.cluster.local')!;
+  assert.equal(p8080.circuitBreakers.thresholds[0].maxConnections, 7);
+  assert.equal(p8080.connectTimeout, '1s');
+  assert.equal(p8080.lbPolicy, 'RANDOM');
+  assert.equal(p8080.outlierDetection.consecutive5xx, 3);
+  assert.ok(p8080.transportSocket, 'explicit ISTIO_MUTUAL: one transport socket');
+  assert.equal(p9090.circuitBreakers.thresholds[0].maxConnections, MAX);
+  assert.equal(p9090.connectTimeout, '10s');
+  assert.equal(p9090.lbPolicy, 'ROUND_ROBIN');
+  assert.equal(p9090.outlierDetection, undefined);
+  assert.equal(p9090.transportSocket, undefined);
+  assert.deepEqual(p9090.transportSocketMatches.map((m: Json) => m.name), ['tlsMode-istio', 'tlsMode-disabled'], 'auto mTLS on the port-level port');
+  // Subset a overrides the pool only; subset b's port-level entry on 8080 replaces everything there.
+  const a8080 = cs.get('outbound|8080|a|shop.default.svc.cluster.local')!;
+  assert.equal(a8080.circuitBreakers.thresholds[0].maxConnections, 9);
+  assert.equal(a8080.outlierDetection.consecutive5xx, 3);
+  const b8080 = cs.get('outbound|8080|b|shop.default.svc.cluster.local')!;
+  assert.equal(b8080.outlierDetection.consecutive5xx, 1);
+  assert.equal(b8080.circuitBreakers.thresholds[0].maxConnections, MAX);
+  assert.equal(b8080.lbPolicy, 'LEAST_REQUEST');
+  assert.ok(b8080.transportSocketMatches, 'auto mTLS: the subset port-level entry has no tls');
+  const b9090 = cs.get('outbound|9090|b|shop.default.svc.cluster.local')!;
+  assert.equal(b9090.lbPolicy, 'ROUND_ROBIN');
+  assert.equal(b9090.circuitBreakers.thresholds[0].maxConnections, MAX);
+  for (const c of cs.values()) assert.doesNotThrow(() => encodeJson(CLUSTER, c), c.name);
+});
+
+test('inbound clusters: the rule for the service (no selector) shapes them per port as istiod does; a client-selecting rule does not', () => {
+  const client = istio('DestinationRule', 'default', 'shop-for-clients', { host: 'shop', workloadSelector: { matchLabels: { app: 'shop' } }, trafficPolicy: { connectionPool: { tcp: { maxConnections: 3 } } } });
+  const push = pushContext([shop, shopPod, shopEps, client]);
+  const server = proxyIn(push, { ip: '10.0.0.9', pod: 'shop-0' });
+  const inbound = (ps: ReturnType<typeof pushContext>) => new Map((buildClusters(ps, server) as Json[]).filter((c) => c.name.startsWith('inbound|')).map((c) => [c.name, c]));
+  assert.equal(inbound(push).get('inbound|8080||')!.circuitBreakers.thresholds[0].maxConnections, MAX, 'a workloadSelector rule is for outbound only');
+  // The selector rule still shapes the server's own outbound cluster to shop.
+  const out = (buildClusters(push, server) as Json[]).find((c) => c.name === 'outbound|8080||shop.default.svc.cluster.local')!;
+  assert.equal(out.circuitBreakers.thresholds[0].maxConnections, 3);
+  const push2 = pushContext([shop, shopPod, shopEps, rule]);
+  const in2 = inbound(push2);
+  assert.equal(in2.get('inbound|8080||')!.circuitBreakers.thresholds[0].maxConnections, 7);
+  assert.equal(in2.get('inbound|9090||')!.circuitBreakers.thresholds[0].maxConnections, MAX, 'the port-level entry replaces the pool on 9090');
+});
