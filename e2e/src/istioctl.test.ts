@@ -212,7 +212,9 @@ describe('istioctl against Sextant (out of cluster, --xds-address)', { skip: ski
     const listeners = await istioctl(['proxy-config', 'listener', '--file', sidecar]);
     assert.match(listeners, new RegExp(`127\\.0\\.0\\.1\\s+${port}\\s`), listeners);
     const routes = await istioctl(['proxy-config', 'route', '--file', sidecar]);
-    assert.match(routes, new RegExp(`${port}\\s+reviews(\\.${NS})?(, .*)?\\s`), routes);
+    // istioctl drops the FQDN itself from DOMAINS; istiod's list then starts with its absolute form
+    // (`reviews.<ns>.svc.cluster.local.`, ENABLE_ABSOLUTE_FQDN_VHOST_DOMAIN) and the short names.
+    assert.match(routes, new RegExp(`${port}\\s+\\S+:${port}\\s+(${fqdn.replace(/\./g, '\\.')}\\., )?reviews(\\.${NS})?(, .*)?\\s`), routes);
     const eds = await istioctl(['proxy-config', 'eds', '--file', sidecar]);
     assert.match(eds, new RegExp(`${backend.host}:${backend.port}\\s+HEALTHY.*outbound\\|${port}\\|\\|${fqdn.replace(/\./g, '\\.')}`), eds);
     const endpoints = await istioctl(['proxy-config', 'endpoint', '--file', await dumpFor(`${POD}.${NS}`, 'clusters')]);

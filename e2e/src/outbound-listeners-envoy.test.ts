@@ -12,6 +12,7 @@
  *   the listeners (a listener whose address is the CIDR would NACK the whole
  *   LDS), and a connection to an address inside the range reaches the
  *   ServiceEntry's endpoint (`0.0.0.0_<port>`, prefix-range chain).
+ * - A MONGO port's listener (Mongo proxy filter before tcp_proxy) is accepted.
  * - Non-HTTP bytes to an unknown destination on a mesh HTTP port go through
  *   the passthrough default chain to that destination, not into the HTTP
  *   connection manager (which would answer 400).
@@ -109,6 +110,8 @@ describe('outbound listeners of an iptables-mode Envoy sidecar in a network name
         pod('client-abc', 'default', POD, { app: 'client' }),
         // A mesh HTTP service on the port the unknown destination listens on: its listener is 0.0.0.0_<port>.
         service('reviews', 'default', '10.96.7.13', [{ name: 'http', port: httpPort }]),
+        // A MONGO port: its listener carries Envoy's Mongo proxy filter before tcp_proxy, as istiod's.
+        service('mongo', 'default', '10.96.7.20', [{ name: 'mongo', port: 27017 }]),
       ],
       'istio.yaml': [
         meshPlaintext(),
@@ -154,6 +157,12 @@ describe('outbound listeners of an iptables-mode Envoy sidecar in a network name
   test('a connection to an address inside the CIDR reaches the ServiceEntry endpoint', async () => {
     const r = await exchange(IN_RANGE, PARTNER_PORT, 'hello\n');
     assert.equal(r.reply, 'partner:hello\n', JSON.stringify(r));
+  });
+
+  test('Envoy accepts the Mongo proxy filter on a MONGO port', async () => {
+    await envoy!.waitForListener('10.96.7.20_27017', 30_000);
+    const dump = JSON.stringify(await envoy!.configDump());
+    assert.match(dump, /envoy\.extensions\.filters\.network\.mongo_proxy\.v3\.MongoProxy/);
   });
 
   test('non-HTTP bytes to an unknown destination on a mesh HTTP port are passed through, not answered by the HTTP manager', async () => {

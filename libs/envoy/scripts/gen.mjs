@@ -43,6 +43,7 @@ const ENTRY_PROTOS = [
   'extensions/filters/network/direct_response/v3/config.proto',
   'extensions/filters/network/dubbo_proxy/v3/dubbo_proxy.proto',
   'extensions/filters/network/sni_cluster/v3/sni_cluster.proto',
+  'extensions/filters/network/mongo_proxy/v3/mongo_proxy.proto',
   'extensions/filters/http/router/v3/router.proto',
   'extensions/filters/http/fault/v3/fault.proto',
   'extensions/filters/http/cors/v3/cors.proto',

@@ -77,6 +77,7 @@ export type {
   RdsJson,
 } from './gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js';
 export type { TcpProxyJson, TcpProxy_WeightedClusterJson } from './gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.js';
+export type { MongoProxyJson } from './gen/envoy/extensions/filters/network/mongo_proxy/v3/mongo_proxy_pb.js';
 export type { HTTPFaultJson } from './gen/envoy/extensions/filters/http/fault/v3/fault_pb.js';
 export type { FaultDelayJson } from './gen/envoy/extensions/filters/common/fault/v3/fault_pb.js';
 export type { CorsJson as CorsFilterJson, CorsPolicyJson as CorsFilterPolicyJson } from './gen/envoy/extensions/filters/http/cors/v3/cors_pb.js';

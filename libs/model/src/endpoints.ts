@@ -129,6 +129,17 @@ export function kubeEndpoints(idx: WorkloadIndex, svc: Service, slices: ConfigOb
   return out;
 }
 
+/**
+ * A WorkloadEntry's (or inline ServiceEntry endpoint's) TLS mode, as istiod's
+ * getTLSModeFromWorkloadEntry: the `security.istio.io/tlsMode` label, else
+ * `istio` when it names a service account (a VM running the Istio proxy).
+ */
+function workloadEntryTlsMode(we: WorkloadEntrySpec): 'istio' | 'disabled' {
+  const label = we.labels?.[LABEL_TLS_MODE];
+  if (label !== undefined) return label === 'istio' ? 'istio' : 'disabled';
+  return we.serviceAccount ? 'istio' : 'disabled';
+}
+
 function workloadEntryEndpoint(idx: WorkloadIndex, we: WorkloadEntrySpec, ns: string, name: string, portName: string, port: number): IstioEndpoint {
   const labels = { ...(we.labels ?? {}) };
   return {
@@ -138,7 +149,7 @@ function workloadEntryEndpoint(idx: WorkloadIndex, we: WorkloadEntrySpec, ns: st
     labels,
     locality: parseLocality(we.locality),
     serviceAccount: we.serviceAccount ? spiffeId(idx.trustDomain, ns, we.serviceAccount) : '',
-    tlsMode: tlsModeOf(labels),
+    tlsMode: workloadEntryTlsMode(we),
     network: we.network ?? '',
     clusterId: idx.clusterId,
     healthStatus: 'HEALTHY',

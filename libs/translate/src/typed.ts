@@ -13,6 +13,7 @@ import type {
   HttpConnectionManagerJson,
   PreviousPrioritiesConfigJson,
   TcpProxyJson,
+  MongoProxyJson,
   UpstreamTlsContextJson,
   UpstreamsHttpProtocolOptionsJson,
 } from '@sextant/envoy';
@@ -25,6 +26,7 @@ export const TYPE = {
   router: 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router',
   hcm: 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
   tcpProxy: 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy',
+  mongoProxy: 'type.googleapis.com/envoy.extensions.filters.network.mongo_proxy.v3.MongoProxy',
   tlsInspector: 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector',
   httpInspector: 'type.googleapis.com/envoy.extensions.filters.listener.http_inspector.v3.HttpInspector',
   originalDst: 'type.googleapis.com/envoy.extensions.filters.listener.original_dst.v3.OriginalDst',
@@ -47,6 +49,7 @@ export interface TypedConfigs {
   [TYPE.router]: Empty;
   [TYPE.hcm]: HttpConnectionManagerJson;
   [TYPE.tcpProxy]: TcpProxyJson;
+  [TYPE.mongoProxy]: MongoProxyJson;
   [TYPE.tlsInspector]: Empty;
   [TYPE.httpInspector]: Empty;
   [TYPE.originalDst]: Empty;

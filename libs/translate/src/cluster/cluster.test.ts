@@ -71,3 +71,35 @@ test('inbound clusters: the rule for the service (no selector) shapes them per p
   assert.equal(in2.get('inbound|8080||')!.circuitBreakers.thresholds[0].maxConnections, 7);
   assert.equal(in2.get('inbound|9090||')!.circuitBreakers.thresholds[0].maxConnections, MAX, 'the port-level entry replaces the pool on 9090');
 });
+
+test('WorkloadEntry endpoints carry tlsMode istio when they name a service account (or the label says so), as istiod', async () => {
+  const { buildEndpoints } = await import('../generator/index.js');
+  const se = istio('ServiceEntry', 'default', 'vm', { hosts: ['vm.example.mesh'], location: 'MESH_INTERNAL', ports: [{ number: 9000, name: 'http', protocol: 'HTTP' }], resolution: 'STATIC', workloadSelector: { labels: { app: 'vm' } } });
+  const withSa = istio('WorkloadEntry', 'default', 'vm-1', { address: '10.5.0.1', labels: { app: 'vm' }, serviceAccount: 'vm' });
+  const labelled = istio('WorkloadEntry', 'default', 'vm-2', { address: '10.5.0.2', labels: { app: 'vm', 'security.istio.io/tlsMode': 'istio' } });
+  const plain = istio('WorkloadEntry', 'default', 'vm-3', { address: '10.5.0.3', labels: { app: 'vm' } });
+  const optOut = istio('WorkloadEntry', 'default', 'vm-4', { address: '10.5.0.4', labels: { app: 'vm', 'security.istio.io/tlsMode': 'disabled' }, serviceAccount: 'vm' });
+  const push = pushContext([se, withSa, labelled, plain, optOut]);
+  const [cla] = buildEndpoints(push, proxyIn(push), ['outbound|9000||vm.example.mesh']) as Json[];
+  const mode = new Map(cla!.endpoints[0].lbEndpoints.map((e: Json) => [e.endpoint.address.socketAddress.address, e.metadata?.filterMetadata?.['envoy.transport_socket_match']?.tlsMode]));
+  assert.deepEqual(Object.fromEntries(mode), { '10.5.0.1': 'istio', '10.5.0.2': 'istio', '10.5.0.3': undefined, '10.5.0.4': undefined });
+});
+
+test('proxyless gRPC clusters honour the rule: http2MaxRequests → max_requests, LEAST_REQUEST and consistent hash, subset merge (istiod grpcgen)', () => {
+  const dr = istio('DestinationRule', 'default', 'shop', {
+    host: 'shop',
+    trafficPolicy: { connectionPool: { http: { http2MaxRequests: 12 } }, loadBalancer: { simple: 'LEAST_REQUEST' } },
+    subsets: [{ name: 'a', labels: { app: 'shop' }, trafficPolicy: { loadBalancer: { consistentHash: { ringHash: { minimumRingSize: 64 } } } } }],
+  });
+  const push = pushContext([shop, shopPod, shopEps, dr]);
+  const grpc = proxyIn(push, { ip: '10.0.0.1', pod: 'client', metadata: { GENERATOR: 'grpc' } });
+  const cs = new Map((buildClusters(push, grpc) as Json[]).map((c) => [c.name, c]));
+  const base = cs.get('outbound|8080||shop.default.svc.cluster.local')!;
+  assert.deepEqual(base.circuitBreakers, { thresholds: [{ maxRequests: 12 }] });
+  assert.equal(base.lbPolicy, 'LEAST_REQUEST');
+  const a = cs.get('outbound|8080|a|shop.default.svc.cluster.local')!;
+  assert.equal(a.lbPolicy, 'RING_HASH');
+  assert.deepEqual(a.ringHashLbConfig, { minimumRingSize: '64' });
+  assert.deepEqual(a.circuitBreakers, { thresholds: [{ maxRequests: 12 }] });
+  for (const c of cs.values()) assert.doesNotThrow(() => encodeJson(CLUSTER, c), c.name);
+});

@@ -6,16 +6,18 @@
 import type { ClusterJson } from '@sextant/envoy';
 import type { TrafficPolicy } from '@sextant/api';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { portLevelPolicy } from './policy.js';
+import { applyLoadBalancer, mergeSubsetPolicy, portLevelPolicy, type PolicyParts } from './policy.js';
 import { buildSubsetKey } from '../names.js';
 
-function grpcCluster(name: string, policy: ReturnType<typeof portLevelPolicy>): ClusterJson {
+/** istiod's grpcgen applyTrafficPolicy: load balancing gRPC implements, and max_requests (gRFC A32) from http2MaxRequests. */
+function grpcCluster(name: string, policy: PolicyParts | undefined): ClusterJson {
   const c: ClusterJson = { name, type: 'EDS', edsClusterConfig: { serviceName: name, edsConfig: { ads: {}, resourceApiVersion: 'V3' } } };
   const lb = policy?.loadBalancer;
-  if (lb?.consistentHash) {
-    c.lbPolicy = 'RING_HASH';
-    if (lb.consistentHash.ringHash?.minimumRingSize) c.ringHashLbConfig = { minimumRingSize: String(lb.consistentHash.ringHash.minimumRingSize) };
-  } else c.lbPolicy = 'ROUND_ROBIN';
+  if (lb?.consistentHash) applyLoadBalancer(c, { consistentHash: lb.consistentHash }, undefined);
+  else if (lb?.simple === 'LEAST_REQUEST') c.lbPolicy = 'LEAST_REQUEST';
+  else c.lbPolicy = 'ROUND_ROBIN';
+  const maxRequests = policy?.connectionPool?.http?.http2MaxRequests ?? 0;
+  if (maxRequests > 0) c.circuitBreakers = { thresholds: [{ maxRequests }] };
   return c;
 }
 
@@ -28,7 +30,8 @@ export function buildGrpcClusters(push: PushContext, proxy: ProxyView): ClusterJ
       if (port.protocol === 'UDP') continue;
       const policy = portLevelPolicy(dr?.spec.trafficPolicy as TrafficPolicy | undefined, port.port);
       out.push(grpcCluster(buildSubsetKey('outbound', '', svc.hostname, port.port), policy));
-      for (const s of (dr?.spec.subsets ?? []) as Array<{ name: string }>) out.push(grpcCluster(buildSubsetKey('outbound', s.name, svc.hostname, port.port), policy));
+      for (const s of (dr?.spec.subsets ?? []) as Array<{ name: string; trafficPolicy?: TrafficPolicy }>)
+        out.push(grpcCluster(buildSubsetKey('outbound', s.name, svc.hostname, port.port), mergeSubsetPolicy(policy, s.trafficPolicy, port.port)));
     }
   }
   return out;

@@ -69,6 +69,11 @@ export function tcpProxy(statPrefix: string, target: string | Array<{ name: stri
   return { name: 'envoy.filters.network.tcp_proxy', typedConfig: anyOf(TYPE.tcpProxy, cfg) };
 }
 
+/** Envoy's Mongo proxy filter, which istiod puts before tcp_proxy on MONGO ports (protocol stats; the bytes pass unchanged). */
+export function mongoProxy(statPrefix: string): NetworkFilterJson {
+  return { name: 'envoy.filters.network.mongo_proxy', typedConfig: anyOf(TYPE.mongoProxy, { statPrefix }) };
+}
+
 export const listenerFilter = {
   originalDst: (): ListenerFilterJson => ({ name: 'envoy.filters.listener.original_dst', typedConfig: anyOf(TYPE.originalDst) }),
   tlsInspector: (): ListenerFilterJson => ({ name: 'envoy.filters.listener.tls_inspector', typedConfig: anyOf(TYPE.tlsInspector) }),

@@ -6,7 +6,7 @@
 import type { RouteDestination, SidecarSpecType, VirtualServiceSpecType } from '@sextant/api';
 import type { CidrRangeJson, FilterChainJson, ListenerJson, NetworkFilterJson } from '@sextant/envoy';
 import { isHttp, isSniffed, isTcp, type EgressListener, type IstioConfig, type ProxyView, type PushContext, type Service } from '@sextant/model';
-import { hcmRds, listenerFilter, socketAddress, tcpProxy } from './filters.js';
+import { hcmRds, listenerFilter, mongoProxy, socketAddress, tcpProxy } from './filters.js';
 import { preparedVirtualServices } from '../route/sidecar.js';
 import { destinationCluster } from '../route/translate.js';
 import { serviceAddressForProxy } from '../nds.js';
@@ -150,7 +150,7 @@ export function outboundPortListeners(push: PushContext, proxy: ProxyView, servi
       const e = entryFor(address, listenPort);
       const tcpChain: FilterChainJson = {
         ...(cidr ? { filterChainMatch: { prefixRanges: cidr.map(prefixRange) } } : {}),
-        filters: [tcpProxy(cluster, tcpTargetForService(push, proxy, svc, p.port, vss))],
+        filters: [...(p.protocol === 'Mongo' ? [mongoProxy(cluster)] : []), tcpProxy(cluster, tcpTargetForService(push, proxy, svc, p.port, vss))],
         transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT,
       };
       if (isSniffed(p.protocol)) {
@@ -221,5 +221,7 @@ export function virtualOutbound(push: PushContext, proxy: ProxyView): ListenerJs
     ],
     useOriginalDst: true,
     trafficDirection: 'OUTBOUND',
+    // istiod accepts one connection per socket event on the listeners that bind, spreading them over workers.
+    maxConnectionsToAcceptPerSocketEvent: 1,
   };
 }

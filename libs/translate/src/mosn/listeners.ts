@@ -104,6 +104,7 @@ function mosnListener(l: Json): Json {
   if (l.name === 'virtualOutbound') {
     // MOSN serves one chain: keep the catch-all, not the chain dropping traffic sent to 15001 itself.
     out.filterChains = ((l.filterChains ?? []) as Json[]).filter((c) => c.filterChainMatch?.destinationPort === undefined);
+    delete out.maxConnectionsToAcceptPerSocketEvent;
   }
   return out;
 }
