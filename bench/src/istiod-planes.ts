@@ -65,7 +65,7 @@ export async function startPlane(name: PlaneName, kubeconfig: string, cores: num
       kubeconfig,
       // ISTIOD_BENCH_SEXTANT_ARGS: extra daemon flags (space-separated), e.g. to compare debounce settings.
       args: ['--trust-domain', 'cluster.local', '--domain-suffix', 'cluster.local', '--namespace', 'istio-system', '--pod-name', 'sextant-bench', ...(name === 'sextant-istio-debounce' ? SEXTANT_ISTIO_DEBOUNCE_ARGS : []), ...(process.env.ISTIOD_BENCH_SEXTANT_ARGS ?? '').split(' ').filter(Boolean)],
-      // ISTIOD_BENCH_SEXTANT_NODE_OPTIONS: Node options for the daemon alone (e.g. `--cpu-prof --cpu-prof-dir=…` for a profile of the run).
+      // ISTIOD_BENCH_SEXTANT_NODE_OPTIONS: Node options for the daemon alone (e.g. `--import bench/scripts/cpu-profile.mjs` for a profile of the run; Node refuses --cpu-prof in NODE_OPTIONS).
       env: { POD_NAMESPACE: 'istio-system', POD_NAME: 'sextant-bench', ...(process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS } : {}) },
       readyTimeoutMs: 600_000,
     });

@@ -1,0 +1,23 @@
+// Preload for a CPU profile of a process whose NODE_OPTIONS cannot carry --cpu-prof
+// (Node refuses it there): `NODE_OPTIONS="--import /path/to/cpu-profile.mjs"` with
+// CPU_PROFILE_DIR set. The profile (Chrome DevTools .cpuprofile) is written on exit.
+import { Session } from 'node:inspector';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+const dir = process.env.CPU_PROFILE_DIR;
+if (dir) {
+  const session = new Session();
+  session.connect();
+  session.post('Profiler.enable');
+  session.post('Profiler.setSamplingInterval', { interval: Number(process.env.CPU_PROFILE_INTERVAL_US ?? 1000) });
+  session.post('Profiler.start');
+  process.on('exit', () => {
+    // A same-thread inspector session answers synchronously, so this runs to the end before the process does.
+    session.post('Profiler.stop', (err, res) => {
+      if (err || !res) return;
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, `sextant-${process.pid}-${Date.now()}.cpuprofile`), JSON.stringify(res.profile));
+    });
+  });
+}
