@@ -22,6 +22,7 @@ export const MAX_REGEX_LENGTH = 1024;
 
 interface Re2Binding {
   check(pattern: string): { error: string } | { programSize: number };
+  search(pattern: string, subject: string): { error: string } | { match: boolean };
 }
 
 /** Where `make re2` puts the addon (libs/api/build/re2.node; this module lives in libs/api/dist). */
@@ -54,6 +55,18 @@ export function compileRe2(pattern: string): Re2Result {
   if (b instanceof Error) throw b;
   const r = b.check(pattern);
   return 'error' in r ? { ok: false, error: r.error } : { ok: true, programSize: r.programSize };
+}
+
+/**
+ * Whether `pattern` matches anywhere in `subject`, with RE2 (the syntax and
+ * semantics of Go's regexp, which istiod uses for its own matches such as an
+ * EnvoyFilter's proxyVersion). Throws only when the binding is missing.
+ */
+export function searchRe2(pattern: string, subject: string): { ok: true; match: boolean } | { ok: false; error: string } {
+  const b = load();
+  if (b instanceof Error) throw b;
+  const r = b.search(pattern, subject);
+  return 'error' in r ? { ok: false, error: r.error } : { ok: true, match: r.match };
 }
 
 // RE2's own messages name the construct ("invalid perl operator: (?="); these say why it is there.

@@ -502,7 +502,7 @@ test('ordering as istiod: priority, then the root namespace first, then creation
   assert.deepEqual(order(ins('b', 'shop', '2026-01-01T00:00:00Z'), ins('a', 'shop', '2026-01-01T00:00:00Z')), ['a', 'b']);
 });
 
-test('proxy match: no ISTIO_VERSION never matches a version regex; a regex over 1024 characters matches nothing; one JavaScript cannot compile applies everywhere and is reported; metadata compares exactly', () => {
+test('proxy match: no ISTIO_VERSION never matches a version regex; a regex over 1024 characters matches nothing; one RE2 cannot compile applies everywhere and is reported (RE2: the regex engine istiod uses); metadata compares exactly', () => {
   const ins = (proxy: Json) => one('HTTP_FILTER', { context: 'SIDECAR_OUTBOUND', proxy, listener: { portNumber: 9080 } }, { operation: 'INSERT_FIRST', value: luaValue('x') });
   const hit = (proxy: Json, metadata: Json = {}) => httpFilterNames(listener(run([ins(proxy)], { metadata }), '0.0.0.0_9080'))[0] === 'envoy.filters.http.lua';
   assert.equal(hit({ proxyVersion: '.*' }), true);
@@ -513,6 +513,14 @@ test('proxy match: no ISTIO_VERSION never matches a version regex; a regex over 
   const bad = run([ins({ proxyVersion: '(' })]);
   assert.equal(httpFilterNames(listener(bad, '0.0.0.0_9080'))[0], 'envoy.filters.http.lua');
   assert.match(bad.issues.map((i) => `${i.field} ${i.reason}`).join(), /match\.proxy\.proxyVersion invalid regex.*every proxy version/);
+  // RE2, as istiod's Go regexp, not JavaScript's RegExp: Go's inline flags compile and match
+  // (JavaScript refuses `(?i)`, which would make the patch apply to every version)...
+  assert.equal(hit({ proxyVersion: '(?i)^1\\.24-DEV' }, { ISTIO_VERSION: '1.24-dev' }), true);
+  assert.equal(hit({ proxyVersion: '(?i)^1\\.24-DEV' }, { ISTIO_VERSION: '1.25.0' }), false);
+  // ...and lookahead, which JavaScript accepts, does not compile in RE2: ignored and reported.
+  const lookahead = run([ins({ proxyVersion: '^1\\.(?=25)' })], { metadata: { ISTIO_VERSION: '1.24.1' } });
+  assert.equal(httpFilterNames(listener(lookahead, '0.0.0.0_9080'))[0], 'envoy.filters.http.lua');
+  assert.match(lookahead.issues.map((i) => `${i.field} ${i.reason}`).join(), /match\.proxy\.proxyVersion invalid regex/);
   assert.equal(hit({ metadata: { TIER: 'gold' } }, { TIER: 'gold' }), true);
   assert.equal(hit({ metadata: { TIER: 'gold' } }, { TIER: 'gold-plus' }), false);
   assert.equal(hit({ metadata: { TIER: 'gold' } }), false);

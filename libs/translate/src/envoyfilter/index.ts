@@ -5,7 +5,7 @@
  * proxy-independent checks (`envoyFilterIssues`) and the patches that failed
  * on some proxy's config (`envoyFilterApplyIssues`).
  */
-import type { ValidationIssue } from '@sextant/api';
+import { compileRe2, type ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { patchClusters, patchListeners, patchRouteConfigurations, usable, type PatchedProxy } from './apply.js';
@@ -102,10 +102,9 @@ export function envoyFilterIssues(push: PushContext): ValidationIssue[] {
     ((f.spec.configPatches ?? []) as Array<Record<string, any>>).forEach((cp, index) => {
       const re = cp.match?.proxy?.proxyVersion;
       if (typeof re !== 'string') return;
-      try {
-        new RegExp(re);
-      } catch (e) {
-        issues.push({ kind: 'EnvoyFilter', namespace: f.namespace, name: f.name, field: `spec.configPatches[${index}].match.proxy.proxyVersion`, reason: `invalid regex: ${(e as Error).message}; istiod ignores the compile error, so the patch applies to every proxy version` });
+      const compiled = compileRe2(re);
+      if (!compiled.ok) {
+        issues.push({ kind: 'EnvoyFilter', namespace: f.namespace, name: f.name, field: `spec.configPatches[${index}].match.proxy.proxyVersion`, reason: `invalid regex: ${compiled.error}; istiod ignores the compile error, so the patch applies to every proxy version` });
       }
     });
     usable(patches, ['CLUSTER', 'LISTENER', 'LISTENER_FILTER', 'FILTER_CHAIN', 'NETWORK_FILTER', 'HTTP_FILTER', 'ROUTE_CONFIGURATION', 'VIRTUAL_HOST', 'HTTP_ROUTE', 'EXTENSION_CONFIG', 'BOOTSTRAP', 'INVALID'], issues);

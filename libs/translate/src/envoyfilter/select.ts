@@ -8,7 +8,7 @@
  * patch's proxy version regex and metadata match the proxy (a regex that
  * does not compile drops the patch; `envoyFilterIssues` reports it).
  */
-import type { ValidationIssue } from '@sextant/api';
+import { compileRe2, searchRe2, type ValidationIssue } from '@sextant/api';
 import type { IstioConfig, ProxyView, PushContext } from '@sextant/model';
 
 export type PatchContext = 'ANY' | 'SIDECAR_INBOUND' | 'SIDECAR_OUTBOUND' | 'GATEWAY';
@@ -109,21 +109,32 @@ export const MAX_PROXY_VERSION_LENGTH = 1024;
  * compile error, and reported by `envoyFilterIssues`); every
  * `metadata` key must be in the node metadata with exactly that value.
  */
+/** proxyVersion results by pattern and version (a few patterns, a few versions per mesh; bounded). */
+const versionMatches = new Map<string, boolean | undefined>();
+
+/** undefined: the pattern does not compile (ignored); else whether the proxy's version matches. */
+function versionMatch(pattern: string, istioVersion: string | undefined): boolean | undefined {
+  const key = `${pattern}\u0000${istioVersion ?? ''}`;
+  if (versionMatches.has(key)) return versionMatches.get(key);
+  let out: boolean | undefined;
+  if (!compileRe2(pattern).ok) out = undefined;
+  else if (!istioVersion) out = false;
+  else {
+    const r = searchRe2(pattern, istioVersion);
+    out = r.ok && r.match;
+  }
+  if (versionMatches.size >= 4096) versionMatches.clear();
+  versionMatches.set(key, out);
+  return out;
+}
+
 export function proxyMatches(pm: { proxyVersion?: string; metadata?: Record<string, string> } | undefined, proxy: ProxyView): boolean {
   if (!pm) return true;
   const version = pm.proxyVersion;
   if (version) {
     if (version.length > MAX_PROXY_VERSION_LENGTH) return false;
-    let re: RegExp | undefined;
-    try {
-      re = new RegExp(version);
-    } catch {
-      re = undefined;
-    }
-    if (re) {
-      if (!proxy.istioVersion) return false;
-      if (!re.test(proxy.istioVersion)) return false;
-    }
+    // RE2, as istiod's Go regexp; a pattern that does not compile is ignored, as istiod ignores it.
+    if (versionMatch(version, proxy.istioVersion) === false) return false;
   }
   const raw = (proxy.metadata as { raw?: Record<string, unknown> }).raw ?? {};
   for (const [k, v] of Object.entries(pm.metadata ?? {})) if (raw[k] !== v) return false;
