@@ -20,6 +20,7 @@
  *
  * Pure.
  */
+import { lookupServiceCluster } from '../cluster/lookup.js';
 import type { AuthorizationPolicySpec, AuthorizationRule, ValidationIssue } from '@sextant/api';
 import type { HttpExtAuthzJson, HttpFilterJson, HttpRbacJson, NetworkExtAuthzJson, NetworkFilterJson, NetworkRbacJson, RbacPolicyJson, RbacRulesJson } from '@sextant/envoy';
 import type { IstioConfig, ProxyView, PushContext } from '@sextant/model';
@@ -250,23 +251,6 @@ function filterEnabledMetadata(filter: string, provider: string): Json {
   };
 }
 
-/** model.LookupCluster: `ns/host` or a host that exists in exactly one namespace. */
-function lookupCluster(push: PushContext, service: string, port: number): { hostname: string; cluster: string } | string {
-  if (!service) return 'service must not be empty';
-  const parts = service.split('/');
-  const all = push.allServices();
-  if (parts.length === 2) {
-    const svc = all.find((s) => s.hostname === parts[1] && s.namespace === parts[0]);
-    if (svc) return { hostname: svc.hostname, cluster: `outbound|${port}||${svc.hostname}` };
-  } else {
-    const found = all.filter((s) => s.hostname === service);
-    const nss = [...new Set(found.map((s) => s.namespace))];
-    if (nss.length === 1) return { hostname: found[0]!.hostname, cluster: `outbound|${port}||${found[0]!.hostname}` };
-    if (nss.length > 1) return `found ${service} in multiple namespaces ${JSON.stringify(nss)}, specify the namespace explicitly in the format of <Namespace>/<Hostname>`;
-  }
-  return `could not find service ${service} in Istio service registry`;
-}
-
 const timeoutOf = (t: unknown) => (typeof t === 'string' && t ? t : '600s');
 
 /** meshConfig.extensionProviders → ext_authz configs by name (processExtensionProvider). */
@@ -285,7 +269,7 @@ export function extensionProviders(push: PushContext): Map<string, ExtAuthzProvi
     const p = (h ?? g)!;
     const port = Number(p.port);
     if (!Number.isInteger(port) || port < 1 || port > 65535) errs.push(`port must be in the range [1, 65535], found: ${p.port}`);
-    const found = lookupCluster(push, String(p.service ?? ''), port);
+    const found = lookupServiceCluster(push, String(p.service ?? ''), port);
     if (typeof found === 'string') errs.push(found);
     let status: Json | undefined;
     if (p.statusOnError !== undefined && p.statusOnError !== '') {

@@ -5,7 +5,7 @@
  * the Telemetry API's zipkin/OpenTelemetry/... providers). Pure.
  */
 import type { ProxyView, PushContext } from '@sextant/model';
-import { lookupServiceCluster } from './lookup.js';
+import { lookupServiceCluster } from '../cluster/lookup.js';
 import { applicableTelemetries, fetchProvider, mergeLogs, mergeMetrics, mergeTracing, providerKind, workloadMode, type ExtensionProvider, type Json, type ListenerClass, type MetricsConfig, type TracingSpec } from './telemetries.js';
 
 const T = 'type.googleapis.com/';
