@@ -19,32 +19,6 @@ napi_value Fail(napi_env env, const char* msg) {
   return nullptr;
 }
 
-napi_value Check(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1) return Fail(env, "check(pattern) needs a pattern");
-  napi_valuetype type;
-  if (napi_typeof(env, argv[0], &type) != napi_ok || type != napi_string) return Fail(env, "pattern must be a string");
-  size_t len = 0;
-  if (napi_get_value_string_utf8(env, argv[0], nullptr, 0, &len) != napi_ok) return Fail(env, "cannot read pattern");
-  std::string pattern(len, '\0');
-  if (napi_get_value_string_utf8(env, argv[0], pattern.data(), len + 1, &len) != napi_ok) return Fail(env, "cannot read pattern");
-
-  const re2::RE2 re(pattern, re2::RE2::Quiet);
-  napi_value out;
-  napi_create_object(env, &out);
-  if (!re.ok()) {
-    napi_value err;
-    napi_create_string_utf8(env, re.error().data(), re.error().size(), &err);
-    napi_set_named_property(env, out, "error", err);
-  } else {
-    napi_value size;
-    napi_create_int32(env, re.ProgramSize(), &size);
-    napi_set_named_property(env, out, "programSize", size);
-  }
-  return out;
-}
-
 bool ReadString(napi_env env, napi_value v, std::string* out) {
   napi_valuetype type;
   if (napi_typeof(env, v, &type) != napi_ok || type != napi_string) return false;
@@ -52,6 +26,33 @@ bool ReadString(napi_env env, napi_value v, std::string* out) {
   if (napi_get_value_string_utf8(env, v, nullptr, 0, &len) != napi_ok) return false;
   out->assign(len, '\0');
   return napi_get_value_string_utf8(env, v, out->data(), len + 1, &len) == napi_ok;
+}
+
+// { error: <RE2's message> } for a pattern that does not compile.
+void SetError(napi_env env, napi_value out, const re2::RE2& re) {
+  napi_value err;
+  napi_create_string_utf8(env, re.error().data(), re.error().size(), &err);
+  napi_set_named_property(env, out, "error", err);
+}
+
+napi_value Check(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok || argc < 1) return Fail(env, "check(pattern) needs a pattern");
+  std::string pattern;
+  if (!ReadString(env, argv[0], &pattern)) return Fail(env, "pattern must be a string");
+
+  const re2::RE2 re(pattern, re2::RE2::Quiet);
+  napi_value out;
+  napi_create_object(env, &out);
+  if (!re.ok()) {
+    SetError(env, out, re);
+  } else {
+    napi_value size;
+    napi_create_int32(env, re.ProgramSize(), &size);
+    napi_set_named_property(env, out, "programSize", size);
+  }
+  return out;
 }
 
 napi_value Search(napi_env env, napi_callback_info info) {
@@ -64,9 +65,7 @@ napi_value Search(napi_env env, napi_callback_info info) {
   napi_value out;
   napi_create_object(env, &out);
   if (!re.ok()) {
-    napi_value err;
-    napi_create_string_utf8(env, re.error().data(), re.error().size(), &err);
-    napi_set_named_property(env, out, "error", err);
+    SetError(env, out, re);
   } else {
     napi_value m;
     napi_get_boolean(env, re2::RE2::PartialMatch(subject, re), &m);
