@@ -106,8 +106,9 @@ export class PushController<Ctx extends { version: string }> {
    * Records endpoint changes already applied in place (the mesh's endpoint
    * index): the services whose endpoints changed and the proxies whose own
    * workload did. After the same debounce they are pushed as `endpointScopes`
-   * says, without building a context, unless a config change in the same
-   * batch rebuilds it anyway (its push then carries them).
+   * says, without building a context. When a config change in the same batch
+   * rebuilds it, they are pushed at the new context after the config push,
+   * unless that push already covered every type for every proxy.
    */
   endpointsChanged(services: Iterable<string>, proxies: Iterable<string> = []): void {
     if (this.stopped || !this.current) return; // not initialized: the first build reads them
