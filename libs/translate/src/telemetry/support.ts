@@ -34,9 +34,17 @@ export function istioFilterSupport(proxy: ProxyView): IstioFilterSupport {
   const ext = proxy.extensions;
   if (ext === undefined) return proxy.istioVersion ? ALL : NONE;
   if (ext.length === 0) return NONE;
-  const have = new Set(ext);
-  return { stats: have.has(ISTIO_TYPE.stats), peerMetadata: have.has(ISTIO_TYPE.peerMetadata), metadataExchange: have.has(ISTIO_TYPE.metadataExchange) };
+  // Read per proxy, type and push (class keys, listeners, clusters): the node's list is parsed once per stream, so remember by it.
+  let support = supportByExtensions.get(ext);
+  if (!support) {
+    const have = new Set(ext);
+    support = { stats: have.has(ISTIO_TYPE.stats), peerMetadata: have.has(ISTIO_TYPE.peerMetadata), metadataExchange: have.has(ISTIO_TYPE.metadataExchange) };
+    supportByExtensions.set(ext, support);
+  }
+  return support;
 }
+
+const supportByExtensions = new WeakMap<readonly string[], IstioFilterSupport>();
 
 /** A short key for proxy classes: proxies that differ here get different listeners and clusters. */
 export function istioFilterSupportKey(proxy: ProxyView): string {
