@@ -227,6 +227,11 @@ describe('sextant discovery against a real Kubernetes API server', { skip, timeo
       .map((p) => p.status!.podIP!)
       .sort();
 
+  const endpointSliceSummary = async () =>
+    (await kubectlJson<{ items: Array<{ metadata: { name: string; resourceVersion?: string }; endpoints?: Array<{ addresses: string[]; conditions?: Record<string, boolean> }> }> }>(cluster.kubeconfig, ['get', 'endpointslices', '-n', ns]))
+      .items.map((s) => `${s.metadata.name}@${s.metadata.resourceVersion}[${(s.endpoints ?? []).map((e) => `${e.addresses.join('/')}${JSON.stringify(e.conditions ?? {})}`).join(' ')}]`)
+      .join(' ');
+
   before(async () => {
     cluster = await startCluster({ nodes: 1 });
     await k(['create', 'namespace', 'istio-system']);
@@ -396,7 +401,13 @@ describe('sextant discovery against a real Kubernetes API server', { skip, timeo
       const ips = await podIps();
       return ips.length === 2 ? ips : undefined;
     }, 60_000);
-    await sub.until(TypeUrl.ClusterLoadAssignment, 'EDS after the restart', (rs) => JSON.stringify(endpointIps(rs.get(`outbound|9080|v1|${fqdn}`))) === JSON.stringify(ips), 60_000);
+    await sub
+      .until(TypeUrl.ClusterLoadAssignment, `EDS after the restart with ${ips.join(',')}`, (rs) => JSON.stringify(endpointIps(rs.get(`outbound|9080|v1|${fqdn}`))) === JSON.stringify(ips), 60_000)
+      .catch(async (err: Error) => {
+        // Say which side is stale: the pods, the API server's EndpointSlices, or Sextant's EDS.
+        const eds = [...sub.resources(TypeUrl.ClusterLoadAssignment)].map(([name, cla]) => `${name}=${endpointIps(cla).join(',')}`);
+        throw new Error(`${err.message}\nEDS by cluster: ${eds.join(' ')}\npods now: ${(await podIps()).join(',')}\nEndpointSlices now: ${await endpointSliceSummary()}\nsextant logs since the restart: ${sextant.logs.slice(restartsBefore).filter((l) => /informer|push|endpoint/i.test(String(l.msg))).slice(-40).map((l) => JSON.stringify(l)).join('\n')}`);
+      });
     await sub.until(TypeUrl.RouteConfiguration, 'RDS after the restart', (rs) => JSON.stringify(rs.get('9080') ?? {}).includes('/after-restart'), 60_000);
 
     // A second Sextant, started now, lists everything afresh; both must serve the same config to the same proxy.
