@@ -398,6 +398,7 @@ async function measurePlane(
     const failures = (opened['failed'] as string[]).slice(0, 10);
     opts.log(`${name} [${scope}, N=${n}, run ${run}]: ready ${plane.readyMs} ms, RSS idle ${round(idle.rssMB)} MB, with N ${round(withN.rssMB)} MB, connect ${round(connectMs)} ms${failed ? ` (${failed} clients never complete)` : ''}`);
     for (const f of failures) opts.log(`  incomplete: ${f}`);
+    if (failed) opts.log(`  ${name}'s log: ${plane.warnings().replace(/\n/g, '\n    ')}`);
     const changes: ChangeFigures[] = [];
     // Changes are timed to every client: with some never connected each would only wait out the timeout, so they are not measured.
     if (!failed) {
