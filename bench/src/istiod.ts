@@ -30,7 +30,7 @@
  * report as JSON too).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { istiodShareFile, startCluster, waitForCrdsEstablished, kubectl, type Cluster } from '@sextant/e2e';
@@ -240,6 +240,29 @@ async function cpuQuiet(pid: number, maxMs: number): Promise<void> {
   }
 }
 
+/**
+ * ISTIOD_BENCH_HEAP_PROFILE=<dir>: with the daemon started under
+ * bench/scripts/heap-profile.mjs (ISTIOD_BENCH_SEXTANT_NODE_OPTIONS) and
+ * HEAP_PROFILE_DIR=<dir>, asks a Sextant plane for its live heap by allocation
+ * site once the N proxies are connected (SIGUSR2), and waits for it (at most 5 min).
+ */
+async function heapProfile(plane: RunningPlane, log: (l: string) => void): Promise<void> {
+  const dir = process.env.ISTIOD_BENCH_HEAP_PROFILE;
+  if (!dir || !plane.name.startsWith('sextant')) return;
+  const had = new Set(existsSync(dir) ? readdirSync(dir) : []);
+  process.kill(plane.pid, 'SIGUSR2');
+  const end = Date.now() + 300_000;
+  while (Date.now() < end) {
+    const fresh = (existsSync(dir) ? readdirSync(dir) : []).filter((f) => f.endsWith('.heapprofile') && !had.has(f));
+    if (fresh.length) {
+      log(`  heap profile: ${dir}/${fresh[0]}`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  log(`  heap profile: none written within 5 min (is the daemon running under bench/scripts/heap-profile.mjs?)`);
+}
+
 /** A change not seen by a client within this long counts as not delivered to it (ISTIOD_BENCH_TIMEOUT, seconds). */
 const deliveryTimeoutMs = Number(process.env.ISTIOD_BENCH_TIMEOUT ?? 180) * 1000;
 /** How long the cold connect of N may take before the clients still incomplete are reported (ISTIOD_BENCH_CONNECT_TIMEOUT, seconds). */
@@ -395,6 +418,7 @@ async function measurePlane(
     const connectCpu = cpuSeconds(plane.pid) - cpu0;
     await cpuQuiet(plane.pid, 60_000);
     const withN = memory(plane.pid);
+    await heapProfile(plane, opts.log);
     const failures = (opened['failed'] as string[]).slice(0, 10);
     opts.log(`${name} [${scope}, N=${n}, run ${run}]: ready ${plane.readyMs} ms, RSS idle ${round(idle.rssMB)} MB, with N ${round(withN.rssMB)} MB, connect ${round(connectMs)} ms${failed ? ` (${failed} clients never complete)` : ''}`);
     for (const f of failures) opts.log(`  incomplete: ${f}`);
