@@ -13,6 +13,9 @@ const CLUSTERS = Array.from({ length: 40 }, (_, i) => `c${i}`);
 const shuffled = (xs: string[], k: number) => [...xs.slice(k), ...xs.slice(0, k)];
 const names = (r: { resources: { name: string }[] }) => r.resources.map((x) => x.name).sort();
 
+/** Nonces of the first CDS and EDS responses per client id (a frame shared by streams carries one nonce). */
+const firstNonces = new Map<string, string[]>();
+
 /** A Delta client that has CDS (wildcard) and EDS for every cluster, in Envoy's order, ACKed. */
 async function deltaProxy(h: Harness, id: string, order: number): Promise<DeltaClient> {
   const c = new DeltaClient(h.address, { node: { id } });
@@ -24,6 +27,7 @@ async function deltaProxy(h: Harness, id: string, order: number): Promise<DeltaC
   const eds = await c.next();
   assert.deepEqual(names(eds), [...CLUSTERS].sort());
   c.ack(eds);
+  firstNonces.set(id, [cds.nonce, eds.nonce]);
   return c;
 }
 
@@ -41,6 +45,9 @@ describe('state shared between streams', () => {
     const clients = await Promise.all([0, 7, 13].map((k, i) => deltaProxy(h, `shared-${i}`, k)));
     try {
       const b = () => h.server.bookkeeping();
+      // Their first CDS and EDS responses were each one frame, encoded once and written to the three streams.
+      assert.deepEqual(firstNonces.get('shared-1'), firstNonces.get('shared-0'));
+      assert.deepEqual(firstNonces.get('shared-2'), firstNonces.get('shared-0'));
       // Three streams: CDS (wildcard) and EDS each share one map of what was sent, and the 40 EDS names are held once.
       await waitFor(() => b().sentMaps === 2, `2 sent maps (have ${b().sentMaps})`);
       assert.equal(b().sentEntries, 2 * CLUSTERS.length);

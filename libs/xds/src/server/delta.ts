@@ -99,8 +99,17 @@ export class DeltaProtocol {
     for (const [n] of st.known()) if (inScope(n) && (!wanted(n) || !out.has(n))) removed.push(n);
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
     const { frames, writer } = this.d;
-    const nonce = frames.nonce();
-    writer.write(c, st, frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed), false);
+    let nonce: string;
+    if (removed.length === 0 && toSend.length > 0 && toSend.length === out.size) {
+      // Everything in the output (a class's first response): one frame for every stream that gets it.
+      const f = frames.deltaWhole(out, st.typeUrl, req.version, toSend, st.lastSeq);
+      st.lastSeq = f.seq;
+      nonce = f.nonce;
+      writer.write(c, st, f.frame, true);
+    } else {
+      nonce = frames.nonce();
+      writer.write(c, st, frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed), false);
+    }
     st.recordSent(this.after(st, out, req, only, all, toSend, removed), nonce, req.version);
   }
 

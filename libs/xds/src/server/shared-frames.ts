@@ -87,6 +87,26 @@ export class FrameCache {
   }
 
   /**
+   * A Delta response carrying every resource of `out` and no removals (what
+   * each stream of a class is sent first), one per (generator output, type,
+   * version) like `whole`, so the streams of a class share one encoding and
+   * one buffer instead of a copy each.
+   */
+  deltaWhole(out: ReadonlyMap<string, EncodedResource>, typeUrl: string, version: string, list: readonly EncodedResource[], lastSeq: number): SharedFrame {
+    let byKey = this.frames.get(out);
+    if (!byKey) this.frames.set(out, (byKey = new Map()));
+    const key = `delta\u0000${typeUrl}\u0000${version}`;
+    let f = byKey.get(key);
+    if (!f || f.seq <= lastSeq) {
+      const seq = ++this.seq;
+      const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
+      f = { seq, nonce, frame: grpcFramed(this.deltaMessage(typeUrl, nonce, version, list, [])) };
+      byKey.set(key, f);
+    }
+    return f;
+  }
+
+  /**
    * The incremental response shared by streams of this push with the same
    * generator output and changed names (the caches restart with each
    * incremental version).
