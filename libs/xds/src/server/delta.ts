@@ -100,9 +100,9 @@ export class DeltaProtocol {
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
     const { frames, writer } = this.d;
     let nonce: string;
-    if (removed.length === 0 && toSend.length > 0 && toSend.length === out.size) {
-      // Everything in the output (a class's first response): one frame for every stream that gets it.
-      const f = frames.deltaWhole(out, st.typeUrl, req.version, toSend, st.lastSeq);
+    // Everything in the output (a class's first response): one frame for the streams that get it.
+    const f = removed.length === 0 && toSend.length > 0 && toSend.length === out.size ? frames.deltaWhole(out, st.typeUrl, req.version, toSend, st.lastSeq) : undefined;
+    if (f) {
       st.lastSeq = f.seq;
       nonce = f.nonce;
       writer.write(c, st, f.frame, true);
