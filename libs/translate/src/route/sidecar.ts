@@ -192,7 +192,8 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
     const ds = dedupeDomains(vd.domains, vd.alt, usedDomains, knownFqdn);
     if (!ds.length) continue;
     const sp = svc.ports.find((p) => p.port === port)!;
-    out.push(defaultVirtualHost(svc.hostname, port, ds, !!opts.grpc, hashForService(push, proxy, svc, sp)));
+    // istiod builds the default route without the proxy (BuildDefaultHTTPOutboundRoute): max_grpc_timeout even for proxyless gRPC.
+    out.push(defaultVirtualHost(svc.hostname, port, ds, hashForService(push, proxy, svc, sp)));
   }
   return sortByName(out);
 }
@@ -223,16 +224,16 @@ function domainsMemo(svc: Service, proxyDomain: string, port: number | undefined
 /**
  * The virtual host of a service no VirtualService routes (its default route),
  * one object per content: its content is a function of the key's parts alone
- * (host, port, domains after dedupe, gRPC form, consistent hash), so every
+ * (host, port, domains after dedupe, consistent hash), so every
  * route configuration and class that holds it, in this push and later ones,
  * shares the one object, and the encoder keys it by identity instead of
  * serializing it (docs/scale.md). Never mutated (EnvoyFilter patches copy).
  */
-function defaultVirtualHost(hostname: string, port: number, domains: readonly string[], grpc: boolean, hash: ConsistentHash | undefined): VirtualHostJson {
-  const key = `${hostname}\u0000${port}\u0000${+grpc}\u0000${hash === undefined ? '' : JSON.stringify(hash)}\u0000${domains.join('\u0001')}`;
+function defaultVirtualHost(hostname: string, port: number, domains: readonly string[], hash: ConsistentHash | undefined): VirtualHostJson {
+  const key = `${hostname}\u0000${port}\u0000${hash === undefined ? '' : JSON.stringify(hash)}\u0000${domains.join('\u0001')}`;
   let vh = defaultVhosts.get(key);
   if (!vh) {
-    const route = defaultOutboundRoute(outboundClusterName(hostname, port), `${hostname}:${port}/*`, grpc, hash);
+    const route = defaultOutboundRoute(outboundClusterName(hostname, port), `${hostname}:${port}/*`, false, hash);
     vh = { name: `${hostname}:${port}`, domains: [...domains], routes: [route], includeRequestAttemptCount: true };
     defaultVhosts.set(key, vh);
   }
