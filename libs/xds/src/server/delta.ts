@@ -99,7 +99,13 @@ export class DeltaProtocol {
       }
     }
     const removed: string[] = [];
+    const keep = this.d.generators[st.typeUrl]?.neverRemoveDelta === true;
     for (const n of st.known.keys()) if (inScope(n) && (!wanted(n) || !out.has(n))) removed.push(n);
+    if (keep) {
+      // Nothing is sent as removed; what the client unsubscribed from is simply forgotten.
+      for (const n of removed) if (!wanted(n)) st.known.delete(n);
+      removed.length = 0;
+    }
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
     const { frames, writer } = this.d;
     const nonce = frames.nonce();
