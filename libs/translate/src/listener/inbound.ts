@@ -88,15 +88,16 @@ function inboundHcm(push: PushContext, proxy: ProxyView, ip: InboundPort, name: 
  * The chains of the inbound ports (istiod's inboundChainForOpts): one per
  * PeerAuthentication option, named `<bind>_<port>` (the wildcard for Service
  * ports, the pod address or `bind` for Sidecar ingress). A sniffed port gets
- * HTTP chains (matched on ALPN) next to its TCP ones; security policy is on
- * both, HTTP rules in the HCM and the rest in the network RBAC filter.
+ * HTTP chains (matched on ALPN) next to its TCP ones (not for MOSN); security
+ * policy is on both, HTTP rules in the HCM and the rest in the network RBAC filter.
  */
 function inboundChains(push: PushContext, proxy: ProxyView, ports: InboundPort[], hook: InboundTlsHook): FilterChainJson[] {
   const chains: FilterChainJson[] = [];
   for (const ip of ports) {
     const port = ip.port;
     const name = `${ip.bind}_${port}`;
-    const declared: InboundChainProtocol = isSniffed(ip.protocol) ? 'auto' : ip.http ? 'http' : 'tcp';
+    // MOSN's listener conversion serves one chain per port: a sniffed port stays TCP there, as before.
+    const declared: InboundChainProtocol = isSniffed(ip.protocol) && !isMosnProxy(proxy) ? 'auto' : ip.http ? 'http' : 'tcp';
     for (const sec of hook(push, proxy, port, declared)) {
       const protocol = sec.protocol ?? (declared === 'http' ? 'http' : 'tcp');
       const chain: FilterChainJson = {
