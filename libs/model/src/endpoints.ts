@@ -78,7 +78,7 @@ export function kubeEndpoints(idx: WorkloadIndex, svc: Service, slices: ConfigOb
   if (svc.attributes.serviceType === 'ExternalName' && svc.attributes.externalName) {
     // Envoy resolves the external name itself (STRICT_DNS), as istiod does.
     for (const p of svc.ports) {
-      out.get(p.name)!.push({ ...workloadEntryEndpoint(idx, { address: svc.attributes.externalName }, svc.namespace, '', p.name, p.port), isHostname: true });
+      out.get(p.name)!.push({ ...workloadEntryEndpoint(idx, { address: svc.attributes.externalName }, svc.namespace, '', p.name, p.port), isHostname: true, noHealthStatus: false });
     }
     return out;
   }
@@ -153,6 +153,7 @@ function workloadEntryEndpoint(idx: WorkloadIndex, we: WorkloadEntrySpec, ns: st
     network: we.network ?? '',
     clusterId: idx.clusterId,
     healthStatus: 'HEALTHY',
+    noHealthStatus: true,
     weight: we.weight && we.weight > 0 ? we.weight : 1,
     workloadName: name,
     namespace: ns,
@@ -170,12 +171,13 @@ export function serviceEntryEndpoints(idx: WorkloadIndex, svc: Service, spec: Se
     const list = out.get(p.name)!;
     const dflt = p.targetPort !== undefined ? Number(p.targetPort) : p.port;
     if (inline.length > 0) {
-      for (const we of inline) {
-        const ep = workloadEntryEndpoint(idx, we, ns, seName, p.name, we.ports?.[p.name] ?? dflt);
-        if (!we.address) continue;
+      inline.forEach((we, i) => {
+        // istiod names an inline endpoint `<entry>-<index>` (unless labelled with a workload name).
+        const ep = workloadEntryEndpoint(idx, we, ns, we.labels?.['service.istio.io/workload-name'] ?? `${seName}-${i}`, p.name, we.ports?.[p.name] ?? dflt);
+        if (!we.address) return;
         ep.isHostname = isDns && !/^[0-9.:]+$/.test(we.address);
         list.push(ep);
-      }
+      });
     } else if (spec.workloadSelector?.labels) {
       const sel = spec.workloadSelector.labels;
       for (const pod of idx.podsByName.values()) {
