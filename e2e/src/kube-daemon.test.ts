@@ -95,7 +95,11 @@ class Subscription {
           return;
         }
         client.ack(r, names.get(r.typeUrl));
-        this.latest.set(r.typeUrl, new Map(decodeResources(r).map((d) => [d.name, d.json as Json])));
+        // As Envoy holds them: a SotW LDS/CDS response is the whole set, while an EDS or RDS
+        // response may carry only what changed (Sextant and istiod send incremental EDS that way).
+        const decoded = decodeResources(r).map((d): [string, Json] => [d.name, d.json as Json]);
+        const whole = r.typeUrl === TypeUrl.Listener || r.typeUrl === TypeUrl.Cluster;
+        this.latest.set(r.typeUrl, whole ? new Map(decoded) : new Map([...(this.latest.get(r.typeUrl) ?? []), ...decoded]));
         for (const w of [...this.waiters]) w();
       }
     })();
@@ -419,6 +423,11 @@ describe('sextant discovery against a real Kubernetes API server', { skip, timeo
       async () => {
         const [a, b] = await Promise.all([xdsSnapshot(sextant.xdsAddress), xdsSnapshot(fresh.xdsAddress)]);
         last = snapshotDiff(a, b);
+        // What the stream open since before the restart holds (pushes merged as Envoy merges them) must equal it too.
+        const held = sub.resources(TypeUrl.ClusterLoadAssignment);
+        for (const name of [`outbound|9080||${fqdn}`, `outbound|9080|v1|${fqdn}`, `outbound|9080|v2|${fqdn}`]) {
+          if (JSON.stringify(held.get(name)) !== JSON.stringify(b['eds']?.[name])) last.push(`eds ${name}: the long-lived stream holds ${JSON.stringify(held.get(name)).slice(0, 800)}\n  fresh: ${JSON.stringify(b['eds']?.[name]).slice(0, 800)}`);
+        }
         if (last.length) return false;
         // Not vacuous: the snapshot holds this namespace's config.
         assert.ok(a['cds']?.[`outbound|9080|v1|${fqdn}`] && a['eds']?.[`outbound|9080|v1|${fqdn}`] && a['rds']?.['9080'] && Object.keys(a['lds'] ?? {}).length > 0);

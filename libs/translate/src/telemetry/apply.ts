@@ -10,13 +10,15 @@
 import type { ClusterJson, ListenerJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { PASSTHROUGH_CLUSTER, VIRTUAL_INBOUND, VIRTUAL_OUTBOUND } from '../names.js';
-import { accessLogs, hcmTracing, httpMetadataExchange, MX_FILTER, statsFilters, tcpMetadataExchange } from './build.js';
+import { accessLogs, GRPC_STATS, GRPC_STATS_FILTER, hcmTracing, httpMetadataExchange, MX_FILTER, statsFilters, tcpMetadataExchange } from './build.js';
 import { istioFilterSupport } from './support.js';
 import type { Json, ListenerClass } from './telemetries.js';
 
 const HCM = 'envoy.filters.network.http_connection_manager';
 const TCP_PROXY = 'envoy.filters.network.tcp_proxy';
 const ROUTER = 'envoy.filters.http.router';
+/** istiod's HCM order: ... grpc_web, grpc_stats, istio.alpn, fault, cors, istio.stats, router; grpc_stats goes before the first of these present. */
+const AFTER_GRPC_STATS = ['istio.alpn', 'envoy.filters.http.fault', 'envoy.filters.http.cors', ROUTER];
 /** Filters that end a network filter stack; istio.stats goes before the first of them. */
 const TERMINAL = new Set([TCP_PROXY, 'envoy.filters.network.mongo_proxy', 'envoy.filters.network.redis_proxy', 'envoy.filters.network.mysql_proxy']);
 
@@ -60,6 +62,11 @@ function patchHcm(push: PushContext, proxy: ProxyView, t: ClassTelemetry, cls: L
   hcm.requestIdExtension = tr.requestIdExtension;
   let filters = [...((hcm.httpFilters ?? []) as Json[])];
   if (istioFilterSupport(proxy).peerMetadata && !filters.some((x) => x.name === MX_FILTER)) filters.unshift(httpMetadataExchange(cls, skipMxHeaders(push)));
+  if (!filters.some((x) => x.name === GRPC_STATS_FILTER)) {
+    const at = filters.findIndex((x) => AFTER_GRPC_STATS.includes(String(x.name)));
+    const i = at < 0 ? filters.length : at;
+    filters = [...filters.slice(0, i), GRPC_STATS, ...filters.slice(i)];
+  }
   const stats = t.stats(cls);
   if (stats.length) {
     const i = filters.findIndex((x) => x.name === ROUTER);

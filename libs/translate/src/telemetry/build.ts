@@ -20,10 +20,20 @@ export const TELEMETRY_TYPE = {
   zipkin: `${T}envoy.config.trace.v3.ZipkinConfig`,
   openTelemetry: `${T}envoy.config.trace.v3.OpenTelemetryConfig`,
   uuid: `${T}envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig`,
+  grpcStats: `${T}envoy.extensions.filters.http.grpc_stats.v3.FilterConfig`,
 } as const;
 
 export const STATS_FILTER = 'istio.stats';
 export const MX_FILTER = 'istio.metadata_exchange';
+export const GRPC_STATS_FILTER = 'envoy.filters.http.grpc_stats';
+
+/**
+ * Envoy's gRPC stats filter as istiod puts it in every HCM it builds
+ * (xdsfilters.GrpcStats): message counts into filter state, which istio.stats
+ * reads for `istio_request_messages_total`/`istio_response_messages_total`,
+ * and no per-method stats (unbounded stat names).
+ */
+export const GRPC_STATS: Json = { name: GRPC_STATS_FILTER, typedConfig: { '@type': TELEMETRY_TYPE.grpcStats, emitFilterState: true, statsForAllMethods: false } };
 
 // ---- peer metadata ----
 

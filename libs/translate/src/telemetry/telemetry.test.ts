@@ -37,12 +37,12 @@ const base: Json[] = [
 
 const telemetry = (name: string, namespace: string, spec: Json, created = '2026-01-01T00:00:00Z'): Json => ({ apiVersion: 'telemetry.istio.io/v1', kind: 'Telemetry', metadata: { name, namespace, creationTimestamp: created }, spec });
 
-function run(extra: Json[], opts: { mesh?: Json; extensions?: typeof ISTIO_PROXY_EXTENSIONS; metadata?: Json } = {}) {
+function run(extra: Json[], opts: { mesh?: Json; extensions?: typeof ISTIO_PROXY_EXTENSIONS; metadata?: Json; node?: string } = {}) {
   const { objects, issues } = parseObjects([...base, ...extra]);
   assert.deepEqual(issues, [], 'fixture objects must be valid');
   const out = translateConfig({
     objects,
-    nodeId: NODE,
+    nodeId: opts.node ?? NODE,
     metadata: { LABELS: { app: 'web', 'service.istio.io/canonical-name': 'web' }, NAMESPACE: 'shop', ISTIO_VERSION: '1.31.0', CLUSTER_ID: 'Kubernetes', ...(opts.metadata ?? {}) },
     meshConfig: (opts.mesh ?? {}) as MeshConfig,
     ...(opts.extensions ? { node: { cluster: 'web.shop', extensions: opts.extensions } } : {}),
@@ -108,6 +108,30 @@ test("a node advertising Istio's extensions gets istiod's istio.stats and peer-m
   // TCP: istio.stats right before the TCP proxy.
   const tcp = (listener(out, '10.96.0.12_5432').filterChains as Json[])[0]!.filters as Json[];
   assert.deepEqual(names(tcp), ['istio.stats', 'envoy.filters.network.tcp_proxy']);
+});
+
+test("every HCM of sidecars and gateways carries istiod's gRPC stats filter, before fault and cors (and istio.stats)", () => {
+  const GRPC_STATS = { name: 'envoy.filters.http.grpc_stats', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.grpc_stats.v3.FilterConfig', emitFilterState: true, statsForAllMethods: false } };
+  for (const extensions of [ISTIO_PROXY_EXTENSIONS, UPSTREAM_ENVOY_EXTENSIONS]) {
+    const out = run([], { mesh: PROMETHEUS, extensions });
+    const hcms = (out.lds as Json[]).flatMap((l) => [...((l.filterChains ?? []) as Json[]), ...(l.defaultFilterChain ? [l.defaultFilterChain] : [])]).flatMap((c) => (c.filters ?? []) as Json[]).filter((f) => f.name === HCM);
+    assert.ok(hcms.length >= 3, 'outbound, inbound and passthrough HCMs');
+    for (const h of hcms) {
+      const fs = h.typedConfig.httpFilters as Json[];
+      assert.deepEqual(fs.filter((f) => f.name === GRPC_STATS.name), [GRPC_STATS], h.typedConfig.statPrefix);
+      const at = names(fs).indexOf(GRPC_STATS.name);
+      assert.equal(names(fs)[at + 1], 'envoy.filters.http.fault', `${h.typedConfig.statPrefix}: ${names(fs).join(',')}`);
+    }
+  }
+  // A gateway's HCMs too (istiod's gateway listeners use the same HCM builder).
+  const gw = run(
+    [
+      { apiVersion: 'networking.istio.io/v1', kind: 'Gateway', metadata: { name: 'gw', namespace: 'istio-system' }, spec: { selector: { istio: 'ingressgateway' }, servers: [{ port: { number: 8080, name: 'http', protocol: 'HTTP' }, hosts: ['*'] }] } },
+    ],
+    { extensions: UPSTREAM_ENVOY_EXTENSIONS, node: 'router~10.1.0.9~gw-0.istio-system~istio-system.svc.cluster.local', metadata: { LABELS: { istio: 'ingressgateway' }, NAMESPACE: 'istio-system' } },
+  );
+  const gwHcm = hcmOf(listener(gw, '0.0.0.0_8080'));
+  assert.ok(names(gwHcm.httpFilters).includes('envoy.filters.http.grpc_stats'), names(gwHcm.httpFilters).join(','));
 });
 
 test('a node whose extension list lacks them (upstream Envoy) gets none of Istio’s filters, even with ISTIO_VERSION', () => {
