@@ -206,7 +206,8 @@ export function serviceEntryEndpoints(idx: WorkloadIndex, svc: Service, spec: Se
       }
     } else if (isDns && !svc.hostname.startsWith('*')) {
       // No endpoints: Envoy resolves the host itself.
-      list.push({ ...workloadEntryEndpoint(idx, { address: svc.hostname }, ns, seName, p.name, dflt), isHostname: true, workloadName: '' });
+      // Named after the ServiceEntry, as istiod names the host's endpoint (its telemetry workload).
+      list.push({ ...workloadEntryEndpoint(idx, { address: svc.hostname }, ns, seName, p.name, dflt), isHostname: true });
     }
   }
   return out;

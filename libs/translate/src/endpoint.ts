@@ -24,7 +24,9 @@ export function lbEndpoint(e: IstioEndpoint): LbEndpointJson {
   const fm: { [key: string]: JsonObject } = {};
   if (e.tlsMode === 'istio') fm['envoy.transport_socket_match'] = { tlsMode: 'istio' };
   if (e.workloadName) {
-    fm.istio = { workload: [e.workloadName, e.namespace, canonicalName(e.labels, e.workloadName), canonicalRevision(e.labels), e.clusterId].join(';') };
+    // istiod leaves the default revision out of the compressed label ("latest" → "").
+    const rev = canonicalRevision(e.labels);
+    fm.istio = { workload: [e.workloadName, e.namespace, canonicalName(e.labels, e.workloadName), rev === 'latest' ? '' : rev, e.clusterId].join(';') };
   }
   if (Object.keys(fm).length > 0) ep.metadata = { filterMetadata: fm };
   return ep;
