@@ -170,12 +170,13 @@ export function serviceEntryEndpoints(idx: WorkloadIndex, svc: Service, spec: Se
     const list = out.get(p.name)!;
     const dflt = p.targetPort !== undefined ? Number(p.targetPort) : p.port;
     if (inline.length > 0) {
-      for (const we of inline) {
-        const ep = workloadEntryEndpoint(idx, we, ns, seName, p.name, we.ports?.[p.name] ?? dflt);
-        if (!we.address) continue;
+      inline.forEach((we, i) => {
+        // istiod names an inline endpoint `<entry>-<index>` (unless labelled with a workload name).
+        const ep = workloadEntryEndpoint(idx, we, ns, we.labels?.['service.istio.io/workload-name'] ?? `${seName}-${i}`, p.name, we.ports?.[p.name] ?? dflt);
+        if (!we.address) return;
         ep.isHostname = isDns && !/^[0-9.:]+$/.test(we.address);
         list.push(ep);
-      }
+      });
     } else if (spec.workloadSelector?.labels) {
       const sel = spec.workloadSelector.labels;
       for (const pod of idx.podsByName.values()) {

@@ -184,7 +184,7 @@ export function buildOutboundClusters(push: PushContext, proxy: ProxyView, svc: 
     if (!mc) continue;
     applyPolicy(push, proxy, mc, svc, port, 'outbound', { policy: subsetPolicy, sni: buildDnsSrvSubsetKey('outbound', subset.name, svc.hostname, port.port) });
     const meta = istioMeta(mc.cluster);
-    if (svc.meshExternal) meta.external = true;
+    // istiod marks only the default cluster of a mesh-external service `external` (applyDestinationRule), not its subsets.
     meta.config = destinationRuleConfigPath(dr!.from[0]!.namespace, dr!.from[0]!.name);
     meta.subset = subset.name;
     applyAlpnOverride(mc.cluster, subsetPolicy);

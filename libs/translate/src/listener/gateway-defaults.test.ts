@@ -153,5 +153,16 @@ test('DNS clusters: c-ares udp_max_queries, jitter, refresh rate from the mesh, 
   }
   assert.equal(tlsCluster.metadata.filterMetadata.istio.alpn_override, 'false', 'SIMPLE TLS: the istio.alpn filter keeps the cluster ALPN');
   assert.equal(httpCluster.metadata.filterMetadata.istio.alpn_override, undefined, 'no TLS on port 80');
-  assert.equal(cs.find((c) => c.name === 'outbound|443|plain|api.payments.example.com')!.metadata.filterMetadata.istio.alpn_override, undefined, 'the subset turns TLS off');
+  const plain = cs.find((c) => c.name === 'outbound|443|plain|api.payments.example.com')!.metadata.filterMetadata.istio;
+  assert.equal(plain.alpn_override, undefined, 'the subset turns TLS off');
+  assert.equal(plain.external, undefined, 'istiod marks only the default cluster external');
+  assert.equal(tlsCluster.metadata.filterMetadata.istio.external, true);
+});
+
+test('DNS ServiceEntry inline endpoints are named <entry>-<index> in the load assignment, as istiod names them', () => {
+  const se = istio('ServiceEntry', 'default', 'edges', { hosts: ['api.edge.example.net'], location: 'MESH_EXTERNAL', resolution: 'DNS', ports: [{ number: 443, name: 'tls', protocol: 'TLS' }], endpoints: [{ address: 'edge-1.example.net' }, { address: 'edge-2.example.net', labels: { 'service.istio.io/workload-name': 'edge-two' } }] });
+  const push = pushContext([se]);
+  const c = (buildClusters(push, push.resolveProxy(node('sidecar', {}))) as Json[]).find((x) => x.name === 'outbound|443||api.edge.example.net')!;
+  const names = c.loadAssignment.endpoints.flatMap((g: Json) => g.lbEndpoints.map((e: Json) => [e.endpoint.address.socketAddress.address, e.metadata.filterMetadata.istio.workload]));
+  assert.deepEqual(names, [['edge-1.example.net', 'edges-0;default;edges-0;;Kubernetes'], ['edge-2.example.net', 'edge-two;default;edge-two;;Kubernetes']]);
 });
