@@ -98,8 +98,6 @@ function newCluster(push: PushContext, proxy: ProxyView, name: string, type: Clu
     }
     const llb = lbEndpointsFor(endpoints ?? [], proxy);
     if (llb.length === 0) return undefined;
-    // ServiceEntry endpoints carry no health status in istiod (Envoy's UNKNOWN, routed like HEALTHY); only Kubernetes ones say HEALTHY.
-    if (svc?.attributes.serviceRegistry === 'External') for (const g of llb) for (const e of g.lbEndpoints ?? []) if (e.healthStatus === 'HEALTHY') delete e.healthStatus;
     c.loadAssignment = { clusterName: name, endpoints: llb };
   }
   const mc: MutableCluster = { cluster: c };
