@@ -30,7 +30,7 @@ import { parseProxy } from '@sextant/model';
 import { freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startAgent, type RunningAgent } from './fixtures/agent.js';
 import { clusters, listeners, rdsName } from './fixtures/dump.js';
-import { configDir, istio, namespace, pod, service, strictRatings, workload, type ConfigDir } from './fixtures/mesh.js';
+import { configDir, istio, productpageWithReviews, strictRatings, type ConfigDir } from './fixtures/mesh.js';
 import { createTestIssuer } from './fixtures/secure.js';
 import { debugJson, startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
@@ -88,11 +88,7 @@ describe('stock Istio sidecar: pilot-agent + Envoy served by Sextant', { skip: s
     const ratingsCfg = strictRatings(SNS, port, inbound, ratings.port);
     cfg = configDir({
       'kubernetes.yaml': [
-        namespace(NS),
-        namespace('istio-system'),
-        pod(POD, NS, '127.0.0.1', { app: 'productpage', version: 'v1' }, SA),
-        service('reviews', NS, '10.96.3.13', [{ name: 'http', port }]),
-        ...workload({ svc: 'reviews', namespace: NS, pod: 'reviews-v1-pod', ip: backend.host, labels: { app: 'reviews', version: 'v1' }, ports: [{ name: 'http', port: backend.port }] }),
+        ...productpageWithReviews(NS, POD, SA, port, backend),
         ...ratingsCfg.kubernetes,
       ],
       'istio.yaml': [
