@@ -78,7 +78,7 @@ export function kubeEndpoints(idx: WorkloadIndex, svc: Service, slices: ConfigOb
   if (svc.attributes.serviceType === 'ExternalName' && svc.attributes.externalName) {
     // Envoy resolves the external name itself (STRICT_DNS), as istiod does.
     for (const p of svc.ports) {
-      out.get(p.name)!.push({ ...workloadEntryEndpoint(idx, { address: svc.attributes.externalName }, svc.namespace, '', p.name, p.port), isHostname: true });
+      out.get(p.name)!.push({ ...workloadEntryEndpoint(idx, { address: svc.attributes.externalName }, svc.namespace, '', p.name, p.port), isHostname: true, noHealthStatus: false });
     }
     return out;
   }
@@ -153,6 +153,7 @@ function workloadEntryEndpoint(idx: WorkloadIndex, we: WorkloadEntrySpec, ns: st
     network: we.network ?? '',
     clusterId: idx.clusterId,
     healthStatus: 'HEALTHY',
+    noHealthStatus: true,
     weight: we.weight && we.weight > 0 ? we.weight : 1,
     workloadName: name,
     namespace: ns,

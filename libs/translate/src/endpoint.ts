@@ -18,9 +18,10 @@ function canonicalRevision(labels: Record<string, string>): string {
 export function lbEndpoint(e: IstioEndpoint): LbEndpointJson {
   const ep: LbEndpointJson = {
     endpoint: { address: { socketAddress: { address: e.address, portValue: e.endpointPort } } },
-    healthStatus: e.healthStatus === 'HEALTHY' ? 'HEALTHY' : e.healthStatus,
     loadBalancingWeight: e.weight > 0 ? e.weight : 1,
   };
+  // WorkloadEntry and ServiceEntry endpoints carry no status in istiod (UNKNOWN, routed like HEALTHY).
+  if (!e.noHealthStatus) ep.healthStatus = e.healthStatus;
   const fm: { [key: string]: JsonObject } = {};
   if (e.tlsMode === 'istio') fm['envoy.transport_socket_match'] = { tlsMode: 'istio' };
   if (e.workloadName) {
