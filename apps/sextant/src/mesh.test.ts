@@ -297,3 +297,47 @@ test('EnvoyFilters that select by proxy metadata or targetRefs split the class: 
   assert.equal(hasGold(plain), false);
   assert.notEqual(g[TypeUrl.Listener]!.generate(plain, watch(TypeUrl.Listener), req), g[TypeUrl.Listener]!.generate(gold, watch(TypeUrl.Listener), req));
 });
+
+test('a headless Service: each pod an outbound listener; its endpoint change pushes listeners, clusters and name tables from the endpoint path to the proxies that see it; its own pods do not share listeners', () => {
+  const pod = (name: string, ip: string) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default', labels: { app: 'db' } }, spec: { serviceAccountName: 'db', containers: [{ name: 'db', image: 'x' }] }, status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } });
+  const slice = (ips: string[]) => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: 'db-x', namespace: 'default', labels: { 'kubernetes.io/service-name': 'db' } },
+    addressType: 'IPv4',
+    ports: [{ name: 'tcp-pg', port: 5432 }],
+    endpoints: ips.map((ip, i) => ({ addresses: [ip], conditions: { ready: true }, targetRef: { kind: 'Pod', name: `db-${i}`, namespace: 'default' } })),
+  });
+  const all = [
+    ...docs(),
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'db', namespace: 'default' }, spec: { clusterIP: 'None', selector: { app: 'db' }, ports: [{ name: 'tcp-pg', port: 5432 }] } },
+    pod('db-0', '10.244.1.50'),
+    pod('db-1', '10.244.1.51'),
+    slice(['10.244.1.50']),
+  ];
+  const objs = validated(all);
+  const isEndpoint = (o: ConfigObject) => isEndpointKind(o.kind);
+  const index = new EndpointIndex({ trustDomain: 'cluster.local' });
+  index.apply(objs.filter(isEndpoint).map((o) => ({ key: objectKey(o), object: o })));
+  const ctx = PushContext.build(objs.filter((o) => !isEndpoint(o)), { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1', endpointIndex: index });
+  const gens = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
+  const g = gens.generators(TYPES);
+  const listeners = (p: XdsProxy) => [...g[TypeUrl.Listener]!.generate(p, watch(TypeUrl.Listener), req).keys()].filter((n) => n.endsWith('_5432')).sort();
+  const db0 = proxy(node('10.244.1.50', 'db-0'), 10);
+  const db1 = proxy(node('10.244.1.51', 'db-1'), 11);
+  assert.deepEqual(listeners(productpage), ['10.244.1.50_5432']);
+  assert.deepEqual(listeners(other), []);
+
+  const update = index.apply(validated([slice(['10.244.1.50', '10.244.1.51'])]).map((o) => ({ key: objectKey(o), object: o })));
+  assert.deepEqual([...update.services], [['default/db.default.svc.cluster.local', 'headless']]);
+  const scopes = endpointScopes(ctx, new Set(update.services.keys()), update.proxyAddresses, gens);
+  const headless = scopes.find((s) => s.full && s.types?.has(TypeUrl.Listener) && s.affects?.(productpage));
+  assert.ok(headless, 'a listener push to the proxies that see the service');
+  assert.deepEqual([...headless.types!].sort(), [TypeUrl.Cluster, TypeUrl.Listener, 'type.googleapis.com/istio.networking.nds.v1.NameTable'].sort());
+  assert.equal(headless.affects!(other), false, 'a proxy whose Sidecar hides the service is not pushed');
+  for (const s of scopes) gens.advance(pushRequest(s.full ? 'v1' : 'v1/eds1', [], s, Date.now())!);
+  assert.deepEqual(listeners(productpage), ['10.244.1.50_5432', '10.244.1.51_5432']);
+  // Two pods of the Service (one class otherwise): each without a listener for its own address.
+  assert.deepEqual(listeners(db0), ['10.244.1.51_5432']);
+  assert.deepEqual(listeners(db1), ['10.244.1.50_5432']);
+});

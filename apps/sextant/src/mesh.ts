@@ -47,9 +47,11 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
     // exchange); listeners also the labels and metadata istiod's tracing tags name.
     const telemetry = typeUrl === TypeUrl.Listener ? telemetryKeyFor(ctx, view) : istioFilterSupportKey(view);
     // Outbound clusters and listeners read the proxy's class only; inbound ones (below) its own services too.
-    if (layer === OUTBOUND) return `${base}|${telemetry}`;
+    // A pod of a headless Service gets no outbound listener of its own address (istiod): its listeners are its own.
+    const self = typeUrl === TypeUrl.Listener ? headlessSelf(view, ctx) : '';
+    if (layer === OUTBOUND) return `${base}|${telemetry}|${self}`;
     // Inbound clusters and listeners follow the proxy's own service instances (found by IP).
-    if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.Listener) return `${base}|${instanceKey(view, ctx)}|${telemetry}`;
+    if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.Listener) return `${base}|${instanceKey(view, ctx)}|${telemetry}|${self}`;
     return undefined;
   }
 
@@ -270,6 +272,11 @@ function envoyFilterKey(v: ProxyView, ctx: PushContext): string {
 
 const filterKeys = new WeakMap<PushContext, WeakMap<ProxyView, string>>();
 
+/** The proxy's first address when it is an endpoint of a Passthrough (headless) service, else ''. */
+function headlessSelf(v: ProxyView, ctx: PushContext): string {
+  return ctx.serviceInstancesForProxy(v).some((si) => si.service.resolution === 'Passthrough') ? (v.ipAddresses[0] ?? '') : '';
+}
+
 /** The proxy's own service instances, as inbound clusters and listeners read them (ports, not addresses). */
 function instanceKey(v: ProxyView, ctx: PushContext): string {
   const parts = new Set<string>();
@@ -416,9 +423,22 @@ export function meshScope(previous: PushContext, next: PushContext & Pick<PushCo
   return { full: true, types, resources, affects: (proxy) => dependsOn(gens.view(proxy, next), previous, next, changed, root) };
 }
 
+/** The hostnames of the services (`namespace/hostname` keys) that are Passthrough (headless) in `ctx`. */
+function headlessServices(ctx: PushContext, keys: ReadonlySet<string>): Set<string> {
+  const out = new Set<string>();
+  for (const key of keys) {
+    const slash = key.indexOf('/');
+    const hostname = key.slice(slash + 1);
+    if (ctx.servicesInNamespace(key.slice(0, slash)).some((s) => s.hostname === hostname && s.resolution === 'Passthrough')) out.add(hostname);
+  }
+  return out;
+}
+
 /**
  * The endpoint path (no context built): EDS for the clusters of the services
- * whose endpoints changed in place, to the streams that watch them; and for
+ * whose endpoints changed in place, to the streams that watch them; for
+ * headless services also clusters, listeners and name tables, to the proxies
+ * that see them (istiod's full push on a headless endpoint change); and for
  * workloads whose own view changed (labels, identity, the services they
  * serve), their proxies' clusters, listeners and routes again (class caches
  * keep what other proxies share: a changed proxy lands in another class).
@@ -426,6 +446,23 @@ export function meshScope(previous: PushContext, next: PushContext & Pick<PushCo
 export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, addresses: ReadonlySet<string>, gens: ClassGenerators<PushContext, ProxyView>): PushScope[] {
   const out: PushScope[] = [];
   if (services.size > 0) out.push({ full: false, edsClusters: edsClustersFor(services, ctx) });
+  const headless = headlessServices(ctx, services);
+  if (headless.size > 0) {
+    // istiod's HeadlessEndpointUpdate: the pods of a Passthrough service are per-pod listeners, auto-mTLS
+    // (every endpoint in the mesh or not) and name-table entries, to every proxy that sees the service.
+    const types = [TypeUrl.Cluster, TypeUrl.Listener, NDS_TYPE_URL];
+    out.push({
+      full: true,
+      types: new Set(types),
+      // Of the (shared, outbound) clusters only the services' own are rebuilt.
+      resources: new Map([[TypeUrl.Cluster, (name: string) => headless.has(name.slice(name.lastIndexOf('|') + 1))]]),
+      affects: (proxy) => {
+        const scope = ctx.sidecarScope(gens.view(proxy, ctx));
+        for (const h of headless) if (scope.hasService(h)) return true;
+        return false;
+      },
+    });
+  }
   if (addresses.size > 0) {
     const types = [TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration];
     out.push({

@@ -167,44 +167,44 @@ export function inboundListenerFilters(chains: FilterChainJson[], bindToPort: bo
 
 export function virtualInbound(push: PushContext, proxy: ProxyView, hook: InboundTlsHook, ports: InboundPort[]): ListenerJson {
   const filterChains: FilterChainJson[] = [
-      // Traffic addressed to 15006 itself would loop: drop it.
-      { name: 'virtualInbound-blackhole', filterChainMatch: { destinationPort: 15006 }, filters: [tcpProxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)] },
-      ...inboundChains(push, proxy, ports, hook),
-      // Ports no Service declares: PeerAuthentication's mode (and port-level modes), as istiod's passthrough chains.
-      ...passthroughChains(
-        push,
-        proxy,
-        new Set(ports.map((p) => p.port)),
+    // Traffic addressed to 15006 itself would loop: drop it.
+    { name: 'virtualInbound-blackhole', filterChainMatch: { destinationPort: 15006 }, filters: [tcpProxy(BLACKHOLE_CLUSTER, BLACKHOLE_CLUSTER)] },
+    ...inboundChains(push, proxy, ports, hook),
+    // Ports no Service declares: PeerAuthentication's mode (and port-level modes), as istiod's passthrough chains.
+    ...passthroughChains(
+      push,
+      proxy,
+      new Set(ports.map((p) => p.port)),
+      {
+        http: () => [
         {
-          http: () => [
-          {
-            name: 'envoy.filters.network.http_connection_manager',
-            typedConfig: anyOf(TYPE.hcm, {
-              statPrefix: INBOUND_PASSTHROUGH_CLUSTER,
-              routeConfig: {
-                name: INBOUND_PASSTHROUGH_CLUSTER,
-                validateClusters: false,
-                virtualHosts: [
-                  {
-                    name: `inbound|http|0`,
-                    domains: ['*'],
-                    routes: [inboundRoute(INBOUND_PASSTHROUGH_CLUSTER, ':0/*', false)],
-                  },
-                ],
-              },
-              httpFilters: [...securityHttpFilters(push, proxy), ...httpFilters()],
-              ...inboundHcmDefaults(push.mesh),
-              // As on the port chains: the peer's identity reaches the application.
-              forwardClientCertDetails: 'APPEND_FORWARD',
-              setCurrentClientCertDetails: { subject: true, dns: true, uri: true },
-            }),
-          },
-          ],
-          tcp: () => [...securityNetworkFilters(push, proxy), tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+          name: 'envoy.filters.network.http_connection_manager',
+          typedConfig: anyOf(TYPE.hcm, {
+            statPrefix: INBOUND_PASSTHROUGH_CLUSTER,
+            routeConfig: {
+              name: INBOUND_PASSTHROUGH_CLUSTER,
+              validateClusters: false,
+              virtualHosts: [
+                {
+                  name: `inbound|http|0`,
+                  domains: ['*'],
+                  routes: [inboundRoute(INBOUND_PASSTHROUGH_CLUSTER, ':0/*', false)],
+                },
+              ],
+            },
+            httpFilters: [...securityHttpFilters(push, proxy), ...httpFilters()],
+            ...inboundHcmDefaults(push.mesh),
+            // As on the port chains: the peer's identity reaches the application.
+            forwardClientCertDetails: 'APPEND_FORWARD',
+            setCurrentClientCertDetails: { subject: true, dns: true, uri: true },
+          }),
         },
-        // MOSN's listener conversion has no TLS-matched passthrough chains.
-        hook === mtlsInbound && !isMosnProxy(proxy),
-      ),
+        ],
+        tcp: () => [...securityNetworkFilters(push, proxy), tcpProxy(INBOUND_PASSTHROUGH_CLUSTER, INBOUND_PASSTHROUGH_CLUSTER)],
+      },
+      // MOSN's listener conversion has no TLS-matched passthrough chains.
+      hook === mtlsInbound && !isMosnProxy(proxy),
+    ),
   ];
   // No use_original_dst (as istiod): the original_dst listener filter restores the destination the chains match on.
   return {

@@ -44,11 +44,11 @@ const objects = (extra: Json[]) => [
 const pa = (name: string, spec: Json) => ({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name, namespace: 'shop' }, spec });
 const ap = (name: string, spec: Json) => ({ apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name, namespace: 'shop' }, spec });
 
-function virtualInbound(extra: Json[], opts: { plaintext?: boolean } = {}): Json {
+function virtualInbound(extra: Json[], opts: { plaintext?: boolean; metadata?: Json } = {}): Json {
   const { objects: objs, issues } = parseObjects(objects(extra));
   assert.deepEqual(issues, []);
   const push = PushContext.build(objs, { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 't' });
-  const proxy = push.resolveProxy(parseProxy('sidecar~10.1.0.5~web-0.shop~shop.svc.cluster.local', { LABELS: { app: 'web' } }));
+  const proxy = push.resolveProxy(parseProxy('sidecar~10.1.0.5~web-0.shop~shop.svc.cluster.local', { LABELS: { app: 'web' }, ...(opts.metadata ?? {}) }));
   const ls = buildListeners(push, proxy, opts.plaintext ? { inboundTls: plaintextInbound } : {}) as Json[];
   for (const l of ls) encodeJson(TypeUrl.Listener, l);
   return ls.find((l) => l.name === 'virtualInbound')!;
@@ -88,6 +88,8 @@ test('a sniffed port follows its PeerAuthentication mode: STRICT is mTLS only, a
   assert.deepEqual(portChains(disabled, 9090).map(shape), ['http raw_buffer http/1.1,h2c', 'tcp raw_buffer -']);
   // Inbound TLS off (plaintextInbound): plaintext HTTP by ALPN, the rest TCP.
   assert.deepEqual(portChains(virtualInbound([], { plaintext: true }), 9090).map(shape), ['http - http/1.1,h2c', 'tcp - -']);
+  // MOSN serves one chain per port: a sniffed port keeps its TCP chains there.
+  assert.ok(portChains(virtualInbound([], { metadata: { SEXTANT_DATA_PLANE: 'mosn' } }), 9090).every((c) => shape(c).startsWith('tcp ')));
 });
 
 test('inspectors per port as istiod derives them: STRICT with a plaintext sniffed port turns the TLS inspector off there and the HTTP inspector on only there', () => {
