@@ -78,7 +78,7 @@ export function kubeEndpoints(idx: WorkloadIndex, svc: Service, slices: ConfigOb
   if (svc.attributes.serviceType === 'ExternalName' && svc.attributes.externalName) {
     // Envoy resolves the external name itself (STRICT_DNS), as istiod does.
     for (const p of svc.ports) {
-      out.get(p.name)!.push({ ...workloadEntryEndpoint(idx, { address: svc.attributes.externalName }, svc.namespace, '', p.name, p.port), isHostname: true });
+      out.get(p.name)!.push({ ...workloadEntryEndpoint(idx, { address: svc.attributes.externalName }, svc.namespace, '', p.name, p.port), isHostname: true, healthStatus: 'HEALTHY' });
     }
     return out;
   }
@@ -122,7 +122,7 @@ export function kubeEndpoints(idx: WorkloadIndex, svc: Service, slices: ConfigOb
       if (!spec.address || !selectorMatches(selector, spec.labels)) continue;
       for (const p of svc.ports) {
         const port = spec.ports?.[p.name] ?? resolveTargetPort(undefined, p.targetPort, p.port);
-        out.get(p.name)!.push(workloadEntryEndpoint(idx, spec, we.metadata.namespace ?? 'default', we.metadata.name, p.name, port));
+        out.get(p.name)!.push(workloadEntryEndpoint(idx, spec, we.metadata.namespace ?? 'default', workloadEntryName(we), p.name, port));
       }
     }
   }
@@ -140,6 +140,11 @@ function workloadEntryTlsMode(we: WorkloadEntrySpec): 'istio' | 'disabled' {
   return we.serviceAccount ? 'istio' : 'disabled';
 }
 
+/** A WorkloadEntry's workload name as istiod's WorkloadNameFromWorkloadEntry: its auto-registration group, its workload-name label, its name. */
+function workloadEntryName(we: { metadata: { name: string; annotations?: Record<string, string> | null; labels?: Record<string, string> | null } }): string {
+  return we.metadata.annotations?.['istio.io/autoRegistrationGroup'] ?? we.metadata.labels?.['service.istio.io/workload-name'] ?? we.metadata.name;
+}
+
 function workloadEntryEndpoint(idx: WorkloadIndex, we: WorkloadEntrySpec, ns: string, name: string, portName: string, port: number): IstioEndpoint {
   const labels = { ...(we.labels ?? {}) };
   return {
@@ -152,7 +157,8 @@ function workloadEntryEndpoint(idx: WorkloadIndex, we: WorkloadEntrySpec, ns: st
     tlsMode: workloadEntryTlsMode(we),
     network: we.network ?? '',
     clusterId: idx.clusterId,
-    healthStatus: 'HEALTHY',
+    // istiod leaves WorkloadEntry and ServiceEntry endpoints without a health status (UNKNOWN).
+    healthStatus: 'UNKNOWN',
     weight: we.weight && we.weight > 0 ? we.weight : 1,
     workloadName: name,
     namespace: ns,
@@ -170,8 +176,9 @@ export function serviceEntryEndpoints(idx: WorkloadIndex, svc: Service, spec: Se
     const list = out.get(p.name)!;
     const dflt = p.targetPort !== undefined ? Number(p.targetPort) : p.port;
     if (inline.length > 0) {
-      for (const we of inline) {
-        const ep = workloadEntryEndpoint(idx, we, ns, seName, p.name, we.ports?.[p.name] ?? dflt);
+      for (const [i, we] of inline.entries()) {
+        // istiod names an inline endpoint's workload `<ServiceEntry name>-<index>`.
+        const ep = workloadEntryEndpoint(idx, we, ns, `${seName}-${i}`, p.name, we.ports?.[p.name] ?? dflt);
         if (!we.address) continue;
         ep.isHostname = isDns && !/^[0-9.:]+$/.test(we.address);
         list.push(ep);
@@ -202,11 +209,12 @@ export function serviceEntryEndpoints(idx: WorkloadIndex, svc: Service, spec: Se
       for (const we of idx.workloadEntries) {
         const weSpec = we.body.spec ?? {};
         if ((we.metadata.namespace ?? 'default') !== ns || !weSpec.address || !selectorMatches(sel, weSpec.labels)) continue;
-        list.push(workloadEntryEndpoint(idx, weSpec, ns, we.metadata.name, p.name, weSpec.ports?.[p.name] ?? dflt));
+        list.push(workloadEntryEndpoint(idx, weSpec, ns, workloadEntryName(we), p.name, weSpec.ports?.[p.name] ?? dflt));
       }
     } else if (isDns && !svc.hostname.startsWith('*')) {
       // No endpoints: Envoy resolves the host itself.
-      list.push({ ...workloadEntryEndpoint(idx, { address: svc.hostname }, ns, seName, p.name, dflt), isHostname: true, workloadName: '' });
+      // The workload is the ServiceEntry itself (istiod's hostnameToServiceInstance).
+      list.push({ ...workloadEntryEndpoint(idx, { address: svc.hostname }, ns, seName, p.name, dflt), isHostname: true });
     }
   }
   return out;

@@ -152,7 +152,8 @@ export interface Locality {
   subzone: string;
 }
 
-export type HealthStatus = 'HEALTHY' | 'UNHEALTHY' | 'DRAINING';
+/** UNKNOWN: no health information (ServiceEntry and WorkloadEntry endpoints, istiod's zero value); sent like HEALTHY. */
+export type HealthStatus = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY' | 'DRAINING';
 
 /** One endpoint of one service port (istiod's IstioEndpoint). */
 export interface IstioEndpoint {
