@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 tier=${1:-all}
 files=()
 if [[ $tier == all || $tier == unit ]]; then
-  while IFS= read -r f; do files+=("$f"); done < <(find libs/*/dist apps/*/dist -name '*.test.js' 2>/dev/null | sort)
+  while IFS= read -r f; do files+=("$f"); done < <(find libs/*/dist apps/*/dist bench/dist -name '*.test.js' 2>/dev/null | sort)
 fi
 if [[ $tier == all || $tier == e2e ]]; then
   while IFS= read -r f; do files+=("$f"); done < <(find e2e/dist -name '*.test.js' 2>/dev/null | sort)

@@ -37,6 +37,7 @@ import {
   toBinary,
   type JsonValue,
 } from '@sextant/envoy';
+import { Deframer, frame, retryDelay } from './istiod-wire.js';
 
 export interface ClientSpec {
   nodeId: string;
@@ -132,39 +133,6 @@ function rdsNames(listener: Uint8Array, out: Set<string>): void {
   });
 }
 
-// --- gRPC framing ---
-
-function frame(msg: Uint8Array): Buffer {
-  const b = Buffer.allocUnsafe(5 + msg.length);
-  b[0] = 0;
-  b.writeUInt32BE(msg.length, 1);
-  b.set(msg, 5);
-  return b;
-}
-
-class Deframer {
-  private chunks: Buffer[] = [];
-  private have = 0;
-  constructor(private readonly onMessage: (m: Buffer) => void) {}
-  push(chunk: Buffer): void {
-    this.chunks.push(chunk);
-    this.have += chunk.length;
-    for (;;) {
-      if (this.have < 5) return;
-      let buf = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
-      const len = buf.readUInt32BE(1);
-      if (this.have < 5 + len) {
-        this.chunks = [buf];
-        return;
-      }
-      this.onMessage(buf.subarray(5, 5 + len));
-      buf = buf.subarray(5 + len);
-      this.chunks = buf.length ? [buf] : [];
-      this.have = buf.length;
-    }
-  }
-}
-
 // --- watches: record responses carrying one resource, per client ---
 
 interface Watch {
@@ -213,18 +181,29 @@ class Client {
    * (500 ms base, 30 s cap), and subscribes afresh.
    */
   private openStream(): void {
+    if (closing) return;
     if (!this.session || this.session.destroyed || this.session.closed) {
       const s = http2.connect(`http://${this.address}`, { settings: { initialWindowSize: 16 * 1024 * 1024 } });
       this.session = s;
       s.on('connect', () => s.setLocalWindowSize(64 * 1024 * 1024));
-      s.on('error', (err) => errors.push(`client ${this.index}: ${err.message}`));
+      s.on('error', (err) => this.note(`session: ${err.message}`));
+      s.on('goaway', (code) => this.note(`GOAWAY ${code}`));
     }
-    const req = this.session.request({
-      ':method': 'POST',
-      ':path': '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources',
-      'content-type': 'application/grpc',
-      te: 'trailers',
-    });
+    let req: http2.ClientHttp2Stream;
+    try {
+      req = this.session.request({
+        ':method': 'POST',
+        ':path': '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources',
+        'content-type': 'application/grpc',
+        te: 'trailers',
+      });
+    } catch (err) {
+      // The session went away (GOAWAY) between the check above and here: a new connection next time.
+      this.note(`request: ${(err as Error).message}`);
+      this.session.destroy();
+      this.retry();
+      return;
+    }
     this.stream = req;
     this.subscribed.set(TypeUrl.ClusterLoadAssignment, new Set());
     this.subscribed.set(TypeUrl.RouteConfiguration, new Set());
@@ -233,21 +212,49 @@ class Client {
     this.ldsRequested = false;
     this.got.clear();
     const deframer = new Deframer((m) => this.onResponse(m));
+    const status = (h: http2.IncomingHttpHeaders) => {
+      if (h['grpc-status'] !== undefined && h['grpc-status'] !== '0') this.note(`grpc-status ${String(h['grpc-status'])}: ${decodeURIComponent(String(h['grpc-message'] ?? ''))}`);
+    };
+    req.on('response', status); // trailers-only: istiod's rate limit answers this way
+    req.on('trailers', status);
     req.on('data', (chunk: Buffer) => {
       totalBytes += chunk.length;
       lastByteAt = now();
       this.backoffMs = 0;
       deframer.push(chunk);
     });
-    req.on('error', () => undefined);
+    req.on('error', (err) => this.note(`stream: ${err.message}`));
     req.on('close', () => {
       if (closing || this.stream !== req) return;
+      if (req.rstCode) this.note(`RST_STREAM ${req.rstCode}`);
       reconnects++;
-      this.backoffMs = Math.min(30_000, this.backoffMs ? this.backoffMs * 2 : 500);
-      setTimeout(() => this.openStream(), this.backoffMs * (0.5 + Math.random() / 2));
+      this.reopened++;
+      this.retry();
     });
     // Envoy's first request carries the node; CDS is wildcard.
     this.send({ typeUrl: TypeUrl.Cluster, node: true });
+  }
+
+  /** Opens the stream again after Envoy's backoff (istio-wire.ts retryDelay). */
+  private retry(): void {
+    const { nextMs, delayMs } = retryDelay(this.backoffMs);
+    this.backoffMs = nextMs;
+    setTimeout(() => this.openStream(), delayMs);
+  }
+
+  /** Times this client's stream was ended and opened again. */
+  reopened = 0;
+  /** The last reasons the stream or connection ended (diagnostics for clients that never complete). */
+  readonly reasons: string[] = [];
+  private note(reason: string): void {
+    errors.push(`client ${this.index}: ${reason}`);
+    if (this.reasons.length >= 5) this.reasons.shift();
+    this.reasons.push(reason);
+  }
+
+  /** What an incomplete client has: types received on its current stream, resubscriptions, why its streams ended. */
+  describe(): string {
+    return `client ${this.index} (${this.spec.nodeId}): has ${[...this.got].map((t) => t.slice(t.lastIndexOf('.') + 1)).join(',') || 'nothing'}, EDS ${this.subscribed.get(TypeUrl.ClusterLoadAssignment)!.size} names, reopened ${this.reopened}×${this.reasons.length ? `, last: ${this.reasons.join('; ')}` : ''}`;
   }
 
   get nodeId(): string {
@@ -357,7 +364,7 @@ function open(m: Extract<Msg, { op: 'open' }>): Promise<{ readyMs: number[]; fai
       clearTimeout(timer);
       resolve({
         readyMs: clients.filter((c) => c.readyAt !== undefined).map((c) => c.readyAt! - t0),
-        failed: clients.filter((c) => c.readyAt === undefined).map((c) => `client ${c.index} (${c.nodeId})`),
+        failed: clients.filter((c) => c.readyAt === undefined).map((c) => c.describe()),
       });
     };
     const timer = setTimeout(finish, m.timeoutMs);

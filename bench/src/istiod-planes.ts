@@ -44,7 +44,16 @@ export interface RunningPlane {
   xdsAddress: string;
   /** Spawn → the control plane's own /ready answers 200. */
   readyMs: number;
+  /** Its last warnings and errors, and how many times it turned a stream away for its request rate limit (diagnostics for a cold connect that did not complete). */
+  warnings(): string;
   stop(): Promise<void>;
+}
+
+/** The last warning/error lines of a control plane's output, and its count of rate-limited streams (istiod: "exceeded rate limit"). */
+export function warningSummary(lines: string[]): string {
+  const rateLimited = lines.filter((l) => l.includes('exceeded rate limit')).length;
+  const warn = lines.filter((l) => /\b(warn|error)\b|"level":(40|50)/i.test(l) && !l.includes('exceeded rate limit')).slice(-6);
+  return [`streams turned away by the request rate limit: ${rateLimited}`, ...warn.map((l) => l.slice(0, 400))].join('\n');
 }
 
 /** The CPU list to pin a control plane to: the first CORES cores. */
@@ -75,6 +84,7 @@ export async function startPlane(name: PlaneName, kubeconfig: string, cores: num
       pid: s.process.pid!,
       xdsAddress: s.xdsAddress,
       readyMs: Date.now() - t0,
+      warnings: () => warningSummary(s.logs.map((l) => JSON.stringify(l))),
       stop: async () => {
         await s.stop(20_000);
       },
@@ -88,6 +98,7 @@ export async function startPlane(name: PlaneName, kubeconfig: string, cores: num
     pid: i.process.pid!,
     xdsAddress: i.grpcAddress,
     readyMs: Date.now() - t0,
+    warnings: () => warningSummary(i.output().split('\n')),
     stop: async () => {
       await i.stop(20_000);
     },

@@ -30,7 +30,7 @@
  * report as JSON too).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { istiodShareFile, startCluster, waitForCrdsEstablished, kubectl, type Cluster } from '@sextant/e2e';
@@ -220,6 +220,8 @@ export interface PlaneRun {
   connectMs: number;
   connectCpuSeconds: number;
   connectFailed: number;
+  /** Clients that never completed the cold connect (first 10): what each had and why its streams ended. */
+  connectFailures: string[];
   /** Streams the control plane ended (e.g. istiod's request rate limit) that clients opened again, over the whole run. */
   reconnects: number;
   changes: ChangeFigures[];
@@ -238,8 +240,33 @@ async function cpuQuiet(pid: number, maxMs: number): Promise<void> {
   }
 }
 
+/**
+ * ISTIOD_BENCH_HEAP_PROFILE=<dir>: with the daemon started under
+ * bench/scripts/heap-profile.mjs (ISTIOD_BENCH_SEXTANT_NODE_OPTIONS) and
+ * HEAP_PROFILE_DIR=<dir>, asks a Sextant plane for its live heap by allocation
+ * site once the N proxies are connected (SIGUSR2), and waits for it (at most 5 min).
+ */
+async function heapProfile(plane: RunningPlane, log: (l: string) => void): Promise<void> {
+  const dir = process.env.ISTIOD_BENCH_HEAP_PROFILE;
+  if (!dir || !plane.name.startsWith('sextant')) return;
+  const had = new Set(existsSync(dir) ? readdirSync(dir) : []);
+  process.kill(plane.pid, 'SIGUSR2');
+  const end = Date.now() + 300_000;
+  while (Date.now() < end) {
+    const fresh = (existsSync(dir) ? readdirSync(dir) : []).filter((f) => f.endsWith('.heapprofile') && !had.has(f));
+    if (fresh.length) {
+      log(`  heap profile: ${dir}/${fresh[0]}`);
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 1000));
+  }
+  log(`  heap profile: none written within 5 min (is the daemon running under bench/scripts/heap-profile.mjs?)`);
+}
+
 /** A change not seen by a client within this long counts as not delivered to it (ISTIOD_BENCH_TIMEOUT, seconds). */
 const deliveryTimeoutMs = Number(process.env.ISTIOD_BENCH_TIMEOUT ?? 180) * 1000;
+/** How long the cold connect of N may take before the clients still incomplete are reported (ISTIOD_BENCH_CONNECT_TIMEOUT, seconds). */
+const connectTimeoutMs = Number(process.env.ISTIOD_BENCH_CONNECT_TIMEOUT ?? 600) * 1000;
 
 let markerSeq = 0;
 const marker = () => String(++markerSeq).padStart(6, '0');
@@ -384,19 +411,26 @@ async function measurePlane(
     await cpuQuiet(plane.pid, 60_000);
     const idle = memory(plane.pid);
     const cpu0 = cpuSeconds(plane.pid);
-    const opened = await clients.ask({ op: 'open', address: plane.xdsAddress, clients: proxies, timeoutMs: 600_000 }, 660_000);
+    const opened = await clients.ask({ op: 'open', address: plane.xdsAddress, clients: proxies, timeoutMs: connectTimeoutMs }, connectTimeoutMs + 60_000);
     const readyMs = opened['readyMs'] as number[];
     const failed = (opened['failed'] as string[]).length;
     const connectMs = failed ? NaN : Math.max(...readyMs);
     const connectCpu = cpuSeconds(plane.pid) - cpu0;
     await cpuQuiet(plane.pid, 60_000);
     const withN = memory(plane.pid);
+    await heapProfile(plane, opts.log);
+    const failures = (opened['failed'] as string[]).slice(0, 10);
     opts.log(`${name} [${scope}, N=${n}, run ${run}]: ready ${plane.readyMs} ms, RSS idle ${round(idle.rssMB)} MB, with N ${round(withN.rssMB)} MB, connect ${round(connectMs)} ms${failed ? ` (${failed} clients never complete)` : ''}`);
+    for (const f of failures) opts.log(`  incomplete: ${f}`);
+    if (failed) opts.log(`  ${name}'s log: ${plane.warnings().replace(/\n/g, '\n    ')}`);
     const changes: ChangeFigures[] = [];
-    const targets = endpointTargets(size, opts.changes);
-    for (const t of targets) changes.push(await endpointChange(kube, clients, plane, n, size, t));
-    for (let c = 0; c < opts.changes; c++) changes.push(await virtualServiceChange(kube, clients, plane, n));
-    for (let c = 0; c < opts.changes; c++) changes.push(await destinationRuleChange(kube, clients, plane, n));
+    // Changes are timed to every client: with some never connected each would only wait out the timeout, so they are not measured.
+    if (!failed) {
+      const targets = endpointTargets(size, opts.changes);
+      for (const t of targets) changes.push(await endpointChange(kube, clients, plane, n, size, t));
+      for (let c = 0; c < opts.changes; c++) changes.push(await virtualServiceChange(kube, clients, plane, n));
+      for (let c = 0; c < opts.changes; c++) changes.push(await destinationRuleChange(kube, clients, plane, n));
+    }
     for (const c of changes) opts.log(`  ${c.kind}: all ${c.allMs} ms (p50 ${c.p50Ms}, p99 ${c.p99Ms}${c.writeToSeenMs !== undefined ? `, write→seen ${c.writeToSeenMs}, seen→all ${c.seenToAllMs}` : ''}), ${c.cpuSeconds} CPU s, ${round(c.bytes / 1e6, 2)} MB${c.undelivered ? `, ${c.undelivered} UNDELIVERED` : ''}`);
     const peak = memory(plane.pid);
     const stats = await clients.ask({ op: 'stats' });
@@ -413,6 +447,7 @@ async function measurePlane(
       connectMs: round(connectMs),
       connectCpuSeconds: round(connectCpu, 2),
       connectFailed: failed,
+      connectFailures: failures,
       reconnects: Number(stats['reconnects']),
       changes,
       clientErrors: stats['errors'] as string[],
@@ -520,6 +555,12 @@ function toMarkdown(r: Omit<IstiodBenchReport, 'markdown'>): string {
       const rt = ratio ? planes.sextant![k]! / planes.istiod![k]! : NaN;
       out.push(`| ${name} | ${vals.map((v) => (Number.isFinite(v) ? fmt(v) : '—')).join(' | ')}${ratio ? ` | ${k === 'undelivered' || !Number.isFinite(rt) ? '' : `${round(rt, 2)}×`} |` : ' |'}`);
     }
+    out.push('');
+  }
+  const incomplete = r.runs.filter((x) => x.connectFailed > 0);
+  if (incomplete.length) {
+    out.push('Cold connects that did not complete (RSS figures kept; changes not measured, since each would only wait out the delivery timeout):', '');
+    for (const x of incomplete) out.push(`- ${x.plane}, ${x.scope}, N = ${x.proxies}, run ${x.run}: ${x.connectFailed} of ${x.proxies} clients incomplete after the connect timeout; e.g. ${x.connectFailures[0] ?? ''}`);
     out.push('');
   }
   if (r.failures.length) {

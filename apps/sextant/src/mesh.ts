@@ -1,7 +1,7 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { configKeysOf, edsClustersFor, hostMatches, proxyDependsOn, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
-import { buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, generateForProxy, generatorFor, inboundPorts, istioFilterSupportKey, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
+import { buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, gatewayHcmKey, generateForProxy, generatorFor, inboundPorts, istioFilterSupportKey, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
 import type { BuildPart, BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, TypeLayer, XdsProxy } from '@sextant/xds';
 
 /**
@@ -230,7 +230,9 @@ function computeClassKey(v: ProxyView, ctx: PushContext): string {
     .map((k) => [k, v.labels[k]]);
   const agentless = v.metadata.raw['SEXTANT_AGENTLESS'] ?? v.metadata.raw['ISTIO_META_SEXTANT_AGENTLESS'] ?? null;
   const dataPlane = isMosnProxy(v) ? ['mosn', mosnSdsPath(v)] : null;
-  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterKey(v, ctx)]);
+  // Gateways: what their HCMs read of the node (HTTP10, IDLE_TIMEOUT, ProxyConfig proxyHeaders and gatewayTopology).
+  const gatewayHcm = gatewayHcmKey(ctx, v);
+  return JSON.stringify([v.type, v.generator, v.namespace, v.dnsDomain, labels, v.interceptionMode, v.istioVersion, v.clusterId, v.network, family, agentless, dataPlane, envoyFilterKey(v, ctx), gatewayHcm]);
 }
 
 /** The EnvoyFilter patches that select a proxy, as a key; once per view and context (class key and CDS layers both ask). */

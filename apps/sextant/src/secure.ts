@@ -25,7 +25,7 @@ import {
 import { ResourceEncoder, TypeUrl, type EncodedResource } from '@sextant/envoy';
 import type { StoreView } from '@sextant/sources';
 import { splitNodeId } from '@sextant/api';
-import type { DiscoveryServer, ResourceGenerator, XdsProxy } from '@sextant/xds';
+import type { AdsListener, DiscoveryServer, ResourceGenerator, XdsProxy } from '@sextant/xds';
 import type { DiscoveryConfig } from './flags.js';
 
 export interface SecureServices {
@@ -193,6 +193,7 @@ export async function startSecureServices(
   let webhook: { close(): Promise<void> } | undefined;
   let renewTimer: NodeJS.Timeout | undefined;
   let unwatchCa: (() => void) | undefined;
+  let tlsListener: AdsListener | undefined;
   return {
     ca,
     authenticators,
@@ -219,9 +220,9 @@ export async function startSecureServices(
         pushSecrets('workload-cert-renewal', (p) => !!p.identity && due.has(`spiffe://${cfg.trustDomain}/ns/${p.identity.namespace}/sa/${p.identity.serviceAccount}`));
       }, 30_000);
       renewTimer.unref();
-      return new Promise<number>((resolve, reject) =>
-        server.bindAsync(`${cfg.listenAddress}:${cfg.securePort}`, creds, (err, port) => (err ? reject(err) : resolve(port))),
-      );
+      // Accepted on a listener of our own, as 15010 is: an address in cooldown is reset at TCP accept, before the TLS handshake.
+      tlsListener = await xds.listen(server, cfg.listenAddress, cfg.securePort, creds);
+      return tlsListener.port;
     },
     async listenWebhooks(view) {
       const { startWebhookServer } = await import('./webhooks.js');
@@ -230,7 +231,7 @@ export async function startSecureServices(
       return started.port;
     },
     drain() {
-      return new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
+      return Promise.all([tlsListener?.close(), new Promise<void>((resolve) => server.tryShutdown(() => resolve()))]).then(() => undefined);
     },
     csrsInFlight: () => caService.stats.inFlight,
     async stop() {
@@ -239,6 +240,7 @@ export async function startSecureServices(
       ca.stop();
       creds.close();
       await webhook?.close();
+      await tlsListener?.close();
       server.forceShutdown();
     },
   };

@@ -59,6 +59,8 @@ const ENTRY_PROTOS = [
   'extensions/filters/listener/original_dst/v3/original_dst.proto',
   'extensions/access_loggers/file/v3/file.proto',
   'extensions/load_balancing_policies/round_robin/v3/round_robin.proto',
+  // DNS clusters: the c-ares resolver settings istiod writes in typed_dns_resolver_config.
+  'extensions/network/dns_resolver/cares/v3/cares_dns_resolver.proto',
   'extensions/retry/host/previous_hosts/v3/previous_hosts.proto',
   'extensions/retry/priority/previous_priorities/v3/previous_priorities_config.proto',
   // Telemetry: tracers, the UUID request ID, access-log filters and the OpenTelemetry access logger.
@@ -76,8 +78,9 @@ const ENTRY_PROTOS = [
 const EXTRA_PROTOS = [
   'xds/udpa/type/v1/typed_struct.proto',
   'sextant/istio/envoy/extensions/stats/config.proto',
+  'sextant/istio/envoy/config/filter/http/alpn/v2alpha1/config.proto',
 ];
-const REPO_PROTOS = ['istio/envoy/extensions/stats/config.proto', 'opentelemetry/proto/common/v1/common.proto'];
+const REPO_PROTOS = ['istio/envoy/extensions/stats/config.proto', 'istio/envoy/config/filter/http/alpn/v2alpha1/config.proto', 'opentelemetry/proto/common/v1/common.proto'];
 
 const versionOf = (pkgName) => JSON.parse(readFileSync(require.resolve(`${pkgName}/package.json`), 'utf8')).version;
 
@@ -106,6 +109,15 @@ cpSync(join(xdsPkg, 'deps'), protoRoot, { recursive: true });
 for (const p of REPO_PROTOS) {
   mkdirSync(dirname(join(protoRoot, 'sextant', p)), { recursive: true });
   cpSync(join(pkg, '..', '..', 'proto', p), join(protoRoot, 'sextant', p));
+}
+// The bundled Cluster predates `dns_jitter` (field 58), which istiod sets on DNS clusters;
+// the build copy declares it (Envoy's own field number and type).
+const clusterProto = join(protoRoot, 'envoy-api/envoy/config/cluster/v3/cluster.proto');
+const clusterText = readFileSync(clusterProto, 'utf8');
+const dnsResolverField = /^  core\.v3\.TypedExtensionConfig typed_dns_resolver_config = 55;\r?$/m;
+if (!/ dns_jitter = 58;/.test(clusterText)) {
+  if (!dnsResolverField.test(clusterText)) throw new Error('cluster.proto: typed_dns_resolver_config not found; cannot declare dns_jitter');
+  writeFileSync(clusterProto, clusterText.replace(dnsResolverField, (line) => `${line}\n  google.protobuf.Duration dns_jitter = 58;`));
 }
 const validateProto = join(protoRoot, 'protoc-gen-validate/validate/validate.proto');
 const validateText = readFileSync(validateProto, 'utf8');

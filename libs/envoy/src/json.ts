@@ -78,6 +78,9 @@ export type {
 } from './gen/envoy/extensions/filters/network/http_connection_manager/v3/http_connection_manager_pb.js';
 export type { TcpProxyJson, TcpProxy_WeightedClusterJson } from './gen/envoy/extensions/filters/network/tcp_proxy/v3/tcp_proxy_pb.js';
 export type { MongoProxyJson } from './gen/envoy/extensions/filters/network/mongo_proxy/v3/mongo_proxy_pb.js';
+export type { TlsInspectorJson } from './gen/envoy/extensions/filters/listener/tls_inspector/v3/tls_inspector_pb.js';
+export type { CaresDnsResolverConfigJson } from './gen/envoy/extensions/network/dns_resolver/cares/v3/cares_dns_resolver_pb.js';
+export type { FilterConfigJson as IstioAlpnFilterConfigJson } from './gen/istio/envoy/config/filter/http/alpn/v2alpha1/config_pb.js';
 export type { HTTPFaultJson } from './gen/envoy/extensions/filters/http/fault/v3/fault_pb.js';
 export type { FaultDelayJson } from './gen/envoy/extensions/filters/common/fault/v3/fault_pb.js';
 export type { CorsJson as CorsFilterJson, CorsPolicyJson as CorsFilterPolicyJson } from './gen/envoy/extensions/filters/http/cors/v3/cors_pb.js';

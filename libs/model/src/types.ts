@@ -46,6 +46,8 @@ export interface MeshConfig {
   outboundTrafficPolicy?: { mode?: 'ALLOW_ANY' | 'REGISTRY_ONLY' };
   /** Cluster connect timeout (default `10s`). */
   connectTimeout?: string;
+  /** How often DNS clusters (ServiceEntry resolution DNS) re-resolve without a DNS TTL to follow (default `60s`). */
+  dnsRefreshRate?: string;
   /** How long outbound listeners wait for the HTTP inspector to sniff the protocol (default `0s`: no timeout). */
   protocolDetectionTimeout?: string;
   /** Request path normalization of HTTP connection managers (default `BASE`). */

@@ -6,13 +6,16 @@
  */
 import type {
   AnyJson,
+  CaresDnsResolverConfigJson,
   CorsFilterJson,
   CorsFilterPolicyJson,
   DownstreamTlsContextJson,
   HTTPFaultJson,
   HttpConnectionManagerJson,
+  IstioAlpnFilterConfigJson,
   PreviousPrioritiesConfigJson,
   TcpProxyJson,
+  TlsInspectorJson,
   MongoProxyJson,
   UpstreamTlsContextJson,
   UpstreamsHttpProtocolOptionsJson,
@@ -36,6 +39,9 @@ export const TYPE = {
   upstreamTls: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext',
   rawBuffer: 'type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer',
   httpProtocolOptions: 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+  caresDnsResolver: 'type.googleapis.com/envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig',
+  /** istio-proxy's own `istio.alpn` HTTP filter (only for proxies that have it: telemetry/support.ts). */
+  istioAlpn: 'type.googleapis.com/istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig',
 } as const;
 
 /** A message with no fields Sextant sets (marker filters such as the router or the listener inspectors). */
@@ -50,7 +56,7 @@ export interface TypedConfigs {
   [TYPE.hcm]: HttpConnectionManagerJson;
   [TYPE.tcpProxy]: TcpProxyJson;
   [TYPE.mongoProxy]: MongoProxyJson;
-  [TYPE.tlsInspector]: Empty;
+  [TYPE.tlsInspector]: TlsInspectorJson;
   [TYPE.httpInspector]: Empty;
   [TYPE.originalDst]: Empty;
   [TYPE.downstreamTls]: DownstreamTlsContextJson;
@@ -59,6 +65,8 @@ export interface TypedConfigs {
   [TYPE.upstreamTls]: UpstreamTlsContextJson;
   [TYPE.rawBuffer]: Empty;
   [TYPE.httpProtocolOptions]: UpstreamsHttpProtocolOptionsJson;
+  [TYPE.caresDnsResolver]: CaresDnsResolverConfigJson;
+  [TYPE.istioAlpn]: IstioAlpnFilterConfigJson;
 }
 
 export type TypeUrlOf = keyof TypedConfigs;

@@ -357,7 +357,7 @@ describe('xDS limits: streams per connection and per address', () => {
     assert.equal(h.server.metrics().limitsExceeded.streams_per_address, 1);
     for (const c of open.splice(0)) c.close();
     await waitFor(() => h.server.bookkeeping().streams === 0, 'every stream to be released');
-    assert.deepEqual({ ...h.server.bookkeeping() }, { streams: 0, addresses: 0, openingAddresses: 0, cooldownAddresses: 0, connections: 0, edsIndexNames: 0, edsWildcard: 0, names: 0, unknownTypes: 0, pendingBytes: 0, bufferedBytes: 0 });
+    assert.deepEqual({ ...h.server.bookkeeping() }, { streams: 0, addresses: 0, openingAddresses: 0, cooldownAddresses: 0, connections: 0, edsIndexNames: 0, edsWildcard: 0, names: 0, unknownTypes: 0, pendingBytes: 0, bufferedBytes: 0, nameSets: 0, nameSetNames: 0, sentMaps: 0, sentEntries: 0 });
   });
 });
 

@@ -22,6 +22,21 @@ import { lbEndpointsFor } from '../endpoint.js';
 import { buildDnsSrvSubsetKey, buildInboundSubsetKey, buildSubsetKey, SpecialClusters } from '../names.js';
 import { anyOf, TYPE } from '../typed.js';
 
+/** DNS clusters: at most this many UDP queries per resolver socket before c-ares opens a new one (istiod's default). */
+const DNS_UDP_MAX_QUERIES = 100;
+/** DNS clusters: up to this much random delay added to each refresh (istiod's PILOT_DNS_JITTER_DURATION default). */
+const DNS_JITTER = '0.100s';
+
+/**
+ * istiod's AddALPNOverrideToMetadata: with SIMPLE or MUTUAL TLS towards the
+ * destination, `istio.alpn_override: "false"` tells istio-proxy's istio.alpn
+ * filter to leave the cluster's own ALPN (the server is not a sidecar).
+ */
+function applyAlpnOverride(c: ClusterJson, policy: PolicyParts | undefined): void {
+  const mode = policy?.tls?.mode;
+  if (mode === 'SIMPLE' || mode === 'MUTUAL') istioMeta(c).alpn_override = 'false';
+}
+
 /** 292 years: istiod's "never clean up" for inbound ORIGINAL_DST clusters. */
 const MAX_CLEANUP = '9223372035s';
 const INBOUND_PASSTHROUGH_BIND_V4 = '127.0.0.6';
@@ -65,11 +80,16 @@ function newCluster(push: PushContext, proxy: ProxyView, name: string, type: Clu
   if (type === 'STRICT_DNS' || type === 'LOGICAL_DNS' || type === 'STATIC') {
     if (type !== 'STATIC') {
       c.dnsLookupFamily = dnsFamily(proxy);
-      c.dnsRefreshRate = '60s';
+      // istiod's c-ares settings (PILOT_DNS_CARES_UDP_MAX_QUERIES) and jitter (PILOT_DNS_JITTER_DURATION) defaults.
+      c.typedDnsResolverConfig = { name: 'envoy.network.dns_resolver.cares', typedConfig: anyOf(TYPE.caresDnsResolver, { udpMaxQueries: DNS_UDP_MAX_QUERIES }) };
+      c.dnsJitter = DNS_JITTER;
+      c.dnsRefreshRate = toProtoDuration(push.mesh.dnsRefreshRate) ?? '60s';
       c.respectDnsTtl = true;
     }
     const llb = lbEndpointsFor(endpoints ?? [], proxy);
     if (llb.length === 0) return undefined;
+    // ServiceEntry endpoints carry no health status in istiod (Envoy's UNKNOWN, routed like HEALTHY); only Kubernetes ones say HEALTHY.
+    if (svc?.attributes.serviceRegistry === 'External') for (const g of llb) for (const e of g.lbEndpoints ?? []) if (e.healthStatus === 'HEALTHY') delete e.healthStatus;
     c.loadAssignment = { clusterName: name, endpoints: llb };
   }
   const mc: MutableCluster = { cluster: c };
@@ -138,7 +158,10 @@ export function buildOutboundClusters(push: PushContext, proxy: ProxyView, svc: 
   if (base) {
     applyPolicy(push, proxy, base, svc, port, 'outbound', { policy, sni: buildDnsSrvSubsetKey('outbound', '', svc.hostname, port.port) });
     if (svc.meshExternal) istioMeta(base.cluster).external = true;
-    if (dr) istioMeta(base.cluster).config = destinationRuleConfigPath(dr.from[0]!.namespace, dr.from[0]!.name);
+    if (dr) {
+      istioMeta(base.cluster).config = destinationRuleConfigPath(dr.from[0]!.namespace, dr.from[0]!.name);
+      applyAlpnOverride(base.cluster, policy);
+    }
     out.push(finish(base));
   }
   for (const subset of (dr?.spec.subsets ?? []) as Array<{ name: string; labels?: Record<string, string>; trafficPolicy?: TrafficPolicy }>) {
@@ -154,6 +177,7 @@ export function buildOutboundClusters(push: PushContext, proxy: ProxyView, svc: 
     if (svc.meshExternal) meta.external = true;
     meta.config = destinationRuleConfigPath(dr!.from[0]!.namespace, dr!.from[0]!.name);
     meta.subset = subset.name;
+    applyAlpnOverride(mc.cluster, subsetPolicy);
     out.push(finish(mc));
   }
   return out;

@@ -11,7 +11,8 @@ import { buildSubsetKey } from '../names.js';
 
 /** istiod's grpcgen applyTrafficPolicy: load balancing gRPC implements, and max_requests (gRFC A32) from http2MaxRequests. */
 function grpcCluster(name: string, policy: PolicyParts | undefined): ClusterJson {
-  const c: ClusterJson = { name, type: 'EDS', edsClusterConfig: { serviceName: name, edsConfig: { ads: {}, resourceApiVersion: 'V3' } } };
+  // As istiod's grpcgen edsCluster: alt_stat_name with the ';' delimiter, an ADS config source without resource_api_version.
+  const c: ClusterJson = { name, altStatName: `${name};`, type: 'EDS', edsClusterConfig: { serviceName: name, edsConfig: { ads: {} } } };
   const lb = policy?.loadBalancer;
   if (lb?.consistentHash) applyLoadBalancer(c, { consistentHash: lb.consistentHash }, undefined);
   else if (lb?.simple === 'LEAST_REQUEST') c.lbPolicy = 'LEAST_REQUEST';

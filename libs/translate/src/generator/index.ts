@@ -9,7 +9,8 @@ import type { ClusterJson, ClusterLoadAssignmentJson, ListenerJson, RouteConfigu
 import type { ProxyView, PushContext } from '@sextant/model';
 import { applyEnvoyFilters } from '../envoyfilter/index.js';
 import { isMosnProxy } from '../mosn/index.js';
-import { applyTelemetryToClusters, applyTelemetryToListeners } from '../telemetry/index.js';
+import { applyTelemetryToClusters, applyTelemetryToListeners, istioFilterSupport } from '../telemetry/index.js';
+import { withIstioAlpnFilter } from '../listener/filters.js';
 import { grpcGenerator } from './grpc.js';
 import { mosnGenerator } from './mosn.js';
 import { routerGenerator } from './router.js';
@@ -72,7 +73,9 @@ export function generateForProxy(push: PushContext, proxy: ProxyView, type: XdsS
     case 'cds':
       return applyEnvoyFilters(push, proxy, g.kind, 'cds', withClusterTelemetry(proxy, buildClusters(push, proxy)), issues);
     case 'lds': {
-      const listeners = g.listeners(push, proxy, { ...(names ? { names: [...names] } : {}), ...(issues ? { issues } : {}) });
+      const built = g.listeners(push, proxy, { ...(names ? { names: [...names] } : {}), ...(issues ? { issues } : {}) });
+      // istio.alpn is part of istiod's outbound and gateway HCMs; only istio-proxy can load it.
+      const listeners = telemetry ? withIstioAlpnFilter(built, istioFilterSupport(proxy).alpn) : built;
       return applyEnvoyFilters(push, proxy, g.kind, 'lds', telemetry ? applyTelemetryToListeners(push, proxy, listeners) : listeners, issues);
     }
     case 'rds':

@@ -1,8 +1,8 @@
 /** Building blocks of listeners: HCM with RDS, tcp_proxy, listener filters, TLS sockets. Pure. */
 
-import type { ConfigSourceJson, HttpConnectionManagerJson, HttpFilterJson, ListenerFilterJson, NetworkFilterJson, AddressJson, TcpProxyJson, CommonTlsContextJson, TlsParametersJson, TlsParameters_TlsProtocolJson, TransportSocketJson } from '@sextant/envoy';
+import type { ConfigSourceJson, FilterChainJson, HttpConnectionManagerJson, HttpFilterJson, ListenerFilterJson, ListenerJson, NetworkFilterJson, AddressJson, TcpProxyJson, CommonTlsContextJson, TlsParametersJson, TlsParameters_TlsProtocolJson, TransportSocketJson } from '@sextant/envoy';
 import type { MeshConfig } from '@sextant/model';
-import { anyOf, TYPE } from '../typed.js';
+import { anyOf, TYPE, unpackAny } from '../typed.js';
 
 /** Aggregated config source: RDS and SDS come over the same ADS stream. */
 export const ADS_CONFIG_SOURCE: ConfigSourceJson = { ads: {}, initialFetchTimeout: '0s', resourceApiVersion: 'V3' };
@@ -45,6 +45,62 @@ export function inboundHcmDefaults(mesh?: Pick<MeshConfig, 'pathNormalization'>)
 /** The inbound routes' retry policy (istiod): a request reset before it reached the application is retried. */
 export const INBOUND_RETRY_POLICY = { retryOn: 'reset-before-request', numRetries: 2 } as const;
 
+/** The name of istio-proxy's ALPN override filter. */
+export const ISTIO_ALPN_FILTER = 'istio.alpn';
+
+/**
+ * istio-proxy's `istio.alpn` filter as istiod configures it: towards an
+ * upstream with Istio mTLS, offer `istio-http/1.0`, `istio-http/1.1` or
+ * `istio-h2` (then `istio` and the plain value), so the server sidecar picks
+ * its HTTP chain and reports the protocol. Clusters whose DestinationRule
+ * sets SIMPLE or MUTUAL TLS opt out (metadata `istio.alpn_override: "false"`).
+ */
+export function istioAlpnFilter(): HttpFilterJson {
+  return {
+    name: ISTIO_ALPN_FILTER,
+    typedConfig: anyOf(TYPE.istioAlpn, {
+      alpnOverride: [
+        { alpnOverride: ['istio-http/1.0', 'istio', 'http/1.0'] },
+        { upstreamProtocol: 'HTTP11', alpnOverride: ['istio-http/1.1', 'istio', 'http/1.1'] },
+        { upstreamProtocol: 'HTTP2', alpnOverride: ['istio-h2', 'istio', 'h2'] },
+      ],
+    }),
+  };
+}
+
+/**
+ * Adds `istio.alpn` to every outbound and gateway HCM (not inbound ones), in
+ * istiod's place: after the gRPC stats filter, before fault and CORS. Only for
+ * proxies that can load it (telemetry/support.ts): upstream Envoy would reject
+ * the whole listener update. Pure; listeners without an HCM come back as they are.
+ */
+export function withIstioAlpnFilter(listeners: ListenerJson[], supported: boolean): ListenerJson[] {
+  if (!supported) return listeners;
+  const patchChain = (chain: FilterChainJson): FilterChainJson => {
+    if (!chain.filters?.some((f) => f.name === HCM_FILTER)) return chain;
+    return {
+      ...chain,
+      filters: chain.filters.map((f) => {
+        const hcm = f.name === HCM_FILTER ? unpackAny(f.typedConfig, TYPE.hcm) : undefined;
+        if (!hcm || hcm.httpFilters?.some((h) => h.name === ISTIO_ALPN_FILTER)) return f;
+        const filters = [...(hcm.httpFilters ?? [])];
+        let at = filters.findIndex((h) => h.name === 'envoy.filters.http.fault' || h.name === 'envoy.filters.http.cors' || h.name === 'envoy.filters.http.router');
+        if (at < 0) at = filters.length;
+        filters.splice(at, 0, istioAlpnFilter());
+        return { ...f, typedConfig: anyOf(TYPE.hcm, { ...hcm, httpFilters: filters }) };
+      }),
+    };
+  };
+  return listeners.map((l) => {
+    if (l.trafficDirection === 'INBOUND' || l.name === 'virtualInbound') return l;
+    const out: ListenerJson = { ...l, filterChains: (l.filterChains ?? []).map(patchChain) };
+    if (l.defaultFilterChain) out.defaultFilterChain = patchChain(l.defaultFilterChain);
+    return out;
+  });
+}
+
+const HCM_FILTER = 'envoy.filters.network.http_connection_manager';
+
 /** An http_connection_manager network filter reading `routeConfigName` over ADS. */
 export function hcmRds(statPrefix: string, routeConfigName: string, opts: { useRemoteAddress?: boolean; securityFilters?: HttpFilterJson[]; hcm?: Partial<HttpConnectionManagerJson>; mesh?: Pick<MeshConfig, 'pathNormalization'> } = {}): NetworkFilterJson {
   const cfg: HttpConnectionManagerJson = {
@@ -76,7 +132,8 @@ export function mongoProxy(statPrefix: string): NetworkFilterJson {
 
 export const listenerFilter = {
   originalDst: (): ListenerFilterJson => ({ name: 'envoy.filters.listener.original_dst', typedConfig: anyOf(TYPE.originalDst) }),
-  tlsInspector: (): ListenerFilterJson => ({ name: 'envoy.filters.listener.tls_inspector', typedConfig: anyOf(TYPE.tlsInspector) }),
+  // istiod's TLS inspector reads the ClientHello with a 512-byte first read (Envoy's default buffer is 64 KiB).
+  tlsInspector: (): ListenerFilterJson => ({ name: 'envoy.filters.listener.tls_inspector', typedConfig: anyOf(TYPE.tlsInspector, { initialReadBufferSize: 512 }) }),
   httpInspector: (): ListenerFilterJson => ({ name: 'envoy.filters.listener.http_inspector', typedConfig: anyOf(TYPE.httpInspector) }),
 };
 
@@ -99,10 +156,18 @@ export function envoyTlsProtocol(istio: string | undefined): TlsParameters_TlsPr
   }
 }
 
-/** A downstream TLS transport socket whose certificate (and CA for MUTUAL) come from SDS secrets. */
-export function sdsDownstreamTls(certSecret: string, opts: { caSecret?: string; requireClientCertificate?: boolean; alpn?: string[]; minVersion?: string; maxVersion?: string; cipherSuites?: string[] } = {}): TransportSocketJson {
+/**
+ * Where gateway credentials (`kubernetes://…`) come from: ADS, with Envoy's
+ * default initial fetch timeout (istiod's SDSAdsConfig). A Secret that does
+ * not exist then holds the listener back for at most that long instead of
+ * forever; its TLS chains fail handshakes until the Secret appears.
+ */
+export const CREDENTIAL_SDS_CONFIG_SOURCE: ConfigSourceJson = { ads: {}, resourceApiVersion: 'V3' };
+
+/** A downstream TLS transport socket whose certificates (and CA for MUTUAL) come from SDS secrets. */
+export function sdsDownstreamTls(certSecret: string | string[], opts: { caSecret?: string; requireClientCertificate?: boolean; alpn?: string[]; minVersion?: string; maxVersion?: string; cipherSuites?: string[]; subjectAltNames?: string[] } = {}): TransportSocketJson {
   const common: CommonTlsContextJson = {
-    tlsCertificateSdsSecretConfigs: [{ name: certSecret, sdsConfig: ADS_CONFIG_SOURCE }],
+    tlsCertificateSdsSecretConfigs: (Array.isArray(certSecret) ? certSecret : [certSecret]).map((name) => ({ name, sdsConfig: CREDENTIAL_SDS_CONFIG_SOURCE })),
   };
   if (opts.alpn?.length) common.alpnProtocols = opts.alpn;
   const params: TlsParametersJson = {};
@@ -112,11 +177,13 @@ export function sdsDownstreamTls(certSecret: string, opts: { caSecret?: string; 
   if (max) params.tlsMaximumProtocolVersion = max;
   if (opts.cipherSuites?.length) params.cipherSuites = opts.cipherSuites;
   if (Object.keys(params).length) common.tlsParams = params;
+  const sans = (opts.subjectAltNames ?? []).map((exact) => ({ exact }));
   if (opts.caSecret)
     common.combinedValidationContext = {
-      defaultValidationContext: {},
-      validationContextSdsSecretConfig: { name: opts.caSecret, sdsConfig: ADS_CONFIG_SOURCE },
+      defaultValidationContext: sans.length ? { matchSubjectAltNames: sans } : {},
+      validationContextSdsSecretConfig: { name: opts.caSecret, sdsConfig: CREDENTIAL_SDS_CONFIG_SOURCE },
     };
+  else if (sans.length) common.validationContext = { matchSubjectAltNames: sans };
   return {
     name: 'envoy.transport_sockets.tls',
     typedConfig: anyOf(TYPE.downstreamTls, { commonTlsContext: common, requireClientCertificate: !!opts.requireClientCertificate }),

@@ -5,7 +5,6 @@
  */
 import type { ListenerJson } from '@sextant/envoy';
 import type { ProxyView, PushContext, Service } from '@sextant/model';
-import { ADS_CONFIG_SOURCE } from './filters.js';
 import { outboundClusterName } from '../names.js';
 import { anyOf, TYPE } from '../typed.js';
 
@@ -37,7 +36,8 @@ function apiListener(name: string, svc: Service, port: number): ListenerJson {
           { name: 'envoy.filters.http.fault', typedConfig: anyOf(TYPE.fault) },
           { name: 'envoy.filters.http.router', typedConfig: anyOf(TYPE.router) },
         ],
-        rds: { configSource: { ads: {}, resourceApiVersion: 'V3' }, routeConfigName: outboundClusterName(svc.hostname, port) },
+        // istiod's grpcgen: an ADS config source without resource_api_version.
+        rds: { configSource: { ads: {} }, routeConfigName: outboundClusterName(svc.hostname, port) },
       }),
     },
   };
@@ -65,6 +65,5 @@ export function buildGrpcListeners(push: PushContext, proxy: ProxyView, names: s
       out.push(apiListener(port !== undefined ? name : `${host}:${p.port}`, svc, p.port));
     }
   }
-  void ADS_CONFIG_SOURCE;
   return out;
 }

@@ -193,7 +193,8 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
     const cluster = outboundClusterName(svc.hostname, port);
     const sp = svc.ports.find((p) => p.port === port)!;
     const vd = virtualHostDomainsWithAlt(svc, proxy.dnsDomain, withPort);
-    emit(`${svc.hostname}:${port}`, vd.domains, [defaultOutboundRoute(cluster, `${svc.hostname}:${port}/*`, !!opts.grpc, hashForService(push, proxy, svc, sp))], vd.alt);
+    // istiod builds the default route without the proxy (BuildDefaultHTTPOutboundRoute): max_grpc_timeout even for proxyless gRPC.
+    emit(`${svc.hostname}:${port}`, vd.domains, [defaultOutboundRoute(cluster, `${svc.hostname}:${port}/*`, false, hashForService(push, proxy, svc, sp))], vd.alt);
   }
   return sortByName(out);
 }

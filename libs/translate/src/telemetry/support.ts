@@ -18,16 +18,19 @@ export const ISTIO_TYPE = {
   peerMetadata: 'io.istio.http.peer_metadata.Config',
   /** The TCP metadata exchange (`istio.metadata_exchange` network and upstream filter). */
   metadataExchange: 'envoy.tcp.metadataexchange.config.MetadataExchange',
+  /** `istio.alpn`, the HTTP filter that offers istio-http/* ALPN upstream (traffic, not telemetry; gated the same way). */
+  alpn: 'istio.envoy.config.filter.http.alpn.v2alpha1.FilterConfig',
 } as const;
 
 export interface IstioFilterSupport {
   stats: boolean;
   peerMetadata: boolean;
   metadataExchange: boolean;
+  alpn: boolean;
 }
 
-const NONE: IstioFilterSupport = { stats: false, peerMetadata: false, metadataExchange: false };
-const ALL: IstioFilterSupport = { stats: true, peerMetadata: true, metadataExchange: true };
+const NONE: IstioFilterSupport = { stats: false, peerMetadata: false, metadataExchange: false, alpn: false };
+const ALL: IstioFilterSupport = { stats: true, peerMetadata: true, metadataExchange: true, alpn: true };
 
 /** What the proxy can load; see the module comment for nodes that send no extension list. */
 export function istioFilterSupport(proxy: ProxyView): IstioFilterSupport {
@@ -38,7 +41,7 @@ export function istioFilterSupport(proxy: ProxyView): IstioFilterSupport {
   let support = supportByExtensions.get(ext);
   if (!support) {
     const have = new Set(ext);
-    support = { stats: have.has(ISTIO_TYPE.stats), peerMetadata: have.has(ISTIO_TYPE.peerMetadata), metadataExchange: have.has(ISTIO_TYPE.metadataExchange) };
+    support = { stats: have.has(ISTIO_TYPE.stats), peerMetadata: have.has(ISTIO_TYPE.peerMetadata), metadataExchange: have.has(ISTIO_TYPE.metadataExchange), alpn: have.has(ISTIO_TYPE.alpn) || have.has('istio.alpn') };
     supportByExtensions.set(ext, support);
   }
   return support;
@@ -49,7 +52,7 @@ const supportByExtensions = new WeakMap<readonly string[], IstioFilterSupport>()
 /** A short key for proxy classes: proxies that differ here get different listeners and clusters. */
 export function istioFilterSupportKey(proxy: ProxyView): string {
   const s = istioFilterSupport(proxy);
-  return `${+s.stats}${+s.peerMetadata}${+s.metadataExchange}`;
+  return `${+s.stats}${+s.peerMetadata}${+s.metadataExchange}${+s.alpn}`;
 }
 
 /**

@@ -28,6 +28,16 @@ export interface ServerBookkeeping {
   unknownTypes: number;
   pendingBytes: number;
   bufferedBytes: number;
+  /**
+   * Distinct subscription name sets and their names (streams subscribing the
+   * same names share one), and distinct maps of what streams have been sent
+   * and their entries (streams that have the same resources share one): with
+   * `names`, what per-stream state costs and what sharing saves.
+   */
+  nameSets: number;
+  nameSetNames: number;
+  sentMaps: number;
+  sentEntries: number;
 }
 
 const iso = (ms: number | undefined) => (ms !== undefined ? new Date(ms).toISOString() : undefined);
@@ -38,7 +48,7 @@ export function connectionStatuses(conns: Iterable<Connection>): ConnectionStatu
     const types: TypeStatus[] = [];
     for (const st of c.types.values()) {
       const resources: Record<string, string> = {};
-      if (c.delta) for (const [n, v] of st.known) resources[n] = v;
+      if (c.delta) for (const [n, v] of st.known()) resources[n] = v;
       else for (const [n, r] of st.sent) resources[n] = r.version;
       types.push({
         typeUrl: st.typeUrl,
@@ -112,7 +122,14 @@ export function bookkeeping(conns: ReadonlyMap<string, Connection>, admission: A
   let bufferedBytes = 0;
   let names = 0;
   let unknownTypes = 0;
+  const sent = new Set<ReadonlyMap<string, unknown>>();
+  let sentEntries = 0;
   for (const c of conns.values()) {
+    for (const st of c.types.values()) {
+      if (st.sent.size === 0 || sent.has(st.sent)) continue;
+      sent.add(st.sent);
+      sentEntries += st.sent.size;
+    }
     pendingBytes += c.pendingBytes;
     bufferedBytes += c.bufferedBytes;
     names += c.names;
@@ -127,5 +144,9 @@ export function bookkeeping(conns: ReadonlyMap<string, Connection>, admission: A
     unknownTypes,
     pendingBytes,
     bufferedBytes,
+    nameSets: subs.nameSets.sets,
+    nameSetNames: subs.nameSets.names,
+    sentMaps: sent.size,
+    sentEntries,
   };
 }

@@ -31,8 +31,8 @@ export class DeltaProtocol {
       c.types.set(typeUrl, st);
       c.order = undefined;
       // On reconnect the client says what it has; only what differs is sent.
-      for (const [n, v] of initial) st.known.set(n, v);
-      c.log.debug({ typeUrl, names: st.names.size, wildcard, initial: st.known.size }, 'ADS delta subscribe');
+      if (initial.length) st.declared = new Map(initial);
+      c.log.debug({ typeUrl, names: st.names.size, wildcard, initial: initial.length }, 'ADS delta subscribe');
       this.d.requestResponse(c, typeUrl);
       return;
     }
@@ -46,20 +46,15 @@ export class DeltaProtocol {
     let wildcard = st.wildcard;
     const names = new Set(st.names);
     let added = false;
+    const gone: string[] = [];
     for (const n of unsub) {
       if (n === '*') wildcard = false;
       else {
         names.delete(n);
-        if (!wildcard) {
-          st.known.delete(n);
-          if (st.sent.has(n)) {
-            const copy = new Map(st.sent);
-            copy.delete(n);
-            st.sent = copy;
-          }
-        }
+        if (!wildcard) gone.push(n);
       }
     }
+    st.forget(gone);
     for (const n of sub) {
       if (n === '*') {
         if (!wildcard) added = true;
@@ -71,8 +66,7 @@ export class DeltaProtocol {
     }
     if (!wildcard && st.wildcard) {
       // Leaving wildcard: forget what is no longer subscribed.
-      for (const n of [...st.known.keys()]) if (!names.has(n)) st.known.delete(n);
-      st.sent = new Map([...st.sent].filter(([n]) => names.has(n)));
+      st.forget([...st.known()].map(([n]) => n).filter((n) => !names.has(n)));
     }
     if (!subs.apply(c, st, wildcard, names)) return;
     if (added) this.d.requestResponse(c, typeUrl);
@@ -82,6 +76,9 @@ export class DeltaProtocol {
    * Sends what differs between `out` and what the client has: changed or new
    * resources, and removals. `only` limits both to those names (incremental
    * EDS); `forced` answers a first wildcard request even when it is empty.
+   * What the client then has is recorded as `out` itself whenever the two are
+   * equal (the usual case: a wildcard type, or EDS/RDS names that are all in
+   * `out`), so the streams of a class share one map instead of a copy each.
    */
   respond(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {
     const inScope = (n: string) => !only || only.has(n);
@@ -89,30 +86,71 @@ export class DeltaProtocol {
     const wanted = (n: string) => all || st.names.has(n);
     const toSend: EncodedResource[] = [];
     if (all && !only) {
-      for (const r of out.values()) if (st.known.get(r.name) !== r.version) toSend.push(r);
+      for (const r of out.values()) if (st.knownVersion(r.name) !== r.version) toSend.push(r);
     } else {
       const candidates = only ?? st.names;
       for (const n of candidates) {
         if (!wanted(n)) continue;
         const r = out.get(n);
-        if (r && st.known.get(n) !== r.version) toSend.push(r);
+        if (r && st.knownVersion(n) !== r.version) toSend.push(r);
       }
     }
     const removed: string[] = [];
-    for (const n of st.known.keys()) if (inScope(n) && (!wanted(n) || !out.has(n))) removed.push(n);
+    for (const [n] of st.known()) if (inScope(n) && (!wanted(n) || !out.has(n))) removed.push(n);
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
     const { frames, writer } = this.d;
     const nonce = frames.nonce();
     writer.write(c, st, frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed), false);
-    const sent = new Map(st.sent);
-    for (const n of removed) {
-      st.known.delete(n);
-      sent.delete(n);
-    }
-    for (const r of toSend) {
-      st.known.set(r.name, r.version);
-      sent.set(r.name, r);
-    }
-    st.recordSent(sent, nonce, req.version);
+    st.recordSent(this.after(st, out, req, only, all, toSend, removed), nonce, req.version);
   }
+
+  /** What the client has after this response: `out` itself when equal (shared), else the stream's own map. */
+  private after(st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string> | undefined, all: boolean, toSend: readonly EncodedResource[], removed: readonly string[]): ReadonlyMap<string, EncodedResource> {
+    const declared = st.declared;
+    if (declared) {
+      for (const n of removed) declared.delete(n);
+      for (const r of toSend) declared.delete(r.name);
+    }
+    if (!only) {
+      // Every name of `out` the stream wants is now sent or held at out's version, and nothing else is kept.
+      let equal = all;
+      if (!equal && st.names.size >= out.size) {
+        equal = true;
+        for (const n of out.keys()) {
+          if (!st.names.has(n)) {
+            equal = false;
+            break;
+          }
+        }
+      }
+      if (equal && (!declared || declared.size === 0 || [...declared.keys()].every((n) => out.has(n)))) {
+        st.declared = undefined; // declared versions equal to out's are out's resources
+        return out;
+      }
+    } else if (!declared && removed.length === 0) {
+      // Incremental EDS: streams that had the same map and are sent every changed resource share the result.
+      const share = this.d.frames.incrementalShare(req.version, out, only, st.typeUrl);
+      if (toSend.length === share.list.length) {
+        let merged = share.merged.get(st.sent);
+        if (!merged) {
+          const m = new Map(st.sent);
+          for (const r of share.list) m.set(r.name, r);
+          share.merged.set(st.sent, (merged = sameContent(m, out) ? out : m));
+        }
+        return merged;
+      }
+    }
+    const sent = new Map(st.sent);
+    for (const n of removed) sent.delete(n);
+    for (const r of toSend) sent.set(r.name, r);
+    if (declared?.size === 0) st.declared = undefined;
+    return sent;
+  }
+}
+
+/** Whether A and B hold the same names at the same versions. */
+function sameContent(a: ReadonlyMap<string, EncodedResource>, b: ReadonlyMap<string, EncodedResource>): boolean {
+  if (a.size !== b.size) return false;
+  for (const [n, r] of a) if (b.get(n)?.version !== r.version) return false;
+  return true;
 }

@@ -19,15 +19,46 @@ export const EDS = TypeUrl.ClusterLoadAssignment;
 export const legacyWildcardTypes = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster, 'type.googleapis.com/istio.networking.nds.v1.NameTable']);
 
 const EMPTY: ReadonlyMap<string, EncodedResource> = new Map();
+const NO_NAMES: ReadonlySet<string> = new Set();
+
+/** One subscription name set, shared by every stream (of any type) that subscribes exactly these names. */
+interface NameSet {
+  names: ReadonlySet<string>;
+  hash: number;
+  /** TypeStates holding it. */
+  refs: number;
+  /** Streams watching these names for EDS (the EDS index points here once per name, not once per stream). */
+  eds: Set<Connection>;
+}
+
+/** An order-independent hash of a name set (sum of FNV-1a hashes of the names, and the size). */
+function setHash(names: ReadonlySet<string>): number {
+  let sum = names.size;
+  for (const n of names) {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < n.length; i++) h = Math.imul(h ^ n.charCodeAt(i), 0x01000193);
+    sum = (sum + h) | 0;
+  }
+  return sum;
+}
 
 /** Per stream and type URL: the subscription and what the client has been sent. */
 export class TypeState implements WatchedResource {
   wildcard = false;
-  names = new Set<string>();
-  /** What the client has, as far as the server knows: name → resource. SotW: last sent; Delta: sent or declared. */
+  /** Shared (never mutated) by the streams that subscribe the same names; replaced, not changed, when the subscription changes. */
+  names: ReadonlySet<string> = NO_NAMES;
+  /**
+   * What the client has been sent: name → resource. Never mutated once set,
+   * so streams of a class that have the same resources hold the generator's
+   * own output map (one copy, not one per stream).
+   */
   sent: ReadonlyMap<string, EncodedResource> = EMPTY;
-  /** Delta only: name → version the client has (includes initial_resource_versions). */
-  known = new Map<string, string>();
+  /**
+   * Delta only: versions the client declared (initial_resource_versions) for
+   * names it has not been sent on this stream; a name is here or in `sent`,
+   * never both.
+   */
+  declared?: Map<string, string>;
   versionSent?: string;
   nonceSent?: string;
   /** Date.now() when the last response of this type was written (debug output). */
@@ -42,6 +73,29 @@ export class TypeState implements WatchedResource {
   lastSeq = 0;
   constructor(readonly typeUrl: string) {}
 
+  /** Delta: the version the client has of NAME (declared or sent), if any. */
+  knownVersion(name: string): string | undefined {
+    return this.declared?.get(name) ?? this.sent.get(name)?.version;
+  }
+
+  /** Delta: every name the client has, with its version (declared, then sent). */
+  *known(): IterableIterator<[string, string]> {
+    if (this.declared) yield* this.declared;
+    for (const [n, r] of this.sent) yield [n, r.version];
+  }
+
+  /** Delta: forgets NAMES (unsubscribed, or outside a subscription that left wildcard), in both `declared` and `sent`. */
+  forget(names: Iterable<string>): void {
+    let copy: Map<string, EncodedResource> | undefined;
+    for (const n of names) {
+      this.declared?.delete(n);
+      if (!this.sent.has(n)) continue;
+      copy ??= new Map(this.sent);
+      copy.delete(n);
+    }
+    if (copy) this.sent = copy;
+  }
+
   /** Records a response written for this type: what the client now has, and its nonce and version. */
   recordSent(sent: ReadonlyMap<string, EncodedResource>, nonce: string, version: string): void {
     this.sent = sent;
@@ -53,9 +107,18 @@ export class TypeState implements WatchedResource {
 }
 
 export class Subscriptions {
-  /** EDS watchers by resource name, and EDS wildcard watchers: an endpoint change wakes only these. */
-  private readonly edsIndex = new Map<string, Set<Connection>>();
+  /**
+   * EDS watchers by resource name, as the name sets that hold the name (each
+   * with its streams), and EDS wildcard watchers: an endpoint change wakes only
+   * these. Streams of one class subscribe the same ~9,000 EDS names at S =
+   * 1000, so indexing per name set instead of per stream keeps one entry per
+   * class and name, not per proxy and name.
+   */
+  private readonly edsIndex = new Map<string, Set<NameSet>>();
   private readonly edsWildcard = new Set<Connection>();
+  /** Interned subscription name sets: by hash, and by identity. */
+  private readonly byHash = new Map<number, NameSet[]>();
+  private readonly byNames = new Map<ReadonlySet<string>, NameSet>();
 
   constructor(
     private readonly limits: XdsLimits,
@@ -67,43 +130,54 @@ export class Subscriptions {
    * Applies a subscription; false (the stream ended) when it would take the
    * stream over maxNamesPerStream. `extra`: names held for the stream beyond the
    * subscription (Delta's initial_resource_versions until the first response).
+   * `names` becomes the shared set of every stream subscribing the same names
+   * (the caller must not change it afterwards).
    */
-  apply(c: Connection, st: TypeState, wildcard: boolean, names: Set<string>, extra = 0): boolean {
+  apply(c: Connection, st: TypeState, wildcard: boolean, names: ReadonlySet<string>, extra = 0): boolean {
     const total = c.names - st.names.size + names.size + extra;
     if (total > this.limits.maxNamesPerStream) {
       this.overLimit(c, 'maxNamesPerStream', total);
       return false;
     }
     c.names = total - extra;
+    const before = this.byNames.get(st.names);
+    const after = sameNames(st.names, names) && before ? before : this.intern(names);
+    if (after !== before) {
+      after.refs++;
+      if (st.typeUrl === EDS) {
+        if (before) this.unwatch(before, c);
+        if (after.eds.size === 0) for (const n of after.names) (this.edsIndex.get(n) ?? this.edsIndex.set(n, new Set()).get(n)!).add(after);
+        after.eds.add(c);
+      }
+      if (before) this.unref(before);
+    }
     if (st.typeUrl === EDS) {
-      for (const n of st.names) {
-        if (names.has(n)) continue;
-        this.unwatch(n, c);
-      }
-      for (const n of names) {
-        let set = this.edsIndex.get(n);
-        if (!set) this.edsIndex.set(n, (set = new Set()));
-        set.add(c);
-      }
       if (wildcard) this.edsWildcard.add(c);
       else this.edsWildcard.delete(c);
     }
     st.wildcard = wildcard;
-    st.names = names;
+    st.names = after.names;
     return true;
   }
 
   /** The streams an endpoint change of these names concerns: EDS wildcard watchers and watchers of a name. */
   edsWatchers(names: ReadonlySet<string>): Set<Connection> {
     const touched = new Set<Connection>(this.edsWildcard);
-    for (const n of names) for (const c of this.edsIndex.get(n) ?? []) touched.add(c);
+    const sets = new Set<NameSet>();
+    for (const n of names) for (const ns of this.edsIndex.get(n) ?? []) sets.add(ns);
+    for (const ns of sets) for (const c of ns.eds) touched.add(c);
     return touched;
   }
 
-  /** Drops an ended stream from the EDS index. */
+  /** Drops an ended stream from the EDS index and its name sets. */
   release(c: Connection): void {
-    const eds = c.types.get(EDS);
-    if (eds) for (const n of eds.names) this.unwatch(n, c);
+    for (const st of c.types.values()) {
+      const ns = this.byNames.get(st.names);
+      if (!ns) continue;
+      if (st.typeUrl === EDS) this.unwatch(ns, c);
+      this.unref(ns);
+      st.names = NO_NAMES;
+    }
     this.edsWildcard.delete(c);
   }
 
@@ -116,11 +190,41 @@ export class Subscriptions {
     return this.edsWildcard.size;
   }
 
-  private unwatch(name: string, c: Connection): void {
-    const set = this.edsIndex.get(name);
-    if (!set) return;
-    set.delete(c);
-    if (set.size === 0) this.edsIndex.delete(name); // no empty entry left behind for a name nobody watches
+  /** Distinct subscription name sets held by streams, and their names (bookkeeping: what sharing saves). */
+  get nameSets(): { sets: number; names: number } {
+    let names = 0;
+    for (const ns of this.byNames.values()) names += ns.names.size;
+    return { sets: this.byNames.size, names };
+  }
+
+  /** The shared set equal to NAMES (refs not yet taken). */
+  private intern(names: ReadonlySet<string>): NameSet {
+    const hash = setHash(names);
+    const bucket = this.byHash.get(hash);
+    for (const ns of bucket ?? []) if (sameNames(ns.names, names)) return ns;
+    const ns: NameSet = { names, hash, refs: 0, eds: new Set() };
+    if (bucket) bucket.push(ns);
+    else this.byHash.set(hash, [ns]);
+    this.byNames.set(names, ns);
+    return ns;
+  }
+
+  private unref(ns: NameSet): void {
+    if (--ns.refs > 0) return;
+    this.byNames.delete(ns.names);
+    const bucket = this.byHash.get(ns.hash)!;
+    bucket.splice(bucket.indexOf(ns), 1);
+    if (bucket.length === 0) this.byHash.delete(ns.hash);
+  }
+
+  private unwatch(ns: NameSet, c: Connection): void {
+    if (!ns.eds.delete(c) || ns.eds.size > 0) return;
+    for (const n of ns.names) {
+      const sets = this.edsIndex.get(n);
+      if (!sets) continue;
+      sets.delete(ns);
+      if (sets.size === 0) this.edsIndex.delete(n); // no empty entry left behind for a name nobody watches
+    }
   }
 }
 

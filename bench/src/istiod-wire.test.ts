@@ -1,0 +1,43 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { Deframer, frame, retryDelay } from './istiod-wire.js';
+
+/** Splits BUF into chunks of SIZE bytes, as HTTP/2 DATA frames deliver it. */
+function chunks(buf: Buffer, size: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let p = 0; p < buf.length; p += size) out.push(buf.subarray(p, p + size));
+  return out;
+}
+
+test('Deframer: messages split over many chunks, several per chunk, and prefixes split, come out whole and in order', () => {
+  const msgs = [Buffer.alloc(0), Buffer.from('a'), Buffer.alloc(70_000, 7), Buffer.from('tail')];
+  const wire = Buffer.concat(msgs.map((m) => frame(m)));
+  for (const size of [1, 3, 5, 16_384, wire.length]) {
+    const got: Buffer[] = [];
+    const d = new Deframer((m) => got.push(Buffer.from(m)));
+    for (const c of chunks(wire, size)) d.push(c);
+    assert.deepEqual(got, msgs, `chunk size ${size}`);
+  }
+});
+
+test('Deframer: a 4 MB message in 16 KB chunks is copied about once, not once per chunk', () => {
+  const msg = Buffer.alloc(4 * 1024 * 1024, 1);
+  const d = new Deframer(() => undefined);
+  for (const c of chunks(frame(msg), 16_384)) d.push(c);
+  // Re-joining everything on every chunk copies ~256 × 2 MB on average; one copy is ~4 MB.
+  assert.ok(d.copied <= 2 * msg.length, `copied ${d.copied} bytes for a ${msg.length}-byte message`);
+});
+
+test('retryDelay: Envoy-like exponential backoff from 500 ms to 30 s, jittered in the upper half, restarting from 0', () => {
+  let prev = 0;
+  const seen: number[] = [];
+  for (let i = 0; i < 10; i++) {
+    const { nextMs, delayMs } = retryDelay(prev, () => 1);
+    assert.equal(delayMs, nextMs);
+    seen.push(nextMs);
+    prev = nextMs;
+  }
+  assert.deepEqual(seen, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
+  assert.equal(retryDelay(8000, () => 0).delayMs, 8000);
+  assert.equal(retryDelay(0, () => 0).delayMs, 250);
+});

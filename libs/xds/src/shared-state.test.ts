@@ -1,0 +1,132 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { TypeUrl } from '@sextant/envoy';
+import { DeltaClient, SotwClient } from '@sextant/testing/xds-client';
+import { edsCluster, loadAssignment, startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
+
+/**
+ * Per-stream state the server shares between streams that hold the same
+ * thing (memory per proxy, issue 10): subscription name sets, and the map of
+ * what a stream has been sent. Observed through DiscoveryServer.bookkeeping().
+ */
+const CLUSTERS = Array.from({ length: 40 }, (_, i) => `c${i}`);
+const shuffled = (xs: string[], k: number) => [...xs.slice(k), ...xs.slice(0, k)];
+const names = (r: { resources: { name: string }[] }) => r.resources.map((x) => x.name).sort();
+
+/** A Delta client that has CDS (wildcard) and EDS for every cluster, in Envoy's order, ACKed. */
+async function deltaProxy(h: Harness, id: string, order: number): Promise<DeltaClient> {
+  const c = new DeltaClient(h.address, { node: { id } });
+  c.request(TypeUrl.Cluster);
+  const cds = await c.next();
+  assert.equal(cds.resources.length, CLUSTERS.length);
+  c.ack(cds);
+  c.request(TypeUrl.ClusterLoadAssignment, { subscribe: shuffled(CLUSTERS, order) });
+  const eds = await c.next();
+  assert.deepEqual(names(eds), [...CLUSTERS].sort());
+  c.ack(eds);
+  return c;
+}
+
+describe('state shared between streams', () => {
+  let h: Harness;
+  before(async () => {
+    h = await startHarness();
+    h.clusters.replace(CLUSTERS.map((n) => edsCluster(n)));
+    CLUSTERS.forEach((n, i) => h.endpoints.set(n, loadAssignment(n, [{ address: `10.0.0.${i + 1}`, port: 80 }])));
+    h.pushAll('seed');
+  });
+  after(() => h.stop());
+
+  test('Delta streams with the same resources share one sent map per type and one EDS name set, through pushes and endpoint changes', async () => {
+    const clients = await Promise.all([0, 7, 13].map((k, i) => deltaProxy(h, `shared-${i}`, k)));
+    try {
+      const b = () => h.server.bookkeeping();
+      // Three streams: CDS (wildcard) and EDS each share one map of what was sent, and the 40 EDS names are held once.
+      await waitFor(() => b().sentMaps === 2, `2 sent maps (have ${b().sentMaps})`);
+      assert.equal(b().sentEntries, 2 * CLUSTERS.length);
+      assert.equal(b().nameSetNames, CLUSTERS.length);
+      assert.equal(b().edsIndexNames, CLUSTERS.length);
+      assert.equal(b().names, 3 * CLUSTERS.length, 'each stream still counts its own names against maxNamesPerStream');
+
+      // A config push changing one cluster: each stream gets only that one, and they still share.
+      h.clusters.set(edsCluster('c3', { connectTimeout: '3s' }));
+      h.pushAll('change c3');
+      for (const c of clients) {
+        const r = await c.next();
+        assert.deepEqual(names(r), ['c3']);
+        c.ack(r);
+      }
+      assert.equal(b().sentMaps, 2);
+
+      // An endpoint change (incremental EDS) reaches every watcher once; the streams still share.
+      h.endpoints.set('c5', loadAssignment('c5', [{ address: '10.1.0.5', port: 80 }]));
+      for (const c of clients) {
+        const r = await c.next();
+        assert.equal(r.typeUrl, TypeUrl.ClusterLoadAssignment);
+        assert.deepEqual(names(r), ['c5']);
+        c.ack(r);
+      }
+      assert.equal(b().sentMaps, 2);
+      assert.equal(b().sentEntries, 2 * CLUSTERS.length);
+
+      // One stream leaves the shared subscription: it gets its own name set and sent map; the others keep theirs.
+      clients[2]!.request(TypeUrl.ClusterLoadAssignment, { unsubscribe: ['c0'] });
+      await waitFor(() => b().nameSets === 3, `3 name sets (have ${b().nameSets})`);
+      assert.equal(b().sentMaps, 3);
+      h.endpoints.set('c0', loadAssignment('c0', [{ address: '10.1.0.1', port: 80 }]));
+      for (const c of clients.slice(0, 2)) {
+        const r = await c.next();
+        assert.deepEqual(names(r), ['c0']);
+        c.ack(r);
+      }
+      h.endpoints.set('c1', loadAssignment('c1', [{ address: '10.1.0.2', port: 80 }]));
+      for (const c of clients) {
+        const r = await c.next();
+        assert.deepEqual(names(r), ['c1'], 'the unsubscribed stream got nothing for c0');
+        c.ack(r);
+      }
+    } finally {
+      for (const c of clients) c.close();
+    }
+    await waitFor(() => h.server.bookkeeping().streams === 0, 'the server to drop the closed streams');
+    const b = h.server.bookkeeping();
+    assert.deepEqual({ nameSets: b.nameSets, edsIndexNames: b.edsIndexNames, sentMaps: b.sentMaps }, { nameSets: 0, edsIndexNames: 0, sentMaps: 0 });
+  });
+
+  test('a Delta reconnect declaring versions shares the map once it has been sent what differs', async () => {
+    const first = await deltaProxy(h, 'declared-0', 0);
+    const c = new DeltaClient(h.address, { node: { id: 'declared-1' } });
+    try {
+      const versions = Object.fromEntries(CLUSTERS.map((n) => [n, h.clusters.resources.get(n)!.version]));
+      versions['c9'] = 'stale';
+      c.request(TypeUrl.Cluster, { initialResourceVersions: { ...versions, gone: 'x' } });
+      const r = await c.next();
+      assert.deepEqual(names(r), ['c9']);
+      assert.deepEqual(r.removedResources, ['gone']);
+      c.ack(r);
+      // CDS shared by both streams; EDS only the first stream has.
+      await waitFor(() => h.server.bookkeeping().sentMaps === 2, `2 sent maps (have ${h.server.bookkeeping().sentMaps})`);
+    } finally {
+      c.close();
+      first.close();
+    }
+    await waitFor(() => h.server.bookkeeping().streams === 0, 'the server to drop the closed streams');
+  });
+
+  test('SotW and Delta streams watching the same EDS names are woken by one index entry per name', async () => {
+    const d = await deltaProxy(h, 'mixed-d', 3);
+    const s = new SotwClient(h.address, { node: { id: 'mixed-s' } });
+    try {
+      s.request(TypeUrl.ClusterLoadAssignment, { resourceNames: shuffled(CLUSTERS, 11) });
+      s.ack(await s.next());
+      assert.equal(h.server.bookkeeping().nameSets, 2, 'the wildcard CDS set and the one EDS set');
+      h.endpoints.set('c7', loadAssignment('c7', [{ address: '10.2.0.7', port: 80 }]));
+      const [rd, rs] = await Promise.all([d.next(), s.next()]);
+      assert.deepEqual(names(rd), ['c7']);
+      assert.equal(rs.resources.length, 1);
+    } finally {
+      d.close();
+      s.close();
+    }
+  });
+});
