@@ -135,6 +135,13 @@ export class ResourceEncoder {
   private parts = new Map<string, Part>();
   private previousParts = new Map<string, Part>();
   private partSeq = 0;
+  /**
+   * Parts by the identity of their JSON object: translation hands the same
+   * object for the same content (virtual hosts shared across route
+   * configurations, classes and pushes), so those skip the JSON.stringify
+   * that keys the rest. Objects given to the encoder are never mutated.
+   */
+  private partsByObject = new WeakMap<object, Part>();
   hits = 0;
   misses = 0;
   /** Virtual hosts and filter chains encoded (not found in the cache). */
@@ -196,6 +203,8 @@ export class ResourceEncoder {
   }
 
   private part(schema: DescMessage, json: unknown): Part {
+    const byObject = json !== null && typeof json === 'object' ? this.partsByObject.get(json) : undefined;
+    if (byObject) return byObject;
     const key = `${schema.typeName}\u0000${JSON.stringify(json)}`;
     let p = this.parts.get(key);
     if (!p) {
@@ -207,6 +216,7 @@ export class ResourceEncoder {
       }
       this.parts.set(key, p);
     }
+    if (json !== null && typeof json === 'object') this.partsByObject.set(json, p);
     return p;
   }
 }

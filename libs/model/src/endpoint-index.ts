@@ -87,6 +87,7 @@ function sameEndpoint(a: IstioEndpoint, b: IstioEndpoint): boolean {
     a.workloadName === b.workloadName &&
     a.namespace === b.namespace &&
     (a.isHostname ?? false) === (b.isHostname ?? false) &&
+    (a.noHealthStatus ?? false) === (b.noHealthStatus ?? false) &&
     a.locality.region === b.locality.region &&
     a.locality.zone === b.locality.zone &&
     a.locality.subzone === b.locality.subzone &&

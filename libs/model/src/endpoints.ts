@@ -78,7 +78,7 @@ export function kubeEndpoints(idx: WorkloadIndex, svc: Service, slices: ConfigOb
   if (svc.attributes.serviceType === 'ExternalName' && svc.attributes.externalName) {
     // Envoy resolves the external name itself (STRICT_DNS), as istiod does.
     for (const p of svc.ports) {
-      out.get(p.name)!.push({ ...workloadEntryEndpoint(idx, { address: svc.attributes.externalName }, svc.namespace, '', p.name, p.port), isHostname: true, healthStatus: 'HEALTHY' });
+      out.get(p.name)!.push({ ...workloadEntryEndpoint(idx, { address: svc.attributes.externalName }, svc.namespace, '', p.name, p.port), isHostname: true, noHealthStatus: false });
     }
     return out;
   }
@@ -157,8 +157,8 @@ function workloadEntryEndpoint(idx: WorkloadIndex, we: WorkloadEntrySpec, ns: st
     tlsMode: workloadEntryTlsMode(we),
     network: we.network ?? '',
     clusterId: idx.clusterId,
-    // istiod leaves WorkloadEntry and ServiceEntry endpoints without a health status (UNKNOWN).
-    healthStatus: 'UNKNOWN',
+    healthStatus: 'HEALTHY',
+    noHealthStatus: true,
     weight: we.weight && we.weight > 0 ? we.weight : 1,
     workloadName: name,
     namespace: ns,
@@ -176,13 +176,13 @@ export function serviceEntryEndpoints(idx: WorkloadIndex, svc: Service, spec: Se
     const list = out.get(p.name)!;
     const dflt = p.targetPort !== undefined ? Number(p.targetPort) : p.port;
     if (inline.length > 0) {
-      for (const [i, we] of inline.entries()) {
-        // istiod names an inline endpoint's workload `<ServiceEntry name>-<index>`.
-        const ep = workloadEntryEndpoint(idx, we, ns, `${seName}-${i}`, p.name, we.ports?.[p.name] ?? dflt);
-        if (!we.address) continue;
+      inline.forEach((we, i) => {
+        // istiod names an inline endpoint `<entry>-<index>` (unless labelled with a workload name).
+        const ep = workloadEntryEndpoint(idx, we, ns, we.labels?.['service.istio.io/workload-name'] ?? `${seName}-${i}`, p.name, we.ports?.[p.name] ?? dflt);
+        if (!we.address) return;
         ep.isHostname = isDns && !/^[0-9.:]+$/.test(we.address);
         list.push(ep);
-      }
+      });
     } else if (spec.workloadSelector?.labels) {
       const sel = spec.workloadSelector.labels;
       for (const pod of idx.podsByName.values()) {

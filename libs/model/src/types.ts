@@ -154,8 +154,7 @@ export interface Locality {
   subzone: string;
 }
 
-/** UNKNOWN: no health information (ServiceEntry and WorkloadEntry endpoints, istiod's zero value); sent like HEALTHY. */
-export type HealthStatus = 'UNKNOWN' | 'HEALTHY' | 'UNHEALTHY' | 'DRAINING';
+export type HealthStatus = 'HEALTHY' | 'UNHEALTHY' | 'DRAINING';
 
 /** One endpoint of one service port (istiod's IstioEndpoint). */
 export interface IstioEndpoint {
@@ -180,6 +179,12 @@ export interface IstioEndpoint {
   namespace: string;
   /** DNS name instead of an IP (ServiceEntry DNS endpoints); equals `address`. */
   isHostname?: boolean;
+  /**
+   * Built from a WorkloadEntry or a ServiceEntry's own endpoints, which istiod
+   * gives no health status: Envoy's `health_status` is left unset (UNKNOWN,
+   * routed like HEALTHY) instead of HEALTHY. `healthStatus` stays HEALTHY here.
+   */
+  noHealthStatus?: boolean;
 }
 
 /** A service port paired with an endpoint (istiod's ServiceInstance; used for inbound). */

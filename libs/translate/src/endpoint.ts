@@ -34,8 +34,8 @@ const byTlsMode: MtlsEnabled = (e) => e.tlsMode === 'istio';
 
 export function lbEndpoint(e: IstioEndpoint, mtls: MtlsEnabled = byTlsMode): LbEndpointJson {
   const ep: LbEndpointJson = { endpoint: { address: { socketAddress: { address: e.address, portValue: e.endpointPort } } } };
-  // istiod writes the status it has; UNKNOWN (ServiceEntry and WorkloadEntry endpoints) is the zero value, left out.
-  if (e.healthStatus !== 'UNKNOWN') ep.healthStatus = e.healthStatus;
+  // WorkloadEntry and ServiceEntry endpoints carry no status in istiod (UNKNOWN, routed like HEALTHY).
+  if (!e.noHealthStatus) ep.healthStatus = e.healthStatus;
   ep.loadBalancingWeight = e.weight > 0 ? e.weight : 1;
   const fm: { [key: string]: JsonObject } = {};
   if (e.tlsMode === 'istio' && mtls(e)) fm['envoy.transport_socket_match'] = { tlsMode: 'istio' };
@@ -52,11 +52,11 @@ function localityJson(l: Locality): LocalityJson | undefined {
   return Object.keys(j).length > 0 ? j : undefined;
 }
 
-/** Healthy endpoints (and those of unknown health) grouped by locality (sorted), each group weighted by the sum of its endpoints. */
+/** Healthy endpoints grouped by locality (sorted), each group weighted by the sum of its endpoints. */
 export function lbEndpointsFor(endpoints: IstioEndpoint[], _proxy: ProxyView, mtls: MtlsEnabled = byTlsMode): LocalityLbEndpointsJson[] {
   const groups = new Map<string, { locality: Locality; eps: IstioEndpoint[] }>();
   for (const e of endpoints) {
-    if (e.healthStatus !== 'HEALTHY' && e.healthStatus !== 'UNKNOWN') continue;
+    if (e.healthStatus !== 'HEALTHY') continue;
     const k = localityLabel(e.locality);
     const g = groups.get(k) ?? { locality: e.locality, eps: [] };
     g.eps.push(e);

@@ -88,8 +88,6 @@ function newCluster(push: PushContext, proxy: ProxyView, name: string, type: Clu
     }
     const llb = lbEndpointsFor(endpoints ?? [], proxy);
     if (llb.length === 0) return undefined;
-    // ServiceEntry endpoints carry no health status in istiod (Envoy's UNKNOWN, routed like HEALTHY); only Kubernetes ones say HEALTHY.
-    if (svc?.attributes.serviceRegistry === 'External') for (const g of llb) for (const e of g.lbEndpoints ?? []) if (e.healthStatus === 'HEALTHY') delete e.healthStatus;
     c.loadAssignment = { clusterName: name, endpoints: llb };
   }
   const mc: MutableCluster = { cluster: c };
@@ -174,7 +172,7 @@ export function buildOutboundClusters(push: PushContext, proxy: ProxyView, svc: 
     if (!mc) continue;
     applyPolicy(push, proxy, mc, svc, port, 'outbound', { policy: subsetPolicy, sni: buildDnsSrvSubsetKey('outbound', subset.name, svc.hostname, port.port) });
     const meta = istioMeta(mc.cluster);
-    if (svc.meshExternal) meta.external = true;
+    // istiod marks only the default cluster of a mesh-external service `external` (applyDestinationRule), not its subsets.
     meta.config = destinationRuleConfigPath(dr!.from[0]!.namespace, dr!.from[0]!.name);
     meta.subset = subset.name;
     applyAlpnOverride(mc.cluster, subsetPolicy);

@@ -7,8 +7,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { decodeToJson, encodeJson } from '@sextant/envoy';
 import { parseProxy, type ProxyView } from '@sextant/model';
-import { istio, pushContext, service } from '@sextant/testing/push';
-import { buildClusters, generateForProxy } from '../generator/index.js';
+import { endpointSlice, istio, pushContext, service } from '@sextant/testing/push';
+import { buildClusters, buildEndpoints, generateForProxy } from '../generator/index.js';
 import { ISTIO_TYPE } from '../telemetry/index.js';
 
 type Json = Record<string, any>;
@@ -153,5 +153,25 @@ test('DNS clusters: c-ares udp_max_queries, jitter, refresh rate from the mesh, 
   }
   assert.equal(tlsCluster.metadata.filterMetadata.istio.alpn_override, 'false', 'SIMPLE TLS: the istio.alpn filter keeps the cluster ALPN');
   assert.equal(httpCluster.metadata.filterMetadata.istio.alpn_override, undefined, 'no TLS on port 80');
-  assert.equal(cs.find((c) => c.name === 'outbound|443|plain|api.payments.example.com')!.metadata.filterMetadata.istio.alpn_override, undefined, 'the subset turns TLS off');
+  const plain = cs.find((c) => c.name === 'outbound|443|plain|api.payments.example.com')!.metadata.filterMetadata.istio;
+  assert.equal(plain.alpn_override, undefined, 'the subset turns TLS off');
+  assert.equal(plain.external, undefined, 'istiod marks only the default cluster external');
+  assert.equal(tlsCluster.metadata.filterMetadata.istio.external, true);
+});
+
+test('DNS ServiceEntry inline endpoints are named <entry>-<index> in the load assignment, as istiod names them', () => {
+  const se = istio('ServiceEntry', 'default', 'edges', { hosts: ['api.edge.example.net'], location: 'MESH_EXTERNAL', resolution: 'DNS', ports: [{ number: 443, name: 'tls', protocol: 'TLS' }], endpoints: [{ address: 'edge-1.example.net' }, { address: 'edge-2.example.net', labels: { 'service.istio.io/workload-name': 'edge-two' } }] });
+  const push = pushContext([se]);
+  const c = (buildClusters(push, push.resolveProxy(node('sidecar', {}))) as Json[]).find((x) => x.name === 'outbound|443||api.edge.example.net')!;
+  const names = c.loadAssignment.endpoints.flatMap((g: Json) => g.lbEndpoints.map((e: Json) => [e.endpoint.address.socketAddress.address, e.metadata.filterMetadata.istio.workload]));
+  assert.deepEqual(names, [['edge-1.example.net', 'edges-0;default;edges-0;;Kubernetes'], ['edge-2.example.net', 'edge-two;default;edge-two;;Kubernetes']]);
+});
+
+test('EDS: WorkloadEntry and ServiceEntry endpoints carry no health status (istiod gives them none); Kubernetes endpoints say HEALTHY', () => {
+  const vms = istio('ServiceEntry', 'default', 'vms', { hosts: ['vms.internal'], location: 'MESH_INTERNAL', resolution: 'STATIC', ports: [{ number: 8080, name: 'http', protocol: 'HTTP' }], endpoints: [{ address: '10.240.0.11' }] });
+  const push = pushContext([web, endpointSlice('web', 'default', [['http', 8000]], [{ ip: '10.1.0.5' }]), vms]);
+  const [k8s, se] = buildEndpoints(push, push.resolveProxy(node('sidecar', {})), ['outbound|8000||web.default.svc.cluster.local', 'outbound|8080||vms.internal']) as Json[];
+  assert.equal(k8s!.endpoints[0].lbEndpoints[0].healthStatus, 'HEALTHY');
+  assert.equal(se!.endpoints[0].lbEndpoints[0].endpoint.address.socketAddress.address, '10.240.0.11');
+  assert.equal(se!.endpoints[0].lbEndpoints[0].healthStatus, undefined);
 });

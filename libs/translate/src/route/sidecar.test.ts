@@ -286,3 +286,26 @@ test('virtual host domains: the absolute FQDN (trailing dot) after the FQDN, nev
   const ls = buildListeners(push, proxyIn(push)) as Json[];
   assert.equal(walkRequest(ls, [rc!], { port: 9080, host: 'reviews.default.svc.cluster.local.', path: '/' })!.cluster, 'outbound|9080||reviews.default.svc.cluster.local');
 });
+
+test('a service default virtual host is one object for every proxy namespace that sees it alike, in this push and the next', () => {
+  // ratings (no VirtualService) as seen from two other namespaces: equal content, so the same object (the encoder keys it by identity).
+  const objects = [reviews, ratings, mysql, istio('VirtualService', 'default', 'reviews', { hosts: ['reviews'], http: [{ route: [{ destination: { host: 'reviews' } }] }] })];
+  const push = pushContext(objects);
+  const vh = (p: typeof push, ns: string, name: string) => ((buildRoutes(p, proxyIn(p, { namespace: ns }), ['9080']) as Json[])[0]!.virtualHosts as Json[]).find((v) => v.name === name)!;
+  const a = vh(push, 'ns-a', 'ratings.default.svc.cluster.local:9080');
+  assert.equal(vh(push, 'ns-b', 'ratings.default.svc.cluster.local:9080'), a);
+  assert.equal(vh(pushContext(objects, { version: 'v2' }), 'ns-b', 'ratings.default.svc.cluster.local:9080'), a, 'a later push with the same inputs reuses it');
+  // From its own namespace the short names are domains too: another object, other content.
+  const own = vh(push, 'default', 'ratings.default.svc.cluster.local:9080');
+  assert.notEqual(own, a);
+  assert.ok((own.domains as string[]).includes('ratings'));
+  assert.ok(!(a.domains as string[]).includes('ratings'));
+  // A consistent hash from a DestinationRule is part of the content.
+  const hashed = pushContext([...objects, istio('DestinationRule', 'default', 'ratings', { host: 'ratings', trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: 'x-user' } } } })]);
+  const h = vh(hashed, 'ns-a', 'ratings.default.svc.cluster.local:9080');
+  assert.notEqual(h, a);
+  assert.deepEqual(h.routes[0].route.hashPolicy, [{ header: { headerName: 'x-user' } }]);
+  assert.equal(a.routes[0].route.hashPolicy, undefined);
+  // The VirtualService's host is built per route configuration (its routes read the proxy).
+  assert.ok(vh(push, 'ns-a', 'reviews.default.svc.cluster.local:9080'));
+});

@@ -3,7 +3,7 @@
  * (`http.<port>`, `https.<port>.<server>.<gw>.<ns>`) and proxyless gRPC
  * (`outbound|<port>||<fqdn>`), dispatching on the proxy kind. Pure.
  */
-import type { VirtualServiceSpecType } from '@sextant/api';
+import type { ConsistentHash, VirtualServiceSpecType } from '@sextant/api';
 import type { RouteConfigurationJson, RouteJson, VirtualHostJson } from '@sextant/envoy';
 import { isHttp, isSniffed, type EgressListener, type IstioConfig, type ProxyView, type PushContext, type Service } from '@sextant/model';
 import {
@@ -162,12 +162,7 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
   const emit = (name: string, domains: string[], routes: RouteJson[], alt: string[] = []) => {
     if (usedNames.has(name)) return;
     usedNames.add(name);
-    const ds: string[] = [];
-    for (const d of domains) {
-      if (usedDomains.has(d.toLowerCase()) || (alt.includes(d) && knownFqdn.has(d))) continue;
-      usedDomains.add(d.toLowerCase());
-      ds.push(d);
-    }
+    const ds = dedupeDomains(domains, alt, usedDomains, knownFqdn);
     if (ds.length) out.push({ name, domains: ds, routes, includeRequestAttemptCount: true });
   };
   for (const vs of vsList) {
@@ -183,21 +178,102 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
       for (const svc of matched) {
         if (covered.has(svc.hostname)) continue;
         covered.add(svc.hostname);
-        const vd = virtualHostDomainsWithAlt(svc, proxy.dnsDomain, withPort);
+        const vd = domainsMemo(svc, proxy.dnsDomain, withPort);
         emit(`${svc.hostname}:${port}`, vd.domains, routes, vd.alt);
       }
     }
   }
   for (const svc of services) {
     if (covered.has(svc.hostname)) continue;
-    const cluster = outboundClusterName(svc.hostname, port);
+    const name = `${svc.hostname}:${port}`;
+    if (usedNames.has(name)) continue;
+    usedNames.add(name);
+    const vd = domainsMemo(svc, proxy.dnsDomain, withPort);
+    const ds = dedupeDomains(vd.domains, vd.alt, usedDomains, knownFqdn);
+    if (!ds.length) continue;
     const sp = svc.ports.find((p) => p.port === port)!;
-    const vd = virtualHostDomainsWithAlt(svc, proxy.dnsDomain, withPort);
     // istiod builds the default route without the proxy (BuildDefaultHTTPOutboundRoute): max_grpc_timeout even for proxyless gRPC.
-    emit(`${svc.hostname}:${port}`, vd.domains, [defaultOutboundRoute(cluster, `${svc.hostname}:${port}/*`, false, hashForService(push, proxy, svc, sp))], vd.alt);
+    out.push(defaultVirtualHost(svc.hostname, port, ds, hashForService(push, proxy, svc, sp)));
   }
   return sortByName(out);
 }
+
+/** Domains not yet taken by an earlier virtual host (recorded as taken), and no alternative form equal to a known FQDN. */
+function dedupeDomains(domains: readonly string[], alt: readonly string[], usedDomains: Set<string>, knownFqdn: ReadonlySet<string>): string[] {
+  const ds: string[] = [];
+  for (const d of domains) {
+    const l = d.toLowerCase();
+    if (usedDomains.has(l) || (alt.includes(d) && knownFqdn.has(d))) continue;
+    usedDomains.add(l);
+    ds.push(d);
+  }
+  return ds;
+}
+
+/** A service's domains depend on the service and the proxy's DNS domain only: once per (service object, domain, port form). */
+const domainsByService = new WeakMap<Service, Map<string, { domains: string[]; alt: string[] }>>();
+function domainsMemo(svc: Service, proxyDomain: string, port: number | undefined): { domains: string[]; alt: string[] } {
+  let m = domainsByService.get(svc);
+  if (!m) domainsByService.set(svc, (m = new Map()));
+  const k = port === undefined ? proxyDomain : `${proxyDomain}\u0000${port}`;
+  let d = m.get(k);
+  if (!d) m.set(k, (d = virtualHostDomainsWithAlt(svc, proxyDomain, port)));
+  return d;
+}
+
+/**
+ * The virtual host of a service no VirtualService routes (its default route),
+ * one object per content: its content is a function of the key's parts alone
+ * (host, port, domains after dedupe, consistent hash), so every
+ * route configuration and class that holds it, in this push and later ones,
+ * shares the one object, and the encoder keys it by identity instead of
+ * serializing it (docs/scale.md). Never mutated (EnvoyFilter patches copy).
+ */
+function defaultVirtualHost(hostname: string, port: number, domains: readonly string[], hash: ConsistentHash | undefined): VirtualHostJson {
+  const key = `${hostname}\u0000${port}\u0000${hash === undefined ? '' : JSON.stringify(hash)}\u0000${domains.join('\u0001')}`;
+  let vh = defaultVhosts.get(key);
+  if (!vh) {
+    const route = defaultOutboundRoute(outboundClusterName(hostname, port), `${hostname}:${port}/*`, false, hash);
+    vh = { name: `${hostname}:${port}`, domains: [...domains], routes: [route], includeRequestAttemptCount: true };
+    defaultVhosts.set(key, vh);
+  }
+  return vh;
+}
+
+/**
+ * A map of two generations, bounded: when the current one holds `limit`
+ * entries it becomes the previous one (the older previous one is dropped);
+ * an entry found in the previous generation moves to the current one.
+ */
+export class TwoGenerationMap<V> {
+  private current = new Map<string, V>();
+  private previous = new Map<string, V>();
+  constructor(private readonly limit: number) {}
+  get(key: string): V | undefined {
+    let v = this.current.get(key);
+    if (v === undefined) {
+      v = this.previous.get(key);
+      if (v !== undefined) {
+        this.previous.delete(key);
+        this.set(key, v);
+      }
+    }
+    return v;
+  }
+  set(key: string, v: V): void {
+    if (this.current.size >= this.limit) {
+      this.previous = this.current;
+      this.current = new Map();
+    }
+    this.current.set(key, v);
+  }
+  get size(): number {
+    return this.current.size + this.previous.size;
+  }
+}
+
+/** Default virtual hosts by content; 2 × 50,000 is one per service port and namespace visibility for meshes far past S = 1000. */
+const defaultVhosts = new TwoGenerationMap<VirtualHostJson>(50_000);
 
 /**
  * What one RDS generation for one proxy computes once and reuses across its

@@ -58,17 +58,14 @@ export function istioFilterSupportKey(proxy: ProxyView): string {
 /**
  * What of the proxy, beyond the rest of its class key, its telemetry reads:
  * the filters it can load, the labels and metadata istiod's tracing tags name
- * (canonical service and revision, mesh ID, NAMESPACE), and, when an
- * OpenTelemetry tracer is configured, the node's cluster (the spans' service name).
+ * (canonical service and revision, mesh ID, NAMESPACE: istiod renders them as
+ * literals per workload, buildServiceTags), and, when an OpenTelemetry tracer
+ * is configured, the node's cluster (the spans' service name). With
+ * `serviceTags` false (no tracing anywhere in the push) the canonical labels
+ * are left out: nothing renders them, so workloads of a class share listeners.
  */
-export function telemetryClassKey(proxy: ProxyView, otelConfigured: boolean): string {
+export function telemetryClassKey(proxy: ProxyView, otelConfigured: boolean, serviceTags = true): string {
   const m = proxy.metadata;
-  return JSON.stringify([
-    istioFilterSupportKey(proxy),
-    proxy.labels['service.istio.io/canonical-name'] ?? '',
-    proxy.labels['service.istio.io/canonical-revision'] ?? '',
-    m.MESH_ID ?? '',
-    m.NAMESPACE ?? '',
-    otelConfigured ? (proxy.nodeCluster ?? '') : '',
-  ]);
+  const canonical = serviceTags ? `${proxy.labels['service.istio.io/canonical-name'] ?? ''}\u0000${proxy.labels['service.istio.io/canonical-revision'] ?? ''}` : '\u0000';
+  return `${istioFilterSupportKey(proxy)}\u0000${canonical}\u0000${m.MESH_ID ?? ''}\u0000${m.NAMESPACE ?? ''}\u0000${otelConfigured ? (proxy.nodeCluster ?? '') : ''}`;
 }

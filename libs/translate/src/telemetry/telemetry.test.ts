@@ -254,3 +254,19 @@ test('scopes: a Telemetry selecting another workload, or a Gateway by targetRefs
   const mine = telemetry('mine', 'shop', { selector: { matchLabels: { app: 'web' } }, accessLogging: [{ providers: [{ name: 'file-log' }] }] });
   assert.equal(hcmOf(listener(run([mine], { mesh }), '0.0.0.0_8080')).accessLog[0].typedConfig.path, '/tmp/x.log');
 });
+
+test('telemetry class key: canonical labels split classes only when some tracing can render istiod per-workload tags', async () => {
+  const { pushContext, proxyIn, istio } = await import('@sextant/testing/push');
+  const { telemetryKeyFor } = await import('./index.js');
+  const labels = (name: string) => ({ LABELS: { app: name, 'service.istio.io/canonical-name': name, 'service.istio.io/canonical-revision': 'v1' } });
+  const keys = (push: ReturnType<typeof pushContext>) => [telemetryKeyFor(push, proxyIn(push, { metadata: labels('a') })), telemetryKeyFor(push, proxyIn(push, { metadata: labels('b') }))];
+  // Mesh default: tracing on, the tags (istio.canonical_service …) are literals per workload.
+  const [a, b] = keys(pushContext([]));
+  assert.notEqual(a, b);
+  // Tracing off everywhere: nothing renders the labels.
+  const [c, d] = keys(pushContext([], { meshConfig: { enableTracing: false } as MeshConfig }));
+  assert.equal(c, d);
+  // Off in the mesh config but configured by a Telemetry: split again.
+  const [e, f] = keys(pushContext([istio('Telemetry', 'istio-system', 'mesh-default', { tracing: [{ randomSamplingPercentage: 10 }] })], { meshConfig: { enableTracing: false } as MeshConfig }));
+  assert.notEqual(e, f);
+});
