@@ -223,8 +223,8 @@ describe('AuthorizationPolicy on stock Istio sidecars (pilot-agent + Envoy) with
   });
 
   test('dry-run DENY and AUDIT change nothing but are counted', async () => {
-    const shadow = /http\.inbound_0\.0\.0\.0_\d+;?\.rbac\.istio_dry_run_deny_\.shadow_denied: (\d+)/;
-    const allowed = /http\.inbound_0\.0\.0\.0_\d+;?\.rbac\.allowed: (\d+)/;
+    const shadow = /http\.inbound_[0-9.]+_\d+;?\.rbac\.istio_dry_run_deny_\.shadow_denied: (\d+)/;
+    const allowed = /http\.inbound_[0-9.]+_\d+;?\.rbac\.allowed: (\d+)/;
     await policies([ap('dry-deny', { action: 'DENY', rules: [{ to: [{ operation: { paths: ['/dry'] } }] }] }, { 'istio.io/dry-run': 'true' }), ap('audit', { action: 'AUDIT', rules: [{ to: [{ operation: { paths: ['/dry'] } }] }] })]);
     const [shadowBefore, allowedBefore] = [await serverStat(shadow), await serverStat(allowed)];
     assert.equal(await status('/dry'), 200);

@@ -38,7 +38,7 @@ import {
 } from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { createLogger } from './log.js';
-import { MeshTranslator, endpointScopes, meshScope, nameTableGenerator } from './mesh.js';
+import { MeshTranslator, endpointScopes, extensionConfigGenerator, meshScope, nameTableGenerator } from './mesh.js';
 import { startSecureServices, type SecureExtras, type SecureServices } from './secure.js';
 import type { KubeMode } from './kube.js';
 import { version } from './version.js';
@@ -182,7 +182,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   const debugResponder = debugHandler(debugSources);
   const xds: DiscoveryServer = new DiscoveryServer({
     generators: {
-      ...countErrors({ ...generators.generators([TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration, TypeUrl.ClusterLoadAssignment]), ...nameTableGenerator(generators, context), ...secure.generators }, metrics),
+      ...countErrors({ ...generators.generators([TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration, TypeUrl.ClusterLoadAssignment]), ...nameTableGenerator(generators, context), ...extensionConfigGenerator(generators, context), ...secure.generators }, metrics),
       // The debug types istioctl reads (their refusals are not internal errors).
       ...debugGenerators({
         connections: () => xds.connections(),

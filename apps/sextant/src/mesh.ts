@@ -1,7 +1,7 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { configKeysOf, edsClustersFor, hostMatches, proxyDependsOn, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
-import { buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, gatewayHcmKey, generateForProxy, generatorFor, inboundPorts, istioFilterSupportKey, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
+import { buildExtensionConfigs, buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, gatewayHcmKey, generateForProxy, generatorFor, inboundPorts, istioFilterSupportKey, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
 import type { BuildPart, BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, TypeLayer, XdsProxy } from '@sextant/xds';
 
 /**
@@ -131,6 +131,30 @@ export function nameTableGenerator(gens: ClassGenerators<PushContext, ProxyView>
         if (!push) return new Map();
         const nt = buildNameTable(push, gens.view(proxy, push));
         return nt ? new Map([['', encodedResource(NDS_TYPE_URL, '', encodeNameTable(nt))]]) : new Map();
+      },
+    },
+  };
+}
+
+/**
+ * ECDS (istiod's EcdsGenerator): the EXTENSION_CONFIG patches of the
+ * EnvoyFilters selecting the proxy, by the names it asked for. Built per
+ * request (a handful of patches), encoded by the shared encoder; in Delta a
+ * config that goes away is not sent as removed (istiod's neverRemoveDelta).
+ */
+export function extensionConfigGenerator(gens: ClassGenerators<PushContext, ProxyView>, context: () => PushContext | undefined): Record<string, ResourceGenerator> {
+  return {
+    [TypeUrl.ExtensionConfiguration]: {
+      neverRemoveDelta: true,
+      generate: (proxy, watch) => {
+        const push = context();
+        const out = new Map<string, ReturnType<typeof gens.encoder.encode>>();
+        if (!push || watch.names.size === 0) return out;
+        for (const ec of buildExtensionConfigs(push, gens.view(proxy, push), [...watch.names].sort())) {
+          const name = ec.name ?? '';
+          out.set(name, gens.encoder.encode(TypeUrl.ExtensionConfiguration, name, ec));
+        }
+        return out;
       },
     },
   };

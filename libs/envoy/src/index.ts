@@ -17,6 +17,7 @@ export type { RouteConfigurationJson } from './gen/envoy/config/route/v3/route_p
 export type { ClusterJson } from './gen/envoy/config/cluster/v3/cluster_pb.js';
 export type { ClusterLoadAssignmentJson } from './gen/envoy/config/endpoint/v3/endpoint_pb.js';
 export type { SecretJson } from './gen/envoy/extensions/transport_sockets/tls/v3/secret_pb.js';
+export type { TypedExtensionConfigJson } from './gen/envoy/config/core/v3/extension_pb.js';
 export { create, toBinary, fromBinary, toJson, fromJson, type JsonValue, type JsonObject } from '@bufbuild/protobuf';
 export * from './json.js';
 // Security filters (AuthorizationPolicy, RequestAuthentication).

@@ -6,6 +6,8 @@ export const TypeUrl = {
   Cluster: `${prefix}envoy.config.cluster.v3.Cluster`,
   ClusterLoadAssignment: `${prefix}envoy.config.endpoint.v3.ClusterLoadAssignment`,
   Secret: `${prefix}envoy.extensions.transport_sockets.tls.v3.Secret`,
+  /** ECDS: extension configs a filter's `config_discovery` names (istiod's ExtensionConfigurationType). */
+  ExtensionConfiguration: `${prefix}envoy.config.core.v3.TypedExtensionConfig`,
 } as const;
 export type KnownTypeUrl = (typeof TypeUrl)[keyof typeof TypeUrl];
 
@@ -16,6 +18,7 @@ export const shortTypeName: Record<string, string> = {
   [TypeUrl.Cluster]: 'cds',
   [TypeUrl.ClusterLoadAssignment]: 'eds',
   [TypeUrl.Secret]: 'sds',
+  [TypeUrl.ExtensionConfiguration]: 'ecds',
 };
 
 /** Push order: clusters before their endpoints, listeners before their routes (make-before-break). */

@@ -17,6 +17,7 @@ export * from './cluster/grpc.js';
 export * from './endpoint.js';
 export * from './translate.js';
 export * from './generator/index.js';
+export { buildExtensionConfigs } from './generator/ecds.js';
 export * from './route/walk.js';
 export * from './security/peer-auth.js';
 export * from './security/mtls.js';

@@ -121,3 +121,65 @@ test('EDS for unknown names, unknown subsets and DNS clusters answers empty assi
     ['outbound|9080|v1|ratings.default.svc.cluster.local', 1],
   ]);
 });
+
+test('Sidecar ingress on virtualInbound as istiod: chain <podIP>_<port> with the Sidecar as config metadata, Mongo proxy on MONGO ports, inbound cluster with default circuit breakers and the Service metadata', () => {
+  const raw = [
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'mongo', namespace: 'data' }, spec: { clusterIP: '10.96.7.7', selector: { app: 'mongo' }, ports: [{ name: 'mongo', port: 27017 }] } },
+    { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'mongo-0', namespace: 'data', labels: { app: 'mongo' } }, spec: { containers: [{ name: 'm', image: 'm' }] }, status: { phase: 'Running', podIP: '10.1.7.7', podIPs: [{ ip: '10.1.7.7' }] } },
+    {
+      apiVersion: 'discovery.k8s.io/v1',
+      kind: 'EndpointSlice',
+      metadata: { name: 'mongo-1', namespace: 'data', labels: { 'kubernetes.io/service-name': 'mongo' } },
+      addressType: 'IPv4',
+      ports: [{ name: 'mongo', port: 27017 }],
+      endpoints: [{ addresses: ['10.1.7.7'], conditions: { ready: true }, targetRef: { kind: 'Pod', name: 'mongo-0', namespace: 'data' } }],
+    },
+    {
+      apiVersion: 'networking.istio.io/v1',
+      kind: 'Sidecar',
+      metadata: { name: 'mongo', namespace: 'data' },
+      spec: {
+        workloadSelector: { labels: { app: 'mongo' } },
+        ingress: [
+          { port: { number: 27017, protocol: 'MONGO', name: 'mongo' }, defaultEndpoint: '127.0.0.1:27017' },
+          // 0.0.0.0 means the pod's own address; no defaultEndpoint, the original destination.
+          { port: { number: 8080, protocol: 'HTTP', name: 'http' }, defaultEndpoint: '0.0.0.0:8081' },
+          { port: { number: 9000, protocol: 'TCP', name: 'tcp' } },
+        ],
+      },
+    },
+  ];
+  const { objects, issues } = parseObjects(raw);
+  assert.deepEqual(issues, []);
+  const out = translateConfig({ objects, nodeId: 'sidecar~10.1.7.7~mongo-0.data~data.svc.cluster.local', metadata: { LABELS: { app: 'mongo' } }, types: ['lds', 'cds'] });
+  const vi = out.lds!.find((l) => l.name === 'virtualInbound')!;
+  const chains = (vi.filterChains ?? []).filter((c) => c.filterChainMatch?.destinationPort === 27017);
+  assert.ok(chains.length > 0);
+  for (const c of chains) {
+    assert.equal(c.name, '10.1.7.7_27017');
+    assert.deepEqual(c.metadata, { filterMetadata: { istio: { config: '/apis/networking.istio.io/v1/namespaces/data/sidecar/mongo' } } });
+    const names = (c.filters ?? []).map((f) => f.name);
+    assert.deepEqual(names.slice(-2), ['envoy.filters.network.mongo_proxy', 'envoy.filters.network.tcp_proxy']);
+    assert.deepEqual(unpackAny((c.filters ?? []).find((f) => f.name === 'envoy.filters.network.mongo_proxy')!.typedConfig, TYPE.mongoProxy), { '@type': TYPE.mongoProxy, statPrefix: 'inbound|27017||' });
+  }
+  assert.ok((vi.filterChains ?? []).filter((c) => c.filterChainMatch?.destinationPort === 8080).every((c) => c.name === '10.1.7.7_8080'));
+  const cds = new Map(out.cds!.map((c) => [c.name, c]));
+  const mongo = cds.get('inbound|27017||')!;
+  assert.equal(mongo.type, 'STATIC');
+  assert.deepEqual(mongo.loadAssignment?.endpoints?.[0]?.lbEndpoints?.[0]?.endpoint?.address, { socketAddress: { address: '127.0.0.1', portValue: 27017 } });
+  assert.equal(mongo.upstreamBindConfig, undefined, 'to the loopback: no 127.0.0.6 source bind');
+  const max = 4294967295;
+  assert.deepEqual(mongo.circuitBreakers?.thresholds?.[0], { maxConnections: max, maxPendingRequests: max, maxRequests: max, maxRetries: max, trackRemaining: true });
+  assert.deepEqual((mongo.metadata?.filterMetadata?.['istio'] as { services: unknown }).services, [{ host: 'mongo.data.svc.cluster.local', name: 'mongo', namespace: 'data' }]);
+  // 0.0.0.0:8081 is the pod address; the source is bound to 127.0.0.6 so iptables does not capture it again.
+  const http = cds.get('inbound|8080||')!;
+  assert.deepEqual(http.loadAssignment?.endpoints?.[0]?.lbEndpoints?.[0]?.endpoint?.address, { socketAddress: { address: '10.1.7.7', portValue: 8081 } });
+  assert.equal(http.upstreamBindConfig?.sourceAddress?.address, '127.0.0.6');
+  // No instance on 8080: no Service metadata (istiod's stand-in Service is mesh-external).
+  assert.equal(http.metadata, undefined);
+  const tcp = cds.get('inbound|9000||')!;
+  assert.equal(tcp.type, 'ORIGINAL_DST');
+  assert.equal(tcp.cleanupInterval, '9223372035s');
+  for (const c of out.cds!) encodeJson(TypeUrl.Cluster, c);
+  for (const l of out.lds!) encodeJson(TypeUrl.Listener, l);
+});

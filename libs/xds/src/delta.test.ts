@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { TypeUrl } from '@sextant/envoy';
 import { DeltaClient, decodeDeltaResources } from '@sextant/testing/xds-client';
-import { ExtensionConfigType, edsCluster, extensionConfig, loadAssignment, startHarness, type Harness } from '@sextant/testing/xds-harness';
+import { ExtensionConfigType, StaticGenerator, edsCluster, extensionConfig, loadAssignment, startHarness, type Harness } from '@sextant/testing/xds-harness';
 
 let probeSeq = 0;
 /** Requests on a stream are handled in order: if the next response answers a fresh subscription, nothing came before it. */
@@ -163,6 +163,37 @@ describe('Delta ADS protocol', () => {
       assert.deepEqual(r3.removedResources, ['bad']);
     } finally {
       c.close();
+    }
+  });
+});
+
+describe('Delta ADS: a generator marked neverRemoveDelta (ECDS, as istiod)', () => {
+  test('a subscribed resource that goes away is not sent in removed_resources', async () => {
+    const ecds = Object.assign(new StaticGenerator([extensionConfig('e1'), extensionConfig('e2')]), { neverRemoveDelta: true });
+    const h = await startHarness({ extraGenerators: { [ExtensionConfigType]: ecds } });
+    const c = new DeltaClient(h.address, { node: { id: 'delta-never-remove' } });
+    try {
+      h.pushAll('seed');
+      c.request(ExtensionConfigType, { subscribe: ['e1', 'e2'] });
+      const r = await c.next();
+      assert.deepEqual(names(r), ['e1', 'e2']);
+      c.ack(r);
+      ecds.delete('e2');
+      h.pushAll('remove e2');
+      // Requests are answered in order: the next response is the CDS answer, no removal of e2 before it.
+      c.request(TypeUrl.Cluster);
+      const next = await c.next();
+      assert.equal(next.typeUrl, TypeUrl.Cluster, `got ${next.typeUrl} removed [${next.removedResources}]`);
+      c.ack(next);
+      // A new name is still answered, with nothing removed.
+      ecds.set(extensionConfig('e3'));
+      h.pushAll('e3');
+      c.request(ExtensionConfigType, { subscribe: ['e3'] });
+      const r3 = await c.next();
+      assert.deepEqual([names(r3), r3.removedResources], [['e3'], []]);
+    } finally {
+      c.close();
+      await h.stop();
     }
   });
 });

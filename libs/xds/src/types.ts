@@ -77,6 +77,12 @@ export interface ResourceGenerator {
    * the names are a query, not a subscription (the istio.io/debug/* types).
    */
   readonly answersQuery?: boolean;
+  /**
+   * Delta: a subscribed resource that stops existing is not sent in
+   * `removed_resources` (istiod's neverRemoveDelta, for ECDS: Envoy drops an
+   * extension config still in use when told it is removed).
+   */
+  readonly neverRemoveDelta?: boolean;
   generate(proxy: XdsProxy, watch: WatchedResource, req: PushRequest): ReadonlyMap<string, EncodedResource>;
 }
 

@@ -6,7 +6,7 @@
  * Gateways: outbound clusters and BlackHoleCluster. Proxyless gRPC: see
  * cluster-grpc.ts; which proxy gets which: generator/.
  */
-import type { ClusterJson, Cluster_DiscoveryTypeJson, Cluster_DnsLookupFamilyJson, JsonObject } from '@sextant/envoy';
+import type { AddressJson, ClusterJson, Cluster_DiscoveryTypeJson, Cluster_DnsLookupFamilyJson, JsonObject } from '@sextant/envoy';
 import type { TrafficPolicy } from '@sextant/api';
 import { isHttp2, type IstioEndpoint, type ProxyView, type PushContext, type Service, type ServiceInstance, type ServicePort } from '@sextant/model';
 import { applyConnectionPool, applyLoadBalancer, applyOutlierDetection, mergeSubsetPolicy, portLevelPolicy, setH2, setUseDownstream, shouldH2Upgrade, type MutableCluster, type PolicyParts } from './policy.js';
@@ -17,7 +17,7 @@ import {
   serviceMetadata,
   toProtoDuration,
 } from '../common.js';
-import { buildSidecarIngressClusters } from '../listener/inbound-ports.js';
+import { sidecarIngressEndpoint, sidecarIngressPorts } from '../listener/inbound-ports.js';
 import { lbEndpointsFor } from '../endpoint.js';
 import { buildDnsSrvSubsetKey, buildInboundSubsetKey, buildSubsetKey, SpecialClusters } from '../names.js';
 import { anyOf, TYPE } from '../typed.js';
@@ -181,6 +181,36 @@ export function buildOutboundClusters(push: PushContext, proxy: ProxyView, svc: 
   return out;
 }
 
+/**
+ * istiod's buildInboundCluster: `inbound|<port>||` for the instances on one
+ * port (Service metadata, DestinationRule and Sidecar connection pool, default
+ * circuit breakers); STATIC to `target.address` when given, else ORIGINAL_DST.
+ * Sources bind to 127.0.0.6 unless the target is the loopback.
+ */
+function inboundCluster(push: PushContext, proxy: ProxyView, clusterPort: number, port: ServicePort, insts: ServiceInstance[], target: { bind: string; address?: AddressJson } = { bind: '' }): ClusterJson {
+  const svc = insts[0]?.service;
+  const name = buildInboundSubsetKey(clusterPort);
+  const mc = newCluster(push, proxy, name, 'ORIGINAL_DST', undefined, port, svc, 'inbound', insts)!;
+  if (target.address) {
+    mc.cluster.type = 'STATIC';
+    mc.cluster.loadAssignment = { clusterName: name, endpoints: [{ lbEndpoints: [{ endpoint: { address: target.address } }] }] };
+  } else {
+    mc.cluster.cleanupInterval = MAX_CLEANUP;
+  }
+  // The server's own view of the rule: a client-selecting (workloadSelector) rule never shapes inbound clusters.
+  const dr = svc ? push.destinationRule(proxy, svc.hostname, 'inbound') : undefined;
+  const tp = dr?.spec.trafficPolicy as TrafficPolicy | undefined;
+  const policy = tp ? portLevelPolicy(tp, port.port) : undefined;
+  if (dr && tp) istioMeta(mc.cluster).config = destinationRuleConfigPath(dr.from[0]!.namespace, dr.from[0]!.name);
+  const sidecarPool = push.sidecarScope(proxy).sidecar?.spec.inboundConnectionPool;
+  applyPolicy(push, proxy, mc, svc, port, 'inbound', { policy: sidecarPool ? { ...policy, connectionPool: sidecarPool } : policy, sni: '' });
+  if (target.bind !== '127.0.0.1' && target.bind !== '::1') {
+    const v4 = proxy.ipAddresses.some((ip) => !ip.includes(':'));
+    mc.cluster.upstreamBindConfig = { sourceAddress: { address: v4 ? INBOUND_PASSTHROUGH_BIND_V4 : INBOUND_PASSTHROUGH_BIND_V6, portValue: 0 } };
+  }
+  return finish(mc);
+}
+
 /** `inbound|<port>||` clusters for the proxy's own service instances (ORIGINAL_DST bound to 127.0.0.6). */
 export function buildInboundClusters(push: PushContext, proxy: ProxyView): ClusterJson[] {
   const instances = push.serviceInstancesForProxy(proxy);
@@ -190,24 +220,24 @@ export function buildInboundClusters(push: PushContext, proxy: ProxyView): Clust
     l.push(i);
     byPort.set(i.endpoint.endpointPort, l);
   }
-  const out: ClusterJson[] = [];
-  const v4 = proxy.ipAddresses.some((ip) => !ip.includes(':'));
-  for (const [port, insts] of [...byPort.entries()].sort((a, b) => a[0] - b[0])) {
-    const first = insts[0]!;
-    const name = buildInboundSubsetKey(port);
-    const mc = newCluster(push, proxy, name, 'ORIGINAL_DST', undefined, first.servicePort, first.service, 'inbound', insts)!;
-    mc.cluster.cleanupInterval = MAX_CLEANUP;
-    // The server's own view of the rule: a client-selecting (workloadSelector) rule never shapes inbound clusters.
-    const dr = push.destinationRule(proxy, first.service.hostname, 'inbound');
-    const tp = dr?.spec.trafficPolicy as TrafficPolicy | undefined;
-    const policy = tp ? portLevelPolicy(tp, first.servicePort.port) : undefined;
-    if (dr && tp) istioMeta(mc.cluster).config = destinationRuleConfigPath(dr.from[0]!.namespace, dr.from[0]!.name);
-    const sidecarPool = push.sidecarScope(proxy).sidecar?.spec.inboundConnectionPool;
-    applyPolicy(push, proxy, mc, first.service, first.servicePort, 'inbound', { policy: sidecarPool ? { ...policy, connectionPool: sidecarPool } : policy, sni: '' });
-    mc.cluster.upstreamBindConfig = { sourceAddress: { address: v4 ? INBOUND_PASSTHROUGH_BIND_V4 : INBOUND_PASSTHROUGH_BIND_V6, portValue: 0 } };
-    out.push(finish(mc));
-  }
-  return out;
+  return [...byPort.entries()].sort((a, b) => a[0] - b[0]).map(([port, insts]) => inboundCluster(push, proxy, port, insts[0]!.servicePort, insts));
+}
+
+/**
+ * `inbound|<port>||` for each Sidecar ingress listener (istiod's
+ * buildInboundClustersFromSidecar), undefined when the Sidecar has none. The
+ * Service behind it is the proxy's instance on that target port, if any (its
+ * metadata and DestinationRule apply); the port is the listener's.
+ */
+export function buildSidecarIngressClusters(push: PushContext, proxy: ProxyView): ClusterJson[] | undefined {
+  const ports = sidecarIngressPorts(push, proxy);
+  if (!ports) return undefined;
+  const instances = push.serviceInstancesForProxy(proxy);
+  return ports.map((p) => {
+    const port: ServicePort = { name: p.portName ?? '', port: p.port, protocol: p.protocol };
+    const real = instances.find((i) => i.endpoint.endpointPort === p.port);
+    return inboundCluster(push, proxy, p.port, port, real ? [{ ...real, servicePort: port }] : [], sidecarIngressEndpoint(p, proxy));
+  });
 }
 
 export function blackHoleCluster(push: PushContext): ClusterJson {

@@ -124,9 +124,6 @@ export function usable(patches: readonly ConfigPatch[], applyTos: readonly Apply
       issues?.push(patchIssue(p, `operation ${p.operation}${as} is ignored for applyTo ${p.applyTo} (as istiod does)`, `spec.configPatches[${p.index}].patch.operation`));
       continue;
     }
-    if (p.applyTo === 'EXTENSION_CONFIG') {
-      issues?.push(patchIssue(p, 'applyTo EXTENSION_CONFIG is served by istiod over ECDS, which Sextant does not serve: a filter that names this extension in its config_discovery gets no config', `spec.configPatches[${p.index}].applyTo`));
-    }
     if (p.operation === 'REMOVE') {
       out.push(p);
       continue;

@@ -6,6 +6,7 @@ import { PushContext, parseProxy } from '@sextant/model';
 import { insertedExtensionConfigs } from './apply.js';
 import { mergeAnyWithAny, mergeMessage } from './merge.js';
 import { patchesFor } from './select.js';
+import { buildExtensionConfigs } from '../generator/ecds.js';
 
 type Json = Record<string, any>;
 
@@ -263,8 +264,8 @@ test('a patch that cannot apply is reported on its EnvoyFilter and the rest stil
   assert.match(byField.get('spec.configPatches[0].patch.value')!.reason, /example\.NotKnown/);
   assert.match(byField.get('spec.configPatches[1].patch.value')!.reason, /no_such_field/);
   assert.match(byField.get('spec.configPatches[2].patch.operation')!.reason, /REMOVE is ignored for applyTo ROUTE_CONFIGURATION/);
-  assert.match(byField.get('spec.configPatches[3].applyTo')!.reason, /EXTENSION_CONFIG .*ECDS/);
-  assert.equal(out.issues.length, 4, JSON.stringify(out.issues));
+  // EXTENSION_CONFIG ADD is served over ECDS (generator/ecds.ts): nothing to report.
+  assert.equal(out.issues.length, 3, JSON.stringify(out.issues));
   assert.equal(httpFilterNames(listener(out, '0.0.0.0_9080'))[0], 'envoy.filters.http.lua');
   assert.ok(!httpFilterNames(listener(out, '0.0.0.0_9080')).includes('x'));
 });
@@ -557,6 +558,20 @@ test('EXTENSION_CONFIG: ADD patches named by the proxy are what an ECDS response
   const patches = patchesFor(push, push.resolveProxy(parseProxy(NODE, { LABELS: { app: 'web' }, ISTIO_VERSION: '1.24.1' })));
   assert.deepEqual(insertedExtensionConfigs(patches, ['ext-a', 'ext-b']), [{ name: 'ext-a', typedConfig: { '@type': LUA, defaultSourceCode: { inlineString: 'a' } } }]);
   assert.deepEqual(insertedExtensionConfigs(patches, ['ext-b']), []);
+});
+
+test('ECDS: buildExtensionConfigs serves the named EXTENSION_CONFIG ADDs to sidecars and gateways, one resource per name (the first patch wins)', () => {
+  const ext = (name: string, code: string, priority?: number) =>
+    envoyFilter(`ef-${code}`, { ...(priority !== undefined ? { priority } : {}), configPatches: [{ applyTo: 'EXTENSION_CONFIG', patch: { operation: 'ADD', value: { name, typed_config: { '@type': LUA, default_source_code: { inline_string: code } } } } }] });
+  const { objects } = parseObjects([...base, ext('ext-a', 'late', 5), ext('ext-a', 'early', -5), ext('ext-b', 'b')]);
+  const push = PushContext.build(objects, { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'test' });
+  const sidecar = push.resolveProxy(parseProxy(NODE, { LABELS: { app: 'web' } }));
+  const code = (ecs: Json[]) => ecs.map((e) => `${e.name}=${e.typedConfig.defaultSourceCode.inlineString}`);
+  assert.deepEqual(code(buildExtensionConfigs(push, sidecar, ['ext-a', 'ext-b', 'ext-c'])), ['ext-a=early', 'ext-b=b']);
+  assert.deepEqual(buildExtensionConfigs(push, sidecar, []), []);
+  // Proxyless gRPC is not patched by EnvoyFilters (as istiod's grpc generator serves no ECDS).
+  const grpcClient = push.resolveProxy(parseProxy(NODE, { LABELS: { app: 'web' }, GENERATOR: 'grpc' }));
+  assert.deepEqual(buildExtensionConfigs(push, grpcClient, ['ext-a']), []);
 });
 
 test('CLUSTER: a SIDECAR_INBOUND service match is against the services of the inbound cluster\'s port (its name carries none)', () => {

@@ -7,25 +7,33 @@
  * chains join `virtualInbound`. Either way the chains carry the port's
  * PeerAuthentication mode (mtls.ts). Ingress listeners send traffic to
  * `inbound|<port>||`, a STATIC cluster for `defaultEndpoint` (or the original
- * destination when it names no address). Pure.
+ * destination when it names no address), built in cluster/cluster.ts. Pure.
  */
 import type { SidecarSpecType } from '@sextant/api';
-import type { AddressJson, ClusterJson } from '@sextant/envoy';
-import { isGrpc, isHttp, sidecarIngressProtocol, type ProxyView, type PushContext } from '@sextant/model';
-import { toProtoDuration } from '../common.js';
-import { buildInboundSubsetKey } from '../names.js';
-
+import type { AddressJson } from '@sextant/envoy';
+import { isGrpc, isHttp, isSniffed, sidecarIngressProtocol, type Protocol, type ProxyView, type PushContext } from '@sextant/model';
+import { isIP } from 'node:net';
 
 export interface InboundPort {
   /** The workload (target) port: chain match, PeerAuthentication port key, cluster `inbound|<port>||`. */
   port: number;
+  /** The port's protocol: HTTP family (an HCM chain), sniffed (`Unsupported`: an HTTP and a TCP chain), else TCP. */
+  protocol: Protocol;
   http: boolean;
-  /** Listener bind address for bound listeners (`0.0.0.0` when unset). */
+  /**
+   * istiod's chain bind: the wildcard for Service ports; for Sidecar ingress
+   * its `bind`, else the pod's first global unicast address. Names the chains
+   * (`<bind>_<port>`) and is the address a bound listener listens on.
+   */
   bind: string;
   /** A real listener `<bind>_<port>` instead of chains on virtualInbound. */
   bindToPort: boolean;
   /** Sidecar ingress only: where the traffic goes (`127.0.0.1:8080`, `unix://...`), '' for the original destination. */
   defaultEndpoint?: string;
+  /** Sidecar ingress only: the Sidecar behind it (istiod's chain metadata `istio.config`). */
+  sidecar?: { namespace: string; name: string };
+  /** Sidecar ingress only: the port's name as written. */
+  portName?: string;
   /** The Service behind the port (first service instance): istiod's inbound virtual host `inbound|http|<servicePort>` and trace operation `<host>:<servicePort>/*`. */
   serviceHost?: string;
   servicePort?: number;
@@ -33,10 +41,37 @@ export interface InboundPort {
   grpc?: boolean;
 }
 
+/** istiod's wildcard listener addresses for the proxy's IP families (first one used for names and binds). */
+export function inboundWildcard(proxy: ProxyView): string {
+  return proxy.ipAddresses.some((ip) => isIP(ip) === 4) || proxy.ipAddresses.length === 0 ? '0.0.0.0' : '::';
+}
+
+/** Go's net.IP.IsGlobalUnicast: not unspecified, loopback, link-local, multicast or the IPv4 broadcast. */
+function isGlobalUnicast(ip: string): boolean {
+  const v = isIP(ip);
+  if (v === 4) {
+    const [a, b] = ip.split('.').map(Number) as [number, number];
+    return !(a === 0 || a === 127 || (a === 169 && b === 254) || a >= 224 || ip === '255.255.255.255');
+  }
+  if (v === 6) {
+    const l = ip.toLowerCase();
+    if (l === '::' || l === '::1' || l.startsWith('ff')) return false;
+    // fe80::/10
+    return !/^fe[89ab]/.test(l);
+  }
+  return false;
+}
+
+/** istiod's getSidecarInboundBindIPs: the pod's first global unicast address, else the wildcard. */
+export function sidecarInboundBind(proxy: ProxyView): string {
+  return proxy.ipAddresses.find(isGlobalUnicast) ?? inboundWildcard(proxy);
+}
+
 /** The Sidecar's ingress listeners for this proxy, or undefined when it has none. */
 export function sidecarIngressPorts(push: PushContext, proxy: ProxyView): InboundPort[] | undefined {
-  const ingress = (push.sidecarScope(proxy).sidecar?.spec as SidecarSpecType | undefined)?.ingress ?? [];
-  if (!ingress.length) return undefined;
+  const sidecar = push.sidecarScope(proxy).sidecar;
+  const ingress = (sidecar?.spec as SidecarSpecType | undefined)?.ingress ?? [];
+  if (!sidecar || !ingress.length) return undefined;
   const out: InboundPort[] = [];
   const seen = new Set<number>();
   for (const i of ingress) {
@@ -45,9 +80,19 @@ export function sidecarIngressPorts(push: PushContext, proxy: ProxyView): Inboun
     seen.add(number);
     const capture = String(i.captureMode ?? 'DEFAULT').toUpperCase();
     const bindToPort = capture === 'DEFAULT' ? proxy.interceptionMode === 'NONE' : capture === 'NONE';
-    const bind = typeof i.bind === 'string' && i.bind ? i.bind : proxy.ipAddresses.some((ip) => !ip.includes(':')) ? '0.0.0.0' : '::';
+    const bind = typeof i.bind === 'string' && i.bind ? i.bind : sidecarInboundBind(proxy);
     const protocol = sidecarIngressProtocol(i.port?.protocol);
-    out.push({ port: number, http: isHttp(protocol), bind, bindToPort, defaultEndpoint: typeof i.defaultEndpoint === 'string' ? i.defaultEndpoint : '', grpc: isGrpc(protocol) });
+    out.push({
+      port: number,
+      protocol,
+      http: isHttp(protocol),
+      bind,
+      bindToPort,
+      defaultEndpoint: typeof i.defaultEndpoint === 'string' ? i.defaultEndpoint : '',
+      sidecar: { namespace: sidecar.namespace, name: sidecar.name },
+      portName: typeof i.port?.name === 'string' ? i.port.name : '',
+      grpc: isGrpc(protocol),
+    });
   }
   return out.sort((a, b) => a.port - b.port);
 }
@@ -60,49 +105,44 @@ export function inboundPorts(push: PushContext, proxy: ProxyView): InboundPort[]
   if (proxy.interceptionMode === 'NONE') return [];
   const out: InboundPort[] = [];
   const seen = new Set<number>();
+  const bind = inboundWildcard(proxy);
   for (const si of push.serviceInstancesForProxy(proxy)) {
     const port = si.endpoint.endpointPort;
     if (seen.has(port)) continue;
     seen.add(port);
     const protocol = si.servicePort.protocol;
-    out.push({ port, http: isHttp(protocol), bind: '0.0.0.0', bindToPort: false, serviceHost: si.service.hostname, servicePort: si.servicePort.port, grpc: isGrpc(protocol) });
+    out.push({ port, protocol, http: isHttp(protocol), bind, bindToPort: false, serviceHost: si.service.hostname, servicePort: si.servicePort.port, grpc: isGrpc(protocol) });
   }
   return out;
 }
 
-function parseEndpoint(ep: string): { address: AddressJson } | undefined {
-  if (ep.startsWith('unix://')) return { address: { pipe: { path: ep.slice('unix://'.length) } } };
-  const m = /^\[?([0-9a-fA-F.:]+)\]?:([0-9]{1,5})$/.exec(ep);
-  if (!m) return undefined;
-  const port = Number(m[2]);
-  if (port < 1 || port > 65535) return undefined;
-  if (m[1] === '0.0.0.0' || m[1] === '::') return undefined;
-  return { address: { socketAddress: { address: m[1], portValue: port } } };
-}
+/** Whether a port's protocol is detected per connection (an HTTP chain next to the TCP one). */
+export const isSniffedPort = (ip: InboundPort): boolean => isSniffed(ip.protocol);
 
 /**
- * `inbound|<port>||` clusters for Sidecar ingress listeners: STATIC to the
- * `defaultEndpoint`, or ORIGINAL_DST (bound to 127.0.0.6) when it names no
- * address. Undefined when the proxy's Sidecar has no ingress listeners.
+ * Where a Sidecar ingress listener's `inbound|<port>||` cluster sends traffic
+ * (istiod's buildInboundClustersFromSidecar): `address` for a STATIC cluster,
+ * none for ORIGINAL_DST (no `defaultEndpoint`, or one that cannot be read).
+ * `0.0.0.0` means the pod's IPv4 address, `[::]` its IPv6 one, `127.0.0.1` and
+ * `[::1]` the loopback of a family the pod has; `unix://` a socket path.
+ * `bind` is istiod's cluster bind (what decides the 127.0.0.6 source bind).
  */
-export function buildSidecarIngressClusters(push: PushContext, proxy: ProxyView): ClusterJson[] | undefined {
-  const ports = sidecarIngressPorts(push, proxy);
-  if (!ports) return undefined;
-  const connectTimeout = toProtoDuration(push.mesh.connectTimeout);
-  return ports.map((p) => {
-    const name = buildInboundSubsetKey(p.port);
-    const target = p.defaultEndpoint ? parseEndpoint(p.defaultEndpoint) : undefined;
-    const c: ClusterJson = { name, connectTimeout, commonLbConfig: {}, altStatName: `${name};` };
-    if (target) {
-      c.type = 'STATIC';
-      c.lbPolicy = 'ROUND_ROBIN';
-      c.loadAssignment = { clusterName: name, endpoints: [{ lbEndpoints: [{ endpoint: target }] }] };
-    } else {
-      c.type = 'ORIGINAL_DST';
-      c.lbPolicy = 'CLUSTER_PROVIDED';
-      c.cleanupInterval = '9223372035s';
-      c.upstreamBindConfig = { sourceAddress: { address: proxy.ipAddresses.some((ip) => !ip.includes(':')) ? '127.0.0.6' : '::6', portValue: 0 } };
-    }
-    return c;
-  });
+export function sidecarIngressEndpoint(ip: InboundPort, proxy: ProxyView): { bind: string; address?: AddressJson } {
+  const ep = ip.defaultEndpoint ?? '';
+  if (ep.startsWith('unix://')) return { bind: ep, address: { pipe: { path: ep.slice('unix://'.length) } } };
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([0-9.]+)):([0-9]{1,5})$/.exec(ep);
+  if (!m) return { bind: '' };
+  const host = m[1] ?? m[2]!;
+  const port = Number(m[3]);
+  if (port < 1 || port > 65535) return { bind: '' };
+  const v4 = proxy.ipAddresses.some((a) => isIP(a) === 4);
+  const v6 = proxy.ipAddresses.some((a) => isIP(a) === 6);
+  let bind: string;
+  if (host === '0.0.0.0') bind = proxy.ipAddresses.find((a) => isIP(a) === 4) ?? '127.0.0.1';
+  else if (host === '::') bind = proxy.ipAddresses.find((a) => isIP(a) === 6) ?? '::1';
+  else if (host === '127.0.0.1') bind = v4 || !v6 ? '127.0.0.1' : '::1';
+  else if (host === '::1') bind = v6 ? '::1' : '127.0.0.1';
+  else if (isIP(host)) bind = host;
+  else return { bind: '' };
+  return { bind, address: { socketAddress: { address: bind, portValue: port } } };
 }

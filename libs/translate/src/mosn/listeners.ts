@@ -77,7 +77,9 @@ function mosnListener(l: Json): Json {
   if (l.bindToPort === false) out.deprecatedV1 = { bindToPort: false };
   const isVirtual = !!l.useOriginalDst;
   if (l.name === 'virtualInbound') {
-    // MOSN matches virtualInbound's redirected connections with original_dst (falling back to local).
+    // MOSN matches virtualInbound's redirected connections with original_dst (falling back to local); its
+    // converter was written for listeners that also set use_original_dst, which Envoy's no longer has (as istiod).
+    out.useOriginalDst = true;
     const keep = ((l.listenerFilters ?? []) as Json[]).filter((f) => f.name === ORIGINAL_DST);
     if (keep.length) out.listenerFilters = keep;
     else delete out.listenerFilters;

@@ -132,18 +132,68 @@ export function inboundMtlsContext(push: PushContext, proxy: ProxyView, protocol
 export interface InboundChainSecurity {
   transportSocket?: TransportSocketJson;
   filterChainMatch?: FilterChainMatchJson;
-  nameSuffix?: string;
+  /** The chain's protocol where the port's is detected (`auto`): an HCM chain or a TCP one. */
+  protocol?: 'http' | 'tcp';
+}
+
+/** A port's protocol as the inbound chains see it: declared HTTP, declared TCP, or detected per connection (sniffed). */
+export type InboundChainProtocol = 'http' | 'tcp' | 'auto';
+
+/** One filter chain match option of istiod's table for protocol AUTO. */
+export interface AutoChainOption {
+  protocol: 'http' | 'tcp';
+  transport: 'tls' | 'raw_buffer';
+  alpn?: readonly string[];
+  /** Terminates mTLS. */
+  tls?: boolean;
+}
+
+/**
+ * istiod's getFilterChainMatchOptions(mode, AUTO): the chains of a sniffed
+ * port and of the passthrough chains. HTTP is told from TCP by ALPN: Istio's
+ * HTTP ALPNs over mTLS, the HTTP inspector's `http/1.1`/`h2c` in plaintext
+ * (HTTP/1.0 goes to the TCP chain, as istiod without PILOT_HTTP10).
+ */
+export function autoChainOptions(mode: MtlsMode): AutoChainOption[] {
+  switch (mode) {
+    case 'STRICT':
+      return [
+        { protocol: 'http', transport: 'tls', alpn: ALPN.mtlsHttp, tls: true },
+        { protocol: 'tcp', transport: 'tls', tls: true },
+      ];
+    case 'PERMISSIVE':
+      return [
+        { protocol: 'http', transport: 'tls', alpn: ALPN.mtlsHttp, tls: true },
+        { protocol: 'http', transport: 'raw_buffer', alpn: ALPN.plaintextHttp },
+        { protocol: 'tcp', transport: 'tls', alpn: ALPN.inMeshWithMxc, tls: true },
+        { protocol: 'tcp', transport: 'raw_buffer' },
+        { protocol: 'tcp', transport: 'tls' },
+      ];
+    case 'DISABLE':
+      return [
+        { protocol: 'http', transport: 'raw_buffer', alpn: ALPN.plaintextHttp },
+        { protocol: 'tcp', transport: 'raw_buffer' },
+      ];
+  }
 }
 
 /**
  * The filter chain matches for one inbound port in a mode (istiod's
- * getFilterChainMatchOptions), each with its TLS termination or none.
+ * getFilterChainMatchOptions), each with its TLS termination or none. A
+ * sniffed port (`auto`) gets HTTP and TCP chains, each marked with its protocol.
  */
-export function inboundChainsForMode(push: PushContext, proxy: ProxyView, mode: MtlsMode, protocol: 'http' | 'tcp'): InboundChainSecurity[] {
-  const tls = (): TransportSocketJson => ({ name: TLS_TRANSPORT_SOCKET, typedConfig: inboundMtlsContext(push, proxy, protocol) });
+export function inboundChainsForMode(push: PushContext, proxy: ProxyView, mode: MtlsMode, protocol: InboundChainProtocol): InboundChainSecurity[] {
+  const tls = (p: 'http' | 'tcp'): TransportSocketJson => ({ name: TLS_TRANSPORT_SOCKET, typedConfig: inboundMtlsContext(push, proxy, p) });
+  if (protocol === 'auto') {
+    return autoChainOptions(mode).map((o) => ({
+      protocol: o.protocol,
+      filterChainMatch: { transportProtocol: o.transport, ...(o.alpn ? { applicationProtocols: [...o.alpn] } : {}) },
+      ...(o.tls ? { transportSocket: tls(o.protocol) } : {}),
+    }));
+  }
   const mtlsChain = (alpn?: readonly string[]): InboundChainSecurity => ({
     filterChainMatch: { ...(alpn ? { applicationProtocols: [...alpn] } : {}), transportProtocol: 'tls' },
-    transportSocket: tls(),
+    transportSocket: tls(protocol),
   });
   const plaintext: InboundChainSecurity = { filterChainMatch: { transportProtocol: 'raw_buffer' } };
   switch (mode) {

@@ -19,44 +19,11 @@
  */
 import type { FilterChainJson, FilterChainMatchJson, TransportSocketJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { inboundMtlsContext, TLS_TRANSPORT_SOCKET } from './mtls.js';
+import { autoChainOptions, inboundMtlsContext, TLS_TRANSPORT_SOCKET } from './mtls.js';
 import { peerAuthenticationForProxy, type MtlsMode } from './peer-auth.js';
 
-const MTLS_HTTP_ALPNS = ['istio-http/1.0', 'istio-http/1.1', 'istio-h2'];
-// istiod's plaintextHTTPALPNs without PILOT_HTTP10: HTTP/1.0 goes to the TCP chain.
-const PLAINTEXT_HTTP_ALPNS = ['http/1.1', 'h2c'];
-const MTLS_TCP_ALPNS = ['istio-peer-exchange', 'istio'];
-
-interface Option {
-  protocol: 'http' | 'tcp';
-  transport: 'tls' | 'raw_buffer';
-  alpn?: string[];
-  tls?: boolean;
-}
-
-/** getFilterChainMatchOptions(mode, AUTO). */
-export function passthroughOptions(mode: MtlsMode): Option[] {
-  switch (mode) {
-    case 'STRICT':
-      return [
-        { protocol: 'http', transport: 'tls', alpn: MTLS_HTTP_ALPNS, tls: true },
-        { protocol: 'tcp', transport: 'tls', tls: true },
-      ];
-    case 'PERMISSIVE':
-      return [
-        { protocol: 'http', transport: 'tls', alpn: MTLS_HTTP_ALPNS, tls: true },
-        { protocol: 'http', transport: 'raw_buffer', alpn: PLAINTEXT_HTTP_ALPNS },
-        { protocol: 'tcp', transport: 'tls', alpn: MTLS_TCP_ALPNS, tls: true },
-        { protocol: 'tcp', transport: 'raw_buffer' },
-        { protocol: 'tcp', transport: 'tls' },
-      ];
-    case 'DISABLE':
-      return [
-        { protocol: 'http', transport: 'raw_buffer', alpn: PLAINTEXT_HTTP_ALPNS },
-        { protocol: 'tcp', transport: 'raw_buffer' },
-      ];
-  }
-}
+/** getFilterChainMatchOptions(mode, AUTO): the same table as a sniffed port's (mtls.ts). */
+export const passthroughOptions = autoChainOptions;
 
 export interface PassthroughFilters {
   http: () => FilterChainJson['filters'];

@@ -97,6 +97,8 @@ export class DeltaProtocol {
     }
     const removed: string[] = [];
     for (const [n] of st.known()) if (inScope(n) && (!wanted(n) || !out.has(n))) removed.push(n);
+    // istiod's neverRemoveDelta (ECDS): nothing is sent as removed; unsubscribed names were forgotten on unsubscribe.
+    if (this.d.generators[st.typeUrl]?.neverRemoveDelta === true) removed.length = 0;
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
     const { frames, writer } = this.d;
     const nonce = frames.nonce();
