@@ -111,20 +111,26 @@ test('proxies of one class share encoded clusters, listeners and routes, and eac
   assert.notEqual(g[TypeUrl.Cluster]!.generate(reviews, watch(TypeUrl.Cluster), req), cdsA, 'another workload is another class');
 });
 
-test('listeners but 15006 are built once per proxy class; 15006 (virtualInbound) once per workload', () => {
+test('listeners but 15006 are built once per proxy class; the ones with tracing tags once per canonical service; 15006 (virtualInbound) once per workload', () => {
   const objs = validated(docs());
   const push = build(objs, 'v1');
   const gens = new ClassGenerators(new MeshTranslator(), () => push, silentLogger);
   const g = gens.generators(TYPES);
   assert.equal(proxyClassKey(gens.view(productpage, push), push), proxyClassKey(gens.view(reviews, push), push), 'productpage and reviews pods are one class (same namespace, same selected labels)');
-  // Listeners also carry istiod's per-workload tracing tags (canonical service and revision), so
-  // two pods of one workload share them: productpage's two pods, not productpage and reviews.
+  // Listeners also carry istiod's per-workload tracing tags (canonical service and revision literals):
+  // the class's listeners are built once, those with the tags again per canonical service.
   const a = g[TypeUrl.Listener]!.generate(productpage, watch(TypeUrl.Listener), req);
   const b = g[TypeUrl.Listener]!.generate(productpage2, watch(TypeUrl.Listener), req);
-  for (const [n, r] of a) if (n !== 'virtualInbound') assert.equal(b.get(n), r, `${n}: one encoded listener for the class`);
-  assert.equal(b.get('virtualInbound'), a.get('virtualInbound'), 'one workload: one 15006');
-  g[TypeUrl.Listener]!.generate(reviews, watch(TypeUrl.Listener), req);
-  assert.deepEqual(gens.builds, { [TypeUrl.Listener]: 2 * a.size }, 'each workload: its listeners once, 15006 once');
+  for (const [n, r] of a) assert.equal(b.get(n), r, `${n}: one encoded listener for one workload`);
+  const c = g[TypeUrl.Listener]!.generate(reviews, watch(TypeUrl.Listener), req);
+  const tagged = [...a.keys()].filter((n) => n !== 'virtualInbound' && c.get(n) !== a.get(n));
+  assert.ok(tagged.length > 0 && tagged.length < a.size - 1, `some listeners (${tagged.join(', ')}) carry the canonical tags, not all`);
+  const canonicalServices = (x: ReadonlyMap<string, { value: Uint8Array }>, n: string) => [...JSON.stringify(decodeToJson(TypeUrl.Listener, x.get(n)!.value)).matchAll(/"istio\.canonical_service","literal":\{"value":"([^"]*)"/g)].map((m) => m[1]);
+  for (const n of tagged) {
+    assert.ok(canonicalServices(a, n).length > 0 && canonicalServices(a, n).every((v) => v === 'productpage'), `${n}: productpage's tags`);
+    assert.ok(canonicalServices(c, n).length > 0 && canonicalServices(c, n).every((v) => v === 'reviews'), `${n}: reviews' tags`);
+  }
+  assert.deepEqual(gens.builds, { [TypeUrl.Listener]: a.size - 1 + 2 * tagged.length + 2 }, 'the class: its listeners once; each canonical service: its tagged listeners; each workload: 15006');
   for (const p of [productpage, productpage2, reviews]) assertSameAsFresh(g, objs, p, p.id);
 });
 
@@ -296,4 +302,48 @@ test('EnvoyFilters that select by proxy metadata or targetRefs split the class: 
   assert.equal(hasGold(gold), true);
   assert.equal(hasGold(plain), false);
   assert.notEqual(g[TypeUrl.Listener]!.generate(plain, watch(TypeUrl.Listener), req), g[TypeUrl.Listener]!.generate(gold, watch(TypeUrl.Listener), req));
+});
+
+test('a headless Service: each pod an outbound listener; its endpoint change pushes listeners, clusters and name tables from the endpoint path to the proxies that see it; its own pods do not share listeners', () => {
+  const pod = (name: string, ip: string) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { name, namespace: 'default', labels: { app: 'db' } }, spec: { serviceAccountName: 'db', containers: [{ name: 'db', image: 'x' }] }, status: { phase: 'Running', podIP: ip, podIPs: [{ ip }] } });
+  const slice = (ips: string[]) => ({
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
+    metadata: { name: 'db-x', namespace: 'default', labels: { 'kubernetes.io/service-name': 'db' } },
+    addressType: 'IPv4',
+    ports: [{ name: 'tcp-pg', port: 5432 }],
+    endpoints: ips.map((ip, i) => ({ addresses: [ip], conditions: { ready: true }, targetRef: { kind: 'Pod', name: `db-${i}`, namespace: 'default' } })),
+  });
+  const all = [
+    ...docs(),
+    { apiVersion: 'v1', kind: 'Service', metadata: { name: 'db', namespace: 'default' }, spec: { clusterIP: 'None', selector: { app: 'db' }, ports: [{ name: 'tcp-pg', port: 5432 }] } },
+    pod('db-0', '10.244.1.50'),
+    pod('db-1', '10.244.1.51'),
+    slice(['10.244.1.50']),
+  ];
+  const objs = validated(all);
+  const isEndpoint = (o: ConfigObject) => isEndpointKind(o.kind);
+  const index = new EndpointIndex({ trustDomain: 'cluster.local' });
+  index.apply(objs.filter(isEndpoint).map((o) => ({ key: objectKey(o), object: o })));
+  const ctx = PushContext.build(objs.filter((o) => !isEndpoint(o)), { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1', endpointIndex: index });
+  const gens = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
+  const g = gens.generators(TYPES);
+  const listeners = (p: XdsProxy) => [...g[TypeUrl.Listener]!.generate(p, watch(TypeUrl.Listener), req).keys()].filter((n) => n.endsWith('_5432')).sort();
+  const db0 = proxy(node('10.244.1.50', 'db-0'), 10);
+  const db1 = proxy(node('10.244.1.51', 'db-1'), 11);
+  assert.deepEqual(listeners(productpage), ['10.244.1.50_5432']);
+  assert.deepEqual(listeners(other), []);
+
+  const update = index.apply(validated([slice(['10.244.1.50', '10.244.1.51'])]).map((o) => ({ key: objectKey(o), object: o })));
+  assert.deepEqual([...update.services], [['default/db.default.svc.cluster.local', 'headless']]);
+  const scopes = endpointScopes(ctx, new Set(update.services.keys()), update.proxyAddresses, gens);
+  const headless = scopes.find((s) => s.full && s.types?.has(TypeUrl.Listener) && s.affects?.(productpage));
+  assert.ok(headless, 'a listener push to the proxies that see the service');
+  assert.deepEqual([...headless.types!].sort(), [TypeUrl.Cluster, TypeUrl.Listener, 'type.googleapis.com/istio.networking.nds.v1.NameTable'].sort());
+  assert.equal(headless.affects!(other), false, 'a proxy whose Sidecar hides the service is not pushed');
+  for (const s of scopes) gens.advance(pushRequest(s.full ? 'v1' : 'v1/eds1', [], s, Date.now())!);
+  assert.deepEqual(listeners(productpage), ['10.244.1.50_5432', '10.244.1.51_5432']);
+  // Two pods of the Service (one class otherwise): each without a listener for its own address.
+  assert.deepEqual(listeners(db0), ['10.244.1.51_5432']);
+  assert.deepEqual(listeners(db1), ['10.244.1.50_5432']);
 });

@@ -1,7 +1,7 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { configKeysOf, edsClustersFor, hostMatches, proxyDependsOn, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
-import { buildExtensionConfigs, buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, gatewayHcmKey, generateForProxy, generatorFor, inboundPorts, istioFilterSupportKey, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
+import { buildExtensionConfigs, buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, gatewayHcmKey, generateForProxy, generatorFor, hasCanonicalTags, inboundPorts, istioFilterSupportKey, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withCanonicalTags, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
 import type { BuildPart, BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, TypeLayer, XdsProxy } from '@sextant/xds';
 
 /**
@@ -45,11 +45,16 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
     if (typeUrl === TypeUrl.RouteConfiguration) return base;
     // Telemetry: clusters read which of Istio's filters the proxy can load (the upstream metadata
     // exchange); listeners also the labels and metadata istiod's tracing tags name.
-    const telemetry = typeUrl === TypeUrl.Listener ? telemetryKeyFor(ctx, view) : istioFilterSupportKey(view);
+    // A sidecar's layered listeners: the class's (OUTBOUND) without the canonical labels; the listeners that
+    // carry istiod's per-workload canonical tracing tags are rendered again per canonical service (TAGS).
+    const telemetry = typeUrl === TypeUrl.Listener ? telemetryKeyFor(ctx, view, layer !== OUTBOUND) : istioFilterSupportKey(view);
+    if (layer === TAGS) return `${base}|${telemetry}`;
     // Outbound clusters and listeners read the proxy's class only; inbound ones (below) its own services too.
-    if (layer === OUTBOUND) return `${base}|${telemetry}`;
+    // A pod of a headless Service gets no outbound listener of its own address (istiod): its listeners are its own.
+    const self = typeUrl === TypeUrl.Listener ? headlessSelf(view, ctx) : '';
+    if (layer === OUTBOUND) return `${base}|${telemetry}|${self}`;
     // Inbound clusters and listeners follow the proxy's own service instances (found by IP).
-    if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.Listener) return `${base}|${instanceKey(view, ctx)}|${telemetry}`;
+    if (typeUrl === TypeUrl.Cluster || typeUrl === TypeUrl.Listener) return `${base}|${instanceKey(view, ctx)}|${telemetry}|${self}`;
     return undefined;
   }
 
@@ -72,7 +77,8 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
     if (part && typeUrl === TypeUrl.Cluster) return named(withClusterTelemetry(view, part.layer === OUTBOUND ? outboundClusters(ctx, view, part.only) : generatorFor(view).proxyClusters(ctx, view)));
     if (part && typeUrl === TypeUrl.Listener) {
       if (part.layer === INBOUND) return named(withListenerTelemetry(ctx, view, [virtualInbound(ctx, view, mtlsInbound, inboundPorts(ctx, view))]));
-      return named(generateForProxy(ctx, view, 'lds', names).filter((l) => l.name !== VIRTUAL_INBOUND));
+      if (part.layer === TAGS) return named(this.taggedListeners(ctx, view, names).map((l) => withCanonicalTags(l, view)));
+      return named(this.outboundListeners(ctx, view, names));
     }
     switch (typeUrl) {
       case TypeUrl.Cluster: {
@@ -106,6 +112,28 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
       default:
         return [];
     }
+  }
+
+  /**
+   * The class's listeners but 15006; the ones with canonical tracing tags are
+   * remembered for the class's other workloads (TAGS), per context.
+   */
+  private outboundListeners(ctx: PushContext, view: ProxyView, names: readonly string[] | undefined): ListenerJson[] {
+    const ls = generateForProxy(ctx, view, 'lds', names).filter((l) => l.name !== VIRTUAL_INBOUND);
+    let m = this.tagged.get(ctx);
+    if (!m) this.tagged.set(ctx, (m = new Map()));
+    m.set(this.taggedKey(ctx, view, names), ls.filter(hasCanonicalTags));
+    return ls;
+  }
+
+  private taggedListeners(ctx: PushContext, view: ProxyView, names: readonly string[] | undefined): ListenerJson[] {
+    // Found unless the class's listeners were built in an earlier context (kept by the class cache): build them once here.
+    return this.tagged.get(ctx)?.get(this.taggedKey(ctx, view, names)) ?? this.outboundListeners(ctx, view, names).filter(hasCanonicalTags);
+  }
+
+  private readonly tagged = new WeakMap<PushContext, Map<string, ListenerJson[]>>();
+  private taggedKey(ctx: PushContext, view: ProxyView, names: readonly string[] | undefined): string {
+    return `${this.classKey(TypeUrl.Listener, view, ctx, OUTBOUND)}\u0000${names === undefined ? '*' : names.join(',')}`;
   }
 
   /**
@@ -162,12 +190,15 @@ export function extensionConfigGenerator(gens: ClassGenerators<PushContext, Prox
 
 const OUTBOUND = 'outbound';
 const INBOUND = 'inbound';
+/** A sidecar's listeners that carry istiod's per-workload canonical tracing tags, rendered for its canonical service. */
+const TAGS = 'tags';
 const CDS_LAYERS: readonly TypeLayer[] = [
   { layer: OUTBOUND, partial: true },
   { layer: INBOUND, partial: false },
 ];
 const LDS_LAYERS: readonly TypeLayer[] = [
   { layer: OUTBOUND, partial: false },
+  { layer: TAGS, partial: false, override: true },
   { layer: INBOUND, partial: false },
 ];
 
@@ -269,6 +300,11 @@ function envoyFilterKey(v: ProxyView, ctx: PushContext): string {
 }
 
 const filterKeys = new WeakMap<PushContext, WeakMap<ProxyView, string>>();
+
+/** The proxy's first address when it is an endpoint of a Passthrough (headless) service, else ''. */
+function headlessSelf(v: ProxyView, ctx: PushContext): string {
+  return ctx.serviceInstancesForProxy(v).some((si) => si.service.resolution === 'Passthrough') ? (v.ipAddresses[0] ?? '') : '';
+}
 
 /** The proxy's own service instances, as inbound clusters and listeners read them (ports, not addresses). */
 function instanceKey(v: ProxyView, ctx: PushContext): string {
@@ -416,9 +452,22 @@ export function meshScope(previous: PushContext, next: PushContext & Pick<PushCo
   return { full: true, types, resources, affects: (proxy) => dependsOn(gens.view(proxy, next), previous, next, changed, root) };
 }
 
+/** The hostnames of the services (`namespace/hostname` keys) that are Passthrough (headless) in `ctx`. */
+function headlessServices(ctx: PushContext, keys: ReadonlySet<string>): Set<string> {
+  const out = new Set<string>();
+  for (const key of keys) {
+    const slash = key.indexOf('/');
+    const hostname = key.slice(slash + 1);
+    if (ctx.servicesInNamespace(key.slice(0, slash)).some((s) => s.hostname === hostname && s.resolution === 'Passthrough')) out.add(hostname);
+  }
+  return out;
+}
+
 /**
  * The endpoint path (no context built): EDS for the clusters of the services
- * whose endpoints changed in place, to the streams that watch them; and for
+ * whose endpoints changed in place, to the streams that watch them; for
+ * headless services also clusters, listeners and name tables, to the proxies
+ * that see them (istiod's full push on a headless endpoint change); and for
  * workloads whose own view changed (labels, identity, the services they
  * serve), their proxies' clusters, listeners and routes again (class caches
  * keep what other proxies share: a changed proxy lands in another class).
@@ -426,6 +475,23 @@ export function meshScope(previous: PushContext, next: PushContext & Pick<PushCo
 export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, addresses: ReadonlySet<string>, gens: ClassGenerators<PushContext, ProxyView>): PushScope[] {
   const out: PushScope[] = [];
   if (services.size > 0) out.push({ full: false, edsClusters: edsClustersFor(services, ctx) });
+  const headless = headlessServices(ctx, services);
+  if (headless.size > 0) {
+    // istiod's HeadlessEndpointUpdate: the pods of a Passthrough service are per-pod listeners, auto-mTLS
+    // (every endpoint in the mesh or not) and name-table entries, to every proxy that sees the service.
+    const types = [TypeUrl.Cluster, TypeUrl.Listener, NDS_TYPE_URL];
+    out.push({
+      full: true,
+      types: new Set(types),
+      // Of the (shared, outbound) clusters only the services' own are rebuilt.
+      resources: new Map([[TypeUrl.Cluster, (name: string) => headless.has(name.slice(name.lastIndexOf('|') + 1))]]),
+      affects: (proxy) => {
+        const scope = ctx.sidecarScope(gens.view(proxy, ctx));
+        for (const h of headless) if (scope.hasService(h)) return true;
+        return false;
+      },
+    });
+  }
   if (addresses.size > 0) {
     const types = [TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration];
     out.push({

@@ -210,9 +210,14 @@ test('WorkloadEntries join the Services and ServiceEntries that select them, in 
   m.checkAgainstFreshBuild();
 });
 
-test('endpoints of a headless service live in CDS and the name table: their change is a full push', () => {
-  const m = mesh([service('r', 'default', { clusterIP: 'None' })], [pod('p1', '10.0.0.1', { app: 'r' }), pod('p2', '10.0.0.2', { app: 'r' }), slice('r-1', 'r', [{ ip: '10.0.0.1', pod: 'p1' }])]);
-  assert.deepEqual(services(m.put(slice('r-1', 'r', [{ ip: '10.0.0.1', pod: 'p1' }, { ip: '10.0.0.2', pod: 'p2' }]))), { [R]: 'full' });
+test('endpoints of a headless service live in per-pod listeners, CDS and the name table: a headless push from the endpoint path; a new identity still a full push', () => {
+  const m = mesh([service('r', 'default', { clusterIP: 'None' })], [pod('p1', '10.0.0.1', { app: 'r' }), pod('p2', '10.0.0.2', { app: 'r' }), pod('p3', '10.0.0.3', { app: 'r' }, { sa: 'other' }), slice('r-1', 'r', [{ ip: '10.0.0.1', pod: 'p1' }])]);
+  assert.deepEqual(services(m.put(slice('r-1', 'r', [{ ip: '10.0.0.1', pod: 'p1' }, { ip: '10.0.0.2', pod: 'p2' }]))), { [R]: 'headless' });
+  m.checkAgainstFreshBuild();
+  assert.deepEqual(services(m.put(slice('r-1', 'r', [{ ip: '10.0.0.1', pod: 'p1' }]))), { [R]: 'headless' });
+  // The config path keeps a change that needs it (a new service account shows in CDS): headless never downgrades full.
+  assert.deepEqual(services(m.put(slice('r-1', 'r', [{ ip: '10.0.0.1', pod: 'p1' }, { ip: '10.0.0.3', pod: 'p3' }]))), { [R]: 'full' });
+  m.checkAgainstFreshBuild();
 });
 
 test('the PushContext reads the index live: an endpoint event needs no rebuild', () => {

@@ -3,9 +3,10 @@
  * of every service, kept up to date in place by EndpointSlice, Pod, Node and
  * WorkloadEntry events. An event recomputes only the services that read the
  * changed object and answers which of them changed, and whether an EDS push
- * suffices (istiod's IncrementalPush) or the change shows in CDS too
- * (FullPush: new workload identities, or endpoints of a DNS / headless
- * service, which live in the cluster or the name table).
+ * suffices (istiod's IncrementalPush), the listeners, clusters and name
+ * tables of the proxies that see a headless service need pushing too
+ * (`headless`), or the change needs the config path (FullPush: new services,
+ * new workload identities, endpoints of a DNS service, which live in CDS).
  *
  * The PushContext reads endpoints, service instances and pods through this
  * index, so an endpoint event never rebuilds it. Pure: no I/O, timers or clocks.
@@ -29,8 +30,18 @@ export interface EndpointReader {
   endpoints(service: Service, port: ServicePort, subsetLabels?: Record<string, string>): IstioEndpoint[];
 }
 
-/** istiod's PushType for an endpoint change. */
-export type EndpointPushType = 'incremental' | 'full';
+/**
+ * istiod's PushType for an endpoint change: `incremental` (EDS only), `full`
+ * (the config path: new services, new identities, DNS endpoints in CDS), or
+ * `headless`: the endpoints of a Passthrough service (headless Service,
+ * ServiceEntry NONE), which sidecars read as per-pod listeners, auto-mTLS and
+ * name-table entries; pushed from the endpoint path as listeners, clusters
+ * and name tables to the proxies that see the service (istiod's
+ * HeadlessEndpointUpdate), no context built.
+ */
+export type EndpointPushType = 'incremental' | 'headless' | 'full';
+
+const PUSH_RANK: Record<EndpointPushType, number> = { incremental: 0, headless: 1, full: 2 };
 
 export interface EndpointUpdate {
   /** Services (`namespace/hostname`) whose endpoints changed, with the push each needs. */
@@ -413,10 +424,11 @@ export class EndpointIndex implements EndpointReader {
       if (this.instanceService.get(svcKey) !== svc) this.setInstances(svc, before, before!, new Set());
       return;
     }
-    // Identities show in CDS (subjectAltNames); non-EDS services carry their endpoints in CDS or NDS.
-    const full = before === undefined || svc.resolution !== 'ClientSideLB' || identities(before) !== identities(shard);
+    // Identities show in CDS (subjectAltNames); DNS services carry their endpoints in CDS.
+    const full = before === undefined || (svc.resolution !== 'ClientSideLB' && svc.resolution !== 'Passthrough') || identities(before) !== identities(shard);
+    const type: EndpointPushType = full ? 'full' : svc.resolution === 'Passthrough' ? 'headless' : 'incremental';
     const prev = update.services.get(svcKey);
-    update.services.set(svcKey, full || prev === 'full' ? 'full' : 'incremental');
+    update.services.set(svcKey, prev !== undefined && PUSH_RANK[prev] > PUSH_RANK[type] ? prev : type);
     this.setInstances(svc, before, shard, update.proxyAddresses);
     this.shards.set(svcKey, shard);
   }

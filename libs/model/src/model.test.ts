@@ -160,6 +160,16 @@ test('pushScope: a ServiceEntry change that only moves EDS endpoints is EDS-only
   assert.equal(pushScope(before, changedPorts, [{ kind: 'ServiceEntry', namespace: 'default', name: 'x' }], changedPorts.endpointUpdate).full, true);
 });
 
+test('pushScope: endpoints of a ServiceEntry with resolution NONE are per-pod listeners on sidecars, so moving them is a full push', () => {
+  const se = (addresses: string[]) =>
+    istio('ServiceEntry', 'db', 'default', { hosts: ['db.example.com'], ports: [{ number: 5432, name: 'tcp', protocol: 'TCP' }], resolution: 'NONE', endpoints: addresses.map((address) => ({ address })) });
+  const index = new EndpointIndex({ trustDomain: 'cluster.local' });
+  const before = PushContext.build([se(['10.0.0.1'])], { ...opts, endpointIndex: index });
+  const after = PushContext.build([se(['10.0.0.1', '10.0.0.2'])], { ...opts, version: 'v2', endpointIndex: index });
+  assert.deepEqual([...after.endpointUpdate.services], [['default/db.example.com', 'headless']]);
+  assert.equal(pushScope(before, after, [{ kind: 'ServiceEntry', namespace: 'default', name: 'db' }], after.endpointUpdate).full, true);
+});
+
 test('splitNodeId: the four parts and the namespace of pod.namespace, or nothing', () => {
   assert.deepEqual(splitNodeId('sidecar~10.0.0.1~r1.default~default.svc.cluster.local'), { type: 'sidecar', ip: '10.0.0.1', id: 'r1.default', dnsDomain: 'default.svc.cluster.local', idNamespace: 'default' });
   assert.equal(splitNodeId('sidecar~10.0.0.1~r1~default.svc.cluster.local')?.idNamespace, undefined);

@@ -67,7 +67,8 @@ export function pushScope(previous: PushContext, next: PushContext, changed: Obj
     const ps = prevByKey.get(`${s.namespace}/${s.hostname}`);
     if (!ps || !sameServiceShape(ps, s)) return full;
   }
-  for (const t of endpoints.services.values()) if (t === 'full') return full;
+  // Endpoints in CDS, or (Passthrough services) in per-pod listeners and name tables: not EDS alone.
+  for (const t of endpoints.services.values()) if (t !== 'incremental') return full;
   // A ServiceEntry's subjectAltNames are in CDS.
   for (const s of nextServices) {
     if (s.attributes.serviceRegistry !== 'External') continue;

@@ -155,7 +155,8 @@ export function buildClusterLoadAssignments(push: PushContext, proxy: ProxyView,
     }
     const svc = push.serviceByHostname(key.hostname, proxy.namespace);
     const port = svc?.ports.find((p) => p.port === key.port);
-    if (!svc || !port || svc.resolution !== 'ClientSideLB' || (proxy.type === 'sidecar' && !push.sidecarScope(proxy).hasService(svc.hostname) && proxy.generator !== 'grpc')) {
+    // Passthrough services too: gateways get them as EDS clusters (sidecars, ORIGINAL_DST, never ask).
+    if (!svc || !port || (svc.resolution !== 'ClientSideLB' && svc.resolution !== 'Passthrough') || (proxy.type === 'sidecar' && !push.sidecarScope(proxy).hasService(svc.hostname) && proxy.generator !== 'grpc')) {
       out.push(empty);
       continue;
     }

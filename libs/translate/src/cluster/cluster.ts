@@ -49,6 +49,16 @@ const DISCOVERY_TYPE: Record<Service['resolution'], Cluster_DiscoveryTypeJson> =
   Passthrough: 'ORIGINAL_DST',
 };
 
+/**
+ * A service's cluster type (istiod's convertResolution): a gateway cannot use
+ * ORIGINAL_DST (the destination it was sent to is the gateway itself), so it
+ * gets a Passthrough service (headless Service, ServiceEntry NONE) as EDS.
+ */
+function discoveryType(proxy: ProxyView, svc: Service): Cluster_DiscoveryTypeJson {
+  if (svc.resolution === 'Passthrough' && proxy.type === 'router') return 'EDS';
+  return DISCOVERY_TYPE[svc.resolution];
+}
+
 function finish(mc: MutableCluster): ClusterJson {
   if (mc.http) {
     if (!mc.http.explicitHttpConfig && !mc.http.useDownstreamProtocolConfig && !mc.http.autoConfig) mc.http.explicitHttpConfig = { httpProtocolOptions: {} };
@@ -150,7 +160,7 @@ export function buildOutboundClusters(push: PushContext, proxy: ProxyView, svc: 
   const dr = push.destinationRule(proxy, svc.hostname);
   const tp = dr?.spec.trafficPolicy as TrafficPolicy | undefined;
   const policy = portLevelPolicy(tp, port.port);
-  const type = DISCOVERY_TYPE[svc.resolution];
+  const type = discoveryType(proxy, svc);
   const name = buildSubsetKey('outbound', '', svc.hostname, port.port);
   const base = newCluster(push, proxy, name, type, push.endpoints(svc, port), port, svc, 'outbound');
   if (base) {

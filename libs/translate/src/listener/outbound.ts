@@ -3,6 +3,7 @@
  * outbound listeners (`0.0.0.0_<port>` for HTTP, `<VIP>_<port>` for TCP, and
  * Sidecar egress listeners bound to `<bind>:<port>`). Pure.
  */
+import { isIP } from 'node:net';
 import type { RouteDestination, SidecarSpecType, VirtualServiceSpecType } from '@sextant/api';
 import type { CidrRangeJson, FilterChainJson, ListenerJson, NetworkFilterJson } from '@sextant/envoy';
 import { isHttp, isSniffed, isTcp, type EgressListener, type IstioConfig, type ProxyView, type PushContext, type Service } from '@sextant/model';
@@ -108,9 +109,21 @@ function prefixRange(cidr: string): CidrRangeJson {
  *   listens on `0.0.0.0_<port>` with a chain matching the prefix range (a
  *   listener address cannot be a CIDR: Envoy would reject the whole LDS);
  * - sniffed ports (no declared protocol): an HTTP chain as above and the TCP
- *   chain as the listener's default.
+ *   chain as the listener's default;
+ * - with `headlessPods` (the catch-all egress listener), the TCP and sniffed
+ *   ports of a headless Service get one listener per pod, `<podIP>_<port>`
+ *   (same ORIGINAL_DST cluster), not a wildcard listener that would take any
+ *   address on the port: traffic to other addresses on that port follows the
+ *   outbound traffic policy.
  */
-export function outboundPortListeners(push: PushContext, proxy: ProxyView, services: Service[], vss: MeshVirtualServices, bind?: { address: string; port: number }): ListenerJson[] {
+export function outboundPortListeners(
+  push: PushContext,
+  proxy: ProxyView,
+  services: Service[],
+  vss: MeshVirtualServices,
+  bind?: { address: string; port: number },
+  opts: { headlessPods?: boolean } = {},
+): ListenerJson[] {
   const entries = new Map<string, ListenerEntry>();
   const entryFor = (address: string, port: number): ListenerEntry => {
     const name = `${address}_${port}`;
@@ -144,29 +157,54 @@ export function outboundPortListeners(push: PushContext, proxy: ProxyView, servi
         continue;
       }
       if (!isTcp(p.protocol) && !isSniffed(p.protocol)) continue; // UDP: no listener, as istiod
-      // A CIDR address: listen on the wildcard and match the range (istiod's opts.cidr).
-      const cidr = !bind && vip.includes('/') ? svc.addresses : undefined;
-      const address = bind?.address ?? (cidr ? '0.0.0.0' : vip);
-      const e = entryFor(address, listenPort);
-      const tcpChain: FilterChainJson = {
-        ...(cidr ? { filterChainMatch: { prefixRanges: cidr.map(prefixRange) } } : {}),
-        filters: [...(p.protocol === 'Mongo' ? [mongoProxy(cluster)] : []), tcpProxy(cluster, tcpTargetForService(push, proxy, svc, p.port, vss))],
-        transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT,
-      };
-      if (isSniffed(p.protocol)) {
-        // Protocol sniffing: HTTP goes through RDS, the rest through tcp_proxy. The route is the service's own
-        // (`<fqdn>:<port>`) on its VIP, the port's shared one on the wildcard.
-        if (e.chains.some((c) => c.filterChainMatch?.applicationProtocols)) continue;
-        const route = address === '0.0.0.0' || address === '::' ? String(listenPort) : `${svc.hostname}:${p.port}`;
-        const httpMatch = { ...(tcpChain.filterChainMatch ?? {}), transportProtocol: 'raw_buffer', applicationProtocols: PLAINTEXT_HTTP_ALPNS };
-        addChain(e, tcpChain);
-        addChain(e, { filterChainMatch: httpMatch, filters: [hcmRds(`outbound_${address}_${listenPort}`, route, { mesh: push.mesh })], transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT });
-      } else {
-        addChain(e, tcpChain);
-      }
+      const pods = opts.headlessPods && !bind ? headlessPodAddresses(push, proxy, svc, p, vip) : undefined;
+      for (const address of pods ?? [undefined]) addTcpChains(svc, p, listenPort, vip, cluster, address);
     }
   }
   return [...entries.values()].map((e) => finishListener(push, proxy, e));
+
+  /** The TCP (and for sniffed ports HTTP) chains of a service port, on `podAddress` when given (a headless Service's pod). */
+  function addTcpChains(svc: Service, p: Service['ports'][number], listenPort: number, vip: string, cluster: string, podAddress: string | undefined): void {
+    // A CIDR address: listen on the wildcard and match the range (istiod's opts.cidr).
+    const cidr = !bind && !podAddress && vip.includes('/') ? svc.addresses : undefined;
+    const address = bind?.address ?? podAddress ?? (cidr ? '0.0.0.0' : vip);
+    const e = entryFor(address, listenPort);
+    const tcpChain: FilterChainJson = {
+      ...(cidr ? { filterChainMatch: { prefixRanges: cidr.map(prefixRange) } } : {}),
+      filters: [...(p.protocol === 'Mongo' ? [mongoProxy(cluster)] : []), tcpProxy(cluster, tcpTargetForService(push, proxy, svc, p.port, vss))],
+      transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT,
+    };
+    if (isSniffed(p.protocol)) {
+      // Protocol sniffing: HTTP goes through RDS, the rest through tcp_proxy. The route is the service's own
+      // (`<fqdn>:<port>`) on its VIP, the port's shared one on the wildcard.
+      if (e.chains.some((c) => c.filterChainMatch?.applicationProtocols)) return;
+      const route = address === '0.0.0.0' || address === '::' ? String(listenPort) : `${svc.hostname}:${p.port}`;
+      const httpMatch = { ...(tcpChain.filterChainMatch ?? {}), transportProtocol: 'raw_buffer', applicationProtocols: PLAINTEXT_HTTP_ALPNS };
+      addChain(e, tcpChain);
+      addChain(e, { filterChainMatch: httpMatch, filters: [hcmRds(`outbound_${address}_${listenPort}`, route, { mesh: push.mesh })], transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT });
+    } else {
+      addChain(e, tcpChain);
+    }
+  }
+}
+
+/**
+ * The pods a headless Service's TCP or sniffed port gets its own outbound
+ * listener on (`<podIP>_<port>`), as istiod's buildSidecarOutboundListeners
+ * does for a Passthrough service without an address: one per endpoint with
+ * an IP address, ready or not, except the proxy's own first address (its app
+ * reaches itself without this listener, and it would collide with inbound).
+ * Undefined: the usual listener (the service has an address, or is a
+ * ServiceEntry with neither endpoints nor a workload selector: the wildcard).
+ */
+function headlessPodAddresses(push: PushContext, proxy: ProxyView, svc: Service, port: Service['ports'][number], vip: string): string[] | undefined {
+  if (svc.resolution !== 'Passthrough' || vip !== '0.0.0.0') return undefined;
+  const endpoints = push.endpoints(svc, port);
+  if (svc.attributes.serviceRegistry !== 'Kubernetes' && endpoints.length === 0 && !svc.attributes.selector) return undefined;
+  const self = proxy.ipAddresses[0];
+  const out = new Set<string>();
+  for (const e of endpoints) if (!e.isHostname && isIP(e.address) !== 0 && e.address !== self) out.add(e.address);
+  return [...out];
 }
 
 /**

@@ -58,7 +58,8 @@ export function buildSidecarListeners(push: PushContext, proxy: ProxyView, opts:
     const rest = catchAllEgress || egress.length === 0 ? (catchAllEgress ? scope.services.filter((s) => egressAdmits(catchAllEgress, s)) : scope.services) : [];
     const restPorts = rest.map((s) => ({ ...s, ports: s.ports.filter((p) => !explicitPorts.has(p.port)) })).filter((s) => s.ports.length);
     const names = new Set(out.map((l) => l.name));
-    for (const l of outboundPortListeners(push, proxy, restPorts, vss)) if (!names.has(l.name)) out.push(l);
+    // Only the catch-all egress listener gives headless Services per-pod listeners (istiod's buildSidecarOutboundListeners).
+    for (const l of outboundPortListeners(push, proxy, restPorts, vss, undefined, { headlessPods: true })) if (!names.has(l.name)) out.push(l);
     out.push(virtualOutbound(push, proxy));
     out.push(virtualInbound(push, proxy, hook, inbound.filter((ip) => !ip.bindToPort)));
   }
