@@ -95,6 +95,8 @@ interface ListenerEntry {
 const matchAll = (c: FilterChainJson): boolean => !c.filterChainMatch || Object.keys(c.filterChainMatch).length === 0;
 const sameMatch = (a: FilterChainJson, b: FilterChainJson): boolean => JSON.stringify(a.filterChainMatch ?? {}) === JSON.stringify(b.filterChainMatch ?? {});
 
+const isWildcard = (address: string): boolean => address === '0.0.0.0' || address === '::';
+
 /** A CIDR (or bare IP) as a filter chain prefix range. */
 function prefixRange(cidr: string): CidrRangeJson {
   const [addressPrefix, len] = cidr.split('/');
@@ -175,8 +177,12 @@ export function outboundPortListeners(
     const address = bind?.address ?? podAddress ?? (cidr ? '0.0.0.0' : vip);
     const e = entryFor(address, listenPort);
     const { target, vs } = tcpTargetForService(push, proxy, svc, p.port, vss);
+    // A TLS port on the wildcard (no address, or a CIDR) is told apart from the other services there by SNI
+    // (istiod's buildSidecarOutboundTLSFilterChainOpts); a host `*` matches any name.
+    const sni = (p.protocol === 'TLS' || p.protocol === 'HTTPS') && (!!cidr || (!podAddress && isWildcard(vip) && isWildcard(address))) && svc.hostname !== '*';
+    const match = { ...(sni ? { serverNames: [svc.hostname] } : {}), ...(cidr ? { prefixRanges: cidr.map(prefixRange) } : {}) };
     const tcpChain: FilterChainJson = {
-      ...(cidr ? { filterChainMatch: { prefixRanges: cidr.map(prefixRange) } } : {}),
+      ...(Object.keys(match).length ? { filterChainMatch: match } : {}),
       filters: [...(p.protocol === 'Mongo' ? [mongoProxy(cluster)] : []), tcpProxy(cluster, target)],
       // istiod's BuildConfigInfoMetadata: the VirtualService whose tcp rule the chain carries.
       ...(vs ? { metadata: { filterMetadata: { istio: { config: virtualServiceConfigPath(vs.namespace, vs.name) } } } } : {}),
@@ -240,7 +246,10 @@ function finishListener(push: PushContext, proxy: ProxyView, e: ListenerEntry): 
     l.defaultFilterChain = all ?? { filterChainMatch: {}, name: PASSTHROUGH_FILTER_CHAIN, filters: catchAllFilters(push, proxy) };
   }
   const sniffs = e.chains.some((c) => c.filterChainMatch?.applicationProtocols?.length);
-  if (sniffs) l.listenerFilters = [listenerFilter.httpInspector()];
+  // istiod: the TLS inspector when a chain matches by SNI, then the HTTP inspector when one matches by ALPN.
+  const tls = e.chains.some((c) => c.filterChainMatch?.serverNames?.length);
+  const filters = [...(tls ? [listenerFilter.tlsInspector()] : []), ...(sniffs ? [listenerFilter.httpInspector()] : [])];
+  if (filters.length) l.listenerFilters = filters;
   l.listenerFiltersTimeout = sniffs ? (push.mesh.protocolDetectionTimeout ?? '0s') : '0s';
   return l;
 }
