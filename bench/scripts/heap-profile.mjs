@@ -15,12 +15,16 @@ if (dir) {
   session.post('HeapProfiler.enable');
   session.post('HeapProfiler.startSampling', { samplingInterval: Number(process.env.HEAP_PROFILE_INTERVAL ?? 65536) });
   process.on('SIGUSR2', () => {
+    const before = process.memoryUsage();
     session.post('HeapProfiler.collectGarbage', () => {
+      const after = process.memoryUsage();
       session.post('HeapProfiler.getSamplingProfile', (err, res) => {
         if (err || !res) return;
         mkdirSync(dir, { recursive: true });
         const file = join(dir, `sextant-${process.pid}-${Date.now()}.heapprofile`);
         // Renamed into place once whole, so the harness waiting for it never reads half a file.
+        // process.memoryUsage() before and after the collection: V8 heap, external and ArrayBuffer (Buffer) memory against RSS.
+        writeFileSync(`${file}.memory.json`, JSON.stringify({ beforeGc: before, afterGc: after }));
         writeFileSync(`${file}.tmp`, JSON.stringify(res.profile));
         renameSync(`${file}.tmp`, file);
       });

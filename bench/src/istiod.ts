@@ -30,7 +30,7 @@
  * report as JSON too).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { istiodShareFile, startCluster, waitForCrdsEstablished, kubectl, type Cluster } from '@sextant/e2e';
@@ -84,7 +84,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): IstiodBenc
 type Reply = { op: string; [k: string]: unknown };
 
 class Clients {
-  private readonly proc: ChildProcess;
+  readonly proc: ChildProcess;
   private readonly queue: ((m: Reply) => void)[] = [];
   private readonly exited: Promise<void>;
   constructor() {
@@ -219,6 +219,8 @@ export interface PlaneRun {
   peakRssMB: number;
   connectMs: number;
   connectCpuSeconds: number;
+  /** CPU seconds of the clients' own process during the cold connect (it shares the machine with the control plane). */
+  clientConnectCpuSeconds: number;
   connectFailed: number;
   /** Clients that never completed the cold connect (first 10): what each had and why its streams ended. */
   connectFailures: string[];
@@ -255,7 +257,8 @@ async function heapProfile(plane: RunningPlane, log: (l: string) => void): Promi
   while (Date.now() < end) {
     const fresh = (existsSync(dir) ? readdirSync(dir) : []).filter((f) => f.endsWith('.heapprofile') && !had.has(f));
     if (fresh.length) {
-      log(`  heap profile: ${dir}/${fresh[0]}`);
+      const mem = existsSync(`${dir}/${fresh[0]}.memory.json`) ? readFileSync(`${dir}/${fresh[0]}.memory.json`, 'utf8') : '';
+      log(`  heap profile: ${dir}/${fresh[0]} ${mem}`);
       return;
     }
     await new Promise((r) => setTimeout(r, 1000));
@@ -411,16 +414,18 @@ async function measurePlane(
     await cpuQuiet(plane.pid, 60_000);
     const idle = memory(plane.pid);
     const cpu0 = cpuSeconds(plane.pid);
+    const clientCpu0 = cpuSeconds(clients.proc.pid!);
     const opened = await clients.ask({ op: 'open', address: plane.xdsAddress, clients: proxies, timeoutMs: connectTimeoutMs }, connectTimeoutMs + 60_000);
     const readyMs = opened['readyMs'] as number[];
     const failed = (opened['failed'] as string[]).length;
     const connectMs = failed ? NaN : Math.max(...readyMs);
     const connectCpu = cpuSeconds(plane.pid) - cpu0;
+    const clientCpu = cpuSeconds(clients.proc.pid!) - clientCpu0;
     await cpuQuiet(plane.pid, 60_000);
     const withN = memory(plane.pid);
     await heapProfile(plane, opts.log);
     const failures = (opened['failed'] as string[]).slice(0, 10);
-    opts.log(`${name} [${scope}, N=${n}, run ${run}]: ready ${plane.readyMs} ms, RSS idle ${round(idle.rssMB)} MB, with N ${round(withN.rssMB)} MB, connect ${round(connectMs)} ms${failed ? ` (${failed} clients never complete)` : ''}`);
+    opts.log(`${name} [${scope}, N=${n}, run ${run}]: ready ${plane.readyMs} ms, RSS idle ${round(idle.rssMB)} MB, with N ${round(withN.rssMB)} MB, connect ${round(connectMs)} ms (${round(connectCpu, 1)} CPU s; the clients' process ${round(clientCpu, 1)} CPU s)${failed ? ` (${failed} clients never complete)` : ''}`);
     for (const f of failures) opts.log(`  incomplete: ${f}`);
     if (failed) opts.log(`  ${name}'s log: ${plane.warnings().replace(/\n/g, '\n    ')}`);
     const changes: ChangeFigures[] = [];
@@ -446,6 +451,7 @@ async function measurePlane(
       peakRssMB: round(peak.peakMB),
       connectMs: round(connectMs),
       connectCpuSeconds: round(connectCpu, 2),
+      clientConnectCpuSeconds: round(clientCpu, 2),
       connectFailed: failed,
       connectFailures: failures,
       reconnects: Number(stats['reconnects']),

@@ -3,6 +3,7 @@ import { after, before, describe, test } from 'node:test';
 import { TypeUrl } from '@sextant/envoy';
 import { DeltaClient, SotwClient } from '@sextant/testing/xds-client';
 import { edsCluster, loadAssignment, startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
+import { FrameCache } from './server/shared-frames.js';
 
 /**
  * Per-stream state the server shares between streams that hold the same
@@ -129,4 +130,20 @@ describe('state shared between streams', () => {
       s.close();
     }
   });
+});
+
+test('FrameCache.deltaWhole: shared from the second stream with the same output until the push queue drains, never twice to one stream', () => {
+  const frames = new FrameCache('t', undefined);
+  const out = new Map(CLUSTERS.slice(0, 3).map((n) => [n, edsCluster(n)]));
+  const list = [...out.values()];
+  // One stream only (a proxy's own output): nothing kept.
+  assert.equal(frames.deltaWhole(out, TypeUrl.Cluster, 'v1', list, 0), undefined);
+  const second = frames.deltaWhole(out, TypeUrl.Cluster, 'v1', list, 0)!;
+  assert.ok(second);
+  assert.equal(frames.deltaWhole(out, TypeUrl.Cluster, 'v1', list, 0), second, 'a third stream shares it');
+  const again = frames.deltaWhole(out, TypeUrl.Cluster, 'v1', list, second.seq)!;
+  assert.notEqual(again.nonce, second.nonce, 'a stream that had the frame gets a new one (nonces stay unique per stream)');
+  assert.notEqual(frames.deltaWhole(out, TypeUrl.Cluster, 'v2', list, 0), again, 'per version');
+  frames.release();
+  assert.equal(frames.deltaWhole(out, TypeUrl.Cluster, 'v1', list, 0), undefined, 'nothing kept once the queue drained');
 });

@@ -101,8 +101,17 @@ export class DeltaProtocol {
     if (this.d.generators[st.typeUrl]?.neverRemoveDelta === true) removed.length = 0;
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
     const { frames, writer } = this.d;
-    const nonce = frames.nonce();
-    writer.write(c, st, frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed), false);
+    let nonce: string;
+    // Everything in the output (a class's first response): one frame for the streams that get it.
+    const f = removed.length === 0 && toSend.length > 0 && toSend.length === out.size ? frames.deltaWhole(out, st.typeUrl, req.version, toSend, st.lastSeq) : undefined;
+    if (f) {
+      st.lastSeq = f.seq;
+      nonce = f.nonce;
+      writer.write(c, st, f.frame, true);
+    } else {
+      nonce = frames.nonce();
+      writer.write(c, st, frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed), false);
+    }
     st.recordSent(this.after(st, out, req, only, all, toSend, removed), nonce, req.version);
   }
 

@@ -71,11 +71,12 @@ export class DiscoveryServer {
       idle: () => this.drain.notify(),
       overLimit: (c, bytes) => overLimit(c, 'maxPendingBytes', bytes),
     });
+    const frames = new FrameCache(idPrefix, controlPlane);
     const protocol: ProtocolDeps = {
       generators: opts.generators,
       subs: this.subs,
       acks: new AckTracker(this.stats),
-      frames: new FrameCache(idPrefix, controlPlane),
+      frames,
       writer,
       requestResponse: (c, typeUrl) => this.queue.requestResponse(c, typeUrl),
     };
@@ -108,6 +109,7 @@ export class DiscoveryServer {
       batch: Math.max(1, opts.pushBatch ?? 512),
       turnMs: Math.max(1, opts.pushTurnMs ?? 50),
       endWith: (c, code, details) => this.streams.endWith(c, code, details),
+      drained: () => frames.release(),
     });
 
     for (const [typeUrl, gen] of Object.entries(opts.generators)) {

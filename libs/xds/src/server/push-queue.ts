@@ -33,6 +33,8 @@ export interface PushQueueDeps {
   /** Milliseconds a turn may take: once past it, the queue yields after the stream it is serving (DiscoveryServerOptions.pushTurnMs). */
   turnMs: number;
   endWith(c: Connection, code: grpc.status, details: string): void;
+  /** The queue drained: what is kept only for the streams of one busy period can go (FrameCache.release). */
+  drained?(): void;
 }
 
 export class PushQueue {
@@ -135,6 +137,7 @@ export class PushQueue {
       this.runQueue = [];
       this.runHead = 0;
       this.running = false;
+      this.d.drained?.();
     }
   }
 

@@ -40,8 +40,17 @@ export class FrameCache {
   private seq = 0;
   /** Whole-set SotW responses framed once per generator output (Map identity), type and version. */
   private frames = new WeakMap<ReadonlyMap<string, EncodedResource>, Map<string, SharedFrame>>();
-  /** Delta Resource messages framed once per encoded resource. */
-  private deltaFrames = new WeakMap<EncodedResource, Uint8Array>();
+  /**
+   * Delta Resource messages encoded once per encoded resource, and Delta
+   * responses carrying a whole generator output, per output, type and version:
+   * kept only while the push queue is busy (`release`), since holding them as
+   * long as the resources live doubled the memory of every encoded resource and
+   * kept a class's whole first response (megabytes at S = 1000) per output.
+   */
+  private deltaFrames = new Map<EncodedResource, Uint8Array>();
+  private deltaWholeFrames = new Map<ReadonlyMap<string, EncodedResource>, Map<string, SharedFrame>>();
+  /** Outputs sent whole once since the last release: a second stream with the same output gets the shared frame. */
+  private sentWholeOnce = new WeakSet<ReadonlyMap<string, EncodedResource>>();
   /** Incremental (EDS) responses shared by streams that get the same changed resources, for the current incremental version. */
   private incrementalFrames = new Map<string, SharedFrame>();
   private incrementalVersion = '';
@@ -84,6 +93,39 @@ export class FrameCache {
       byKey.set(key, f);
     }
     return f;
+  }
+
+  /**
+   * A Delta response carrying every resource of `out` and no removals (what
+   * each stream of a class is sent first), shared like `whole` by the streams
+   * that get the same output, type and version while the push queue is busy.
+   * Undefined the first time an output is sent whole: outputs of one proxy
+   * (its own inbound layer) are never shared, so only a second stream with the
+   * same output makes one worth keeping.
+   */
+  deltaWhole(out: ReadonlyMap<string, EncodedResource>, typeUrl: string, version: string, list: readonly EncodedResource[], lastSeq: number): SharedFrame | undefined {
+    if (!this.sentWholeOnce.has(out)) {
+      this.sentWholeOnce.add(out);
+      return undefined;
+    }
+    let byKey = this.deltaWholeFrames.get(out);
+    if (!byKey) this.deltaWholeFrames.set(out, (byKey = new Map()));
+    const key = `${typeUrl}\u0000${version}`;
+    let f = byKey.get(key);
+    if (!f || f.seq <= lastSeq) {
+      const seq = ++this.seq;
+      const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
+      f = { seq, nonce, frame: grpcFramed(this.deltaMessage(typeUrl, nonce, version, list, [])) };
+      byKey.set(key, f);
+    }
+    return f;
+  }
+
+  /** Drops what is kept only while the push queue is busy (it drained): the Delta frames above. */
+  release(): void {
+    if (this.deltaFrames.size > 0) this.deltaFrames = new Map();
+    if (this.deltaWholeFrames.size > 0) this.deltaWholeFrames = new Map();
+    this.sentWholeOnce = new WeakSet();
   }
 
   /**
