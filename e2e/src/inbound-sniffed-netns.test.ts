@@ -13,21 +13,17 @@
  * certificate Sextant issued to the agent (OUTPUT_CERTS).
  */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request, type IncomingHttpHeaders } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { until } from './backends.js';
-import { spawnManaged, type ManagedChild } from './child.js';
-import { startAgent, type RunningAgent } from './fixtures/agent.js';
-import { configDir, endpointSlice, namespace, pod, service, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
-import { canNetns, createPodNetns, type PodNetns } from './fixtures/netns.js';
-import { createTestIssuer } from './fixtures/secure.js';
-import { startSextant, type RunningSextant } from './sextant.js';
-import { skipUnless, toolPath } from './tools.js';
+import { startNetnsSidecar, type NetnsSidecar } from './fixtures/agent-netns.js';
+import { endpointSlice, namespace, pod, service, type K8sObject } from './fixtures/mesh.js';
+import { canNetns } from './fixtures/netns.js';
+import { skipUnless } from './tools.js';
 
 const HTTP_PORT = 7070;
 const TCP_PORT = 7071;
@@ -47,82 +43,35 @@ interface HttpAnswer {
 type Answer = HttpAnswer | string; // 'refused', or what a TCP echo sent back
 
 describe('sniffed Service ports: HTTP and TCP chains on virtualInbound, a stock sidecar in iptables mode', { timeout: 300_000, skip: skipUnless('pilot-agent', 'envoy') || (!canNetns && 'needs root, ip netns and apt-get') }, () => {
-  let dir: string;
-  let ns: PodNetns | undefined;
-  let cfg: ConfigDir | undefined;
-  let sextant: RunningSextant | undefined;
-  let agent: RunningAgent | undefined;
-  let app: ManagedChild | undefined;
-  let certs: string;
-  let rootPem: string;
+  let sidecar: NetnsSidecar | undefined;
   let kube: K8sObject[];
+  const ns = () => sidecar!.ns;
+  const fail = (e: Error): never => sidecar!.fail(e);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'sextant-sniffed-'));
-    certs = join(dir, 'certs');
-    mkdirSync(certs);
-    ns = createPodNetns('sn', `10.252.${(process.pid + 53) % 200}`);
-    ns.captureInbound(15006);
-    app = spawnManaged('ip', [
-      'netns',
-      'exec',
-      ns.name,
-      process.execPath,
-      '-e',
-      `const http = require('node:http'), net = require('node:net');
+    sidecar = await startNetnsSidecar({
+      tag: 'sn',
+      net: `10.252.${(process.pid + 53) % 200}`,
+      app: `const http = require('node:http'), net = require('node:net');
        http.createServer((q, s) => { s.end(JSON.stringify(q.headers)); }).listen(${HTTP_PORT}, '0.0.0.0', () => console.log('http up'));
        net.createServer((c) => c.pipe(c)).listen(${TCP_PORT}, '0.0.0.0', () => console.log('tcp up'));`,
-    ]);
-    await until(async () => app!.output(), (o) => (o.includes('http up') && o.includes('tcp up')) || app!.isEnded(), 'the app in the namespace', 15_000);
-    assert.ok(!app.isEnded(), app.output());
-
-    const issuer = createTestIssuer(dir);
-    kube = [namespace('default'), namespace('istio-system'), pod('web-0', 'default', ns.pod, LABELS, 'web'), service('web', 'default', '10.96.77.7', PORTS), endpointSlice('web', 'default', 'web-0', ns.pod, PORTS)];
-    cfg = configDir({ 'kubernetes.yaml': kube, 'istio.yaml': [] });
-    const caDir = join(dir, 'ca');
-    sextant = await startSextant({ configDir: cfg.dir, args: ['--ca-dir', caDir, ...issuer.args] });
-    rootPem = readFileSync(join(caDir, 'root-cert.pem'), 'utf8');
-    // pilot-agent stays in the root namespace (Sextant on loopback); Envoy runs in the pod's namespace.
-    const envoyInNs = join(dir, 'envoy-in-netns.sh');
-    writeFileSync(envoyInNs, `#!/bin/sh\nexec ip netns exec ${ns.name} ${toolPath('envoy')} "$@"\n`);
-    chmodSync(envoyInNs, 0o755);
-    agent = await startAgent({
-      discoveryAddress: `localhost:${sextant.secureAddress.split(':').pop()!}`,
-      rootPem,
-      token: issuer.token('default', 'web'),
-      podName: 'web-0',
-      namespace: 'default',
-      serviceAccount: 'web',
-      ip: ns.pod,
-      labels: LABELS,
-      envoyPath: envoyInNs,
-      env: { OUTPUT_CERTS: certs },
+      appReady: ['http up', 'tcp up'],
+      files: (podIp) => {
+        kube = [namespace('default'), namespace('istio-system'), pod('web-0', 'default', podIp, LABELS, 'web'), service('web', 'default', '10.96.77.7', PORTS), endpointSlice('web', 'default', 'web-0', podIp, PORTS)];
+        return { 'kubernetes.yaml': kube, 'istio.yaml': [] };
+      },
+      workload: { namespace: 'default', serviceAccount: 'web', podName: 'web-0', labels: LABELS },
+      outputCerts: true,
     });
-    await until(async () => existsSync(join(certs, 'cert-chain.pem')), (x) => x, "the agent's certificate (OUTPUT_CERTS)", 60_000).catch(fail);
   });
 
   after(async () => {
-    await agent?.stop().catch(() => {});
-    await app?.stop().catch(() => {});
-    await sextant?.stop();
-    cfg?.remove();
-    ns?.remove();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await sidecar?.stop();
   });
 
-  function fail(e: Error): never {
-    let listeners = '';
-    try {
-      listeners = ns!.exec('curl', ['-s', `${agent!.adminUrl}/config_dump?resource=dynamic_listeners`]).slice(0, 30000);
-    } catch (err) {
-      listeners = (err as Error).message;
-    }
-    throw new Error(`${e.message}\n--- agent and Envoy ---\n${agent?.output().slice(-4000)}\n--- sextant ---\n${sextant?.lines.slice(-30).join('\n')}\n--- listeners ---\n${listeners}`);
-  }
-
-  const clientCert = () => ({ key: readFileSync(join(certs, 'key.pem')), cert: readFileSync(join(certs, 'cert-chain.pem')), ca: rootPem });
-  const plain = (port: number) => () => netConnect({ host: ns!.pod, port });
-  const mtls = (port: number, alpn: string[]) => () => tlsConnect({ host: ns!.pod, port, ...clientCert(), ALPNProtocols: alpn, servername: 'web.default.svc.cluster.local', checkServerIdentity: () => undefined });
+  const clientCert = () => ({ key: readFileSync(join(sidecar!.certs, 'key.pem')), cert: readFileSync(join(sidecar!.certs, 'cert-chain.pem')), ca: sidecar!.rootPem });
+  const plain = (port: number) => () => netConnect({ host: ns().pod, port });
+  const mtls = (port: number, alpn: string[]) => () => tlsConnect({ host: ns().pod, port, ...clientCert(), ALPNProtocols: alpn, servername: 'web.default.svc.cluster.local', checkServerIdentity: () => undefined });
 
   /** Settles with 'refused' when the connection is closed or reset before an answer. */
   function guarded<T>(run: (resolve: (v: T | 'refused') => void) => Socket | TLSSocket): Promise<T | 'refused'> {
@@ -139,7 +88,7 @@ describe('sniffed Service ports: HTTP and TCP chains on virtualInbound, a stock 
     return guarded<HttpAnswer>((resolve) => {
       const s = socket();
       const go = () => {
-        const req = request({ createConnection: () => s, host: ns!.pod, path, headers: { host: 'web' } }, (res) => {
+        const req = request({ createConnection: () => s, host: ns().pod, path, headers: { host: 'web' } }, (res) => {
           let body = '';
           res.on('data', (d: Buffer) => (body += d));
           res.on('end', () => {
@@ -199,7 +148,7 @@ describe('sniffed Service ports: HTTP and TCP chains on virtualInbound, a stock 
 
   test('an AuthorizationPolicy path rule on a sniffed port is enforced on its HTTP chain; raw TCP on the other sniffed port still passes', async () => {
     const deny = { apiVersion: 'security.istio.io/v1', kind: 'AuthorizationPolicy', metadata: { name: 'deny-blocked', namespace: 'default' }, spec: { selector: { matchLabels: { app: 'web' } }, action: 'DENY', rules: [{ to: [{ operation: { ports: [String(HTTP_PORT)], paths: ['/blocked'] } }] }] } };
-    cfg!.write('istio.yaml', [deny]);
+    sidecar!.cfg.write('istio.yaml', [deny]);
     const blocked = http(await until(() => httpOver(plain(HTTP_PORT), '/blocked'), (a) => typeof a !== 'string' && a.status === 403, 'the path rule denying /blocked', 60_000).catch(fail));
     assert.equal(blocked.seen['x-request-id'], undefined, 'denied by the sidecar: the app saw nothing');
     // Another path on the same port passes: the rule is matched on the path, not the whole port.

@@ -15,21 +15,17 @@
  * plaintext only.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { connect as netConnect, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { after, before, describe, test } from 'node:test';
 import { until } from './backends.js';
-import { spawnManaged, type ManagedChild } from './child.js';
-import { startAgent, type RunningAgent } from './fixtures/agent.js';
-import { configDir, namespace, pod, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
-import { canNetns, createPodNetns, type PodNetns } from './fixtures/netns.js';
-import { createTestIssuer } from './fixtures/secure.js';
-import { startSextant, type RunningSextant } from './sextant.js';
-import { skipUnless, toolPath } from './tools.js';
+import { startNetnsSidecar, type NetnsSidecar } from './fixtures/agent-netns.js';
+import { namespace, pod, type K8sObject } from './fixtures/mesh.js';
+import { canNetns } from './fixtures/netns.js';
+import { skipUnless } from './tools.js';
 
 type Answer = string; // 'refused' or what came back
 
@@ -39,80 +35,30 @@ const LABELS = { app: 'web', 'security.istio.io/tlsMode': 'istio' };
 const peerAuth = (name: string, ns: string, spec: Record<string, unknown>): K8sObject => ({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name, namespace: ns }, spec });
 
 describe('PeerAuthentication on undeclared ports: a stock sidecar in iptables mode', { timeout: 300_000, skip: skipUnless('pilot-agent', 'envoy') || (!canNetns && 'needs root, ip netns and apt-get') }, () => {
-  let dir: string;
-  let ns: PodNetns | undefined;
-  let cfg: ConfigDir | undefined;
-  let sextant: RunningSextant | undefined;
-  let agent: RunningAgent | undefined;
-  let app: ManagedChild | undefined;
-  let certs: string;
-  let rootPem: string;
+  let sidecar: NetnsSidecar | undefined;
+  const ns = () => sidecar!.ns;
+  const fail = (e: Error): never => sidecar!.fail(e);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'sextant-peer-auth-'));
-    certs = join(dir, 'certs');
-    mkdirSync(certs);
-    ns = createPodNetns('pa', `10.251.${(process.pid + 31) % 200}`);
-    ns.captureInbound(15006);
-    // The app: an HTTP server that reports the connection's source and the XFCC header it got, and a TCP echo server.
-    app = spawnManaged('ip', [
-      'netns',
-      'exec',
-      ns.name,
-      process.execPath,
-      '-e',
-      `const http = require('node:http'), net = require('node:net');
+    sidecar = await startNetnsSidecar({
+      tag: 'pa',
+      net: `10.251.${(process.pid + 31) % 200}`,
+      // The app: an HTTP server that reports the connection's source and the XFCC header it got, and a TCP echo server.
+      app: `const http = require('node:http'), net = require('node:net');
        http.createServer((q, s) => { s.setHeader('x-backend', 'app'); s.end(JSON.stringify({ from: q.socket.remoteAddress, xfcc: q.headers['x-forwarded-client-cert'] ?? null })); }).listen(${HTTP_PORT}, '0.0.0.0', () => console.log('http up'));
        net.createServer((c) => c.pipe(c)).listen(${TCP_PORT}, '0.0.0.0', () => console.log('tcp up'));`,
-    ]);
-    await until(async () => app!.output(), (o) => (o.includes('http up') && o.includes('tcp up')) || app!.isEnded(), 'the app in the namespace', 15_000);
-    assert.ok(!app.isEnded(), app.output());
-
-    const issuer = createTestIssuer(dir);
-    cfg = configDir({ 'kubernetes.yaml': [namespace('default'), namespace('istio-system'), pod('web-0', 'default', ns.pod, LABELS, 'web')], 'istio.yaml': [] });
-    const caDir = join(dir, 'ca');
-    sextant = await startSextant({ configDir: cfg.dir, args: ['--ca-dir', caDir, ...issuer.args] });
-    rootPem = readFileSync(join(caDir, 'root-cert.pem'), 'utf8');
-    // pilot-agent stays in the root namespace (Sextant on loopback); Envoy runs in the pod's namespace and
-    // reaches the agent's XDS and SDS Unix sockets by path.
-    const envoyInNs = join(dir, 'envoy-in-netns.sh');
-    writeFileSync(envoyInNs, `#!/bin/sh\nexec ip netns exec ${ns.name} ${toolPath('envoy')} "$@"\n`);
-    chmodSync(envoyInNs, 0o755);
-    agent = await startAgent({
-      discoveryAddress: `localhost:${sextant.secureAddress.split(':').pop()!}`,
-      rootPem,
-      token: issuer.token('default', 'web'),
-      podName: 'web-0',
-      namespace: 'default',
-      serviceAccount: 'web',
-      ip: ns.pod,
-      labels: LABELS,
-      envoyPath: envoyInNs,
-      env: { OUTPUT_CERTS: certs },
+      appReady: ['http up', 'tcp up'],
+      files: (podIp) => ({ 'kubernetes.yaml': [namespace('default'), namespace('istio-system'), pod('web-0', 'default', podIp, LABELS, 'web')], 'istio.yaml': [] }),
+      workload: { namespace: 'default', serviceAccount: 'web', podName: 'web-0', labels: LABELS },
+      outputCerts: true,
     });
-    await until(async () => existsSync(join(certs, 'cert-chain.pem')), (x) => x, "the agent's certificate (OUTPUT_CERTS)", 60_000).catch(fail);
   });
 
   after(async () => {
-    await agent?.stop().catch(() => {});
-    await app?.stop().catch(() => {});
-    await sextant?.stop();
-    cfg?.remove();
-    ns?.remove();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await sidecar?.stop();
   });
 
-  function fail(e: Error): never {
-    let listeners = '';
-    try {
-      listeners = ns!.exec('curl', ['-s', `${agent!.adminUrl}/config_dump?resource=dynamic_listeners`]).slice(0, 30000);
-    } catch (err) {
-      listeners = (err as Error).message;
-    }
-    throw new Error(`${e.message}\n--- agent and Envoy ---\n${agent?.output().slice(-4000)}\n--- sextant ---\n${sextant?.lines.slice(-30).join('\n')}\n--- listeners ---\n${listeners}`);
-  }
-
-  const clientCert = () => ({ key: readFileSync(join(certs, 'key.pem')), cert: readFileSync(join(certs, 'cert-chain.pem')), ca: rootPem });
+  const clientCert = () => ({ key: readFileSync(join(sidecar!.certs, 'key.pem')), cert: readFileSync(join(sidecar!.certs, 'cert-chain.pem')), ca: sidecar!.rootPem });
 
   /** Settles with 'refused' when the connection is closed or reset before an answer. */
   function guarded<T>(run: (resolve: (v: T | 'refused') => void, reject: (e: Error) => void) => Socket | TLSSocket): Promise<T | 'refused'> {
@@ -129,7 +75,7 @@ describe('PeerAuthentication on undeclared ports: a stock sidecar in iptables mo
     return guarded<string>((resolve) => {
       const s = socket();
       const go = () => {
-        const req = request({ createConnection: () => s, host: ns!.pod, path, headers: { host: 'web', 'x-forwarded-client-cert': 'By=spiffe://forged' } }, (res) => {
+        const req = request({ createConnection: () => s, host: ns().pod, path, headers: { host: 'web', 'x-forwarded-client-cert': 'By=spiffe://forged' } }, (res) => {
           let body = '';
           res.on('data', (d: Buffer) => (body += d));
           res.on('end', () => resolve(`${res.statusCode} ${body}`));
@@ -160,8 +106,8 @@ describe('PeerAuthentication on undeclared ports: a stock sidecar in iptables mo
     });
   }
 
-  const plain = (port: number) => () => netConnect({ host: ns!.pod, port });
-  const mtls = (port: number, alpn: string[]) => () => tlsConnect({ host: ns!.pod, port, ...clientCert(), ALPNProtocols: alpn, servername: 'web.default.svc.cluster.local', checkServerIdentity: () => undefined });
+  const plain = (port: number) => () => netConnect({ host: ns().pod, port });
+  const mtls = (port: number, alpn: string[]) => () => tlsConnect({ host: ns().pod, port, ...clientCert(), ALPNProtocols: alpn, servername: 'web.default.svc.cluster.local', checkServerIdentity: () => undefined });
 
   // What a sidecar client sends: HTTP over mTLS with Istio's HTTP ALPN, other TCP with istio-peer-exchange/istio.
   const probes = {
@@ -175,7 +121,7 @@ describe('PeerAuthentication on undeclared ports: a stock sidecar in iptables mo
   const body = (a: Answer) => JSON.parse(a.slice(4)) as { from: string; xfcc: string | null };
 
   async function apply(objects: K8sObject[], settled: () => Promise<Answer>, expect: (a: Answer) => boolean, what: string) {
-    cfg!.write('istio.yaml', objects);
+    sidecar!.cfg.write('istio.yaml', objects);
     await until(settled, expect, what, 60_000).catch(fail);
   }
 

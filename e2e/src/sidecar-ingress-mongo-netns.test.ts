@@ -11,19 +11,13 @@
  * the bytes reach the app and come back unchanged.
  */
 import assert from 'node:assert/strict';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect as netConnect } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { until } from './backends.js';
-import { spawnManaged, type ManagedChild } from './child.js';
-import { startAgent, type RunningAgent } from './fixtures/agent.js';
-import { configDir, endpointSlice, istio, namespace, pod, service, type ConfigDir } from './fixtures/mesh.js';
-import { canNetns, createPodNetns, type PodNetns } from './fixtures/netns.js';
-import { createTestIssuer } from './fixtures/secure.js';
-import { startSextant, type RunningSextant } from './sextant.js';
-import { skipUnless, toolPath } from './tools.js';
+import { startNetnsSidecar, type NetnsSidecar } from './fixtures/agent-netns.js';
+import { endpointSlice, istio, namespace, pod, service } from './fixtures/mesh.js';
+import { canNetns } from './fixtures/netns.js';
+import { skipUnless } from './tools.js';
 
 const MONGO_PORT = 27017;
 // The stand-in database listens on the pod's loopback only: reachable through the sidecar's STATIC cluster.
@@ -44,76 +38,39 @@ function opQuery(requestId: number): Buffer {
 }
 
 describe('Sidecar ingress MONGO port through a stock sidecar in iptables mode', { timeout: 240_000, skip: skipUnless('pilot-agent', 'envoy') || (!canNetns && 'needs root, ip netns and apt-get') }, () => {
-  let dir: string;
-  let ns: PodNetns | undefined;
-  let cfg: ConfigDir | undefined;
-  let sextant: RunningSextant | undefined;
-  let agent: RunningAgent | undefined;
-  let app: ManagedChild | undefined;
+  let sidecar: NetnsSidecar | undefined;
+  const ns = () => sidecar!.ns;
+  const fail = (e: Error): never => sidecar!.fail(e);
+  const admin = (path: string) => sidecar!.admin(path);
 
   before(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'sextant-mongo-ingress-'));
-    ns = createPodNetns('mg', `10.253.${(process.pid + 71) % 200}`);
-    ns.captureInbound(15006);
-    app = spawnManaged('ip', ['netns', 'exec', ns.name, process.execPath, '-e', `require('node:net').createServer((c) => c.pipe(c)).listen(${APP_PORT}, '127.0.0.1', () => console.log('echo up'));`]);
-    await until(async () => app!.output(), (o) => o.includes('echo up') || app!.isEnded(), 'the stand-in database in the namespace', 15_000);
-    assert.ok(!app.isEnded(), app.output());
-
-    const issuer = createTestIssuer(dir);
     const ports = [{ name: 'mongo', port: MONGO_PORT }];
-    cfg = configDir({
-      'kubernetes.yaml': [namespace('data'), namespace('istio-system'), pod('mongo-0', 'data', ns.pod, LABELS, 'mongo'), service('mongo', 'data', '10.96.88.8', ports), endpointSlice('mongo', 'data', 'mongo-0', ns.pod, ports)],
-      // No PeerAuthentication: PERMISSIVE, so this plaintext client is let in.
-      'istio.yaml': [istio('Sidecar', 'mongo', 'data', { workloadSelector: { labels: { app: 'mongo' } }, ingress: [{ port: { number: MONGO_PORT, protocol: 'MONGO', name: 'mongo' }, defaultEndpoint: `127.0.0.1:${APP_PORT}` }] })],
-    });
-    const caDir = join(dir, 'ca');
-    sextant = await startSextant({ configDir: cfg.dir, args: ['--ca-dir', caDir, ...issuer.args] });
-    const rootPem = readFileSync(join(caDir, 'root-cert.pem'), 'utf8');
-    const envoyInNs = join(dir, 'envoy-in-netns.sh');
-    writeFileSync(envoyInNs, `#!/bin/sh\nexec ip netns exec ${ns.name} ${toolPath('envoy')} "$@"\n`);
-    chmodSync(envoyInNs, 0o755);
-    agent = await startAgent({
-      discoveryAddress: `localhost:${sextant.secureAddress.split(':').pop()!}`,
-      rootPem,
-      token: issuer.token('data', 'mongo'),
-      podName: 'mongo-0',
-      namespace: 'data',
-      serviceAccount: 'mongo',
-      ip: ns.pod,
-      labels: LABELS,
-      envoyPath: envoyInNs,
+    sidecar = await startNetnsSidecar({
+      tag: 'mg',
+      net: `10.253.${(process.pid + 71) % 200}`,
+      app: `require('node:net').createServer((c) => c.pipe(c)).listen(${APP_PORT}, '127.0.0.1', () => console.log('echo up'));`,
+      appReady: ['echo up'],
+      files: (podIp) => ({
+        'kubernetes.yaml': [namespace('data'), namespace('istio-system'), pod('mongo-0', 'data', podIp, LABELS, 'mongo'), service('mongo', 'data', '10.96.88.8', ports), endpointSlice('mongo', 'data', 'mongo-0', podIp, ports)],
+        // No PeerAuthentication: PERMISSIVE, so this plaintext client is let in.
+        'istio.yaml': [istio('Sidecar', 'mongo', 'data', { workloadSelector: { labels: { app: 'mongo' } }, ingress: [{ port: { number: MONGO_PORT, protocol: 'MONGO', name: 'mongo' }, defaultEndpoint: `127.0.0.1:${APP_PORT}` }] })],
+      }),
+      workload: { namespace: 'data', serviceAccount: 'mongo', podName: 'mongo-0', labels: LABELS },
       // Istio's bootstrap keeps only some statistics: the Mongo proxy's too.
       proxyConfig: { proxyStatsMatcher: { inclusionPrefixes: ['mongo.'] } },
     });
   });
 
   after(async () => {
-    await agent?.stop().catch(() => {});
-    await app?.stop().catch(() => {});
-    await sextant?.stop();
-    cfg?.remove();
-    ns?.remove();
-    if (dir) rmSync(dir, { recursive: true, force: true });
+    await sidecar?.stop();
   });
-
-  const admin = (path: string) => ns!.exec('curl', ['-s', `${agent!.adminUrl}${path}`]);
-
-  function fail(e: Error): never {
-    let listeners = '';
-    try {
-      listeners = admin('/config_dump?resource=dynamic_listeners').slice(0, 30000);
-    } catch (err) {
-      listeners = (err as Error).message;
-    }
-    throw new Error(`${e.message}\n--- agent and Envoy ---\n${agent?.output().slice(-4000)}\n--- sextant ---\n${sextant?.lines.slice(-30).join('\n')}\n--- listeners ---\n${listeners}`);
-  }
 
   /** Sends one message to the pod's MONGO port and resolves with what came back (empty when refused). */
   function roundTrip(msg: Buffer): Promise<Buffer> {
     return new Promise((resolve) => {
       const chunks: Buffer[] = [];
       let got = 0;
-      const s = netConnect({ host: ns!.pod, port: MONGO_PORT }, () => s.write(msg));
+      const s = netConnect({ host: ns().pod, port: MONGO_PORT }, () => s.write(msg));
       s.setTimeout(10_000, () => s.destroy());
       s.on('data', (d: Buffer) => {
         chunks.push(d);
@@ -137,6 +94,6 @@ describe('Sidecar ingress MONGO port through a stock sidecar in iptables mode', 
     ).catch(fail);
     assert.match(queries, /^mongo\.inbound\|27017\|\|\.op_query: [1-9]/m);
     const listeners = admin('/config_dump?resource=dynamic_listeners');
-    assert.ok(listeners.includes(`"name": "${ns!.pod}_${MONGO_PORT}"`), `the chain is named after the pod address ${ns!.pod}`);
+    assert.ok(listeners.includes(`"name": "${ns().pod}_${MONGO_PORT}"`), `the chain is named after the pod address ${ns().pod}`);
   });
 });

@@ -111,20 +111,26 @@ test('proxies of one class share encoded clusters, listeners and routes, and eac
   assert.notEqual(g[TypeUrl.Cluster]!.generate(reviews, watch(TypeUrl.Cluster), req), cdsA, 'another workload is another class');
 });
 
-test('listeners but 15006 are built once per proxy class; 15006 (virtualInbound) once per workload', () => {
+test('listeners but 15006 are built once per proxy class; the ones with tracing tags once per canonical service; 15006 (virtualInbound) once per workload', () => {
   const objs = validated(docs());
   const push = build(objs, 'v1');
   const gens = new ClassGenerators(new MeshTranslator(), () => push, silentLogger);
   const g = gens.generators(TYPES);
   assert.equal(proxyClassKey(gens.view(productpage, push), push), proxyClassKey(gens.view(reviews, push), push), 'productpage and reviews pods are one class (same namespace, same selected labels)');
-  // Listeners also carry istiod's per-workload tracing tags (canonical service and revision), so
-  // two pods of one workload share them: productpage's two pods, not productpage and reviews.
+  // Listeners also carry istiod's per-workload tracing tags (canonical service and revision literals):
+  // the class's listeners are built once, those with the tags again per canonical service.
   const a = g[TypeUrl.Listener]!.generate(productpage, watch(TypeUrl.Listener), req);
   const b = g[TypeUrl.Listener]!.generate(productpage2, watch(TypeUrl.Listener), req);
-  for (const [n, r] of a) if (n !== 'virtualInbound') assert.equal(b.get(n), r, `${n}: one encoded listener for the class`);
-  assert.equal(b.get('virtualInbound'), a.get('virtualInbound'), 'one workload: one 15006');
-  g[TypeUrl.Listener]!.generate(reviews, watch(TypeUrl.Listener), req);
-  assert.deepEqual(gens.builds, { [TypeUrl.Listener]: 2 * a.size }, 'each workload: its listeners once, 15006 once');
+  for (const [n, r] of a) assert.equal(b.get(n), r, `${n}: one encoded listener for one workload`);
+  const c = g[TypeUrl.Listener]!.generate(reviews, watch(TypeUrl.Listener), req);
+  const tagged = [...a.keys()].filter((n) => n !== 'virtualInbound' && c.get(n) !== a.get(n));
+  assert.ok(tagged.length > 0 && tagged.length < a.size - 1, `some listeners (${tagged.join(', ')}) carry the canonical tags, not all`);
+  const canonicalServices = (x: ReadonlyMap<string, { value: Uint8Array }>, n: string) => [...JSON.stringify(decodeToJson(TypeUrl.Listener, x.get(n)!.value)).matchAll(/"istio\.canonical_service","literal":\{"value":"([^"]*)"/g)].map((m) => m[1]);
+  for (const n of tagged) {
+    assert.ok(canonicalServices(a, n).length > 0 && canonicalServices(a, n).every((v) => v === 'productpage'), `${n}: productpage's tags`);
+    assert.ok(canonicalServices(c, n).length > 0 && canonicalServices(c, n).every((v) => v === 'reviews'), `${n}: reviews' tags`);
+  }
+  assert.deepEqual(gens.builds, { [TypeUrl.Listener]: a.size - 1 + 2 * tagged.length + 2 }, 'the class: its listeners once; each canonical service: its tagged listeners; each workload: 15006');
   for (const p of [productpage, productpage2, reviews]) assertSameAsFresh(g, objs, p, p.id);
 });
 

@@ -1,7 +1,7 @@
 import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { configKeysOf, edsClustersFor, hostMatches, proxyDependsOn, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
-import { buildExtensionConfigs, buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, gatewayHcmKey, generateForProxy, generatorFor, inboundPorts, istioFilterSupportKey, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
+import { buildExtensionConfigs, buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, gatewayHcmKey, generateForProxy, generatorFor, hasCanonicalTags, inboundPorts, istioFilterSupportKey, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withCanonicalTags, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
 import type { BuildPart, BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, TypeLayer, XdsProxy } from '@sextant/xds';
 
 /**
@@ -45,7 +45,10 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
     if (typeUrl === TypeUrl.RouteConfiguration) return base;
     // Telemetry: clusters read which of Istio's filters the proxy can load (the upstream metadata
     // exchange); listeners also the labels and metadata istiod's tracing tags name.
-    const telemetry = typeUrl === TypeUrl.Listener ? telemetryKeyFor(ctx, view) : istioFilterSupportKey(view);
+    // A sidecar's layered listeners: the class's (OUTBOUND) without the canonical labels; the listeners that
+    // carry istiod's per-workload canonical tracing tags are rendered again per canonical service (TAGS).
+    const telemetry = typeUrl === TypeUrl.Listener ? telemetryKeyFor(ctx, view, layer !== OUTBOUND) : istioFilterSupportKey(view);
+    if (layer === TAGS) return `${base}|${telemetry}`;
     // Outbound clusters and listeners read the proxy's class only; inbound ones (below) its own services too.
     // A pod of a headless Service gets no outbound listener of its own address (istiod): its listeners are its own.
     const self = typeUrl === TypeUrl.Listener ? headlessSelf(view, ctx) : '';
@@ -74,7 +77,8 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
     if (part && typeUrl === TypeUrl.Cluster) return named(withClusterTelemetry(view, part.layer === OUTBOUND ? outboundClusters(ctx, view, part.only) : generatorFor(view).proxyClusters(ctx, view)));
     if (part && typeUrl === TypeUrl.Listener) {
       if (part.layer === INBOUND) return named(withListenerTelemetry(ctx, view, [virtualInbound(ctx, view, mtlsInbound, inboundPorts(ctx, view))]));
-      return named(generateForProxy(ctx, view, 'lds', names).filter((l) => l.name !== VIRTUAL_INBOUND));
+      if (part.layer === TAGS) return named(this.taggedListeners(ctx, view, names).map((l) => withCanonicalTags(l, view)));
+      return named(this.outboundListeners(ctx, view, names));
     }
     switch (typeUrl) {
       case TypeUrl.Cluster: {
@@ -108,6 +112,28 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
       default:
         return [];
     }
+  }
+
+  /**
+   * The class's listeners but 15006; the ones with canonical tracing tags are
+   * remembered for the class's other workloads (TAGS), per context.
+   */
+  private outboundListeners(ctx: PushContext, view: ProxyView, names: readonly string[] | undefined): ListenerJson[] {
+    const ls = generateForProxy(ctx, view, 'lds', names).filter((l) => l.name !== VIRTUAL_INBOUND);
+    let m = this.tagged.get(ctx);
+    if (!m) this.tagged.set(ctx, (m = new Map()));
+    m.set(this.taggedKey(ctx, view, names), ls.filter(hasCanonicalTags));
+    return ls;
+  }
+
+  private taggedListeners(ctx: PushContext, view: ProxyView, names: readonly string[] | undefined): ListenerJson[] {
+    // Found unless the class's listeners were built in an earlier context (kept by the class cache): build them once here.
+    return this.tagged.get(ctx)?.get(this.taggedKey(ctx, view, names)) ?? this.outboundListeners(ctx, view, names).filter(hasCanonicalTags);
+  }
+
+  private readonly tagged = new WeakMap<PushContext, Map<string, ListenerJson[]>>();
+  private taggedKey(ctx: PushContext, view: ProxyView, names: readonly string[] | undefined): string {
+    return `${this.classKey(TypeUrl.Listener, view, ctx, OUTBOUND)}\u0000${names === undefined ? '*' : names.join(',')}`;
   }
 
   /**
@@ -164,12 +190,15 @@ export function extensionConfigGenerator(gens: ClassGenerators<PushContext, Prox
 
 const OUTBOUND = 'outbound';
 const INBOUND = 'inbound';
+/** A sidecar's listeners that carry istiod's per-workload canonical tracing tags, rendered for its canonical service. */
+const TAGS = 'tags';
 const CDS_LAYERS: readonly TypeLayer[] = [
   { layer: OUTBOUND, partial: true },
   { layer: INBOUND, partial: false },
 ];
 const LDS_LAYERS: readonly TypeLayer[] = [
   { layer: OUTBOUND, partial: false },
+  { layer: TAGS, partial: false, override: true },
   { layer: INBOUND, partial: false },
 ];
 

@@ -122,7 +122,7 @@ export function kubeEndpoints(idx: WorkloadIndex, svc: Service, slices: ConfigOb
       if (!spec.address || !selectorMatches(selector, spec.labels)) continue;
       for (const p of svc.ports) {
         const port = spec.ports?.[p.name] ?? resolveTargetPort(undefined, p.targetPort, p.port);
-        out.get(p.name)!.push(workloadEntryEndpoint(idx, spec, we.metadata.namespace ?? 'default', we.metadata.name, p.name, port));
+        out.get(p.name)!.push(workloadEntryEndpoint(idx, spec, we.metadata.namespace ?? 'default', workloadEntryName(we), p.name, port));
       }
     }
   }
@@ -138,6 +138,11 @@ function workloadEntryTlsMode(we: WorkloadEntrySpec): 'istio' | 'disabled' {
   const label = we.labels?.[LABEL_TLS_MODE];
   if (label !== undefined) return label === 'istio' ? 'istio' : 'disabled';
   return we.serviceAccount ? 'istio' : 'disabled';
+}
+
+/** A WorkloadEntry's workload name as istiod's WorkloadNameFromWorkloadEntry: its auto-registration group, its workload-name label, its name. */
+function workloadEntryName(we: { metadata: { name: string; annotations?: Record<string, string> | null; labels?: Record<string, string> | null } }): string {
+  return we.metadata.annotations?.['istio.io/autoRegistrationGroup'] ?? we.metadata.labels?.['service.istio.io/workload-name'] ?? we.metadata.name;
 }
 
 function workloadEntryEndpoint(idx: WorkloadIndex, we: WorkloadEntrySpec, ns: string, name: string, portName: string, port: number): IstioEndpoint {
@@ -204,11 +209,11 @@ export function serviceEntryEndpoints(idx: WorkloadIndex, svc: Service, spec: Se
       for (const we of idx.workloadEntries) {
         const weSpec = we.body.spec ?? {};
         if ((we.metadata.namespace ?? 'default') !== ns || !weSpec.address || !selectorMatches(sel, weSpec.labels)) continue;
-        list.push(workloadEntryEndpoint(idx, weSpec, ns, we.metadata.name, p.name, weSpec.ports?.[p.name] ?? dflt));
+        list.push(workloadEntryEndpoint(idx, weSpec, ns, workloadEntryName(we), p.name, weSpec.ports?.[p.name] ?? dflt));
       }
     } else if (isDns && !svc.hostname.startsWith('*')) {
       // No endpoints: Envoy resolves the host itself.
-      // Named after the ServiceEntry, as istiod names the host's endpoint (its telemetry workload).
+      // The workload is the ServiceEntry itself (istiod's hostnameToServiceInstance).
       list.push({ ...workloadEntryEndpoint(idx, { address: svc.hostname }, ns, seName, p.name, dflt), isHostname: true });
     }
   }

@@ -279,12 +279,18 @@ const POLICY_TAGS = [
   dryRunTag('istio.authorization.dry_run.deny_policy.result', 'istio_dry_run_deny_shadow_engine_result'),
 ];
 
+/** The values of istiod's per-workload tracing tags `istio.canonical_revision` and `istio.canonical_service` (buildServiceTags). */
+export function canonicalTagValues(proxy: ProxyView): { 'istio.canonical_revision': string; 'istio.canonical_service': string } {
+  return { 'istio.canonical_revision': proxy.labels['service.istio.io/canonical-revision'] || 'latest', 'istio.canonical_service': proxy.labels['service.istio.io/canonical-name'] || 'unknown' };
+}
+
 function serviceTags(proxy: ProxyView): Json[] {
   const raw = proxy.metadata;
   const lit = (tag: string, value: string) => ({ tag, literal: { value } });
+  const canonical = canonicalTagValues(proxy);
   return [
-    lit('istio.canonical_revision', proxy.labels['service.istio.io/canonical-revision'] || 'latest'),
-    lit('istio.canonical_service', proxy.labels['service.istio.io/canonical-name'] || 'unknown'),
+    lit('istio.canonical_revision', canonical['istio.canonical_revision']),
+    lit('istio.canonical_service', canonical['istio.canonical_service']),
     lit('istio.mesh_id', raw.MESH_ID || 'unknown'),
     lit('istio.namespace', raw.NAMESPACE || 'default'),
     lit('istio.cluster_id', raw.CLUSTER_ID || 'unknown'),

@@ -1,10 +1,12 @@
 /** Istio's telemetry (istio.stats, peer metadata, access logs, tracing, the Telemetry API) for sidecars and gateways. */
 export { applyTelemetryToClusters, applyTelemetryToListeners } from './apply.js';
-export { accessLogs, ENVOY_JSON_LOG_FORMAT, ENVOY_TEXT_LOG_FORMAT, hcmTracing, MX_FILTER, STATS_FILTER, statsFilters, TELEMETRY_TYPE } from './build.js';
+export { accessLogs, canonicalTagValues, ENVOY_JSON_LOG_FORMAT, ENVOY_TEXT_LOG_FORMAT, hcmTracing, MX_FILTER, STATS_FILTER, statsFilters, TELEMETRY_TYPE } from './build.js';
 export { ISTIO_TYPE, istioFilterSupport, istioFilterSupportKey, telemetryClassKey, type IstioFilterSupport } from './support.js';
 export { applicableTelemetries, extensionProviders as telemetryExtensionProviders, mergeLogs, mergeMetrics, mergeTracing, type ListenerClass } from './telemetries.js';
 
+import type { ListenerJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
+import { canonicalTagValues } from './build.js';
 import { telemetryClassKey as key } from './support.js';
 import { extensionProviders as providers, type Json } from './telemetries.js';
 
@@ -13,7 +15,7 @@ interface PushTelemetry {
   otel: boolean;
   tracing: boolean;
 }
-const byPush = new WeakMap<PushContext, { push: PushTelemetry; views: WeakMap<ProxyView, string> }>();
+const byPush = new WeakMap<PushContext, { push: PushTelemetry; views: WeakMap<ProxyView, string>; classViews: WeakMap<ProxyView, string> }>();
 
 /**
  * The telemetry part of a proxy's class key (see telemetryClassKey), once per
@@ -21,14 +23,56 @@ const byPush = new WeakMap<PushContext, { push: PushTelemetry; views: WeakMap<Pr
  * mesh config turns it off and no Telemetry configures any; only then are
  * istiod's per-workload tracing tags absent from every listener.
  */
-export function telemetryKeyFor(push: PushContext, proxy: ProxyView): string {
+export function telemetryKeyFor(push: PushContext, proxy: ProxyView, canonical = true): string {
   let memo = byPush.get(push);
   if (!memo) {
     const tracing = (push.mesh as Json).enableTracing !== false || push.configs('Telemetry').some((t) => Array.isArray(t.spec.tracing) && t.spec.tracing.length > 0);
-    memo = { push: { otel: providers(push).some((p) => p.opentelemetry !== undefined), tracing }, views: new WeakMap() };
+    memo = { push: { otel: providers(push).some((p) => p.opentelemetry !== undefined), tracing }, views: new WeakMap(), classViews: new WeakMap() };
     byPush.set(push, memo);
   }
-  let k = memo.views.get(proxy);
-  if (k === undefined) memo.views.set(proxy, (k = key(proxy, memo.push.otel, memo.push.tracing)));
+  // canonical false: the key of listeners whose canonical tags are rendered per workload afterwards (withCanonicalTags).
+  const views = canonical ? memo.views : memo.classViews;
+  let k = views.get(proxy);
+  if (k === undefined) views.set(proxy, (k = key(proxy, memo.push.otel, canonical && memo.push.tracing)));
   return k;
+}
+
+const HCM = 'envoy.filters.network.http_connection_manager';
+const CANONICAL_TAGS = new Set(['istio.canonical_revision', 'istio.canonical_service']);
+
+function hcmWithCanonical(f: Json): boolean {
+  return f.name === HCM && Array.isArray(f.typedConfig?.tracing?.customTags) && (f.typedConfig.tracing.customTags as Json[]).some((t) => CANONICAL_TAGS.has(t.tag) && t.literal);
+}
+const chainsOf = (l: ListenerJson): Json[] => [...((l.filterChains ?? []) as Json[]), ...(l.defaultFilterChain ? [l.defaultFilterChain as Json] : [])];
+
+/** Whether a listener carries istiod's per-workload tracing tags (istio.canonical_service and _revision literals on an HCM). */
+export function hasCanonicalTags(l: ListenerJson): boolean {
+  return chainsOf(l).some((c) => ((c.filters ?? []) as Json[]).some(hcmWithCanonical));
+}
+
+/**
+ * A listener built for one workload of a class, with its canonical tracing
+ * tags rendered for another (istiod renders them per workload): a copy, the
+ * parts that do not change shared. Everything else in a class's listeners is
+ * the same for each of its workloads (the class key says so).
+ */
+export function withCanonicalTags(l: ListenerJson, proxy: ProxyView): ListenerJson {
+  const values: Record<string, string> = canonicalTagValues(proxy);
+  const chain = (c: Json): Json => {
+    const filters = (c.filters ?? []) as Json[];
+    if (!filters.some(hcmWithCanonical)) return c;
+    return {
+      ...c,
+      filters: filters.map((f) => {
+        if (!hcmWithCanonical(f)) return f;
+        const tc = f.typedConfig as Json;
+        const customTags = (tc.tracing.customTags as Json[]).map((t) => (CANONICAL_TAGS.has(t.tag) && t.literal ? { ...t, literal: { ...t.literal, value: values[t.tag] } } : t));
+        return { ...f, typedConfig: { ...tc, tracing: { ...tc.tracing, customTags } } };
+      }),
+    };
+  };
+  const out: Json = { ...l };
+  if (l.filterChains) out.filterChains = (l.filterChains as Json[]).map(chain);
+  if (l.defaultFilterChain) out.defaultFilterChain = chain(l.defaultFilterChain as Json);
+  return out as ListenerJson;
 }

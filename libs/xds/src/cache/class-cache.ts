@@ -55,6 +55,8 @@ export interface TypeLayer {
   layer: string;
   /** Can be rebuilt for some names only (build with `only` returns exactly the resources whose names pass it). */
   partial: boolean;
+  /** Its resources replace those of earlier layers with the same name (in their place): a per-workload rendering of some of a class's resources. */
+  override?: boolean;
 }
 
 /** Which part of a layered type to build: the layer, and for a partial rebuild the names wanted (exactly those). */
@@ -308,7 +310,10 @@ export class ClassGenerators<Ctx extends object, View extends object> {
     const prev = byKeys.get(mk);
     if (prev && prev.parts.every((p, i) => p === parts[i])) return prev.out;
     const out = new Map<string, EncodedResource>();
-    for (const p of parts) for (const [n, r] of p) if (!out.has(n)) out.set(n, r);
+    parts.forEach((p, i) => {
+      const override = layers[i]!.override === true;
+      for (const [n, r] of p) if (override || !out.has(n)) out.set(n, r);
+    });
     byKeys.set(mk, { parts, out });
     return out;
   }
