@@ -39,6 +39,7 @@ import {
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { createLogger } from './log.js';
 import { MeshTranslator, endpointScopes, extensionConfigGenerator, meshScope, nameTableGenerator } from './mesh.js';
+import { EnvoyFilterStatus } from './envoyfilter-status.js';
 import { startSecureServices, type SecureExtras, type SecureServices } from './secure.js';
 import type { KubeMode } from './kube.js';
 import { version } from './version.js';
@@ -249,12 +250,21 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     },
   });
   let securityIssueObjects = new Map<string, { kind: string; namespace: string; name: string }>();
+  // EnvoyFilter PatchesApplied conditions (Kubernetes, leader only): what each push context's builds applied, folded per EnvoyFilter generation.
+  const envoyFilterStatus = kube ? new EnvoyFilterStatus((object, condition) => kube!.setPatchesApplied(object, condition)) : undefined;
+  let statusContext: Ctx | undefined;
+  /** Harvests the context being replaced (its builds are done) before following the new one. */
+  const noteStatusContext = (ctx: Ctx | undefined) => {
+    if (envoyFilterStatus && statusContext && statusContext !== ctx) envoyFilterStatus.harvest(statusContext);
+    statusContext = ctx;
+  };
   const controller: PushController<Ctx> = new PushController<Ctx>({
     build: (ver) =>
       PushContext.build(configObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver, endpointIndex, jwks: jwksResolver.snapshot() }),
     scope: (prev, next, changed) => meshScope(prev, next, changed, generators),
     endpointScopes: (ctx, services, addresses) => endpointScopes(ctx, services, addresses, generators),
     push: (req, next) => {
+      noteStatusContext(next);
       generators.advance(req);
       // The JWKS this config names: new ones are fetched (a push follows when they arrive).
       jwksResolver.want(jwksToFetch(next));
@@ -360,9 +370,19 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     updateRejected();
   }, 5000);
   xdsGauge.unref();
+  // Builds happen as proxies ask: the EnvoyFilter conditions are recomputed every 2 s (written only when they change).
+  const envoyFilterStatusTimer = envoyFilterStatus
+    ? setInterval(() => {
+        const ctx = controller.context;
+        noteStatusContext(ctx);
+        if (ready && ctx) envoyFilterStatus.update(ctx, Date.now());
+      }, 2000)
+    : undefined;
+  envoyFilterStatusTimer?.unref();
 
   await Promise.all(sources.map((s) => s.start()));
   controller.initialize();
+  noteStatusContext(controller.context);
   ready = true;
   xds.push({ full: true, version: controller.context!.version, reason: ['ready'] });
   log.info({ version: controller.context!.version, objects: store.size(), services: controller.context!.allServices().length }, 'ready: every source synced once');
@@ -372,6 +392,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     xds,
     async stop() {
       clearInterval(xdsGauge);
+      if (envoyFilterStatusTimer) clearInterval(envoyFilterStatusTimer);
       reclaimer.close();
       rejections.stop();
       controller.stop();

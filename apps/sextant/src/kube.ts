@@ -25,6 +25,8 @@ export interface KubeMode {
   startWriters(getRootPem: () => string, onRootChange: (listener: () => void) => void): void;
   /** A proxy rejects config built from this object (message) or no longer does (undefined): its status, written by the leader. */
   setRejection(object: { kind: string; namespace: string; name: string }, message: string | undefined): void;
+  /** An EnvoyFilter's PatchesApplied condition (undefined: none), written by the leader. */
+  setPatchesApplied(object: { namespace: string; name: string }, condition: { status: 'True' | 'False'; reason: string; message: string } | undefined): void;
   stop(): Promise<void>;
 }
 
@@ -108,6 +110,7 @@ export async function startKubeMode(cfg: DiscoveryConfig, log: Logger): Promise<
       ...(caStore ? { caStore } : {}),
     },
     setRejection: (object, message) => status.setRejection(object, message),
+    setPatchesApplied: (object, condition) => status.setPatchesApplied(object, condition),
     startWriters(getRootPem, onRootChange) {
       publisher = createRootCertPublisher({ client, getRootPem, log: log.child({ component: 'root-cert' }) });
       caBundle = createCaBundlePatcher({ client, getRootPem, log: log.child({ component: 'cabundle' }), ...webhookConfigurationNames(cfg.revision, cfg.namespace) });

@@ -73,7 +73,7 @@ test('only the leader writes; an invalid object gets IST0106 and a Reconciled=Fa
     await w.idle();
     assert.equal(s.patches.length, 2);
     assert.deepEqual(s.patches[1]!.body['status'], { conditions: [other], validationMessages: null });
-    assert.deepEqual(w.stats(), { marked: 1, cleared: 1, failures: 0, abandoned: 0, rejected: 0 });
+    assert.deepEqual(w.stats(), { marked: 1, cleared: 1, failures: 0, abandoned: 0, rejected: 0, patchesApplied: 0 });
 
     // Not an Istio kind, or valid with no status: ignored.
     w.observe({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'x', namespace: 'shop' } }, [issue]);
@@ -94,7 +94,7 @@ test('failed writes are retried a bounded number of times and never throw; a del
     w.observe(vs(), [issue]);
     await w.idle();
     assert.equal(s.patches.length, 3, 'three attempts, then given up');
-    assert.deepEqual(w.stats(), { marked: 0, cleared: 0, failures: 3, abandoned: 1, rejected: 0 });
+    assert.deepEqual(w.stats(), { marked: 0, cleared: 0, failures: 3, abandoned: 1, rejected: 0, patchesApplied: 0 });
     assert.equal(w.pending(), 0);
 
     s.codes.splice(0);
@@ -163,7 +163,60 @@ test('a proxy rejection is written as Reconciled=False/ProxyRejected (object rea
     await w.idle();
     assert.equal(requests.at(-1)!.method, 'PATCH');
     assert.equal(requests.at(-1)!.body['status'].conditions, null);
-    assert.deepEqual(w.stats(), { marked: 0, cleared: 1, failures: 0, abandoned: 0, rejected: 1 });
+    assert.deepEqual(w.stats(), { marked: 0, cleared: 1, failures: 0, abandoned: 0, rejected: 1, patchesApplied: 0 });
+  } finally {
+    await w.stop();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
+
+test('an EnvoyFilter gets PatchesApplied next to a ProxyRejected condition; each is set and cleared without touching the other', async () => {
+  const requests: Array<{ method: string; url: string; body: Record<string, any> }> = [];
+  let live: Record<string, unknown> = { apiVersion: 'networking.istio.io/v1alpha3', kind: 'EnvoyFilter', metadata: { name: 'lua', namespace: 'shop', resourceVersion: '3', generation: 2 }, spec: {} };
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const text = Buffer.concat(chunks).toString('utf8');
+      const body = text ? (JSON.parse(text) as Record<string, any>) : {};
+      requests.push({ method: req.method ?? '', url: req.url ?? '', body });
+      if (req.method === 'PATCH') live = { ...live, status: body['status'] };
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify(live));
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const w = createStatusWriter({ client: new KubeClient({ server: { url, token: 't' } }), log: silentLogger });
+  const types = () => ((live['status'] as { conditions?: Array<{ type: string; reason: string }> | null } | undefined)?.conditions ?? []).map((c) => `${c.type}/${c.reason}`);
+  try {
+    w.start();
+    const ef = { namespace: 'shop', name: 'lua' };
+    w.setPatchesApplied(ef, { status: 'False', reason: 'NotApplied', message: '1 of 2 patches did not apply: spec.configPatches[1] (CLUSTER MERGE) matched nothing' });
+    await w.idle();
+    assert.equal(requests.at(-1)!.url, '/apis/networking.istio.io/v1alpha3/namespaces/shop/envoyfilters/lua/status');
+    const cond = requests.at(-1)!.body['status'].conditions[0];
+    assert.deepEqual([cond.type, cond.status, cond.reason, cond.observedGeneration], ['PatchesApplied', 'False', 'NotApplied', 2]);
+    assert.ok(cond.lastTransitionTime);
+    // The informer's echo and the same condition again write nothing.
+    const n = requests.length;
+    w.observe(live, []);
+    w.setPatchesApplied(ef, { status: 'False', reason: 'NotApplied', message: '1 of 2 patches did not apply: spec.configPatches[1] (CLUSTER MERGE) matched nothing' });
+    await w.idle();
+    assert.equal(requests.length, n);
+    // A NACK adds its own condition; PatchesApplied stays.
+    w.setRejection({ kind: 'EnvoyFilter', namespace: 'shop', name: 'lua' }, 'Envoy rejected LDS x built from this object (proxy p): bad');
+    await w.idle();
+    assert.deepEqual(types(), ['Reconciled/ProxyRejected', 'PatchesApplied/NotApplied']);
+    w.setPatchesApplied(ef, { status: 'True', reason: 'Applied', message: 'all 2 patches matched in the config built for connected proxies' });
+    await w.idle();
+    assert.deepEqual(types(), ['Reconciled/ProxyRejected', 'PatchesApplied/Applied']);
+    w.setRejection({ kind: 'EnvoyFilter', namespace: 'shop', name: 'lua' }, undefined);
+    await w.idle();
+    assert.deepEqual(types(), ['PatchesApplied/Applied']);
+    w.setPatchesApplied(ef, undefined);
+    await w.idle();
+    assert.deepEqual(types(), []);
   } finally {
     await w.stop();
     await new Promise<void>((r) => server.close(() => r()));

@@ -22,6 +22,14 @@ export const invalidConditionReason = 'SchemaValidationError';
  * SchemaValidationError condition instead (its current version is not served).
  */
 export const rejectedConditionReason = 'ProxyRejected';
+/**
+ * Sextant's condition on an EnvoyFilter (istiod writes none): whether each
+ * of its patches matched something in the config Sextant built for the
+ * proxies it selects. `True` (reason `Applied`), or `False` (reason
+ * `NotApplied`) with a message naming each patch that matched nothing or
+ * could not apply. Kept apart from `Reconciled` so neither hides the other.
+ */
+export const patchesAppliedConditionType = 'PatchesApplied';
 
 interface IstioCondition {
   type?: string;
@@ -67,6 +75,8 @@ export interface StatusWriterStats {
   abandoned: number;
   /** Status writes that set or changed a ProxyRejected condition. */
   rejected: number;
+  /** Status writes of an EnvoyFilter's PatchesApplied condition (with no other change of Sextant's). */
+  patchesApplied: number;
 }
 
 export interface StatusWriter {
@@ -81,6 +91,11 @@ export interface StatusWriter {
    * does (undefined). Kinds without a status (core objects) are ignored.
    */
   setRejection(object: { kind: string; namespace: string; name: string }, message: string | undefined): void;
+  /**
+   * The `PatchesApplied` condition of an EnvoyFilter (status, reason,
+   * message), or undefined to remove it.
+   */
+  setPatchesApplied(object: { namespace: string; name: string }, condition: { status: 'True' | 'False'; reason: string; message: string } | undefined): void;
   /** Starts writing (on leadership). */
   start(): void;
   /** Stops writing (leadership lost, shutdown); observations keep being recorded. */
@@ -109,6 +124,7 @@ interface Entry {
 
 const isOurMessage = (m: ValidationMessage) => m?.type?.code === schemaValidationMessageType.code;
 const isOurCondition = (c: IstioCondition) => c?.type === invalidConditionType && (c?.reason === invalidConditionReason || c?.reason === rejectedConditionReason);
+const isPatchesApplied = (c: IstioCondition) => c?.type === patchesAppliedConditionType;
 
 function sameCondition(a: IstioCondition | undefined, b: IstioCondition | undefined): boolean {
   if (!a || !b) return a === b;
@@ -144,7 +160,9 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
   const invalid = new Map<string, readonly ValidationIssue[]>();
   /** Rejection text of objects a proxy currently rejects config from, by key. */
   const rejected = new Map<string, string>();
-  const st: StatusWriterStats = { marked: 0, cleared: 0, failures: 0, abandoned: 0, rejected: 0 };
+  /** The PatchesApplied condition wanted on EnvoyFilters, by key. */
+  const patchesApplied = new Map<string, { status: 'True' | 'False'; reason: string; message: string }>();
+  const st: StatusWriterStats = { marked: 0, cleared: 0, failures: 0, abandoned: 0, rejected: 0, patchesApplied: 0 };
   const stamp = () => now().toISOString().replace(/\.\d+Z$/, 'Z');
 
   /** What the object's status should be, and whether it already is. */
@@ -152,7 +170,7 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
     const status = (o.status && typeof o.status === 'object' ? o.status : {}) as IstioStatus;
     const conditions = Array.isArray(status.conditions) ? status.conditions : [];
     const messages = Array.isArray(status.validationMessages) ? status.validationMessages : [];
-    const otherConditions = conditions.filter((c) => !isOurCondition(c));
+    const otherConditions = conditions.filter((c) => !isOurCondition(c) && !isPatchesApplied(c));
     const otherMessages = messages.filter((m) => !isOurMessage(m));
     const issues = invalid.get(key) ?? [];
     const rejection = rejected.get(key);
@@ -169,15 +187,24 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
       };
       condition.lastTransitionTime = previous?.status === 'False' && previous.lastTransitionTime ? previous.lastTransitionTime : stamp();
     }
+    // The EnvoyFilter condition, kept with its transition time while its status holds.
+    const pa = patchesApplied.get(key);
+    const previousPa = conditions.find(isPatchesApplied);
+    let paCondition: IstioCondition | undefined;
+    if (pa) {
+      paCondition = { type: patchesAppliedConditionType, status: pa.status, reason: pa.reason, message: pa.message, ...(generation !== undefined ? { observedGeneration: generation } : {}) };
+      paCondition.lastTransitionTime = previousPa?.status === pa.status && previousPa.lastTransitionTime ? previousPa.lastTransitionTime : stamp();
+    }
+    const paInSync = paCondition ? sameCondition(previousPa, paCondition) && conditions.filter(isPatchesApplied).length === 1 : previousPa === undefined;
     const wantMessage = issues.length > 0;
     const want: Want = {
-      conditions: condition ? [...otherConditions, condition] : otherConditions,
+      conditions: [...otherConditions, ...(condition ? [condition] : []), ...(paCondition ? [paCondition] : [])],
       validationMessages: wantMessage ? [...otherMessages, { type: { ...schemaValidationMessageType }, level: 'ERROR', documentationUrl: schemaValidationDocUrl }] : otherMessages,
     };
     const ours = messages.filter(isOurMessage);
-    const conditionInSync = condition ? sameCondition(previous, condition) && conditions.filter(isOurCondition).length === 1 : otherConditions.length === conditions.length;
+    const conditionInSync = condition ? sameCondition(previous, condition) && conditions.filter(isOurCondition).length === 1 : previous === undefined;
     const messageInSync = wantMessage ? ours.length === 1 && ours[0]?.level === 'ERROR' : otherMessages.length === messages.length;
-    return { want, inSync: conditionInSync && messageInSync, marking: condition !== undefined };
+    return { want, inSync: conditionInSync && messageInSync && paInSync, marking: condition !== undefined };
   };
 
   const write = async (key: string, entry: Entry) => {
@@ -211,10 +238,13 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
     try {
       await opts.client.request('PATCH', `${entry.path}/status`, { body: patch, contentType: 'application/merge-patch+json', timeoutMs: 10_000 });
       const reason = d.want.conditions.find(isOurCondition)?.reason;
+      const pa = d.want.conditions.find(isPatchesApplied);
       if (reason === rejectedConditionReason) st.rejected++;
       else if (entry.marking) st.marked++;
+      else if (pa) st.patchesApplied++;
       else st.cleared++;
-      log.info({ ...ident, reason: reason ?? 'cleared' }, reason === rejectedConditionReason ? 'wrote proxy-rejected status' : entry.marking ? 'wrote invalid-config status (IST0106)' : 'cleared Sextant status');
+      if (pa && !reason) log.info({ ...ident, status: pa.status, reason: pa.reason }, 'wrote EnvoyFilter PatchesApplied status');
+      else log.info({ ...ident, reason: reason ?? 'cleared' }, reason === rejectedConditionReason ? 'wrote proxy-rejected status' : entry.marking ? 'wrote invalid-config status (IST0106)' : 'cleared Sextant status');
       // The informer's echo of this write is checked again by observe(); nothing more to do unless a newer observation came in.
       if (entries.get(key) === entry) entries.delete(key);
     } catch (err) {
@@ -296,6 +326,25 @@ export function createStatusWriter(opts: StatusWriterOptions): StatusWriter {
         pending.attempts = 0;
       } else {
         entries.set(key, { raw: undefined, path: `${collectionPath(k.group, k.versions[0]!, k.plural, k.namespaced ? object.namespace : undefined)}/${object.name}`, want: undefined, marking: message !== undefined, attempts: 0 });
+      }
+      queue.add(key);
+    },
+    setPatchesApplied(object, condition) {
+      const k = [...kinds.values()].find((x) => x.kind === 'EnvoyFilter' && x.group === 'networking.istio.io');
+      if (!k) return;
+      const key = `${k.kind}.${k.group}/${object.namespace}/${object.name}`;
+      const cur = patchesApplied.get(key);
+      if (condition === undefined) {
+        if (!patchesApplied.delete(key)) return;
+      } else {
+        if (cur && cur.status === condition.status && cur.reason === condition.reason && cur.message === condition.message) return;
+        patchesApplied.set(key, { ...condition });
+      }
+      const pending = entries.get(key);
+      if (pending) {
+        pending.attempts = 0;
+      } else {
+        entries.set(key, { raw: undefined, path: `${collectionPath(k.group, k.versions[0]!, k.plural, object.namespace)}/${object.name}`, want: undefined, marking: false, attempts: 0 });
       }
       queue.add(key);
     },

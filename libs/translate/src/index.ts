@@ -29,5 +29,5 @@ export * from './nds.js';
 export * from './provenance.js';
 export * from './typed.js';
 export * from './security/filters.js';
-export { applyEnvoyFilters, envoyFilterApplyIssues, envoyFilterClassKey, envoyFilterIssues, envoyFiltersFor, mergeMessage as mergeEnvoyJson } from './envoyfilter/index.js';
+export { applyEnvoyFilters, envoyFilterApplyIssues, envoyFilterPatchesApplied, envoyFilterClassKey, envoyFilterIssues, envoyFiltersFor, mergeMessage as mergeEnvoyJson } from './envoyfilter/index.js';
 export * from './telemetry/index.js';

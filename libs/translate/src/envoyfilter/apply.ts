@@ -138,6 +138,33 @@ export function usable(patches: readonly ConfigPatch[], applyTos: readonly Apply
   return out;
 }
 
+// ---------------------------------------------------------------- what applied
+
+/** A patch's key in the sets of patches that applied: `namespace/name#index`. */
+export const patchKey = (p: ConfigPatch): string => `${p.filter.namespace}/${p.filter.name}#${p.index}`;
+
+/** Where `hit` records during one `recordHits` call (applying is synchronous). */
+let hits: Set<string> | undefined;
+
+/** Notes that a patch changed (matched) something in the config being patched. */
+function hit(p: ConfigPatch): void {
+  hits?.add(patchKey(p));
+}
+
+/** Runs `fn` recording into `into` the keys of the patches that matched something (for the EnvoyFilter status). */
+export function recordHits<T>(into: Set<string>, fn: () => T): T {
+  const previous = hits;
+  hits = into;
+  try {
+    return fn();
+  } finally {
+    hits = previous;
+  }
+}
+
+/** Whether a list operation changed the list (list operations return the input when nothing matched). */
+const changed = <E>(a: readonly E[], b: readonly E[]) => a !== b && (a.length !== b.length || a.some((x, i) => x !== b[i]));
+
 /** Reports a patch that could not apply to one resource, once per patch and reason. */
 function failed(issues: ValidationIssue[] | undefined, p: ConfigPatch, reason: string): void {
   if (!issues) return;
@@ -225,6 +252,7 @@ function mergeFilter(p: Usable, f: Json, issues?: ValidationIssue[]): Json {
     const out: Json = { ...f };
     if (p.json?.typedConfig) out.typedConfig = mergeAnyWithAny(f.typedConfig as Json, p.json.typedConfig as Json);
     if (p.json?.name) out.name = p.json.name;
+    hit(p);
     return out;
   });
 }
@@ -291,12 +319,22 @@ export function patchClusters(kind: PatchedProxy, clusters: ClusterJson[], patch
     let c = c0 as Json;
     for (const p of ps) {
       if (p.operation === 'ADD' || !contextMatches(p.context, ctx) || !clusterMatches(p.cluster, c as ClusterJson, inboundHosts)) continue;
-      if (p.operation === 'REMOVE') continue next;
-      c = attempt(p, issues, c, () => mergeCluster(c, p.json!));
+      if (p.operation === 'REMOVE') {
+        hit(p);
+        continue next;
+      }
+      c = attempt(p, issues, c, () => {
+        const merged = mergeCluster(c, p.json!);
+        hit(p);
+        return merged;
+      });
     }
     out.push(c as ClusterJson);
   }
-  for (const built of builtContexts(kind)) for (const p of ps) if (p.operation === 'ADD' && addsIn(p, built)) out.push(clone(p.json) as ClusterJson);
+  for (const built of builtContexts(kind)) for (const p of ps) if (p.operation === 'ADD' && addsIn(p, built)) {
+    out.push(clone(p.json) as ClusterJson);
+    hit(p);
+  }
   return out;
 }
 
@@ -377,6 +415,7 @@ function patchHttpFilters(ps: readonly Usable[], ctx: Ctx, l: Json, fc: Json, f:
       failed(issues, p, `${p.operation} would leave ${next.length > 0 ? `${String(next.at(-1)!.name)} after` : 'no'} the terminal ${ROUTER} filter, which Envoy rejects (with every listener of the update); use INSERT_BEFORE ${ROUTER}${p.operation === 'ADD' ? ' (filterClass is not read by istiod)' : ''}`);
       continue;
     }
+    if (changed(filters, next)) hit(p);
     filters = next;
   }
   filters = filters.map((h) => {
@@ -392,7 +431,9 @@ function patchNetworkFilters(ps: readonly Usable[], ctx: Ctx, l: Json, fc: Json,
   let filters = ((fc.filters ?? []) as Json[]).slice();
   for (const p of net) {
     if (p.operation === 'MERGE') continue;
-    filters = attempt(p, issues, filters, () => listOperation(filters, p.operation, filterMatch(p) !== undefined, networkFilterMatches(p), p.json!) as Json[]);
+    const next = attempt(p, issues, filters, () => listOperation(filters, p.operation, filterMatch(p) !== undefined, networkFilterMatches(p), p.json!) as Json[]);
+    if (changed(filters, next)) hit(p);
+    filters = next;
   }
   const http = byApplyTo(ps, 'HTTP_FILTER');
   filters = filters.map((f) => {
@@ -420,6 +461,7 @@ function patchFilterChain(ps: readonly Usable[], ctx: Ctx, l: Json, fc0: Json, i
   let fc = fc0;
   for (const p of byApplyTo(ps, 'FILTER_CHAIN')) {
     if (p.operation === 'ADD' || !contextMatches(p.context, ctx) || !listenerMatches(p, l) || !filterChainMatches(p, l, fc)) continue;
+    hit(p);
     if (p.operation === 'REMOVE') return undefined;
     fc = attempt(p, issues, fc, () => mergeFilterChain(fc, p.json!));
   }
@@ -436,11 +478,13 @@ function patchListenerFilters(ps: readonly Usable[], ctx: Ctx, l: Json, issues?:
       // names one, keeping their names; across types its merge panics, so only same-type ones are merged here.
       if (listenerFilterName(p) && p.json?.typedConfig) {
         const tc = p.json.typedConfig as Json;
-        filters = filters.map((f) => (f.typedConfig?.['@type'] === tc['@type'] ? attempt(p, issues, f, () => ({ ...f, typedConfig: mergeAnyWithAny(f.typedConfig as Json, tc) })) : f));
+        filters = filters.map((f) => (f.typedConfig?.['@type'] === tc['@type'] ? attempt(p, issues, f, () => (hit(p), { ...f, typedConfig: mergeAnyWithAny(f.typedConfig as Json, tc) })) : f));
       }
       continue;
     }
-    filters = attempt(p, issues, filters, () => listOperation(filters, p.operation, listenerFilterName(p) !== '', listenerFilterMatches(p), p.json!) as Json[]);
+    const next = attempt(p, issues, filters, () => listOperation(filters, p.operation, listenerFilterName(p) !== '', listenerFilterMatches(p), p.json!) as Json[]);
+    if (changed(filters, next)) hit(p);
+    filters = next;
   }
   return { ...l, listenerFilters: filters };
 }
@@ -450,6 +494,7 @@ function patchListener(ps: readonly Usable[], ctx: Ctx, l0: Json, issues?: Valid
   let l = l0;
   for (const p of byApplyTo(ps, 'LISTENER')) {
     if (p.operation === 'ADD' || !contextMatches(p.context, ctx) || !listenerMatches(p, l)) continue;
+    hit(p);
     if (p.operation === 'REMOVE') return undefined;
     l = attempt(p, issues, l, () => mergeMessage(T.listener, l, p.json!));
   }
@@ -470,7 +515,10 @@ function patchListener(ps: readonly Usable[], ctx: Ctx, l0: Json, issues?: Valid
     if (r) out.defaultFilterChain = r;
     else delete out.defaultFilterChain;
   }
-  for (const p of byApplyTo(ps, 'FILTER_CHAIN')) if (p.operation === 'ADD' && contextMatches(p.context, ctx) && listenerMatches(p, out)) chains.push(clone(p.json!));
+  for (const p of byApplyTo(ps, 'FILTER_CHAIN')) if (p.operation === 'ADD' && contextMatches(p.context, ctx) && listenerMatches(p, out)) {
+    chains.push(clone(p.json!));
+    hit(p);
+  }
   if (chains.length === 0 && !(l0.filterChains as unknown[] | undefined)?.length) delete out.filterChains;
   return out;
 }
@@ -488,7 +536,10 @@ export function patchListeners(kind: PatchedProxy, listeners: ListenerJson[], pa
     const r = patchListener(ps, listenerContext(kind, l as Json), l as Json, issues);
     if (r) out.push(r as ListenerJson);
   }
-  for (const built of builtContexts(kind)) for (const p of byApplyTo(ps, 'LISTENER')) if (p.operation === 'ADD' && addsIn(p, built)) out.push(clone(p.json) as ListenerJson);
+  for (const built of builtContexts(kind)) for (const p of byApplyTo(ps, 'LISTENER')) if (p.operation === 'ADD' && addsIn(p, built)) {
+    out.push(clone(p.json) as ListenerJson);
+    hit(p);
+  }
   return out;
 }
 
@@ -568,6 +619,7 @@ function patchRoutes(ps: readonly Usable[], vh: Json, issues?: ValidationIssue[]
     let route: Json | null = r;
     for (const p of ps) {
       if (route === null || !routeMatches(p)(route)) continue;
+      if (p.operation === 'REMOVE' || p.operation === 'MERGE') hit(p);
       if (p.operation === 'REMOVE') route = null;
       else if (p.operation === 'MERGE') {
         const cur: Json = route;
@@ -581,7 +633,9 @@ function patchRoutes(ps: readonly Usable[], vh: Json, issues?: ValidationIssue[]
     const has = routeMatchOf(p) !== undefined;
     // INSERT_FIRST with a route match prepends only when a route matches.
     if (p.operation === 'INSERT_FIRST' && has && !routes.some(routeMatches(p))) continue;
-    routes = listOperation(routes, p.operation, has, routeMatches(p), p.json!);
+    const next = listOperation(routes, p.operation, has, routeMatches(p), p.json!);
+    if (changed(routes, next)) hit(p);
+    routes = next;
   }
   return { ...vh, routes: routes.filter((r): r is Json => r !== null) };
 }
@@ -590,7 +644,7 @@ function patchRouteConfig(ps: readonly Usable[], ctx: Ctx, rc0: Json, issues?: V
   let rc = rc0;
   const matching = ps.filter((p) => contextMatches(p.context, ctx) && routeConfigMatches(p, ctx, rc0, portMap));
   if (matching.length === 0) return rc;
-  for (const p of byApplyTo(matching, 'ROUTE_CONFIGURATION')) rc = attempt(p, issues, rc, () => mergeMessage(T.routeConfiguration, rc, p.json!));
+  for (const p of byApplyTo(matching, 'ROUTE_CONFIGURATION')) rc = attempt(p, issues, rc, () => (hit(p), mergeMessage(T.routeConfiguration, rc, p.json!)));
   const vhPatches = byApplyTo(matching, 'VIRTUAL_HOST');
   const routePatches = byApplyTo(matching, 'HTTP_ROUTE');
   const removed = new Set<string>();
@@ -598,6 +652,7 @@ function patchRouteConfig(ps: readonly Usable[], ctx: Ctx, rc0: Json, issues?: V
     let vh = vh0;
     for (const p of vhPatches) {
       if (p.operation === 'ADD' || !vhostMatches(p, vh)) continue;
+      hit(p);
       if (p.operation === 'REMOVE') {
         removed.add(String(vh.name ?? ''));
         return vh;
@@ -608,7 +663,10 @@ function patchRouteConfig(ps: readonly Usable[], ctx: Ctx, rc0: Json, issues?: V
     const rps = routePatches.filter((p) => vhostMatches(p, vh));
     return rps.length > 0 ? patchRoutes(rps, vh, issues) : vh;
   });
-  for (const p of vhPatches) if (p.operation === 'ADD') vhs.push(clone(p.json!));
+  for (const p of vhPatches) if (p.operation === 'ADD') {
+    vhs.push(clone(p.json!));
+    hit(p);
+  }
   // istiod drops every virtual host named like a removed one.
   return { ...rc, virtualHosts: removed.size > 0 ? vhs.filter((vh) => !removed.has(String(vh.name ?? ''))) : vhs };
 }
@@ -631,5 +689,5 @@ export function insertedExtensionConfigs(patches: readonly ConfigPatch[], names:
   const wanted = new Set(names);
   return usable(patches, ['EXTENSION_CONFIG'])
     .filter((p) => p.operation === 'ADD' && wanted.has(String(p.json?.name ?? '')))
-    .map((p) => clone(p.json!));
+    .map((p) => (hit(p), clone(p.json!)));
 }

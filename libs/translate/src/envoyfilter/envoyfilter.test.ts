@@ -7,6 +7,8 @@ import { insertedExtensionConfigs } from './apply.js';
 import { mergeAnyWithAny, mergeMessage } from './merge.js';
 import { patchesFor } from './select.js';
 import { buildExtensionConfigs } from '../generator/ecds.js';
+import { generateForProxy } from '../generator/index.js';
+import { envoyFilterPatchesApplied } from './index.js';
 
 type Json = Record<string, any>;
 
@@ -604,4 +606,29 @@ test('gateways: a route configuration portNumber match is against the Gateway se
   const rc = (out.rds as Json[]).find((r) => r.name === 'http.8080');
   assert.ok(rc, (out.rds as Json[]).map((r) => r.name).join());
   assert.deepEqual(((rc.responseHeadersToAdd ?? []) as Json[]).map((h) => h.header.key), ['by-server-port']);
+});
+
+test('status: the patches that matched something in a built config are recorded per push; one that matched nothing is not', () => {
+  const { objects } = parseObjects([
+    ...base,
+    envoyFilter('mixed', {
+      configPatches: [
+        { applyTo: 'HTTP_FILTER', match: { context: 'SIDECAR_OUTBOUND', listener: { portNumber: 9080, filterChain: { filter: { name: HCM, subFilter: { name: 'envoy.filters.http.router' } } } } }, patch: { operation: 'INSERT_BEFORE', value: luaValue('x') } },
+        { applyTo: 'HTTP_FILTER', match: { context: 'SIDECAR_OUTBOUND', listener: { portNumber: 9999, filterChain: { filter: { name: HCM, subFilter: { name: 'envoy.filters.http.router' } } } } }, patch: { operation: 'INSERT_BEFORE', value: luaValue('y') } },
+        { applyTo: 'CLUSTER', match: { cluster: { service: 'api.shop.svc.cluster.local' } }, patch: { operation: 'MERGE', value: { per_connection_buffer_limit_bytes: 1 } } },
+        { applyTo: 'CLUSTER', match: { cluster: { service: 'nothing.shop.svc.cluster.local' } }, patch: { operation: 'REMOVE' } },
+        { applyTo: 'EXTENSION_CONFIG', patch: { operation: 'ADD', value: { name: 'ext', typed_config: { '@type': LUA, default_source_code: { inline_string: 'e' } } } } },
+      ],
+    }),
+  ]);
+  const push = PushContext.build(objects, { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'test' });
+  const proxy = push.resolveProxy(parseProxy(NODE, { LABELS: { app: 'web' } }));
+  assert.deepEqual([...envoyFilterPatchesApplied(push)], []);
+  generateForProxy(push, proxy, 'lds');
+  generateForProxy(push, proxy, 'cds');
+  assert.deepEqual([...envoyFilterPatchesApplied(push)].sort(), ['shop/mixed#0', 'shop/mixed#2']);
+  buildExtensionConfigs(push, proxy, ['other']);
+  assert.ok(!envoyFilterPatchesApplied(push).has('shop/mixed#4'));
+  buildExtensionConfigs(push, proxy, ['ext']);
+  assert.ok(envoyFilterPatchesApplied(push).has('shop/mixed#4'));
 });

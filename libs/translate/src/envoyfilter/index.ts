@@ -8,7 +8,7 @@
 import { compileRe2, type ValidationIssue } from '@sextant/api';
 import type { ClusterJson, ListenerJson, RouteConfigurationJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { patchClusters, patchListeners, patchRouteConfigurations, usable, type PatchedProxy } from './apply.js';
+import { patchClusters, patchListeners, patchRouteConfigurations, recordHits, usable, type PatchedProxy } from './apply.js';
 import { patchesFor, type ConfigPatch } from './select.js';
 import { gatewayRouteName, gatewayServers } from '../gateway-servers.js';
 import type { GatewayPortMap } from './apply.js';
@@ -29,7 +29,7 @@ function gatewayPortMap(push: PushContext, proxy: ProxyView): GatewayPortMap {
 }
 
 export { envoyFiltersFor, patchesFor, proxyMatches, type ConfigPatch, type PatchContext } from './select.js';
-export { effectiveOperation, insertedExtensionConfigs, OPERATIONS, patchClusters, patchListeners, patchRouteConfigurations, type PatchedProxy } from './apply.js';
+export { effectiveOperation, insertedExtensionConfigs, OPERATIONS, patchClusters, patchListeners, patchKey, patchRouteConfigurations, recordHits, type PatchedProxy } from './apply.js';
 export { mergeAnyWithAny, mergeMessage, normalize } from './merge.js';
 
 interface Patchable {
@@ -50,19 +50,39 @@ export function applyEnvoyFilters<K extends keyof Patchable>(push: PushContext, 
   if (patches.length === 0) return resources;
   const k = kind as PatchedProxy;
   const found: ValidationIssue[] = [];
-  let out: Patchable[K];
-  if (type === 'cds') {
-    // Inbound clusters are named by port only: their `service` match is against the services of that port.
-    const inboundHosts = (port: number) => push.serviceInstancesForProxy(proxy).filter((si) => si.endpoint.endpointPort === port).map((si) => si.service.hostname);
-    out = patchClusters(k, resources as ClusterJson[], patches, found, inboundHosts) as Patchable[K];
-  }
-  else if (type === 'lds') out = patchListeners(k, resources as ListenerJson[], patches, found) as Patchable[K];
-  else out = patchRouteConfigurations(k, resources as RouteConfigurationJson[], patches, found, k === 'router' ? gatewayPortMap(push, proxy) : undefined) as Patchable[K];
+  const out = recordHits(appliedIn(push), (): Patchable[K] => {
+    if (type === 'cds') {
+      // Inbound clusters are named by port only: their `service` match is against the services of that port.
+      const inboundHosts = (port: number) => push.serviceInstancesForProxy(proxy).filter((si) => si.endpoint.endpointPort === port).map((si) => si.service.hostname);
+      return patchClusters(k, resources as ClusterJson[], patches, found, inboundHosts) as Patchable[K];
+    }
+    if (type === 'lds') return patchListeners(k, resources as ListenerJson[], patches, found) as Patchable[K];
+    return patchRouteConfigurations(k, resources as RouteConfigurationJson[], patches, found, k === 'router' ? gatewayPortMap(push, proxy) : undefined) as Patchable[K];
+  });
   if (found.length > 0) {
     issues?.push(...found);
     remember(push, found);
   }
   return out;
+}
+
+/** Keys (`namespace/name#index`) of the patches that matched something in some proxy's config built in a push (the EnvoyFilter status). */
+const appliedPatches = new WeakMap<PushContext, Set<string>>();
+
+/** The set a push records applied patches into. */
+export function appliedIn(push: PushContext): Set<string> {
+  let s = appliedPatches.get(push);
+  if (!s) appliedPatches.set(push, (s = new Set()));
+  return s;
+}
+
+/**
+ * The patches (`namespace/name#index`) that matched something (a resource
+ * merged, removed, added or inserted into; an extension config served) in
+ * the config built for some proxy with this push so far.
+ */
+export function envoyFilterPatchesApplied(push: PushContext | undefined): ReadonlySet<string> {
+  return (push && appliedPatches.get(push)) || new Set();
 }
 
 /** Patches that failed on some proxy's resources in a push (a MERGE across types, say), for /debug/config_issues. */

@@ -9,7 +9,8 @@
  */
 import type { TypedExtensionConfigJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
-import { insertedExtensionConfigs } from '../envoyfilter/apply.js';
+import { insertedExtensionConfigs, recordHits } from '../envoyfilter/apply.js';
+import { appliedIn } from '../envoyfilter/index.js';
 import { patchesFor } from '../envoyfilter/select.js';
 import { generatorFor } from './index.js';
 
@@ -20,7 +21,8 @@ export function buildExtensionConfigs(push: PushContext, proxy: ProxyView, names
   if (names.length === 0) return [];
   const seen = new Set<string>();
   const out: TypedExtensionConfigJson[] = [];
-  for (const ec of insertedExtensionConfigs(patchesFor(push, proxy), names)) {
+  // Served configs count as applied patches (the EnvoyFilter status).
+  for (const ec of recordHits(appliedIn(push), () => insertedExtensionConfigs(patchesFor(push, proxy), names))) {
     const name = String(ec.name ?? '');
     if (seen.has(name)) continue;
     seen.add(name);
