@@ -14,6 +14,11 @@ export function serviceMetadata(svc: Service): JsonObject {
   return { host: svc.hostname, name: svc.attributes.name, namespace: svc.attributes.namespace };
 }
 
+/** The `config` metadata value istiod writes for the VirtualService behind a TCP or TLS filter chain. */
+export function virtualServiceConfigPath(namespace: string, name: string): string {
+  return `/apis/networking.istio.io/v1/namespaces/${namespace}/virtual-service/${name}`;
+}
+
 /** The `config` metadata value istiod writes for the DestinationRule that shaped a cluster. */
 export function destinationRuleConfigPath(namespace: string, name: string): string {
   return `/apis/networking.istio.io/v1/namespaces/${namespace}/destination-rule/${name}`;

@@ -11,6 +11,7 @@ import { hcmRds, listenerFilter, mongoProxy, socketAddress, tcpProxy } from './f
 import { preparedVirtualServices } from '../route/sidecar.js';
 import { destinationCluster } from '../route/translate.js';
 import { serviceAddressForProxy } from '../nds.js';
+import { virtualServiceConfigPath } from '../common.js';
 import { BLACKHOLE_CLUSTER, outboundClusterName, PASSTHROUGH_CLUSTER, PASSTHROUGH_FILTER_CHAIN, VIRTUAL_OUTBOUND } from '../names.js';
 
 /** A VirtualService's spec, as validated by @sextant/api. */
@@ -56,8 +57,12 @@ export class MeshVirtualServices {
   }
 }
 
-/** The tcp_proxy target for a TCP service port: a VirtualService tcp rule if one applies, else the service's cluster. */
-function tcpTargetForService(push: PushContext, proxy: ProxyView, svc: Service, port: number, vss: MeshVirtualServices): string | Array<{ name: string; weight: number }> {
+/**
+ * The tcp_proxy target for a TCP service port: a VirtualService tcp rule if
+ * one applies (with that VirtualService, which istiod names in the chain's
+ * metadata), else the service's cluster.
+ */
+function tcpTargetForService(push: PushContext, proxy: ProxyView, svc: Service, port: number, vss: MeshVirtualServices): { target: string | Array<{ name: string; weight: number }>; vs?: IstioConfig } {
   for (const vs of vss.forHost(svc.hostname)) {
     for (const rule of vsSpec(vs).tcp ?? []) {
       const applies =
@@ -66,11 +71,11 @@ function tcpTargetForService(push: PushContext, proxy: ProxyView, svc: Service, 
       if (!applies || !rule.route?.length) continue;
       const dests = rule.route;
       const cl = (d: RouteDestination) => destinationCluster(d.destination, push.serviceByHostname(d.destination.host, vs.namespace), port);
-      if (dests.length === 1) return cl(dests[0]!);
-      return dests.filter((d) => d.weight).map((d) => ({ name: cl(d), weight: d.weight ?? 0 }));
+      if (dests.length === 1) return { target: cl(dests[0]!), vs };
+      return { target: dests.filter((d) => d.weight).map((d) => ({ name: cl(d), weight: d.weight ?? 0 })), vs };
     }
   }
-  return outboundClusterName(svc.hostname, port);
+  return { target: outboundClusterName(svc.hostname, port) };
 }
 
 /** The ALPNs Envoy's HTTP inspector reports for plaintext HTTP: an outbound HTTP chain matches only these. */
@@ -89,6 +94,8 @@ interface ListenerEntry {
 
 const matchAll = (c: FilterChainJson): boolean => !c.filterChainMatch || Object.keys(c.filterChainMatch).length === 0;
 const sameMatch = (a: FilterChainJson, b: FilterChainJson): boolean => JSON.stringify(a.filterChainMatch ?? {}) === JSON.stringify(b.filterChainMatch ?? {});
+
+const isWildcard = (address: string): boolean => address === '0.0.0.0' || address === '::';
 
 /** A CIDR (or bare IP) as a filter chain prefix range. */
 function prefixRange(cidr: string): CidrRangeJson {
@@ -169,9 +176,16 @@ export function outboundPortListeners(
     const cidr = !bind && !podAddress && vip.includes('/') ? svc.addresses : undefined;
     const address = bind?.address ?? podAddress ?? (cidr ? '0.0.0.0' : vip);
     const e = entryFor(address, listenPort);
+    const { target, vs } = tcpTargetForService(push, proxy, svc, p.port, vss);
+    // A TLS port on the wildcard (no address, or a CIDR) is told apart from the other services there by SNI
+    // (istiod's buildSidecarOutboundTLSFilterChainOpts); a host `*` matches any name.
+    const sni = (p.protocol === 'TLS' || p.protocol === 'HTTPS') && (!!cidr || (!podAddress && isWildcard(vip) && isWildcard(address))) && svc.hostname !== '*';
+    const match = { ...(sni ? { serverNames: [svc.hostname] } : {}), ...(cidr ? { prefixRanges: cidr.map(prefixRange) } : {}) };
     const tcpChain: FilterChainJson = {
-      ...(cidr ? { filterChainMatch: { prefixRanges: cidr.map(prefixRange) } } : {}),
-      filters: [...(p.protocol === 'Mongo' ? [mongoProxy(cluster)] : []), tcpProxy(cluster, tcpTargetForService(push, proxy, svc, p.port, vss))],
+      ...(Object.keys(match).length ? { filterChainMatch: match } : {}),
+      filters: [...(p.protocol === 'Mongo' ? [mongoProxy(cluster)] : []), tcpProxy(cluster, target)],
+      // istiod's BuildConfigInfoMetadata: the VirtualService whose tcp rule the chain carries.
+      ...(vs ? { metadata: { filterMetadata: { istio: { config: virtualServiceConfigPath(vs.namespace, vs.name) } } } } : {}),
       transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT,
     };
     if (isSniffed(p.protocol)) {
@@ -232,7 +246,10 @@ function finishListener(push: PushContext, proxy: ProxyView, e: ListenerEntry): 
     l.defaultFilterChain = all ?? { filterChainMatch: {}, name: PASSTHROUGH_FILTER_CHAIN, filters: catchAllFilters(push, proxy) };
   }
   const sniffs = e.chains.some((c) => c.filterChainMatch?.applicationProtocols?.length);
-  if (sniffs) l.listenerFilters = [listenerFilter.httpInspector()];
+  // istiod: the TLS inspector when a chain matches by SNI, then the HTTP inspector when one matches by ALPN.
+  const tls = e.chains.some((c) => c.filterChainMatch?.serverNames?.length);
+  const filters = [...(tls ? [listenerFilter.tlsInspector()] : []), ...(sniffs ? [listenerFilter.httpInspector()] : [])];
+  if (filters.length) l.listenerFilters = filters;
   l.listenerFiltersTimeout = sniffs ? (push.mesh.protocolDetectionTimeout ?? '0s') : '0s';
   return l;
 }
