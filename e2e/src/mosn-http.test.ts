@@ -12,8 +12,8 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'node:http';
 import { assertEvenSplit, distribution, freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
-import { configDir, istio, meshPlaintext, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
-import { PRODUCTPAGE_NODE, productpagePod } from './fixtures/productpage.js';
+import { configDir, istio, meshPlaintext, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
+import { PRODUCTPAGE_NODE, productpagePod, reviewsAndRatings } from './fixtures/productpage.js';
 import { mosnListeners, startMosn, type RunningMosn } from './mosn.js';
 import { debugJson, startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
@@ -63,17 +63,7 @@ describe('MOSN sidecar: HTTP routing by header and weight from a VirtualService'
     port = await freePort();
     port2 = await freePort();
     // reviews serves on both egress ports (named http and http-2), ratings on the first.
-    const wl = (svc: string, b: HttpBackend, labels: Record<string, string>) =>
-      workload({ svc, pod: `${b.name}-pod`, ip: b.host, labels: { app: svc, ...labels }, ports: [{ name: 'http', port: b.port }, { name: 'http-2', port: b.port }] });
-    k8s = [
-      ...productpagePod(),
-      service('reviews', 'default', '10.96.2.13', [{ name: 'http', port }, { name: 'http-2', port: port2 }]),
-      service('ratings', 'default', '10.96.2.12', [{ name: 'http', port }]),
-      ...wl('reviews', r1, { version: 'v1' }),
-      ...wl('reviews', r2, { version: 'v2' }),
-      ...wl('reviews', r3, { version: 'v3' }),
-      ...wl('ratings', ratings, { version: 'v1' }),
-    ];
+    k8s = [...productpagePod(), ...reviewsAndRatings([{ name: 'http', port }, { name: 'http-2', port: port2 }], [{ name: 'http', port }], [r1, r2, r3], ratings)];
     cfg = configDir({
       'kubernetes.yaml': k8s,
       'istio.yaml': istioObjects([port, port2]),

@@ -12,8 +12,8 @@ import { after, before, describe, test } from 'node:test';
 import { assertEvenSplit, distribution, freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { type RunningEnvoy } from './envoy.js';
 import { clusters, listeners, rdsName, routeConfigs } from './fixtures/dump.js';
-import { configDir, istio, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
-import { productpagePod, productpageSidecar, startProductpageProxy } from './fixtures/productpage.js';
+import { configDir, istio, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
+import { productpagePod, productpageSidecar, reviewsAndRatings, startProductpageProxy } from './fixtures/productpage.js';
 import { type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
@@ -39,17 +39,7 @@ describe('sidecar (captureMode NONE egress listener) routing to subsets by pod l
     backends.push(r1, r2, r3, ratings);
     // Services listen on the egress port (istiod only routes services with that port on an egress listener).
     port = await freePort();
-    const wl = (svc: string, b: HttpBackend, labels: Record<string, string>) =>
-      workload({ svc, pod: `${b.name}-pod`, ip: b.host, labels: { app: svc, ...labels }, ports: [{ name: 'http', port: b.port }] });
-    k8s = [
-      ...productpagePod(),
-      service('reviews', 'default', '10.96.2.13', [{ name: 'http', port }]),
-      service('ratings', 'default', '10.96.2.12', [{ name: 'http', port }]),
-      ...wl('reviews', r1, { version: 'v1' }),
-      ...wl('reviews', r2, { version: 'v2' }),
-      ...wl('reviews', r3, { version: 'v3' }),
-      ...wl('ratings', ratings, { version: 'v1' }),
-    ];
+    k8s = [...productpagePod(), ...reviewsAndRatings([{ name: 'http', port }], [{ name: 'http', port }], [r1, r2, r3], ratings)];
     cfg = configDir({
       'kubernetes.yaml': k8s,
       'istio.yaml': [
