@@ -4,6 +4,7 @@
  * kernel-chosen port, answering with their own name so a test can tell which
  * one served a request.
  */
+import assert from 'node:assert/strict';
 import { Agent, createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
 import { createServer as createNetServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
@@ -233,4 +234,16 @@ export async function distribution(n: number, send: () => Promise<string>, concu
   };
   await Promise.all(Array.from({ length: concurrency }, worker));
   return counts;
+}
+
+/**
+ * Asserts that `counts` (from distribution over `n` requests) went only to backends `a` and `b`,
+ * split evenly within ±`tolerance` (a fraction of n), and never to `never`.
+ */
+export function assertEvenSplit(counts: Map<string, number>, n: number, a: string, b: string, never: string, tolerance: number): void {
+  assert.equal(counts.get(never), undefined, JSON.stringify([...counts]));
+  const na = counts.get(a) ?? 0;
+  const nb = counts.get(b) ?? 0;
+  assert.equal(na + nb, n, JSON.stringify([...counts]));
+  assert.ok(Math.abs(na / n - 0.5) <= tolerance, `${a} got ${na}/${n}`);
 }

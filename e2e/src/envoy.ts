@@ -72,6 +72,22 @@ function merge(a: Record<string, unknown>, b: Record<string, unknown>): Record<s
   return out;
 }
 
+/** A static cluster of one address speaking HTTP/2 (gRPC), as a bootstrap's xDS and SDS clusters; `extra` adds fields (a transport socket). */
+export function grpcCluster(name: string, host: string, port: number, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    name,
+    type: 'STATIC',
+    connect_timeout: '1s',
+    typed_extension_protocol_options: {
+      'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
+        '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    },
+    ...extra,
+    load_assignment: { cluster_name: name, endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: port } } } }] }] },
+  };
+}
 
 export function envoyBootstrap(opts: EnvoyOptions): Record<string, unknown> {
   const [host, portText] = splitHostPort(opts.adsAddress);
@@ -89,23 +105,7 @@ export function envoyBootstrap(opts: EnvoyOptions): Record<string, unknown> {
       lds_config: { ads: {}, resource_api_version: 'V3' },
     },
     static_resources: {
-      clusters: [
-        {
-          name: 'xds-grpc',
-          type: 'STATIC',
-          connect_timeout: '1s',
-          typed_extension_protocol_options: {
-            'envoy.extensions.upstreams.http.v3.HttpProtocolOptions': {
-              '@type': 'type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions',
-              explicit_http_config: { http2_protocol_options: {} },
-            },
-          },
-          load_assignment: {
-            cluster_name: 'xds-grpc',
-            endpoints: [{ lb_endpoints: [{ endpoint: { address: { socket_address: { address: host, port_value: Number(portText) } } } }] }],
-          },
-        },
-      ],
+      clusters: [grpcCluster('xds-grpc', host, Number(portText))],
     },
   };
   return opts.bootstrapExtra ? merge(bootstrap, opts.bootstrapExtra) : bootstrap;

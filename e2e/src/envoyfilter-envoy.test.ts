@@ -10,13 +10,33 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'node:http';
 import { freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
-import { startEnvoy, type RunningEnvoy } from './envoy.js';
+import { type RunningEnvoy } from './envoy.js';
 import { listeners } from './fixtures/dump.js';
-import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
-import { debugJson, startSextant, type RunningSextant } from './sextant.js';
+import { configDir, istio, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
+import { productpagePod, productpageSidecar, startProductpageProxy } from './fixtures/productpage.js';
+import { debugJson, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
 const withVersion = (apiVersion: string, o: K8sObject): K8sObject => ({ ...o, apiVersion });
+const HCM = 'envoy.filters.network.http_connection_manager';
+
+/** productpage whose bound egress listener on <port> reaches one reviews backend, with these EnvoyFilters. */
+const reviewsConfig = (port: number, backend: HttpBackend, envoyFilters: K8sObject[]): ConfigDir =>
+  configDir({
+    'kubernetes.yaml': [
+      ...productpagePod(),
+      service('reviews', 'default', '10.96.3.13', [{ name: 'http', port }]),
+      ...workload({ svc: 'reviews', pod: 'reviews-v1-pod', ip: backend.host, labels: { app: 'reviews' }, ports: [{ name: 'http', port: backend.port }] }),
+    ],
+    'istio.yaml': productpageSidecar(port),
+    'envoyfilter.yaml': envoyFilters,
+  });
+
+/** The HTTP filter names of a listener's HTTP connection manager, in order. */
+const httpFilterNames = (listener: Record<string, any> | undefined): string[] => {
+  const hcm = (listener?.filter_chains ?? []).flatMap((fc: Record<string, any>) => fc.filters ?? []).find((f: Record<string, any>) => f.name === HCM);
+  return (hcm?.typed_config?.http_filters ?? []).map((f: { name: string }) => f.name);
+};
 
 describe('EnvoyFilter: a Lua filter inserted before the router acts on real requests', { skip: skipUnless('envoy') }, () => {
   let cfg: ConfigDir;
@@ -59,39 +79,13 @@ describe('EnvoyFilter: a Lua filter inserted before the router acts on real requ
       req.on('error', reject);
       req.end();
     });
-  const httpFilters = async (): Promise<string[]> => {
-    const l = listeners(await envoy!.configDump()).get(`127.0.0.1_${port}`) as Record<string, any> | undefined;
-    const hcm = (l?.filter_chains ?? []).flatMap((fc: Record<string, any>) => fc.filters ?? []).find((f: Record<string, any>) => f.name === 'envoy.filters.network.http_connection_manager');
-    return (hcm?.typed_config?.http_filters ?? []).map((f: { name: string }) => f.name);
-  };
+  const httpFilters = async (): Promise<string[]> => httpFilterNames(listeners(await envoy!.configDump()).get(`127.0.0.1_${port}`) as Record<string, any> | undefined);
 
   before(async () => {
     backend = await startHttpBackend('reviews-v1', '127.0.0.31');
     port = await freePort();
-    cfg = configDir({
-      'kubernetes.yaml': [
-        namespace('default'),
-        namespace('istio-system'),
-        pod('productpage-v1-abc', 'default', '127.0.0.1', { app: 'productpage', version: 'v1' }),
-        service('reviews', 'default', '10.96.3.13', [{ name: 'http', port }]),
-        ...workload({ svc: 'reviews', pod: 'reviews-v1-pod', ip: backend.host, labels: { app: 'reviews' }, ports: [{ name: 'http', port: backend.port }] }),
-      ],
-      'istio.yaml': [
-        meshPlaintext(),
-        istio('Sidecar', 'productpage', 'default', {
-          workloadSelector: { labels: { app: 'productpage' } },
-          egress: [{ port: { number: port, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.1', captureMode: 'NONE', hosts: ['./*'] }],
-        }),
-      ],
-      'envoyfilter.yaml': [luaFilter],
-    });
-    sextant = await startSextant({ configDir: cfg.dir });
-    envoy = await startEnvoy({
-      adsAddress: sextant.xdsAddress,
-      nodeId: 'sidecar~127.0.0.1~productpage-v1-abc.default~default.svc.cluster.local',
-      metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'NONE' },
-    });
-    await envoy.waitForListener(`127.0.0.1_${port}`);
+    cfg = reviewsConfig(port, backend, [luaFilter]);
+    ({ sextant, envoy } = await startProductpageProxy(cfg.dir, port));
   });
 
   after(async () => {
@@ -155,7 +149,6 @@ describe('EnvoyFilter: ordering, proxy version and listener filters on a real En
   let envoy: RunningEnvoy | undefined;
   let backend: HttpBackend;
   let port: number;
-  const HCM = 'envoy.filters.network.http_connection_manager';
   const ROUTER = 'envoy.filters.http.router';
 
   const lua = (letter: string) => ({
@@ -195,10 +188,7 @@ describe('EnvoyFilter: ordering, proxy version and listener filters on a real En
     filter('authz-add', 'default', '2026-01-01T00:00:00Z', { configPatches: [{ ...httpPatch('ADD', 'Z'), patch: { operation: 'ADD', filterClass: 'AUTHZ', value: lua('Z') } }] }),
   ];
   const listener = async () => listeners(await envoy!.configDump()).get(`127.0.0.1_${port}`) as Record<string, any> | undefined;
-  const httpFilters = async (): Promise<string[]> => {
-    const hcm = ((await listener())?.filter_chains ?? []).flatMap((fc: Record<string, any>) => fc.filters ?? []).find((f: Record<string, any>) => f.name === HCM);
-    return (hcm?.typed_config?.http_filters ?? []).map((f: { name: string }) => f.name);
-  };
+  const httpFilters = async (): Promise<string[]> => httpFilterNames(await listener());
   const order = async (): Promise<string> => {
     const r = await httpGet(port, '/', { host: 'reviews' });
     assert.equal(r.status, 200, r.body);
@@ -208,30 +198,8 @@ describe('EnvoyFilter: ordering, proxy version and listener filters on a real En
   before(async () => {
     backend = await startHttpBackend('reviews-v1', '127.0.0.32');
     port = await freePort();
-    cfg = configDir({
-      'kubernetes.yaml': [
-        namespace('default'),
-        namespace('istio-system'),
-        pod('productpage-v1-abc', 'default', '127.0.0.1', { app: 'productpage', version: 'v1' }),
-        service('reviews', 'default', '10.96.3.13', [{ name: 'http', port }]),
-        ...workload({ svc: 'reviews', pod: 'reviews-v1-pod', ip: backend.host, labels: { app: 'reviews' }, ports: [{ name: 'http', port: backend.port }] }),
-      ],
-      'istio.yaml': [
-        meshPlaintext(),
-        istio('Sidecar', 'productpage', 'default', {
-          workloadSelector: { labels: { app: 'productpage' } },
-          egress: [{ port: { number: port, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.1', captureMode: 'NONE', hosts: ['./*'] }],
-        }),
-      ],
-      'envoyfilter.yaml': filters(),
-    });
-    sextant = await startSextant({ configDir: cfg.dir });
-    envoy = await startEnvoy({
-      adsAddress: sextant.xdsAddress,
-      nodeId: 'sidecar~127.0.0.1~productpage-v1-abc.default~default.svc.cluster.local',
-      metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'NONE', ISTIO_VERSION: '1.31.0' },
-    });
-    await envoy.waitForListener(`127.0.0.1_${port}`);
+    cfg = reviewsConfig(port, backend, filters());
+    ({ sextant, envoy } = await startProductpageProxy(cfg.dir, port, { ISTIO_VERSION: '1.31.0' }));
   });
 
   after(async () => {

@@ -23,7 +23,7 @@ import { CertificateAuthority, FileCaStore } from '@sextant/ca';
 import { freePort, startHttpBackend, type HttpBackend } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { startAgent, type RunningAgent } from './fixtures/agent.js';
-import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
+import { configDir, istio, meshPlaintext, productpageWithReviews, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
 import { createTestIssuer, secureAdsBootstrap } from './fixtures/secure.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { runIstioctl } from './fixtures/istioctl.js';
@@ -64,11 +64,7 @@ describe('istioctl against Sextant (out of cluster, --xds-address)', { skip: ski
     execFileSync('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'tls.key'), '-out', join(dir, 'tls.crt'), '-days', '1', '-subj', `/CN=${HOST}`], { stdio: 'ignore' });
     tlsKey = readFileSync(join(dir, 'tls.key'), 'utf8');
     const k8s: K8sObject[] = [
-      namespace(NS),
-      namespace('istio-system'),
-      pod(POD, NS, '127.0.0.1', { app: 'productpage', version: 'v1' }, SA),
-      service('reviews', NS, '10.96.3.13', [{ name: 'http', port }]),
-      ...workload({ svc: 'reviews', namespace: NS, pod: 'reviews-v1-pod', ip: backend.host, labels: { app: 'reviews', version: 'v1' }, ports: [{ name: 'http', port: backend.port }] }),
+      ...productpageWithReviews(NS, POD, SA, port, backend),
       service('istio-ingressgateway', 'istio-system', '10.96.0.50', [{ name: 'https', port: 443, targetPort: gatewayPort }], { istio: 'ingressgateway' }, { istio: 'ingressgateway' }),
       ...workload({ svc: 'istio-ingressgateway', namespace: 'istio-system', pod: GW_POD, ip: GW_IP, labels: { istio: 'ingressgateway' }, ports: [{ name: 'https', port: gatewayPort }] }),
       {

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -8,25 +7,11 @@ import { after, before, describe, test } from 'node:test';
 import { silentLogger } from '@sextant/api';
 import { createWebhookServer } from '@sextant/admin/webhooks';
 import { type Cluster, helm, kubectl, kubectlJson, startCluster, waitForCrdsEstablished } from './cluster.js';
+import { selfSignedCert } from './fixtures/secure.js';
 import { skipUnless } from './tools.js';
 
 const skip = skipUnless('etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok', 'helm');
 const chartDir = fileURLToPath(new URL('../../charts/sextant', import.meta.url));
-
-/**
- * A self-signed serving certificate for 127.0.0.1 made with openssl. The
- * webhook server takes any PEM pair; in the daemon it comes from Sextant's CA
- * (`libs/ca`), which this test does not start.
- */
-export function selfSignedCert(dir: string): { cert: string; key: string; caBundle: string } {
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
-    '-subj', '/CN=sextant-webhook', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-  ], { stdio: 'pipe' });
-  const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-  return { cert, key: readFileSync(join(dir, 'key.pem'), 'utf8'), caBundle: Buffer.from(cert).toString('base64') };
-}
 
 describe('Helm chart and the validation webhook against a real API server', { skip, timeout: 600_000 }, () => {
   let cluster: Cluster;

@@ -1,6 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -9,21 +8,11 @@ import { silentLogger } from '@sextant/api';
 import { createWebhookServer } from '@sextant/admin/webhooks';
 import { createKubeSource, registryKinds, type KubeSource } from '@sextant/sources';
 import { type Cluster, helm, kubectl, kubectlJson, startCluster } from './cluster.js';
+import { selfSignedCert } from './fixtures/secure.js';
 import { skipUnless } from './tools.js';
 
 const skip = skipUnless('etcd', 'kube-apiserver', 'kube-controller-manager', 'kube-scheduler', 'kwok', 'helm');
 const chartDir = fileURLToPath(new URL('../../charts/sextant', import.meta.url));
-
-/** Self-signed serving cert for 127.0.0.1 (openssl); the daemon uses one from Sextant's CA instead. */
-function selfSignedCert(dir: string): { cert: string; key: string; caBundle: string } {
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '1',
-    '-subj', '/CN=sextant-webhook', '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost',
-  ], { stdio: 'pipe' });
-  const cert = readFileSync(join(dir, 'cert.pem'), 'utf8');
-  return { cert, key: readFileSync(join(dir, 'key.pem'), 'utf8'), caBundle: Buffer.from(cert).toString('base64') };
-}
 
 interface PodJson {
   metadata: { labels?: Record<string, string>; annotations?: Record<string, string> };

@@ -11,13 +11,12 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { request } from 'node:http';
-import { distribution, freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
-import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
+import { assertEvenSplit, distribution, freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
+import { configDir, istio, meshPlaintext, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
+import { PRODUCTPAGE_NODE, productpagePod, reviewsAndRatings } from './fixtures/productpage.js';
 import { mosnListeners, startMosn, type RunningMosn } from './mosn.js';
 import { debugJson, startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
-
-const NODE = 'sidecar~127.0.0.1~productpage-v1-abc.default~default.svc.cluster.local';
 
 /** One request on a fresh connection: the status, or the connection error's code. */
 function rawGet(port: number, host: string): Promise<number | string> {
@@ -64,26 +63,14 @@ describe('MOSN sidecar: HTTP routing by header and weight from a VirtualService'
     port = await freePort();
     port2 = await freePort();
     // reviews serves on both egress ports (named http and http-2), ratings on the first.
-    const wl = (svc: string, b: HttpBackend, labels: Record<string, string>) =>
-      workload({ svc, pod: `${b.name}-pod`, ip: b.host, labels: { app: svc, ...labels }, ports: [{ name: 'http', port: b.port }, { name: 'http-2', port: b.port }] });
-    k8s = [
-      namespace('default'),
-      namespace('istio-system'),
-      pod('productpage-v1-abc', 'default', '127.0.0.1', { app: 'productpage', version: 'v1' }),
-      service('reviews', 'default', '10.96.2.13', [{ name: 'http', port }, { name: 'http-2', port: port2 }]),
-      service('ratings', 'default', '10.96.2.12', [{ name: 'http', port }]),
-      ...wl('reviews', r1, { version: 'v1' }),
-      ...wl('reviews', r2, { version: 'v2' }),
-      ...wl('reviews', r3, { version: 'v3' }),
-      ...wl('ratings', ratings, { version: 'v1' }),
-    ];
+    k8s = [...productpagePod(), ...reviewsAndRatings([{ name: 'http', port }, { name: 'http-2', port: port2 }], [{ name: 'http', port }], [r1, r2, r3], ratings)];
     cfg = configDir({
       'kubernetes.yaml': k8s,
       'istio.yaml': istioObjects([port, port2]),
       'vs.yaml': [reviewsVs([{ name: 'jason', match: [{ headers: { 'end-user': { exact: 'jason' } } }], route: [subset('v2')] }, { name: 'split', route: [subset('v1', 50), subset('v3', 50)] }])],
     });
     sextant = await startSextant({ configDir: cfg.dir });
-    mosn = await startMosn({ adsAddress: sextant.xdsAddress, nodeId: NODE, metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'NONE', SEXTANT_DATA_PLANE: 'mosn' } });
+    mosn = await startMosn({ adsAddress: sextant.xdsAddress, nodeId: PRODUCTPAGE_NODE, metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'NONE', SEXTANT_DATA_PLANE: 'mosn' } });
     await mosn.waitForListener(`127.0.0.1_${port}`, 60_000);
     // Routes arrive after listeners (RDS follows LDS): wait until the jason route answers.
     await until(() => get('reviews', { 'end-user': 'jason' }), (r) => r.backend === 'reviews-v2', 'the jason route through MOSN', 30_000);
@@ -114,11 +101,7 @@ describe('MOSN sidecar: HTTP routing by header and weight from a VirtualService'
 
   test('everyone else is split 50/50 between v1 and v3 (±7% over 1000), never v2', async () => {
     const counts = await distribution(1000, async () => (await get(FQDN)).backend);
-    assert.equal(counts.get('reviews-v2'), undefined, JSON.stringify([...counts]));
-    const a = counts.get('reviews-v1') ?? 0;
-    const b = counts.get('reviews-v3') ?? 0;
-    assert.equal(a + b, 1000, JSON.stringify([...counts]));
-    assert.ok(Math.abs(a / 1000 - 0.5) <= 0.07, `v1 got ${a}/1000`);
+    assertEvenSplit(counts, 1000, 'reviews-v1', 'reviews-v3', 'reviews-v2', 0.07);
   });
 
   test('a live VirtualService edit reaches MOSN, and the removed jason route stops being used', async () => {
@@ -140,7 +123,7 @@ describe('MOSN sidecar: HTTP routing by header and weight from a VirtualService'
     // The query-parameter route is left out for MOSN (a broader match would steal traffic), not applied unmatched.
     assert.equal((await httpGet(port, '/reviews/0?v=2', { host: 'reviews' })).backend, 'reviews-v3');
     const issues = (await debugJson(sextant!.httpUrl, '/debug/config_issues')) as { proxies: Array<Record<string, string>> };
-    const mine = issues.proxies.filter((i) => i.proxy === NODE);
+    const mine = issues.proxies.filter((i) => i.proxy === PRODUCTPAGE_NODE);
     assert.deepEqual(
       mine.map((i) => [i.kind, i.namespace, i.name, i.field, i.reason]),
       [['VirtualService', 'default', 'reviews', 'spec.http[0].match[0].queryParams', 'not supported by MOSN: the route is left out for this MOSN proxy']],

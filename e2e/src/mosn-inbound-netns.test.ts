@@ -14,7 +14,6 @@
  * mosn-iptables.test.ts).
  */
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -26,23 +25,18 @@ import { httpGet, until } from './backends.js';
 import { spawnManaged, type ManagedChild } from './child.js';
 import { startAgent, type RunningAgent } from './fixtures/agent.js';
 import { configDir, endpointSlice, istio, namespace, pod, service, type ConfigDir } from './fixtures/mesh.js';
-import { canNetns, debianIptables } from './fixtures/netns.js';
+import { canNetns, createPodNetns, debianIptables, type PodNetns } from './fixtures/netns.js';
 import { createTestIssuer } from './fixtures/secure.js';
 import { startMosn, type RunningMosn } from './mosn.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
-const sh = (cmd: string, args: string[], env?: Record<string, string>) => execFileSync(cmd, args, { stdio: 'pipe', timeout: 60_000, env: { ...process.env, ...env } }).toString();
-
 describe('MOSN server in iptables mode: PERMISSIVE takes plaintext and mTLS on one port', { timeout: 180_000, skip: skipUnless('mosn', 'pilot-agent') || (!canNetns && 'needs root, ip netns and apt-get') }, () => {
   const id = (process.pid + 97) % 200;
-  const NS = `sxt-mosnin-${process.pid}`;
-  const HOST_IF = `sxi${process.pid}`.slice(0, 15);
-  const NS_IF = `sxj${process.pid}`.slice(0, 15);
   const net = `10.252.${id}`;
   const HOST = `${net}.1`;
   const POD = `${net}.2`;
-  let created = false;
+  let ns: PodNetns | undefined;
   let dir: string;
   let cfg: ConfigDir;
   let sextant: RunningSextant | undefined;
@@ -58,20 +52,11 @@ describe('MOSN server in iptables mode: PERMISSIVE takes plaintext and mTLS on o
     mkdirSync(certs);
     const issuer = createTestIssuer(dir);
     const ipt = debianIptables();
-    sh('ip', ['netns', 'add', NS]);
-    created = true;
-    sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF]);
-    sh('ip', ['link', 'set', NS_IF, 'netns', NS]);
-    sh('ip', ['addr', 'add', `${HOST}/24`, 'dev', HOST_IF]);
-    sh('ip', ['link', 'set', HOST_IF, 'up']);
-    const inNs = (...args: string[]) => sh('ip', ['netns', 'exec', NS, ...args]);
-    inNs('ip', 'link', 'set', 'lo', 'up');
-    inNs('ip', 'addr', 'add', `${POD}/24`, 'dev', NS_IF);
-    inNs('ip', 'link', 'set', NS_IF, 'up');
+    ns = createPodNetns('mosnin', net);
     // Istio's inbound capture, reduced to the one port: what arrives on the veth for 9080 goes to 15006.
-    sh('ip', ['netns', 'exec', NS, ipt.bin, 'iptables', '-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '-i', NS_IF, '--dport', '9080', '-j', 'REDIRECT', '--to-ports', '15006'], ipt.env);
+    ns.exec(ipt.bin, ['iptables', '-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '-i', ns.podIf, '--dport', '9080', '-j', 'REDIRECT', '--to-ports', '15006'], ipt.env);
     // The app: answers with the address the connection came from (MOSN's inbound passthrough binds 127.0.0.6).
-    app = spawnManaged('ip', ['netns', 'exec', NS, process.execPath, '-e', `require('node:http').createServer((q, s) => { s.setHeader('x-backend', 'app'); s.end(JSON.stringify({ from: q.socket.remoteAddress })); }).listen(9080, '0.0.0.0', () => console.log('listening'))`]);
+    app = spawnManaged('ip', ['netns', 'exec', ns!.name, process.execPath, '-e', `require('node:http').createServer((q, s) => { s.setHeader('x-backend', 'app'); s.end(JSON.stringify({ from: q.socket.remoteAddress })); }).listen(9080, '0.0.0.0', () => console.log('listening'))`]);
     await until(async () => app!.output(), (o) => o.includes('listening') || app!.isEnded(), 'the app in the namespace', 15_000);
     assert.ok(!app.isEnded(), app.output());
 
@@ -110,7 +95,7 @@ describe('MOSN server in iptables mode: PERMISSIVE takes plaintext and mTLS on o
       adsAddress: `${HOST}:${sextant.xdsAddress.split(':').pop()!}`,
       nodeId: `sidecar~${POD}~productpage-v1-0.default~default.svc.cluster.local`,
       metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', SEXTANT_DATA_PLANE: 'mosn', LABELS: { app: 'productpage', 'security.istio.io/tlsMode': 'istio' }, SERVICE_ACCOUNT: 'productpage' },
-      netns: NS,
+      netns: ns!.name,
       adminHost: POD,
       cwd: agent.cwd,
       ...(process.env.SEXTANT_MOSN_LOG_LEVEL ? { logLevel: process.env.SEXTANT_MOSN_LOG_LEVEL } : {}),
@@ -124,10 +109,7 @@ describe('MOSN server in iptables mode: PERMISSIVE takes plaintext and mTLS on o
     await app?.stop().catch(() => {});
     await sextant?.stop();
     cfg?.remove();
-    if (created) {
-      spawnSync('ip', ['link', 'del', HOST_IF]);
-      spawnSync('ip', ['netns', 'del', NS]);
-    }
+    ns?.remove();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 

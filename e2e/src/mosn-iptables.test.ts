@@ -27,7 +27,7 @@
  * daemon behind `ip netns exec`.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -36,7 +36,7 @@ import { startRpcProvider, type RpcProtocol, type RpcProvider } from './mosn-rpc
 import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir } from './fixtures/mesh.js';
 import { mosnListeners, startMosn, type RunningMosn } from './mosn.js';
 import { startSextant, type RunningSextant } from './sextant.js';
-import { canNetns, debianIptables } from './fixtures/netns.js';
+import { canNetns, createPodNetns, debianIptables, type PodNetns } from './fixtures/netns.js';
 import { skipUnless } from './tools.js';
 
 const DEMO = 'org.apache.dubbo.samples.DemoService';
@@ -52,13 +52,10 @@ const sh = (cmd: string, args: string[], env?: Record<string, string>) => execFi
 
 describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 120_000, skip: skipUnless('mosn') || (!canNetns && 'needs root, ip netns and apt-get') }, () => {
   const id = process.pid % 200;
-  const NS = `sxt-mosn-${process.pid}`;
-  const HOST_IF = `sxh${process.pid}`.slice(0, 15);
-  const NS_IF = `sxn${process.pid}`.slice(0, 15);
   const net = `10.253.${id}`;
   const HOST = `${net}.1`;
   const POD = `${net}.2`;
-  let created = false;
+  let ns: PodNetns | undefined;
   let cfg: ConfigDir;
   let sextant: RunningSextant | undefined;
   let mosn: RunningMosn | undefined;
@@ -79,7 +76,7 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
 
   /** `n` RPC calls from inside the namespace to a service VIP (redirected to MOSN), by a real consumer; counts by answering provider. */
   async function rpcFromPod(protocol: RpcProtocol, vip: string, port: number, iface: string, version: string, method: string, n: number): Promise<Record<string, number>> {
-    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', NS, process.execPath, rpcCli, protocol, `${vip}:${port}`, iface, version, method, String(n)], { timeout: 60_000 });
+    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', ns!.name, process.execPath, rpcCli, protocol, `${vip}:${port}`, iface, version, method, String(n)], { timeout: 60_000 });
     return JSON.parse(stdout) as Record<string, number>;
   }
 
@@ -90,26 +87,18 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
       const counts = {}; let left = ${n};
       const one = () => new Promise((res) => { const req = http.get({ host: '10.96.2.13', port: 9080, path: '/reviews/0', agent, timeout: 5000, headers: ${JSON.stringify({ host, ...headers })} }, (r) => { r.resume(); r.on('end', () => { const b = r.headers['x-backend'] || ('status-' + r.statusCode); counts[b] = (counts[b] || 0) + 1; res(); }); }); req.on('timeout', () => req.destroy(Object.assign(new Error('timeout'), { code: 'TIMEOUT' }))); req.on('error', (e) => { counts['error-' + e.code] = (counts['error-' + e.code] || 0) + 1; res(); }); });
       (async () => { const w = async () => { while (left > 0) { left--; await one(); } }; await Promise.all([w(), w(), w(), w()]); console.log(JSON.stringify(counts)); agent.destroy(); })();`;
-    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', NS, process.execPath, '-e', script], { timeout: 60_000 });
+    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', ns!.name, process.execPath, '-e', script], { timeout: 60_000 });
     return JSON.parse(stdout) as Record<string, number>;
   }
 
   before(async () => {
     const ipt = debianIptables();
-    sh('ip', ['netns', 'add', NS]);
-    created = true;
-    sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF]);
-    sh('ip', ['link', 'set', NS_IF, 'netns', NS]);
-    sh('ip', ['addr', 'add', `${HOST}/24`, 'dev', HOST_IF]);
-    for (const b of [11, 12, 13, 14, 31, 32, 41, 42]) sh('ip', ['addr', 'add', `${net}.${b}/32`, 'dev', HOST_IF]);
-    sh('ip', ['link', 'set', HOST_IF, 'up']);
-    const inNs = (...args: string[]) => sh('ip', ['netns', 'exec', NS, ...args]);
-    inNs('ip', 'link', 'set', 'lo', 'up');
-    inNs('ip', 'addr', 'add', `${POD}/24`, 'dev', NS_IF);
-    inNs('ip', 'link', 'set', NS_IF, 'up');
-    inNs('ip', 'route', 'add', '10.96.0.0/16', 'dev', NS_IF);
+    ns = createPodNetns('mosn', net);
+    // The backends' addresses, on the host end beside <net>.1.
+    for (const b of [11, 12, 13, 14, 31, 32, 41, 42]) sh('ip', ['addr', 'add', `${net}.${b}/32`, 'dev', ns.hostIf]);
+    ns.exec('ip', ['route', 'add', '10.96.0.0/16', 'dev', ns.podIf]);
     // Istio's outbound capture, reduced to what this test needs: service VIPs to 15001.
-    sh('ip', ['netns', 'exec', NS, ipt.bin, 'iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', '10.96.0.0/16', '-j', 'REDIRECT', '--to-ports', '15001'], ipt.env);
+    ns.exec(ipt.bin, ['iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', '-d', '10.96.0.0/16', '-j', 'REDIRECT', '--to-ports', '15001'], ipt.env);
 
     for (const [name, last] of [['reviews-v1', 11], ['reviews-v2', 12], ['reviews-v3', 13], ['mysql-v1', 14]] as const) backends.push(await startHttpBackend(name, `${net}.${last}`));
     const [r1, r2, r3, db] = backends as [HttpBackend, HttpBackend, HttpBackend, HttpBackend];
@@ -166,7 +155,7 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
       adsAddress: sextant.xdsAddress,
       nodeId: `sidecar~${POD}~productpage-v1-abc.default~default.svc.cluster.local`,
       metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', SEXTANT_DATA_PLANE: 'mosn' },
-      netns: NS,
+      netns: ns!.name,
       adminHost: POD,
       ...(process.env.SEXTANT_MOSN_LOG_LEVEL ? { logLevel: process.env.SEXTANT_MOSN_LOG_LEVEL } : {}),
     });
@@ -179,10 +168,7 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
     await Promise.all(backends.map((b) => b.close()));
     await Promise.all(providers.map((p) => p.close().catch(() => {})));
     cfg?.remove();
-    if (created) {
-      spawnSync('ip', ['link', 'del', HOST_IF]);
-      spawnSync('ip', ['netns', 'del', NS]);
-    }
+    ns?.remove();
   });
 
   test('MOSN stays up with virtualOutbound, virtualInbound and the per-port listeners it must not bind', async () => {
@@ -191,7 +177,7 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
     assert.equal(ls.get('0.0.0.0_9080')!.bind_port, undefined, 'not bound');
     // RDS comes after LDS: once MOSN holds route 9080 it has processed (and bound) every listener.
     await mosn!.waitForDump((d) => JSON.stringify(d).includes('"router_config_name":"9080"'), 'route configuration 9080', 30_000);
-    const sockets = sh('ip', ['netns', 'exec', NS, 'ss', '-ltnH']);
+    const sockets = ns!.exec('ss', ['-ltnH']);
     const ports = [...sockets.matchAll(/:(\d+)\s/g)].map((m) => Number(m[1]));
     assert.ok(ports.includes(15001) && ports.includes(15006), sockets);
     assert.ok(!ports.includes(9080) && !ports.includes(3306), `only 15001, 15006 and the admin port are bound:\n${sockets}`);

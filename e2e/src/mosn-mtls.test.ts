@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startAgent, type RunningAgent } from './fixtures/agent.js';
-import { configDir, endpointSlice, istio, namespace, pod, service, type ConfigDir } from './fixtures/mesh.js';
+import { configDir, istio, namespace, pod, strictRatings, type ConfigDir } from './fixtures/mesh.js';
 import { createTestIssuer } from './fixtures/secure.js';
 import { startMosn, type RunningMosn } from './mosn.js';
 import { startSextant, type RunningSextant } from './sextant.js';
@@ -48,26 +48,20 @@ describe('MOSN to MOSN mTLS with certificates from Sextant over SDS (Unix socket
     ratings = await startHttpBackend('ratings-v1', '127.0.0.1');
     port = await freePort();
     inbound = await freePort('127.0.0.2');
+    const ratingsCfg = strictRatings(SNS, port, inbound, ratings.port);
     cfg = configDir({
       'kubernetes.yaml': [
         namespace(NS),
-        namespace(SNS),
         namespace('istio-system'),
         pod('productpage-v1-0', NS, '127.0.0.1', { app: 'productpage' }, 'productpage'),
-        service('ratings', SNS, '10.96.3.14', [{ name: 'http', port, targetPort: inbound }]),
-        pod('ratings-v1-0', SNS, '127.0.0.2', { app: 'ratings', version: 'v1', 'security.istio.io/tlsMode': 'istio' }, 'ratings'),
-        endpointSlice('ratings', SNS, 'ratings-v1-0', '127.0.0.2', [{ name: 'http', port: inbound }]),
+        ...ratingsCfg.kubernetes,
       ],
       'istio.yaml': [
         istio('Sidecar', 'productpage', NS, {
           workloadSelector: { labels: { app: 'productpage' } },
           egress: [{ port: { number: port, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.1', captureMode: 'NONE', hosts: [`${SNS}/*`] }],
         }),
-        istio('Sidecar', 'default', SNS, {
-          ingress: [{ port: { number: inbound, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.2', captureMode: 'NONE', defaultEndpoint: `127.0.0.1:${ratings.port}` }],
-          egress: [{ hosts: ['~/*'] }],
-        }),
-        { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: SNS }, spec: { mtls: { mode: 'STRICT' } } },
+        ...ratingsCfg.istio,
       ],
     });
     const caDir = join(dir, 'ca');

@@ -30,7 +30,7 @@ import { parseProxy } from '@sextant/model';
 import { freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startAgent, type RunningAgent } from './fixtures/agent.js';
 import { clusters, listeners, rdsName } from './fixtures/dump.js';
-import { configDir, endpointSlice, istio, namespace, pod, service, workload, type ConfigDir } from './fixtures/mesh.js';
+import { configDir, istio, productpageWithReviews, strictRatings, type ConfigDir } from './fixtures/mesh.js';
 import { createTestIssuer } from './fixtures/secure.js';
 import { debugJson, startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
@@ -85,29 +85,18 @@ describe('stock Istio sidecar: pilot-agent + Envoy served by Sextant', { skip: s
     ratings = await startHttpBackend('ratings-v1', '127.0.0.1');
     port = await freePort();
     inbound = await freePort('127.0.0.2');
+    const ratingsCfg = strictRatings(SNS, port, inbound, ratings.port);
     cfg = configDir({
       'kubernetes.yaml': [
-        namespace(NS),
-        namespace('istio-system'),
-        pod(POD, NS, '127.0.0.1', { app: 'productpage', version: 'v1' }, SA),
-        service('reviews', NS, '10.96.3.13', [{ name: 'http', port }]),
-        ...workload({ svc: 'reviews', namespace: NS, pod: 'reviews-v1-pod', ip: backend.host, labels: { app: 'reviews', version: 'v1' }, ports: [{ name: 'http', port: backend.port }] }),
-        namespace(SNS),
-        service('ratings', SNS, '10.96.3.14', [{ name: 'http', port, targetPort: inbound }]),
-        pod('ratings-v1-0', SNS, '127.0.0.2', { app: 'ratings', version: 'v1', 'security.istio.io/tlsMode': 'istio' }, 'ratings'),
-        endpointSlice('ratings', SNS, 'ratings-v1-0', '127.0.0.2', [{ name: 'http', port: inbound }]),
+        ...productpageWithReviews(NS, POD, SA, port, backend),
+        ...ratingsCfg.kubernetes,
       ],
       'istio.yaml': [
         istio('Sidecar', 'productpage', NS, {
           workloadSelector: { labels: { app: 'productpage' } },
           egress: [{ port: { number: port, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.1', captureMode: 'NONE', hosts: ['./*', `${SNS}/*`] }],
         }),
-        istio('Sidecar', 'default', SNS, {
-          ingress: [{ port: { number: inbound, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.2', captureMode: 'NONE', defaultEndpoint: `127.0.0.1:${ratings.port}` }],
-          // No outbound services: in NONE mode a catch-all egress would bind 127.0.0.1:<service port> (as istiod does), beside the client's.
-          egress: [{ hosts: ['~/*'] }],
-        }),
-        { apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: SNS }, spec: { mtls: { mode: 'STRICT' } } },
+        ...ratingsCfg.istio,
         istio('VirtualService', 'reviews', NS, {
           hosts: ['reviews'],
           http: [{ match: [{ uri: { prefix: '/reviews' } }], route: [{ destination: { host: 'reviews' } }], headers: { response: { set: { 'x-routed-by': 'vs-reviews' } } } }],

@@ -9,11 +9,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { distribution, freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
-import { startEnvoy, type RunningEnvoy } from './envoy.js';
+import { assertEvenSplit, distribution, freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
+import { type RunningEnvoy } from './envoy.js';
 import { clusters, listeners, rdsName, routeConfigs } from './fixtures/dump.js';
-import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
-import { startSextant, type RunningSextant } from './sextant.js';
+import { configDir, istio, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
+import { productpagePod, productpageSidecar, reviewsAndRatings, startProductpageProxy } from './fixtures/productpage.js';
+import { type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
 describe('sidecar (captureMode NONE egress listener) routing to subsets by pod labels', { skip: skipUnless('envoy') }, () => {
@@ -38,27 +39,11 @@ describe('sidecar (captureMode NONE egress listener) routing to subsets by pod l
     backends.push(r1, r2, r3, ratings);
     // Services listen on the egress port (istiod only routes services with that port on an egress listener).
     port = await freePort();
-    const wl = (svc: string, b: HttpBackend, labels: Record<string, string>) =>
-      workload({ svc, pod: `${b.name}-pod`, ip: b.host, labels: { app: svc, ...labels }, ports: [{ name: 'http', port: b.port }] });
-    k8s = [
-      namespace('default'),
-      namespace('istio-system'),
-      pod('productpage-v1-abc', 'default', '127.0.0.1', { app: 'productpage', version: 'v1' }),
-      service('reviews', 'default', '10.96.2.13', [{ name: 'http', port }]),
-      service('ratings', 'default', '10.96.2.12', [{ name: 'http', port }]),
-      ...wl('reviews', r1, { version: 'v1' }),
-      ...wl('reviews', r2, { version: 'v2' }),
-      ...wl('reviews', r3, { version: 'v3' }),
-      ...wl('ratings', ratings, { version: 'v1' }),
-    ];
+    k8s = [...productpagePod(), ...reviewsAndRatings([{ name: 'http', port }], [{ name: 'http', port }], [r1, r2, r3], ratings)];
     cfg = configDir({
       'kubernetes.yaml': k8s,
       'istio.yaml': [
-        meshPlaintext(),
-        istio('Sidecar', 'productpage', 'default', {
-          workloadSelector: { labels: { app: 'productpage' } },
-          egress: [{ port: { number: port, protocol: 'HTTP', name: 'http' }, bind: '127.0.0.1', captureMode: 'NONE', hosts: ['./*'] }],
-        }),
+        ...productpageSidecar(port),
         istio('DestinationRule', 'reviews', 'default', {
           host: 'reviews',
           subsets: ['v1', 'v2', 'v3'].map((v) => ({ name: v, labels: { version: v } })),
@@ -66,13 +51,7 @@ describe('sidecar (captureMode NONE egress listener) routing to subsets by pod l
       ],
       'vs.yaml': [reviewsVs([{ match: [{ headers: { 'end-user': { exact: 'jason' } } }], route: [subset('v2')] }, { route: [subset('v1', 50), subset('v3', 50)] }])],
     });
-    sextant = await startSextant({ configDir: cfg.dir });
-    envoy = await startEnvoy({
-      adsAddress: sextant.xdsAddress,
-      nodeId: 'sidecar~127.0.0.1~productpage-v1-abc.default~default.svc.cluster.local',
-      metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'NONE' },
-    });
-    await envoy.waitForListener(`127.0.0.1_${port}`);
+    ({ sextant, envoy } = await startProductpageProxy(cfg.dir, port));
   });
 
   after(async () => {
@@ -100,11 +79,7 @@ describe('sidecar (captureMode NONE egress listener) routing to subsets by pod l
 
   test('everyone else is split 50/50 between v1 and v3 (±5% over 2000), never v2', async () => {
     const counts = await distribution(2000, async () => (await get(FQDN)).backend);
-    assert.equal(counts.get('reviews-v2'), undefined, JSON.stringify([...counts]));
-    const a = counts.get('reviews-v1') ?? 0;
-    const b = counts.get('reviews-v3') ?? 0;
-    assert.equal(a + b, 2000, JSON.stringify([...counts]));
-    assert.ok(Math.abs(a / 2000 - 0.5) <= 0.05, `v1 got ${a}/2000`);
+    assertEvenSplit(counts, 2000, 'reviews-v1', 'reviews-v3', 'reviews-v2', 0.05);
   });
 
   test('a service without a VirtualService gets the default route; short names and VIP match', async () => {

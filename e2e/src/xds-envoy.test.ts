@@ -6,41 +6,17 @@
  */
 import assert from 'node:assert/strict';
 import { createServer, type Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { recordingLogger } from '@sextant/api';
 import { TypeUrl } from '@sextant/envoy';
 import { edsCluster, httpListener, loadAssignment, routeTo, startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
+import { freePort, until } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { skipUnless } from './tools.js';
-
-async function freePort(): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function get(port: number): Promise<{ status: number; body: string; version: string | null }> {
   const res = await fetch(`http://127.0.0.1:${port}/hello`);
   return { status: res.status, body: await res.text(), version: res.headers.get('x-sextant-version') };
-}
-
-async function until<T>(fn: () => Promise<T>, ok: (v: T) => boolean, what: string, timeoutMs = 15_000): Promise<T> {
-  const end = Date.now() + timeoutMs;
-  let last: T | undefined;
-  let lastErr = '';
-  for (;;) {
-    try {
-      last = await fn();
-      if (ok(last)) return last;
-    } catch (err) {
-      lastErr = (err as Error).message;
-    }
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(last)} ${lastErr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 for (const delta of [false, true]) {

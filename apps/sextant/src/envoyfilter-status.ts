@@ -50,6 +50,8 @@ export class EnvoyFilterStatus {
   private since = 0;
   private readonly applied = new Set<string>();
   private readonly failures = new Map<string, Set<string>>();
+  /** What the last computed conditions came from: nothing changed, nothing to recompute (the 2 s tick is then almost free). */
+  private lastInput: { ctx: PushContext; applied: number; failures: number } | undefined;
   /** The condition last handed over, by `namespace/name`. */
   private readonly given = new Map<string, string>();
 
@@ -78,6 +80,11 @@ export class EnvoyFilterStatus {
   update(ctx: PushContext, now = Date.now()): void {
     this.harvest(ctx, now);
     if (now - this.since < SETTLE_MS) return;
+    let failures = 0;
+    for (const set of this.failures.values()) failures += set.size;
+    const last = this.lastInput;
+    if (last && last.ctx === ctx && last.applied === this.applied.size && last.failures === failures) return;
+    this.lastInput = { ctx, applied: this.applied.size, failures };
     const checks = new Map<string, string[]>();
     for (const i of envoyFilterIssues(ctx)) {
       const k = issueKey(i);

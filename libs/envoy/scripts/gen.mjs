@@ -66,6 +66,8 @@ const ENTRY_PROTOS = [
   // Telemetry: tracers, the UUID request ID, access-log filters and the OpenTelemetry access logger.
   'config/trace/v3/zipkin.proto',
   'config/trace/v3/opentelemetry.proto',
+  'config/trace/v3/datadog.proto',
+  'config/trace/v3/skywalking.proto',
   'extensions/request_id/uuid/v3/uuid.proto',
   'extensions/access_loggers/filters/cel/v3/cel.proto',
   'extensions/access_loggers/open_telemetry/v3/logs_service.proto',

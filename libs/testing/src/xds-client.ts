@@ -142,6 +142,27 @@ function openStream<Req, Resp>(address: string, method: string, ser: (r: Req) =>
   return { client, call };
 }
 
+/** An ADS stream of protobuf requests: the first request carries the node, a NACK an error detail. */
+abstract class AdsStream<Req extends AdsRequest, Resp> extends TestStream<Req, Resp> {
+  private nodeSent = false;
+  constructor(address: string, method: string, ser: (r: Req) => Buffer, de: (b: Buffer) => Resp, readonly opts: ClientOptions) {
+    const { client, call } = openStream(address, method, ser, de, opts);
+    super(client, call, opts.timeoutMs ?? 5000);
+  }
+
+  protected send(req: Req, error?: { code?: number; message: string }): void {
+    const r: AdsRequest = req;
+    if (error) r.errorDetail = { $typeName: 'google.rpc.Status', code: error.code ?? 3, message: error.message, details: [] };
+    if (!this.nodeSent && this.opts.node) {
+      r.node = toNode(this.opts.node);
+      this.nodeSent = true;
+    }
+    this.sendRaw(req);
+  }
+}
+
+type AdsRequest = { node?: Node | undefined; errorDetail?: DiscoveryRequest['errorDetail'] };
+
 export interface SotwRequestInit {
   resourceNames?: string[];
   versionInfo?: string;
@@ -150,17 +171,9 @@ export interface SotwRequestInit {
 }
 
 /** A State-of-the-World ADS stream. */
-export class SotwClient extends TestStream<DiscoveryRequest, DiscoveryResponse> {
-  private nodeSent = false;
-  constructor(address: string, readonly opts: ClientOptions = {}) {
-    const { client, call } = openStream<DiscoveryRequest, DiscoveryResponse>(
-      address,
-      'StreamAggregatedResources',
-      (r) => Buffer.from(toBinary(DiscoveryRequestSchema, r)),
-      (b) => fromBinary(DiscoveryResponseSchema, b),
-      opts,
-    );
-    super(client, call, opts.timeoutMs ?? 5000);
+export class SotwClient extends AdsStream<DiscoveryRequest, DiscoveryResponse> {
+  constructor(address: string, opts: ClientOptions = {}) {
+    super(address, 'StreamAggregatedResources', (r) => Buffer.from(toBinary(DiscoveryRequestSchema, r)), (b) => fromBinary(DiscoveryResponseSchema, b), opts);
   }
 
   /** Sends a DiscoveryRequest; the first one carries the node. */
@@ -171,12 +184,7 @@ export class SotwClient extends TestStream<DiscoveryRequest, DiscoveryResponse> 
       versionInfo: init.versionInfo ?? '',
       responseNonce: init.responseNonce ?? '',
     });
-    if (init.error) req.errorDetail = { $typeName: 'google.rpc.Status', code: init.error.code ?? 3, message: init.error.message, details: [] };
-    if (!this.nodeSent && this.opts.node) {
-      req.node = toNode(this.opts.node);
-      this.nodeSent = true;
-    }
-    this.sendRaw(req);
+    this.send(req, init.error);
   }
 
   /** ACKs a response (same names unless given). */
@@ -199,17 +207,9 @@ export interface DeltaRequestInit {
 }
 
 /** An incremental (Delta) ADS stream. */
-export class DeltaClient extends TestStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse> {
-  private nodeSent = false;
-  constructor(address: string, readonly opts: ClientOptions = {}) {
-    const { client, call } = openStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>(
-      address,
-      'DeltaAggregatedResources',
-      (r) => Buffer.from(toBinary(DeltaDiscoveryRequestSchema, r)),
-      (b) => fromBinary(DeltaDiscoveryResponseSchema, b),
-      opts,
-    );
-    super(client, call, opts.timeoutMs ?? 5000);
+export class DeltaClient extends AdsStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse> {
+  constructor(address: string, opts: ClientOptions = {}) {
+    super(address, 'DeltaAggregatedResources', (r) => Buffer.from(toBinary(DeltaDiscoveryRequestSchema, r)), (b) => fromBinary(DeltaDiscoveryResponseSchema, b), opts);
   }
 
   request(typeUrl: string, init: DeltaRequestInit = {}): void {
@@ -220,12 +220,7 @@ export class DeltaClient extends TestStream<DeltaDiscoveryRequest, DeltaDiscover
       initialResourceVersions: init.initialResourceVersions ?? {},
       responseNonce: init.responseNonce ?? '',
     });
-    if (init.error) req.errorDetail = { $typeName: 'google.rpc.Status', code: init.error.code ?? 3, message: init.error.message, details: [] };
-    if (!this.nodeSent && this.opts.node) {
-      req.node = toNode(this.opts.node);
-      this.nodeSent = true;
-    }
-    this.sendRaw(req);
+    this.send(req, init.error);
   }
 
   ack(resp: DeltaDiscoveryResponse, more: Omit<DeltaRequestInit, 'responseNonce' | 'error'> = {}): void {

@@ -19,6 +19,8 @@ export const TELEMETRY_TYPE = {
   celFilter: `${T}envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter`,
   zipkin: `${T}envoy.config.trace.v3.ZipkinConfig`,
   openTelemetry: `${T}envoy.config.trace.v3.OpenTelemetryConfig`,
+  datadog: `${T}envoy.config.trace.v3.DatadogConfig`,
+  skywalking: `${T}envoy.config.trace.v3.SkyWalkingConfig`,
   uuid: `${T}envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig`,
   grpcStats: `${T}envoy.extensions.filters.http.grpc_stats.v3.FilterConfig`,
 } as const;
@@ -384,6 +386,26 @@ function providerTracing(push: PushContext, proxy: ProxyView, p: ExtensionProvid
     const out: Json = { provider: { name: 'envoy.tracers.opentelemetry', typedConfig: cfg } };
     if (o.maxTagLength) out.maxPathTagLength = Number(o.maxTagLength);
     return out;
+  }
+  const d = p.datadog as Json | undefined;
+  if (d) {
+    const found = lookupServiceCluster(push, String(d.service ?? ''), Number(d.port ?? 0));
+    if (typeof found === 'string') return found;
+    // istiod's datadogConfig: the node's cluster names the service.
+    const cfg: Json = { '@type': TELEMETRY_TYPE.datadog, collectorCluster: found.cluster, serviceName: serviceCluster, collectorHostname: found.hostname };
+    const out: Json = { provider: { name: 'envoy.tracers.datadog', typedConfig: cfg } };
+    if (d.maxTagLength) out.maxPathTagLength = Number(d.maxTagLength);
+    return out;
+  }
+  const sw = p.skywalking as Json | undefined;
+  if (sw) {
+    const found = lookupServiceCluster(push, String(sw.service ?? ''), Number(sw.port ?? 0));
+    if (typeof found === 'string') return found;
+    // istiod always spawns an upstream span for SkyWalking (its segments need the exit span).
+    return {
+      spawnUpstreamSpan: true,
+      provider: { name: 'envoy.tracers.skywalking', typedConfig: { '@type': TELEMETRY_TYPE.skywalking, grpcService: { envoyGrpc: { clusterName: found.cluster, authority: found.hostname } } } },
+    };
   }
   return `provider ${p.name} (${providerKind(p)}) is not a tracing provider Sextant renders`;
 }

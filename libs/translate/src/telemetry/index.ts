@@ -27,7 +27,7 @@ export function telemetryKeyFor(push: PushContext, proxy: ProxyView, canonical =
   let memo = byPush.get(push);
   if (!memo) {
     const tracing = (push.mesh as Json).enableTracing !== false || push.configs('Telemetry').some((t) => Array.isArray(t.spec.tracing) && t.spec.tracing.length > 0);
-    memo = { push: { otel: providers(push).some((p) => p.opentelemetry !== undefined), tracing }, views: new WeakMap(), classViews: new WeakMap() };
+    memo = { push: { otel: providers(push).some((p) => p.opentelemetry !== undefined || p.datadog !== undefined), tracing }, views: new WeakMap(), classViews: new WeakMap() };
     byPush.set(push, memo);
   }
   // canonical false: the key of listeners whose canonical tags are rendered per workload afterwards (withCanonicalTags).

@@ -59,8 +59,8 @@ export function istioFilterSupportKey(proxy: ProxyView): string {
  * What of the proxy, beyond the rest of its class key, its telemetry reads:
  * the filters it can load, the labels and metadata istiod's tracing tags name
  * (canonical service and revision, mesh ID, NAMESPACE: istiod renders them as
- * literals per workload, buildServiceTags), and, when an OpenTelemetry tracer
- * is configured, the node's cluster (the spans' service name). With
+ * literals per workload, buildServiceTags), and, when an OpenTelemetry or
+ * Datadog tracer is configured, the node's cluster (the spans' service name). With
  * `serviceTags` false (no tracing anywhere in the push) the canonical labels
  * are left out: nothing renders them, so workloads of a class share listeners.
  */

@@ -197,6 +197,34 @@ test('Telemetry accessLogging: a provider replaces accessLogFile, with its CEL f
   assert.equal(inboundHttpHcm(s).accessLog[0].typedConfig.path, '/tmp/x.log');
 });
 
+test("Telemetry tracing: Datadog (the node's cluster as service name) and SkyWalking (always an upstream span) as istiod renders them", () => {
+  const mesh = {
+    extensionProviders: [
+      { name: 'dd', datadog: { service: 'zipkin.istio-system.svc.cluster.local', port: 9411, maxTagLength: 99 } },
+      { name: 'sw', skywalking: { service: 'zipkin.istio-system.svc.cluster.local', port: 9411 } },
+      { name: 'dd-missing', datadog: { service: 'nowhere.istio-system.svc.cluster.local', port: 8126 } },
+    ],
+  };
+  const tracing = (provider: string) => telemetry('tracing', 'istio-system', { tracing: [{ providers: [{ name: provider }], randomSamplingPercentage: 50 }] });
+  const dd = hcmOf(listener(run([tracing('dd')], { mesh, extensions: UPSTREAM_ENVOY_EXTENSIONS }), '0.0.0.0_8080')).tracing;
+  assert.deepEqual(dd.provider, {
+    name: 'envoy.tracers.datadog',
+    typedConfig: { '@type': 'type.googleapis.com/envoy.config.trace.v3.DatadogConfig', collectorCluster: 'outbound|9411||zipkin.istio-system.svc.cluster.local', serviceName: 'web.shop', collectorHostname: 'zipkin.istio-system.svc.cluster.local' },
+  });
+  assert.equal(dd.maxPathTagLength, 99);
+  assert.deepEqual(dd.randomSampling, { value: 50 });
+  assert.equal(dd.spawnUpstreamSpan, undefined);
+  const sw = hcmOf(listener(run([tracing('sw')], { mesh }), '0.0.0.0_8080')).tracing;
+  assert.deepEqual(sw.provider, {
+    name: 'envoy.tracers.skywalking',
+    typedConfig: { '@type': 'type.googleapis.com/envoy.config.trace.v3.SkyWalkingConfig', grpcService: { envoyGrpc: { clusterName: 'outbound|9411||zipkin.istio-system.svc.cluster.local', authority: 'zipkin.istio-system.svc.cluster.local' } } },
+  });
+  assert.equal(sw.spawnUpstreamSpan, true);
+  assert.equal(sw.maxPathTagLength, undefined);
+  // A collector not in the registry: no tracing, as istiod.
+  assert.equal(hcmOf(listener(run([tracing('dd-missing')], { mesh }), '0.0.0.0_8080')).tracing, undefined);
+});
+
 test('Telemetry tracing: the zipkin provider, sampling and custom tags as istiod renders them', () => {
   const mesh = { extensionProviders: [{ name: 'zipkin', zipkin: { service: 'zipkin.istio-system.svc.cluster.local', port: 9411 } }] };
   const t = telemetry('tracing', 'istio-system', {
