@@ -347,3 +347,20 @@ test('a headless Service: each pod an outbound listener; its endpoint change pus
   assert.deepEqual(listeners(db0), ['10.244.1.51_5432']);
   assert.deepEqual(listeners(db1), ['10.244.1.50_5432']);
 });
+
+test('a proxy whose ProxyConfig (PROXY_CONFIG) sets its own tracing is its own class: it gets its sampling, the others keep theirs', () => {
+  const objs = validated(docs());
+  const push = build(objs, 'v1');
+  const gens = new ClassGenerators(new MeshTranslator(), () => push, silentLogger);
+  const g = gens.generators(TYPES);
+  const sampled: XdsProxy = { ...productpage2, metadata: { PROXY_CONFIG: { tracing: { sampling: 42 } } } };
+  const samplings = (p: XdsProxy) => {
+    const lds = g[TypeUrl.Listener]!.generate(p, watch(TypeUrl.Listener), req);
+    return new Set([...lds.values()].flatMap((r) => [...JSON.stringify(decodeToJson(TypeUrl.Listener, r.value)).matchAll(/"randomSampling":\{"value":([0-9.]+)\}/g)].map((m) => Number(m[1]))));
+  };
+  // The default proxy first, so a shared class entry would hand the other one its listeners.
+  const plain = samplings(productpage);
+  assert.ok(plain.size > 0 && !plain.has(42), `default sampling: ${[...plain]}`);
+  assert.deepEqual([...samplings(sampled)], [42], "the pod's own ProxyConfig sampling");
+  assert.deepEqual(samplings(productpage), plain);
+});

@@ -9,6 +9,7 @@
 import { cpSync, mkdirSync, readFileSync, rmSync, writeFileSync, readdirSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
@@ -86,6 +87,8 @@ const REPO_PROTOS = ['istio/envoy/extensions/stats/config.proto', 'istio/envoy/c
 
 const versionOf = (pkgName) => JSON.parse(readFileSync(require.resolve(`${pkgName}/package.json`), 'utf8')).version;
 
+const sha256 = (b) => createHash('sha256').update(b).digest('hex');
+
 // Regenerate when the protos, the generator, the runtime or this script change.
 function stamp() {
   return JSON.stringify({
@@ -94,8 +97,9 @@ function stamp() {
     buf: versionOf('@bufbuild/buf'),
     entries: ENTRY_PROTOS,
     extra: EXTRA_PROTOS,
-    repo: REPO_PROTOS.map((p) => readFileSync(join(pkg, '..', '..', 'proto', p), 'utf8').length),
-    script: readFileSync(fileURLToPath(import.meta.url), 'utf8').length,
+    // Content hashes, not lengths: an edit that keeps a file's length must regenerate too.
+    repo: REPO_PROTOS.map((p) => sha256(readFileSync(join(pkg, '..', '..', 'proto', p)))),
+    script: sha256(readFileSync(fileURLToPath(import.meta.url))),
   });
 }
 

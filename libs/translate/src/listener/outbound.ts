@@ -177,13 +177,15 @@ export function outboundPortListeners(
     const address = bind?.address ?? podAddress ?? (cidr ? '0.0.0.0' : vip);
     const e = entryFor(address, listenPort);
     const { target, vs } = tcpTargetForService(push, proxy, svc, p.port, vss);
+    // istiod's stat prefix: the destination's cluster, `<vs name>.<vs namespace>` for a weighted route.
+    const statPrefix = typeof target === 'string' ? target : vs ? `${vs.name}.${vs.namespace}` : cluster;
     // A TLS port on the wildcard (no address, or a CIDR) is told apart from the other services there by SNI
     // (istiod's buildSidecarOutboundTLSFilterChainOpts); a host `*` matches any name.
     const sni = (p.protocol === 'TLS' || p.protocol === 'HTTPS') && (!!cidr || (!podAddress && isWildcard(vip) && isWildcard(address))) && svc.hostname !== '*';
     const match = { ...(sni ? { serverNames: [svc.hostname] } : {}), ...(cidr ? { prefixRanges: cidr.map(prefixRange) } : {}) };
     const tcpChain: FilterChainJson = {
       ...(Object.keys(match).length ? { filterChainMatch: match } : {}),
-      filters: [...(p.protocol === 'Mongo' ? [mongoProxy(cluster)] : []), tcpProxy(cluster, target)],
+      filters: [...(p.protocol === 'Mongo' ? [mongoProxy(statPrefix)] : []), tcpProxy(statPrefix, target)],
       // istiod's BuildConfigInfoMetadata: the VirtualService whose tcp rule the chain carries.
       ...(vs ? { metadata: { filterMetadata: { istio: { config: virtualServiceConfigPath(vs.namespace, vs.name) } } } } : {}),
       transportSocketConnectTimeout: TRANSPORT_SOCKET_CONNECT_TIMEOUT,

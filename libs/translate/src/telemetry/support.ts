@@ -67,5 +67,16 @@ export function istioFilterSupportKey(proxy: ProxyView): string {
 export function telemetryClassKey(proxy: ProxyView, otelConfigured: boolean, serviceTags = true): string {
   const m = proxy.metadata;
   const canonical = serviceTags ? `${proxy.labels['service.istio.io/canonical-name'] ?? ''}\u0000${proxy.labels['service.istio.io/canonical-revision'] ?? ''}` : '\u0000';
-  return `${istioFilterSupportKey(proxy)}\u0000${canonical}\u0000${m.MESH_ID ?? ''}\u0000${m.NAMESPACE ?? ''}\u0000${otelConfigured ? (proxy.nodeCluster ?? '') : ''}`;
+  return `${istioFilterSupportKey(proxy)}\u0000${canonical}\u0000${m.MESH_ID ?? ''}\u0000${m.NAMESPACE ?? ''}\u0000${otelConfigured ? (proxy.nodeCluster ?? '') : ''}\u0000${proxyTracingKey(proxy)}`;
+}
+
+/**
+ * The tracing of the proxy's own ProxyConfig (PROXY_CONFIG, e.g. from a pod's
+ * proxy.istio.io/config annotation): its sampling, custom tags and limits go
+ * into every HCM, so proxies that differ in it are different classes.
+ */
+function proxyTracingKey(proxy: ProxyView): string {
+  const pc = proxy.metadata.raw['PROXY_CONFIG'] ?? proxy.metadata.raw['ISTIO_META_PROXY_CONFIG'];
+  if (!pc || typeof pc !== 'object') return '';
+  return JSON.stringify((pc as { tracing?: unknown }).tracing ?? {});
 }
