@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { Agent, createServer, request, type IncomingHttpHeaders, type Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 
 export interface RecordedRequest {
@@ -246,4 +246,17 @@ export function assertEvenSplit(counts: Map<string, number>, n: number, a: strin
   const nb = counts.get(b) ?? 0;
   assert.equal(na + nb, n, JSON.stringify([...counts]));
   assert.ok(Math.abs(na / n - 0.5) <= tolerance, `${a} got ${na}/${n}`);
+}
+
+/** A TCP server that answers every chunk with `<name>:<chunk>` (which server a connection reached). */
+export async function startNamedTcpEcho(name: string, host: string, port: number): Promise<NetServer> {
+  const srv = createNetServer((s) => {
+    s.on('data', (d) => s.write(`${name}:${d.toString()}`));
+    s.on('error', () => {});
+  });
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(port, host, () => resolve());
+  });
+  return srv;
 }

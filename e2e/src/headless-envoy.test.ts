@@ -17,32 +17,14 @@
  * cluster would send the connection back to the gateway's own address).
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { connect, createServer, type Server } from 'node:net';
-import { promisify } from 'node:util';
+import { connect, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { freePort, until } from './backends.js';
+import { freePort, startNamedTcpEcho, until } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { configDir, endpointSlice, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
 import { startSextant, type RunningSextant } from './sextant.js';
-import { canNetns, debianIptables } from './fixtures/netns.js';
+import { canNetns, createPodNetns, type PodNetns } from './fixtures/netns.js';
 import { skipUnless } from './tools.js';
-
-// Bounded: a stuck child must fail the test, not block the runner.
-const sh = (cmd: string, args: string[], env?: Record<string, string>) => execFileSync(cmd, args, { stdio: 'pipe', timeout: 60_000, env: { ...process.env, ...env } }).toString();
-
-/** A TCP server that answers every chunk with `<name>:<chunk>`. */
-async function tcpEcho(name: string, host: string, port: number): Promise<Server> {
-  const srv = createServer((s) => {
-    s.on('data', (d) => s.write(`${name}:${d.toString()}`));
-    s.on('error', () => {});
-  });
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(port, host, () => resolve());
-  });
-  return srv;
-}
 
 /** A headless Service (clusterIP None) with one TCP port. */
 const headless = (name: string, ns: string, port: number): K8sObject => service(name, ns, 'None', [{ name: 'tcp-db', port }]);
@@ -54,58 +36,26 @@ function slice(svc: string, ns: string, pods: Array<{ name: string; ip: string }
 }
 
 describe('headless Service on an iptables-mode Envoy sidecar (REGISTRY_ONLY) in a network namespace', { timeout: 180_000, skip: skipUnless('envoy') || (!canNetns && 'needs root, ip netns and apt-get') }, () => {
-  const id = (process.pid % 200) + 1;
-  const NS = `sxt-hl-${process.pid}`;
-  const HOST_IF = `sxh${process.pid}`.slice(0, 15);
-  const NS_IF = `sxi${process.pid}`.slice(0, 15);
-  const net = `10.254.${id}`;
-  const HOST = `${net}.1`;
-  const POD = `${net}.2`;
+  const net = `10.254.${(process.pid % 200) + 1}`;
   const DB0 = `${net}.10`;
   const DB1 = `${net}.11`;
   const OTHER = `${net}.20`; // listens on the Service's port, but is no pod of it
   let port = 0;
-  let created = false;
+  let ns: PodNetns | undefined;
   let cfg: ConfigDir;
   let sextant: RunningSextant | undefined;
   let envoy: RunningEnvoy | undefined;
   const servers: Server[] = [];
   let k8s: (pods: Array<{ name: string; ip: string }>) => K8sObject[];
-
-  /** From inside the namespace: connect, send `payload`, and collect what comes back until the peer closes or 3 s pass. */
-  async function exchange(host: string, payload: string): Promise<{ reply: string; error?: string }> {
-    const script = `
-      const s = require('node:net').connect(${port}, ${JSON.stringify(host)});
-      let reply = ''; let done = false;
-      const end = (error) => { if (done) return; done = true; console.log(JSON.stringify({ reply, ...(error ? { error } : {}) })); s.destroy(); };
-      s.on('connect', () => s.write(${JSON.stringify(payload)}));
-      s.on('data', (d) => { reply += d.toString(); if (reply.includes('\\n')) end(); });
-      s.on('end', () => end()); s.on('close', () => end());
-      s.on('error', (e) => end(e.code || e.message));
-      setTimeout(() => end('timeout'), 3000);`;
-    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', NS, process.execPath, '-e', script], { timeout: 30_000 });
-    return JSON.parse(stdout) as { reply: string; error?: string };
-  }
+  const exchange = (host: string, payload: string) => ns!.exchange(host, port, payload);
 
   before(async () => {
-    const ipt = debianIptables();
-    sh('ip', ['netns', 'add', NS]);
-    created = true;
-    sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF]);
-    sh('ip', ['link', 'set', NS_IF, 'netns', NS]);
-    sh('ip', ['addr', 'add', `${HOST}/24`, 'dev', HOST_IF]);
-    for (const a of [DB0, DB1, OTHER]) sh('ip', ['addr', 'add', `${a}/32`, 'dev', HOST_IF]);
-    sh('ip', ['link', 'set', HOST_IF, 'up']);
-    const inNs = (...args: string[]) => sh('ip', ['netns', 'exec', NS, ...args]);
-    inNs('ip', 'link', 'set', 'lo', 'up');
-    inNs('ip', 'addr', 'add', `${POD}/24`, 'dev', NS_IF);
-    inNs('ip', 'link', 'set', NS_IF, 'up');
-    const nat = (...rule: string[]) => sh('ip', ['netns', 'exec', NS, ipt.bin, 'iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', ...rule], ipt.env);
-    nat('-m', 'owner', '--gid-owner', '1337', '-j', 'RETURN');
-    for (const d of [DB0, DB1, OTHER]) nat('-d', `${d}/32`, '-j', 'REDIRECT', '--to-ports', '15001');
-
+    ns = createPodNetns('hl', net);
+    ns.addHostAddresses([DB0, DB1, OTHER]);
+    ns.captureOutbound(15001, [DB0, DB1, OTHER]);
+    const POD = ns.pod;
     port = await freePort(DB0);
-    servers.push(await tcpEcho('db-0', DB0, port), await tcpEcho('db-1', DB1, port), await tcpEcho('other', OTHER, port));
+    servers.push(await startNamedTcpEcho('db-0', DB0, port), await startNamedTcpEcho('db-1', DB1, port), await startNamedTcpEcho('other', OTHER, port));
     k8s = (pods) => [
       namespace('default'),
       namespace('istio-system'),
@@ -119,12 +69,12 @@ describe('headless Service on an iptables-mode Envoy sidecar (REGISTRY_ONLY) in 
       'kubernetes.yaml': k8s([{ name: 'db-0', ip: DB0 }]),
       'istio.yaml': [meshPlaintext(), istio('Sidecar', 'default', 'default', { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } })],
     });
-    sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', HOST] });
+    sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', ns.host] });
     envoy = await startEnvoy({
       adsAddress: sextant.xdsAddress,
       nodeId: `sidecar~${POD}~client-abc.default~default.svc.cluster.local`,
       metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', LABELS: { app: 'client' } },
-      netns: NS,
+      netns: ns.name,
       adminHost: POD,
       gid: 1337,
     });
@@ -136,10 +86,7 @@ describe('headless Service on an iptables-mode Envoy sidecar (REGISTRY_ONLY) in 
     await sextant?.stop();
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
     cfg?.remove();
-    if (created) {
-      spawnSync('ip', ['link', 'del', HOST_IF]);
-      spawnSync('ip', ['netns', 'del', NS]);
-    }
+    ns?.remove();
   });
 
   test('the pod of the headless Service has its own listener and is reached through it', async () => {
@@ -201,7 +148,7 @@ describe('headless Service behind an Envoy ingress gateway', { timeout: 120_000,
 
   before(async () => {
     const dbPort = await freePort('127.0.0.21');
-    servers.push(await tcpEcho('db-0', '127.0.0.21', dbPort), await tcpEcho('db-1', '127.0.0.22', dbPort));
+    servers.push(await startNamedTcpEcho('db-0', '127.0.0.21', dbPort), await startNamedTcpEcho('db-1', '127.0.0.22', dbPort));
     gatewayPort = await freePort();
     cfg = configDir({
       'kubernetes.yaml': [

@@ -18,90 +18,40 @@
  *   connection manager (which would answer 400).
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { createServer, type Server } from 'node:net';
-import { promisify } from 'node:util';
+import type { Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
-import { freePort } from './backends.js';
+import { freePort, startNamedTcpEcho } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { configDir, istio, meshPlaintext, namespace, pod, service, type ConfigDir } from './fixtures/mesh.js';
 import { startSextant, type RunningSextant } from './sextant.js';
-import { canNetns, debianIptables } from './fixtures/netns.js';
+import { canNetns, createPodNetns, type PodNetns } from './fixtures/netns.js';
 import { skipUnless } from './tools.js';
 
-// Bounded: a stuck child must fail the test, not block the runner.
-const sh = (cmd: string, args: string[], env?: Record<string, string>) => execFileSync(cmd, args, { stdio: 'pipe', timeout: 60_000, env: { ...process.env, ...env } }).toString();
-
-/** A TCP server that answers every chunk with `<name>:<chunk>`. */
-async function tcpEcho(name: string, host: string, port: number): Promise<Server> {
-  const srv = createServer((s) => {
-    s.on('data', (d) => s.write(`${name}:${d.toString()}`));
-    s.on('error', () => {});
-  });
-  await new Promise<void>((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(port, host, () => resolve());
-  });
-  return srv;
-}
-
 describe('outbound listeners of an iptables-mode Envoy sidecar in a network namespace', { timeout: 120_000, skip: skipUnless('envoy') || (!canNetns && 'needs root, ip netns and apt-get') }, () => {
-  const id = (process.pid % 200) + 1;
-  const NS = `sxt-out-${process.pid}`;
-  const HOST_IF = `sxo${process.pid}`.slice(0, 15);
-  const NS_IF = `sxp${process.pid}`.slice(0, 15);
-  const net = `10.251.${id}`;
-  const HOST = `${net}.1`;
-  const POD = `${net}.2`;
+  const net = `10.251.${(process.pid % 200) + 1}`;
   const CIDR = `${net}.128/25`;
   const PARTNER = `${net}.140`; // the ServiceEntry's endpoint, inside the range
   const IN_RANGE = `${net}.150`; // what the application dials: no listener there, only the range matches
   const UNKNOWN = `${net}.20`; // a destination no service names
   const PARTNER_PORT = 7443;
   let httpPort = 0;
-  let created = false;
+  let ns: PodNetns | undefined;
   let cfg: ConfigDir;
   let sextant: RunningSextant | undefined;
   let envoy: RunningEnvoy | undefined;
   const servers: Server[] = [];
-
-  /** From inside the namespace: connect, send `payload`, and collect what comes back until the peer closes or 3 s pass. */
-  async function exchange(host: string, port: number, payload: string): Promise<{ reply: string; error?: string }> {
-    const script = `
-      const s = require('node:net').connect(${port}, ${JSON.stringify(host)});
-      let reply = ''; let done = false;
-      const end = (error) => { if (done) return; done = true; console.log(JSON.stringify({ reply, ...(error ? { error } : {}) })); s.destroy(); };
-      s.on('connect', () => s.write(${JSON.stringify(payload)}));
-      s.on('data', (d) => { reply += d.toString(); if (reply.includes('\\n')) end(); });
-      s.on('end', () => end()); s.on('close', () => end());
-      s.on('error', (e) => end(e.code || e.message));
-      setTimeout(() => end('timeout'), 3000);`;
-    const { stdout } = await promisify(execFile)('ip', ['netns', 'exec', NS, process.execPath, '-e', script], { timeout: 30_000 });
-    return JSON.parse(stdout) as { reply: string; error?: string };
-  }
+  const exchange = (host: string, port: number, payload: string) => ns!.exchange(host, port, payload);
 
   before(async () => {
-    const ipt = debianIptables();
-    sh('ip', ['netns', 'add', NS]);
-    created = true;
-    sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF]);
-    sh('ip', ['link', 'set', NS_IF, 'netns', NS]);
-    sh('ip', ['addr', 'add', `${HOST}/24`, 'dev', HOST_IF]);
-    for (const a of [PARTNER, UNKNOWN]) sh('ip', ['addr', 'add', `${a}/32`, 'dev', HOST_IF]);
-    sh('ip', ['link', 'set', HOST_IF, 'up']);
-    const inNs = (...args: string[]) => sh('ip', ['netns', 'exec', NS, ...args]);
-    inNs('ip', 'link', 'set', 'lo', 'up');
-    inNs('ip', 'addr', 'add', `${POD}/24`, 'dev', NS_IF);
-    inNs('ip', 'link', 'set', NS_IF, 'up');
-    // Istio's outbound capture, reduced to what this test needs: the proxy's own connections (group 1337) go
-    // out as they are; the application's to the range and to the unknown destination go to 15001.
-    const nat = (...rule: string[]) => sh('ip', ['netns', 'exec', NS, ipt.bin, 'iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', ...rule], ipt.env);
-    nat('-m', 'owner', '--gid-owner', '1337', '-j', 'RETURN');
-    for (const d of [CIDR, `${UNKNOWN}/32`]) nat('-d', d, '-j', 'REDIRECT', '--to-ports', '15001');
+    ns = createPodNetns('out', net);
+    ns.addHostAddresses([PARTNER, UNKNOWN]);
+    // The application's connections to the range and to the unknown destination go to 15001.
+    ns.captureOutbound(15001, [CIDR, UNKNOWN]);
+    const POD = ns.pod;
 
     httpPort = await freePort(UNKNOWN);
-    servers.push(await tcpEcho('partner', PARTNER, await freePort(PARTNER)));
-    servers.push(await tcpEcho('unknown', UNKNOWN, httpPort));
+    servers.push(await startNamedTcpEcho('partner', PARTNER, await freePort(PARTNER)));
+    servers.push(await startNamedTcpEcho('unknown', UNKNOWN, httpPort));
     const partnerPort = (servers[0]!.address() as { port: number }).port;
     cfg = configDir({
       'kubernetes.yaml': [
@@ -125,12 +75,12 @@ describe('outbound listeners of an iptables-mode Envoy sidecar in a network name
         }),
       ],
     });
-    sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', HOST] });
+    sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', ns.host] });
     envoy = await startEnvoy({
       adsAddress: sextant.xdsAddress,
       nodeId: `sidecar~${POD}~client-abc.default~default.svc.cluster.local`,
       metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', LABELS: { app: 'client' } },
-      netns: NS,
+      netns: ns.name,
       adminHost: POD,
       gid: 1337,
     });
@@ -142,10 +92,7 @@ describe('outbound listeners of an iptables-mode Envoy sidecar in a network name
     await sextant?.stop();
     await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
     cfg?.remove();
-    if (created) {
-      spawnSync('ip', ['link', 'del', HOST_IF]);
-      spawnSync('ip', ['netns', 'del', NS]);
-    }
+    ns?.remove();
   });
 
   test('Envoy accepts the CIDR ServiceEntry (no NACK): 0.0.0.0_<port> is active', async () => {

@@ -11,7 +11,7 @@
  * arrives (the ClientHello carries the SNI in clear); no handshake completes.
  */
 import assert from 'node:assert/strict';
-import { execFile, execFileSync, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { createServer, type Server } from 'node:net';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
@@ -19,11 +19,8 @@ import { freePort, until } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { configDir, istio, meshPlaintext, namespace, pod, type ConfigDir } from './fixtures/mesh.js';
 import { startSextant, type RunningSextant } from './sextant.js';
-import { canNetns, debianIptables } from './fixtures/netns.js';
+import { canNetns, createPodNetns, type PodNetns } from './fixtures/netns.js';
 import { skipUnless } from './tools.js';
-
-// Bounded: a stuck child must fail the test, not block the runner.
-const sh = (cmd: string, args: string[], env?: Record<string, string>) => execFileSync(cmd, args, { stdio: 'pipe', timeout: 60_000, env: { ...process.env, ...env } }).toString();
 
 /** A TCP server that keeps everything each connection sent (as latin1 text). */
 async function recorder(host: string, port: number): Promise<{ server: Server; received: string[] }> {
@@ -41,18 +38,12 @@ async function recorder(host: string, port: number): Promise<{ server: Server; r
 }
 
 describe('TLS ServiceEntries without an address on one port, told apart by SNI in an iptables-mode Envoy sidecar', { timeout: 150_000, skip: skipUnless('envoy') || (!canNetns && 'needs root, ip netns and apt-get') }, () => {
-  const id = (process.pid % 200) + 1;
-  const NS = `sxt-sni-${process.pid}`;
-  const HOST_IF = `sxs${process.pid}`.slice(0, 15);
-  const NS_IF = `sxt${process.pid}`.slice(0, 15);
-  const net = `10.249.${id}`;
-  const HOST = `${net}.1`;
-  const POD = `${net}.2`;
+  const net = `10.249.${(process.pid % 200) + 1}`;
   const A = `${net}.10`; // endpoint of a.example.test
   const B = `${net}.11`; // endpoint of b.example.test
   const DIAL = `${net}.20`; // what the application dials (as DNS would give it): no listener has this address
   let port = 0;
-  let created = false;
+  let ns: PodNetns | undefined;
   let cfg: ConfigDir;
   let sextant: RunningSextant | undefined;
   let envoy: RunningEnvoy | undefined;
@@ -65,7 +56,7 @@ describe('TLS ServiceEntries without an address on one port, told apart by SNI i
       const end = () => { s.destroy(); process.exit(0); };
       s.on('error', end); s.on('close', end);
       setTimeout(end, 1500);`;
-    await promisify(execFile)('ip', ['netns', 'exec', NS, process.execPath, '-e', script], { timeout: 30_000 });
+    await promisify(execFile)('ip', ['netns', 'exec', ns!.name, process.execPath, '-e', script], { timeout: 30_000 });
   }
 
   /** Which backends received a ClientHello naming `servername` (waits until one did, bounded). */
@@ -75,21 +66,10 @@ describe('TLS ServiceEntries without an address on one port, told apart by SNI i
   }
 
   before(async () => {
-    const ipt = debianIptables();
-    sh('ip', ['netns', 'add', NS]);
-    created = true;
-    sh('ip', ['link', 'add', HOST_IF, 'type', 'veth', 'peer', 'name', NS_IF]);
-    sh('ip', ['link', 'set', NS_IF, 'netns', NS]);
-    sh('ip', ['addr', 'add', `${HOST}/24`, 'dev', HOST_IF]);
-    for (const a of [A, B, DIAL]) sh('ip', ['addr', 'add', `${a}/32`, 'dev', HOST_IF]);
-    sh('ip', ['link', 'set', HOST_IF, 'up']);
-    const inNs = (...args: string[]) => sh('ip', ['netns', 'exec', NS, ...args]);
-    inNs('ip', 'link', 'set', 'lo', 'up');
-    inNs('ip', 'addr', 'add', `${POD}/24`, 'dev', NS_IF);
-    inNs('ip', 'link', 'set', NS_IF, 'up');
-    const nat = (...rule: string[]) => sh('ip', ['netns', 'exec', NS, ipt.bin, 'iptables', '-t', 'nat', '-A', 'OUTPUT', '-p', 'tcp', ...rule], ipt.env);
-    nat('-m', 'owner', '--gid-owner', '1337', '-j', 'RETURN');
-    nat('-d', `${DIAL}/32`, '-j', 'REDIRECT', '--to-ports', '15001');
+    ns = createPodNetns('sni', net);
+    ns.addHostAddresses([A, B, DIAL]);
+    ns.captureOutbound(15001, [DIAL]);
+    const POD = ns.pod;
 
     port = await freePort(A);
     rec.a = await recorder(A, port);
@@ -101,12 +81,12 @@ describe('TLS ServiceEntries without an address on one port, told apart by SNI i
       'kubernetes.yaml': [namespace('default'), namespace('istio-system'), pod('client-abc', 'default', POD, { app: 'client' })],
       'istio.yaml': [meshPlaintext(), se('a', 'a.example.test', A), se('b', 'b.example.test', B)],
     });
-    sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', HOST] });
+    sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', ns.host] });
     envoy = await startEnvoy({
       adsAddress: sextant.xdsAddress,
       nodeId: `sidecar~${POD}~client-abc.default~default.svc.cluster.local`,
       metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', LABELS: { app: 'client' } },
-      netns: NS,
+      netns: ns.name,
       adminHost: POD,
       gid: 1337,
     });
@@ -118,10 +98,7 @@ describe('TLS ServiceEntries without an address on one port, told apart by SNI i
     await sextant?.stop();
     await Promise.all(Object.values(rec).map((r) => new Promise((res) => r.server.close(res))));
     cfg?.remove();
-    if (created) {
-      spawnSync('ip', ['link', 'del', HOST_IF]);
-      spawnSync('ip', ['netns', 'del', NS]);
-    }
+    ns?.remove();
   });
 
   test('each ServiceEntry on the port is reached by its own SNI (the second is not shadowed by the first)', async () => {
