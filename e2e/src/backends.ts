@@ -260,3 +260,20 @@ export async function startNamedTcpEcho(name: string, host: string, port: number
   });
   return srv;
 }
+
+/**
+ * One GET on a new connection (connections accepted before a listener update
+ * keep its old filters until drained), with `Host: <host header>`; the body is
+ * read and dropped. Fails after 20 s without an answer.
+ */
+export function getOnNewConnection(port: number, path: string, hostHeader: string): Promise<{ status: number; headers: IncomingHttpHeaders }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, headers: { host: hostHeader }, agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
+    });
+    req.setTimeout(20_000, () => req.destroy(new Error('no answer within 20 s')));
+    req.on('error', reject);
+    req.end();
+  });
+}

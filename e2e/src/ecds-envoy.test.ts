@@ -11,8 +11,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { request } from 'node:http';
-import { freePort, startHttpBackend, until, type HttpBackend } from './backends.js';
+import { freePort, getOnNewConnection, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { listeners } from './fixtures/dump.js';
 import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
@@ -64,16 +63,7 @@ for (const delta of [false, true]) {
     let port: number;
 
     // A new connection per request.
-    const get = () =>
-      new Promise<{ status: number; headers: Record<string, unknown> }>((resolve, reject) => {
-        const req = request({ host: '127.0.0.1', port, path: '/', headers: { host: 'reviews' }, agent: false }, (res) => {
-          res.resume();
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers }));
-        });
-        req.setTimeout(20_000, () => req.destroy(new Error('no answer within 20 s')));
-        req.on('error', reject);
-        req.end();
-      });
+    const get = () => getOnNewConnection(port, '/', 'reviews');
     const ecds = async () => {
       const dump = await envoy!.configDump();
       const c = dump.configs.filter((x) => x['@type'].endsWith('.EcdsConfigDump')) as unknown as EcdsDump[];

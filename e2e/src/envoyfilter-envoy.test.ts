@@ -8,8 +8,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { request } from 'node:http';
-import { freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
+import { freePort, getOnNewConnection, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { type RunningEnvoy } from './envoy.js';
 import { listeners } from './fixtures/dump.js';
 import { configDir, istio, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
@@ -69,16 +68,10 @@ describe('EnvoyFilter: a Lua filter inserted before the router acts on real requ
     ],
   }));
   // A new connection per request: connections accepted before a listener update keep its old filters until drained.
-  const get = () =>
-    new Promise<{ status: number; headers: Record<string, unknown>; backend: unknown }>((resolve, reject) => {
-      const req = request({ host: '127.0.0.1', port, path: '/', headers: { host: 'reviews' }, agent: false }, (res) => {
-        res.resume();
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, backend: res.headers['x-backend'] }));
-      });
-      req.setTimeout(20_000, () => req.destroy(new Error('no answer within 20 s')));
-      req.on('error', reject);
-      req.end();
-    });
+  const get = async () => {
+    const r = await getOnNewConnection(port, '/', 'reviews');
+    return { ...r, backend: r.headers['x-backend'] };
+  };
   const httpFilters = async (): Promise<string[]> => httpFilterNames(listeners(await envoy!.configDump()).get(`127.0.0.1_${port}`) as Record<string, any> | undefined);
 
   before(async () => {

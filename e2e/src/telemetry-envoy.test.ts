@@ -16,11 +16,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { createServer, request, type Server } from 'node:http';
+import { createServer, type Server } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, startHttpBackend, until, type HttpBackend } from './backends.js';
+import { freePort, getOnNewConnection, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { clusters, listeners } from './fixtures/dump.js';
 import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
@@ -73,17 +73,7 @@ describe('Telemetry: access logs and zipkin spans from a real Envoy, as MeshConf
   let meshLog: string;
   let telemetryLog: string;
 
-  const get = (path: string) =>
-    new Promise<number>((resolve, reject) => {
-      // A new connection per request: connections accepted before a listener update keep its old settings.
-      const req = request({ host: '127.0.0.1', port, path, headers: { host: 'reviews' }, agent: false }, (res) => {
-        res.resume();
-        res.on('end', () => resolve(res.statusCode ?? 0));
-      });
-      req.setTimeout(20_000, () => req.destroy(new Error('no answer within 20 s')));
-      req.on('error', reject);
-      req.end();
-    });
+  const get = async (path: string) => (await getOnNewConnection(port, path, 'reviews')).status;
   const read = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8') : '');
   const hcm = async (): Promise<Json | undefined> => {
     const l = listeners(await envoy!.configDump()).get(`127.0.0.1_${port}`);
