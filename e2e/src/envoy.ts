@@ -237,3 +237,20 @@ export async function startEnvoy(opts: EnvoyOptions): Promise<RunningEnvoy> {
     },
   };
 }
+
+/**
+ * The Envoy of a pod `client-abc` (namespace default, app=client) as an
+ * iptables-mode sidecar inside a test's network namespace: REDIRECT
+ * interception, run with group 1337 so the namespace's outbound capture lets
+ * its own connections out.
+ */
+export function startNetnsSidecarEnvoy(ns: { name: string; pod: string }, adsAddress: string): Promise<RunningEnvoy> {
+  return startEnvoy({
+    adsAddress,
+    nodeId: `sidecar~${ns.pod}~client-abc.default~default.svc.cluster.local`,
+    metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', LABELS: { app: 'client' } },
+    netns: ns.name,
+    adminHost: ns.pod,
+    gid: 1337,
+  });
+}

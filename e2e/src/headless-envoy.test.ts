@@ -20,7 +20,7 @@ import assert from 'node:assert/strict';
 import { connect, type Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startNamedTcpEcho, until } from './backends.js';
-import { startEnvoy, type RunningEnvoy } from './envoy.js';
+import { startEnvoy, startNetnsSidecarEnvoy, type RunningEnvoy } from './envoy.js';
 import { configDir, endpointSlice, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { canNetns, createPodNetns, type PodNetns } from './fixtures/netns.js';
@@ -70,14 +70,7 @@ describe('headless Service on an iptables-mode Envoy sidecar (REGISTRY_ONLY) in 
       'istio.yaml': [meshPlaintext(), istio('Sidecar', 'default', 'default', { outboundTrafficPolicy: { mode: 'REGISTRY_ONLY' } })],
     });
     sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', ns.host] });
-    envoy = await startEnvoy({
-      adsAddress: sextant.xdsAddress,
-      nodeId: `sidecar~${POD}~client-abc.default~default.svc.cluster.local`,
-      metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', LABELS: { app: 'client' } },
-      netns: ns.name,
-      adminHost: POD,
-      gid: 1337,
-    });
+    envoy = await startNetnsSidecarEnvoy(ns, sextant.xdsAddress);
     await envoy.waitForListener('virtualOutbound', 60_000);
   });
 

@@ -21,7 +21,7 @@ import assert from 'node:assert/strict';
 import type { Server } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { freePort, startNamedTcpEcho } from './backends.js';
-import { startEnvoy, type RunningEnvoy } from './envoy.js';
+import { startNetnsSidecarEnvoy, type RunningEnvoy } from './envoy.js';
 import { configDir, istio, meshPlaintext, namespace, pod, service, type ConfigDir } from './fixtures/mesh.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { canNetns, createPodNetns, type PodNetns } from './fixtures/netns.js';
@@ -76,14 +76,7 @@ describe('outbound listeners of an iptables-mode Envoy sidecar in a network name
       ],
     });
     sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', ns.host] });
-    envoy = await startEnvoy({
-      adsAddress: sextant.xdsAddress,
-      nodeId: `sidecar~${POD}~client-abc.default~default.svc.cluster.local`,
-      metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', LABELS: { app: 'client' } },
-      netns: ns.name,
-      adminHost: POD,
-      gid: 1337,
-    });
+    envoy = await startNetnsSidecarEnvoy(ns, sextant.xdsAddress);
     await envoy.waitForListener('virtualOutbound', 60_000);
   });
 

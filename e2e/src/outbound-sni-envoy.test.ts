@@ -16,7 +16,7 @@ import { createServer, type Server } from 'node:net';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { freePort, until } from './backends.js';
-import { startEnvoy, type RunningEnvoy } from './envoy.js';
+import { startNetnsSidecarEnvoy, type RunningEnvoy } from './envoy.js';
 import { configDir, istio, meshPlaintext, namespace, pod, type ConfigDir } from './fixtures/mesh.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { canNetns, createPodNetns, type PodNetns } from './fixtures/netns.js';
@@ -82,14 +82,7 @@ describe('TLS ServiceEntries without an address on one port, told apart by SNI i
       'istio.yaml': [meshPlaintext(), se('a', 'a.example.test', A), se('b', 'b.example.test', B)],
     });
     sextant = await startSextant({ configDir: cfg.dir, args: ['--listen-address', ns.host] });
-    envoy = await startEnvoy({
-      adsAddress: sextant.xdsAddress,
-      nodeId: `sidecar~${POD}~client-abc.default~default.svc.cluster.local`,
-      metadata: { NAMESPACE: 'default', INTERCEPTION_MODE: 'REDIRECT', LABELS: { app: 'client' } },
-      netns: ns.name,
-      adminHost: POD,
-      gid: 1337,
-    });
+    envoy = await startNetnsSidecarEnvoy(ns, sextant.xdsAddress);
     await envoy.waitForListener(`0.0.0.0_${port}`, 60_000);
   });
 
