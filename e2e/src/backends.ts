@@ -277,3 +277,18 @@ export function getOnNewConnection(port: number, path: string, hostHeader: strin
     req.end();
   });
 }
+
+/** Listens on an ephemeral port of `host`; `close` ends open connections too (a collector Envoy keeps connected). */
+export async function listenEphemeral(server: Server, host: string): Promise<{ port: number; close(): Promise<void> }> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, host, () => resolve());
+  });
+  return {
+    port: (server.address() as { port: number }).port,
+    close: async () => {
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+}

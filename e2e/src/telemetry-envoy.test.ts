@@ -20,7 +20,7 @@ import { createServer, type Server } from 'node:http';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, getOnNewConnection, startHttpBackend, until, type HttpBackend } from './backends.js';
+import { freePort, getOnNewConnection, listenEphemeral, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { clusters, listeners } from './fixtures/dump.js';
 import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
@@ -48,18 +48,7 @@ async function startZipkin(host: string): Promise<{ port: number; spans: Json[];
       res.writeHead(202).end();
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => resolve());
-  });
-  return {
-    port: (server.address() as { port: number }).port,
-    spans,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return { ...(await listenEphemeral(server, host)), spans };
 }
 
 describe('Telemetry: access logs and zipkin spans from a real Envoy, as MeshConfig and Telemetry objects say', { skip: skipUnless('envoy') }, () => {

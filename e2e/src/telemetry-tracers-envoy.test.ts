@@ -12,7 +12,7 @@ import { createServer, type Server } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { freePort, getOnNewConnection, startHttpBackend, until, type HttpBackend } from './backends.js';
+import { freePort, getOnNewConnection, listenEphemeral, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
 import { listeners } from './fixtures/dump.js';
 import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
@@ -33,18 +33,7 @@ async function startAgent(host: string): Promise<{ port: number; uploads: Array<
       res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, host, () => resolve());
-  });
-  return {
-    port: (server.address() as { port: number }).port,
-    uploads,
-    close: async () => {
-      server.closeAllConnections();
-      await new Promise<void>((r) => server.close(() => r()));
-    },
-  };
+  return { ...(await listenEphemeral(server, host)), uploads };
 }
 
 describe('Telemetry: Datadog and SkyWalking tracers in a real Envoy', { skip: skipUnless('envoy') }, () => {
