@@ -44,3 +44,29 @@ export function toProtoDuration(d: string | undefined): string | undefined {
   if (frac === 0) return `${whole}s`;
   return `${whole}.${String(frac).padStart(9, '0').replace(/0+$/, '')}s`;
 }
+
+const nodeProxyConfigs = new WeakMap<object, Record<string, any> | null>();
+
+/**
+ * The proxy's own ProxyConfig from its node metadata (PROXY_CONFIG, or the
+ * ISTIO_META_ spelling; pilot-agent sends a struct, a JSON string is read
+ * too), or undefined when it sends none. Parsed once per metadata object:
+ * gateway HCMs, XFCC, tracing and the class keys all read it.
+ */
+export function nodeProxyConfig(proxy: { metadata: { raw: Record<string, unknown> } }): Record<string, any> | undefined {
+  const raw = proxy.metadata.raw;
+  let pc = nodeProxyConfigs.get(raw);
+  if (pc === undefined) {
+    let v: unknown = raw['PROXY_CONFIG'] ?? raw['ISTIO_META_PROXY_CONFIG'];
+    if (typeof v === 'string') {
+      try {
+        v = JSON.parse(v);
+      } catch {
+        v = undefined;
+      }
+    }
+    pc = v && typeof v === 'object' ? (v as Record<string, any>) : null;
+    nodeProxyConfigs.set(raw, pc);
+  }
+  return pc ?? undefined;
+}

@@ -11,7 +11,7 @@ import { admittedHosts, gatewayRouteName, gatewayServers, gatewayVirtualServices
 import { hcmRds, listenerFilter, sdsDownstreamTls, socketAddress, tcpProxy } from './filters.js';
 import { destinationCluster } from '../route/translate.js';
 import { credentialSecretName } from '../names.js';
-import { toProtoDuration } from '../common.js';
+import { nodeProxyConfig, toProtoDuration } from '../common.js';
 import { securityHttpFilters, securityNetworkFilters } from '../security/filters.js';
 import { gatewayClientCertSettings } from '../security/xfcc.js';
 
@@ -99,18 +99,9 @@ export const GATEWAY_TRANSPORT_SOCKET_CONNECT_TIMEOUT = '15s';
 
 type Json = Record<string, any>;
 
-/** The proxy's ProxyConfig: its PROXY_CONFIG metadata (object or JSON text), else meshConfig.defaultConfig. */
+/** The proxy's ProxyConfig: its node's (nodeProxyConfig), else meshConfig.defaultConfig. */
 function proxyConfigOf(push: PushContext, proxy: ProxyView): Json {
-  let pc: unknown = proxy.metadata.raw['PROXY_CONFIG'];
-  if (typeof pc === 'string') {
-    try {
-      pc = JSON.parse(pc);
-    } catch {
-      pc = undefined;
-    }
-  }
-  if (pc && typeof pc === 'object') return pc as Json;
-  return ((push.mesh as Json).defaultConfig ?? {}) as Json;
+  return nodeProxyConfig(proxy) ?? (((push.mesh as Json).defaultConfig ?? {}) as Json);
 }
 
 /** Node metadata HTTP10 "1" lets a gateway accept HTTP/1.0 (istiod's enableHTTP10; PILOT_HTTP10 is off). */
@@ -123,8 +114,7 @@ const acceptsHttp10 = (proxy: ProxyView): boolean => String(proxy.metadata.raw['
 export function gatewayHcmKey(push: PushContext, proxy: ProxyView): string {
   if (proxy.type !== 'router') return '';
   const pc = proxyConfigOf(push, proxy);
-  const raw = proxy.metadata.raw['PROXY_CONFIG'];
-  return JSON.stringify([acceptsHttp10(proxy), proxy.metadata.raw['IDLE_TIMEOUT'] ?? null, pc.proxyHeaders ?? null, typeof raw === 'string' || (raw && typeof raw === 'object') ? (pc.gatewayTopology ?? null) : null]);
+  return JSON.stringify([acceptsHttp10(proxy), proxy.metadata.raw['IDLE_TIMEOUT'] ?? null, pc.proxyHeaders ?? null, nodeProxyConfig(proxy)?.gatewayTopology ?? null]);
 }
 
 /**

@@ -9,6 +9,7 @@
  */
 import type { HttpConnectionManagerJson } from '@sextant/envoy';
 import type { ProxyView } from '@sextant/model';
+import { nodeProxyConfig } from '../common.js';
 
 type Json = Record<string, any>;
 
@@ -16,16 +17,7 @@ const MODES = new Set(['SANITIZE', 'FORWARD_ONLY', 'APPEND_FORWARD', 'SANITIZE_S
 
 /** The XFCC and XFF settings of a gateway's HCMs. */
 export function gatewayClientCertSettings(proxy: ProxyView): Partial<HttpConnectionManagerJson> {
-  const raw = proxy.metadata.raw ?? {};
-  let pc = (raw['PROXY_CONFIG'] ?? undefined) as unknown;
-  if (typeof pc === 'string') {
-    try {
-      pc = JSON.parse(pc);
-    } catch {
-      pc = undefined;
-    }
-  }
-  const topo = ((pc as Json | undefined)?.gatewayTopology ?? {}) as Json;
+  const topo = (nodeProxyConfig(proxy)?.gatewayTopology ?? {}) as Json;
   const configured = String(topo.forwardClientCertDetails ?? '');
   const mode = MODES.has(configured) ? configured : 'SANITIZE_SET';
   const out: Partial<HttpConnectionManagerJson> = { forwardClientCertDetails: mode as HttpConnectionManagerJson['forwardClientCertDetails'] };

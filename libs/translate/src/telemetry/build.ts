@@ -5,6 +5,7 @@
  * the Telemetry API's zipkin/OpenTelemetry/... providers). Pure.
  */
 import type { ProxyView, PushContext } from '@sextant/model';
+import { nodeProxyConfig } from '../common.js';
 import { lookupServiceCluster } from '../cluster/lookup.js';
 import { applicableTelemetries, fetchProvider, mergeLogs, mergeMetrics, mergeTracing, providerKind, workloadMode, type ExtensionProvider, type Json, type ListenerClass, type MetricsConfig, type TracingSpec } from './telemetries.js';
 
@@ -299,10 +300,10 @@ function serviceTags(proxy: ProxyView): Json[] {
   ];
 }
 
-/** The proxy's ProxyConfig tracing: its PROXY_CONFIG metadata, else meshConfig.defaultConfig. */
+/** The proxy's ProxyConfig tracing: its node's (nodeProxyConfig), else meshConfig.defaultConfig. */
 function proxyTracing(push: PushContext, proxy: ProxyView): Json {
-  const pc = (proxy.metadata.raw['PROXY_CONFIG'] ?? proxy.metadata.raw['ISTIO_META_PROXY_CONFIG']) as Json | undefined;
-  if (pc && typeof pc === 'object') return (pc.tracing ?? {}) as Json;
+  const pc = nodeProxyConfig(proxy);
+  if (pc) return (pc.tracing ?? {}) as Json;
   return (((push.mesh as Json).defaultConfig ?? {}).tracing ?? {}) as Json;
 }
 

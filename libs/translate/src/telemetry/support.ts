@@ -9,6 +9,7 @@
  * proxy (ISTIO_VERSION metadata), and as plain Envoy otherwise. Pure.
  */
 import type { ProxyView } from '@sextant/model';
+import { nodeProxyConfig } from '../common.js';
 
 /** Config type URLs of istio-proxy's filters, without `type.googleapis.com/` (as Envoy lists them). */
 export const ISTIO_TYPE = {
@@ -76,7 +77,6 @@ export function telemetryClassKey(proxy: ProxyView, otelConfigured: boolean, ser
  * into every HCM, so proxies that differ in it are different classes.
  */
 function proxyTracingKey(proxy: ProxyView): string {
-  const pc = proxy.metadata.raw['PROXY_CONFIG'] ?? proxy.metadata.raw['ISTIO_META_PROXY_CONFIG'];
-  if (!pc || typeof pc !== 'object') return '';
-  return JSON.stringify((pc as { tracing?: unknown }).tracing ?? {});
+  const pc = nodeProxyConfig(proxy);
+  return pc ? JSON.stringify(pc.tracing ?? {}) : '';
 }
