@@ -35,13 +35,23 @@ function issueKey(i: ValidationIssue): string | undefined {
   return m ? `${i.namespace}/${i.name}#${m[1]}` : undefined;
 }
 
-/** Identity of the EnvoyFilters of a context: a change starts a new generation (every proxy's config is rebuilt). */
+const generations = new WeakMap<PushContext, string>();
+
+/**
+ * Identity of the EnvoyFilters of a context: a change starts a new generation
+ * (every proxy's config is rebuilt). Once per context: the 2 s tick asks again.
+ */
 function generationOf(ctx: PushContext): string {
-  return ctx
-    .configs('EnvoyFilter')
-    .map((f) => `${f.namespace}/${f.name}:${JSON.stringify(f.spec)}`)
-    .sort()
-    .join('\n');
+  let g = generations.get(ctx);
+  if (g === undefined) {
+    g = ctx
+      .configs('EnvoyFilter')
+      .map((f) => `${f.namespace}/${f.name}:${JSON.stringify(f.spec)}`)
+      .sort()
+      .join('\n');
+    generations.set(ctx, g);
+  }
+  return g;
 }
 
 export class EnvoyFilterStatus {
