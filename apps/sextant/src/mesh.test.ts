@@ -190,7 +190,7 @@ test('a DestinationRule edit rebuilds only the clusters of its host, once per pr
     const { next, req: pushed } = change(gens, ctx, objs, [e.key], `v${i + 2}`);
     ctx = next;
     assert.ok(pushed?.full);
-    assert.deepEqual(new Set(pushed.types), new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.RouteConfiguration]), 'routes carry the rule\'s consistent hash');
+    assert.deepEqual(new Set(pushed.types), new Set([TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment]), 'no rule of the host sets a consistent hash: routes are not rebuilt');
     assert.deepEqual(proxies.map((p) => pushed.affects!(p)), [true, true, true, false], 'the proxy whose Sidecar does not import default is not pushed');
     const pushedTo = [productpage, productpage2, reviews];
     const after = pushedTo.map(cds);
@@ -220,6 +220,8 @@ test('after each kind of change, what the caches give equals a fresh translation
     ['DestinationRule subset added', (d) => edit(d, 'DestinationRule', 'reviews', (r) => (r.spec.subsets.push({ name: 'v4', labels: { version: 'v1' } }), r))],
     ['DestinationRule traffic policy', (d) => edit(d, 'DestinationRule', 'ratings', (r) => ((r.spec.trafficPolicy = { connectionPool: { tcp: { maxConnections: 7 } } }), r))],
     ['DestinationRule deleted', (d) => edit(d, 'DestinationRule', 'productpage', () => undefined)],
+    ['DestinationRule consistent hash added', (d) => edit(d, 'DestinationRule', 'reviews', (r) => ((r.spec.trafficPolicy = { loadBalancer: { consistentHash: { httpHeaderName: 'x-user' } } }), r))],
+    ['DestinationRule consistent hash on a subset', (d) => edit(d, 'DestinationRule', 'reviews', (r) => ((r.spec.subsets[0].trafficPolicy = { portLevelSettings: [{ port: { number: 9080 }, loadBalancer: { consistentHash: { useSourceIp: true } } }] }), r))],
     ['Sidecar added in default', (d) => edit(d, 'Sidecar', 'default', () => ({ apiVersion: 'networking.istio.io/v1', kind: 'Sidecar', metadata: { name: 'default', namespace: 'default' }, spec: { egress: [{ hosts: ['./reviews.default.svc.cluster.local'] }] } }))],
     ['ServiceEntry added', (d) => edit(d, 'ServiceEntry', 'ext', () => ({ apiVersion: 'networking.istio.io/v1', kind: 'ServiceEntry', metadata: { name: 'ext', namespace: 'default' }, spec: { hosts: ['ext.example.com'], ports: [{ number: 9080, name: 'http', protocol: 'HTTP' }], resolution: 'DNS' } }))],
     ['PeerAuthentication STRICT', (d) => edit(d, 'PeerAuthentication', 'default', () => ({ apiVersion: 'security.istio.io/v1', kind: 'PeerAuthentication', metadata: { name: 'default', namespace: 'default' }, spec: { mtls: { mode: 'STRICT' } } }))],
@@ -236,6 +238,22 @@ test('after each kind of change, what the caches give equals a fresh translation
     ctx = change(gens, ctx, objs, [e.key], 'v2').next;
     for (const p of proxies) assertSameAsFresh(g, objs, p, `${label}: ${p.id}`);
   }
+});
+
+test('a DestinationRule without a hash that takes the place of a hashed one rebuilds the routes (they lose the hash)', () => {
+  // A root-namespace rule hashes reviews; the namespace's own rule for reviews, added, takes its place for default's proxies.
+  const meshRule = { apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'reviews-mesh', namespace: 'istio-system' }, spec: { host: 'reviews.default.svc.cluster.local', trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: 'x-user' } } } } };
+  const base = [...edit(docs(), 'DestinationRule', 'reviews', () => undefined).docs, meshRule];
+  let ctx = build(validated(base), 'v1');
+  const gens = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
+  const g = gens.generators(TYPES);
+  for (const p of [productpage, reviews]) assertSameAsFresh(g, validated(base), p, `before: ${p.id}`);
+  const e = edit(base, 'DestinationRule', 'reviews', () => ({ apiVersion: 'networking.istio.io/v1', kind: 'DestinationRule', metadata: { name: 'reviews', namespace: 'default' }, spec: { host: 'reviews', subsets: [{ name: 'v1', labels: { version: 'v1' } }, { name: 'v2', labels: { version: 'v2' } }, { name: 'v3', labels: { version: 'v3' } }] } }));
+  const objs = validated(e.docs);
+  const { next, req: pushed } = change(gens, ctx, objs, [e.key], 'v2');
+  ctx = next;
+  assert.ok(pushed?.types?.has(TypeUrl.RouteConfiguration), 'another rule of the host sets a hash: routes are rebuilt');
+  for (const p of [productpage, reviews]) assertSameAsFresh(g, objs, p, `after: ${p.id}`);
 });
 
 test('an endpoint change, applied in place, rebuilds only the clusters it names; the others carry over', () => {

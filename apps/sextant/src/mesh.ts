@@ -323,7 +323,7 @@ function instanceKey(v: ProxyView, ctx: PushContext): string {
  */
 const TYPES_BY_KIND: Record<string, readonly string[]> = {
   VirtualService: [TypeUrl.RouteConfiguration],
-  // Routes carry the rule's consistent hash (hash_policy), as istiod's do.
+  // Routes carry the rule's consistent hash (hash_policy), as istiod's do; meshScope drops routes when no rule of the host sets one.
   DestinationRule: [TypeUrl.Cluster, TypeUrl.ClusterLoadAssignment, TypeUrl.RouteConfiguration],
 };
 
@@ -372,6 +372,27 @@ function virtualServicePorts(previous: PushContext, next: PushContext, changed: 
     }
   }
   return ports;
+}
+
+function hasConsistentHash(tp: { loadBalancer?: { consistentHash?: unknown }; portLevelSettings?: Array<{ loadBalancer?: { consistentHash?: unknown } }> } | undefined): boolean {
+  return tp?.loadBalancer?.consistentHash !== undefined || (tp?.portLevelSettings ?? []).some((p) => p.loadBalancer?.consistentHash !== undefined);
+}
+
+/**
+ * Whether any DestinationRule of the edited rules' hosts (matching either way,
+ * in either context, so a rule that starts or stops shadowing another counts)
+ * sets a consistent hash anywhere: only then can routes differ.
+ */
+function destinationRulesHash(previous: PushContext, next: PushContext, changed: readonly ObjectKey[]): boolean {
+  const hosts = [...configsOf(previous, 'DestinationRule', changed), ...configsOf(next, 'DestinationRule', changed)].map((dr) => resolveShortName(String(dr.spec.host ?? ''), dr.namespace, next.domainSuffix));
+  for (const ctx of [previous, next])
+    for (const dr of ctx.configs('DestinationRule')) {
+      const spec = dr.spec as { host?: string; trafficPolicy?: Parameters<typeof hasConsistentHash>[0]; subsets?: Array<{ trafficPolicy?: Parameters<typeof hasConsistentHash>[0] }> };
+      if (!hasConsistentHash(spec.trafficPolicy) && !(spec.subsets ?? []).some((s) => hasConsistentHash(s.trafficPolicy))) continue;
+      const host = resolveShortName(String(spec.host ?? ''), dr.namespace, next.domainSuffix);
+      if (hosts.some((h) => hostMatches(h, host) || hostMatches(host, h))) return true;
+    }
+  return false;
 }
 
 /** EDS names a DestinationRule change can alter: the clusters of its hosts. */
@@ -429,6 +450,7 @@ export function meshScope(previous: PushContext, next: PushContext & Pick<PushCo
   const eds = endpointScope(previous, next, [...changed], next.endpointUpdate);
   if (!eds.full) return { full: false, edsClusters: eds.edsClusters ?? new Set() };
   const types = new Set<string>();
+  let hashed: boolean | undefined;
   for (const k of changed) {
     const t = TYPES_BY_KIND[k.kind];
     if (!t) {
@@ -436,7 +458,11 @@ export function meshScope(previous: PushContext, next: PushContext & Pick<PushCo
       const keys = configKeysOf(changed, [next, previous]);
       return { full: true, affects: (proxy) => proxyDependsOn(next, gens.view(proxy, next), keys, previous) };
     }
-    for (const x of t) types.add(x);
+    for (const x of t) {
+      // A DestinationRule reaches routes only through a consistent hash (route/hash.ts).
+      if (x === TypeUrl.RouteConfiguration && k.kind === 'DestinationRule' && !(hashed ??= destinationRulesHash(previous, next, changed))) continue;
+      types.add(x);
+    }
   }
   if (types.has(TypeUrl.RouteConfiguration) && virtualServicesReachListeners([...configsOf(previous, 'VirtualService', changed), ...configsOf(next, 'VirtualService', changed)])) types.add(TypeUrl.Listener);
   const resources = new Map<string, (name: string) => boolean>();
