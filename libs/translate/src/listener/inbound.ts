@@ -215,6 +215,8 @@ export function virtualInbound(push: PushContext, proxy: ProxyView, hook: Inboun
     continueOnListenerFiltersTimeout: true,
     filterChains,
     trafficDirection: 'INBOUND',
+    // istiod's MAX_CONNECTIONS_PER_SOCKET_EVENT_LOOP default on every inbound listener: spreads accepts over the workers.
+    maxConnectionsToAcceptPerSocketEvent: 1,
   };
 }
 
@@ -227,6 +229,7 @@ export function boundInboundListener(push: PushContext, proxy: ProxyView, hook: 
     filterChains: chains,
     trafficDirection: 'INBOUND',
     continueOnListenerFiltersTimeout: true,
+    maxConnectionsToAcceptPerSocketEvent: 1,
   };
   const lf = inboundListenerFilters(chains, true);
   if (lf.length) l.listenerFilters = lf;

@@ -80,6 +80,7 @@ function mosnListener(l: Json): Json {
     // MOSN matches virtualInbound's redirected connections with original_dst (falling back to local); its
     // converter was written for listeners that also set use_original_dst, which Envoy's no longer has (as istiod).
     out.useOriginalDst = true;
+    delete out.maxConnectionsToAcceptPerSocketEvent; // as on virtualOutbound: MOSN's converter has no such setting
     const keep = ((l.listenerFilters ?? []) as Json[]).filter((f) => f.name === ORIGINAL_DST);
     if (keep.length) out.listenerFilters = keep;
     else delete out.listenerFilters;
