@@ -15,7 +15,9 @@
  *
  * So once a burst of limit hits has been quiet for a moment, the reclaimer
  * runs one young-generation GC (a few ms: its cost does not grow with the
- * heap) and then `malloc_trim(0)`, at most once per interval.
+ * heap) and, once V8's background sweeper has freed the collected buffers'
+ * memory (`settleMs` later; a trim right after the GC finds little to
+ * return), `malloc_trim(0)`, at most once per interval.
  */
 import { createRequire } from 'node:module';
 import v8 from 'node:v8';
@@ -28,7 +30,7 @@ export interface ReclaimResult {
   gc: boolean;
   /** Whether malloc_trim ran (false where it is unavailable: not glibc, or koffi missing). */
   trimmed: boolean;
-  /** Time the GC and the trim took together, ms. */
+  /** Time the GC and the trim took together (not the settle time between them), ms. */
   pauseMs: number;
   rssBefore: number;
   rssAfter: number;
@@ -39,6 +41,8 @@ export interface ReclaimerOptions {
   afterMs: number;
   /** Least time between two reclaims, ms. */
   minIntervalMs?: number;
+  /** Time between the GC and the trim, for V8 to free the collected buffers off-thread, ms. */
+  settleMs?: number;
   /** Young-generation GC; default: V8's, exposed at run time. Null to skip. */
   gc?: (() => void) | null;
   /** glibc malloc_trim; default: loaded through koffi where available. Null to skip. */
@@ -47,6 +51,7 @@ export interface ReclaimerOptions {
 }
 
 export const defaultReclaimIntervalMs = 3_000;
+export const defaultReclaimSettleMs = 100;
 
 let gcFn: (() => void) | null | undefined;
 /** V8's young-generation GC (`gc({ type: 'minor' })`), exposed at run time without `--expose-gc` on the command line; null if that fails. */
@@ -121,28 +126,33 @@ export class MemoryReclaimer {
       const t = Date.now();
       // Still refusing, or too soon after the last reclaim: look again later.
       if (t < this.lastHit + this.opts.afterMs || t < this.lastRun + this.minIntervalMs) return this.arm(t);
-      this.reclaim(t);
+      void this.reclaim(t);
     }, Math.max(0, at - now));
     this.timer.unref();
   }
 
-  /** Runs a young-generation GC and malloc_trim now. */
-  reclaim(now = Date.now()): ReclaimResult {
+  /** Runs a young-generation GC now and malloc_trim once the sweeper has settled. */
+  async reclaim(now = Date.now()): Promise<ReclaimResult> {
     const rssBefore = process.memoryUsage.rss();
-    const t0 = performance.now();
+    const hits = this.hits;
+    this.hits = 0;
+    this.lastRun = now;
+    let t0 = performance.now();
     let gc = false;
     if (this.gc) {
       this.gc();
       gc = true;
     }
+    let pauseMs = performance.now() - t0;
     let trimmed = false;
     if (this.trim) {
+      if (gc) await new Promise((r) => setTimeout(r, this.opts.settleMs ?? defaultReclaimSettleMs));
+      t0 = performance.now();
       this.trim(0);
+      pauseMs += performance.now() - t0;
       trimmed = true;
     }
-    const r: ReclaimResult = { hits: this.hits, gc, trimmed, pauseMs: Math.round((performance.now() - t0) * 10) / 10, rssBefore, rssAfter: process.memoryUsage.rss() };
-    this.hits = 0;
-    this.lastRun = now;
+    const r: ReclaimResult = { hits, gc, trimmed, pauseMs: Math.round(pauseMs * 10) / 10, rssBefore, rssAfter: process.memoryUsage.rss() };
     this.runs++;
     this.opts.onReclaim?.(r);
     return r;
