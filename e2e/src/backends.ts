@@ -162,15 +162,28 @@ export async function startGrpcBackend(name: string, host = '127.0.0.1'): Promis
 }
 
 /** A port that was free a moment ago on 127.0.0.1 (for listeners Envoy must bind itself). */
+/** Ports freePort() has handed out in this process: the kernel may offer a released port again at once. */
+const handedOut = new Set<number>();
+
+/**
+ * A port free on `host` now, never one this process was given before: the
+ * kernel can hand a just-released port out again (a test once got the same
+ * port for its listener and for pilot-agent's status port, on all addresses).
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r, j) => {
-    s.once('error', j);
-    s.listen(0, host, () => r());
-  });
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
+  for (let attempt = 0; ; attempt++) {
+    const s = createNetServer();
+    await new Promise<void>((r, j) => {
+      s.once('error', j);
+      s.listen(0, host, () => r());
+    });
+    const port = (s.address() as { port: number }).port;
+    await new Promise((r) => s.close(r));
+    if (!handedOut.has(port) || attempt >= 100) {
+      handedOut.add(port);
+      return port;
+    }
+  }
 }
 
 export interface HttpResult {

@@ -21,7 +21,7 @@
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request, createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
+import { freePort } from './backends.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -35,16 +35,6 @@ import { startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
 
 
-async function freePort(host: string): Promise<number> {
-  const s = createNetServer();
-  await new Promise<void>((r, j) => {
-    s.once('error', j);
-    s.listen(0, host, r);
-  });
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 
 interface Reply {
