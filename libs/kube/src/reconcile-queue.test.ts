@@ -39,12 +39,19 @@ test('retryImmediately skips the backoff; stop drops pending retries and idle() 
     retryBaseMs: 60_000,
     retryImmediately: () => calls < 3,
   });
-  q.start();
-  q.add('x');
-  // Two immediate retries, then a 30-60 s backoff that stop() cancels.
-  for (let i = 0; i < 100 && calls < 3; i++) await new Promise((r) => setImmediate(r));
-  assert.equal(calls, 3);
-  await q.stop();
+  try {
+    q.start();
+    q.add('x');
+    // Two immediate retries (0 ms timers: on a loaded machine they can take longer than many event-loop turns),
+    // then a 30-60 s backoff that stop() cancels.
+    const deadline = Date.now() + 5_000;
+    while (calls < 3 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(calls, 3, 'two immediate retries, then the backoff');
+  } finally {
+    // Also when an assertion fails: a queue left running retries forever and keeps the test process alive.
+    await q.stop();
+  }
   await q.idle();
   assert.equal(q.running, false);
 });
