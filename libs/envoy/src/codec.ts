@@ -142,6 +142,8 @@ export class ResourceEncoder {
    * that keys the rest. Objects given to the encoder are never mutated.
    */
   private partsByObject = new WeakMap<object, Part>();
+  /** Whole resources by the identity of their JSON object (outbound clusters shared across classes), likewise. */
+  private byObject = new WeakMap<object, { typeUrl: string; name: string; key: string }>();
   hits = 0;
   misses = 0;
   /** Virtual hosts and filter chains encoded (not found in the cache). */
@@ -151,7 +153,9 @@ export class ResourceEncoder {
     const field = COMPOSED_FIELDS[typeUrl];
     const elements = field && json !== null && typeof json === 'object' ? (json as Record<string, unknown>)[field] : undefined;
     if (Array.isArray(elements) && elements.length >= COMPOSE_MIN) return this.encodeComposed(typeUrl, name, json as Record<string, unknown>, field!, elements);
-    const key = `${typeUrl}\u0000${name}\u0000${JSON.stringify(json)}`;
+    const known = json !== null && typeof json === 'object' ? this.byObject.get(json) : undefined;
+    const key = known && known.typeUrl === typeUrl && known.name === name ? known.key : `${typeUrl}\u0000${name}\u0000${JSON.stringify(json)}`;
+    if (!known && json !== null && typeof json === 'object') this.byObject.set(json, { typeUrl, name, key });
     return this.cached(key, () => encodeResource(typeUrl, name, json));
   }
 

@@ -103,3 +103,31 @@ test('proxyless gRPC clusters honour the rule: http2MaxRequests → max_requests
   assert.deepEqual(a.circuitBreakers, { thresholds: [{ maxRequests: 12 }] });
   for (const c of cs.values()) assert.doesNotThrow(() => encodeJson(CLUSTER, c), c.name);
 });
+
+test('outbound clusters are one object per context for proxies that resolve the same rule (classes share them); a rule that selects a proxy, an agentless proxy and a gateway get their own', () => {
+  const team = istio('DestinationRule', 'team', 'shop-team', { host: 'shop.default.svc.cluster.local', workloadSelector: { matchLabels: { app: 'picky' } }, trafficPolicy: { loadBalancer: { simple: 'LEAST_REQUEST' } } });
+  const picky = pod('picky-0', 'team', '10.0.1.7', { app: 'picky' });
+  const push = pushContext([shop, shopPod, shopEps, rule, team, picky]);
+  const name = 'outbound|8080|a|shop.default.svc.cluster.local';
+  const of = (v: ReturnType<typeof proxyIn>) => (buildClusters(push, v) as Json[]).find((c) => c.name === name)!;
+  const inDefault = of(proxyIn(push, { ip: '10.0.0.1', pod: 'client', namespace: 'default' }));
+  const inOther = of(proxyIn(push, { ip: '10.0.2.1', pod: 'other', namespace: 'other' }));
+  assert.equal(inOther, inDefault, 'two namespaces, the same rule: one object');
+  const selected = of(proxyIn(push, { ip: '10.0.1.7', pod: 'picky-0', namespace: 'team' }));
+  assert.equal(selected, undefined, 'the selecting rule (no subsets) applies to picky: no subset cluster');
+  const pickyDefault = (buildClusters(push, proxyIn(push, { ip: '10.0.1.7', pod: 'picky-0', namespace: 'team' })) as Json[]).find((c) => c.name === 'outbound|8080||shop.default.svc.cluster.local')!;
+  assert.equal(pickyDefault.lbPolicy, 'LEAST_REQUEST');
+  const agentless = of(proxyIn(push, { ip: '10.0.3.1', pod: 'al', namespace: 'other', metadata: { SEXTANT_AGENTLESS: 'true' } }));
+  assert.notEqual(agentless, inDefault);
+  const gateway = of(proxyIn(push, { ip: '10.0.4.1', pod: 'gw', namespace: 'istio-system', type: 'router' }));
+  assert.notEqual(gateway, inDefault);
+  // What each got is what a context of its own gives it.
+  for (const [v, c] of [
+    [proxyIn(push, { ip: '10.0.2.1', pod: 'other', namespace: 'other' }), inOther],
+    [proxyIn(push, { ip: '10.0.3.1', pod: 'al', namespace: 'other', metadata: { SEXTANT_AGENTLESS: 'true' } }), agentless],
+    [proxyIn(push, { ip: '10.0.4.1', pod: 'gw', namespace: 'istio-system', type: 'router' }), gateway],
+  ] as const) {
+    const fresh = pushContext([shop, shopPod, shopEps, rule, team, picky]);
+    assert.deepEqual(c, (buildClusters(fresh, fresh.resolveProxy(v)) as Json[]).find((x) => x.name === name));
+  }
+});

@@ -8,9 +8,10 @@
  */
 import type { AddressJson, ClusterJson, Cluster_DiscoveryTypeJson, Cluster_DnsLookupFamilyJson, JsonObject } from '@sextant/envoy';
 import type { TrafficPolicy } from '@sextant/api';
-import { isHttp2, type IstioEndpoint, type ProxyView, type PushContext, type Service, type ServiceInstance, type ServicePort } from '@sextant/model';
+import { isHttp2, type IstioEndpoint, type MergedDestinationRule, type ProxyView, type PushContext, type Service, type ServiceInstance, type ServicePort } from '@sextant/model';
 import { applyConnectionPool, applyLoadBalancer, applyOutlierDetection, mergeSubsetPolicy, portLevelPolicy, setH2, setUseDownstream, shouldH2Upgrade, type MutableCluster, type PolicyParts } from './policy.js';
 import { applyUpstreamTls } from './tls.js';
+import { isAgentless } from '../security/mtls.js';
 import {
   destinationRuleConfigPath,
   HTTP_PROTOCOL_OPTIONS_KEY,
@@ -153,14 +154,47 @@ function applyPolicy(push: PushContext, proxy: ProxyView, mc: MutableCluster, sv
   void proxy;
 }
 
+/**
+ * Outbound clusters of a service port, per context: the same for every proxy
+ * that resolves the same DestinationRule and reads the same of the proxy
+ * (its type, agentless SDS), so the classes of a mesh (one per namespace
+ * without Sidecars) build each once and share the objects (and with them
+ * the encoder's bytes). Only EDS clusters that read no endpoints: endpoints
+ * change in place within a context (inline DNS/STATIC endpoints, Passthrough
+ * auto-mTLS would go stale); identities, which SANs read, change only with a
+ * new context (endpoint-index.ts, 'full').
+ */
+const sharedOutbound = new WeakMap<PushContext, WeakMap<Service, Map<string, Map<MergedDestinationRule | undefined, ClusterJson[]>>>>();
+
+function readsNoEndpoints(svc: Service, type: Cluster_DiscoveryTypeJson, dr: MergedDestinationRule | undefined): boolean {
+  if (type !== 'EDS' || svc.resolution === 'Passthrough') return false;
+  const tp = dr?.spec.trafficPolicy as TrafficPolicy | undefined;
+  const policies = [tp, ...((dr?.spec.subsets ?? []) as Array<{ trafficPolicy?: TrafficPolicy }>).map((s) => s.trafficPolicy)];
+  return !policies.some((p) => p?.loadBalancer?.simple === 'PASSTHROUGH' || (p?.portLevelSettings ?? []).some((l) => l.loadBalancer?.simple === 'PASSTHROUGH'));
+}
+
 /** Outbound clusters for one service port: the default cluster plus one per DestinationRule subset. */
 export function buildOutboundClusters(push: PushContext, proxy: ProxyView, svc: Service, port: ServicePort): ClusterJson[] {
   if (port.protocol === 'UDP') return [];
-  const out: ClusterJson[] = [];
   const dr = push.destinationRule(proxy, svc.hostname);
+  const type = discoveryType(proxy, svc);
+  if (!readsNoEndpoints(svc, type, dr)) return outboundClusters(push, proxy, svc, port, dr, type);
+  let bySvc = sharedOutbound.get(push);
+  if (!bySvc) sharedOutbound.set(push, (bySvc = new WeakMap()));
+  let byKey = bySvc.get(svc);
+  if (!byKey) bySvc.set(svc, (byKey = new Map()));
+  const key = `${port.port}|${port.name}|${port.protocol}|${proxy.type}|${isAgentless(proxy)}`;
+  let byRule = byKey.get(key);
+  if (!byRule) byKey.set(key, (byRule = new Map()));
+  let out = byRule.get(dr);
+  if (!out) byRule.set(dr, (out = outboundClusters(push, proxy, svc, port, dr, type)));
+  return out;
+}
+
+function outboundClusters(push: PushContext, proxy: ProxyView, svc: Service, port: ServicePort, dr: MergedDestinationRule | undefined, type: Cluster_DiscoveryTypeJson): ClusterJson[] {
+  const out: ClusterJson[] = [];
   const tp = dr?.spec.trafficPolicy as TrafficPolicy | undefined;
   const policy = portLevelPolicy(tp, port.port);
-  const type = discoveryType(proxy, svc);
   const name = buildSubsetKey('outbound', '', svc.hostname, port.port);
   const base = newCluster(push, proxy, name, type, push.endpoints(svc, port), port, svc, 'outbound');
   if (base) {

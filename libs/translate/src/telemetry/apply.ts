@@ -125,6 +125,9 @@ export function applyTelemetryToListeners(push: PushContext, proxy: ProxyView, l
 }
 
 /** Outbound service clusters and PassthroughCluster get the upstream metadata exchange, when the proxy can load it. */
+/** A cluster with the metadata exchange filter, per cluster object: shared clusters stay shared (one object, encoded once). */
+const withExchange = new WeakMap<ClusterJson, ClusterJson>();
+
 export function applyTelemetryToClusters(proxy: ProxyView, clusters: ClusterJson[]): ClusterJson[] {
   if (!istioFilterSupport(proxy).metadataExchange) return clusters;
   return clusters.map((c) => {
@@ -132,6 +135,8 @@ export function applyTelemetryToClusters(proxy: ProxyView, clusters: ClusterJson
     if (!name.startsWith('outbound|') && name !== PASSTHROUGH_CLUSTER) return c;
     const filters = (c.filters ?? []) as Json[];
     if (filters.some((f) => f.name === MX_FILTER)) return c;
-    return { ...c, filters: [...filters, tcpMetadataExchange()] } as ClusterJson;
+    let out = withExchange.get(c);
+    if (!out) withExchange.set(c, (out = { ...c, filters: [...filters, tcpMetadataExchange()] } as ClusterJson));
+    return out;
   });
 }
