@@ -12,12 +12,14 @@ if (dir) {
   session.post('Profiler.enable');
   session.post('Profiler.setSamplingInterval', { interval: Number(process.env.CPU_PROFILE_INTERVAL_US ?? 1000) });
   session.post('Profiler.start');
+  // V8's profile timestamps are the monotonic clock in µs (as process.hrtime): this maps them to epoch ms.
+  const anchor = { epochMs: Date.now(), monotonicUs: Number(process.hrtime.bigint() / 1000n) };
   process.on('exit', () => {
     // A same-thread inspector session answers synchronously, so this runs to the end before the process does.
     session.post('Profiler.stop', (err, res) => {
       if (err || !res) return;
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, `sextant-${process.pid}-${Date.now()}.cpuprofile`), JSON.stringify(res.profile));
+      writeFileSync(join(dir, `sextant-${process.pid}-${Date.now()}.cpuprofile`), JSON.stringify({ ...res.profile, anchor }));
     });
   });
 }

@@ -30,7 +30,7 @@
  * report as JSON too).
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { istiodShareFile, startCluster, waitForCrdsEstablished, kubectl, type Cluster } from '@sextant/e2e';
@@ -298,6 +298,8 @@ async function measureChange(
   await clients.ask({ op: 'quiet', quietMs: 1000, maxMs: 15_000 });
   const cpu1 = cpuSeconds(plane.pid);
   const bytes1 = Number((await clients.ask({ op: 'stats' }))['bytes']);
+  // ISTIOD_BENCH_MARKS=<file>: each change's window (epoch ms, write to quiet) for slicing a CPU profile of the run.
+  if (process.env.ISTIOD_BENCH_MARKS) appendFileSync(process.env.ISTIOD_BENCH_MARKS, JSON.stringify({ plane: plane.name, kind, t0, seenAt: e.seenAt, t1: now() }) + '\n');
   const times = (got['times'] as (number | null)[]).filter((t): t is number => t !== null).map((t) => t - t0);
   const undelivered = n - times.length;
   const all = undelivered ? NaN : Math.max(...times);

@@ -4,6 +4,7 @@ import { TypeUrl } from '@sextant/envoy';
 import { DeltaClient, SotwClient } from '@sextant/testing/xds-client';
 import { edsCluster, loadAssignment, startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
 import { FrameCache } from './server/shared-frames.js';
+import { TypeState } from './server/subscriptions.js';
 
 /**
  * Per-stream state the server shares between streams that hold the same
@@ -92,6 +93,42 @@ describe('state shared between streams', () => {
     await waitFor(() => h.server.bookkeeping().streams === 0, 'the server to drop the closed streams');
     const b = h.server.bookkeeping();
     assert.deepEqual({ nameSets: b.nameSets, edsIndexNames: b.edsIndexNames, sentMaps: b.sentMaps }, { nameSets: 0, edsIndexNames: 0, sentMaps: 0 });
+  });
+
+  test('an incremental EDS push looks up only the changed names in what each stream holds', async () => {
+    const clients = await Promise.all([0, 5].map((k, i) => deltaProxy(h, `walk-${i}`, k)));
+    // What a stream holds is walked whole only where a response can remove more than one name.
+    const known = TypeState.prototype.known;
+    let walks = 0;
+    TypeState.prototype.known = function (this: TypeState) {
+      walks++;
+      return known.call(this);
+    };
+    try {
+      h.endpoints.set('c6', loadAssignment('c6', [{ address: '10.3.0.6', port: 80 }]));
+      for (const c of clients) {
+        const r = await c.next();
+        assert.deepEqual(names(r), ['c6']);
+        assert.deepEqual(r.removedResources, []);
+        c.ack(r);
+      }
+      assert.equal(walks, 0, 'an incremental push walked every name a stream holds');
+      // Two clusters gone in one push: both removed, for every stream.
+      h.endpoints.delete('c8');
+      h.endpoints.delete('c9');
+      for (const c of clients) {
+        const r = await c.next();
+        assert.deepEqual(r.resources, []);
+        assert.deepEqual([...r.removedResources].sort(), ['c8', 'c9']);
+        c.ack(r);
+      }
+    } finally {
+      TypeState.prototype.known = known;
+      for (const c of clients) c.close();
+      h.endpoints.set('c8', loadAssignment('c8', [{ address: '10.0.0.9', port: 80 }]));
+      h.endpoints.set('c9', loadAssignment('c9', [{ address: '10.0.0.10', port: 80 }]));
+    }
+    await waitFor(() => h.server.bookkeeping().streams === 0, 'the server to drop the closed streams');
   });
 
   test('a Delta reconnect declaring versions shares the map once it has been sent what differs', async () => {

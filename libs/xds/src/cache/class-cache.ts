@@ -95,6 +95,13 @@ export class ClassGenerators<Ctx extends object, View extends object> {
   /** The one endpoint cache of the process (ClusterLoadAssignments by cluster name). */
   readonly endpoints = new EndpointCache();
   private readonly absentEndpoints = new Set<string>();
+  /**
+   * Watched EDS name sets (shared by the streams that subscribe the same
+   * names, never mutated) found built or absent, at the endpoint cache's
+   * generation: while it holds, nothing of the set is missing, so a push does
+   * not look every watched name up again for every stream.
+   */
+  private endpointsComplete = new WeakMap<ReadonlySet<string>, { generation: number; size: number }>();
   /** Views resolved against the current context. */
   private resolved = new WeakMap<XdsProxy, View>();
   private resolvedCtx: Ctx | undefined;
@@ -354,6 +361,8 @@ export class ClassGenerators<Ctx extends object, View extends object> {
     if (cls === undefined) {
       return this.encodeAll(TypeUrl.ClusterLoadAssignment, this.count(TypeUrl.ClusterLoadAssignment, this.translator.build(TypeUrl.ClusterLoadAssignment, ctx, view, [...watch.names], undefined, proxy)), proxy.id);
     }
+    const complete = this.endpointsComplete.get(watch.names);
+    if (complete && complete.generation === this.endpoints.generation && complete.size === watch.names.size) return this.endpoints.generate(proxy, watch);
     const missing: string[] = [];
     for (const n of watch.names) if (!this.endpoints.has(n) && !this.absentEndpoints.has(n)) missing.push(n);
     if (missing.length) {
@@ -372,6 +381,7 @@ export class ClassGenerators<Ctx extends object, View extends object> {
         }
       }
     }
+    this.endpointsComplete.set(watch.names, { generation: this.endpoints.generation, size: watch.names.size });
     return this.endpoints.generate(proxy, watch);
   }
 

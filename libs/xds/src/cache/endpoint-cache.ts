@@ -21,6 +21,7 @@ export class EndpointCache implements ResourceGenerator, ChangeSource {
   /** Results shared between streams with the same names, until the next change. */
   private views = new Map<string, ReadonlyMap<string, EncodedResource>>();
   private all: ReadonlyMap<string, EncodedResource> | undefined;
+  private removals = 0;
 
   /** Sets a cluster's endpoints; equal content (same version) is a no-op. */
   set(name: string, res: EncodedResource): void {
@@ -31,6 +32,7 @@ export class EndpointCache implements ResourceGenerator, ChangeSource {
 
   delete(name: string): void {
     if (!this.resources.delete(name)) return;
+    this.removals++;
     this.touch(name);
   }
 
@@ -48,8 +50,14 @@ export class EndpointCache implements ResourceGenerator, ChangeSource {
   forget(names?: Iterable<string>): void {
     if (names === undefined) this.resources.clear();
     else for (const n of names) this.resources.delete(n);
+    this.removals++;
     this.all = undefined;
     this.views.clear();
+  }
+
+  /** Bumped whenever assignments may have gone (forget, delete): a names set found complete at one value stays complete while it holds. */
+  get generation(): number {
+    return this.removals;
   }
 
   names(): IterableIterator<string> {

@@ -95,8 +95,19 @@ export class DeltaProtocol {
         if (r && st.knownVersion(n) !== r.version) toSend.push(r);
       }
     }
-    const removed: string[] = [];
-    for (const [n] of st.known()) if (inScope(n) && (!wanted(n) || !out.has(n))) removed.push(n);
+    const gone = (n: string) => !wanted(n) || !out.has(n);
+    let removed: string[] = [];
+    if (only) {
+      // Incremental: only the changed names can be removed; looking them up spares walking all the client has, per stream.
+      for (const n of only) if (st.knownVersion(n) !== undefined && gone(n)) removed.push(n);
+      // In the order the client's names are held (as the full walk gives them), when there is an order to keep.
+      if (removed.length > 1) {
+        removed = [];
+        for (const [n] of st.known()) if (inScope(n) && gone(n)) removed.push(n);
+      }
+    } else {
+      for (const [n] of st.known()) if (gone(n)) removed.push(n);
+    }
     // istiod's neverRemoveDelta (ECDS): nothing is sent as removed; unsubscribed names were forgotten on unsubscribe.
     if (this.d.generators[st.typeUrl]?.neverRemoveDelta === true) removed.length = 0;
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
@@ -144,9 +155,14 @@ export class DeltaProtocol {
       if (toSend.length === share.list.length) {
         let merged = share.merged.get(st.sent);
         if (!merged) {
-          const m = new Map(st.sent);
-          for (const r of share.list) m.set(r.name, r);
-          share.merged.set(st.sent, (merged = sameContent(m, out) ? out : m));
+          // What the client had with the changed resources over it is usually `out` itself: checked before building a copy.
+          if (mergedIsOut(st.sent, share.list, out)) merged = out;
+          else {
+            const m = new Map(st.sent);
+            for (const r of share.list) m.set(r.name, r);
+            merged = m;
+          }
+          share.merged.set(st.sent, merged);
         }
         return merged;
       }
@@ -159,9 +175,14 @@ export class DeltaProtocol {
   }
 }
 
-/** Whether A and B hold the same names at the same versions. */
-function sameContent(a: ReadonlyMap<string, EncodedResource>, b: ReadonlyMap<string, EncodedResource>): boolean {
-  if (a.size !== b.size) return false;
-  for (const [n, r] of a) if (b.get(n)?.version !== r.version) return false;
+/** Whether `sent` with `list` set over it has exactly `out`'s names at `out`'s versions. */
+function mergedIsOut(sent: ReadonlyMap<string, EncodedResource>, list: readonly EncodedResource[], out: ReadonlyMap<string, EncodedResource>): boolean {
+  const over = new Map<string, string>();
+  for (const r of list) over.set(r.name, r.version);
+  let size = sent.size;
+  for (const n of over.keys()) if (!sent.has(n)) size++;
+  if (size !== out.size) return false;
+  for (const [n, v] of over) if (out.get(n)?.version !== v) return false;
+  for (const [n, r] of sent) if (!over.has(n) && out.get(n)?.version !== r.version) return false;
   return true;
 }

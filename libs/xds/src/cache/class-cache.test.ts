@@ -1,0 +1,55 @@
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import { TypeUrl } from '@sextant/envoy';
+import { silentLogger } from '@sextant/api';
+import type { XdsProxy } from '../types.js';
+import { ClassGenerators, type ProxyTranslator } from './class-cache.js';
+
+/** A name set that counts how often it is walked. */
+class CountingSet extends Set<string> {
+  walks = 0;
+  override [Symbol.iterator](): SetIterator<string> {
+    this.walks++;
+    return super[Symbol.iterator]();
+  }
+}
+
+const EDS = TypeUrl.ClusterLoadAssignment;
+const proxy = (id: string) => ({ connectionId: id, id, metadata: {}, peer: '' }) as unknown as XdsProxy;
+
+test('EDS: streams watching the same names do not look every name up again until assignments are forgotten', () => {
+  let port = 80;
+  const builds: string[][] = [];
+  const translator: ProxyTranslator<object, object> = {
+    resolve: () => ({}),
+    classKey: () => 'one',
+    perName: new Set(),
+    build: (_type, _ctx, _view, names) => {
+      builds.push([...(names ?? [])]);
+      return (names ?? []).map((n) => ({ name: n, json: { clusterName: n, endpoints: [{ lbEndpoints: [{ endpoint: { address: { socketAddress: { address: '10.0.0.1', portValue: port } } } }] }] } }));
+    },
+  };
+  const ctx = {};
+  const gens = new ClassGenerators(translator, () => ctx, silentLogger);
+  const eds = gens.generators([EDS])[EDS]!;
+  const names = new CountingSet(Array.from({ length: 50 }, (_, i) => `c${i}`));
+  const watch = { typeUrl: EDS, wildcard: false, names };
+
+  const first = eds.generate(proxy('a'), watch, { full: true, version: 'v1', reason: [] });
+  assert.equal(first.size, 50);
+  assert.deepEqual(builds, [[...names]]);
+  const walked = names.walks;
+  // A second and third stream with the same subscription: the same result, without walking the names.
+  assert.equal(eds.generate(proxy('b'), watch, { full: true, version: 'v1', reason: [] }), first);
+  eds.generate(proxy('c'), watch, { full: true, version: 'v1', reason: [] });
+  assert.equal(names.walks, walked, 'the watched names were walked again although nothing was forgotten');
+
+  // An endpoint push forgets c7: the next stream finds it missing and gets it rebuilt, the rest kept.
+  port = 90;
+  gens.advance({ full: false, version: 'v1/eds1', reason: ['endpoints'], edsUpdates: new Set(['c7']) });
+  const after = eds.generate(proxy('a'), watch, { full: false, version: 'v1/eds1', reason: [] });
+  assert.deepEqual(builds.at(-1), ['c7']);
+  assert.notEqual(after.get('c7')!.version, first.get('c7')!.version);
+  assert.equal(after.get('c3'), first.get('c3'));
+  assert.ok(names.walks > walked);
+});
