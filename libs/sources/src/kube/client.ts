@@ -104,6 +104,25 @@ export class KubeClient {
     return this.config.getCurrentCluster()!.server;
   }
 
+  /**
+   * client-node gives every request a new agent, so each one (a lease renewal
+   * every 2 s, a status write) opened its own TLS connection and built a TLS
+   * context. Requests share one keep-alive agent instead, replaced when the
+   * TLS settings change (rotated client certificates). Proxy agents are used
+   * as given.
+   */
+  private pooledAgent(given: https.RequestOptions['agent']): https.RequestOptions['agent'] {
+    if (!given || Object.getPrototypeOf(given) !== https.Agent.prototype) return given;
+    const options = (given as https.Agent).options;
+    if (this.pool && TLS_OPTIONS.every((k) => sameOption(this.pool!.options[k], options[k]))) return this.pool.agent;
+    // The previous agent's sockets (open watches) finish on their own; it keeps none when they do.
+    if (this.pool) this.pool.agent.keepAlive = false;
+    // An idle socket is closed well before the API server's idle timeout (90 s), so a request never races its close.
+    this.pool = { options, agent: new https.Agent({ ...options, keepAlive: true, keepAliveMsecs: 30_000, timeout: options.timeout ?? 30_000 }) };
+    return this.pool.agent;
+  }
+  private pool: { options: https.AgentOptions; agent: https.Agent & { keepAlive?: boolean } } | undefined;
+
   private async open(method: string, path: string, opts: RequestOptions, accept = 'application/json'): Promise<http.ClientRequest> {
     const url = new URL(this.server.replace(/\/$/, '') + path);
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v));
@@ -111,6 +130,7 @@ export class KubeClient {
     await this.config.applyToHTTPSOptions(reqOpts);
     const mod = url.protocol === 'https:' ? https : http;
     if (url.protocol === 'http:') delete reqOpts.agent;
+    else reqOpts.agent = this.pooledAgent(reqOpts.agent);
     return mod.request(url, { ...reqOpts, signal: opts.signal });
   }
 
@@ -213,6 +233,16 @@ export class KubeClient {
     req.end();
     return { done, abort: () => finish(new Error('aborted')) };
   }
+}
+
+/** The agent options client-node sets from the kubeconfig (KubeConfig.applyToHTTPSOptions). */
+const TLS_OPTIONS = ['ca', 'cert', 'key', 'pfx', 'passphrase', 'rejectUnauthorized', 'timeout', 'servername', 'ciphers', 'honorCipherOrder', 'ecdhCurve', 'clientCertEngine', 'crl', 'dhparam', 'secureOptions', 'secureProtocol', 'sessionIdContext'] as const;
+
+function sameOption(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (Buffer.isBuffer(a) && Buffer.isBuffer(b)) return a.equals(b);
+  if (Array.isArray(a) && Array.isArray(b)) return a.length === b.length && a.every((x, i) => sameOption(x, b[i]));
+  return false;
 }
 
 function statusError(code: number, body: unknown, what: string, text: string): KubeApiError {
