@@ -262,7 +262,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     build: (ver) =>
       PushContext.build(configObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver, endpointIndex, jwks: jwksResolver.snapshot() }),
     scope: (prev, next, changed) => meshScope(prev, next, changed, generators),
-    endpointScopes: (ctx, services, addresses) => endpointScopes(ctx, services, addresses, generators),
+    endpointScopes: (ctx, services, addresses) => endpointScopes(ctx, services, addresses, generators, () => xds.proxies()),
     push: (req, next) => {
       noteStatusContext(next);
       generators.advance(req);

@@ -294,6 +294,32 @@ test('an endpoint change, applied in place, rebuilds only the clusters it names;
   assert.equal(address(eds(misled)), '10.244.1.12');
 });
 
+test('a new pod\'s address, at which no connected proxy runs yet, pushes nothing from the endpoint path; a connected proxy at a changed address is pushed', () => {
+  const objs = validated(docs());
+  const isEndpoint = (o: ConfigObject) => isEndpointKind(o.kind);
+  const index = new EndpointIndex({ trustDomain: 'cluster.local' });
+  index.apply(objs.filter(isEndpoint).map((o) => ({ key: objectKey(o), object: o })));
+  const ctx = PushContext.build(objs.filter((o) => !isEndpoint(o)), { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1', endpointIndex: index });
+  const gens = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
+  // A scaled Deployment's new pod, given its address (kwok and the kubelet set it in a later update than the create).
+  const created = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'reviews-v1-new', namespace: 'default', labels: { app: 'reviews', version: 'v1' } }, spec: { serviceAccountName: 'bookinfo-reviews', containers: [{ name: 'reviews', image: 'x' }] }, status: { phase: 'Pending' } };
+  const [pending] = validated([created]);
+  assert.equal(index.apply([{ key: objectKey(pending!), object: pending }]).proxyAddresses.size, 0);
+  const [running] = validated([{ ...created, status: { phase: 'Running', podIP: '10.244.7.7', podIPs: [{ ip: '10.244.7.7' }] } }]);
+  const update = index.apply([{ key: objectKey(running!), object: running }]);
+  assert.deepEqual([...update.proxyAddresses], ['10.244.7.7']);
+
+  // Its sidecar is not connected: no scope, so the class caches every other proxy shares are kept.
+  assert.deepEqual(endpointScopes(ctx, new Set(), update.proxyAddresses, gens, () => [productpage, other]), []);
+  // Connected, it is pushed its own configuration again, and no other proxy is.
+  const newcomer = proxy(node('10.244.7.7', 'reviews-v1-new'), 20);
+  const [scope, ...rest] = endpointScopes(ctx, new Set(), update.proxyAddresses, gens, () => [productpage, newcomer]);
+  assert.equal(rest.length, 0);
+  assert.equal(scope!.full, true);
+  assert.equal(scope!.affects!(newcomer), true);
+  assert.equal(scope!.affects!(productpage), false);
+});
+
 test('EnvoyFilters that select by proxy metadata or targetRefs split the class: each proxy gets its own patches', () => {
   const lua = (name: string) => ({ name, typed_config: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua', default_source_code: { inline_string: 'function envoy_on_response(h) end' } } });
   const all = [

@@ -498,7 +498,7 @@ function headlessServices(ctx: PushContext, keys: ReadonlySet<string>): Set<stri
  * serve), their proxies' clusters, listeners and routes again (class caches
  * keep what other proxies share: a changed proxy lands in another class).
  */
-export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, addresses: ReadonlySet<string>, gens: ClassGenerators<PushContext, ProxyView>): PushScope[] {
+export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, addresses: ReadonlySet<string>, gens: ClassGenerators<PushContext, ProxyView>, connected?: () => Iterable<XdsProxy>): PushScope[] {
   const out: PushScope[] = [];
   if (services.size > 0) out.push({ full: false, edsClusters: edsClustersFor(services, ctx) });
   const headless = headlessServices(ctx, services);
@@ -520,12 +520,15 @@ export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, 
   }
   if (addresses.size > 0) {
     const types = [TypeUrl.Cluster, TypeUrl.Listener, TypeUrl.RouteConfiguration];
-    out.push({
-      full: true,
-      types: new Set(types),
-      resources: new Map(types.map((t) => [t, () => false])),
-      affects: (proxy) => gens.view(proxy, ctx).ipAddresses.some((ip) => addresses.has(ip)),
-    });
+    const affects = (proxy: XdsProxy) => gens.view(proxy, ctx).ipAddresses.some((ip) => addresses.has(ip));
+    // A workload no connected proxy runs at (a new pod: its sidecar connects after, and is resolved then) needs no
+    // push; pushed to no one, it would still drop the class caches every proxy shares.
+    if (!connected || some(connected(), affects)) out.push({ full: true, types: new Set(types), resources: new Map(types.map((t) => [t, () => false])), affects });
   }
   return out;
+}
+
+function some<T>(xs: Iterable<T>, pred: (x: T) => boolean): boolean {
+  for (const x of xs) if (pred(x)) return true;
+  return false;
 }

@@ -19,7 +19,7 @@ import { ControlPlaneSchema, create, toBinary } from '@sextant/envoy';
 import { enablePreFramedWrites } from '../frames.js';
 import { resolveLimits, type XdsLimits } from '../limits.js';
 import { adsServiceDefinition } from '../service.js';
-import type { ConnectionStatus, DiscoveryServerMetrics, DiscoveryServerOptions, PushRequest, StreamState } from '../types.js';
+import type { ConnectionStatus, DiscoveryServerMetrics, DiscoveryServerOptions, PushRequest, StreamState, XdsProxy } from '../types.js';
 import { Admission, listenAdmitting, type AdsListener } from './admission.js';
 import { bookkeeping, connectionStatuses, streamState, type ServerBookkeeping } from './debug.js';
 import { DeltaProtocol } from './delta.js';
@@ -146,6 +146,11 @@ export class DiscoveryServer {
   /** Queues a push; streams coalesce pending pushes and each is served on its own. */
   push(req: PushRequest): void {
     this.queue.push(req);
+  }
+
+  /** The proxies of the open streams (those past their first request). */
+  *proxies(): IterableIterator<XdsProxy> {
+    for (const c of this.streams.conns.values()) if (c.proxy && !c.closed) yield c.proxy;
   }
 
   connections(): ConnectionStatus[] {
