@@ -113,6 +113,16 @@ describe('state shared between streams', () => {
         c.ack(r);
       }
       assert.equal(walks, 0, 'an incremental push walked every name a stream holds');
+      // A push naming two clusters of which one changed (a service's subset clusters, rebuilt the same): the streams still share.
+      const shared = h.server.bookkeeping().sentMaps;
+      h.endpoints.fill('c4', loadAssignment('c4', [{ address: '10.3.0.4', port: 80 }]));
+      h.server.push({ full: false, version: 'named-unchanged', reason: ['test'], edsUpdates: new Set(['c4', 'c6']) });
+      for (const c of clients) {
+        const r = await c.next();
+        assert.deepEqual(names(r), ['c4']);
+        c.ack(r);
+      }
+      assert.equal(h.server.bookkeeping().sentMaps, shared, 'each stream copied what it holds');
       // Two clusters gone in one push: both removed, for every stream.
       h.endpoints.delete('c8');
       h.endpoints.delete('c9');

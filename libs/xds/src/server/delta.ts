@@ -152,7 +152,8 @@ export class DeltaProtocol {
     } else if (!declared && removed.length === 0) {
       // Incremental EDS: streams that had the same map and are sent every changed resource share the result.
       const share = this.d.frames.incrementalShare(req.version, out, only, st.typeUrl);
-      if (toSend.length === share.list.length) {
+      // A named resource not sent (rebuilt unchanged: a subset whose endpoints stayed) is one the stream has at that version.
+      if (toSend.length === share.list.length || share.list.every((r) => st.sent.get(r.name)?.version === r.version || toSend.includes(r))) {
         let merged = share.merged.get(st.sent);
         if (!merged) {
           // What the client had with the changed resources over it is usually `out` itself: checked before building a copy.
