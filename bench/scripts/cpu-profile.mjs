@@ -1,6 +1,7 @@
 // Preload for a CPU profile of a process whose NODE_OPTIONS cannot carry --cpu-prof
 // (Node refuses it there): `NODE_OPTIONS="--import /path/to/cpu-profile.mjs"` with
-// CPU_PROFILE_DIR set. The profile (Chrome DevTools .cpuprofile) is written on exit.
+// CPU_PROFILE_DIR set. The profile (Chrome DevTools .cpuprofile) is written on exit, with a clock
+// anchor so that cpu-window.mjs can slice it by the benchmark's change windows (ISTIOD_BENCH_MARKS).
 import { Session } from 'node:inspector';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

@@ -25,7 +25,8 @@
  * ISTIOD_BENCH_SCOPES (none,sidecar), ISTIOD_BENCH_PLANES
  * (sextant,istiod,istiod-unlimited), ISTIOD_BENCH_CORES (all cores),
  * ISTIOD_BENCH_TIMEOUT (seconds a change may take to reach a client before
- * it counts as not delivered, 180).
+ * it counts as not delivered, 180), ISTIOD_BENCH_MARKS (a file: each change's
+ * window as a JSON line, to slice a CPU profile with bench/scripts/cpu-window.mjs).
  * Run alone: `node bench/dist/istiod.js` (ISTIOD_BENCH_JSON=<file> writes the
  * report as JSON too).
  */
