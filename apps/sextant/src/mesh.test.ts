@@ -256,12 +256,17 @@ test('a DestinationRule without a hash that takes the place of a hashed one rebu
   for (const p of [productpage, reviews]) assertSameAsFresh(g, objs, p, `after: ${p.id}`);
 });
 
-test('an endpoint change, applied in place, rebuilds only the clusters it names; the others carry over', () => {
-  const objs = validated(docs());
+/** A context over an endpoint index the test applies endpoint events to in place, as the daemon's endpoint path does. */
+function inPlaceContext(objs: ConfigObject[]): { index: EndpointIndex; ctx: PushContext } {
   const isEndpoint = (o: ConfigObject) => isEndpointKind(o.kind);
   const index = new EndpointIndex({ trustDomain: 'cluster.local' });
   index.apply(objs.filter(isEndpoint).map((o) => ({ key: objectKey(o), object: o })));
-  const ctx = PushContext.build(objs.filter((o) => !isEndpoint(o)), { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1', endpointIndex: index });
+  return { index, ctx: PushContext.build(objs.filter((o) => !isEndpoint(o)), { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1', endpointIndex: index }) };
+}
+
+test('an endpoint change, applied in place, rebuilds only the clusters it names; the others carry over', () => {
+  const objs = validated(docs());
+  const { index, ctx } = inPlaceContext(objs);
   // The ratings pod moved to another IP.
   const old = objs.find((o) => o.kind === 'EndpointSlice' && o.metadata.name === 'ratings-abcde')!;
   const body = structuredClone(old.body) as { endpoints: Array<{ addresses: string[] }> };
@@ -296,10 +301,7 @@ test('an endpoint change, applied in place, rebuilds only the clusters it names;
 
 test('a new pod\'s address, at which no connected proxy runs yet, pushes nothing from the endpoint path; a connected proxy at a changed address is pushed', () => {
   const objs = validated(docs());
-  const isEndpoint = (o: ConfigObject) => isEndpointKind(o.kind);
-  const index = new EndpointIndex({ trustDomain: 'cluster.local' });
-  index.apply(objs.filter(isEndpoint).map((o) => ({ key: objectKey(o), object: o })));
-  const ctx = PushContext.build(objs.filter((o) => !isEndpoint(o)), { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1', endpointIndex: index });
+  const { index, ctx } = inPlaceContext(objs);
   const gens = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
   // A scaled Deployment's new pod, given its address (kwok and the kubelet set it in a later update than the create).
   const created = { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'reviews-v1-new', namespace: 'default', labels: { app: 'reviews', version: 'v1' } }, spec: { serviceAccountName: 'bookinfo-reviews', containers: [{ name: 'reviews', image: 'x' }] }, status: { phase: 'Pending' } };
@@ -366,10 +368,7 @@ test('a headless Service: each pod an outbound listener; its endpoint change pus
     slice(['10.244.1.50']),
   ];
   const objs = validated(all);
-  const isEndpoint = (o: ConfigObject) => isEndpointKind(o.kind);
-  const index = new EndpointIndex({ trustDomain: 'cluster.local' });
-  index.apply(objs.filter(isEndpoint).map((o) => ({ key: objectKey(o), object: o })));
-  const ctx = PushContext.build(objs.filter((o) => !isEndpoint(o)), { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1', endpointIndex: index });
+  const { index, ctx } = inPlaceContext(objs);
   const gens = new ClassGenerators(new MeshTranslator(), () => ctx, silentLogger);
   const g = gens.generators(TYPES);
   const listeners = (p: XdsProxy) => [...g[TypeUrl.Listener]!.generate(p, watch(TypeUrl.Listener), req).keys()].filter((n) => n.endsWith('_5432')).sort();
