@@ -1,4 +1,4 @@
-import { KINDS, type ObjectKey, type ValidationIssue } from '@sextant/api';
+import { KINDS, type DestinationRuleSpecType, type ObjectKey, type TrafficPolicy, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { configKeysOf, edsClustersFor, hostMatches, proxyDependsOn, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
 import { buildExtensionConfigs, buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, gatewayHcmKey, generateForProxy, generatorFor, hasCanonicalTags, inboundPorts, istioFilterSupportKey, isMosnProxy, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withCanonicalTags, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
@@ -374,7 +374,12 @@ function virtualServicePorts(previous: PushContext, next: PushContext, changed: 
   return ports;
 }
 
-function hasConsistentHash(tp: { loadBalancer?: { consistentHash?: unknown }; portLevelSettings?: Array<{ loadBalancer?: { consistentHash?: unknown } }> } | undefined): boolean {
+/** The hosts of the changed DestinationRules, as they were and as they are (FQDNs). */
+function destinationRuleHosts(previous: PushContext, next: PushContext, changed: readonly ObjectKey[]): string[] {
+  return [...configsOf(previous, 'DestinationRule', changed), ...configsOf(next, 'DestinationRule', changed)].map((dr) => resolveShortName(String(dr.spec.host ?? ''), dr.namespace, next.domainSuffix));
+}
+
+function hasConsistentHash(tp: TrafficPolicy | undefined): boolean {
   return tp?.loadBalancer?.consistentHash !== undefined || (tp?.portLevelSettings ?? []).some((p) => p.loadBalancer?.consistentHash !== undefined);
 }
 
@@ -384,10 +389,10 @@ function hasConsistentHash(tp: { loadBalancer?: { consistentHash?: unknown }; po
  * sets a consistent hash anywhere: only then can routes differ.
  */
 function destinationRulesHash(previous: PushContext, next: PushContext, changed: readonly ObjectKey[]): boolean {
-  const hosts = [...configsOf(previous, 'DestinationRule', changed), ...configsOf(next, 'DestinationRule', changed)].map((dr) => resolveShortName(String(dr.spec.host ?? ''), dr.namespace, next.domainSuffix));
+  const hosts = destinationRuleHosts(previous, next, changed);
   for (const ctx of [previous, next])
     for (const dr of ctx.configs('DestinationRule')) {
-      const spec = dr.spec as { host?: string; trafficPolicy?: Parameters<typeof hasConsistentHash>[0]; subsets?: Array<{ trafficPolicy?: Parameters<typeof hasConsistentHash>[0] }> };
+      const spec = dr.spec as DestinationRuleSpecType;
       if (!hasConsistentHash(spec.trafficPolicy) && !(spec.subsets ?? []).some((s) => hasConsistentHash(s.trafficPolicy))) continue;
       const host = resolveShortName(String(spec.host ?? ''), dr.namespace, next.domainSuffix);
       if (hosts.some((h) => hostMatches(h, host) || hostMatches(host, h))) return true;
@@ -397,7 +402,7 @@ function destinationRulesHash(previous: PushContext, next: PushContext, changed:
 
 /** EDS names a DestinationRule change can alter: the clusters of its hosts. */
 function destinationRuleClusters(previous: PushContext, next: PushContext, changed: readonly ObjectKey[]): (name: string) => boolean {
-  const hosts = [...configsOf(previous, 'DestinationRule', changed), ...configsOf(next, 'DestinationRule', changed)].map((dr) => resolveShortName(String(dr.spec.host ?? ''), dr.namespace, next.domainSuffix));
+  const hosts = destinationRuleHosts(previous, next, changed);
   return (name) => {
     const host = name.split('|')[3];
     return host === undefined || hosts.some((h) => hostMatches(h, host));
@@ -419,7 +424,7 @@ export function dependsOn(view: ProxyView, previous: PushContext, next: PushCont
         if (scopes.some((s) => virtualServiceKeys(s).has(`${k.namespace}/${k.name}`))) return true;
         break;
       case 'DestinationRule': {
-        const hosts = [...configsOf(previous, 'DestinationRule', [k]), ...configsOf(next, 'DestinationRule', [k])].map((dr) => resolveShortName(String(dr.spec.host ?? ''), dr.namespace, next.domainSuffix));
+        const hosts = destinationRuleHosts(previous, next, [k]);
         if (hosts.some((h) => scopes.some((s) => s.services.some((svc) => hostMatches(h, svc.hostname))))) return true;
         break;
       }
@@ -523,12 +528,7 @@ export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, 
     const affects = (proxy: XdsProxy) => gens.view(proxy, ctx).ipAddresses.some((ip) => addresses.has(ip));
     // A workload no connected proxy runs at (a new pod: its sidecar connects after, and is resolved then) needs no
     // push; pushed to no one, it would still drop the class caches every proxy shares.
-    if (!connected || some(connected(), affects)) out.push({ full: true, types: new Set(types), resources: new Map(types.map((t) => [t, () => false])), affects });
+    if (!connected || [...connected()].some(affects)) out.push({ full: true, types: new Set(types), resources: new Map(types.map((t) => [t, () => false])), affects });
   }
   return out;
-}
-
-function some<T>(xs: Iterable<T>, pred: (x: T) => boolean): boolean {
-  for (const x of xs) if (pred(x)) return true;
-  return false;
 }
