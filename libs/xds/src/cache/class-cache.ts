@@ -2,6 +2,7 @@ import type { Logger } from '@sextant/api';
 import { ResourceEncoder, TypeUrl, type EncodedResource } from '@sextant/envoy';
 import type { PushRequest, ResourceGenerator, WatchedResource, XdsProxy } from '../types.js';
 import { EndpointCache } from './endpoint-cache.js';
+import { LayeredMap } from './layered-map.js';
 import { watchKey } from './watch-key.js';
 
 /** Pushes a unit may go unasked before it is dropped. */
@@ -316,11 +317,8 @@ export class ClassGenerators<Ctx extends object, View extends object> {
     const mk = keys.join('\u0003');
     const prev = byKeys.get(mk);
     if (prev && prev.parts.every((p, i) => p === parts[i])) return prev.out;
-    const out = new Map<string, EncodedResource>();
-    parts.forEach((p, i) => {
-      const override = layers[i]!.override === true;
-      for (const [n, r] of p) if (override || !out.has(n)) out.set(n, r);
-    });
+    // A view over the units, not a copy: a proxy's own layer is small, the class's shared one is not.
+    const out = new LayeredMap(parts, layers.map((l) => l.override === true));
     byKeys.set(mk, { parts, out });
     return out;
   }
