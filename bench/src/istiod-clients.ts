@@ -25,6 +25,7 @@
  *   { op: 'close' }   → { op: 'closed' } and exit
  */
 import http2 from 'node:http2';
+import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import {
   DeltaDiscoveryRequestSchema,
@@ -94,6 +95,16 @@ function fields(buf: Uint8Array, f: (field: number, wt: number, v: number, bytes
 }
 
 const utf8 = new TextDecoder();
+
+/** Client i's source address: 127.0.(1 + i / 250).(1 + i % 250), all on the loopback interface. */
+export function loopbackSource(i: number): string {
+  return `127.0.${1 + Math.floor(i / 250)}.${1 + (i % 250)}`;
+}
+
+function splitHostPort(address: string): [string, number] {
+  const at = address.lastIndexOf(':');
+  return [address.slice(0, at).replace(/^\[|\]$/g, ''), Number(address.slice(at + 1))];
+}
 
 /** The EDS service name of a Cluster if its discovery type is EDS (3), else undefined. */
 function edsName(name: string, cluster: Uint8Array): string | undefined {
@@ -183,7 +194,13 @@ class Client {
   private openStream(): void {
     if (closing) return;
     if (!this.session || this.session.destroyed || this.session.closed) {
-      const s = http2.connect(`http://${this.address}`, { settings: { initialWindowSize: 16 * 1024 * 1024 } });
+      // Each simulated pod connects from its own loopback address, as sidecars come from their own pod IPs: per-address limits see one proxy each.
+      const [host, port] = splitHostPort(this.address);
+      const localAddress = loopbackSource(this.index);
+      const s = http2.connect(`http://${this.address}`, {
+        settings: { initialWindowSize: 16 * 1024 * 1024 },
+        createConnection: () => net.connect({ host, port, localAddress }),
+      });
       this.session = s;
       s.on('connect', () => s.setLocalWindowSize(64 * 1024 * 1024));
       s.on('error', (err) => this.note(`session: ${err.message}`));

@@ -25,7 +25,7 @@
  * ISTIOD_BENCH_SCOPES (none,sidecar), ISTIOD_BENCH_PLANES
  * (sextant,istiod,istiod-unlimited), ISTIOD_BENCH_CORES (all cores),
  * ISTIOD_BENCH_TIMEOUT (seconds a change may take to reach a client before
- * it counts as not delivered, 180), ISTIOD_BENCH_MARKS (a file: each change's
+ * it counts as not delivered, 180), ISTIOD_BENCH_MARKS (a file: the cold connect's and each change's
  * window as a JSON line, to slice a CPU profile with bench/scripts/cpu-window.mjs).
  * Run alone: `node bench/dist/istiod.js` (ISTIOD_BENCH_JSON=<file> writes the
  * report as JSON too).
@@ -299,7 +299,7 @@ async function measureChange(
   await clients.ask({ op: 'quiet', quietMs: 1000, maxMs: 15_000 });
   const cpu1 = cpuSeconds(plane.pid);
   const bytes1 = Number((await clients.ask({ op: 'stats' }))['bytes']);
-  // ISTIOD_BENCH_MARKS=<file>: each change's window (epoch ms, write to quiet) for slicing a CPU profile of the run.
+  // ISTIOD_BENCH_MARKS=<file>: each change's window (epoch ms, write to quiet) for slicing a CPU profile of the run (the cold connect's is `connect`).
   if (process.env.ISTIOD_BENCH_MARKS) appendFileSync(process.env.ISTIOD_BENCH_MARKS, JSON.stringify({ plane: plane.name, kind, t0, seenAt: e.seenAt, t1: now() }) + '\n');
   const times = (got['times'] as (number | null)[]).filter((t): t is number => t !== null).map((t) => t - t0);
   const undelivered = n - times.length;
@@ -418,12 +418,14 @@ async function measurePlane(
     const idle = memory(plane.pid);
     const cpu0 = cpuSeconds(plane.pid);
     const clientCpu0 = cpuSeconds(clients.proc.pid!);
+    const connectT0 = now();
     const opened = await clients.ask({ op: 'open', address: plane.xdsAddress, clients: proxies, timeoutMs: connectTimeoutMs }, connectTimeoutMs + 60_000);
     const readyMs = opened['readyMs'] as number[];
     const failed = (opened['failed'] as string[]).length;
     const connectMs = failed ? NaN : Math.max(...readyMs);
     const connectCpu = cpuSeconds(plane.pid) - cpu0;
     const clientCpu = cpuSeconds(clients.proc.pid!) - clientCpu0;
+    if (process.env.ISTIOD_BENCH_MARKS) appendFileSync(process.env.ISTIOD_BENCH_MARKS, JSON.stringify({ plane: plane.name, kind: 'connect', t0: connectT0, t1: now() }) + '\n');
     await cpuQuiet(plane.pid, 60_000);
     const withN = memory(plane.pid);
     await heapProfile(plane, opts.log);
