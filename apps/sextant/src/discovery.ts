@@ -202,7 +202,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
         },
       }),
     },
-    hooks: xdsHooks(metrics, rejections, pushStarted),
+    hooks: { ...xdsHooks(metrics, rejections, pushStarted), drained: (bytes) => reclaimer.notePushed(bytes) },
     log: log.child({ component: 'xds' }),
     isReady: () => ready,
     authenticate: secure.adsAuthenticate,
@@ -221,10 +221,12 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   const reclaimLog = log.child({ component: 'xds' });
   const reclaimer = new MemoryReclaimer({
     afterMs: cfg.xdsReclaimAfterMs,
+    afterPushedBytes: cfg.xdsReclaimAfterPushedBytes,
     onReclaim: (r) => {
       metrics.xdsMemoryReclaims.inc();
       const mb = (b: number) => Math.round(b / 2 ** 20);
-      reclaimLog.info({ hits: r.hits, gc: r.gc, trimmed: r.trimmed, pauseMs: r.pauseMs, rssBeforeMB: mb(r.rssBefore), rssAfterMB: mb(r.rssAfter) }, `returned memory left by ${r.hits} refused xDS streams: RSS ${mb(r.rssBefore)} MB -> ${mb(r.rssAfter)} MB (paused ${r.pauseMs} ms)`);
+      const left = [r.hits ? `${r.hits} refused xDS streams` : '', r.pushedBytes >= cfg.xdsReclaimAfterPushedBytes && cfg.xdsReclaimAfterPushedBytes > 0 ? `${mb(r.pushedBytes)} MB of pushes` : ''].filter(Boolean).join(' and ');
+      reclaimLog.info({ hits: r.hits, pushedMB: mb(r.pushedBytes), gc: r.gc, trimmed: r.trimmed, pauseMs: r.pauseMs, rssBeforeMB: mb(r.rssBefore), rssAfterMB: mb(r.rssAfter) }, `returned memory left by ${left}: RSS ${mb(r.rssBefore)} MB -> ${mb(r.rssAfter)} MB (paused ${r.pauseMs} ms)`);
     },
   });
   if (cfg.xdsReclaimAfterMs > 0 && !reclaimer.enabled) reclaimLog.warn({}, 'memory reclaim after xDS limit hits is unavailable here (neither a young-generation GC nor malloc_trim)');

@@ -54,6 +54,7 @@ const discoveryFlags = {
   'xds-max-pending-bytes': { type: 'string', default: '256Mi' },
   'xds-limit-cooldown': { type: 'string', default: '1s' },
   'xds-reclaim-after': { type: 'string', default: '1s' },
+  'xds-reclaim-after-pushed': { type: 'string', default: '256Mi' },
 } as const;
 
 export type DiscoveryFlagName = keyof typeof discoveryFlags;
@@ -107,6 +108,8 @@ export interface DiscoveryConfig {
   xdsLimitCooldownMs: number;
   /** Quiet time after xDS limit hits before the daemon returns the refused requests' memory (young GC + malloc_trim); 0 = never. */
   xdsReclaimAfterMs: number;
+  /** Bytes pushed since the last reclaim after which a quiet push queue reclaims too (0: never). */
+  xdsReclaimAfterPushedBytes: number;
 }
 
 export class FlagError extends Error {}
@@ -124,11 +127,11 @@ export function parseDuration(flag: string, value: string): number {
   return n * { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[unit]!;
 }
 
-/** Parses a byte count: "4194304", "512Ki", "4Mi", "1Gi" (or "4MiB"). */
-export function parseBytes(flag: string, value: string): number {
+/** Parses a byte count: "4194304", "512Ki", "4Mi", "1Gi" (or "4MiB"); `min` 0 where 0 turns something off. */
+export function parseBytes(flag: string, value: string, min = 1): number {
   const m = /^(\d+)(?:(Ki|Mi|Gi)B?|B)?$/.exec(value.trim());
   const n = m ? Number(m[1]) * { '': 1, Ki: 1024, Mi: 1024 ** 2, Gi: 1024 ** 3 }[m[2] ?? '']! : NaN;
-  if (!Number.isSafeInteger(n) || n < 1) throw new FlagError(`--${flag}: "${value}" is not a size in bytes (e.g. 4194304, 512Ki, 4Mi)`);
+  if (!Number.isSafeInteger(n) || n < min) throw new FlagError(`--${flag}: "${value}" is not a size in bytes (e.g. 4194304, 512Ki, 4Mi)`);
   return n;
 }
 
@@ -202,6 +205,7 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
     xdsMaxRequestBytes: parseBytes('xds-max-request-bytes', get('xds-max-request-bytes')!),
     xdsLimitCooldownMs: parseDuration('xds-limit-cooldown', get('xds-limit-cooldown')!),
     xdsReclaimAfterMs: parseDuration('xds-reclaim-after', get('xds-reclaim-after')!),
+    xdsReclaimAfterPushedBytes: parseBytes('xds-reclaim-after-pushed', get('xds-reclaim-after-pushed')!, 0),
     xdsLimits: {
       maxNamesPerRequest: parseCount('xds-max-names-per-request', get('xds-max-names-per-request')!),
       maxNamesPerStream: parseCount('xds-max-names-per-stream', get('xds-max-names-per-stream')!),

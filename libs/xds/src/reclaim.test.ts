@@ -43,6 +43,35 @@ describe('MemoryReclaimer', () => {
     }
   });
 
+  test('a push burst past afterPushedBytes reclaims once the queue stays drained; smaller ones do not', async () => {
+    const runs: ReclaimResult[] = [];
+    const r = new MemoryReclaimer({ afterMs: 60, afterPushedBytes: 1000, minIntervalMs: 0, gc: () => {}, trim: () => 0, onReclaim: (x) => runs.push(x) });
+    try {
+      r.notePushed(400);
+      r.notePushed(900);
+      await sleep(150);
+      assert.equal(runs.length, 0, 'under afterPushedBytes since start: no reclaim');
+      // Drains keep coming (the queue is busy again and again): each postpones it.
+      for (let i = 0; i < 4; i++) {
+        r.notePushed(1500 + i * 100);
+        await sleep(25);
+      }
+      assert.equal(runs.length, 0, 'not while the drains keep coming');
+      await waitFor(() => runs.length === 1, 'the reclaim after the push burst', 2000);
+      assert.equal(runs[0]!.pushedBytes, 1800);
+      assert.equal(runs[0]!.hits, 0);
+      // Counted from the last reclaim: 1800 → 2500 is under the threshold.
+      r.notePushed(2500);
+      await sleep(150);
+      assert.equal(runs.length, 1);
+      r.notePushed(2900);
+      await waitFor(() => runs.length === 2, 'the second reclaim', 2000);
+      assert.equal(runs[1]!.pushedBytes, 1100);
+    } finally {
+      r.close();
+    }
+  });
+
   test('afterMs 0 turns it off: hits schedule nothing', async () => {
     let calls = 0;
     const r = new MemoryReclaimer({ afterMs: 0, gc: () => calls++, trim: () => calls++ });

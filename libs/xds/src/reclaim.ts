@@ -1,5 +1,6 @@
 /**
- * Gives back the memory a burst of refused xDS requests leaves behind.
+ * Gives back the memory a burst of refused xDS requests, or of pushes, leaves
+ * behind.
  *
  * What a refused request costs is garbage, not state the server keeps (the
  * limits drop every reference at once), but on Node that garbage stays in the
@@ -13,7 +14,13 @@
  * daemon's RSS stayed ~35 MB up in free malloc pages, which `malloc_trim(0)`
  * returned.
  *
- * So once a burst of limit hits has been quiet for a moment, the reclaimer
+ * Pushes leave the same behind on a larger scale: every response is a buffer
+ * written once and dropped (a sidecar's first CDS response is ~10 MB at 1,000
+ * services), and a cold connect of many proxies, or a push to all of them,
+ * leaves glibc holding free pages that RSS counts.
+ *
+ * So once a burst of limit hits, or of pushes past `afterPushedBytes`, has
+ * been quiet for a moment, the reclaimer
  * runs one young-generation GC (a few ms: its cost does not grow with the
  * heap) and, once V8's background sweeper has freed the collected buffers'
  * memory (`settleMs` later; a trim right after the GC finds little to
@@ -26,6 +33,8 @@ import vm from 'node:vm';
 export interface ReclaimResult {
   /** Limit hits since the previous reclaim. */
   hits: number;
+  /** Bytes pushed since the previous reclaim (as last noted). */
+  pushedBytes: number;
   /** Whether a young-generation GC ran (false where it is unavailable). */
   gc: boolean;
   /** Whether malloc_trim ran (false where it is unavailable: not glibc, or koffi missing). */
@@ -37,8 +46,10 @@ export interface ReclaimResult {
 }
 
 export interface ReclaimerOptions {
-  /** Quiet time after the last limit hit before reclaiming, ms; 0 turns the reclaimer off. */
+  /** Quiet time after the last limit hit (or push burst) before reclaiming, ms; 0 turns the reclaimer off. */
   afterMs: number;
+  /** Bytes pushed since the last reclaim that make a push burst worth reclaiming after; 0 or absent: pushes never do. */
+  afterPushedBytes?: number;
   /** Least time between two reclaims, ms. */
   minIntervalMs?: number;
   /** Time between the GC and the trim, for V8 to free the collected buffers off-thread, ms. */
@@ -90,6 +101,9 @@ export function mallocTrim(): ((pad: number) => number) | null {
 export class MemoryReclaimer {
   private hits = 0;
   private lastHit = 0;
+  /** The push total last noted, and at the last reclaim. */
+  private pushedTotal = 0;
+  private pushedAtRun = 0;
   private lastRun = -Infinity;
   private timer?: NodeJS.Timeout;
   private readonly minIntervalMs: number;
@@ -118,6 +132,19 @@ export class MemoryReclaimer {
     this.arm(now);
   }
 
+  /**
+   * The server's push queue drained with `totalBytes` written since it
+   * started: reclaim once quiet if that is `afterPushedBytes` past the last
+   * reclaim. Each drain postpones it, as each limit hit does.
+   */
+  notePushed(totalBytes: number, now = Date.now()): void {
+    this.pushedTotal = totalBytes;
+    const after = this.opts.afterPushedBytes ?? 0;
+    if (!this.enabled || after <= 0 || totalBytes - this.pushedAtRun < after) return;
+    this.lastHit = now;
+    this.arm(now);
+  }
+
   private arm(now: number): void {
     if (this.timer) return;
     const at = Math.max(this.lastHit + this.opts.afterMs, this.lastRun + this.minIntervalMs);
@@ -136,6 +163,8 @@ export class MemoryReclaimer {
     const rssBefore = process.memoryUsage.rss();
     const hits = this.hits;
     this.hits = 0;
+    const pushedBytes = this.pushedTotal - this.pushedAtRun;
+    this.pushedAtRun = this.pushedTotal;
     this.lastRun = now;
     let t0 = performance.now();
     let gc = false;
@@ -152,7 +181,7 @@ export class MemoryReclaimer {
       pauseMs += performance.now() - t0;
       trimmed = true;
     }
-    const r: ReclaimResult = { hits, gc, trimmed, pauseMs: Math.round(pauseMs * 10) / 10, rssBefore, rssAfter: process.memoryUsage.rss() };
+    const r: ReclaimResult = { hits, pushedBytes, gc, trimmed, pauseMs: Math.round(pauseMs * 10) / 10, rssBefore, rssAfter: process.memoryUsage.rss() };
     this.runs++;
     this.opts.onReclaim?.(r);
     return r;

@@ -166,6 +166,8 @@ export interface DiscoveryHooks {
    * written and the seconds spent generating, encoding and writing it.
    */
   responded?(proxy: XdsProxy, typeUrl: string, version: string, bytes: number, seconds: number): void;
+  /** The push queue drained (every queued stream served); `bytesSent`: all response bytes written since the server started. */
+  drained?(bytesSent: number): void;
   /** A full push (not a request) reached this stream for every type it watches. */
   pushed?(proxy: XdsProxy, req: PushRequest): void;
   /** The client ACKed `version` of `typeUrl`; `sent` is what it now has (name → resource; shared, never mutated). */

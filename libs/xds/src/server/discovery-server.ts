@@ -109,7 +109,10 @@ export class DiscoveryServer {
       batch: Math.max(1, opts.pushBatch ?? 512),
       turnMs: Math.max(1, opts.pushTurnMs ?? 50),
       endWith: (c, code, details) => this.streams.endWith(c, code, details),
-      drained: () => frames.release(),
+      drained: () => {
+        frames.release();
+        this.stats.hook('drained', this.stats.m.bytesSent);
+      },
     });
 
     for (const [typeUrl, gen] of Object.entries(opts.generators)) {
