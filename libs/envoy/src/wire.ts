@@ -20,9 +20,11 @@ function varintSize(n: number): number {
 
 class Frame {
   readonly buf: Buffer;
-  pos = 0;
-  constructor(size: number) {
-    this.buf = Buffer.allocUnsafe(size);
+  pos: number;
+  /** `headroom`: bytes left free at the start for the caller (a gRPC message prefix). */
+  constructor(size: number, headroom = 0) {
+    this.buf = Buffer.allocUnsafe(size + headroom);
+    this.pos = headroom;
   }
   varint(n: number): void {
     while (n >= 0x80) {
@@ -88,16 +90,17 @@ export interface ResponseHeader {
 
 /**
  * DiscoveryResponse { version_info = 1; resources = 2 (Any); type_url = 4;
- * nonce = 5; control_plane = 6; }, framed around pre-encoded Any bytes.
+ * nonce = 5; control_plane = 6; }, framed around pre-encoded Any bytes;
+ * `headroom` as for encodeDeltaDiscoveryResponse.
  */
-export function encodeDiscoveryResponse(h: ResponseHeader, anys: readonly Uint8Array[]): Buffer {
+export function encodeDiscoveryResponse(h: ResponseHeader, anys: readonly Uint8Array[], headroom = 0): Buffer {
   const version = utf8(h.versionInfo);
   const typeUrl = utf8(h.typeUrl);
   const nonce = utf8(h.nonce);
   let size = fieldSize(version.length) + fieldSize(typeUrl.length) + fieldSize(nonce.length);
   for (const a of anys) size += fieldSize(a.length);
   if (h.controlPlane) size += fieldSize(h.controlPlane.length);
-  const f = new Frame(size);
+  const f = new Frame(size, headroom);
   f.bytesField(1, version);
   for (const a of anys) f.bytesField(2, a);
   f.bytesField(4, typeUrl);
@@ -121,8 +124,10 @@ export function encodeDeltaResource(name: string, version: string, any: Uint8Arr
  * DeltaDiscoveryResponse { system_version_info = 1; resources = 2 (Resource);
  * type_url = 4; nonce = 5; removed_resources = 6; control_plane = 7; }.
  * `resources` are pre-encoded Resource messages (see encodeDeltaResource).
+ * `headroom` bytes are left free at the start of the buffer for the caller
+ * (a gRPC message prefix, so the message is not copied again to add one).
  */
-export function encodeDeltaDiscoveryResponse(h: ResponseHeader, resources: readonly Uint8Array[], removed: readonly string[]): Buffer {
+export function encodeDeltaDiscoveryResponse(h: ResponseHeader, resources: readonly Uint8Array[], removed: readonly string[], headroom = 0): Buffer {
   const version = utf8(h.versionInfo);
   const typeUrl = utf8(h.typeUrl);
   const nonce = utf8(h.nonce);
@@ -131,12 +136,26 @@ export function encodeDeltaDiscoveryResponse(h: ResponseHeader, resources: reado
   for (const r of resources) size += fieldSize(r.length);
   for (const r of removedBytes) size += fieldSize(r.length);
   if (h.controlPlane) size += fieldSize(h.controlPlane.length);
-  const f = new Frame(size);
+  const f = new Frame(size, headroom);
   f.bytesField(1, version);
   for (const r of resources) f.bytesField(2, r);
   f.bytesField(4, typeUrl);
   f.bytesField(5, nonce);
   for (const r of removedBytes) f.bytesField(6, r);
   if (h.controlPlane) f.bytesField(7, h.controlPlane);
+  return f.done();
+}
+
+/**
+ * Pre-encoded Resource messages as the `resources` fields (2) of a
+ * DeltaDiscoveryResponse, one after another: bytes that can follow any
+ * DeltaDiscoveryResponse's own, since a message's fields may come in any
+ * order and a repeated field's elements need not be adjacent.
+ */
+export function encodeDeltaResourcesFields(resources: readonly Uint8Array[]): Buffer {
+  let size = 0;
+  for (const r of resources) size += fieldSize(r.length);
+  const f = new Frame(size);
+  for (const r of resources) f.bytesField(2, r);
   return f.done();
 }

@@ -61,6 +61,38 @@ export function grpcFramed(message: Uint8Array): Buffer {
   return out;
 }
 
+/**
+ * A message encoded with `framePrefix()` bytes of headroom at its start:
+ * writes the gRPC prefix there and marks it so grpc-js writes it as is (no
+ * copy to add a prefix). With the hook off there is no headroom and the
+ * message is returned unchanged, for grpc-js to frame.
+ */
+export function grpcFramedInPlace(message: Buffer): Buffer {
+  if (state !== 'on') return message;
+  message[0] = 0;
+  message.writeUInt32BE(message.length - 5, 1);
+  preFramed.add(message);
+  return message;
+}
+
+/**
+ * One message written as consecutive parts (some shared by many streams):
+ * its gRPC prefix as a part of its own, then the parts, all marked so grpc-js
+ * writes them as they are. They must be written in order, one after another,
+ * on one stream. Needs the hook (undefined without it).
+ */
+export function grpcFramedParts(parts: readonly Buffer[]): Buffer[] | undefined {
+  if (state !== 'on') return undefined;
+  let length = 0;
+  for (const p of parts) length += p.length;
+  const prefix = Buffer.allocUnsafe(5);
+  prefix[0] = 0;
+  prefix.writeUInt32BE(length, 1);
+  preFramed.add(prefix);
+  for (const p of parts) preFramed.add(p);
+  return [prefix, ...parts];
+}
+
 /** Whether a buffer was made by grpcFramed() with the hook on. */
 export function isPreFramed(b: Uint8Array): boolean {
   return preFramed.has(b);

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { LayeredMap } from './layered-map.js';
+import { LayeredMap, layeredChanges } from './layered-map.js';
 
 /** The merge class-cache.ts used to build: the first layer with a name wins, an override layer always sets. */
 function eagerMerge<V>(parts: ReadonlyMap<string, V>[], override: boolean[]): Map<string, V> {
@@ -78,4 +78,42 @@ test('random layers agree with the eager merge', () => {
     const names = Array.from({ length: 16 }, (_, i) => `n${i}`);
     same(new LayeredMap(parts, override), eagerMerge(parts, override), names);
   }
+});
+
+test('layeredChanges: every name whose merged value differs, none from units kept, nothing across layerings', () => {
+  let seed = 11;
+  const rnd = (n: number) => ((seed = (seed * 1103515245 + 12345) % 2 ** 31), seed % n);
+  const objs = Array.from({ length: 40 }, (_, i) => ({ v: i }));
+  for (let round = 0; round < 300; round++) {
+    const layers = 1 + rnd(3);
+    const override = Array.from({ length: layers }, (_, l) => l > 0 && rnd(2) === 0);
+    const before: Map<string, { v: number }>[] = [];
+    const after: Map<string, { v: number }>[] = [];
+    for (let l = 0; l < layers; l++) {
+      const m = new Map<string, { v: number }>();
+      for (let k = rnd(10); k > 0; k--) m.set(`n${rnd(12)}`, objs[rnd(40)]!);
+      before.push(m);
+      if (rnd(2) === 0) after.push(m); // the push kept this unit
+      else {
+        const m2 = new Map(m);
+        for (let k = rnd(4); k > 0; k--) {
+          if (rnd(3) === 0) m2.delete(`n${rnd(12)}`);
+          else m2.set(`n${rnd(12)}`, objs[rnd(40)]!);
+        }
+        after.push(m2);
+      }
+    }
+    const b = new LayeredMap(before, override);
+    const a = new LayeredMap(after, override);
+    const cands = layeredChanges(b, a)!;
+    for (let i = 0; i < 12; i++) {
+      const n = `n${i}`;
+      if (b.get(n) !== a.get(n)) assert.ok(cands.has(n), `round ${round}: ${n} changed but is not a candidate`);
+    }
+    const kept = after.every((m, i) => m === before[i]);
+    if (kept) assert.equal(cands.size, 0, 'no unit changed: no candidate');
+  }
+  assert.equal(layeredChanges(new LayeredMap([new Map()], [false]), new LayeredMap([new Map(), new Map()], [false, false])), undefined);
+  assert.equal(layeredChanges(new LayeredMap([new Map(), new Map()], [false, true]), new LayeredMap([new Map(), new Map()], [false, false])), undefined);
+  assert.equal(layeredChanges(new Map(), new LayeredMap([new Map()], [false])), undefined);
 });

@@ -7,6 +7,7 @@
  * `Resource` message is encoded once and shared (FrameCache).
  */
 import type { DeltaDiscoveryRequest, EncodedResource } from '@sextant/envoy';
+import { layeredChanges } from '../cache/layered-map.js';
 import type { PushRequest } from '../types.js';
 import type { ProtocolDeps } from './sotw.js';
 import type { Connection } from './stream.js';
@@ -85,7 +86,14 @@ export class DeltaProtocol {
     const all = st.wildcard || this.d.generators[st.typeUrl]?.answersQuery === true;
     const wanted = (n: string) => all || st.names.has(n);
     const toSend: EncodedResource[] = [];
-    if (all && !only) {
+    // What the client has and the new output are views of the same layer units: only names some unit changed can differ.
+    const layered = all && !only && !st.declared ? layeredChanges(st.sent, out) : undefined;
+    if (layered) {
+      for (const n of layered) {
+        const r = out.get(n);
+        if (r && st.knownVersion(n) !== r.version) toSend.push(r);
+      }
+    } else if (all && !only) {
       for (const r of out.values()) if (st.knownVersion(r.name) !== r.version) toSend.push(r);
     } else {
       const candidates = only ?? st.names;
@@ -105,6 +113,8 @@ export class DeltaProtocol {
         removed = [];
         for (const [n] of st.known()) if (inScope(n) && gone(n)) removed.push(n);
       }
+    } else if (layered) {
+      for (const n of layered) if (st.knownVersion(n) !== undefined && gone(n)) removed.push(n);
     } else {
       for (const [n] of st.known()) if (gone(n)) removed.push(n);
     }
@@ -118,10 +128,11 @@ export class DeltaProtocol {
     if (f) {
       st.lastSeq = f.seq;
       nonce = f.nonce;
-      writer.write(c, st, f.frame, true);
+      writer.write(c, st, [f.frame]);
     } else {
       nonce = frames.nonce();
-      writer.write(c, st, frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed), false);
+      const whole = removed.length === 0 && toSend.length === out.size ? frames.deltaLayeredWhole(out, st.typeUrl, nonce, req.version) : undefined;
+      writer.write(c, st, whole ?? [frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed)]);
     }
     st.recordSent(this.after(st, out, req, only, all, toSend, removed), nonce, req.version);
   }

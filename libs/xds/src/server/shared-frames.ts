@@ -9,10 +9,12 @@
 import {
   encodeDeltaDiscoveryResponse,
   encodeDeltaResource,
+  encodeDeltaResourcesFields,
   encodeDiscoveryResponse,
   type EncodedResource,
 } from '@sextant/envoy';
-import { grpcFramed } from '../frames.js';
+import { LayeredMap } from '../cache/layered-map.js';
+import { framePrefix, grpcFramedInPlace, grpcFramedParts } from '../frames.js';
 
 export interface SharedFrame {
   seq: number;
@@ -49,6 +51,13 @@ export class FrameCache {
    */
   private deltaFrames = new Map<EncodedResource, Uint8Array>();
   private deltaWholeFrames = new Map<ReadonlyMap<string, EncodedResource>, Map<string, SharedFrame>>();
+  /**
+   * The first layer of layered outputs (a class's outbound clusters) as Delta
+   * `resources` fields, per layer unit, while the push queue is busy; units
+   * with the same resources in the same order (the classes of a mesh without
+   * Sidecars) share one buffer.
+   */
+  private layerFields = new Map<ReadonlyMap<string, EncodedResource>, Buffer>();
   /** Outputs sent whole once since the last release: a second stream with the same output gets the shared frame. */
   private sentWholeOnce = new WeakSet<ReadonlyMap<string, EncodedResource>>();
   /** Incremental (EDS) responses shared by streams that get the same changed resources, for the current incremental version. */
@@ -67,19 +76,52 @@ export class FrameCache {
     return `${this.noncePrefix}-${(++this.seq).toString(36)}`;
   }
 
-  /** A SotW response for one stream only (not pre-framed). */
+  /** A SotW response for one stream only, framed for grpc-js where the hook is on. */
   sotwMessage(typeUrl: string, nonce: string, version: string, list: readonly EncodedResource[]): Buffer {
-    return encodeDiscoveryResponse(this.header(typeUrl, nonce, version), list.map((r) => r.any));
+    return grpcFramedInPlace(encodeDiscoveryResponse(this.header(typeUrl, nonce, version), list.map((r) => r.any), framePrefix()));
   }
 
-  /** A Delta response for one stream (its resources' messages are shared). */
+  /** A Delta response for one stream (its resources' messages are shared), framed for grpc-js where the hook is on. */
   deltaMessage(typeUrl: string, nonce: string, version: string, resources: readonly EncodedResource[], removed: string[]): Buffer {
-    const encoded = resources.map((r) => {
-      let b = this.deltaFrames.get(r);
-      if (!b) this.deltaFrames.set(r, (b = encodeDeltaResource(r.name, r.version, r.any)));
-      return b;
-    });
-    return encodeDeltaDiscoveryResponse(this.header(typeUrl, nonce, version), encoded, removed);
+    return grpcFramedInPlace(encodeDeltaDiscoveryResponse(this.header(typeUrl, nonce, version), resources.map((r) => this.deltaResource(r)), removed, framePrefix()));
+  }
+
+  /**
+   * A Delta response carrying every resource of a layered output and nothing
+   * removed (a proxy's first CDS), in parts, in the merge's order: the first
+   * layer's resources, encoded once and shared by every stream sent that
+   * layer whole, then the stream's own fields and what its later layers add. Where a proxy's
+   * output is its own (its inbound clusters), this spares copying the whole
+   * class's clusters into a response per proxy. Undefined where it does not
+   * apply (not layered, an override layer, or no pre-framed writes).
+   */
+  deltaLayeredWhole(out: ReadonlyMap<string, EncodedResource>, typeUrl: string, nonce: string, version: string): Buffer[] | undefined {
+    if (framePrefix() === 0 || !(out instanceof LayeredMap)) return undefined;
+    const split = (out as LayeredMap<EncodedResource>).split();
+    if (!split || split.first.size === 0) return undefined;
+    const shared = this.firstLayerFields(split.first);
+    const own = encodeDeltaDiscoveryResponse(this.header(typeUrl, nonce, version), split.rest.map((r) => this.deltaResource(r)), []);
+    return grpcFramedParts([shared, own]);
+  }
+
+  private firstLayerFields(layer: ReadonlyMap<string, EncodedResource>): Buffer {
+    let b = this.layerFields.get(layer);
+    if (b) return b;
+    for (const [other, fields] of this.layerFields) {
+      if (sameEntries(other, layer)) {
+        b = fields;
+        break;
+      }
+    }
+    b ??= encodeDeltaResourcesFields([...layer.values()].map((r) => this.deltaResource(r)));
+    this.layerFields.set(layer, b);
+    return b;
+  }
+
+  private deltaResource(r: EncodedResource): Uint8Array {
+    let b = this.deltaFrames.get(r);
+    if (!b) this.deltaFrames.set(r, (b = encodeDeltaResource(r.name, r.version, r.any)));
+    return b;
   }
 
   /** One frame per (generator output, type, version), shared by every stream it fits; `lastSeq`: the stream's last shared frame of this type. */
@@ -115,7 +157,7 @@ export class FrameCache {
     if (!f || f.seq <= lastSeq) {
       const seq = ++this.seq;
       const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
-      f = { seq, nonce, frame: grpcFramed(this.deltaMessage(typeUrl, nonce, version, list, [])) };
+      f = { seq, nonce, frame: this.deltaMessage(typeUrl, nonce, version, list, []) };
       byKey.set(key, f);
     }
     return f;
@@ -125,6 +167,7 @@ export class FrameCache {
   release(): void {
     if (this.deltaFrames.size > 0) this.deltaFrames = new Map();
     if (this.deltaWholeFrames.size > 0) this.deltaWholeFrames = new Map();
+    if (this.layerFields.size > 0) this.layerFields = new Map();
     this.sentWholeOnce = new WeakSet();
   }
 
@@ -167,7 +210,7 @@ export class FrameCache {
   private newFrame(typeUrl: string, version: string, list: readonly EncodedResource[]): SharedFrame {
     const seq = ++this.seq;
     const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
-    return { seq, nonce, frame: grpcFramed(encodeDiscoveryResponse(this.header(typeUrl, nonce, version), list.map((r) => r.any))) };
+    return { seq, nonce, frame: this.sotwMessage(typeUrl, nonce, version, list) };
   }
 
   private header(typeUrl: string, nonce: string, version: string) {
@@ -177,4 +220,12 @@ export class FrameCache {
 
 export function incrementalKey(typeUrl: string, list: readonly EncodedResource[]): string {
   return `${typeUrl}\u0000${list.map((r) => `${r.name}\u0000${r.version}`).join('\u0000')}`;
+}
+
+/** The same resources (by identity) in the same order. */
+function sameEntries(a: ReadonlyMap<string, EncodedResource>, b: ReadonlyMap<string, EncodedResource>): boolean {
+  if (a.size !== b.size) return false;
+  const ia = a.values();
+  for (const r of b.values()) if (ia.next().value !== r) return false;
+  return true;
 }

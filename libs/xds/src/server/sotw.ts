@@ -83,18 +83,16 @@ export class SotwProtocol {
     if (!forced && st.answered && sameResources(list, st.sent)) return; // unchanged (and a NACKed version is never re-sent)
     let frame: Buffer;
     let nonce: string;
-    let shared = false;
     if (whole) {
       const sf = frames.whole(out, st.typeUrl, req.version, list, st.lastSeq);
       frame = sf.frame;
       nonce = sf.nonce;
       st.lastSeq = sf.seq;
-      shared = true;
     } else {
       nonce = frames.nonce();
       frame = frames.sotwMessage(st.typeUrl, nonce, req.version, list);
     }
-    writer.write(c, st, frame, shared);
+    writer.write(c, st, [frame]);
     st.recordSent(whole ? out : new Map(list.map((r) => [r.name, r])), nonce, req.version);
   }
 
@@ -114,7 +112,7 @@ export class SotwProtocol {
       let f = share.frame;
       if (!f || f.seq <= st.lastSeq) f = share.frame = frames.incremental(share.key, st.typeUrl, req.version, share.list, st.lastSeq);
       st.lastSeq = f.seq;
-      writer.write(c, st, f.frame, true);
+      writer.write(c, st, [f.frame]);
       let merged = share.merged.get(st.sent);
       if (!merged) {
         const m = new Map(st.sent);
@@ -132,7 +130,7 @@ export class SotwProtocol {
     if (list.length === 0) return;
     const f = frames.incremental(incrementalKey(st.typeUrl, list), st.typeUrl, req.version, list, st.lastSeq);
     st.lastSeq = f.seq;
-    writer.write(c, st, f.frame, true);
+    writer.write(c, st, [f.frame]);
     const merged = new Map(st.sent);
     for (const r of list) merged.set(r.name, r);
     st.recordSent(merged, f.nonce, req.version);

@@ -104,15 +104,20 @@ export class StreamWriter {
     return c.inflight >= this.d.maxQueued;
   }
 
-  /** `shared`: a frame from FrameCache (pre-framed when the hook is on), else an unframed message. */
-  write(c: Connection, st: TypeState, frame: Buffer, shared: boolean): void {
+  /**
+   * Writes one response: its parts, one after another (a message whose tail
+   * is shared by many streams comes in more than one; FrameCache), each
+   * pre-framed where the hook is on.
+   */
+  write(c: Connection, st: TypeState, parts: readonly Buffer[]): void {
     if (c.closed) return;
     const { stats, maxQueued } = this.d;
     c.inflight++;
-    const bytes = frame.length;
+    let bytes = 0;
+    for (const p of parts) bytes += p.length;
     c.pendingBytes += bytes;
     stats.m.pushes++;
-    stats.m.bytesSent += frame.length - (shared ? framePrefix() : 0);
+    stats.m.bytesSent += bytes - framePrefix();
     const s = short(st.typeUrl);
     stats.m.pushesByType[s] = (stats.m.pushesByType[s] ?? 0) + 1;
     const done = () => {
@@ -122,8 +127,15 @@ export class StreamWriter {
       if (c.pending && c.inflight < maxQueued) this.d.wake(c);
       if (c.inflight === 0) this.d.idle();
     };
-    if (c.send) c.send(frame, done);
-    else c.call.write(frame, done);
+    // HTTP/2 takes a stream's writes in order: the response is taken when its last part is.
+    const last = parts.length - 1;
+    for (let i = 0; i <= last; i++) {
+      const cb = i === last ? done : noop;
+      if (c.send) c.send(parts[i]!, cb);
+      else c.call.write(parts[i]!, cb);
+    }
     if (!c.closed && c.pendingBytes > this.d.maxPendingBytes) this.d.overLimit(c, c.pendingBytes);
   }
 }
+
+const noop = (): void => {};
