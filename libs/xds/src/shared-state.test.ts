@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { TypeUrl } from '@sextant/envoy';
 import { DeltaClient, SotwClient } from '@sextant/testing/xds-client';
-import { edsCluster, loadAssignment, startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
+import { edsCluster, loadAssignment, routeTo, startHarness, waitFor, type Harness } from '@sextant/testing/xds-harness';
 import { FrameCache } from './server/shared-frames.js';
 import { TypeState } from './server/subscriptions.js';
 
@@ -159,6 +159,49 @@ describe('state shared between streams', () => {
       first.close();
     }
     await waitFor(() => h.server.bookkeeping().streams === 0, 'the server to drop the closed streams');
+  });
+
+  test('a full push sends streams that had the same and watch the same one shared Delta frame (one nonce)', async () => {
+    h.routes.replace([routeTo('r1', 'c1'), routeTo('r2', 'c2')]);
+    h.pushAll('routes');
+    const clients = [0, 1, 2].map((i) => new DeltaClient(h.address, { node: { id: `rds-${i}` } }));
+    try {
+      for (const c of clients) {
+        c.request(TypeUrl.RouteConfiguration, { subscribe: ['r1', 'r2'] });
+        const r = await c.next();
+        assert.deepEqual(names(r), ['r1', 'r2']);
+        c.ack(r);
+      }
+      h.routes.set(routeTo('r1', 'c3'));
+      h.pushAll('r1 changed');
+      const got = [];
+      for (const c of clients) {
+        const r = await c.next();
+        assert.deepEqual(names(r), ['r1']);
+        assert.deepEqual(r.removedResources, []);
+        c.ack(r);
+        got.push(r.nonce);
+      }
+      // The first stream's response is its own; from the second on they share one frame.
+      assert.notEqual(got[0], got[1]);
+      assert.equal(got[1], got[2]);
+      // A stream that watches other names is not sent that frame.
+      const sets = h.server.bookkeeping().nameSets;
+      clients[2]!.request(TypeUrl.RouteConfiguration, { unsubscribe: ['r2'] });
+      await waitFor(() => h.server.bookkeeping().nameSets === sets + 1, 'the unsubscribe applied');
+      h.routes.set(routeTo('r1', 'c4'));
+      h.pushAll('r1 changed again');
+      const again = [];
+      for (const c of clients) {
+        const r = await c.next();
+        assert.deepEqual(names(r), ['r1']);
+        c.ack(r);
+        again.push(r.nonce);
+      }
+      assert.equal(new Set(again).size, 3, 'two streams that first see this push, and one with other names: three frames');
+    } finally {
+      for (const c of clients) c.close();
+    }
   });
 
   test('SotW and Delta streams watching the same EDS names are woken by one index entry per name', async () => {

@@ -124,15 +124,18 @@ export class DeltaProtocol {
     const { frames, writer } = this.d;
     let nonce: string;
     // Everything in the output (a class's first response): one frame for the streams that get it.
-    const f = removed.length === 0 && toSend.length > 0 && toSend.length === out.size ? frames.deltaWhole(out, st.typeUrl, req.version, toSend, st.lastSeq) : undefined;
+    const whole = removed.length === 0 && toSend.length > 0 && toSend.length === out.size;
+    let f = whole ? frames.deltaWhole(out, st.typeUrl, req.version, toSend, st.lastSeq) : undefined;
+    // A full push's changes, the same for streams that had the same and see the same: one frame for them too.
+    if (!f && !whole && !only && !st.declared) f = frames.deltaDiff(out, st.sent, st.wildcard ? undefined : st.names, st.typeUrl, req.version, toSend, removed, st.lastSeq);
     if (f) {
       st.lastSeq = f.seq;
       nonce = f.nonce;
       writer.write(c, st, [f.frame]);
     } else {
       nonce = frames.nonce();
-      const whole = removed.length === 0 && toSend.length === out.size ? frames.deltaLayeredWhole(out, st.typeUrl, nonce, req.version) : undefined;
-      writer.write(c, st, whole ?? [frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed)]);
+      const parts = whole ? frames.deltaLayeredWhole(out, st.typeUrl, nonce, req.version) : undefined;
+      writer.write(c, st, parts ?? [frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed)]);
     }
     st.recordSent(this.after(st, out, req, only, all, toSend, removed), nonce, req.version);
   }

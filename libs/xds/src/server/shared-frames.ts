@@ -58,6 +58,15 @@ export class FrameCache {
    * Sidecars) share one buffer.
    */
   private layerFields = new Map<ReadonlyMap<string, EncodedResource>, Buffer>();
+  /**
+   * Delta responses of a push that are the same for every stream with the
+   * same output, the same `sent` map and the same subscription (what a
+   * VirtualService edit sends a class: its route configuration): output →
+   * sent → names (or wildcard) → frame, per version, while the push queue is
+   * busy. `null`: seen once (a response is kept only from its second stream on).
+   */
+  private deltaDiffFrames = new WeakMap<ReadonlyMap<string, EncodedResource>, WeakMap<ReadonlyMap<string, EncodedResource>, Map<ReadonlySet<string> | typeof WILDCARD, SharedFrame | null>>>();
+  private deltaDiffVersion = '';
   /** Outputs sent whole once since the last release: a second stream with the same output gets the shared frame. */
   private sentWholeOnce = new WeakSet<ReadonlyMap<string, EncodedResource>>();
   /** Incremental (EDS) responses shared by streams that get the same changed resources, for the current incremental version. */
@@ -163,8 +172,40 @@ export class FrameCache {
     return f;
   }
 
+  /**
+   * The Delta response of one push for a stream that had `sent`, watches
+   * `names` (undefined: wildcard) and is sent `resources` and `removed` out of
+   * `out`: these follow from the other four, so every stream with the same
+   * four (and no declared versions) is sent one frame. Undefined the first
+   * time (the caller writes its own message) and when this stream already had
+   * that frame.
+   */
+  deltaDiff(out: ReadonlyMap<string, EncodedResource>, sent: ReadonlyMap<string, EncodedResource>, names: ReadonlySet<string> | undefined, typeUrl: string, version: string, resources: readonly EncodedResource[], removed: string[], lastSeq: number): SharedFrame | undefined {
+    if (this.deltaDiffVersion !== version) {
+      this.deltaDiffVersion = version;
+      this.deltaDiffFrames = new WeakMap();
+    }
+    let bySent = this.deltaDiffFrames.get(out);
+    if (!bySent) this.deltaDiffFrames.set(out, (bySent = new WeakMap()));
+    let byNames = bySent.get(sent);
+    if (!byNames) bySent.set(sent, (byNames = new Map()));
+    const key = names ?? WILDCARD;
+    const f = byNames.get(key);
+    if (f === undefined) {
+      byNames.set(key, null);
+      return undefined;
+    }
+    if (f && f.seq > lastSeq) return f;
+    const seq = ++this.seq;
+    const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
+    const next = { seq, nonce, frame: this.deltaMessage(typeUrl, nonce, version, resources, removed) };
+    byNames.set(key, next);
+    return next;
+  }
+
   /** Drops what is kept only while the push queue is busy (it drained): the Delta frames above. */
   release(): void {
+    this.deltaDiffFrames = new WeakMap();
     if (this.deltaFrames.size > 0) this.deltaFrames = new Map();
     if (this.deltaWholeFrames.size > 0) this.deltaWholeFrames = new Map();
     if (this.layerFields.size > 0) this.layerFields = new Map();
@@ -217,6 +258,8 @@ export class FrameCache {
     return { typeUrl, nonce, versionInfo: version, controlPlane: this.controlPlane };
   }
 }
+
+const WILDCARD = Symbol('wildcard');
 
 export function incrementalKey(typeUrl: string, list: readonly EncodedResource[]): string {
   return `${typeUrl}\u0000${list.map((r) => `${r.name}\u0000${r.version}`).join('\u0000')}`;
