@@ -29,16 +29,14 @@ import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import {
   DeltaDiscoveryRequestSchema,
-  DeltaDiscoveryResponseSchema,
   NodeSchema,
   TypeUrl,
   create,
-  fromBinary,
   fromJson,
   toBinary,
   type JsonValue,
 } from '@sextant/envoy';
-import { Deframer, frame, retryDelay } from './istiod-wire.js';
+import { Deframer, decodeDeltaResponse, fields, frame, retryDelay } from './istiod-wire.js';
 
 export interface ClientSpec {
   nodeId: string;
@@ -63,36 +61,6 @@ let lastByteAt = 0;
 /** Streams the control plane ended that the clients opened again. */
 let reconnects = 0;
 const errors: string[] = [];
-
-// --- protobuf wire scanning (only the few fields the subscription logic needs) ---
-
-/** Calls f(field, wireType, value-or-bytes) for each top-level field of a message. */
-function fields(buf: Uint8Array, f: (field: number, wt: number, v: number, bytes: Uint8Array | undefined) => void): void {
-  let p = 0;
-  const varint = (): number => {
-    let x = 0;
-    let mul = 1;
-    for (;;) {
-      const b = buf[p++]!;
-      x += (b & 0x7f) * mul;
-      if (b < 0x80) return x;
-      mul *= 128;
-    }
-  };
-  while (p < buf.length) {
-    const tag = varint();
-    const field = Math.floor(tag / 8);
-    const wt = tag & 7;
-    if (wt === 0) f(field, wt, varint(), undefined);
-    else if (wt === 2) {
-      const len = varint();
-      f(field, wt, len, buf.subarray(p, p + len));
-      p += len;
-    } else if (wt === 1) p += 8;
-    else if (wt === 5) p += 4;
-    else throw new Error(`unsupported wire type ${wt}`);
-  }
-}
 
 const utf8 = new TextDecoder();
 
@@ -306,12 +274,12 @@ class Client {
   private onResponse(m: Buffer): void {
     totalResponses++;
     const at = now();
-    const res = fromBinary(DeltaDiscoveryResponseSchema, m);
+    const res = decodeDeltaResponse(m);
     const t = res.typeUrl;
     for (const r of res.resources) {
       const w = watches.get(watchKey(t, r.name));
       if (w) {
-        w.seen[this.index]!.push([at, Buffer.from(r.resource?.value ?? new Uint8Array())]);
+        w.seen[this.index]!.push([at, Buffer.from(r.value)]);
         w.onArrival?.();
       }
     }
@@ -326,7 +294,7 @@ class Client {
     this.send({ typeUrl: t, nonce: res.nonce });
     if (t === TypeUrl.Cluster) {
       for (const r of res.resources) {
-        const e = r.resource ? edsName(r.name, r.resource.value) : undefined;
+        const e = r.value.length ? edsName(r.name, r.value) : undefined;
         if (e) this.edsOf.set(r.name, e);
         else this.edsOf.delete(r.name);
       }
@@ -342,7 +310,7 @@ class Client {
     } else if (t === TypeUrl.Listener) {
       for (const r of res.resources) {
         const names = new Set<string>();
-        if (r.resource) rdsNames(r.resource.value, names);
+        rdsNames(r.value, names);
         this.routesOf.set(r.name, names);
       }
       for (const n of res.removedResources) this.routesOf.delete(n);

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { Deframer, frame, retryDelay } from './istiod-wire.js';
+import { DeltaDiscoveryResponseSchema, TypeUrl, create, toBinary } from '@sextant/envoy';
+import { Deframer, decodeDeltaResponse, frame, retryDelay } from './istiod-wire.js';
 
 /** Splits BUF into chunks of SIZE bytes, as HTTP/2 DATA frames deliver it. */
 function chunks(buf: Buffer, size: number): Buffer[] {
@@ -40,4 +41,32 @@ test('retryDelay: Envoy-like exponential backoff from 500 ms to 30 s, jittered i
   assert.deepEqual(seen, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000, 30000, 30000]);
   assert.equal(retryDelay(8000, () => 0).delayMs, 8000);
   assert.equal(retryDelay(0, () => 0).delayMs, 250);
+});
+
+test('decodeDeltaResponse reads what the clients need as the generic decoder does, also from responses sent in parts', () => {
+  const msg = create(DeltaDiscoveryResponseSchema, {
+    systemVersionInfo: 'v7',
+    typeUrl: TypeUrl.Cluster,
+    nonce: 'n-1',
+    resources: [
+      { name: 'outbound|80||a.ns.svc.cluster.local', version: 'h1', resource: { typeUrl: TypeUrl.Cluster, value: new Uint8Array([8, 3, 18, 2, 1, 2]) } },
+      { name: 'inbound|8080||', version: 'h2', resource: { typeUrl: TypeUrl.Cluster, value: new Uint8Array(300).fill(9) } },
+    ],
+    removedResources: ['gone-1', 'gone-2'],
+  });
+  const bytes = toBinary(DeltaDiscoveryResponseSchema, msg);
+  const got = decodeDeltaResponse(bytes);
+  assert.equal(got.typeUrl, TypeUrl.Cluster);
+  assert.equal(got.nonce, 'n-1');
+  assert.equal(got.systemVersionInfo, 'v7');
+  assert.deepEqual(got.removedResources, ['gone-1', 'gone-2']);
+  assert.deepEqual(
+    got.resources.map((r) => [r.name, r.version, Buffer.from(r.value)]),
+    msg.resources.map((r) => [r.name, r.version, Buffer.from(r.resource!.value)]),
+  );
+  // Fields in another order (a response whose shared resources come first): the same.
+  const [first, ...rest] = [Buffer.from(toBinary(DeltaDiscoveryResponseSchema, create(DeltaDiscoveryResponseSchema, { resources: msg.resources }))), Buffer.from(toBinary(DeltaDiscoveryResponseSchema, create(DeltaDiscoveryResponseSchema, { ...msg, resources: [] })))];
+  const reordered = decodeDeltaResponse(Buffer.concat([first!, ...rest]));
+  assert.deepEqual(reordered.resources.map((r) => r.name), got.resources.map((r) => r.name));
+  assert.equal(reordered.nonce, 'n-1');
 });
