@@ -110,6 +110,21 @@ test('ResourceEncoder encodes identical content once and forgets what a cycle di
   assert.equal(enc.size, 0);
 });
 
+test('ResourceEncoder keeps the encoding of a JSON object it saw for as long as the object lives, across sweeps', () => {
+  const enc = new ResourceEncoder();
+  const shared = { ...cluster, name: 'shared' };
+  const first = enc.encode(TypeUrl.Cluster, 'shared', shared);
+  for (let i = 0; i < 5; i++) enc.sweep();
+  assert.equal(enc.size, 0, 'the generations forgot it');
+  assert.equal(enc.encode(TypeUrl.Cluster, 'shared', shared), first, 'the same object: the same encoding, not encoded again');
+  assert.equal(enc.misses, 1);
+  // Equal content in another object after the sweeps: encoded again (the generations are what key by content).
+  assert.notEqual(enc.encode(TypeUrl.Cluster, 'shared', { ...shared }), first);
+  assert.equal(enc.misses, 2);
+  // Another name for the same object is another resource.
+  assert.equal(enc.encode(TypeUrl.Cluster, 'other', shared).name, 'other');
+});
+
 test('route configurations are composed from cached virtual hosts: the same message as a whole encoding, and an edit re-encodes one virtual host', () => {
   const vhost = (i: number, prefix = '/') => ({
     name: `svc-${i}.ns.svc.cluster.local:80`,

@@ -101,7 +101,7 @@ describe('layered first responses', () => {
     }
   });
 
-  test('the first layer is encoded once and shared, also by another unit with the same resources', () => {
+  test('the first layer is encoded once per unit and shared, also by another unit with the same resources, for as long as the unit lives', () => {
     enablePreFramedWrites();
     const frames = new FrameCache('t', undefined);
     const copy = new Map(outbound);
@@ -117,9 +117,15 @@ describe('layered first responses', () => {
     assert.equal(a[0]!.readUInt32BE(1), a[1]!.length + a[2]!.length, 'the prefix counts every part');
     // With an override layer the merge is not a prefix of layers: no split.
     assert.equal(frames.deltaLayeredWhole(new LayeredMap([outbound, own('d')], [false, true]), TypeUrl.Cluster, 'n4', 'v1'), undefined);
+    // Kept as long as the unit: the push queue draining does not drop it.
     frames.release();
     const d = frames.deltaLayeredWhole(new LayeredMap([outbound, own('e')], [false, false]), TypeUrl.Cluster, 'n5', 'v1')!;
-    assert.notEqual(d[1], a[1], 'released once the push queue drained');
-    assert.deepEqual(d[1], a[1]);
+    assert.equal(d[1], a[1]);
+    // A unit with other resources gets its own.
+    const changed = new Map(outbound);
+    changed.set('outbound|80||svc-9.ns.svc.cluster.local', edsCluster('outbound|80||svc-9.ns.svc.cluster.local', { connectTimeout: '77s' }));
+    const e = frames.deltaLayeredWhole(new LayeredMap([changed, own('e')], [false, false]), TypeUrl.Cluster, 'n6', 'v2')!;
+    assert.notEqual(e[1], a[1]);
+    assert.notDeepEqual(e[1], a[1]);
   });
 });

@@ -53,11 +53,13 @@ export class FrameCache {
   private deltaWholeFrames = new Map<ReadonlyMap<string, EncodedResource>, Map<string, SharedFrame>>();
   /**
    * The first layer of layered outputs (a class's outbound clusters) as Delta
-   * `resources` fields, per layer unit, while the push queue is busy; units
-   * with the same resources in the same order (the classes of a mesh without
-   * Sidecars) share one buffer.
+   * `resources` fields, per layer unit, for as long as the unit lives (the
+   * class cache holds it); units with the same resources in the same order
+   * (the classes of a mesh without Sidecars) share one buffer, found by their
+   * size and first resource (`layerUnits`, held weakly).
    */
-  private layerFields = new Map<ReadonlyMap<string, EncodedResource>, Buffer>();
+  private layerFields = new WeakMap<ReadonlyMap<string, EncodedResource>, Buffer>();
+  private layerUnits = new Map<string, WeakRef<ReadonlyMap<string, EncodedResource>>[]>();
   /**
    * Delta responses of a push that are the same for every stream with the
    * same output, the same `sent` map and the same subscription (what a
@@ -116,14 +118,21 @@ export class FrameCache {
   private firstLayerFields(layer: ReadonlyMap<string, EncodedResource>): Buffer {
     let b = this.layerFields.get(layer);
     if (b) return b;
-    for (const [other, fields] of this.layerFields) {
-      if (sameEntries(other, layer)) {
-        b = fields;
-        break;
-      }
+    const first = layer.values().next().value!;
+    const sig = `${layer.size}\u0000${first.name}\u0000${first.version}`;
+    let units = this.layerUnits.get(sig);
+    if (!units) {
+      if (this.layerUnits.size >= 1024) this.layerUnits.clear();
+      this.layerUnits.set(sig, (units = []));
+    }
+    for (let i = units.length - 1; i >= 0; i--) {
+      const other = units[i]!.deref();
+      if (!other) units.splice(i, 1);
+      else if (!b && sameEntries(other, layer)) b = this.layerFields.get(other);
     }
     b ??= encodeDeltaResourcesFields([...layer.values()].map((r) => this.deltaResource(r)));
     this.layerFields.set(layer, b);
+    units.push(new WeakRef(layer));
     return b;
   }
 
@@ -208,7 +217,6 @@ export class FrameCache {
     this.deltaDiffFrames = new WeakMap();
     if (this.deltaFrames.size > 0) this.deltaFrames = new Map();
     if (this.deltaWholeFrames.size > 0) this.deltaWholeFrames = new Map();
-    if (this.layerFields.size > 0) this.layerFields = new Map();
     this.sentWholeOnce = new WeakSet();
   }
 
