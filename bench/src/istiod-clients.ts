@@ -13,7 +13,7 @@
  * stream the control plane ends is opened again after Envoy's backoff.
  *
  * Messages from the parent (IPC), one at a time:
- *   { op: 'open', address, clients: [{ nodeId, metadata }], timeoutMs }
+ *   { op: 'open', address, clients: [{ nodeId, metadata }], timeoutMs, offset } (offset: the first client's index among all processes')
  *       → { op: 'opened', readyMs: number[] (per client, from open), failed: string[] }
  *   { op: 'watch', typeUrl, name }          start recording responses carrying that resource
  *   { op: 'await', typeUrl, name, contains, notContains, since, timeoutMs }
@@ -46,7 +46,7 @@ export interface ClientSpec {
 }
 
 type Msg =
-  | { op: 'open'; address: string; clients: ClientSpec[]; timeoutMs: number }
+  | { op: 'open'; address: string; clients: ClientSpec[]; timeoutMs: number; offset?: number }
   | { op: 'watch'; typeUrl: string; name: string }
   | { op: 'await'; typeUrl: string; name: string; contains: string[]; notContains: string[]; since: number; timeoutMs: number }
   | { op: 'stats' }
@@ -63,6 +63,15 @@ let reconnects = 0;
 const errors: string[] = [];
 
 const utf8 = new TextDecoder();
+
+/** One string per cluster name for all the clients of this process (each would otherwise hold its own ~9,000 copies). */
+const names = new Map<string, string>();
+function intern(s: string): string {
+  const k = names.get(s);
+  if (k !== undefined) return k;
+  names.set(s, s);
+  return s;
+}
 
 /** Client i's source address: 127.0.(1 + i / 250).(1 + i % 250), all on the loopback interface. */
 export function loopbackSource(i: number): string {
@@ -140,9 +149,12 @@ class Client {
   private session: http2.ClientHttp2Session | undefined;
 
   constructor(
+    /** Index in this process (watches record per local index). */
     readonly index: number,
     private readonly spec: ClientSpec,
     private readonly onReady: () => void,
+    /** Index of this process's first client among all the processes' clients. */
+    private readonly offset = 0,
   ) {}
 
   start(address: string): void {
@@ -164,7 +176,7 @@ class Client {
     if (!this.session || this.session.destroyed || this.session.closed) {
       // Each simulated pod connects from its own loopback address, as sidecars come from their own pod IPs: per-address limits see one proxy each.
       const [host, port] = splitHostPort(this.address);
-      const localAddress = loopbackSource(this.index);
+      const localAddress = loopbackSource(this.offset + this.index);
       const s = http2.connect(`http://${this.address}`, {
         settings: { initialWindowSize: 16 * 1024 * 1024 },
         createConnection: () => net.connect({ host, port, localAddress }),
@@ -232,14 +244,14 @@ class Client {
   /** The last reasons the stream or connection ended (diagnostics for clients that never complete). */
   readonly reasons: string[] = [];
   private note(reason: string): void {
-    errors.push(`client ${this.index}: ${reason}`);
+    errors.push(`client ${this.offset + this.index}: ${reason}`);
     if (this.reasons.length >= 5) this.reasons.shift();
     this.reasons.push(reason);
   }
 
   /** What an incomplete client has: types received on its current stream, resubscriptions, why its streams ended. */
   describe(): string {
-    return `client ${this.index} (${this.spec.nodeId}): has ${[...this.got].map((t) => t.slice(t.lastIndexOf('.') + 1)).join(',') || 'nothing'}, EDS ${this.subscribed.get(TypeUrl.ClusterLoadAssignment)!.size} names, reopened ${this.reopened}×${this.reasons.length ? `, last: ${this.reasons.join('; ')}` : ''}`;
+    return `client ${this.offset + this.index} (${this.spec.nodeId}): has ${[...this.got].map((t) => t.slice(t.lastIndexOf('.') + 1)).join(',') || 'nothing'}, EDS ${this.subscribed.get(TypeUrl.ClusterLoadAssignment)!.size} names, reopened ${this.reopened}×${this.reasons.length ? `, last: ${this.reasons.join('; ')}` : ''}`;
   }
 
   get nodeId(): string {
@@ -295,7 +307,7 @@ class Client {
     if (t === TypeUrl.Cluster) {
       for (const r of res.resources) {
         const e = r.value.length ? edsName(r.name, r.value) : undefined;
-        if (e) this.edsOf.set(r.name, e);
+        if (e) this.edsOf.set(intern(r.name), intern(e));
         else this.edsOf.delete(r.name);
       }
       for (const n of res.removedResources) this.edsOf.delete(n);
@@ -341,14 +353,14 @@ class Client {
 let clients: Client[] = [];
 let closing = false;
 
-function open(m: Extract<Msg, { op: 'open' }>): Promise<{ readyMs: number[]; failed: string[] }> {
+function open(m: Extract<Msg, { op: 'open' }>): Promise<{ readyAt: number[]; failed: string[] }> {
   const t0 = now();
   return new Promise((resolve) => {
     let ready = 0;
     const finish = () => {
       clearTimeout(timer);
       resolve({
-        readyMs: clients.filter((c) => c.readyAt !== undefined).map((c) => c.readyAt! - t0),
+        readyAt: clients.filter((c) => c.readyAt !== undefined).map((c) => c.readyAt!),
         failed: clients.filter((c) => c.readyAt === undefined).map((c) => c.describe()),
       });
     };
@@ -357,7 +369,7 @@ function open(m: Extract<Msg, { op: 'open' }>): Promise<{ readyMs: number[]; fai
       (spec, i) =>
         new Client(i, spec, () => {
           if (++ready === m.clients.length) finish();
-        }),
+        }, m.offset ?? 0),
     );
     for (const c of clients) c.start(m.address);
   });

@@ -7,8 +7,8 @@
  * The mesh (istiod-mesh.ts): S Services × R kwok replicas over 50 namespaces
  * with DestinationRules and VirtualServices, applied through the API server;
  * measured once without Sidecar scoping and once with one Sidecar per
- * namespace. N simulated sidecars per control plane (istiod-clients.ts, in a
- * child process): Delta ADS, the node ID and metadata of a real pod of the
+ * namespace. N simulated sidecars per control plane (istiod-clients.ts, in
+ * child processes): Delta ADS, the node ID and metadata of a real pod of the
  * mesh, Envoy's subscription order, every response ACKed.
  *
  * Per control plane and run: time to ready, RSS idle and with N, peak RSS,
@@ -84,16 +84,22 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): IstiodBenc
 
 type Reply = { op: string; [k: string]: unknown };
 
-class Clients {
+/** How many processes the simulated sidecars are split over. */
+const clientProcs = () => Math.max(1, Number(process.env.ISTIOD_BENCH_CLIENT_PROCS ?? 2));
+
+/** One child process of simulated sidecars. */
+class ClientProc {
   readonly proc: ChildProcess;
   private readonly queue: ((m: Reply) => void)[] = [];
-  private readonly exited: Promise<void>;
+  readonly exited: Promise<void>;
   constructor() {
-    this.proc = fork(new URL('./istiod-clients.js', import.meta.url), [], { execArgv: ['--max-old-space-size=8192'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // ISTIOD_BENCH_CLIENT_PROFILE=<dir>: a CPU profile of the clients' own processes (they share the cores with the control plane).
+    const profile = process.env.ISTIOD_BENCH_CLIENT_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.ISTIOD_BENCH_CLIENT_PROFILE}`] : [];
+    this.proc = fork(new URL('./istiod-clients.js', import.meta.url), [], { execArgv: ['--max-old-space-size=8192', ...profile], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.proc.on('message', (m: Reply) => this.queue.shift()?.(m));
     this.exited = new Promise((r) => this.proc.once('exit', () => r()));
   }
-  ask(msg: Reply, timeoutMs = 600_000): Promise<Reply> {
+  ask(msg: Reply, timeoutMs: number): Promise<Reply> {
     return new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error(`clients did not answer ${msg.op} within ${timeoutMs} ms`)), timeoutMs);
       this.queue.push((m) => {
@@ -104,11 +110,46 @@ class Clients {
       this.proc.send(msg);
     });
   }
+}
+
+/**
+ * The simulated sidecars, split over ISTIOD_BENCH_CLIENT_PROCS child processes
+ * (2): each process holds a contiguous slice of the clients, and every
+ * question goes to all of them, their answers merged. One process for 1,000
+ * clients became the bottleneck of the cold connect (one core decoding 1,000
+ * first responses while the control plane waited), which real sidecars, each
+ * its own process, never are.
+ */
+class Clients {
+  private readonly procs: ClientProc[];
+  constructor(count = clientProcs()) {
+    this.procs = Array.from({ length: count }, () => new ClientProc());
+  }
+  /** Process IDs, for CPU accounting. */
+  get pids(): number[] {
+    return this.procs.map((p) => p.proc.pid!);
+  }
+  async ask(msg: Reply, timeoutMs = 600_000): Promise<Reply> {
+    if (msg.op === 'open') {
+      const all = msg['clients'] as ClientSpec[];
+      const per = Math.ceil(all.length / this.procs.length);
+      const replies = await Promise.all(this.procs.map((p, i) => p.ask({ ...msg, clients: all.slice(i * per, (i + 1) * per), offset: i * per }, timeoutMs)));
+      return { op: 'opened', readyAt: replies.flatMap((r) => r['readyAt'] as number[]), failed: replies.flatMap((r) => r['failed'] as string[]), errors: replies.flatMap((r) => r['errors'] as string[]) };
+    }
+    const replies = await Promise.all(this.procs.map((p) => p.ask(msg, timeoutMs)));
+    if (msg.op === 'await') return { op: 'delivered', times: replies.flatMap((r) => r['times'] as (number | null)[]) };
+    if (msg.op === 'quiet') return { op: 'quiet', at: Math.max(...replies.map((r) => Number(r['at']))) };
+    if (msg.op === 'stats') {
+      const sum = (k: string) => replies.reduce((a, r) => a + Number(r[k]), 0);
+      return { op: 'stats', bytes: sum('bytes'), responses: sum('responses'), reconnects: sum('reconnects'), errorCount: sum('errorCount'), errors: replies.flatMap((r) => r['errors'] as string[]).slice(0, 20) };
+    }
+    return replies[0]!;
+  }
   async close(): Promise<void> {
     await this.ask({ op: 'close' }, 10_000).catch(() => undefined);
-    await Promise.race([this.exited, new Promise((r) => setTimeout(r, 5000))]);
-    if (this.proc.exitCode === null) this.proc.kill('SIGKILL');
-    await this.exited;
+    await Promise.race([Promise.all(this.procs.map((p) => p.exited)), new Promise((r) => setTimeout(r, 5000))]);
+    for (const p of this.procs) if (p.proc.exitCode === null) p.proc.kill('SIGKILL');
+    await Promise.all(this.procs.map((p) => p.exited));
   }
 }
 
@@ -417,20 +458,21 @@ async function measurePlane(
     await cpuQuiet(plane.pid, 60_000);
     const idle = memory(plane.pid);
     const cpu0 = cpuSeconds(plane.pid);
-    const clientCpu0 = cpuSeconds(clients.proc.pid!);
+    const clientCpu = () => clients.pids.reduce((a, pid) => a + cpuSeconds(pid), 0);
+    const clientCpu0 = clientCpu();
     const connectT0 = now();
     const opened = await clients.ask({ op: 'open', address: plane.xdsAddress, clients: proxies, timeoutMs: connectTimeoutMs }, connectTimeoutMs + 60_000);
-    const readyMs = opened['readyMs'] as number[];
+    const readyAt = opened['readyAt'] as number[];
     const failed = (opened['failed'] as string[]).length;
-    const connectMs = failed ? NaN : Math.max(...readyMs);
+    const connectMs = failed ? NaN : Math.max(...readyAt) - connectT0;
     const connectCpu = cpuSeconds(plane.pid) - cpu0;
-    const clientCpu = cpuSeconds(clients.proc.pid!) - clientCpu0;
+    const clientConnectCpu = clientCpu() - clientCpu0;
     if (process.env.ISTIOD_BENCH_MARKS) appendFileSync(process.env.ISTIOD_BENCH_MARKS, JSON.stringify({ plane: plane.name, kind: 'connect', t0: connectT0, t1: now() }) + '\n');
     await cpuQuiet(plane.pid, 60_000);
     const withN = memory(plane.pid);
     await heapProfile(plane, opts.log);
     const failures = (opened['failed'] as string[]).slice(0, 10);
-    opts.log(`${name} [${scope}, N=${n}, run ${run}]: ready ${plane.readyMs} ms, RSS idle ${round(idle.rssMB)} MB, with N ${round(withN.rssMB)} MB, connect ${round(connectMs)} ms (${round(connectCpu, 1)} CPU s; the clients' process ${round(clientCpu, 1)} CPU s)${failed ? ` (${failed} clients never complete)` : ''}`);
+    opts.log(`${name} [${scope}, N=${n}, run ${run}]: ready ${plane.readyMs} ms, RSS idle ${round(idle.rssMB)} MB, with N ${round(withN.rssMB)} MB, connect ${round(connectMs)} ms (${round(connectCpu, 1)} CPU s; the clients' processes ${round(clientConnectCpu, 1)} CPU s)${failed ? ` (${failed} clients never complete)` : ''}`);
     for (const f of failures) opts.log(`  incomplete: ${f}`);
     if (failed) opts.log(`  ${name}'s log: ${plane.warnings().replace(/\n/g, '\n    ')}`);
     const changes: ChangeFigures[] = [];
@@ -456,7 +498,7 @@ async function measurePlane(
       peakRssMB: round(peak.peakMB),
       connectMs: round(connectMs),
       connectCpuSeconds: round(connectCpu, 2),
-      clientConnectCpuSeconds: round(clientCpu, 2),
+      clientConnectCpuSeconds: round(clientConnectCpu, 2),
       connectFailed: failed,
       connectFailures: failures,
       reconnects: Number(stats['reconnects']),
@@ -636,7 +678,7 @@ function buildReport(opts: IstiodBenchOptions, runs: PlaneRun[], failures: Istio
     'One local cluster (scripts/cluster.sh: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) for every run; pods are kwok pods of Deployments, EndpointSlices come from the real EndpointSlice controller.',
     "Sextant runs as the daemon (`node apps/sextant/bin/sextant.js discovery --kubeconfig …` with the chart's flags); istiod is `pilot-discovery discovery --kubeconfig …` with GOMAXPROCS = the cores given; 'limits lifted' adds " +
       Object.entries(ISTIOD_UNLIMITED_ENV).map(([k, v]) => `${k}=${v}`).join(', ') + '.',
-    'The clients run in a separate process on the same machine (they compete for the same cores; their CPU is not counted). Each client is one HTTP/2 connection with one Delta ADS stream, node ID and metadata of a real pod of the mesh.',
+    `The clients run in ${clientProcs()} separate processes on the same machine (ISTIOD_BENCH_CLIENT_PROCS; they compete for the same cores; their CPU is not counted). Each client is one HTTP/2 connection from its own loopback address with one Delta ADS stream, node ID and metadata of a real pod of the mesh.`,
     "Delivered = the client received a response carrying the changed content: the new pod's address in the EDS resource of the scaled Service, the new route prefix in route configuration \"80\", the new subset's cluster in CDS. Changes are made in the namespace every proxy imports (with Sidecars too), so every change concerns all N.",
     'CPU seconds are user + system of the control-plane process (/proc/<pid>/stat, all threads) from the API write until no byte reached any client for 1 s; bytes are what the clients received in that window. RSS is VmRSS, peak VmHWM (/proc/<pid>/status); "idle" is after start-up settled (under 5% of a core for 1 s).',
     `Load average at start: ${loadAverageAtStart} (the machine is shared; other work moves every figure).`,
