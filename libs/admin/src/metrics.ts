@@ -61,7 +61,7 @@ export function createMetrics() {
     xdsConfigSize: new Histogram({ name: 'pilot_xds_config_size_bytes', help: 'Distribution of configuration sizes pushed to clients', labelNames: ['type'], buckets: [...istiodBuckets.configSize], registers: r }),
     proxyConvergence: new Histogram({ name: 'pilot_proxy_convergence_time', help: 'Delay in seconds between config change and a proxy receiving all required configuration.', buckets: [...istiodBuckets.convergence], registers: r }),
     xdsLimitExceeded: new Counter({ name: 'sextant_xds_limit_exceeded_total', help: 'ADS streams ended with RESOURCE_EXHAUSTED for going over a per-client limit, by limit.', labelNames: ['limit'], registers: r }),
-    xdsMemoryReclaims: new Counter({ name: 'sextant_xds_memory_reclaims_total', help: 'Times the daemon returned memory left by refused xDS requests (young-generation GC and malloc_trim after a burst of limit hits).', registers: r }),
+    xdsMemoryReclaims: new Counter({ name: 'sextant_xds_memory_reclaims_total', help: 'Times the daemon returned memory left by refused xDS requests or by pushes (young-generation GC and malloc_trim after a burst of limit hits or of pushes).', registers: r }),
     xdsRejects: new Counter({ name: 'pilot_total_xds_rejects', help: 'Total number of XDS responses from pilot rejected by proxy.', labelNames: ['type'], registers: r }),
     xdsInternalErrors: new Counter({ name: 'pilot_total_xds_internal_errors', help: 'Total number of internal XDS errors in pilot.', registers: r }),
     expiredNonces: new Counter({
