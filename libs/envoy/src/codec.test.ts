@@ -1,17 +1,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fromBinary } from '@bufbuild/protobuf';
+import { fromBinary, fromJson, toBinary, type JsonValue } from '@bufbuild/protobuf';
 import {
   DeltaDiscoveryResponseSchema,
   DiscoveryResponseSchema,
   ResourceEncoder,
   TypeUrl,
+  canonicalize,
   decodeToJson,
   encodeDeltaDiscoveryResponse,
   encodeDeltaResource,
   encodeDiscoveryResponse,
   encodeJson,
   encodeResource,
+  registry,
 } from './index.js';
 
 const cluster = {
@@ -41,6 +43,43 @@ test('JSON round-trips through binary in Envoy JSON form, durations and wrappers
   assert.equal(json.connectTimeout, '10s');
   assert.equal(json.perConnectionBufferLimitBytes, 32768);
   assert.equal(json.type, 'EDS');
+});
+
+test('nested Anys encoded on their own give the bytes of encoding the whole message at once, and Struct data with "@type" stays data', () => {
+  const hcm = (tag: string) => ({
+    '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+    statPrefix: 'outbound_0.0.0.0_80',
+    rds: { routeConfigName: '80', configSource: { ads: {}, resourceApiVersion: 'V3' } },
+    tracing: { customTags: [{ tag: 'istio.canonical_service', literal: { value: tag } }] },
+    httpFilters: [
+      { name: 'envoy.filters.http.fault', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.fault.v3.HTTPFault' } },
+      {
+        name: 'envoy.filters.http.rbac',
+        typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC', rules: { action: 'DENY', policies: { p: { permissions: [{ any: true }], principals: [{ any: true }] } } } },
+      },
+      { name: 'envoy.filters.http.router', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router', startChildSpan: true } },
+    ],
+  });
+  const listener = (tag: string) => ({
+    name: '0.0.0.0_80',
+    address: { socketAddress: { address: '0.0.0.0', portValue: 80 } },
+    metadata: { filterMetadata: { user: { '@type': 'not.an.any/really', value: 3, nested: { '@type': 'x' } } } },
+    filterChains: [
+      { filters: [{ name: 'envoy.filters.network.http_connection_manager', typedConfig: hcm(tag) }] },
+      { filterChainMatch: { transportProtocol: 'tls' }, filters: [{ name: 'envoy.filters.network.http_connection_manager', typedConfig: hcm(tag) }] },
+    ],
+    listenerFilters: [{ name: 'envoy.filters.listener.tls_inspector', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector' } }],
+  });
+  const schema = registry.getMessage('envoy.config.listener.v3.Listener')!;
+  const whole = (json: unknown) => Buffer.from(toBinary(schema, fromJson(schema, canonicalize(json) as JsonValue, { registry })));
+  for (const tag of ['svc-1', 'svc-22']) {
+    const got = Buffer.from(encodeJson(TypeUrl.Listener, listener(tag)));
+    assert.deepEqual(got, whole(listener(tag)), tag);
+  }
+  const back = decodeToJson(TypeUrl.Listener, encodeJson(TypeUrl.Listener, listener('svc-1'))) as { metadata: unknown };
+  assert.deepEqual(back.metadata, listener('svc-1').metadata, 'a Struct holding "@type" keys is data, not an Any');
+  // An Any of a type the registry lacks is refused as before, naming it.
+  assert.throws(() => encodeJson(TypeUrl.Listener, { name: 'x', listenerFilters: [{ name: 'f', typedConfig: { '@type': 'type.googleapis.com/google.protobuf.UInt32Value', value: 1 } }] }), /UInt32Value is not in the type registry/);
 });
 
 test('typed Anys inside resources are packed and expanded with @type', () => {

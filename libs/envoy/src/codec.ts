@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createRegistry, fromBinary, fromJson, toBinary, toJson, type DescMessage, type JsonValue } from '@bufbuild/protobuf';
+import { createRegistry, fromBinary, fromJson, toBinary, toJson, type DescField, type DescMessage, type JsonValue } from '@bufbuild/protobuf';
+import { file_google_protobuf_wrappers } from '@bufbuild/protobuf/wkt';
 import { allFiles } from './gen/all-files.js';
 import { typeNameOf } from './type-urls.js';
 import { appendRepeated, encodeAny } from './wire.js';
@@ -53,12 +54,159 @@ export function encodeJson(typeNameOrUrl: string, json: unknown): Uint8Array {
 }
 
 function encodeWith(schema: DescMessage, json: unknown): Uint8Array {
+  return encodeCanonical(schema, canonicalize(json));
+}
+
+/**
+ * Encodes canonical JSON. Every google.protobuf.Any in it (by the schema, not
+ * by a "@type" key, which Struct data may hold) is encoded on its own, once per
+ * content (`anyValues`), and the message around it is encoded with a
+ * placeholder that is swapped for those bytes before serializing: the same
+ * bytes as encoding it whole. A sidecar's listeners per workload differ only in
+ * their tracing tags; the HTTP filters' typed configs (RBAC, stats, metadata
+ * exchange, the router) inside them are the same for every workload, and
+ * decoding those from JSON again for each was most of a cold connect's CPU.
+ */
+function encodeCanonical(schema: DescMessage, json: unknown): Uint8Array {
   try {
-    const message = fromJson(schema, canonicalize(json) as JsonValue, { registry });
+    const anys: { typeUrl: string; value: Uint8Array }[] = [];
+    const withMarks = json !== null && typeof json === 'object' && !Array.isArray(json) && !hasCustomJson(schema) ? extractAnys(schema, json as Record<string, unknown>, anys) : json;
+    const message = fromJson(schema, withMarks as JsonValue, { registry: anys.length > 0 ? markRegistry : registry });
+    if (anys.length > 0) restoreAnys(message, anys);
     return toBinary(schema, message);
   } catch (err) {
     throw new Error(`cannot encode ${schema.typeName}: ${(err as Error).message}`);
   }
+}
+
+const ANY = 'google.protobuf.Any';
+/**
+ * Placeholder Any for an extracted one: a UInt32Value holding its index. That
+ * type is only in the registry the placeholders are parsed with (`markRegistry`),
+ * and every Any of the message is extracted first (one whose type the Envoy
+ * registry lacks is refused as the parser would), so none is confused with it.
+ */
+const MARK_URL = 'type.googleapis.com/google.protobuf.UInt32Value';
+const markRegistry = createRegistry(registry, file_google_protobuf_wrappers);
+
+/** google.protobuf types with their own JSON form (not a message of fields): never walked into. */
+function hasCustomJson(desc: DescMessage): boolean {
+  return desc.typeName.startsWith('google.protobuf.') && desc.typeName !== 'google.protobuf.Empty';
+}
+
+const fieldsByJsonKey = new WeakMap<DescMessage, Map<string, DescField>>();
+function fieldByJsonKey(desc: DescMessage, key: string): DescField | undefined {
+  let m = fieldsByJsonKey.get(desc);
+  if (!m) {
+    m = new Map();
+    for (const f of desc.fields) {
+      m.set(f.jsonName, f);
+      m.set(f.name, f);
+    }
+    fieldsByJsonKey.set(desc, m);
+  }
+  return m.get(key);
+}
+
+/** Encoded Any values by type URL and canonical JSON, bounded (cleared when full). */
+let anyValues = new Map<string, Uint8Array>();
+let anyValueBytes = 0;
+const ANY_CACHE_BYTES = 64 * 1024 * 1024;
+
+function extractAnys(desc: DescMessage, json: Record<string, unknown>, anys: { typeUrl: string; value: Uint8Array }[]): Record<string, unknown> {
+  let out: Record<string, unknown> | undefined;
+  for (const key of Object.keys(json)) {
+    const v = json[key];
+    const f = fieldByJsonKey(desc, key);
+    if (!f || v === null || typeof v !== 'object') continue;
+    let next: unknown = v;
+    if (f.fieldKind === 'message') next = extractIn(f.message, v, anys);
+    else if (f.fieldKind === 'list' && f.listKind === 'message' && Array.isArray(v)) {
+      const msg = f.message;
+      let changed = false;
+      const list = v.map((e) => {
+        const x = extractIn(msg, e, anys);
+        if (x !== e) changed = true;
+        return x;
+      });
+      if (changed) next = list;
+    } else if (f.fieldKind === 'map' && f.mapKind === 'message' && !Array.isArray(v)) {
+      const msg = f.message;
+      let changed = false;
+      const map: Record<string, unknown> = {};
+      for (const [k, e] of Object.entries(v as Record<string, unknown>)) {
+        map[k] = extractIn(msg, e, anys);
+        if (map[k] !== e) changed = true;
+      }
+      if (changed) next = map;
+    }
+    if (next !== v) (out ??= { ...json })[key] = next;
+  }
+  return out ?? json;
+}
+
+/** A value of message type `desc`: an Any becomes a placeholder, another message is walked. */
+function extractIn(desc: DescMessage, v: unknown, anys: { typeUrl: string; value: Uint8Array }[]): unknown {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
+  if (desc.typeName === ANY) return anyMark(v as Record<string, unknown>, anys);
+  if (hasCustomJson(desc)) return v;
+  return extractAnys(desc, v as Record<string, unknown>, anys);
+}
+
+function anyMark(any: Record<string, unknown>, anys: { typeUrl: string; value: Uint8Array }[]): unknown {
+  const typeUrl = any['@type'];
+  if (typeof typeUrl !== 'string' || typeUrl === '') return any; // left to the parser (an empty Any, or its error)
+  const inner = registry.getMessage(typeUrl.slice(typeUrl.lastIndexOf('/') + 1));
+  if (!inner) throw new Error(`cannot decode message google.protobuf.Any from JSON: ${typeUrl} is not in the type registry`);
+  let body: unknown;
+  if (hasCustomJson(inner) && Object.prototype.hasOwnProperty.call(any, 'value')) body = any['value'];
+  else {
+    const copy = { ...any };
+    delete copy['@type'];
+    body = copy;
+  }
+  const key = `${typeUrl}\u0000${JSON.stringify(body)}`;
+  let value = anyValues.get(key);
+  if (!value) {
+    value = encodeCanonical(inner, body);
+    if (anyValueBytes + value.length > ANY_CACHE_BYTES) {
+      anyValues = new Map();
+      anyValueBytes = 0;
+    }
+    anyValues.set(key, value);
+    anyValueBytes += value.length + key.length;
+  }
+  anys.push({ typeUrl, value });
+  return { '@type': MARK_URL, value: anys.length - 1 };
+}
+
+/** Puts the extracted Anys' bytes back in place of their placeholders, walking the decoded message. */
+function restoreAnys(node: unknown, anys: { typeUrl: string; value: Uint8Array }[]): void {
+  if (node === null || typeof node !== 'object' || node instanceof Uint8Array) return;
+  if (Array.isArray(node)) {
+    for (const e of node) restoreAnys(e, anys);
+    return;
+  }
+  const o = node as Record<string, unknown>;
+  if (o['$typeName'] === ANY && o['typeUrl'] === MARK_URL) {
+    const x = anys[markIndex(o['value'] as Uint8Array)]!;
+    o['typeUrl'] = x.typeUrl;
+    o['value'] = x.value;
+    return;
+  }
+  for (const k in o) if (k !== '$typeName' && k !== '$unknown') restoreAnys(o[k], anys);
+}
+
+/** The index a placeholder holds: UInt32Value { value = 1 (varint) }, empty for 0. */
+function markIndex(b: Uint8Array): number {
+  let n = 0;
+  let mul = 1;
+  for (let i = 1; i < b.length; i++) {
+    n += (b[i]! & 0x7f) * mul;
+    if (b[i]! < 0x80) break;
+    mul *= 128;
+  }
+  return n;
 }
 
 /** Decodes protobuf binary into Envoy's JSON form (what config_dump and `sextant translate` print). */
