@@ -54,7 +54,33 @@ export function encodeJson(typeNameOrUrl: string, json: unknown): Uint8Array {
 }
 
 function encodeWith(schema: DescMessage, json: unknown): Uint8Array {
-  return encodeCanonical(schema, canonicalize(json));
+  return encodeCanonical(schema, canonicalShared(json));
+}
+
+/**
+ * canonicalize, memoized by object identity: an object given to the encoder is
+ * never mutated, so the same object has the same canonical copy, and what
+ * translation shares between resources (a workload's listener shares all but
+ * its tracing tags with its class's) stays shared, by identity, for the Any
+ * cache below.
+ */
+const canonicalCopies = new WeakMap<object, unknown>();
+function canonicalShared(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  const known = canonicalCopies.get(value);
+  if (known !== undefined) return known;
+  let out: unknown;
+  if (Array.isArray(value)) out = value.map(canonicalShared);
+  else {
+    const o: Record<string, unknown> = {};
+    for (const key of Object.keys(value).sort()) {
+      const v = (value as Record<string, unknown>)[key];
+      if (v !== undefined) o[key] = canonicalShared(v);
+    }
+    out = o;
+  }
+  canonicalCopies.set(value, out);
+  return out;
 }
 
 /**
@@ -69,14 +95,24 @@ function encodeWith(schema: DescMessage, json: unknown): Uint8Array {
  */
 function encodeCanonical(schema: DescMessage, json: unknown): Uint8Array {
   try {
-    const anys: { typeUrl: string; value: Uint8Array }[] = [];
+    const anys: ExtractedAny[] = [];
     const withMarks = json !== null && typeof json === 'object' && !Array.isArray(json) && !hasCustomJson(schema) ? extractAnys(schema, json as Record<string, unknown>, anys) : json;
-    const message = fromJson(schema, withMarks as JsonValue, { registry: anys.length > 0 ? markRegistry : registry });
-    if (anys.length > 0) restoreAnys(message, anys);
-    return toBinary(schema, message);
+    return encodeMarked(schema, withMarks, anys);
   } catch (err) {
     throw new Error(`cannot encode ${schema.typeName}: ${(err as Error).message}`);
   }
+}
+
+interface ExtractedAny {
+  typeUrl: string;
+  value: Uint8Array;
+}
+
+/** JSON with placeholders for `anys`, to bytes. */
+function encodeMarked(schema: DescMessage, withMarks: unknown, anys: ExtractedAny[]): Uint8Array {
+  const message = fromJson(schema, withMarks as JsonValue, { registry: anys.length > 0 ? markRegistry : registry });
+  if (anys.length > 0) restoreAnys(message, anys);
+  return toBinary(schema, message);
 }
 
 const ANY = 'google.protobuf.Any';
@@ -113,7 +149,7 @@ let anyValues = new Map<string, Uint8Array>();
 let anyValueBytes = 0;
 const ANY_CACHE_BYTES = 64 * 1024 * 1024;
 
-function extractAnys(desc: DescMessage, json: Record<string, unknown>, anys: { typeUrl: string; value: Uint8Array }[]): Record<string, unknown> {
+function extractAnys(desc: DescMessage, json: Record<string, unknown>, anys: ExtractedAny[]): Record<string, unknown> {
   let out: Record<string, unknown> | undefined;
   for (const key of Object.keys(json)) {
     const v = json[key];
@@ -146,42 +182,65 @@ function extractAnys(desc: DescMessage, json: Record<string, unknown>, anys: { t
 }
 
 /** A value of message type `desc`: an Any becomes a placeholder, another message is walked. */
-function extractIn(desc: DescMessage, v: unknown, anys: { typeUrl: string; value: Uint8Array }[]): unknown {
+function extractIn(desc: DescMessage, v: unknown, anys: ExtractedAny[]): unknown {
   if (v === null || typeof v !== 'object' || Array.isArray(v)) return v;
   if (desc.typeName === ANY) return anyMark(v as Record<string, unknown>, anys);
   if (hasCustomJson(desc)) return v;
   return extractAnys(desc, v as Record<string, unknown>, anys);
 }
 
-function anyMark(any: Record<string, unknown>, anys: { typeUrl: string; value: Uint8Array }[]): unknown {
-  const typeUrl = any['@type'];
-  if (typeof typeUrl !== 'string' || typeUrl === '') return any; // left to the parser (an empty Any, or its error)
-  const inner = registry.getMessage(typeUrl.slice(typeUrl.lastIndexOf('/') + 1));
-  if (!inner) throw new Error(`cannot decode message google.protobuf.Any from JSON: ${typeUrl} is not in the type registry`);
-  let body: unknown;
-  if (hasCustomJson(inner) && Object.prototype.hasOwnProperty.call(any, 'value')) body = any['value'];
-  else {
-    const copy = { ...any };
-    delete copy['@type'];
-    body = copy;
-  }
-  const key = `${typeUrl}\u0000${JSON.stringify(body)}`;
-  let value = anyValues.get(key);
-  if (!value) {
-    value = encodeCanonical(inner, body);
-    if (anyValueBytes + value.length > ANY_CACHE_BYTES) {
-      anyValues = new Map();
-      anyValueBytes = 0;
+/** Extracted Anys by the identity of their (canonical) JSON object: what a workload's listener shares with its class's is found without serializing it. */
+const anysByObject = new WeakMap<object, ExtractedAny>();
+/** Small ids for encoded Any values, to key an Any by the values nested in it. */
+const valueIds = new WeakMap<Uint8Array, number>();
+let nextValueId = 0;
+function valueId(b: Uint8Array): number {
+  let id = valueIds.get(b);
+  if (id === undefined) valueIds.set(b, (id = ++nextValueId));
+  return id;
+}
+
+function anyMark(any: Record<string, unknown>, anys: ExtractedAny[]): unknown {
+  let x = anysByObject.get(any);
+  if (!x) {
+    const typeUrl = any['@type'];
+    if (typeof typeUrl !== 'string' || typeUrl === '') return any; // left to the parser (an empty Any, or its error)
+    const inner = registry.getMessage(typeUrl.slice(typeUrl.lastIndexOf('/') + 1));
+    if (!inner) throw new Error(`cannot decode message google.protobuf.Any from JSON: ${typeUrl} is not in the type registry`);
+    let body: unknown;
+    if (hasCustomJson(inner) && Object.prototype.hasOwnProperty.call(any, 'value')) body = any['value'];
+    else {
+      const copy = { ...any };
+      delete copy['@type'];
+      body = copy;
     }
-    anyValues.set(key, value);
-    anyValueBytes += value.length + key.length;
+    // The Anys nested in it first (mostly found by identity), then the rest, keyed by its JSON with their values' ids.
+    const nested: ExtractedAny[] = [];
+    const marked = body !== null && typeof body === 'object' && !Array.isArray(body) && !hasCustomJson(inner) ? extractAnys(inner, body as Record<string, unknown>, nested) : body;
+    const key = `${typeUrl}\u0000${JSON.stringify(marked)}\u0000${nested.map((n) => `${n.typeUrl} ${valueId(n.value)}`).join(',')}`;
+    let value = anyValues.get(key);
+    if (!value) {
+      try {
+        value = encodeMarked(inner, marked, nested);
+      } catch (err) {
+        throw new Error(`cannot encode ${inner.typeName}: ${(err as Error).message}`);
+      }
+      if (anyValueBytes + value.length > ANY_CACHE_BYTES) {
+        anyValues = new Map();
+        anyValueBytes = 0;
+      }
+      anyValues.set(key, value);
+      anyValueBytes += value.length + key.length;
+    }
+    x = { typeUrl, value };
+    anysByObject.set(any, x);
   }
-  anys.push({ typeUrl, value });
+  anys.push(x);
   return { '@type': MARK_URL, value: anys.length - 1 };
 }
 
 /** Puts the extracted Anys' bytes back in place of their placeholders, walking the decoded message. */
-function restoreAnys(node: unknown, anys: { typeUrl: string; value: Uint8Array }[]): void {
+function restoreAnys(node: unknown, anys: ExtractedAny[]): void {
   if (node === null || typeof node !== 'object' || node instanceof Uint8Array) return;
   if (Array.isArray(node)) {
     for (const e of node) restoreAnys(e, anys);
