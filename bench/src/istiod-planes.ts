@@ -46,6 +46,8 @@ export interface RunningPlane {
   readyMs: number;
   /** Its last warnings and errors, and how many times it turned a stream away for its request rate limit (diagnostics for a cold connect that did not complete). */
   warnings(): string;
+  /** Its memory reclaims so far (Sextant's "returned memory ..." log lines: RSS before and after, the pause), for the run log. */
+  reclaims(): string[];
   stop(): Promise<void>;
 }
 
@@ -85,6 +87,7 @@ export async function startPlane(name: PlaneName, kubeconfig: string, cores: num
       xdsAddress: s.xdsAddress,
       readyMs: Date.now() - t0,
       warnings: () => warningSummary(s.logs.map((l) => JSON.stringify(l))),
+      reclaims: () => s.logs.filter((l) => String((l as { msg?: unknown }).msg ?? '').startsWith('returned memory')).map((l) => String((l as { msg?: unknown }).msg)),
       stop: async () => {
         await s.stop(20_000);
       },
@@ -99,6 +102,7 @@ export async function startPlane(name: PlaneName, kubeconfig: string, cores: num
     xdsAddress: i.grpcAddress,
     readyMs: Date.now() - t0,
     warnings: () => warningSummary(i.output().split('\n')),
+    reclaims: () => [],
     stop: async () => {
       await i.stop(20_000);
     },

@@ -473,6 +473,7 @@ async function measurePlane(
     await heapProfile(plane, opts.log);
     const failures = (opened['failed'] as string[]).slice(0, 10);
     opts.log(`${name} [${scope}, N=${n}, run ${run}]: ready ${plane.readyMs} ms, RSS idle ${round(idle.rssMB)} MB, with N ${round(withN.rssMB)} MB, connect ${round(connectMs)} ms (${round(connectCpu, 1)} CPU s; the clients' processes ${round(clientConnectCpu, 1)} CPU s)${failed ? ` (${failed} clients never complete)` : ''}`);
+    for (const r of plane.reclaims()) opts.log(`  ${r}`);
     for (const f of failures) opts.log(`  incomplete: ${f}`);
     if (failed) opts.log(`  ${name}'s log: ${plane.warnings().replace(/\n/g, '\n    ')}`);
     const changes: ChangeFigures[] = [];

@@ -300,7 +300,9 @@ export interface EncodedResource {
 }
 
 export function encodedResource(typeUrl: string, name: string, value: Uint8Array): EncodedResource {
-  return { typeUrl, name, version: contentHash(value), any: encodeAny(typeUrl, value), value };
+  const any = encodeAny(typeUrl, value);
+  // The Any ends with the message's bytes: keep those as a view, not a second copy of every resource.
+  return { typeUrl, name, version: contentHash(value), any, value: any.subarray(any.length - value.length) };
 }
 
 /** Encodes a resource from its Envoy JSON form (no caching; see ResourceEncoder for that). */

@@ -31,11 +31,13 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 
 export interface ReclaimResult {
+  /** When it started (the clock the interval is kept by), ms since the epoch. */
+  at: number;
   /** Limit hits since the previous reclaim. */
   hits: number;
   /** Bytes pushed since the previous reclaim (as last noted). */
   pushedBytes: number;
-  /** Whether a young-generation GC ran (false where it is unavailable). */
+  /** Whether a GC ran (false where it is unavailable): a full one after a push burst, else a young-generation one. */
   gc: boolean;
   /** Whether malloc_trim ran (false where it is unavailable: not glibc, or koffi missing). */
   trimmed: boolean;
@@ -50,6 +52,13 @@ export interface ReclaimerOptions {
   afterMs: number;
   /** Bytes pushed since the last reclaim that make a push burst worth reclaiming after; 0 or absent: pushes never do. */
   afterPushedBytes?: number;
+  /**
+   * GC after a push burst: a full one (default: V8's, exposed at run time),
+   * since what a burst leaves lives long enough to be promoted (a cold
+   * connect's responses wait in the queue for seconds), so a young GC frees
+   * none of it. Null: the young one.
+   */
+  fullGc?: (() => void) | null;
   /** Least time between two reclaims, ms. */
   minIntervalMs?: number;
   /** Time between the GC and the trim, for V8 to free the collected buffers off-thread, ms. */
@@ -65,17 +74,32 @@ export const defaultReclaimIntervalMs = 3_000;
 export const defaultReclaimSettleMs = 100;
 
 let gcFn: (() => void) | null | undefined;
-/** V8's young-generation GC (`gc({ type: 'minor' })`), exposed at run time without `--expose-gc` on the command line; null if that fails. */
-export function minorGc(): (() => void) | null {
-  if (gcFn !== undefined) return gcFn;
+let exposedGc: ((o: { type: string }) => void) | null | undefined;
+/** V8's gc(), exposed at run time without `--expose-gc` on the command line; null if that fails. */
+function v8Gc(): ((o: { type: string }) => void) | null {
+  if (exposedGc !== undefined) return exposedGc;
   try {
     v8.setFlagsFromString('--expose-gc');
     const f = vm.runInNewContext('gc') as unknown;
-    gcFn = typeof f === 'function' ? () => (f as (o: { type: string }) => void)({ type: 'minor' }) : null;
+    exposedGc = typeof f === 'function' ? (f as (o: { type: string }) => void) : null;
   } catch {
-    gcFn = null;
+    exposedGc = null;
   }
+  return exposedGc;
+}
+
+/** V8's young-generation GC (`gc({ type: 'minor' })`); null where gc() cannot be exposed. */
+export function minorGc(): (() => void) | null {
+  if (gcFn !== undefined) return gcFn;
+  const f = v8Gc();
+  gcFn = f ? () => f({ type: 'minor' }) : null;
   return gcFn;
+}
+
+/** V8's full GC (`gc({ type: 'major' })`); null where gc() cannot be exposed. */
+export function majorGc(): (() => void) | null {
+  const f = v8Gc();
+  return f ? () => f({ type: 'major' }) : null;
 }
 
 let trimFn: ((pad: number) => number) | null | undefined;
@@ -108,6 +132,7 @@ export class MemoryReclaimer {
   private timer?: NodeJS.Timeout;
   private readonly minIntervalMs: number;
   private readonly gc: (() => void) | null;
+  private readonly fullGc: (() => void) | null;
   private readonly trim: ((pad: number) => number) | null;
   /** Reclaims run so far. */
   runs = 0;
@@ -116,6 +141,7 @@ export class MemoryReclaimer {
     this.minIntervalMs = opts.minIntervalMs ?? defaultReclaimIntervalMs;
     const on = opts.afterMs > 0;
     this.gc = !on ? null : opts.gc !== undefined ? opts.gc : minorGc();
+    this.fullGc = !on ? null : opts.fullGc !== undefined ? opts.fullGc : majorGc();
     this.trim = !on ? null : opts.trim !== undefined ? opts.trim : mallocTrim();
   }
 
@@ -166,10 +192,12 @@ export class MemoryReclaimer {
     const pushedBytes = this.pushedTotal - this.pushedAtRun;
     this.pushedAtRun = this.pushedTotal;
     this.lastRun = now;
+    const afterPushes = (this.opts.afterPushedBytes ?? 0) > 0 && pushedBytes >= this.opts.afterPushedBytes!;
     let t0 = performance.now();
     let gc = false;
-    if (this.gc) {
-      this.gc();
+    const collect = afterPushes ? (this.fullGc ?? this.gc) : this.gc;
+    if (collect) {
+      collect();
       gc = true;
     }
     let pauseMs = performance.now() - t0;
@@ -181,7 +209,7 @@ export class MemoryReclaimer {
       pauseMs += performance.now() - t0;
       trimmed = true;
     }
-    const r: ReclaimResult = { hits, pushedBytes, gc, trimmed, pauseMs: Math.round(pauseMs * 10) / 10, rssBefore, rssAfter: process.memoryUsage.rss() };
+    const r: ReclaimResult = { at: now, hits, pushedBytes, gc, trimmed, pauseMs: Math.round(pauseMs * 10) / 10, rssBefore, rssAfter: process.memoryUsage.rss() };
     this.runs++;
     this.opts.onReclaim?.(r);
     return r;
