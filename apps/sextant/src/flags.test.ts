@@ -14,7 +14,7 @@ test('xDS limit flags: defaults, command line, SEXTANT_* variables, sizes with u
   assert.equal(d.xdsReclaimAfterMs, 1000);
   assert.equal(parseDiscoveryFlags(base, { SEXTANT_XDS_RECLAIM_AFTER: '0' }).xdsReclaimAfterMs, 0);
   assert.equal(parseDiscoveryFlags([...base, '--xds-reclaim-after', '250ms'], {}).xdsReclaimAfterMs, 250);
-  assert.equal(d.xdsReclaimAfterPushedBytes, 256 * 2 ** 20);
+  assert.equal(d.xdsReclaimAfterPushedBytes, 2 ** 30);
   assert.equal(parseDiscoveryFlags([...base, '--xds-reclaim-after-pushed', '0'], {}).xdsReclaimAfterPushedBytes, 0);
 
   const c = parseDiscoveryFlags([...base, '--xds-max-names-per-request', '10', '--xds-max-pending-bytes', '64Ki', '--xds-max-request-bytes=1MiB'], {});

@@ -54,7 +54,7 @@ const discoveryFlags = {
   'xds-max-pending-bytes': { type: 'string', default: '256Mi' },
   'xds-limit-cooldown': { type: 'string', default: '1s' },
   'xds-reclaim-after': { type: 'string', default: '1s' },
-  'xds-reclaim-after-pushed': { type: 'string', default: '256Mi' },
+  'xds-reclaim-after-pushed': { type: 'string', default: '1Gi' },
 } as const;
 
 export type DiscoveryFlagName = keyof typeof discoveryFlags;

@@ -84,6 +84,24 @@ describe('MemoryReclaimer', () => {
     assert.equal(r.runs, 0);
   });
 
+  test('the full GC a push burst gets collects old-generation garbage (a young GC does not)', () => {
+    const full = majorGc()!;
+    full();
+    // Objects that survive two young GCs are promoted, then dropped: only a full GC frees them.
+    let old: unknown[] | null = Array.from({ length: 300_000 }, (_, i) => ({ i, s: `x${i}` }));
+    minorGc()!();
+    minorGc()!();
+    const held = process.memoryUsage().heapUsed;
+    old = null;
+    minorGc()!();
+    const afterYoung = process.memoryUsage().heapUsed;
+    full();
+    const afterFull = process.memoryUsage().heapUsed;
+    assert.equal(old, null);
+    assert.ok(held - afterYoung < 5 * MB, `a young GC freed ${((held - afterYoung) / MB).toFixed(1)} MB of promoted garbage`);
+    assert.ok(held - afterFull > 10 * MB, `the full GC freed only ${((held - afterFull) / MB).toFixed(1)} MB`);
+  });
+
   test('GC and malloc_trim are available here (Linux, glibc)', () => {
     assert.equal(typeof minorGc(), 'function');
     assert.equal(typeof majorGc(), 'function');
