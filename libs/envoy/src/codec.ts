@@ -30,18 +30,29 @@ export function isKnownType(typeNameOrUrl: string): boolean {
  * does not care about key order, but protobuf map and Struct fields are encoded
  * in the order their keys arrive, so sorting makes encoding deterministic:
  * equal content always gives equal bytes, and so equal version hashes.
+ * Memoized by object identity: an object given to the encoder is never
+ * mutated, so the same object has the same canonical copy, and what
+ * translation shares between resources (a workload's listener shares all but
+ * its tracing tags with its class's) stays shared, by identity, for the Any
+ * cache below.
  */
+const canonicalCopies = new WeakMap<object, unknown>();
 export function canonicalize(value: unknown): unknown {
-  if (Array.isArray(value)) return value.map(canonicalize);
-  if (value !== null && typeof value === 'object') {
-    const out: Record<string, unknown> = {};
+  if (value === null || typeof value !== 'object') return value;
+  const known = canonicalCopies.get(value);
+  if (known !== undefined) return known;
+  let out: unknown;
+  if (Array.isArray(value)) out = value.map(canonicalize);
+  else {
+    const o: Record<string, unknown> = {};
     for (const key of Object.keys(value).sort()) {
       const v = (value as Record<string, unknown>)[key];
-      if (v !== undefined) out[key] = canonicalize(v);
+      if (v !== undefined) o[key] = canonicalize(v);
     }
-    return out;
+    out = o;
   }
-  return value;
+  canonicalCopies.set(value, out);
+  return out;
 }
 
 /**
@@ -54,33 +65,7 @@ export function encodeJson(typeNameOrUrl: string, json: unknown): Uint8Array {
 }
 
 function encodeWith(schema: DescMessage, json: unknown): Uint8Array {
-  return encodeCanonical(schema, canonicalShared(json));
-}
-
-/**
- * canonicalize, memoized by object identity: an object given to the encoder is
- * never mutated, so the same object has the same canonical copy, and what
- * translation shares between resources (a workload's listener shares all but
- * its tracing tags with its class's) stays shared, by identity, for the Any
- * cache below.
- */
-const canonicalCopies = new WeakMap<object, unknown>();
-function canonicalShared(value: unknown): unknown {
-  if (value === null || typeof value !== 'object') return value;
-  const known = canonicalCopies.get(value);
-  if (known !== undefined) return known;
-  let out: unknown;
-  if (Array.isArray(value)) out = value.map(canonicalShared);
-  else {
-    const o: Record<string, unknown> = {};
-    for (const key of Object.keys(value).sort()) {
-      const v = (value as Record<string, unknown>)[key];
-      if (v !== undefined) o[key] = canonicalShared(v);
-    }
-    out = o;
-  }
-  canonicalCopies.set(value, out);
-  return out;
+  return encodeCanonical(schema, canonicalize(json));
 }
 
 /**
@@ -94,13 +79,19 @@ function canonicalShared(value: unknown): unknown {
  * decoding those from JSON again for each was most of a cold connect's CPU.
  */
 function encodeCanonical(schema: DescMessage, json: unknown): Uint8Array {
+  const anys: ExtractedAny[] = [];
+  let marked: unknown;
   try {
-    const anys: ExtractedAny[] = [];
-    const withMarks = json !== null && typeof json === 'object' && !Array.isArray(json) && !hasCustomJson(schema) ? extractAnys(schema, json as Record<string, unknown>, anys) : json;
-    return encodeMarked(schema, withMarks, anys);
+    marked = markAnys(schema, json, anys);
   } catch (err) {
     throw new Error(`cannot encode ${schema.typeName}: ${(err as Error).message}`);
   }
+  return encodeMarked(schema, marked, anys);
+}
+
+/** JSON of message type `schema` with its Anys replaced by placeholders (pushed to `anys`); unchanged where there is nothing to walk. */
+function markAnys(schema: DescMessage, json: unknown, anys: ExtractedAny[]): unknown {
+  return json !== null && typeof json === 'object' && !Array.isArray(json) && !hasCustomJson(schema) ? extractAnys(schema, json as Record<string, unknown>, anys) : json;
 }
 
 interface ExtractedAny {
@@ -108,11 +99,15 @@ interface ExtractedAny {
   value: Uint8Array;
 }
 
-/** JSON with placeholders for `anys`, to bytes. */
+/** JSON with placeholders for `anys`, to bytes; a failure names the type. */
 function encodeMarked(schema: DescMessage, withMarks: unknown, anys: ExtractedAny[]): Uint8Array {
-  const message = fromJson(schema, withMarks as JsonValue, { registry: anys.length > 0 ? markRegistry : registry });
-  if (anys.length > 0) restoreAnys(message, anys);
-  return toBinary(schema, message);
+  try {
+    const message = fromJson(schema, withMarks as JsonValue, { registry: anys.length > 0 ? markRegistry : registry });
+    if (anys.length > 0) restoreAnys(message, anys);
+    return toBinary(schema, message);
+  } catch (err) {
+    throw new Error(`cannot encode ${schema.typeName}: ${(err as Error).message}`);
+  }
 }
 
 const ANY = 'google.protobuf.Any';
@@ -216,15 +211,11 @@ function anyMark(any: Record<string, unknown>, anys: ExtractedAny[]): unknown {
     }
     // The Anys nested in it first (mostly found by identity), then the rest, keyed by its JSON with their values' ids.
     const nested: ExtractedAny[] = [];
-    const marked = body !== null && typeof body === 'object' && !Array.isArray(body) && !hasCustomJson(inner) ? extractAnys(inner, body as Record<string, unknown>, nested) : body;
+    const marked = markAnys(inner, body, nested);
     const key = `${typeUrl}\u0000${JSON.stringify(marked)}\u0000${nested.map((n) => `${n.typeUrl} ${valueId(n.value)}`).join(',')}`;
     let value = anyValues.get(key);
     if (!value) {
-      try {
-        value = encodeMarked(inner, marked, nested);
-      } catch (err) {
-        throw new Error(`cannot encode ${inner.typeName}: ${(err as Error).message}`);
-      }
+      value = encodeMarked(inner, marked, nested);
       if (anyValueBytes + value.length > ANY_CACHE_BYTES) {
         anyValues = new Map();
         anyValueBytes = 0;

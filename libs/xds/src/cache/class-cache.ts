@@ -114,7 +114,7 @@ export class ClassGenerators<Ctx extends object, View extends object> {
   /** Partial layer units: type → unit key → name filters of pushes not yet applied (rebuilt on the next request). */
   private stale = new Map<string, Map<string, Array<(name: string) => boolean>>>();
   /** Layered types: the merge of a proxy's layer units, shared by the proxies with the same units: type → unit keys → merge. */
-  private merged = new Map<string, Map<string, { parts: ReadonlyMap<string, EncodedResource>[]; out: ReadonlyMap<string, EncodedResource> }>>();
+  private merged = new Map<string, Map<string, LayeredMap<EncodedResource>>>();
   /** Per-name units: type → class → name → entry. */
   private named = new Map<string, Map<string, Map<string, NamedEntry>>>();
   /** Per-name watch results, shared by the streams of a class with the same watch: type → class\0watch. */
@@ -316,10 +316,10 @@ export class ClassGenerators<Ctx extends object, View extends object> {
     if (!byKeys) this.merged.set(typeUrl, (byKeys = new Map()));
     const mk = keys.join('\u0003');
     const prev = byKeys.get(mk);
-    if (prev && prev.parts.every((p, i) => p === parts[i])) return prev.out;
+    if (prev && prev.parts.every((p, i) => p === parts[i])) return prev;
     // A view over the units, not a copy: a proxy's own layer is small, the class's shared one is not.
     const out = new LayeredMap(parts, layers.map((l) => l.override === true));
-    byKeys.set(mk, { parts, out });
+    byKeys.set(mk, out);
     return out;
   }
 

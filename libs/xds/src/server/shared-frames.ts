@@ -87,6 +87,12 @@ export class FrameCache {
     return `${this.noncePrefix}-${(++this.seq).toString(36)}`;
   }
 
+  /** A frame for many streams: its sequence number and nonce, and the message built with that nonce. */
+  private sharedFrame(message: (nonce: string) => Buffer): SharedFrame {
+    const nonce = this.nonce();
+    return { seq: this.seq, nonce, frame: message(nonce) };
+  }
+
   /** A SotW response for one stream only, framed for grpc-js where the hook is on. */
   sotwMessage(typeUrl: string, nonce: string, version: string, list: readonly EncodedResource[]): Buffer {
     return grpcFramedInPlace(encodeDiscoveryResponse(this.header(typeUrl, nonce, version), list.map((r) => r.any), framePrefix()));
@@ -173,9 +179,7 @@ export class FrameCache {
     const key = `${typeUrl}\u0000${version}`;
     let f = byKey.get(key);
     if (!f || f.seq <= lastSeq) {
-      const seq = ++this.seq;
-      const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
-      f = { seq, nonce, frame: this.deltaMessage(typeUrl, nonce, version, list, []) };
+      f = this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, list, []));
       byKey.set(key, f);
     }
     return f;
@@ -205,9 +209,7 @@ export class FrameCache {
       return undefined;
     }
     if (f && f.seq > lastSeq) return f;
-    const seq = ++this.seq;
-    const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
-    const next = { seq, nonce, frame: this.deltaMessage(typeUrl, nonce, version, resources, removed) };
+    const next = this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, resources, removed));
     byNames.set(key, next);
     return next;
   }
@@ -257,9 +259,7 @@ export class FrameCache {
   }
 
   private newFrame(typeUrl: string, version: string, list: readonly EncodedResource[]): SharedFrame {
-    const seq = ++this.seq;
-    const nonce = `${this.noncePrefix}-${seq.toString(36)}`;
-    return { seq, nonce, frame: this.sotwMessage(typeUrl, nonce, version, list) };
+    return this.sharedFrame((nonce) => this.sotwMessage(typeUrl, nonce, version, list));
   }
 
   private header(typeUrl: string, nonce: string, version: string) {
