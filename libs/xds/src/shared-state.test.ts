@@ -141,6 +141,45 @@ describe('state shared between streams', () => {
     await waitFor(() => h.server.bookkeeping().streams === 0, 'the server to drop the closed streams');
   });
 
+  test('a Delta EDS subscription moved by one name (a renamed subset) is worked out once and shared; no stream walks what it holds', async () => {
+    const clients = await Promise.all([0, 3, 7].map((k, i) => deltaProxy(h, `move-${i}`, k)));
+    h.endpoints.set('moved', loadAssignment('moved', [{ address: '10.4.0.1', port: 80 }]));
+    const known = TypeState.prototype.known;
+    let walks = 0;
+    TypeState.prototype.known = function (this: TypeState) {
+      walks++;
+      return known.call(this);
+    };
+    try {
+      const before = h.server.bookkeeping();
+      for (const c of clients) {
+        c.request(TypeUrl.ClusterLoadAssignment, { subscribe: ['moved'], unsubscribe: ['c3'] });
+        const r = await c.next();
+        assert.equal(r.typeUrl, TypeUrl.ClusterLoadAssignment);
+        assert.deepEqual(names(r), ['moved']);
+        assert.deepEqual(r.removedResources, []);
+        c.ack(r);
+      }
+      assert.equal(walks, 0, 'a subscription change walked every name a stream holds');
+      const after = h.server.bookkeeping();
+      assert.deepEqual({ nameSets: after.nameSets, sentMaps: after.sentMaps }, { nameSets: before.nameSets, sentMaps: before.sentMaps }, 'streams that moved alike hold one name set and one sent map');
+      // The move took: a change of the unsubscribed cluster reaches no one, one of the new cluster reaches all.
+      h.endpoints.set('c3', loadAssignment('c3', [{ address: '10.4.0.3', port: 80 }]));
+      h.endpoints.set('moved', loadAssignment('moved', [{ address: '10.4.0.2', port: 80 }]));
+      for (const c of clients) {
+        const r = await c.next();
+        assert.deepEqual(names(r), ['moved']);
+        c.ack(r);
+      }
+    } finally {
+      TypeState.prototype.known = known;
+      for (const c of clients) c.close();
+      h.endpoints.delete('moved');
+      h.endpoints.set('c3', loadAssignment('c3', [{ address: '10.0.0.4', port: 80 }]));
+    }
+    await waitFor(() => h.server.bookkeeping().streams === 0, 'the server to drop the closed streams');
+  });
+
   test('a Delta reconnect declaring versions shares the map once it has been sent what differs', async () => {
     const first = await deltaProxy(h, 'declared-0', 0);
     const c = new DeltaClient(h.address, { node: { id: 'declared-1' } });

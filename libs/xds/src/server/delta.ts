@@ -44,33 +44,13 @@ export class DeltaProtocol {
     }
     // Subscription changes are diffs: they apply whatever the nonce.
     if (sub.length === 0 && unsub.length === 0) return;
-    let wildcard = st.wildcard;
-    const names = new Set(st.names);
-    let added = false;
-    const gone: string[] = [];
-    for (const n of unsub) {
-      if (n === '*') wildcard = false;
-      else {
-        names.delete(n);
-        if (!wildcard) gone.push(n);
-      }
-    }
-    st.forget(gone);
-    for (const n of sub) {
-      if (n === '*') {
-        if (!wildcard) added = true;
-        wildcard = true;
-      } else if (!names.has(n)) {
-        names.add(n);
-        added = true;
-      }
-    }
-    if (!wildcard && st.wildcard) {
-      // Leaving wildcard: forget what is no longer subscribed.
-      st.forget([...st.known()].map(([n]) => n).filter((n) => !names.has(n)));
-    }
-    if (!subs.apply(c, st, wildcard, names)) return;
-    if (added) this.d.requestResponse(c, typeUrl);
+    const wasWildcard = st.wildcard;
+    const change = subs.deltaChange(st, sub, unsub);
+    if (!subs.applyChange(c, st, change)) return;
+    st.forget(change.gone);
+    // Leaving wildcard: forget what is no longer subscribed.
+    if (!change.wildcard && wasWildcard) st.forget([...st.known()].map(([n]) => n).filter((n) => !change.names.has(n)));
+    if (change.due) this.d.requestResponse(c, typeUrl, change.added);
   }
 
   /**

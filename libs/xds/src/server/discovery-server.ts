@@ -78,7 +78,7 @@ export class DiscoveryServer {
       acks: new AckTracker(this.stats),
       frames,
       writer,
-      requestResponse: (c, typeUrl) => this.queue.requestResponse(c, typeUrl),
+      requestResponse: (c, typeUrl, names) => this.queue.requestResponse(c, typeUrl, names),
     };
     const sotw = new SotwProtocol(protocol);
     const conns = new Map<string, Connection>();

@@ -94,9 +94,19 @@ export class PushQueue {
     for (const c of this.d.conns.values()) if (c.pending) this.schedule(c);
   }
 
-  /** Asks for a response of this type (a request to answer) on the stream's next turn. */
-  requestResponse(c: Connection, typeUrl: string): void {
-    c.need().types.add(typeUrl);
+  /**
+   * Asks for a response of this type (a request to answer) on the stream's
+   * next turn; `names`: only about these newly subscribed names (a request
+   * for the whole type absorbs it).
+   */
+  requestResponse(c: Connection, typeUrl: string, names?: ReadonlySet<string>): void {
+    const p = c.need();
+    const whole = p.types.has(typeUrl) && !p.requested?.has(typeUrl);
+    if (names && !whole) {
+      const before = p.requested?.get(typeUrl);
+      (p.requested ??= new Map()).set(typeUrl, before ? new Set([...before, ...names]) : names);
+    } else p.requested?.delete(typeUrl);
+    p.types.add(typeUrl);
     this.schedule(c);
   }
 
@@ -157,8 +167,12 @@ export class PushQueue {
       const gen = this.d.opts.generators[typeUrl];
       if (!st || !gen) continue;
       const forced = p.types.has(typeUrl);
-      if ((p.full && (!p.fullTypes || p.fullTypes.has(typeUrl))) || forced) this.respond(c, st, gen, this.lastFull, undefined, forced);
-      else if (typeUrl === EDS && p.eds.size > 0 && p.edsReq) this.respond(c, st, gen, p.edsReq, p.eds, false);
+      const requested = forced && gen.answersQuery !== true ? p.requested?.get(typeUrl) : undefined;
+      const edsChanged = typeUrl === EDS && p.eds.size > 0 && p.edsReq !== undefined;
+      if ((p.full && (!p.fullTypes || p.fullTypes.has(typeUrl))) || (forced && !requested)) this.respond(c, st, gen, this.lastFull, undefined, forced);
+      // Newly subscribed names (and endpoint changes waiting): only those can differ from what the client has.
+      else if (requested) this.respond(c, st, gen, this.lastFull, edsChanged ? new Set([...requested, ...p.eds]) : requested, false);
+      else if (edsChanged) this.respond(c, st, gen, p.edsReq!, p.eds, false);
     }
     c.pushVersion = p.full || p.types.size > 0 ? this.lastFull.version : (p.edsReq?.version ?? c.pushVersion);
     if (p.full) this.d.stats.hook('pushed', c.proxy, this.lastFull);

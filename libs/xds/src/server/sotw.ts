@@ -18,8 +18,8 @@ export interface ProtocolDeps {
   acks: AckTracker;
   frames: FrameCache;
   writer: StreamWriter;
-  /** Asks for a response of this type on the stream's next turn in the push queue. */
-  requestResponse(c: Connection, typeUrl: string): void;
+  /** Asks for a response of this type on the stream's next turn in the push queue; `names`: about these newly subscribed names only (Delta). */
+  requestResponse(c: Connection, typeUrl: string, names?: ReadonlySet<string>): void;
 }
 
 export class SotwProtocol {

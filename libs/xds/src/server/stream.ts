@@ -28,6 +28,12 @@ export interface Pending {
   /** Types a request asked to be answered (initial request, new names). */
   types: Set<string>;
   /**
+   * Types of `types` whose requests only subscribed new names (Delta): the
+   * response concerns those names alone, so it looks up a few names instead of
+   * walking every name the stream watches. Shared (read-only) with other streams.
+   */
+  requested?: Map<string, ReadonlySet<string>>;
+  /**
    * Incremental EDS: names changed, with the latest incremental push. Shared
    * (read-only) with other streams while `edsShared` is true: a push hands every
    * woken stream the same set, and a stream copies it only to add more names.

@@ -19,6 +19,8 @@ export const EDS = TypeUrl.ClusterLoadAssignment;
 export const legacyWildcardTypes = new Set<string>([TypeUrl.Listener, TypeUrl.Cluster, 'type.googleapis.com/istio.networking.nds.v1.NameTable']);
 
 const EMPTY: ReadonlyMap<string, EncodedResource> = new Map();
+/** A `sent` map with some names forgotten, by the map: the last forget made from it (TypeState.forget). */
+const forgotten = new WeakMap<ReadonlyMap<string, EncodedResource>, { key: string; after: ReadonlyMap<string, EncodedResource> }>();
 const NO_NAMES: ReadonlySet<string> = new Set();
 
 /** One subscription name set, shared by every stream (of any type) that subscribes exactly these names. */
@@ -29,7 +31,31 @@ interface NameSet {
   refs: number;
   /** Streams watching these names for EDS (the EDS index points here once per name, not once per stream). */
   eds: Set<Connection>;
+  /** Delta subscription changes made from these names, by request (DeltaChange): the streams of a class make the same ones. */
+  changes?: Map<string, DeltaChange>;
 }
+
+/**
+ * A Delta request's subscription change (its subscribe and unsubscribe
+ * lists) applied to a subscription. It depends on nothing else, so it is
+ * computed once per subscription and request and shared by every stream that
+ * makes it: when a DestinationRule renames a subset, each proxy of a class
+ * moves its ~9,000-name EDS subscription by the same one name.
+ */
+export interface DeltaChange {
+  wildcard: boolean;
+  /** The subscription after the change (replaced by the interned equal set once applied). */
+  names: ReadonlySet<string>;
+  /** Names the client no longer has: unsubscribed while not wildcard. */
+  gone: readonly string[];
+  /** A response is due: new names were subscribed, or wildcard was turned on. */
+  due: boolean;
+  /** With `due` and no wildcard: the newly subscribed names, the only ones the response can concern. */
+  added?: ReadonlySet<string>;
+}
+
+/** Changes kept per subscription (a class makes one or two at a time). */
+const CHANGES_PER_SET = 16;
 
 /** An order-independent hash of a name set (sum of FNV-1a hashes of the names, and the size). */
 function setHash(names: ReadonlySet<string>): number {
@@ -84,16 +110,29 @@ export class TypeState implements WatchedResource {
     for (const [n, r] of this.sent) yield [n, r.version];
   }
 
-  /** Delta: forgets NAMES (unsubscribed, or outside a subscription that left wildcard), in both `declared` and `sent`. */
-  forget(names: Iterable<string>): void {
+  /**
+   * Delta: forgets NAMES (unsubscribed, or outside a subscription that left
+   * wildcard), in both `declared` and `sent`. Streams sharing one `sent` map
+   * that forget the same names share the result too (`forgotten`).
+   */
+  forget(names: readonly string[]): void {
+    if (this.declared) for (const n of names) this.declared.delete(n);
+    const before = this.sent;
+    const key = names.join('\u0000');
+    const memo = forgotten.get(before);
+    if (memo?.key === key) {
+      this.sent = memo.after;
+      return;
+    }
     let copy: Map<string, EncodedResource> | undefined;
     for (const n of names) {
-      this.declared?.delete(n);
-      if (!this.sent.has(n)) continue;
-      copy ??= new Map(this.sent);
+      if (!before.has(n)) continue;
+      copy ??= new Map(before);
       copy.delete(n);
     }
-    if (copy) this.sent = copy;
+    if (!copy) return;
+    forgotten.set(before, { key, after: copy });
+    this.sent = copy;
   }
 
   /** Records a response written for this type: what the client now has, and its nonce and version. */
@@ -141,7 +180,8 @@ export class Subscriptions {
     }
     c.names = total - extra;
     const before = this.byNames.get(st.names);
-    const after = sameNames(st.names, names) && before ? before : this.intern(names);
+    // An interned set (a shared DeltaChange's) is found by identity; another is compared, then hashed.
+    const after = this.byNames.get(names) ?? (before && sameNames(st.names, names) ? before : this.intern(names));
     if (after !== before) {
       after.refs++;
       if (st.typeUrl === EDS) {
@@ -157,6 +197,32 @@ export class Subscriptions {
     }
     st.wildcard = wildcard;
     st.names = after.names;
+    return true;
+  }
+
+  /**
+   * A Delta request's subscription change to the stream's subscription, made
+   * once per subscription and request (DeltaChange) and shared by every stream
+   * that makes it. Apply it with `applyChange`.
+   */
+  deltaChange(st: TypeState, sub: readonly string[], unsub: readonly string[]): DeltaChange {
+    const ns = this.byNames.get(st.names);
+    const key = `${st.wildcard ? '*' : ''}\u0001${sub.join('\u0000')}\u0001${unsub.join('\u0000')}`;
+    const known = ns?.changes?.get(key);
+    if (known) return known;
+    const change = computeDeltaChange(st.names, st.wildcard, sub, unsub);
+    if (ns) {
+      ns.changes ??= new Map();
+      if (ns.changes.size >= CHANGES_PER_SET) ns.changes.clear();
+      ns.changes.set(key, change);
+    }
+    return change;
+  }
+
+  /** Applies a DeltaChange (as `apply`); the change then holds the interned set, so the next stream making it finds it by identity. */
+  applyChange(c: Connection, st: TypeState, change: DeltaChange): boolean {
+    if (!this.apply(c, st, change.wildcard, change.names)) return false;
+    change.names = st.names;
     return true;
   }
 
@@ -226,6 +292,34 @@ export class Subscriptions {
       if (sets.size === 0) this.edsIndex.delete(n); // no empty entry left behind for a name nobody watches
     }
   }
+}
+
+/** A Delta request's subscribe and unsubscribe lists over a subscription (unsubscribe first, then subscribe, as istiod). */
+function computeDeltaChange(before: ReadonlySet<string>, wasWildcard: boolean, sub: readonly string[], unsub: readonly string[]): DeltaChange {
+  let wildcard = wasWildcard;
+  const names = new Set(before);
+  const gone: string[] = [];
+  for (const n of unsub) {
+    if (n === '*') wildcard = false;
+    else {
+      names.delete(n);
+      if (!wildcard) gone.push(n);
+    }
+  }
+  let due = false;
+  const added = new Set<string>();
+  for (const n of sub) {
+    if (n === '*') {
+      if (!wildcard) due = true;
+      wildcard = true;
+    } else if (!names.has(n)) {
+      names.add(n);
+      added.add(n);
+      due = true;
+    }
+  }
+  // A wildcard subscription is answered whole.
+  return { wildcard, names, gone, due, ...(due && !wildcard ? { added } : {}) };
 }
 
 export function sameNames(a: ReadonlySet<string>, b: ReadonlySet<string>): boolean {
