@@ -178,7 +178,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
       // Per proxy: what a proxy's data plane cannot express (MOSN), with the proxy ID.
       proxies: translator.proxyIssues(new Set(xds.connections().map((c) => c.connectionId))).map((i) => ({ ...i, message: formatIssue(i) })),
     }),
-    pushStatus: () => ({ version: controller.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses }, classCache: { units: generators.size, builds: generators.builds } }),
+    pushStatus: () => ({ version: controller.context?.version, storeRevision: store.revision, xds: xds.metrics(), encoder: { size: generators.encoder.size, hits: generators.encoder.hits, misses: generators.encoder.misses, spliced: generators.encoder.spliced }, classCache: { units: generators.size, builds: generators.builds } }),
   };
   const debugResponder = debugHandler(debugSources);
   const xds: DiscoveryServer = new DiscoveryServer({

@@ -131,6 +131,8 @@ test('listeners but 15006 are built once per proxy class; the ones with tracing 
     assert.ok(canonicalServices(c, n).length > 0 && canonicalServices(c, n).every((v) => v === 'reviews'), `${n}: reviews' tags`);
   }
   assert.deepEqual(gens.builds, { [TypeUrl.Listener]: a.size - 1 + 2 * tagged.length + 2 }, 'the class: its listeners once; each canonical service: its tagged listeners; each workload: 15006');
+  // The first canonical service's tagged listeners are encoded whole (and checked against the template); the next one's are spliced.
+  assert.equal(gens.encoder.spliced, tagged.length, "reviews' tagged listeners rendered from the class's encoded templates");
   for (const p of [productpage, productpage2, reviews]) assertSameAsFresh(g, objs, p, p.id);
 });
 

@@ -3,6 +3,7 @@ import { createRegistry, fromBinary, fromJson, toBinary, toJson, type DescField,
 import { file_google_protobuf_wrappers } from '@bufbuild/protobuf/wkt';
 import { allFiles } from './gen/all-files.js';
 import { typeNameOf } from './type-urls.js';
+import { derivationOf, splicePlan, spliceRender, type SplicePlan } from './splice.js';
 import { appendRepeated, encodeAny } from './wire.js';
 
 /** Every generated Envoy/xDS/Google message, for Any packing and JSON. */
@@ -350,12 +351,31 @@ export class ResourceEncoder {
    * two pushes that did not ask for it encoded ~9,000 clusters from JSON again.
    */
   private byObject = new WeakMap<object, { typeUrl: string; name: string; res: EncodedResource }>();
+  /**
+   * Splice plans by template (markDerived), and whether a plan's first copy
+   * matched its whole encoding; null: the template cannot be spliced, or a
+   * copy did not match, and its copies are encoded whole.
+   */
+  private plans = new WeakMap<object, { id: number; plan: SplicePlan; checked: boolean } | null>();
+  private planSeq = 0;
   hits = 0;
   misses = 0;
   /** Virtual hosts and filter chains encoded (not found in the cache). */
   partsEncoded = 0;
+  /** Resources rendered from a template's bytes (markDerived). */
+  spliced = 0;
 
   encode(typeUrl: string, name: string, json: unknown): EncodedResource {
+    const derived = json !== null && typeof json === 'object' ? derivationOf(json) : undefined;
+    if (derived) {
+      const res = this.encodeDerived(typeUrl, name, json as object, derived.template, derived.values);
+      if (res) return res;
+    }
+    return this.encodeWhole(typeUrl, name, json);
+  }
+
+  /** Encodes from the JSON (composed from cached parts where the type has them), unless the same object or content was encoded. */
+  private encodeWhole(typeUrl: string, name: string, json: unknown): EncodedResource {
     const field = COMPOSED_FIELDS[typeUrl];
     const elements = field && json !== null && typeof json === 'object' ? (json as Record<string, unknown>)[field] : undefined;
     if (Array.isArray(elements) && elements.length >= COMPOSE_MIN) return this.encodeComposed(typeUrl, name, json as Record<string, unknown>, field!, elements);
@@ -367,6 +387,36 @@ export class ResourceEncoder {
     const key = `${typeUrl}\u0000${name}\u0000${JSON.stringify(json)}`;
     const res = this.cached(key, () => encodeResource(typeUrl, name, json));
     if (!known && json !== null && typeof json === 'object') this.byObject.set(json, { typeUrl, name, res });
+    return res;
+  }
+
+  /** A copy of a template with other string values: the template's bytes with those values put in, or undefined to encode it whole. */
+  private encodeDerived(typeUrl: string, name: string, json: object, template: object, values: readonly string[]): EncodedResource | undefined {
+    let entry = this.plans.get(template);
+    if (entry === undefined) {
+      const plan = splicePlan(this.encode(typeUrl, name, template).value, values.length);
+      entry = plan ? { id: ++this.planSeq, plan, checked: false } : null;
+      this.plans.set(template, entry);
+    }
+    if (!entry) return undefined;
+    const known = this.byObject.get(json);
+    if (known && known.typeUrl === typeUrl && known.name === name) {
+      this.hits++;
+      return known.res;
+    }
+    const plan = entry;
+    if (!plan.checked) {
+      // The first copy of each template is also encoded whole: a template the plan misreads is never spliced.
+      const whole = this.encodeWhole(typeUrl, name, json);
+      if (Buffer.from(whole.value).equals(spliceRender(plan.plan, values))) plan.checked = true;
+      else this.plans.set(template, null);
+      return whole;
+    }
+    const res = this.cached(`${typeUrl}\u0000${name}\u0000splice:${plan.id}\u0000${values.join('\u0000')}`, () => {
+      this.spliced++;
+      return encodedResource(typeUrl, name, spliceRender(plan.plan, values));
+    });
+    this.byObject.set(json, { typeUrl, name, res });
     return res;
   }
 

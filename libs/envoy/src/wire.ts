@@ -9,7 +9,8 @@
 
 const WIRE_LEN = 2;
 
-function varintSize(n: number): number {
+/** Bytes of `n` as a protobuf varint. */
+export function varintSize(n: number): number {
   let size = 1;
   while (n >= 0x80) {
     n = Math.floor(n / 128);

@@ -4,7 +4,7 @@ export { accessLogs, canonicalTagValues, ENVOY_JSON_LOG_FORMAT, ENVOY_TEXT_LOG_F
 export { ISTIO_TYPE, istioFilterSupport, istioFilterSupportKey, telemetryClassKey, type IstioFilterSupport } from './support.js';
 export { applicableTelemetries, extensionProviders as telemetryExtensionProviders, mergeLogs, mergeMetrics, mergeTracing, type ListenerClass } from './telemetries.js';
 
-import type { ListenerJson } from '@sextant/envoy';
+import { markDerived, splicePlaceholder, type ListenerJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { canonicalTagValues } from './build.js';
 import { telemetryClassKey as key } from './support.js';
@@ -57,7 +57,22 @@ export function hasCanonicalTags(l: ListenerJson): boolean {
  * the same for each of its workloads (the class key says so).
  */
 export function withCanonicalTags(l: ListenerJson, proxy: ProxyView): ListenerJson {
-  const values: Record<string, string> = canonicalTagValues(proxy);
+  const values = canonicalTagValues(proxy);
+  const out = renderCanonicalTags(l, values);
+  // The encoder renders the copy from the template's bytes (one template per class listener).
+  markDerived(out, canonicalTemplate(l), [values['istio.canonical_revision'], values['istio.canonical_service']]);
+  return out;
+}
+
+/** Class listeners with splicePlaceholder(0) and (1) for the revision and service tags, by the class listener. */
+const templates = new WeakMap<ListenerJson, ListenerJson>();
+function canonicalTemplate(l: ListenerJson): ListenerJson {
+  let t = templates.get(l);
+  if (!t) templates.set(l, (t = renderCanonicalTags(l, { 'istio.canonical_revision': splicePlaceholder(0), 'istio.canonical_service': splicePlaceholder(1) })));
+  return t;
+}
+
+function renderCanonicalTags(l: ListenerJson, values: Record<string, string>): ListenerJson {
   const chain = (c: Json): Json => {
     const filters = (c.filters ?? []) as Json[];
     if (!filters.some(hcmWithCanonical)) return c;

@@ -1,0 +1,78 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ResourceEncoder, TypeUrl, markDerived, splicePlaceholder } from './index.js';
+
+/** A listener with `chains` HTTP filter chains whose HCMs carry the canonical tracing tags (as a sidecar's 0.0.0.0_80). */
+function listener(revision: string, service: string, chains = 2): Record<string, unknown> {
+  const hcm = {
+    '@type': 'type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager',
+    statPrefix: 'outbound_0.0.0.0_80',
+    rds: { routeConfigName: '80', configSource: { ads: {}, resourceApiVersion: 'V3' } },
+    tracing: {
+      clientSampling: { value: 100 },
+      customTags: [
+        { tag: 'istio.canonical_revision', literal: { value: revision } },
+        { tag: 'istio.canonical_service', literal: { value: service } },
+        { tag: 'istio.mesh_id', literal: { value: 'cluster.local' } },
+      ],
+    },
+    httpFilters: [{ name: 'envoy.filters.http.router', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.http.router.v3.Router' } }],
+  };
+  return {
+    name: '0.0.0.0_80',
+    address: { socketAddress: { address: '0.0.0.0', portValue: 80 } },
+    filterChains: Array.from({ length: chains }, (_, i) => ({
+      filterChainMatch: { destinationPort: 80, prefixRanges: [{ addressPrefix: `10.0.0.${i}`, prefixLen: 32 }] },
+      filters: [{ name: 'envoy.filters.network.http_connection_manager', typedConfig: hcm }],
+    })),
+    defaultFilterChain: { filters: [{ name: 'envoy.filters.network.tcp_proxy', typedConfig: { '@type': 'type.googleapis.com/envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy', statPrefix: 'PassthroughCluster', cluster: 'PassthroughCluster' } }] },
+    trafficDirection: 'OUTBOUND',
+  };
+}
+
+const template = (chains: number) => listener(splicePlaceholder(0), splicePlaceholder(1), chains);
+/** A workload's copy, marked as made from the template (what withCanonicalTags does). */
+function derived(t: object, revision: string, service: string, chains: number): Record<string, unknown> {
+  const json = listener(revision, service, chains);
+  markDerived(json, t, [revision, service]);
+  return json;
+}
+/** What encoding the copy whole gives (a fresh encoder, an unmarked copy of the JSON). */
+const wholeResource = (json: unknown) => new ResourceEncoder().encode(TypeUrl.Listener, '0.0.0.0_80', structuredClone(json));
+const whole = (json: unknown) => Buffer.from(wholeResource(json).any);
+
+test('a copy of a template with other string values is rendered from the template bytes, equal to encoding it whole', () => {
+  // Two chains: encoded as one message; six: composed from the chains' bytes. Each is spliced in its own order.
+  for (const chains of [2, 6]) {
+    const enc = new ResourceEncoder();
+    const t = template(chains);
+    // Short, long (the length prefixes of every enclosing message grow a byte), empty (proto3 leaves the field out), non-ASCII.
+    const values: Array<[string, string]> = [['v1', 'reviews'], ['latest', 'r'.repeat(300)], ['', 'ratings'], ['v2', 'évaluations-服务']];
+    for (const [rev, svc] of values) {
+      const json = derived(t, rev, svc, chains);
+      const res = enc.encode(TypeUrl.Listener, '0.0.0.0_80', json);
+      const ref = wholeResource(json);
+      assert.deepEqual(Buffer.from(res.any), Buffer.from(ref.any), `${chains} chains, ${JSON.stringify([rev, svc])}`);
+      assert.equal(res.version, ref.version);
+    }
+    // The first copy is checked against a whole encoding; the rest are spliced.
+    assert.equal(enc.spliced, values.length - 1, `${chains} chains: copies spliced`);
+  }
+});
+
+test('a template whose placeholder is not a whole string field, or a copy that is not the template with its values, is encoded whole', () => {
+  const enc = new ResourceEncoder();
+  // The placeholder inside a longer string: no plan.
+  const partial = listener(`rev-${splicePlaceholder(0)}`, splicePlaceholder(1));
+  const a = listener('rev-v1', 'reviews');
+  markDerived(a, partial, ['v1', 'reviews']);
+  assert.deepEqual(Buffer.from(enc.encode(TypeUrl.Listener, '0.0.0.0_80', a).any), whole(a));
+  // A copy that differs from its template elsewhere: the check of the first copy refuses the plan, for good.
+  const t = template(2);
+  const liar = { ...listener('v1', 'reviews'), trafficDirection: 'INBOUND' };
+  markDerived(liar, t, ['v1', 'reviews']);
+  assert.deepEqual(Buffer.from(enc.encode(TypeUrl.Listener, '0.0.0.0_80', liar).any), whole(liar));
+  const next = derived(t, 'v2', 'ratings', 2);
+  assert.deepEqual(Buffer.from(enc.encode(TypeUrl.Listener, '0.0.0.0_80', next).any), whole(next));
+  assert.equal(enc.spliced, 0);
+});
