@@ -106,13 +106,16 @@ describe('state shared between streams', () => {
     };
     try {
       h.endpoints.set('c6', loadAssignment('c6', [{ address: '10.3.0.6', port: 80 }]));
+      const nonces = new Set<string>();
       for (const c of clients) {
         const r = await c.next();
         assert.deepEqual(names(r), ['c6']);
         assert.deepEqual(r.removedResources, []);
+        nonces.add(r.nonce);
         c.ack(r);
       }
       assert.equal(walks, 0, 'an incremental push walked every name a stream holds');
+      assert.equal(nonces.size, 1, 'streams sent the same changed endpoints share one frame (one nonce)');
       // A push naming two clusters of which one changed (a service's subset clusters, rebuilt the same): the streams still share.
       const shared = h.server.bookkeeping().sentMaps;
       h.endpoints.fill('c4', loadAssignment('c4', [{ address: '10.3.0.4', port: 80 }]));

@@ -9,6 +9,7 @@
 import type { DeltaDiscoveryRequest, EncodedResource } from '@sextant/envoy';
 import { layeredChanges } from '../cache/layered-map.js';
 import type { PushRequest } from '../types.js';
+import type { IncrementalShare } from './shared-frames.js';
 import type { ProtocolDeps } from './sotw.js';
 import type { Connection } from './stream.js';
 import { TypeState, legacyWildcardTypes } from './subscriptions.js';
@@ -103,11 +104,15 @@ export class DeltaProtocol {
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
     const { frames, writer } = this.d;
     let nonce: string;
+    // Incremental (changed endpoints, newly subscribed names): what streams with the same output and names share.
+    const share = only && !st.declared && removed.length === 0 ? frames.incrementalShare(req.version, out, only, st.typeUrl) : undefined;
     // Everything in the output (a class's first response): one frame for the streams that get it.
     const whole = removed.length === 0 && toSend.length > 0 && toSend.length === out.size;
     let f = whole ? frames.deltaWhole(out, st.typeUrl, req.version, toSend, st.lastSeq) : undefined;
     // A full push's changes, the same for streams that had the same and see the same: one frame for them too.
     if (!f && !whole && !only && !st.declared) f = frames.deltaDiff(out, st.sent, st.wildcard ? undefined : st.names, st.typeUrl, req.version, toSend, removed, st.lastSeq);
+    // Every changed resource of the share is new to this stream (the usual case): the share's one frame.
+    if (!f && !whole && share && toSend.length === share.list.length) f = frames.deltaIncremental(share, st.typeUrl, req.version, st.lastSeq);
     if (f) {
       st.lastSeq = f.seq;
       nonce = f.nonce;
@@ -117,11 +122,11 @@ export class DeltaProtocol {
       const parts = whole ? frames.deltaLayeredWhole(out, st.typeUrl, nonce, req.version) : undefined;
       writer.write(c, st, parts ?? [frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed)]);
     }
-    st.recordSent(this.after(st, out, req, only, all, toSend, removed), nonce, req.version);
+    st.recordSent(this.after(st, out, only, share, all, toSend, removed), nonce, req.version);
   }
 
   /** What the client has after this response: `out` itself when equal (shared), else the stream's own map. */
-  private after(st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string> | undefined, all: boolean, toSend: readonly EncodedResource[], removed: readonly string[]): ReadonlyMap<string, EncodedResource> {
+  private after(st: TypeState, out: ReadonlyMap<string, EncodedResource>, only: ReadonlySet<string> | undefined, share: IncrementalShare | undefined, all: boolean, toSend: readonly EncodedResource[], removed: readonly string[]): ReadonlyMap<string, EncodedResource> {
     const declared = st.declared;
     if (declared) {
       for (const n of removed) declared.delete(n);
@@ -143,9 +148,8 @@ export class DeltaProtocol {
         st.declared = undefined; // declared versions equal to out's are out's resources
         return out;
       }
-    } else if (!declared && removed.length === 0) {
+    } else if (share) {
       // Incremental EDS: streams that had the same map and are sent every changed resource share the result.
-      const share = this.d.frames.incrementalShare(req.version, out, only, st.typeUrl);
       // A named resource not sent (rebuilt unchanged: a subset whose endpoints stayed) is one the stream has at that version.
       if (toSend.length === share.list.length || share.list.every((r) => st.sent.get(r.name)?.version === r.version || toSend.includes(r))) {
         let merged = share.merged.get(st.sent);

@@ -35,6 +35,8 @@ export interface IncrementalShare {
   /** Key of `list` in the incremental frames (streams with other generator outputs but the same changes share the frame too). */
   key: string;
   frame?: SharedFrame;
+  /** The Delta response carrying `list` and nothing removed. */
+  deltaFrame?: SharedFrame;
   merged: WeakMap<ReadonlyMap<string, EncodedResource>, ReadonlyMap<string, EncodedResource>>;
 }
 
@@ -246,6 +248,13 @@ export class FrameCache {
       byNames.set(only, share);
     }
     return share;
+  }
+
+  /** The Delta response carrying a share's resources and nothing removed, shared unless this stream already had that frame. */
+  deltaIncremental(share: IncrementalShare, typeUrl: string, version: string, lastSeq: number): SharedFrame {
+    let f = share.deltaFrame;
+    if (!f || f.seq <= lastSeq) f = share.deltaFrame = this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, share.list, []));
+    return f;
   }
 
   /** The incremental response for these changed resources, shared unless this stream already had that frame. */
