@@ -120,11 +120,14 @@ describe('state shared between streams', () => {
       const shared = h.server.bookkeeping().sentMaps;
       h.endpoints.fill('c4', loadAssignment('c4', [{ address: '10.3.0.4', port: 80 }]));
       h.server.push({ full: false, version: 'named-unchanged', reason: ['test'], edsUpdates: new Set(['c4', 'c6']) });
+      nonces.clear();
       for (const c of clients) {
         const r = await c.next();
         assert.deepEqual(names(r), ['c4']);
+        nonces.add(r.nonce);
         c.ack(r);
       }
+      assert.equal(nonces.size, 1, 'streams sent the same one of the named clusters share one frame too');
       assert.equal(h.server.bookkeeping().sentMaps, shared, 'each stream copied what it holds');
       // Two clusters gone in one push: both removed, for every stream.
       h.endpoints.delete('c8');

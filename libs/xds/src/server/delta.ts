@@ -111,8 +111,8 @@ export class DeltaProtocol {
     let f = whole ? frames.deltaWhole(out, st.typeUrl, req.version, toSend, st.lastSeq) : undefined;
     // A full push's changes, the same for streams that had the same and see the same: one frame for them too.
     if (!f && !whole && !only && !st.declared) f = frames.deltaDiff(out, st.sent, st.wildcard ? undefined : st.names, st.typeUrl, req.version, toSend, removed, st.lastSeq);
-    // Every changed resource of the share is new to this stream (the usual case): the share's one frame.
-    if (!f && !whole && share && toSend.length === share.list.length) f = frames.deltaIncremental(share, st.typeUrl, req.version, st.lastSeq);
+    // Incremental: the streams of the share sent the same resources get one frame.
+    if (!f && !whole && share && toSend.length > 0) f = frames.deltaIncremental(share, toSend, st.typeUrl, req.version, st.lastSeq);
     if (f) {
       st.lastSeq = f.seq;
       nonce = f.nonce;

@@ -35,8 +35,8 @@ export interface IncrementalShare {
   /** Key of `list` in the incremental frames (streams with other generator outputs but the same changes share the frame too). */
   key: string;
   frame?: SharedFrame;
-  /** The Delta response carrying `list` and nothing removed. */
-  deltaFrame?: SharedFrame;
+  /** Delta responses carrying resources of `list` and nothing removed, by the names they carry ('' for all of `list`). */
+  deltaFrames?: Map<string, SharedFrame>;
   merged: WeakMap<ReadonlyMap<string, EncodedResource>, ReadonlyMap<string, EncodedResource>>;
 }
 
@@ -250,10 +250,20 @@ export class FrameCache {
     return share;
   }
 
-  /** The Delta response carrying a share's resources and nothing removed, shared unless this stream already had that frame. */
-  deltaIncremental(share: IncrementalShare, typeUrl: string, version: string, lastSeq: number): SharedFrame {
-    let f = share.deltaFrame;
-    if (!f || f.seq <= lastSeq) f = share.deltaFrame = this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, share.list, []));
+  /**
+   * The Delta response carrying `resources` (the share's resources this
+   * stream lacks: all of them, or fewer when some were rebuilt unchanged) and
+   * nothing removed, shared by the streams of the share sent the same ones,
+   * unless this stream already had that frame.
+   */
+  deltaIncremental(share: IncrementalShare, resources: readonly EncodedResource[], typeUrl: string, version: string, lastSeq: number): SharedFrame {
+    const key = resources.length === share.list.length ? '' : resources.map((r) => r.name).join('\u0000');
+    share.deltaFrames ??= new Map();
+    let f = share.deltaFrames.get(key);
+    if (!f || f.seq <= lastSeq) {
+      f = this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, resources, []));
+      share.deltaFrames.set(key, f);
+    }
     return f;
   }
 
