@@ -316,6 +316,16 @@ const COMPOSED_FIELDS: Record<string, string> = {
 /** Fewer elements than this: the whole message is encoded at once. */
 const COMPOSE_MIN = 4;
 
+/** A splice plan, checked against a whole encoding by its first copy; refused for good if that differed. */
+interface SpliceEntry {
+  id: number;
+  plan: SplicePlan;
+  checked: boolean;
+  refused: boolean;
+}
+/** Plans kept by content at most (a few per listener name and class). */
+const MAX_PLANS = 20_000;
+
 interface Part {
   /** Small id standing for the element's JSON in whole-message keys. */
   id: number;
@@ -352,11 +362,12 @@ export class ResourceEncoder {
    */
   private byObject = new WeakMap<object, { typeUrl: string; name: string; res: EncodedResource }>();
   /**
-   * Splice plans by template (markDerived), and whether a plan's first copy
-   * matched its whole encoding; null: the template cannot be spliced, or a
-   * copy did not match, and its copies are encoded whole.
+   * Splice plans by template (markDerived); null: the template cannot be
+   * spliced, and its copies are encoded whole (as those of a refused plan).
    */
-  private plans = new WeakMap<object, { id: number; plan: SplicePlan; checked: boolean } | null>();
+  private plans = new WeakMap<object, SpliceEntry | null>();
+  /** The same, by template content (bounded): what the templates of classes that differ only in spliced values share. */
+  private plansByContent = new Map<string, SpliceEntry | null>();
   private planSeq = 0;
   hits = 0;
   misses = 0;
@@ -394,11 +405,18 @@ export class ResourceEncoder {
   private encodeDerived(typeUrl: string, name: string, json: object, template: object, values: readonly string[]): EncodedResource | undefined {
     let entry = this.plans.get(template);
     if (entry === undefined) {
-      const plan = splicePlan(this.encode(typeUrl, name, template).value, values.length);
-      entry = plan ? { id: ++this.planSeq, plan, checked: false } : null;
+      // Templates of other classes are often equal in content: one plan for them.
+      const key = `${typeUrl}\u0000${name}\u0000${JSON.stringify(template)}`;
+      entry = this.plansByContent.get(key);
+      if (entry === undefined) {
+        const plan = splicePlan(this.encodeWhole(typeUrl, name, template).value, values.length);
+        entry = plan ? { id: ++this.planSeq, plan, checked: false, refused: false } : null;
+        if (this.plansByContent.size >= MAX_PLANS) this.plansByContent.clear();
+        this.plansByContent.set(key, entry);
+      }
       this.plans.set(template, entry);
     }
-    if (!entry) return undefined;
+    if (!entry || entry.refused) return undefined;
     const known = this.byObject.get(json);
     if (known && known.typeUrl === typeUrl && known.name === name) {
       this.hits++;
@@ -409,7 +427,7 @@ export class ResourceEncoder {
       // The first copy of each template is also encoded whole: a template the plan misreads is never spliced.
       const whole = this.encodeWhole(typeUrl, name, json);
       if (Buffer.from(whole.value).equals(spliceRender(plan.plan, values))) plan.checked = true;
-      else this.plans.set(template, null);
+      else plan.refused = true;
       return whole;
     }
     const res = this.cached(`${typeUrl}\u0000${name}\u0000splice:${plan.id}\u0000${values.join('\u0000')}`, () => {

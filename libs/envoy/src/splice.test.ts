@@ -76,3 +76,14 @@ test('a template whose placeholder is not a whole string field, or a copy that i
   assert.deepEqual(Buffer.from(enc.encode(TypeUrl.Listener, '0.0.0.0_80', next).any), whole(next));
   assert.equal(enc.spliced, 0);
 });
+
+test('templates equal in content (the classes of other namespaces) share one plan: only the first copy of all is encoded whole', () => {
+  const enc = new ResourceEncoder();
+  const a = template(2);
+  const b = template(2); // another class's template: another object, the same content
+  const first = derived(a, 'v1', 'reviews', 2);
+  const second = derived(b, 'v1', 'ratings', 2);
+  assert.deepEqual(Buffer.from(enc.encode(TypeUrl.Listener, '0.0.0.0_80', first).any), whole(first));
+  assert.deepEqual(Buffer.from(enc.encode(TypeUrl.Listener, '0.0.0.0_80', second).any), whole(second));
+  assert.equal(enc.spliced, 1, "the second template's copy is spliced with the plan the first one checked");
+});

@@ -58,21 +58,38 @@ export function hasCanonicalTags(l: ListenerJson): boolean {
  */
 export function withCanonicalTags(l: ListenerJson, proxy: ProxyView): ListenerJson {
   const values = canonicalTagValues(proxy);
-  const out = renderCanonicalTags(l, values);
-  // The encoder renders the copy from the template's bytes (one template per class listener).
-  markDerived(out, canonicalTemplate(l), [values['istio.canonical_revision'], values['istio.canonical_service']]);
+  const out = renderTags(l, values);
+  // The encoder renders the copy from the template's bytes (templates equal in content share one plan).
+  const t = tagTemplate(l);
+  markDerived(out, t.template, [values['istio.canonical_revision'], values['istio.canonical_service'], ...t.classValues]);
   return out;
 }
 
-/** Class listeners with splicePlaceholder(0) and (1) for the revision and service tags, by the class listener. */
-const templates = new WeakMap<ListenerJson, ListenerJson>();
-function canonicalTemplate(l: ListenerJson): ListenerJson {
+/**
+ * Literal tracing tags put in a template as placeholders, in placeholder
+ * order: the canonical two (per workload), then the class's own (its
+ * namespace, mesh and cluster), so the templates of classes that differ only
+ * in those are equal in content and the encoder plans them once.
+ */
+const TEMPLATE_TAGS = ['istio.canonical_revision', 'istio.canonical_service', 'istio.namespace', 'istio.mesh_id', 'istio.cluster_id'];
+const CLASS_TAGS = TEMPLATE_TAGS.slice(2);
+
+/** A class listener with placeholders for TEMPLATE_TAGS, and its own values of CLASS_TAGS; by the class listener. */
+const templates = new WeakMap<ListenerJson, { template: ListenerJson; classValues: string[] }>();
+function tagTemplate(l: ListenerJson): { template: ListenerJson; classValues: string[] } {
   let t = templates.get(l);
-  if (!t) templates.set(l, (t = renderCanonicalTags(l, { 'istio.canonical_revision': splicePlaceholder(0), 'istio.canonical_service': splicePlaceholder(1) })));
+  if (!t) {
+    const hcm = chainsOf(l)
+      .flatMap((c) => (c.filters ?? []) as Json[])
+      .find(hcmWithCanonical)!;
+    const own = new Map(((hcm.typedConfig as Json).tracing.customTags as Json[]).filter((x) => x.literal).map((x) => [x.tag as string, String(x.literal.value ?? '')]));
+    templates.set(l, (t = { template: renderTags(l, Object.fromEntries(TEMPLATE_TAGS.map((tag, i) => [tag, splicePlaceholder(i)]))), classValues: CLASS_TAGS.map((tag) => own.get(tag) ?? '') }));
+  }
   return t;
 }
 
-function renderCanonicalTags(l: ListenerJson, values: Record<string, string>): ListenerJson {
+/** The listener with the literal values of the tags `values` names replaced, in the HCMs that carry canonical tags. */
+function renderTags(l: ListenerJson, values: Record<string, string>): ListenerJson {
   const chain = (c: Json): Json => {
     const filters = (c.filters ?? []) as Json[];
     if (!filters.some(hcmWithCanonical)) return c;
@@ -81,7 +98,7 @@ function renderCanonicalTags(l: ListenerJson, values: Record<string, string>): L
       filters: filters.map((f) => {
         if (!hcmWithCanonical(f)) return f;
         const tc = f.typedConfig as Json;
-        const customTags = (tc.tracing.customTags as Json[]).map((t) => (CANONICAL_TAGS.has(t.tag) && t.literal ? { ...t, literal: { ...t.literal, value: values[t.tag] } } : t));
+        const customTags = (tc.tracing.customTags as Json[]).map((t) => (t.literal && values[t.tag] !== undefined ? { ...t, literal: { ...t.literal, value: values[t.tag] } } : t));
         return { ...f, typedConfig: { ...tc, tracing: { ...tc.tracing, customTags } } };
       }),
     };
