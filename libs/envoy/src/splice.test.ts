@@ -54,6 +54,9 @@ test('a copy of a template with other string values is rendered from the templat
       const ref = wholeResource(json);
       assert.deepEqual(Buffer.from(res.any), Buffer.from(ref.any), `${chains} chains, ${JSON.stringify([rev, svc])}`);
       assert.equal(res.version, ref.version);
+      // A spliced resource renders its bytes when read: every read gives the same bytes.
+      assert.deepEqual(Buffer.from(res.value), Buffer.from(ref.value));
+      assert.deepEqual(Buffer.from(res.any), Buffer.from(ref.any));
     }
     // The first copy is checked against a whole encoding; the rest are spliced.
     assert.equal(enc.spliced, values.length - 1, `${chains} chains: copies spliced`);
