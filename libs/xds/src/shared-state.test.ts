@@ -186,6 +186,34 @@ describe('state shared between streams', () => {
     await waitFor(() => h.server.bookkeeping().streams === 0, 'the server to drop the closed streams');
   });
 
+  test('a full push works out what streams that had the same and watch the same are sent once, not per stream', async () => {
+    const clients = await Promise.all([0, 2, 4].map((k, i) => deltaProxy(h, `full-${i}`, k)));
+    const known = TypeState.prototype.known;
+    let walks = 0;
+    TypeState.prototype.known = function (this: TypeState) {
+      walks++;
+      return known.call(this);
+    };
+    try {
+      h.endpoints.fill('c7', loadAssignment('c7', [{ address: '10.5.0.7', port: 80 }]));
+      h.pushAll('full push after an endpoint refill');
+      for (const c of clients) {
+        let r = await c.next();
+        if (r.typeUrl === TypeUrl.Cluster) r = await c.next(); // CDS unchanged: nothing; EDS next
+        assert.equal(r.typeUrl, TypeUrl.ClusterLoadAssignment);
+        assert.deepEqual(names(r), ['c7']);
+        c.ack(r);
+      }
+      // CDS and EDS: the first stream walks what it holds of each type; the others with the same take its result.
+      assert.equal(walks, 2, 'walked per stream, not per type');
+    } finally {
+      TypeState.prototype.known = known;
+      for (const c of clients) c.close();
+      h.endpoints.set('c7', loadAssignment('c7', [{ address: '10.0.0.8', port: 80 }]));
+    }
+    await waitFor(() => h.server.bookkeeping().streams === 0, 'the server to drop the closed streams');
+  });
+
   test('a Delta reconnect declaring versions shares the map once it has been sent what differs', async () => {
     const first = await deltaProxy(h, 'declared-0', 0);
     const c = new DeltaClient(h.address, { node: { id: 'declared-1' } });

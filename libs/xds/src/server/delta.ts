@@ -66,41 +66,47 @@ export class DeltaProtocol {
     const inScope = (n: string) => !only || only.has(n);
     const all = st.wildcard || this.d.generators[st.typeUrl]?.answersQuery === true;
     const wanted = (n: string) => all || st.names.has(n);
-    const toSend: EncodedResource[] = [];
     // What the client has and the new output are views of the same layer units: only names some unit changed can differ.
     const layered = all && !only && !st.declared ? layeredChanges(st.sent, out) : undefined;
-    if (layered) {
-      for (const n of layered) {
-        const r = out.get(n);
-        if (r && st.knownVersion(n) !== r.version) toSend.push(r);
-      }
-    } else if (all && !only) {
-      for (const r of out.values()) if (st.knownVersion(r.name) !== r.version) toSend.push(r);
-    } else {
-      const candidates = only ?? st.names;
-      for (const n of candidates) {
-        if (!wanted(n)) continue;
-        const r = out.get(n);
-        if (r && st.knownVersion(n) !== r.version) toSend.push(r);
-      }
-    }
-    const gone = (n: string) => !wanted(n) || !out.has(n);
+    // Otherwise a full push walks everything: once for the streams that had the same and watch the same (a class).
+    const walk = !only && !layered && !st.declared ? fullWalk(out, st.sent, all ? undefined : st.names) : undefined;
+    let toSend: EncodedResource[] = [];
     let removed: string[] = [];
-    if (only) {
-      // Incremental: only the changed names can be removed; looking them up spares walking all the client has, per stream.
-      for (const n of only) if (st.knownVersion(n) !== undefined && gone(n)) removed.push(n);
-      // In the order the client's names are held (as the full walk gives them), when there is an order to keep.
-      if (removed.length > 1) {
-        removed = [];
-        for (const [n] of st.known()) if (inScope(n) && gone(n)) removed.push(n);
+    if (walk?.diff) ({ toSend, removed } = walk.diff);
+    else {
+      if (layered) {
+        for (const n of layered) {
+          const r = out.get(n);
+          if (r && st.knownVersion(n) !== r.version) toSend.push(r);
+        }
+      } else if (all && !only) {
+        for (const r of out.values()) if (st.knownVersion(r.name) !== r.version) toSend.push(r);
+      } else {
+        const candidates = only ?? st.names;
+        for (const n of candidates) {
+          if (!wanted(n)) continue;
+          const r = out.get(n);
+          if (r && st.knownVersion(n) !== r.version) toSend.push(r);
+        }
       }
-    } else if (layered) {
-      for (const n of layered) if (st.knownVersion(n) !== undefined && gone(n)) removed.push(n);
-    } else {
-      for (const [n] of st.known()) if (gone(n)) removed.push(n);
+      const gone = (n: string) => !wanted(n) || !out.has(n);
+      if (only) {
+        // Incremental: only the changed names can be removed; looking them up spares walking all the client has, per stream.
+        for (const n of only) if (st.knownVersion(n) !== undefined && gone(n)) removed.push(n);
+        // In the order the client's names are held (as the full walk gives them), when there is an order to keep.
+        if (removed.length > 1) {
+          removed = [];
+          for (const [n] of st.known()) if (inScope(n) && gone(n)) removed.push(n);
+        }
+      } else if (layered) {
+        for (const n of layered) if (st.knownVersion(n) !== undefined && gone(n)) removed.push(n);
+      } else {
+        for (const [n] of st.known()) if (gone(n)) removed.push(n);
+      }
+      if (walk) walk.diff = { toSend, removed };
     }
     // istiod's neverRemoveDelta (ECDS): nothing is sent as removed; unsubscribed names were forgotten on unsubscribe.
-    if (this.d.generators[st.typeUrl]?.neverRemoveDelta === true) removed.length = 0;
+    if (this.d.generators[st.typeUrl]?.neverRemoveDelta === true) removed = [];
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
     const { frames, writer } = this.d;
     let nonce: string;
@@ -122,7 +128,7 @@ export class DeltaProtocol {
       const parts = whole ? frames.deltaLayeredWhole(out, st.typeUrl, nonce, req.version) : undefined;
       writer.write(c, st, parts ?? [frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed)]);
     }
-    st.recordSent(this.after(st, out, only, share, all, toSend, removed), nonce, req.version);
+    st.recordSent(walk ? (walk.after ??= this.after(st, out, only, share, all, toSend, removed)) : this.after(st, out, only, share, all, toSend, removed), nonce, req.version);
   }
 
   /** What the client has after this response: `out` itself when equal (shared), else the stream's own map. */
@@ -172,6 +178,31 @@ export class DeltaProtocol {
     if (declared?.size === 0) st.declared = undefined;
     return sent;
   }
+}
+
+/**
+ * A full push's diff for the streams that had `sent`, watch `names`
+ * (undefined: every resource) and are given `out`, with no declared versions:
+ * what to send and remove and what the stream then has follow from those
+ * three alone, so the streams of a class work them out once (a DestinationRule
+ * edit pushes EDS, ~9,000 names per stream, to every proxy). Held weakly by
+ * the output and the sent map.
+ */
+interface FullWalk {
+  diff?: { toSend: EncodedResource[]; removed: string[] };
+  after?: ReadonlyMap<string, EncodedResource>;
+}
+const ALL_NAMES = Symbol('all names');
+const fullWalks = new WeakMap<ReadonlyMap<string, EncodedResource>, WeakMap<ReadonlyMap<string, EncodedResource>, Map<ReadonlySet<string> | typeof ALL_NAMES, FullWalk>>>();
+function fullWalk(out: ReadonlyMap<string, EncodedResource>, sent: ReadonlyMap<string, EncodedResource>, names: ReadonlySet<string> | undefined): FullWalk {
+  let bySent = fullWalks.get(out);
+  if (!bySent) fullWalks.set(out, (bySent = new WeakMap()));
+  let byNames = bySent.get(sent);
+  if (!byNames) bySent.set(sent, (byNames = new Map()));
+  const key = names ?? ALL_NAMES;
+  let w = byNames.get(key);
+  if (!w) byNames.set(key, (w = {}));
+  return w;
 }
 
 /** Whether `sent` with `list` set over it has exactly `out`'s names at `out`'s versions. */
