@@ -294,7 +294,12 @@ export class Subscriptions {
   }
 }
 
-/** A Delta request's subscribe and unsubscribe lists over a subscription (unsubscribe first, then subscribe, as istiod). */
+/**
+ * A Delta request's subscribe and unsubscribe lists over a subscription:
+ * unsubscribe first, then subscribe (istiod applies them the other way round;
+ * xDS does not allow one name in both lists, so only a client that breaks
+ * that sees the difference).
+ */
 function computeDeltaChange(before: ReadonlySet<string>, wasWildcard: boolean, sub: readonly string[], unsub: readonly string[]): DeltaChange {
   let wildcard = wasWildcard;
   const names = new Set(before);
