@@ -29,6 +29,22 @@ async function deltaProxy(h: Harness, id: string, order: number): Promise<DeltaC
   return c;
 }
 
+/** Counts the walks of every name a stream holds (TypeState.known), until restored. */
+function countWalks(): { count: number; restore(): void } {
+  const known = TypeState.prototype.known;
+  const counter = {
+    count: 0,
+    restore: () => {
+      TypeState.prototype.known = known;
+    },
+  };
+  TypeState.prototype.known = function (this: TypeState) {
+    counter.count++;
+    return known.call(this);
+  };
+  return counter;
+}
+
 describe('state shared between streams', () => {
   let h: Harness;
   before(async () => {
@@ -98,12 +114,7 @@ describe('state shared between streams', () => {
   test('an incremental EDS push looks up only the changed names in what each stream holds', async () => {
     const clients = await Promise.all([0, 5].map((k, i) => deltaProxy(h, `walk-${i}`, k)));
     // What a stream holds is walked whole only where a response can remove more than one name.
-    const known = TypeState.prototype.known;
-    let walks = 0;
-    TypeState.prototype.known = function (this: TypeState) {
-      walks++;
-      return known.call(this);
-    };
+    const walks = countWalks();
     try {
       h.endpoints.set('c6', loadAssignment('c6', [{ address: '10.3.0.6', port: 80 }]));
       const nonces = new Set<string>();
@@ -114,7 +125,7 @@ describe('state shared between streams', () => {
         nonces.add(r.nonce);
         c.ack(r);
       }
-      assert.equal(walks, 0, 'an incremental push walked every name a stream holds');
+      assert.equal(walks.count, 0, 'an incremental push walked every name a stream holds');
       assert.equal(nonces.size, 1, 'streams sent the same changed endpoints share one frame (one nonce)');
       // A push naming two clusters of which one changed (a service's subset clusters, rebuilt the same): the streams still share.
       const shared = h.server.bookkeeping().sentMaps;
@@ -139,7 +150,7 @@ describe('state shared between streams', () => {
         c.ack(r);
       }
     } finally {
-      TypeState.prototype.known = known;
+      walks.restore();
       for (const c of clients) c.close();
       h.endpoints.set('c8', loadAssignment('c8', [{ address: '10.0.0.9', port: 80 }]));
       h.endpoints.set('c9', loadAssignment('c9', [{ address: '10.0.0.10', port: 80 }]));
@@ -150,12 +161,7 @@ describe('state shared between streams', () => {
   test('a Delta EDS subscription moved by one name (a renamed subset) is worked out once and shared; no stream walks what it holds', async () => {
     const clients = await Promise.all([0, 3, 7].map((k, i) => deltaProxy(h, `move-${i}`, k)));
     h.endpoints.set('moved', loadAssignment('moved', [{ address: '10.4.0.1', port: 80 }]));
-    const known = TypeState.prototype.known;
-    let walks = 0;
-    TypeState.prototype.known = function (this: TypeState) {
-      walks++;
-      return known.call(this);
-    };
+    const walks = countWalks();
     try {
       const before = h.server.bookkeeping();
       for (const c of clients) {
@@ -166,7 +172,7 @@ describe('state shared between streams', () => {
         assert.deepEqual(r.removedResources, []);
         c.ack(r);
       }
-      assert.equal(walks, 0, 'a subscription change walked every name a stream holds');
+      assert.equal(walks.count, 0, 'a subscription change walked every name a stream holds');
       const after = h.server.bookkeeping();
       assert.deepEqual({ nameSets: after.nameSets, sentMaps: after.sentMaps }, { nameSets: before.nameSets, sentMaps: before.sentMaps }, 'streams that moved alike hold one name set and one sent map');
       // The move took: a change of the unsubscribed cluster reaches no one, one of the new cluster reaches all.
@@ -178,7 +184,7 @@ describe('state shared between streams', () => {
         c.ack(r);
       }
     } finally {
-      TypeState.prototype.known = known;
+      walks.restore();
       for (const c of clients) c.close();
       h.endpoints.delete('moved');
       h.endpoints.set('c3', loadAssignment('c3', [{ address: '10.0.0.4', port: 80 }]));
@@ -188,12 +194,7 @@ describe('state shared between streams', () => {
 
   test('a full push works out what streams that had the same and watch the same are sent once, not per stream', async () => {
     const clients = await Promise.all([0, 2, 4].map((k, i) => deltaProxy(h, `full-${i}`, k)));
-    const known = TypeState.prototype.known;
-    let walks = 0;
-    TypeState.prototype.known = function (this: TypeState) {
-      walks++;
-      return known.call(this);
-    };
+    const walks = countWalks();
     try {
       h.endpoints.fill('c7', loadAssignment('c7', [{ address: '10.5.0.7', port: 80 }]));
       h.pushAll('full push after an endpoint refill');
@@ -205,9 +206,9 @@ describe('state shared between streams', () => {
         c.ack(r);
       }
       // CDS and EDS: the first stream walks what it holds of each type; the others with the same take its result.
-      assert.equal(walks, 2, 'walked per stream, not per type');
+      assert.equal(walks.count, 2, 'walked per stream, not per type');
     } finally {
-      TypeState.prototype.known = known;
+      walks.restore();
       for (const c of clients) c.close();
       h.endpoints.set('c7', loadAssignment('c7', [{ address: '10.0.0.8', port: 80 }]));
     }
