@@ -73,7 +73,16 @@ start() {
   mapfile -t args <"$DIR/args/$name.args"
   log "starting $name (log: $DIR/logs/$name.log)"
   setsid "$exe" "${args[@]}" </dev/null >>"$DIR/logs/$name.log" 2>&1 &
-  echo $! >"$DIR/pids/$name.pid"
+  local pid=$! i
+  echo "$pid" >"$DIR/pids/$name.pid"
+  # Until the forked shell has exec'd, its command line is this script's, and
+  # alive() would take it for a recycled pid: on a loaded machine a component
+  # was reported dead before it started. Wait for the exec (at most 5 s).
+  for ((i = 0; i < 100; i++)); do
+    running "$pid" || break
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$DIR/" && break
+    sleep 0.05
+  done
 }
 
 # stop NAME...: SIGTERM each running component, give them $GRACE seconds
