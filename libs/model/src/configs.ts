@@ -6,9 +6,20 @@ export function configOrder(a: IstioConfig, b: IstioConfig): number {
   return cmp(a.metadata.creationTimestamp ?? '', b.metadata.creationTimestamp ?? '') || cmp(a.namespace, b.namespace) || cmp(a.name, b.name);
 }
 
+/**
+ * One IstioConfig per stored object, the same across push contexts while the
+ * object is unchanged: translation memoizes by it (a VirtualService's routes,
+ * sidecar.ts). Never mutated.
+ */
+const istioConfigs = new WeakMap<ConfigObjectLike, IstioConfig>();
 export function toIstioConfig(obj: ConfigObjectLike): IstioConfig {
-  const spec = ((obj.body as { spec?: unknown } | undefined)?.spec ?? {}) as Record<string, any>;
-  return { kind: obj.kind, namespace: obj.metadata.namespace ?? 'default', name: obj.metadata.name, metadata: obj.metadata, spec };
+  let c = istioConfigs.get(obj);
+  if (!c) {
+    const spec = ((obj.body as { spec?: unknown } | undefined)?.spec ?? {}) as Record<string, any>;
+    c = { kind: obj.kind, namespace: obj.metadata.namespace ?? 'default', name: obj.metadata.name, metadata: obj.metadata, spec };
+    istioConfigs.set(obj, c);
+  }
+  return c;
 }
 
 /** Configs of one kind, indexed by namespace. */

@@ -97,11 +97,15 @@ export interface PushOptions {
 }
 
 /** Validates `objects` as a source would and builds the real PushContext from them. */
+const validated = new WeakMap<RawObject, ReturnType<typeof validateObject>>();
+
 export function pushContext(objects: RawObject[], opts: PushOptions = {}): ReturnType<typeof PushContext.build> {
   const valid = [];
   const issues: ValidationIssue[] = [];
   for (const raw of objects) {
-    const res = validateObject(raw, { defaultNamespace: 'default' });
+    // One validated object per fixture, as the store keeps one object per revision: contexts built from the same fixtures share it.
+    let res = validated.get(raw);
+    if (!res) validated.set(raw, (res = validateObject(raw, { defaultNamespace: 'default' })));
     if (res.ok) valid.push(res.object);
     else issues.push(...res.issues);
   }

@@ -309,3 +309,32 @@ test('a service default virtual host is one object for every proxy namespace tha
   // The VirtualService's host is built per route configuration (its routes read the proxy).
   assert.ok(vh(push, 'ns-a', 'reviews.default.svc.cluster.local:9080'));
 });
+
+test("a VirtualService's virtual host is one object for every proxy namespace that renders it alike, in this push and the next; what its routes read decides", () => {
+  const vs = istio('VirtualService', 'default', 'ratings', { hosts: ['ratings'], http: [{ match: [{ uri: { prefix: '/v2' } }], route: [{ destination: { host: 'ratings', subset: 'v2' } }] }, { route: [{ destination: { host: 'ratings' } }] }] });
+  const objects = [reviews, ratings, vs];
+  const push = pushContext(objects);
+  const vh = (p: typeof push, ns: string, labels?: Record<string, string>) =>
+    ((buildRoutes(p, proxyIn(p, { namespace: ns, ...(labels ? { metadata: { LABELS: labels } } : {}) }), ['9080']) as Json[])[0]!.virtualHosts as Json[]).find((v) => v.name === 'ratings.default.svc.cluster.local:9080')!;
+  const a = vh(push, 'ns-a');
+  assert.equal(vh(push, 'ns-b'), a, 'another namespace that reads the same: the same object');
+  assert.equal(vh(pushContext(objects, { version: 'v2' }), 'ns-b'), a, 'a later push with the same inputs reuses it');
+  // A DestinationRule's consistent hash is read by the routes: other routes, and they carry it.
+  const hashed = pushContext([...objects, istio('DestinationRule', 'default', 'ratings', { host: 'ratings', trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: 'x-user' } } } })]);
+  const h = vh(hashed, 'ns-a');
+  assert.notEqual(h.routes, a.routes);
+  assert.deepEqual(h.routes[1].route.hashPolicy, [{ header: { headerName: 'x-user' } }]);
+  assert.equal(vh(push, 'ns-a').routes[1].route.hashPolicy, undefined, 'without the rule, the routes without a hash again');
+  // An edit is a new object: new routes.
+  const edited = istio('VirtualService', 'default', 'ratings', { hosts: ['ratings'], http: [{ match: [{ uri: { prefix: '/v3' } }], route: [{ destination: { host: 'ratings' } }] }] });
+  const e = vh(pushContext([reviews, ratings, edited]), 'ns-a');
+  assert.equal(e.routes[0].match.prefix, '/v3');
+  // A match on source labels reads the proxy: proxies whose labels differ get their own routes.
+  const bySource = istio('VirtualService', 'default', 'ratings', { hosts: ['ratings'], http: [{ match: [{ sourceLabels: { app: 'web' } }], route: [{ destination: { host: 'ratings', subset: 'v2' } }] }, { route: [{ destination: { host: 'ratings' } }] }] });
+  const sp = pushContext([reviews, ratings, bySource]);
+  const web = vh(sp, 'ns-a', { app: 'web' });
+  const other = vh(sp, 'ns-a', { app: 'other' });
+  assert.equal(web.routes[0].route.cluster, 'outbound|9080|v2|ratings.default.svc.cluster.local');
+  assert.equal(other.routes[0].route.cluster, 'outbound|9080||ratings.default.svc.cluster.local');
+  assert.equal(vh(sp, 'ns-b', { app: 'web' }).routes[0].route.cluster, 'outbound|9080|v2|ratings.default.svc.cluster.local');
+});

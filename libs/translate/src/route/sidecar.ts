@@ -3,13 +3,14 @@
  * (`http.<port>`, `https.<port>.<server>.<gw>.<ns>`) and proxyless gRPC
  * (`outbound|<port>||<fqdn>`), dispatching on the proxy kind. Pure.
  */
-import type { ConsistentHash, VirtualServiceSpecType } from '@sextant/api';
+import type { ConsistentHash, HTTPRouteDestination, VirtualServiceSpecType } from '@sextant/api';
 import type { RouteConfigurationJson, RouteJson, VirtualHostJson } from '@sextant/envoy';
 import { isHttp, isSniffed, type EgressListener, type IstioConfig, type ProxyView, type PushContext, type Service } from '@sextant/model';
 import {
   buildHTTPRoutesForVirtualService,
   catchAllVirtualHost,
   defaultOutboundRoute,
+  destinationServiceKey,
   type RouteOptions,
 } from './translate.js';
 import { mergeDelegates, resolveVirtualService, vsGateways } from './virtual-service.js';
@@ -163,10 +164,11 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
     if (usedNames.has(name)) return;
     usedNames.add(name);
     const ds = dedupeDomains(domains, alt, usedDomains, knownFqdn);
-    if (ds.length) out.push({ name, domains: ds, routes, includeRequestAttemptCount: true });
+    if (ds.length) out.push(virtualServiceHost(name, ds, routes));
   };
+  const roKey = routeOptionsKey(ro);
   for (const vs of vsList) {
-    const routes = buildHTTPRoutesForVirtualService(vs, ro);
+    const routes = virtualServiceRoutes(vs, ro, roKey);
     if (!routes.length) continue;
     for (const h of (vs.spec as VirtualServiceSpecType).hosts ?? []) {
       const lh = h.toLowerCase();
@@ -196,6 +198,80 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
     out.push(defaultVirtualHost(svc.hostname, port, ds, hashForService(push, proxy, svc, sp)));
   }
   return sortByName(out);
+}
+
+/**
+ * A VirtualService's routes as one sidecar route configuration renders them,
+ * kept with what building them read through the route options: the services
+ * and consistent hashes of their destinations, and the proxy when a match
+ * names source labels or a namespace. The next class or push whose options
+ * read the same gets the same array (so the same virtual hosts, which the
+ * encoder finds by identity) instead of a new build. The VirtualService is
+ * the resolved object (one per stored object, toIstioConfig), so an edit is
+ * a new key. Entries are never mutated.
+ */
+interface RoutesEntry {
+  key: string;
+  services: Map<string, string>;
+  hashes: Array<[HTTPRouteDestination, string]>;
+  proxy: string | undefined;
+  routes: RouteJson[];
+}
+const routesByVirtualService = new WeakMap<IstioConfig, RoutesEntry[]>();
+/** Renderings kept per VirtualService: one per port and option set, and per class that sees other hashes or services. */
+const ROUTES_PER_VIRTUAL_SERVICE = 8;
+
+const hashKey = (ch: ConsistentHash | undefined) => (ch === undefined ? '' : JSON.stringify(ch));
+const proxyKey = (p: ProxyView) => `${p.namespace}\u0000${JSON.stringify(p.labels)}`;
+
+function routeOptionsKey(ro: RouteOptions): string {
+  return `${ro.listenPort}\u0000${ro.grpc ? 1 : 0}\u0000${ro.isTLS ? 1 : 0}\u0000${[...ro.gatewayNames].join(',')}\u0000${ro.domainSuffix}`;
+}
+
+function stillReads(e: RoutesEntry, ro: RouteOptions): boolean {
+  if (e.proxy !== undefined && e.proxy !== proxyKey(ro.proxy)) return false;
+  for (const [host, k] of e.services) if (destinationServiceKey(ro.lookupService(host)) !== k) return false;
+  for (const [d, k] of e.hashes) if (hashKey(ro.lookupHash?.(d)) !== k) return false;
+  return true;
+}
+
+export function virtualServiceRoutes(vs: IstioConfig, ro: RouteOptions, roKey = routeOptionsKey(ro)): RouteJson[] {
+  let entries = routesByVirtualService.get(vs);
+  if (!entries) routesByVirtualService.set(vs, (entries = []));
+  for (const e of entries) if (e.key === roKey && stillReads(e, ro)) return e.routes;
+  const e: RoutesEntry = { key: roKey, services: new Map(), hashes: [], proxy: undefined, routes: [] };
+  const recording: RouteOptions = {
+    ...ro,
+    get proxy() {
+      e.proxy = proxyKey(ro.proxy);
+      return ro.proxy;
+    },
+    lookupService: (host) => {
+      const svc = ro.lookupService(host);
+      e.services.set(host, destinationServiceKey(svc));
+      return svc;
+    },
+    lookupHash: (d) => {
+      const ch = ro.lookupHash?.(d);
+      e.hashes.push([d, hashKey(ch)]);
+      return ch;
+    },
+  };
+  e.routes = buildHTTPRoutesForVirtualService(vs, recording);
+  entries.push(e);
+  if (entries.length > ROUTES_PER_VIRTUAL_SERVICE) entries.shift();
+  return e.routes;
+}
+
+/** A VirtualService's virtual host, one object per (routes array, name, domains): shared by the classes that render it alike. */
+const hostsByRoutes = new WeakMap<RouteJson[], Map<string, VirtualHostJson>>();
+function virtualServiceHost(name: string, domains: string[], routes: RouteJson[]): VirtualHostJson {
+  let byKey = hostsByRoutes.get(routes);
+  if (!byKey) hostsByRoutes.set(routes, (byKey = new Map()));
+  const key = `${name}\u0000${domains.join('\u0001')}`;
+  let vh = byKey.get(key);
+  if (!vh) byKey.set(key, (vh = { name, domains, routes, includeRequestAttemptCount: true }));
+  return vh;
 }
 
 /** Domains not yet taken by an earlier virtual host (recorded as taken), and no alternative form equal to a known FQDN. */

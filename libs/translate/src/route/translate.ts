@@ -310,6 +310,16 @@ export function destinationCluster(dest: Destination, service: Service | undefin
   return outboundClusterName(host, port, dest.subset ?? '');
 }
 
+/**
+ * What destinationCluster reads of a service, as a string: routes kept by
+ * their inputs (sidecar.ts `virtualServiceRoutes`) stay valid while it is the
+ * same for every host they looked up. Keep the two in step.
+ */
+export function destinationServiceKey(service: Service | undefined): string {
+  if (!service) return '';
+  return `+${service.attributes.externalName ?? ''}\u0000${service.ports.length === 1 ? service.ports[0]!.port : ''}`;
+}
+
 function labelsSubset(want: Record<string, string> | undefined, have: Record<string, string>): boolean {
   for (const [k, v] of Object.entries(want ?? {})) if (have[k] !== v) return false;
   return true;
@@ -318,7 +328,8 @@ function labelsSubset(want: Record<string, string> | undefined, have: Record<str
 function sourceMatches(match: HTTPMatchRequest | undefined, opts: RouteOptions): boolean {
   if (!match) return true;
   if (match.gateways?.length) return match.gateways.some((g) => opts.gatewayNames.has(g));
-  if (!labelsSubset(match.sourceLabels, opts.proxy.labels)) return false;
+  // The proxy is read only for a source match: routes kept by what they read (sidecar.ts) are shared by proxies otherwise.
+  if (match.sourceLabels && !labelsSubset(match.sourceLabels, opts.proxy.labels)) return false;
   return !match.sourceNamespace || match.sourceNamespace === opts.proxy.namespace;
 }
 

@@ -27,8 +27,19 @@ function clone<T>(x: T): T {
   return JSON.parse(JSON.stringify(x)) as T;
 }
 
-/** Copy of a VS with short hosts (hosts, destinations, mirrors, match gateways) resolved. */
+/** Resolved copies by VirtualService and domain suffix: the same object while the VirtualService is (toIstioConfig keeps it across pushes). */
+const resolved = new WeakMap<IstioConfig, Map<string, IstioConfig>>();
+
+/** Copy of a VS with short hosts (hosts, destinations, mirrors, match gateways) resolved; one per VS and suffix, never mutated. */
 export function resolveVirtualService(vs: IstioConfig, domainSuffix: string): IstioConfig {
+  let bySuffix = resolved.get(vs);
+  if (!bySuffix) resolved.set(vs, (bySuffix = new Map()));
+  let r = bySuffix.get(domainSuffix);
+  if (!r) bySuffix.set(domainSuffix, (r = resolveCopy(vs, domainSuffix)));
+  return r;
+}
+
+function resolveCopy(vs: IstioConfig, domainSuffix: string): IstioConfig {
   const spec = clone(specOf(vs));
   const r = (h: string) => resolveShortname(h, vs.namespace, domainSuffix);
   if (spec.hosts) spec.hosts = spec.hosts.map(r);
