@@ -222,6 +222,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   const reclaimer = new MemoryReclaimer({
     afterMs: cfg.xdsReclaimAfterMs,
     afterPushedBytes: cfg.xdsReclaimAfterPushedBytes,
+    busy: () => xds.writesInFlight(),
     onReclaim: (r) => {
       metrics.xdsMemoryReclaims.inc();
       const mb = (b: number) => Math.round(b / 2 ** 20);

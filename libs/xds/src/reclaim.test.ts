@@ -74,6 +74,26 @@ describe('MemoryReclaimer', () => {
     }
   });
 
+  test('a push burst reclaims only once the transport has taken every write, then stays quiet for afterMs', async () => {
+    const runs: ReclaimResult[] = [];
+    let inFlight = true;
+    let flushedAt = 0;
+    const r = new MemoryReclaimer({ afterMs: 60, afterPushedBytes: 1000, minIntervalMs: 0, gc: null, fullGc: () => {}, trim: () => 0, busy: () => inFlight, onReclaim: (x) => runs.push(x) });
+    try {
+      r.notePushed(5000);
+      // The queue drained, but the clients are still being sent its responses: no full GC pause in the middle of that.
+      await sleep(300);
+      assert.equal(runs.length, 0, 'not while writes are in flight');
+      inFlight = false;
+      flushedAt = Date.now();
+      await waitFor(() => runs.length === 1, 'the reclaim once flushed', 2000);
+      const after = runs[0]!.at - flushedAt;
+      assert.ok(after >= 0, `the reclaim ran ${after} ms after the last write was taken`);
+    } finally {
+      r.close();
+    }
+  });
+
   test('afterMs 0 turns it off: hits schedule nothing', async () => {
     let calls = 0;
     const r = new MemoryReclaimer({ afterMs: 0, gc: () => calls++, trim: () => calls++ });

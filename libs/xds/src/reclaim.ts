@@ -65,6 +65,13 @@ export interface ReclaimerOptions {
   settleMs?: number;
   /** Young-generation GC; default: V8's, exposed at run time. Null to skip. */
   gc?: (() => void) | null;
+  /**
+   * Whether the server still has writes its transport has not taken: a
+   * reclaim waits until it has none for `afterMs`, since a full GC's pause
+   * would hold back the bytes clients are waiting for (the push queue drains
+   * long before the last of a large push reaches its streams).
+   */
+  busy?: () => boolean;
   /** glibc malloc_trim; default: loaded through koffi where available. Null to skip. */
   trim?: ((pad: number) => number) | null;
   onReclaim?: (r: ReclaimResult) => void;
@@ -181,6 +188,8 @@ export class MemoryReclaimer {
     this.timer = setTimeout(() => {
       this.timer = undefined;
       const t = Date.now();
+      // Writes still in flight count as activity: quiet means flushed too.
+      if (this.opts.busy?.()) this.lastHit = t;
       // Still refusing, or too soon after the last reclaim: look again later.
       if (t < this.lastHit + this.opts.afterMs || t < this.lastRun + this.minIntervalMs) return this.arm(t);
       void this.reclaim(t);

@@ -151,6 +151,12 @@ export class DiscoveryServer {
     this.queue.push(req);
   }
 
+  /** Whether some open stream has a response written and not yet taken by its transport (the clients still wait for bytes). */
+  writesInFlight(): boolean {
+    for (const c of this.streams.conns.values()) if (c.inflight > 0 && !c.closed) return true;
+    return false;
+  }
+
   /** The proxies of the open streams (those past their first request). */
   *proxies(): IterableIterator<XdsProxy> {
     for (const c of this.streams.conns.values()) if (c.proxy && !c.closed) yield c.proxy;
