@@ -9,7 +9,6 @@ import {
   canonicalize,
   decodeToJson,
   encodeDeltaDiscoveryResponse,
-  encodeDeltaResource,
   encodeDiscoveryResponse,
   encodeJson,
   encodeResource,
@@ -125,7 +124,7 @@ test('framed responses decode to the same resources as a normal encoder would gi
 
   const delta = encodeDeltaDiscoveryResponse(
     { typeUrl: TypeUrl.Cluster, nonce: 'n2', versionInfo: 'sys' },
-    [encodeDeltaResource(a.name, a.version, a.any)],
+    [a, b],
     ['gone-1', 'gone-2'],
   );
   const d = fromBinary(DeltaDiscoveryResponseSchema, delta);
@@ -133,6 +132,9 @@ test('framed responses decode to the same resources as a normal encoder would gi
   assert.equal(d.resources[0]?.name, 'a');
   assert.equal(d.resources[0]?.version, a.version);
   assert.deepEqual(Buffer.from(d.resources[0]!.resource!.value), Buffer.from(a.value));
+  assert.equal(d.resources[1]?.name, 'b');
+  assert.equal(d.resources[1]?.resource?.typeUrl, TypeUrl.Cluster);
+  assert.deepEqual(Buffer.from(d.resources[1]!.resource!.value), Buffer.from(b.value));
   assert.deepEqual(d.removedResources, ['gone-1', 'gone-2']);
 });
 

@@ -4,7 +4,7 @@ import { file_google_protobuf_wrappers } from '@bufbuild/protobuf/wkt';
 import { allFiles } from './gen/all-files.js';
 import { typeNameOf } from './type-urls.js';
 import { derivationOf, splicePlan, spliceRender, type SplicePlan } from './splice.js';
-import { appendRepeated, encodeAny } from './wire.js';
+import { encodeAny, encodeAnyOf } from './wire.js';
 
 /** Every generated Envoy/xDS/Google message, for Any packing and JSON. */
 export const registry = createRegistry(...allFiles);
@@ -329,7 +329,7 @@ export function encodeResource(typeUrl: string, name: string, json: unknown): En
 
 /**
  * Repeated message fields whose elements the encoder encodes and caches one
- * by one, then appends to the rest of the message (see appendRepeated): a
+ * by one, then appends to the rest of the message (see encodeAnyOf): a
  * VirtualService edit re-encodes the virtual hosts it changed, not every
  * route configuration that holds them, and the virtual hosts of services in
  * other namespaces (identical from every namespace) are encoded once.
@@ -497,17 +497,11 @@ export class ResourceEncoder {
     delete rest[field];
     const parts = elements.map((e) => this.part(desc.message, e));
     const key = `${typeUrl}\u0000${name}\u0000${JSON.stringify(rest)}\u0000${parts.map((p) => p.id).join(',')}`;
-    return this.cached(key, () =>
-      encodedResource(
-        typeUrl,
-        name,
-        appendRepeated(
-          encodeWith(schema, rest),
-          desc.number,
-          parts.map((p) => p.bytes),
-        ),
-      ),
-    );
+    return this.cached(key, () => {
+      // Written straight into its Any: a route configuration of a thousand virtual hosts is not copied twice.
+      const { any, value } = encodeAnyOf(typeUrl, encodeWith(schema, rest), desc.number, parts.map((p) => p.bytes));
+      return { typeUrl, name, version: contentHash(value), any, value };
+    });
   }
 
   private part(schema: DescMessage, json: unknown): Part {

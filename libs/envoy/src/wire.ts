@@ -53,30 +53,34 @@ function fieldSize(len: number): number {
 
 const utf8 = (s: string) => Buffer.from(s, 'utf8');
 
-/**
- * A message's bytes followed by more elements of one of its repeated message
- * fields (each already encoded): protobuf encodes a repeated field as its
- * elements one after another, in any position, so this is the message with
- * those elements appended.
- */
-export function appendRepeated(message: Uint8Array, field: number, elements: readonly Uint8Array[]): Uint8Array {
-  const tag = (field << 3) | WIRE_LEN;
-  let size = message.length;
-  for (const e of elements) size += varintSize(tag) + varintSize(e.length) + e.length;
-  const f = new Frame(size);
-  f.buf.set(message, 0);
-  f.pos = message.length;
-  for (const e of elements) f.bytesField(field, e);
-  return f.done();
-}
-
 /** google.protobuf.Any { type_url = 1; value = 2; } */
 export function encodeAny(typeUrl: string, value: Uint8Array): Uint8Array {
+  return encodeAnyOf(typeUrl, value, 0, []).any;
+}
+
+/**
+ * google.protobuf.Any whose value is `message` followed by `elements` (each
+ * already encoded) as more elements of its repeated message field `field`:
+ * protobuf encodes a repeated field as its elements one after another, in any
+ * position, so that value is the message with those elements. Written into
+ * one buffer: the value is not assembled first and copied into the Any after.
+ * `value` is a view of the Any's tail.
+ */
+export function encodeAnyOf(typeUrl: string, message: Uint8Array, field: number, elements: readonly Uint8Array[]): { any: Buffer; value: Buffer } {
   const url = utf8(typeUrl);
-  const f = new Frame(fieldSize(url.length) + fieldSize(value.length));
+  const tag = (field << 3) | WIRE_LEN;
+  let valueSize = message.length;
+  for (const e of elements) valueSize += varintSize(tag) + varintSize(e.length) + e.length;
+  const f = new Frame(fieldSize(url.length) + fieldSize(valueSize));
   f.bytesField(1, url);
-  f.bytesField(2, value);
-  return f.done();
+  f.varint((2 << 3) | WIRE_LEN);
+  f.varint(valueSize);
+  const start = f.pos;
+  f.buf.set(message, f.pos);
+  f.pos += message.length;
+  for (const e of elements) f.bytesField(field, e);
+  const any = f.done();
+  return { any, value: any.subarray(start) };
 }
 
 /** Fields of a response other than its resources. */
@@ -110,36 +114,57 @@ export function encodeDiscoveryResponse(h: ResponseHeader, anys: readonly Uint8A
   return f.done();
 }
 
-/** Resource { version = 1; resource = 2 (Any); name = 3; } as carried in delta responses. */
-export function encodeDeltaResource(name: string, version: string, any: Uint8Array): Uint8Array {
-  const n = utf8(name);
-  const v = utf8(version);
-  const f = new Frame(fieldSize(v.length) + fieldSize(any.length) + fieldSize(n.length));
-  f.bytesField(1, v);
-  f.bytesField(2, any);
-  f.bytesField(3, n);
-  return f.done();
+/** A resource as a Delta response carries it: its name, version and the bytes of its Any. */
+export interface DeltaResourceParts {
+  readonly name: string;
+  readonly version: string;
+  readonly any: Uint8Array;
+}
+
+/** Resource { version = 1; resource = 2 (Any); name = 3; }, its fields' bytes ready to be written in place. */
+class ResourceFields {
+  readonly name: Buffer;
+  readonly version: Buffer;
+  readonly any: Uint8Array;
+  readonly size: number;
+  constructor(r: DeltaResourceParts) {
+    this.name = utf8(r.name);
+    this.version = utf8(r.version);
+    // Read once: a spliced resource renders its bytes on each read.
+    this.any = r.any;
+    this.size = fieldSize(this.version.length) + fieldSize(this.any.length) + fieldSize(this.name.length);
+  }
+  /** As field `field` of the enclosing message. */
+  write(f: Frame, field: number): void {
+    f.varint((field << 3) | WIRE_LEN);
+    f.varint(this.size);
+    f.bytesField(1, this.version);
+    f.bytesField(2, this.any);
+    f.bytesField(3, this.name);
+  }
 }
 
 /**
  * DeltaDiscoveryResponse { system_version_info = 1; resources = 2 (Resource);
- * type_url = 4; nonce = 5; removed_resources = 6; control_plane = 7; }.
- * `resources` are pre-encoded Resource messages (see encodeDeltaResource).
+ * type_url = 4; nonce = 5; removed_resources = 6; control_plane = 7; }. Each
+ * Resource is written in place around its Any's bytes (one copy of a
+ * resource per response, no Resource message of its own first).
  * `headroom` bytes are left free at the start of the buffer for the caller
  * (a gRPC message prefix, so the message is not copied again to add one).
  */
-export function encodeDeltaDiscoveryResponse(h: ResponseHeader, resources: readonly Uint8Array[], removed: readonly string[], headroom = 0): Buffer {
+export function encodeDeltaDiscoveryResponse(h: ResponseHeader, resources: readonly DeltaResourceParts[], removed: readonly string[], headroom = 0): Buffer {
   const version = utf8(h.versionInfo);
   const typeUrl = utf8(h.typeUrl);
   const nonce = utf8(h.nonce);
   const removedBytes = removed.map(utf8);
+  const fields = resources.map((r) => new ResourceFields(r));
   let size = fieldSize(version.length) + fieldSize(typeUrl.length) + fieldSize(nonce.length);
-  for (const r of resources) size += fieldSize(r.length);
+  for (const r of fields) size += fieldSize(r.size);
   for (const r of removedBytes) size += fieldSize(r.length);
   if (h.controlPlane) size += fieldSize(h.controlPlane.length);
   const f = new Frame(size, headroom);
   f.bytesField(1, version);
-  for (const r of resources) f.bytesField(2, r);
+  for (const r of fields) r.write(f, 2);
   f.bytesField(4, typeUrl);
   f.bytesField(5, nonce);
   for (const r of removedBytes) f.bytesField(6, r);
@@ -148,15 +173,16 @@ export function encodeDeltaDiscoveryResponse(h: ResponseHeader, resources: reado
 }
 
 /**
- * Pre-encoded Resource messages as the `resources` fields (2) of a
- * DeltaDiscoveryResponse, one after another: bytes that can follow any
- * DeltaDiscoveryResponse's own, since a message's fields may come in any
- * order and a repeated field's elements need not be adjacent.
+ * Resources as the `resources` fields (2) of a DeltaDiscoveryResponse, one
+ * after another: bytes that can follow any DeltaDiscoveryResponse's own,
+ * since a message's fields may come in any order and a repeated field's
+ * elements need not be adjacent.
  */
-export function encodeDeltaResourcesFields(resources: readonly Uint8Array[]): Buffer {
+export function encodeDeltaResourcesFields(resources: readonly DeltaResourceParts[]): Buffer {
+  const fields = resources.map((r) => new ResourceFields(r));
   let size = 0;
-  for (const r of resources) size += fieldSize(r.length);
+  for (const r of fields) size += fieldSize(r.size);
   const f = new Frame(size);
-  for (const r of resources) f.bytesField(2, r);
+  for (const r of fields) r.write(f, 2);
   return f.done();
 }

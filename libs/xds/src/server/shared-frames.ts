@@ -1,14 +1,14 @@
 /**
- * Responses built once and written to many streams. Nonces, and the three
- * frame caches: whole-set SotW responses per generator output (Map identity),
- * type and version; incremental (EDS) responses per set of changed resources,
- * for the current incremental version only; and Delta `Resource` messages per
- * encoded resource. A shared frame carries a sequence number so a stream is
- * never sent the same frame (and nonce) twice for one type.
+ * Responses built once and written to many streams. Nonces, and the frame
+ * caches: whole-set SotW responses per generator output (Map identity), type
+ * and version; Delta responses per output (whole, or a push's diff) while the
+ * push queue is busy; incremental (EDS) responses per set of changed
+ * resources, for the current incremental version only. A shared frame carries
+ * a sequence number so a stream is never sent the same frame (and nonce)
+ * twice for one type.
  */
 import {
   encodeDeltaDiscoveryResponse,
-  encodeDeltaResource,
   encodeDeltaResourcesFields,
   encodeDiscoveryResponse,
   type EncodedResource,
@@ -24,6 +24,40 @@ export interface SharedFrame {
 }
 
 /**
+ * The first stream's response of an output that may be its alone (a proxy's
+ * own inbound layer), held weakly: a second stream with the same output gets
+ * the same bytes while the first one's are still held (in the transport, as
+ * they usually are), and they are kept from then on. Before, the first stream
+ * got a message of its own and the second a shared copy, so a class's
+ * response was built twice; a thousand-host route configuration that is
+ * megabytes a class, and V8 counts every such buffer towards its next full
+ * collection.
+ */
+interface WeakFrame {
+  seq: number;
+  nonce: string;
+  ref: WeakRef<Buffer>;
+}
+type KeptFrame = SharedFrame | WeakFrame;
+
+/** The frame kept under `key` unless this stream had it (`seq <= lastSeq`), else a new one from `make`, kept (weakly when nothing was kept before and `weakFirst`). */
+function frameFor<K>(kept: Map<K, KeptFrame>, key: K, lastSeq: number, make: () => SharedFrame, weakFirst = false): SharedFrame {
+  const f = kept.get(key);
+  if (f && f.seq > lastSeq) {
+    if ('frame' in f) return f;
+    const frame = f.ref.deref();
+    if (frame) {
+      const strong = { seq: f.seq, nonce: f.nonce, frame };
+      kept.set(key, strong);
+      return strong;
+    }
+  }
+  const next = make();
+  kept.set(key, weakFirst && f === undefined ? { seq: next.seq, nonce: next.nonce, ref: new WeakRef(next.frame) } : next);
+  return next;
+}
+
+/**
  * An incremental EDS response shared by the streams of one push that have the
  * same generator output and changed names: the candidate resources, their frame,
  * and the `sent` maps built from each earlier `sent` map (streams in one class
@@ -36,23 +70,21 @@ export interface IncrementalShare {
   key: string;
   frame?: SharedFrame;
   /** Delta responses carrying resources of `list` and nothing removed, by the names they carry ('' for all of `list`). */
-  deltaFrames?: Map<string, SharedFrame>;
+  deltaFrames?: Map<string, KeptFrame>;
   merged: WeakMap<ReadonlyMap<string, EncodedResource>, ReadonlyMap<string, EncodedResource>>;
 }
 
 export class FrameCache {
   private seq = 0;
   /** Whole-set SotW responses framed once per generator output (Map identity), type and version. */
-  private frames = new WeakMap<ReadonlyMap<string, EncodedResource>, Map<string, SharedFrame>>();
+  private frames = new WeakMap<ReadonlyMap<string, EncodedResource>, Map<string, KeptFrame>>();
   /**
-   * Delta Resource messages encoded once per encoded resource, and Delta
-   * responses carrying a whole generator output, per output, type and version:
-   * kept only while the push queue is busy (`release`), since holding them as
-   * long as the resources live doubled the memory of every encoded resource and
-   * kept a class's whole first response (megabytes at S = 1000) per output.
+   * Delta responses carrying a whole generator output, per output, type and
+   * version: kept only while the push queue is busy (`release`), since
+   * holding them as long as the outputs live kept a class's whole first
+   * response (megabytes at S = 1000) per output.
    */
-  private deltaFrames = new Map<EncodedResource, Uint8Array>();
-  private deltaWholeFrames = new Map<ReadonlyMap<string, EncodedResource>, Map<string, SharedFrame>>();
+  private deltaWholeFrames = new Map<ReadonlyMap<string, EncodedResource>, Map<string, KeptFrame>>();
   /**
    * The first layer of layered outputs (a class's outbound clusters) as Delta
    * `resources` fields, per layer unit, for as long as the unit lives (the
@@ -67,14 +99,14 @@ export class FrameCache {
    * same output, the same `sent` map and the same subscription (what a
    * VirtualService edit sends a class: its route configuration): output →
    * sent → names (or wildcard) → frame, per version, while the push queue is
-   * busy. `null`: seen once (a response is kept only from its second stream on).
+   * busy; the first one weakly (WeakFrame).
    */
-  private deltaDiffFrames = new WeakMap<ReadonlyMap<string, EncodedResource>, WeakMap<ReadonlyMap<string, EncodedResource>, Map<ReadonlySet<string> | typeof WILDCARD, SharedFrame | null>>>();
+  private deltaDiffFrames = new WeakMap<ReadonlyMap<string, EncodedResource>, WeakMap<ReadonlyMap<string, EncodedResource>, Map<ReadonlySet<string> | typeof WILDCARD, KeptFrame>>>();
   private deltaDiffVersion = '';
-  /** Outputs sent whole once since the last release: a second stream with the same output gets the shared frame. */
-  private sentWholeOnce = new WeakSet<ReadonlyMap<string, EncodedResource>>();
+  /** Layered outputs sent whole once since the last release (written in parts the first time). */
+  private layeredSentOnce = new WeakSet<ReadonlyMap<string, EncodedResource>>();
   /** Incremental (EDS) responses shared by streams that get the same changed resources, for the current incremental version. */
-  private incrementalFrames = new Map<string, SharedFrame>();
+  private incrementalFrames = new Map<string, KeptFrame>();
   private incrementalVersion = '';
   /** Per push: generator output → changed-names set → shared incremental response. */
   private incrementalShares = new WeakMap<ReadonlyMap<string, EncodedResource>, WeakMap<ReadonlySet<string>, IncrementalShare>>();
@@ -100,9 +132,9 @@ export class FrameCache {
     return grpcFramedInPlace(encodeDiscoveryResponse(this.header(typeUrl, nonce, version), list.map((r) => r.any), framePrefix()));
   }
 
-  /** A Delta response for one stream (its resources' messages are shared), framed for grpc-js where the hook is on. */
+  /** A Delta response, framed for grpc-js where the hook is on. */
   deltaMessage(typeUrl: string, nonce: string, version: string, resources: readonly EncodedResource[], removed: string[]): Buffer {
-    return grpcFramedInPlace(encodeDeltaDiscoveryResponse(this.header(typeUrl, nonce, version), resources.map((r) => this.deltaResource(r)), removed, framePrefix()));
+    return grpcFramedInPlace(encodeDeltaDiscoveryResponse(this.header(typeUrl, nonce, version), resources, removed, framePrefix()));
   }
 
   /**
@@ -119,7 +151,7 @@ export class FrameCache {
     const split = (out as LayeredMap<EncodedResource>).split();
     if (!split || split.first.size === 0) return undefined;
     const shared = this.firstLayerFields(split.first);
-    const own = encodeDeltaDiscoveryResponse(this.header(typeUrl, nonce, version), split.rest.map((r) => this.deltaResource(r)), []);
+    const own = encodeDeltaDiscoveryResponse(this.header(typeUrl, nonce, version), split.rest, []);
     return grpcFramedParts([shared, own]);
   }
 
@@ -138,15 +170,9 @@ export class FrameCache {
       if (!other) units.splice(i, 1);
       else if (!b && sameEntries(other, layer)) b = this.layerFields.get(other);
     }
-    b ??= encodeDeltaResourcesFields([...layer.values()].map((r) => this.deltaResource(r)));
+    b ??= encodeDeltaResourcesFields([...layer.values()]);
     this.layerFields.set(layer, b);
     units.push(new WeakRef(layer));
-    return b;
-  }
-
-  private deltaResource(r: EncodedResource): Uint8Array {
-    let b = this.deltaFrames.get(r);
-    if (!b) this.deltaFrames.set(r, (b = encodeDeltaResource(r.name, r.version, r.any)));
     return b;
   }
 
@@ -154,48 +180,35 @@ export class FrameCache {
   whole(out: ReadonlyMap<string, EncodedResource>, typeUrl: string, version: string, list: EncodedResource[], lastSeq: number): SharedFrame {
     let byKey = this.frames.get(out);
     if (!byKey) this.frames.set(out, (byKey = new Map()));
-    const key = `${typeUrl}\u0000${version}`;
-    let f = byKey.get(key);
-    if (!f || f.seq <= lastSeq) {
-      f = this.newFrame(typeUrl, version, list);
-      byKey.set(key, f);
-    }
-    return f;
+    return frameFor(byKey, `${typeUrl}\u0000${version}`, lastSeq, () => this.newFrame(typeUrl, version, list));
   }
 
   /**
    * A Delta response carrying every resource of `out` and no removals (what
    * each stream of a class is sent first), shared like `whole` by the streams
-   * that get the same output, type and version while the push queue is busy.
-   * Undefined the first time an output is sent whole: outputs of one proxy
-   * (its own inbound layer) are never shared, so only a second stream with the
-   * same output makes one worth keeping.
+   * that get the same output, type and version while the push queue is busy;
+   * kept weakly until a second stream asks for it, since outputs of one proxy
+   * (its own inbound layer) are never shared. Undefined the first time for a
+   * layered output: that stream is written in parts (deltaLayeredWhole).
    */
   deltaWhole(out: ReadonlyMap<string, EncodedResource>, typeUrl: string, version: string, list: readonly EncodedResource[], lastSeq: number): SharedFrame | undefined {
-    if (!this.sentWholeOnce.has(out)) {
-      this.sentWholeOnce.add(out);
+    if (framePrefix() !== 0 && out instanceof LayeredMap && !this.layeredSentOnce.has(out)) {
+      this.layeredSentOnce.add(out);
       return undefined;
     }
     let byKey = this.deltaWholeFrames.get(out);
     if (!byKey) this.deltaWholeFrames.set(out, (byKey = new Map()));
-    const key = `${typeUrl}\u0000${version}`;
-    let f = byKey.get(key);
-    if (!f || f.seq <= lastSeq) {
-      f = this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, list, []));
-      byKey.set(key, f);
-    }
-    return f;
+    return frameFor(byKey, `${typeUrl}\u0000${version}`, lastSeq, () => this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, list, [])), true);
   }
 
   /**
    * The Delta response of one push for a stream that had `sent`, watches
    * `names` (undefined: wildcard) and is sent `resources` and `removed` out of
    * `out`: these follow from the other four, so every stream with the same
-   * four (and no declared versions) is sent one frame. Undefined the first
-   * time (the caller writes its own message) and when this stream already had
-   * that frame.
+   * four (and no declared versions) is sent one frame, unless this stream
+   * already had it.
    */
-  deltaDiff(out: ReadonlyMap<string, EncodedResource>, sent: ReadonlyMap<string, EncodedResource>, names: ReadonlySet<string> | undefined, typeUrl: string, version: string, resources: readonly EncodedResource[], removed: string[], lastSeq: number): SharedFrame | undefined {
+  deltaDiff(out: ReadonlyMap<string, EncodedResource>, sent: ReadonlyMap<string, EncodedResource>, names: ReadonlySet<string> | undefined, typeUrl: string, version: string, resources: readonly EncodedResource[], removed: string[], lastSeq: number): SharedFrame {
     if (this.deltaDiffVersion !== version) {
       this.deltaDiffVersion = version;
       this.deltaDiffFrames = new WeakMap();
@@ -204,24 +217,14 @@ export class FrameCache {
     if (!bySent) this.deltaDiffFrames.set(out, (bySent = new WeakMap()));
     let byNames = bySent.get(sent);
     if (!byNames) bySent.set(sent, (byNames = new Map()));
-    const key = names ?? WILDCARD;
-    const f = byNames.get(key);
-    if (f === undefined) {
-      byNames.set(key, null);
-      return undefined;
-    }
-    if (f && f.seq > lastSeq) return f;
-    const next = this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, resources, removed));
-    byNames.set(key, next);
-    return next;
+    return frameFor(byNames, names ?? WILDCARD, lastSeq, () => this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, resources, removed)), true);
   }
 
   /** Drops what is kept only while the push queue is busy (it drained): the Delta frames above. */
   release(): void {
     this.deltaDiffFrames = new WeakMap();
-    if (this.deltaFrames.size > 0) this.deltaFrames = new Map();
     if (this.deltaWholeFrames.size > 0) this.deltaWholeFrames = new Map();
-    this.sentWholeOnce = new WeakSet();
+    this.layeredSentOnce = new WeakSet();
   }
 
   /**
@@ -258,23 +261,14 @@ export class FrameCache {
    */
   deltaIncremental(share: IncrementalShare, resources: readonly EncodedResource[], typeUrl: string, version: string, lastSeq: number): SharedFrame {
     const key = resources.length === share.list.length ? '' : resources.map((r) => r.name).join('\u0000');
-    share.deltaFrames ??= new Map();
-    let f = share.deltaFrames.get(key);
-    if (!f || f.seq <= lastSeq) {
-      f = this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, resources, []));
-      share.deltaFrames.set(key, f);
-    }
-    return f;
+    return frameFor((share.deltaFrames ??= new Map()), key, lastSeq, () => this.sharedFrame((nonce) => this.deltaMessage(typeUrl, nonce, version, resources, [])));
   }
 
   /** The incremental response for these changed resources, shared unless this stream already had that frame. */
   incremental(key: string, typeUrl: string, version: string, list: readonly EncodedResource[], lastSeq: number): SharedFrame {
-    let f = this.incrementalFrames.get(key);
-    if (!f || f.seq <= lastSeq) {
-      f = this.newFrame(typeUrl, version, list);
-      if (this.incrementalFrames.size < 1024) this.incrementalFrames.set(key, f);
-    }
-    return f;
+    // Bounded: past 1024 sets of changes in one version, the rest are framed per stream.
+    if (this.incrementalFrames.size >= 1024 && !this.incrementalFrames.has(key)) return this.newFrame(typeUrl, version, list);
+    return frameFor(this.incrementalFrames, key, lastSeq, () => this.newFrame(typeUrl, version, list));
   }
 
   private newFrame(typeUrl: string, version: string, list: readonly EncodedResource[]): SharedFrame {
