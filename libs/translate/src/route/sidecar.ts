@@ -191,11 +191,21 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
     if (usedNames.has(name)) continue;
     usedNames.add(name);
     const vd = domainsMemo(svc, proxy.dnsDomain, withPort);
-    const ds = dedupeDomains(vd.domains, vd.alt, usedDomains, knownFqdn);
-    if (!ds.length) continue;
     const sp = svc.ports.find((p) => p.port === port)!;
     // istiod builds the default route without the proxy (BuildDefaultHTTPOutboundRoute): max_grpc_timeout even for proxyless gRPC.
-    out.push(defaultVirtualHost(svc.hostname, port, ds, hashForService(push, proxy, svc, sp)));
+    const hash = hashForService(push, proxy, svc, sp);
+    if (keepsEveryDomain(vd, usedDomains, knownFqdn)) {
+      // The usual case: nothing taken before. The virtual host is the one the class before found, without building its content key again.
+      for (const l of vd.lower) usedDomains.add(l);
+      // Keyed by port too: Envoy sidecars' domains carry none, so one ServiceDomains serves every port.
+      const hk = hash === undefined ? `${port}` : `${port}\u0000${JSON.stringify(hash)}`;
+      let vh = (vd.whole ??= new Map()).get(hk);
+      if (!vh) vd.whole.set(hk, (vh = defaultVirtualHost(svc.hostname, port, vd.domains, hash)));
+      out.push(vh);
+      continue;
+    }
+    const ds = dedupeDomains(vd.domains, vd.alt, usedDomains, knownFqdn);
+    if (ds.length) out.push(defaultVirtualHost(svc.hostname, port, ds, hash));
   }
   return sortByName(out);
 }
@@ -286,14 +296,40 @@ function dedupeDomains(domains: readonly string[], alt: readonly string[], usedD
   return ds;
 }
 
+/**
+ * A service's virtual host domains from one DNS domain and port form, with
+ * what dedupeDomains needs to see that it would keep them all: them lower-cased
+ * (none twice). `whole`: its default virtual hosts with every domain kept, by
+ * port and consistent hash, for the other classes of the push.
+ */
+interface ServiceDomains {
+  domains: string[];
+  alt: string[];
+  lower: string[];
+  distinct: boolean;
+  whole?: Map<string, VirtualHostJson>;
+}
+
+/** Whether dedupeDomains would keep every domain: none taken yet, none twice, no alternative form equal to a known FQDN. */
+function keepsEveryDomain(vd: ServiceDomains, usedDomains: ReadonlySet<string>, knownFqdn: ReadonlySet<string>): boolean {
+  if (!vd.distinct) return false;
+  for (const l of vd.lower) if (usedDomains.has(l)) return false;
+  for (const a of vd.alt) if (knownFqdn.has(a)) return false;
+  return true;
+}
+
 /** A service's domains depend on the service and the proxy's DNS domain only: once per (service object, domain, port form). */
-const domainsByService = new WeakMap<Service, Map<string, { domains: string[]; alt: string[] }>>();
-function domainsMemo(svc: Service, proxyDomain: string, port: number | undefined): { domains: string[]; alt: string[] } {
+const domainsByService = new WeakMap<Service, Map<string, ServiceDomains>>();
+function domainsMemo(svc: Service, proxyDomain: string, port: number | undefined): ServiceDomains {
   let m = domainsByService.get(svc);
   if (!m) domainsByService.set(svc, (m = new Map()));
   const k = port === undefined ? proxyDomain : `${proxyDomain}\u0000${port}`;
   let d = m.get(k);
-  if (!d) m.set(k, (d = virtualHostDomainsWithAlt(svc, proxyDomain, port)));
+  if (!d) {
+    const { domains, alt } = virtualHostDomainsWithAlt(svc, proxyDomain, port);
+    const lower = domains.map((x) => x.toLowerCase());
+    m.set(k, (d = { domains, alt, lower, distinct: new Set(lower).size === lower.length }));
+  }
   return d;
 }
 
