@@ -46,7 +46,7 @@ describe('MemoryReclaimer', () => {
     const runs: ReclaimResult[] = [];
     let full = 0;
     let young = 0;
-    const r = new MemoryReclaimer({ afterMs: 60, afterPushedBytes: 1000, minIntervalMs: 0, gc: () => young++, fullGc: () => full++, trim: () => 0, onReclaim: (x) => runs.push(x) });
+    const r = new MemoryReclaimer({ afterMs: 60, afterPushedBytes: 1000, minIntervalMs: 0, minRssGrowth: 0, gc: () => young++, fullGc: () => full++, trim: () => 0, onReclaim: (x) => runs.push(x) });
     try {
       r.notePushed(400);
       r.notePushed(900);
@@ -78,7 +78,7 @@ describe('MemoryReclaimer', () => {
     const runs: ReclaimResult[] = [];
     let inFlight = true;
     let flushedAt = 0;
-    const r = new MemoryReclaimer({ afterMs: 60, afterPushedBytes: 1000, minIntervalMs: 0, gc: null, fullGc: () => {}, trim: () => 0, busy: () => inFlight, onReclaim: (x) => runs.push(x) });
+    const r = new MemoryReclaimer({ afterMs: 60, afterPushedBytes: 1000, minIntervalMs: 0, minRssGrowth: 0, gc: null, fullGc: () => {}, trim: () => 0, busy: () => inFlight, onReclaim: (x) => runs.push(x) });
     try {
       r.notePushed(5000);
       // The queue drained, but the clients are still being sent its responses: no full GC pause in the middle of that.
@@ -89,6 +89,32 @@ describe('MemoryReclaimer', () => {
       await waitFor(() => runs.length === 1, 'the reclaim once flushed', 2000);
       const after = runs[0]!.at - flushedAt;
       assert.ok(after >= 0, `the reclaim ran ${after} ms after the last write was taken`);
+    } finally {
+      r.close();
+    }
+  });
+
+  test('a push burst that left RSS under minRssGrowth × what the last reclaim left is not worth a full GC; one past it is', async () => {
+    const runs: ReclaimResult[] = [];
+    let rss = 1000;
+    let full = 0;
+    const r = new MemoryReclaimer({ afterMs: 40, afterPushedBytes: 100, minIntervalMs: 0, minRssGrowth: 1.25, rss: () => rss, gc: null, fullGc: () => { full++; rss = 1100; }, trim: () => 0, onReclaim: (x) => runs.push(x) });
+    try {
+      rss = 1200;
+      r.notePushed(500);
+      await sleep(200);
+      assert.equal(runs.length, 0, 'RSS 1.2× the start: no reclaim');
+      rss = 1300;
+      r.notePushed(600);
+      await waitFor(() => runs.length === 1, 'the reclaim once RSS is 1.3× the start', 2000);
+      assert.deepEqual([runs[0]!.rssBefore, runs[0]!.rssAfter, full], [1300, 1100, 1]);
+      // Measured from what that reclaim left (1100): 1300 is under 1.25×.
+      r.notePushed(700);
+      await sleep(200);
+      assert.equal(runs.length, 1);
+      // Limit hits are reclaimed whatever RSS says (a young GC and the trim).
+      r.noteLimitHit();
+      await waitFor(() => runs.length === 2, 'the reclaim after a limit hit', 2000);
     } finally {
       r.close();
     }
