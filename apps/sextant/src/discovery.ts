@@ -67,6 +67,8 @@ function loadMeshConfig(file: string): MeshConfig {
 /** Shutdown budget (SIGTERM → exit within 10 s): ADS streams flush for up to 2 s, CSRs finish within 6 s. */
 const ADS_FLUSH_MS = 2000;
 const DRAIN_DEADLINE_MS = 6000;
+/** How long a keepalive ping may wait for its answer before grpc-js drops the connection (its default: 20 s). */
+export const XDS_KEEPALIVE_TIMEOUT_MS = 60_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 const hostPort = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
@@ -334,7 +336,11 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
 
   // Servers first (ports are logged as soon as they are bound), readiness after the sources sync.
   // grpc-js refuses a larger message before reading it whole: the first line of defence (docs/xds.md, "Limits").
-  const xdsServer = new grpc.Server({ 'grpc.max_receive_message_length': cfg.xdsMaxRequestBytes, 'grpc.keepalive_time_ms': 30_000 });
+  // Keepalive: a ping every 30 s, as istiod's; but grpc-js pings busy connections too (Go's server, istiod's, pings only one
+  // it has read nothing from for that long), and a busy client's answer waits behind the bytes it has not read yet. With
+  // grpc-js's 20 s timeout, a cold connect of 1,000 proxies dropped dozens of connections that were receiving their config,
+  // and each was sent all of it again (docs/xds.md, "Keepalive").
+  const xdsServer = new grpc.Server({ 'grpc.max_receive_message_length': cfg.xdsMaxRequestBytes, 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_timeout_ms': XDS_KEEPALIVE_TIMEOUT_MS });
   xds.addTo(xdsServer);
   // Our own listener: a client address in cooldown (docs/xds.md, "Limits") is refused at TCP accept.
   const xdsListener = await xds.listen(xdsServer, cfg.listenAddress, cfg.xdsPort, grpc.ServerCredentials.createInsecure());
