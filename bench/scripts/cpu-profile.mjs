@@ -24,3 +24,26 @@ if (dir) {
     });
   });
 }
+
+// GC_LOG_FILE: one JSON line per garbage collection (epoch ms at its start, duration, V8's kind and flags), to
+// tell which collections a change window pays for (cpu-window.mjs shows only their total).
+const gcLog = process.env.GC_LOG_FILE;
+if (gcLog) {
+  const { PerformanceObserver, performance } = await import('node:perf_hooks');
+  const { appendFileSync } = await import('node:fs');
+  const kinds = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' };
+  let lines = [];
+  const flush = () => {
+    if (lines.length) appendFileSync(gcLog, lines.join(''));
+    lines = [];
+  };
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const d = e.detail ?? {};
+      lines.push(JSON.stringify({ t: performance.timeOrigin + e.startTime, ms: Math.round(e.duration * 10) / 10, kind: kinds[d.kind] ?? d.kind, flags: d.flags }) + '\n');
+    }
+    if (lines.length > 200) flush();
+  }).observe({ entryTypes: ['gc'] });
+  setInterval(flush, 2000).unref();
+  process.on('exit', flush);
+}
