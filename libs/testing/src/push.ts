@@ -96,14 +96,14 @@ export interface PushOptions {
   version?: string;
 }
 
-/** Validates `objects` as a source would and builds the real PushContext from them. */
+/** Fixtures validated once each, as the store keeps one object per revision: contexts built from the same fixtures share it. */
 const validated = new WeakMap<RawObject, ReturnType<typeof validateObject>>();
 
+/** Validates `objects` as a source would and builds the real PushContext from them. */
 export function pushContext(objects: RawObject[], opts: PushOptions = {}): ReturnType<typeof PushContext.build> {
   const valid = [];
   const issues: ValidationIssue[] = [];
   for (const raw of objects) {
-    // One validated object per fixture, as the store keeps one object per revision: contexts built from the same fixtures share it.
     let res = validated.get(raw);
     if (!res) validated.set(raw, (res = validateObject(raw, { defaultNamespace: 'default' })));
     if (res.ok) valid.push(res.object);

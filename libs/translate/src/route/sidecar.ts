@@ -245,7 +245,7 @@ function stillReads(e: RoutesEntry, ro: RouteOptions): boolean {
   return true;
 }
 
-export function virtualServiceRoutes(vs: IstioConfig, ro: RouteOptions, roKey = routeOptionsKey(ro)): RouteJson[] {
+function virtualServiceRoutes(vs: IstioConfig, ro: RouteOptions, roKey = routeOptionsKey(ro)): RouteJson[] {
   let entries = routesByVirtualService.get(vs);
   if (!entries) routesByVirtualService.set(vs, (entries = []));
   for (const e of entries) if (e.key === roKey && stillReads(e, ro)) return e.routes;
