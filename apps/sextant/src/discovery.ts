@@ -68,7 +68,7 @@ function loadMeshConfig(file: string): MeshConfig {
 const ADS_FLUSH_MS = 2000;
 const DRAIN_DEADLINE_MS = 6000;
 /** How long a keepalive ping may wait for its answer before grpc-js drops the connection (its default: 20 s). */
-export const XDS_KEEPALIVE_TIMEOUT_MS = 60_000;
+const XDS_KEEPALIVE_TIMEOUT_MS = 60_000;
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
 const hostPort = (address: string, port: number) => (address.includes(':') ? `[${address}]:${port}` : `${address}:${port}`);
