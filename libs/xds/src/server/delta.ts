@@ -63,48 +63,12 @@ export class DeltaProtocol {
    * `out`), so the streams of a class share one map instead of a copy each.
    */
   respond(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {
-    const inScope = (n: string) => !only || only.has(n);
     const all = st.wildcard || this.d.generators[st.typeUrl]?.answersQuery === true;
-    const wanted = (n: string) => all || st.names.has(n);
     // What the client has and the new output are views of the same layer units: only names some unit changed can differ.
     const layered = all && !only && !st.declared ? layeredChanges(st.sent, out) : undefined;
     // Otherwise a full push walks everything: once for the streams that had the same and watch the same (a class).
     const walk = !only && !layered && !st.declared ? fullWalk(out, st.sent, all ? undefined : st.names) : undefined;
-    let toSend: EncodedResource[] = [];
-    let removed: string[] = [];
-    if (walk?.diff) ({ toSend, removed } = walk.diff);
-    else {
-      if (layered) {
-        for (const n of layered) {
-          const r = out.get(n);
-          if (r && st.knownVersion(n) !== r.version) toSend.push(r);
-        }
-      } else if (all && !only) {
-        for (const r of out.values()) if (st.knownVersion(r.name) !== r.version) toSend.push(r);
-      } else {
-        const candidates = only ?? st.names;
-        for (const n of candidates) {
-          if (!wanted(n)) continue;
-          const r = out.get(n);
-          if (r && st.knownVersion(n) !== r.version) toSend.push(r);
-        }
-      }
-      const gone = (n: string) => !wanted(n) || !out.has(n);
-      if (only) {
-        // Incremental: only the changed names can be removed; looking them up spares walking all the client has, per stream.
-        for (const n of only) if (st.knownVersion(n) !== undefined && gone(n)) removed.push(n);
-        // In the order the client's names are held (as the full walk gives them), when there is an order to keep.
-        if (removed.length > 1) {
-          removed = [];
-          for (const [n] of st.known()) if (inScope(n) && gone(n)) removed.push(n);
-        }
-      } else if (layered) {
-        for (const n of layered) if (st.knownVersion(n) !== undefined && gone(n)) removed.push(n);
-      } else {
-        for (const [n] of st.known()) if (gone(n)) removed.push(n);
-      }
-      if (walk) walk.diff = { toSend, removed };
-    }
+    let { toSend, removed } = walk ? (walk.diff ??= diffOf(st, out, only, layered, all)) : diffOf(st, out, only, layered, all);
     // istiod's neverRemoveDelta (ECDS): nothing is sent as removed; unsubscribed names were forgotten on unsubscribe.
     if (this.d.generators[st.typeUrl]?.neverRemoveDelta === true) removed = [];
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
@@ -178,6 +142,46 @@ export class DeltaProtocol {
     if (declared?.size === 0) st.declared = undefined;
     return sent;
   }
+}
+
+/**
+ * What differs between `out` and what the client has: changed or new
+ * resources to send, and names to remove; `only` limits both to those names,
+ * `layered` to the names some layer unit changed.
+ */
+function diffOf(st: TypeState, out: ReadonlyMap<string, EncodedResource>, only: ReadonlySet<string> | undefined, layered: Iterable<string> | undefined, all: boolean): { toSend: EncodedResource[]; removed: string[] } {
+  const wanted = (n: string) => all || st.names.has(n);
+  const toSend: EncodedResource[] = [];
+  if (layered) {
+    for (const n of layered) {
+      const r = out.get(n);
+      if (r && st.knownVersion(n) !== r.version) toSend.push(r);
+    }
+  } else if (all && !only) {
+    for (const r of out.values()) if (st.knownVersion(r.name) !== r.version) toSend.push(r);
+  } else {
+    for (const n of only ?? st.names) {
+      if (!wanted(n)) continue;
+      const r = out.get(n);
+      if (r && st.knownVersion(n) !== r.version) toSend.push(r);
+    }
+  }
+  const gone = (n: string) => !wanted(n) || !out.has(n);
+  let removed: string[] = [];
+  if (only) {
+    // Incremental: only the changed names can be removed; looking them up spares walking all the client has, per stream.
+    for (const n of only) if (st.knownVersion(n) !== undefined && gone(n)) removed.push(n);
+    // In the order the client's names are held (as the full walk gives them), when there is an order to keep.
+    if (removed.length > 1) {
+      removed = [];
+      for (const [n] of st.known()) if (only.has(n) && gone(n)) removed.push(n);
+    }
+  } else if (layered) {
+    for (const n of layered) if (st.knownVersion(n) !== undefined && gone(n)) removed.push(n);
+  } else {
+    for (const [n] of st.known()) if (gone(n)) removed.push(n);
+  }
+  return { toSend, removed };
 }
 
 /**

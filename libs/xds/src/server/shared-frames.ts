@@ -147,8 +147,8 @@ export class FrameCache {
    * apply (not layered, an override layer, or no pre-framed writes).
    */
   deltaLayeredWhole(out: ReadonlyMap<string, EncodedResource>, typeUrl: string, nonce: string, version: string): Buffer[] | undefined {
-    if (framePrefix() === 0 || !(out instanceof LayeredMap)) return undefined;
-    const split = (out as LayeredMap<EncodedResource>).split();
+    if (!inParts(out)) return undefined;
+    const split = out.split();
     if (!split || split.first.size === 0) return undefined;
     const shared = this.firstLayerFields(split.first);
     const own = encodeDeltaDiscoveryResponse(this.header(typeUrl, nonce, version), split.rest, []);
@@ -192,7 +192,7 @@ export class FrameCache {
    * layered output: that stream is written in parts (deltaLayeredWhole).
    */
   deltaWhole(out: ReadonlyMap<string, EncodedResource>, typeUrl: string, version: string, list: readonly EncodedResource[], lastSeq: number): SharedFrame | undefined {
-    if (framePrefix() !== 0 && out instanceof LayeredMap && !this.layeredSentOnce.has(out)) {
+    if (inParts(out) && !this.layeredSentOnce.has(out)) {
       this.layeredSentOnce.add(out);
       return undefined;
     }
@@ -281,6 +281,11 @@ export class FrameCache {
 }
 
 const WILDCARD = Symbol('wildcard');
+
+/** Whether a whole response of `out` can be written in parts (deltaLayeredWhole): a layered output, and pre-framed writes. */
+function inParts(out: ReadonlyMap<string, EncodedResource>): out is LayeredMap<EncodedResource> {
+  return framePrefix() !== 0 && out instanceof LayeredMap;
+}
 
 export function incrementalKey(typeUrl: string, list: readonly EncodedResource[]): string {
   return `${typeUrl}\u0000${list.map((r) => `${r.name}\u0000${r.version}`).join('\u0000')}`;
