@@ -133,6 +133,10 @@ test('listeners but 15006 are built once per proxy class; the ones with tracing 
   assert.deepEqual(gens.builds, { [TypeUrl.Listener]: a.size - 1 + 2 * tagged.length + 2 }, 'the class: its listeners once; each canonical service: its tagged listeners; each workload: 15006');
   // The first canonical service's tagged listeners are encoded whole (and checked against the template); the next one's are spliced.
   assert.equal(gens.encoder.spliced, tagged.length, "reviews' tagged listeners rendered from the class's encoded templates");
+  // 15006's chains with the workload's tags and route decorators: productpage's are encoded whole, reviews' rendered from their templates.
+  assert.ok(gens.encoder.partsSpliced > 0, "reviews' 15006 chains rendered from productpage's chains' templates");
+  assert.notEqual(canonicalServices(c, 'virtualInbound').length, 0);
+  assert.ok(canonicalServices(c, 'virtualInbound').every((v) => v === 'reviews'), "reviews' 15006: reviews' tags");
   for (const p of [productpage, productpage2, reviews]) assertSameAsFresh(g, objs, p, p.id);
 });
 

@@ -400,6 +400,8 @@ export class ResourceEncoder {
   partsEncoded = 0;
   /** Resources rendered from a template's bytes (markDerived). */
   spliced = 0;
+  /** Virtual hosts and filter chains rendered from a template's bytes (markDerived). */
+  partsSpliced = 0;
 
   encode(typeUrl: string, name: string, json: unknown): EncodedResource {
     const derived = json !== null && typeof json === 'object' ? derivationOf(json) : undefined;
@@ -428,20 +430,8 @@ export class ResourceEncoder {
 
   /** A copy of a template with other string values: the template's bytes with those values put in, or undefined to encode it whole. */
   private encodeDerived(typeUrl: string, name: string, json: object, template: object, values: readonly string[]): EncodedResource | undefined {
-    let entry = this.plans.get(template);
-    if (entry === undefined) {
-      // Templates of other classes are often equal in content: one plan for them.
-      const key = `${typeUrl}\u0000${name}\u0000${JSON.stringify(template)}`;
-      entry = this.plansByContent.get(key);
-      if (entry === undefined) {
-        const plan = splicePlan(this.encodeWhole(typeUrl, name, template).value, values.length);
-        entry = plan ? { id: ++this.planSeq, plan, checked: false, refused: false } : null;
-        if (this.plansByContent.size >= MAX_PLANS) this.plansByContent.clear();
-        this.plansByContent.set(key, entry);
-      }
-      this.plans.set(template, entry);
-    }
-    if (!entry || entry.refused) return undefined;
+    const entry = this.planOf(template, values.length, () => `${typeUrl}\u0000${name}\u0000${JSON.stringify(template)}`, () => this.encodeWhole(typeUrl, name, template).value);
+    if (!entry) return undefined;
     const known = this.byObject.get(json);
     if (known && known.typeUrl === typeUrl && known.name === name) {
       this.hits++;
@@ -461,6 +451,33 @@ export class ResourceEncoder {
     });
     this.byObject.set(json, { typeUrl, name, res });
     return res;
+  }
+
+  /**
+   * The splice plan of a template (by the object, then by content: templates
+   * of other classes or workloads are often equal in content, and share one),
+   * or undefined when its copies are encoded whole: the plan was refused, or
+   * the template does not encode (a placeholder where no string can go).
+   */
+  private planOf(template: object, holes: number, contentKey: () => string, encodeTemplate: () => Uint8Array): SpliceEntry | undefined {
+    let entry = this.plans.get(template);
+    if (entry === undefined) {
+      const key = contentKey();
+      entry = this.plansByContent.get(key);
+      if (entry === undefined) {
+        let plan: SplicePlan | undefined;
+        try {
+          plan = splicePlan(encodeTemplate(), holes);
+        } catch {
+          plan = undefined;
+        }
+        entry = plan ? { id: ++this.planSeq, plan, checked: false, refused: false } : null;
+        if (this.plansByContent.size >= MAX_PLANS) this.plansByContent.clear();
+        this.plansByContent.set(key, entry);
+      }
+      this.plans.set(template, entry);
+    }
+    return entry && !entry.refused ? entry : undefined;
   }
 
   /** Forgets everything not encoded since the previous sweep. Call once per generation cycle. */
@@ -505,20 +522,51 @@ export class ResourceEncoder {
   }
 
   private part(schema: DescMessage, json: unknown): Part {
-    const byObject = json !== null && typeof json === 'object' ? this.partsByObject.get(json) : undefined;
-    if (byObject) return byObject;
-    const key = `${schema.typeName}\u0000${JSON.stringify(json)}`;
+    if (json === null || typeof json !== 'object') return this.wholePart(schema, json);
+    let p = this.partsByObject.get(json);
+    if (p) return p;
+    const derived = derivationOf(json);
+    p = (derived && this.derivedPart(schema, json, derived.template, derived.values)) ?? this.wholePart(schema, json);
+    this.partsByObject.set(json, p);
+    return p;
+  }
+
+  private wholePart(schema: DescMessage, json: unknown): Part {
+    return this.cachedPart(`${schema.typeName}\u0000${JSON.stringify(json)}`, () => {
+      this.partsEncoded++;
+      return encodeWith(schema, json);
+    });
+  }
+
+  /**
+   * A part that is a template's copy (markDerived: a workload's inbound filter
+   * chain) rendered from the template's bytes, as encodeDerived does for
+   * whole resources; undefined to encode it whole.
+   */
+  private derivedPart(schema: DescMessage, json: object, template: object, values: readonly string[]): Part | undefined {
+    const plan = this.planOf(template, values.length, () => `${schema.typeName}\u0000${JSON.stringify(template)}`, () => encodeWith(schema, template));
+    if (!plan) return undefined;
+    if (!plan.checked) {
+      // The first copy of each template is also encoded whole: a template the plan misreads is never spliced.
+      const whole = this.wholePart(schema, json);
+      if (Buffer.from(whole.bytes).equals(spliceRender(plan.plan, values))) plan.checked = true;
+      else plan.refused = true;
+      return whole;
+    }
+    return this.cachedPart(`${schema.typeName}\u0000splice:${plan.id}\u0000${values.join('\u0000')}`, () => {
+      this.partsSpliced++;
+      return spliceRender(plan.plan, values);
+    });
+  }
+
+  private cachedPart(key: string, encode: () => Uint8Array): Part {
     let p = this.parts.get(key);
     if (!p) {
       p = this.previousParts.get(key);
       if (p) this.previousParts.delete(key);
-      else {
-        p = { id: ++this.partSeq, bytes: encodeWith(schema, json) };
-        this.partsEncoded++;
-      }
+      else p = { id: ++this.partSeq, bytes: encode() };
       this.parts.set(key, p);
     }
-    if (json !== null && typeof json === 'object') this.partsByObject.set(json, p);
     return p;
   }
 }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ResourceEncoder, TypeUrl, markDerived, splicePlaceholder } from './index.js';
+import { ResourceEncoder, TypeUrl, markDerived, splicePlaceholder, templateOf } from './index.js';
 
 /** A listener with `chains` HTTP filter chains whose HCMs carry the canonical tracing tags (as a sidecar's 0.0.0.0_80). */
 function listener(revision: string, service: string, chains = 2): Record<string, unknown> {
@@ -89,4 +89,42 @@ test('templates equal in content (the classes of other namespaces) share one pla
   assert.deepEqual(Buffer.from(enc.encode(TypeUrl.Listener, '0.0.0.0_80', first).any), whole(first));
   assert.deepEqual(Buffer.from(enc.encode(TypeUrl.Listener, '0.0.0.0_80', second).any), whole(second));
   assert.equal(enc.spliced, 1, "the second template's copy is spliced with the plan the first one checked");
+});
+
+/** A workload's listener whose chains are each marked as a copy of templateOf(chain, its values) (what markWorkloadChains does). */
+function withMarkedChains(revision: string, service: string, chains: number): Record<string, unknown> {
+  const json = listener(revision, service, chains);
+  for (const c of json.filterChains as object[]) markDerived(c, templateOf(c, [revision, service]), [revision, service]);
+  return json;
+}
+
+test('templateOf puts placeholders where the values are, and putting the values back gives the JSON again', () => {
+  const json = { a: 'reviews', b: ['v1', 'x', { c: 'reviews', d: 3, e: true, f: null }], g: '' };
+  const t = templateOf(json, ['v1', 'reviews', '']);
+  assert.deepEqual(t, { a: splicePlaceholder(1), b: [splicePlaceholder(0), 'x', { c: splicePlaceholder(1), d: 3, e: true, f: null }], g: '' }, 'every equal string, not the empty one');
+  assert.deepEqual(json.b[0], 'v1', 'the JSON itself is left as it was');
+});
+
+test("a composed listener's chains marked as copies are rendered from their templates' bytes, equal to encoding them whole", () => {
+  const enc = new ResourceEncoder();
+  const workloads: Array<[string, string]> = [['v1', 'reviews'], ['v2', 'r'.repeat(300)], ['latest', 'évaluations-服务']];
+  for (const [rev, svc] of workloads) {
+    const json = withMarkedChains(rev, svc, 6);
+    const res = enc.encode(TypeUrl.Listener, '0.0.0.0_80', json);
+    assert.deepEqual(Buffer.from(res.any), whole(json), svc);
+    assert.equal(res.version, wholeResource(json).version);
+  }
+  // Each chain's template is checked by the first workload's copy; the other workloads' chains are spliced.
+  assert.equal(enc.partsSpliced, 6 * (workloads.length - 1));
+  assert.equal(enc.spliced, 0, 'the listeners themselves are composed, not spliced');
+});
+
+test('a chain whose template does not encode (a value where an enum name is) is encoded whole, and the listener still encodes', () => {
+  const enc = new ResourceEncoder();
+  // resourceApiVersion 'V3' is an enum: as a placeholder it is no enum value, so the template has no encoding.
+  for (const svc of ['V3', 'V3']) {
+    const json = withMarkedChains('v1', svc, 6);
+    assert.deepEqual(Buffer.from(enc.encode(TypeUrl.Listener, '0.0.0.0_80', json).any), whole(json));
+  }
+  assert.equal(enc.partsSpliced, 0);
 });

@@ -38,6 +38,33 @@ export function derivationOf(json: object): Derivation | undefined {
   return derivations.get(json);
 }
 
+/**
+ * A template of `json` for `values`: a copy with every string equal to
+ * `values[i]` (the first i that matches) replaced by `splicePlaceholder(i)`,
+ * so that putting the values back gives `json` again. A string that is not a
+ * protobuf string field (an enum name, a duration) makes the template
+ * unencodable, and the encoder then encodes the copies whole. Empty values are
+ * not looked for (every empty string would become a hole).
+ */
+export function templateOf<T>(json: T, values: readonly string[]): T {
+  const index = new Map<string, number>();
+  values.forEach((v, i) => {
+    if (v !== '' && !index.has(v)) index.set(v, i);
+  });
+  const copy = (v: unknown): unknown => {
+    if (typeof v === 'string') {
+      const i = index.get(v);
+      return i === undefined ? v : splicePlaceholder(i);
+    }
+    if (v === null || typeof v !== 'object') return v;
+    if (Array.isArray(v)) return v.map(copy);
+    const o: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) o[k] = copy(x);
+    return o;
+  };
+  return copy(json) as T;
+}
+
 /** A hole: a string field holding placeholder `index`. */
 interface Hole {
   key: Uint8Array;

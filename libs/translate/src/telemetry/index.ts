@@ -4,7 +4,7 @@ export { accessLogs, canonicalTagValues, ENVOY_JSON_LOG_FORMAT, ENVOY_TEXT_LOG_F
 export { ISTIO_TYPE, istioFilterSupport, istioFilterSupportKey, telemetryClassKey, type IstioFilterSupport } from './support.js';
 export { applicableTelemetries, extensionProviders as telemetryExtensionProviders, mergeLogs, mergeMetrics, mergeTracing, type ListenerClass } from './telemetries.js';
 
-import { markDerived, splicePlaceholder, type ListenerJson } from '@sextant/envoy';
+import { markDerived, splicePlaceholder, templateOf, type ListenerJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { canonicalTagValues } from './build.js';
 import { telemetryClassKey as key } from './support.js';
@@ -86,6 +86,31 @@ function tagTemplate(l: ListenerJson): { template: ListenerJson; classValues: st
     templates.set(l, (t = { template: renderTags(l, Object.fromEntries(TEMPLATE_TAGS.map((tag, i) => [tag, splicePlaceholder(i)]))), classValues: CLASS_TAGS.map((tag) => own.get(tag) ?? '') }));
   }
   return t;
+}
+
+/**
+ * Marks the filter chains of a workload's own listener (virtualInbound) that
+ * carry its canonical tracing tags as copies of a template whose holes are
+ * the chain's per-workload strings: the literal values of TEMPLATE_TAGS and
+ * its inline routes' decorator operations (`<host>:<port>/*`). The encoder
+ * renders each from the bytes of a template that the chains of other
+ * workloads with the same ports share, instead of encoding every workload's
+ * chains from JSON. Returns the listener itself (the marks are kept aside).
+ */
+export function markWorkloadChains(l: ListenerJson): ListenerJson {
+  for (const c of chainsOf(l)) {
+    const hcms = ((c.filters ?? []) as Json[]).filter(hcmWithCanonical);
+    if (hcms.length === 0) continue;
+    const values = new Set<string>();
+    for (const f of hcms) {
+      const tc = f.typedConfig as Json;
+      for (const t of tc.tracing.customTags as Json[]) if (t.literal && TEMPLATE_TAGS.includes(t.tag)) values.add(String(t.literal.value ?? ''));
+      for (const vh of (tc.routeConfig?.virtualHosts ?? []) as Json[]) for (const r of (vh.routes ?? []) as Json[]) if (typeof r.decorator?.operation === 'string') values.add(r.decorator.operation);
+    }
+    const v = [...values].filter((x) => x !== '');
+    markDerived(c, templateOf(c, v), v);
+  }
+  return l;
 }
 
 /** The listener with the literal values of the tags `values` names replaced, in the HCMs that carry canonical tags. */
