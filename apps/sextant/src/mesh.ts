@@ -115,20 +115,27 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
   }
 
   /**
-   * The class's listeners but 15006; the ones with canonical tracing tags are
-   * remembered for the class's other workloads (TAGS), per context.
+   * The class's listeners but 15006 and those with canonical tracing tags:
+   * every workload gets those rendered for its canonical service (TAGS), so
+   * the class's own copies (with its first workload's tags) would be encoded
+   * for no one. They are remembered for the TAGS layer, per context.
    */
   private outboundListeners(ctx: PushContext, view: ProxyView, names: readonly string[] | undefined): ListenerJson[] {
     const ls = generateForProxy(ctx, view, 'lds', names).filter((l) => l.name !== VIRTUAL_INBOUND);
+    const tagged = ls.filter(hasCanonicalTags);
     let m = this.tagged.get(ctx);
     if (!m) this.tagged.set(ctx, (m = new Map()));
-    m.set(this.taggedKey(ctx, view, names), ls.filter(hasCanonicalTags));
-    return ls;
+    m.set(this.taggedKey(ctx, view, names), tagged);
+    if (tagged.length === 0) return ls;
+    const rendered = new Set(tagged);
+    return ls.filter((l) => !rendered.has(l));
   }
 
   private taggedListeners(ctx: PushContext, view: ProxyView, names: readonly string[] | undefined): ListenerJson[] {
+    const key = this.taggedKey(ctx, view, names);
     // Found unless the class's listeners were built in an earlier context (kept by the class cache): build them once here.
-    return this.tagged.get(ctx)?.get(this.taggedKey(ctx, view, names)) ?? this.outboundListeners(ctx, view, names).filter(hasCanonicalTags);
+    if (!this.tagged.get(ctx)?.has(key)) this.outboundListeners(ctx, view, names);
+    return this.tagged.get(ctx)!.get(key)!;
   }
 
   private readonly tagged = new WeakMap<PushContext, Map<string, ListenerJson[]>>();
@@ -198,7 +205,8 @@ const CDS_LAYERS: readonly TypeLayer[] = [
 ];
 const LDS_LAYERS: readonly TypeLayer[] = [
   { layer: OUTBOUND, partial: false },
-  { layer: TAGS, partial: false, override: true },
+  // No name in both OUTBOUND and TAGS: the class's part of a whole response stays shareable (LayeredMap.split).
+  { layer: TAGS, partial: false },
   { layer: INBOUND, partial: false },
 ];
 
