@@ -306,15 +306,27 @@ export function encodedResource(typeUrl: string, name: string, value: Uint8Array
  */
 class SplicedResource implements EncodedResource {
   readonly version: string;
+  /**
+   * The bytes rendered for the version, handed to the first read (the
+   * response that carries it, most often in the same push) and then let go:
+   * without them, a resource sent once was rendered twice.
+   */
+  private firstRender: Uint8Array | undefined;
   constructor(
     readonly typeUrl: string,
     readonly name: string,
     private readonly plan: SplicePlan,
     private readonly values: readonly string[],
   ) {
-    this.version = contentHash(this.value);
+    this.firstRender = spliceRender(plan, values);
+    this.version = contentHash(this.firstRender);
   }
   get value(): Uint8Array {
+    const first = this.firstRender;
+    if (first) {
+      this.firstRender = undefined;
+      return first;
+    }
     return spliceRender(this.plan, this.values);
   }
   get any(): Uint8Array {
