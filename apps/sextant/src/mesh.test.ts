@@ -44,6 +44,7 @@ const req: PushRequest = { full: true, version: 'v1', reason: ['test'] };
 const productpage = proxy(node('10.244.1.10', 'productpage-v1-5586c4d4ff-h8lqw'), 1);
 const productpage2 = proxy(node('10.244.1.99', 'productpage-v1-5586c4d4ff-zz9zz'), 2);
 const reviews = proxy(node('10.244.1.13', 'reviews-v1-5b5d6494f4-m4n5b'), 3);
+const details = proxy(node('10.244.1.11', 'details-v1-7d4d9d5fcb-qz7kd'), 6);
 const other = proxy(node('10.244.2.5', 'web-1', 'other'), 4);
 const gateway = proxy('router~10.244.0.20~istio-ingressgateway-6b8c5d9f7-x2v4n.istio-system~istio-system.svc.cluster.local', 5);
 
@@ -137,7 +138,15 @@ test('listeners but 15006 are built once per proxy class; the ones with tracing 
   assert.ok(gens.encoder.partsSpliced > 0, "reviews' 15006 chains rendered from productpage's chains' templates");
   assert.notEqual(canonicalServices(c, 'virtualInbound').length, 0);
   assert.ok(canonicalServices(c, 'virtualInbound').every((v) => v === 'reviews'), "reviews' 15006: reviews' tags");
-  for (const p of [productpage, productpage2, reviews]) assertSameAsFresh(g, objs, p, p.id);
+  // details' inbound cluster differs from productpage's only in its metadata (neither has a DestinationRule):
+  // rendered from the template productpage's was checked against.
+  const spliced = gens.encoder.spliced;
+  g[TypeUrl.Cluster]!.generate(productpage, watch(TypeUrl.Cluster), req);
+  assert.equal(gens.encoder.spliced, spliced, "productpage's inbound cluster: encoded whole");
+  const inbound = g[TypeUrl.Cluster]!.generate(details, watch(TypeUrl.Cluster), req).get('inbound|9080||')!;
+  assert.equal(gens.encoder.spliced, spliced + 1, "details' inbound cluster: rendered");
+  assert.equal((decodeToJson(TypeUrl.Cluster, inbound.value) as Doc).metadata.filterMetadata.istio.services[0].host, 'details.default.svc.cluster.local');
+  for (const p of [productpage, productpage2, reviews, details]) assertSameAsFresh(g, objs, p, p.id);
 });
 
 test('a VirtualService edit rebuilds only the route configurations of its ports, once per class, and reaches only the proxies that can see it', () => {

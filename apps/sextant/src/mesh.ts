@@ -1,7 +1,7 @@
 import { KINDS, type DestinationRuleSpecType, type ObjectKey, type TrafficPolicy, type ValidationIssue } from '@sextant/api';
 import { encodedResource, TypeUrl, type ListenerJson } from '@sextant/envoy';
 import { configKeysOf, edsClustersFor, hostMatches, proxyDependsOn, parseProxy, pushScope as endpointScope, resolveShortName, type IstioConfig, type ProxyView, type PushContext, type PushContextExtras, type SidecarScope } from '@sextant/model';
-import { buildExtensionConfigs, buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, gatewayHcmKey, generateForProxy, generatorFor, hasCanonicalTags, inboundPorts, istioFilterSupportKey, isMosnProxy, markWorkloadChains, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withCanonicalTags, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
+import { buildExtensionConfigs, buildNameTable, buildOutboundClusters, buildOutboundServiceClusters, clusterTombstones, encodeNameTable, envoyFilterClassKey, gatewayHcmKey, generateForProxy, generatorFor, hasCanonicalTags, inboundPorts, istioFilterSupportKey, isMosnProxy, markWorkloadChains, markWorkloadCluster, mosnSdsPath, mtlsInbound, NDS_TYPE_URL, sidecarGenerator, telemetryKeyFor, VIRTUAL_INBOUND, virtualInbound, withCanonicalTags, withClusterTelemetry, withListenerTelemetry, withListenerTombstones } from '@sextant/translate';
 import type { BuildPart, BuiltResource, ClassGenerators, ProxyTranslator, PushScope, ResourceGenerator, TypeLayer, XdsProxy } from '@sextant/xds';
 
 /**
@@ -74,7 +74,11 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
   }
 
   build(typeUrl: string, ctx: PushContext, view: ProxyView, names: readonly string[] | undefined, classKey: string | undefined, proxy: XdsProxy, part?: BuildPart): BuiltResource[] {
-    if (part && typeUrl === TypeUrl.Cluster) return named(withClusterTelemetry(view, part.layer === OUTBOUND ? outboundClusters(ctx, view, part.only) : generatorFor(view).proxyClusters(ctx, view)));
+    if (part && typeUrl === TypeUrl.Cluster) {
+      if (part.layer === OUTBOUND) return named(withClusterTelemetry(view, outboundClusters(ctx, view, part.only)));
+      // The proxy's own: its inbound clusters differ from another workload's only in their metadata.
+      return named(withClusterTelemetry(view, generatorFor(view).proxyClusters(ctx, view)).map((c) => (c.name?.startsWith('inbound|') ? markWorkloadCluster(c) : c)));
+    }
     if (part && typeUrl === TypeUrl.Listener) {
       if (part.layer === INBOUND) return named(withListenerTelemetry(ctx, view, [virtualInbound(ctx, view, mtlsInbound, inboundPorts(ctx, view))]).map(markWorkloadChains));
       if (part.layer === TAGS) return named(this.taggedListeners(ctx, view, names).map((l) => withCanonicalTags(l, view)));

@@ -6,7 +6,7 @@
  * Gateways: outbound clusters and BlackHoleCluster. Proxyless gRPC: see
  * cluster-grpc.ts; which proxy gets which: generator/.
  */
-import type { AddressJson, ClusterJson, Cluster_DiscoveryTypeJson, Cluster_DnsLookupFamilyJson, JsonObject } from '@sextant/envoy';
+import { markDerived, templateOf, type AddressJson, type ClusterJson, type Cluster_DiscoveryTypeJson, type Cluster_DnsLookupFamilyJson, type JsonObject } from '@sextant/envoy';
 import type { TrafficPolicy } from '@sextant/api';
 import { isHttp2, type IstioEndpoint, type MergedDestinationRule, type ProxyView, type PushContext, type Service, type ServiceInstance, type ServicePort } from '@sextant/model';
 import { applyConnectionPool, applyLoadBalancer, applyOutlierDetection, mergeSubsetPolicy, portLevelPolicy, setH2, setUseDownstream, shouldH2Upgrade, type MutableCluster, type PolicyParts } from './policy.js';
@@ -324,6 +324,27 @@ export function buildOutboundServiceClusters(push: PushContext, proxy: ProxyView
   const out: ClusterJson[] = [];
   for (const svc of push.servicesForProxy(proxy)) for (const port of svc.ports) out.push(...buildOutboundClusters(push, proxy, svc, port));
   return out;
+}
+
+/**
+ * Marks a workload's own cluster (`inbound|<port>||`) as a copy of a template
+ * whose holes are the strings of its metadata (the services it serves, the
+ * DestinationRule that shaped it): what differs from the same port's cluster
+ * of another workload. The encoder renders it from the template's bytes,
+ * which those workloads share, instead of encoding each from JSON. Returns
+ * the cluster itself (the mark is kept aside).
+ */
+export function markWorkloadCluster(c: ClusterJson): ClusterJson {
+  const values = new Set<string>();
+  const collect = (v: unknown): void => {
+    if (typeof v === 'string') values.add(v);
+    else if (Array.isArray(v)) v.forEach(collect);
+    else if (v !== null && typeof v === 'object') Object.values(v).forEach(collect);
+  };
+  collect(c.metadata);
+  const v = [...values].filter((x) => x !== '');
+  if (v.length > 0) markDerived(c, templateOf(c, v), v);
+  return c;
 }
 
 /** A sidecar's own clusters: inbound for its service instances (or Sidecar ingress), and the special clusters. */
