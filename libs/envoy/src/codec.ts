@@ -360,6 +360,12 @@ interface SpliceEntry {
   checked: boolean;
   refused: boolean;
 }
+/** The first copy of each template is also encoded whole (`whole`): a plan that renders it otherwise is refused for good, so a template the plan misreads is never spliced. */
+function checkPlan(entry: SpliceEntry, whole: Uint8Array, values: readonly string[]): void {
+  if (Buffer.from(whole).equals(spliceRender(entry.plan, values))) entry.checked = true;
+  else entry.refused = true;
+}
+
 /** Plans kept by content at most (a few per listener name and class). */
 const MAX_PLANS = 20_000;
 
@@ -451,10 +457,8 @@ export class ResourceEncoder {
     }
     const plan = entry;
     if (!plan.checked) {
-      // The first copy of each template is also encoded whole: a template the plan misreads is never spliced.
       const whole = this.encodeWhole(typeUrl, name, json);
-      if (Buffer.from(whole.value).equals(spliceRender(plan.plan, values))) plan.checked = true;
-      else plan.refused = true;
+      checkPlan(plan, whole.value, values);
       return whole;
     }
     const res = this.cached(`${typeUrl}\u0000${name}\u0000splice:${plan.id}\u0000${values.join('\u0000')}`, () => {
@@ -559,10 +563,8 @@ export class ResourceEncoder {
     const plan = this.planOf(template, values.length, () => `${schema.typeName}\u0000${JSON.stringify(template)}`, () => encodeWith(schema, template));
     if (!plan) return undefined;
     if (!plan.checked) {
-      // The first copy of each template is also encoded whole: a template the plan misreads is never spliced.
       const whole = this.wholePart(schema, json);
-      if (Buffer.from(whole.bytes).equals(spliceRender(plan.plan, values))) plan.checked = true;
-      else plan.refused = true;
+      checkPlan(plan, whole.bytes, values);
       return whole;
     }
     return this.cachedPart(`${schema.typeName}\u0000splice:${plan.id}\u0000${values.join('\u0000')}`, () => {
