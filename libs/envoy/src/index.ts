@@ -1,7 +1,7 @@
 export * from './type-urls.js';
 export * from './codec.js';
 export * from './wire.js';
-export { markDerived, splicePlaceholder, templateOf } from './splice.js';
+export { markDerived, markDerivedFrom, splicePlaceholder, templateOf } from './splice.js';
 export {
   DiscoveryRequestSchema,
   DiscoveryResponseSchema,

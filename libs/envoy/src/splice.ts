@@ -65,6 +65,15 @@ export function templateOf<T>(json: T, values: readonly string[]): T {
   return copy(json) as T;
 }
 
+/**
+ * Marks `json` as a copy of its own template for `values` (templateOf), so
+ * that the encoder renders it from bytes that the copies with the same
+ * template share; nothing is marked when every value is empty.
+ */
+export function markDerivedFrom(json: object, values: readonly string[]): void {
+  if (values.some((v) => v !== '')) markDerived(json, templateOf(json, values), values);
+}
+
 /** A hole: a string field holding placeholder `index`. */
 interface Hole {
   key: Uint8Array;

@@ -6,7 +6,7 @@
  * Gateways: outbound clusters and BlackHoleCluster. Proxyless gRPC: see
  * cluster-grpc.ts; which proxy gets which: generator/.
  */
-import { markDerived, templateOf, type AddressJson, type ClusterJson, type Cluster_DiscoveryTypeJson, type Cluster_DnsLookupFamilyJson, type JsonObject } from '@sextant/envoy';
+import { markDerivedFrom, type AddressJson, type ClusterJson, type Cluster_DiscoveryTypeJson, type Cluster_DnsLookupFamilyJson, type JsonObject } from '@sextant/envoy';
 import type { TrafficPolicy } from '@sextant/api';
 import { isHttp2, type IstioEndpoint, type MergedDestinationRule, type ProxyView, type PushContext, type Service, type ServiceInstance, type ServicePort } from '@sextant/model';
 import { applyConnectionPool, applyLoadBalancer, applyOutlierDetection, mergeSubsetPolicy, portLevelPolicy, setH2, setUseDownstream, shouldH2Upgrade, type MutableCluster, type PolicyParts } from './policy.js';
@@ -342,8 +342,7 @@ export function markWorkloadCluster(c: ClusterJson): ClusterJson {
     else if (v !== null && typeof v === 'object') Object.values(v).forEach(collect);
   };
   collect(c.metadata);
-  const v = [...values].filter((x) => x !== '');
-  if (v.length > 0) markDerived(c, templateOf(c, v), v);
+  markDerivedFrom(c, [...values]);
   return c;
 }
 

@@ -4,7 +4,7 @@ export { accessLogs, canonicalTagValues, ENVOY_JSON_LOG_FORMAT, ENVOY_TEXT_LOG_F
 export { ISTIO_TYPE, istioFilterSupport, istioFilterSupportKey, telemetryClassKey, type IstioFilterSupport } from './support.js';
 export { applicableTelemetries, extensionProviders as telemetryExtensionProviders, mergeLogs, mergeMetrics, mergeTracing, type ListenerClass } from './telemetries.js';
 
-import { markDerived, splicePlaceholder, templateOf, type ListenerJson } from '@sextant/envoy';
+import { markDerived, markDerivedFrom, splicePlaceholder, type ListenerJson } from '@sextant/envoy';
 import type { ProxyView, PushContext } from '@sextant/model';
 import { canonicalTagValues } from './build.js';
 import { telemetryClassKey as key } from './support.js';
@@ -107,8 +107,7 @@ export function markWorkloadChains(l: ListenerJson): ListenerJson {
       for (const t of tc.tracing.customTags as Json[]) if (t.literal && TEMPLATE_TAGS.includes(t.tag)) values.add(String(t.literal.value ?? ''));
       for (const vh of (tc.routeConfig?.virtualHosts ?? []) as Json[]) for (const r of (vh.routes ?? []) as Json[]) if (typeof r.decorator?.operation === 'string') values.add(r.decorator.operation);
     }
-    const v = [...values].filter((x) => x !== '');
-    markDerived(c, templateOf(c, v), v);
+    markDerivedFrom(c, [...values]);
   }
   return l;
 }
