@@ -51,17 +51,38 @@ export class DestinationRuleIndex {
 
   /** Per namespace: exact rule hosts, and whether any rule host is a wildcard (built on first lookup). */
   private hostIndex: Map<string, { exact: Set<string>; wildcard: boolean }> | undefined;
+  /** Per hostname: the namespaces that may hold a rule for it (exact host or any wildcard rule), sorted; built on first lookup of the host. */
+  private candidates = new Map<string, string[]>();
   private sortedNs: string[] | undefined;
 
   /** Whether namespace `ns` may hold a rule for `hostname` (a cheap pre-check; hostMatches decides). */
   private mayMatch(ns: string, hostname: string): boolean {
+    const idx = this.index().get(ns);
+    if (!idx) return false;
+    return idx.wildcard || hostname.startsWith('*') || idx.exact.has(hostname);
+  }
+
+  private index(): Map<string, { exact: Set<string>; wildcard: boolean }> {
     if (!this.hostIndex) {
       this.hostIndex = new Map();
       for (const [n, rules] of this.byNs) this.hostIndex.set(n, { exact: new Set(rules.map((r) => r.host)), wildcard: rules.some((r) => r.host.startsWith('*')) });
     }
-    const idx = this.hostIndex.get(ns);
-    if (!idx) return false;
-    return idx.wildcard || hostname.startsWith('*') || idx.exact.has(hostname);
+    return this.hostIndex;
+  }
+
+  /**
+   * The namespaces, in name order, that may hold a rule for `hostname`: a
+   * lookup walks these instead of every namespace with rules (one per service
+   * and class on the route path, so the walk was O(namespaces) each time).
+   */
+  private namespacesFor(hostname: string): string[] {
+    let c = this.candidates.get(hostname);
+    if (!c) {
+      this.sortedNs ??= [...this.byNs.keys()].sort(cmp);
+      c = this.sortedNs.filter((ns) => this.mayMatch(ns, hostname));
+      this.candidates.set(hostname, c);
+    }
+    return c;
   }
 
   /** Rules of one namespace, visible from `fromNs`, for the proxy's labels, best host match first. */
@@ -83,14 +104,16 @@ export class DestinationRuleIndex {
    * workloadSelector are skipped.
    */
   lookup(fromNs: string, labels: Record<string, string> | undefined, hostname: string, serviceNs: string | undefined, rootNs: string): MergedDestinationRule | undefined {
-    const order = [fromNs, serviceNs, rootNs].filter((n): n is string => !!n);
-    for (const ns of order) {
+    const namespaces = this.namespacesFor(hostname);
+    if (namespaces.length === 0) return undefined;
+    const first = [fromNs, serviceNs, rootNs];
+    for (const ns of first) {
+      if (!ns) continue;
       const r = this.lookupIn(ns, fromNs, labels, hostname);
       if (r) return r;
     }
-    this.sortedNs ??= [...this.byNs.keys()].sort(cmp);
-    for (const ns of this.sortedNs) {
-      if (order.includes(ns)) continue;
+    for (const ns of namespaces) {
+      if (first.includes(ns)) continue;
       const r = this.lookupIn(ns, fromNs, labels, hostname);
       if (r) return r;
     }
