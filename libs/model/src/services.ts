@@ -4,8 +4,25 @@ import { ANNOTATION_EXPORT_TO, resolveExportTo } from './labels.js';
 import { parseProtocol, protocolForKubePort } from './protocol.js';
 import type { ConfigObjectLike, Resolution, Service, ServicePort } from './types.js';
 
-/** Converts a Kubernetes Service into the model's Service (istiod's kube.ConvertService). */
+/**
+ * One Service per stored object and conversion options, the same across push
+ * contexts while the object is unchanged: translation memoizes by it (a
+ * service's virtual host domains and a route configuration's default virtual
+ * hosts, route/sidecar.ts). Never mutated.
+ */
+const kubeServices = new WeakMap<ConfigObjectLike, { options: string; service: Service }>();
+
+/** Converts a Kubernetes Service into the model's Service (istiod's kube.ConvertService); once per stored object. */
 export function serviceFromKube(obj: ConfigObjectLike, domainSuffix: string, defaultExportTo: readonly string[]): Service {
+  const options = `${domainSuffix}\u0000${defaultExportTo.join(',')}`;
+  const hit = kubeServices.get(obj);
+  if (hit?.options === options) return hit.service;
+  const service = convertKubeService(obj, domainSuffix, defaultExportTo);
+  kubeServices.set(obj, { options, service });
+  return service;
+}
+
+function convertKubeService(obj: ConfigObjectLike, domainSuffix: string, defaultExportTo: readonly string[]): Service {
   const body = (obj.body ?? {}) as KubeServiceBody;
   const spec = body.spec ?? {};
   const ns = obj.metadata.namespace ?? 'default';

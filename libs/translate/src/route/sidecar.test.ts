@@ -338,3 +338,59 @@ test("a VirtualService's virtual host is one object for every proxy namespace th
   assert.equal(other.routes[0].route.cluster, 'outbound|9080||ratings.default.svc.cluster.local');
   assert.equal(vh(sp, 'ns-b', { app: 'web' }).routes[0].route.cluster, 'outbound|9080|v2|ratings.default.svc.cluster.local');
 });
+
+test('the default virtual hosts of a port are built once for a class while what they read holds: a VirtualService edit that keeps its hosts looks up no DestinationRule for them', () => {
+  const ratingsHost = 'ratings.default.svc.cluster.local';
+  const hashRule = istio('DestinationRule', 'default', 'ratings', { host: 'ratings', trafficPolicy: { loadBalancer: { consistentHash: { httpHeaderName: 'x-user' } } } });
+  const reviewsAt = (prefix: string) => istio('VirtualService', 'default', 'reviews', { hosts: ['reviews'], http: [{ match: [{ uri: { prefix } }], route: [{ destination: { host: 'reviews' } }] }] });
+  const details = service('details', 'default', '10.96.0.12', [['http', 9080]]);
+  // Counts the DestinationRule lookups for ratings, the service no VirtualService routes.
+  let lookups = 0;
+  const routesOf = (objects: unknown[], labels: Record<string, string> = { app: 'edit' }) => {
+    const push = pushContext(objects as Parameters<typeof pushContext>[0]);
+    const lookup = push.destinationRule.bind(push);
+    push.destinationRule = (proxy, hostname, direction) => {
+      if (hostname === ratingsHost) lookups++;
+      return lookup(proxy, hostname, direction);
+    };
+    return (buildRoutes(push, proxyIn(push, { namespace: 'edit-ns', metadata: { LABELS: labels } }), ['9080']) as Json[])[0]!;
+  };
+  const vhost = (rc: Json, name: string) => (rc.virtualHosts as Json[]).find((v) => v.name === name);
+  // The same inputs for a proxy whose labels no earlier build had: built from scratch.
+  let fresh = 0;
+  const assertSameAsFresh = (rc: Json, objects: unknown[]) => assert.deepEqual(rc, routesOf(objects, { app: `fresh-${++fresh}` }));
+
+  const first = [reviews, ratings, hashRule, reviewsAt('/a')];
+  const a = routesOf(first);
+  assert.equal(lookups, 1, 'the first build looks ratings up');
+  const ratingsVhost = vhost(a, `${ratingsHost}:9080`)!;
+  assert.deepEqual(ratingsVhost.routes[0].route.hashPolicy, [{ header: { headerName: 'x-user' } }]);
+
+  // The edit: the same hosts, another route. The default virtual hosts are the ones built before.
+  lookups = 0;
+  const edited = [reviews, ratings, hashRule, reviewsAt('/b')];
+  const b = routesOf(edited);
+  assert.equal(lookups, 0, 'no DestinationRule lookup for a service the edit does not route');
+  assert.equal(vhost(b, `${ratingsHost}:9080`), ratingsVhost);
+  assert.equal(vhost(b, 'reviews.default.svc.cluster.local:9080')!.routes[0].match.prefix, '/b');
+  assertSameAsFresh(b, edited);
+
+  // What they read changes: each is built again, as from scratch.
+  const withoutRule = [reviews, ratings, reviewsAt('/b')];
+  lookups = 0;
+  const c = routesOf(withoutRule);
+  assert.equal(lookups, 1, 'the DestinationRules changed: looked up again');
+  assert.equal(vhost(c, `${ratingsHost}:9080`)!.routes[0].route.hashPolicy, undefined);
+  assertSameAsFresh(c, withoutRule);
+
+  const routedRatings = [...withoutRule, istio('VirtualService', 'default', 'ratings', { hosts: ['ratings'], http: [{ match: [{ uri: { prefix: '/r' } }], route: [{ destination: { host: 'ratings' } }] }] })];
+  const d = routesOf(routedRatings);
+  assert.equal(vhost(d, `${ratingsHost}:9080`)!.routes[0].match.prefix, '/r', 'a VirtualService took the host');
+  assertSameAsFresh(d, routedRatings);
+
+  const moreServices = [...withoutRule, details];
+  const e = routesOf(moreServices);
+  assert.ok(vhost(e, 'details.default.svc.cluster.local:9080'), 'a new service has its virtual host');
+  assert.equal(vhost(e, `${ratingsHost}:9080`)!.routes[0].match.prefix, '/', 'the host the VirtualService gave back has its default route again');
+  assertSameAsFresh(e, moreServices);
+});

@@ -185,6 +185,50 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
       }
     }
   }
+  const defaults = defaultHosts(push, proxy, port, withPort, services, { covered, usedNames, usedDomains }, knownFqdn);
+  return mergeByName(sortByName(out), defaults);
+}
+
+/** What the VirtualServices of a route configuration took before the services' default virtual hosts: hosts, names, domains. */
+interface Taken {
+  covered: Set<string>;
+  usedNames: Set<string>;
+  usedDomains: Set<string>;
+}
+
+/**
+ * The default virtual hosts of a port's services (those no VirtualService
+ * took), sorted by name, with what they were built from. They read the
+ * services, what the VirtualServices took, the proxy's namespace, labels and
+ * DNS domain, and the DestinationRules (consistent hashes); a push that
+ * changes none of these (a VirtualService edit that keeps its hosts) gets the
+ * previous list instead of a walk of every service with a DestinationRule
+ * lookup each, once per class.
+ */
+interface DefaultHostsEntry {
+  services: readonly Service[];
+  all: readonly Service[];
+  destinationRules: readonly IstioConfig[];
+  taken: string;
+  hosts: VirtualHostJson[];
+}
+
+const sameItems = <T>(a: readonly T[], b: readonly T[]) => a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
+
+function defaultHosts(push: PushContext, proxy: ProxyView, port: number, withPort: number | undefined, services: Service[], taken: Taken, knownFqdn: ReadonlySet<string>): VirtualHostJson[] {
+  const key = JSON.stringify([proxy.namespace, proxy.labels, proxy.dnsDomain, port, withPort ?? null, push.domainSuffix, push.mesh.rootNamespace, push.mesh.defaultDestinationRuleExportTo ?? null]);
+  const takenKey = [taken.covered, taken.usedNames, taken.usedDomains].map((set) => [...set].join('\u0001')).join('\u0000');
+  const all = push.allServices();
+  const destinationRules = push.configs('DestinationRule');
+  const hit = defaultHostsByView.get(key);
+  if (hit && hit.taken === takenKey && sameItems(hit.services, services) && sameItems(hit.all, all) && sameItems(hit.destinationRules, destinationRules)) {
+    // Equal items: hold this push's arrays, not the build's.
+    hit.all = all;
+    hit.destinationRules = destinationRules;
+    return hit.hosts;
+  }
+  const { covered, usedNames, usedDomains } = taken;
+  const out: VirtualHostJson[] = [];
   for (const svc of services) {
     if (covered.has(svc.hostname)) continue;
     const name = `${svc.hostname}:${port}`;
@@ -207,7 +251,20 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
     const ds = dedupeDomains(vd.domains, vd.alt, usedDomains, knownFqdn);
     if (ds.length) out.push(defaultVirtualHost(svc.hostname, port, ds, hash));
   }
-  return sortByName(out);
+  const hosts = sortByName(out);
+  defaultHostsByView.set(key, { services, all, destinationRules, taken: takenKey, hosts });
+  return hosts;
+}
+
+/** Two lists sorted by name (no name in both) as one sorted list, a new array. */
+function mergeByName(a: VirtualHostJson[], b: readonly VirtualHostJson[]): VirtualHostJson[] {
+  const out: VirtualHostJson[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) out.push((a[i]!.name ?? '') < (b[j]!.name ?? '') ? a[i++]! : b[j++]!);
+  while (i < a.length) out.push(a[i++]!);
+  while (j < b.length) out.push(b[j++]!);
+  return out;
 }
 
 /**
@@ -386,6 +443,9 @@ export class TwoGenerationMap<V> {
 
 /** Default virtual hosts by content; 2 × 50,000 is one per service port and namespace visibility for meshes far past S = 1000. */
 const defaultVhosts = new TwoGenerationMap<VirtualHostJson>(50_000);
+
+/** Default virtual host lists per (proxy namespace, labels, DNS domain, port form): about one per class and port (defaultHosts). */
+const defaultHostsByView = new TwoGenerationMap<DefaultHostsEntry>(1_000);
 
 /**
  * What one RDS generation for one proxy computes once and reuses across its
