@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { DeltaDiscoveryResponseSchema, TypeUrl, create, toBinary } from '@sextant/envoy';
-import { Deframer, decodeDeltaResponse, frame, retryDelay } from './istiod-wire.js';
+import { DeltaDiscoveryRequestSchema, DeltaDiscoveryResponseSchema, TypeUrl, create, toBinary } from '@sextant/envoy';
+import { Deframer, ackFrame, decodeDeltaResponse, frame, retryDelay } from './istiod-wire.js';
 
 /** Splits BUF into chunks of SIZE bytes, as HTTP/2 DATA frames deliver it. */
 function chunks(buf: Buffer, size: number): Buffer[] {
@@ -69,4 +69,17 @@ test('decodeDeltaResponse reads what the clients need as the generic decoder doe
   const reordered = decodeDeltaResponse(Buffer.concat([first!, ...rest]));
   assert.deepEqual(reordered.resources.map((r) => r.name), got.resources.map((r) => r.name));
   assert.equal(reordered.nonce, 'n-1');
+});
+
+test('ackFrame: the bytes protobuf-es writes for the same ACK, framed', () => {
+  for (const [typeUrl, nonce] of [
+    [TypeUrl.RouteConfiguration, 'a1b2'],
+    [TypeUrl.ClusterLoadAssignment, 'x'.repeat(300)],
+    ['', 'n'],
+    [TypeUrl.Cluster, ''],
+    [`${TypeUrl.Listener}/ünïcode`, 'é'],
+  ] as const) {
+    const want = frame(toBinary(DeltaDiscoveryRequestSchema, create(DeltaDiscoveryRequestSchema, { typeUrl, responseNonce: nonce })));
+    assert.deepEqual(ackFrame(typeUrl, nonce), want, `${typeUrl} ${nonce.slice(0, 8)}`);
+  }
 });

@@ -125,9 +125,9 @@ class Clients {
   constructor(count = clientProcs()) {
     this.procs = Array.from({ length: count }, () => new ClientProc());
   }
-  /** Process IDs, for CPU accounting. */
-  get pids(): number[] {
-    return this.procs.map((p) => p.proc.pid!);
+  /** CPU seconds the clients' processes have used so far (user + system). */
+  cpuSeconds(): number {
+    return this.procs.reduce((a, p) => a + cpuSeconds(p.proc.pid!), 0);
   }
   async ask(msg: Reply, timeoutMs = 600_000): Promise<Reply> {
     if (msg.op === 'open') {
@@ -246,6 +246,8 @@ export interface ChangeFigures {
   seenToAllMs?: number;
   undelivered: number;
   cpuSeconds: number;
+  /** CPU seconds of the clients' own processes in the same window (they share the machine with the control plane). */
+  clientCpuSeconds: number;
   bytes: number;
 }
 
@@ -333,12 +335,14 @@ async function measureChange(
   await clients.ask({ op: 'watch', ...watch });
   const bytes0 = Number((await clients.ask({ op: 'stats' }))['bytes']);
   const cpu0 = cpuSeconds(plane.pid);
+  const clientCpu0 = clients.cpuSeconds();
   const t0 = now();
   await write();
   const e = await expect();
   const got = await clients.ask({ op: 'await', ...watch, ...e, since: t0, timeoutMs: deliveryTimeoutMs });
   await clients.ask({ op: 'quiet', quietMs: 1000, maxMs: 15_000 });
   const cpu1 = cpuSeconds(plane.pid);
+  const clientCpu1 = clients.cpuSeconds();
   const bytes1 = Number((await clients.ask({ op: 'stats' }))['bytes']);
   // ISTIOD_BENCH_MARKS=<file>: each change's window (epoch ms, write to quiet) for slicing a CPU profile of the run (the cold connect's is `connect`).
   if (process.env.ISTIOD_BENCH_MARKS) appendFileSync(process.env.ISTIOD_BENCH_MARKS, JSON.stringify({ plane: plane.name, kind, t0, seenAt: e.seenAt, t1: now() }) + '\n');
@@ -353,6 +357,7 @@ async function measureChange(
     ...(e.seenAt !== undefined ? { writeToSeenMs: round(e.seenAt - t0), seenToAllMs: round(all - (e.seenAt - t0)) } : {}),
     undelivered,
     cpuSeconds: round(cpu1 - cpu0, 2),
+    clientCpuSeconds: round(clientCpu1 - clientCpu0, 2),
     bytes: bytes1 - bytes0,
   };
 }
@@ -458,15 +463,14 @@ async function measurePlane(
     await cpuQuiet(plane.pid, 60_000);
     const idle = memory(plane.pid);
     const cpu0 = cpuSeconds(plane.pid);
-    const clientCpu = () => clients.pids.reduce((a, pid) => a + cpuSeconds(pid), 0);
-    const clientCpu0 = clientCpu();
+    const clientCpu0 = clients.cpuSeconds();
     const connectT0 = now();
     const opened = await clients.ask({ op: 'open', address: plane.xdsAddress, clients: proxies, timeoutMs: connectTimeoutMs }, connectTimeoutMs + 60_000);
     const readyAt = opened['readyAt'] as number[];
     const failed = (opened['failed'] as string[]).length;
     const connectMs = failed ? NaN : Math.max(...readyAt) - connectT0;
     const connectCpu = cpuSeconds(plane.pid) - cpu0;
-    const clientConnectCpu = clientCpu() - clientCpu0;
+    const clientConnectCpu = clients.cpuSeconds() - clientCpu0;
     if (process.env.ISTIOD_BENCH_MARKS) appendFileSync(process.env.ISTIOD_BENCH_MARKS, JSON.stringify({ plane: plane.name, kind: 'connect', t0: connectT0, t1: now() }) + '\n');
     await cpuQuiet(plane.pid, 60_000);
     const withN = memory(plane.pid);
@@ -484,7 +488,7 @@ async function measurePlane(
       for (let c = 0; c < opts.changes; c++) changes.push(await virtualServiceChange(kube, clients, plane, n));
       for (let c = 0; c < opts.changes; c++) changes.push(await destinationRuleChange(kube, clients, plane, n));
     }
-    for (const c of changes) opts.log(`  ${c.kind}: all ${c.allMs} ms (p50 ${c.p50Ms}, p99 ${c.p99Ms}${c.writeToSeenMs !== undefined ? `, write→seen ${c.writeToSeenMs}, seen→all ${c.seenToAllMs}` : ''}), ${c.cpuSeconds} CPU s, ${round(c.bytes / 1e6, 2)} MB${c.undelivered ? `, ${c.undelivered} UNDELIVERED` : ''}`);
+    for (const c of changes) opts.log(`  ${c.kind}: all ${c.allMs} ms (p50 ${c.p50Ms}, p99 ${c.p99Ms}${c.writeToSeenMs !== undefined ? `, write→seen ${c.writeToSeenMs}, seen→all ${c.seenToAllMs}` : ''}), ${c.cpuSeconds} CPU s (the clients' ${c.clientCpuSeconds}), ${round(c.bytes / 1e6, 2)} MB${c.undelivered ? `, ${c.undelivered} UNDELIVERED` : ''}`);
     const peak = memory(plane.pid);
     const stats = await clients.ask({ op: 'stats' });
     return {
@@ -530,6 +534,7 @@ function summarise(runs: PlaneRun[]): Summary {
     peakRssMB: m((r) => r.peakRssMB),
     connectMs: m((r) => r.connectMs),
     connectCpuSeconds: m((r) => r.connectCpuSeconds),
+    clientConnectCpuSeconds: m((r) => r.clientConnectCpuSeconds),
     reconnects: m((r) => r.reconnects),
     endpointAllMs: ch('endpoint', (c) => c.allMs),
     endpointP50Ms: ch('endpoint', (c) => c.p50Ms),
@@ -537,14 +542,17 @@ function summarise(runs: PlaneRun[]): Summary {
     endpointWriteToSeenMs: ch('endpoint', (c) => c.writeToSeenMs),
     endpointSeenToAllMs: ch('endpoint', (c) => c.seenToAllMs),
     endpointCpuSeconds: ch('endpoint', (c) => c.cpuSeconds),
+    endpointClientCpuSeconds: ch('endpoint', (c) => c.clientCpuSeconds),
     endpointBytes: ch('endpoint', (c) => c.bytes),
     vsAllMs: ch('virtualService', (c) => c.allMs),
     vsP50Ms: ch('virtualService', (c) => c.p50Ms),
     vsCpuSeconds: ch('virtualService', (c) => c.cpuSeconds),
+    vsClientCpuSeconds: ch('virtualService', (c) => c.clientCpuSeconds),
     vsBytes: ch('virtualService', (c) => c.bytes),
     drAllMs: ch('destinationRule', (c) => c.allMs),
     drP50Ms: ch('destinationRule', (c) => c.p50Ms),
     drCpuSeconds: ch('destinationRule', (c) => c.cpuSeconds),
+    drClientCpuSeconds: ch('destinationRule', (c) => c.clientCpuSeconds),
     drBytes: ch('destinationRule', (c) => c.bytes),
     undelivered: sum('endpoint') + sum('virtualService') + sum('destinationRule') + runs.reduce((a, r) => a + r.connectFailed, 0),
   };
@@ -558,6 +566,7 @@ const ROWS: Array<[keyof Summary & string, string, (v: number) => string]> = [
   ['peakRssMB', 'peak RSS, MB', (v) => String(round(v))],
   ['connectMs', 'cold connect of N (all 4 types), ms', (v) => String(round(v, 0))],
   ['connectCpuSeconds', 'CPU for the cold connect, s', (v) => String(round(v, 2))],
+  ['clientConnectCpuSeconds', '  the clients\' processes\' CPU, same window, s', (v) => String(round(v, 2))],
   ['reconnects', 'streams turned away and opened again (whole run)', (v) => String(v)],
   ['endpointAllMs', 'endpoint change → all N, ms', (v) => String(round(v, 0))],
   ['endpointP50Ms', 'endpoint change → proxy, p50, ms', (v) => String(round(v, 0))],
@@ -565,14 +574,17 @@ const ROWS: Array<[keyof Summary & string, string, (v: number) => string]> = [
   ['endpointWriteToSeenMs', '  API write → EndpointSlice seen, ms', (v) => String(round(v, 0))],
   ['endpointSeenToAllMs', '  EndpointSlice seen → all N, ms', (v) => String(round(v, 0))],
   ['endpointCpuSeconds', 'CPU per endpoint change, s', (v) => String(round(v, 2))],
+  ['endpointClientCpuSeconds', '  the clients\' processes\' CPU, same window, s', (v) => String(round(v, 2))],
   ['endpointBytes', 'bytes sent per endpoint change, KB', (v) => String(round(v / 1024))],
   ['vsAllMs', 'VirtualService edit → all N, ms', (v) => String(round(v, 0))],
   ['vsP50Ms', 'VirtualService edit → proxy, p50, ms', (v) => String(round(v, 0))],
   ['vsCpuSeconds', 'CPU per VirtualService edit, s', (v) => String(round(v, 2))],
+  ['vsClientCpuSeconds', '  the clients\' processes\' CPU, same window, s', (v) => String(round(v, 2))],
   ['vsBytes', 'bytes sent per VirtualService edit, KB', (v) => String(round(v / 1024))],
   ['drAllMs', 'DestinationRule edit → all N, ms', (v) => String(round(v, 0))],
   ['drP50Ms', 'DestinationRule edit → proxy, p50, ms', (v) => String(round(v, 0))],
   ['drCpuSeconds', 'CPU per DestinationRule edit, s', (v) => String(round(v, 2))],
+  ['drClientCpuSeconds', '  the clients\' processes\' CPU, same window, s', (v) => String(round(v, 2))],
   ['drBytes', 'bytes sent per DestinationRule edit, KB', (v) => String(round(v / 1024))],
   ['undelivered', 'changes not delivered (client × change)', (v) => String(v)],
 ];
@@ -681,7 +693,7 @@ function buildReport(opts: IstiodBenchOptions, runs: PlaneRun[], failures: Istio
       Object.entries(ISTIOD_UNLIMITED_ENV).map(([k, v]) => `${k}=${v}`).join(', ') + '.',
     `The clients run in ${clientProcs()} separate processes on the same machine (ISTIOD_BENCH_CLIENT_PROCS; they compete for the same cores; their CPU is not counted). Each client is one HTTP/2 connection from its own loopback address with one Delta ADS stream, node ID and metadata of a real pod of the mesh.`,
     "Delivered = the client received a response carrying the changed content: the new pod's address in the EDS resource of the scaled Service, the new route prefix in route configuration \"80\", the new subset's cluster in CDS. Changes are made in the namespace every proxy imports (with Sidecars too), so every change concerns all N.",
-    'CPU seconds are user + system of the control-plane process (/proc/<pid>/stat, all threads) from the API write until no byte reached any client for 1 s; bytes are what the clients received in that window. RSS is VmRSS, peak VmHWM (/proc/<pid>/status); "idle" is after start-up settled (under 5% of a core for 1 s).',
+    'CPU seconds are user + system of the control-plane process (/proc/<pid>/stat, all threads) from the API write until no byte reached any client for 1 s; bytes are what the clients received in that window. The CPU of the clients\' processes in the same window is shown under each: they share the cores with the control plane. RSS is VmRSS, peak VmHWM (/proc/<pid>/status); "idle" is after start-up settled (under 5% of a core for 1 s).',
     `Load average at start: ${loadAverageAtStart} (the machine is shared; other work moves every figure).`,
   ];
   const base = {
