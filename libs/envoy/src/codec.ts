@@ -5,6 +5,10 @@ import { allFiles } from './gen/all-files.js';
 import { typeNameOf } from './type-urls.js';
 import { derivationOf, splicePlan, spliceRender, type SplicePlan } from './splice.js';
 import { encodeAny, encodeAnyOf } from './wire.js';
+import { encodeClusterLoadAssignmentJson } from './eds-wire.js';
+
+/** Endpoint assignments take a direct writer (eds-wire.ts): an endpoint change encodes them before anything is sent. */
+const CLUSTER_LOAD_ASSIGNMENT = 'envoy.config.endpoint.v3.ClusterLoadAssignment';
 
 /** Every generated Envoy/xDS/Google message, for Any packing and JSON. */
 export const registry = createRegistry(...allFiles);
@@ -66,6 +70,10 @@ export function encodeJson(typeNameOrUrl: string, json: unknown): Uint8Array {
 }
 
 function encodeWith(schema: DescMessage, json: unknown): Uint8Array {
+  if (schema.typeName === CLUSTER_LOAD_ASSIGNMENT) {
+    const bytes = encodeClusterLoadAssignmentJson(json);
+    if (bytes) return bytes;
+  }
   return encodeCanonical(schema, canonicalize(json));
 }
 
