@@ -45,6 +45,65 @@ function decoder<T>(decode: (b: Uint8Array) => T, maxBytes: () => number, delta:
   };
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/**
+ * A DeltaDiscoveryRequest read directly when it has only type_url (2),
+ * resource names to subscribe (3) and unsubscribe (4) and response_nonce (6):
+ * every ACK and subscription change. Anything else (the node, initial
+ * versions, an error detail, a field it does not know, text that is not
+ * UTF-8) returns undefined and is decoded by protobuf-es. The result is the
+ * object protobuf-es gives for the same bytes. protobuf-es's generic reader
+ * cost tens of microseconds per request in the daemon, and every proxy ACKs
+ * every push: a thousand ACKs per endpoint change at N = 1000.
+ */
+export function decodeDeltaRequestDirectly(b: Uint8Array): DeltaDiscoveryRequest | undefined {
+  let typeUrl = '';
+  let responseNonce = '';
+  const subscribe: string[] = [];
+  const unsubscribe: string[] = [];
+  let p = 0;
+  const varint = (): number => {
+    let x = 0;
+    let mul = 1;
+    for (let i = 0; i < 5; i++) {
+      if (p >= b.length) return -1;
+      const byte = b[p++]!;
+      x += (byte & 0x7f) * mul;
+      if (byte < 0x80) return x;
+      mul *= 128;
+    }
+    return -1;
+  };
+  try {
+    while (p < b.length) {
+      const tag = varint();
+      if (tag < 0 || (tag & 7) !== 2) return undefined;
+      const len = varint();
+      if (len < 0 || p + len > b.length) return undefined;
+      const field = tag >>> 3;
+      if (field !== 2 && field !== 3 && field !== 4 && field !== 6) return undefined;
+      const text = strictUtf8.decode(b.subarray(p, p + len));
+      p += len;
+      if (field === 2) typeUrl = text;
+      else if (field === 6) responseNonce = text;
+      else (field === 3 ? subscribe : unsubscribe).push(text);
+    }
+  } catch {
+    return undefined; // not UTF-8: protobuf-es gives the error
+  }
+  return {
+    $typeName: 'envoy.service.discovery.v3.DeltaDiscoveryRequest',
+    typeUrl,
+    resourceNamesSubscribe: subscribe,
+    resourceNamesUnsubscribe: unsubscribe,
+    resourceLocatorsSubscribe: [],
+    resourceLocatorsUnsubscribe: [],
+    initialResourceVersions: {},
+    responseNonce,
+  };
+}
+
 const identity = (b: Buffer) => b;
 const unsupported = (): never => {
   throw new Error('client side of the ADS service definition is not used');
@@ -71,7 +130,7 @@ export function adsServiceDefinition(maxBytes: () => number, limits?: () => XdsL
       requestStream: true,
       responseStream: true,
       requestSerialize: unsupported,
-      requestDeserialize: decoder<DeltaDiscoveryRequest>((b) => fromBinary(DeltaDiscoveryRequestSchema, b), maxBytes, true, limits),
+      requestDeserialize: decoder<DeltaDiscoveryRequest>((b) => decodeDeltaRequestDirectly(b) ?? fromBinary(DeltaDiscoveryRequestSchema, b), maxBytes, true, limits),
       responseSerialize: identity,
       responseDeserialize: identity,
     },
