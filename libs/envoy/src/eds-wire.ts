@@ -141,6 +141,24 @@ function enumField(w: Writer, field: number, v: unknown, values: Readonly<Record
   if (n !== 0) w.tag(field, VARINT).varint(n);
 }
 
+/** A message field: written when set, empty or not. */
+function message(w: Writer, field: number, v: unknown, write: (w: Writer, v: unknown) => void): void {
+  if (v === undefined) return;
+  const at = w.begin(field);
+  write(w, v);
+  w.end(at);
+}
+
+/** A repeated message field: every element written (an element that is not a handled message leaves the writer). */
+function repeated(w: Writer, field: number, v: unknown, write: (w: Writer, v: unknown) => void): void {
+  if (v === undefined) return;
+  for (const e of list(v)) {
+    const at = w.begin(field);
+    write(w, e);
+    w.end(at);
+  }
+}
+
 const HEALTH_STATUS: Readonly<Record<string, number>> = { UNKNOWN: 0, HEALTHY: 1, UNHEALTHY: 2, DRAINING: 3, TIMEOUT: 4, DEGRADED: 5 };
 const SOCKET_PROTOCOL: Readonly<Record<string, number>> = { TCP: 0, UDP: 1 };
 
@@ -157,29 +175,14 @@ const METADATA_KEYS = new Set(['filterMetadata']);
 function clusterLoadAssignment(w: Writer, json: unknown): void {
   const cla = obj(json, CLA_KEYS);
   str(w, 1, cla['clusterName']);
-  if (cla['endpoints'] === undefined) return;
-  for (const e of list(cla['endpoints'])) {
-    const at = w.begin(2);
-    localityLbEndpoints(w, e);
-    w.end(at);
-  }
+  repeated(w, 2, cla['endpoints'], localityLbEndpoints);
 }
 
 /** LocalityLbEndpoints { locality = 1; lb_endpoints = 2; load_balancing_weight = 3; priority = 5; } */
 function localityLbEndpoints(w: Writer, json: unknown): void {
   const l = obj(json, LOCALITY_LB_KEYS);
-  if (l['locality'] !== undefined) {
-    const at = w.begin(1);
-    locality(w, l['locality']);
-    w.end(at);
-  }
-  if (l['lbEndpoints'] !== undefined) {
-    for (const e of list(l['lbEndpoints'])) {
-      const at = w.begin(2);
-      lbEndpoint(w, e);
-      w.end(at);
-    }
-  }
+  message(w, 1, l['locality'], locality);
+  repeated(w, 2, l['lbEndpoints'], lbEndpoint);
   u32Value(w, 3, l['loadBalancingWeight']);
   u32(w, 5, l['priority']);
 }
@@ -195,35 +198,22 @@ function locality(w: Writer, json: unknown): void {
 /** LbEndpoint { endpoint = 1; health_status = 2; metadata = 3; load_balancing_weight = 4; } */
 function lbEndpoint(w: Writer, json: unknown): void {
   const e = obj(json, LB_ENDPOINT_KEYS);
-  if (e['endpoint'] !== undefined) {
-    const at = w.begin(1);
-    endpoint(w, e['endpoint']);
-    w.end(at);
-  }
+  message(w, 1, e['endpoint'], endpoint);
   enumField(w, 2, e['healthStatus'], HEALTH_STATUS);
-  if (e['metadata'] !== undefined) {
-    const at = w.begin(3);
-    metadata(w, e['metadata']);
-    w.end(at);
-  }
+  message(w, 3, e['metadata'], metadata);
   u32Value(w, 4, e['loadBalancingWeight']);
 }
 
 /** Endpoint { address = 1; hostname = 3; } */
 function endpoint(w: Writer, json: unknown): void {
   const e = obj(json, ENDPOINT_KEYS);
-  if (e['address'] !== undefined) {
-    const a = obj(e['address'], ADDRESS_KEYS);
-    // Address { socket_address = 1 (oneof); }
-    const at = w.begin(1);
-    if (a['socketAddress'] !== undefined) {
-      const sa = w.begin(1);
-      socketAddress(w, a['socketAddress']);
-      w.end(sa);
-    }
-    w.end(at);
-  }
+  message(w, 1, e['address'], address);
   str(w, 3, e['hostname']);
+}
+
+/** Address { socket_address = 1 (oneof); } */
+function address(w: Writer, json: unknown): void {
+  message(w, 1, obj(json, ADDRESS_KEYS)['socketAddress'], socketAddress);
 }
 
 /** SocketAddress { protocol = 1; address = 2; port_value = 3 (oneof port_specifier); } */
@@ -243,12 +233,16 @@ function socketAddress(w: Writer, json: unknown): void {
 function metadata(w: Writer, json: unknown): void {
   const m = obj(json, METADATA_KEYS);
   if (m['filterMetadata'] === undefined) return;
-  const fm = plainObject(m['filterMetadata']);
-  for (const key of canonicalKeys(fm)) {
-    const at = w.begin(1);
+  messageMap(w, 1, plainObject(m['filterMetadata']), struct);
+}
+
+/** A map<string, message> field: one entry { key = 1; value = 2; } per key with a value, in canonical order. */
+function messageMap(w: Writer, field: number, o: Json, writeValue: (w: Writer, v: unknown) => void): void {
+  for (const key of canonicalKeys(o)) {
+    const at = w.begin(field);
     w.tag(1, LEN).string(key);
     const v = w.begin(2);
-    struct(w, fm[key]);
+    writeValue(w, o[key]);
     w.end(v);
     w.end(at);
   }
@@ -279,15 +273,7 @@ function canonicalKeys(o: Json): string[] {
 
 /** google.protobuf.Struct { map<string, Value> fields = 1; } */
 function struct(w: Writer, json: unknown): void {
-  const s = plainObject(json);
-  for (const key of canonicalKeys(s)) {
-    const at = w.begin(1);
-    w.tag(1, LEN).string(key);
-    const v = w.begin(2);
-    value(w, s[key]);
-    w.end(v);
-    w.end(at);
-  }
+  messageMap(w, 1, plainObject(json), value);
 }
 
 /** google.protobuf.Value { null_value = 1; number_value = 2; string_value = 3; bool_value = 4; struct_value = 5; list_value = 6; } (oneof: always written) */
@@ -298,20 +284,14 @@ function value(w: Writer, v: unknown): void {
     w.tag(2, BIT64).double(v);
   } else if (typeof v === 'string') w.tag(3, LEN).string(v);
   else if (typeof v === 'boolean') w.tag(4, VARINT).varint(v ? 1 : 0);
-  else if (Array.isArray(v)) {
-    // ListValue { repeated Value values = 1; }
-    const at = w.begin(6);
-    for (const x of v) {
-      const e = w.begin(1);
-      value(w, x);
-      w.end(e);
-    }
-    w.end(at);
-  } else if (typeof v === 'object') {
-    const at = w.begin(5);
-    struct(w, v);
-    w.end(at);
-  } else throw UNHANDLED;
+  else if (Array.isArray(v)) message(w, 6, v, listValue);
+  else if (typeof v === 'object') message(w, 5, v, struct);
+  else throw UNHANDLED;
+}
+
+/** google.protobuf.ListValue { repeated Value values = 1; } */
+function listValue(w: Writer, v: unknown): void {
+  repeated(w, 1, v, value);
 }
 
 const writer = new Writer();
