@@ -161,20 +161,17 @@ function pushVarint(out: number[], x: number): void {
  * VirtualService edit, on the cores the control plane runs on.
  */
 export function ackFrame(typeUrl: string, nonce: string): Buffer {
-  const head: number[] = [];
-  const t = Buffer.from(typeUrl);
-  const n = Buffer.from(nonce);
   const parts: Uint8Array[] = [];
-  if (t.length) {
-    pushVarint(head, 0x12);
-    pushVarint(head, t.length);
-    parts.push(Uint8Array.from(head), t);
-  }
-  if (n.length) {
-    const h: number[] = [];
-    pushVarint(h, 0x32);
-    pushVarint(h, n.length);
-    parts.push(Uint8Array.from(h), n);
+  for (const [tag, text] of [
+    [0x12, typeUrl],
+    [0x32, nonce],
+  ] as const) {
+    const bytes = Buffer.from(text);
+    if (!bytes.length) continue;
+    const head: number[] = [];
+    pushVarint(head, tag);
+    pushVarint(head, bytes.length);
+    parts.push(Uint8Array.from(head), bytes);
   }
   return frame(Buffer.concat(parts));
 }
