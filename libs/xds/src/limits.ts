@@ -235,17 +235,13 @@ const SOTW_NAME_FIELDS = new Set([3, 7]);
 const DELTA_NAME_FIELDS = new Set([3, 4, 5, 8, 9]);
 
 /**
- * Walks the top-level fields of a (Delta)DiscoveryRequest: a tag and a length
- * per field, no strings made. This lets a request with too many names or too
- * large a node be refused before protobuf decoding allocates a string per name.
- * Returns undefined for bytes that are not a well-formed message (the decoder
- * then reports why).
+ * Calls `visit` with each top-level field of a protobuf message: its number,
+ * wire type, and where its bytes start and end (a length-delimited field's
+ * contents; a varint or fixed field's value). Nothing is decoded. Returns
+ * false when the bytes are not a well-formed message, or when `visit`
+ * returns false to stop.
  */
-export function scanRequest(buf: Uint8Array, delta: boolean): RequestShape | undefined {
-  const nameFields = delta ? DELTA_NAME_FIELDS : SOTW_NAME_FIELDS;
-  const nodeField = delta ? 1 : 2;
-  let names = 0;
-  let nodeBytes = 0;
+export function forEachField(buf: Uint8Array, visit: (field: number, wireType: number, start: number, end: number) => boolean | void): boolean {
   let i = 0;
   const n = buf.length;
   const varint = (): number | undefined => {
@@ -262,20 +258,20 @@ export function scanRequest(buf: Uint8Array, delta: boolean): RequestShape | und
   };
   while (i < n) {
     const key = varint();
-    if (key === undefined) return undefined;
-    const field = Math.floor(key / 8);
-    switch (key & 7) {
+    if (key === undefined) return false;
+    const wireType = key & 7;
+    let start = i;
+    switch (wireType) {
       case 0:
-        if (varint() === undefined) return undefined;
+        if (varint() === undefined) return false;
         break;
       case 1:
         i += 8;
         break;
       case 2: {
         const len = varint();
-        if (len === undefined || i + len > n) return undefined;
-        if (nameFields.has(field)) names++;
-        else if (field === nodeField) nodeBytes += len;
+        if (len === undefined) return false;
+        start = i;
         i += len;
         break;
       }
@@ -283,8 +279,30 @@ export function scanRequest(buf: Uint8Array, delta: boolean): RequestShape | und
         i += 4;
         break;
       default:
-        return undefined;
+        return false;
     }
+    if (i > n) return false;
+    if (visit(Math.floor(key / 8), wireType, start, i) === false) return false;
   }
-  return i === n ? { names, nodeBytes } : undefined;
+  return true;
+}
+
+/**
+ * Walks the top-level fields of a (Delta)DiscoveryRequest: a tag and a length
+ * per field, no strings made. This lets a request with too many names or too
+ * large a node be refused before protobuf decoding allocates a string per name.
+ * Returns undefined for bytes that are not a well-formed message (the decoder
+ * then reports why).
+ */
+export function scanRequest(buf: Uint8Array, delta: boolean): RequestShape | undefined {
+  const nameFields = delta ? DELTA_NAME_FIELDS : SOTW_NAME_FIELDS;
+  const nodeField = delta ? 1 : 2;
+  let names = 0;
+  let nodeBytes = 0;
+  const ok = forEachField(buf, (field, wireType, start, end) => {
+    if (wireType !== 2) return;
+    if (nameFields.has(field)) names++;
+    else if (field === nodeField) nodeBytes += end - start;
+  });
+  return ok ? { names, nodeBytes } : undefined;
 }

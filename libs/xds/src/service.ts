@@ -6,7 +6,7 @@ import {
   type DeltaDiscoveryRequest,
   type DiscoveryRequest,
 } from '@sextant/envoy';
-import { limitNames, scanRequest, type XdsLimits } from './limits.js';
+import { forEachField, limitNames, scanRequest, type XdsLimits } from './limits.js';
 
 export const ADS_SERVICE = 'envoy.service.discovery.v3.AggregatedDiscoveryService';
 
@@ -62,36 +62,19 @@ export function decodeDeltaRequestDirectly(b: Uint8Array): DeltaDiscoveryRequest
   let responseNonce = '';
   const subscribe: string[] = [];
   const unsubscribe: string[] = [];
-  let p = 0;
-  const varint = (): number => {
-    let x = 0;
-    let mul = 1;
-    for (let i = 0; i < 5; i++) {
-      if (p >= b.length) return -1;
-      const byte = b[p++]!;
-      x += (byte & 0x7f) * mul;
-      if (byte < 0x80) return x;
-      mul *= 128;
-    }
-    return -1;
-  };
+  let read: boolean;
   try {
-    while (p < b.length) {
-      const tag = varint();
-      if (tag < 0 || (tag & 7) !== 2) return undefined;
-      const len = varint();
-      if (len < 0 || p + len > b.length) return undefined;
-      const field = tag >>> 3;
-      if (field !== 2 && field !== 3 && field !== 4 && field !== 6) return undefined;
-      const text = strictUtf8.decode(b.subarray(p, p + len));
-      p += len;
+    read = forEachField(b, (field, wireType, start, end) => {
+      if (wireType !== 2 || (field !== 2 && field !== 3 && field !== 4 && field !== 6)) return false;
+      const text = strictUtf8.decode(b.subarray(start, end));
       if (field === 2) typeUrl = text;
       else if (field === 6) responseNonce = text;
       else (field === 3 ? subscribe : unsubscribe).push(text);
-    }
+    });
   } catch {
     return undefined; // not UTF-8: protobuf-es gives the error
   }
+  if (!read) return undefined;
   return {
     $typeName: 'envoy.service.discovery.v3.DeltaDiscoveryRequest',
     typeUrl,
