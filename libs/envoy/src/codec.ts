@@ -7,8 +7,12 @@ import { derivationOf, splicePlan, spliceRender, type SplicePlan } from './splic
 import { encodeAny, encodeAnyOf } from './wire.js';
 import { encodeClusterLoadAssignmentJson } from './eds-wire.js';
 
-/** Endpoint assignments take a direct writer (eds-wire.ts): an endpoint change encodes them before anything is sent. */
-const CLUSTER_LOAD_ASSIGNMENT = 'envoy.config.endpoint.v3.ClusterLoadAssignment';
+/**
+ * Message types with a direct writer from their JSON (undefined for a form it
+ * does not handle, which takes the generic path): endpoint assignments
+ * (eds-wire.ts), which an endpoint change encodes before anything is sent.
+ */
+const DIRECT_WRITERS: ReadonlyMap<string, (json: unknown) => Uint8Array | undefined> = new Map([['envoy.config.endpoint.v3.ClusterLoadAssignment', encodeClusterLoadAssignmentJson]]);
 
 /** Every generated Envoy/xDS/Google message, for Any packing and JSON. */
 export const registry = createRegistry(...allFiles);
@@ -70,11 +74,8 @@ export function encodeJson(typeNameOrUrl: string, json: unknown): Uint8Array {
 }
 
 function encodeWith(schema: DescMessage, json: unknown): Uint8Array {
-  if (schema.typeName === CLUSTER_LOAD_ASSIGNMENT) {
-    const bytes = encodeClusterLoadAssignmentJson(json);
-    if (bytes) return bytes;
-  }
-  return encodeCanonical(schema, canonicalize(json));
+  const bytes = DIRECT_WRITERS.get(schema.typeName)?.(json);
+  return bytes ?? encodeCanonical(schema, canonicalize(json));
 }
 
 /**
