@@ -43,6 +43,9 @@ test('symbolic link loops and an oversized file: the daemon is ready, serves the
       ['here', 'team/big.yaml', 'team/up'],
     );
     assert.match(issues.files[1]!.reason, new RegExp(`^file is ${Buffer.byteLength(big)} bytes, over the limit of ${limit} bytes`));
+    // The daemon writes its log asynchronously (pino, sync: false): /ready and the debug answer can come first.
+    const loopLogged = (file: string) => sextant.waitForLog((l) => l.msg === 'symbolic link loop skipped' && l.file === file, 20_000);
+    await Promise.all([loopLogged('here'), loopLogged('team/up'), sextant.waitForLog((l) => l.msg === 'config file over the size limit; keeping its last valid objects', 20_000)]);
     const loops = sextant.logs.filter((l) => l.msg === 'symbolic link loop skipped').map((l) => l.file);
     assert.deepEqual(loops.sort(), ['here', 'team/up']);
     const over = sextant.logs.filter((l) => l.msg === 'config file over the size limit; keeping its last valid objects');

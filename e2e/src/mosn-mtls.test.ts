@@ -101,7 +101,19 @@ describe('MOSN to MOSN mTLS with certificates from Sextant over SDS (Unix socket
     }
     await mosns[0]!.waitForListener(`127.0.0.1_${port}`, 60_000);
     await mosns[1]!.waitForListener(`127.0.0.2_${inbound}`, 60_000);
+    // Until its SDS secrets arrive, MOSN serves a TLS listener as plaintext and its clients dial plaintext
+    // (docs/mosn.md, known gaps): wait for the server's certificate, so that a request below that gets
+    // through proves the client's TLS too, and plaintext is refused only because STRICT is in force.
+    await until(presentedPem, (pem) => pem !== undefined, "the server MOSN's certificate (from pilot-agent's SDS)", 60_000).catch((err: Error) => {
+      throw new Error(`${err.message}\n--- server MOSN ---\n${mosns[1]!.output().slice(-4000)}\n--- server agent ---\n${agents[1]!.output().slice(-4000)}`);
+    });
   });
+
+  /** The first certificate the server MOSN presents (openssl prints it even when the server then refuses this client, which has none). */
+  async function presentedPem(): Promise<string | undefined> {
+    const { stdout } = await promisify(execFile)('openssl', ['s_client', '-connect', `127.0.0.2:${inbound}`, '-alpn', 'istio', '-showcerts'], { timeout: 10_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
+    return /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(stdout)?.[0];
+  }
 
   after(async () => {
     for (const m of mosns) await m.stop();
@@ -125,10 +137,8 @@ describe('MOSN to MOSN mTLS with certificates from Sextant over SDS (Unix socket
   });
 
   test("the server MOSN presents the certificate Sextant's CA issued to ratings (via pilot-agent's SDS)", async () => {
-    // openssl prints the server's chain even when the server then refuses this client, which has no certificate.
-    const { stdout } = await promisify(execFile)('openssl', ['s_client', '-connect', `127.0.0.2:${inbound}`, '-alpn', 'istio', '-showcerts'], { timeout: 10_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
-    const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(stdout)?.[0];
-    assert.ok(pem, stdout.slice(0, 2000));
+    const pem = await presentedPem();
+    assert.ok(pem, 'the server MOSN presents a certificate');
     const leaf = new X509Certificate(pem);
     assert.ok(leaf.checkIssued(new X509Certificate(rootPem)) && leaf.verify(new X509Certificate(rootPem).publicKey), `issued by Sextant's root: ${leaf.issuer}`);
     assert.match(leaf.subjectAltName ?? '', /URI:spiffe:\/\/cluster\.local\/ns\/secure\/sa\/ratings/);
