@@ -107,6 +107,24 @@ test('exportTo and Sidecar egress decide what a proxy sees', () => {
   assert.ok(push.sidecarScope(p2).hasService('b.ns2.svc.cluster.local'));
 });
 
+test('sidecar scopes that see the same services share one list (what translation keeps per list is built once per push)', () => {
+  const objects = [
+    svc('a', 'ns1', '10.96.0.1', [{ name: 'http', port: 80 }]),
+    svc('b', 'ns2', '10.96.0.2', [{ name: 'http', port: 80 }], { 'networking.istio.io/exportTo': '.' }),
+    svc('c', 'ns3', '10.96.0.3', [{ name: 'http', port: 80 }]),
+    istio('Sidecar', 'default', 'ns1', { egress: [{ hosts: ['./*', 'ns2/*'] }] }),
+  ];
+  const push = PushContext.build(objects, opts);
+  const list = (ns: string) => push.sidecarScope(parseProxy(`sidecar~10.0.0.9~x.${ns}~${ns}.svc.cluster.local`)).services;
+  assert.equal(list('ns3'), list('ns4'));
+  assert.equal(list('ns4'), list('ns5'));
+  assert.deepEqual(list('ns3').map((s) => s.hostname), ['a.ns1.svc.cluster.local', 'c.ns3.svc.cluster.local']);
+  // Other contents, other lists: ns2 also sees b, the Sidecar limits ns1 to a.
+  assert.deepEqual(list('ns2').map((s) => s.hostname), ['a.ns1.svc.cluster.local', 'b.ns2.svc.cluster.local', 'c.ns3.svc.cluster.local']);
+  assert.deepEqual(list('ns1').map((s) => s.hostname), ['a.ns1.svc.cluster.local']);
+  assert.notEqual(list('ns1'), list('ns3'));
+});
+
 test('a Sidecar with workloadSelector.labels applies to the pods it selects; ServiceEntry workloadSelector.labels picks pods', () => {
   const objects = [
     svc('a', 'ns1', '10.96.0.1', [{ name: 'http', port: 80 }]),

@@ -46,6 +46,8 @@ class PushContextImpl implements PushContextShape {
   private readonly configIndex = new Map<string, ConfigIndex>();
   private readonly drs: DestinationRuleIndex;
   private readonly scopeCache = new Map<string, SidecarScope>();
+  /** Distinct service lists of this push's scopes, by length (usually one in all). */
+  private readonly scopeServiceLists = new Map<number, Service[][]>();
 
   constructor(objects: Iterable<ConfigObjectLike>, options: PushContextOptions) {
     this.version = options.version;
@@ -201,6 +203,14 @@ class PushContextImpl implements PushContextShape {
         this.mesh.outboundTrafficPolicy?.mode ?? 'ALLOW_ANY',
         this.domainSuffix,
       );
+      // Scopes that see the same services (every namespace, without Sidecars) share one list, so that what
+      // translation keeps per list (its per-port views) is built once per push, not once per namespace.
+      // (At most a few lists of each length are compared, so that many distinct Sidecars cost no quadratic walk.)
+      let lists = this.scopeServiceLists.get(scope.services.length);
+      if (!lists) this.scopeServiceLists.set(scope.services.length, (lists = []));
+      const same = lists.find((l) => sameItems(l, scope!.services));
+      if (same) scope.services = same;
+      else if (lists.length < 4) lists.push(scope.services);
       this.scopeCache.set(key, scope);
     }
     return scope;
@@ -275,3 +285,9 @@ export interface PushContextExtras {
 export const PushContext: PushContextStatic = {
   build: (objects, options) => new PushContextImpl(objects, options),
 };
+
+function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}

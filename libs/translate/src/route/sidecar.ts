@@ -126,8 +126,7 @@ export function preparedVirtualServices(push: PushContext, proxy: ProxyView, gat
   return merged.filter((vs) => vsGateways(vs).some((g) => gateways.includes(g)));
 }
 
-function routeOptions(push: PushContext, proxy: ProxyView, listenPort: number, services: Service[], extra: Partial<RouteOptions> = {}): RouteOptions {
-  const byHost = new Map(services.map((s) => [s.hostname, s]));
+function routeOptions(push: PushContext, proxy: ProxyView, listenPort: number, byHost: ReadonlyMap<string, Service>, extra: Partial<RouteOptions> = {}): RouteOptions {
   return {
     proxy,
     listenPort,
@@ -145,21 +144,17 @@ function routeOptions(push: PushContext, proxy: ProxyView, listenPort: number, s
  * service, first VirtualService wins a host. `withPort` adds `:port` domains.
  */
 export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: number, opts: { grpc?: boolean; services?: Service[]; prepared?: IstioConfig[] } = {}): VirtualHostJson[] {
-  const services = (opts.services ?? servicesForPort(push, proxy, port)).filter((s) =>
-    s.ports.some((p) => p.port === port && (isHttp(p.protocol) || isSniffed(p.protocol))),
-  );
-  const byHost = new Map(services.map((s) => [s.hostname.toLowerCase(), s]));
+  const view = httpPortView(opts.services ?? servicesForPort(push, proxy, port), port);
+  const { services, byHost, knownFqdn } = view;
   const vsList = (opts.prepared ?? preparedVirtualServices(push, proxy, ['mesh'])).filter((vs) =>
     ((vs.spec as VirtualServiceSpecType).hosts ?? []).some((h) => byHost.has(h.toLowerCase()) || services.some((s) => hostMatch(h.toLowerCase(), s.hostname)) || port === 80),
   );
-  const ro = routeOptions(push, proxy, port, services, { grpc: !!opts.grpc });
+  const ro = routeOptions(push, proxy, port, view.byExactHost, { grpc: !!opts.grpc });
   const usedNames = new Set<string>();
   const usedDomains = new Set<string>();
   const covered = new Set<string>();
   const out: VirtualHostJson[] = [];
   const withPort = opts.grpc ? port : undefined;
-  // Every service's `fqdn` and `fqdn:port`: an alternative form equal to one of them is dropped (istiod's dedupeDomains).
-  const knownFqdn = new Set(services.flatMap((s) => [s.hostname, `${s.hostname}:${port}`]));
   const emit = (name: string, domains: string[], routes: RouteJson[], alt: string[] = []) => {
     if (usedNames.has(name)) return;
     usedNames.add(name);
@@ -189,6 +184,44 @@ export function sidecarVirtualHosts(push: PushContext, proxy: ProxyView, port: n
   return mergeByName(sortByName(out), defaults);
 }
 
+/** A service's `fqdn` or `fqdn:port` on the port: an alternative domain equal to one is dropped (istiod's dedupeDomains). */
+interface KnownFqdn {
+  has(domain: string): boolean;
+}
+
+/** The services with an HTTP (or sniffed) port, by lower-case hostname, and their FQDN forms on that port. */
+interface HttpPortView {
+  services: Service[];
+  byHost: ReadonlyMap<string, Service>;
+  byExactHost: ReadonlyMap<string, Service>;
+  knownFqdn: KnownFqdn;
+}
+
+/**
+ * Kept per list of services (a sidecar scope's, shared by every proxy class
+ * of a push that sees the same services) and port: route configurations of
+ * one port are built once per class, each walking the same 1,000s of services.
+ */
+const httpPortViews = new WeakMap<readonly Service[], Map<number, HttpPortView>>();
+
+function httpPortView(all: readonly Service[], port: number): HttpPortView {
+  let byPort = httpPortViews.get(all);
+  if (!byPort) httpPortViews.set(all, (byPort = new Map()));
+  let view = byPort.get(port);
+  if (view) return view;
+  const services = all.filter((s) => s.ports.some((p) => p.port === port && (isHttp(p.protocol) || isSniffed(p.protocol))));
+  const hostnames = new Set(services.map((s) => s.hostname));
+  const suffix = `:${port}`;
+  view = {
+    services,
+    byHost: new Map(services.map((s) => [s.hostname.toLowerCase(), s])),
+    byExactHost: new Map(services.map((s) => [s.hostname, s])),
+    knownFqdn: { has: (d) => hostnames.has(d) || (d.endsWith(suffix) && hostnames.has(d.slice(0, -suffix.length))) },
+  };
+  byPort.set(port, view);
+  return view;
+}
+
 /** What the VirtualServices of a route configuration took before the services' default virtual hosts: hosts, names, domains. */
 interface Taken {
   covered: Set<string>;
@@ -215,7 +248,7 @@ interface DefaultHostsEntry {
 
 const sameItems = <T>(a: readonly T[], b: readonly T[]) => a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
 
-function defaultHosts(push: PushContext, proxy: ProxyView, port: number, withPort: number | undefined, services: Service[], taken: Taken, knownFqdn: ReadonlySet<string>): VirtualHostJson[] {
+function defaultHosts(push: PushContext, proxy: ProxyView, port: number, withPort: number | undefined, services: Service[], taken: Taken, knownFqdn: KnownFqdn): VirtualHostJson[] {
   const key = JSON.stringify([proxy.namespace, proxy.labels, proxy.dnsDomain, port, withPort ?? null, push.domainSuffix, push.mesh.rootNamespace, push.mesh.defaultDestinationRuleExportTo ?? null]);
   const takenKey = [taken.covered, taken.usedNames, taken.usedDomains].map((set) => [...set].join('\u0001')).join('\u0000');
   const all = push.allServices();
@@ -342,7 +375,7 @@ function virtualServiceHost(name: string, domains: string[], routes: RouteJson[]
 }
 
 /** Domains not yet taken by an earlier virtual host (recorded as taken), and no alternative form equal to a known FQDN. */
-function dedupeDomains(domains: readonly string[], alt: readonly string[], usedDomains: Set<string>, knownFqdn: ReadonlySet<string>): string[] {
+function dedupeDomains(domains: readonly string[], alt: readonly string[], usedDomains: Set<string>, knownFqdn: KnownFqdn): string[] {
   const ds: string[] = [];
   for (const d of domains) {
     const l = d.toLowerCase();
@@ -368,7 +401,7 @@ interface ServiceDomains {
 }
 
 /** Whether dedupeDomains would keep every domain: none taken yet, none twice, no alternative form equal to a known FQDN. */
-function keepsEveryDomain(vd: ServiceDomains, usedDomains: ReadonlySet<string>, knownFqdn: ReadonlySet<string>): boolean {
+function keepsEveryDomain(vd: ServiceDomains, usedDomains: ReadonlySet<string>, knownFqdn: KnownFqdn): boolean {
   if (!vd.distinct) return false;
   for (const l of vd.lower) if (usedDomains.has(l)) return false;
   for (const a of vd.alt) if (knownFqdn.has(a)) return false;
