@@ -24,8 +24,6 @@
  *   { op: 'quiet', quietMs, maxMs } → { op: 'quiet', at } once no byte arrived for quietMs
  *   { op: 'close' }   → { op: 'closed' } and exit
  */
-import http2 from 'node:http2';
-import net from 'node:net';
 import { performance } from 'node:perf_hooks';
 import {
   DeltaDiscoveryRequestSchema,
@@ -36,6 +34,7 @@ import {
   toBinary,
   type JsonValue,
 } from '@sextant/envoy';
+import { H2Connection, type H2Stream } from './h2-wire.js';
 import { Deframer, ackFrame, decodeDeltaResponse, fields, frame, retryDelay } from './istiod-wire.js';
 
 export interface ClientSpec {
@@ -145,8 +144,8 @@ class Client {
   private ldsRequested = false;
   private got = new Set<string>();
   readyAt: number | undefined;
-  private stream: http2.ClientHttp2Stream | undefined;
-  private session: http2.ClientHttp2Session | undefined;
+  private stream: H2Stream | undefined;
+  private session: H2Connection | undefined;
 
   constructor(
     /** Index in this process (watches record per local index). */
@@ -173,35 +172,15 @@ class Client {
    */
   private openStream(): void {
     if (closing) return;
-    if (!this.session || this.session.destroyed || this.session.closed) {
+    if (!this.session?.usable) {
       // Each simulated pod connects from its own loopback address, as sidecars come from their own pod IPs: per-address limits see one proxy each.
       const [host, port] = splitHostPort(this.address);
-      const localAddress = loopbackSource(this.offset + this.index);
-      const s = http2.connect(`http://${this.address}`, {
-        settings: { initialWindowSize: 16 * 1024 * 1024 },
-        createConnection: () => net.connect({ host, port, localAddress }),
-      });
+      this.session?.destroy();
+      const s = new H2Connection({ host, port, localAddress: loopbackSource(this.offset + this.index), streamWindow: 16 * 1024 * 1024, connectionWindow: 64 * 1024 * 1024 });
       this.session = s;
-      s.on('connect', () => s.setLocalWindowSize(64 * 1024 * 1024));
-      s.on('error', (err) => this.note(`session: ${err.message}`));
-      s.on('goaway', (code) => this.note(`GOAWAY ${code}`));
+      s.onError((err) => this.note(`session: ${err.message}`));
+      s.onGoaway((code) => this.note(`GOAWAY ${code}`));
     }
-    let req: http2.ClientHttp2Stream;
-    try {
-      req = this.session.request({
-        ':method': 'POST',
-        ':path': '/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources',
-        'content-type': 'application/grpc',
-        te: 'trailers',
-      });
-    } catch (err) {
-      // The session went away (GOAWAY) between the check above and here: a new connection next time.
-      this.note(`request: ${(err as Error).message}`);
-      this.session.destroy();
-      this.retry();
-      return;
-    }
-    this.stream = req;
     this.subscribed.set(TypeUrl.ClusterLoadAssignment, new Set());
     this.subscribed.set(TypeUrl.RouteConfiguration, new Set());
     this.edsOf.clear();
@@ -209,25 +188,37 @@ class Client {
     this.ldsRequested = false;
     this.got.clear();
     const deframer = new Deframer((m) => this.onResponse(m));
-    const status = (h: http2.IncomingHttpHeaders) => {
-      if (h['grpc-status'] !== undefined && h['grpc-status'] !== '0') this.note(`grpc-status ${String(h['grpc-status'])}: ${decodeURIComponent(String(h['grpc-message'] ?? ''))}`);
-    };
-    req.on('response', status); // trailers-only: istiod's rate limit answers this way
-    req.on('trailers', status);
-    req.on('data', (chunk: Buffer) => {
-      totalBytes += chunk.length;
-      lastByteAt = now();
-      this.backoffMs = 0;
-      deframer.push(chunk);
-    });
-    req.on('error', (err) => this.note(`stream: ${err.message}`));
-    req.on('close', () => {
-      if (closing || this.stream !== req) return;
-      if (req.rstCode) this.note(`RST_STREAM ${req.rstCode}`);
-      reconnects++;
-      this.reopened++;
+    let req: H2Stream;
+    try {
+      req = this.session.request('/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources', this.address, {
+        data: (chunk) => {
+          totalBytes += chunk.length;
+          lastByteAt = now();
+          this.backoffMs = 0;
+          deframer.push(chunk);
+        },
+        // Trailers (or trailers-only: istiod's rate limit answers this way) with an error status are noted.
+        headers: (h) => {
+          const code = h.get('grpc-status');
+          if (code !== undefined && code !== '0') this.note(`grpc-status ${code}: ${decodeURIComponent(h.get('grpc-message') ?? '')}`);
+        },
+        close: (rstCode, reason) => {
+          if (closing || this.stream !== req) return;
+          if (rstCode) this.note(`RST_STREAM ${rstCode}`);
+          else if (reason !== 'trailers') this.note(`stream: ${reason}`);
+          reconnects++;
+          this.reopened++;
+          this.retry();
+        },
+      });
+    } catch (err) {
+      // The connection went away (GOAWAY) between the check above and here: a new connection next time.
+      this.note(`request: ${(err as Error).message}`);
+      this.session.destroy();
       this.retry();
-    });
+      return;
+    }
+    this.stream = req;
     // Envoy's first request carries the node; CDS is wildcard.
     this.send({ typeUrl: TypeUrl.Cluster, node: true });
   }
@@ -291,8 +282,10 @@ class Client {
     for (const r of res.resources) {
       const w = watches.get(watchKey(t, r.name));
       if (w) {
-        // A view, not a copy: awaitDelivery scans it on arrival and lets it go (a copy of route "80" per client was 1.2 GB per edit).
-        w.seen[this.index]!.push([at, Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength)]);
+        // The message is a view valid only during this call. An await under way scans it now and lets it go (a copy
+        // of route "80" per client was 1.2 GB per edit); before the await starts, what arrives is kept as a copy.
+        const value = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
+        w.seen[this.index]!.push([at, w.onArrival ? value : Buffer.from(value)]);
         w.onArrival?.();
       }
     }
@@ -393,8 +386,11 @@ function awaitDelivery(m: Extract<Msg, { op: 'await' }>): Promise<(number | null
   let pending = clients.length;
   const scan = () => {
     for (let i = 0; i < clients.length; i++) {
-      if (times[i] !== null) continue;
       const seen = w.seen[i]!;
+      if (times[i] !== null) {
+        seen.length = 0;
+        continue;
+      }
       for (const [at, v] of seen) {
         if (at >= m.since && matches(v)) {
           times[i] = at;
