@@ -53,3 +53,37 @@ test('EDS: streams watching the same names do not look every name up again until
   assert.equal(after.get('c3'), first.get('c3'));
   assert.ok(names.walks > walked);
 });
+
+test('a push that rebuilds some names of a partial layer asks its filter about each name once, however many classes rebuild', () => {
+  const CDS = TypeUrl.Cluster;
+  const names = Array.from({ length: 40 }, (_, i) => `outbound|80||s${i}.ns.svc.cluster.local`);
+  let version = 1;
+  const translator: ProxyTranslator<object, { cls: string }> = {
+    resolve: (p) => ({ cls: p.id.slice(0, 1) }),
+    classKey: (_type, view) => view.cls,
+    layers: () => [{ layer: 'outbound', partial: true }],
+    perName: new Set(),
+    build: (_type, _ctx, _view, _names, _cls, _proxy, part) =>
+      names.filter((n) => !part?.only || part.only(n)).map((n) => ({ name: n, json: { name: n, connectTimeout: `${version}s` } })),
+  };
+  const gens = new ClassGenerators(translator, () => ({}), silentLogger);
+  const cds = gens.generators([CDS])[CDS]!;
+  const watch = { typeUrl: CDS, wildcard: true, names: new Set<string>() };
+  const classes = ['a', 'b', 'c', 'd', 'e'];
+  for (const c of classes) cds.generate(proxy(`${c}1`), watch, { full: true, version: 'v1', reason: [] });
+
+  const asked = new Map<string, number>();
+  const filter = (n: string) => {
+    asked.set(n, (asked.get(n) ?? 0) + 1);
+    return n.includes('|s3.');
+  };
+  version = 2;
+  gens.advance({ full: true, version: 'v2', reason: ['DestinationRule'], types: new Set([CDS]), resources: new Map([[CDS, filter]]) });
+  const out = classes.map((c) => cds.generate(proxy(`${c}1`), watch, { full: true, version: 'v2', reason: [] }));
+  for (const o of out) {
+    assert.equal(o.size, 40);
+    assert.notEqual(o.get('outbound|80||s3.ns.svc.cluster.local')!.version, o.get('outbound|80||s4.ns.svc.cluster.local')!.version, 'the named cluster was rebuilt, the others kept');
+  }
+  assert.equal(asked.size, 40);
+  assert.deepEqual([...new Set(asked.values())], [1], `each name asked once, not once per class: ${JSON.stringify([...asked].slice(0, 3))}`);
+});

@@ -158,7 +158,7 @@ export class ClassGenerators<Ctx extends object, View extends object> {
       return;
     }
     for (const typeUrl of req.types) {
-      const only = req.resources?.get(typeUrl);
+      const only = testedOnce(req.resources?.get(typeUrl));
       if (typeUrl === TypeUrl.ClusterLoadAssignment) {
         if (!only) this.forgetEndpoints(undefined);
         else this.forgetEndpoints([...this.endpointNames()].filter(only));
@@ -439,4 +439,20 @@ export class ClassGenerators<Ctx extends object, View extends object> {
     }
     return into;
   }
+}
+
+/**
+ * A push's name filter, asked about each name once: the class units of a
+ * type are rebuilt class by class, each testing the same names (9,000
+ * cluster names in each of 50 classes for a DestinationRule edit at S = 1000,
+ * each a split of the name before).
+ */
+function testedOnce(filter: ((name: string) => boolean) | undefined): ((name: string) => boolean) | undefined {
+  if (!filter) return undefined;
+  const answers = new Map<string, boolean>();
+  return (name) => {
+    let yes = answers.get(name);
+    if (yes === undefined) answers.set(name, (yes = filter(name)));
+    return yes;
+  };
 }
