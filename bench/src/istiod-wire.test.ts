@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DeltaDiscoveryRequestSchema, DeltaDiscoveryResponseSchema, TypeUrl, create, toBinary } from '@sextant/envoy';
-import { Deframer, ackFrame, decodeDeltaResponse, frame, retryDelay } from './istiod-wire.js';
+import { BufferPool, Deframer, ackFrame, decodeDeltaResponse, frame, retryDelay } from './istiod-wire.js';
 
 /** Splits BUF into chunks of SIZE bytes, as HTTP/2 DATA frames deliver it. */
 function chunks(buf: Buffer, size: number): Buffer[] {
@@ -27,6 +27,24 @@ test('Deframer: a 4 MB message in 16 KB chunks is copied about once, not once pe
   for (const c of chunks(frame(msg), 16_384)) d.push(c);
   // Re-joining everything on every chunk copies ~256 × 2 MB on average; one copy is ~4 MB.
   assert.ok(d.copied <= 2 * msg.length, `copied ${d.copied} bytes for a ${msg.length}-byte message`);
+});
+
+test('BufferPool: a buffer given back is taken again for a message of its size class; the least recently used classes make room', () => {
+  const MB = 1024 * 1024;
+  const pool = new BufferPool(30 * MB);
+  const route = pool.take(1_200_000);
+  assert.equal(route.length, 19 * 65_536);
+  pool.give(route);
+  assert.equal(pool.take(1_199_000), route, 'the same class: reused');
+  // A cold connect's CDS buffers fill the pool...
+  const cds = [pool.take(10 * MB), pool.take(10 * MB), pool.take(10 * MB)];
+  for (const b of cds) pool.give(b);
+  assert.equal(pool.keptBytes, 30 * MB);
+  // ...and route configurations still find room: the 10 MB class, used least recently, gives way.
+  pool.give(route);
+  assert.ok(pool.keptBytes <= 30 * MB, `kept ${pool.keptBytes}`);
+  assert.equal(pool.take(1_200_000), route);
+  assert.ok(cds.includes(pool.take(10 * MB)), 'what is left of the 10 MB class is still reused');
 });
 
 test('retryDelay: Envoy-like exponential backoff from 500 ms to 30 s, jittered in the upper half, restarting from 0', () => {

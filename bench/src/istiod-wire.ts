@@ -20,15 +20,23 @@ export function frame(msg: Uint8Array): Buffer {
   return b;
 }
 
-/** Reassembly buffers by size class (multiples of 64 KiB), kept up to a total size for reuse. */
+/**
+ * Reassembly buffers by size class (multiples of 64 KiB), kept up to a total
+ * size for reuse. When a buffer given back would go over it, the classes
+ * least recently used make room first: after a cold connect the pool must not
+ * stay full of 10 MB CDS buffers while 1.2 MB route configurations allocate.
+ */
 export class BufferPool {
+  /** Free buffers by size; a Map iterates in insertion order, and a class is moved to the end when used. */
   private readonly free = new Map<number, Buffer[]>();
   private kept = 0;
   constructor(private readonly maxKeptBytes: number) {}
 
   take(n: number): Buffer {
     const size = Math.ceil(Math.max(n, 1) / 65_536) * 65_536;
-    const b = this.free.get(size)?.pop();
+    const list = this.free.get(size);
+    this.touch(size, list);
+    const b = list?.pop();
     if (b) {
       this.kept -= size;
       return b;
@@ -37,15 +45,32 @@ export class BufferPool {
   }
 
   give(b: Buffer): void {
-    if (this.kept + b.length > this.maxKeptBytes) return;
+    if (b.length > this.maxKeptBytes) return;
     let list = this.free.get(b.length);
     if (!list) this.free.set(b.length, (list = []));
+    this.touch(b.length, list);
     list.push(b);
     this.kept += b.length;
+    // Evict from the least recently used classes (the first in the Map) until under the bound.
+    for (const [size, l] of this.free) {
+      if (this.kept <= this.maxKeptBytes) break;
+      while (l.length > 0 && this.kept > this.maxKeptBytes) {
+        l.pop();
+        this.kept -= size;
+      }
+      if (l.length === 0) this.free.delete(size);
+    }
   }
 
   get keptBytes(): number {
     return this.kept;
+  }
+
+  /** Marks a class as the most recently used. */
+  private touch(size: number, list: Buffer[] | undefined): void {
+    if (!list) return;
+    this.free.delete(size);
+    this.free.set(size, list);
   }
 }
 
