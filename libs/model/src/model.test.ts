@@ -91,14 +91,16 @@ test('endpoints carry pod labels, locality, identity and tlsMode; subsets filter
   assert.deepEqual(push.serviceInstancesForProxy(proxy).map((i) => `${i.service.hostname}:${i.endpoint.endpointPort}`), ['reviews.default.svc.cluster.local:9080']);
 });
 
+/** a in ns1, b in ns2 exported to its own namespace only, c in ns3; ns1's Sidecar admits ./* and ns2/*. */
+const exportAndSidecar = () => [
+  svc('a', 'ns1', '10.96.0.1', [{ name: 'http', port: 80 }]),
+  svc('b', 'ns2', '10.96.0.2', [{ name: 'http', port: 80 }], { 'networking.istio.io/exportTo': '.' }),
+  svc('c', 'ns3', '10.96.0.3', [{ name: 'http', port: 80 }]),
+  istio('Sidecar', 'default', 'ns1', { egress: [{ hosts: ['./*', 'ns2/*'] }] }),
+];
+
 test('exportTo and Sidecar egress decide what a proxy sees', () => {
-  const objects = [
-    svc('a', 'ns1', '10.96.0.1', [{ name: 'http', port: 80 }]),
-    svc('b', 'ns2', '10.96.0.2', [{ name: 'http', port: 80 }], { 'networking.istio.io/exportTo': '.' }),
-    svc('c', 'ns3', '10.96.0.3', [{ name: 'http', port: 80 }]),
-    istio('Sidecar', 'default', 'ns1', { egress: [{ hosts: ['./*', 'ns2/*'] }] }),
-  ];
-  const push = PushContext.build(objects, opts);
+  const push = PushContext.build(exportAndSidecar(), opts);
   const p1 = parseProxy('sidecar~10.0.0.9~x.ns1~ns1.svc.cluster.local');
   assert.deepEqual(push.servicesForProxy(p1).map((s) => s.hostname), ['a.ns1.svc.cluster.local']);
   const p4 = parseProxy('sidecar~10.0.0.8~x.ns4~ns4.svc.cluster.local');
@@ -108,13 +110,7 @@ test('exportTo and Sidecar egress decide what a proxy sees', () => {
 });
 
 test('sidecar scopes that see the same services share one list (what translation keeps per list is built once per push)', () => {
-  const objects = [
-    svc('a', 'ns1', '10.96.0.1', [{ name: 'http', port: 80 }]),
-    svc('b', 'ns2', '10.96.0.2', [{ name: 'http', port: 80 }], { 'networking.istio.io/exportTo': '.' }),
-    svc('c', 'ns3', '10.96.0.3', [{ name: 'http', port: 80 }]),
-    istio('Sidecar', 'default', 'ns1', { egress: [{ hosts: ['./*', 'ns2/*'] }] }),
-  ];
-  const push = PushContext.build(objects, opts);
+  const push = PushContext.build(exportAndSidecar(), opts);
   const list = (ns: string) => push.sidecarScope(parseProxy(`sidecar~10.0.0.9~x.${ns}~${ns}.svc.cluster.local`)).services;
   assert.equal(list('ns3'), list('ns4'));
   assert.equal(list('ns4'), list('ns5'));
