@@ -2,9 +2,9 @@
  * Child process of the side-by-side benchmark (istiod.ts): N simulated
  * sidecars, each one Delta ADS stream on its own HTTP/2 connection (the
  * minimal client of h2-wire.ts), as pilot-agent proxies Envoy's to the
- * control plane. They run apart from the
- * control plane and from the harness, so the control plane's CPU (read from
- * /proc by the parent) is its own.
+ * control plane. They run apart from the control plane and from the
+ * harness, so the control plane's CPU (read from /proc by the parent) is
+ * its own.
  *
  * Each client follows Envoy's subscription order: CDS (wildcard, with the
  * node), then EDS for the EDS clusters CDS named, then LDS (wildcard) once the
