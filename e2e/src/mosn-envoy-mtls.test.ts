@@ -15,17 +15,15 @@
  * client's SPIFFE ID in x-forwarded-client-cert.
  */
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startAgent, type RunningAgent } from './fixtures/agent.js';
 import { configDir, endpointSlice, istio, namespace, pod, service, type ConfigDir, type K8sObject } from './fixtures/mesh.js';
-import { createTestIssuer } from './fixtures/secure.js';
+import { createTestIssuer, presentedCertificate } from './fixtures/secure.js';
 import { startMosn, type RunningMosn } from './mosn.js';
 import { debugJson, startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
@@ -143,9 +141,8 @@ describe('MOSN <-> Envoy sidecar mTLS with certificates from Sextant (STRICT, th
   }
   /** The certificate chain a server presents (openssl prints it even when it then refuses this client). */
   async function presented(ip: string, port: number): Promise<X509Certificate> {
-    const { stdout } = await promisify(execFile)('openssl', ['s_client', '-connect', `${ip}:${port}`, '-alpn', 'istio', '-showcerts'], { timeout: 10_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
-    const pem = /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(stdout)?.[0];
-    assert.ok(pem, stdout.slice(0, 2000));
+    const { pem, output } = await presentedCertificate(ip, port);
+    assert.ok(pem, output.slice(0, 2000));
     return new X509Certificate(pem);
   }
 

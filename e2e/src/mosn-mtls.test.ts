@@ -13,15 +13,13 @@
 import assert from 'node:assert/strict';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { X509Certificate } from 'node:crypto';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startAgent, type RunningAgent } from './fixtures/agent.js';
 import { configDir, istio, namespace, pod, strictRatings, type ConfigDir } from './fixtures/mesh.js';
-import { createTestIssuer } from './fixtures/secure.js';
+import { createTestIssuer, presentedCertificate } from './fixtures/secure.js';
 import { startMosn, type RunningMosn } from './mosn.js';
 import { startSextant, type RunningSextant } from './sextant.js';
 import { skipUnless } from './tools.js';
@@ -104,16 +102,10 @@ describe('MOSN to MOSN mTLS with certificates from Sextant over SDS (Unix socket
     // Until its SDS secrets arrive, MOSN serves a TLS listener as plaintext and its clients dial plaintext
     // (docs/mosn.md, known gaps): wait for the server's certificate, so that a request below that gets
     // through proves the client's TLS too, and plaintext is refused only because STRICT is in force.
-    await until(presentedPem, (pem) => pem !== undefined, "the server MOSN's certificate (from pilot-agent's SDS)", 60_000).catch((err: Error) => {
+    await until(async () => (await presentedCertificate('127.0.0.2', inbound)).pem, (pem) => pem !== undefined, "the server MOSN's certificate (from pilot-agent's SDS)", 60_000).catch((err: Error) => {
       throw new Error(`${err.message}\n--- server MOSN ---\n${mosns[1]!.output().slice(-4000)}\n--- server agent ---\n${agents[1]!.output().slice(-4000)}`);
     });
   });
-
-  /** The first certificate the server MOSN presents (openssl prints it even when the server then refuses this client, which has none). */
-  async function presentedPem(): Promise<string | undefined> {
-    const { stdout } = await promisify(execFile)('openssl', ['s_client', '-connect', `127.0.0.2:${inbound}`, '-alpn', 'istio', '-showcerts'], { timeout: 10_000 }).catch((e: { stdout?: string }) => ({ stdout: e.stdout ?? '' }));
-    return /-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/.exec(stdout)?.[0];
-  }
 
   after(async () => {
     for (const m of mosns) await m.stop();
@@ -137,7 +129,7 @@ describe('MOSN to MOSN mTLS with certificates from Sextant over SDS (Unix socket
   });
 
   test("the server MOSN presents the certificate Sextant's CA issued to ratings (via pilot-agent's SDS)", async () => {
-    const pem = await presentedPem();
+    const { pem } = await presentedCertificate('127.0.0.2', inbound);
     assert.ok(pem, 'the server MOSN presents a certificate');
     const leaf = new X509Certificate(pem);
     assert.ok(leaf.checkIssued(new X509Certificate(rootPem)) && leaf.verify(new X509Certificate(rootPem).publicKey), `issued by Sextant's root: ${leaf.issuer}`);
