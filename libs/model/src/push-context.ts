@@ -286,7 +286,9 @@ export const PushContext: PushContextStatic = {
   build: (objects, options) => new PushContextImpl(objects, options),
 };
 
-function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+/** The same items in the same order (by identity): how lists rebuilt per push are recognised as unchanged. */
+export function sameItems<T>(a: readonly T[], b: readonly T[]): boolean {
+  if (a === b) return true;
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
   return true;

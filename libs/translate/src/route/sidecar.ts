@@ -5,7 +5,7 @@
  */
 import type { ConsistentHash, HTTPRouteDestination, VirtualServiceSpecType } from '@sextant/api';
 import type { RouteConfigurationJson, RouteJson, VirtualHostJson } from '@sextant/envoy';
-import { isHttp, isSniffed, type EgressListener, type IstioConfig, type ProxyView, type PushContext, type Service } from '@sextant/model';
+import { isHttp, isSniffed, sameItems, type EgressListener, type IstioConfig, type ProxyView, type PushContext, type Service } from '@sextant/model';
 import {
   buildHTTPRoutesForVirtualService,
   catchAllVirtualHost,
@@ -245,8 +245,6 @@ interface DefaultHostsEntry {
   taken: string;
   hosts: VirtualHostJson[];
 }
-
-const sameItems = <T>(a: readonly T[], b: readonly T[]) => a === b || (a.length === b.length && a.every((x, i) => x === b[i]));
 
 function defaultHosts(push: PushContext, proxy: ProxyView, port: number, withPort: number | undefined, services: Service[], taken: Taken, knownFqdn: KnownFqdn): VirtualHostJson[] {
   const key = JSON.stringify([proxy.namespace, proxy.labels, proxy.dnsDomain, port, withPort ?? null, push.domainSuffix, push.mesh.rootNamespace, push.mesh.defaultDestinationRuleExportTo ?? null]);
