@@ -20,7 +20,7 @@ if (dir) {
     session.post('Profiler.stop', (err, res) => {
       if (err || !res) return;
       mkdirSync(dir, { recursive: true });
-      writeFileSync(join(dir, `sextant-${process.pid}-${Date.now()}.cpuprofile`), JSON.stringify({ ...res.profile, anchor }));
+      writeFileSync(join(dir, `${process.env.CPU_PROFILE_NAME ?? 'sextant'}-${process.pid}-${Date.now()}.cpuprofile`), JSON.stringify({ ...res.profile, anchor }));
     });
   });
 }

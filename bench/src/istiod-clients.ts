@@ -128,7 +128,8 @@ interface Watch {
   name: string;
   /** per client: (arrival, resource bytes or null when removed) */
   seen: Array<Array<[number, Buffer | null]>>;
-  onArrival?: () => void;
+  /** Called with the index of the client that received. */
+  onArrival?: (index: number) => void;
 }
 const watches = new Map<string, Watch>();
 const watchKey = (typeUrl: string, name: string) => `${typeUrl}\n${name}`;
@@ -287,14 +288,14 @@ class Client {
         // of route "80" per client was 1.2 GB per edit); before the await starts, what arrives is kept as a copy.
         const value = Buffer.from(r.value.buffer, r.value.byteOffset, r.value.byteLength);
         w.seen[this.index]!.push([at, w.onArrival ? value : Buffer.from(value)]);
-        w.onArrival?.();
+        w.onArrival?.(this.index);
       }
     }
     for (const name of res.removedResources) {
       const w = watches.get(watchKey(t, name));
       if (w) {
         w.seen[this.index]!.push([at, null]);
-        w.onArrival?.();
+        w.onArrival?.(this.index);
       }
     }
     // ACK first, as Envoy does, then move dependent subscriptions.
@@ -385,13 +386,9 @@ function awaitDelivery(m: Extract<Msg, { op: 'await' }>): Promise<(number | null
     return contains.every((p) => v.includes(p)) && notContains.every((p) => !v.includes(p));
   };
   let pending = clients.length;
-  const scan = () => {
-    for (let i = 0; i < clients.length; i++) {
-      const seen = w.seen[i]!;
-      if (times[i] !== null) {
-        seen.length = 0;
-        continue;
-      }
+  const scanOne = (i: number) => {
+    const seen = w.seen[i]!;
+    if (times[i] === null) {
       for (const [at, v] of seen) {
         if (at >= m.since && matches(v)) {
           times[i] = at;
@@ -399,8 +396,11 @@ function awaitDelivery(m: Extract<Msg, { op: 'await' }>): Promise<(number | null
           break;
         }
       }
-      seen.length = 0; // evaluated; keep memory flat
     }
+    seen.length = 0; // evaluated; keep memory flat
+  };
+  const scan = () => {
+    for (let i = 0; i < clients.length; i++) scanOne(i);
   };
   return new Promise((resolve) => {
     const done = () => {
@@ -412,8 +412,10 @@ function awaitDelivery(m: Extract<Msg, { op: 'await' }>): Promise<(number | null
       scan();
       done();
     }, m.timeoutMs);
-    w.onArrival = () => {
-      scan();
+    // Only the client that received can have changed: scanning every client per arrival made the harness's own
+    // CPU per change grow with N² (about 110 ms of the clients' 180 per endpoint change at N = 1000).
+    w.onArrival = (i) => {
+      scanOne(i);
       if (pending === 0) done();
     };
     scan();

@@ -33,6 +33,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { appendFileSync, existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { istiodShareFile, startCluster, waitForCrdsEstablished, kubectl, type Cluster } from '@sextant/e2e';
 import { TypeUrl, type JsonValue } from '@sextant/envoy';
@@ -93,9 +94,12 @@ class ClientProc {
   private readonly queue: ((m: Reply) => void)[] = [];
   readonly exited: Promise<void>;
   constructor() {
-    // ISTIOD_BENCH_CLIENT_PROFILE=<dir>: a CPU profile of the clients' own processes (they share the cores with the control plane).
-    const profile = process.env.ISTIOD_BENCH_CLIENT_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.ISTIOD_BENCH_CLIENT_PROFILE}`] : [];
-    this.proc = fork(new URL('./istiod-clients.js', import.meta.url), [], { execArgv: ['--max-old-space-size=8192', ...profile], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    // ISTIOD_BENCH_CLIENT_PROFILE=<dir>: a CPU profile of the clients' own processes (they share the cores with the control
+    // plane), taken by scripts/cpu-profile.mjs so that it carries the clock anchor cpu-window.mjs slices by the change windows.
+    const dir = process.env.ISTIOD_BENCH_CLIENT_PROFILE;
+    const profile = dir ? ['--import', fileURLToPath(new URL('../scripts/cpu-profile.mjs', import.meta.url))] : [];
+    const env = dir ? { ...process.env, CPU_PROFILE_DIR: dir, CPU_PROFILE_NAME: 'clients', GC_LOG_FILE: '' } : process.env;
+    this.proc = fork(new URL('./istiod-clients.js', import.meta.url), [], { execArgv: ['--max-old-space-size=8192', ...profile], env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
     this.proc.on('message', (m: Reply) => this.queue.shift()?.(m));
     this.exited = new Promise((r) => this.proc.once('exit', () => r()));
   }
@@ -147,7 +151,7 @@ class Clients {
   }
   async close(): Promise<void> {
     await this.ask({ op: 'close' }, 10_000).catch(() => undefined);
-    await Promise.race([Promise.all(this.procs.map((p) => p.exited)), new Promise((r) => setTimeout(r, 5000))]);
+    await Promise.race([Promise.all(this.procs.map((p) => p.exited)), new Promise((r) => setTimeout(r, process.env.ISTIOD_BENCH_CLIENT_PROFILE ? 60_000 : 5000))]); // a profile is written on exit
     for (const p of this.procs) if (p.proc.exitCode === null) p.proc.kill('SIGKILL');
     await Promise.all(this.procs.map((p) => p.exited));
   }
