@@ -68,7 +68,6 @@ export class PushQueue {
           else if (!p.full) p.fullTypes = new Set(req.types);
           else if (p.fullTypes) for (const t of req.types) p.fullTypes.add(t);
           p.full = true;
-          for (const r of req.reason) p.reason.add(r);
         }
         if (c.pending) this.schedule(c);
       }
@@ -88,7 +87,6 @@ export class PushQueue {
         p.edsShared = false;
       }
       p.edsReq = req;
-      for (const r of req.reason) p.reason.add(r);
     }
     // Streams waiting for readiness, or for a drained transport, are retried too.
     for (const c of this.d.conns.values()) if (c.pending) this.schedule(c);

@@ -41,7 +41,6 @@ export interface Pending {
   eds: ReadonlySet<string>;
   edsShared: boolean;
   edsReq?: PushRequest;
-  reason: Set<string>;
 }
 
 export class Connection {
@@ -85,7 +84,7 @@ export class Connection {
     this.log = log.child({ conn: id, peer });
   }
   need(): Pending {
-    return (this.pending ??= { full: false, types: new Set(), eds: NO_NAMES, edsShared: true, reason: new Set() });
+    return (this.pending ??= { full: false, types: new Set(), eds: NO_NAMES, edsShared: true });
   }
 }
 
