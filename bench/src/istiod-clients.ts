@@ -367,9 +367,21 @@ function open(m: Extract<Msg, { op: 'open' }>): Promise<{ readyAt: number[]; fai
           if (++ready === m.clients.length) finish();
         }, m.offset ?? 0),
     );
-    for (const c of clients) c.start(m.address);
+    // A few at a time, yielding between: the processes' clients then reach the control plane interleaved, and so are
+    // served interleaved. Opened all at once, one process's clients came first and got the first half of every push,
+    // and the other process had the whole second half to read alone, on the cores the control plane uses.
+    let next = 0;
+    const startSome = () => {
+      const end = Math.min(clients.length, next + OPEN_CHUNK);
+      for (; next < end; next++) clients[next]!.start(m.address);
+      if (next < clients.length) setImmediate(startSome);
+    };
+    startSome();
   });
 }
+
+/** Clients a process opens before it yields (see open). */
+const OPEN_CHUNK = 8;
 
 function patterns(b64: string[]): Buffer[] {
   return b64.map((s) => Buffer.from(s, 'base64'));
