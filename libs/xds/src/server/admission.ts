@@ -27,6 +27,15 @@ export interface AdsListener {
  * until the stream reset reaches it (megabytes per attempt, see docs/xds.md).
  * `refuse` gets the address as grpc-js reports it in a call's peer.
  */
+/**
+ * The accept queue asked of the kernel, which caps it at net.core.somaxconn:
+ * so the port gets the system's maximum, as istiod's does (Go's listener asks
+ * for somaxconn). Node's default, 511, is what a reconnect storm of thousands
+ * of sidecars outgrows while the event loop is busy pushing: the kernel then
+ * drops completed handshakes the queue has no room for.
+ */
+export const LISTEN_BACKLOG = 65535;
+
 export async function listenAdmitting(server: grpc.Server, host: string, port: number, creds: grpc.ServerCredentials, refuse: (address: string) => boolean): Promise<AdsListener> {
   const injector = server.createConnectionInjector(creds);
   const tcp = createServer((socket: Socket) => {
@@ -38,7 +47,7 @@ export async function listenAdmitting(server: grpc.Server, host: string, port: n
   });
   await new Promise<void>((resolve, reject) => {
     tcp.once('error', reject);
-    tcp.listen({ host, port }, () => {
+    tcp.listen({ host, port, backlog: LISTEN_BACKLOG }, () => {
       tcp.off('error', reject);
       resolve();
     });
