@@ -1,7 +1,8 @@
 // Preload for a CPU profile of a process whose NODE_OPTIONS cannot carry --cpu-prof
 // (Node refuses it there): `NODE_OPTIONS="--import /path/to/cpu-profile.mjs"` with
 // CPU_PROFILE_DIR set. The profile (Chrome DevTools .cpuprofile) is written on exit, with a clock
-// anchor so that cpu-window.mjs can slice it by the benchmark's change windows (ISTIOD_BENCH_MARKS).
+// anchor so that cpu-window.mjs can slice it by the benchmark's change windows (ISTIOD_BENCH_MARKS);
+// named <CPU_PROFILE_NAME, default sextant>-<pid>-<time>.cpuprofile.
 import { Session } from 'node:inspector';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
