@@ -19,15 +19,6 @@ export interface AdsListener {
 }
 
 /**
- * Listens for ADS on a TCP port of its own and hands each accepted connection
- * to grpc-js (its public connection injector), unless `refuse` says no for the
- * client's address: such a connection is reset at once, before any HTTP/2 is
- * set up or a byte of it is read. A client in cooldown otherwise costs the
- * server a TCP accept, an HTTP/2 session, a stream and every byte it sends
- * until the stream reset reaches it (megabytes per attempt, see docs/xds.md).
- * `refuse` gets the address as grpc-js reports it in a call's peer.
- */
-/**
  * The accept queue asked of the kernel, which caps it at net.core.somaxconn:
  * so the port gets the system's maximum, as istiod's does (Go's listener asks
  * for somaxconn). Node's default, 511, is what a reconnect storm of thousands
@@ -36,6 +27,15 @@ export interface AdsListener {
  */
 export const LISTEN_BACKLOG = 65535;
 
+/**
+ * Listens for ADS on a TCP port of its own and hands each accepted connection
+ * to grpc-js (its public connection injector), unless `refuse` says no for the
+ * client's address: such a connection is reset at once, before any HTTP/2 is
+ * set up or a byte of it is read. A client in cooldown otherwise costs the
+ * server a TCP accept, an HTTP/2 session, a stream and every byte it sends
+ * until the stream reset reaches it (megabytes per attempt, see docs/xds.md).
+ * `refuse` gets the address as grpc-js reports it in a call's peer.
+ */
 export async function listenAdmitting(server: grpc.Server, host: string, port: number, creds: grpc.ServerCredentials, refuse: (address: string) => boolean): Promise<AdsListener> {
   const injector = server.createConnectionInjector(creds);
   const tcp = createServer((socket: Socket) => {
