@@ -289,7 +289,7 @@ export interface PlaneRun {
   clientErrors: string[];
 }
 
-/** Waits until PID used under 5% of a core for a whole second (start-up or a push finished), at most MAXMS. */
+/** Waits until PID used under 5% of a core for QUIETSECONDS whole seconds in a row (start-up or a push finished), at most MAXMS. */
 async function cpuQuiet(pid: number, maxMs: number, quietSeconds = 1): Promise<void> {
   const end = Date.now() + maxMs;
   let prev = cpuSeconds(pid);
