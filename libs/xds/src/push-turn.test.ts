@@ -69,3 +69,45 @@ test('a push to many slow-to-generate streams yields the event loop between stre
     await h.stop();
   }
 });
+
+/**
+ * HTTP/2 sends what a turn of the push queue wrote only once the turn is
+ * over, so the batch is how long the first proxies wait for the others: with
+ * 512 streams per turn, a cheap push to 200 streams (an endpoint change) went
+ * out only after all 200 were generated. With the default batch the first
+ * responses arrive while the push is still being served.
+ */
+test('a cheap push to many streams reaches the first ones before the last is generated', async () => {
+  const N = 200;
+  const generatedAt: number[] = [];
+  let inner: ResourceGenerator | undefined;
+  let recording = false;
+  const cds: ResourceGenerator = {
+    generate: (proxy, watch, req) => {
+      if (recording) generatedAt.push(performance.now());
+      return inner!.generate(proxy, watch, req);
+    },
+  };
+  // Every client shares one connection from 127.0.0.1: the per-connection and per-address limits are lifted for them.
+  const h = await startHarness({ extraGenerators: { [TypeUrl.Cluster]: cds }, limits: { maxStreamsPerConnection: 1000, maxOpeningStreamsPerAddress: 1000 } });
+  inner = h.clusters;
+  h.clusters.replace([edsCluster('c1')]);
+  const clients = Array.from({ length: N }, (_, i) => new SotwClient(h.address, { node: { id: `fan-${i}`, metadata: {} } }));
+  try {
+    for (const c of clients) c.request(TypeUrl.Cluster, { resourceNames: [] });
+    const first = await Promise.all(clients.map((c) => c.next()));
+    first.forEach((r, i) => clients[i]!.ack(r, []));
+    await new Promise((r) => setTimeout(r, 50)); // the ACKs are in
+    recording = true;
+    h.clusters.replace([edsCluster('c2')]);
+    h.pushAll('fan-out');
+    const receivedAt = await Promise.all(clients.map((c) => c.next().then(() => performance.now())));
+    assert.equal(generatedAt.length, N, 'each stream generated once');
+    const firstReceived = Math.min(...receivedAt);
+    const lastGenerated = Math.max(...generatedAt);
+    assert.ok(firstReceived < lastGenerated, `the first response arrived ${(firstReceived - lastGenerated).toFixed(1)} ms after the last of ${N} streams was generated`);
+  } finally {
+    for (const c of clients) c.close();
+    await h.stop();
+  }
+});

@@ -126,7 +126,7 @@ export interface DiscoveryServerOptions {
    * per-message object-mode Duplex layer (see frames.ts directSender). Default true.
    */
   directWrites?: boolean;
-  /** Connections processed per event-loop turn when a push fans out (at most). Default 512. */
+  /** Streams served per event-loop turn when a push fans out (at most). Default 64 (push-queue.ts DEFAULT_PUSH_BATCH says why). */
   pushBatch?: number;
   /**
    * How long (ms) the push queue may keep the event loop before it yields,

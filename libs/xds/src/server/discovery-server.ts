@@ -26,7 +26,7 @@ import { DeltaProtocol } from './delta.js';
 import { Drain } from './drain.js';
 import { ServerStats } from './metrics.js';
 import { AckTracker } from './nacks.js';
-import { PushQueue } from './push-queue.js';
+import { DEFAULT_PUSH_BATCH, PushQueue } from './push-queue.js';
 import { FrameCache } from './shared-frames.js';
 import { SotwProtocol, type ProtocolDeps } from './sotw.js';
 import { StreamWriter, type Call, type Connection } from './stream.js';
@@ -106,7 +106,7 @@ export class DiscoveryServer {
       writer,
       sotw,
       delta,
-      batch: Math.max(1, opts.pushBatch ?? 512),
+      batch: Math.max(1, opts.pushBatch ?? DEFAULT_PUSH_BATCH),
       turnMs: Math.max(1, opts.pushTurnMs ?? 50),
       endWith: (c, code, details) => this.streams.endWith(c, code, details),
       drained: () => {

@@ -37,6 +37,15 @@ export interface PushQueueDeps {
   drained?(): void;
 }
 
+/**
+ * Streams served per event-loop turn unless told otherwise
+ * (DiscoveryServerOptions.pushBatch). HTTP/2 sends a turn's writes only once
+ * the turn is over, so this is how many streams' responses wait for each
+ * other: with 512, an endpoint change reached no proxy until 512 streams had
+ * been served, and the proxies' own work could not overlap the rest of the push.
+ */
+export const DEFAULT_PUSH_BATCH = 64;
+
 export class PushQueue {
   /** The latest full push: what a full or requested response is generated from. */
   lastFull: PushRequest = { full: true, version: 'init', reason: ['initial'] };
