@@ -3,11 +3,44 @@ import { test } from 'node:test';
 import { performance } from 'node:perf_hooks';
 import { TypeUrl } from '@sextant/envoy';
 import { SotwClient } from '@sextant/testing/xds-client';
-import { edsCluster, startHarness } from '@sextant/testing/xds-harness';
+import { edsCluster, startHarness, type Harness } from '@sextant/testing/xds-harness';
+import type { XdsLimits } from './limits.js';
 import type { ResourceGenerator } from './types.js';
 
 const STREAMS = 12;
 const GENERATE_MS = 100;
+
+/**
+ * A harness whose CDS generator calls `onGenerate` first, and N SotW clients
+ * (node IDs `<prefix>-<i>`) subscribed to CDS with their first response
+ * ACKed; `close` ends both.
+ */
+async function cdsClients(n: number, prefix: string, onGenerate: () => void, limits?: Partial<XdsLimits>): Promise<{ h: Harness; clients: SotwClient[]; close(): Promise<void> }> {
+  let inner: ResourceGenerator | undefined;
+  const cds: ResourceGenerator = {
+    generate: (proxy, watch, req) => {
+      onGenerate();
+      return inner!.generate(proxy, watch, req);
+    },
+  };
+  const h = await startHarness({ extraGenerators: { [TypeUrl.Cluster]: cds }, ...(limits ? { limits } : {}) });
+  inner = h.clusters;
+  h.clusters.replace([edsCluster('c1')]);
+  const clients = Array.from({ length: n }, (_, i) => new SotwClient(h.address, { node: { id: `${prefix}-${i}`, metadata: {} } }));
+  const close = async () => {
+    for (const c of clients) c.close();
+    await h.stop();
+  };
+  try {
+    for (const c of clients) c.request(TypeUrl.Cluster, { resourceNames: [] });
+    const first = await Promise.all(clients.map((c) => c.next()));
+    first.forEach((r, i) => clients[i]!.ack(r, []));
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return { h, clients, close };
+}
 
 /**
  * The S=1000, N=100 cold connect that never finished: each stream's first CDS
@@ -21,27 +54,14 @@ const GENERATE_MS = 100;
  */
 test('a push to many slow-to-generate streams yields the event loop between streams (timers and I/O still run)', async () => {
   let slow = false;
-  let inner: ResourceGenerator | undefined;
-  const cds: ResourceGenerator = {
-    generate: (proxy, watch, req) => {
-      if (slow) {
-        const until = performance.now() + GENERATE_MS;
-        while (performance.now() < until) {
-          /* a class's first CDS in a large mesh: synchronous work */
-        }
-      }
-      return inner!.generate(proxy, watch, req);
-    },
-  };
-  const h = await startHarness({ extraGenerators: { [TypeUrl.Cluster]: cds } });
-  inner = h.clusters;
-  h.clusters.replace([edsCluster('c1')]);
-  const clients = Array.from({ length: STREAMS }, (_, i) => new SotwClient(h.address, { node: { id: `slow-${i}`, metadata: {} } }));
+  const { h, clients, close } = await cdsClients(STREAMS, 'slow', () => {
+    if (!slow) return;
+    const until = performance.now() + GENERATE_MS;
+    while (performance.now() < until) {
+      /* a class's first CDS in a large mesh: synchronous work */
+    }
+  });
   try {
-    for (const c of clients) c.request(TypeUrl.Cluster, { resourceNames: [] });
-    const first = await Promise.all(clients.map((c) => c.next()));
-    first.forEach((r, i) => clients[i]!.ack(r, []));
-
     // The largest gap between two turns of the event loop while the push is served.
     let last = performance.now();
     let maxGap = 0;
@@ -65,8 +85,7 @@ test('a push to many slow-to-generate streams yields the event loop between stre
     assert.ok(maxGap < (STREAMS * GENERATE_MS) / 2, `the event loop was held for ${maxGap.toFixed(0)} ms while ${STREAMS} streams were served (each takes ${GENERATE_MS} ms)`);
     assert.ok(turns >= STREAMS / 2, `the event loop turned ${turns} times during the push`);
   } finally {
-    for (const c of clients) c.close();
-    await h.stop();
+    await close();
   }
 });
 
@@ -80,23 +99,12 @@ test('a push to many slow-to-generate streams yields the event loop between stre
 test('a cheap push to many streams reaches the first ones before the last is generated', async () => {
   const N = 200;
   const generatedAt: number[] = [];
-  let inner: ResourceGenerator | undefined;
   let recording = false;
-  const cds: ResourceGenerator = {
-    generate: (proxy, watch, req) => {
-      if (recording) generatedAt.push(performance.now());
-      return inner!.generate(proxy, watch, req);
-    },
-  };
   // Every client shares one connection from 127.0.0.1: the per-connection and per-address limits are lifted for them.
-  const h = await startHarness({ extraGenerators: { [TypeUrl.Cluster]: cds }, limits: { maxStreamsPerConnection: 1000, maxOpeningStreamsPerAddress: 1000 } });
-  inner = h.clusters;
-  h.clusters.replace([edsCluster('c1')]);
-  const clients = Array.from({ length: N }, (_, i) => new SotwClient(h.address, { node: { id: `fan-${i}`, metadata: {} } }));
+  const { h, clients, close } = await cdsClients(N, 'fan', () => {
+      if (recording) generatedAt.push(performance.now());
+    }, { maxStreamsPerConnection: 1000, maxOpeningStreamsPerAddress: 1000 });
   try {
-    for (const c of clients) c.request(TypeUrl.Cluster, { resourceNames: [] });
-    const first = await Promise.all(clients.map((c) => c.next()));
-    first.forEach((r, i) => clients[i]!.ack(r, []));
     await new Promise((r) => setTimeout(r, 50)); // the ACKs are in
     recording = true;
     h.clusters.replace([edsCluster('c2')]);
@@ -107,7 +115,6 @@ test('a cheap push to many streams reaches the first ones before the last is gen
     const lastGenerated = Math.max(...generatedAt);
     assert.ok(firstReceived < lastGenerated, `the first response arrived ${(firstReceived - lastGenerated).toFixed(1)} ms after the last of ${N} streams was generated`);
   } finally {
-    for (const c of clients) c.close();
-    await h.stop();
+    await close();
   }
 });
