@@ -147,8 +147,9 @@ class Clients {
     if (msg.op === 'open') {
       const all = msg['clients'] as ClientSpec[];
       const per = Math.ceil(all.length / this.procs.length);
-      this.sizes = this.procs.map((_, i) => all.slice(i * per, (i + 1) * per).length);
-      const replies = await Promise.all(this.procs.map((p, i) => p.ask({ ...msg, clients: all.slice(i * per, (i + 1) * per), offset: i * per }, timeoutMs)));
+      const slices = this.procs.map((_, i) => all.slice(i * per, (i + 1) * per));
+      this.sizes = slices.map((s) => s.length);
+      const replies = await Promise.all(this.procs.map((p, i) => p.ask({ ...msg, clients: slices[i]!, offset: i * per }, timeoutMs)));
       return { op: 'opened', readyAt: replies.flatMap((r) => r['readyAt'] as number[]), failed: replies.flatMap((r) => r['failed'] as string[]), errors: replies.flatMap((r) => r['errors'] as string[]) };
     }
     const replies = await Promise.all(this.procs.map((p) => p.ask(msg, timeoutMs)));
