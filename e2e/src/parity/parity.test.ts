@@ -40,6 +40,10 @@ const expectedFile = fileURLToPath(new URL('../../parity/expected-differences.ya
 
 type Json = Record<string, unknown>;
 
+/** Rounds of comparing again a proxy whose differences the list does not explain, and the pause before each. */
+const PARITY_RETRIES = 2;
+const PARITY_RETRY_PAUSE_MS = 5_000;
+
 /** The `mesh` text of the corpus' `istio` ConfigMap: istiod reads it from the cluster, Sextant from --mesh-config. */
 function corpusMeshConfig(): string {
   for (const f of readdirSync(corpusDir).filter((f) => f.endsWith('.yaml')).sort()) {
@@ -134,20 +138,32 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
 
   test('every difference from istiod is listed in expected-differences.yaml, and every listed one still occurs', async (t) => {
     const expected = loadExpectedDifferences(expectedFile);
-    for (const p of matrix) {
+    const compareOne = async (p: (typeof matrix)[number]) => {
       const { node } = nodes.get(p.label)!;
-      results.push(
-        await compareProxy({
-          proxy: p.label,
-          node,
-          client: p.kind === 'grpc' ? 'grpc' : 'envoy',
-          ...(p.listeners ? { listeners: p.listeners } : {}),
-          istiod: { address: istiod.grpcAddress },
-          sextant: { address: sextant.xdsAddress },
-          decoder,
-          settleFetches: 4,
-        }),
-      );
+      return compareProxy({
+        proxy: p.label,
+        node,
+        client: p.kind === 'grpc' ? 'grpc' : 'envoy',
+        ...(p.listeners ? { listeners: p.listeners } : {}),
+        istiod: { address: istiod.grpcAddress },
+        sextant: { address: sextant.xdsAddress },
+        decoder,
+        settleFetches: 4,
+      });
+    };
+    for (const p of matrix) results.push(await compareOne(p));
+    // A control plane still catching up with the cluster can give two equal, incomplete answers in a row (istiod
+    // once served the first proxies without their inbound clusters on a loaded machine). A proxy with differences
+    // the list does not explain is compared again after a pause, twice at most; one that still differs fails below.
+    for (let round = 1; round <= PARITY_RETRIES; round++) {
+      const unexplained = classify(results, expected).proxies.filter((r) => r.unexpected.size > 0).map((r) => r.proxy);
+      if (unexplained.length === 0) break;
+      t.diagnostic(`compared again after ${PARITY_RETRY_PAUSE_MS} ms (round ${round}), with differences the list does not explain: ${unexplained.join(', ')}`);
+      await new Promise((r) => setTimeout(r, PARITY_RETRY_PAUSE_MS));
+      for (const label of unexplained) {
+        const i = matrix.findIndex((m) => m.label === label);
+        results[i] = await compareOne(matrix[i]!);
+      }
     }
     // Both control planes must actually serve the matrix: an empty answer on both sides would compare equal.
     for (const r of results as Array<ProxyComparison & { istiod: XdsSnapshot }>) {
