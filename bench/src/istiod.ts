@@ -260,6 +260,9 @@ export interface ChangeFigures {
   /** Endpoint changes: API write → the harness's EndpointSlice watch sees the new endpoint, and from there → all. */
   writeToSeenMs?: number;
   seenToAllMs?: number;
+  /** Endpoint changes: EndpointSlice seen → proxy, per proxy (issue 10's target is put this way). */
+  seenP50Ms?: number;
+  seenP99Ms?: number;
   undelivered: number;
   cpuSeconds: number;
   /** CPU seconds of the clients' own processes in the same window (they share the machine with the control plane). */
@@ -373,12 +376,18 @@ async function measureChange(
     allMs: round(all),
     p50Ms: round(pct(times, 50)),
     p99Ms: round(pct(times, 99)),
-    ...(e.seenAt !== undefined ? { writeToSeenMs: round(e.seenAt - t0), seenToAllMs: round(all - (e.seenAt - t0)) } : {}),
+    ...(e.seenAt !== undefined ? fromSeen(e.seenAt - t0, times, all) : {}),
     undelivered,
     cpuSeconds: round(cpu1 - cpu0, 2),
     clientCpuSeconds: round(clientCpu1 - clientCpu0, 2),
     bytes: bytes1 - bytes0,
   };
+}
+
+/** An endpoint change's figures from the moment the harness saw the EndpointSlice (`seenMs` after the write). */
+function fromSeen(seenMs: number, times: number[], all: number): Pick<ChangeFigures, 'writeToSeenMs' | 'seenToAllMs' | 'seenP50Ms' | 'seenP99Ms'> {
+  const after = times.map((t) => t - seenMs);
+  return { writeToSeenMs: round(seenMs), seenToAllMs: round(all - seenMs), seenP50Ms: round(pct(after, 50)), seenP99Ms: round(pct(after, 99)) };
 }
 
 /** Scales a Deployment in the shared namespace up by one; the new pod's IP must reach every client's EDS. */
@@ -509,7 +518,7 @@ async function measurePlane(
       for (let c = 0; c < opts.changes; c++) changes.push(await virtualServiceChange(kube, clients, plane, n));
       for (let c = 0; c < opts.changes; c++) changes.push(await destinationRuleChange(kube, clients, plane, n));
     }
-    for (const c of changes) opts.log(`  ${c.kind}: all ${c.allMs} ms (p50 ${c.p50Ms}, p99 ${c.p99Ms}${c.writeToSeenMs !== undefined ? `, write→seen ${c.writeToSeenMs}, seen→all ${c.seenToAllMs}` : ''}), ${c.cpuSeconds} CPU s (the clients' ${c.clientCpuSeconds}), ${round(c.bytes / 1e6, 2)} MB${c.undelivered ? `, ${c.undelivered} UNDELIVERED` : ''}`);
+    for (const c of changes) opts.log(`  ${c.kind}: all ${c.allMs} ms (p50 ${c.p50Ms}, p99 ${c.p99Ms}${c.writeToSeenMs !== undefined ? `, write→seen ${c.writeToSeenMs}, seen→all ${c.seenToAllMs}, seen→proxy p50 ${c.seenP50Ms}, p99 ${c.seenP99Ms}` : ''}), ${c.cpuSeconds} CPU s (the clients' ${c.clientCpuSeconds}), ${round(c.bytes / 1e6, 2)} MB${c.undelivered ? `, ${c.undelivered} UNDELIVERED` : ''}`);
     const peak = memory(plane.pid);
     const stats = await clients.ask({ op: 'stats' });
     return {
@@ -562,6 +571,8 @@ function summarise(runs: PlaneRun[]): Summary {
     endpointP99Ms: ch('endpoint', (c) => c.p99Ms),
     endpointWriteToSeenMs: ch('endpoint', (c) => c.writeToSeenMs),
     endpointSeenToAllMs: ch('endpoint', (c) => c.seenToAllMs),
+    endpointSeenP50Ms: ch('endpoint', (c) => c.seenP50Ms),
+    endpointSeenP99Ms: ch('endpoint', (c) => c.seenP99Ms),
     endpointCpuSeconds: ch('endpoint', (c) => c.cpuSeconds),
     endpointClientCpuSeconds: ch('endpoint', (c) => c.clientCpuSeconds),
     endpointBytes: ch('endpoint', (c) => c.bytes),
@@ -594,6 +605,8 @@ const ROWS: Array<[keyof Summary & string, string, (v: number) => string]> = [
   ['endpointP99Ms', 'endpoint change → proxy, p99, ms', (v) => String(round(v, 0))],
   ['endpointWriteToSeenMs', '  API write → EndpointSlice seen, ms', (v) => String(round(v, 0))],
   ['endpointSeenToAllMs', '  EndpointSlice seen → all N, ms', (v) => String(round(v, 0))],
+  ['endpointSeenP50Ms', '  EndpointSlice seen → proxy, p50, ms', (v) => String(round(v, 0))],
+  ['endpointSeenP99Ms', '  EndpointSlice seen → proxy, p99, ms', (v) => String(round(v, 0))],
   ['endpointCpuSeconds', 'CPU per endpoint change, s', (v) => String(round(v, 2))],
   ['endpointClientCpuSeconds', '  the clients\' processes\' CPU, same window, s', (v) => String(round(v, 2))],
   ['endpointBytes', 'bytes sent per endpoint change, KB', (v) => String(round(v / 1024))],

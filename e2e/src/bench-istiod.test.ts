@@ -45,7 +45,8 @@ test('side-by-side benchmark harness: every change reaches every client of both 
         (err, _stdout, stderr) => (err ? reject(new Error(`${err.message}\n${String(stderr).slice(-4000)}`)) : resolve()),
       );
     });
-    type Run = { plane: string; connectFailed: number; changes: Array<{ kind: string; undelivered: number }>; clientErrors: string[] };
+    type Change = { kind: string; undelivered: number; seenToAllMs?: number; seenP50Ms?: number; seenP99Ms?: number };
+    type Run = { plane: string; connectFailed: number; changes: Change[]; clientErrors: string[] };
     const report = JSON.parse(readFileSync(out, 'utf8')) as { runs: Run[]; failures: unknown[] };
     assert.deepEqual(report.failures, [], 'control-plane runs that did not complete');
     assert.deepEqual(report.runs.map((r) => r.plane).sort(), ['istiod', 'sextant']);
@@ -53,6 +54,9 @@ test('side-by-side benchmark harness: every change reaches every client of both 
       assert.equal(r.connectFailed, 0, `${r.plane}: clients that never completed CDS/EDS/LDS/RDS`);
       assert.deepEqual(r.changes.map((c) => c.kind), ['endpoint', 'virtualService', 'destinationRule'], r.plane);
       for (const c of r.changes) assert.equal(c.undelivered, 0, `${r.plane}: ${c.kind} change not delivered to ${c.undelivered} client(s)`);
+      // The endpoint change is also timed per proxy from the EndpointSlice seen (issue 10's target): p50 ≤ p99 ≤ the last.
+      const e = r.changes.find((c) => c.kind === 'endpoint')!;
+      assert.ok(e.seenP50Ms! <= e.seenP99Ms! && e.seenP99Ms! <= e.seenToAllMs!, `${r.plane}: seen → proxy p50 ${e.seenP50Ms}, p99 ${e.seenP99Ms}, all ${e.seenToAllMs}`);
       assert.deepEqual(r.clientErrors, [], r.plane);
     }
   } finally {
