@@ -61,7 +61,7 @@ describe('MOSN sidecar: Dubbo by interface version and method, bolt by service',
       ['bolt', HELLO, ['1.0', '2.0'], ['127.0.0.41', '127.0.0.42']],
     ] as const) {
       for (const [i, host] of hosts.entries()) {
-        providers.push(await startRpcProvider({ protocol, name: `${protocol}-v${i + 1}`, host, port: await freePort(host), interfaceName: iface, versions: [...versions] }));
+        providers.push(await startRpcProvider({ protocol, name: `${protocol}-v${i + 1}`, host, interfaceName: iface, versions: [...versions] }));
       }
     }
     const byName = (n: string) => providers.find((p) => p.name === n)!;

@@ -31,7 +31,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { after, before, describe, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freePort, startHttpBackend, until, type HttpBackend } from './backends.js';
+import { startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startRpcProvider, type RpcProtocol, type RpcProvider } from './mosn-rpc.js';
 import { configDir, istio, meshPlaintext, namespace, pod, service, workload, type ConfigDir } from './fixtures/mesh.js';
 import { mosnListeners, startMosn, type RunningMosn } from './mosn.js';
@@ -107,7 +107,7 @@ describe('MOSN as an iptables-mode sidecar in a network namespace', { timeout: 1
       ['dubbo', DEMO, ['1.0.0', '2.0.0'], [31, 32]],
       ['bolt', HELLO, ['1.0', '2.0'], [41, 42]],
     ] as const) {
-      for (const [i, last] of lasts.entries()) providers.push(await startRpcProvider({ protocol, name: `${protocol}-v${i + 1}`, host: `${net}.${last}`, port: await freePort(), interfaceName: iface, versions: [...versions] }));
+      for (const [i, last] of lasts.entries()) providers.push(await startRpcProvider({ protocol, name: `${protocol}-v${i + 1}`, host: `${net}.${last}`, interfaceName: iface, versions: [...versions] }));
     }
     const rpcEntry = (name: string, host: string, vip: string, port: number, protocol: RpcProtocol) =>
       istio('ServiceEntry', name, 'default', {

@@ -7,6 +7,7 @@
  * call went.
  */
 import { createRequire } from 'node:module';
+import { freePort } from './backends.js';
 
 const require = createRequire(import.meta.url);
 // CommonJS packages without type declarations: only the calls used here are typed.
@@ -49,25 +50,42 @@ export interface RpcProvider {
   close(): Promise<void>;
 }
 
-/** A provider of `interfaceName` in each of `versions`, methods `sayHello` and `sayHelloAsync`, answering `<name>|<version>|<method>|<arg>`. */
-export async function startRpcProvider(opts: { protocol: RpcProtocol; name: string; host: string; port: number; interfaceName: string; versions: string[] }): Promise<RpcProvider> {
-  const server = new RpcServer({ logger: quiet, port: opts.port, protocol: protocolOf(opts.protocol) });
-  for (const version of opts.versions) {
-    server.addService(
-      { interfaceName: opts.interfaceName, version },
-      {
-        async sayHello(arg: unknown) {
-          return `${opts.name}|${version}|sayHello|${String(arg)}`;
+/**
+ * A provider of `interfaceName` in each of `versions`, methods `sayHello` and
+ * `sayHelloAsync`, answering `<name>|<version>|<method>|<arg>`, on a free port.
+ * sofa-rpc-node listens on every address at a port given in advance, so the
+ * port is chosen first; another test's socket can take it before the listen
+ * (a parallel test file's connection once did), so a taken port is replaced,
+ * a few times at most.
+ */
+export async function startRpcProvider(opts: { protocol: RpcProtocol; name: string; host: string; interfaceName: string; versions: string[] }): Promise<RpcProvider> {
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort(opts.host);
+    const server = new RpcServer({ logger: quiet, port, protocol: protocolOf(opts.protocol) });
+    for (const version of opts.versions) {
+      server.addService(
+        { interfaceName: opts.interfaceName, version },
+        {
+          async sayHello(arg: unknown) {
+            return `${opts.name}|${version}|sayHello|${String(arg)}`;
+          },
+          async sayHelloAsync(arg: unknown) {
+            return `${opts.name}|${version}|sayHelloAsync|${String(arg)}`;
+          },
         },
-        async sayHelloAsync(arg: unknown) {
-          return `${opts.name}|${version}|sayHelloAsync|${String(arg)}`;
-        },
-      },
-    );
+      );
+    }
+    try {
+      await within(server.start(), 10_000, `${opts.protocol} provider ${opts.name} start`);
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= PROVIDER_PORT_ATTEMPTS) throw err;
+      await server.close().catch(() => undefined);
+      continue;
+    }
+    return { name: opts.name, host: opts.host, port, close: () => within(server.close(), 5000, `${opts.protocol} provider ${opts.name} close`) };
   }
-  await within(server.start(), 10_000, `${opts.protocol} provider ${opts.name} start`);
-  return { name: opts.name, host: opts.host, port: opts.port, close: () => within(server.close(), 5000, `${opts.protocol} provider ${opts.name} close`) };
 }
+const PROVIDER_PORT_ATTEMPTS = 5;
 
 export interface RpcCaller {
   /** Calls `method` on `interfaceName`@`version` through `serverHost`; resolves with the answering provider's name. */
