@@ -79,7 +79,7 @@ export async function startRpcProvider(opts: { protocol: RpcProtocol; name: stri
       await within(server.start(), 10_000, `${opts.protocol} provider ${opts.name} start`);
     } catch (err) {
       if ((err as { code?: unknown }).code !== 'EADDRINUSE' || attempt >= PROVIDER_PORT_ATTEMPTS) throw err;
-      await server.close().catch(() => undefined);
+      await within(server.close(), 5000, `${opts.protocol} provider ${opts.name} close`).catch(() => undefined);
       continue;
     }
     return { name: opts.name, host: opts.host, port, close: () => within(server.close(), 5000, `${opts.protocol} provider ${opts.name} close`) };
