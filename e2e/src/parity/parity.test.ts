@@ -155,21 +155,20 @@ describe('parity with istiod', { skip, timeout: 400_000 }, () => {
     // A control plane still catching up with the cluster can give two equal, incomplete answers in a row (istiod
     // once served the first proxies without their inbound clusters on a loaded machine). A proxy with differences
     // the list does not explain is compared again after a pause, twice at most; one that still differs fails below.
+    let report = classify(results, expected);
     for (let round = 1; round <= PARITY_RETRIES; round++) {
-      const unexplained = classify(results, expected).proxies.filter((r) => r.unexpected.size > 0).map((r) => r.proxy);
+      // classify keeps the order of results, which is the matrix's.
+      const unexplained = report.proxies.flatMap((r, i) => (r.unexpected.size > 0 ? [i] : []));
       if (unexplained.length === 0) break;
-      t.diagnostic(`compared again after ${PARITY_RETRY_PAUSE_MS} ms (round ${round}), with differences the list does not explain: ${unexplained.join(', ')}`);
+      t.diagnostic(`compared again after ${PARITY_RETRY_PAUSE_MS} ms (round ${round}), with differences the list does not explain: ${unexplained.map((i) => matrix[i]!.label).join(', ')}`);
       await new Promise((r) => setTimeout(r, PARITY_RETRY_PAUSE_MS));
-      for (const label of unexplained) {
-        const i = matrix.findIndex((m) => m.label === label);
-        results[i] = await compareOne(matrix[i]!);
-      }
+      for (const i of unexplained) results[i] = await compareOne(matrix[i]!);
+      report = classify(results, expected);
     }
     // Both control planes must actually serve the matrix: an empty answer on both sides would compare equal.
     for (const r of results as Array<ProxyComparison & { istiod: XdsSnapshot }>) {
       assert.ok(r.istiod.lds.size > 0 && r.istiod.cds.size > 0, `${r.proxy}: istiod served no listeners or clusters`);
     }
-    const report = classify(results, expected);
     const text = formatReport(report);
     if (process.env.SEXTANT_PARITY_REPORT) writeFileSync(process.env.SEXTANT_PARITY_REPORT, text + '\n');
     // Everything both served, per proxy, for working on a difference (docs/parity.md).

@@ -101,9 +101,10 @@ test('a cheap push to many streams reaches the first ones before the last is gen
   const generatedAt: number[] = [];
   let recording = false;
   // Every client shares one connection from 127.0.0.1: the per-connection and per-address limits are lifted for them.
-  const { h, clients, close } = await cdsClients(N, 'fan', () => {
-      if (recording) generatedAt.push(performance.now());
-    }, { maxStreamsPerConnection: 1000, maxOpeningStreamsPerAddress: 1000 });
+  const onGenerate = () => {
+    if (recording) generatedAt.push(performance.now());
+  };
+  const { h, clients, close } = await cdsClients(N, 'fan', onGenerate, { maxStreamsPerConnection: 1000, maxOpeningStreamsPerAddress: 1000 });
   try {
     await new Promise((r) => setTimeout(r, 50)); // the ACKs are in
     recording = true;
