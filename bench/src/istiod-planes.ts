@@ -7,8 +7,8 @@
  *    --kubeconfig …` with the flags and environment the Helm chart gives it
  *    (trust domain, domain suffix, namespace, pod name; every port on
  *    127.0.0.1, chosen by the kernel);
- *  - `sextant-istio-debounce`: the same with istiod's debounce (100 ms / 10 s)
- *    instead of Sextant's defaults (not run unless ISTIOD_BENCH_PLANES names it);
+ *  - `sextant-istio-debounce`: the same with istiod's debounce (100 ms / 10 s,
+ *    endpoint changes debounced too) instead of Sextant's defaults (not run unless ISTIOD_BENCH_PLANES names it);
  *  - `istiod`: Istio's pilot-discovery with GOMAXPROCS = the cores given and
  *    its defaults;
  *  - `istiod-unlimited`: the same with its debounce and admission limits
@@ -21,8 +21,8 @@ import { startIstiod, startSextant } from '@sextant/e2e';
 export type PlaneName = 'sextant' | 'sextant-istio-debounce' | 'istiod' | 'istiod-unlimited';
 export const PLANES: PlaneName[] = ['sextant', 'istiod', 'istiod-unlimited'];
 
-/** Sextant with istiod's debounce (100 ms quiet, 10 s at most) instead of its own defaults: what the defaults buy. */
-export const SEXTANT_ISTIO_DEBOUNCE_ARGS = ['--debounce-after', '100ms', '--debounce-max', '10s'];
+/** Sextant with istiod's debounce (100 ms quiet, 10 s at most, endpoint changes included) instead of its own defaults: what the defaults buy. */
+export const SEXTANT_ISTIO_DEBOUNCE_ARGS = ['--debounce-after', '100ms', '--debounce-max', '10s', '--eds-debounce', 'true'];
 
 /**
  * istiod's push policy, lifted: no debounce (1 ms quiet period, 10 ms cap),

@@ -288,6 +288,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     },
     debounceAfterMs: cfg.debounceAfterMs,
     debounceMaxMs: cfg.debounceMaxMs,
+    edsDebounce: cfg.edsDebounce,
     log: log.child({ component: 'push' }),
   });
 

@@ -36,3 +36,10 @@ test('xDS limit flags: a bad value names the flag', () => {
   assert.throws(() => parseBytes('xds-max-node-bytes', '1MB'), /--xds-max-node-bytes: "1MB" is not a size in bytes/);
   assert.equal(parseBytes('x', '4Mi'), parseBytes('x', '4MiB'));
 });
+
+test('--eds-debounce: leading by default, true as istiod, anything else named', () => {
+  assert.equal(parseDiscoveryFlags(base, {}).edsDebounce, 'leading');
+  assert.equal(parseDiscoveryFlags([...base, '--eds-debounce', 'true'], {}).edsDebounce, 'true');
+  assert.equal(parseDiscoveryFlags(base, { SEXTANT_EDS_DEBOUNCE: 'true' }).edsDebounce, 'true');
+  assert.throws(() => parseDiscoveryFlags([...base, '--eds-debounce', 'off'], {}), (err: Error) => err instanceof FlagError && /--eds-debounce: "off" is not one of leading/.test(err.message));
+});

@@ -28,6 +28,8 @@ const discoveryFlags = {
   // Lower than istiod's 100ms / 10s: an incremental push costs what changed, so little is saved by waiting (docs/xds.md, "Debounce").
   'debounce-after': { type: 'string', default: '10ms' },
   'debounce-max': { type: 'string', default: '1s' },
+  // An endpoint change after a quiet period goes out at once; `true` debounces it like config, as istiod does (docs/xds.md, "Debounce").
+  'eds-debounce': { type: 'string', default: 'leading' },
   'jwks-refresh-interval': { type: 'string', default: '20m' },
   'jwks-refresh-interval-on-failure': { type: 'string', default: '1m' },
   'log-level': { type: 'string', default: 'info' },
@@ -83,6 +85,7 @@ export interface DiscoveryConfig {
   dnsNames: string[];
   debounceAfterMs: number;
   debounceMaxMs: number;
+  edsDebounce: 'leading' | 'true';
   /** How often fetched RequestAuthentication JWKS are fetched again (istiod's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL). */
   jwksRefreshIntervalMs: number;
   /** How soon a failed JWKS fetch is retried. */
@@ -141,6 +144,11 @@ function parseCount(flag: string, value: string): number {
   return n;
 }
 
+function parseEdsDebounce(value: string): 'leading' | 'true' {
+  if (value === 'leading' || value === 'true') return value;
+  throw new FlagError(`--eds-debounce: "${value}" is not one of leading (push an endpoint change after a quiet period at once) or true (debounce it like config, as istiod)`);
+}
+
 function parsePort(flag: string, value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n < 0 || n > 65535) throw new FlagError(`--${flag}: "${value}" is not a port (0-65535; 0 picks a free one)`);
@@ -188,6 +196,7 @@ export function parseDiscoveryFlags(argv: string[], env: NodeJS.ProcessEnv = pro
     dnsNames: get('dns-names')!.split(',').map((s) => s.trim()).filter(Boolean),
     debounceAfterMs: parseDuration('debounce-after', get('debounce-after')!),
     debounceMaxMs: parseDuration('debounce-max', get('debounce-max')!),
+    edsDebounce: parseEdsDebounce(get('eds-debounce')!),
     jwksRefreshIntervalMs: parseDuration('jwks-refresh-interval', get('jwks-refresh-interval')!),
     jwksRefreshOnFailureMs: parseDuration('jwks-refresh-interval-on-failure', get('jwks-refresh-interval-on-failure')!),
     logLevel: get('log-level')!,

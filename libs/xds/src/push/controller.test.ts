@@ -225,3 +225,68 @@ test('endpoint changes batched with a narrow config change are still pushed (the
   assert.deepEqual(pushes.slice(3).map((r) => [r.full, [...(r.edsUpdates ?? [])]]), [[false, ['outbound|80||b']]]);
   c.stop();
 });
+
+test('an endpoint change after a quiet period is pushed on the next turn; those close behind it wait for the debounce; edsDebounce "true" always waits', async () => {
+  const run = (edsDebounce: 'leading' | 'true' | undefined) => {
+    const pushes: PushRequest[] = [];
+    const c = new PushController<Ctx>({
+      build: (version) => ({ version, n: 0 }),
+      scope: () => ({ full: true }),
+      // A service named "none" has no cluster (a change that pushes nothing).
+      endpointScopes: (_ctx, services) => [{ full: false, edsClusters: new Set([...services].filter((s) => s !== 'none').map((s) => `outbound|80||${s}`)) }],
+      push: (req) => pushes.push(req),
+      // Long enough that only the leading edge (or an explicit flush) can push within the test.
+      debounceAfterMs: 60_000,
+      debounceMaxMs: 60_000,
+      ...(edsDebounce ? { edsDebounce } : {}),
+      log: silentLogger,
+    });
+    c.initialize();
+    return { c, eds: () => pushes.slice(1).map((r) => [...(r.edsUpdates ?? [])]), pushes };
+  };
+  const turn = () => new Promise<void>((r) => setImmediate(r));
+
+  const lead = run(undefined);
+  lead.c.endpointsChanged(['a']);
+  lead.c.endpointsChanged(['b']); // same turn: goes with it
+  assert.deepEqual(lead.eds(), [], 'pushed on the next turn, not synchronously');
+  await turn();
+  assert.deepEqual(lead.eds(), [['outbound|80||a', 'outbound|80||b']]);
+  // Right behind that push: debounced.
+  lead.c.endpointsChanged(['c']);
+  await turn();
+  await turn();
+  assert.deepEqual(lead.eds(), [['outbound|80||a', 'outbound|80||b']]);
+  lead.c.flush();
+  assert.deepEqual(lead.eds(), [['outbound|80||a', 'outbound|80||b'], ['outbound|80||c']]);
+  lead.c.stop();
+
+  // A change that pushed nothing does not hold back the next one.
+  const quiet = run('leading');
+  quiet.c.endpointsChanged(['none']);
+  await turn();
+  assert.deepEqual(quiet.eds(), []);
+  quiet.c.endpointsChanged(['a']);
+  await turn();
+  assert.deepEqual(quiet.eds(), [['outbound|80||a']]);
+  quiet.c.stop();
+
+  // A config change before the leading push: one batch, after the config's debounce.
+  const mixed = run('leading');
+  mixed.c.endpointsChanged(['a']);
+  mixed.c.changed([key('x')]);
+  await turn();
+  assert.equal(mixed.pushes.length, 1, 'the config change keeps its quiet period');
+  mixed.c.flush();
+  assert.deepEqual(mixed.pushes.slice(1).map((r) => r.full), [true]);
+  mixed.c.stop();
+
+  const istio = run('true');
+  istio.c.endpointsChanged(['a']);
+  await turn();
+  await turn();
+  assert.deepEqual(istio.eds(), [], 'debounced like config');
+  istio.c.flush();
+  assert.deepEqual(istio.eds(), [['outbound|80||a']]);
+  istio.c.stop();
+});

@@ -18,6 +18,8 @@ export interface PushScope {
   affects?: ((proxy: XdsProxy) => boolean) | undefined;
 }
 
+export type EdsDebounce = 'leading' | 'true';
+
 export interface PushControllerOptions<Ctx extends { version: string }> {
   /** Builds a new immutable context from the current config (the mesh's PushContext). */
   build(version: string, changed: readonly ObjectKey[]): Ctx;
@@ -39,6 +41,13 @@ export interface PushControllerOptions<Ctx extends { version: string }> {
   debounceAfterMs: number;
   /** Longest a batch waits while changes keep coming (Istio's PILOT_DEBOUNCE_MAX). */
   debounceMaxMs: number;
+  /**
+   * How endpoint changes are debounced: `leading` (default) pushes one that
+   * arrives after a quiet period at once, on the next event-loop turn, and
+   * debounces those that follow it within `debounceAfterMs`; `true` waits for
+   * the quiet period like a config change (istiod's PILOT_ENABLE_EDS_DEBOUNCE).
+   */
+  edsDebounce?: EdsDebounce;
   log: Logger;
   onBuilt?(ctx: Ctx, seconds: number): void;
 }
@@ -60,6 +69,9 @@ export class PushController<Ctx extends { version: string }> {
   private batchStart = 0;
   private quietTimer: NodeJS.Timeout | undefined;
   private maxTimer: NodeJS.Timeout | undefined;
+  private leadingFlush: NodeJS.Immediate | undefined;
+  /** When the endpoint path last pushed (performance.now(); -Infinity before). */
+  private lastEndpointPushAt = -Infinity;
   private counter = 0;
   private stopped = false;
 
@@ -117,6 +129,16 @@ export class PushController<Ctx extends { version: string }> {
     for (const p of proxies) this.pendingProxies.add(p);
     if (this.idle) return;
     if (wasIdle) this.batchStart = Date.now();
+    // Leading edge: an endpoint change after a quiet period is pushed at once (what arrives in the same
+    // event-loop turn goes with it); one close behind a push is debounced, so a burst costs one extra push.
+    if (wasIdle && this.opts.edsDebounce !== 'true' && performance.now() - this.lastEndpointPushAt >= this.opts.debounceAfterMs) {
+      this.leadingFlush ??= setImmediate(() => {
+        this.leadingFlush = undefined;
+        // A config change arrived meanwhile: its debounce (armed by changed()) carries these too.
+        if (this.pendingKeys.length === 0) this.flush();
+      });
+      return;
+    }
     this.arm();
   }
 
@@ -132,7 +154,8 @@ export class PushController<Ctx extends { version: string }> {
   flush(): void {
     clearTimeout(this.quietTimer);
     clearTimeout(this.maxTimer);
-    this.quietTimer = this.maxTimer = undefined;
+    clearImmediate(this.leadingFlush);
+    this.quietTimer = this.maxTimer = this.leadingFlush = undefined;
     if (this.stopped || !this.current) return;
     const services = this.pendingServices;
     const proxies = this.pendingProxies;
@@ -185,7 +208,10 @@ export class PushController<Ctx extends { version: string }> {
     for (const scope of scopes) {
       const version = scope.full ? current.version : `${current.version}/eds${++this.endpointPushes}`;
       const req = pushRequest(version, [], scope, this.batchStart);
-      if (req) this.opts.push({ ...req, reason: [scope.full ? 'proxy' : 'endpoints'] }, current);
+      if (!req) continue;
+      // Only a push sent counts for the leading edge (a new pod's address no proxy runs at pushes nothing).
+      this.lastEndpointPushAt = performance.now();
+      this.opts.push({ ...req, reason: [scope.full ? 'proxy' : 'endpoints'] }, current);
     }
   }
 
@@ -193,6 +219,7 @@ export class PushController<Ctx extends { version: string }> {
     this.stopped = true;
     clearTimeout(this.quietTimer);
     clearTimeout(this.maxTimer);
+    clearImmediate(this.leadingFlush);
   }
 
   private rebuild(changed: ObjectKey[]): Ctx {

@@ -1,1 +1,1 @@
-export { PushController, pushRequest, type PushControllerOptions, type PushScope } from './controller.js';
+export { PushController, pushRequest, type EdsDebounce, type PushControllerOptions, type PushScope } from './controller.js';
