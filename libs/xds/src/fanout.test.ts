@@ -58,10 +58,12 @@ describe('direct writes (frames.ts directSender)', () => {
   });
 });
 
-for (const directWrites of [true, false]) {
-  describe(`EDS fan-out (directWrites: ${directWrites})`, () => {
+// The direct paths on both sides, and grpc-js's own (a regression in either shows as a difference between the two).
+for (const direct of [true, false]) {
+  const paths = { directWrites: direct, directReads: direct };
+  describe(`EDS fan-out (directWrites, directReads: ${direct})`, () => {
     test('one change: watchers share one response (same nonce); a stream that already has it gets nothing; ACKs stay per stream', async () => {
-      const h = await startHarness({ directWrites });
+      const h = await startHarness(paths);
       h.clusters.replace([edsCluster('c1'), edsCluster('c2')]);
       h.endpoints.set('c1', loadAssignment('c1', [{ address: '10.0.0.1', port: 80 }]));
       h.endpoints.set('c2', loadAssignment('c2', [{ address: '10.0.0.2', port: 80 }]));
@@ -98,7 +100,7 @@ for (const directWrites of [true, false]) {
     });
 
     test('what each stream was sent stays exact: ACK/NACK per stream after shared incremental pushes', async () => {
-      const h = await startHarness({ directWrites });
+      const h = await startHarness(paths);
       h.clusters.replace([edsCluster('c1')]);
       h.endpoints.set('c1', loadAssignment('c1', [{ address: '10.0.0.1', port: 80 }]));
       h.endpoints.set('c2', loadAssignment('c2', [{ address: '10.0.0.2', port: 80 }]));

@@ -126,6 +126,12 @@ export interface DiscoveryServerOptions {
    * per-message object-mode Duplex layer (see frames.ts directSender). Default true.
    */
   directWrites?: boolean;
+  /**
+   * Take requests from grpc-js's call as they are decoded, skipping its
+   * per-message promise and object-mode Readable (see receive.ts
+   * directReceiver). Default true.
+   */
+  directReads?: boolean;
   /** Streams served per event-loop turn when a push fans out (at most). Default 64 (push-queue.ts DEFAULT_PUSH_BATCH says why). */
   pushBatch?: number;
   /**

@@ -97,6 +97,7 @@ export class DiscoveryServer {
       delta,
       idPrefix,
       directWrites: opts.directWrites !== false,
+      directReads: opts.directReads !== false,
     });
     this.queue = new PushQueue({
       opts,

@@ -11,7 +11,7 @@ import type { Logger } from '@sextant/api';
 import type { DeltaDiscoveryRequest, DiscoveryRequest } from '@sextant/envoy';
 import { directSender } from '../frames.js';
 import { addressOfPeer, clip, connectionKeyOf, limitNames, resetExhausted, stopReceiving, type XdsLimits } from '../limits.js';
-import { guardRequests } from '../receive.js';
+import { directReceiver, guardRequests } from '../receive.js';
 import type { DiscoveryServerOptions, ResourceGenerator } from '../types.js';
 import type { Admission } from './admission.js';
 import type { DeltaProtocol } from './delta.js';
@@ -37,6 +37,8 @@ export interface StreamsDeps {
   idPrefix: string;
   /** Write through grpc-js's intercepting call (frames.ts directSender). */
   directWrites: boolean;
+  /** Take requests as grpc-js decodes them (receive.ts directReceiver). */
+  directReads: boolean;
 }
 
 export class Streams {
@@ -77,7 +79,7 @@ export class Streams {
     guardRequests(call, delta, limits, (v) => {
       if (!c.closed) this.overLimit(c, v.key, v.value);
     });
-    call.on('data', (d: Request) => {
+    const onRequest = (d: Request) => {
       if (c.closed) return;
       admission.opened(c);
       if (c.authPending) {
@@ -88,7 +90,10 @@ export class Streams {
         return;
       }
       this.handle(c, d);
-    });
+    };
+    // Requests come one way or the other for the stream's whole life: as grpc-js decodes them, or as 'data' events.
+    if (this.d.directReads) directReceiver(call, onRequest as (m: unknown) => void);
+    call.on('data', onRequest);
     call.on('end', () => {
       c.log.info({ proxy: c.proxy?.id }, 'ADS stream ended by client');
       this.forget(c);

@@ -1,0 +1,180 @@
+/**
+ * The direct read path (receive.ts directReceiver) on the pinned grpc-js: a
+ * real server and a raw HTTP/2 client, so message boundaries, chunking,
+ * limits, statuses and half-close are grpc-js's own.
+ */
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import { describe, test } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { directReceiver, guardRequests, type WireVerdict } from './receive.js';
+import { waitFor } from '@sextant/testing/xds-harness';
+
+function grpcFrame(msg: Buffer): Buffer {
+  const out = Buffer.alloc(msg.length + 5);
+  out.writeUInt32BE(msg.length, 1);
+  msg.copy(out, 5);
+  return out;
+}
+
+interface Served {
+  direct: boolean;
+  /** What each path delivered, in order: `direct:<text>` or `data:<text>`, then `end`. */
+  events: string[];
+  verdicts: WireVerdict[];
+}
+
+async function startServer(opts: { maxReceive?: number; guard?: boolean } = {}): Promise<{ address: string; calls: Served[]; stop(): void }> {
+  const server = new grpc.Server({ 'grpc.max_receive_message_length': opts.maxReceive ?? 1024 * 1024 });
+  const calls: Served[] = [];
+  const deserialize = (b: Buffer) => {
+    if (b.toString() === 'poison') throw new Error('cannot parse');
+    return b.toString();
+  };
+  const method = { path: '/t.T/S', requestStream: true, responseStream: true, requestSerialize: (b: Buffer) => b, requestDeserialize: deserialize, responseSerialize: (b: Buffer) => b, responseDeserialize: (b: Buffer) => b };
+  server.addService({ S: method } as grpc.ServiceDefinition, {
+    S: (call: grpc.ServerDuplexStream<string, Buffer>) => {
+      const s: Served = { direct: false, events: [], verdicts: [] };
+      calls.push(s);
+      if (opts.guard) {
+        // The ADS limits (a SotW request's names): 2 names at most.
+        guardRequests(call, false, { maxNamesPerRequest: 2, maxNodeBytes: 1024 }, (v) => {
+          s.verdicts.push(v);
+          call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: `${v.key} ${v.value}` });
+        });
+      }
+      s.direct = directReceiver(call, (m) => {
+        s.events.push(`direct:${m as string}`);
+        call.write(Buffer.from(`ack ${m as string}`));
+      });
+      call.on('data', (m: string) => {
+        s.events.push(`data:${m}`);
+        call.write(Buffer.from(`ack ${m}`));
+      });
+      call.on('end', () => {
+        s.events.push('end');
+        call.end();
+      });
+      call.on('error', () => {});
+    },
+  });
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', grpc.ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p))));
+  return { address: `127.0.0.1:${port}`, calls, stop: () => server.forceShutdown() };
+}
+
+function rawStream(address: string, headers: http2.OutgoingHttpHeaders = {}) {
+  const session = http2.connect(`http://${address}`);
+  session.on('error', () => {});
+  const req = session.request({ ':method': 'POST', ':path': '/t.T/S', 'content-type': 'application/grpc', te: 'trailers', ...headers });
+  req.on('error', () => {});
+  let got = Buffer.alloc(0);
+  req.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
+  const status = new Promise<{ code: number; message: string }>((resolve) => {
+    const on = (hd: http2.IncomingHttpHeaders) => {
+      if (hd['grpc-status'] !== undefined) resolve({ code: Number(hd['grpc-status']), message: decodeURIComponent(String(hd['grpc-message'] ?? '')) });
+    };
+    req.on('response', on);
+    req.on('trailers', on);
+    req.on('close', () => resolve({ code: -1, message: 'closed' }));
+  });
+  /** The messages the server sent so far. */
+  const responses = () => {
+    const out: string[] = [];
+    for (let at = 0; at + 5 <= got.length; ) {
+      const n = got.readUInt32BE(at + 1);
+      out.push(got.subarray(at + 5, at + 5 + n).toString());
+      at += 5 + n;
+    }
+    return out;
+  };
+  return { session, req, status, responses, close: () => session.destroy() };
+}
+
+describe('direct reads (receive.ts directReceiver)', () => {
+  test('messages arrive in order however the bytes are cut, none as data events; half-close comes after them', async () => {
+    const srv = await startServer();
+    const s = rawStream(srv.address);
+    try {
+      // Three messages in one write, then one cut in three pieces across writes.
+      s.req.write(Buffer.concat(['a', 'b', 'c'].map((m) => grpcFrame(Buffer.from(m)))));
+      const d = grpcFrame(Buffer.from('dddd'));
+      s.req.write(d.subarray(0, 3));
+      await waitFor(() => srv.calls[0]?.events.length === 3, 'the three whole messages');
+      s.req.write(d.subarray(3, 6));
+      s.req.write(d.subarray(6));
+      await waitFor(() => srv.calls[0]!.events.length === 4, 'the message cut in pieces');
+      s.req.end();
+      const st = await s.status;
+      assert.equal(st.code, grpc.status.OK);
+      const call = srv.calls[0]!;
+      assert.equal(call.direct, true, 'installed on the pinned grpc-js');
+      assert.deepEqual(call.events, ['direct:a', 'direct:b', 'direct:c', 'direct:dddd', 'end']);
+      assert.deepEqual(s.responses(), ['ack a', 'ack b', 'ack c', 'ack dddd']);
+    } finally {
+      s.close();
+      srv.stop();
+    }
+  });
+
+  test('a compressed call keeps grpc-js\'s own path (data events)', async () => {
+    const srv = await startServer();
+    const s = rawStream(srv.address, { 'grpc-encoding': 'gzip' });
+    try {
+      s.req.write(grpcFrame(Buffer.from('plain'))); // flag 0: not compressed, allowed on a gzip call
+      await waitFor(() => srv.calls[0]?.events.length === 1, 'the uncompressed message');
+      s.req.end();
+      await s.status;
+      assert.equal(srv.calls[0]!.direct, false);
+      assert.deepEqual(srv.calls[0]!.events, ['data:plain', 'end']);
+    } finally {
+      s.close();
+      srv.stop();
+    }
+  });
+
+  test('failures end the call with grpc-js\'s statuses: a message it cannot deserialize, one over the receive limit', async () => {
+    const srv = await startServer({ maxReceive: 16 });
+    const bad = rawStream(srv.address);
+    const big = rawStream(srv.address);
+    try {
+      bad.req.write(Buffer.concat([grpcFrame(Buffer.from('ok')), grpcFrame(Buffer.from('poison')), grpcFrame(Buffer.from('never'))]));
+      const st = await bad.status;
+      assert.deepEqual(st, { code: grpc.status.INTERNAL, message: 'Error deserializing request' });
+      assert.deepEqual(srv.calls[0]!.events, ['direct:ok'], 'nothing after the message that failed');
+      big.req.write(grpcFrame(Buffer.alloc(64, 1)));
+      const st2 = await big.status;
+      assert.equal(st2.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.match(st2.message, /larger than max/);
+      assert.deepEqual(srv.calls[1]!.events, []);
+    } finally {
+      bad.close();
+      big.close();
+      srv.stop();
+    }
+  });
+
+  test('the wire guard still refuses a request over the limits (it wraps the decoder the direct path reads)', async () => {
+    const srv = await startServer({ guard: true });
+    const s = rawStream(srv.address);
+    try {
+      // DiscoveryRequest field 3 (resource_names) three times: over the limit of 2.
+      const name = (n: string) => Buffer.concat([Buffer.from([0x1a, n.length]), Buffer.from(n)]);
+      s.req.write(grpcFrame(Buffer.concat([name('a'), name('b')])));
+      await waitFor(() => srv.calls[0]?.events.length === 1, 'the request within the limits');
+      s.req.write(grpcFrame(Buffer.concat([name('a'), name('b'), name('c')])));
+      const st = await s.status;
+      assert.equal(st.code, grpc.status.RESOURCE_EXHAUSTED);
+      assert.equal(srv.calls[0]!.verdicts[0]?.key, 'maxNamesPerRequest');
+      assert.equal(srv.calls[0]!.events.length, 1, 'the refused request was never delivered');
+      assert.equal(srv.calls[0]!.direct, true);
+    } finally {
+      s.close();
+      srv.stop();
+    }
+  });
+
+  test('directReceiver refuses what is not a grpc-js server call', () => {
+    assert.equal(directReceiver({}, () => {}), false);
+    assert.equal(directReceiver({ call: { handleDataFrame() {} } }, () => {}), false);
+  });
+});
