@@ -207,8 +207,13 @@ describe('kubernetes source (supervisor against a test API server)', () => {
     assert.ok(upd.type === 'update');
     assert.deepEqual(upd.old.body, { data: { port: '80' } });
     assert.equal(src.rejected().length, 1);
+    // Deleted: no longer reported as rejected.
+    api.remove(CM, 'default', 'bad-from-start');
+    api.upsert(CM, cm('marker-2', { port: '2' }));
+    await c.waitFor(has('add', 'marker-2'), 'the marker after the delete');
+    assert.deepEqual(src.rejected(), []);
     await src.stop();
-    for (const n of ['v', 'bad-from-start', 'marker']) api.remove(CM, 'default', n);
+    for (const n of ['v', 'marker', 'marker-2']) api.remove(CM, 'default', n);
   });
 
   test('a CRD kind starts when its CRD is established, at the preferred served version, and stops when it is deleted', async () => {

@@ -90,6 +90,8 @@ export function createKubeSource(opts: KubeSourceOptions): KubeSource {
   const name = opts.name ?? 'kubernetes';
   const listeners = new Set<(b: ConfigBatch) => void>();
   const store = new Map<string, Entry>(); // kindId/ns/name
+  /** Keys of `store` entries with a rejection: rejected() is read after every batch, and endpoint batches are many. */
+  const rejectedKeys = new Set<string>();
   const informers = new Map<string, SupervisedInformer>(); // kindId -> informer
   const informerKind = new Map<string, { kind: KubeKind; version: string }>();
   let crdInformer: SupervisedInformer | undefined;
@@ -130,6 +132,7 @@ export function createKubeSource(opts: KubeSourceOptions): KubeSource {
       if (ch.type === 'delete') {
         if (entry?.valid) pending.push({ type: 'delete', object: entry.valid });
         store.delete(key);
+        rejectedKeys.delete(key);
         continue;
       }
       // List items of built-in kinds come without apiVersion/kind.
@@ -150,6 +153,7 @@ export function createKubeSource(opts: KubeSourceOptions): KubeSource {
         if (!entry?.valid) pending.push({ type: 'add', object: res.object });
         else pending.push({ type: 'update', object: res.object, old: entry.valid });
         store.set(key, { valid: res.object, rejected: undefined });
+        rejectedKeys.delete(key);
       } else {
         const objKey: ObjectKey = { kind: k.kind, namespace: raw.metadata?.namespace, name: raw.metadata?.name ?? '' };
         stats.rejectedTotal++;
@@ -160,6 +164,7 @@ export function createKubeSource(opts: KubeSourceOptions): KubeSource {
           );
         }
         store.set(key, { valid: entry?.valid, rejected: res.issues.map((i) => ({ ...i, key: objKey })) });
+        rejectedKeys.add(key);
       }
     }
     schedule();
@@ -274,7 +279,10 @@ export function createKubeSource(opts: KubeSourceOptions): KubeSource {
     },
     rejected() {
       const out: Array<ValidationIssue & { key: ObjectKey }> = [];
-      for (const e of store.values()) if (e.rejected) out.push(...e.rejected);
+      for (const key of rejectedKeys) {
+        const e = store.get(key);
+        if (e?.rejected) out.push(...e.rejected);
+      }
       return out;
     },
     async stop() {
