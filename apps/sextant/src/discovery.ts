@@ -476,7 +476,7 @@ function xdsHooks(metrics: Metrics, rejections: RejectionTracker, pushStarted: M
       let c = perType.get(typeUrl);
       if (!c) {
         const type = metricType(typeUrl);
-        perType.set(typeUrl, (c = { pushes: metrics.xdsPushes.labels({ type }), time: metrics.xdsPushTime.labels({ type }), size: metrics.xdsConfigSize.labels({ type }) }));
+        perType.set(typeUrl, (c = { pushes: metrics.xdsPushes.labels(type), time: metrics.xdsPushTime.labels(type), size: metrics.xdsConfigSize.labels(type) }));
       }
       c.pushes.inc();
       c.time.observe(seconds);

@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { LabelCounter, LabelHistogram } from './label-series.js';
 
 /** istiod's buckets (pilot/pkg/xds/monitoring.go), so dashboards' histogram_quantile reads the same boundaries. */
 export const istiodBuckets = {
@@ -56,9 +57,10 @@ export function createMetrics() {
     live,
     build: new Gauge({ name: 'istio_build', help: 'Istio component build info', labelNames: ['component', 'tag'], registers: r }),
     xdsConnections: new Gauge({ name: 'pilot_xds', help: 'Number of endpoints connected to this pilot using XDS.', labelNames: ['version'], registers: r }),
-    xdsPushes: new Counter({ name: 'pilot_xds_pushes', help: 'Pilot build and send errors for lds, rds, cds and eds.', labelNames: ['type'], registers: r }),
-    xdsPushTime: new Histogram({ name: 'pilot_xds_push_time', help: 'Total time in seconds Pilot takes to push lds, rds, cds and eds.', labelNames: ['type'], buckets: [...istiodBuckets.pushTime], registers: r }),
-    xdsConfigSize: new Histogram({ name: 'pilot_xds_config_size_bytes', help: 'Distribution of configuration sizes pushed to clients', labelNames: ['type'], buckets: [...istiodBuckets.configSize], registers: r }),
+    // Recorded for every response written (label-series.ts says why these three are not prom-client's own).
+    xdsPushes: new LabelCounter('pilot_xds_pushes', 'Pilot build and send errors for lds, rds, cds and eds.', 'type', registry),
+    xdsPushTime: new LabelHistogram('pilot_xds_push_time', 'Total time in seconds Pilot takes to push lds, rds, cds and eds.', 'type', istiodBuckets.pushTime, registry),
+    xdsConfigSize: new LabelHistogram('pilot_xds_config_size_bytes', 'Distribution of configuration sizes pushed to clients', 'type', istiodBuckets.configSize, registry),
     proxyConvergence: new Histogram({ name: 'pilot_proxy_convergence_time', help: 'Delay in seconds between config change and a proxy receiving all required configuration.', buckets: [...istiodBuckets.convergence], registers: r }),
     xdsLimitExceeded: new Counter({ name: 'sextant_xds_limit_exceeded_total', help: 'ADS streams ended with RESOURCE_EXHAUSTED for going over a per-client limit, by limit.', labelNames: ['limit'], registers: r }),
     xdsMemoryReclaims: new Counter({ name: 'sextant_xds_memory_reclaims_total', help: 'Times the daemon returned memory left by refused xDS requests or by pushes (young-generation GC and malloc_trim after a burst of limit hits or of pushes).', registers: r }),

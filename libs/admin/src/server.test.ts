@@ -122,7 +122,7 @@ test('a debug response that would carry a private key is withheld', async () => 
 
 test('/metrics serves istiod-named metrics in Prometheus text format', async () => {
   const metrics = createMetrics();
-  metrics.xdsPushes.inc({ type: 'cds' }, 3);
+  metrics.xdsPushes.labels('cds').inc(3);
   const app = createMonitoringServer(metrics.registry);
   const res = await app.inject({ url: '/metrics' });
   assert.equal(res.statusCode, 200);
