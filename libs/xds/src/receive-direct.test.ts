@@ -44,6 +44,7 @@ async function startServer(opts: { maxReceive?: number; guard?: boolean } = {}):
         });
       }
       s.direct = directReceiver(call, (m) => {
+        if (m === 'throw') throw new Error('handler bug');
         s.events.push(`direct:${m as string}`);
         call.write(Buffer.from(`ack ${m as string}`));
       });
@@ -132,7 +133,7 @@ describe('direct reads (receive.ts directReceiver)', () => {
     }
   });
 
-  test('failures end the call with grpc-js\'s statuses: a message it cannot deserialize, one over the receive limit', async () => {
+  test('failures end the call with grpc-js\'s statuses: a message it cannot deserialize, one over the receive limit; a handler that throws ends its call only', async () => {
     const srv = await startServer({ maxReceive: 16 });
     const bad = rawStream(srv.address);
     const big = rawStream(srv.address);
@@ -140,12 +141,18 @@ describe('direct reads (receive.ts directReceiver)', () => {
       bad.req.write(Buffer.concat([grpcFrame(Buffer.from('ok')), grpcFrame(Buffer.from('poison')), grpcFrame(Buffer.from('never'))]));
       const st = await bad.status;
       assert.deepEqual(st, { code: grpc.status.INTERNAL, message: 'Error deserializing request' });
-      assert.deepEqual(srv.calls[0]!.events, ['direct:ok'], 'nothing after the message that failed');
+      assert.deepEqual(srv.calls.find((c) => c.events.includes('direct:ok'))?.events, ['direct:ok'], 'nothing after the message that failed');
+      // A handler that throws ends its own call only.
+      const thrower = rawStream(srv.address);
+      thrower.req.write(grpcFrame(Buffer.from('throw')));
+      assert.deepEqual(await thrower.status, { code: grpc.status.INTERNAL, message: 'request handler failed: handler bug' });
+      thrower.close();
       big.req.write(grpcFrame(Buffer.alloc(64, 1)));
       const st2 = await big.status;
       assert.equal(st2.code, grpc.status.RESOURCE_EXHAUSTED);
       assert.match(st2.message, /larger than max/);
-      assert.deepEqual(srv.calls[1]!.events, []);
+      assert.equal(srv.calls.length, 3);
+      assert.ok(srv.calls.every((c) => !c.events.some((e) => e.includes('\u0001'))), 'the message over the limit was never delivered');
     } finally {
       bad.close();
       big.close();

@@ -339,7 +339,8 @@ const INTERNAL = 13;
  * then ignores the compressed flag too) whose queue is empty, with the shape
  * above; otherwise nothing changes and the call's 'data' events carry every
  * request. The caller must handle both the same way: half-close and errors
- * still come as the call's events, after every message taken here.
+ * still come as the call's events, after every message taken here. A handler
+ * that throws ends its call with INTERNAL, never the process.
  */
 export function directReceiver(call: object, onMessage: (message: unknown) => void): boolean {
   try {
@@ -365,7 +366,13 @@ export function directReceiver(call: object, onMessage: (message: unknown) => vo
           return;
         }
         this.callEventTracker?.addMessageReceived();
-        onMessage(parsed);
+        try {
+          onMessage(parsed);
+        } catch (err) {
+          // Thrown here it would reach the HTTP/2 session's event handler: it ends this call only.
+          this.sendStatus({ code: INTERNAL, details: `request handler failed: ${(err as Error).message}` });
+          return;
+        }
         if (this.checkCancelled()) return;
       }
     };
