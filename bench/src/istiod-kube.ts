@@ -32,7 +32,11 @@ export class Kube {
   private readonly server: URL;
   private readonly agent: https.Agent;
 
-  constructor(kubeconfig: string) {
+  constructor(
+    kubeconfig: string,
+    /** How long one request may wait for its response (REQUEST_TIMEOUT_MS; tests shorten it). */
+    private readonly requestTimeoutMs = REQUEST_TIMEOUT_MS,
+  ) {
     type Kc = {
       clusters: Array<{ cluster: { server: string; 'certificate-authority-data': string } }>;
       users: Array<{ user: { 'client-certificate-data': string; 'client-key-data': string } }>;
@@ -60,6 +64,11 @@ export class Kube {
     return `${base}${ns}/${plural}${name ? `/${name}` : ''}`;
   }
 
+  /**
+   * One API request. One that gets no response within the request timeout
+   * fails (status 0, naming it) instead of waiting for ever: a set-up once
+   * hung on a request the apiserver never answered, and nothing ended it.
+   */
   request<T = unknown>(method: string, path: string, body?: unknown, contentType = 'application/json'): Promise<T> {
     return new Promise((resolve, reject) => {
       const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
@@ -83,6 +92,7 @@ export class Kube {
         },
       );
       req.on('error', reject);
+      req.setTimeout(this.requestTimeoutMs, () => req.destroy(new KubeError(0, `${method} ${path}: no response within ${this.requestTimeoutMs / 1000} s`)));
       req.end(data);
     });
   }
@@ -97,7 +107,8 @@ export class Kube {
     const worker = async () => {
       while (next < objs.length) {
         const o = objs[next++]!;
-        await this.create(o).catch((err: unknown) => {
+        // A create that timed out may have happened: once more, and 409 (already there) is success.
+        await retryTimedOut(() => this.create(o)).catch((err: unknown) => {
           if (!(err instanceof KubeError && err.status === 409)) throw err;
         });
       }
@@ -132,7 +143,7 @@ export class Kube {
   }
 
   list<T = KubeObject>(path: string): Promise<{ items: T[]; metadata: { resourceVersion: string } }> {
-    return this.request('GET', path);
+    return retryTimedOut(() => this.request('GET', path));
   }
 
   /**
@@ -173,6 +184,20 @@ export class Kube {
 
   close(): void {
     this.agent.destroy();
+  }
+}
+
+/** How long one API request may wait for its response. */
+export const REQUEST_TIMEOUT_MS = 60_000;
+
+/** Runs F again (up to 3 times in all) while it fails for want of a response; other failures are F's. */
+export async function retryTimedOut<T>(f: () => Promise<T>, attempts = 3): Promise<T> {
+  for (let i = 1; ; i++) {
+    try {
+      return await f();
+    } catch (err) {
+      if (!(err instanceof KubeError && err.status === 0) || i >= attempts) throw err;
+    }
   }
 }
 
