@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { silentLogger, type ObjectKey } from '@sextant/api';
+import { recordingLogger, silentLogger, type LogEntry, type Logger, type ObjectKey } from '@sextant/api';
 import type { PushRequest } from '../types.js';
 import { PushController, type PushScope } from './controller.js';
 
@@ -9,7 +9,7 @@ interface Ctx {
   n: number;
 }
 
-function harness(debounceAfterMs: number, debounceMaxMs: number, scope: (changed: readonly ObjectKey[]) => PushScope = () => ({ full: true }), failAt = 3) {
+function harness(debounceAfterMs: number, debounceMaxMs: number, scope: (changed: readonly ObjectKey[]) => PushScope = () => ({ full: true }), failAt = 3, log: Logger = silentLogger) {
   let builds = 0;
   const pushes: Array<{ ctx: Ctx; req: PushRequest; changed: string[] }> = [];
   let onPush: (() => void) | undefined;
@@ -26,7 +26,7 @@ function harness(debounceAfterMs: number, debounceMaxMs: number, scope: (changed
     },
     debounceAfterMs,
     debounceMaxMs,
-    log: silentLogger,
+    log,
   });
   const nextPush = () => new Promise<void>((resolve, reject) => {
     const t = setTimeout(() => reject(new Error('no push within 5s')), 5000);
@@ -69,8 +69,9 @@ test('a build that throws keeps the previous context serving', async () => {
   h.pipeline.stop();
 });
 
-test('changes that keep coming are still pushed by the max debounce', async () => {
-  const h = harness(50, 120);
+test('changes that keep coming are still pushed by the max debounce, and the log says so', async () => {
+  const entries: LogEntry[] = [];
+  const h = harness(50, 120, undefined, undefined, recordingLogger(entries));
   h.pipeline.initialize();
   const pushed = h.nextPush();
   let i = 0;
@@ -79,6 +80,10 @@ test('changes that keep coming are still pushed by the max debounce', async () =
   await pushed;
   clearInterval(churn);
   assert.ok(Date.now() - started < 1000, 'pushed despite continuous churn');
+  const capped = entries.find((e) => e.msg === 'push debounce reached its maximum: changes kept coming');
+  assert.ok(capped, 'logged');
+  assert.deepEqual(capped.kinds, ['VirtualService']);
+  assert.ok((capped.configs as number) >= 5);
   h.pipeline.stop();
 });
 

@@ -146,7 +146,14 @@ export class PushController<Ctx extends { version: string }> {
     clearTimeout(this.quietTimer);
     this.quietTimer = setTimeout(() => this.flush(), this.opts.debounceAfterMs);
     if (!this.maxTimer) {
-      this.maxTimer = setTimeout(() => this.flush(), Math.max(0, this.opts.debounceMaxMs - (Date.now() - this.batchStart)));
+      this.maxTimer = setTimeout(() => {
+        // Changes never went quiet for debounceAfterMs: say so (istiod logs its debounce too), with what kept coming.
+        this.opts.log.info(
+          { waitedMs: Date.now() - this.batchStart, configs: this.pendingKeys.length, kinds: [...new Set(this.pendingKeys.map((k) => k.kind))], services: this.pendingServices.size, workloads: this.pendingProxies.size },
+          'push debounce reached its maximum: changes kept coming',
+        );
+        this.flush();
+      }, Math.max(0, this.opts.debounceMaxMs - (Date.now() - this.batchStart)));
     }
   }
 
