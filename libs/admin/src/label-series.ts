@@ -5,9 +5,9 @@ import type { Metric, MetricObjectWithValues, MetricValueWithName, Registry } fr
  * own numbers: no label object, validation or label hash per call. The xDS
  * server records three of them for every response it writes (istiod's
  * `pilot_xds_pushes`, `pilot_xds_push_time`, `pilot_xds_config_size_bytes`);
- * through prom-client's labelled children each call rebuilt and hashed the
- * labels, about 5 µs per response, 1,000 of them per endpoint change at
- * N = 1,000. They are exposed through the same registry, in prom-client's
+ * through prom-client's labelled children each call rebuilt, validated and
+ * hashed the labels: 6–9 µs per response in the daemon's CPU profiles, and an
+ * endpoint change at N = 1,000 writes 1,000 responses. They are exposed through the same registry, in prom-client's
  * format (names, `le` buckets, `_sum`, `_count`), and reset with it.
  */
 abstract class LabelSeries<S> {

@@ -232,6 +232,14 @@ export class DeltaClient extends AdsStream<DeltaDiscoveryRequest, DeltaDiscovery
   }
 }
 
+/** One uncompressed gRPC message as it goes on the wire: the flag byte, the length, the bytes (for raw HTTP/2 clients). */
+export function grpcMessage(msg: Uint8Array): Buffer {
+  const out = Buffer.alloc(msg.length + 5);
+  out.writeUInt32BE(msg.length, 1);
+  out.set(msg, 5);
+  return out;
+}
+
 /** A stream that sends raw bytes (for malformed and oversized requests). */
 export function openRawStream(address: string, kind: 'sotw' | 'delta', opts: ClientOptions = {}): TestStream<Buffer, Buffer> {
   const { client, call } = openStream<Buffer, Buffer>(address, kind === 'sotw' ? 'StreamAggregatedResources' : 'DeltaAggregatedResources', (b) => b, (b) => b, opts);

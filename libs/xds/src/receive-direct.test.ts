@@ -9,13 +9,7 @@ import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { directReceiver, guardRequests, type WireVerdict } from './receive.js';
 import { waitFor } from '@sextant/testing/xds-harness';
-
-function grpcFrame(msg: Buffer): Buffer {
-  const out = Buffer.alloc(msg.length + 5);
-  out.writeUInt32BE(msg.length, 1);
-  msg.copy(out, 5);
-  return out;
-}
+import { grpcMessage } from '@sextant/testing/xds-client';
 
 interface Served {
   direct: boolean;
@@ -97,8 +91,8 @@ describe('direct reads (receive.ts directReceiver)', () => {
     const s = rawStream(srv.address);
     try {
       // Three messages in one write, then one cut in three pieces across writes.
-      s.req.write(Buffer.concat(['a', 'b', 'c'].map((m) => grpcFrame(Buffer.from(m)))));
-      const d = grpcFrame(Buffer.from('dddd'));
+      s.req.write(Buffer.concat(['a', 'b', 'c'].map((m) => grpcMessage(Buffer.from(m)))));
+      const d = grpcMessage(Buffer.from('dddd'));
       s.req.write(d.subarray(0, 3));
       await waitFor(() => srv.calls[0]?.events.length === 3, 'the three whole messages');
       s.req.write(d.subarray(3, 6));
@@ -121,7 +115,7 @@ describe('direct reads (receive.ts directReceiver)', () => {
     const srv = await startServer();
     const s = rawStream(srv.address, { 'grpc-encoding': 'gzip' });
     try {
-      s.req.write(grpcFrame(Buffer.from('plain'))); // flag 0: not compressed, allowed on a gzip call
+      s.req.write(grpcMessage(Buffer.from('plain'))); // flag 0: not compressed, allowed on a gzip call
       await waitFor(() => srv.calls[0]?.events.length === 1, 'the uncompressed message');
       s.req.end();
       await s.status;
@@ -138,16 +132,16 @@ describe('direct reads (receive.ts directReceiver)', () => {
     const bad = rawStream(srv.address);
     const big = rawStream(srv.address);
     try {
-      bad.req.write(Buffer.concat([grpcFrame(Buffer.from('ok')), grpcFrame(Buffer.from('poison')), grpcFrame(Buffer.from('never'))]));
+      bad.req.write(Buffer.concat([grpcMessage(Buffer.from('ok')), grpcMessage(Buffer.from('poison')), grpcMessage(Buffer.from('never'))]));
       const st = await bad.status;
       assert.deepEqual(st, { code: grpc.status.INTERNAL, message: 'Error deserializing request' });
       assert.deepEqual(srv.calls.find((c) => c.events.includes('direct:ok'))?.events, ['direct:ok'], 'nothing after the message that failed');
       // A handler that throws ends its own call only.
       const thrower = rawStream(srv.address);
-      thrower.req.write(grpcFrame(Buffer.from('throw')));
+      thrower.req.write(grpcMessage(Buffer.from('throw')));
       assert.deepEqual(await thrower.status, { code: grpc.status.INTERNAL, message: 'request handler failed: handler bug' });
       thrower.close();
-      big.req.write(grpcFrame(Buffer.alloc(64, 1)));
+      big.req.write(grpcMessage(Buffer.alloc(64, 1)));
       const st2 = await big.status;
       assert.equal(st2.code, grpc.status.RESOURCE_EXHAUSTED);
       assert.match(st2.message, /larger than max/);
@@ -166,9 +160,9 @@ describe('direct reads (receive.ts directReceiver)', () => {
     try {
       // DiscoveryRequest field 3 (resource_names) three times: over the limit of 2.
       const name = (n: string) => Buffer.concat([Buffer.from([0x1a, n.length]), Buffer.from(n)]);
-      s.req.write(grpcFrame(Buffer.concat([name('a'), name('b')])));
+      s.req.write(grpcMessage(Buffer.concat([name('a'), name('b')])));
       await waitFor(() => srv.calls[0]?.events.length === 1, 'the request within the limits');
-      s.req.write(grpcFrame(Buffer.concat([name('a'), name('b'), name('c')])));
+      s.req.write(grpcMessage(Buffer.concat([name('a'), name('b'), name('c')])));
       const st = await s.status;
       assert.equal(st.code, grpc.status.RESOURCE_EXHAUSTED);
       assert.equal(srv.calls[0]!.verdicts[0]?.key, 'maxNamesPerRequest');

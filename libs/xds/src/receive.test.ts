@@ -12,16 +12,10 @@ import { DiscoveryRequestSchema, TypeUrl, create, fromBinary, toBinary } from '@
 import { guardRequests, type GuardStats, type WireVerdict } from './receive.js';
 import { minorGc } from './reclaim.js';
 import { waitFor } from '@sextant/testing/xds-harness';
+import { grpcMessage } from '@sextant/testing/xds-client';
 
 const MB = 1024 * 1024;
 const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(7, '0')}.example.svc.cluster.local`);
-
-function grpcFrame(msg: Uint8Array): Buffer {
-  const out = Buffer.alloc(msg.length + 5);
-  out.writeUInt32BE(msg.length, 1);
-  out.set(msg, 5);
-  return out;
-}
 
 interface Served {
   stats?: GuardStats;
@@ -88,7 +82,7 @@ describe('receive: large requests', () => {
   test('a large request refused after its first MBs were held (and aged): a young-generation GC frees them', async () => {
     assert.ok(gc, 'V8 GC exposed at run time');
     // 120,000 names of 37 bytes on the wire (~4.4 MB); the first 3 MB (~85,000 names) are under the limit and held by grpc-js.
-    const framed = grpcFrame(toBinary(DiscoveryRequestSchema, create(DiscoveryRequestSchema, { typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: names('n', 120_000) })));
+    const framed = grpcMessage(toBinary(DiscoveryRequestSchema, create(DiscoveryRequestSchema, { typeUrl: TypeUrl.ClusterLoadAssignment, resourceNames: names('n', 120_000) })));
     const head = 3 * MB;
     const { session, req, status } = rawStream(srv.address);
     try {
@@ -111,7 +105,7 @@ describe('receive: large requests', () => {
   });
 
   test('large requests within the limits, back to back in odd-sized writes, arrive intact; their copies are released', async () => {
-    const reqs = [3000, 5000, 1].map((n, i) => grpcFrame(toBinary(DiscoveryRequestSchema, create(DiscoveryRequestSchema, { typeUrl: `${TypeUrl.ClusterLoadAssignment}#${i}`, resourceNames: names(`r${i}`, n) }))));
+    const reqs = [3000, 5000, 1].map((n, i) => grpcMessage(toBinary(DiscoveryRequestSchema, create(DiscoveryRequestSchema, { typeUrl: `${TypeUrl.ClusterLoadAssignment}#${i}`, resourceNames: names(`r${i}`, n) }))));
     const all = Buffer.concat(reqs);
     const { session, req } = rawStream(srv.address);
     try {
