@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util';
-import { defaultXdsLimits, type XdsLimits } from '@sextant/xds';
+import { defaultXdsLimits, type EdsDebounce, type XdsLimits } from '@sextant/xds';
 
 /**
  * The daemon's flags (interface contract in docs/architecture.md). Every flag
@@ -85,7 +85,7 @@ export interface DiscoveryConfig {
   dnsNames: string[];
   debounceAfterMs: number;
   debounceMaxMs: number;
-  edsDebounce: 'leading' | 'true';
+  edsDebounce: EdsDebounce;
   /** How often fetched RequestAuthentication JWKS are fetched again (istiod's PILOT_JWT_PUB_KEY_REFRESH_INTERVAL). */
   jwksRefreshIntervalMs: number;
   /** How soon a failed JWKS fetch is retried. */
@@ -144,7 +144,7 @@ function parseCount(flag: string, value: string): number {
   return n;
 }
 
-function parseEdsDebounce(value: string): 'leading' | 'true' {
+function parseEdsDebounce(value: string): EdsDebounce {
   if (value === 'leading' || value === 'true') return value;
   throw new FlagError(`--eds-debounce: "${value}" is not one of leading (push an endpoint change after a quiet period at once) or true (debounce it like config, as istiod)`);
 }

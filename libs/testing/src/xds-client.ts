@@ -4,6 +4,7 @@
  * resources to Envoy JSON. It speaks the wire protocol directly (protobuf-es
  * messages over grpc-js), so protocol tests see exactly what the server sends.
  */
+import http2 from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import {
   DeltaDiscoveryRequestSchema,
@@ -238,6 +239,40 @@ export function grpcMessage(msg: Uint8Array): Buffer {
   out.writeUInt32BE(msg.length, 1);
   out.set(msg, 5);
   return out;
+}
+
+/**
+ * A gRPC call on a raw HTTP/2 stream to PATH (for tests of the server's wire
+ * handling: bytes cut anywhere, headers grpc-js clients would not send).
+ * `status`: the grpc-status and message it ended with (code -1: closed with
+ * none); `responses()`: the messages received so far, as text.
+ */
+export function rawGrpcCall(address: string, path: string, headers: http2.OutgoingHttpHeaders = {}) {
+  const session = http2.connect(`http://${address}`);
+  session.on('error', () => {});
+  const req = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers', ...headers });
+  req.on('error', () => {});
+  const chunks: Buffer[] = [];
+  req.on('data', (d: Buffer) => chunks.push(d));
+  const status = new Promise<{ code: number; message: string }>((resolve) => {
+    const on = (hd: http2.IncomingHttpHeaders) => {
+      if (hd['grpc-status'] !== undefined) resolve({ code: Number(hd['grpc-status']), message: decodeURIComponent(String(hd['grpc-message'] ?? '')) });
+    };
+    req.on('response', on);
+    req.on('trailers', on);
+    req.on('close', () => resolve({ code: -1, message: 'closed' }));
+  });
+  const responses = () => {
+    const got = Buffer.concat(chunks);
+    const out: string[] = [];
+    for (let at = 0; at + 5 <= got.length; ) {
+      const n = got.readUInt32BE(at + 1);
+      out.push(got.subarray(at + 5, at + 5 + n).toString());
+      at += 5 + n;
+    }
+    return out;
+  };
+  return { session, req, status, responses, close: () => session.destroy() };
 }
 
 /** A stream that sends raw bytes (for malformed and oversized requests). */

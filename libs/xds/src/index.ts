@@ -4,7 +4,7 @@ export type { AdsListener } from './server/admission.js';
 export { defaultXdsLimits, limitNames, type LimitName, type XdsLimits } from './limits.js';
 export { MemoryReclaimer, defaultReclaimIntervalMs, type ReclaimResult, type ReclaimerOptions } from './reclaim.js';
 export { ClassGenerators, EndpointCache, watchKey, type BuildPart, type BuiltResource, type ProxyTranslator, type TypeLayer } from './cache/index.js';
-export { PushController, pushRequest, type PushControllerOptions, type PushScope } from './push/index.js';
+export { PushController, pushRequest, type EdsDebounce, type PushControllerOptions, type PushScope } from './push/index.js';
 export { ADS_SERVICE, adsServiceDefinition } from './service.js';
 export { enablePreFramedWrites } from './frames.js';
 export { DebugType, DEBUG_TYPE_PREFIX, XdsStatusError, debugGenerators, debugScope, peerHost, proxyNamespace, type DebugTypeOptions } from './debug-types.js';

@@ -4,12 +4,11 @@
  * limits, statuses and half-close are grpc-js's own.
  */
 import assert from 'node:assert/strict';
-import http2 from 'node:http2';
 import { describe, test } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { directReceiver, guardRequests, type WireVerdict } from './receive.js';
 import { waitFor } from '@sextant/testing/xds-harness';
-import { grpcMessage } from '@sextant/testing/xds-client';
+import { grpcMessage, rawGrpcCall } from '@sextant/testing/xds-client';
 
 interface Served {
   direct: boolean;
@@ -57,33 +56,7 @@ async function startServer(opts: { maxReceive?: number; guard?: boolean } = {}):
   return { address: `127.0.0.1:${port}`, calls, stop: () => server.forceShutdown() };
 }
 
-function rawStream(address: string, headers: http2.OutgoingHttpHeaders = {}) {
-  const session = http2.connect(`http://${address}`);
-  session.on('error', () => {});
-  const req = session.request({ ':method': 'POST', ':path': '/t.T/S', 'content-type': 'application/grpc', te: 'trailers', ...headers });
-  req.on('error', () => {});
-  let got = Buffer.alloc(0);
-  req.on('data', (d: Buffer) => (got = Buffer.concat([got, d])));
-  const status = new Promise<{ code: number; message: string }>((resolve) => {
-    const on = (hd: http2.IncomingHttpHeaders) => {
-      if (hd['grpc-status'] !== undefined) resolve({ code: Number(hd['grpc-status']), message: decodeURIComponent(String(hd['grpc-message'] ?? '')) });
-    };
-    req.on('response', on);
-    req.on('trailers', on);
-    req.on('close', () => resolve({ code: -1, message: 'closed' }));
-  });
-  /** The messages the server sent so far. */
-  const responses = () => {
-    const out: string[] = [];
-    for (let at = 0; at + 5 <= got.length; ) {
-      const n = got.readUInt32BE(at + 1);
-      out.push(got.subarray(at + 5, at + 5 + n).toString());
-      at += 5 + n;
-    }
-    return out;
-  };
-  return { session, req, status, responses, close: () => session.destroy() };
-}
+const rawStream = (address: string, headers: Record<string, string> = {}) => rawGrpcCall(address, '/t.T/S', headers);
 
 describe('direct reads (receive.ts directReceiver)', () => {
   test('messages arrive in order however the bytes are cut, none as data events; half-close comes after them', async () => {

@@ -12,7 +12,7 @@ import { DiscoveryRequestSchema, TypeUrl, create, fromBinary, toBinary } from '@
 import { guardRequests, type GuardStats, type WireVerdict } from './receive.js';
 import { minorGc } from './reclaim.js';
 import { waitFor } from '@sextant/testing/xds-harness';
-import { grpcMessage } from '@sextant/testing/xds-client';
+import { grpcMessage, rawGrpcCall } from '@sextant/testing/xds-client';
 
 const MB = 1024 * 1024;
 const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}-${String(i).padStart(7, '0')}.example.svc.cluster.local`);
@@ -52,22 +52,7 @@ async function startServer(limits: { maxNamesPerRequest: number; maxNodeBytes: n
   return { address: `127.0.0.1:${port}`, calls, stop: () => server.forceShutdown() };
 }
 
-function rawStream(address: string): { session: http2.ClientHttp2Session; req: http2.ClientHttp2Stream; status: Promise<number> } {
-  const session = http2.connect(`http://${address}`);
-  session.on('error', () => {});
-  const req = session.request({ ':method': 'POST', ':path': '/t.T/S', 'content-type': 'application/grpc', te: 'trailers' });
-  req.on('error', () => {});
-  req.resume();
-  const status = new Promise<number>((resolve) => {
-    const on = (hd: http2.IncomingHttpHeaders) => {
-      if (hd['grpc-status'] !== undefined) resolve(Number(hd['grpc-status']));
-    };
-    req.on('response', on);
-    req.on('trailers', on);
-    req.on('close', () => resolve(-1));
-  });
-  return { session, req, status };
-}
+const rawStream = (address: string) => rawGrpcCall(address, '/t.T/S');
 
 const gc = minorGc();
 const arrayBuffers = () => process.memoryUsage().arrayBuffers;
@@ -94,7 +79,7 @@ describe('receive: large requests', () => {
       gc!();
       const held = arrayBuffers();
       req.write(framed.subarray(head));
-      assert.equal(await status, grpc.status.RESOURCE_EXHAUSTED);
+      assert.equal((await status).code, grpc.status.RESOURCE_EXHAUSTED);
       assert.deepEqual(call()?.verdicts.map((v) => v.key), ['maxNamesPerRequest']);
       // Nothing but young-generation GCs: the 3 MB must go without V8's next full GC.
       await waitFor(() => (gc!(), held - arrayBuffers() > head - MB / 2), "the refused request's bytes to be freed by young GCs", 3000);

@@ -31,6 +31,7 @@
  * anything yet; otherwise nothing changes and the same limits are checked on
  * the whole message in the deserializer (service.ts), as before.
  */
+import { status } from '@grpc/grpc-js';
 import type { XdsLimits } from './limits.js';
 
 /** A limit a request went over: which, and the value it reached. */
@@ -312,17 +313,13 @@ export function guardRequests(
 interface ReceivingCall {
   handleDataFrame(data: Buffer): void;
   checkCancelled(): boolean;
-  sendStatus(status: { code: number; details: string }): void;
+  sendStatus(s: { code: number; details: string }): void;
   decoder: { write(data: Buffer): Buffer[] };
   handler: { deserialize(b: Buffer): unknown };
   readQueue: unknown[];
   incomingEncoding: string;
   callEventTracker?: { addMessageReceived(): void } | null;
 }
-
-/** grpc-js's status codes used here (constants.Status). */
-const RESOURCE_EXHAUSTED = 8;
-const INTERNAL = 13;
 
 /**
  * A cheaper read path for a grpc-js server bidi stream. grpc-js hands each
@@ -354,7 +351,7 @@ export function directReceiver(call: object, onMessage: (message: unknown) => vo
       try {
         messages = this.decoder.write(data);
       } catch (err) {
-        this.sendStatus({ code: RESOURCE_EXHAUSTED, details: (err as Error).message });
+        this.sendStatus({ code: status.RESOURCE_EXHAUSTED, details: (err as Error).message });
         return;
       }
       for (const m of messages) {
@@ -362,7 +359,7 @@ export function directReceiver(call: object, onMessage: (message: unknown) => vo
         try {
           parsed = this.handler.deserialize(m.subarray(5));
         } catch {
-          this.sendStatus({ code: INTERNAL, details: 'Error deserializing request' });
+          this.sendStatus({ code: status.INTERNAL, details: 'Error deserializing request' });
           return;
         }
         this.callEventTracker?.addMessageReceived();
@@ -370,7 +367,7 @@ export function directReceiver(call: object, onMessage: (message: unknown) => vo
           onMessage(parsed);
         } catch (err) {
           // Thrown here it would reach the HTTP/2 session's event handler: it ends this call only.
-          this.sendStatus({ code: INTERNAL, details: `request handler failed: ${(err as Error).message}` });
+          this.sendStatus({ code: status.INTERNAL, details: `request handler failed: ${(err as Error).message}` });
           return;
         }
         if (this.checkCancelled()) return;

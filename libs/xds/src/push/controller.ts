@@ -159,10 +159,7 @@ export class PushController<Ctx extends { version: string }> {
 
   /** Rebuilds now with everything pending, and pushes what the change touches. */
   flush(): void {
-    clearTimeout(this.quietTimer);
-    clearTimeout(this.maxTimer);
-    clearImmediate(this.leadingFlush);
-    this.quietTimer = this.maxTimer = this.leadingFlush = undefined;
+    this.clearTimers();
     if (this.stopped || !this.current) return;
     const services = this.pendingServices;
     const proxies = this.pendingProxies;
@@ -224,9 +221,14 @@ export class PushController<Ctx extends { version: string }> {
 
   stop(): void {
     this.stopped = true;
+    this.clearTimers();
+  }
+
+  private clearTimers(): void {
     clearTimeout(this.quietTimer);
     clearTimeout(this.maxTimer);
     clearImmediate(this.leadingFlush);
+    this.quietTimer = this.maxTimer = this.leadingFlush = undefined;
   }
 
   private rebuild(changed: ObjectKey[]): Ctx {
