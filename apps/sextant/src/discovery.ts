@@ -38,7 +38,7 @@ import {
 } from '@sextant/xds';
 import { parseDiscoveryFlags, type DiscoveryConfig } from './flags.js';
 import { createLogger } from './log.js';
-import { MeshTranslator, endpointScopes, extensionConfigGenerator, meshScope, nameTableGenerator } from './mesh.js';
+import { MeshTranslator, ProxyAddresses, endpointScopes, extensionConfigGenerator, meshScope, nameTableGenerator } from './mesh.js';
 import { EnvoyFilterStatus } from './envoyfilter-status.js';
 import { startSecureServices, type SecureExtras, type SecureServices } from './secure.js';
 import type { KubeMode } from './kube.js';
@@ -153,6 +153,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     },
   });
   const pushStarted = new Map<string, number>();
+  // Where the connected proxies run: a workload change at an address no proxy runs at pushes nothing.
+  const proxyAddresses = new ProxyAddresses();
   // Debug callers from outside the system namespace see only their own namespace (istiod: the mesh root namespace).
   const systemNamespace = () => meshConfig?.rootNamespace ?? cfg.namespace;
   const proxyState = (st: StreamState): ProxyState => ({
@@ -204,7 +206,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
         },
       }),
     },
-    hooks: { ...xdsHooks(metrics, rejections, pushStarted), drained: (bytes) => reclaimer.notePushed(bytes) },
+    hooks: { ...xdsHooks(metrics, rejections, pushStarted, proxyAddresses), drained: (bytes) => reclaimer.notePushed(bytes) },
     log: log.child({ component: 'xds' }),
     isReady: () => ready,
     authenticate: secure.adsAuthenticate,
@@ -267,7 +269,7 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     build: (ver) =>
       PushContext.build(configObjects(store), { domainSuffix: cfg.domainSuffix, trustDomain: cfg.trustDomain, meshConfig, version: ver, endpointIndex, jwks: jwksResolver.snapshot() }),
     scope: (prev, next, changed) => meshScope(prev, next, changed, generators),
-    endpointScopes: (ctx, services, addresses) => endpointScopes(ctx, services, addresses, generators, () => xds.proxies()),
+    endpointScopes: (ctx, services, addresses) => endpointScopes(ctx, services, addresses, generators, (ip) => proxyAddresses.has(ip)),
     push: (req, next) => {
       noteStatusContext(next);
       generators.advance(req);
@@ -452,7 +454,7 @@ function countErrors(gens: Record<string, ResourceGenerator>, metrics: Metrics):
 const metricType = (typeUrl: string) => shortTypeName[typeUrl] ?? typeUrl;
 
 /** The xDS server's hooks: istiod's pilot_* metrics on the real path, and NACK attribution. */
-function xdsHooks(metrics: Metrics, rejections: RejectionTracker, pushStarted: Map<string, number>): DiscoveryHooks {
+function xdsHooks(metrics: Metrics, rejections: RejectionTracker, pushStarted: Map<string, number>, addresses: ProxyAddresses): DiscoveryHooks {
   const byVersion = new Map<string, number>();
   // Label children bound once per type: every response is counted, so no label hashing per call.
   const perType = new Map<string, { pushes: { inc(): void }; time: { observe(v: number): void }; size: { observe(v: number): void } }>();
@@ -467,9 +469,13 @@ function xdsHooks(metrics: Metrics, rejections: RejectionTracker, pushStarted: M
     metrics.xdsConnections.set({ version: v }, n);
   };
   return {
-    connected: (p) => count(p, 1),
+    connected: (p) => {
+      count(p, 1);
+      addresses.add(p);
+    },
     disconnected: (p) => {
       count(p, -1);
+      addresses.delete(p);
       rejections.disconnected(p);
     },
     responded: (_p, typeUrl, _version, bytes, seconds) => {

@@ -8,7 +8,7 @@ import { TypeUrl, decodeToJson, encodeJson as encode } from '@sextant/envoy';
 import { EndpointIndex, PushContext, isEndpointKind, type ProxyView } from '@sextant/model';
 import { edsNamesOf, generatorFor, routeNamesOf, translateConfig } from '@sextant/translate';
 import { ClassGenerators, pushRequest, type PushRequest, type WatchedResource, type XdsProxy } from '@sextant/xds';
-import { MeshTranslator, endpointScopes, meshScope, proxyClassKey } from './mesh.js';
+import { MeshTranslator, ProxyAddresses, endpointScopes, meshScope, proxyClassKey } from './mesh.js';
 
 const bookinfo = (f: string) => fileURLToPath(new URL(`../../../examples/bookinfo/${f}`, import.meta.url));
 
@@ -327,14 +327,42 @@ test('a new pod\'s address, at which no connected proxy runs yet, pushes nothing
   assert.deepEqual([...update.proxyAddresses], ['10.244.7.7']);
 
   // Its sidecar is not connected: no scope, so the class caches every other proxy shares are kept.
-  assert.deepEqual(endpointScopes(ctx, new Set(), update.proxyAddresses, gens, () => [productpage, other]), []);
+  const connected = new ProxyAddresses();
+  connected.add(productpage);
+  connected.add(other);
+  const at = (ip: string) => connected.has(ip);
+  assert.deepEqual(endpointScopes(ctx, new Set(), update.proxyAddresses, gens, at), []);
   // Connected, it is pushed its own configuration again, and no other proxy is.
   const newcomer = proxy(node('10.244.7.7', 'reviews-v1-new'), 20);
-  const [scope, ...rest] = endpointScopes(ctx, new Set(), update.proxyAddresses, gens, () => [productpage, newcomer]);
+  connected.add(newcomer);
+  const [scope, ...rest] = endpointScopes(ctx, new Set(), update.proxyAddresses, gens, at);
   assert.equal(rest.length, 0);
   assert.equal(scope!.full, true);
   assert.equal(scope!.affects!(newcomer), true);
   assert.equal(scope!.affects!(productpage), false);
+  // Its stream gone (a second one at the same address still open), then both gone: pushed, then not.
+  const again = proxy(node('10.244.7.7', 'reviews-v1-new'), 21);
+  connected.add(again);
+  connected.delete(newcomer);
+  assert.equal(endpointScopes(ctx, new Set(), update.proxyAddresses, gens, at).length, 1);
+  connected.delete(again);
+  assert.deepEqual(endpointScopes(ctx, new Set(), update.proxyAddresses, gens, at), []);
+});
+
+test('the connected proxies\' addresses: the node ID\'s and INSTANCE_IPS, counted per stream; a node that cannot be parsed adds none', () => {
+  const a = new ProxyAddresses();
+  const two = proxy(node('10.244.9.1', 'dual-1'), 30);
+  const withExtra = { ...two, metadata: { ...two.metadata, INSTANCE_IPS: '10.244.9.1,fd00::9:1' } };
+  a.add(withExtra);
+  assert.equal(a.has('10.244.9.1'), true);
+  assert.equal(a.has('fd00::9:1'), true);
+  a.delete(withExtra);
+  assert.equal(a.has('10.244.9.1'), false);
+  assert.equal(a.has('fd00::9:1'), false);
+  const broken = { ...two, id: 'not-a-node-id' };
+  a.add(broken);
+  a.delete(broken);
+  assert.equal(a.has('not-a-node-id'), false);
 });
 
 test('EnvoyFilters that select by proxy metadata or targetRefs split the class: each proxy gets its own patches', () => {

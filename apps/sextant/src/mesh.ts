@@ -507,6 +507,38 @@ function headlessServices(ctx: PushContext, keys: ReadonlySet<string>): Set<stri
 }
 
 /**
+ * The addresses the connected proxies run at (the node ID's and INSTANCE_IPS),
+ * counted per stream: the endpoint path asks whether a changed workload's
+ * address has a proxy with a lookup, not a walk over every connected proxy
+ * (a scale-up's new pod gets its address in an event of its own).
+ */
+export class ProxyAddresses {
+  private readonly streams = new Map<string, number>();
+  add(proxy: XdsProxy): void {
+    for (const ip of addressesOf(proxy)) this.streams.set(ip, (this.streams.get(ip) ?? 0) + 1);
+  }
+  delete(proxy: XdsProxy): void {
+    for (const ip of addressesOf(proxy)) {
+      const n = (this.streams.get(ip) ?? 0) - 1;
+      if (n > 0) this.streams.set(ip, n);
+      else this.streams.delete(ip);
+    }
+  }
+  has(address: string): boolean {
+    return this.streams.has(address);
+  }
+}
+
+/** A proxy's addresses as its view has them; none when its node cannot be parsed (such a proxy is served nothing). */
+function addressesOf(proxy: XdsProxy): string[] {
+  try {
+    return parseProxy(proxy.id, proxy.metadata).ipAddresses;
+  } catch {
+    return [];
+  }
+}
+
+/**
  * The endpoint path (no context built): EDS for the clusters of the services
  * whose endpoints changed in place, to the streams that watch them; for
  * headless services also clusters, listeners and name tables, to the proxies
@@ -515,7 +547,7 @@ function headlessServices(ctx: PushContext, keys: ReadonlySet<string>): Set<stri
  * serve), their proxies' clusters, listeners and routes again (class caches
  * keep what other proxies share: a changed proxy lands in another class).
  */
-export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, addresses: ReadonlySet<string>, gens: ClassGenerators<PushContext, ProxyView>, connected?: () => Iterable<XdsProxy>): PushScope[] {
+export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, addresses: ReadonlySet<string>, gens: ClassGenerators<PushContext, ProxyView>, connectedAt?: (address: string) => boolean): PushScope[] {
   const out: PushScope[] = [];
   if (services.size > 0) out.push({ full: false, edsClusters: edsClustersFor(services, ctx) });
   const headless = headlessServices(ctx, services);
@@ -540,7 +572,7 @@ export function endpointScopes(ctx: PushContext, services: ReadonlySet<string>, 
     const affects = (proxy: XdsProxy) => gens.view(proxy, ctx).ipAddresses.some((ip) => addresses.has(ip));
     // A workload no connected proxy runs at (a new pod: its sidecar connects after, and is resolved then) needs no
     // push; pushed to no one, it would still drop the class caches every proxy shares.
-    if (!connected || [...connected()].some(affects)) out.push({ full: true, types: new Set(types), resources: new Map(types.map((t) => [t, () => false])), affects });
+    if (!connectedAt || [...addresses].some(connectedAt)) out.push({ full: true, types: new Set(types), resources: new Map(types.map((t) => [t, () => false])), affects });
   }
   return out;
 }
