@@ -111,3 +111,42 @@ test('cluster-scoped objects are keyed without a namespace', () => {
   assert.deepEqual(c?.changed, [{ kind: 'Node', namespace: undefined, name: 'n1' }]);
   assert.equal(store.get('Node', undefined, 'n1'), node);
 });
+
+test('a change copies only its namespace: snapshots before it keep every namespace as it was, lists are per namespace and sorted, emptied namespaces go', () => {
+  const store = new ConfigStore();
+  store.apply({ source: 'k8s', events: [{ type: 'add', object: svc('b', 'ns1') }, { type: 'add', object: svc('a', 'ns1') }, { type: 'add', object: svc('z', 'ns2') }, { type: 'add', object: svc('y', 'ns0') }] });
+  const before = store.snapshot();
+  const ns2Before = before.list('Service', 'ns2');
+  store.apply({ source: 'k8s', events: [{ type: 'update', object: svc('a', 'ns1', 8080), old: svc('a', 'ns1') }, { type: 'add', object: svc('c', 'ns1') }] });
+  const after = store.snapshot();
+  // The earlier view: unchanged in the namespace the change touched, and in the others.
+  assert.deepEqual(before.list('Service', 'ns1').map((o) => `${o.metadata.name}:${(o.body as { spec: { ports: { port: number }[] } }).spec.ports[0]!.port}`), ['a:80', 'b:80']);
+  assert.equal(before.size(), 4);
+  // The new one: the namespace's objects sorted by name, every namespace in order, others the same objects.
+  assert.deepEqual(after.list('Service', 'ns1').map((o) => o.metadata.name), ['a', 'b', 'c']);
+  assert.deepEqual(after.list('Service').map((o) => `${o.metadata.namespace}/${o.metadata.name}`), ['ns0/y', 'ns1/a', 'ns1/b', 'ns1/c', 'ns2/z']);
+  assert.equal(after.get('Service', 'ns2', 'z'), before.get('Service', 'ns2', 'z'));
+  assert.deepEqual(after.list('Service', 'ns2'), ns2Before);
+  assert.deepEqual(after.list('Service', 'nowhere'), []);
+  assert.equal(after.size(), 5);
+  // A namespace emptied is gone from the lists, and a kind emptied from kinds().
+  store.apply({ source: 'k8s', events: [{ type: 'delete', object: svc('z', 'ns2') }] });
+  assert.deepEqual(store.list('Service', 'ns2'), []);
+  assert.equal(store.get('Service', 'ns2', 'z'), undefined);
+  assert.deepEqual(store.kinds(), ['Service']);
+  store.apply({ source: 'k8s', events: ['a', 'b', 'c'].map((n) => ({ type: 'delete' as const, object: svc(n, 'ns1') })).concat([{ type: 'delete', object: svc('y', 'ns0') }]) });
+  assert.deepEqual(store.kinds(), []);
+  assert.equal(store.size(), 0);
+  assert.equal(before.size(), 4);
+});
+
+test('namespace "" is no namespace, as in object keys: the later of the two in a batch is the one object', () => {
+  const store = new ConfigStore();
+  const scoped: ConfigObject = { kind: 'Thing', group: 'x', version: 'v1', metadata: { name: 'n' }, body: { a: 1 } };
+  const blank: ConfigObject = { kind: 'Thing', group: 'x', version: 'v1', metadata: { name: 'n', namespace: '' }, body: { a: 2 } };
+  store.apply({ source: 'k8s', events: [{ type: 'add', object: scoped }, { type: 'add', object: blank }] });
+  assert.equal(store.get('Thing', undefined, 'n'), blank);
+  assert.equal(store.get('Thing', '', 'n'), blank);
+  assert.deepEqual(store.list('Thing'), [blank]);
+  assert.equal(store.size(), 1);
+});

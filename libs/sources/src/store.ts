@@ -37,25 +37,54 @@ export interface ConfigStoreOptions {
   log?: Logger;
 }
 
-function nsName(namespace: string | undefined, name: string): string {
-  return namespace === undefined ? name : `${namespace}/${name}`;
-}
-
 function compareObjects(a: ConfigObject, b: ConfigObject): number {
   const an = a.metadata.namespace ?? '';
   const bn = b.metadata.namespace ?? '';
   return an < bn ? -1 : an > bn ? 1 : a.metadata.name < b.metadata.name ? -1 : a.metadata.name > b.metadata.name ? 1 : 0;
 }
 
-/** Objects of one kind. Replaced, never mutated, once a view may hold it. */
+/** The namespace key of cluster-scoped objects (no namespace can be this); "" is no namespace too, as in keyString. */
+const CLUSTER = '\u0000';
+type ByName = ReadonlyMap<string, ConfigObject>;
+
+/**
+ * Objects of one kind, by namespace, then name. Replaced, never mutated, once
+ * a view may hold it; a change copies only the namespaces it touches, so a Pod
+ * or EndpointSlice event costs its namespace's size, not the whole kind's.
+ */
 class KindTable {
   private sorted: ConfigObject[] | undefined;
-  constructor(readonly byKey: Map<string, ConfigObject>) {}
+  private sortedIn: Map<string, readonly ConfigObject[]> | undefined;
+  readonly size: number;
+  constructor(readonly byNamespace: ReadonlyMap<string, ByName>) {
+    let n = 0;
+    for (const m of byNamespace.values()) n += m.size;
+    this.size = n;
+  }
+  get(namespace: string | undefined, name: string): ConfigObject | undefined {
+    return this.byNamespace.get(namespace || CLUSTER)?.get(name);
+  }
   list(namespace?: string): readonly ConfigObject[] {
-    this.sorted ??= [...this.byKey.values()].sort(compareObjects);
-    return namespace === undefined ? this.sorted : this.sorted.filter((o) => o.metadata.namespace === namespace);
+    if (namespace === undefined) {
+      this.sorted ??= [...this.byNamespace.values()].flatMap((m) => [...m.values()]).sort(compareObjects);
+      return this.sorted;
+    }
+    let l = (this.sortedIn ??= new Map()).get(namespace);
+    if (!l) this.sortedIn.set(namespace, (l = [...(this.byNamespace.get(namespace || CLUSTER)?.values() ?? [])].sort(compareObjects)));
+    return l;
+  }
+  /** A table with `changes` (namespace → its new objects by name) over this one's. */
+  with(changes: ReadonlyMap<string, ByName>): KindTable {
+    const next = new Map(this.byNamespace);
+    for (const [ns, m] of changes) {
+      if (m.size > 0) next.set(ns, m);
+      else next.delete(ns);
+    }
+    return new KindTable(next);
   }
 }
+
+const EMPTY_TABLE = new KindTable(new Map());
 
 class View implements StoreView {
   constructor(
@@ -63,17 +92,17 @@ class View implements StoreView {
     private readonly tables: ReadonlyMap<string, KindTable>,
   ) {}
   get(kind: string, namespace: string | undefined, name: string): any {
-    return this.tables.get(kind)?.byKey.get(nsName(namespace, name));
+    return this.tables.get(kind)?.get(namespace, name);
   }
   list(kind: string, namespace?: string): readonly any[] {
     return this.tables.get(kind)?.list(namespace) ?? [];
   }
   kinds(): string[] {
-    return [...this.tables.keys()].filter((k) => this.tables.get(k)!.byKey.size > 0).sort();
+    return [...this.tables.keys()].filter((k) => this.tables.get(k)!.size > 0).sort();
   }
   size(): number {
     let n = 0;
-    for (const t of this.tables.values()) n += t.byKey.size;
+    for (const t of this.tables.values()) n += t.size;
     return n;
   }
 }
@@ -143,21 +172,25 @@ export class ConfigStore implements StoreView {
 
   private commit(source: string, touched: Map<string, ObjectKey>): StoreChange | undefined {
     const changed: ObjectKey[] = [];
-    const newTables = new Map<string, Map<string, ConfigObject>>();
+    // kind → namespace → that namespace's objects after the batch (copied from the current table once).
+    const newTables = new Map<string, Map<string, Map<string, ConfigObject>>>();
     for (const [ks, key] of touched) {
       const next = this.visible(ks);
-      const nk = nsName(key.namespace, key.name);
-      const prev = this.tables.get(key.kind)?.byKey.get(nk);
+      const table = this.tables.get(key.kind);
+      const prev = table?.get(key.namespace, key.name);
       if (prev === next || (prev && next && isDeepStrictEqual(prev, next))) continue;
-      let t = newTables.get(key.kind);
-      if (!t) newTables.set(key.kind, (t = new Map(this.tables.get(key.kind)?.byKey)));
-      if (next) t.set(nk, next);
-      else t.delete(nk);
+      let byNs = newTables.get(key.kind);
+      if (!byNs) newTables.set(key.kind, (byNs = new Map()));
+      const ns = key.namespace || CLUSTER;
+      let t = byNs.get(ns);
+      if (!t) byNs.set(ns, (t = new Map(table?.byNamespace.get(ns))));
+      if (next) t.set(key.name, next);
+      else t.delete(key.name);
       changed.push(key);
     }
     if (changed.length === 0) return undefined;
     const tables = new Map(this.tables);
-    for (const [kind, m] of newTables) tables.set(kind, new KindTable(m));
+    for (const [kind, byNs] of newTables) tables.set(kind, (this.tables.get(kind) ?? EMPTY_TABLE).with(byNs));
     this.tables = tables;
     this.rev += 1;
     this.current = new View(this.rev, tables);
