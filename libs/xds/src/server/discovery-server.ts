@@ -19,7 +19,7 @@ import { ControlPlaneSchema, create, toBinary } from '@sextant/envoy';
 import { enablePreFramedWrites } from '../frames.js';
 import { resolveLimits, type XdsLimits } from '../limits.js';
 import { adsServiceDefinition } from '../service.js';
-import type { ConnectionStatus, DiscoveryServerMetrics, DiscoveryServerOptions, PushRequest, StreamState, XdsProxy } from '../types.js';
+import type { ConnectionStatus, DiscoveryServerMetrics, DiscoveryServerOptions, PushRequest, StreamState } from '../types.js';
 import { Admission, listenAdmitting, type AdsListener } from './admission.js';
 import { bookkeeping, connectionStatuses, streamState, type ServerBookkeeping } from './debug.js';
 import { DeltaProtocol } from './delta.js';
@@ -156,11 +156,6 @@ export class DiscoveryServer {
   writesInFlight(): boolean {
     for (const c of this.streams.conns.values()) if (c.inflight > 0 && !c.closed) return true;
     return false;
-  }
-
-  /** The proxies of the open streams (those past their first request). */
-  *proxies(): IterableIterator<XdsProxy> {
-    for (const c of this.streams.conns.values()) if (c.proxy && !c.closed) yield c.proxy;
   }
 
   connections(): ConnectionStatus[] {
