@@ -74,3 +74,9 @@ function toMarkdown(report: { started: string; machine: Record<string, unknown>;
 }
 
 await main();
+// Everything a run starts is stopped by now, yet twice a harness sat idle after writing its report, its cluster
+// gone: whatever handle is left must not keep `make bench` waiting. Say what it was (for the next look), then exit.
+setTimeout(() => {
+  process.stderr.write(`bench: still open 10 s after the report (${process.getActiveResourcesInfo().join(', ')}); exiting\n`);
+  process.exit();
+}, 10_000).unref();
