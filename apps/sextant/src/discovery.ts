@@ -131,6 +131,8 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
   metrics.build.set({ component: 'pilot', tag: version }, 1);
   // Push behaviour lives in libs/xds (the push controller and the class cache); the mesh part is injected.
   const translator = new MeshTranslator();
+  // Where the connected proxies run: a workload change at an address no proxy runs at pushes nothing.
+  const proxyAddresses = new ProxyAddresses(translator);
   const context = () => controller.context;
   const generators = new ClassGenerators<Ctx, ProxyView>(translator, context, log.child({ component: 'translate' }));
   const secure: SecureServices = await startSecureServices(cfg, log.child({ component: 'ca' }), metrics, () => store, kubeExtras);
@@ -153,8 +155,6 @@ export async function startDaemon(cfg: DiscoveryConfig, log: Logger): Promise<Da
     },
   });
   const pushStarted = new Map<string, number>();
-  // Where the connected proxies run: a workload change at an address no proxy runs at pushes nothing.
-  const proxyAddresses = new ProxyAddresses();
   // Debug callers from outside the system namespace see only their own namespace (istiod: the mesh root namespace).
   const systemNamespace = () => meshConfig?.rootNamespace ?? cfg.namespace;
   const proxyState = (st: StreamState): ProxyState => ({

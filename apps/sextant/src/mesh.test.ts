@@ -327,7 +327,7 @@ test('a new pod\'s address, at which no connected proxy runs yet, pushes nothing
   assert.deepEqual([...update.proxyAddresses], ['10.244.7.7']);
 
   // Its sidecar is not connected: no scope, so the class caches every other proxy shares are kept.
-  const connected = new ProxyAddresses();
+  const connected = new ProxyAddresses(new MeshTranslator());
   connected.add(productpage);
   connected.add(other);
   const at = (ip: string) => connected.has(ip);
@@ -350,7 +350,7 @@ test('a new pod\'s address, at which no connected proxy runs yet, pushes nothing
 });
 
 test('the connected proxies\' addresses: the node ID\'s and INSTANCE_IPS, counted per stream; a node that cannot be parsed adds none', () => {
-  const a = new ProxyAddresses();
+  const a = new ProxyAddresses(new MeshTranslator());
   const two = proxy(node('10.244.9.1', 'dual-1'), 30);
   const withExtra = { ...two, metadata: { ...two.metadata, INSTANCE_IPS: '10.244.9.1,fd00::9:1' } };
   a.add(withExtra);

@@ -28,13 +28,18 @@ export class MeshTranslator implements ProxyTranslator<PushContext, ProxyView> {
     this.mosnIssues.set(proxy.connectionId, cur);
   }
 
-  resolve(proxy: XdsProxy, ctx: PushContext): ProxyView {
+  /** The proxy's node as parsed once per stream (throws ProxyParseError for a node that cannot be). */
+  parse(proxy: XdsProxy): ProxyView {
     let parsed = this.parsed.get(proxy);
     if (!parsed) {
       parsed = parseProxy(proxy.id, proxy.metadata, { cluster: proxy.node.cluster, extensions: proxy.node.extensions });
       this.parsed.set(proxy, parsed);
     }
-    return ctx.resolveProxy(parsed);
+    return parsed;
+  }
+
+  resolve(proxy: XdsProxy, ctx: PushContext): ProxyView {
+    return ctx.resolveProxy(this.parse(proxy));
   }
 
   classKey(typeUrl: string, view: ProxyView, ctx: PushContext, layer?: string): string | undefined {
@@ -514,11 +519,13 @@ function headlessServices(ctx: PushContext, keys: ReadonlySet<string>): Set<stri
  */
 export class ProxyAddresses {
   private readonly streams = new Map<string, number>();
+  /** `translator`: whose parse of each node (cached per stream) gives the addresses its views have. */
+  constructor(private readonly translator: Pick<MeshTranslator, 'parse'>) {}
   add(proxy: XdsProxy): void {
-    for (const ip of addressesOf(proxy)) this.streams.set(ip, (this.streams.get(ip) ?? 0) + 1);
+    for (const ip of this.addressesOf(proxy)) this.streams.set(ip, (this.streams.get(ip) ?? 0) + 1);
   }
   delete(proxy: XdsProxy): void {
-    for (const ip of addressesOf(proxy)) {
+    for (const ip of this.addressesOf(proxy)) {
       const n = (this.streams.get(ip) ?? 0) - 1;
       if (n > 0) this.streams.set(ip, n);
       else this.streams.delete(ip);
@@ -527,14 +534,13 @@ export class ProxyAddresses {
   has(address: string): boolean {
     return this.streams.has(address);
   }
-}
-
-/** A proxy's addresses as its view has them; none when its node cannot be parsed (such a proxy is served nothing). */
-function addressesOf(proxy: XdsProxy): string[] {
-  try {
-    return parseProxy(proxy.id, proxy.metadata).ipAddresses;
-  } catch {
-    return [];
+  /** None when the node cannot be parsed (such a proxy is served nothing). */
+  private addressesOf(proxy: XdsProxy): readonly string[] {
+    try {
+      return this.translator.parse(proxy).ipAddresses;
+    } catch {
+      return [];
+    }
   }
 }
 

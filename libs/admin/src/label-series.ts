@@ -7,8 +7,9 @@ import type { Metric, MetricObjectWithValues, MetricValueWithName, Registry } fr
  * `pilot_xds_pushes`, `pilot_xds_push_time`, `pilot_xds_config_size_bytes`);
  * through prom-client's labelled children each call rebuilt, validated and
  * hashed the labels: 6–9 µs per response in the daemon's CPU profiles, and an
- * endpoint change at N = 1,000 writes 1,000 responses. They are exposed through the same registry, in prom-client's
- * format (names, `le` buckets, `_sum`, `_count`), and reset with it.
+ * endpoint change at N = 1,000 writes 1,000 responses. They are exposed
+ * through the same registry, in prom-client's format (names, `le` buckets,
+ * `_sum`, `_count`), and reset with it.
  */
 abstract class LabelSeries<S> {
   readonly aggregator = 'sum' as const;
