@@ -634,7 +634,7 @@ export interface IstiodBenchReport {
   markdown: string;
 }
 
-function toMarkdown(r: Omit<IstiodBenchReport, 'markdown'>): string {
+export function toMarkdown(r: Omit<IstiodBenchReport, 'markdown'>): string {
   const out: string[] = [];
   out.push(
     `S = ${r.inputs.services} Services × R = ${r.inputs.replicas} replicas over ${NAMESPACES} namespaces; N = ${r.inputs.proxies.join(', ')} Delta sidecars; ` +
@@ -654,6 +654,17 @@ function toMarkdown(r: Omit<IstiodBenchReport, 'markdown'>): string {
       const vals = ordered.map((p) => planes[p]![k]!);
       const rt = ratio ? planes.sextant![k]! / planes.istiod![k]! : NaN;
       out.push(`| ${name} | ${vals.map((v) => (Number.isFinite(v) ? fmt(v) : '—')).join(' | ')}${ratio ? ` | ${k === 'undelivered' || !Number.isFinite(rt) ? '' : `${round(rt, 2)}×`} |` : ' |'}`);
+    }
+    out.push('');
+  }
+  // The medians hide the order: the first changes after a cold connect can differ from the rest (Sextant's JIT warm-up, docs/scale.md).
+  const withEndpoints = r.runs.filter((x) => x.changes.some((c) => c.kind === 'endpoint'));
+  if (withEndpoints.length) {
+    out.push('Endpoint changes one by one (EndpointSlice seen → proxy p50 / p99, ms, in the order they were made; the first follows the cold connect):', '');
+    const ms = (v: number | undefined) => (v === undefined || !Number.isFinite(v) ? '—' : String(Math.round(v)));
+    for (const x of withEndpoints) {
+      const figures = x.changes.filter((c) => c.kind === 'endpoint').map((c) => `${ms(c.seenP50Ms)} / ${ms(c.seenP99Ms)}`);
+      out.push(`- ${x.plane}, ${x.scope}, N = ${x.proxies}, run ${x.run}: ${figures.join(', ')}`);
     }
     out.push('');
   }
