@@ -45,6 +45,7 @@ function compareObjects(a: ConfigObject, b: ConfigObject): number {
 
 /** The namespace key of cluster-scoped objects (no namespace can be this); "" is no namespace too, as in keyString. */
 const CLUSTER = '\u0000';
+const namespaceKey = (namespace: string | undefined): string => namespace || CLUSTER;
 type ByName = ReadonlyMap<string, ConfigObject>;
 
 /**
@@ -62,7 +63,7 @@ class KindTable {
     this.size = n;
   }
   get(namespace: string | undefined, name: string): ConfigObject | undefined {
-    return this.byNamespace.get(namespace || CLUSTER)?.get(name);
+    return this.byNamespace.get(namespaceKey(namespace))?.get(name);
   }
   list(namespace?: string): readonly ConfigObject[] {
     if (namespace === undefined) {
@@ -70,7 +71,7 @@ class KindTable {
       return this.sorted;
     }
     let l = (this.sortedIn ??= new Map()).get(namespace);
-    if (!l) this.sortedIn.set(namespace, (l = [...(this.byNamespace.get(namespace || CLUSTER)?.values() ?? [])].sort(compareObjects)));
+    if (!l) this.sortedIn.set(namespace, (l = [...(this.byNamespace.get(namespaceKey(namespace))?.values() ?? [])].sort(compareObjects)));
     return l;
   }
   /** A table with `changes` (namespace → its new objects by name) over this one's. */
@@ -181,7 +182,7 @@ export class ConfigStore implements StoreView {
       if (prev === next || (prev && next && isDeepStrictEqual(prev, next))) continue;
       let byNs = newTables.get(key.kind);
       if (!byNs) newTables.set(key.kind, (byNs = new Map()));
-      const ns = key.namespace || CLUSTER;
+      const ns = namespaceKey(key.namespace);
       let t = byNs.get(ns);
       if (!t) byNs.set(ns, (t = new Map(table?.byNamespace.get(ns))));
       if (next) t.set(key.name, next);
