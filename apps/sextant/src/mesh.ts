@@ -506,7 +506,7 @@ function headlessServices(ctx: PushContext, keys: ReadonlySet<string>): Set<stri
   for (const key of keys) {
     const slash = key.indexOf('/');
     const hostname = key.slice(slash + 1);
-    if (ctx.servicesInNamespace(key.slice(0, slash)).some((s) => s.hostname === hostname && s.resolution === 'Passthrough')) out.add(hostname);
+    if (ctx.service(key.slice(0, slash), hostname)?.resolution === 'Passthrough') out.add(hostname);
   }
   return out;
 }

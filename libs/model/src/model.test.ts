@@ -121,6 +121,28 @@ test('sidecar scopes that see the same services share one list (what translation
   assert.notEqual(list('ns1'), list('ns3'));
 });
 
+test('services by namespace and by namespace and hostname: Kubernetes Services and ServiceEntry hosts, in allServices() order', () => {
+  const push = PushContext.build(
+    [
+      svc('z', 'ns1', '10.96.0.3', [{ name: 'http', port: 80 }]),
+      svc('a', 'ns1', '10.96.0.1', [{ name: 'http', port: 80 }]),
+      svc('a', 'ns2', '10.96.0.2', [{ name: 'http', port: 80 }]),
+      istio('ServiceEntry', 'ext', 'ns2', { hosts: ['a.ns1.svc.cluster.local', 'ext.example.com'], ports: [{ number: 80, name: 'http', protocol: 'HTTP' }], resolution: 'DNS' }),
+    ],
+    opts,
+  );
+  assert.deepEqual(push.servicesInNamespace('ns1').map((s) => s.hostname), ['a.ns1.svc.cluster.local', 'z.ns1.svc.cluster.local']);
+  // The ServiceEntry's host of ns1's Service is its own service in ns2.
+  assert.deepEqual(push.servicesInNamespace('ns2').map((s) => s.hostname), ['a.ns1.svc.cluster.local', 'a.ns2.svc.cluster.local', 'ext.example.com']);
+  assert.deepEqual(push.servicesInNamespace('ns9'), []);
+  assert.equal(push.service('ns1', 'a.ns1.svc.cluster.local')?.attributes.serviceRegistry, 'Kubernetes');
+  assert.equal(push.service('ns2', 'a.ns1.svc.cluster.local')?.attributes.serviceRegistry, 'External');
+  assert.equal(push.service('ns2', 'ext.example.com')?.resolution, 'DNSLB'); // Istio's model name for DNS resolution
+  assert.equal(push.service('ns1', 'ext.example.com'), undefined);
+  assert.equal(push.service('ns1', 'nope.ns1.svc.cluster.local'), undefined);
+  for (const s of push.allServices()) assert.equal(push.service(s.namespace, s.hostname), s);
+});
+
 test('a Sidecar with workloadSelector.labels applies to the pods it selects; ServiceEntry workloadSelector.labels picks pods', () => {
   const objects = [
     svc('a', 'ns1', '10.96.0.1', [{ name: 'http', port: 80 }]),

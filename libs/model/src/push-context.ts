@@ -27,6 +27,7 @@ import { checkReferences } from './validate-refs.js';
 const ISTIO_KINDS = ['VirtualService', 'DestinationRule', 'Gateway', 'Sidecar', 'ServiceEntry', 'EnvoyFilter', 'PeerAuthentication', 'AuthorizationPolicy', 'RequestAuthentication', 'Telemetry', 'WorkloadGroup'];
 
 const serviceKey = serviceKeyOf;
+const NO_SERVICES: readonly Service[] = [];
 
 class PushContextImpl implements PushContextShape {
   readonly version: string;
@@ -43,6 +44,8 @@ class PushContextImpl implements PushContextShape {
 
   private readonly services: Service[] = [];
   private readonly servicesByHost = new Map<string, Service[]>();
+  /** Services by namespace, in `services`' order (filled once it is sorted). */
+  private readonly servicesByNamespace = new Map<string, Service[]>();
   private readonly configIndex = new Map<string, ConfigIndex>();
   private readonly drs: DestinationRuleIndex;
   private readonly scopeCache = new Map<string, SidecarScope>();
@@ -126,6 +129,11 @@ class PushContextImpl implements PushContextShape {
       }
     }
     this.services.sort((a, b) => cmp(a.hostname, b.hostname) || cmp(a.namespace, b.namespace));
+    for (const svc of this.services) {
+      const l = this.servicesByNamespace.get(svc.namespace);
+      if (l) l.push(svc);
+      else this.servicesByNamespace.set(svc.namespace, [svc]);
+    }
     this.endpointUpdate = this.endpointIndex.setServices(indexed);
 
     this.drs = new DestinationRuleIndex(this.configs('DestinationRule'), this.domainSuffix, this.mesh.defaultDestinationRuleExportTo ?? ['*'], this.issues);
@@ -155,8 +163,12 @@ class PushContextImpl implements PushContextShape {
     return l[0];
   }
 
-  servicesInNamespace(namespace: string): Service[] {
-    return this.services.filter((s) => s.namespace === namespace);
+  servicesInNamespace(namespace: string): readonly Service[] {
+    return this.servicesByNamespace.get(namespace) ?? NO_SERVICES;
+  }
+
+  service(namespace: string, hostname: string): Service | undefined {
+    return this.servicesByHost.get(hostname)?.find((s) => s.namespace === namespace);
   }
 
   endpoints(service: Service, port: ServicePort, subsetLabels?: Record<string, string>): IstioEndpoint[] {

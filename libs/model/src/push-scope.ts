@@ -29,7 +29,7 @@ export function edsClustersFor(serviceKeys: Iterable<string>, ...contexts: PushC
     const namespace = key.slice(0, slash);
     const hostname = key.slice(slash + 1);
     for (const push of contexts) {
-      const svc = push.servicesInNamespace(namespace).find((s) => s.hostname === hostname);
+      const svc = push.service(namespace, hostname);
       if (!svc) continue;
       const subsets = new Set<string>();
       for (const r of push.configs('DestinationRule')) {

@@ -334,8 +334,10 @@ export interface PushContext {
   allServices(): Service[];
   /** The service for a hostname visible from a namespace (Kubernetes service in the same namespace wins). */
   serviceByHostname(hostname: string, fromNamespace?: string): Service | undefined;
-  /** Services in one namespace. */
-  servicesInNamespace(namespace: string): Service[];
+  /** Services in one namespace, in `allServices()` order (indexed: the endpoint path asks per changed service). */
+  servicesInNamespace(namespace: string): readonly Service[];
+  /** The service with this hostname in this namespace (a Kubernetes Service or a ServiceEntry host), if any. */
+  service(namespace: string, hostname: string): Service | undefined;
 
   /** Endpoints of one service port, optionally filtered by subset labels. */
   endpoints(service: Service, port: ServicePort, subsetLabels?: Record<string, string>): IstioEndpoint[];
