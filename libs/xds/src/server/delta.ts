@@ -9,7 +9,7 @@
 import type { DeltaDiscoveryRequest, EncodedResource } from '@sextant/envoy';
 import { layeredChanges } from '../cache/layered-map.js';
 import type { PushRequest } from '../types.js';
-import type { IncrementalShare } from './shared-frames.js';
+import type { IncrementalShare, SharedFrame } from './shared-frames.js';
 import type { ProtocolDeps } from './sotw.js';
 import type { Connection } from './stream.js';
 import { TypeState, legacyWildcardTypes } from './subscriptions.js';
@@ -57,42 +57,78 @@ export class DeltaProtocol {
   /**
    * Sends what differs between `out` and what the client has: changed or new
    * resources, and removals. `only` limits both to those names (incremental
-   * EDS); `forced` answers a first wildcard request even when it is empty.
-   * What the client then has is recorded as `out` itself whenever the two are
-   * equal (the usual case: a wildcard type, or EDS/RDS names that are all in
-   * `out`), so the streams of a class share one map instead of a copy each.
+   * EDS, newly subscribed names); `forced` answers a first wildcard request
+   * even when it is empty (never with `only`). What the client then has is
+   * recorded as `out` itself whenever the two are equal (the usual case: a
+   * wildcard type, or EDS/RDS names that are all in `out`), so the streams of
+   * a class share one map instead of a copy each.
    */
   respond(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string> | undefined, forced: boolean): void {
-    const all = st.wildcard || this.d.generators[st.typeUrl]?.answersQuery === true;
+    // Two paths: an endpoint change runs only the named one, so what V8 learnt of it is not undone by full pushes (or the reverse).
+    if (only) this.respondNamed(c, st, out, req, only);
+    else this.respondAll(c, st, out, req, forced);
+  }
+
+  /** Everything in `out` against what the client has (a full push, a request for the whole type). */
+  private respondAll(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, forced: boolean): void {
+    const all = this.answersAll(st);
     // What the client has and the new output are views of the same layer units: only names some unit changed can differ.
-    const layered = all && !only && !st.declared ? layeredChanges(st.sent, out) : undefined;
+    const layered = all && !st.declared ? layeredChanges(st.sent, out) : undefined;
     // Otherwise a full push walks everything: once for the streams that had the same and watch the same (a class).
-    const walk = !only && !layered && !st.declared ? fullWalk(out, st.sent, all ? undefined : st.names) : undefined;
-    let { toSend, removed } = walk ? (walk.diff ??= diffOf(st, out, only, layered, all)) : diffOf(st, out, only, layered, all);
-    // istiod's neverRemoveDelta (ECDS): nothing is sent as removed; unsubscribed names were forgotten on unsubscribe.
-    if (this.d.generators[st.typeUrl]?.neverRemoveDelta === true) removed = [];
+    const walk = !layered && !st.declared ? fullWalk(out, st.sent, all ? undefined : st.names) : undefined;
+    const diff = walk ? (walk.diff ??= diffOf(st, out, undefined, layered, all)) : diffOf(st, out, undefined, layered, all);
+    const toSend = diff.toSend;
+    const removed = this.neverRemoves(st) ? [] : diff.removed;
     if (toSend.length === 0 && removed.length === 0 && !(forced && !st.answered && all)) return;
-    const { frames, writer } = this.d;
-    let nonce: string;
-    // Incremental (changed endpoints, newly subscribed names): what streams with the same output and names share.
-    const share = only && !st.declared && removed.length === 0 ? frames.incrementalShare(req.version, out, only, st.typeUrl) : undefined;
+    const { frames } = this.d;
     // Everything in the output (a class's first response): one frame for the streams that get it.
     const whole = removed.length === 0 && toSend.length > 0 && toSend.length === out.size;
     let f = whole ? frames.deltaWhole(out, st.typeUrl, req.version, toSend, st.lastSeq) : undefined;
     // A full push's changes, the same for streams that had the same and see the same: one frame for them too.
-    if (!f && !whole && !only && !st.declared) f = frames.deltaDiff(out, st.sent, st.wildcard ? undefined : st.names, st.typeUrl, req.version, toSend, removed, st.lastSeq);
-    // Incremental: the streams of the share sent the same resources get one frame.
+    if (!f && !whole && !st.declared) f = frames.deltaDiff(out, st.sent, st.wildcard ? undefined : st.names, st.typeUrl, req.version, toSend, removed, st.lastSeq);
+    const nonce = this.write(c, st, out, req, f, whole, toSend, removed);
+    st.recordSent(walk ? (walk.after ??= this.after(st, out, undefined, undefined, all, toSend, removed)) : this.after(st, out, undefined, undefined, all, toSend, removed), nonce, req.version);
+  }
+
+  /** Only the names in `only` (changed endpoints, newly subscribed names): the others are as the client has them. */
+  private respondNamed(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, only: ReadonlySet<string>): void {
+    const all = this.answersAll(st);
+    const diff = diffOf(st, out, only, undefined, all);
+    const toSend = diff.toSend;
+    const removed = this.neverRemoves(st) ? [] : diff.removed;
+    if (toSend.length === 0 && removed.length === 0) return;
+    const { frames } = this.d;
+    // What streams with the same output and names share.
+    const share = !st.declared && removed.length === 0 ? frames.incrementalShare(req.version, out, only, st.typeUrl) : undefined;
+    const whole = removed.length === 0 && toSend.length > 0 && toSend.length === out.size;
+    let f = whole ? frames.deltaWhole(out, st.typeUrl, req.version, toSend, st.lastSeq) : undefined;
+    // The streams of the share sent the same resources get one frame.
     if (!f && !whole && share && toSend.length > 0) f = frames.deltaIncremental(share, toSend, st.typeUrl, req.version, st.lastSeq);
+    const nonce = this.write(c, st, out, req, f, whole, toSend, removed);
+    st.recordSent(this.after(st, out, only, share, all, toSend, removed), nonce, req.version);
+  }
+
+  private answersAll(st: TypeState): boolean {
+    return st.wildcard || this.d.generators[st.typeUrl]?.answersQuery === true;
+  }
+
+  /** istiod's neverRemoveDelta (ECDS): nothing is sent as removed; unsubscribed names were forgotten on unsubscribe. */
+  private neverRemoves(st: TypeState): boolean {
+    return this.d.generators[st.typeUrl]?.neverRemoveDelta === true;
+  }
+
+  /** Writes the shared frame `f`, else a message of the stream's own (in parts when it is a layered output whole); returns its nonce. */
+  private write(c: Connection, st: TypeState, out: ReadonlyMap<string, EncodedResource>, req: PushRequest, f: SharedFrame | undefined, whole: boolean, toSend: readonly EncodedResource[], removed: string[]): string {
+    const { frames, writer } = this.d;
     if (f) {
       st.lastSeq = f.seq;
-      nonce = f.nonce;
       writer.write(c, st, [f.frame]);
-    } else {
-      nonce = frames.nonce();
-      const parts = whole ? frames.deltaLayeredWhole(out, st.typeUrl, nonce, req.version) : undefined;
-      writer.write(c, st, parts ?? [frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed)]);
+      return f.nonce;
     }
-    st.recordSent(walk ? (walk.after ??= this.after(st, out, only, share, all, toSend, removed)) : this.after(st, out, only, share, all, toSend, removed), nonce, req.version);
+    const nonce = frames.nonce();
+    const parts = whole ? frames.deltaLayeredWhole(out, st.typeUrl, nonce, req.version) : undefined;
+    writer.write(c, st, parts ?? [frames.deltaMessage(st.typeUrl, nonce, req.version, toSend, removed)]);
+    return nonce;
   }
 
   /** What the client has after this response: `out` itself when equal (shared), else the stream's own map. */

@@ -68,9 +68,9 @@ export interface IncrementalShare {
   list: EncodedResource[];
   /** Key of `list` in the incremental frames (streams with other generator outputs but the same changes share the frame too). */
   key: string;
-  frame?: SharedFrame;
+  frame: SharedFrame | undefined;
   /** Delta responses carrying resources of `list` and nothing removed, by the names they carry ('' for all of `list`). */
-  deltaFrames?: Map<string, KeptFrame>;
+  deltaFrames: Map<string, KeptFrame> | undefined;
   merged: WeakMap<ReadonlyMap<string, EncodedResource>, ReadonlyMap<string, EncodedResource>>;
 }
 
@@ -247,7 +247,8 @@ export class FrameCache {
         const r = out.get(n);
         if (r) cand.push(r);
       }
-      share = { list: cand, key: incrementalKey(typeUrl, cand), merged: new WeakMap() };
+      // Every field from the start: one shape for every share (the per-stream code that reads them stays monomorphic).
+      share = { list: cand, key: incrementalKey(typeUrl, cand), frame: undefined, deltaFrames: undefined, merged: new WeakMap() };
       byNames.set(only, share);
     }
     return share;
