@@ -87,3 +87,36 @@ test('a push that rebuilds some names of a partial layer asks its filter about e
   assert.equal(asked.size, 40);
   assert.deepEqual([...new Set(asked.values())], [1], `each name asked once, not once per class: ${JSON.stringify([...asked].slice(0, 3))}`);
 });
+
+test('units are dropped after 32 full pushes that did not ask for them, and endpoint pushes do not count towards it', () => {
+  const CDS = TypeUrl.Cluster;
+  const RDS = TypeUrl.RouteConfiguration;
+  let builds = 0;
+  const translator: ProxyTranslator<object, object> = {
+    resolve: () => ({}),
+    classKey: () => 'one',
+    perName: new Set(),
+    build: () => {
+      builds++;
+      return [{ name: 'outbound|80||a.ns.svc.cluster.local', json: { name: 'outbound|80||a.ns.svc.cluster.local' } }];
+    },
+  };
+  const gens = new ClassGenerators(translator, () => ({}), silentLogger);
+  const cds = gens.generators([CDS])[CDS]!;
+  const watch = { typeUrl: CDS, wildcard: true, names: new Set<string>() };
+  const ask = (version: string) => cds.generate(proxy('a1'), watch, { full: true, version, reason: [] });
+  gens.advance({ full: true, version: 'v1', reason: ['initial'] });
+  const first = ask('v1');
+  assert.equal(builds, 1);
+
+  // A long run of endpoint changes, then an edit that concerns only routes: the class's clusters are still held.
+  for (let i = 0; i < 40; i++) gens.advance({ full: false, version: `v1/eds${i}`, reason: ['endpoints'], edsUpdates: new Set([`outbound|80||s${i}.ns.svc.cluster.local`]) });
+  gens.advance({ full: true, version: 'v2', reason: ['VirtualService'], types: new Set([RDS]) });
+  assert.equal(ask('v2'), first);
+  assert.equal(builds, 1, 'endpoint pushes made the class unit look unused');
+
+  // Full pushes that never ask for it: after 32 of them it goes, and the next request builds it again.
+  for (let i = 0; i < 33; i++) gens.advance({ full: true, version: `v3.${i}`, reason: ['VirtualService'], types: new Set([RDS]) });
+  assert.notEqual(ask('v4'), first);
+  assert.equal(builds, 2);
+});

@@ -5,7 +5,7 @@ import { EndpointCache } from './endpoint-cache.js';
 import { LayeredMap } from './layered-map.js';
 import { watchKey } from './watch-key.js';
 
-/** Pushes a unit may go unasked before it is dropped. */
+/** Full pushes a unit may go unasked before it is dropped (endpoint pushes ask for none). */
 const UNUSED_PUSHES = 32;
 
 /** One resource as translation built it: its name and Envoy's JSON form. */
@@ -137,15 +137,17 @@ export class ClassGenerators<Ctx extends object, View extends object> {
    * forgets only the clusters it names.
    */
   advance(req: PushRequest): void {
-    this.epoch++;
     this.builds = {};
     this.encoder.sweep();
-    this.evictUnused();
     if (!req.full) {
       if (req.edsUpdates) this.forgetEndpoints(req.edsUpdates);
       else this.forgetEndpoints(undefined);
       return;
     }
+    // Only full pushes ask for units: counting endpoint pushes too dropped every class's units after 32 endpoint
+    // changes, and the next edit then built each class whole again instead of what the edit changed.
+    this.epoch++;
+    this.evictUnused();
     // A full push may come at an unchanged context (a workload changed in place): resolve proxies again.
     this.resolved = new WeakMap();
     if (!req.types) {
@@ -384,7 +386,7 @@ export class ClassGenerators<Ctx extends object, View extends object> {
   }
 
   /**
-   * Units of classes no proxy asked for in the last UNUSED_PUSHES pushes
+   * Units of classes no proxy asked for in the last UNUSED_PUSHES full pushes
    * (their proxies left) go; a class still connected but not pushed that long
    * only rebuilds on its next request.
    */
