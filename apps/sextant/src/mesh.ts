@@ -504,9 +504,8 @@ export function meshScope(previous: PushContext, next: PushContext & Pick<PushCo
 function headlessServices(ctx: PushContext, keys: ReadonlySet<string>): Set<string> {
   const out = new Set<string>();
   for (const key of keys) {
-    const slash = key.indexOf('/');
-    const hostname = key.slice(slash + 1);
-    if (ctx.service(key.slice(0, slash), hostname)?.resolution === 'Passthrough') out.add(hostname);
+    const svc = ctx.serviceByKey(key);
+    if (svc?.resolution === 'Passthrough') out.add(svc.hostname);
   }
   return out;
 }

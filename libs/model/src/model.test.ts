@@ -121,7 +121,7 @@ test('sidecar scopes that see the same services share one list (what translation
   assert.notEqual(list('ns1'), list('ns3'));
 });
 
-test('services by namespace and by namespace and hostname: Kubernetes Services and ServiceEntry hosts, in allServices() order', () => {
+test('services by namespace and by namespace/hostname key: Kubernetes Services and ServiceEntry hosts, in allServices() order', () => {
   const push = PushContext.build(
     [
       svc('z', 'ns1', '10.96.0.3', [{ name: 'http', port: 80 }]),
@@ -135,12 +135,12 @@ test('services by namespace and by namespace and hostname: Kubernetes Services a
   // The ServiceEntry's host of ns1's Service is its own service in ns2.
   assert.deepEqual(push.servicesInNamespace('ns2').map((s) => s.hostname), ['a.ns1.svc.cluster.local', 'a.ns2.svc.cluster.local', 'ext.example.com']);
   assert.deepEqual(push.servicesInNamespace('ns9'), []);
-  assert.equal(push.service('ns1', 'a.ns1.svc.cluster.local')?.attributes.serviceRegistry, 'Kubernetes');
-  assert.equal(push.service('ns2', 'a.ns1.svc.cluster.local')?.attributes.serviceRegistry, 'External');
-  assert.equal(push.service('ns2', 'ext.example.com')?.resolution, 'DNSLB'); // Istio's model name for DNS resolution
-  assert.equal(push.service('ns1', 'ext.example.com'), undefined);
-  assert.equal(push.service('ns1', 'nope.ns1.svc.cluster.local'), undefined);
-  for (const s of push.allServices()) assert.equal(push.service(s.namespace, s.hostname), s);
+  assert.equal(push.serviceByKey('ns1/a.ns1.svc.cluster.local')?.attributes.serviceRegistry, 'Kubernetes');
+  assert.equal(push.serviceByKey('ns2/a.ns1.svc.cluster.local')?.attributes.serviceRegistry, 'External');
+  assert.equal(push.serviceByKey('ns2/ext.example.com')?.resolution, 'DNSLB'); // Istio's model name for DNS resolution
+  assert.equal(push.serviceByKey('ns1/ext.example.com'), undefined);
+  assert.equal(push.serviceByKey('ns1/nope.ns1.svc.cluster.local'), undefined);
+  for (const s of push.allServices()) assert.equal(push.serviceByKey(`${s.namespace}/${s.hostname}`), s);
 });
 
 test('a Sidecar with workloadSelector.labels applies to the pods it selects; ServiceEntry workloadSelector.labels picks pods', () => {

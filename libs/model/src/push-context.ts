@@ -46,6 +46,8 @@ class PushContextImpl implements PushContextShape {
   private readonly servicesByHost = new Map<string, Service[]>();
   /** Services by namespace, in `services`' order (filled once it is sorted). */
   private readonly servicesByNamespace = new Map<string, Service[]>();
+  /** Services by `namespace/hostname` (unique: a ServiceEntry host that repeats one is ignored when added). */
+  private readonly servicesByKey = new Map<string, Service>();
   private readonly configIndex = new Map<string, ConfigIndex>();
   private readonly drs: DestinationRuleIndex;
   private readonly scopeCache = new Map<string, SidecarScope>();
@@ -142,6 +144,7 @@ class PushContextImpl implements PushContextShape {
 
   private addService(svc: Service): void {
     this.services.push(svc);
+    this.servicesByKey.set(serviceKey(svc), svc);
     let l = this.servicesByHost.get(svc.hostname);
     if (!l) this.servicesByHost.set(svc.hostname, (l = []));
     l.push(svc);
@@ -167,8 +170,8 @@ class PushContextImpl implements PushContextShape {
     return this.servicesByNamespace.get(namespace) ?? NO_SERVICES;
   }
 
-  service(namespace: string, hostname: string): Service | undefined {
-    return this.servicesByHost.get(hostname)?.find((s) => s.namespace === namespace);
+  serviceByKey(key: string): Service | undefined {
+    return this.servicesByKey.get(key);
   }
 
   endpoints(service: Service, port: ServicePort, subsetLabels?: Record<string, string>): IstioEndpoint[] {

@@ -25,12 +25,10 @@ function sameServiceShape(a: Service, b: Service): boolean {
 export function edsClustersFor(serviceKeys: Iterable<string>, ...contexts: PushContext[]): Set<string> {
   const out = new Set<string>();
   for (const key of serviceKeys) {
-    const slash = key.indexOf('/');
-    const namespace = key.slice(0, slash);
-    const hostname = key.slice(slash + 1);
     for (const push of contexts) {
-      const svc = push.service(namespace, hostname);
+      const svc = push.serviceByKey(key);
       if (!svc) continue;
+      const hostname = svc.hostname;
       const subsets = new Set<string>();
       for (const r of push.configs('DestinationRule')) {
         if (!hostMatches(resolveShortName(String(r.spec.host ?? ''), r.namespace, push.domainSuffix), hostname)) continue;

@@ -336,8 +336,8 @@ export interface PushContext {
   serviceByHostname(hostname: string, fromNamespace?: string): Service | undefined;
   /** Services in one namespace, in `allServices()` order (indexed: the endpoint path asks per changed service). */
   servicesInNamespace(namespace: string): readonly Service[];
-  /** The service with this hostname in this namespace (a Kubernetes Service or a ServiceEntry host), if any. */
-  service(namespace: string, hostname: string): Service | undefined;
+  /** The service of a `namespace/hostname` key (the endpoint index's, serviceKeyOf): a Kubernetes Service or a ServiceEntry host. */
+  serviceByKey(key: string): Service | undefined;
 
   /** Endpoints of one service port, optionally filtered by subset labels. */
   endpoints(service: Service, port: ServicePort, subsetLabels?: Record<string, string>): IstioEndpoint[];
