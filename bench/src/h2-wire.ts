@@ -163,6 +163,21 @@ export class H2Connection {
 
   /** Writes what the windows allow of a stream's queue. */
   flush(s: H2Stream): void {
+    // The usual write, an ACK that fits the windows: its frame in one buffer, written once.
+    if (s.queue.length === 1) {
+      const head = s.queue[0]!;
+      const n = head.length;
+      if (n > 0 && n <= s.sendWindow && n <= this.connSendWindow && n <= this.peerMaxFrame) {
+        const b = Buffer.allocUnsafe(9 + n);
+        putFrameHeader(b, n, DATA, 0, s.id);
+        head.copy(b, 9);
+        s.sendWindow -= n;
+        this.connSendWindow -= n;
+        s.queue.length = 0;
+        this.socket.write(b);
+        return;
+      }
+    }
     const out: Buffer[] = [];
     while (s.queue.length > 0) {
       const head = s.queue[0]!;
@@ -355,13 +370,18 @@ const frameLength = (b: Buffer, at: number) => (b[at]! << 16) | (b[at + 1]! << 8
 
 function frameHeader(length: number, type: number, flags: number, stream: number): Buffer {
   const b = Buffer.allocUnsafe(9);
+  putFrameHeader(b, length, type, flags, stream);
+  return b;
+}
+
+/** Writes a frame header into the first 9 bytes of `b`. */
+function putFrameHeader(b: Buffer, length: number, type: number, flags: number, stream: number): void {
   b[0] = (length >>> 16) & 0xff;
   b[1] = (length >>> 8) & 0xff;
   b[2] = length & 0xff;
   b[3] = type;
   b[4] = flags;
   b.writeUInt32BE(stream & 0x7fffffff, 5);
-  return b;
 }
 
 function settingsPayload(pairs: Array<[number, number]>): Buffer {

@@ -36,7 +36,7 @@ import {
   type JsonValue,
 } from '@sextant/envoy';
 import { H2Connection, type H2Stream } from './h2-wire.js';
-import { Deframer, ackFrame, decodeDeltaResponse, fields, frame, retryDelay } from './istiod-wire.js';
+import { Deframer, ackFrame, decodeDeltaResponse, fields, frame, retryDelay, type DeltaResponse } from './istiod-wire.js';
 
 export interface ClientSpec {
   nodeId: string;
@@ -131,8 +131,14 @@ interface Watch {
   /** Called with the index of the client that received. */
   onArrival?: (index: number) => void;
 }
-const watches = new Map<string, Watch>();
-const watchKey = (typeUrl: string, name: string) => `${typeUrl}\n${name}`;
+/** Watches by type URL, then resource name: a response of a type nobody watches is not looked into. */
+const watches = new Map<string, Map<string, Watch>>();
+const watchOf = (typeUrl: string, name: string): Watch | undefined => watches.get(typeUrl)?.get(name);
+function unwatch(typeUrl: string, name: string): void {
+  const byName = watches.get(typeUrl);
+  byName?.delete(name);
+  if (byName?.size === 0) watches.delete(typeUrl);
+}
 
 // --- clients ---
 
@@ -281,8 +287,17 @@ class Client {
     const at = now();
     const res = decodeDeltaResponse(m);
     const t = res.typeUrl;
+    const watched = watches.get(t);
+    if (watched) this.record(watched, res, at);
+    // ACK first, as Envoy does, then move dependent subscriptions.
+    this.stream!.write(ackFrame(t, res.nonce));
+    this.follow(t, res, at);
+  }
+
+  /** Records the response's resources (and removals) that a watch is on. */
+  private record(watched: ReadonlyMap<string, Watch>, res: DeltaResponse, at: number): void {
     for (const r of res.resources) {
-      const w = watches.get(watchKey(t, r.name));
+      const w = watched.get(r.name);
       if (w) {
         // The message is a view valid only during this call. An await under way scans it now and lets it go (a copy
         // of route "80" per client was 1.2 GB per edit); before the await starts, what arrives is kept as a copy.
@@ -292,14 +307,16 @@ class Client {
       }
     }
     for (const name of res.removedResources) {
-      const w = watches.get(watchKey(t, name));
+      const w = watched.get(name);
       if (w) {
         w.seen[this.index]!.push([at, null]);
         w.onArrival?.(this.index);
       }
     }
-    // ACK first, as Envoy does, then move dependent subscriptions.
-    this.stream!.write(ackFrame(t, res.nonce));
+  }
+
+  /** What Envoy does after it ACKed: moves the EDS and RDS subscriptions the response changes, and notes readiness. */
+  private follow(t: string, res: DeltaResponse, at: number): void {
     if (t === TypeUrl.Cluster) {
       for (const r of res.resources) {
         const e = r.value.length ? edsName(r.name, r.value) : undefined;
@@ -388,7 +405,7 @@ function patterns(b64: string[]): Buffer[] {
 }
 
 function awaitDelivery(m: Extract<Msg, { op: 'await' }>): Promise<(number | null)[]> {
-  const w = watches.get(watchKey(m.typeUrl, m.name));
+  const w = watchOf(m.typeUrl, m.name);
   if (!w) throw new Error(`await without watch: ${m.typeUrl} ${m.name}`);
   const contains = patterns(m.contains);
   const notContains = patterns(m.notContains);
@@ -417,7 +434,7 @@ function awaitDelivery(m: Extract<Msg, { op: 'await' }>): Promise<(number | null
   return new Promise((resolve) => {
     const done = () => {
       clearTimeout(timer);
-      watches.delete(watchKey(m.typeUrl, m.name));
+      unwatch(m.typeUrl, m.name);
       resolve(times);
     };
     const timer = setTimeout(() => {
@@ -454,7 +471,9 @@ process.on('message', (m: Msg) => {
         const r = await open(m);
         process.send!({ op: 'opened', ...r, errors: errors.slice(0, 20) });
       } else if (m.op === 'watch') {
-        watches.set(watchKey(m.typeUrl, m.name), { typeUrl: m.typeUrl, name: m.name, seen: clients.map(() => []) });
+        let byName = watches.get(m.typeUrl);
+        if (!byName) watches.set(m.typeUrl, (byName = new Map()));
+        byName.set(m.name, { typeUrl: m.typeUrl, name: m.name, seen: clients.map(() => []) });
         process.send!({ op: 'watching' });
       } else if (m.op === 'await') {
         const times = await awaitDelivery(m);

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { DeltaDiscoveryRequestSchema, DeltaDiscoveryResponseSchema, TypeUrl, create, toBinary } from '@sextant/envoy';
-import { BufferPool, Deframer, ackFrame, decodeDeltaResponse, frame, retryDelay } from './istiod-wire.js';
+import { BufferPool, Deframer, ackFrame, decodeDeltaResponse, fields, frame, retryDelay } from './istiod-wire.js';
 
 /** Splits BUF into chunks of SIZE bytes, as HTTP/2 DATA frames deliver it. */
 function chunks(buf: Buffer, size: number): Buffer[] {
@@ -100,4 +100,30 @@ test('ackFrame: the bytes protobuf-es writes for the same ACK, framed', () => {
     const want = frame(toBinary(DeltaDiscoveryRequestSchema, create(DeltaDiscoveryRequestSchema, { typeUrl, responseNonce: nonce })));
     assert.deepEqual(ackFrame(typeUrl, nonce), want, `${typeUrl} ${nonce.slice(0, 8)}`);
   }
+});
+
+test('fields walks top-level fields, and a scan inside its callback does not move it', () => {
+  const msg = create(DeltaDiscoveryResponseSchema, {
+    systemVersionInfo: 'v1',
+    typeUrl: TypeUrl.Cluster,
+    resources: [
+      { name: 'a', version: 'h1', resource: { typeUrl: TypeUrl.Cluster, value: new Uint8Array([8, 3]) } },
+      { name: 'b', version: 'h2', resource: { typeUrl: TypeUrl.Cluster, value: new Uint8Array([8, 1]) } },
+    ],
+    nonce: 'n',
+  });
+  const seen: Array<[number, string]> = [];
+  fields(toBinary(DeltaDiscoveryResponseSchema, msg), (field, _wt, _v, bytes) => {
+    if (field !== 2 || !bytes) return seen.push([field, Buffer.from(bytes ?? []).toString()]);
+    let name = '';
+    fields(bytes, (rf, _rwt, _rv, rb) => rf === 3 && rb && (name = Buffer.from(rb).toString()));
+    return seen.push([field, name]);
+  });
+  assert.deepEqual(seen, [
+    [1, 'v1'],
+    [2, 'a'],
+    [2, 'b'],
+    [4, TypeUrl.Cluster],
+    [5, 'n'],
+  ]);
 });
