@@ -5,8 +5,8 @@
  *
  *  - `sextant`: the daemon, `node apps/sextant/bin/sextant.js discovery
  *    --kubeconfig …` with the flags and environment the Helm chart gives it
- *    (trust domain, domain suffix, namespace, pod name; every port on
- *    127.0.0.1, chosen by the kernel);
+ *    (trust domain, domain suffix, namespace, pod name, V8's helper threads
+ *    sized to the cores given; every port on 127.0.0.1, chosen by the kernel);
  *  - `sextant-istio-debounce`: the same with istiod's debounce (100 ms / 10 s,
  *    endpoint changes debounced too) instead of Sextant's defaults (not run unless ISTIOD_BENCH_PLANES names it);
  *  - `istiod`: Istio's pilot-discovery with GOMAXPROCS = the cores given and
@@ -58,6 +58,15 @@ export function warningSummary(lines: string[]): string {
   return [`streams turned away by the request rate limit: ${rateLimited}`, ...warn.map((l) => l.slice(0, 400))].join('\n');
 }
 
+/**
+ * The daemon's NODE_OPTIONS: V8's helper threads sized as the chart sizes
+ * them for a pod of CORES CPUs (`v8PoolSize`: the CPUs the event loop
+ * leaves, at least one), as istiod gets GOMAXPROCS = CORES; then EXTRA.
+ */
+export function sextantNodeOptions(cores: number, extra?: string): string {
+  return [`--v8-pool-size=${Math.max(1, cores - 1)}`, ...(extra ? [extra] : [])].join(' ');
+}
+
 /** The CPU list to pin a control plane to: the first CORES cores. */
 export function cpuList(cores: number): string {
   return cores <= 1 ? '0' : `0-${cores - 1}`;
@@ -77,7 +86,7 @@ export async function startPlane(name: PlaneName, kubeconfig: string, cores: num
       // ISTIOD_BENCH_SEXTANT_ARGS: extra daemon flags (space-separated), e.g. to compare debounce settings.
       args: ['--trust-domain', 'cluster.local', '--domain-suffix', 'cluster.local', '--namespace', 'istio-system', '--pod-name', 'sextant-bench', ...(name === 'sextant-istio-debounce' ? SEXTANT_ISTIO_DEBOUNCE_ARGS : []), ...(process.env.ISTIOD_BENCH_SEXTANT_ARGS ?? '').split(' ').filter(Boolean)],
       // ISTIOD_BENCH_SEXTANT_NODE_OPTIONS: Node options for the daemon alone (e.g. `--import bench/scripts/cpu-profile.mjs` for a profile of the run; Node refuses --cpu-prof in NODE_OPTIONS).
-      env: { POD_NAMESPACE: 'istio-system', POD_NAME: 'sextant-bench', ...(process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS ? { NODE_OPTIONS: process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS } : {}) },
+      env: { POD_NAMESPACE: 'istio-system', POD_NAME: 'sextant-bench', NODE_OPTIONS: sextantNodeOptions(cores, process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS) },
       readyTimeoutMs: 600_000,
     });
     pin(s.process.pid!, cpuList(cores));

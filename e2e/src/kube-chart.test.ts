@@ -55,6 +55,16 @@ describe('Helm chart and the validation webhook against a real API server', { sk
     }
   });
 
+  test("the daemon's NODE_OPTIONS sizes V8's helper threads (v8PoolSize); env's own NODE_OPTIONS replaces it", async () => {
+    const nodeOptions = async (extra: string[]) => {
+      const manifests = await helm(cluster.kubeconfig, ['template', 'sextant', chartDir, '-n', 'istio-system', '--show-only', 'templates/deployment.yaml', ...extra]);
+      return [...manifests.matchAll(/- name: NODE_OPTIONS\n\s+value: "?([^"\n]*)"?/g)].map((m) => m[1]);
+    };
+    assert.deepEqual(await nodeOptions([]), ['--v8-pool-size=1']);
+    assert.deepEqual(await nodeOptions(['--set', 'v8PoolSize=3']), ['--v8-pool-size=3']);
+    assert.deepEqual(await nodeOptions(['--set', 'env.NODE_OPTIONS=--max-old-space-size=2048']), ['--max-old-space-size=2048']);
+  });
+
   test('helm install creates the CRDs, Services and webhook configurations', async () => {
     await helm(cluster.kubeconfig, ['install', 'sextant', chartDir, '-n', 'istio-system', '--set', `webhooks.url=${url}`, '--set', `caBundle=${caBundle}`]);
     await waitForCrdsEstablished(cluster.kubeconfig, ['virtualservices.networking.istio.io', 'destinationrules.networking.istio.io']);
