@@ -233,10 +233,15 @@ function skipAt(buf: Buffer, wt: number): void {
   else throw new Error(`unsupported wire type ${wt}`);
 }
 
-/** One Resource message in [start, end): name 3, version 1, resource 2 (Any: value 2, a view). */
-function resourceAt(buf: Buffer, start: number, end: number): DeltaResource {
-  const r: DeltaResource = { name: '', version: '', value: EMPTY };
-  at = start;
+/** Where the bytes of the field `nextBytesField` found end. */
+let fieldEnd = 0;
+
+/**
+ * Moves `at` to the bytes of the next length-delimited field before `end`
+ * (fields of other wire types are skipped) and returns its number, its bytes
+ * ending at `fieldEnd`; 0 (no field has it) when there is none.
+ */
+function nextBytesField(buf: Buffer, end: number): number {
   while (at < end) {
     const tag = varintAt(buf);
     const wt = tag & 7;
@@ -245,27 +250,28 @@ function resourceAt(buf: Buffer, start: number, end: number): DeltaResource {
       continue;
     }
     const len = varintAt(buf);
+    fieldEnd = at + len;
+    return tag >>> 3;
+  }
+  return 0;
+}
+
+/** One Resource message in [start, end): name 3, version 1, resource 2 (Any: value 2, a view). */
+function resourceAt(buf: Buffer, start: number, end: number): DeltaResource {
+  const r: DeltaResource = { name: '', version: '', value: EMPTY };
+  at = start;
+  for (let field = nextBytesField(buf, end); field !== 0; field = nextBytesField(buf, end)) {
     const from = at;
-    at += len;
-    const field = tag >>> 3;
-    if (field === 3) r.name = text(buf, from, at);
-    else if (field === 1) r.version = text(buf, from, at);
+    const to = fieldEnd;
+    if (field === 3) r.name = text(buf, from, to);
+    else if (field === 1) r.version = text(buf, from, to);
     else if (field === 2) {
-      const after = at;
-      at = from;
-      while (at < after) {
-        const atag = varintAt(buf);
-        const awt = atag & 7;
-        if (awt !== 2) {
-          skipAt(buf, awt);
-          continue;
-        }
-        const alen = varintAt(buf);
-        if (atag >>> 3 === 2) r.value = buf.subarray(at, at + alen);
-        at += alen;
+      for (let af = nextBytesField(buf, to); af !== 0; af = nextBytesField(buf, to)) {
+        if (af === 2) r.value = buf.subarray(at, fieldEnd);
+        at = fieldEnd;
       }
-      at = after;
     }
+    at = to;
   }
   return r;
 }
@@ -288,17 +294,9 @@ export function decodeDeltaResponse(m: Uint8Array): DeltaResponse {
   const out: DeltaResponse = { typeUrl: '', nonce: '', systemVersionInfo: '', resources: [], removedResources: [] };
   const end = buf.length;
   at = 0;
-  while (at < end) {
-    const tag = varintAt(buf);
-    const wt = tag & 7;
-    if (wt !== 2) {
-      skipAt(buf, wt);
-      continue;
-    }
-    const len = varintAt(buf);
+  for (let field = nextBytesField(buf, end); field !== 0; field = nextBytesField(buf, end)) {
     const from = at;
-    const to = from + len;
-    const field = tag >>> 3;
+    const to = fieldEnd;
     if (field === 2) out.resources.push(resourceAt(buf, from, to));
     else if (field === 4) out.typeUrl = text(buf, from, to);
     else if (field === 5) out.nonce = text(buf, from, to);
