@@ -161,35 +161,30 @@ export class H2Connection {
     this.socket.destroy();
   }
 
-  /** Writes what the windows allow of a stream's queue. */
+  /** Writes what the windows allow of a stream's queue: its DATA frames in one buffer, one socket write (an ACK is one frame). */
   flush(s: H2Stream): void {
-    // The usual write, an ACK that fits the windows: its frame in one buffer, written once.
-    if (s.queue.length === 1) {
-      const head = s.queue[0]!;
-      const n = head.length;
-      if (n > 0 && n <= s.sendWindow && n <= this.connSendWindow && n <= this.peerMaxFrame) {
-        const b = Buffer.allocUnsafe(9 + n);
-        putFrameHeader(b, n, DATA, 0, s.id);
-        head.copy(b, 9);
-        s.sendWindow -= n;
-        this.connSendWindow -= n;
-        s.queue.length = 0;
-        this.socket.write(b);
-        return;
-      }
-    }
-    const out: Buffer[] = [];
+    const chunks: Buffer[] = [];
+    let size = 0;
     while (s.queue.length > 0) {
       const head = s.queue[0]!;
       const n = Math.min(head.length, s.sendWindow, this.connSendWindow, this.peerMaxFrame);
       if (n <= 0 && head.length > 0) break;
-      out.push(frameHeader(n, DATA, 0, s.id), n === head.length ? head : head.subarray(0, n));
+      chunks.push(n === head.length ? head : head.subarray(0, n));
+      size += 9 + n;
       s.sendWindow -= n;
       this.connSendWindow -= n;
       if (n === head.length) s.queue.shift();
       else s.queue[0] = head.subarray(n);
     }
-    if (out.length > 0) this.socket.write(out.length === 1 ? out[0]! : Buffer.concat(out));
+    if (chunks.length === 0) return;
+    const b = Buffer.allocUnsafe(size);
+    let p = 0;
+    for (const c of chunks) {
+      putFrameHeader(b, p, c.length, DATA, 0, s.id);
+      c.copy(b, p + 9);
+      p += 9 + c.length;
+    }
+    this.socket.write(b);
   }
 
   /** Bytes read into the shared buffer: every whole frame is handled now, the start of an unfinished one is copied. */
@@ -370,18 +365,18 @@ const frameLength = (b: Buffer, at: number) => (b[at]! << 16) | (b[at + 1]! << 8
 
 function frameHeader(length: number, type: number, flags: number, stream: number): Buffer {
   const b = Buffer.allocUnsafe(9);
-  putFrameHeader(b, length, type, flags, stream);
+  putFrameHeader(b, 0, length, type, flags, stream);
   return b;
 }
 
-/** Writes a frame header into the first 9 bytes of `b`. */
-function putFrameHeader(b: Buffer, length: number, type: number, flags: number, stream: number): void {
-  b[0] = (length >>> 16) & 0xff;
-  b[1] = (length >>> 8) & 0xff;
-  b[2] = length & 0xff;
-  b[3] = type;
-  b[4] = flags;
-  b.writeUInt32BE(stream & 0x7fffffff, 5);
+/** Writes a frame header into the 9 bytes of `b` from `at`. */
+function putFrameHeader(b: Buffer, at: number, length: number, type: number, flags: number, stream: number): void {
+  b[at] = (length >>> 16) & 0xff;
+  b[at + 1] = (length >>> 8) & 0xff;
+  b[at + 2] = length & 0xff;
+  b[at + 3] = type;
+  b[at + 4] = flags;
+  b.writeUInt32BE(stream & 0x7fffffff, at + 5);
 }
 
 function settingsPayload(pairs: Array<[number, number]>): Buffer {
@@ -395,7 +390,7 @@ function settingsPayload(pairs: Array<[number, number]>): Buffer {
 
 function windowUpdate(stream: number, increment: number): Buffer {
   const b = Buffer.allocUnsafe(13);
-  frameHeader(4, WINDOW_UPDATE, 0, stream).copy(b, 0);
+  putFrameHeader(b, 0, 4, WINDOW_UPDATE, 0, stream);
   b.writeUInt32BE(increment & 0x7fffffff, 9);
   return b;
 }

@@ -334,7 +334,7 @@ export interface PushContext {
   allServices(): Service[];
   /** The service for a hostname visible from a namespace (Kubernetes service in the same namespace wins). */
   serviceByHostname(hostname: string, fromNamespace?: string): Service | undefined;
-  /** Services in one namespace, in `allServices()` order (indexed: the endpoint path asks per changed service). */
+  /** Services in one namespace, in `allServices()` order (indexed: proxy dependencies ask per changed Service or ServiceEntry). */
   servicesInNamespace(namespace: string): readonly Service[];
   /** The service of a `namespace/hostname` key (the endpoint index's, serviceKeyOf): a Kubernetes Service or a ServiceEntry host. */
   serviceByKey(key: string): Service | undefined;
