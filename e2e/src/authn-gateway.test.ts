@@ -17,6 +17,7 @@
 import assert from 'node:assert/strict';
 import { createSign, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { createServer, type Server } from 'node:http';
+import { createServer as createNetServer, type Server as NetServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { freePort, httpGet, startHttpBackend, until, type HttpBackend } from './backends.js';
 import { startEnvoy, type RunningEnvoy } from './envoy.js';
@@ -51,11 +52,23 @@ function jwt(s: Signer, claims: Record<string, unknown>): string {
   return `${head}.${body}.${sig}`;
 }
 
-/** A loopback server answering GET /jwks with a JWKS; stop() and start() again on the same port simulate an outage. */
+/**
+ * A loopback server answering GET /jwks with a JWKS; stop() and start() again on the same port simulate an outage.
+ * Until start(), and after stop(), the port is held by a listener that drops every connection: a port left
+ * unbound for the test's first minute was once taken by another process's connection (EADDRINUSE on start).
+ */
 async function jwksServer(jwks: string, port: number) {
   let server: Server | undefined;
   let hits = 0;
+  let holder: NetServer | undefined;
+  const hold = async () => {
+    holder = createNetServer((socket) => socket.destroy());
+    await new Promise<void>((r) => holder!.listen(port, '127.0.0.1', () => r()));
+  };
+  const release = () => new Promise<void>((r) => (holder ? holder.close(() => r()) : r()));
+  await hold();
   const start = async () => {
+    await release();
     server = createServer((req, res) => {
       hits++;
       if (req.url === '/jwks') res.writeHead(200, { 'content-type': 'application/json' }).end(jwks);
@@ -67,7 +80,15 @@ async function jwksServer(jwks: string, port: number) {
     url: `http://127.0.0.1:${port}/jwks`,
     start,
     hits: () => hits,
-    stop: () => new Promise<void>((r) => (server ? server.close(() => r()) : r())),
+    stop: async () => {
+      await new Promise<void>((r) => (server ? server.close(() => r()) : r()));
+      await hold();
+    },
+    /** Frees the port for good. */
+    close: async () => {
+      await new Promise<void>((r) => (server?.listening ? server.close(() => r()) : r()));
+      await release();
+    },
   };
 }
 
@@ -140,8 +161,8 @@ describe('RequestAuthentication on an Envoy gateway with real JWTs', { skip: ski
     await envoy?.stop();
     await sextant?.stop();
     await web?.close();
-    await jwks?.stop();
-    await downJwks?.stop();
+    await jwks?.close();
+    await downJwks?.close();
     cfg?.remove();
   });
 
