@@ -5,7 +5,7 @@ import { splitNodeId } from '@sextant/api';
 import { parseProxy, ProxyParseError } from './proxy.js';
 import { protocolForKubePort } from './protocol.js';
 import { PushContext } from './push-context.js';
-import { pushScope } from './push-scope.js';
+import { edsClustersFor, pushScope } from './push-scope.js';
 import { EndpointIndex } from './endpoint-index.js';
 
 const opts = { domainSuffix: 'cluster.local', trustDomain: 'cluster.local', version: 'v1' };
@@ -194,6 +194,40 @@ test('pushScope: a ServiceEntry change that only moves EDS endpoints is EDS-only
   assert.equal(pushScope(before, after, [{ kind: 'VirtualService', namespace: 'default', name: 'r' }], after.endpointUpdate).full, true);
   const changedPorts = PushContext.build([svc('r', 'default', '10.96.0.1', [{ name: 'http', port: 81 }])], opts);
   assert.equal(pushScope(before, changedPorts, [{ kind: 'ServiceEntry', namespace: 'default', name: 'x' }], changedPorts.endpointUpdate).full, true);
+});
+
+test('edsClustersFor: the default cluster of each port and one per subset of every DestinationRule whose host matches', () => {
+  const push = PushContext.build(
+    [
+      svc('r', 'default', '10.96.0.1', [{ name: 'http', port: 80 }, { name: 'grpc', port: 9090 }]),
+      istio('ServiceEntry', 'wild', 'default', { hosts: ['*.wild.example.com'], ports: [{ number: 443, name: 'tls', protocol: 'TLS' }], resolution: 'STATIC', endpoints: [{ address: '10.0.0.1' }] }),
+      // A short host resolves in the rule's namespace; another namespace's rule counts whatever it exports to.
+      istio('DestinationRule', 'r', 'default', { host: 'r', subsets: [{ name: 'v1', labels: { v: '1' } }] }),
+      istio('DestinationRule', 'r-other', 'other', { host: 'r.default.svc.cluster.local', exportTo: ['.'], subsets: [{ name: 'v2', labels: { v: '2' } }] }),
+      istio('DestinationRule', 'r-selected', 'default', { host: 'r', workloadSelector: { matchLabels: { app: 'x' } }, subsets: [{ name: 'v3', labels: { v: '3' } }] }),
+      istio('DestinationRule', 'all-svc', 'default', { host: '*.svc.cluster.local', subsets: [{ name: 'any', labels: { v: 'a' } }] }),
+      // Not r's: a short host of another namespace, another service.
+      istio('DestinationRule', 'r-short-elsewhere', 'other', { host: 'r', subsets: [{ name: 'no1', labels: { v: 'x' } }] }),
+      // The wildcard ServiceEntry host matches an exact rule host under it, and a wider wildcard rule.
+      istio('DestinationRule', 'a-wild', 'default', { host: 'a.wild.example.com', subsets: [{ name: 'w1', labels: { v: '1' } }] }),
+      istio('DestinationRule', 'wider', 'default', { host: '*.example.com', subsets: [{ name: 'w2', labels: { v: '2' } }] }),
+    ],
+    opts,
+  );
+  assert.deepEqual([...edsClustersFor(['default/r.default.svc.cluster.local'], push)].sort(), [
+    'outbound|80|any|r.default.svc.cluster.local',
+    'outbound|80|v1|r.default.svc.cluster.local',
+    'outbound|80|v2|r.default.svc.cluster.local',
+    'outbound|80|v3|r.default.svc.cluster.local',
+    'outbound|80||r.default.svc.cluster.local',
+    'outbound|9090|any|r.default.svc.cluster.local',
+    'outbound|9090|v1|r.default.svc.cluster.local',
+    'outbound|9090|v2|r.default.svc.cluster.local',
+    'outbound|9090|v3|r.default.svc.cluster.local',
+    'outbound|9090||r.default.svc.cluster.local',
+  ]);
+  assert.deepEqual([...edsClustersFor(['default/*.wild.example.com'], push)].sort(), ['outbound|443|w1|*.wild.example.com', 'outbound|443|w2|*.wild.example.com', 'outbound|443||*.wild.example.com']);
+  assert.deepEqual([...edsClustersFor(['default/missing.default.svc.cluster.local'], push)], []);
 });
 
 test('pushScope: endpoints of a ServiceEntry with resolution NONE are per-pod listeners on sidecars, so moving them is a full push', () => {

@@ -241,6 +241,10 @@ class PushContextImpl implements PushContextShape {
     return this.drs.lookup(proxy.namespace, direction === 'outbound' ? proxy.labels : undefined, hostname, svcNs, this.mesh.rootNamespace);
   }
 
+  destinationRuleSubsets(hostname: string): ReadonlySet<string> {
+    return this.drs.subsetNames(hostname);
+  }
+
   /** The merged rule for a host as seen from a namespace (no proxy labels): used for reference checks. */
   destinationRuleForNamespace(namespace: string, hostname: string): MergedDestinationRule | undefined {
     const svcNs = this.serviceByHostname(hostname, namespace)?.namespace;

@@ -1,7 +1,6 @@
 import type { ObjectKey } from '@sextant/api';
 import type { EndpointUpdate } from './endpoint-index.js';
 import { isEndpointKind } from './endpoint-index.js';
-import { hostMatches, resolveShortName } from './labels.js';
 import { configKeysOf, proxyDependsOn } from './proxy-dependencies.js';
 import type { PushContext, PushScope, Service } from './types.js';
 
@@ -29,11 +28,7 @@ export function edsClustersFor(serviceKeys: Iterable<string>, ...contexts: PushC
       const svc = push.serviceByKey(key);
       if (!svc) continue;
       const hostname = svc.hostname;
-      const subsets = new Set<string>();
-      for (const r of push.configs('DestinationRule')) {
-        if (!hostMatches(resolveShortName(String(r.spec.host ?? ''), r.namespace, push.domainSuffix), hostname)) continue;
-        for (const s of (r.spec.subsets ?? []) as Array<{ name: string }>) subsets.add(s.name);
-      }
+      const subsets = push.destinationRuleSubsets(hostname);
       for (const port of svc.ports) {
         out.add(`outbound|${port.port}||${hostname}`);
         for (const s of subsets) out.add(`outbound|${port.port}|${s}|${hostname}`);

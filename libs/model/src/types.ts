@@ -355,6 +355,8 @@ export interface PushContext {
   /** The merged DestinationRule for a host as seen from the proxy's namespace. */
   /** `inbound`: rules with a workloadSelector are skipped (istiod honours them for outbound config only). */
   destinationRule(proxy: ProxyView, hostname: string, direction?: 'outbound' | 'inbound'): MergedDestinationRule | undefined;
+  /** Subset names of every DestinationRule whose host matches, in any namespace, whatever it exports to (the EDS clusters of the host). */
+  destinationRuleSubsets(hostname: string): ReadonlySet<string>;
   /**
    * VirtualServices visible to the proxy. With `gateways` given, those bound to
    * any of them (`namespace/name`, or `mesh` for sidecars — the default).
