@@ -5,7 +5,7 @@ SHELL := /bin/bash
 export SEXTANT_CACHE ?= $(HOME)/.cache/sextant
 NODE_MODULES_STAMP := node_modules/.package-lock.json
 
-.PHONY: all deps gen re2 build crds run test test-unit test-e2e bench tools tools-envoy tools-k8s tools-istio tools-mosn cluster-up cluster-down clean
+.PHONY: all deps gen re2 build crds run test test-unit test-e2e bench tools tools-envoy tools-k8s tools-istio tools-mosn tools-node cluster-up cluster-down clean
 
 all: build
 
@@ -33,7 +33,7 @@ crds: build
 	node libs/api/scripts/gen-crds.mjs
 
 # Real components the tests run against, cached by version under $(SEXTANT_CACHE).
-tools: tools-envoy tools-k8s tools-istio tools-mosn
+tools: tools-envoy tools-k8s tools-istio tools-mosn tools-node
 tools-envoy:
 	scripts/install-envoy.sh
 tools-k8s:
@@ -42,6 +42,8 @@ tools-istio:
 	scripts/install-istio.sh
 tools-mosn:
 	scripts/install-mosn.sh
+tools-node:
+	scripts/install-node.sh
 
 cluster-up: tools-k8s
 	scripts/cluster.sh up
