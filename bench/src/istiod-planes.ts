@@ -16,7 +16,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
-import { startIstiod, startSextant } from '@sextant/e2e';
+import { join } from 'node:path';
+import { cacheDir, startIstiod, startSextant } from '@sextant/e2e';
 
 export type PlaneName = 'sextant' | 'sextant-istio-debounce' | 'istiod' | 'istiod-unlimited';
 export const PLANES: PlaneName[] = ['sextant', 'istiod', 'istiod-unlimited'];
@@ -77,6 +78,20 @@ function pin(pid: number, cpus: string): void {
   spawnSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
 }
 
+/**
+ * The Node.js binary the daemon runs on, and its version: ISTIOD_BENCH_SEXTANT_NODE, else Node 24 as `make tools`
+ * installs it (scripts/install-node.sh; an LTS line in support, where Node 20's support ended in April 2026), else the
+ * harness's own. The harness and its simulated proxies run on the harness's Node whatever this is.
+ */
+export function sextantNode(env: NodeJS.ProcessEnv = process.env): { path: string; version: string } {
+  const installed = join(cacheDir, 'bin', 'node24');
+  const path = env.ISTIOD_BENCH_SEXTANT_NODE || (existsSync(installed) ? installed : process.execPath);
+  if (path === process.execPath) return { path, version: process.version };
+  const r = spawnSync(path, ['--version'], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`ISTIOD_BENCH_SEXTANT_NODE=${path}: \`--version\` failed (${r.error?.message ?? r.stderr.trim()})`);
+  return { path, version: r.stdout.trim() };
+}
+
 export async function startPlane(name: PlaneName, kubeconfig: string, cores: number): Promise<RunningPlane> {
   const t0 = Date.now();
   if (name === 'sextant' || name === 'sextant-istio-debounce') {
@@ -88,6 +103,7 @@ export async function startPlane(name: PlaneName, kubeconfig: string, cores: num
       // ISTIOD_BENCH_SEXTANT_NODE_OPTIONS: Node options for the daemon alone (e.g. `--import bench/scripts/cpu-profile.mjs` for a profile of the run; Node refuses --cpu-prof in NODE_OPTIONS).
       env: { POD_NAMESPACE: 'istio-system', POD_NAME: 'sextant-bench', NODE_OPTIONS: sextantNodeOptions(cores, process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS) },
       readyTimeoutMs: 600_000,
+      node: sextantNode().path,
     });
     pin(s.process.pid!, cpuList(cores));
     return {

@@ -41,7 +41,7 @@ import { podNode, type PodLike } from '@sextant/xds/compare';
 import type { ClientSpec } from './istiod-clients.js';
 import { Kube, type KubeObject } from './istiod-kube.js';
 import { NAMESPACES, SHARED_NAMESPACE, destinationRule, hasDestinationRule, hasVirtualService, istioConfig, namespaces, serviceRef, sidecars, virtualService, workloads, type MeshSize } from './istiod-mesh.js';
-import { PLANES, cpuList, cpuSeconds, memory, sextantNodeOptions, startPlane, ISTIOD_UNLIMITED_ENV, type PlaneName, type RunningPlane } from './istiod-planes.js';
+import { PLANES, cpuList, cpuSeconds, memory, sextantNode, sextantNodeOptions, startPlane, ISTIOD_UNLIMITED_ENV, type PlaneName, type RunningPlane } from './istiod-planes.js';
 
 const now = () => performance.timeOrigin + performance.now();
 const round = (x: number, d = 1) => (Number.isFinite(x) ? Math.round(x * 10 ** d) / 10 ** d : x);
@@ -734,7 +734,7 @@ function buildReport(opts: IstiodBenchOptions, runs: PlaneRun[], failures: Istio
   }
   const notes = [
     'One local cluster (scripts/cluster.sh: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) for every run; pods are kwok pods of Deployments, EndpointSlices come from the real EndpointSlice controller.',
-    `Sextant runs as the daemon (\`node apps/sextant/bin/sextant.js discovery --kubeconfig …\` with the chart's flags, and NODE_OPTIONS=${sextantNodeOptions(opts.cores)} as the chart's v8PoolSize gives a pod of ${opts.cores} CPUs); istiod is` +
+    `Sextant runs as the daemon (\`node apps/sextant/bin/sextant.js discovery --kubeconfig …\` on Node ${sextantNode().version} with the chart's flags, and NODE_OPTIONS=${sextantNodeOptions(opts.cores)} as the chart's v8PoolSize gives a pod of ${opts.cores} CPUs); istiod is` +
       " `pilot-discovery discovery --kubeconfig …` with GOMAXPROCS = the cores given; 'limits lifted' adds " +
       Object.entries(ISTIOD_UNLIMITED_ENV).map(([k, v]) => `${k}=${v}`).join(', ') + '.',
     `The clients run in ${clientProcs()} separate processes on the same machine (ISTIOD_BENCH_CLIENT_PROCS; they compete for the same cores; their CPU is not the control plane's, and is shown under it). Each client is one HTTP/2 connection from its own loopback address with one Delta ADS stream, node ID and metadata of a real pod of the mesh.`,

@@ -36,6 +36,8 @@ export interface StartSextantOptions {
   cwd?: string;
   /** How long to wait for /ready. */
   readyTimeoutMs?: number;
+  /** The Node.js binary to run the daemon with (default: the one running the test). */
+  node?: string;
 }
 
 /**
@@ -49,7 +51,7 @@ export async function startSextant(opts: StartSextantOptions): Promise<RunningSe
   if (opts.configDir) args.push('--config-dir', opts.configDir);
   if (opts.kubeconfig) args.push('--kubeconfig', opts.kubeconfig);
   args.push(...(opts.args ?? []));
-  const child = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...opts.env }, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
+  const child = spawn(opts.node ?? process.execPath, args, { stdio: ['ignore', 'inherit', 'pipe'], env: { ...process.env, ...opts.env }, ...(opts.cwd ? { cwd: opts.cwd } : {}) });
   const logs: Array<Record<string, unknown>> = [];
   const lines: string[] = [];
   const waiters: Array<{ match: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void; fail: () => void }> = [];
