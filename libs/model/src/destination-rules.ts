@@ -129,8 +129,8 @@ export class DestinationRuleIndex {
    * The subset names of every rule whose host matches `hostname`, in any
    * namespace, with or without a workload selector, whatever it exports to:
    * the subset clusters an endpoint change of the host can touch. A lookup
-   * by host (the endpoint path asks once per changed service; walking every
-   * rule cost tens of µs per change at a hundred rules).
+   * by host: the endpoint path asks once per changed service, before its
+   * push, and walking every rule of the mesh each time grew with the mesh.
    */
   subsetNames(hostname: string): ReadonlySet<string> {
     let out = this.subsetsByHost.get(hostname);
