@@ -27,7 +27,8 @@ if [[ $tier == all || $tier == unit ]]; then
       continue
     fi
     echo "# the unit tier on Node $("$bin" --version)"
-    "$bin" --test --test-reporter=dot --test-concurrency="${TEST_CONCURRENCY:-2}" "${unit[@]}" || { echo "# the unit tier FAILED on Node $("$bin" --version)"; others=1; }
+    if "$bin" --test --test-reporter=dot --test-concurrency="${TEST_CONCURRENCY:-2}" "${unit[@]}"; then echo "# the unit tier passed on Node $("$bin" --version) (${#unit[@]} files)"
+    else echo "# the unit tier FAILED on Node $("$bin" --version)"; others=1; fi
   done
 fi
 status=0
