@@ -122,42 +122,28 @@ export class DestinationRuleIndex {
 
   /** Subset names by hostname (subsetNames), built on first lookup of the host. */
   private subsetsByHost = new Map<string, ReadonlySet<string>>();
-  /** Rules by exact host, and the wildcard-host rules apart (subsetNames); built on first use. */
-  private byHost: { exact: Map<string, IndexedRule[]>; wildcard: IndexedRule[] } | undefined;
 
   /**
    * The subset names of every rule whose host matches `hostname`, in any
    * namespace, with or without a workload selector, whatever it exports to:
-   * the subset clusters an endpoint change of the host can touch. A lookup
-   * by host: the endpoint path asks once per changed service, before its
-   * push, and walking every rule of the mesh each time grew with the mesh.
+   * the subset clusters an endpoint change of the host can touch. Only the
+   * namespaces that may hold a rule for the host are read (`namespacesFor`):
+   * the endpoint path asks once per changed service, before its push, and
+   * walking every rule of the mesh each time grew with the mesh.
    */
   subsetNames(hostname: string): ReadonlySet<string> {
-    let out = this.subsetsByHost.get(hostname);
-    if (out) return out;
-    if (!this.byHost) {
-      const exact = new Map<string, IndexedRule[]>();
-      const wildcard: IndexedRule[] = [];
-      for (const r of this.all()) {
-        if (r.host.startsWith('*')) wildcard.push(r);
-        else {
-          const list = exact.get(r.host);
-          if (list) list.push(r);
-          else exact.set(r.host, [r]);
-        }
+    let names = this.subsetsByHost.get(hostname);
+    if (names) return names;
+    const found = new Set<string>();
+    for (const ns of this.namespacesFor(hostname)) {
+      for (const r of this.byNs.get(ns) ?? []) {
+        if (!hostMatches(r.host, hostname)) continue;
+        for (const s of (r.spec.subsets ?? []) as Array<{ name: string }>) found.add(s.name);
       }
-      this.byHost = { exact, wildcard };
     }
-    // A wildcard hostname (a ServiceEntry's) can match an exact rule host too: only then is every rule looked at.
-    const rules = hostname.startsWith('*') ? this.all() : [...(this.byHost.exact.get(hostname) ?? []), ...this.byHost.wildcard];
-    const names = new Set<string>();
-    for (const r of rules) {
-      if (!hostMatches(r.host, hostname)) continue;
-      for (const s of (r.spec.subsets ?? []) as Array<{ name: string }>) names.add(s.name);
-    }
-    out = names;
-    this.subsetsByHost.set(hostname, out);
-    return out;
+    names = found;
+    this.subsetsByHost.set(hostname, names);
+    return names;
   }
 
   all(): IndexedRule[] {
