@@ -92,7 +92,7 @@ export function sextantNode(env: NodeJS.ProcessEnv = process.env): { path: strin
   return { path, version: r.stdout.trim() };
 }
 
-export async function startPlane(name: PlaneName, kubeconfig: string, cores: number): Promise<RunningPlane> {
+export async function startPlane(name: PlaneName, kubeconfig: string, cores: number, sextantNodePath: string): Promise<RunningPlane> {
   const t0 = Date.now();
   if (name === 'sextant' || name === 'sextant-istio-debounce') {
     // The chart's container args and env, minus the in-cluster parts (ports are 0 on 127.0.0.1 here).
@@ -103,7 +103,7 @@ export async function startPlane(name: PlaneName, kubeconfig: string, cores: num
       // ISTIOD_BENCH_SEXTANT_NODE_OPTIONS: Node options for the daemon alone (e.g. `--import bench/scripts/cpu-profile.mjs` for a profile of the run; Node refuses --cpu-prof in NODE_OPTIONS).
       env: { POD_NAMESPACE: 'istio-system', POD_NAME: 'sextant-bench', NODE_OPTIONS: sextantNodeOptions(cores, process.env.ISTIOD_BENCH_SEXTANT_NODE_OPTIONS) },
       readyTimeoutMs: 600_000,
-      node: sextantNode().path,
+      node: sextantNodePath,
     });
     pin(s.process.pid!, cpuList(cores));
     return {

@@ -61,6 +61,8 @@ export interface IstiodBenchOptions {
   scopes: Scope[];
   planes: PlaneName[];
   cores: number;
+  /** The Node.js binary the daemon runs on and its version (sextantNode), resolved once, before any set-up. */
+  sextantNode: { path: string; version: string };
   log: (line: string) => void;
 }
 export type Scope = 'none' | 'sidecar';
@@ -77,6 +79,7 @@ export function optionsFromEnv(env: NodeJS.ProcessEnv = process.env): IstiodBenc
     scopes: listOf('ISTIOD_BENCH_SCOPES', 'none,sidecar') as Scope[],
     planes: listOf('ISTIOD_BENCH_PLANES', PLANES.join(',')) as PlaneName[],
     cores: num('ISTIOD_BENCH_CORES', cpus().length),
+    sextantNode: sextantNode(env),
     log: (l) => process.stderr.write(`[istiod-bench ${new Date().toISOString().slice(11, 19)}] ${l}\n`),
   };
 }
@@ -485,7 +488,7 @@ async function measurePlane(
   opts: IstiodBenchOptions,
 ): Promise<PlaneRun> {
   const n = proxies.length;
-  const plane = await startPlane(name, cluster.kubeconfig, opts.cores);
+  const plane = await startPlane(name, cluster.kubeconfig, opts.cores, opts.sextantNode.path);
   const clients = new Clients();
   try {
     await cpuQuiet(plane.pid, 60_000);
@@ -624,7 +627,7 @@ const ROWS: Array<[keyof Summary & string, string, (v: number) => string]> = [
 ];
 
 export interface IstiodBenchReport {
-  inputs: Omit<IstiodBenchOptions, 'log'> & { istiodUnlimitedEnv: Record<string, string>; cpuList: string; loadAverageAtStart: string };
+  inputs: Omit<IstiodBenchOptions, 'log' | 'sextantNode'> & { istiodUnlimitedEnv: Record<string, string>; cpuList: string; loadAverageAtStart: string };
   /** scope/N → plane → medians over runs. */
   summary: Record<string, Partial<Record<PlaneName, Summary>>>;
   runs: PlaneRun[];
@@ -734,7 +737,7 @@ function buildReport(opts: IstiodBenchOptions, runs: PlaneRun[], failures: Istio
   }
   const notes = [
     'One local cluster (scripts/cluster.sh: etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok) for every run; pods are kwok pods of Deployments, EndpointSlices come from the real EndpointSlice controller.',
-    `Sextant runs as the daemon (\`node apps/sextant/bin/sextant.js discovery --kubeconfig …\` on Node ${sextantNode().version} with the chart's flags, and NODE_OPTIONS=${sextantNodeOptions(opts.cores)} as the chart's v8PoolSize gives a pod of ${opts.cores} CPUs); istiod is` +
+    `Sextant runs as the daemon (\`node apps/sextant/bin/sextant.js discovery --kubeconfig …\` on Node ${opts.sextantNode.version} with the chart's flags, and NODE_OPTIONS=${sextantNodeOptions(opts.cores)} as the chart's v8PoolSize gives a pod of ${opts.cores} CPUs); istiod is` +
       " `pilot-discovery discovery --kubeconfig …` with GOMAXPROCS = the cores given; 'limits lifted' adds " +
       Object.entries(ISTIOD_UNLIMITED_ENV).map(([k, v]) => `${k}=${v}`).join(', ') + '.',
     `The clients run in ${clientProcs()} separate processes on the same machine (ISTIOD_BENCH_CLIENT_PROCS; they compete for the same cores; their CPU is not the control plane's, and is shown under it). Each client is one HTTP/2 connection from its own loopback address with one Delta ADS stream, node ID and metadata of a real pod of the mesh.`,
